@@ -1,0 +1,168 @@
+package twin
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/paulmach/orb"
+	"github.com/paulmach/orb/geojson"
+)
+
+// Feature is one twin object at one version. A *Feature held by the twin is
+// immutable: every change makes a new one (copy-on-write), so readers may
+// keep and share pointers without locks. Use Clone before modifying.
+type Feature struct {
+	ID       ID
+	Geometry orb.Geometry // WGS84 lon/lat; nil for a device not yet placed
+	Props    map[string]any
+	Version  uint64    // per-object, increases by one on every change
+	Updated  time.Time // when the object last changed (telemetry ts for tracked objects)
+	Observed time.Time // ts of the newest applied telemetry; zero when none
+	Region   []string  // region codes, outermost first
+	Grid     string    // grid code, "" when outside every grid
+	Cells    []uint64  // H3 cells: res 9 for points, a cover for lines and polygons
+	Source   string    // source id for idempotent imports (e.g. "osm:w123"); optional
+}
+
+// Clone returns a copy whose Props map, Region and Cells may be modified.
+// The geometry is shared: replace it rather than mutate it.
+func (f *Feature) Clone() *Feature {
+	c := *f
+	c.Props = make(map[string]any, len(f.Props)+2)
+	for k, v := range f.Props {
+		c.Props[k] = v
+	}
+	c.Region = append([]string(nil), f.Region...)
+	c.Cells = append([]uint64(nil), f.Cells...)
+	return &c
+}
+
+// Prop returns a property as a string ("" when absent or not a string).
+func (f *Feature) Prop(key string) string {
+	if f == nil {
+		return ""
+	}
+	s, _ := f.Props[key].(string)
+	return s
+}
+
+// Number returns a numeric property and whether it was present and numeric.
+func (f *Feature) Number(key string) (float64, bool) {
+	if f == nil {
+		return 0, false
+	}
+	return ToFloat(f.Props[key])
+}
+
+// ToFloat converts the numeric types found in decoded props to float64.
+func ToFloat(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case float32:
+		return float64(n), true
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	case uint64:
+		return float64(n), true
+	case int32:
+		return float64(n), true
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	}
+	return 0, false
+}
+
+// InRegion reports whether the object lies in the region with the given code
+// (the city code matches everything with a region path).
+func (f *Feature) InRegion(code string) bool {
+	for _, c := range f.Region {
+		if c == code {
+			return true
+		}
+	}
+	return false
+}
+
+// wireFeature is the GeoJSON form on every wire (HTTP, websocket, MQTT):
+// an RFC 7946 Feature whose foreign members carry the twin metadata.
+type wireFeature struct {
+	Type     string            `json:"type"`
+	ID       string            `json:"id"`
+	Layer    Layer             `json:"layer"`
+	Version  uint64            `json:"version"`
+	Updated  string            `json:"updated,omitempty"`
+	Observed string            `json:"observed,omitempty"`
+	Region   []string          `json:"region"`
+	Grid     string            `json:"grid,omitempty"`
+	Geometry *geojson.Geometry `json:"geometry"`
+	Props    map[string]any    `json:"properties"`
+}
+
+// MarshalJSON writes the feature as GeoJSON with twin metadata.
+func (f *Feature) MarshalJSON() ([]byte, error) {
+	w := wireFeature{Type: "Feature", ID: f.ID.String(), Layer: f.ID.Layer, Version: f.Version,
+		Region: f.Region, Grid: f.Grid, Props: f.Props}
+	if w.Region == nil {
+		w.Region = []string{}
+	}
+	if w.Props == nil {
+		w.Props = map[string]any{}
+	}
+	if !f.Updated.IsZero() {
+		w.Updated = f.Updated.UTC().Format(time.RFC3339Nano)
+	}
+	if !f.Observed.IsZero() {
+		w.Observed = f.Observed.UTC().Format(time.RFC3339Nano)
+	}
+	if f.Geometry != nil {
+		w.Geometry = geojson.NewGeometry(f.Geometry)
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON reads the GeoJSON form written by MarshalJSON. The id may be
+// absent (callers that know it from the URL set it afterwards).
+func (f *Feature) UnmarshalJSON(b []byte) error {
+	var w struct {
+		wireFeature
+		ID any `json:"id"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if w.Type != "" && w.Type != "Feature" {
+		return fmt.Errorf("geojson: type %q, want Feature", w.Type)
+	}
+	*f = Feature{Props: w.Props, Version: w.Version, Region: w.Region, Grid: w.Grid}
+	if s, ok := w.ID.(string); ok && s != "" {
+		if id, err := ParseID(s); err == nil {
+			f.ID = id
+		}
+	}
+	if w.Geometry != nil {
+		f.Geometry = w.Geometry.Geometry()
+	}
+	if w.Updated != "" {
+		t, err := time.Parse(time.RFC3339Nano, w.Updated)
+		if err != nil {
+			return fmt.Errorf("updated: %w", err)
+		}
+		f.Updated = t
+	}
+	if w.Observed != "" {
+		t, err := time.Parse(time.RFC3339Nano, w.Observed)
+		if err != nil {
+			return fmt.Errorf("observed: %w", err)
+		}
+		f.Observed = t
+	}
+	if f.Props == nil {
+		f.Props = map[string]any{}
+	}
+	return nil
+}

@@ -1,0 +1,383 @@
+package twin
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/paulmach/orb"
+	"github.com/tidwall/rtree"
+)
+
+// Errors a caller can act on.
+var (
+	ErrNotFound  = errors.New("object not found")
+	ErrDuplicate = errors.New("duplicate telemetry (same object and ts)")
+	ErrConflict  = errors.New("version conflict")
+)
+
+// Enricher computes where an object is: its H3 cells, region path and grid.
+// The twin calls it whenever an object's geometry is set or moves.
+// Implementations must be safe for concurrent use.
+type Enricher interface {
+	Locate(g orb.Geometry) (cells []uint64, region []string, grid string)
+}
+
+// Options configure a Twin. Zero values take defaults.
+type Options struct {
+	FeedSize int          // changes kept for resuming consumers; default 1<<20
+	Clock    clock.Clock  // default wall clock
+	Enricher Enricher     // default: no H3/region enrichment
+	Logger   *slog.Logger // default slog.Default()
+}
+
+// Twin is the in-memory city: every object's latest state, a spatial index per
+// layer, and the change feed. All methods are safe for concurrent use; the
+// *Feature values it hands out are immutable snapshots.
+type Twin struct {
+	opts Options
+	mu   sync.RWMutex
+	objs map[ID]*Feature
+	// tracked maps a telemetry name to its object (names are unique across
+	// TrackedLayers).
+	tracked map[string]ID
+	index   map[Layer]*rtree.RTreeG[*Feature]
+	count   map[Layer]int
+	feed    *Feed
+}
+
+// New makes an empty twin.
+func New(opts Options) *Twin {
+	if opts.FeedSize <= 0 {
+		opts.FeedSize = 1 << 20
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	t := &Twin{opts: opts, objs: map[ID]*Feature{}, tracked: map[string]ID{},
+		index: map[Layer]*rtree.RTreeG[*Feature]{}, count: map[Layer]int{}, feed: NewFeed(opts.FeedSize)}
+	for _, l := range Layers {
+		t.index[l] = &rtree.RTreeG[*Feature]{}
+	}
+	return t
+}
+
+// Feed returns the change feed.
+func (t *Twin) Feed() *Feed { return t.feed }
+
+// Clock returns the twin's clock.
+func (t *Twin) Clock() clock.Clock { return t.opts.Clock }
+
+// Get returns the object's current state.
+func (t *Twin) Get(id ID) (*Feature, bool) {
+	t.mu.RLock()
+	f, ok := t.objs[id]
+	t.mu.RUnlock()
+	return f, ok
+}
+
+// Resolve finds a tracked object (vehicle, worker, device) by its telemetry name.
+func (t *Twin) Resolve(name string) (ID, bool) {
+	t.mu.RLock()
+	id, ok := t.tracked[name]
+	t.mu.RUnlock()
+	return id, ok
+}
+
+// Count returns how many objects a layer holds.
+func (t *Twin) Count(l Layer) int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.count[l]
+}
+
+// Len returns the number of objects in the twin.
+func (t *Twin) Len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.objs)
+}
+
+// Search calls fn for each object of layer whose bounds intersect b, until fn
+// returns false. It returns the feed sequence number the result is consistent
+// with. fn runs under the twin's read lock: keep it short, do not call back
+// into the twin's mutating methods.
+func (t *Twin) Search(l Layer, b orb.Bound, fn func(*Feature) bool) uint64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if idx := t.index[l]; idx != nil {
+		idx.Search(b.Min, b.Max, func(_, _ [2]float64, f *Feature) bool { return fn(f) })
+	}
+	return t.feed.Last()
+}
+
+// Range calls fn for every object of a layer (nil geometry included), until
+// fn returns false, under the read lock; returns the consistent sequence number.
+func (t *Twin) Range(l Layer, fn func(*Feature) bool) uint64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for id, f := range t.objs {
+		if id.Layer == l && !fn(f) {
+			break
+		}
+	}
+	return t.feed.Last()
+}
+
+// View runs fn under the read lock with the consistent sequence number; used
+// for snapshots that must not interleave with changes (websocket subscribe).
+func (t *Twin) View(fn func(seq uint64, r Reader)) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	fn(t.feed.Last(), reader{t})
+}
+
+// Reader reads the twin while its lock is held (inside View).
+type Reader interface {
+	Get(id ID) (*Feature, bool)
+	Search(l Layer, b orb.Bound, fn func(*Feature) bool)
+}
+
+type reader struct{ t *Twin }
+
+func (r reader) Get(id ID) (*Feature, bool) { f, ok := r.t.objs[id]; return f, ok }
+func (r reader) Search(l Layer, b orb.Bound, fn func(*Feature) bool) {
+	if idx := r.t.index[l]; idx != nil {
+		idx.Search(b.Min, b.Max, func(_, _ [2]float64, f *Feature) bool { return fn(f) })
+	}
+}
+
+// Load puts stored objects into the twin without producing changes; used
+// once at start to rebuild the twin from the store. Objects keep their
+// stored version, region and cells (they are recomputed only when empty).
+func (t *Twin) Load(fs []*Feature) {
+	for _, f := range fs {
+		if f.Geometry != nil && f.Cells == nil && t.opts.Enricher != nil {
+			f.Cells, f.Region, f.Grid = t.opts.Enricher.Locate(f.Geometry)
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, f := range fs {
+		if old := t.objs[f.ID]; old != nil {
+			t.unindex(old)
+		}
+		t.insert(f)
+	}
+}
+
+// Put registers or replaces an object (an import, PUT /api/entities, a rule
+// writing an alert). The version becomes the old version plus one (or 1);
+// Updated is set to now; Observed is kept from the old state when unset.
+func (t *Twin) Put(f *Feature) (Change, error) {
+	if err := ValidName(f.ID.Name); err != nil {
+		return Change{}, err
+	}
+	if _, err := ParseLayer(string(f.ID.Layer)); err != nil {
+		return Change{}, err
+	}
+	nf := f.Clone()
+	t.locate(nf)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.objs[nf.ID]
+	if old == nil && isTracked(nf.ID.Layer) {
+		if other, taken := t.tracked[nf.ID.Name]; taken && other != nf.ID {
+			return Change{}, fmt.Errorf("%w: name %q is already used by %s (telemetry names are unique across vehicles, workers and devices)", ErrConflict, nf.ID.Name, other)
+		}
+	}
+	return t.commit(old, nf, nil), nil
+}
+
+// Update applies fn to the object's current state under the twin's lock and
+// commits what it returns (nil = no change). fn receives a clone it may
+// modify; it must be quick and must not call the twin. If the object does not
+// exist, fn receives nil and may return a new object to create it.
+func (t *Twin) Update(id ID, fn func(cur *Feature) (*Feature, error)) (Change, bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.objs[id]
+	var arg *Feature
+	if old != nil {
+		arg = old.Clone()
+	}
+	nf, err := fn(arg)
+	if err != nil || nf == nil {
+		return Change{}, false, err
+	}
+	nf.ID = id
+	if old == nil || !sameGeometry(old.Geometry, nf.Geometry) {
+		t.locate(nf) // geometry changed: recompute cells, region, grid
+	}
+	return t.commit(old, nf, nil), true, nil
+}
+
+// Delete removes an object.
+func (t *Twin) Delete(id ID) (Change, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.objs[id]
+	if old == nil {
+		return Change{}, fmt.Errorf("%s: %w", id, ErrNotFound)
+	}
+	t.unindex(old)
+	delete(t.objs, id)
+	t.count[id.Layer]--
+	if isTracked(id.Layer) {
+		delete(t.tracked, id.Name)
+	}
+	c := Change{Kind: Remove, Time: t.opts.Clock.Now(), Old: old}
+	t.feed.append(&c)
+	return c, nil
+}
+
+// Outcome says what ApplySample did with a sample.
+type Outcome uint8
+
+const (
+	// Applied: the sample moved the twin forward.
+	Applied Outcome = iota + 1
+	// HistoryOnly: the sample is older than the object's state; it was
+	// recorded for history but did not change the twin.
+	HistoryOnly
+)
+
+// ApplySample applies one telemetry sample to its object. A sample with the
+// same ts as the object's newest is ErrDuplicate; an older one yields a
+// History change only; a newer one updates position, speed, heading and
+// readings (and H3 cell, region and grid when it moves) and yields one Upsert.
+func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
+	var cells []uint64
+	var region []string
+	var grid string
+	if s.HasPos && t.opts.Enricher != nil {
+		cells, region, grid = t.opts.Enricher.Locate(s.Pos)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.objs[s.ID]
+	if old == nil {
+		return 0, Change{}, fmt.Errorf("%s: %w", s.ID, ErrNotFound)
+	}
+	if s.Time.Equal(old.Observed) {
+		return 0, Change{}, ErrDuplicate
+	}
+	if s.Time.Before(old.Observed) {
+		c := Change{Kind: History, Time: t.opts.Clock.Now(), Old: old, New: old, Sample: &s}
+		t.feed.append(&c)
+		return HistoryOnly, c, nil
+	}
+	nf := *old
+	nf.Props = make(map[string]any, len(old.Props)+3)
+	for k, v := range old.Props {
+		nf.Props[k] = v
+	}
+	nf.Observed = s.Time
+	nf.Updated = s.Time
+	if s.HasPos {
+		nf.Geometry = s.Pos
+		if t.opts.Enricher != nil {
+			nf.Cells, nf.Region, nf.Grid = cells, region, grid
+		}
+	}
+	if s.HasSpeed {
+		nf.Props["speed_kmh"] = s.SpeedKmh
+	}
+	if s.HasHeading {
+		nf.Props["heading"] = s.Heading
+	}
+	if len(s.Values) > 0 {
+		vals := map[string]any{}
+		if prev, ok := old.Props["values"].(map[string]any); ok {
+			for k, v := range prev {
+				vals[k] = v
+			}
+		}
+		for k, v := range s.Values {
+			vals[k] = v
+		}
+		nf.Props["values"] = vals
+	}
+	c := t.commitKeepTime(old, &nf, &s)
+	return Applied, c, nil
+}
+
+// locate fills cells, region and grid from the geometry.
+func (t *Twin) locate(f *Feature) {
+	if t.opts.Enricher == nil {
+		return
+	}
+	if f.Geometry == nil {
+		f.Cells, f.Region, f.Grid = nil, nil, ""
+		return
+	}
+	f.Cells, f.Region, f.Grid = t.opts.Enricher.Locate(f.Geometry)
+}
+
+// commit stores nf as the new state of its object, stamping version and time.
+// Caller holds t.mu.
+func (t *Twin) commit(old, nf *Feature, s *Sample) Change {
+	nf.Updated = t.opts.Clock.Now()
+	if old != nil && nf.Observed.IsZero() {
+		nf.Observed = old.Observed
+	}
+	return t.commitKeepTime(old, nf, s)
+}
+
+func (t *Twin) commitKeepTime(old, nf *Feature, s *Sample) Change {
+	if old != nil {
+		nf.Version = old.Version + 1
+		t.unindex(old)
+	} else if nf.Version == 0 {
+		nf.Version = 1
+	}
+	t.insert(nf)
+	c := Change{Kind: Upsert, Time: t.opts.Clock.Now(), Old: old, New: nf, Sample: s}
+	t.feed.append(&c)
+	return c
+}
+
+// insert adds f to the maps and index. Caller holds t.mu and has removed any old state.
+func (t *Twin) insert(f *Feature) {
+	if t.objs[f.ID] == nil {
+		t.count[f.ID.Layer]++
+	}
+	t.objs[f.ID] = f
+	if isTracked(f.ID.Layer) {
+		t.tracked[f.ID.Name] = f.ID
+	}
+	if f.Geometry != nil {
+		b := f.Geometry.Bound()
+		if idx := t.index[f.ID.Layer]; idx != nil {
+			idx.Insert(b.Min, b.Max, f)
+		}
+	}
+}
+
+func (t *Twin) unindex(f *Feature) {
+	if f.Geometry == nil {
+		return
+	}
+	b := f.Geometry.Bound()
+	if idx := t.index[f.ID.Layer]; idx != nil {
+		idx.Delete(b.Min, b.Max, f)
+	}
+}
+
+func isTracked(l Layer) bool { return l == Vehicles || l == Workers || l == Devices }
+
+func sameGeometry(a, b orb.Geometry) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return orb.Equal(a, b)
+}
+
+// Now returns the twin clock's time.
+func (t *Twin) Now() time.Time { return t.opts.Clock.Now() }
