@@ -1,0 +1,52 @@
+package auth
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/citytwin/citytwin/twin"
+)
+
+func TestSignParse(t *testing.T) {
+	k := Key(strings.Repeat("k", 32))
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	tok, err := k.Sign(Principal{Subject: "ops1", Role: Operator, Region: "500105"}, time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := k.Parse(tok, now.Add(time.Minute))
+	if err != nil || p.Role != Operator || p.Region != "500105" || p.Subject != "ops1" {
+		t.Fatalf("parse: %+v %v", p, err)
+	}
+	if _, err := k.Parse(tok, now.Add(2*time.Hour)); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("expired token accepted: %v", err)
+	}
+	tampered := tok[:len(tok)-2] + "xx"
+	if _, err := k.Parse(tampered, now); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("tampered token accepted: %v", err)
+	}
+	other := Key(strings.Repeat("o", 32))
+	if _, err := other.Parse(tok, now); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("token from another key accepted")
+	}
+	if _, err := k.Sign(Principal{Role: "king", Region: "500000"}, time.Hour, now); err == nil {
+		t.Fatal("unknown role signed")
+	}
+}
+
+func TestSees(t *testing.T) {
+	in := &twin.Feature{Region: []string{"500000", "500105", "500105002"}}
+	out := &twin.Feature{Region: []string{"500000", "500103", "500103001"}}
+	alert := &twin.Feature{Region: []string{"500000", "500103"}, Props: map[string]any{"regions": []any{"500103", "500105"}}}
+	street := Principal{Role: Operator, Region: "500105002"}
+	district := Principal{Role: Operator, Region: "500105"}
+	city := Principal{Role: Operator, Region: CityCode}
+	if !street.Sees(in) || street.Sees(out) || !district.Sees(in) || district.Sees(out) || !city.Sees(out) {
+		t.Fatal("scope by region path wrong")
+	}
+	if !district.Sees(alert) || street.Sees(alert) {
+		t.Fatal("alert regions: both districts see it, a street of neither does not")
+	}
+}

@@ -1,0 +1,217 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/citytwin/citytwin/auth"
+	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Access says who may call a route.
+type Access uint8
+
+const (
+	// Public routes need no token (health, metrics, the client's files).
+	Public Access = iota
+	// Read routes need any valid token (or anonymous loopback in demo mode).
+	Read
+	// Write routes need a token whose role is in Route.Roles.
+	Write
+)
+
+// Route is one mounted handler.
+type Route struct {
+	Pattern string // Go 1.22 ServeMux pattern, e.g. "GET /api/nearby"
+	Handler http.Handler
+	Access  Access
+	Roles   []auth.Role // for Write; empty = any role
+}
+
+// Check is a named readiness probe (store, broker).
+type Check struct {
+	Name string
+	Fn   func(context.Context) error
+}
+
+// Options configure the server.
+type Options struct {
+	Logger   *slog.Logger
+	Gatherer prometheus.Gatherer // for /metrics; default prometheus.DefaultGatherer
+	Key      auth.Key            // token signing secret; required unless every route is Public
+	// AnonymousLoopback lets requests from loopback addresses without a token
+	// read everything city-wide (the demo; logged at start). Writes still
+	// need a token.
+	AnonymousLoopback bool
+	Checks            []Check
+	Clock             clock.Clock
+	Routes            []Route
+}
+
+// Server is the HTTP front of one CityTwin process.
+type Server struct {
+	opts Options
+	mux  *http.ServeMux
+	log  *slog.Logger
+}
+
+// New builds the server's handler tree.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Gatherer == nil {
+		opts.Gatherer = prometheus.DefaultGatherer
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.ready)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	for _, rt := range opts.Routes {
+		s.mux.Handle(rt.Pattern, s.guard(rt))
+	}
+	return s
+}
+
+// ServeHTTP recovers from panics (answering a JSON 500, never a stack trace)
+// and dispatches.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+			WriteError(w, http.StatusInternalServerError, "internal error", nil)
+		}
+	}()
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		// Unknown path or method: JSON instead of the mux's plain text.
+		rec := &statusProbe{}
+		h.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", rec.Header().Get("Allow"))
+			WriteError(w, http.StatusMethodNotAllowed, "method not allowed", r.Method)
+			return
+		}
+		WriteError(w, http.StatusNotFound, "not found", r.URL.Path)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// statusProbe captures the status the mux's fallback handler would write.
+type statusProbe struct {
+	h      http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header {
+	if p.h == nil {
+		p.h = http.Header{}
+	}
+	return p.h
+}
+func (p *statusProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *statusProbe) WriteHeader(code int)        { p.status = code }
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	res := map[string]string{}
+	ok := true
+	for _, c := range s.opts.Checks {
+		if err := c.Fn(ctx); err != nil {
+			res[c.Name] = err.Error()
+			ok = false
+		} else {
+			res[c.Name] = "ok"
+		}
+	}
+	if !ok {
+		WriteJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "checks": res})
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": res})
+}
+
+// guard authenticates a request for a route and puts its principal in the context.
+func (s *Server) guard(rt Route) http.Handler {
+	if rt.Access == Public {
+		return rt.Handler
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err != nil {
+			if errors.Is(err, auth.ErrNoToken) && rt.Access == Read && s.opts.AnonymousLoopback && isLoopback(r) {
+				p = auth.Principal{Subject: "anonymous", Role: auth.Planner, Region: auth.CityCode}
+			} else {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="citytwin"`)
+				WriteError(w, http.StatusUnauthorized, "unauthorized", err.Error())
+				return
+			}
+		}
+		if rt.Access == Write && len(rt.Roles) > 0 && !hasRole(p.Role, rt.Roles) {
+			WriteError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("role %s may not do this", p.Role))
+			return
+		}
+		rt.Handler.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+	})
+}
+
+// authenticate reads a bearer token from the Authorization header or, for
+// websockets which cannot set headers, the access_token query parameter.
+func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
+	tok := ""
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, rest, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return auth.Principal{}, fmt.Errorf("%w: Authorization must be 'Bearer <token>'", auth.ErrBadToken)
+		}
+		tok = strings.TrimSpace(rest)
+	} else {
+		tok = r.URL.Query().Get("access_token")
+	}
+	if tok == "" {
+		return auth.Principal{}, auth.ErrNoToken
+	}
+	if len(s.opts.Key) == 0 {
+		return auth.Principal{}, fmt.Errorf("%w: server has no signing key", auth.ErrBadToken)
+	}
+	return s.opts.Key.Parse(tok, s.opts.Clock.Now())
+}
+
+func hasRole(r auth.Role, roles []auth.Role) bool {
+	if r == auth.Admin {
+		return true
+	}
+	for _, x := range roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+func isLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,113 @@
+package twin
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/paulmach/orb"
+)
+
+func newTestTwin(t *testing.T) (*Twin, *clock.Fake) {
+	t.Helper()
+	clk := clock.NewFake(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC))
+	return New(Options{FeedSize: 64, Clock: clk}), clk
+}
+
+func TestApplySampleOrdering(t *testing.T) {
+	tw, _ := newTestTwin(t)
+	id := NewID(Vehicles, "BP2968")
+	if _, err := tw.Put(&Feature{ID: id, Props: map[string]any{"kind": "muck_truck"}}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2016, 3, 1, 0, 0, 0, 0, time.UTC)
+	s := func(sec int, lon float64) Sample {
+		return Sample{ID: id, Time: t0.Add(time.Duration(sec) * time.Second), HasPos: true, Pos: orb.Point{lon, 29.6}}
+	}
+	if o, c, err := tw.ApplySample(s(10, 106.5)); err != nil || o != Applied || c.New.Version != 2 {
+		t.Fatalf("apply: %v %v %+v", o, err, c)
+	}
+	if _, _, err := tw.ApplySample(s(10, 106.5)); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("duplicate not detected: %v", err)
+	}
+	o, c, err := tw.ApplySample(s(5, 106.4))
+	if err != nil || o != HistoryOnly || c.Kind != History {
+		t.Fatalf("older sample: %v %v %v", o, c.Kind, err)
+	}
+	f, _ := tw.Get(id)
+	if f.Geometry.(orb.Point)[0] != 106.5 || f.Version != 2 {
+		t.Fatalf("older sample moved the twin back: %v v%d", f.Geometry, f.Version)
+	}
+	if _, _, err := tw.ApplySample(Sample{ID: NewID(Vehicles, "nope"), Time: t0}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown: %v", err)
+	}
+	got, err := tw.Feed().Since(0, 0)
+	if err != nil || len(got) != 3 || got[0].Seq != 1 || got[2].Seq != 3 {
+		t.Fatalf("feed: %d %v", len(got), err)
+	}
+	var n int
+	tw.Search(Vehicles, orb.Bound{Min: orb.Point{106, 29}, Max: orb.Point{107, 30}}, func(*Feature) bool { n++; return true })
+	if n != 1 || tw.Count(Vehicles) != 1 {
+		t.Fatalf("index holds %d, count %d", n, tw.Count(Vehicles))
+	}
+}
+
+func TestFeedWindow(t *testing.T) {
+	f := NewFeed(16)
+	cur := f.Subscribe()
+	defer cur.Close()
+	for i := 0; i < 40; i++ {
+		f.append(&Change{Kind: Upsert})
+	}
+	select {
+	case <-cur.C():
+	default:
+		t.Fatal("cursor not signalled")
+	}
+	if _, err := f.Since(3, 0); !errors.Is(err, ErrTooOld) {
+		t.Fatalf("want ErrTooOld, got %v", err)
+	}
+	cs, err := f.Since(30, 5)
+	if err != nil || len(cs) != 5 || cs[0].Seq != 31 || cs[4].Seq != 35 {
+		t.Fatalf("since: %v %v", cs, err)
+	}
+	if f.Last() != 40 {
+		t.Fatalf("last %d", f.Last())
+	}
+}
+
+func TestPutDeleteAndJSON(t *testing.T) {
+	tw, _ := newTestTwin(t)
+	id := NewID(Buildings, "b1")
+	poly := orb.Polygon{{{106.5, 29.5}, {106.51, 29.5}, {106.51, 29.51}, {106.5, 29.5}}}
+	c, err := tw.Put(&Feature{ID: id, Geometry: poly, Props: map[string]any{"height_m": 80.0}})
+	if err != nil || c.Old != nil || c.New.Version != 1 {
+		t.Fatal(err)
+	}
+	c, _ = tw.Put(&Feature{ID: id, Geometry: poly, Props: map[string]any{"height_m": 90.0}})
+	if c.New.Version != 2 || tw.Count(Buildings) != 1 {
+		t.Fatalf("version %d count %d", c.New.Version, tw.Count(Buildings))
+	}
+	b, err := json.Marshal(c.New)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Feature
+	if err := json.Unmarshal(b, &back); err != nil || back.ID != id || back.Version != 2 || back.Props["height_m"] != 90.0 {
+		t.Fatalf("roundtrip %s: %+v %v", b, back, err)
+	}
+	if _, err := tw.Put(&Feature{ID: NewID(Devices, "BP1")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Put(&Feature{ID: NewID(Vehicles, "BP1")}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("telemetry name reused across layers: %v", err)
+	}
+	if _, err := tw.Delete(id); err != nil || tw.Count(Buildings) != 0 {
+		t.Fatal("delete")
+	}
+	if _, err := tw.Put(&Feature{ID: ID{Layer: "nope", Name: "x"}}); err == nil {
+		t.Fatal("unknown layer accepted")
+	}
+}
