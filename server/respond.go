@@ -4,24 +4,15 @@
 package server
 
 import (
-	"encoding/json"
 	"net/http"
-)
 
-// Error is the JSON error body of every failed request (CONTRACT §5).
-type Error struct {
-	Error  string `json:"error"`
-	Detail any    `json:"detail,omitempty"`
-}
+	"github.com/citytwin/citytwin/internal/httpx"
+)
 
 // WriteError answers status with {"error": msg, "detail": detail}.
 func WriteError(w http.ResponseWriter, status int, msg string, detail any) {
-	WriteJSON(w, status, Error{Error: msg, Detail: detail})
+	httpx.Error(w, status, msg, detail)
 }
 
 // WriteJSON answers status with v as JSON.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func WriteJSON(w http.ResponseWriter, status int, v any) { httpx.JSON(w, status, v) }
