@@ -1,0 +1,52 @@
+package telemetry
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Reason is the machine-readable cause of a rejected message. It is the
+// "reason" field of a dead letter and the label of twin_deadletter_total, so
+// the set is small and stable.
+type Reason string
+
+// Reasons a message can be rejected for (CONTRACT §3).
+const (
+	BadJSON       Reason = "bad_json"       // not a JSON object
+	BadTS         Reason = "bad_ts"         // ts present but not RFC 3339 / epoch ms
+	MissingTS     Reason = "missing_ts"     // no ts
+	OutOfRange    Reason = "out_of_range"   // lon/lat (or speed) outside its domain
+	NotFinite     Reason = "not_finite"     // NaN or ±Inf, literally or by overflow
+	FutureTS      Reason = "future_ts"      // ts beyond now + Limits.MaxFuture
+	Oversized     Reason = "oversized"      // payload larger than Limits.MaxBytes
+	BadField      Reason = "bad_field"      // a known field with the wrong type
+	UnknownDevice Reason = "unknown_device" // set by callers: the name resolves to no object
+)
+
+// Error is a rejected message. Callers dead-letter it with Reason.
+type Error struct {
+	Reason Reason
+	Detail string
+}
+
+func (e *Error) Error() string {
+	if e.Detail == "" {
+		return "telemetry: " + string(e.Reason)
+	}
+	return "telemetry: " + string(e.Reason) + ": " + e.Detail
+}
+
+// Errorf builds an *Error; callers use it for UnknownDevice.
+func Errorf(r Reason, format string, args ...any) *Error {
+	return &Error{Reason: r, Detail: fmt.Sprintf(format, args...)}
+}
+
+// ReasonOf returns the reason of a telemetry error anywhere in err's chain,
+// and "" when err carries none.
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}
