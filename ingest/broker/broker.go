@@ -1,0 +1,92 @@
+// Package broker runs the embedded MQTT broker (mochi-mqtt) that `twin serve`
+// starts when no external broker is configured (--mqtt empty). The ingest
+// client (ingest/mqttin) connects to it over TCP exactly as it would to an
+// external broker, so there is one code path for both.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// ErrAddrInUse is wrapped by Start when the listen address is taken, most
+// often by another MQTT broker (e.g. Mosquitto on 1883).
+var ErrAddrInUse = errors.New("address already in use")
+
+// Broker is a running embedded broker. It accepts every client (the broker
+// listens on loopback by default; access control is the HTTP API's job).
+// Close is safe to call more than once and from any goroutine.
+type Broker struct {
+	srv    *mqtt.Server
+	addr   string
+	once   sync.Once
+	stopCh chan struct{}
+}
+
+// Start listens on addr (host:port; port 0 picks a free one) and serves
+// until ctx is cancelled or Close is called. When the port is taken the error
+// wraps ErrAddrInUse and tells the operator what to do.
+func Start(ctx context.Context, addr string, logger *slog.Logger) (*Broker, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: logger.With("component", "mqtt-broker")})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("broker: add auth hook: %w", err)
+	}
+	tcp := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: addr})
+	if err := srv.AddListener(tcp); err != nil {
+		if isAddrInUse(err) {
+			return nil, fmt.Errorf("%s is already in use (another MQTT broker?); pass --mqtt tcp://%s to use it or --mqtt-listen to pick another port: %w",
+				addr, addr, ErrAddrInUse)
+		}
+		return nil, fmt.Errorf("broker: listen on %s: %w", addr, err)
+	}
+	if err := srv.Serve(); err != nil {
+		_ = srv.Close()
+		return nil, fmt.Errorf("broker: serve: %w", err)
+	}
+	b := &Broker{srv: srv, addr: tcp.Address(), stopCh: make(chan struct{})}
+	go func() {
+		select {
+		case <-ctx.Done():
+			b.Close()
+		case <-b.stopCh:
+		}
+	}()
+	logger.Info("embedded MQTT broker listening", "addr", b.addr)
+	return b, nil
+}
+
+// Addr returns the address the broker listens on (host:port), with the
+// real port when Start was given port 0.
+func (b *Broker) Addr() string { return b.addr }
+
+// URL returns the broker URL clients use, e.g. tcp://127.0.0.1:1883.
+func (b *Broker) URL() string { return "tcp://" + b.addr }
+
+// Close disconnects every client and stops listening; the port is free
+// again when Close returns.
+func (b *Broker) Close() {
+	b.once.Do(func() {
+		close(b.stopCh)
+		_ = b.srv.Close()
+	})
+}
+
+func isAddrInUse(err error) bool {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && errors.Is(op.Err, syscall.EADDRINUSE)
+}
