@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/citytwin/citytwin/twin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -239,4 +241,17 @@ func BenchmarkDecodeStdlib(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+func TestMetricsShared(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a, b := NewMetrics(reg), NewMetrics(reg)
+	a.Messages.WithLabelValues("mqtt", OutcomeApplied).Inc()
+	b.Messages.WithLabelValues("mqtt", OutcomeApplied).Inc()
+	if got := testutil.ToFloat64(a.Messages.WithLabelValues("mqtt", OutcomeApplied)); got != 2 {
+		t.Fatalf("shared counter %v, want 2", got)
+	}
+	if n, err := testutil.GatherAndCount(reg, "twin_ingest_messages_total"); err != nil || n != 1 {
+		t.Fatalf("series %d err %v", n, err)
+	}
 }
