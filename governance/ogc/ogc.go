@@ -4,7 +4,6 @@
 package ogc
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -168,10 +167,10 @@ func (a *API) Item(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b := base(r) + "/collections/" + string(id.Layer)
-	httpx.ContentJSON(w, http.StatusOK, geoJSON, withLinks{f, []link{
+	httpx.ContentJSON(w, http.StatusOK, geoJSON, twin.WithMembers{F: f, Members: map[string]any{"links": []link{
 		{Href: b + "/items/" + url.PathEscape(id.Name), Rel: "self", Type: geoJSON},
 		{Href: b, Rel: "collection", Type: "application/json"},
-	}})
+	}}})
 }
 
 // query is a parsed items request.
@@ -360,29 +359,6 @@ func pageURL(self string, v url.Values, offset, limit int) string {
 	c.Set("offset", strconv.Itoa(offset))
 	c.Set("limit", strconv.Itoa(limit))
 	return self + "?" + c.Encode()
-}
-
-// withLinks marshals a feature with an OGC "links" member added.
-type withLinks struct {
-	f     *twin.Feature
-	links []link
-}
-
-func (w withLinks) MarshalJSON() ([]byte, error) {
-	b, err := w.f.MarshalJSON()
-	if err != nil {
-		return nil, err
-	}
-	lb, err := json.Marshal(w.links)
-	if err != nil {
-		return nil, err
-	}
-	// b ends with '}': splice the links member in.
-	out := make([]byte, 0, len(b)+len(lb)+10)
-	out = append(out, b[:len(b)-1]...)
-	out = append(out, `,"links":`...)
-	out = append(out, lb...)
-	return append(out, '}'), nil
 }
 
 func principal(r *http.Request) auth.Principal {

@@ -1,0 +1,176 @@
+package query
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/citytwin/citytwin/auth"
+	"github.com/citytwin/citytwin/spatial/sphere"
+	"github.com/citytwin/citytwin/twin"
+	"github.com/paulmach/orb"
+	h3 "github.com/uber/h3-go/v4"
+)
+
+var city = auth.Principal{Role: auth.Operator, Region: auth.CityCode}
+
+// scatter puts n incidents uniformly over a 20 km box; odd ones in street
+// 500105002, even ones in 500103001.
+func scatter(tb testing.TB, n int) *twin.Twin {
+	tb.Helper()
+	tw := twin.New(twin.Options{FeedSize: 1024})
+	rng := rand.New(rand.NewSource(1))
+	fs := make([]*twin.Feature, n)
+	for i := range fs {
+		region := []string{"500000", "500103", "500103001"}
+		if i%2 == 1 {
+			region = []string{"500000", "500105", "500105002"}
+		}
+		pt := orb.Point{106.45 + rng.Float64()*0.2, 29.5 + rng.Float64()*0.18}
+		fs[i] = &twin.Feature{ID: twin.NewID(twin.Incidents, fmt.Sprintf("i%07d", i)), Version: 1,
+			Geometry: pt, Region: region, Cells: []uint64{uint64(h3.LatLngToCell(h3.NewLatLng(pt[1], pt[0]), 9))},
+			Props: map[string]any{"state": "reported", "type": "litter"}}
+	}
+	tw.Load(fs)
+	return tw
+}
+
+func TestNearbyMatchesBruteForce(t *testing.T) {
+	tw := scatter(t, 5000)
+	a := New(tw, Options{})
+	at := orb.Point{106.55, 29.58}
+	street := auth.Principal{Role: auth.Field, Region: "500105002"}
+	for _, p := range []auth.Principal{city, street} {
+		hits := a.Nearby(p, twin.Incidents, at, 1500, 10)
+		var want []float64
+		tw.Range(twin.Incidents, func(f *twin.Feature) bool {
+			if d := sphere.Distance(at, f.Geometry.(orb.Point)); d <= 1500 && p.Sees(f) {
+				want = append(want, d)
+			}
+			return true
+		})
+		sort.Float64s(want)
+		if len(want) > 10 {
+			want = want[:10]
+		}
+		if len(hits) != len(want) || len(hits) == 0 {
+			t.Fatalf("%s: got %d hits want %d", p.Region, len(hits), len(want))
+		}
+		for i, h := range hits {
+			if h.DistanceM != want[i] || !p.Sees(h.F) {
+				t.Fatalf("%s: hit %d at %.1f m, want %.1f", p.Region, i, h.DistanceM, want[i])
+			}
+		}
+	}
+}
+
+func TestHandlers(t *testing.T) {
+	tw := scatter(t, 2000)
+	tw.Load([]*twin.Feature{{ID: twin.NewID(twin.Regions, "500105"), Version: 1, Region: []string{"500000", "500105"},
+		Props: map[string]any{"code": "500105", "name": "Jiangbei", "level": "district"}}})
+	a := New(tw, Options{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/nearby", a.NearbyHandler)
+	mux.HandleFunc("GET /api/h3", a.H3Handler)
+	mux.HandleFunc("GET /api/regions/{code}/summary", a.SummaryHandler)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := auth.Principal{Role: auth.Planner, Region: r.Header.Get("X-Region")}
+		mux.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+	}))
+	defer srv.Close()
+	get := func(path, region string, into any) int {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("X-Region", region)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if into != nil {
+			json.NewDecoder(res.Body).Decode(into)
+		}
+		return res.StatusCode
+	}
+	var near struct {
+		Features []struct {
+			ID        string   `json:"id"`
+			DistanceM float64  `json:"distance_m"`
+			Region    []string `json:"region"`
+		} `json:"features"`
+	}
+	if code := get("/api/nearby?layer=incidents&lon=106.55&lat=29.58&radius_m=2000&limit=5", "500105002", &near); code != 200 || len(near.Features) != 5 {
+		t.Fatalf("nearby: %d %d", code, len(near.Features))
+	}
+	for i, f := range near.Features {
+		if f.Region[2] != "500105002" || (i > 0 && f.DistanceM < near.Features[i-1].DistanceM) {
+			t.Fatalf("nearby leak or order: %+v", near.Features)
+		}
+	}
+	for _, bad := range []string{"lon=200&lat=29", "lat=29", "lon=106&lat=29&radius_m=-1", "lon=106&lat=29&limit=0", "layer=nope&lon=1&lat=1"} {
+		if code := get("/api/nearby?"+bad, "500000", nil); code != 400 {
+			t.Fatalf("%s: %d", bad, code)
+		}
+	}
+	var agg struct {
+		Cells []Cell `json:"cells"`
+	}
+	get("/api/h3?layer=incidents&res=7", "500105", &agg)
+	total := 0
+	for _, c := range agg.Cells {
+		total += c.Count
+	}
+	if total != 1000 {
+		t.Fatalf("h3 counts %d in scope, want 1000", total)
+	}
+	var sum Summary
+	if code := get("/api/regions/500105/summary", "500105", &sum); code != 200 || sum.IncidentsState["reported"] != 1000 || sum.Name != "Jiangbei" {
+		t.Fatalf("summary: %d %+v", code, sum)
+	}
+	if code := get("/api/regions/500105/summary", "500103", nil); code != 404 {
+		t.Fatalf("summary out of scope: %d", code)
+	}
+}
+
+// BenchmarkNearby: k=10 among 1,000,000 incidents (CONTRACT §5 nearby).
+func BenchmarkNearby1M(b *testing.B) {
+	tw := scatter(b, 1_000_000)
+	a := New(tw, Options{})
+	rng := rand.New(rand.NewSource(2))
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		at := orb.Point{106.45 + rng.Float64()*0.2, 29.5 + rng.Float64()*0.18}
+		t0 := time.Now()
+		if len(a.Nearby(city, twin.Incidents, at, 2000, 10)) != 10 {
+			b.Fatal("fewer than 10")
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkH3Res8: whole-city aggregate of 50,000 objects at res 8.
+func TestParentMatchesH3(t *testing.T) {
+	c := h3.LatLngToCell(h3.NewLatLng(29.56, 106.55), 9)
+	for res := 0; res <= 9; res++ {
+		if got, want := parent(uint64(c), res), uint64(c.Parent(res)); got != want {
+			t.Fatalf("res %d: %x want %x", res, got, want)
+		}
+	}
+}
+
+func BenchmarkH3Res8(b *testing.B) {
+	tw := scatter(b, 50_000)
+	a := New(tw, Options{})
+	all := orb.Bound{Min: orb.Point{-180, -90}, Max: orb.Point{180, 90}}
+	for i := 0; i < b.N; i++ {
+		a.Aggregate(city, twin.Incidents, 8, all, "")
+	}
+}
