@@ -1,0 +1,316 @@
+// Package locate is the twin's Enricher: for any geometry it computes the H3
+// cells it occupies, its region path (city -> district -> street) and its
+// grid code, from in-memory indexes of the regions and grids layers.
+//
+// The indexes are immutable snapshots swapped atomically by Reset, so Locate
+// never takes a lock and never sees a half-built index.
+package locate
+
+import (
+	"slices"
+	"sync/atomic"
+
+	"github.com/paulmach/orb"
+
+	"github.com/citytwin/citytwin/spatial/hex"
+	"github.com/citytwin/citytwin/spatial/planar"
+	"github.com/citytwin/citytwin/twin"
+)
+
+// DefaultCity is the Chongqing municipality adcode, the root of every region
+// path when the regions layer has no city polygon.
+const DefaultCity = "500000"
+
+// Region levels (the `level` prop of the regions layer).
+const (
+	LevelCity     = "city"
+	LevelDistrict = "district"
+	LevelStreet   = "street"
+)
+
+// Locator computes cells, region path and grid for geometries. It is safe
+// for concurrent use; Reset may run while Locate is being called.
+type Locator struct {
+	idx atomic.Pointer[index]
+	// bucketed selects the H3-bucket region index instead of the R-tree.
+	// Both give the same answers; benchmarks in this package decide the
+	// default (see New).
+	bucketed bool
+}
+
+var _ twin.Enricher = (*Locator)(nil)
+
+// New returns a Locator with no regions or grids: Locate yields cells only
+// until Reset loads them. It uses the H3-bucket region index, which the
+// package benchmarks measured faster than the R-tree for point lookups
+// (most points fall in a bucket wholly inside one street: no polygon test).
+func New() *Locator {
+	l := &Locator{bucketed: true}
+	l.idx.Store(buildIndex(nil, nil, l.bucketed))
+	return l
+}
+
+// newRTree returns a Locator using the R-tree region index (benchmarks and
+// cross-checks).
+func newRTree() *Locator {
+	l := &Locator{}
+	l.idx.Store(buildIndex(nil, nil, false))
+	return l
+}
+
+// Reset replaces the regions and grids the locator knows. regions are
+// features of the regions layer (props level, code, parent; Polygon or
+// MultiPolygon geometry), grids those of the grids layer (props code;
+// polygon geometry). Features with other geometries or without a code are
+// ignored. Building the index costs a few milliseconds per hundred streets;
+// call it when those layers change, not per object.
+func (l *Locator) Reset(regions, grids []*twin.Feature) {
+	l.idx.Store(buildIndex(regions, grids, l.bucketed))
+}
+
+// Locate returns the res-9 H3 cover of g (one cell for a point), the region
+// codes containing g's representative point (planar.Centroid) outermost
+// first, and the code of the grid whose cell holds that point ("" when none).
+// The region path is nil when the point is in no known region.
+func (l *Locator) Locate(g orb.Geometry) (cells []uint64, region []string, grid string) {
+	if g == nil {
+		return nil, nil, ""
+	}
+	idx := l.idx.Load()
+	var rep orb.Point
+	var repCell uint64
+	if p, ok := g.(orb.Point); ok {
+		rep = p
+		repCell = hex.PointCell(p, hex.PointRes)
+		if repCell != 0 {
+			cells = []uint64{repCell}
+		}
+	} else {
+		cells = hex.Cover(g, hex.PointRes)
+		var ok bool
+		if rep, ok = planar.Centroid(g); !ok {
+			return cells, nil, ""
+		}
+		repCell = hex.PointCell(rep, hex.PointRes)
+	}
+	if repCell == 0 {
+		return cells, nil, "" // invalid coordinates
+	}
+	return cells, idx.path(rep, repCell), idx.grids[repCell]
+}
+
+// Path returns the region path of one point, as Locate would.
+func (l *Locator) Path(p orb.Point) []string {
+	c := hex.PointCell(p, hex.PointRes)
+	if c == 0 {
+		return nil
+	}
+	return l.idx.Load().path(p, c)
+}
+
+// Region returns the region feature with the given code, or nil.
+func (l *Locator) Region(code string) *twin.Feature {
+	if r := l.idx.Load().byCode[code]; r != nil {
+		return r.f
+	}
+	return nil
+}
+
+// index is one immutable snapshot of the regions and grids.
+type index struct {
+	city      string
+	cities    finder // city polygons; empty when none given
+	hasCity   bool
+	districts finder
+	streets   finder
+	byCode    map[string]*region
+	grids     map[uint64]string // res-9 cell -> grid code
+}
+
+// region is one areal region prepared for containment tests.
+type region struct {
+	code, parent, level string
+	geom                orb.Geometry // Polygon or MultiPolygon
+	bound               orb.Bound
+	f                   *twin.Feature
+}
+
+func (r *region) contains(p orb.Point) bool {
+	return r.bound.Contains(p) && planar.Contains(r.geom, p)
+}
+
+// finder answers "which region of one level contains p". When regions of a
+// level overlap, the lowest code wins, so answers do not depend on the
+// index kind.
+type finder interface {
+	find(p orb.Point, cell uint64) *region
+}
+
+func buildIndex(regions, grids []*twin.Feature, bucketed bool) *index {
+	idx := &index{city: DefaultCity, byCode: map[string]*region{}, grids: map[uint64]string{}}
+	levels := map[string][]*region{}
+	for _, f := range regions {
+		r := newRegion(f)
+		if r == nil {
+			continue
+		}
+		levels[r.level] = append(levels[r.level], r)
+	}
+	for _, rs := range levels {
+		slices.SortFunc(rs, func(a, b *region) int { return cmpStr(a.code, b.code) })
+	}
+	// Lower levels first so that a code used at two levels maps to the
+	// outer one, as paths name it.
+	for _, lv := range []string{LevelStreet, LevelDistrict, LevelCity} {
+		for _, r := range levels[lv] {
+			idx.byCode[r.code] = r
+		}
+	}
+	if cs := levels[LevelCity]; len(cs) > 0 {
+		idx.city = cs[0].code
+		idx.hasCity = true
+	}
+	mk := func(rs []*region) finder {
+		if bucketed {
+			return newBuckets(rs)
+		}
+		return newRTreeFinder(rs)
+	}
+	idx.cities = newLinear(levels[LevelCity])
+	idx.districts = mk(levels[LevelDistrict])
+	idx.streets = mk(levels[LevelStreet])
+	idx.grids = gridCells(grids)
+	return idx
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func newRegion(f *twin.Feature) *region {
+	if f == nil {
+		return nil
+	}
+	code, level := f.Prop("code"), f.Prop("level")
+	if code == "" || (level != LevelCity && level != LevelDistrict && level != LevelStreet) {
+		return nil
+	}
+	switch f.Geometry.(type) {
+	case orb.Polygon, orb.MultiPolygon:
+	default:
+		return nil
+	}
+	return &region{code: code, parent: f.Prop("parent"), level: level, geom: f.Geometry, bound: f.Geometry.Bound(), f: f}
+}
+
+// path builds [city, district, street] for p (cell is p's res-9 cell). A
+// street's district is its parent prop when that names a known district,
+// else the district containing p. With city polygons loaded, a point outside
+// all of them and in no district has no path.
+func (idx *index) path(p orb.Point, cell uint64) []string {
+	street := idx.streets.find(p, cell)
+	var district *region
+	districtCode := ""
+	if street != nil {
+		if d := idx.byCode[street.parent]; d != nil && d.level == LevelDistrict {
+			district = d
+		} else {
+			districtCode = street.parent
+		}
+	}
+	if district == nil && districtCode == "" {
+		district = idx.districts.find(p, cell)
+	}
+	if district != nil {
+		districtCode = district.code
+	}
+	city := idx.city
+	if street == nil && districtCode == "" {
+		if !idx.hasCity {
+			return nil
+		}
+		c := idx.cities.find(p, cell)
+		if c == nil {
+			return nil
+		}
+		return []string{c.code}
+	}
+	out := make([]string, 0, 3)
+	out = append(out, city)
+	if districtCode != "" {
+		out = append(out, districtCode)
+	}
+	if street != nil {
+		out = append(out, street.code)
+	}
+	return out
+}
+
+// linear is a finder for a handful of regions (the city).
+type linear []*region
+
+func newLinear(rs []*region) linear { return linear(rs) }
+
+func (l linear) find(p orb.Point, _ uint64) *region {
+	for _, r := range l { // sorted by code: first match is lowest
+		if r.contains(p) {
+			return r
+		}
+	}
+	return nil
+}
+
+// gridCells maps each res-9 cell whose centre lies inside a grid polygon to
+// that grid's code (lowest code wins on overlap). A grid too small to hold
+// any cell centre gets the cell of its representative point. Default grids
+// (MakeGrids) are exactly one cell each.
+func gridCells(grids []*twin.Feature) map[uint64]string {
+	type g struct {
+		code string
+		geom orb.Geometry
+	}
+	var gs []g
+	for _, f := range grids {
+		if f == nil {
+			continue
+		}
+		code := f.Prop("code")
+		if code == "" {
+			code = f.ID.Name
+		}
+		switch f.Geometry.(type) {
+		case orb.Polygon, orb.MultiPolygon:
+			gs = append(gs, g{code, f.Geometry})
+		}
+	}
+	slices.SortFunc(gs, func(a, b g) int { return cmpStr(a.code, b.code) })
+	out := make(map[uint64]string, len(gs))
+	for _, x := range gs {
+		n := 0
+		for _, c := range hex.Cover(x.geom, hex.PointRes) {
+			if !planar.Contains(x.geom, hex.CellCenter(c)) {
+				continue
+			}
+			n++
+			if _, taken := out[c]; !taken {
+				out[c] = x.code
+			}
+		}
+		if n == 0 {
+			if p, ok := planar.Centroid(x.geom); ok {
+				if c := hex.PointCell(p, hex.PointRes); c != 0 {
+					if _, taken := out[c]; !taken {
+						out[c] = x.code
+					}
+				}
+			}
+		}
+	}
+	return out
+}
