@@ -1,0 +1,430 @@
+// Package incidents runs the grid-worker loop of the governance centres:
+// incidents are reported (duplicates merge), dispatched to the nearest
+// available grid worker, accepted, reached, resolved and closed, each step
+// an action with actor and time. SLA clocks (1 minute to accept, 5 to
+// arrive, 10 to report after arriving, by default) escalate a late incident
+// one tier (street -> district -> city) and raise an alert.
+//
+// Incidents are ordinary twin objects: every step is a twin change (so the
+// websocket, tiles and store writer see it) and the deadlines live in the
+// object's props, so timers survive a restart with the store.
+package incidents
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/citytwin/citytwin/auth"
+	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/citytwin/citytwin/spatial/sphere"
+	"github.com/citytwin/citytwin/twin"
+	"github.com/paulmach/orb"
+)
+
+// Lifecycle states, in order.
+const (
+	Reported   = "reported"
+	Dispatched = "dispatched"
+	Accepted   = "accepted"
+	Arrived    = "arrived"
+	Resolved   = "resolved"
+	Closed     = "closed"
+)
+
+// Errors the HTTP layer maps to statuses.
+var (
+	ErrNotFound   = errors.New("incident not found")
+	ErrTransition = errors.New("action not allowed in this state")
+	ErrForbidden  = errors.New("not allowed for this role")
+	ErrTooFar     = errors.New("worker is not at the incident")
+	ErrNoWorker   = errors.New("no available worker")
+	ErrBadReport  = errors.New("bad report")
+)
+
+// SLA holds the time allowed for each step.
+type SLA struct {
+	Accept time.Duration // from dispatch to accept; default 1 min
+	Arrive time.Duration // from accept to arrive; default 5 min
+	Report time.Duration // from arrive to resolve (the report); default 10 min
+}
+
+// Options configure the service.
+type Options struct {
+	Clock         clock.Clock
+	Logger        *slog.Logger
+	SLA           SLA
+	MergeRadiusM  float64       // duplicates within this distance merge; default 50
+	MergeWindow   time.Duration // ... and this time; default 30 min
+	ArriveRadiusM float64       // arrive needs the worker this close; default 50
+	AutoDispatch  bool          // dispatch on report when a worker is available
+}
+
+// Service runs the incident loop over a twin. Safe for concurrent use: every
+// mutation goes through twin.Update, which serialises per object.
+type Service struct {
+	tw   *twin.Twin
+	opts Options
+	log  *slog.Logger
+}
+
+// New makes the service.
+func New(tw *twin.Twin, opts Options) *Service {
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.SLA.Accept <= 0 {
+		opts.SLA.Accept = time.Minute
+	}
+	if opts.SLA.Arrive <= 0 {
+		opts.SLA.Arrive = 5 * time.Minute
+	}
+	if opts.SLA.Report <= 0 {
+		opts.SLA.Report = 10 * time.Minute
+	}
+	if opts.MergeRadiusM <= 0 {
+		opts.MergeRadiusM = 50
+	}
+	if opts.MergeWindow <= 0 {
+		opts.MergeWindow = 30 * time.Minute
+	}
+	if opts.ArriveRadiusM <= 0 {
+		opts.ArriveRadiusM = 50
+	}
+	return &Service{tw: tw, opts: opts, log: opts.Logger}
+}
+
+// Report is a new incident as reported by a person or a rule.
+type Report struct {
+	Type        string  `json:"type"`
+	Lon         float64 `json:"lon"`
+	Lat         float64 `json:"lat"`
+	Description string  `json:"description"`
+	Reporter    string  `json:"reporter"` // defaults to the principal's subject
+}
+
+// Report files an incident, or merges it into an open one of the same type
+// within MergeRadiusM and MergeWindow (counting reports). It returns the
+// incident and whether it merged.
+func (s *Service) Report(p auth.Principal, r Report) (*twin.Feature, bool, error) {
+	if r.Type == "" || len(r.Type) > 64 {
+		return nil, false, fmt.Errorf("%w: type is required (at most 64 bytes)", ErrBadReport)
+	}
+	if !(r.Lon >= -180 && r.Lon <= 180 && r.Lat >= -90 && r.Lat <= 90) || (r.Lon == 0 && r.Lat == 0) {
+		return nil, false, fmt.Errorf("%w: lon/lat out of range", ErrBadReport)
+	}
+	if r.Reporter == "" {
+		r.Reporter = p.Subject
+	}
+	now := s.opts.Clock.Now()
+	at := orb.Point{r.Lon, r.Lat}
+	if f, ok := s.mergeInto(p, at, r, now); ok {
+		return f, true, nil
+	}
+	name := newName(now)
+	c, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Incidents, name), Geometry: at, Props: map[string]any{
+		"type": r.Type, "description": r.Description, "reporter": r.Reporter, "reporters": []any{r.Reporter},
+		"state": Reported, "reports": 1.0, "reported_at": stamp(now), "tier": "street", "sla_breaches": 0.0,
+		"breached": []any{}, "history": []any{step("report", r.Reporter, now)},
+	}})
+	if err != nil {
+		return nil, false, err
+	}
+	f := c.New
+	// Scope: a reporter may only report inside its region.
+	if !p.Sees(f) {
+		_, _ = s.tw.Delete(f.ID)
+		return nil, false, fmt.Errorf("%w: position is outside your region", ErrForbidden)
+	}
+	f = s.setTierCode(f)
+	if s.opts.AutoDispatch {
+		if d, err := s.Act(auth.Principal{Subject: "system", Role: auth.Admin, Region: auth.CityCode}, f.ID.Name, "dispatch", Action{}); err == nil {
+			f = d
+		}
+	}
+	return f, false, nil
+}
+
+// mergeInto finds an open incident of the same type nearby and recent, and
+// counts the report on it.
+func (s *Service) mergeInto(p auth.Principal, at orb.Point, r Report, now time.Time) (*twin.Feature, bool) {
+	var target twin.ID
+	s.tw.Nearest(twin.Incidents, at, func(f *twin.Feature, approx float64) bool {
+		if approx > s.opts.MergeRadiusM*1.01 {
+			return false
+		}
+		st := f.Prop("state")
+		if f.Prop("type") != r.Type || st == Resolved || st == Closed || !p.Sees(f) {
+			return true
+		}
+		if t, err := time.Parse(time.RFC3339Nano, f.Prop("reported_at")); err != nil || now.Sub(t) > s.opts.MergeWindow {
+			return true
+		}
+		if sphere.PointGeometryDistance(at, f.Geometry) <= s.opts.MergeRadiusM {
+			target = f.ID
+			return false
+		}
+		return true
+	})
+	if target.IsZero() {
+		return nil, false
+	}
+	c, ok, err := s.tw.Update(target, func(cur *twin.Feature) (*twin.Feature, error) {
+		if cur == nil {
+			return nil, nil
+		}
+		n, _ := cur.Number("reports")
+		cur.Props["reports"] = n + 1
+		cur.Props["reporters"] = append(asList(cur.Props["reporters"]), r.Reporter)
+		cur.Props["history"] = append(asList(cur.Props["history"]), step("merge", r.Reporter, now))
+		return cur, nil
+	})
+	if err != nil || !ok {
+		return nil, false
+	}
+	return c.New, true
+}
+
+// Action carries an action's optional arguments.
+type Action struct {
+	Worker string `json:"worker"` // dispatch: a worker name to assign instead of the nearest
+	Note   string `json:"note"`
+}
+
+// Act performs a lifecycle action on an incident.
+func (s *Service) Act(p auth.Principal, name, action string, a Action) (*twin.Feature, error) {
+	id := twin.NewID(twin.Incidents, name)
+	cur, ok := s.tw.Get(id)
+	if !ok || !p.Sees(cur) {
+		return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+	}
+	now := s.opts.Clock.Now()
+	var worker *twin.Feature
+	switch action {
+	case "dispatch":
+		if p.Role != auth.Operator && p.Role != auth.Admin {
+			return nil, fmt.Errorf("%w: dispatch needs an operator", ErrForbidden)
+		}
+		w, err := s.pickWorker(cur, a.Worker)
+		if err != nil {
+			return nil, err
+		}
+		worker = w
+	case "accept", "arrive", "resolve":
+		if p.Role == auth.Field && cur.Prop("assignee") != twin.NewID(twin.Workers, p.Subject).String() {
+			return nil, fmt.Errorf("%w: incident is not assigned to you", ErrForbidden)
+		}
+		if p.Role == auth.Planner {
+			return nil, fmt.Errorf("%w: planners read only", ErrForbidden)
+		}
+		if action == "arrive" {
+			wid, err := twin.ParseID(cur.Prop("assignee"))
+			w, ok := s.tw.Get(wid)
+			if err != nil || !ok || w.Geometry == nil {
+				return nil, fmt.Errorf("%w: the assigned worker has no live position", ErrTooFar)
+			}
+			if d := sphere.PointGeometryDistance(cur.Geometry.(orb.Point), w.Geometry); d > s.opts.ArriveRadiusM {
+				return nil, fmt.Errorf("%w: %s is %.0f m away (must be within %.0f m)", ErrTooFar, wid, d, s.opts.ArriveRadiusM)
+			}
+		}
+	case "close":
+		if p.Role != auth.Operator && p.Role != auth.Admin {
+			return nil, fmt.Errorf("%w: close needs an operator", ErrForbidden)
+		}
+	default:
+		return nil, fmt.Errorf("%w: unknown action %q (dispatch, accept, arrive, resolve, close)", ErrTransition, action)
+	}
+	c, _, err := s.tw.Update(id, func(f *twin.Feature) (*twin.Feature, error) {
+		if f == nil {
+			return nil, ErrNotFound
+		}
+		return f, transition(f, action, p.Subject, now, worker, s.opts.SLA)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.afterAction(c.New, action, worker)
+	return c.New, nil
+}
+
+// transition applies an action to a cloned incident.
+func transition(f *twin.Feature, action, actor string, now time.Time, worker *twin.Feature, sla SLA) error {
+	from := f.Prop("state")
+	allowed := map[string][]string{
+		"dispatch": {Reported, Dispatched},
+		"accept":   {Dispatched},
+		"arrive":   {Accepted},
+		"resolve":  {Arrived},
+		"close":    {Resolved, Reported, Dispatched, Accepted, Arrived},
+	}
+	ok := false
+	for _, st := range allowed[action] {
+		ok = ok || st == from
+	}
+	if !ok {
+		return fmt.Errorf("%w: cannot %s an incident that is %s", ErrTransition, action, from)
+	}
+	deadlines, _ := f.Props["sla"].(map[string]any)
+	if deadlines == nil {
+		deadlines = map[string]any{}
+	} else {
+		deadlines = copyMap(deadlines)
+	}
+	switch action {
+	case "dispatch":
+		f.Props["state"] = Dispatched
+		f.Props["assignee"] = worker.ID.String()
+		f.Props["dispatched_at"] = stamp(now)
+		deadlines["accept_by"] = stamp(now.Add(sla.Accept))
+	case "accept":
+		f.Props["state"] = Accepted
+		f.Props["accepted_at"] = stamp(now)
+		deadlines["arrive_by"] = stamp(now.Add(sla.Arrive))
+	case "arrive":
+		f.Props["state"] = Arrived
+		f.Props["arrived_at"] = stamp(now)
+		deadlines["report_by"] = stamp(now.Add(sla.Report))
+	case "resolve":
+		f.Props["state"] = Resolved
+		f.Props["resolved_at"] = stamp(now)
+	case "close":
+		f.Props["state"] = Closed
+		f.Props["closed_at"] = stamp(now)
+	}
+	f.Props["sla"] = deadlines
+	f.Props["history"] = append(asList(f.Props["history"]), step(action, actor, now))
+	return nil
+}
+
+// afterAction keeps workers' status in step with their incidents.
+func (s *Service) afterAction(inc *twin.Feature, action string, worker *twin.Feature) {
+	setStatus := func(wid twin.ID, status string) {
+		_, _, _ = s.tw.Update(wid, func(w *twin.Feature) (*twin.Feature, error) {
+			if w == nil || w.Prop("status") == status {
+				return nil, nil
+			}
+			w.Props["status"] = status
+			return w, nil
+		})
+	}
+	switch action {
+	case "dispatch":
+		setStatus(worker.ID, "busy")
+	case "resolve", "close":
+		if wid, err := twin.ParseID(inc.Prop("assignee")); err == nil {
+			setStatus(wid, "available")
+		}
+	}
+}
+
+// pickWorker chooses the named worker, or the nearest available worker in
+// the incident's grid, then in its street. Candidates come from the workers
+// R-tree in distance order (standing in for an H3 ring search: both visit the
+// nearest first), filtered by grid or street, then exact distance.
+func (s *Service) pickWorker(inc *twin.Feature, name string) (*twin.Feature, error) {
+	if name != "" {
+		w, ok := s.tw.Get(twin.NewID(twin.Workers, name))
+		if !ok {
+			return nil, fmt.Errorf("%w: worker %q not found", ErrNoWorker, name)
+		}
+		return w, nil
+	}
+	at, _ := inc.Geometry.(orb.Point)
+	street := ""
+	if len(inc.Region) > 0 {
+		street = inc.Region[len(inc.Region)-1]
+	}
+	var inGrid, inStreet *twin.Feature
+	var dGrid, dStreet float64
+	s.tw.Nearest(twin.Workers, at, func(w *twin.Feature, approx float64) bool {
+		if inGrid != nil && approx > dGrid*1.01 {
+			return false
+		}
+		if inGrid == nil && inStreet != nil && approx > 5000 {
+			return false // a street candidate exists; stop searching far for a grid-mate
+		}
+		if approx > 20000 {
+			return false
+		}
+		if w.Prop("status") != "available" {
+			return true
+		}
+		d := sphere.PointGeometryDistance(at, w.Geometry)
+		grid := w.Prop("grid")
+		if grid == "" {
+			grid = w.Grid
+		}
+		if inc.Grid != "" && grid == inc.Grid && (inGrid == nil || d < dGrid) {
+			inGrid, dGrid = w, d
+		}
+		if street != "" && w.InRegion(street) && (inStreet == nil || d < dStreet) {
+			inStreet, dStreet = w, d
+		}
+		return true
+	})
+	if inGrid != nil {
+		return inGrid, nil
+	}
+	if inStreet != nil {
+		return inStreet, nil
+	}
+	return nil, fmt.Errorf("%w in the incident's grid or street", ErrNoWorker)
+}
+
+// setTierCode records the region code of the supervising tier.
+func (s *Service) setTierCode(f *twin.Feature) *twin.Feature {
+	c, ok, _ := s.tw.Update(f.ID, func(cur *twin.Feature) (*twin.Feature, error) {
+		if cur == nil {
+			return nil, nil
+		}
+		cur.Props["tier_code"] = tierCode(cur.Region, cur.Prop("tier"))
+		return cur, nil
+	})
+	if ok {
+		return c.New
+	}
+	return f
+}
+
+// tierCode picks the code on the region path for a tier name.
+func tierCode(region []string, tier string) string {
+	i := map[string]int{"city": 0, "district": 1, "street": 2}[tier]
+	if len(region) == 0 {
+		return auth.CityCode
+	}
+	if i >= len(region) {
+		i = len(region) - 1
+	}
+	return region[i]
+}
+
+func newName(now time.Time) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "inc-" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func step(action, actor string, at time.Time) map[string]any {
+	return map[string]any{"action": action, "actor": actor, "at": stamp(at)}
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return append([]any(nil), l...)
+}
+
+func copyMap(m map[string]any) map[string]any {
+	c := make(map[string]any, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
