@@ -15,7 +15,6 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
 // ErrAddrInUse is wrapped by Start when the listen address is taken, most
@@ -43,7 +42,7 @@ func Start(ctx context.Context, addr string, logger *slog.Logger) (*Broker, erro
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: addr})
+	tcp := newTCPListener("tcp", addr)
 	if err := srv.AddListener(tcp); err != nil {
 		if isAddrInUse(err) {
 			return nil, fmt.Errorf("%s is already in use (another MQTT broker?); pass --mqtt tcp://%s to use it or --mqtt-listen to pick another port: %w",

@@ -1,0 +1,89 @@
+package broker
+
+import (
+	"log/slog"
+	"net"
+	"sync"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// tcpListener is mochi's TCP listener with a safer shutdown order: it stops
+// accepting before it disconnects clients, and closes any connection accepted
+// while closing. mochi's own listener disconnects clients first, so a client
+// reconnecting at once could land on the dying listener and wait for a
+// CONNACK that never comes (until its connect timeout).
+type tcpListener struct {
+	id, addr string
+	log      *slog.Logger
+
+	mu     sync.Mutex
+	ln     net.Listener
+	closed bool
+}
+
+var _ listeners.Listener = (*tcpListener)(nil)
+
+func newTCPListener(id, addr string) *tcpListener { return &tcpListener{id: id, addr: addr} }
+
+func (l *tcpListener) ID() string       { return l.id }
+func (l *tcpListener) Protocol() string { return "tcp" }
+
+// Address returns the bound address (the real port after Init).
+func (l *tcpListener) Address() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ln != nil {
+		return l.ln.Addr().String()
+	}
+	return l.addr
+}
+
+// Init binds the address.
+func (l *tcpListener) Init(log *slog.Logger) error {
+	ln, err := net.Listen("tcp", l.addr)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.ln, l.log = ln, log
+	l.mu.Unlock()
+	return nil
+}
+
+// Serve accepts connections until Close.
+func (l *tcpListener) Serve(establish listeners.EstablishFn) {
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		closed := l.closed
+		l.mu.Unlock()
+		if closed {
+			conn.Close()
+			return
+		}
+		go func() {
+			if err := establish(l.id, conn); err != nil {
+				l.log.Debug("client connection ended", "error", err)
+			}
+		}()
+	}
+}
+
+// Close stops accepting, then disconnects the listener's clients.
+func (l *tcpListener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	if l.ln != nil {
+		_ = l.ln.Close()
+	}
+	l.mu.Unlock()
+	closeClients(l.id)
+}

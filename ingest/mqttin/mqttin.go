@@ -1,0 +1,347 @@
+// Package mqttin subscribes to telemetry over MQTT and applies it to the
+// twin (CONTRACT §3). The same paho client serves the embedded broker
+// (ingest/broker) and an external one: only the URL differs. Messages that
+// cannot be applied go to twin/deadletter and are counted; ingest never stops
+// for a bad message.
+package mqttin
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/citytwin/citytwin/ingest/telemetry"
+	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/citytwin/citytwin/twin"
+)
+
+// Topics (CONTRACT §3).
+const (
+	TelemetryFilter = "twin/telemetry/+"
+	TelemetryPrefix = "twin/telemetry/"
+	DeadLetterTopic = "twin/deadletter"
+)
+
+// Options configure an Ingest. Zero values take defaults.
+type Options struct {
+	BrokerURL string // e.g. tcp://127.0.0.1:1883 (required)
+	// ClientID must be stable across restarts so the broker keeps the
+	// persistent session (CleanSession=false) and queues QoS 1 telemetry
+	// while the server is down. Default "citytwin-"+hostname.
+	ClientID string
+	// AutoRegister creates vehicles/{name} for telemetry from unknown names
+	// instead of dead-lettering it (demo and replay use it).
+	AutoRegister bool
+	Limits       telemetry.Limits
+	Logger       *slog.Logger          // default slog.Default()
+	Registerer   prometheus.Registerer // nil: metrics stay unregistered
+	Clock        clock.Clock           // for the future_ts check; default the twin's clock
+	// Workers apply messages in parallel; a name always maps to the same
+	// worker, so one object's messages are applied in arrival order.
+	// Default 4.
+	Workers int
+	// QueueSize is each worker's backlog; when full, the MQTT handler
+	// waits, which withholds QoS 1 acks and so pushes back on the broker.
+	// Default 4096.
+	QueueSize int
+	// DeadLetterQueue bounds dead letters waiting to be published; beyond
+	// it they are logged and counted (twin_deadletter_dropped_total).
+	// Default 4096.
+	DeadLetterQueue int
+	// MaxReconnectInterval caps the reconnect back-off; default 10s.
+	MaxReconnectInterval time.Duration
+	// ConnectTimeout bounds one connection attempt (TCP + CONNACK), so an
+	// attempt that lands on a dying broker is retried soon; default 10s.
+	ConnectTimeout time.Duration
+}
+
+func (o *Options) defaults(tw *twin.Twin) {
+	if o.ClientID == "" {
+		host, _ := os.Hostname()
+		o.ClientID = "citytwin-" + host
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = tw.Clock()
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 4096
+	}
+	if o.DeadLetterQueue <= 0 {
+		o.DeadLetterQueue = 4096
+	}
+	if o.MaxReconnectInterval <= 0 {
+		o.MaxReconnectInterval = 10 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+}
+
+// Ingest is the MQTT telemetry subscriber. Run it once; Publish, Connected
+// and the metrics are safe for concurrent use from any goroutine.
+type Ingest struct {
+	tw      *twin.Twin
+	opts    Options
+	log     *slog.Logger
+	client  paho.Client
+	metrics *telemetry.Metrics
+	dropped prometheus.Counter
+	seed    maphash.Seed
+
+	subscribed atomic.Bool
+	running    atomic.Bool
+
+	// gate guards shards against sends after shutdown closed them.
+	gate   sync.RWMutex
+	closed bool
+	shards []chan paho.Message
+	dl     chan []byte
+}
+
+// New prepares an Ingest for tw; nothing connects until Run.
+func New(tw *twin.Twin, opts Options) *Ingest {
+	opts.defaults(tw)
+	i := &Ingest{tw: tw, opts: opts, log: opts.Logger.With("component", "mqttin"),
+		metrics: telemetry.NewMetrics(opts.Registerer), seed: maphash.MakeSeed()}
+	i.dropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "twin_deadletter_dropped_total",
+		Help: "Dead letters not published to twin/deadletter because the queue was full (still counted in twin_deadletter_total).",
+	})
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(i.dropped); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				if c, ok := are.ExistingCollector.(prometheus.Counter); ok {
+					i.dropped = c
+				}
+			}
+		}
+	}
+	co := paho.NewClientOptions().
+		AddBroker(opts.BrokerURL).
+		SetClientID(opts.ClientID).
+		SetCleanSession(false).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(opts.MaxReconnectInterval).
+		SetConnectTimeout(opts.ConnectTimeout).
+		SetKeepAlive(30 * time.Second).
+		SetWriteTimeout(10 * time.Second).
+		// The handler only hands the message to its object's worker, so
+		// running it on paho's router goroutine (ordered) costs little and
+		// keeps arrival order; unordered, paho starts a goroutine per
+		// message and one vehicle's fixes could be applied out of order.
+		SetOrderMatters(true).
+		SetOnConnectHandler(i.onConnect).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			i.subscribed.Store(false)
+			i.log.Warn("MQTT connection lost; reconnecting", "broker", opts.BrokerURL, "err", err)
+		})
+	i.client = paho.NewClient(co)
+	return i
+}
+
+// Connected reports that the client is connected and subscribed (for /readyz).
+func (i *Ingest) Connected() bool { return i.client.IsConnectionOpen() && i.subscribed.Load() }
+
+// Metrics returns the ingest counters (shared with ingest/httpin).
+func (i *Ingest) Metrics() *telemetry.Metrics { return i.metrics }
+
+// Publish sends a message through the ingest's connection (alerts,
+// notifications, replay) and waits for the broker's acknowledgement (QoS
+// 1/2) or ctx.
+func (i *Ingest) Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error {
+	tok := i.client.Publish(topic, qos, retained, payload)
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("mqtt publish %s: %w", topic, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("mqtt publish %s: %w", topic, ctx.Err())
+	}
+}
+
+// Run connects (retrying until the broker answers), subscribes to
+// twin/telemetry/+ with QoS 1 on every (re)connect, and applies telemetry
+// until ctx ends; then it disconnects cleanly and drains its workers. It
+// returns nil after a clean shutdown, or an error for a bad configuration.
+func (i *Ingest) Run(ctx context.Context) error {
+	if !i.running.CompareAndSwap(false, true) {
+		return errors.New("mqttin: Run called twice")
+	}
+	var wg sync.WaitGroup
+	i.shards = make([]chan paho.Message, i.opts.Workers)
+	for n := range i.shards {
+		ch := make(chan paho.Message, i.opts.QueueSize)
+		i.shards[n] = ch
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range ch {
+				i.process(m)
+			}
+		}()
+	}
+	i.dl = make(chan []byte, i.opts.DeadLetterQueue)
+	dlDone := make(chan struct{})
+	go i.publishDeadLetters(dlDone)
+
+	tok := i.client.Connect()
+	errc := make(chan error, 1)
+	go func() {
+		<-tok.Done()
+		if err := tok.Error(); err != nil {
+			errc <- err
+		}
+	}()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		runErr = fmt.Errorf("mqttin: connect %s: %w", i.opts.BrokerURL, err)
+	}
+
+	// Shutdown: stop receiving (quiesce lets in-flight work finish), then
+	// drain the workers, then the dead letters they produced.
+	i.client.Disconnect(250)
+	i.subscribed.Store(false)
+	i.gate.Lock()
+	i.closed = true
+	for _, ch := range i.shards {
+		close(ch)
+	}
+	i.gate.Unlock()
+	wg.Wait()
+	close(i.dl)
+	<-dlDone
+	return runErr
+}
+
+func (i *Ingest) onConnect(c paho.Client) {
+	tok := c.Subscribe(TelemetryFilter, 1, i.onMessage)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		i.log.Error("subscribe failed; reconnecting", "filter", TelemetryFilter, "err", tok.Error())
+		// Deaf but connected is the worst state: drop the link so the
+		// auto-reconnect tries again.
+		go c.Disconnect(0)
+		return
+	}
+	i.subscribed.Store(true)
+	i.log.Info("MQTT telemetry ingest subscribed", "broker", i.opts.BrokerURL, "filter", TelemetryFilter)
+}
+
+// onMessage runs on paho's router goroutine: hand off, nothing more.
+func (i *Ingest) onMessage(_ paho.Client, m paho.Message) {
+	name := strings.TrimPrefix(m.Topic(), TelemetryPrefix)
+	i.gate.RLock()
+	defer i.gate.RUnlock()
+	if i.closed {
+		i.log.Warn("telemetry after shutdown not applied", "topic", m.Topic())
+		return
+	}
+	i.shards[maphash.String(i.seed, name)%uint64(len(i.shards))] <- m
+}
+
+// process applies one message; every failure is dead-lettered.
+func (i *Ingest) process(m paho.Message) {
+	topic, payload := m.Topic(), m.Payload()
+	name, ok := strings.CutPrefix(topic, TelemetryPrefix)
+	if !ok {
+		i.deadLetter(topic, payload, telemetry.Errorf(telemetry.BadField, "topic %q is not %s", topic, TelemetryFilter))
+		return
+	}
+	if err := twin.ValidName(name); err != nil {
+		i.deadLetter(topic, payload, &telemetry.Error{Reason: telemetry.BadField, Detail: err.Error()})
+		return
+	}
+	msg, err := telemetry.Decode(payload, i.opts.Clock.Now(), i.opts.Limits)
+	if err != nil {
+		i.deadLetter(topic, payload, err)
+		return
+	}
+	outcome, err := telemetry.Apply(i.tw, name, msg, i.opts.AutoRegister)
+	if err != nil {
+		i.deadLetter(topic, payload, err)
+		return
+	}
+	i.metrics.Messages.WithLabelValues("mqtt", outcome).Inc()
+}
+
+// DeadLetter is the JSON published on twin/deadletter (CONTRACT §3).
+// Payload holds the original payload when it is UTF-8, PayloadBase64
+// otherwise.
+type DeadLetter struct {
+	Topic         string `json:"topic"`
+	Payload       string `json:"payload,omitempty"`
+	PayloadBase64 string `json:"payload_base64,omitempty"`
+	Reason        string `json:"reason"`
+	Detail        string `json:"detail,omitempty"`
+}
+
+// NewDeadLetter renders a dead letter for a rejected message; an error
+// without a telemetry reason is reported as "apply_failed".
+func NewDeadLetter(topic string, payload []byte, err error) DeadLetter {
+	d := DeadLetter{Topic: topic, Reason: string(telemetry.ReasonOf(err))}
+	if d.Reason == "" {
+		d.Reason = "apply_failed"
+	}
+	var te *telemetry.Error
+	if errors.As(err, &te) {
+		d.Detail = te.Detail
+	} else if err != nil {
+		d.Detail = err.Error()
+	}
+	if utf8.Valid(payload) {
+		d.Payload = string(payload)
+	} else {
+		d.PayloadBase64 = base64.StdEncoding.EncodeToString(payload)
+	}
+	return d
+}
+
+func (i *Ingest) deadLetter(topic string, payload []byte, err error) {
+	d := NewDeadLetter(topic, payload, err)
+	i.metrics.DeadLetters.WithLabelValues(d.Reason).Inc()
+	i.metrics.Messages.WithLabelValues("mqtt", telemetry.OutcomeDeadletter).Inc()
+	b, _ := json.Marshal(d) // strings only: cannot fail
+	select {
+	case i.dl <- b:
+	default:
+		i.dropped.Inc()
+		i.log.Error("dead-letter queue full; dead letter logged only", "topic", topic, "reason", d.Reason, "detail", d.Detail)
+	}
+}
+
+// publishDeadLetters publishes queued dead letters with QoS 1. It runs on
+// its own goroutine so that waiting for acks never stalls the workers.
+func (i *Ingest) publishDeadLetters(done chan<- struct{}) {
+	defer close(done)
+	for b := range i.dl {
+		tok := i.client.Publish(DeadLetterTopic, 1, false, b)
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			i.log.Error("dead letter not published", "err", tok.Error(), "dead_letter", string(b))
+		}
+	}
+}
