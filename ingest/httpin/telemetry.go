@@ -1,0 +1,101 @@
+package httpin
+
+import (
+	"bytes"
+	"net/http"
+	"time"
+
+	"github.com/citytwin/citytwin/auth"
+	"github.com/citytwin/citytwin/ingest/telemetry"
+	"github.com/citytwin/citytwin/internal/httpx"
+	"github.com/citytwin/citytwin/twin"
+)
+
+// LineResult is one NDJSON line's fate.
+type LineResult struct {
+	Line    int    `json:"line"` // 1-based
+	ID      string `json:"id,omitempty"`
+	Outcome string `json:"outcome"` // applied, history, duplicate, error
+	Reason  string `json:"reason,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// TelemetryResponse is the body of POST /api/telemetry.
+type TelemetryResponse struct {
+	Results []LineResult `json:"results"`
+}
+
+// Telemetry handles POST /api/telemetry: NDJSON, one CONTRACT §3 object per
+// line with "id" (the object's name). Each line is applied independently
+// and reported; rejected lines are also dead-lettered. Blank lines are
+// skipped but keep their numbers. The whole body is read first, so a body
+// over MaxBody is refused (413) with nothing applied.
+func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
+	body, ok := a.readBody(w, r)
+	if !ok {
+		return
+	}
+	p, scoped := auth.FromContext(r.Context())
+	now := a.opts.Clock.Now()
+	resp := TelemetryResponse{Results: []LineResult{}}
+	for n := 1; len(body) > 0; n++ {
+		var line []byte
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			line, body = body, nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		res := LineResult{Line: n}
+		outcome, err := a.line(line, now, &res, scoped, p)
+		if err != nil {
+			res.Outcome = "error"
+			res.Reason = string(telemetry.ReasonOf(err))
+			if res.Reason == "" {
+				res.Reason = "apply_failed"
+			}
+			res.Error = err.Error()
+			a.metrics.DeadLetters.WithLabelValues(res.Reason).Inc()
+			a.metrics.Messages.WithLabelValues("http", telemetry.OutcomeDeadletter).Inc()
+			if a.opts.DeadLetter != nil {
+				a.opts.DeadLetter(r.Context(), DeadLetterTopic, bytes.Clone(line), res.Reason)
+			}
+		} else {
+			res.Outcome = outcome
+			a.metrics.Messages.WithLabelValues("http", outcome).Inc()
+		}
+		resp.Results = append(resp.Results, res)
+	}
+	if len(resp.Results) == 0 {
+		httpx.Error(w, http.StatusBadRequest, "no telemetry lines", "the body holds NDJSON: one JSON object per line, each with \"id\"")
+		return
+	}
+	httpx.JSON(w, http.StatusOK, resp)
+}
+
+// line decodes and applies one NDJSON line.
+func (a *API) line(line []byte, now time.Time, res *LineResult, scoped bool, p auth.Principal) (string, error) {
+	m, err := telemetry.Decode(line, now, a.opts.Limits)
+	res.ID = m.Name
+	if err != nil {
+		return "", err
+	}
+	if m.Name == "" {
+		return "", &telemetry.Error{Reason: telemetry.BadField, Detail: `"id" (the object's name) is required`}
+	}
+	if err := twin.ValidName(m.Name); err != nil {
+		return "", &telemetry.Error{Reason: telemetry.BadField, Detail: err.Error()}
+	}
+	if scoped {
+		// Out of scope is as if absent (CONTRACT §7).
+		if id, ok := a.tw.Resolve(m.Name); ok {
+			if f, ok := a.tw.Get(id); ok && !p.Sees(f) {
+				return "", telemetry.Errorf(telemetry.UnknownDevice, "no vehicle, worker or device named %q", m.Name)
+			}
+		}
+	}
+	return telemetry.Apply(a.tw, m.Name, m, a.opts.AutoRegister)
+}
