@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Config is one load run.
+type Config struct {
+	Broker, Server, Prefix, Token string
+	Objects, Rate, Parallel       int
+	Conns, QoS                    int
+	Duration, Drain               time.Duration
+	SkipRegister                  bool
+}
+
+// Report is what a run measured. Applied etc. are deltas of the server's
+// twin_ingest_messages_total{source="mqtt"} over the run.
+type Report struct {
+	Registered                              int64
+	RegisterTime                            time.Duration
+	Published                               int64
+	PublishTime                             time.Duration
+	Applied, History, Duplicate, Deadletter int64
+	IngestTime                              time.Duration // publish start until the server stopped counting
+}
+
+// Chongqing's central districts, where the fake vehicles drive (WGS84).
+const minLon, maxLon, minLat, maxLat = 106.40, 106.65, 29.45, 29.65
+
+// Run registers, publishes and measures. Progress goes to log.
+func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
+	var rep Report
+	if cfg.Objects <= 0 || cfg.Rate <= 0 || cfg.Conns <= 0 || cfg.Parallel <= 0 {
+		return rep, errors.New("objects, rate, conns and parallel must be positive")
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Parallel}}
+	names := make([]string, cfg.Objects)
+	for i := range names {
+		names[i] = cfg.Prefix + strconv.Itoa(i)
+	}
+	if !cfg.SkipRegister {
+		fmt.Fprintf(log, "registering %d objects on %s ...\n", cfg.Objects, cfg.Server)
+		start := time.Now()
+		n, err := register(ctx, hc, cfg, names)
+		rep.Registered, rep.RegisterTime = n, time.Since(start)
+		if err != nil {
+			return rep, err
+		}
+	}
+	before, err := scrape(ctx, hc, cfg)
+	if err != nil {
+		return rep, err
+	}
+	clients, err := connect(cfg)
+	if err != nil {
+		return rep, err
+	}
+	defer func() {
+		for _, c := range clients {
+			c.Disconnect(250)
+		}
+	}()
+	fmt.Fprintf(log, "publishing %d msgs/s for %s on %d connection(s) ...\n", cfg.Rate, cfg.Duration, cfg.Conns)
+	start := time.Now()
+	rep.Published = publish(ctx, cfg, clients, names)
+	rep.PublishTime = time.Since(start)
+
+	// Wait until the server's counters stop moving (it has caught up).
+	last, lastChange := before, time.Now()
+	deadline := time.Now().Add(cfg.Drain)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(500 * time.Millisecond) // polling a remote server
+		cur, err := scrape(ctx, hc, cfg)
+		if err != nil {
+			return rep, err
+		}
+		if cur != last {
+			last, lastChange = cur, time.Now()
+		} else if cur.total()-before.total() >= rep.Published {
+			break
+		}
+	}
+	rep.IngestTime = lastChange.Sub(start)
+	if rep.IngestTime < rep.PublishTime {
+		rep.IngestTime = rep.PublishTime
+	}
+	rep.Applied = last.applied - before.applied
+	rep.History = last.history - before.history
+	rep.Duplicate = last.duplicate - before.duplicate
+	rep.Deadletter = last.deadletter - before.deadletter
+	return rep, nil
+}
+
+// register PUTs vehicles/{name} for every name with cfg.Parallel workers.
+func register(ctx context.Context, hc *http.Client, cfg Config, names []string) (int64, error) {
+	var done atomic.Int64
+	var firstErr error
+	var once sync.Once
+	jobs := make(chan string)
+	var wg sync.WaitGroup
+	for range cfg.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range jobs {
+				lon := minLon + rand.Float64()*(maxLon-minLon)
+				lat := minLat + rand.Float64()*(maxLat-minLat)
+				body := fmt.Sprintf(`{"type":"Feature","geometry":{"type":"Point","coordinates":[%.6f,%.6f]},"properties":{"kind":"patrol","plate":%q}}`, lon, lat, name)
+				if err := put(ctx, hc, cfg, name, body); err != nil {
+					once.Do(func() { firstErr = err })
+					continue
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	for _, n := range names {
+		if ctx.Err() != nil || firstErr != nil {
+			break
+		}
+		jobs <- n
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return done.Load(), firstErr
+}
+
+func put(ctx context.Context, hc *http.Client, cfg Config, name, body string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, cfg.Server+"/api/entities/vehicles/"+name, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/geo+json")
+	if cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+cfg.Token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("register %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("register %s: %s: %s", name, resp.Status, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+// counts are the server's mqtt ingest counters.
+type counts struct{ applied, history, duplicate, deadletter int64 }
+
+func (c counts) total() int64 { return c.applied + c.history + c.duplicate + c.deadletter }
+
+// scrape reads twin_ingest_messages_total{source="mqtt"} from /metrics.
+func scrape(ctx context.Context, hc *http.Client, cfg Config) (counts, error) {
+	var c counts
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.Server+"/metrics", nil)
+	if err != nil {
+		return c, err
+	}
+	if cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+cfg.Token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return c, fmt.Errorf("read metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return c, fmt.Errorf("read metrics: %s", resp.Status)
+	}
+	return parseCounts(resp.Body)
+}
+
+// parseCounts picks twin_ingest_messages_total{source="mqtt",...} lines out
+// of the Prometheus text format.
+func parseCounts(r io.Reader) (counts, error) {
+	var c counts
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, "twin_ingest_messages_total{")
+		if !ok || !strings.Contains(rest, `source="mqtt"`) {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return c, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		switch {
+		case strings.Contains(labels, `outcome="applied"`):
+			c.applied = int64(v)
+		case strings.Contains(labels, `outcome="history"`):
+			c.history = int64(v)
+		case strings.Contains(labels, `outcome="duplicate"`):
+			c.duplicate = int64(v)
+		case strings.Contains(labels, `outcome="deadletter"`):
+			c.deadletter = int64(v)
+		}
+	}
+	return c, sc.Err()
+}
+
+func connect(cfg Config) ([]paho.Client, error) {
+	var out []paho.Client
+	for i := range cfg.Conns {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(cfg.Broker).
+			SetClientID(fmt.Sprintf("twinload-%d-%d", time.Now().UnixNano(), i)).SetCleanSession(true).
+			SetMessageChannelDepth(10000))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			for _, o := range out {
+				o.Disconnect(0)
+			}
+			return nil, fmt.Errorf("connect %s: %v", cfg.Broker, tok.Error())
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// publish sends cfg.Rate msgs/s round-robin over the objects for
+// cfg.Duration, paced in 10 ms ticks. Each object's ts strictly increases.
+func publish(ctx context.Context, cfg Config, clients []paho.Client, names []string) int64 {
+	var sent atomic.Int64
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	for ci, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Connection ci drives objects ci, ci+Conns, ...: disjoint sets,
+			// so per-object ts order holds.
+			var mine []int
+			for i := ci; i < len(names); i += len(clients) {
+				mine = append(mine, i)
+			}
+			if len(mine) == 0 {
+				return
+			}
+			lastTS := make([]int64, len(mine))
+			perTick := float64(cfg.Rate) / float64(len(clients)) / 100
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			var owed float64
+			next := 0
+			buf := make([]byte, 0, 128)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				owed += perTick
+				for ; owed >= 1; owed-- {
+					k := next % len(mine)
+					next++
+					ts := time.Now().UnixMilli()
+					if ts <= lastTS[k] {
+						ts = lastTS[k] + 1
+					}
+					lastTS[k] = ts
+					buf = appendPayload(buf[:0], ts)
+					tok := c.Publish("twin/telemetry/"+names[mine[k]], byte(cfg.QoS), false, bytes.Clone(buf))
+					if cfg.QoS > 0 && next%1000 == 0 {
+						tok.Wait() // bound in-flight QoS 1 messages
+					}
+					sent.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return sent.Load()
+}
+
+func appendPayload(b []byte, ts int64) []byte {
+	b = append(b, `{"ts":`...)
+	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, `,"lon":`...)
+	b = strconv.AppendFloat(b, minLon+rand.Float64()*(maxLon-minLon), 'f', 6, 64)
+	b = append(b, `,"lat":`...)
+	b = strconv.AppendFloat(b, minLat+rand.Float64()*(maxLat-minLat), 'f', 6, 64)
+	b = append(b, `,"speed_kmh":`...)
+	b = strconv.AppendFloat(b, rand.Float64()*60, 'f', 1, 64)
+	b = append(b, `,"heading":`...)
+	b = strconv.AppendInt(b, rand.Int64N(360), 10)
+	return append(b, '}')
+}
