@@ -1,0 +1,324 @@
+package wshub
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/citytwin/citytwin/auth"
+	"github.com/citytwin/citytwin/twin"
+	"github.com/gorilla/websocket"
+	"github.com/paulmach/orb"
+)
+
+// CloseTooSlow is the close code sent to a client that stayed behind for
+// Options.HopelessAfter. It is in the 4000-4999 range private to this
+// application; 4008 mirrors HTTP 408 and RFC 6455's 1008 (policy violation).
+const CloseTooSlow = 4008
+
+// sub is a client's one subscription: layers, bbox and scope. Its fields are
+// written under Hub.mu's write lock and read under its read lock.
+type sub struct {
+	c      *client
+	layers []twin.Layer
+	bbox   orb.Bound
+	p      auth.Principal
+	// base is the feed seq of the snapshot (or resume point): deltas with
+	// Seq <= base are already reflected in what the client got.
+	base   uint64
+	global bool   // in the layers' global buckets
+	mark   uint64 // index.candidates dedup; router goroutine only
+}
+
+// visible reports whether f is in the subscription's view and scope.
+func (s *sub) visible(f *twin.Feature) bool {
+	if f == nil || f.Geometry == nil {
+		return false
+	}
+	found := false
+	for _, l := range s.layers {
+		if l == f.ID.Layer {
+			found = true
+			break
+		}
+	}
+	return found && s.bbox.Intersects(f.Geometry.Bound()) && s.p.Sees(f)
+}
+
+// client is one websocket connection. The router only ever appends to its
+// queue under mu; one writer goroutine drains it to the socket, so a slow
+// socket never blocks the router.
+type client struct {
+	h      *Hub
+	conn   *websocket.Conn // nil for routing benchmarks
+	p      auth.Principal
+	remote string
+	sub    *sub // guarded by Hub.mu
+
+	mu     sync.Mutex
+	q      queue
+	resync bool // queue overflowed: deltas are ignored until re-snapshot
+	// laggingSince is when the queue first overflowed since the writer last
+	// emptied it (zero when caught up), on Options.Clock.
+	laggingSince time.Time
+	closed       bool
+
+	wake       chan struct{} // capacity 1: coalesced wake-ups for the writer
+	done       chan struct{} // closed by close
+	closeOnce  sync.Once
+	closerDone chan struct{} // closed when the close frame is sent and the socket closed
+}
+
+func newClient(h *Hub, conn *websocket.Conn, p auth.Principal, remote string) *client {
+	return &client{h: h, conn: conn, p: p, remote: remote,
+		wake: make(chan struct{}, 1), done: make(chan struct{}), closerDone: make(chan struct{})}
+}
+
+func (c *client) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueueDelta queues a delta without ever blocking: a delta for an object
+// already pending replaces it (coalescing); a new object when the queue is
+// full overflows it: the queue is cleared and replaced by a resync, and the
+// client counts as lagging. Called by the router under Hub.mu (read).
+func (c *client) enqueueDelta(it *item) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.resync {
+		return
+	}
+	switch {
+	case c.q.has(it.id):
+		c.q.push(it)
+		c.h.m.coalesced.Inc()
+	case c.q.n >= c.h.opts.QueueSize:
+		c.overflowLocked(true)
+	default:
+		c.q.push(it)
+	}
+	c.signal()
+}
+
+// overflowLocked drops the pending messages for a resync; lagging marks the
+// client as behind (false when the hub itself fell out of the feed window).
+func (c *client) overflowLocked(lagging bool) {
+	c.q.reset()
+	c.resync = true
+	if lagging && c.laggingSince.IsZero() {
+		c.laggingSince = c.h.opts.Clock.Now()
+	}
+	c.q.push(&item{resync: true})
+	c.h.m.resyncs.Inc()
+	c.signal()
+}
+
+// enqueueControl queues an error or other control message; it is dropped
+// when the queue is full (the client is not reading anyway).
+func (c *client) enqueueControl(msg []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.q.n >= c.h.opts.QueueSize {
+		return
+	}
+	c.q.push(&item{msg: msg})
+	c.signal()
+}
+
+// replaceQueue drops what is pending and queues items (a new subscription's
+// snapshot or resume). Called under Hub.mu (write).
+func (c *client) replaceQueue(items ...*item) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.q.reset()
+	c.resync = false
+	for _, it := range items {
+		c.q.push(it)
+	}
+	c.signal()
+}
+
+// lagging reports how long the client has been behind (0 when not).
+func (c *client) lagging(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.laggingSince.IsZero() {
+		return 0
+	}
+	return now.Sub(c.laggingSince)
+}
+
+// close ends the connection once: the close frame (code, reason) is sent
+// best effort within a second, then the socket is closed, which ends the
+// reader and writer. Safe to call from any goroutine, several times.
+func (c *client) close(code int, reason string) {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.laggingSince = time.Time{} // closed: no longer counts as lagging
+		c.q.reset()
+		c.mu.Unlock()
+		close(c.done)
+		if c.conn == nil {
+			close(c.closerDone)
+			return
+		}
+		go func() {
+			defer close(c.closerDone)
+			if code != 0 {
+				_ = c.conn.WriteControl(websocket.CloseMessage,
+					websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+			}
+			_ = c.conn.Close()
+		}()
+	})
+}
+
+// readLoop reads subscribe requests until the link fails. A link silent for
+// two ping intervals (no message, no pong) is considered dead.
+func (c *client) readLoop() {
+	idle := 2 * c.h.opts.PingInterval
+	c.conn.SetReadLimit(c.h.opts.MaxMessageBytes)
+	_ = c.conn.SetReadDeadline(time.Now().Add(idle))
+	c.conn.SetPongHandler(func(string) error {
+		return c.conn.SetReadDeadline(time.Now().Add(idle))
+	})
+	for {
+		typ, data, err := c.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		_ = c.conn.SetReadDeadline(time.Now().Add(idle))
+		if typ != websocket.TextMessage {
+			c.enqueueControl(encodeError("want JSON text messages"))
+			continue
+		}
+		req, err := parseRequest(data)
+		if err != nil {
+			c.enqueueControl(encodeError(err.Error()))
+			continue
+		}
+		c.h.subscribe(c, req)
+	}
+}
+
+// writeLoop drains the queue to the socket and pings the link. Each write
+// has a wall-clock deadline of HopelessAfter; a write error ends the link.
+func (c *client) writeLoop() {
+	ping := time.NewTicker(c.h.opts.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-ping.C:
+			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.h.opts.HopelessAfter)); err != nil {
+				c.fail(err)
+				return
+			}
+			continue
+		case <-c.wake:
+		}
+		for {
+			c.mu.Lock()
+			it := c.q.pop()
+			if it == nil && !c.resync {
+				c.laggingSince = time.Time{}
+			}
+			c.mu.Unlock()
+			if it == nil {
+				break
+			}
+			if err := c.write(it); err != nil {
+				c.fail(err)
+				return
+			}
+		}
+	}
+}
+
+func (c *client) fail(err error) {
+	select {
+	case <-c.done: // closed on purpose; the write error is the consequence
+	default:
+		c.h.log.Debug("websocket write failed", "remote", c.remote, "err", err)
+		c.h.m.dropped.WithLabelValues("write_error").Inc()
+	}
+	c.close(0, "")
+}
+
+func (c *client) write(it *item) error {
+	switch {
+	case it.resync:
+		if err := c.writeMsg(resyncMsg); err != nil {
+			return err
+		}
+		c.h.resnapshot(c)
+		return nil
+	case it.snap != nil:
+		return c.writeSnapshot(it.snap)
+	case it.msgs != nil:
+		for _, m := range it.msgs {
+			if err := c.writeMsg(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		return c.writeMsg(it.msg)
+	}
+}
+
+func (c *client) writeMsg(b []byte) error {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.h.opts.HopelessAfter))
+	if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	c.h.m.sent.Inc()
+	c.h.m.sentBytes.Add(float64(len(b)))
+	return nil
+}
+
+// writeSnapshot streams the snapshot, encoding one feature at a time.
+func (c *client) writeSnapshot(s *snapshot) error {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.h.opts.HopelessAfter))
+	w, err := c.conn.NextWriter(websocket.TextMessage)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	n := 0
+	put := func(b []byte) {
+		if err == nil {
+			var k int
+			k, err = w.Write(b)
+			n += k
+		}
+	}
+	put(fmt.Appendf(nil, `{"op":"snapshot","seq":%d,"features":[`, s.seq))
+	for i, f := range s.features {
+		if i > 0 {
+			put([]byte{','})
+		}
+		b, merr := f.MarshalJSON()
+		if merr != nil {
+			return fmt.Errorf("snapshot %s: %w", f.ID, merr)
+		}
+		put(b)
+	}
+	put([]byte("]}"))
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	c.h.m.sent.Inc()
+	c.h.m.sentBytes.Add(float64(n))
+	return nil
+}

@@ -1,0 +1,447 @@
+// Package wshub pushes the twin's changes to websocket clients (CONTRACT
+// §6): each client subscribes to layers in a bbox, gets a snapshot and then
+// deltas in feed order, may resume after a reconnect with `since`, and sees
+// only what its principal may see. One router goroutine reads the twin's
+// feed once and routes each change through a tile-bucket index to the few
+// subscriptions near it; each client has a bounded, coalescing queue and
+// its own writer, so no client can stall the router or ingest. See
+// protocol.go for the messages.
+package wshub
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/citytwin/citytwin/auth"
+	"github.com/citytwin/citytwin/internal/httpx"
+	"github.com/citytwin/citytwin/twin"
+	"github.com/gorilla/websocket"
+	"github.com/paulmach/orb"
+)
+
+// routeBatch is how many feed changes the router reads per Since call.
+const routeBatch = 1024
+
+// hopelessCheckEvery throttles the scan for hopeless clients (Clock time).
+const hopelessCheckEvery = 100 * time.Millisecond
+
+// Hub serves GET /ws. Create it with New, start Run, mount it as a handler.
+// All methods are safe for concurrent use.
+type Hub struct {
+	tw       *twin.Twin
+	opts     Options
+	log      *slog.Logger
+	m        *metrics
+	upgrader websocket.Upgrader
+
+	// mu guards the index, the clients and every sub: the router holds it
+	// for reading while it routes a batch; subscribe holds it for writing
+	// while it takes the snapshot, so a snapshot at seq S and the deltas
+	// with Seq > S neither overlap nor leave a gap.
+	mu      sync.RWMutex
+	ix      *index
+	clients map[*client]struct{}
+	stopped bool
+	wg      sync.WaitGroup // connection handlers
+
+	pos       uint64    // router: last routed seq
+	lastCheck time.Time // router: last hopeless scan
+}
+
+var _ http.Handler = (*Hub)(nil)
+
+// New makes a hub over the twin's feed. It starts routing from the feed's
+// current end, so subscriptions made before Run starts miss nothing.
+func New(tw *twin.Twin, opts Options) *Hub {
+	opts = opts.withDefaults()
+	h := &Hub{tw: tw, opts: opts, log: opts.Logger, m: newMetrics(opts.Registerer),
+		ix: newIndex(), clients: map[*client]struct{}{}, pos: tw.Feed().Last()}
+	// The origin is checked in ServeHTTP to answer with a JSON error.
+	h.upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true },
+		HandshakeTimeout: 10 * time.Second}
+	return h
+}
+
+// Run routes the feed to clients until ctx ends, then closes every client
+// with 1001 (going away) and waits for their handlers. It returns nil on a
+// cancelled ctx. Call it once.
+func (h *Hub) Run(ctx context.Context) error {
+	cur := h.tw.Feed().Subscribe()
+	defer cur.Close()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if ctx.Err() != nil {
+			break
+		}
+		if h.step() > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-cur.C():
+		case <-tick.C:
+			h.checkHopeless(true)
+		}
+	}
+	h.shutdown()
+	return nil
+}
+
+// step routes one batch of changes; it returns how many it read.
+func (h *Hub) step() int {
+	feed := h.tw.Feed()
+	batch, err := feed.Since(h.pos, routeBatch)
+	if errors.Is(err, twin.ErrTooOld) {
+		// The router itself fell out of the window (it cannot, short of a
+		// stalled process): every client re-snapshots.
+		h.log.Warn("websocket hub fell behind the feed window; resyncing every client", "pos", h.pos)
+		h.pos = feed.Last()
+		h.resyncAll()
+		return 1
+	}
+	if len(batch) == 0 {
+		return 0
+	}
+	h.mu.RLock()
+	for i := range batch {
+		h.route(&batch[i])
+	}
+	h.mu.RUnlock()
+	h.pos = batch[len(batch)-1].Seq
+	h.checkHopeless(false)
+	return len(batch)
+}
+
+// route delivers one change to the subscriptions whose view holds its old or
+// new state. Caller holds h.mu for reading; only the router calls it.
+func (h *Hub) route(c *twin.Change) {
+	if c.Kind == twin.History || c.Old == c.New {
+		return
+	}
+	var ob, nb *orb.Bound
+	if c.Old != nil && c.Old.Geometry != nil {
+		b := c.Old.Geometry.Bound()
+		ob = &b
+	}
+	if c.New != nil && c.New.Geometry != nil {
+		b := c.New.Geometry.Bound()
+		nb = &b
+	}
+	if ob == nil && nb == nil {
+		return
+	}
+	id := c.ID()
+	var up, rm []byte
+	h.ix.candidates(id.Layer, ob, nb, func(s *sub) {
+		if c.Seq <= s.base {
+			return
+		}
+		var err error
+		switch {
+		case s.visible(c.New):
+			if up == nil {
+				if up, err = encodeDelta(c.Seq, twin.Upsert, c.New); err != nil {
+					h.log.Error("websocket delta", "err", err)
+					return
+				}
+			}
+			s.c.enqueueDelta(&item{id: id, seq: c.Seq, msg: up})
+		case s.visible(c.Old):
+			if rm == nil {
+				if rm, err = encodeDelta(c.Seq, twin.Remove, c.Old); err != nil {
+					h.log.Error("websocket delta", "err", err)
+					return
+				}
+			}
+			s.c.enqueueDelta(&item{id: id, seq: c.Seq, msg: rm})
+		}
+	})
+}
+
+// subscribe replaces c's subscription and queues its snapshot or resume.
+func (h *Hub) subscribe(c *client, req subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c.sub != nil {
+		h.ix.remove(c.sub)
+	}
+	s := &sub{c: c, layers: req.layers, bbox: req.bbox, p: c.p}
+	var snap *snapshot
+	var resume []pendingDelta
+	tooOld := false
+	h.tw.View(func(seq uint64, r twin.Reader) {
+		s.base = seq
+		if req.since != nil {
+			var ok bool
+			if resume, ok = h.resume(s, *req.since, seq, r); ok {
+				return
+			}
+			tooOld = true
+		}
+		snap = takeSnapshot(s, seq, r)
+	})
+	c.sub = s
+	h.ix.add(s)
+	if snap != nil {
+		var items []*item
+		if tooOld {
+			h.m.resyncs.Inc()
+			items = append(items, &item{msg: resyncMsg})
+		}
+		c.replaceQueue(append(items, &item{snap: snap})...)
+		return
+	}
+	msgs := make([][]byte, 0, len(resume))
+	for _, d := range resume {
+		b, err := encodeDelta(d.seq, d.kind, d.f)
+		if err != nil {
+			h.log.Error("websocket resume", "err", err)
+			continue
+		}
+		msgs = append(msgs, b)
+	}
+	c.replaceQueue(&item{msgs: msgs})
+}
+
+// resnapshot answers a resync: a fresh snapshot of c's subscription. Called
+// by c's writer after it wrote {"op":"resync"}.
+func (h *Hub) resnapshot(c *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := c.sub
+	if s == nil {
+		c.replaceQueue()
+		return
+	}
+	var snap *snapshot
+	h.tw.View(func(seq uint64, r twin.Reader) {
+		s.base = seq
+		snap = takeSnapshot(s, seq, r)
+	})
+	c.replaceQueue(&item{snap: snap})
+}
+
+// takeSnapshot collects what s sees at seq. Runs inside twin.View.
+func takeSnapshot(s *sub, seq uint64, r twin.Reader) *snapshot {
+	snap := &snapshot{seq: seq}
+	for _, l := range s.layers {
+		r.Search(l, s.bbox, func(f *twin.Feature) bool {
+			if s.p.Sees(f) {
+				snap.features = append(snap.features, f)
+			}
+			return true
+		})
+	}
+	return snap
+}
+
+// pendingDelta is one delta of a resume, before encoding.
+type pendingDelta struct {
+	seq  uint64
+	kind twin.ChangeKind
+	f    *twin.Feature
+}
+
+// resume computes the deltas after since for s's view, collapsed per object
+// to its state at seq (the latest), in seq order: an upsert when the object
+// is in view now, a remove (with the last state that was in view) when it
+// was in view at some point after since and is not now. ok is false when
+// since is out of the feed window or MaxResume. Runs inside twin.View, so
+// the feed holds exactly the changes up to seq.
+func (h *Hub) resume(s *sub, since, seq uint64, r twin.Reader) (out []pendingDelta, ok bool) {
+	if since > seq || seq-since > uint64(h.opts.MaxResume) {
+		return nil, false
+	}
+	changes, err := h.tw.Feed().Since(since, 0)
+	if err != nil {
+		return nil, false
+	}
+	type acc struct {
+		last uint64
+		seen *twin.Feature // latest state that was in view
+	}
+	objs := map[twin.ID]*acc{}
+	for i := range changes {
+		ch := &changes[i]
+		if ch.Seq > seq || ch.Kind == twin.History {
+			continue
+		}
+		id := ch.ID()
+		a := objs[id]
+		if a == nil {
+			a = &acc{}
+			objs[id] = a
+		}
+		a.last = ch.Seq
+		if s.visible(ch.New) {
+			a.seen = ch.New
+		} else if s.visible(ch.Old) {
+			a.seen = ch.Old
+		}
+	}
+	for id, a := range objs {
+		if a.seen == nil {
+			continue
+		}
+		if cur, _ := r.Get(id); s.visible(cur) {
+			out = append(out, pendingDelta{a.last, twin.Upsert, cur})
+		} else {
+			out = append(out, pendingDelta{a.last, twin.Remove, a.seen})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	return out, true
+}
+
+// resyncAll makes every subscribed client re-snapshot.
+func (h *Hub) resyncAll() {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.clients {
+		if c.sub == nil {
+			continue
+		}
+		c.mu.Lock()
+		if !c.closed {
+			c.overflowLocked(false)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// checkHopeless closes clients that have been behind for HopelessAfter.
+// Unless force, it runs at most every hopelessCheckEvery of Clock time.
+func (h *Hub) checkHopeless(force bool) {
+	now := h.opts.Clock.Now()
+	if !force && now.Sub(h.lastCheck) < hopelessCheckEvery {
+		return
+	}
+	h.lastCheck = now
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.clients {
+		if d := c.lagging(now); d >= h.opts.HopelessAfter {
+			h.log.Info("closing slow websocket client", "remote", c.remote, "behind", d)
+			h.m.dropped.WithLabelValues("too_slow").Inc()
+			c.close(CloseTooSlow, "too slow")
+		}
+	}
+}
+
+func (h *Hub) shutdown() {
+	h.mu.Lock()
+	h.stopped = true
+	for c := range h.clients {
+		h.m.dropped.WithLabelValues("shutdown").Inc()
+		c.close(websocket.CloseGoingAway, "server shutting down")
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// ServeHTTP upgrades GET /ws after the origin check and Options.Authorize,
+// then serves the connection until it ends.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		httpx.Error(w, http.StatusMethodNotAllowed, "method not allowed", nil)
+		return
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		httpx.Error(w, http.StatusBadRequest, "websocket upgrade required", nil)
+		return
+	}
+	if !h.originAllowed(r) {
+		httpx.Error(w, http.StatusForbidden, "origin not allowed", r.Header.Get("Origin"))
+		return
+	}
+	p := auth.Principal{Subject: "anonymous", Role: auth.Planner, Region: auth.CityCode}
+	if h.opts.Authorize != nil {
+		var err error
+		if p, err = h.opts.Authorize(r); err != nil {
+			httpx.Error(w, http.StatusUnauthorized, "unauthorized", err.Error())
+			return
+		}
+	}
+	h.mu.Lock()
+	if h.stopped {
+		h.mu.Unlock()
+		httpx.Error(w, http.StatusServiceUnavailable, "shutting down", nil)
+		return
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	defer h.wg.Done()
+
+	conn, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered the client
+	}
+	c := newClient(h, conn, p, r.RemoteAddr)
+	if !h.register(c) {
+		c.close(websocket.CloseGoingAway, "server shutting down")
+		<-c.closerDone
+		return
+	}
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeLoop()
+	}()
+	c.readLoop()
+	c.close(websocket.CloseNormalClosure, "")
+	<-writerDone
+	<-c.closerDone
+	h.unregister(c)
+}
+
+func (h *Hub) register(c *client) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return false
+	}
+	h.clients[c] = struct{}{}
+	h.m.clients.Inc()
+	return true
+}
+
+func (h *Hub) unregister(c *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.clients[c]; !ok {
+		return
+	}
+	delete(h.clients, c)
+	if c.sub != nil {
+		h.ix.remove(c.sub)
+		c.sub = nil
+	}
+	h.m.clients.Dec()
+}
+
+// originAllowed applies Options.AllowedOrigins (see there).
+func (h *Hub) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, a := range h.opts.AllowedOrigins {
+		if a == "*" || strings.EqualFold(strings.TrimRight(a, "/"), origin) {
+			return true
+		}
+	}
+	if len(h.opts.AllowedOrigins) > 0 {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}

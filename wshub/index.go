@@ -1,0 +1,159 @@
+package wshub
+
+import (
+	"math"
+
+	"github.com/citytwin/citytwin/twin"
+	"github.com/paulmach/orb"
+)
+
+// Routing buckets subscriptions by web-mercator tile at a fixed zoom, per
+// layer, so that routing one change costs the subscribers near it, not every
+// subscriber: a change looks up the tiles of its old and new bounds.
+const (
+	// bucketZoom is the tile zoom of the buckets. A z10 tile is about
+	// 35 km wide at the equator and ~34 x 30 km at Chongqing's latitude;
+	// city viewports (z11..z17) cover one to four of them.
+	bucketZoom = 10
+	// maxBucketTiles is how many z10 tiles a bbox may cover before its
+	// subscription goes to the layer's global bucket (checked on every
+	// change of the layer) instead of per-tile buckets.
+	maxBucketTiles = 64
+	// maxLat is the web-mercator latitude limit.
+	maxLat = 85.05112878
+)
+
+// tileKey packs z10 tile x and y (each < 1024).
+type tileKey uint32
+
+// tileRange is the inclusive range of z10 tiles covering a bound.
+type tileRange struct{ x0, y0, x1, y1 uint32 }
+
+func (r tileRange) count() int { return int(r.x1-r.x0+1) * int(r.y1-r.y0+1) }
+
+func (r tileRange) each(fn func(tileKey)) {
+	for x := r.x0; x <= r.x1; x++ {
+		for y := r.y0; y <= r.y1; y++ {
+			fn(tileKey(x<<bucketZoom | y))
+		}
+	}
+}
+
+func tileOf(p orb.Point) (x, y uint32) {
+	const n = 1 << bucketZoom
+	lon := math.Max(-180, math.Min(180, p[0]))
+	lat := math.Max(-maxLat, math.Min(maxLat, p[1])) * math.Pi / 180
+	fx := (lon + 180) / 360 * n
+	fy := (1 - math.Log(math.Tan(lat)+1/math.Cos(lat))/math.Pi) / 2 * n
+	return uint32(math.Max(0, math.Min(n-1, fx))), uint32(math.Max(0, math.Min(n-1, fy)))
+}
+
+func tilesOf(b orb.Bound) tileRange {
+	x0, y0 := tileOf(orb.Point{b.Min[0], b.Max[1]}) // north-west
+	x1, y1 := tileOf(orb.Point{b.Max[0], b.Min[1]}) // south-east
+	return tileRange{x0, y0, x1, y1}
+}
+
+// layerIndex holds one layer's subscriptions.
+type layerIndex struct {
+	tiles  map[tileKey]map[*sub]struct{}
+	global map[*sub]struct{} // bboxes too large for tile buckets
+	all    map[*sub]struct{} // every subscription of the layer
+}
+
+// index maps layers and tiles to subscriptions. It is guarded by Hub.mu:
+// add and remove under the write lock, candidates under the read lock from
+// the single router goroutine (candidates writes sub.mark).
+type index struct {
+	layers map[twin.Layer]*layerIndex
+	gen    uint64 // dedup generation for candidates
+}
+
+func newIndex() *index { return &index{layers: map[twin.Layer]*layerIndex{}} }
+
+func (ix *index) add(s *sub) {
+	r := tilesOf(s.bbox)
+	s.global = r.count() > maxBucketTiles
+	for _, l := range s.layers {
+		li := ix.layers[l]
+		if li == nil {
+			li = &layerIndex{tiles: map[tileKey]map[*sub]struct{}{}, global: map[*sub]struct{}{}, all: map[*sub]struct{}{}}
+			ix.layers[l] = li
+		}
+		li.all[s] = struct{}{}
+		if s.global {
+			li.global[s] = struct{}{}
+			continue
+		}
+		r.each(func(k tileKey) {
+			m := li.tiles[k]
+			if m == nil {
+				m = map[*sub]struct{}{}
+				li.tiles[k] = m
+			}
+			m[s] = struct{}{}
+		})
+	}
+}
+
+func (ix *index) remove(s *sub) {
+	r := tilesOf(s.bbox)
+	for _, l := range s.layers {
+		li := ix.layers[l]
+		if li == nil {
+			continue
+		}
+		delete(li.all, s)
+		delete(li.global, s)
+		if !s.global {
+			r.each(func(k tileKey) {
+				if m := li.tiles[k]; m != nil {
+					delete(m, s)
+					if len(m) == 0 {
+						delete(li.tiles, k)
+					}
+				}
+			})
+		}
+	}
+}
+
+// candidates calls fn once for each subscription of layer l whose buckets
+// meet bound a or bound b (either may be absent). fn still has to check the
+// exact bbox and scope. Only the router goroutine may call it.
+func (ix *index) candidates(l twin.Layer, a, b *orb.Bound, fn func(*sub)) {
+	li := ix.layers[l]
+	if li == nil || len(li.all) == 0 {
+		return
+	}
+	ix.gen++
+	gen := ix.gen
+	visit := func(s *sub) {
+		if s.mark != gen {
+			s.mark = gen
+			fn(s)
+		}
+	}
+	for s := range li.global {
+		visit(s)
+	}
+	for _, bd := range []*orb.Bound{a, b} {
+		if bd == nil {
+			continue
+		}
+		r := tilesOf(*bd)
+		if r.count() > len(li.tiles) {
+			// A huge feature (a district polygon): scanning the occupied
+			// buckets is cheaper than enumerating its tiles.
+			for s := range li.all {
+				visit(s)
+			}
+			return
+		}
+		r.each(func(k tileKey) {
+			for s := range li.tiles[k] {
+				visit(s)
+			}
+		})
+	}
+}
