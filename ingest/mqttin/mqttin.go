@@ -121,7 +121,8 @@ type Ingest struct {
 func New(tw *twin.Twin, opts Options) *Ingest {
 	opts.defaults(tw)
 	i := &Ingest{tw: tw, opts: opts, log: opts.Logger.With("component", "mqttin"),
-		metrics: telemetry.NewMetrics(opts.Registerer), seed: maphash.MakeSeed()}
+		metrics: telemetry.NewMetrics(opts.Registerer), seed: maphash.MakeSeed(),
+		dl: make(chan []byte, opts.DeadLetterQueue)}
 	i.dropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "twin_deadletter_dropped_total",
 		Help: "Dead letters not published to twin/deadletter because the queue was full (still counted in twin_deadletter_total).",
@@ -204,7 +205,6 @@ func (i *Ingest) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	i.dl = make(chan []byte, i.opts.DeadLetterQueue)
 	dlDone := make(chan struct{})
 	go i.publishDeadLetters(dlDone)
 
@@ -234,7 +234,7 @@ func (i *Ingest) Run(ctx context.Context) error {
 	}
 	i.gate.Unlock()
 	wg.Wait()
-	close(i.dl)
+	close(i.dl) // no sender left: workers are done, DeadLetterFunc sees closed
 	<-dlDone
 	return runErr
 }
@@ -325,12 +325,33 @@ func (i *Ingest) deadLetter(topic string, payload []byte, err error) {
 	d := NewDeadLetter(topic, payload, err)
 	i.metrics.DeadLetters.WithLabelValues(d.Reason).Inc()
 	i.metrics.Messages.WithLabelValues("mqtt", telemetry.OutcomeDeadletter).Inc()
+	i.enqueueDeadLetter(d)
+}
+
+// DeadLetterFunc returns a function that publishes other sources' dead
+// letters (ingest/httpin's Options.DeadLetter) on twin/deadletter through
+// this connection. It never blocks and does not count: the source counts.
+func (i *Ingest) DeadLetterFunc() func(ctx context.Context, topic string, payload []byte, reason string) {
+	return func(_ context.Context, topic string, payload []byte, reason string) {
+		d := NewDeadLetter(topic, payload, nil)
+		d.Reason = reason
+		i.gate.RLock()
+		defer i.gate.RUnlock()
+		if i.closed {
+			i.log.Warn("dead letter after shutdown logged only", "topic", topic, "reason", reason, "payload", d.Payload+d.PayloadBase64)
+			return
+		}
+		i.enqueueDeadLetter(d)
+	}
+}
+
+func (i *Ingest) enqueueDeadLetter(d DeadLetter) {
 	b, _ := json.Marshal(d) // strings only: cannot fail
 	select {
 	case i.dl <- b:
 	default:
 		i.dropped.Inc()
-		i.log.Error("dead-letter queue full; dead letter logged only", "topic", topic, "reason", d.Reason, "detail", d.Detail)
+		i.log.Error("dead-letter queue full; dead letter logged only", "topic", d.Topic, "reason", d.Reason, "detail", d.Detail)
 	}
 }
 

@@ -114,7 +114,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 func client(t *testing.T, url string) paho.Client {
 	t.Helper()
-	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("pub-" + uniq(t)).SetCleanSession(true))
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("pub-" + uniq(t)).SetCleanSession(true).SetAutoReconnect(false))
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", url, tok.Error())
 	}
@@ -318,5 +318,25 @@ func TestNewDeadLetter(t *testing.T) {
 	}
 	if d := NewDeadLetter("t", nil, io.EOF); d.Reason != "apply_failed" {
 		t.Fatalf("%+v", d)
+	}
+}
+
+func TestDeadLetterFuncForHTTP(t *testing.T) {
+	b, err := broker.Start(context.Background(), "127.0.0.1:0", quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	h := startIngest(t, b.URL(), Options{})
+	tag := uniq(t)
+	letters := deadLetters(t, b.URL(), tag)
+	h.ing.DeadLetterFunc()(context.Background(), "POST /api/telemetry "+tag, []byte(`{"id":"x"}`), "missing_ts")
+	select {
+	case d := <-letters:
+		if d.Reason != "missing_ts" || d.Payload != `{"id":"x"}` {
+			t.Fatalf("%+v", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("dead letter not published")
 	}
 }
