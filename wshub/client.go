@@ -35,6 +35,16 @@ func (s *sub) visible(f *twin.Feature) bool {
 	if f == nil || f.Geometry == nil {
 		return false
 	}
+	b := f.Geometry.Bound()
+	return s.sees(f, &b)
+}
+
+// sees is visible with f's bound precomputed (nil when f has no geometry).
+// Cheapest test first: the bbox rejects most candidates.
+func (s *sub) sees(f *twin.Feature, b *orb.Bound) bool {
+	if f == nil || b == nil || !intersects(s.bbox, *b) {
+		return false
+	}
 	found := false
 	for _, l := range s.layers {
 		if l == f.ID.Layer {
@@ -42,7 +52,13 @@ func (s *sub) visible(f *twin.Feature) bool {
 			break
 		}
 	}
-	return found && s.bbox.Intersects(f.Geometry.Bound()) && s.p.Sees(f)
+	return found && s.p.Sees(f)
+}
+
+// intersects reports whether two bounds meet, edges included (as the
+// twin's R-tree search does, so snapshots and deltas agree).
+func intersects(a, b orb.Bound) bool {
+	return a.Min[0] <= b.Max[0] && a.Max[0] >= b.Min[0] && a.Min[1] <= b.Max[1] && a.Max[1] >= b.Min[1]
 }
 
 // client is one websocket connection. The router only ever appends to its

@@ -146,7 +146,7 @@ func (h *Hub) route(c *twin.Change) {
 		}
 		var err error
 		switch {
-		case s.visible(c.New):
+		case s.sees(c.New, nb):
 			if up == nil {
 				if up, err = encodeDelta(c.Seq, twin.Upsert, c.New); err != nil {
 					h.log.Error("websocket delta", "err", err)
@@ -154,7 +154,7 @@ func (h *Hub) route(c *twin.Change) {
 				}
 			}
 			s.c.enqueueDelta(&item{id: id, seq: c.Seq, msg: up})
-		case s.visible(c.Old):
+		case s.sees(c.Old, ob):
 			if rm == nil {
 				if rm, err = encodeDelta(c.Seq, twin.Remove, c.Old); err != nil {
 					h.log.Error("websocket delta", "err", err)

@@ -11,22 +11,24 @@ import (
 // layer, so that routing one change costs the subscribers near it, not every
 // subscriber: a change looks up the tiles of its old and new bounds.
 const (
-	// bucketZoom is the tile zoom of the buckets. A z10 tile is about
-	// 35 km wide at the equator and ~34 x 30 km at Chongqing's latitude;
-	// city viewports (z11..z17) cover one to four of them.
-	bucketZoom = 10
-	// maxBucketTiles is how many z10 tiles a bbox may cover before its
+	// bucketZoom is the tile zoom of the buckets. A z13 tile is 0.044
+	// degrees of longitude, about 4.3 x 3.8 km at Chongqing's latitude: a
+	// street-level viewport (z14..z17) covers one to four of them, a
+	// district view (z12) a dozen, the whole demo city about 80.
+	bucketZoom = 13
+	// maxBucketTiles is how many z13 tiles a bbox may cover before its
 	// subscription goes to the layer's global bucket (checked on every
-	// change of the layer) instead of per-tile buckets.
-	maxBucketTiles = 64
+	// change of the layer) instead of per-tile buckets: 256 tiles is about
+	// 70 x 60 km, more than the city core.
+	maxBucketTiles = 256
 	// maxLat is the web-mercator latitude limit.
 	maxLat = 85.05112878
 )
 
-// tileKey packs z10 tile x and y (each < 1024).
+// tileKey packs the bucket tile's x and y (each < 1<<bucketZoom).
 type tileKey uint32
 
-// tileRange is the inclusive range of z10 tiles covering a bound.
+// tileRange is the inclusive range of bucket tiles covering a bound.
 type tileRange struct{ x0, y0, x1, y1 uint32 }
 
 func (r tileRange) count() int { return int(r.x1-r.x0+1) * int(r.y1-r.y0+1) }
