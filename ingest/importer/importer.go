@@ -237,7 +237,12 @@ func (r *run) add(ctx context.Context, f *twin.Feature, line, index int) error {
 		return nil
 	}
 	if err := validGeometry(f.Geometry); err != nil {
-		r.problem(line, index, "%v", err)
+		if line == 0 && f.Source != "" {
+			// No line to point at (OSM): name the element instead.
+			r.problem(line, index, "%s: %v", f.Source, err)
+		} else {
+			r.problem(line, index, "%v", err)
+		}
 		return nil
 	}
 	fp := fingerprint(f)
