@@ -127,3 +127,5 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+var _ Publisher = PublisherFunc(nil)

@@ -50,3 +50,5 @@ func ReasonOf(err error) Reason {
 	}
 	return ""
 }
+
+var _ error = (*Error)(nil)
