@@ -1,0 +1,144 @@
+package demo
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/paulmach/orb"
+
+	"github.com/citytwin/citytwin/twin"
+)
+
+// Bridge is one generated bridge across a river.
+type Bridge struct {
+	Name, NameZH, River string
+	Line                orb.LineString // two points, From on Connects[0]'s bank
+	Connects            [2]*District
+	LengthM             float64
+}
+
+// ForbiddenMuckHours are the local (Asia/Shanghai) hours during which muck
+// trucks may not use the bridges, as carried in each bridge's restrictions.
+var ForbiddenMuckHours = []string{"07:00-09:00", "17:00-19:30"}
+
+// bridgeDef places a bridge at fraction t of a centreline segment; length
+// from the facts sheet (metres), widened when the river is wider.
+type bridgeDef struct {
+	name, nameZH string
+	river        int // index in City.Rivers: 0 Yangtze, 1 Jialing
+	seg          int
+	t            float64
+	lengthM      float64
+	from, to     string // expected district codes of the two ends
+}
+
+var bridgeDefs = []bridgeDef{
+	{"Qiansimen", "千厮门嘉陵江大桥", 1, 8, 0.5, 878, "500103", "500105"},
+	{"Huanghuayuan", "黄花园大桥", 1, 7, 0.75, 1208, "500103", "500105"},
+	{"Jiahua", "嘉华嘉陵江大桥", 1, 6, 0.5, 528, "500103", "500105"},
+	{"Dongshuimen", "东水门长江大桥", 0, 5, 0.55, 1125, "500103", "500108"},
+	{"Chaotianmen", "朝天门长江大桥", 0, 6, 0.6, 1741, "500105", "500108"},
+	{"Niujiaotuo", "牛角沱嘉陵江大桥", 1, 7, 0.3, 626, "500103", "500105"},
+	{"Shibanpo", "石板坡长江大桥", 0, 4, 0.6, 1100, "500103", "500108"},
+}
+
+// addBridges places the bridges and checks each end lies in its expected
+// district and out of the water.
+func (c *City) addBridges() error {
+	byCode := map[string]*District{}
+	for _, d := range c.Districts {
+		byCode[d.Code] = d
+	}
+	for _, def := range bridgeDefs {
+		rv := c.Rivers[def.river]
+		p, nx, ny := rv.pointAlong(def.seg, def.t)
+		w := 2 * math.Max(rv.HalfWidth[def.seg], rv.HalfWidth[def.seg+1])
+		length := math.Max(def.lengthM, w+300)
+		half := length / 2
+		a := round(offsetMetres(p, nx*half, ny*half))
+		b := round(offsetMetres(p, -nx*half, -ny*half))
+		da, db := c.district(a), c.district(b)
+		if da != nil && da.Code == def.to {
+			a, b, da, db = b, a, db, da
+		}
+		if da == nil || db == nil || da.Code != def.from || db.Code != def.to {
+			return fmt.Errorf("bridge %s: ends %v %v not in %s and %s", def.name, a, b, def.from, def.to)
+		}
+		if c.inWater(a, 0) || c.inWater(b, 0) {
+			return fmt.Errorf("bridge %s: an end is in the water", def.name)
+		}
+		br := &Bridge{Name: def.name, NameZH: def.nameZH, River: rv.Name, Line: orb.LineString{a, b},
+			Connects: [2]*District{da, db}, LengthM: math.Round(distMetres(a, b))}
+		c.Bridges = append(c.Bridges, br)
+		c.add(feature(twin.Bridges, lower(def.name), br.Line, map[string]any{
+			"name": def.name + " Bridge", "name_zh": def.nameZH, "river": rv.Name,
+			"connects": []string{da.Code, db.Code}, "length_m": br.LengthM,
+			"restrictions": map[string]any{"muck_truck": map[string]any{"forbidden": append([]string(nil), ForbiddenMuckHours...)}},
+		}))
+	}
+	return nil
+}
+
+// landLinks are primary roads between district kernels on the same bank,
+// through waypoints that keep them out of the rivers.
+var landLinks = []struct {
+	a, b string
+	via  []orb.Point
+	name string
+}{
+	{"500103", "500106", []orb.Point{{106.505, 29.560}, {106.47, 29.585}}, "Shapingba Ave"},
+	{"500103", "500107", []orb.Point{{106.50, 29.545}}, "Jiulongpo Ave"},
+	{"500106", "500107", nil, "Xiejiawan Rd"},
+	{"500107", "500104", []orb.Point{{106.43, 29.50}}, "Dadukou Ave"},
+	{"500106", "500109", []orb.Point{{106.41, 29.70}}, "Beibei Expressway"},
+	{"500105", "500112", []orb.Point{{106.58, 29.66}}, "Yubei Ave"},
+}
+
+// addRoads lays the road network: bridge decks and their approaches to the
+// district kernels (primary), primary links between neighbouring districts
+// on one bank, a ring road and spokes to every street (secondary) in each
+// district, and a few residential lanes in every street. Muck-truck and
+// patrol routes follow these roads.
+func (c *City) addRoads(r *rand.Rand) {
+	n := 0
+	road := func(class, name string, ls orb.LineString) {
+		n++
+		c.add(feature(twin.Roads, fmt.Sprintf("r%05d", n), ls, map[string]any{
+			"name": name, "class": class, "oneway": false}))
+	}
+	for _, b := range c.Bridges {
+		road("primary", b.Name+" Bridge", b.Line)
+		road("primary", b.Name+" Bridge Rd N", orb.LineString{b.Connects[0].Kernel, b.Line[0]})
+		road("primary", b.Name+" Bridge Rd S", orb.LineString{b.Line[1], b.Connects[1].Kernel})
+	}
+	byCode := map[string]*District{}
+	for _, d := range c.Districts {
+		byCode[d.Code] = d
+	}
+	for _, l := range landLinks {
+		ls := orb.LineString{byCode[l.a].Kernel}
+		ls = append(ls, l.via...)
+		ls = append(ls, byCode[l.b].Kernel)
+		road("primary", l.name, ls)
+	}
+	for _, d := range c.Districts {
+		// Ring road along the core street's outer edge (scaled up a little).
+		ring := d.Streets[0].Polygon[0]
+		rr := make(orb.LineString, 0, len(ring)/4+2)
+		for i := 0; i < len(ring)-1; i += 4 {
+			rr = append(rr, round(scaleToward(d.Kernel, ring[i], (coreScale+0.03)/coreScale)))
+		}
+		rr = append(rr, rr[0])
+		road("secondary", d.Name+" Ring Rd", rr)
+		for _, s := range d.Streets[1:] {
+			road("secondary", s.Name+" Rd", orb.LineString{d.Kernel, s.Center})
+		}
+		for _, s := range d.Streets {
+			lanes := 2 + r.IntN(3)
+			for k := 1; k <= lanes; k++ {
+				road("residential", fmt.Sprintf("%s Lane %d", s.Name, k), orb.LineString{s.Center, round(s.RandomPoint(r))})
+			}
+		}
+	}
+}
