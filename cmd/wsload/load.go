@@ -1,0 +1,393 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/gorilla/websocket"
+)
+
+// Config is one load run.
+type Config struct {
+	Server, WS, Broker string
+	Clients, Objects   int
+	Rate               int // msgs/s over all objects
+	Duration, Drain    time.Duration
+	BBox               string // west,south,east,north
+	Prefix, Token      string
+	Conns              int
+	SkipRegister       bool
+}
+
+// Report is what a run measured.
+type Report struct {
+	Clients, Connected int
+	Published          int64
+	PublishTime        time.Duration
+	Msgs, Bytes        []int64   // per client
+	Latency            []float64 // ms, publish -> receive, every delta with sent_ms
+	Gaps, Regressions  int64
+	Resyncs, Closed    int64
+	CloseCodes         map[int]int
+}
+
+type bbox struct{ w, s, e, n float64 }
+
+func parseBBox(s string) (bbox, error) {
+	p := strings.Split(s, ",")
+	if len(p) != 4 {
+		return bbox{}, fmt.Errorf("bbox %q: want west,south,east,north", s)
+	}
+	var v [4]float64
+	for i := range p {
+		f, err := strconv.ParseFloat(strings.TrimSpace(p[i]), 64)
+		if err != nil {
+			return bbox{}, fmt.Errorf("bbox %q: %w", s, err)
+		}
+		v[i] = f
+	}
+	if v[0] >= v[2] || v[1] >= v[3] {
+		return bbox{}, fmt.Errorf("bbox %q: empty", s)
+	}
+	return bbox{v[0], v[1], v[2], v[3]}, nil
+}
+
+// Run registers, connects, publishes, drains and reports. Progress goes to log.
+func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
+	bb, err := parseBBox(cfg.BBox)
+	if err != nil {
+		return Report{}, err
+	}
+	if cfg.WS == "" {
+		u, err := url.Parse(cfg.Server)
+		if err != nil {
+			return Report{}, fmt.Errorf("server url: %w", err)
+		}
+		u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
+		u.Path = "/ws"
+		cfg.WS = u.String()
+	}
+	cfg.Conns = max(cfg.Conns, 1)
+	names := make([]string, cfg.Objects)
+	pos := make([][2]float64, cfg.Objects)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s%d", cfg.Prefix, i)
+		pos[i] = [2]float64{bb.w + rand.Float64()*(bb.e-bb.w), bb.s + rand.Float64()*(bb.n-bb.s)}
+	}
+	if !cfg.SkipRegister {
+		fmt.Fprintf(log, "registering %d vehicles\n", len(names))
+		if err := register(ctx, cfg, names, pos); err != nil {
+			return Report{}, err
+		}
+	}
+	fmt.Fprintf(log, "connecting %d websocket clients to %s\n", cfg.Clients, cfg.WS)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	clients := make([]*wsClient, cfg.Clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		c, err := dial(cctx, cfg, bb)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return Report{}, err
+		}
+		clients[i] = c
+		wg.Add(1)
+		go func() { defer wg.Done(); c.read() }()
+	}
+	fmt.Fprintf(log, "publishing %d msgs/s to %s for %s\n", cfg.Rate, cfg.Broker, cfg.Duration)
+	rep := Report{Clients: cfg.Clients, CloseCodes: map[int]int{}}
+	start := time.Now()
+	rep.Published, err = publish(ctx, cfg, bb, names, pos)
+	rep.PublishTime = time.Since(start)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return Report{}, err
+	}
+	select {
+	case <-time.After(cfg.Drain):
+	case <-ctx.Done():
+	}
+	cancel()
+	for _, c := range clients {
+		c.conn.Close()
+	}
+	wg.Wait()
+	for _, c := range clients {
+		rep.Connected++
+		rep.Msgs = append(rep.Msgs, c.msgs)
+		rep.Bytes = append(rep.Bytes, c.bytes)
+		rep.Latency = append(rep.Latency, c.lat...)
+		rep.Gaps += c.gaps
+		rep.Regressions += c.regressions
+		rep.Resyncs += c.resyncs
+		if c.closeCode != 0 {
+			rep.Closed++
+			rep.CloseCodes[c.closeCode]++
+		}
+	}
+	return rep, nil
+}
+
+func register(ctx context.Context, cfg Config, names []string, pos [][2]float64) error {
+	hc := &http.Client{Timeout: 30 * time.Second}
+	jobs := make(chan int)
+	errc := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				body := fmt.Sprintf(`{"type":"Feature","geometry":{"type":"Point","coordinates":[%.6f,%.6f]},"properties":{"kind":"patrol"}}`, pos[i][0], pos[i][1])
+				req, err := http.NewRequestWithContext(ctx, http.MethodPut, cfg.Server+"/api/entities/vehicles/"+names[i], strings.NewReader(body))
+				if err == nil {
+					req.Header.Set("Content-Type", "application/geo+json")
+					if cfg.Token != "" {
+						req.Header.Set("Authorization", "Bearer "+cfg.Token)
+					}
+					var resp *http.Response
+					if resp, err = hc.Do(req); err == nil {
+						b, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode/100 != 2 {
+							err = fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+						}
+					}
+				}
+				if err != nil {
+					select {
+					case errc <- fmt.Errorf("register %s: %w", names[i], err):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for i := range names {
+		if len(errc) > 0 || ctx.Err() != nil {
+			break
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return ctx.Err()
+	}
+}
+
+// publish drives every object on a small random walk (about 50 m a step,
+// kept inside the bbox) at cfg.Rate msgs/s, paced in 10 ms ticks; each
+// connection owns a disjoint set of objects so per-object ts increase.
+func publish(ctx context.Context, cfg Config, bb bbox, names []string, pos [][2]float64) (int64, error) {
+	var conns []paho.Client
+	defer func() {
+		for _, c := range conns {
+			c.Disconnect(250)
+		}
+	}()
+	for i := range cfg.Conns {
+		c := paho.NewClient(paho.NewClientOptions().AddBroker(cfg.Broker).
+			SetClientID(fmt.Sprintf("wsload-%d-%d", time.Now().UnixNano(), i)).SetCleanSession(true))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			return 0, fmt.Errorf("connect %s: %v", cfg.Broker, tok.Error())
+		}
+		conns = append(conns, c)
+	}
+	var sent atomic.Int64
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	for ci, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []int
+			for i := ci; i < len(names); i += len(conns) {
+				mine = append(mine, i)
+			}
+			if len(mine) == 0 {
+				return
+			}
+			lastTS := make([]int64, len(mine))
+			perTick := float64(cfg.Rate) / float64(len(conns)) / 100
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			owed, next := 0.0, 0
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				for owed += perTick; owed >= 1; owed-- {
+					k := next % len(mine)
+					next++
+					o := mine[k]
+					p := &pos[o]
+					p[0] = math.Min(bb.e, math.Max(bb.w, p[0]+(rand.Float64()-0.5)*0.001))
+					p[1] = math.Min(bb.n, math.Max(bb.s, p[1]+(rand.Float64()-0.5)*0.001))
+					now := time.Now()
+					ts := max(now.UnixMilli(), lastTS[k]+1)
+					lastTS[k] = ts
+					payload := fmt.Sprintf(`{"ts":%d,"lon":%.6f,"lat":%.6f,"speed_kmh":%.1f,"values":{"sent_ms":%.3f}}`,
+						ts, p[0], p[1], rand.Float64()*60, float64(now.UnixMicro())/1000)
+					c.Publish("twin/telemetry/"+names[o], 0, false, payload)
+					sent.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return sent.Load(), nil
+}
+
+// wsClient is one measuring websocket client. Its fields are written by its
+// read goroutine only and read after it ends.
+type wsClient struct {
+	conn                           *websocket.Conn
+	msgs, bytes, gaps, regressions int64
+	resyncs                        int64
+	lat                            []float64
+	last                           map[string]uint64 // version per object id
+	closeCode                      int
+}
+
+func dial(ctx context.Context, cfg Config, bb bbox) (*wsClient, error) {
+	hdr := http.Header{}
+	if cfg.Token != "" {
+		hdr.Set("Authorization", "Bearer "+cfg.Token)
+	}
+	conn, _, err := websocket.DefaultDialer.DialContext(ctx, cfg.WS, hdr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", cfg.WS, err)
+	}
+	// A random street-to-district viewport (0.02..0.12 degrees wide).
+	w := math.Min(0.02+rand.Float64()*0.10, bb.e-bb.w)
+	h := math.Min(w*0.75, bb.n-bb.s)
+	x := bb.w + rand.Float64()*(bb.e-bb.w-w)
+	y := bb.s + rand.Float64()*(bb.n-bb.s-h)
+	sub := fmt.Sprintf(`{"op":"subscribe","layers":["vehicles"],"bbox":[%.6f,%.6f,%.6f,%.6f]}`, x, y, x+w, y+h)
+	if err := conn.WriteMessage(websocket.TextMessage, []byte(sub)); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	return &wsClient{conn: conn, last: map[string]uint64{}}, nil
+}
+
+type wsFeature struct {
+	ID      string `json:"id"`
+	Version uint64 `json:"version"`
+	Props   struct {
+		Values struct {
+			SentMS *float64 `json:"sent_ms"`
+		} `json:"values"`
+	} `json:"properties"`
+}
+
+type wsMsg struct {
+	Op       string      `json:"op"`
+	Kind     string      `json:"kind"`
+	Feature  *wsFeature  `json:"feature"`
+	Features []wsFeature `json:"features"`
+}
+
+func (c *wsClient) read() {
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				c.closeCode = ce.Code
+			}
+			return
+		}
+		now := float64(time.Now().UnixMicro()) / 1000
+		c.msgs++
+		c.bytes += int64(len(data))
+		var m wsMsg
+		if json.Unmarshal(data, &m) != nil {
+			continue
+		}
+		switch m.Op {
+		case "resync":
+			c.resyncs++
+		case "snapshot":
+			for _, f := range m.Features {
+				c.last[f.ID] = f.Version
+			}
+		case "delta":
+			if m.Feature == nil {
+				continue
+			}
+			f := m.Feature
+			if m.Kind == "remove" {
+				continue // the next upsert after re-entering may skip versions
+			}
+			if prev, ok := c.last[f.ID]; ok {
+				if f.Version <= prev {
+					c.regressions++
+				} else {
+					c.gaps += int64(f.Version - prev - 1)
+				}
+			}
+			c.last[f.ID] = f.Version
+			if f.Props.Values.SentMS != nil {
+				c.lat = append(c.lat, now-*f.Props.Values.SentMS)
+			}
+		}
+	}
+}
+
+// Print writes the report for humans.
+func (r Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "clients      %d connected, %d closed by the server %v, %d resyncs\n", r.Connected, r.Closed, r.CloseCodes, r.Resyncs)
+	fmt.Fprintf(w, "published    %d msgs in %s (%.0f msgs/s)\n", r.Published, r.PublishTime.Round(time.Millisecond), float64(r.Published)/r.PublishTime.Seconds())
+	fmt.Fprintf(w, "per client   msgs min/avg/max %s, bytes avg %.0f\n", spread(r.Msgs), avg(r.Bytes))
+	if len(r.Latency) > 0 {
+		l := slices.Clone(r.Latency)
+		slices.Sort(l)
+		fmt.Fprintf(w, "latency      %d deltas: p50 %.1f ms, p99 %.1f ms, max %.1f ms (publish -> client receive)\n",
+			len(l), l[len(l)/2], l[len(l)*99/100], l[len(l)-1])
+	}
+	fmt.Fprintf(w, "versions     %d skipped (coalesced or out of view), %d regressions/duplicates\n", r.Gaps, r.Regressions)
+}
+
+func spread(v []int64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%.0f/%d", slices.Min(v), avg(v), slices.Max(v))
+}
+
+func avg(v []int64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	var s int64
+	for _, x := range v {
+		s += x
+	}
+	return float64(s) / float64(len(v))
+}
