@@ -291,14 +291,19 @@ func (i *Ingest) process(m paho.Message) {
 
 // DeadLetter is the JSON published on twin/deadletter (CONTRACT §3).
 // Payload holds the original payload when it is UTF-8, PayloadBase64
-// otherwise.
+// otherwise; payloads over MaxDeadLetterPayload are cut (Truncated), so an
+// oversized message does not come back oversized.
 type DeadLetter struct {
 	Topic         string `json:"topic"`
 	Payload       string `json:"payload,omitempty"`
 	PayloadBase64 string `json:"payload_base64,omitempty"`
+	Truncated     bool   `json:"truncated,omitempty"`
 	Reason        string `json:"reason"`
 	Detail        string `json:"detail,omitempty"`
 }
+
+// MaxDeadLetterPayload is the most payload bytes a dead letter carries.
+const MaxDeadLetterPayload = 64 << 10
 
 // NewDeadLetter renders a dead letter for a rejected message; an error
 // without a telemetry reason is reported as "apply_failed".
@@ -313,7 +318,15 @@ func NewDeadLetter(topic string, payload []byte, err error) DeadLetter {
 	} else if err != nil {
 		d.Detail = err.Error()
 	}
-	if utf8.Valid(payload) {
+	text := utf8.Valid(payload)
+	if len(payload) > MaxDeadLetterPayload {
+		cut := MaxDeadLetterPayload
+		for text && cut > 0 && !utf8.RuneStart(payload[cut]) {
+			cut-- // keep text valid UTF-8
+		}
+		payload, d.Truncated = payload[:cut], true
+	}
+	if text {
 		d.Payload = string(payload)
 	} else {
 		d.PayloadBase64 = base64.StdEncoding.EncodeToString(payload)

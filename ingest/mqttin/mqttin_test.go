@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/paulmach/orb"
@@ -338,5 +339,20 @@ func TestDeadLetterFuncForHTTP(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("dead letter not published")
+	}
+}
+
+func TestDeadLetterTruncates(t *testing.T) {
+	big := []byte(strings.Repeat("é", MaxDeadLetterPayload)) // 2 bytes a rune
+	d := NewDeadLetter("t", big[1:], nil)                    // invalid UTF-8: base64
+	if !d.Truncated || d.Payload != "" {
+		t.Fatalf("binary: %+v", d.Truncated)
+	}
+	if raw, _ := base64.StdEncoding.DecodeString(d.PayloadBase64); len(raw) != MaxDeadLetterPayload {
+		t.Fatalf("binary cut to %d", len(raw))
+	}
+	d = NewDeadLetter("t", append([]byte("x"), big...), nil)
+	if !d.Truncated || !utf8.ValidString(d.Payload) || len(d.Payload) != MaxDeadLetterPayload-1 {
+		t.Fatalf("text cut to %d bytes, valid %v", len(d.Payload), utf8.ValidString(d.Payload))
 	}
 }
