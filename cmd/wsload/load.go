@@ -198,7 +198,7 @@ func register(ctx context.Context, cfg Config, names []string, pos [][2]float64)
 }
 
 // publish drives every object on a small random walk (about 50 m a step,
-// kept inside the bbox) at cfg.Rate msgs/s, paced in 10 ms ticks; each
+// kept inside the bbox) at cfg.Rate msgs/s, paced every 10 ms; each
 // connection owns a disjoint set of objects so per-object ts increase.
 func publish(ctx context.Context, cfg Config, bb bbox, names []string, pos [][2]float64) (int64, error) {
 	var conns []paho.Client
@@ -231,17 +231,18 @@ func publish(ctx context.Context, cfg Config, bb bbox, names []string, pos [][2]
 				return
 			}
 			lastTS := make([]int64, len(mine))
-			perTick := float64(cfg.Rate) / float64(len(conns)) / 100
+			// Pace by elapsed time, not tick count: a late tick catches up.
+			perSec := float64(cfg.Rate) / float64(len(conns))
 			tick := time.NewTicker(10 * time.Millisecond)
 			defer tick.Stop()
-			owed, next := 0.0, 0
+			t0, next := time.Now(), 0
 			for {
 				select {
 				case <-ctx.Done():
 					return
 				case <-tick.C:
 				}
-				for owed += perTick; owed >= 1; owed-- {
+				for due := int(perSec * time.Since(t0).Seconds()); next < due && ctx.Err() == nil; {
 					k := next % len(mine)
 					next++
 					o := mine[k]
