@@ -1,0 +1,268 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/citytwin/citytwin/twin"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/paulmach/orb/encoding/ewkb"
+	"github.com/paulmach/orb/encoding/wkb"
+)
+
+// The staging table lives per connection and is emptied at commit, so a
+// pooled connection reuses it without catalog churn.
+const stageFeatures = `CREATE TEMP TABLE IF NOT EXISTS twin_stage_features (
+	layer text, name text, geom bytea, props text, version bigint, updated timestamptz,
+	observed timestamptz, region text[], grid text, h3 bigint, h3_cells bigint[], source text
+) ON COMMIT DELETE ROWS`
+
+var stageCols = []string{"layer", "name", "geom", "props", "version", "updated", "observed",
+	"region", "grid", "h3", "h3_cells", "source"}
+
+// releaseSQL frees source ids that staged rows claim from other objects: a
+// source id moves to the newest object claiming it (the unique index would
+// otherwise fail the whole batch, and the writer would retry it forever).
+// It runs as its own statement because the unique check is immediate.
+const releaseSQL = `
+UPDATE %[1]s t SET source = NULL
+FROM twin_stage_features s
+WHERE s.layer = $1 AND s.source IS NOT NULL AND t.source = s.source AND t.name <> s.name`
+
+// upsertSQL moves one layer's staged rows into its table; a stored object
+// with a higher version is kept.
+const upsertSQL = `
+INSERT INTO %[1]s AS t (name, geom, props, version, updated, observed, region, grid, h3, h3_cells, source)
+SELECT name, ST_GeomFromEWKB(geom), props::jsonb, version, updated, observed, region, grid, h3, h3_cells, source
+FROM twin_stage_features WHERE layer = $1
+ON CONFLICT (name) DO UPDATE SET
+	geom = excluded.geom, props = excluded.props, version = excluded.version,
+	updated = excluded.updated, observed = excluded.observed, region = excluded.region,
+	grid = excluded.grid, h3 = excluded.h3, h3_cells = excluded.h3_cells, source = excluded.source
+WHERE excluded.version >= t.version`
+
+// Upsert writes the features' latest state in one transaction. Several
+// states of one object in the batch collapse to the highest version.
+func (s *Store) Upsert(ctx context.Context, fs []*twin.Feature) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	latest := make(map[twin.ID]*twin.Feature, len(fs))
+	sources := map[string]twin.ID{}
+	layers := map[twin.Layer]bool{}
+	for _, f := range fs {
+		if _, err := table(f.ID.Layer); err != nil {
+			return fmt.Errorf("pgstore: upsert %s: %w", f.ID, err)
+		}
+		if cur := latest[f.ID]; cur == nil || f.Version >= cur.Version {
+			latest[f.ID] = f
+		}
+		layers[f.ID.Layer] = true
+	}
+	rows := make([][]any, 0, len(latest))
+	for _, f := range latest {
+		row, err := featureRow(f, sources)
+		if err != nil {
+			return fmt.Errorf("pgstore: upsert %s: %w", f.ID, err)
+		}
+		rows = append(rows, row)
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, stageFeatures); err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"twin_stage_features"}, stageCols, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("copy: %w", err)
+		}
+		for l := range layers {
+			if _, err := tx.Exec(ctx, fmt.Sprintf(releaseSQL, l), string(l)); err != nil {
+				return fmt.Errorf("%s: release sources: %w", l, err)
+			}
+			if _, err := tx.Exec(ctx, fmt.Sprintf(upsertSQL, l), string(l)); err != nil {
+				return fmt.Errorf("%s: %w", l, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("pgstore: upsert %d features: %w", len(rows), classify(err))
+	}
+	return nil
+}
+
+// featureRow renders a feature as a staging row. sources tracks source ids
+// already used in the batch: a second object with the same source id keeps
+// the id only if it comes later (map order), matching the table's rule that
+// one source maps to one object.
+func featureRow(f *twin.Feature, sources map[string]twin.ID) ([]any, error) {
+	var geom []byte
+	if f.Geometry != nil {
+		g, err := ewkb.Marshal(f.Geometry, 4326)
+		if err != nil {
+			return nil, fmt.Errorf("encode geometry: %w", err)
+		}
+		geom = g
+	}
+	props, err := mustJSON(f.Props)
+	if err != nil {
+		return nil, fmt.Errorf("encode props: %w", err)
+	}
+	var h3 any
+	var cells []int64
+	if len(f.Cells) > 0 {
+		h3 = int64(f.Cells[0])
+		cells = make([]int64, len(f.Cells))
+		for i, c := range f.Cells {
+			cells[i] = int64(c)
+		}
+	}
+	region := f.Region
+	if region == nil {
+		region = []string{}
+	}
+	var src, grid any
+	if f.Source != "" {
+		key := string(f.ID.Layer) + "\x00" + f.Source
+		if other, dup := sources[key]; !dup || other == f.ID {
+			sources[key] = f.ID
+			src = f.Source
+		}
+	}
+	if f.Grid != "" {
+		grid = f.Grid
+	}
+	return []any{string(f.ID.Layer), f.ID.Name, geom, props, int64(f.Version), tsOrNil(f.Updated),
+		tsOrNil(f.Observed), region, grid, h3, cells, src}, nil
+}
+
+// Delete removes objects; absent ones are ignored.
+func (s *Store) Delete(ctx context.Context, ids []twin.ID) error {
+	byLayer := map[twin.Layer][]string{}
+	for _, id := range ids {
+		if _, err := table(id.Layer); err != nil {
+			return fmt.Errorf("pgstore: delete %s: %w", id, err)
+		}
+		byLayer[id.Layer] = append(byLayer[id.Layer], id.Name)
+	}
+	if len(byLayer) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for l, names := range byLayer {
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE name = ANY($1)`, l), names); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("pgstore: delete %d objects: %w", len(ids), classify(err))
+	}
+	return nil
+}
+
+const selectCols = `name, ST_AsBinary(geom), props, version, updated, observed, region, grid, h3_cells, source`
+
+// Get reads one object; twin.ErrNotFound when absent.
+func (s *Store) Get(ctx context.Context, id twin.ID) (*twin.Feature, error) {
+	tbl, err := table(id.Layer)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: get %s: %w", id, err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+selectCols+` FROM `+tbl+` WHERE name = $1`, id.Name)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: get %s: %w", id, classify(err))
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("pgstore: get %s: %w", id, classify(err))
+		}
+		return nil, fmt.Errorf("pgstore: get %s: %w", id, twin.ErrNotFound)
+	}
+	f, err := scanFeature(id.Layer, rows)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: get %s: %w", id, err)
+	}
+	return f, nil
+}
+
+// Load streams every object, layer by layer; rows are decoded as they arrive
+// from the server, so memory stays flat however large the city.
+func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
+	for _, l := range twin.Layers {
+		if err := s.loadLayer(ctx, l, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) loadLayer(ctx context.Context, l twin.Layer, fn func(*twin.Feature) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT `+selectCols+` FROM `+string(l))
+	if err != nil {
+		return fmt.Errorf("pgstore: load %s: %w", l, classify(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		f, err := scanFeature(l, rows)
+		if err != nil {
+			return fmt.Errorf("pgstore: load %s: %w", l, err)
+		}
+		if err := fn(f); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("pgstore: load %s: %w", l, classify(err))
+	}
+	return nil
+}
+
+func scanFeature(l twin.Layer, rows pgx.Rows) (*twin.Feature, error) {
+	var (
+		name              string
+		geom, props       []byte
+		version           int64
+		updated, observed pgtype.Timestamptz
+		region            []string
+		grid, source      pgtype.Text
+		cells             []int64
+	)
+	if err := rows.Scan(&name, &geom, &props, &version, &updated, &observed, &region, &grid, &cells, &source); err != nil {
+		return nil, fmt.Errorf("scan: %w", err)
+	}
+	f := &twin.Feature{ID: twin.NewID(l, name), Version: uint64(version), Region: region,
+		Grid: grid.String, Source: source.String}
+	if updated.Valid {
+		f.Updated = updated.Time
+	}
+	if observed.Valid {
+		f.Observed = observed.Time
+	}
+	if geom != nil {
+		g, err := wkb.Unmarshal(geom)
+		if err != nil {
+			return nil, fmt.Errorf("%s: decode geometry: %w", f.ID, err)
+		}
+		f.Geometry = g
+	}
+	if err := json.Unmarshal(props, &f.Props); err != nil {
+		return nil, fmt.Errorf("%s: decode props: %w", f.ID, err)
+	}
+	if f.Props == nil {
+		f.Props = map[string]any{}
+	}
+	if len(cells) > 0 {
+		f.Cells = make([]uint64, len(cells))
+		for i, c := range cells {
+			f.Cells[i] = uint64(c)
+		}
+	}
+	if len(f.Region) == 0 {
+		f.Region = nil
+	}
+	return f, nil
+}
