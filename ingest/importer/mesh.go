@@ -28,6 +28,9 @@ import (
 // does); 0 or absent means unknown and is imported as two-way.
 // The data is GCJ-02: import it with CRS "gcj02".
 func (r *run) mesh(ctx context.Context, src io.Reader) error {
+	if r.opts.Layer != "" && r.opts.Layer != twin.Roads {
+		return nil // mesh files hold roads only
+	}
 	br := bufio.NewReader(src)
 	var in io.Reader = br
 	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {

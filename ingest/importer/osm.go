@@ -87,6 +87,9 @@ func (r *run) osmWay(ctx context.Context, st *osmState, w *osm.Way, index int) e
 	st.ways[w.ID] = ids
 	tags := w.Tags
 	layers := wayLayers(tags)
+	if r.opts.Layer != "" {
+		layers = slices.DeleteFunc(layers, func(l twin.Layer) bool { return l != r.opts.Layer })
+	}
 	if len(layers) == 0 {
 		return nil
 	}
@@ -259,6 +262,9 @@ func (r *run) osmRelation(ctx context.Context, st *osmState, rel *osm.Relation, 
 	case t.Find("type") == "multipolygon" && (t.Find("natural") == "water" || t.Find("waterway") != ""):
 		layer = twin.Rivers
 	default:
+		return nil
+	}
+	if r.opts.Layer != "" && r.opts.Layer != layer {
 		return nil
 	}
 	r.sum.Read++

@@ -128,7 +128,7 @@ func TestOSMXML(t *testing.T) {
 	// Layer filter: only buildings.
 	o := opts(newMemStore())
 	o.Layer = twin.Buildings
-	if sum := mustImport(t, path, o); sum.Imported != 2 {
+	if sum := mustImport(t, path, o); sum.Imported != 2 || sum.Read != 2 {
 		t.Errorf("buildings only: %+v", sum)
 	}
 }
