@@ -76,6 +76,14 @@ type City struct {
 	WorkerStreet map[string]*Street
 	streets      map[string]*Street
 	sites        []buildingSite
+	workerUV     map[string][2]float64
+}
+
+// WorkerStart returns the street coordinates (see Street.PointAt) of a
+// worker's starting point, so a simulation can walk on from there.
+func (c *City) WorkerStart(name string) (u, v float64, ok bool) {
+	uv, ok := c.workerUV[name]
+	return uv[0], uv[1], ok
 }
 
 // Street returns the street with the given 9-digit code.
@@ -134,7 +142,8 @@ func (o Options) rng(stream uint64) *rand.Rand {
 func Generate(opts Options) (*City, error) {
 	opts = opts.withDefaults()
 	c := &City{Options: opts, Features: map[twin.Layer][]*twin.Feature{},
-		Routes: map[string]orb.LineString{}, WorkerStreet: map[string]*Street{}, streets: map[string]*Street{}}
+		Routes: map[string]orb.LineString{}, WorkerStreet: map[string]*Street{}, streets: map[string]*Street{},
+		workerUV: map[string][2]float64{}}
 	ds, err := buildDistricts(opts.rng(streamStreets))
 	if err != nil {
 		return nil, fmt.Errorf("demo: districts: %w", err)
@@ -219,8 +228,9 @@ func (c *City) street(p orb.Point) *Street {
 	return nil
 }
 
-// inWater reports whether p is within margin metres of any river.
-func (c *City) inWater(p orb.Point, margin float64) bool {
+// InWater reports whether p is within margin metres of any river (a
+// conservative test: it may also say so a few tens of metres further out).
+func (c *City) InWater(p orb.Point, margin float64) bool {
 	for _, rv := range c.Rivers {
 		if rv.clearance(p) < margin {
 			return true

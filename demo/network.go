@@ -65,7 +65,7 @@ func (c *City) addBridges() error {
 		if da == nil || db == nil || da.Code != def.from || db.Code != def.to {
 			return fmt.Errorf("bridge %s: ends %v %v not in %s and %s", def.name, a, b, def.from, def.to)
 		}
-		if c.inWater(a, 0) || c.inWater(b, 0) {
+		if c.InWater(a, 0) || c.InWater(b, 0) {
 			return fmt.Errorf("bridge %s: an end is in the water", def.name)
 		}
 		br := &Bridge{Name: def.name, NameZH: def.nameZH, River: rv.Name, Line: orb.LineString{a, b},

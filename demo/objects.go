@@ -56,7 +56,7 @@ func (c *City) addBuildings(r *rand.Rand) {
 		var p orb.Point
 		for {
 			p = s.RandomPoint(r)
-			if !c.inWater(p, half+15) {
+			if !c.InWater(p, half+15) {
 				break
 			}
 		}
@@ -265,8 +265,10 @@ func (c *City) addWorkers(r *rand.Rand) {
 		var p orb.Point
 		grid := ""
 		for try := 0; ; try++ {
-			p = round(s.RandomPoint(r))
-			if c.inWater(p, 10) && try < 50 {
+			u, v := s.RandomUV(r)
+			c.workerUV[fmt.Sprintf("w%04d", i)] = [2]float64{u, v}
+			p = round(s.PointAt(u, v))
+			if c.InWater(p, 10) && try < 50 {
 				continue
 			}
 			grid = gridAt(grids[s.Code], p)

@@ -35,18 +35,41 @@ type Street struct {
 }
 
 // RandomPoint returns a point inside the street drawn from r, roughly
-// uniform in area. It is used for buildings, workers and walking targets.
+// uniform in area, kept 2% of the street's depth off its edges. It is used
+// for buildings, workers and walking targets.
 func (s *Street) RandomPoint(r *rand.Rand) orb.Point {
+	u, v := s.RandomUV(r)
+	return s.PointAt(u, v)
+}
+
+// RandomUV draws street coordinates (see PointAt) for a point roughly
+// uniform in area and off the street's edges.
+func (s *Street) RandomUV(r *rand.Rand) (u, v float64) {
 	i := r.IntN(len(s.chain) - 1)
-	a, b := s.chain[i], s.chain[i+1]
-	t := r.Float64()
-	edge := orb.Point{a[0] + t*(b[0]-a[0]), a[1] + t*(b[1]-a[1])}
-	// Uniform in the annulus: radius factor has density proportional to s.
-	// The 0.98/1.02 margins keep points off the boundary rays and rings.
+	u = (float64(i) + r.Float64()) / float64(len(s.chain)-1)
+	// Uniform in the annulus: the radius factor has density proportional
+	// to itself. The 1.02/0.98 margins keep points off the rings.
 	in, out := s.sIn*1.02, s.sOut*0.98
-	u := r.Float64()
-	sc := math.Sqrt(in*in + u*(out*out-in*in))
-	return scaleToward(s.District.Kernel, edge, sc)
+	sc := math.Sqrt(in*in + r.Float64()*(out*out-in*in))
+	return u, (sc - s.sIn) / (s.sOut - s.sIn)
+}
+
+// PointAt maps street coordinates to lon/lat: u in [0,1] runs along the
+// street's arc of the district boundary, v in [0,1] from its inner edge to
+// its outer edge. Every (u, v) in the unit square is inside the street, so
+// a straight line in (u, v) is a walk that never leaves it.
+func (s *Street) PointAt(u, v float64) orb.Point {
+	u = math.Max(0, math.Min(1, u))
+	v = math.Max(0, math.Min(1, v))
+	x := u * float64(len(s.chain)-1)
+	i := int(x)
+	if i >= len(s.chain)-1 {
+		i = len(s.chain) - 2
+	}
+	t := x - float64(i)
+	a, b := s.chain[i], s.chain[i+1]
+	edge := orb.Point{a[0] + t*(b[0]-a[0]), a[1] + t*(b[1]-a[1])}
+	return scaleToward(s.District.Kernel, edge, s.sIn+v*(s.sOut-s.sIn))
 }
 
 // Street scale factors: the core street is the district boundary shrunk to
