@@ -1,0 +1,254 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/citytwin/citytwin/twin"
+	"github.com/paulmach/orb"
+	"github.com/paulmach/orb/encoding/wkb"
+)
+
+// Feature record layout (all integers varint unless noted). Version comes
+// first so Upsert can compare versions without decoding the rest:
+//
+//	version, updated ns (0 = zero time), observed ns, grid, source,
+//	len(region) then each code, len(cells) then each cell (8 bytes LE),
+//	len(wkb) then WKB geometry (0 = nil geometry), props JSON (to the end).
+//
+// Strings are a length then bytes.
+
+var errShort = errors.New("truncated record")
+
+func encodeFeature(b []byte, f *twin.Feature) ([]byte, error) {
+	b = binary.AppendUvarint(b, f.Version)
+	b = binary.AppendVarint(b, unixNano(f.Updated))
+	b = binary.AppendVarint(b, unixNano(f.Observed))
+	b = appendString(b, f.Grid)
+	b = appendString(b, f.Source)
+	b = binary.AppendUvarint(b, uint64(len(f.Region)))
+	for _, r := range f.Region {
+		b = appendString(b, r)
+	}
+	b = binary.AppendUvarint(b, uint64(len(f.Cells)))
+	for _, c := range f.Cells {
+		b = binary.LittleEndian.AppendUint64(b, c)
+	}
+	if f.Geometry == nil {
+		b = binary.AppendUvarint(b, 0)
+	} else {
+		g, err := wkb.Marshal(f.Geometry, binary.LittleEndian)
+		if err != nil {
+			return nil, fmt.Errorf("encode geometry: %w", err)
+		}
+		b = binary.AppendUvarint(b, uint64(len(g)))
+		b = append(b, g...)
+	}
+	if len(f.Props) > 0 {
+		p, err := json.Marshal(f.Props)
+		if err != nil {
+			return nil, fmt.Errorf("encode props: %w", err)
+		}
+		b = append(b, p...)
+	}
+	return b, nil
+}
+
+// reader walks a record; the first error sticks.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint() uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errShort
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) bytes() []byte {
+	n := r.uvarint()
+	if r.err != nil {
+		return nil
+	}
+	if uint64(len(r.b)) < n {
+		r.err = errShort
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) f64() float64 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) < 8 {
+		r.err = errShort
+		return 0
+	}
+	v := math.Float64frombits(binary.LittleEndian.Uint64(r.b))
+	r.b = r.b[8:]
+	return v
+}
+
+// decodeFeature decodes a record; v may be bbolt's mmap'd memory, so nothing
+// returned aliases it.
+func decodeFeature(id twin.ID, v []byte) (*twin.Feature, error) {
+	r := &reader{b: v}
+	f := &twin.Feature{ID: id}
+	f.Version = r.uvarint()
+	f.Updated = fromNano(r.varint())
+	f.Observed = fromNano(r.varint())
+	f.Grid = string(r.bytes())
+	f.Source = string(r.bytes())
+	if n := r.uvarint(); n > 0 && n <= uint64(len(r.b)) {
+		f.Region = make([]string, n)
+		for i := range f.Region {
+			f.Region[i] = string(r.bytes())
+		}
+	}
+	if n := r.uvarint(); n > 0 && r.err == nil {
+		if n*8 > uint64(len(r.b)) {
+			return nil, errShort
+		}
+		f.Cells = make([]uint64, n)
+		for i := range f.Cells {
+			f.Cells[i] = binary.LittleEndian.Uint64(r.b[i*8:])
+		}
+		r.b = r.b[n*8:]
+	}
+	g := r.bytes()
+	if r.err != nil {
+		return nil, r.err
+	}
+	if len(g) > 0 {
+		geom, err := wkb.Unmarshal(g)
+		if err != nil {
+			return nil, fmt.Errorf("decode geometry: %w", err)
+		}
+		f.Geometry = geom
+	}
+	if len(r.b) > 0 {
+		if err := json.Unmarshal(r.b, &f.Props); err != nil {
+			return nil, fmt.Errorf("decode props: %w", err)
+		}
+	}
+	if f.Props == nil {
+		f.Props = map[string]any{}
+	}
+	return f, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// Sample record: a flags byte, then the present fields as 8-byte LE floats
+// (lon, lat, speed, heading), then values JSON to the end.
+const (
+	hasPos = 1 << iota
+	hasSpeed
+	hasHeading
+)
+
+func encodeSample(b []byte, s twin.Sample) ([]byte, error) {
+	var flags byte
+	if s.HasPos {
+		flags |= hasPos
+	}
+	if s.HasSpeed {
+		flags |= hasSpeed
+	}
+	if s.HasHeading {
+		flags |= hasHeading
+	}
+	b = append(b, flags)
+	put := func(f float64) { b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f)) }
+	if s.HasPos {
+		put(s.Pos[0])
+		put(s.Pos[1])
+	}
+	if s.HasSpeed {
+		put(s.SpeedKmh)
+	}
+	if s.HasHeading {
+		put(s.Heading)
+	}
+	if len(s.Values) > 0 {
+		v, err := json.Marshal(s.Values)
+		if err != nil {
+			return nil, fmt.Errorf("encode values: %w", err)
+		}
+		b = append(b, v...)
+	}
+	return b, nil
+}
+
+func decodeSample(id twin.ID, ts time.Time, v []byte) (twin.Sample, error) {
+	s := twin.Sample{ID: id, Time: ts}
+	if len(v) == 0 {
+		return s, errShort
+	}
+	flags := v[0]
+	r := &reader{b: v[1:]}
+	if flags&hasPos != 0 {
+		s.HasPos = true
+		s.Pos = orb.Point{r.f64(), r.f64()}
+	}
+	if flags&hasSpeed != 0 {
+		s.HasSpeed, s.SpeedKmh = true, r.f64()
+	}
+	if flags&hasHeading != 0 {
+		s.HasHeading, s.Heading = true, r.f64()
+	}
+	if r.err != nil {
+		return s, r.err
+	}
+	if len(r.b) > 0 {
+		if err := json.Unmarshal(r.b, &s.Values); err != nil {
+			return s, fmt.Errorf("decode values: %w", err)
+		}
+	}
+	return s, nil
+}
