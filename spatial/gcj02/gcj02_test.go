@@ -133,8 +133,8 @@ func TestPublishedVector(t *testing.T) {
 	if g := FromWGS84(w); math.Abs(g[0]-want[0]) > 1e-9 || math.Abs(g[1]-want[1]) > 1e-9 {
 		t.Fatalf("FromWGS84(%v) = %v, want %v", w, g, want)
 	}
-	// Their one-step inverse gives 116.39775550083061, 39.91359571849836
-	// (about 1 m off); the iterative inverse recovers the WGS84 point.
+	// Their inverse is one step (metres off); the iterative inverse
+	// recovers the WGS84 point to a millimetre.
 	if back := ToWGS84(want); geo.Distance(back, w) > 0.001 {
 		t.Fatalf("ToWGS84(%v) = %v, %.4f m from %v", want, back, geo.Distance(back, w), w)
 	}
