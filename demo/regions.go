@@ -180,6 +180,9 @@ type River struct {
 	// HalfWidth is the half width in metres at each centreline vertex.
 	HalfWidth []float64
 	Polygon   orb.Polygon
+	// segBounds are the centreline segments' bounding boxes widened by
+	// their water and nearSlack.
+	segBounds []orb.Bound
 }
 
 // buildRiver buffers a centreline of nodes into a polygon whose width
@@ -231,21 +234,35 @@ func buildRiver(name, nameZH string, line []string, minW, maxW float64) *River {
 	}
 	ring = append(ring, ring[0])
 	rv.Polygon = orb.Polygon{ring}
+	for i := 0; i+1 < len(c); i++ {
+		b := orb.Bound{Min: c[i], Max: c[i]}.Extend(c[i+1])
+		reach := math.Max(rv.HalfWidth[i], rv.HalfWidth[i+1])*1.1 + nearSlack
+		mx, my := metresPerDegree(b.Min[1])
+		b.Min = orb.Point{b.Min[0] - reach/mx, b.Min[1] - reach/my}
+		b.Max = orb.Point{b.Max[0] + reach/mx, b.Max[1] + reach/my}
+		rv.segBounds = append(rv.segBounds, b)
+	}
 	return rv
 }
 
-// clearance returns how far p is from the river's water, in metres
-// (negative inside). It measures to the centreline minus the larger half
-// width of the nearest segment, a conservative bound for the band.
-func (rv *River) clearance(p orb.Point) float64 {
-	best := math.Inf(1)
+// nearSlack is how far (metres) beyond a segment's water the segment's
+// bounding box reaches; wet answers margins up to it from the boxes alone.
+const nearSlack = 100.0
+
+// wet reports whether p is within margin metres of the river's water. It
+// measures to the centreline minus 1.1 times the larger half width of the
+// segment, a conservative bound for the band. Segments whose widened
+// bounding box does not contain p are skipped when margin <= nearSlack.
+func (rv *River) wet(p orb.Point, margin float64) bool {
 	for i := 0; i+1 < len(rv.Centre); i++ {
-		d := segDistMetres(p, rv.Centre[i], rv.Centre[i+1]) - math.Max(rv.HalfWidth[i], rv.HalfWidth[i+1])*1.1
-		if d < best {
-			best = d
+		if margin <= nearSlack && !rv.segBounds[i].Contains(p) {
+			continue
+		}
+		if segDistMetres(p, rv.Centre[i], rv.Centre[i+1])-math.Max(rv.HalfWidth[i], rv.HalfWidth[i+1])*1.1 < margin {
+			return true
 		}
 	}
-	return best
+	return false
 }
 
 // pointAlong returns the point at fraction t of segment i of the
