@@ -338,7 +338,12 @@ func (r *run) getAll(ctx context.Context, fs []*twin.Feature) ([]*twin.Feature, 
 	}
 	close(next)
 	wg.Wait()
-	return olds, errors.Join(errs...)
+	for _, err := range errs {
+		if err != nil {
+			return nil, err // the first is enough: the rest usually repeat it
+		}
+	}
+	return olds, nil
 }
 
 // countingReader counts bytes read from the file, for the progress bar.
