@@ -487,3 +487,19 @@ func TestCancelled(t *testing.T) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
 }
+
+// downStore fails every read and write, like an unreachable database.
+type downStore struct{ *memStore }
+
+func (downStore) Get(context.Context, twin.ID) (*twin.Feature, error) {
+	return nil, twin.ErrStoreUnavailable
+}
+func (downStore) Upsert(context.Context, []*twin.Feature) error { return twin.ErrStoreUnavailable }
+
+func TestStoreDown(t *testing.T) {
+	path := dataFile(t, shapingbaFile)
+	_, err := Import(context.Background(), path, opts(downStore{newMemStore()}))
+	if !errors.Is(err, twin.ErrStoreUnavailable) || !strings.Contains(err.Error(), path) || strings.Count(err.Error(), "unavailable") != 1 {
+		t.Fatalf("err %v, want one wrapped ErrStoreUnavailable naming the file", err)
+	}
+}
