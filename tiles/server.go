@@ -1,0 +1,315 @@
+// Package tiles serves the twin as Mapbox Vector Tiles (MVT 2.1), with
+// TileJSON 3.0 descriptors, a MapLibre style for the command centre, and
+// empty glyph ranges so the style works offline (CONTRACT §5).
+//
+// Tiles are built on request from the twin's R-trees (per-layer minimum
+// zooms, one-pixel culling, Douglas-Peucker simplification per zoom, a
+// per-layer feature budget keeping the most important features) and kept
+// in a byte-bounded LRU. The cache is never stale: Run reads the twin's
+// change feed and drops exactly the cached tiles each change's old and new
+// bounds cover, and handlers catch up with the feed before answering from
+// the cache. ETags hash the tile bytes, so they change exactly when content
+// does.
+package tiles
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/citytwin/citytwin/internal/httpx"
+	"github.com/citytwin/citytwin/twin"
+)
+
+// Options configure a Server. Zero values take defaults.
+type Options struct {
+	Logger     *slog.Logger          // default slog.Default()
+	Registerer prometheus.Registerer // metrics; nil registers nothing
+	// CacheBytes bounds the tile cache (raw plus gzip bytes); default 256 MiB.
+	CacheBytes int64
+	// Filter, when set, decides per request which features a caller may
+	// see (the server passes the auth scope check). Tiles are cached per
+	// Scope(ctx); with a Filter but no Scope, tiles are not cached at all.
+	Filter func(ctx context.Context, f *twin.Feature) bool
+	// Scope names the caller's visibility class (e.g. its region code) for
+	// the cache key; requests with equal scopes must see equal features.
+	Scope func(ctx context.Context) string
+	// BaseURL is the public URL prefix (scheme://host[:port][/prefix]) for
+	// absolute URLs in TileJSON and the style; default from the request's
+	// Host (and X-Forwarded-Proto).
+	BaseURL string
+	// MaxFeatures is the per-layer feature budget of one tile; default 20000.
+	MaxFeatures int
+	// MaxCachedZoom is the highest zoom kept in the cache; default 18.
+	MaxCachedZoom int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = 256 << 20
+	}
+	if o.MaxFeatures <= 0 {
+		o.MaxFeatures = 20000
+	}
+	if o.MaxCachedZoom <= 0 {
+		o.MaxCachedZoom = 18
+	}
+	if o.MaxCachedZoom > MaxZoom {
+		o.MaxCachedZoom = MaxZoom
+	}
+	o.BaseURL = strings.TrimRight(o.BaseURL, "/")
+	return o
+}
+
+// Server builds, caches and serves tiles. Safe for concurrent use.
+type Server struct {
+	opts    Options
+	tw      *twin.Twin
+	cache   *cache
+	drainMu sync.Mutex
+	metrics metrics
+
+	boundsMu sync.Mutex
+	bounds   map[twin.Layer]layerBounds
+}
+
+type metrics struct {
+	requests    *prometheus.CounterVec
+	generate    prometheus.Histogram
+	invalidated prometheus.Counter
+	purges      prometheus.Counter
+	cacheBytes  prometheus.GaugeFunc
+}
+
+// New makes a tile server over tw. Call Run to keep the cache in step
+// with the twin (handlers stay correct without it, but catch up themselves).
+func New(tw *twin.Twin, opts Options) *Server {
+	opts = opts.withDefaults()
+	s := &Server{opts: opts, tw: tw, cache: newCache(opts.CacheBytes), bounds: map[twin.Layer]layerBounds{}}
+	// Nothing is cached yet, so changes before now need no invalidation.
+	s.cache.processed = tw.Feed().Last()
+	s.cache.ringFloor = s.cache.processed + 1
+	s.metrics = metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "twin_tiles_requests_total",
+			Help: "Tile requests by result (hit, miss, not_modified, error)."}, []string{"result"}),
+		generate: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twin_tiles_generate_seconds",
+			Help: "Time to build one tile from the twin.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		invalidated: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_tiles_invalidated_total",
+			Help: "Cached tiles dropped because a change touched them."}),
+		purges: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_tiles_cache_purges_total",
+			Help: "Whole-cache purges after the invalidator fell behind the feed window."}),
+		cacheBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twin_tiles_cache_bytes",
+			Help: "Bytes held by the tile cache."}, func() float64 { _, b := s.cache.stats(); return float64(b) }),
+	}
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.metrics.requests, s.metrics.generate, s.metrics.invalidated,
+			s.metrics.purges, s.metrics.cacheBytes} {
+			if err := opts.Registerer.Register(c); err != nil {
+				opts.Logger.Warn("tiles: register metric", "err", err)
+			}
+		}
+	}
+	return s
+}
+
+// Handler serves GET /tiles/{path...} (tiles and TileJSON),
+// GET /styles/command.json and GET /fonts/{fontstack}/{range}.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /tiles/{path...}", s.serveTiles)
+	mux.HandleFunc("GET /styles/command.json", s.Style)
+	mux.HandleFunc("GET /fonts/{fontstack}/{range}", s.Glyphs)
+	return mux
+}
+
+// serveTiles dispatches /tiles/ paths to Tile or TileJSON.
+func (s *Server) serveTiles(w http.ResponseWriter, r *http.Request) {
+	if strings.HasSuffix(r.URL.Path, ".json") {
+		s.TileJSON(w, r)
+		return
+	}
+	s.Tile(w, r)
+}
+
+// tilePath is the part of the request path after /tiles/.
+func tilePath(r *http.Request) string {
+	if p := r.PathValue("path"); p != "" {
+		return p
+	}
+	p, _ := strings.CutPrefix(r.URL.Path, "/tiles/")
+	return p
+}
+
+// writeParseError maps ParseTilePath errors to 404 (unknown layer) or 400.
+func writeParseError(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrUnknownLayer) {
+		httpx.Error(w, http.StatusNotFound, "unknown layer", err.Error())
+		return
+	}
+	httpx.Error(w, http.StatusBadRequest, "bad tile path", err.Error())
+}
+
+// Tile answers GET /tiles/{layers}/{z}/{x}/{y}.mvt.
+func (s *Server) Tile(w http.ResponseWriter, r *http.Request) {
+	req, err := ParseTilePath(tilePath(r))
+	if err == nil && req.Kind != KindTile {
+		err = fmt.Errorf("%w: want {layers}/{z}/{x}/{y}.mvt", ErrBadPath)
+	}
+	if err != nil {
+		s.metrics.requests.WithLabelValues("error").Inc()
+		writeParseError(w, err)
+		return
+	}
+	gz := acceptsGzip(r)
+	e, hit, err := s.tile(r.Context(), req)
+	if err != nil {
+		s.metrics.requests.WithLabelValues("error").Inc()
+		if r.Context().Err() != nil {
+			return // client went away
+		}
+		s.opts.Logger.Error("tiles: build", "z", req.Z, "x", req.X, "y", req.Y, "err", err)
+		httpx.Error(w, http.StatusInternalServerError, "tile build failed", err.Error())
+		return
+	}
+	h := w.Header()
+	h.Set("Vary", "Accept-Encoding")
+	h.Set("Content-Type", "application/vnd.mapbox-vector-tile")
+	h.Set("Cache-Control", cacheControl(req.Layers))
+	etag := e.etag
+	body := e.raw
+	if gz {
+		etag = e.etag[:len(e.etag)-1] + `-gz"`
+		body = e.gz
+		if body == nil {
+			body = gzipBytes(e.raw)
+		}
+		h.Set("Content-Encoding", "gzip")
+	}
+	h.Set("ETag", etag)
+	if matchETag(r.Header.Get("If-None-Match"), etag) {
+		h.Del("Content-Encoding")
+		s.metrics.requests.WithLabelValues("not_modified").Inc()
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if hit {
+		s.metrics.requests.WithLabelValues("hit").Inc()
+	} else {
+		s.metrics.requests.WithLabelValues("miss").Inc()
+	}
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// tile returns the tile from the cache (after catching up with the feed)
+// or builds it, caching it when the request's scope allows.
+func (s *Server) tile(ctx context.Context, req Request) (*entry, bool, error) {
+	cacheable := int(req.Z) <= s.opts.MaxCachedZoom && (s.opts.Filter == nil || s.opts.Scope != nil)
+	var key cacheKey
+	if cacheable {
+		key = cacheKey{Layers: req.LayerKey(), Tile: tileKey{Z: req.Z, X: req.X, Y: req.Y}}
+		if s.opts.Scope != nil {
+			key.Scope = s.opts.Scope(ctx)
+		}
+		s.Sync()
+		if e, ok := s.cache.get(key); ok {
+			return e, true, nil
+		}
+	}
+	start := time.Now()
+	raw, seq, err := s.build(ctx, req)
+	if err != nil {
+		return nil, false, err
+	}
+	e := &entry{key: key, layers: req.Layers, raw: raw, etag: etagOf(raw)}
+	if cacheable {
+		e.gz = gzipBytes(raw)
+	}
+	s.metrics.generate.Observe(time.Since(start).Seconds())
+	if cacheable {
+		s.cache.put(e, seq)
+	}
+	return e, false, nil
+}
+
+// cacheControl is short for tiles with a live layer (positions move every
+// few seconds) and long for the static city.
+func cacheControl(ls []twin.Layer) string {
+	for _, l := range ls {
+		if l.Live() {
+			return "public, max-age=2"
+		}
+	}
+	return "public, max-age=3600"
+}
+
+// etagOf is a strong ETag from the FNV-1a 64-bit hash of the tile bytes.
+func etagOf(b []byte) string {
+	h := fnv.New64a()
+	_, _ = h.Write(b)
+	return fmt.Sprintf(`"%016x"`, h.Sum64())
+}
+
+// matchETag implements If-None-Match: "*" or any listed tag (weak or strong).
+func matchETag(header, etag string) bool {
+	if header == "" {
+		return false
+	}
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// acceptsGzip reports whether Accept-Encoding allows gzip (q > 0).
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			continue
+		}
+		params = strings.ReplaceAll(params, " ", "")
+		return params != "q=0" && params != "q=0.0" && params != "q=0.00" && params != "q=0.000"
+	}
+	return false
+}
+
+func gzipBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+	_, _ = zw.Write(b)
+	_ = zw.Close()
+	return buf.Bytes()
+}
+
+// baseURL is Options.BaseURL or the request's scheme and host.
+func (s *Server) baseURL(r *http.Request) string {
+	if s.opts.BaseURL != "" {
+		return s.opts.BaseURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	return scheme + "://" + r.Host
+}
