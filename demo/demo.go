@@ -20,6 +20,7 @@ import (
 
 	"github.com/citytwin/citytwin/spatial/planar"
 	"github.com/citytwin/citytwin/twin"
+	"github.com/citytwin/citytwin/twin/locate"
 )
 
 // CityCode is the adcode of Chongqing municipality, the root region.
@@ -32,10 +33,12 @@ type Options struct {
 	// Scale multiplies buildings, devices, vehicles and workers (not the
 	// layout); default 1 (about 50,000 buildings).
 	Scale int
-	// Grids, when set, builds the grids layer from the street regions
-	// (normally locate.MakeGrids); workers then start inside a grid and carry
-	// its code. Nil leaves the grids layer empty and workers' grid "".
+	// Grids builds the grids layer from the street regions; default
+	// locate.MakeGrids (the H3 res-9 cells of each street). Workers start
+	// inside a grid of their street and carry its code.
 	Grids func(streets []*twin.Feature) []*twin.Feature
+	// NoGrids leaves the grids layer empty and workers' grid "".
+	NoGrids bool
 }
 
 func (o Options) withDefaults() Options {
@@ -44,6 +47,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Scale <= 0 {
 		o.Scale = 1
+	}
+	if o.Grids == nil && !o.NoGrids {
+		o.Grids = locate.MakeGrids
+	}
+	if o.NoGrids {
+		o.Grids = nil
 	}
 	return o
 }

@@ -422,13 +422,40 @@ func TestDevicesVehiclesWorkers(t *testing.T) {
 			t.Fatalf("%s route %v", v.ID, route)
 		}
 	}
+	grids := map[string]*twin.Feature{}
+	for _, g := range c.Features[twin.Grids] {
+		grids[g.Prop("code")] = g
+	}
+	if len(grids) < 1000 {
+		t.Fatalf("%d grids from locate.MakeGrids", len(grids))
+	}
 	for _, w := range c.Features[twin.Workers] {
+		p := w.Geometry.(orb.Point)
 		s, ok := c.Street(w.Prop("street"))
-		if !ok || c.WorkerStreet[w.ID.Name] != s || !planar.PointInPolygon(w.Geometry.(orb.Point), s.Polygon) {
+		if !ok || c.WorkerStreet[w.ID.Name] != s || !planar.PointInPolygon(p, s.Polygon) {
 			t.Fatalf("%s not in its street %q", w.ID, w.Prop("street"))
 		}
-		if w.Prop("status") != "available" || w.Props["grid"] != "" {
+		if w.Prop("status") != "available" {
 			t.Fatalf("%s props %v", w.ID, w.Props)
+		}
+		g := grids[w.Prop("grid")]
+		if g == nil || g.Prop("street") != s.Code || !planar.Contains(g.Geometry, p) {
+			t.Fatalf("%s does not start in its grid %q of street %s", w.ID, w.Prop("grid"), s.Code)
+		}
+	}
+}
+
+func TestNoGrids(t *testing.T) {
+	c, err := Generate(Options{NoGrids: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.Features[twin.Grids]); n != 0 {
+		t.Fatalf("%d grids with NoGrids", n)
+	}
+	for _, w := range c.Features[twin.Workers] {
+		if w.Prop("grid") != "" {
+			t.Fatalf("%s grid %q without grids", w.ID, w.Prop("grid"))
 		}
 	}
 }
