@@ -1,0 +1,30 @@
+package writer
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	pending prometheus.Gauge
+	flushed prometheus.Counter
+	errors  prometheus.Counter
+	resyncs prometheus.Counter
+	seconds prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	m := metrics{
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "twin_writer_pending_items",
+			Help: "Upserts, deletes and samples read from the feed and not yet persisted."}),
+		flushed: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_writer_flushed_items_total",
+			Help: "Items persisted to the store."}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_writer_flush_errors_total",
+			Help: "Failed flush attempts (the batch is kept and retried)."}),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_writer_resyncs_total",
+			Help: "Times the writer fell out of the feed window and re-upserted the whole twin (history has a gap)."}),
+		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twin_writer_flush_seconds",
+			Help: "Duration of flush attempts.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.pending, m.flushed, m.errors, m.resyncs, m.seconds)
+	}
+	return m
+}

@@ -1,0 +1,357 @@
+// Package writer persists the twin: it reads the change feed on its own
+// goroutine and writes batches to a twin.Store, so ingest never waits for
+// the database.
+//
+// Batching: upserts are coalesced to the latest state per object, deletes
+// are remembered per object, and telemetry samples (Change.Sample of Upsert
+// and History changes) are appended in order. A batch is flushed every
+// FlushInterval or as soon as BatchSize items are pending; after a flush the
+// last persisted feed sequence is stored in meta key "feed_seq".
+//
+// When the store fails (PostGIS restarting, network cut) the batch is kept
+// and retried with exponential backoff, while the writer keeps reading the
+// feed into the same batch, up to MaxPending items. Beyond that it stops
+// reading: the feed itself is the next buffer, and ingest is never blocked.
+// If the writer then falls out of the feed's window (twin.ErrTooOld), the
+// exact sequence of changes is gone. The writer chooses to recover the STATE
+// rather than fail: it re-upserts every current object of the twin (and,
+// at the next flush, deletes stored objects the twin no longer has), and it
+// logs the gap at error level and counts it, because the telemetry samples
+// of the gap cannot be recovered and history has a hole there.
+package writer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/citytwin/citytwin/twin"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MetaFeedSeq is the meta key holding the last flushed feed sequence
+// (decimal ASCII); the server passes it to Feed.SetLast at start.
+const MetaFeedSeq = "feed_seq"
+
+// ErrStopped is returned by Flush when Run has returned.
+var ErrStopped = errors.New("writer: stopped")
+
+// Options configure a Writer. Zero values take defaults.
+type Options struct {
+	FlushInterval time.Duration // default 200ms
+	BatchSize     int           // items per flush trigger and per store call; default 5000
+	MaxPending    int           // items buffered while the store is away; default 1<<20
+	RetryMin      time.Duration // first retry delay after a failed flush; default 100ms
+	RetryMax      time.Duration // backoff cap; default 10s
+	FlushTimeout  time.Duration // bound on one flush attempt; default 30s
+	Logger        *slog.Logger  // default slog.Default()
+	// Registerer receives the writer's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) defaults() {
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = 200 * time.Millisecond
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 5000
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 1 << 20
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = 100 * time.Millisecond
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = 10 * time.Second
+		if o.RetryMax < o.RetryMin {
+			o.RetryMax = o.RetryMin
+		}
+	}
+	if o.FlushTimeout <= 0 {
+		o.FlushTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Writer moves feed changes into a store. Run owns all batch state; Flush
+// and the metrics are safe to use from other goroutines.
+type Writer struct {
+	tw   *twin.Twin
+	st   twin.Store
+	opts Options
+	log  *slog.Logger
+	m    metrics
+
+	reqs    chan flushReq
+	stopped chan struct{}
+
+	// Owned by the Run goroutine.
+	pos       uint64 // last feed seq read into the batch
+	flushed   uint64 // last feed seq persisted
+	upserts   map[twin.ID]*twin.Feature
+	deletes   map[twin.ID]struct{}
+	samples   []twin.Sample
+	prune     bool // after a resync: delete stored objects the twin lacks
+	seqStored bool // flushed has been written to meta
+}
+
+type flushReq struct {
+	ctx  context.Context
+	done chan error
+}
+
+// New makes a writer that persists every change after the feed's current
+// last sequence: create it right after loading the twin from the store and
+// before anything mutates the twin. Start it with Run.
+func New(tw *twin.Twin, st twin.Store, opts Options) *Writer {
+	opts.defaults()
+	last := tw.Feed().Last()
+	w := &Writer{tw: tw, st: st, opts: opts, log: opts.Logger.With("component", "writer"),
+		m: newMetrics(opts.Registerer), reqs: make(chan flushReq), stopped: make(chan struct{}),
+		pos: last, flushed: last, seqStored: true,
+		upserts: map[twin.ID]*twin.Feature{}, deletes: map[twin.ID]struct{}{}}
+	return w
+}
+
+// Run reads the feed and flushes until ctx is done, then makes one last
+// flush attempt (bounded by FlushTimeout) and returns its error, if any.
+// Call Run once.
+func (w *Writer) Run(ctx context.Context) error {
+	defer close(w.stopped)
+	cur := w.tw.Feed().Subscribe()
+	defer cur.Close()
+	tick := time.NewTicker(w.opts.FlushInterval)
+	defer tick.Stop()
+	var retryAt time.Time
+	backoff := w.opts.RetryMin
+	attempt := func(ctx context.Context) error {
+		if err := w.flush(ctx); err != nil {
+			retryAt = time.Now().Add(backoff)
+			w.log.Warn("flush failed; keeping the batch and retrying", "err", err,
+				"pending", w.pending(), "retry_in", backoff)
+			backoff = min(2*backoff, w.opts.RetryMax)
+			return err
+		}
+		retryAt, backoff = time.Time{}, w.opts.RetryMin
+		return nil
+	}
+	for {
+		w.read()
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), w.opts.FlushTimeout)
+			defer cancel()
+			w.read()
+			if err := w.flush(fctx); err != nil {
+				return fmt.Errorf("writer: final flush, %d items not persisted: %w", w.pending(), err)
+			}
+			return nil
+		case <-cur.C():
+			w.read()
+			if w.pending() >= w.opts.BatchSize && time.Now().After(retryAt) {
+				_ = attempt(ctx)
+			}
+		case <-tick.C:
+			if time.Now().After(retryAt) {
+				_ = attempt(ctx)
+			}
+		case req := <-w.reqs:
+			req.done <- w.flushAll(req.ctx, attempt)
+		}
+	}
+}
+
+// flushAll persists everything in the feed up to its last sequence at the
+// time of the call.
+func (w *Writer) flushAll(ctx context.Context, attempt func(context.Context) error) error {
+	target := w.tw.Feed().Last()
+	for {
+		w.read()
+		if err := attempt(ctx); err != nil {
+			return err
+		}
+		if w.flushed >= target {
+			return nil
+		}
+	}
+}
+
+// Flush persists every change made before the call, or returns the store's
+// error (the batch is kept and Run keeps retrying). Used for graceful
+// shutdown and in tests. Safe to call from any goroutine while Run runs.
+func (w *Writer) Flush(ctx context.Context) error {
+	req := flushReq{ctx: ctx, done: make(chan error, 1)}
+	select {
+	case w.reqs <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.stopped:
+		return ErrStopped
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *Writer) pending() int { return len(w.upserts) + len(w.deletes) + len(w.samples) }
+
+// read moves feed changes into the batch until the feed is drained or
+// MaxPending is reached.
+func (w *Writer) read() {
+	defer func() { w.m.pending.Set(float64(w.pending())) }()
+	for {
+		room := w.opts.MaxPending - w.pending()
+		if room <= 0 {
+			return
+		}
+		cs, err := w.tw.Feed().Since(w.pos, min(room, w.opts.BatchSize))
+		if errors.Is(err, twin.ErrTooOld) {
+			w.resync()
+			continue
+		}
+		if len(cs) == 0 {
+			return
+		}
+		for i := range cs {
+			w.add(&cs[i])
+		}
+		w.pos = cs[len(cs)-1].Seq
+	}
+}
+
+func (w *Writer) add(c *twin.Change) {
+	id := c.ID()
+	switch c.Kind {
+	case twin.Upsert:
+		// A delete earlier in the batch stays: it is flushed before the
+		// upserts, so a re-created object (version restarting at 1) is not
+		// refused by the stored higher version of its previous life.
+		w.upserts[id] = c.New
+	case twin.Remove:
+		delete(w.upserts, id)
+		w.deletes[id] = struct{}{}
+	}
+	if c.Sample != nil && (c.Kind == twin.Upsert || c.Kind == twin.History) {
+		w.samples = append(w.samples, *c.Sample)
+	}
+}
+
+// resync recovers from falling out of the feed window: see the package doc.
+func (w *Writer) resync() {
+	from := w.pos
+	w.pos = w.tw.Feed().Last() // changes after this are read again from the feed
+	lost := len(w.samples)
+	n := 0
+	for _, l := range twin.Layers {
+		w.tw.Range(l, func(f *twin.Feature) bool {
+			w.upserts[f.ID] = f
+			n++
+			return true
+		})
+	}
+	w.prune = true
+	w.m.resyncs.Inc()
+	w.log.Error("writer fell out of the feed window: telemetry history between these sequence numbers is LOST; re-upserting every current object",
+		"from_seq", from, "to_seq", w.pos, "objects", n, "buffered_samples_kept", lost)
+}
+
+// flush writes the batch: deletes, then upserts, then samples, each in
+// chunks of BatchSize, then the feed sequence. On error nothing is dropped;
+// every step is idempotent, so the retry repeats it whole.
+func (w *Writer) flush(ctx context.Context) error {
+	if w.pending() == 0 && !w.prune && w.seqStored && w.flushed == w.pos {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.opts.FlushTimeout)
+	defer cancel()
+	start := time.Now()
+	err := w.write(ctx)
+	w.m.seconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		w.m.errors.Inc()
+		return err
+	}
+	w.m.flushed.Add(float64(w.pending()))
+	clear(w.upserts)
+	clear(w.deletes)
+	w.samples = w.samples[:0]
+	w.prune = false
+	w.m.pending.Set(0)
+	return nil
+}
+
+func (w *Writer) write(ctx context.Context) error {
+	if w.prune {
+		if err := w.pruneStore(ctx); err != nil {
+			return err
+		}
+	}
+	if len(w.deletes) > 0 {
+		ids := make([]twin.ID, 0, len(w.deletes))
+		for id := range w.deletes {
+			ids = append(ids, id)
+		}
+		for i := 0; i < len(ids); i += w.opts.BatchSize {
+			if err := w.st.Delete(ctx, ids[i:min(i+w.opts.BatchSize, len(ids))]); err != nil {
+				return fmt.Errorf("writer: delete: %w", err)
+			}
+		}
+	}
+	fs := make([]*twin.Feature, 0, min(len(w.upserts), w.opts.BatchSize))
+	for _, f := range w.upserts {
+		fs = append(fs, f)
+		if len(fs) == w.opts.BatchSize {
+			if err := w.st.Upsert(ctx, fs); err != nil {
+				return fmt.Errorf("writer: upsert: %w", err)
+			}
+			fs = fs[:0]
+		}
+	}
+	if len(fs) > 0 {
+		if err := w.st.Upsert(ctx, fs); err != nil {
+			return fmt.Errorf("writer: upsert: %w", err)
+		}
+	}
+	for i := 0; i < len(w.samples); i += w.opts.BatchSize {
+		if err := w.st.AppendHistory(ctx, w.samples[i:min(i+w.opts.BatchSize, len(w.samples))]); err != nil {
+			return fmt.Errorf("writer: append history: %w", err)
+		}
+	}
+	w.seqStored = false
+	if err := w.st.PutMeta(ctx, MetaFeedSeq, []byte(strconv.FormatUint(w.pos, 10))); err != nil {
+		return fmt.Errorf("writer: put %s: %w", MetaFeedSeq, err)
+	}
+	w.flushed, w.seqStored = w.pos, true
+	return nil
+}
+
+// pruneStore deletes stored objects that the twin no longer has (deleted
+// during a feed gap).
+func (w *Writer) pruneStore(ctx context.Context) error {
+	var gone []twin.ID
+	err := w.st.Load(ctx, func(f *twin.Feature) error {
+		if _, ok := w.tw.Get(f.ID); !ok {
+			gone = append(gone, f.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("writer: prune after resync: %w", err)
+	}
+	if len(gone) > 0 {
+		if err := w.st.Delete(ctx, gone); err != nil {
+			return fmt.Errorf("writer: prune after resync: %w", err)
+		}
+		w.log.Warn("deleted stored objects removed from the twin during the feed gap", "count", len(gone))
+	}
+	return nil
+}
