@@ -1,0 +1,499 @@
+package rules
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/paulmach/orb"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/citytwin/citytwin/spatial/planar"
+	"github.com/citytwin/citytwin/twin"
+)
+
+// Alert states.
+const (
+	StateOpen   = "open"
+	StateAcked  = "acked"
+	StateClosed = "closed"
+)
+
+// maxHistory bounds an alert's history list; the oldest entries go first.
+const maxHistory = 50
+
+type alertKey struct {
+	rule    string
+	subject twin.ID
+}
+
+// alertBook remembers, per (rule, subject), the name of the open alert and
+// the next sequence number, so repeated firings update one alert and names
+// stay unique after a close. Guarded by Engine.mu.
+type alertBook struct {
+	open map[alertKey]string
+	next map[alertKey]int
+}
+
+func newAlertBook(tw *twin.Twin) *alertBook {
+	b := &alertBook{open: map[alertKey]string{}, next: map[alertKey]int{}}
+	tw.Range(twin.Alerts, func(f *twin.Feature) bool {
+		sid, err := twin.ParseID(f.Prop("subject"))
+		if err != nil {
+			return true
+		}
+		k := alertKey{f.Prop("rule"), sid}
+		if i := strings.LastIndexByte(f.ID.Name, '.'); i >= 0 {
+			if n, err := strconv.Atoi(f.ID.Name[i+1:]); err == nil && n >= b.next[k] {
+				b.next[k] = n + 1
+			}
+		}
+		if f.Prop("state") != StateClosed {
+			b.open[k] = f.ID.Name
+		}
+		return true
+	})
+	return b
+}
+
+// firing is one rule firing on one subject.
+type firing struct {
+	rule     *active
+	subject  *twin.Feature
+	target   *twin.Feature // the fence, or nil
+	joined   *twin.Feature // the object the subject is attached to, or nil
+	severity string
+	tier     string // "" keeps the alert's tier (new alerts: the rule's)
+	at       time.Time
+	message  string
+	detail   map[string]any
+	// exact sets severity and tier as given instead of only raising them
+	// (risk alerts follow the computed level both ways).
+	exact bool
+}
+
+func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// fire opens an alert for (rule, subject) or updates the open one.
+func (e *Engine) fire(f firing) {
+	k := alertKey{f.rule.spec.Name, f.subject.ID}
+	now := e.clk.Now()
+	regions := regionsOf(f.subject, f.target, f.joined)
+	geom := position(f.subject)
+	entry := map[string]any{"at": ts(f.at), "event": "fired", "severity": f.severity}
+	for kk, vv := range f.detail {
+		entry[kk] = vv
+	}
+	if name, ok := e.al.open[k]; ok {
+		var opened bool
+		ch, _, err := e.tw.Update(twin.NewID(twin.Alerts, name), func(cur *twin.Feature) (*twin.Feature, error) {
+			if cur == nil || cur.Prop("state") == StateClosed {
+				return nil, nil
+			}
+			opened = true
+			n, _ := cur.Number("count")
+			cur.Props["count"] = n + 1
+			cur.Props["last"] = ts(f.at)
+			sev := cur.Prop("severity")
+			if f.exact {
+				if f.severity != sev {
+					cur.Props["severity"] = f.severity
+				}
+				if f.tier != "" && f.tier != cur.Prop("tier") {
+					cur.Props["tier"] = f.tier
+					cur.Props["tier_since"] = ts(now)
+				}
+			} else if s := moreSevere(sev, f.severity); s != sev {
+				cur.Props["severity"] = s
+			}
+			cur.Props["regions"] = mergeRegions(cur.Props["regions"], regions)
+			if f.message != "" {
+				cur.Props["message"] = f.message
+			}
+			for kk, vv := range f.detail {
+				cur.Props[kk] = vv
+			}
+			cur.Props["history"] = appendHistory(cur.Props["history"], entry)
+			if geom != nil {
+				cur.Geometry = geom
+			}
+			return cur, nil
+		})
+		if err != nil {
+			e.log.Error("rules: update alert", "alert", name, "err", err)
+			return
+		}
+		if opened {
+			e.m.fired.WithLabelValues(f.rule.spec.Name).Inc()
+			e.published(ch.New, f, false)
+			return
+		}
+		delete(e.al.open, k)
+	}
+	n := e.al.next[k]
+	e.al.next[k] = n + 1
+	name := fmt.Sprintf("%s.%s.%s.%d", f.rule.spec.Name, f.subject.ID.Layer, f.subject.ID.Name, n)
+	tier := f.tier
+	if tier == "" {
+		tier = f.rule.tier()
+	}
+	props := map[string]any{
+		"rule": f.rule.spec.Name, "kind": f.rule.spec.Kind, "severity": f.severity, "subject": f.subject.ID.String(),
+		"state": StateOpen, "tier": tier, "tier_since": ts(now), "message": f.message, "count": 1.0,
+		"first": ts(f.at), "last": ts(f.at), "regions": regions,
+		"history": []any{entry},
+	}
+	if f.target != nil {
+		props["target"] = f.target.ID.String()
+	}
+	if f.joined != nil {
+		props["attached_to"] = f.joined.ID.String()
+	}
+	for kk, vv := range f.detail {
+		props[kk] = vv
+	}
+	ch, err := e.tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: geom, Props: props})
+	if err != nil {
+		e.log.Error("rules: open alert", "alert", name, "err", err)
+		return
+	}
+	e.al.open[k] = name
+	e.m.fired.WithLabelValues(f.rule.spec.Name).Inc()
+	e.published(ch.New, f, true)
+}
+
+// resolve closes the open alert of (rule, subject) because its condition
+// cleared (actor "rule:<name>").
+func (e *Engine) resolve(a *active, subject twin.ID, why string) {
+	k := alertKey{a.spec.Name, subject}
+	name, ok := e.al.open[k]
+	if !ok {
+		return
+	}
+	delete(e.al.open, k)
+	now := e.clk.Now()
+	ch, done, err := e.tw.Update(twin.NewID(twin.Alerts, name), func(cur *twin.Feature) (*twin.Feature, error) {
+		if cur == nil || cur.Prop("state") == StateClosed {
+			return nil, nil
+		}
+		actor := "rule:" + a.spec.Name
+		cur.Props["state"] = StateClosed
+		cur.Props["closed_by"] = actor
+		cur.Props["closed_at"] = ts(now)
+		cur.Props["history"] = appendHistory(cur.Props["history"], map[string]any{"at": ts(now), "event": "cleared", "by": actor, "why": why})
+		return cur, nil
+	})
+	if err != nil {
+		e.log.Error("rules: clear alert", "alert", name, "err", err)
+		return
+	}
+	if done {
+		e.publishAlert(ch.New)
+		e.alertStateChanged(ch.New)
+	}
+}
+
+// escalate raises every open, unacknowledged alert that has stayed at its
+// tier longer than the tier's SLA: one tier up and one colour more severe.
+func (e *Engine) escalate(now time.Time) {
+	keys := make([]alertKey, 0, len(e.al.open))
+	for k := range e.al.open {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return e.al.open[keys[i]] < e.al.open[keys[j]] })
+	for _, k := range keys {
+		if e.risk.rule != nil && k.rule == e.risk.rule.spec.Name {
+			continue // risk alerts follow the hazard clock instead
+		}
+		name := e.al.open[k]
+		ch, done, err := e.tw.Update(twin.NewID(twin.Alerts, name), func(cur *twin.Feature) (*twin.Feature, error) {
+			if cur == nil || cur.Prop("state") != StateOpen {
+				return nil, nil
+			}
+			tier := cur.Prop("tier")
+			ti := tierIndex(tier)
+			sla := e.sla(tier)
+			since, err := time.Parse(time.RFC3339Nano, cur.Prop("tier_since"))
+			if ti < 0 || ti >= len(tiers)-1 || sla <= 0 || err != nil || now.Sub(since) < sla {
+				return nil, nil
+			}
+			sev := cur.Prop("severity")
+			nsev := sev
+			if l := colourLevel(sev); l > 1 {
+				nsev = colours[l-1]
+			}
+			cur.Props["tier"] = tiers[ti+1]
+			cur.Props["tier_since"] = ts(now)
+			cur.Props["severity"] = nsev
+			cur.Props["history"] = appendHistory(cur.Props["history"], map[string]any{"at": ts(now), "event": "escalated",
+				"from": tier, "to": tiers[ti+1], "severity": nsev, "why": fmt.Sprintf("not acknowledged within %s", sla)})
+			return cur, nil
+		})
+		if err != nil {
+			e.log.Error("rules: escalate", "alert", name, "err", err)
+			continue
+		}
+		if done {
+			e.publishAlert(ch.New)
+			e.notifyOwners(ch.New, "escalated")
+			e.alertStateChanged(ch.New)
+		}
+	}
+}
+
+func (e *Engine) published(al *twin.Feature, f firing, isNew bool) {
+	e.publishAlert(al)
+	if isNew && f.rule.spec.Kind != KindRisk { // risk changes notify owners themselves
+		e.notifyOwners(al, "opened")
+	}
+	e.alertStateChanged(al)
+}
+
+// publishAlert sends the alert to MQTT twin/alerts/{severity}/{rule} and to
+// the webhooks.
+func (e *Engine) publishAlert(al *twin.Feature) {
+	b, err := json.Marshal(al)
+	if err != nil {
+		return
+	}
+	if e.opts.Publisher != nil {
+		topic := "twin/alerts/" + al.Prop("severity") + "/" + al.Prop("rule")
+		if err := e.opts.Publisher.Publish(context.Background(), topic, 1, false, b); err != nil {
+			e.m.publishFailures.Inc()
+			e.log.Warn("rules: publish alert", "topic", topic, "err", err)
+		}
+	}
+	e.hook.send(b)
+}
+
+// notifyOwners tells the responsible persons of the building an alert
+// concerns (its subject or the object the subject is attached to), on
+// twin/notify/{person}.
+func (e *Engine) notifyOwners(al *twin.Feature, event string) {
+	if e.opts.Publisher == nil {
+		return
+	}
+	var owners []string
+	for _, ref := range []string{al.Prop("attached_to"), al.Prop("subject")} {
+		id, err := twin.ParseID(ref)
+		if err != nil {
+			continue
+		}
+		if f, ok := e.tw.Get(id); ok {
+			owners = append(owners, stringsOf(f.Props["owners"])...)
+		}
+	}
+	e.notify(owners, map[string]any{"event": event, "alert": al.ID.String(), "rule": al.Prop("rule"),
+		"severity": al.Prop("severity"), "tier": al.Prop("tier"), "subject": al.Prop("subject"), "message": al.Prop("message")})
+}
+
+func (e *Engine) notify(persons []string, msg map[string]any) {
+	if e.opts.Publisher == nil || len(persons) == 0 {
+		return
+	}
+	b, _ := json.Marshal(msg)
+	seen := map[string]bool{}
+	for _, p := range persons {
+		if p == "" || seen[p] || strings.ContainsAny(p, "/+#") {
+			continue
+		}
+		seen[p] = true
+		if err := e.opts.Publisher.Publish(context.Background(), "twin/notify/"+p, 1, false, b); err != nil {
+			e.m.publishFailures.Inc()
+		}
+	}
+}
+
+func appendHistory(h any, entry map[string]any) []any {
+	var out []any
+	switch l := h.(type) {
+	case []any:
+		out = append(out, l...)
+	case []map[string]any:
+		for _, x := range l {
+			out = append(out, x)
+		}
+	}
+	out = append(out, entry)
+	if len(out) > maxHistory {
+		out = out[len(out)-maxHistory:]
+	}
+	return out
+}
+
+// regionsOf lists every region code an alert concerns: the subject's, the
+// target's and its `connects` (both districts of a bridge), the joined
+// object's. Sorted, unique.
+func regionsOf(fs ...*twin.Feature) []string {
+	set := map[string]bool{}
+	for _, f := range fs {
+		if f == nil {
+			continue
+		}
+		for _, c := range f.Region {
+			set[c] = true
+		}
+		for _, c := range stringsOf(f.Props["connects"]) {
+			set[c] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for c := range set {
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func mergeRegions(cur any, add []string) []string {
+	return sortedUnique(append(stringsOf(cur), add...))
+}
+
+func sortedUnique(l []string) []string {
+	sort.Strings(l)
+	out := l[:0]
+	for i, s := range l {
+		if i == 0 || s != l[i-1] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func stringsOf(v any) []string {
+	switch l := v.(type) {
+	case []string:
+		return append([]string(nil), l...)
+	case []any:
+		out := make([]string, 0, len(l))
+		for _, x := range l {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	case string:
+		return []string{l}
+	}
+	return nil
+}
+
+// position is where an alert is drawn: the subject's point, or a
+// representative point of a line or polygon subject.
+func position(f *twin.Feature) orb.Geometry {
+	switch g := f.Geometry.(type) {
+	case nil:
+		return nil
+	case orb.Point:
+		return g
+	default:
+		if p, ok := planar.Centroid(g); ok {
+			return p
+		}
+		return g.Bound().Center()
+	}
+}
+
+// metrics of the engine.
+type metrics struct {
+	fired           *prometheus.CounterVec
+	evalSeconds     prometheus.Histogram
+	webhookFailures prometheus.Counter
+	publishFailures prometheus.Counter
+	skipped         prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	m := metrics{
+		fired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "twin_alerts_fired_total",
+			Help: "Rule firings (new alerts and repeats on an open alert), by rule."}, []string{"rule"}),
+		evalSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twin_rule_eval_seconds",
+			Help:    "Rule evaluation time per twin change (mean over each drained batch).",
+			Buckets: prometheus.ExponentialBuckets(1e-7, 4, 10)}),
+		webhookFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_webhook_failures_total",
+			Help: "Webhook deliveries that failed after every retry."}),
+		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_rules_publish_failures_total",
+			Help: "MQTT alert/notification publishes that failed."}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_rules_skipped_changes_total",
+			Help: "Changes the rules engine skipped because it fell behind the feed window."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.fired, m.evalSeconds, m.webhookFailures, m.publishFailures, m.skipped} {
+			if err := reg.Register(c); err != nil {
+				slog.Default().Warn("rules: register metric", "err", err)
+			}
+		}
+	}
+	return m
+}
+
+// webhooks posts alerts to the configured URLs with retry and exponential
+// backoff, on goroutines bounded by a semaphore so a dead endpoint can
+// never stall evaluation; deliveries beyond the bound count as failures.
+type webhooks struct {
+	urls     []string
+	client   *http.Client
+	failures prometheus.Counter
+	log      *slog.Logger
+	sem      chan struct{}
+	wg       sync.WaitGroup
+	// Retries and Backoff: 4 attempts, 200 ms doubling.
+	retries int
+	backoff time.Duration
+}
+
+func newWebhooks(urls []string, c *http.Client, failures prometheus.Counter, log *slog.Logger) *webhooks {
+	return &webhooks{urls: urls, client: c, failures: failures, log: log, sem: make(chan struct{}, 32), retries: 4, backoff: 200 * time.Millisecond}
+}
+
+func (w *webhooks) send(body []byte) {
+	for _, u := range w.urls {
+		select {
+		case w.sem <- struct{}{}:
+		default:
+			w.failures.Inc()
+			w.log.Warn("rules: webhook queue full; dropped", "url", u)
+			continue
+		}
+		w.wg.Add(1)
+		go func(u string) {
+			defer func() { <-w.sem; w.wg.Done() }()
+			w.post(u, body)
+		}(u)
+	}
+}
+
+func (w *webhooks) post(u string, body []byte) {
+	d := w.backoff
+	var last error
+	for i := 0; i < w.retries; i++ {
+		if i > 0 {
+			time.Sleep(d) // real time: the far end's recovery is real
+			d *= 2
+		}
+		resp, err := w.client.Post(u, "application/json", bytes.NewReader(body))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 300 {
+				return
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		last = err
+	}
+	w.failures.Inc()
+	w.log.Warn("rules: webhook failed", "url", u, "err", last)
+}
+
+// wait blocks until in-flight deliveries end.
+func (w *webhooks) wait() { w.wg.Wait() }
+
+func jsonOf(r *Rule) ([]byte, error) { return json.Marshal(r) }

@@ -1,0 +1,447 @@
+package rules
+
+import (
+	"math"
+	"strings"
+	"time"
+
+	"github.com/paulmach/orb"
+	"github.com/tidwall/rtree"
+
+	"github.com/citytwin/citytwin/spatial/planar"
+	"github.com/citytwin/citytwin/spatial/sphere"
+	"github.com/citytwin/citytwin/twin"
+)
+
+// fenceTarget is one indexed fence: a line (a bridge) or an area.
+type fenceTarget struct {
+	f       *twin.Feature
+	line    orb.LineString // set for line targets
+	area    orb.Geometry   // set for polygon targets
+	windows []window       // from the target's props (windows_from); nil = the rule's own
+	lengthM float64
+	bound   orb.Bound // geometry bound expanded by the buffer: the index key
+}
+
+// fenceState is the state of one (rule, subject, target).
+type fenceState struct {
+	in        bool // debounced: on the line / inside the area
+	pending   bool // the raw state disagrees with `in` ...
+	pendN     int  // ... for this many consecutive fixes
+	pendSince time.Time
+	entryS    float64 // metres along a line target where the visit began
+	fired     bool    // this visit already raised the alert
+}
+
+// fenceRule is a geofence rule's index and state. The R-tree holds every
+// applicable target under its bound expanded by buffer_m, so one update
+// looks only at the fences its movement segment could touch.
+type fenceRule struct {
+	targetLayer twin.Layer
+	ids         map[twin.ID]bool // nil: the whole layer
+	buffer      float64
+	windowsFrom []string // prop path, split on dots
+	idx         rtree.RTreeG[*fenceTarget]
+	targets     map[twin.ID]*fenceTarget
+	state       map[twin.ID]map[twin.ID]*fenceState // subject -> target -> state
+	detect      map[string]bool
+}
+
+func newFenceRule(r *Rule) *fenceRule {
+	f := &fenceRule{buffer: r.BufferM, targets: map[twin.ID]*fenceTarget{},
+		state: map[twin.ID]map[twin.ID]*fenceState{}, detect: map[string]bool{}}
+	for _, d := range r.Detect {
+		f.detect[d] = true
+	}
+	if r.WindowsFrom != "" {
+		f.windowsFrom = strings.Split(r.WindowsFrom, ".")
+	}
+	f.targetLayer = twin.Layer(r.Target.Layer)
+	ids := append([]string(nil), r.Target.IDs...)
+	if r.Target.ID != "" {
+		ids = append(ids, r.Target.ID)
+	}
+	if len(ids) > 0 {
+		f.ids = map[twin.ID]bool{}
+		for _, s := range ids {
+			if id, err := twin.ParseID(s); err == nil {
+				f.ids[id] = true
+				f.targetLayer = id.Layer
+			}
+		}
+	}
+	return f
+}
+
+// rebuild indexes the targets from the twin (at Load).
+func (f *fenceRule) rebuild(tw *twin.Twin, r *Rule) {
+	f.idx = rtree.RTreeG[*fenceTarget]{}
+	f.targets = map[twin.ID]*fenceTarget{}
+	if f.ids != nil {
+		for id := range f.ids {
+			if ft, ok := tw.Get(id); ok {
+				f.add(ft)
+			}
+		}
+		return
+	}
+	var all []*twin.Feature
+	tw.Range(f.targetLayer, func(ft *twin.Feature) bool { all = append(all, ft); return true })
+	for _, ft := range all {
+		f.add(ft)
+	}
+}
+
+func (f *fenceRule) add(ft *twin.Feature) {
+	t := &fenceTarget{f: ft}
+	switch g := ft.Geometry.(type) {
+	case orb.LineString:
+		if len(g) < 2 {
+			return
+		}
+		t.line = g
+		for i := 1; i < len(g); i++ {
+			t.lengthM += sphere.Distance(g[i-1], g[i])
+		}
+	case orb.MultiLineString:
+		if len(g) == 0 || len(g[0]) < 2 {
+			return
+		}
+		t.line = g[0] // bridges are single lines; a multi-line fence uses its first part
+		for i := 1; i < len(t.line); i++ {
+			t.lengthM += sphere.Distance(t.line[i-1], t.line[i])
+		}
+	case orb.Polygon, orb.MultiPolygon:
+		t.area = g
+	default:
+		return
+	}
+	if f.windowsFrom != nil {
+		ws, ok := windowsAt(ft.Props, f.windowsFrom)
+		if !ok {
+			return // the target carries no such restriction: the rule does not apply to it
+		}
+		t.windows = ws
+	}
+	t.bound = sphere.ExpandBound(ft.Geometry.Bound(), f.buffer)
+	f.targets[ft.ID] = t
+	f.idx.Insert(t.bound.Min, t.bound.Max, t)
+}
+
+func (f *fenceRule) removeTarget(id twin.ID) {
+	if t := f.targets[id]; t != nil {
+		f.idx.Delete(t.bound.Min, t.bound.Max, t)
+		delete(f.targets, id)
+	}
+}
+
+// targetChanged re-indexes a changed fence.
+func (f *fenceRule) targetChanged(c *twin.Change, r *Rule) {
+	id := c.ID()
+	if f.ids != nil && !f.ids[id] {
+		return
+	}
+	f.removeTarget(id)
+	if c.New != nil {
+		f.add(c.New)
+	}
+}
+
+// windowsAt reads a list of "HH:MM-HH:MM" at a dotted path in props.
+func windowsAt(props map[string]any, path []string) ([]window, bool) {
+	var v any = props
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[k]; !ok {
+			return nil, false
+		}
+	}
+	var out []window
+	for _, s := range stringsOf(v) {
+		w, err := parseWindow(s)
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, w)
+	}
+	return out, len(out) > 0
+}
+
+// evalFence evaluates one geofence rule on one subject's move.
+func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
+	f := a.fence
+	p, ok := c.New.Geometry.(orb.Point)
+	if !ok {
+		return
+	}
+	q, hasPrev := orb.Point{}, false
+	if c.Old != nil {
+		q, hasPrev = c.Old.Geometry.(orb.Point)
+	}
+	seg := orb.Bound{Min: p, Max: p}
+	if hasPrev {
+		seg = seg.Extend(q)
+	}
+	var cand []*fenceTarget
+	f.idx.Search(seg.Min, seg.Max, func(_, _ [2]float64, t *fenceTarget) bool {
+		cand = append(cand, t)
+		return true
+	})
+	st := f.state[c.New.ID]
+	for tid := range st {
+		if t := f.targets[tid]; t != nil && !containsTarget(cand, t) {
+			cand = append(cand, t)
+		}
+	}
+	if len(cand) == 0 {
+		return
+	}
+	if ok, _ := a.c.filter.eval(v); !ok {
+		return
+	}
+	at := c.New.Updated
+	if c.Sample != nil {
+		at = c.Sample.Time
+	}
+	minFixes := a.spec.MinFixes
+	if minFixes < 1 {
+		minFixes = 1
+	}
+	dwell := time.Duration(a.spec.DwellS * float64(time.Second))
+	for _, t := range cand {
+		s := st[t.f.ID]
+		if s == nil {
+			s = &fenceState{}
+		}
+		raw := f.rawIn(t, p, s.in)
+		entered, exited := false, false
+		if raw != s.in {
+			if !s.pending {
+				s.pending, s.pendN, s.pendSince = true, 0, at
+			}
+			s.pendN++
+			if s.pendN >= minFixes && at.Sub(s.pendSince) >= dwell {
+				s.in, s.pending = raw, false
+				entered, exited = raw, !raw
+			}
+		} else {
+			s.pending = false
+		}
+		switch {
+		case entered:
+			s.fired = false
+			s.entryS = f.along(t, p)
+			if hasPrev && t.line != nil && f.segTouches(t, q, p) {
+				s.entryS = f.along(t, q)
+			}
+			if f.detect[DetectEnter] {
+				e.fenceFire(a, c, v, t, s, at, DetectEnter, nil)
+			}
+		case exited:
+			exitS := f.along(t, p)
+			if f.detect[DetectExit] {
+				e.fenceFire(a, c, v, t, s, at, DetectExit, nil)
+			}
+			if f.detect[DetectOutside] {
+				e.fenceFire(a, c, v, t, s, at, DetectOutside, nil)
+			}
+			if f.detect[DetectCross] {
+				if dir, ok := f.crossed(t, s.entryS, exitS); ok {
+					e.fenceFire(a, c, v, t, s, at, DetectCross, dir)
+				}
+			}
+		case !s.in && !s.pending && hasPrev && f.detect[DetectCross] && f.segTouches(t, q, p):
+			// The whole visit fell between two fixes: a sparse trace.
+			if dir, ok := f.crossed(t, f.along(t, q), f.along(t, p)); ok {
+				s.fired = false
+				e.fenceFire(a, c, v, t, s, at, DetectCross, dir)
+			}
+		}
+		if s.in && f.detect[DetectInside] && !s.fired {
+			e.fenceFire(a, c, v, t, s, at, DetectInside, nil)
+		}
+		if s.in || s.pending {
+			if st == nil {
+				st = map[twin.ID]*fenceState{}
+				f.state[c.New.ID] = st
+			}
+			st[t.f.ID] = s
+		} else if st != nil {
+			delete(st, t.f.ID)
+			if len(st) == 0 {
+				delete(f.state, c.New.ID)
+				st = nil
+			}
+		}
+	}
+}
+
+func containsTarget(l []*fenceTarget, t *fenceTarget) bool {
+	for _, x := range l {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// fenceFire raises the alert for one detection if the time windows and the
+// rule's condition allow; one visit raises at most one alert firing.
+func (e *Engine) fenceFire(a *active, c *twin.Change, v *vars, t *fenceTarget, s *fenceState, at time.Time, detect string, dir map[string]any) {
+	// Inside and cross describe the same visit: one firing per visit.
+	// Enter, exit and outside are events of their own.
+	once := detect == DetectInside || detect == DetectCross
+	if once && s.fired {
+		return
+	}
+	if !inWindows(a.c.windows, at, a.c.loc) || !inWindows(t.windows, at, a.c.loc) {
+		return
+	}
+	v.target = t.f
+	v.targetM = nil
+	if ok, _ := a.c.cond.eval(v); !ok {
+		return
+	}
+	if once {
+		s.fired = true
+	}
+	detail := map[string]any{"detect": detect, "target": t.f.ID.String()}
+	for k, x := range dir {
+		detail[k] = x
+	}
+	msg := a.spec.Message
+	if msg == "" {
+		msg = c.New.ID.String() + " " + detect + " " + t.f.ID.String()
+	}
+	e.fire(firing{rule: a, subject: c.New, target: t.f, joined: v.joined, severity: a.severity(), at: at, message: msg, detail: detail})
+}
+
+// rawIn tells whether p is on/in the target, with hysteresis: for an area a
+// subject must be inside by buffer_m to enter and outside by buffer_m to
+// leave; for a line it is on within buffer_m and leaves beyond 1.5 buffer_m.
+func (f *fenceRule) rawIn(t *fenceTarget, p orb.Point, was bool) bool {
+	if t.line != nil {
+		d := sphere.PointLineDistance(p, t.line)
+		if was {
+			return d <= f.buffer*1.5
+		}
+		return d <= f.buffer
+	}
+	inside := planar.Contains(t.area, p)
+	if f.buffer <= 0 {
+		return inside
+	}
+	bd := boundaryDistance(p, t.area)
+	if was {
+		return inside || bd < f.buffer
+	}
+	return inside && bd >= f.buffer
+}
+
+func boundaryDistance(p orb.Point, g orb.Geometry) float64 {
+	best := math.Inf(1)
+	switch g := g.(type) {
+	case orb.Polygon:
+		for _, r := range g {
+			best = math.Min(best, sphere.PointRingDistance(p, r))
+		}
+	case orb.MultiPolygon:
+		for _, poly := range g {
+			best = math.Min(best, boundaryDistance(p, poly))
+		}
+	}
+	return best
+}
+
+// segTouches reports whether the movement q->p passes within buffer of a
+// line target, or through an area target.
+func (f *fenceRule) segTouches(t *fenceTarget, q, p orb.Point) bool {
+	if t.area != nil {
+		switch g := t.area.(type) {
+		case orb.Polygon:
+			return planar.SegmentIntersectsPolygon(q, p, g)
+		case orb.MultiPolygon:
+			for _, poly := range g {
+				if planar.SegmentIntersectsPolygon(q, p, poly) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if len(planar.SegmentCrossesLine(q, p, t.line)) > 0 {
+		return true
+	}
+	return segLineDistance(q, p, t.line) <= f.buffer
+}
+
+// crossed decides whether a visit from along-position s0 to s1 (metres) on
+// a line target traversed it: at least half its length, so a road passing
+// under a bridge or a truck turning back midway does not count. Areas count
+// any pass. It returns the direction for the alert.
+func (f *fenceRule) crossed(t *fenceTarget, s0, s1 float64) (map[string]any, bool) {
+	if t.line == nil {
+		return map[string]any{}, true
+	}
+	d := s1 - s0
+	if math.Abs(d) < 0.5*t.lengthM {
+		return nil, false
+	}
+	conn := stringsOf(t.f.Props["connects"])
+	dir := map[string]any{"direction": "forward"}
+	if d < 0 {
+		dir["direction"] = "reverse"
+	}
+	if len(conn) == 2 {
+		from, to := conn[0], conn[1]
+		if d < 0 {
+			from, to = to, from
+		}
+		dir["from"], dir["to"] = from, to
+	}
+	return dir, true
+}
+
+// along returns the distance in metres along a line target of p's nearest
+// point (0 for areas).
+func (f *fenceRule) along(t *fenceTarget, p orb.Point) float64 {
+	if t.line == nil {
+		return 0
+	}
+	best, bestS, acc := math.Inf(1), 0.0, 0.0
+	for i := 1; i < len(t.line); i++ {
+		a, b := t.line[i-1], t.line[i]
+		ax, ay := localXY(p, a)
+		bx, by := localXY(p, b)
+		dx, dy := bx-ax, by-ay
+		l2 := dx*dx + dy*dy
+		u := 0.0
+		if l2 > 0 {
+			u = math.Max(0, math.Min(1, -(ax*dx+ay*dy)/l2))
+		}
+		if d := math.Hypot(ax+u*dx, ay+u*dy); d < best {
+			best, bestS = d, acc+u*math.Sqrt(l2)
+		}
+		acc += math.Sqrt(l2)
+	}
+	return bestS
+}
+
+// localXY projects q to metres on an equirectangular plane centred on o.
+func localXY(o, q orb.Point) (x, y float64) {
+	const k = 6371008.8 * math.Pi / 180
+	return (q[0] - o[0]) * k * math.Cos(o[1]*math.Pi/180), (q[1] - o[1]) * k
+}
+
+// segLineDistance is the least distance in metres between segment q-p and
+// line ls, assuming they do not intersect (callers test that first).
+func segLineDistance(q, p orb.Point, ls orb.LineString) float64 {
+	best := math.Min(sphere.PointLineDistance(q, ls), sphere.PointLineDistance(p, ls))
+	for _, v := range ls {
+		best = math.Min(best, sphere.PointSegmentDistance(v, q, p))
+	}
+	return best
+}

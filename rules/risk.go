@@ -1,0 +1,254 @@
+package rules
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/citytwin/citytwin/twin"
+)
+
+// riskIndex tracks what a building's risk depends on: the open alarms of
+// devices attached to it, and the hazards (its `hazards` prop, incidents
+// attached to it) whose deadlines the clock can pass. Guarded by Engine.mu.
+type riskIndex struct {
+	rule      *active
+	alarms    map[twin.ID]map[string]string // building -> alert name -> colour
+	watch     map[twin.ID]bool              // buildings with hazards: re-evaluated on Tick
+	incidents map[twin.ID]twin.ID           // incident -> building
+}
+
+func newRiskIndex() *riskIndex {
+	return &riskIndex{alarms: map[twin.ID]map[string]string{}, watch: map[twin.ID]bool{}, incidents: map[twin.ID]twin.ID{}}
+}
+
+// alertStateChanged updates the alarms of the building an alert is about.
+func (e *Engine) alertStateChanged(al *twin.Feature) {
+	if al == nil || (e.risk.rule != nil && al.Prop("rule") == e.risk.rule.spec.Name) {
+		return
+	}
+	bid, err := twin.ParseID(al.Prop("attached_to"))
+	if err != nil {
+		return
+	}
+	m := e.risk.alarms[bid]
+	if al.Prop("state") == StateClosed {
+		delete(m, al.ID.Name)
+		if len(m) == 0 {
+			delete(e.risk.alarms, bid)
+		}
+	} else {
+		if m == nil {
+			m = map[string]string{}
+			e.risk.alarms[bid] = m
+		}
+		m[al.ID.Name] = al.Prop("severity")
+	}
+	e.updateRisk(bid, e.clk.Now())
+}
+
+// riskChanged notes hazards on buildings and incidents attached to them.
+func (e *Engine) riskChanged(c *twin.Change) {
+	if e.risk.rule == nil {
+		return
+	}
+	layer := e.riskLayer()
+	id := c.ID()
+	switch {
+	case id.Layer == layer:
+		_, has := c.New.Props["hazards"]
+		if has {
+			e.risk.watch[id] = true
+		}
+		if has || e.risk.watch[id] {
+			e.updateRisk(id, e.clk.Now())
+		}
+	case id.Layer == twin.Incidents:
+		ref := c.New.Prop("attached_to")
+		if ref == "" {
+			ref = c.New.Prop("building")
+		}
+		bid, err := twin.ParseID(ref)
+		if err != nil || bid.Layer != layer {
+			return
+		}
+		e.risk.incidents[id] = bid
+		e.risk.watch[bid] = true
+		e.updateRisk(bid, e.clk.Now())
+	}
+}
+
+func (e *Engine) riskLayer() twin.Layer {
+	if e.risk.rule != nil && e.risk.rule.spec.Layer != "" {
+		return twin.Layer(e.risk.rule.spec.Layer)
+	}
+	return twin.Buildings
+}
+
+func (e *Engine) tickRisk(now time.Time) {
+	if e.risk.rule == nil {
+		return
+	}
+	ids := make([]twin.ID, 0, len(e.risk.watch))
+	for id := range e.risk.watch {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i].Name < ids[j].Name })
+	for _, id := range ids {
+		e.updateRisk(id, now)
+	}
+}
+
+// hazard is one open rectification item with a deadline.
+type hazard struct {
+	name     string
+	deadline time.Time
+}
+
+func (e *Engine) hazardsOf(b *twin.Feature) []hazard {
+	var out []hazard
+	if l, ok := b.Props["hazards"].([]any); ok {
+		for i, x := range l {
+			m, ok := x.(map[string]any)
+			if !ok {
+				continue
+			}
+			if fixed, _ := m["fixed"].(bool); fixed {
+				continue
+			}
+			if s, _ := m["state"].(string); s == "fixed" || s == "closed" || s == "resolved" {
+				continue
+			}
+			ds, _ := m["deadline"].(string)
+			d, err := time.Parse(time.RFC3339, ds)
+			if err != nil {
+				continue
+			}
+			name, _ := m["name"].(string)
+			if name == "" {
+				name = fmt.Sprintf("hazards[%d]", i)
+			}
+			out = append(out, hazard{name, d})
+		}
+	}
+	for iid, bid := range e.risk.incidents {
+		if bid != b.ID {
+			continue
+		}
+		inc, ok := e.tw.Get(iid)
+		if !ok {
+			delete(e.risk.incidents, iid)
+			continue
+		}
+		if s := inc.Prop("state"); s == "resolved" || s == "closed" {
+			continue
+		}
+		if d, err := time.Parse(time.RFC3339, inc.Prop("deadline")); err == nil {
+			out = append(out, hazard{iid.String(), d})
+		}
+	}
+	return out
+}
+
+// updateRisk recomputes a building's risk level, colour and supervising
+// tier, writes them when they changed, notifies the owners, and keeps one
+// risk alert open while the level is raised above the building's base.
+//
+// Level: the base (risk_base, else the level found the first time) lowered
+// to the colour of any open alarm of an attached device (hydrant pressure 0
+// -> orange), and for each hazard past its deadline one step per period
+// (the first step at the deadline), each step also moving the tier up
+// street -> district -> city.
+func (e *Engine) updateRisk(bid twin.ID, now time.Time) {
+	a := e.risk.rule
+	if a == nil || bid.Layer != e.riskLayer() {
+		return
+	}
+	b, ok := e.tw.Get(bid)
+	if !ok {
+		delete(e.risk.watch, bid)
+		delete(e.risk.alarms, bid)
+		return
+	}
+	base := 5
+	if n, ok := b.Number("risk_base"); ok {
+		base = int(n)
+	} else if n, ok := b.Number("risk_level"); ok {
+		base = int(n)
+	}
+	base = max(1, min(5, base))
+	lvl, ti := base, 0
+	var why []string
+	for name, sev := range e.risk.alarms[bid] {
+		if l := colourLevel(sev); l > 0 && l < lvl {
+			lvl = l
+			why = append(why, "alarm "+name)
+		}
+	}
+	period := time.Duration(a.spec.Period)
+	if period <= 0 {
+		period = 24 * time.Hour
+	}
+	for _, h := range e.hazardsOf(b) {
+		if now.Before(h.deadline) {
+			continue
+		}
+		steps := 1 + int(now.Sub(h.deadline)/period)
+		if l := max(1, base-steps); l < lvl {
+			lvl = l
+		}
+		ti = max(ti, min(steps, len(tiers)-1))
+		why = append(why, fmt.Sprintf("hazard %s overdue since %s", h.name, h.deadline.Format(time.RFC3339)))
+	}
+	tier := tiers[ti]
+	colour := colours[lvl]
+	curLvl, _ := b.Number("risk_level")
+	curTier := b.Prop("risk_tier")
+	if curTier == "" {
+		curTier = tiers[0]
+	}
+	if int(curLvl) == lvl && b.Prop("risk_color") == colour && curTier == tier {
+		return
+	}
+	ch, done, err := e.tw.Update(bid, func(cur *twin.Feature) (*twin.Feature, error) {
+		if cur == nil {
+			return nil, nil
+		}
+		if _, ok := cur.Props["risk_base"]; !ok {
+			cur.Props["risk_base"] = float64(base)
+		}
+		cur.Props["risk_level"] = float64(lvl)
+		cur.Props["risk_color"] = colour
+		cur.Props["risk_tier"] = tier
+		return cur, nil
+	})
+	if err != nil || !done {
+		if err != nil {
+			e.log.Error("rules: risk update", "building", bid, "err", err)
+		}
+		return
+	}
+	sort.Strings(why)
+	if a.spec.Notify == nil || *a.spec.Notify {
+		e.notify(stringsOf(ch.New.Props["owners"]), map[string]any{"event": "risk", "building": bid.String(),
+			"risk_level": lvl, "risk_color": colour, "tier": tier, "reasons": why})
+	}
+	if lvl < base {
+		msg := a.spec.Message
+		if msg == "" {
+			msg = fmt.Sprintf("%s risk %s", bid, colour)
+		}
+		e.fire(firing{rule: a, subject: ch.New, severity: colour, tier: tier, at: now, message: msg, exact: true,
+			detail: map[string]any{"risk_level": float64(lvl), "reasons": toAny(why)}})
+	} else {
+		e.resolve(a, bid, "risk back to base level")
+	}
+}
+
+func toAny(l []string) []any {
+	out := make([]any, len(l))
+	for i, s := range l {
+		out[i] = s
+	}
+	return out
+}
