@@ -128,6 +128,27 @@ func Parent(c uint64, res int) uint64 {
 	return uint64(h3.Cell(c).Parent(res))
 }
 
+// ParentOfValid is Parent for a cell the caller knows is valid (one returned
+// by PointCell or Cover) and res at most its resolution: pure bit arithmetic
+// on the index, no cgo call, for per-message hot paths. It returns 0 when res
+// is out of range; the result is meaningless for an invalid c.
+func ParentOfValid(c uint64, res int) uint64 {
+	const (
+		resShift  = 52
+		resMask   = uint64(0xf) << resShift
+		digitBits = 3
+	)
+	cur := int((c & resMask) >> resShift)
+	if res < 0 || res > cur {
+		return 0
+	}
+	c = c&^resMask | uint64(res)<<resShift
+	for r := res + 1; r <= cur; r++ {
+		c |= uint64(7) << ((MaxRes - r) * digitBits) // unused digit
+	}
+	return c
+}
+
 // CellString renders c as the lowercase hex string H3 tools use
 // (e.g. "8940d1a8a03ffff").
 func CellString(c uint64) string { return strconv.FormatUint(c, 16) }

@@ -213,3 +213,33 @@ func BenchmarkCoverRoad2km(b *testing.B) {
 		_ = Cover(ls, PointRes)
 	}
 }
+
+func TestParentOfValid(t *testing.T) {
+	for _, p := range []orb.Point{jiefangbei, {106.4, 29.45}, {-73.98, 40.75}, {151.2, -33.86}} {
+		for res := 0; res <= MaxRes; res++ {
+			c := PointCell(p, res)
+			for pr := 0; pr <= res; pr++ {
+				if got, want := ParentOfValid(c, pr), Parent(c, pr); got != want {
+					t.Fatalf("ParentOfValid(%x, %d) = %x, want %x", c, pr, got, want)
+				}
+			}
+			if ParentOfValid(c, res+1) != 0 || ParentOfValid(c, -1) != 0 {
+				t.Fatal("bad res accepted")
+			}
+		}
+	}
+}
+
+func BenchmarkParent(b *testing.B) {
+	c := PointCell(jiefangbei, 9)
+	for i := 0; i < b.N; i++ {
+		_ = Parent(c, 8)
+	}
+}
+
+func BenchmarkParentOfValid(b *testing.B) {
+	c := PointCell(jiefangbei, 9)
+	for i := 0; i < b.N; i++ {
+		_ = ParentOfValid(c, 8)
+	}
+}

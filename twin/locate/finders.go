@@ -1,10 +1,13 @@
 package locate
 
 import (
+	"math"
+
 	"github.com/paulmach/orb"
 	"github.com/tidwall/rtree"
 
 	"github.com/citytwin/citytwin/spatial/hex"
+	"github.com/citytwin/citytwin/spatial/planar"
 )
 
 // rtreeFinder finds candidates by bounding box in an R-tree, then tests
@@ -32,19 +35,21 @@ func (f *rtreeFinder) find(p orb.Point, _ uint64) *region {
 	return best
 }
 
-// bucketRes is the H3 resolution of the bucket index: res-8 cells average
-// 0.74 km², small enough that most of a street's area is in cells wholly
-// inside it, coarse enough that a whole district is a few thousand cells.
-const bucketRes = 8
+// bucketRes is the H3 resolution of the bucket index: the point resolution,
+// so the res-9 cell Locate computes anyway is the bucket key. Cells average
+// 0.105 km², so most of a street is in cells wholly inside it (answered
+// without a polygon test); a main urban area of ~5,000 km² is ~50,000 keys
+// per level.
+const bucketRes = hex.PointRes
 
-// bucket lists the regions that may contain a point of one res-8 cell.
+// bucket lists the regions that may contain a point of one cell.
 type bucket struct {
 	full  *region   // the cell lies wholly inside this region: no test needed
-	cands []*region // the region's boundary passes near the cell: test p
+	cands []*region // the region's boundary crosses the cell: test p
 }
 
-// buckets finds candidates by the point's res-8 parent cell: cells wholly
-// inside one region answer without any polygon test.
+// buckets finds candidates by the point's res-9 cell: cells wholly inside
+// one region answer without any polygon test.
 type buckets struct {
 	m map[uint64]*bucket
 }
@@ -59,16 +64,8 @@ func newBuckets(rs []*region) *buckets {
 		}
 		return x
 	}
-	for _, r := range rs { // sorted by code
-		// The boundary cells, widened by one ring, are a conservative set of
-		// every cell the boundary could clip; a cell outside it whose centre
-		// is inside lies wholly inside.
-		edge := map[uint64]bool{}
-		for _, c := range hex.BoundaryCover(r.geom, bucketRes) {
-			for _, n := range hex.Disk(c, 1) {
-				edge[n] = true
-			}
-		}
+	for _, r := range rs { // sorted by code, so cands stay sorted
+		edge := edgeCells(r)
 		for c := range edge {
 			x := get(c)
 			x.cands = append(x.cands, r)
@@ -85,8 +82,59 @@ func newBuckets(rs []*region) *buckets {
 	return b
 }
 
+// edgeCells returns every cell the region's boundary crosses: the sampled
+// boundary cover, plus those of its neighbours that an exact
+// segment-against-hexagon test finds clipped (sampling can miss a corner).
+func edgeCells(r *region) map[uint64]bool {
+	edge := map[uint64]bool{}
+	bc := hex.BoundaryCover(r.geom, bucketRes)
+	for _, c := range bc {
+		edge[c] = true
+	}
+	var rings []orb.Ring
+	switch g := r.geom.(type) {
+	case orb.Polygon:
+		rings = g
+	case orb.MultiPolygon:
+		for _, p := range g {
+			rings = append(rings, p...)
+		}
+	}
+	tested := map[uint64]bool{}
+	for _, c := range bc {
+		for _, n := range hex.Disk(c, 1) {
+			if edge[n] || tested[n] {
+				continue
+			}
+			tested[n] = true
+			if ringsCross(rings, hex.CellPolygon(n)) {
+				edge[n] = true
+			}
+		}
+	}
+	return edge
+}
+
+// ringsCross reports whether any edge of rings meets the hexagon cell.
+func ringsCross(rings []orb.Ring, cell orb.Polygon) bool {
+	cb := cell.Bound()
+	for _, ring := range rings {
+		for i := 0; i+1 < len(ring); i++ {
+			a, b := ring[i], ring[i+1]
+			if math.Max(a[0], b[0]) < cb.Min[0] || math.Min(a[0], b[0]) > cb.Max[0] ||
+				math.Max(a[1], b[1]) < cb.Min[1] || math.Min(a[1], b[1]) > cb.Max[1] {
+				continue
+			}
+			if planar.SegmentIntersectsPolygon(a, b, cell) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (b *buckets) find(p orb.Point, cell uint64) *region {
-	x := b.m[hex.Parent(cell, bucketRes)]
+	x := b.m[cell]
 	if x == nil {
 		return nil
 	}
