@@ -483,3 +483,31 @@ func TestGridsHook(t *testing.T) {
 		}
 	}
 }
+
+// TestRoadsDryExceptBridges checks that only bridge decks cross the water
+// and that every road has a name and a class.
+func TestRoadsDryExceptBridges(t *testing.T) {
+	c := defaultCity(t)
+	decks := map[string]bool{}
+	for _, b := range c.Bridges {
+		decks[b.Name+" Bridge"] = true
+	}
+	classes := map[string]int{}
+	for _, f := range c.Features[twin.Roads] {
+		ls := f.Geometry.(orb.LineString)
+		classes[f.Prop("class")]++
+		if f.Prop("name") == "" {
+			t.Errorf("%s has no name", f.ID)
+		}
+		wet := false
+		for i := 0; i+1 < len(ls); i++ {
+			wet = wet || c.crossesWater(ls[i], ls[i+1])
+		}
+		if wet != decks[f.Prop("name")] {
+			t.Errorf("%s %q: crosses water %v", f.ID, f.Prop("name"), wet)
+		}
+	}
+	if classes["primary"] < 20 || classes["secondary"] < 80 || classes["residential"] < 200 || len(classes) != 3 {
+		t.Errorf("road classes %v", classes)
+	}
+}

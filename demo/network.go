@@ -7,6 +7,7 @@ import (
 
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/spatial/planar"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -109,8 +110,8 @@ func (c *City) addRoads(r *rand.Rand) {
 	}
 	for _, b := range c.Bridges {
 		road("primary", b.Name+" Bridge", b.Line)
-		road("primary", b.Name+" Bridge Rd N", orb.LineString{b.Connects[0].Kernel, b.Line[0]})
-		road("primary", b.Name+" Bridge Rd S", orb.LineString{b.Line[1], b.Connects[1].Kernel})
+		road("primary", b.Name+" Bridge Rd ("+b.Connects[0].Name+")", orb.LineString{b.Connects[0].Kernel, b.Line[0]})
+		road("primary", b.Name+" Bridge Rd ("+b.Connects[1].Name+")", orb.LineString{b.Line[1], b.Connects[1].Kernel})
 	}
 	byCode := map[string]*District{}
 	for _, d := range c.Districts {
@@ -123,6 +124,11 @@ func (c *City) addRoads(r *rand.Rand) {
 		road("primary", l.name, ls)
 	}
 	for _, d := range c.Districts {
+		for _, s := range d.Streets[1:] {
+			c.placeCenter(s)
+		}
+	}
+	for _, d := range c.Districts {
 		// Ring road along the core street's outer edge (scaled up a little).
 		ring := d.Streets[0].Polygon[0]
 		rr := make(orb.LineString, 0, len(ring)/4+2)
@@ -132,13 +138,50 @@ func (c *City) addRoads(r *rand.Rand) {
 		rr = append(rr, rr[0])
 		road("secondary", d.Name+" Ring Rd", rr)
 		for _, s := range d.Streets[1:] {
-			road("secondary", s.Name+" Rd", orb.LineString{d.Kernel, s.Center})
+			if s.reachable {
+				road("secondary", s.Name+" Rd", orb.LineString{d.Kernel, s.Center})
+			}
 		}
 		for _, s := range d.Streets {
 			lanes := 2 + r.IntN(3)
 			for k := 1; k <= lanes; k++ {
-				road("residential", fmt.Sprintf("%s Lane %d", s.Name, k), orb.LineString{s.Center, round(s.RandomPoint(r))})
+				// Up to ten tries for a lane that stays dry; else none.
+				for try := 0; try < 10; try++ {
+					end := round(s.RandomPoint(r))
+					if !c.InWater(end, 20) && !c.crossesWater(s.Center, end) {
+						road("residential", fmt.Sprintf("%s Lane %d", s.Name, k), orb.LineString{s.Center, end})
+						break
+					}
+				}
 			}
 		}
 	}
+}
+
+// placeCenter moves a street's centre, where its roads meet, to a dry
+// point that a straight spoke from the district kernel reaches without
+// crossing water, searching along a few rays from the middle of the street
+// inwards. A street with no such point keeps its centre and gets no spoke
+// (reachable false): vehicles are not routed through it.
+func (c *City) placeCenter(s *Street) {
+	k := s.District.Kernel
+	for _, u := range []float64{0.5, 0.35, 0.65, 0.2, 0.8} {
+		for v := 0.5; v >= 0.05; v -= 0.075 {
+			p := round(s.PointAt(u, v))
+			if !c.InWater(p, 30) && !c.crossesWater(k, p) {
+				s.Center, s.reachable = p, true
+				return
+			}
+		}
+	}
+}
+
+// crossesWater reports whether segment a-b meets any river polygon.
+func (c *City) crossesWater(a, b orb.Point) bool {
+	for _, rv := range c.Rivers {
+		if planar.SegmentIntersectsPolygon(a, b, rv.Polygon) {
+			return true
+		}
+	}
+	return false
 }

@@ -207,8 +207,7 @@ func (c *City) addVehicles(r *rand.Rand) {
 	}
 	for i := 1; i <= baseMuckTrucks*sc; i++ {
 		b := c.Bridges[r.IntN(len(c.Bridges))]
-		sa := b.Connects[0].Streets[r.IntN(len(b.Connects[0].Streets))]
-		sb := b.Connects[1].Streets[r.IntN(len(b.Connects[1].Streets))]
+		sa, sb := reachableStreet(r, b.Connects[0]), reachableStreet(r, b.Connects[1])
 		route := orb.LineString{sa.Center, b.Connects[0].Kernel, b.Line[0], b.Line[1], b.Connects[1].Kernel, sb.Center,
 			b.Connects[1].Kernel, b.Line[1], b.Line[0], b.Connects[0].Kernel, sa.Center}
 		route = dedupe(route)
@@ -222,18 +221,33 @@ func (c *City) addVehicles(r *rand.Rand) {
 		d := c.Districts[(i-1)%len(c.Districts)]
 		route := orb.LineString{d.Kernel}
 		for k := 0; k < 3; k++ {
-			s := d.Streets[r.IntN(len(d.Streets))]
+			s := reachableStreet(r, d)
 			route = append(route, s.Center, d.Kernel)
 		}
 		route = dedupe(route)
-		if len(route) < 2 {
-			route = append(route, d.Streets[len(d.Streets)-1].Center, d.Kernel)
+		for _, s := range d.Streets[1:] {
+			if len(route) >= 2 {
+				break
+			}
+			if s.reachable {
+				route = append(route, s.Center, d.Kernel)
+			}
 		}
 		name := fmt.Sprintf("PC%03d", i)
 		c.Routes[name] = route
 		c.add(feature(twin.Vehicles, name, route[0], map[string]any{
 			"kind": "patrol", "plate": plate("警"), "speed_kmh": 0.0, "heading": 0.0, "district": d.Code,
 		}))
+	}
+}
+
+// reachableStreet draws a street of d whose centre a dry road reaches
+// (the core street always qualifies).
+func reachableStreet(r *rand.Rand, d *District) *Street {
+	for {
+		if s := d.Streets[r.IntN(len(d.Streets))]; s.reachable {
+			return s
+		}
 	}
 }
 

@@ -26,8 +26,10 @@ type Street struct {
 	Code, Name string
 	District   *District
 	Polygon    orb.Polygon
-	// Center is a point inside the street where its roads meet.
+	// Center is a dry point inside the street where its roads meet.
 	Center orb.Point
+	// reachable: the spoke from the district kernel to Center is dry.
+	reachable bool
 	// chain is the district boundary (scale 1) over the street's angle range,
 	// first and last points on the street's bounding rays.
 	chain     []orb.Point
@@ -122,7 +124,7 @@ func buildDistricts(r *rand.Rand) ([]*District, error) {
 		for i, p := range pts {
 			core[i] = round(scaleToward(def.kernel, p, coreScale))
 		}
-		add(&Street{Polygon: orb.Polygon{closed(core)}, Center: def.kernel,
+		add(&Street{Polygon: orb.Polygon{closed(core)}, Center: def.kernel, reachable: true,
 			chain: append(append([]orb.Point(nil), pts...), pts[0]), sIn: 0, sOut: coreScale})
 		for _, ring := range []struct {
 			n       int
