@@ -3,10 +3,12 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/citytwin/citytwin/twin"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/paulmach/orb/encoding/ewkb"
 	"github.com/paulmach/orb/encoding/wkb"
@@ -77,10 +79,7 @@ func (s *Store) Upsert(ctx context.Context, fs []*twin.Feature) error {
 			return fmt.Errorf("copy: %w", err)
 		}
 		for l := range layers {
-			if _, err := tx.Exec(ctx, fmt.Sprintf(releaseSQL, l), string(l)); err != nil {
-				return fmt.Errorf("%s: release sources: %w", l, err)
-			}
-			if _, err := tx.Exec(ctx, fmt.Sprintf(upsertSQL, l), string(l)); err != nil {
+			if err := upsertLayer(ctx, tx, l); err != nil {
 				return fmt.Errorf("%s: %w", l, err)
 			}
 		}
@@ -90,6 +89,31 @@ func (s *Store) Upsert(ctx context.Context, fs []*twin.Feature) error {
 		return fmt.Errorf("pgstore: upsert %d features: %w", len(rows), classify(err))
 	}
 	return nil
+}
+
+// upsertLayer runs upsertSQL under a savepoint; only when a source id is
+// already held by another object (rare: an import renamed objects) does it
+// roll back, release the source ids and try again, so the common path pays
+// no extra join.
+func upsertLayer(ctx context.Context, tx pgx.Tx, l twin.Layer) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = sp.Exec(ctx, fmt.Sprintf(upsertSQL, l), string(l))
+	if err == nil {
+		return sp.Commit(ctx)
+	}
+	_ = sp.Rollback(ctx)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23505" {
+		return err
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf(releaseSQL, l), string(l)); err != nil {
+		return fmt.Errorf("release sources: %w", err)
+	}
+	_, err = tx.Exec(ctx, fmt.Sprintf(upsertSQL, l), string(l))
+	return err
 }
 
 // featureRow renders a feature as a staging row. sources tracks source ids
