@@ -22,18 +22,18 @@ package writer
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/citytwin/citytwin/twin"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// MetaFeedSeq is the meta key holding the last flushed feed sequence
-// (decimal ASCII); the server passes it to Feed.SetLast at start.
+// MetaFeedSeq is the meta key holding the last flushed feed sequence as an
+// 8-byte big-endian uint64; the server passes it to Feed.SetLast at start.
 const MetaFeedSeq = "feed_seq"
 
 // ErrStopped is returned by Flush when Run has returned.
@@ -327,7 +327,7 @@ func (w *Writer) write(ctx context.Context) error {
 		}
 	}
 	w.seqStored = false
-	if err := w.st.PutMeta(ctx, MetaFeedSeq, []byte(strconv.FormatUint(w.pos, 10))); err != nil {
+	if err := w.st.PutMeta(ctx, MetaFeedSeq, binary.BigEndian.AppendUint64(nil, w.pos)); err != nil {
 		return fmt.Errorf("writer: put %s: %w", MetaFeedSeq, err)
 	}
 	w.flushed, w.seqStored = w.pos, true

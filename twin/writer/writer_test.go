@@ -3,10 +3,10 @@ package writer_test
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,7 +170,7 @@ func TestOutage(t *testing.T) {
 	}
 	assertSame(t, tw, st)
 	seq, err := st.GetMeta(ctx, writer.MetaFeedSeq)
-	if err != nil || string(seq) != strconv.FormatUint(tw.Feed().Last(), 10) {
+	if err != nil || len(seq) != 8 || binary.BigEndian.Uint64(seq) != tw.Feed().Last() {
 		t.Fatalf("feed_seq = %q, %v; feed last %d", seq, err, tw.Feed().Last())
 	}
 }
@@ -279,7 +279,7 @@ func TestRestart(t *testing.T) {
 				t.Fatalf("history: %d, %v", len(h), err)
 			}
 			seq, _ := st.GetMeta(context.Background(), writer.MetaFeedSeq)
-			if string(seq) != strconv.FormatUint(old.Feed().Last(), 10) {
+			if len(seq) != 8 || binary.BigEndian.Uint64(seq) != old.Feed().Last() {
 				t.Fatalf("feed_seq %q, want %d", seq, old.Feed().Last())
 			}
 		})
