@@ -9,6 +9,7 @@ package locate
 import (
 	"math"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/paulmach/orb"
@@ -37,6 +38,9 @@ type Locator struct {
 	// Both give the same answers; benchmarks in this package decide the
 	// default (see New).
 	bucketed bool
+	// wmu serialises writers (Reset, SetGrids) so that neither loses the
+	// other's half of the index; readers never take it.
+	wmu sync.Mutex
 }
 
 var _ twin.Enricher = (*Locator)(nil)
@@ -69,10 +73,27 @@ func newRTree() *Locator {
 // ignored. Building the index costs a few milliseconds per hundred streets;
 // call it when those layers change, not per object.
 func (l *Locator) Reset(regions, grids []*twin.Feature) {
-	l.idx.Store(buildIndex(regions, grids, l.bucketed))
+	idx := buildIndex(regions, grids, l.bucketed)
+	l.wmu.Lock()
+	l.idx.Store(idx)
+	l.wmu.Unlock()
 }
 
-// Locate returns the res-9 H3 cover of g (one cell for a point), the region
+// SetGrids replaces only the grids, keeping the region index: for grid
+// edits (boundaries redrawn), which are far cheaper to rebuild than the
+// regions. Grid prop changes that keep the geometry and code (workers
+// assigned) need no call at all.
+func (l *Locator) SetGrids(grids []*twin.Feature) {
+	g := gridCells(grids)
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	idx := *l.idx.Load()
+	idx.grids = g
+	l.idx.Store(&idx)
+}
+
+// Locate returns the res-9 H3 cover of g (one cell for a point or for the
+// outline of one res-9 cell, as default grids are), the region
 // codes containing g's representative point (planar.Centroid) outermost
 // first, and the code of the grid whose cell holds that point ("" when none).
 // The region path is nil when the point is in no known region.
@@ -89,6 +110,10 @@ func (l *Locator) Locate(g orb.Geometry) (cells []uint64, region []string, grid 
 		if repCell != 0 {
 			cells = []uint64{repCell}
 		}
+	} else if c, ok := exactCell(g); ok {
+		// A default grid: its own cell, not the six its outline touches.
+		cells = []uint64{c}
+		rep, repCell = hex.CellCenter(c), c
 	} else {
 		cells = hex.Cover(g, hex.PointRes)
 		var ok bool
@@ -334,7 +359,9 @@ const exactCellTol = 1e-7
 // (the cover would cost ~100 µs per grid on Reset).
 func exactCell(g orb.Geometry) (uint64, bool) {
 	poly, ok := g.(orb.Polygon)
-	if !ok || len(poly) != 1 {
+	// A closed cell outline has 6 or 7 vertices, up to 11 with the
+	// distortion vertices H3 adds where a cell crosses an icosahedron edge.
+	if !ok || len(poly) != 1 || len(poly[0]) < 6 || len(poly[0]) > 11 {
 		return 0, false
 	}
 	p, ok := planar.Centroid(poly)

@@ -290,10 +290,20 @@ func TestMakeGrids(t *testing.T) {
 	if n < 350 { // ~2000 * 2/8 districts
 		t.Errorf("only %d points in grids", n)
 	}
-	// A grid's own outline locates into itself.
-	_, _, grid := l.Locate(grids[7].Geometry)
-	if grid != grids[7].ID.Name {
-		t.Errorf("grid outline locates to %q, want %q", grid, grids[7].ID.Name)
+	// A grid's own outline locates into itself, with its one cell and the
+	// region MakeGrids gave it.
+	cs, path, grid := l.Locate(grids[7].Geometry)
+	if grid != grids[7].ID.Name || !slices.Equal(cs, grids[7].Cells) || !slices.Equal(path, grids[7].Region) {
+		t.Errorf("grid outline locates to %v %v %q, want %v %v %q", cs, path, grid, grids[7].Cells, grids[7].Region, grids[7].ID.Name)
+	}
+	// SetGrids swaps grids only: regions stay.
+	l.SetGrids(grids[:1])
+	p := hex.CellCenter(grids[1].Cells[0])
+	if _, path, grid := l.Locate(p); grid != "" || len(path) != 3 {
+		t.Errorf("after SetGrids: %v %q", path, grid)
+	}
+	if _, _, grid := l.Locate(hex.CellCenter(grids[0].Cells[0])); grid != grids[0].ID.Name {
+		t.Errorf("kept grid: %q", grid)
 	}
 }
 
@@ -318,6 +328,7 @@ func TestConcurrentReset(t *testing.T) {
 	}
 	for i := 0; i < 3; i++ {
 		l.Reset(regions, nil)
+		l.SetGrids(nil)
 	}
 	wg.Wait()
 }
