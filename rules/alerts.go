@@ -260,6 +260,9 @@ func (e *Engine) published(al *twin.Feature, f firing, isNew bool) {
 // publishAlert sends the alert to MQTT twin/alerts/{severity}/{rule} and to
 // the webhooks.
 func (e *Engine) publishAlert(al *twin.Feature) {
+	if e.opts.Publisher == nil && len(e.hook.urls) == 0 {
+		return
+	}
 	b, err := json.Marshal(al)
 	if err != nil {
 		return
