@@ -36,7 +36,8 @@ import (
 // 8-byte big-endian uint64; the server passes it to Feed.SetLast at start.
 const MetaFeedSeq = "feed_seq"
 
-// ErrStopped is returned by Flush when Run has returned.
+// ErrStopped is returned (wrapped) by Flush when Run has returned and its
+// final flush failed.
 var ErrStopped = errors.New("writer: stopped")
 
 // Options configure a Writer. Zero values take defaults.
@@ -88,8 +89,9 @@ type Writer struct {
 	log  *slog.Logger
 	m    metrics
 
-	reqs    chan flushReq
-	stopped chan struct{}
+	reqs     chan flushReq
+	stopped  chan struct{}
+	finalErr error // Run's result; written before stopped is closed
 
 	// Owned by the Run goroutine.
 	pos       uint64 // last feed seq read into the batch
@@ -123,7 +125,12 @@ func New(tw *twin.Twin, st twin.Store, opts Options) *Writer {
 // flush attempt (bounded by FlushTimeout) and returns its error, if any.
 // Call Run once.
 func (w *Writer) Run(ctx context.Context) error {
-	defer close(w.stopped)
+	w.finalErr = w.run(ctx)
+	close(w.stopped)
+	return w.finalErr
+}
+
+func (w *Writer) run(ctx context.Context) error {
 	cur := w.tw.Feed().Subscribe()
 	defer cur.Close()
 	tick := time.NewTicker(w.opts.FlushInterval)
@@ -184,7 +191,9 @@ func (w *Writer) flushAll(ctx context.Context, attempt func(context.Context) err
 
 // Flush persists every change made before the call, or returns the store's
 // error (the batch is kept and Run keeps retrying). Used for graceful
-// shutdown and in tests. Safe to call from any goroutine while Run runs.
+// shutdown and in tests. Safe to call from any goroutine. After Run has
+// returned it reports the outcome of Run's final flush: nil when everything
+// was persisted, else an error wrapping ErrStopped.
 func (w *Writer) Flush(ctx context.Context) error {
 	req := flushReq{ctx: ctx, done: make(chan error, 1)}
 	select {
@@ -192,7 +201,10 @@ func (w *Writer) Flush(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-w.stopped:
-		return ErrStopped
+		if w.finalErr != nil {
+			return fmt.Errorf("%w: %w", ErrStopped, w.finalErr)
+		}
+		return nil
 	}
 	select {
 	case err := <-req.done:

@@ -248,6 +248,9 @@ func TestRestart(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
+			if err := w.Flush(context.Background()); err != nil {
+				t.Fatalf("flush after run returned: %v", err)
+			}
 			st.Close()
 
 			st = open()
