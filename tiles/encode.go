@@ -126,7 +126,7 @@ func (s *Server) buildLayer(ctx context.Context, l twin.Layer, req Request, foun
 		if g == nil {
 			continue
 		}
-		out.Features = append(out.Features, &geojson.Feature{ID: FeatureID(c.f.ID), Geometry: g, Properties: attributes(c.f)})
+		out.Features = append(out.Features, &geojson.Feature{ID: FeatureID(c.f.ID), Geometry: g, Properties: attributes(c.f, req.Z)})
 	}
 	return out
 }

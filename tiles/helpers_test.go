@@ -163,3 +163,5 @@ func gunzip(t testing.TB, b []byte) []byte {
 	}
 	return out
 }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

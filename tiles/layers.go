@@ -18,7 +18,15 @@ type layerSpec struct {
 	fields map[string]string
 	// readings are entries of the "values" map flattened into attributes.
 	readings bool
+	// lean, when set, are the only attributes (besides id and version)
+	// written below DetailZoom: what the style draws with. It keeps a z13
+	// tile over a dense district small; the inspector reads the rest from
+	// the entity API or a detail-zoom tile.
+	lean map[string]bool
 }
+
+// DetailZoom is where every layer carries all its attributes.
+const DetailZoom = 15
 
 // maxJSONAttr bounds a structured prop written as a JSON string, in bytes.
 const maxJSONAttr = 1024
@@ -38,7 +46,8 @@ var specs = map[twin.Layer]layerSpec{
 	twin.Bridges: {minZoom: 8, fields: map[string]string{"name": "String", "restrictions": "String"}},
 	twin.Rivers:  {minZoom: 0, fields: map[string]string{"name": "String"}},
 	twin.Buildings: {minZoom: 13, fields: map[string]string{"name": "String", "height_m": "Number", "levels": "Number",
-		"high_rise": "Boolean", "fire_code": "String", "risk_level": "Number", "risk_color": "String", "owners": "String"}},
+		"high_rise": "Boolean", "fire_code": "String", "risk_level": "Number", "risk_color": "String", "owners": "String"},
+		lean: map[string]bool{"height_m": true, "levels": true, "high_rise": true, "risk_level": true, "risk_color": true}},
 	twin.Devices: {minZoom: 14, readings: true, fields: map[string]string{"kind": "String", "attached_to": "String",
 		"status": "String"}},
 	twin.Vehicles:  {minZoom: 8, fields: map[string]string{"kind": "String", "plate": "String", "speed_kmh": "Number", "heading": "Number"}},
@@ -74,13 +83,22 @@ func FeatureID(id twin.ID) uint64 {
 // attributes flattens a feature's props into MVT attributes: id
 // ("layer/name"), version, every string, number and bool prop, and for
 // devices the readings of "values" by their own names (values.ch4 -> ch4)
-// unless a prop of that name exists. Nested maps and lists are skipped,
+// unless a prop of that name exists. Below DetailZoom, layers with a lean
+// set write only those attributes. Nested maps and lists are skipped,
 // except advertised string fields, which are written as JSON; non-finite
 // numbers are dropped.
-func attributes(f *twin.Feature) map[string]any {
+func attributes(f *twin.Feature, z uint8) map[string]any {
 	out := make(map[string]any, len(f.Props)+2)
-	fields := specs[f.ID.Layer].fields
+	sp := specs[f.ID.Layer]
+	fields := sp.fields
+	lean := sp.lean
+	if z >= DetailZoom {
+		lean = nil
+	}
 	for k, v := range f.Props {
+		if lean != nil && !lean[k] {
+			continue
+		}
 		if s, ok := scalar(v); ok {
 			out[k] = s
 		} else if fields[k] == "String" && v != nil {
@@ -91,7 +109,7 @@ func attributes(f *twin.Feature) map[string]any {
 			}
 		}
 	}
-	if specs[f.ID.Layer].readings {
+	if sp.readings {
 		if vals, ok := f.Props["values"].(map[string]any); ok {
 			for k, v := range vals {
 				if _, taken := out[k]; taken {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"sort"
+	"strings"
 
 	"github.com/paulmach/orb"
 
@@ -96,7 +98,7 @@ func (s *Server) TileJSON(w http.ResponseWriter, r *http.Request) {
 		}
 		vls = append(vls, map[string]any{"id": string(l), "fields": fields,
 			"minzoom": sp.minZoom, "maxzoom": s.opts.MaxCachedZoom,
-			"description": fmt.Sprintf("CityTwin %s; MVT feature id = FNV-1a 64 of the id attribute, masked to 53 bits", l)})
+			"description": describe(l)})
 	}
 	b, ok := s.dataBounds(req.Layers)
 	if !ok {
@@ -131,3 +133,17 @@ func centreZoom(b orb.Bound) uint8 {
 }
 
 func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }
+
+// describe documents a vector layer for TileJSON clients.
+func describe(l twin.Layer) string {
+	d := fmt.Sprintf("CityTwin %s. MVT feature id = FNV-1a 64 of the id attribute, masked to 53 bits.", l)
+	if lean := specs[l].lean; lean != nil {
+		names := make([]string, 0, len(lean))
+		for k := range lean {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		d += fmt.Sprintf(" Below z%d only id, version, %s.", DetailZoom, strings.Join(names, ", "))
+	}
+	return d
+}
