@@ -37,28 +37,41 @@ func Distance(a, b orb.Point) float64 {
 	return 2 * EarthRadius * math.Asin(math.Sqrt(h))
 }
 
-// project maps q to metres east/north of origin o on a local equirectangular
-// plane tangent at o. Error grows with the square of the distance from o; at
-// city scale (tens of km) it is well under 1%, which is why the segment
-// distances below use it instead of spherical cross-track formulas.
-func project(o, q orb.Point) (x, y float64) {
-	k := math.Cos(o[1] * deg2rad)
-	dLon := q[0] - o[0]
+// local is an equirectangular plane tangent at origin o: metres east and
+// north of o. Error grows with the square of the distance from o; at city
+// scale (tens of km) it is well under 1%, which is why the segment distances
+// below use it instead of spherical cross-track formulas.
+type local struct {
+	o orb.Point
+	k float64 // metres per degree of longitude at o
+}
+
+const metresPerDegree = EarthRadius * deg2rad
+
+func newLocal(o orb.Point) local {
+	return local{o: o, k: metresPerDegree * math.Cos(o[1]*deg2rad)}
+}
+
+func (l local) project(q orb.Point) (x, y float64) {
+	dLon := q[0] - l.o[0]
 	// Take the short way round the antimeridian.
 	if dLon > 180 {
 		dLon -= 360
 	} else if dLon < -180 {
 		dLon += 360
 	}
-	return dLon * deg2rad * EarthRadius * k, (q[1] - o[1]) * deg2rad * EarthRadius
+	return dLon * l.k, (q[1] - l.o[1]) * metresPerDegree
 }
 
-// PointSegmentDistance returns the distance in metres from p to the segment
-// a-b. It works on a local equirectangular projection around p: exact enough
-// at city scale (segments up to tens of km), not for continental segments.
-func PointSegmentDistance(p, a, b orb.Point) float64 {
-	ax, ay := project(p, a)
-	bx, by := project(p, b)
+// segmentDistance is the distance in metres from the origin to segment a-b.
+func (l local) segmentDistance(a, b orb.Point) float64 {
+	ax, ay := l.project(a)
+	bx, by := l.project(b)
+	return projectedDistance(ax, ay, bx, by)
+}
+
+// projectedDistance is the distance from (0,0) to the segment (ax,ay)-(bx,by).
+func projectedDistance(ax, ay, bx, by float64) float64 {
 	dx, dy := bx-ax, by-ay
 	l2 := dx*dx + dy*dy
 	t := 0.0
@@ -67,6 +80,13 @@ func PointSegmentDistance(p, a, b orb.Point) float64 {
 		t = math.Max(0, math.Min(1, t))
 	}
 	return math.Hypot(ax+t*dx, ay+t*dy)
+}
+
+// PointSegmentDistance returns the distance in metres from p to the segment
+// a-b. It works on a local equirectangular projection around p: exact enough
+// at city scale (segments up to tens of km), not for continental segments.
+func PointSegmentDistance(p, a, b orb.Point) float64 {
+	return newLocal(p).segmentDistance(a, b)
 }
 
 // PointLineDistance returns the distance in metres from p to the nearest
@@ -79,10 +99,14 @@ func PointLineDistance(p orb.Point, ls orb.LineString) float64 {
 		return Distance(p, ls[0])
 	}
 	best := math.Inf(1)
+	l := newLocal(p)
+	ax, ay := l.project(ls[0])
 	for i := 1; i < len(ls); i++ {
-		if d := PointSegmentDistance(p, ls[i-1], ls[i]); d < best {
+		bx, by := l.project(ls[i])
+		if d := projectedDistance(ax, ay, bx, by); d < best {
 			best = d
 		}
+		ax, ay = bx, by
 	}
 	return best
 }
