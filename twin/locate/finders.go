@@ -119,8 +119,9 @@ func edgeCells(r *region) map[uint64]bool {
 func ringsCross(rings []orb.Ring, cell orb.Polygon) bool {
 	cb := cell.Bound()
 	for _, ring := range rings {
-		for i := 0; i+1 < len(ring); i++ {
-			a, b := ring[i], ring[i+1]
+		n := len(ring)
+		for i := 0; i < n; i++ {
+			a, b := ring[i], ring[(i+1)%n] // also closes an open ring
 			if math.Max(a[0], b[0]) < cb.Min[0] || math.Min(a[0], b[0]) > cb.Max[0] ||
 				math.Max(a[1], b[1]) < cb.Min[1] || math.Min(a[1], b[1]) > cb.Max[1] {
 				continue
