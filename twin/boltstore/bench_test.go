@@ -3,6 +3,7 @@ package boltstore_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -64,4 +65,35 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "features/s")
+}
+
+// BenchmarkLoad1M loads one million buildings; it writes a ~400 MB file, so
+// it runs only with TWIN_BENCH_1M=1.
+func BenchmarkLoad1M(b *testing.B) {
+	if os.Getenv("TWIN_BENCH_1M") == "" {
+		b.Skip("set TWIN_BENCH_1M=1")
+	}
+	s, err := boltstore.Open(b.TempDir(), boltstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const n, chunk = 1000000, 50000
+	for i := 0; i < n; i += chunk {
+		fs := buildings(chunk, 1)
+		for j, f := range fs {
+			f.ID.Name = fmt.Sprint("b", i+j)
+		}
+		if err := s.Upsert(context.Background(), fs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		got := 0
+		if err := s.Load(context.Background(), func(*twin.Feature) error { got++; return nil }); err != nil || got != n {
+			b.Fatal(got, err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/load")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
 	"github.com/paulmach/orb"
+	"go.uber.org/goleak"
 )
 
 const batchSize = 200
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // crashChild writes batches forever, printing each batch number after its

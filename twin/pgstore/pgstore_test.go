@@ -9,7 +9,10 @@ import (
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/pgstore"
 	"github.com/citytwin/citytwin/twin/storetest"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) twin.Store {
