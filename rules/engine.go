@@ -140,6 +140,9 @@ func (e *Engine) Load(rs *RuleSet) {
 			e.risk.rule = a
 		}
 	}
+	if e.risk.rule != nil {
+		e.seedRisk()
+	}
 	e.log.Info("rules: loaded", "file", rs.Name, "rules", rs.ruleNames())
 }
 

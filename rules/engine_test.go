@@ -533,6 +533,16 @@ func TestDemoRulesParse(t *testing.T) {
 	if n, _ := as[0].Number("count"); n != 1 {
 		t.Errorf("count = %v", n)
 	}
+	// A sparse trace with a single fix on the deck (below min_fixes 2)
+	// still counts one crossing.
+	at := time.Date(2026, 11, 24, 18, 0, 0, 0, shanghai)
+	f.put(twin.Vehicles, "BP101", offset(bridgeA, 0, -100), map[string]any{"kind": "muck_truck"})
+	f.fix(t, "BP101", at, offset(bridgeA, 2, -100))
+	f.fix(t, "BP101", at.Add(time.Minute), offset(bridgeA, -3, 450))
+	f.fix(t, "BP101", at.Add(2*time.Minute), offset(bridgeB, 4, 100))
+	if as := f.alerts("bridge-muck"); len(as) != 2 {
+		t.Fatalf("alerts after one-fix crossing = %d, want 2", len(as))
+	}
 	f.put(twin.Devices, "sg", orb.Point{106.55, 29.55}, map[string]any{"kind": "septic_gas"})
 	f.reading(t, "sg", f.clk.Now(), map[string]float64{"ch4": 30})
 	f.reading(t, "sg", f.clk.Now().Add(time.Second), map[string]float64{"h2s": 60})

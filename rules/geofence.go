@@ -29,7 +29,7 @@ type fenceState struct {
 	pending   bool // the raw state disagrees with `in` ...
 	pendN     int  // ... for this many consecutive fixes
 	pendSince time.Time
-	entryS    float64 // metres along a line target where the visit began
+	entryS    float64 // metres along a line target where the (possible) visit began
 	fired     bool    // this visit already raised the alert
 }
 
@@ -217,10 +217,16 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 			s = &fenceState{}
 		}
 		raw := f.rawIn(t, p, s.in)
-		entered, exited := false, false
+		entered, exited, brief := false, false, false
 		if raw != s.in {
 			if !s.pending {
 				s.pending, s.pendN, s.pendSince = true, 0, at
+				if !s.in { // a visit may be starting: remember where
+					s.entryS = f.along(t, p)
+					if hasPrev && t.line != nil && f.segTouches(t, q, p) {
+						s.entryS = f.along(t, q)
+					}
+				}
 			}
 			s.pendN++
 			if s.pendN >= minFixes && at.Sub(s.pendSince) >= dwell {
@@ -228,15 +234,14 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 				entered, exited = raw, !raw
 			}
 		} else {
+			// An unconfirmed visit (fewer fixes on the fence than
+			// min_fixes) may still have been a crossing.
+			brief = s.pending && !s.in
 			s.pending = false
 		}
 		switch {
 		case entered:
 			s.fired = false
-			s.entryS = f.along(t, p)
-			if hasPrev && t.line != nil && f.segTouches(t, q, p) {
-				s.entryS = f.along(t, q)
-			}
 			if f.detect[DetectEnter] {
 				e.fenceFire(a, c, v, t, s, at, DetectEnter, nil)
 			}
@@ -252,6 +257,11 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 				if dir, ok := f.crossed(t, s.entryS, exitS); ok {
 					e.fenceFire(a, c, v, t, s, at, DetectCross, dir)
 				}
+			}
+		case brief && f.detect[DetectCross]:
+			if dir, ok := f.crossed(t, s.entryS, f.along(t, p)); ok {
+				s.fired = false
+				e.fenceFire(a, c, v, t, s, at, DetectCross, dir)
 			}
 		case !s.in && !s.pending && hasPrev && f.detect[DetectCross] && f.segTouches(t, q, p):
 			// The whole visit fell between two fixes: a sparse trace.

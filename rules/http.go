@@ -53,7 +53,7 @@ func (e *Engine) PutRules(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusBadRequest, "invalid rules", err.Error())
 		return
 	}
-	rs.JSON = name == "rules.json"
+	rs.JSON = rs.JSON || name == "rules.json"
 	e.Load(rs)
 	httpx.JSON(w, http.StatusOK, map[string]any{"loaded": len(rs.Rules), "rules": rs.ruleNames()})
 }
@@ -63,6 +63,14 @@ func (e *Engine) AckAlert(w http.ResponseWriter, r *http.Request) { e.action(w, 
 
 // CloseAlert answers POST /api/alerts/{name}/close.
 func (e *Engine) CloseAlert(w http.ResponseWriter, r *http.Request) { e.action(w, r, "close") }
+
+// The handlers are plain http.HandlerFuncs for the server's mux.
+var (
+	_ http.HandlerFunc = (*Engine)(nil).GetRules
+	_ http.HandlerFunc = (*Engine)(nil).PutRules
+	_ http.HandlerFunc = (*Engine)(nil).AckAlert
+	_ http.HandlerFunc = (*Engine)(nil).CloseAlert
+)
 
 var errTransition = errors.New("invalid transition")
 

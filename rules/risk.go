@@ -252,3 +252,41 @@ func toAny(l []string) []any {
 	}
 	return out
 }
+
+// seedRisk learns, at Load, what risk depends on in the twin as it stands:
+// buildings with hazards, incidents attached to buildings, and open alarms
+// of attached devices (the feed only tells about later changes).
+func (e *Engine) seedRisk() {
+	layer := e.riskLayer()
+	e.tw.Range(layer, func(f *twin.Feature) bool {
+		if _, ok := f.Props["hazards"]; ok {
+			e.risk.watch[f.ID] = true
+		}
+		return true
+	})
+	e.tw.Range(twin.Incidents, func(f *twin.Feature) bool {
+		ref := f.Prop("attached_to")
+		if ref == "" {
+			ref = f.Prop("building")
+		}
+		if bid, err := twin.ParseID(ref); err == nil && bid.Layer == layer {
+			e.risk.incidents[f.ID] = bid
+			e.risk.watch[bid] = true
+		}
+		return true
+	})
+	e.tw.Range(twin.Alerts, func(al *twin.Feature) bool {
+		if al.Prop("state") == StateClosed || al.Prop("rule") == e.risk.rule.spec.Name {
+			return true
+		}
+		if bid, err := twin.ParseID(al.Prop("attached_to")); err == nil && bid.Layer == layer {
+			m := e.risk.alarms[bid]
+			if m == nil {
+				m = map[string]string{}
+				e.risk.alarms[bid] = m
+			}
+			m[al.ID.Name] = al.Prop("severity")
+		}
+		return true
+	})
+}
