@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/maptile"
@@ -586,4 +587,91 @@ func FuzzParseTilePath(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFeedOverrunPurges: when more changes than the feed keeps happen
+// before the invalidator reads them, the cache is purged, not left stale.
+func TestFeedOverrunPurges(t *testing.T) {
+	tw := twin.New(twin.Options{FeedSize: 16})
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, "v1"), Geometry: vehiclePos, Props: map[string]any{"speed_kmh": 0}}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(tw, Options{Registerer: prometheus.NewRegistry()})
+	u := tileURL("vehicles", maptile.At(vehiclePos, 12))
+	e1 := get(t, s.Handler(), u, nil).Header().Get("ETag")
+	for i := 1; i <= 40; i++ { // other objects far away push the feed on
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("far%d", i)), Geometry: orb.Point{100, 20},
+			Props: map[string]any{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := tw.Update(twin.NewID(twin.Vehicles, "v1"), func(f *twin.Feature) (*twin.Feature, error) {
+		f.Props["speed_kmh"] = 40
+		return f, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 41; i <= 60; i++ {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("far%d", i)), Geometry: orb.Point{100, 20},
+			Props: map[string]any{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := get(t, s.Handler(), u, nil)
+	if w.Header().Get("ETag") == e1 {
+		t.Fatal("stale tile served after the feed overran the invalidator")
+	}
+	if f := decodeMVT(t, w.Body.Bytes()).layer("vehicles").feature("vehicles/v1"); f == nil || f.Properties["speed_kmh"] != 40.0 {
+		t.Errorf("v1 after overrun: %+v", f)
+	}
+}
+
+// TestHistoryChangeKeepsCache: a late telemetry sample (history only)
+// changes nothing drawn, so the cached tile stays.
+func TestHistoryChangeKeepsCache(t *testing.T) {
+	tw := testTwin(t)
+	s := New(tw, Options{})
+	id := twin.NewID(twin.Vehicles, "BP2968")
+	ts := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
+	if _, _, err := tw.ApplySample(twin.Sample{ID: id, Time: ts, HasPos: true, Pos: vehiclePos}); err != nil {
+		t.Fatal(err)
+	}
+	u := tileURL("vehicles", maptile.At(vehiclePos, 15))
+	get(t, s.Handler(), u, nil)
+	if out, _, err := tw.ApplySample(twin.Sample{ID: id, Time: ts.Add(-time.Minute), HasPos: true, Pos: orb.Point{106.6, 29.6}}); err != nil || out != twin.HistoryOnly {
+		t.Fatalf("late sample: %v %v", out, err)
+	}
+	s.Sync()
+	if n, _ := s.cache.stats(); n != 1 {
+		t.Errorf("history-only change dropped the cached tile (%d entries)", n)
+	}
+}
+
+// TestPutRejectsTilesOvertakenByChanges: a tile built from the twin at seq
+// 5 is not cached when a change processed since (seq 8) touches it.
+func TestPutRejectsTilesOvertakenByChanges(t *testing.T) {
+	c := newCache(1 << 20)
+	tl := maptile.At(vehiclePos, 14)
+	tk := tileKey{Z: uint8(tl.Z), X: tl.X, Y: tl.Y}
+	c.remember(recent{seq: 8, layer: twin.Vehicles, bounds: [2]orb.Bound{vehiclePos.Bound()}, n: 1})
+	c.processed = 10
+	mk := func(l twin.Layer, k tileKey) *entry {
+		return &entry{key: cacheKey{Layers: string(l), Tile: k}, layers: []twin.Layer{l}, raw: []byte{1}, etag: `"1"`}
+	}
+	if c.put(mk(twin.Vehicles, tk), 5) {
+		t.Error("tile overtaken by a processed change was cached")
+	}
+	if !c.put(mk(twin.Vehicles, tk), 8) {
+		t.Error("tile that includes the change was refused")
+	}
+	if !c.put(mk(twin.Buildings, tk), 5) {
+		t.Error("tile of another layer was refused")
+	}
+	if !c.put(mk(twin.Vehicles, tileKey{Z: tk.Z, X: tk.X + 5, Y: tk.Y}), 5) {
+		t.Error("tile elsewhere was refused")
+	}
+	c.ringFloor = 7 // history before seq 7 forgotten
+	if c.put(mk(twin.Roads, tileKey{Z: 3}), 4) {
+		t.Error("unverifiable tile was cached")
+	}
 }
