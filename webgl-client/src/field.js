@@ -1,0 +1,112 @@
+// Field view (/field): phone-sized. My position (geolocation, ?lon=&lat=, or a
+// tap on the map), nearby incidents nearest first with distance from
+// /api/nearby, accept / arrive / resolve buttons, and a report form.
+import { maplibregl, createMap, esc, fmtDistance, toast } from './common.js'
+import { initToken, api } from './api.js'
+import { slaStatus } from './sla.js'
+
+initToken()
+const $ = (id) => document.getElementById(id)
+const map = createMap('map', { pitch: 0 })
+const marker = new maplibregl.Marker({ color: '#80deea' })
+let me = null
+let lastNearby = []
+
+const ACTIONS = { dispatched: ['accept'], reported: ['accept'], accepted: ['arrive'], arrived: ['resolve'] }
+
+function setPosition(lon, lat, source) {
+  me = [lon, lat]
+  marker.setLngLat(me).addTo(map)
+  $('pos').textContent = `${lat.toFixed(5)}, ${lon.toFixed(5)} (${source})`
+  map.easeTo({ center: me, zoom: Math.max(map.getZoom(), 14) })
+  refresh()
+}
+
+function locate() {
+  if (!navigator.geolocation) return fallback('no geolocation')
+  $('pos').textContent = 'locating…'
+  navigator.geolocation.getCurrentPosition(
+    (p) => setPosition(p.coords.longitude, p.coords.latitude, 'GPS'),
+    (err) => fallback(err.message),
+    { enableHighAccuracy: true, timeout: 5000, maximumAge: 30000 },
+  )
+}
+
+function fallback(why) {
+  const c = map.getCenter()
+  setPosition(c.lng, c.lat, `map centre; ${why}; tap the map to choose`)
+}
+
+async function refresh() {
+  if (!me) return
+  const r = $('radius').value
+  try {
+    const fc = await api(`/api/nearby?layer=incidents&lon=${me[0]}&lat=${me[1]}&radius_m=${r}&limit=50`)
+    lastNearby = (fc.features || []).filter((f) => (f.properties || {}).state !== 'closed')
+    render()
+    const src = map.getSource('nearby')
+    if (src) src.setData({ type: 'FeatureCollection', features: lastNearby })
+  } catch (err) {
+    toast(err.message, true)
+  }
+}
+
+function render() {
+  const now = Date.now()
+  $('ncount').textContent = String(lastNearby.length)
+  $('nearby').innerHTML = lastNearby.map((f) => {
+    const p = f.properties || {}
+    const name = String(f.id).split('/').slice(1).join('/')
+    const sla = slaStatus(p, now)
+    const acts = ACTIONS[p.state] || []
+    return `<li class="row" data-id="${esc(f.id)}"><span class="dist">${esc(fmtDistance(f.distance_m ?? p.distance_m))}</span>
+      <div class="grow"><b>${esc(p.type)}</b> <span class="state ${esc(p.state)}">${esc(p.state)}</span>
+      <div class="muted small">${esc(p.description || '')}${sla ? ` · <span class="sla ${sla.overdue ? 'overdue' : ''}">${esc(sla.text)}</span>` : ''}</div></div>
+      ${['accept', 'arrive', 'resolve'].map((a) => `<button data-name="${esc(name)}" data-action="${a}" ${acts.includes(a) ? '' : 'disabled'}>${a}</button>`).join('')}</li>`
+  }).join('') || '<li class="muted">no open incidents nearby</li>'
+}
+
+$('nearby').addEventListener('click', async (e) => {
+  const b = e.target.closest('button[data-action]')
+  if (!b) return
+  b.disabled = true
+  try {
+    await api(`/api/incidents/${encodeURIComponent(b.dataset.name)}/${b.dataset.action}`, { method: 'POST', action: true, role: 'field', body: {} })
+    toast(`${b.dataset.action}: ${b.dataset.name}`)
+  } catch (err) {
+    toast(err.message, true)
+  }
+  refresh()
+})
+
+$('report').addEventListener('submit', async (e) => {
+  e.preventDefault()
+  if (!me) return toast('choose a position first', true)
+  try {
+    const f = await api('/api/incidents', { method: 'POST', action: true, role: 'field', body: { type: $('rtype').value, lon: me[0], lat: me[1], description: $('rdesc').value } })
+    toast(`reported ${(f && f.id) || ''}`)
+    $('rdesc').value = ''
+  } catch (err) {
+    toast(err.message, true)
+  }
+  refresh()
+})
+
+$('locate').addEventListener('click', locate)
+$('radius').addEventListener('change', refresh)
+setInterval(render, 1000)
+setInterval(refresh, 10000)
+
+map.on('load', () => {
+  map.addSource('nearby', { type: 'geojson', data: { type: 'FeatureCollection', features: [] } })
+  map.addLayer({ id: 'nearby', type: 'circle', source: 'nearby', paint: { 'circle-radius': 8, 'circle-color': '#ff7043', 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } })
+  const q = new URLSearchParams(location.search)
+  const lon = parseFloat(q.get('lon')), lat = parseFloat(q.get('lat'))
+  if (isFinite(lon) && isFinite(lat)) setPosition(lon, lat, 'chosen')
+  else locate()
+  window.__twin.ready = true
+})
+map.on('click', (e) => setPosition(e.lngLat.lng, e.lngLat.lat, 'chosen on map'))
+map.on('error', (e) => console.warn('map:', e && e.error ? e.error.message : e))
+
+window.__twin = { map, ready: false, nearby: () => lastNearby, position: () => me, refresh }

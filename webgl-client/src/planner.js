@@ -1,0 +1,154 @@
+// Planner view (/planner): draw or type a bbox, pick a layer and property
+// filters (key=value or CQL2 text), see matches in a table and on the map
+// through OGC API Features (following "next" links), export them as GeoJSON,
+// and show H3 counts per hexagon from /api/h3.
+import { createMap, viewBBox, geomBBox, geomCenter, esc, fmtValue, toast } from './common.js'
+import { initToken, api, fetchAllItems } from './api.js'
+
+initToken()
+const $ = (id) => document.getElementById(id)
+const map = createMap('map', { pitch: 0 })
+let results = []
+let drawing = false
+
+const empty = () => ({ type: 'FeatureCollection', features: [] })
+
+async function loadCollections() {
+  const c = await api('/ogc/collections')
+  const ids = (c.collections || []).map((x) => x.id)
+  $('layer').innerHTML = ids.map((id) => `<option ${id === 'buildings' ? 'selected' : ''}>${esc(id)}</option>`).join('')
+}
+
+/** Parse "w,s,e,n" (spaces allowed); null when empty; throws when malformed. */
+export function parseBBox(s) {
+  const t = s.trim()
+  if (!t) return null
+  const v = t.split(/[\s,]+/).map(Number)
+  if (v.length !== 4 || v.some((x) => !isFinite(x)) || v[0] > v[2] || v[1] > v[3]) throw new Error('bbox: want west,south,east,north')
+  return v
+}
+
+function queryURL(pageSize) {
+  const layer = $('layer').value
+  const q = new URLSearchParams()
+  const bbox = parseBBox($('bbox').value)
+  if (bbox) q.set('bbox', bbox.join(','))
+  q.set('limit', String(pageSize))
+  for (const line of $('props').value.split(/\n|;/)) {
+    const m = line.match(/^\s*([^=\s]+)\s*=\s*(.*?)\s*$/)
+    if (m) q.append(m[1], m[2])
+  }
+  const cql = $('cql').value.trim()
+  if (cql) { q.set('filter', cql); q.set('filter-lang', 'cql2-text') }
+  return `/ogc/collections/${encodeURIComponent(layer)}/items?${q}`
+}
+
+async function run() {
+  const limit = Math.max(1, Math.min(10000, parseInt($('limit').value, 10) || 1000))
+  let url
+  try { url = queryURL(Math.min(limit, 1000)) } catch (err) { return toast(err.message, true) }
+  $('pstatus').textContent = 'searching…'
+  try {
+    const { features, numberMatched } = await fetchAllItems(url, limit, (sofar) => { $('pstatus').textContent = `${sofar.length} loaded…` })
+    results = features.slice(0, limit)
+    $('pstatus').textContent = `${results.length} shown${numberMatched != null ? ` of ${numberMatched} matched` : ''}`
+    render()
+  } catch (err) {
+    $('pstatus').textContent = ''
+    toast(err.message, true)
+  }
+}
+
+function render() {
+  $('rcount').textContent = String(results.length)
+  $('export').disabled = results.length === 0
+  map.getSource('results')?.setData({ type: 'FeatureCollection', features: results.map((f) => ({ ...f, properties: { ...f.properties, id: f.id } })) })
+  const keys = [...new Set(results.slice(0, 50).flatMap((f) => Object.keys(f.properties || {})))].filter((k) => !['history', 'values', 'owners'].includes(k)).slice(0, 6)
+  $('results').innerHTML = `<tr><th>id</th>${keys.map((k) => `<th>${esc(k)}</th>`).join('')}</tr>` +
+    results.slice(0, 500).map((f) => `<tr data-id="${esc(f.id)}"><td>${esc(f.id)}</td>${keys.map((k) => `<td>${esc(fmtValue((f.properties || {})[k]))}</td>`).join('')}</tr>`).join('')
+}
+
+function exportGeoJSON() {
+  const blob = new Blob([JSON.stringify({ type: 'FeatureCollection', features: results })], { type: 'application/geo+json' })
+  const a = document.createElement('a')
+  a.href = URL.createObjectURL(blob)
+  a.download = `${$('layer').value}-${new Date().toISOString().slice(0, 19).replace(/:/g, '')}.geojson`
+  document.body.appendChild(a)
+  a.click()
+  a.remove()
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000)
+}
+
+async function showH3() {
+  const layer = $('layer').value
+  let bbox
+  try { bbox = parseBBox($('bbox').value) || viewBBox(map) } catch (err) { return toast(err.message, true) }
+  const q = new URLSearchParams({ layer, res: $('res').value, bbox: bbox.join(','), format: 'geojson' })
+  try {
+    const fc = await api(`/api/h3?${q}`)
+    const counts = (fc.features || []).map((f) => Number(f.properties.count) || 0)
+    const max = Math.max(1, ...counts)
+    map.getSource('h3').setData(fc)
+    map.setPaintProperty('h3-fill', 'fill-color', ['interpolate', ['linear'], ['get', 'count'], 0, '#1a237e', max / 2, '#ab47bc', max, '#ffeb3b'])
+    $('h3legend').innerHTML = `${fc.features.length} cells · count 1 <span class="dot" style="background:#1a237e"></span><span class="dot" style="background:#ab47bc"></span><span class="dot" style="background:#ffeb3b"></span> ${max}`
+  } catch (err) {
+    toast(err.message, true)
+  }
+}
+
+// Box drawing: while "draw" is on, a drag on the map draws the bbox.
+function setupDraw() {
+  let start = null
+  const canvas = map.getCanvasContainer()
+  const toBox = (a, b) => [Math.min(a.lng, b.lng), Math.min(a.lat, b.lat), Math.max(a.lng, b.lng), Math.max(a.lat, b.lat)]
+  const showBox = (b) => map.getSource('bbox')?.setData(b ? { type: 'Feature', properties: {}, geometry: { type: 'Polygon', coordinates: [[[b[0], b[1]], [b[2], b[1]], [b[2], b[3]], [b[0], b[3]], [b[0], b[1]]]] } } : empty())
+  $('draw').addEventListener('click', () => {
+    drawing = !drawing
+    document.body.classList.toggle('drawing', drawing)
+    drawing ? map.dragPan.disable() : map.dragPan.enable()
+  })
+  map.on('mousedown', (e) => { if (drawing) { start = e.lngLat; e.preventDefault() } })
+  map.on('mousemove', (e) => { if (drawing && start) showBox(toBox(start, e.lngLat)) })
+  map.on('mouseup', (e) => {
+    if (!drawing || !start) return
+    const b = toBox(start, e.lngLat).map((v) => +v.toFixed(6))
+    start = null
+    drawing = false
+    document.body.classList.remove('drawing')
+    map.dragPan.enable()
+    $('bbox').value = b.join(',')
+    showBox(b)
+  })
+  $('bbox').addEventListener('change', () => { try { showBox(parseBBox($('bbox').value)) } catch { /* shown on search */ } })
+  void canvas
+}
+
+$('run').addEventListener('click', run)
+$('export').addEventListener('click', exportGeoJSON)
+$('h3').addEventListener('click', showH3)
+$('h3clear').addEventListener('click', () => { map.getSource('h3')?.setData(empty()); $('h3legend').textContent = '' })
+$('useview').addEventListener('click', () => { $('bbox').value = viewBBox(map).map((v) => v.toFixed(5)).join(','); $('bbox').dispatchEvent(new Event('change')) })
+$('results').addEventListener('click', (e) => {
+  const tr = e.target.closest('tr[data-id]')
+  const f = tr && results.find((x) => x.id === tr.dataset.id)
+  const b = f && geomBBox(f.geometry)
+  if (b) map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { padding: 60, maxZoom: 17 })
+  else if (f && geomCenter(f.geometry)) map.flyTo({ center: geomCenter(f.geometry) })
+})
+
+map.on('load', () => {
+  map.addSource('h3', { type: 'geojson', data: empty() })
+  map.addLayer({ id: 'h3-fill', type: 'fill', source: 'h3', paint: { 'fill-color': '#ab47bc', 'fill-opacity': 0.55, 'fill-outline-color': '#0b1020' } })
+  map.addSource('results', { type: 'geojson', data: empty() })
+  map.addLayer({ id: 'results-fill', type: 'fill', source: 'results', filter: ['==', ['geometry-type'], 'Polygon'], paint: { 'fill-color': '#00e5ff', 'fill-opacity': 0.35 } })
+  map.addLayer({ id: 'results-line', type: 'line', source: 'results', filter: ['!=', ['geometry-type'], 'Point'], paint: { 'line-color': '#00e5ff', 'line-width': 2 } })
+  map.addLayer({ id: 'results-point', type: 'circle', source: 'results', filter: ['==', ['geometry-type'], 'Point'], paint: { 'circle-color': '#00e5ff', 'circle-radius': 5, 'circle-stroke-color': '#0b1020', 'circle-stroke-width': 1 } })
+  map.addSource('bbox', { type: 'geojson', data: empty() })
+  map.addLayer({ id: 'bbox-line', type: 'line', source: 'bbox', paint: { 'line-color': '#ffeb3b', 'line-width': 2, 'line-dasharray': [3, 2] } })
+  setupDraw()
+  window.__twin.ready = true
+})
+map.on('error', (e) => console.warn('map:', e && e.error ? e.error.message : e))
+loadCollections().catch((err) => toast('collections: ' + err.message, true))
+
+window.__twin = { map, ready: false, results: () => results, run, showH3 }
