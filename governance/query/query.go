@@ -14,6 +14,7 @@ import (
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/governance/ogc"
 	"github.com/citytwin/citytwin/internal/httpx"
+	"github.com/citytwin/citytwin/spatial/hex"
 	"github.com/citytwin/citytwin/spatial/sphere"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/paulmach/orb"
@@ -150,7 +151,7 @@ func (a *API) Aggregate(p auth.Principal, l twin.Layer, res int, bbox orb.Bound,
 		}
 		var c h3.Cell
 		if len(f.Cells) > 0 {
-			c = h3.Cell(parent(f.Cells[0], res))
+			c = h3.Cell(hex.ParentOfValid(f.Cells[0], res))
 		} else if pt, ok := f.Geometry.(orb.Point); ok {
 			c = h3.LatLngToCell(h3.NewLatLng(pt[1], pt[0]), res)
 		} else {
@@ -216,21 +217,6 @@ func (a *API) H3Handler(w http.ResponseWriter, r *http.Request) {
 			"properties": map[string]any{"cell": c.Cell, "count": c.Count, "sum": c.Sum}}
 	}
 	httpx.ContentJSON(w, http.StatusOK, "application/geo+json", map[string]any{"type": "FeatureCollection", "features": feats})
-}
-
-// parent returns the H3 ancestor of cell c at res, by the index's bit
-// layout (resolution in bits 52-55, one 3-bit digit per resolution with
-// unused digits set to 7), avoiding a cgo call per object.
-func parent(c uint64, res int) uint64 {
-	cur := int((c >> 52) & 0xF)
-	if res >= cur {
-		return c
-	}
-	c = c&^(uint64(0xF)<<52) | uint64(res)<<52
-	for r := res + 1; r <= cur; r++ {
-		c |= uint64(7) << ((15 - r) * 3)
-	}
-	return c
 }
 
 func cellRing(s string) [][][2]float64 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/citytwin/citytwin/auth"
+	"github.com/citytwin/citytwin/spatial/hex"
 	"github.com/citytwin/citytwin/spatial/sphere"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/paulmach/orb"
@@ -160,7 +161,7 @@ func BenchmarkNearby1M(b *testing.B) {
 func TestParentMatchesH3(t *testing.T) {
 	c := h3.LatLngToCell(h3.NewLatLng(29.56, 106.55), 9)
 	for res := 0; res <= 9; res++ {
-		if got, want := parent(uint64(c), res), uint64(c.Parent(res)); got != want {
+		if got, want := hex.ParentOfValid(uint64(c), res), uint64(c.Parent(res)); got != want {
 			t.Fatalf("res %d: %x want %x", res, got, want)
 		}
 	}

@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/citytwin/citytwin/auth"
+	"github.com/citytwin/citytwin/demo"
+	"github.com/citytwin/citytwin/demo/sim"
+	"github.com/citytwin/citytwin/governance/incidents"
+	"github.com/citytwin/citytwin/governance/ogc"
+	"github.com/citytwin/citytwin/governance/query"
+	"github.com/citytwin/citytwin/ingest/broker"
+	"github.com/citytwin/citytwin/ingest/httpin"
+	"github.com/citytwin/citytwin/ingest/mqttin"
+	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/citytwin/citytwin/rules"
+	"github.com/citytwin/citytwin/server"
+	"github.com/citytwin/citytwin/tiles"
+	"github.com/citytwin/citytwin/twin"
+	"github.com/citytwin/citytwin/twin/locate"
+	"github.com/citytwin/citytwin/twin/writer"
+	webclient "github.com/citytwin/citytwin/webgl-client"
+	"github.com/citytwin/citytwin/wshub"
+)
+
+type serveConfig struct {
+	listen, db, data, mqtt, mqttListen, rulesFile, authKey, logLevel string
+	demo, autoRegister                                               bool
+	scale                                                            int
+	seed                                                             int64
+	simRate                                                          float64
+	origins                                                          string
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "HTTP listen address")
+	fs.StringVar(&c.db, "db", "", "PostGIS URL (empty: embedded store in --data)")
+	fs.StringVar(&c.data, "data", "./var", "data directory for the embedded store and the generated auth key")
+	fs.StringVar(&c.mqtt, "mqtt", "", "MQTT broker URL (empty: embedded broker on --mqtt-listen)")
+	fs.StringVar(&c.mqttListen, "mqtt-listen", "127.0.0.1:1883", "embedded broker listen address")
+	fs.BoolVar(&c.demo, "demo", false, "load the synthetic Chongqing demo city into an empty store and drive it live")
+	fs.IntVar(&c.scale, "scale", 1, "demo city scale (20 = about a million buildings)")
+	fs.Int64Var(&c.seed, "seed", 2016, "demo city seed")
+	fs.Float64Var(&c.simRate, "sim-rate", 200, "demo telemetry messages per second (0 = no simulation)")
+	fs.StringVar(&c.rulesFile, "rules", "", "rules file (YAML or JSON); --demo uses the bundled demo rules when empty")
+	fs.StringVar(&c.authKey, "auth-key", "", "token signing secret file (default: generated DATA/auth.key)")
+	fs.BoolVar(&c.autoRegister, "auto-register", false, "register unknown telemetry names as vehicles instead of dead-lettering")
+	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated origins allowed on /ws (default: same origin)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	explicitMQTTListen := false
+	fs.Visit(func(f *flag.Flag) { explicitMQTTListen = explicitMQTTListen || f.Name == "mqtt-listen" })
+	if _, ok := os.LookupEnv("TWIN_MQTT_LISTEN"); ok {
+		explicitMQTTListen = true
+	}
+	log := newLogger(stderr, c.logLevel)
+	return serve(ctx, c, explicitMQTTListen, log, stdout)
+}
+
+func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slog.Logger, stdout io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	clk := clock.Real{}
+
+	// Store: PostGIS when --db is given, else the embedded store.
+	st, err := openStore(ctx, c.db, c.data, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	keyPath := c.authKey
+	var key auth.Key
+	if keyPath != "" {
+		key, err = auth.LoadKey(keyPath)
+	} else {
+		key, err = auth.LoadOrCreateKey(filepath.Join(c.data, "auth.key"))
+	}
+	if err != nil {
+		return err
+	}
+
+	// The twin, rebuilt from the store.
+	loc := locate.New()
+	tw := twin.New(twin.Options{Clock: clk, Enricher: loc, Logger: log})
+	t0 := time.Now()
+	n, err := loadTwin(ctx, st, tw, loc)
+	if err != nil {
+		return err
+	}
+	if n == 0 && c.demo {
+		city, err := demo.Generate(demo.Options{Seed: c.seed, Scale: c.scale})
+		if err != nil {
+			return fmt.Errorf("generate demo city: %w", err)
+		}
+		all := city.All()
+		log.Info("demo city generated (synthetic, deterministic)", "objects", len(all), "seed", c.seed, "scale", c.scale)
+		if err := storeAll(ctx, st, all); err != nil {
+			return fmt.Errorf("store demo city: %w", err)
+		}
+		if n, err = loadTwin(ctx, st, tw, loc); err != nil {
+			return err
+		}
+	}
+	log.Info("twin loaded", "objects", n, "took", time.Since(t0).Round(time.Millisecond))
+
+	// Broker and MQTT ingest.
+	brokerURL := c.mqtt
+	if brokerURL == "" {
+		b, err := broker.Start(ctx, c.mqttListen, log)
+		if errors.Is(err, broker.ErrAddrInUse) && !explicitMQTTListen {
+			log.Warn("MQTT port taken, starting the embedded broker on a free port instead", "wanted", c.mqttListen, "err", err)
+			b, err = broker.Start(ctx, "127.0.0.1:0", log)
+		}
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		brokerURL = b.URL()
+		log.Info("embedded MQTT broker", "url", brokerURL)
+	}
+	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, AutoRegister: c.autoRegister || c.demo, Logger: log, Registerer: reg})
+
+	var wg sync.WaitGroup
+	goRun := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("component stopped", "component", name, "err", err)
+			}
+		}()
+	}
+	wr := writer.New(tw, st, writer.Options{Logger: log, Registerer: reg})
+	goRun("writer", wr.Run)
+	goRun("mqtt-ingest", in.Run)
+
+	// Rules.
+	eng := rules.New(tw, rules.Options{Logger: log, Registerer: reg, Clock: clk, Publisher: in})
+	if err := loadRules(eng, c.rulesFile, c.demo); err != nil {
+		return err
+	}
+	goRun("rules", eng.Run)
+
+	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true})
+	goRun("incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
+
+	scope := func(ctx context.Context) string {
+		p, _ := auth.FromContext(ctx)
+		return p.Region
+	}
+	tl := tiles.New(tw, tiles.Options{Logger: log, Registerer: reg, Scope: scope, Filter: func(ctx context.Context, f *twin.Feature) bool {
+		p, ok := auth.FromContext(ctx)
+		return ok && p.Sees(f)
+	}})
+	goRun("tiles", tl.Run)
+
+	var origins []string
+	if c.origins != "" {
+		origins = strings.Split(c.origins, ",")
+	}
+	hub := wshub.New(tw, wshub.Options{Logger: log, Registerer: reg, AllowedOrigins: origins,
+		Authorize: func(r *http.Request) (auth.Principal, error) {
+			p, ok := auth.FromContext(r.Context())
+			if !ok {
+				return auth.Principal{}, auth.ErrNoToken
+			}
+			return p, nil
+		}})
+	goRun("wshub", hub.Run)
+
+	if c.demo && c.simRate > 0 {
+		city, err := demo.Generate(demo.Options{Seed: c.seed, Scale: c.scale})
+		if err == nil {
+			s := sim.New(city, sim.Options{Rate: c.simRate, Clock: clk, Seed: c.seed, Logger: log})
+			goRun("sim", func(ctx context.Context) error { return s.Run(ctx, publisher{in}) })
+		}
+	}
+
+	api := httpin.New(tw, st, httpin.Options{Logger: log, Registerer: reg, DeadLetter: in.DeadLetterFunc(), Enricher: loc, AutoRegister: c.autoRegister})
+	ogcAPI := ogc.New(tw, ogc.Options{})
+	q := query.New(tw, query.Options{})
+
+	R, W, P := server.Read, server.Write, server.Public
+	ops := []auth.Role{auth.Operator}
+	anyRole := []auth.Role{auth.Operator, auth.Field, auth.Planner}
+	routes := []server.Route{
+		{Pattern: "GET /ogc", Handler: http.HandlerFunc(ogcAPI.Landing), Access: R},
+		{Pattern: "GET /ogc/conformance", Handler: http.HandlerFunc(ogcAPI.Conformance), Access: R},
+		{Pattern: "GET /ogc/collections", Handler: http.HandlerFunc(ogcAPI.Collections), Access: R},
+		{Pattern: "GET /ogc/collections/{layer}", Handler: http.HandlerFunc(ogcAPI.Collection), Access: R},
+		{Pattern: "GET /ogc/collections/{layer}/items", Handler: http.HandlerFunc(ogcAPI.Items), Access: R},
+		{Pattern: "GET /ogc/collections/{layer}/items/{name}", Handler: http.HandlerFunc(ogcAPI.Item), Access: R},
+		{Pattern: "GET /api/nearby", Handler: http.HandlerFunc(q.NearbyHandler), Access: R},
+		{Pattern: "GET /api/h3", Handler: http.HandlerFunc(q.H3Handler), Access: R},
+		{Pattern: "GET /api/regions/{code}/summary", Handler: http.HandlerFunc(q.SummaryHandler), Access: R},
+		{Pattern: "POST /api/incidents", Handler: http.HandlerFunc(inc.ReportHandler), Access: W, Roles: anyRole},
+		{Pattern: "POST /api/incidents/{name}/{action}", Handler: http.HandlerFunc(inc.ActionHandler), Access: W, Roles: []auth.Role{auth.Operator, auth.Field}},
+		{Pattern: "POST /api/telemetry", Handler: http.HandlerFunc(api.Telemetry), Access: W, Roles: ops},
+		{Pattern: "GET /api/entities/{layer}/{name}", Handler: http.HandlerFunc(api.GetEntity), Access: R},
+		{Pattern: "PUT /api/entities/{layer}/{name}", Handler: http.HandlerFunc(api.PutEntity), Access: W, Roles: ops},
+		{Pattern: "DELETE /api/entities/{layer}/{name}", Handler: http.HandlerFunc(api.DeleteEntity), Access: W, Roles: ops},
+		{Pattern: "GET /api/entities/{layer}/{name}/history", Handler: http.HandlerFunc(api.History), Access: R},
+		{Pattern: "GET /api/rules", Handler: http.HandlerFunc(eng.GetRules), Access: R},
+		{Pattern: "PUT /api/rules", Handler: http.HandlerFunc(eng.PutRules), Access: W, Roles: []auth.Role{auth.Admin}},
+		{Pattern: "POST /api/alerts/{name}/ack", Handler: http.HandlerFunc(eng.AckAlert), Access: W, Roles: ops},
+		{Pattern: "POST /api/alerts/{name}/close", Handler: http.HandlerFunc(eng.CloseAlert), Access: W, Roles: ops},
+		{Pattern: "GET /tiles/", Handler: tl.Handler(), Access: R},
+		{Pattern: "GET /styles/", Handler: tl.Handler(), Access: P},
+		{Pattern: "GET /fonts/", Handler: tl.Handler(), Access: P},
+		{Pattern: "GET /ws", Handler: hub, Access: R},
+		{Pattern: "GET /", Handler: webclient.Handler(), Access: P},
+	}
+	if c.demo {
+		routes = append(routes, server.Route{Pattern: "GET /api/demo/token", Handler: demoTokenHandler(key, clk), Access: P})
+	}
+	srv := server.New(server.Options{Logger: log, Gatherer: reg, Key: key, AnonymousLoopback: c.demo, Clock: clk, Routes: routes,
+		Checks: []server.Check{
+			{Name: "store", Fn: st.Ping},
+			{Name: "broker", Fn: func(context.Context) error {
+				if !in.Connected() {
+					return errors.New("not connected to the MQTT broker")
+				}
+				return nil
+			}},
+		}})
+	if c.demo {
+		log.Warn("demo mode: anonymous read access is allowed from loopback addresses; GET /api/demo/token issues tokens to loopback callers")
+	}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another twin running? pass --listen)", c.listen, err)
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "CityTwin serving on http://%s/  (MQTT %s, store %s)\n", ln.Addr(), brokerURL, storeName(c))
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		cancel()
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	_ = hs.Shutdown(sctx)
+	cancel()
+	wg.Wait()
+	if err := wr.Flush(sctx); err != nil {
+		log.Error("final flush", "err", err)
+	}
+	return nil
+}
+
+func storeName(c serveConfig) string {
+	if c.db != "" {
+		return "postgis"
+	}
+	return "embedded " + c.data
+}
+
+// publisher adapts the MQTT ingest's publish to the sim's interface.
+type publisher struct{ in *mqttin.Ingest }
+
+func (p publisher) Publish(ctx context.Context, topic string, payload []byte) error {
+	return p.in.Publish(ctx, topic, 0, false, payload)
+}
+
+// demoTokenHandler issues short-lived tokens to loopback callers in demo
+// mode, so the bundled client can act (ack, dispatch, accept) without setup.
+func demoTokenHandler(key auth.Key, clk clock.Clock) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			server.WriteError(w, http.StatusNotFound, "not found", r.URL.Path)
+			return
+		}
+		q := r.URL.Query()
+		role := auth.Role(q.Get("role"))
+		if role == "" {
+			role = auth.Operator
+		}
+		region := q.Get("region")
+		if region == "" {
+			region = auth.CityCode
+		}
+		sub := q.Get("subject")
+		if sub == "" {
+			sub = "demo-" + string(role)
+		}
+		tok, err := key.Sign(auth.Principal{Subject: sub, Role: role, Region: region}, 12*time.Hour, clk.Now())
+		if err != nil {
+			server.WriteError(w, http.StatusBadRequest, "bad token request", err.Error())
+			return
+		}
+		server.WriteJSON(w, http.StatusOK, map[string]string{"token": tok, "role": string(role), "region": region, "subject": sub})
+	})
+}
