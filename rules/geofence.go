@@ -29,7 +29,8 @@ type fenceState struct {
 	pending   bool // the raw state disagrees with `in` ...
 	pendN     int  // ... for this many consecutive fixes
 	pendSince time.Time
-	entryS    float64 // metres along a line target where the (possible) visit began
+	entryS    float64   // metres along a line target where the (possible) visit began
+	entryP    orb.Point // where it began, for the bearing of an area crossing
 	fired     bool    // this visit already raised the alert
 }
 
@@ -222,9 +223,9 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 			if !s.pending {
 				s.pending, s.pendN, s.pendSince = true, 0, at
 				if !s.in { // a visit may be starting: remember where
-					s.entryS = f.along(t, p)
-					if hasPrev && t.line != nil && f.segTouches(t, q, p) {
-						s.entryS = f.along(t, q)
+					s.entryS, s.entryP = f.along(t, p), p
+					if hasPrev && f.segTouches(t, q, p) {
+						s.entryS, s.entryP = f.along(t, q), q
 					}
 				}
 			}
@@ -254,18 +255,18 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 				e.fenceFire(a, c, v, t, s, at, DetectOutside, nil)
 			}
 			if f.detect[DetectCross] {
-				if dir, ok := f.crossed(t, s.entryS, exitS); ok {
+				if dir, ok := f.crossed(t, s.entryS, exitS, s.entryP, p); ok {
 					e.fenceFire(a, c, v, t, s, at, DetectCross, dir)
 				}
 			}
 		case brief && f.detect[DetectCross]:
-			if dir, ok := f.crossed(t, s.entryS, f.along(t, p)); ok {
+			if dir, ok := f.crossed(t, s.entryS, f.along(t, p), s.entryP, p); ok {
 				s.fired = false
 				e.fenceFire(a, c, v, t, s, at, DetectCross, dir)
 			}
 		case !s.in && !s.pending && hasPrev && f.detect[DetectCross] && f.segTouches(t, q, p):
 			// The whole visit fell between two fixes: a sparse trace.
-			if dir, ok := f.crossed(t, f.along(t, q), f.along(t, p)); ok {
+			if dir, ok := f.crossed(t, f.along(t, q), f.along(t, p), q, p); ok {
 				s.fired = false
 				e.fenceFire(a, c, v, t, s, at, DetectCross, dir)
 			}
@@ -391,10 +392,12 @@ func (f *fenceRule) segTouches(t *fenceTarget, q, p orb.Point) bool {
 // crossed decides whether a visit from along-position s0 to s1 (metres) on
 // a line target traversed it: at least half its length, so a road passing
 // under a bridge or a truck turning back midway does not count. Areas count
-// any pass. It returns the direction for the alert.
-func (f *fenceRule) crossed(t *fenceTarget, s0, s1 float64) (map[string]any, bool) {
+// any pass. It returns the direction for the alert: along the line
+// (forward/reverse, from/to districts), or for an area the bearing in
+// degrees from where the visit began (p0) to where it ended (p1).
+func (f *fenceRule) crossed(t *fenceTarget, s0, s1 float64, p0, p1 orb.Point) (map[string]any, bool) {
 	if t.line == nil {
-		return map[string]any{}, true
+		return map[string]any{"bearing": math.Round(sphere.Bearing(p0, p1))}, true
 	}
 	d := s1 - s0
 	if math.Abs(d) < 0.5*t.lengthM {
