@@ -31,7 +31,7 @@ type fenceState struct {
 	pendSince time.Time
 	entryS    float64   // metres along a line target where the (possible) visit began
 	entryP    orb.Point // where it began, for the bearing of an area crossing
-	fired     bool    // this visit already raised the alert
+	fired     bool      // this visit already raised the alert
 }
 
 // fenceRule is a geofence rule's index and state. The R-tree holds every
