@@ -63,9 +63,9 @@ func (l *decodedLayer) feature(id string) *decodedFeature {
 var npmOnce sync.Once
 var npmErr error
 
-// decodeMVT decodes a tile with the Node package @mapbox/vector-tile (the
-// decoder MapLibre uses), installing it with npm on first use.
-func decodeMVT(t testing.TB, data []byte) decoded {
+// runNode runs a script of testdata/decode with its npm packages
+// (installed on first use) and returns its standard output.
+func runNode(t testing.TB, script string, args ...string) []byte {
 	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed; the independent MVT decoder needs it")
@@ -75,7 +75,9 @@ func decodeMVT(t testing.TB, data []byte) decoded {
 		t.Fatal(err)
 	}
 	npmOnce.Do(func() {
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", "@mapbox", "vector-tile")); err == nil {
+		_, err1 := os.Stat(filepath.Join(dir, "node_modules", "@mapbox", "vector-tile"))
+		_, err2 := os.Stat(filepath.Join(dir, "node_modules", "@maplibre", "maplibre-gl-style-spec"))
+		if err1 == nil && err2 == nil {
 			return
 		}
 		cmd := exec.Command("npm", "install", "--no-audit", "--no-fund", "--silent")
@@ -88,17 +90,25 @@ func decodeMVT(t testing.TB, data []byte) decoded {
 	if npmErr != nil {
 		t.Fatalf("npm install in %s: %v", dir, npmErr)
 	}
-	f := filepath.Join(t.TempDir(), "tile.mvt")
-	if err := os.WriteFile(f, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("node", filepath.Join(dir, "decode.js"), f)
+	cmd := exec.Command("node", append([]string{filepath.Join(dir, script)}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("node decode.js: %v: %s", err, stderr.String())
+		t.Fatalf("node %s: %v: %s", script, err, stderr.String())
 	}
+	return out
+}
+
+// decodeMVT decodes a tile with the Node package @mapbox/vector-tile (the
+// decoder MapLibre uses).
+func decodeMVT(t testing.TB, data []byte) decoded {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "tile.mvt")
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := runNode(t, "decode.js", f)
 	var d decoded
 	if err := json.Unmarshal(out, &d); err != nil {
 		t.Fatalf("decode.js output: %v", err)

@@ -49,6 +49,25 @@ func eq(prop string, v any) []any { return []any{"==", []any{"get", prop}, v} }
 
 func geomIs(t string) []any { return []any{"==", []any{"geometry-type"}, t} }
 
+// label draws names, Chinese first (name_zh), with the local ideograph
+// font of the client; glyphs for other scripts are empty on this server.
+func label(id, layer string, filter []any, size float64, minZoom, maxZoom int) map[string]any {
+	l := map[string]any{"id": id, "type": "symbol", "source": "twin", "source-layer": layer, "minzoom": minZoom,
+		"layout": map[string]any{"text-field": []any{"coalesce", []any{"get", "name_zh"}, []any{"get", "name"}},
+			"text-font": []string{"Noto Sans Regular"}, "text-size": size},
+		"paint": map[string]any{"text-color": "#cfd8dc", "text-halo-color": "#0b1020", "text-halo-width": 1.5}}
+	if filter != nil {
+		l["filter"] = filter
+	}
+	if maxZoom > 0 {
+		l["maxzoom"] = maxZoom
+	}
+	if layer == "bridges" {
+		l["layout"].(map[string]any)["symbol-placement"] = "line"
+	}
+	return l
+}
+
 func styleLayers() []any {
 	circle := func(id, layer, color string, radius float64, minZoom int) map[string]any {
 		return map[string]any{"id": id, "type": "circle", "source": "live", "source-layer": layer, "minzoom": minZoom,
@@ -89,6 +108,8 @@ func styleLayers() []any {
 			"paint": map[string]any{"fill-extrusion-color": riskColors,
 				"fill-extrusion-height":  []any{"coalesce", []any{"get", "height_m"}, 10},
 				"fill-extrusion-opacity": 0.85}},
+		label("district-labels", "regions", eq("level", "district"), 14, 8, 13),
+		label("bridge-labels", "bridges", nil, 12, 12, 0),
 		circle("devices", "devices", "#26c6da", 3, 14),
 		circle("workers", "workers", "#66bb6a", 4, 8),
 		circle("vehicles", "vehicles", "#ffa726", 4.5, 8),

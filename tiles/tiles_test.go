@@ -461,6 +461,15 @@ func TestTileJSONAndStyle(t *testing.T) {
 			}
 		}
 	}
+	// The style passes MapLibre's own validator.
+	f := filepath.Join(t.TempDir(), "style.json")
+	if err := os.WriteFile(f, st.Body.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var problems []string
+	if err := json.Unmarshal(runNode(t, "validate-style.js", f), &problems); err != nil || len(problems) > 0 {
+		t.Errorf("style invalid: %v %v", err, problems)
+	}
 	g := get(t, s.Handler(), "/fonts/Noto%20Sans%20Regular/0-255.pbf", nil)
 	if g.Code != 200 || !bytes.Equal(g.Body.Bytes(), EmptyGlyphs("Noto Sans Regular", "0-255")) {
 		t.Errorf("glyphs %d %x", g.Code, g.Body.Bytes())
