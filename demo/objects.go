@@ -8,6 +8,7 @@ import (
 
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/spatial/hex"
 	"github.com/citytwin/citytwin/spatial/planar"
 	"github.com/citytwin/citytwin/twin"
 )
@@ -60,6 +61,14 @@ func (c *City) addBuildings(r *rand.Rand) {
 				break
 			}
 		}
+		poly := rect(p, w, dp, r.Float64()*math.Pi)
+		// The twin places a polygon by planar.Centroid; name the street that
+		// holds that point, so props and region path agree.
+		if cen, ok := planar.Centroid(poly); ok && !planar.PointInPolygon(cen, s.Polygon) {
+			if s2 := c.street(cen); s2 != nil {
+				s = s2
+			}
+		}
 		height := math.Round((float64(levels)*3.0+r.Float64()*2.5)*10) / 10
 		name := fmt.Sprintf("b%06d", i)
 		props := map[string]any{
@@ -71,7 +80,7 @@ func (c *City) addBuildings(r *rand.Rand) {
 			fires[s.District.Code]++
 			props["fire_code"] = fmt.Sprintf("FC-%s-%06d", s.District.Code, fires[s.District.Code])
 		}
-		fs = append(fs, feature(twin.Buildings, name, rect(p, w, dp, r.Float64()*math.Pi), props))
+		fs = append(fs, feature(twin.Buildings, name, poly, props))
 		c.sites = append(c.sites, buildingSite{name: name, centre: round(p), highRise: height >= 24})
 	}
 	c.Features[twin.Buildings] = fs
@@ -271,8 +280,15 @@ func (c *City) addWorkers(r *rand.Rand) {
 		streets = append(streets, d.Streets...)
 	}
 	grids := map[string][]*twin.Feature{}
+	// cellGrid maps the H3 cell of a one-cell grid (locate.MakeGrids) to
+	// it: the twin's locator assigns a point's grid by its res-9 cell, so
+	// workers use the same rule rather than the planar cell outline.
+	cellGrid := map[uint64]*twin.Feature{}
 	for _, g := range c.Features[twin.Grids] {
 		grids[g.Prop("street")] = append(grids[g.Prop("street")], g)
+		if len(g.Cells) == 1 {
+			cellGrid[g.Cells[0]] = g
+		}
 	}
 	for i := 1; i <= baseWorkers*c.Options.Scale; i++ {
 		s := streets[(i-1)%len(streets)]
@@ -285,7 +301,13 @@ func (c *City) addWorkers(r *rand.Rand) {
 			if c.InWater(p, 10) && try < 50 {
 				continue
 			}
-			grid = gridAt(grids[s.Code], p)
+			if g := cellGrid[hex.PointCell(p, hex.PointRes)]; g != nil {
+				if g.Prop("street") == s.Code {
+					grid = g.Prop("code")
+				}
+			} else {
+				grid = gridAt(grids[s.Code], p)
+			}
 			if grid != "" || len(grids[s.Code]) == 0 || try >= 50 {
 				break
 			}

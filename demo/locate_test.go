@@ -1,0 +1,40 @@
+package demo
+
+import (
+	"testing"
+
+	"github.com/citytwin/citytwin/twin"
+	"github.com/citytwin/citytwin/twin/locate"
+)
+
+// TestLocatorAgrees checks the city against the twin's own locator: every
+// worker's region path ends in its street and its grid is the one the
+// locator finds; a sample of buildings lies in the street they name.
+func TestLocatorAgrees(t *testing.T) {
+	c := defaultCity(t)
+	loc := locate.New()
+	loc.Reset(c.Features[twin.Regions], c.Features[twin.Grids])
+	for _, w := range c.Features[twin.Workers] {
+		_, region, grid := loc.Locate(w.Geometry)
+		if len(region) != 3 || region[0] != CityCode || region[2] != w.Prop("street") || region[1] != w.Prop("street")[:6] {
+			t.Fatalf("%s: region %v, street %s", w.ID, region, w.Prop("street"))
+		}
+		if grid == "" || grid != w.Prop("grid") {
+			t.Fatalf("%s: locator grid %q, props grid %q", w.ID, grid, w.Prop("grid"))
+		}
+	}
+	for i, b := range c.Features[twin.Buildings] {
+		if i%25 != 0 {
+			continue
+		}
+		_, region, _ := loc.Locate(b.Geometry)
+		if len(region) != 3 || region[2] != b.Prop("street") {
+			t.Fatalf("%s: region %v, street %s", b.ID, region, b.Prop("street"))
+		}
+	}
+	for _, f := range c.Features[twin.Vehicles] {
+		if _, region, _ := loc.Locate(f.Geometry); len(region) != 3 {
+			t.Fatalf("%s: region %v", f.ID, region)
+		}
+	}
+}
