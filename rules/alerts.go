@@ -214,17 +214,19 @@ func (e *Engine) escalate(now time.Time) {
 			continue // risk alerts follow the hazard clock instead
 		}
 		name := e.al.open[k]
+		if cur, ok := e.tw.Get(twin.NewID(twin.Alerts, name)); !ok || !e.due(cur, now) {
+			continue // checked on the shared snapshot first: no write lock for alerts not yet due
+		}
 		ch, done, err := e.tw.Update(twin.NewID(twin.Alerts, name), func(cur *twin.Feature) (*twin.Feature, error) {
 			if cur == nil || cur.Prop("state") != StateOpen {
+				return nil, nil
+			}
+			if !e.due(cur, now) {
 				return nil, nil
 			}
 			tier := cur.Prop("tier")
 			ti := tierIndex(tier)
 			sla := e.sla(tier)
-			since, err := time.Parse(time.RFC3339Nano, cur.Prop("tier_since"))
-			if ti < 0 || ti >= len(tiers)-1 || sla <= 0 || err != nil || now.Sub(since) < sla {
-				return nil, nil
-			}
 			sev := cur.Prop("severity")
 			nsev := sev
 			if l := colourLevel(sev); l > 1 {
@@ -247,6 +249,18 @@ func (e *Engine) escalate(now time.Time) {
 			e.alertStateChanged(ch.New)
 		}
 	}
+}
+
+// due reports whether an alert is open, unacknowledged and past its tier's SLA.
+func (e *Engine) due(al *twin.Feature, now time.Time) bool {
+	if al.Prop("state") != StateOpen {
+		return false
+	}
+	tier := al.Prop("tier")
+	ti := tierIndex(tier)
+	sla := e.sla(tier)
+	since, err := time.Parse(time.RFC3339Nano, al.Prop("tier_since"))
+	return ti >= 0 && ti < len(tiers)-1 && sla > 0 && err == nil && now.Sub(since) >= sla
 }
 
 func (e *Engine) published(al *twin.Feature, f firing, isNew bool) {
