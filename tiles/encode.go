@@ -50,7 +50,14 @@ type candidate struct {
 // the uncompressed MVT and the lowest feed sequence number the content is
 // consistent with (the twin's Search result). Features are read from
 // immutable snapshots; nothing of the twin is modified.
-func (s *Server) build(ctx context.Context, req Request) ([]byte, uint64, error) {
+func (s *Server) build(ctx context.Context, req Request) (_ []byte, _ uint64, err error) {
+	defer func() {
+		// orb's encoder panics on geometry it cannot encode; a bad object
+		// must cost one tile an error, never the process.
+		if v := recover(); v != nil {
+			err = fmt.Errorf("build tile %d/%d/%d: %v", req.Z, req.X, req.Y, v)
+		}
+	}()
 	tile := maptile.New(req.X, req.Y, maptile.Zoom(req.Z))
 	search := tile.Bound(float64(Buffer) / Extent)
 	var layers mvt.Layers

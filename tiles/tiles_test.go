@@ -684,3 +684,34 @@ func TestPutRejectsTilesOvertakenByChanges(t *testing.T) {
 		t.Error("unverifiable tile was cached")
 	}
 }
+
+// TestOddGeometriesNeverPanic: collections, empty and degenerate shapes
+// and NaN coordinates give a valid tile without them.
+func TestOddGeometriesNeverPanic(t *testing.T) {
+	tw := testTwin(t)
+	odd := map[string]orb.Geometry{
+		"coll":      orb.Collection{vehiclePos, orb.LineString{{106.57, 29.56}, {106.58, 29.57}}},
+		"emptyline": orb.LineString{},
+		"oneline":   orb.LineString{{106.57, 29.56}},
+		"emptypoly": orb.Polygon{},
+		"flat":      orb.Polygon{{{106.57, 29.56}, {106.58, 29.56}, {106.57, 29.56}}},
+		"emptyring": orb.Polygon{{}},
+		"nan":       orb.Point{math.NaN(), 29.56},
+		"mp":        orb.MultiPoint{},
+		"bound":     orb.Bound{Min: orb.Point{106.570, 29.560}, Max: orb.Point{106.571, 29.561}},
+		"ring":      orb.Ring{{106.570, 29.560}, {106.571, 29.560}, {106.571, 29.561}, {106.570, 29.560}},
+	}
+	for name, g := range odd {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Bridges, name), Geometry: g, Props: map[string]any{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(tw, Options{})
+	for _, z := range []maptile.Zoom{8, 12, 15, 18, 22} {
+		w := get(t, s.Handler(), tileURL("bridges", maptile.At(vehiclePos, z)), nil)
+		if w.Code != http.StatusOK {
+			t.Fatalf("z%d: %d %s", z, w.Code, w.Body)
+		}
+		decodeMVT(t, w.Body.Bytes())
+	}
+}
