@@ -19,9 +19,10 @@ type Bridge struct {
 	LengthM             float64
 }
 
-// ForbiddenMuckHours are the local (Asia/Shanghai) hours during which muck
-// trucks may not use the bridges, as carried in each bridge's restrictions.
-var ForbiddenMuckHours = []string{"07:00-09:00", "17:00-19:30"}
+// ForbiddenMuckHours returns the local (Asia/Shanghai) hours during which
+// muck trucks may not use the bridges, as carried in each bridge's
+// restrictions.
+func ForbiddenMuckHours() []string { return []string{"07:00-09:00", "17:00-19:30"} }
 
 // bridgeDef places a bridge at fraction t of a centreline segment; length
 // from the facts sheet (metres), widened when the river is wider.
@@ -74,8 +75,8 @@ func (c *City) addBridges() error {
 		c.Bridges = append(c.Bridges, br)
 		c.add(feature(twin.Bridges, lower(def.name), br.Line, map[string]any{
 			"name": def.name + " Bridge", "name_zh": def.nameZH, "river": rv.Name,
-			"connects": []string{da.Code, db.Code}, "length_m": br.LengthM,
-			"restrictions": map[string]any{"muck_truck": map[string]any{"forbidden": append([]string(nil), ForbiddenMuckHours...)}},
+			"connects": []any{da.Code, db.Code}, "length_m": br.LengthM,
+			"restrictions": map[string]any{"muck_truck": map[string]any{"forbidden": anys(ForbiddenMuckHours())}},
 		}))
 	}
 	return nil
@@ -184,4 +185,14 @@ func (c *City) crossesWater(a, b orb.Point) bool {
 		}
 	}
 	return false
+}
+
+// anys converts to []any, the type JSON decoding gives lists, so props look
+// the same whether they come from here or from a store.
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }

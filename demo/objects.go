@@ -101,12 +101,12 @@ func drawLevels(r *rand.Rand) (int, bool) {
 	}
 }
 
-func owners(r *rand.Rand, persons int) []string {
+func owners(r *rand.Rand, persons int) []any {
 	k := 1
 	if r.Float64() < 0.3 {
 		k = 2
 	}
-	out := make([]string, k)
+	out := make([]any, k)
 	for i := range out {
 		out[i] = fmt.Sprintf("person-%05d", 1+r.IntN(persons))
 	}
