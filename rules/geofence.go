@@ -32,6 +32,7 @@ type fenceState struct {
 	entryS    float64   // metres along a line target where the (possible) visit began
 	entryP    orb.Point // where it began, for the bearing of an area crossing
 	fired     bool      // this visit already raised the alert
+	outFired  bool      // this stretch outside already raised the alert
 }
 
 // fenceRule is a geofence rule's index and state. The R-tree holds every
@@ -187,10 +188,17 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 		seg = seg.Extend(q)
 	}
 	var cand []*fenceTarget
-	f.idx.Search(seg.Min, seg.Max, func(_, _ [2]float64, t *fenceTarget) bool {
-		cand = append(cand, t)
-		return true
-	})
+	if f.outsideAll() {
+		// "outside" of named fences is news far from them too: test them all.
+		for _, t := range f.targets {
+			cand = append(cand, t)
+		}
+	} else {
+		f.idx.Search(seg.Min, seg.Max, func(_, _ [2]float64, t *fenceTarget) bool {
+			cand = append(cand, t)
+			return true
+		})
+	}
 	st := f.state[c.New.ID]
 	for tid := range st {
 		if t := f.targets[tid]; t != nil && !containsTarget(cand, t) {
@@ -251,9 +259,6 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 			if f.detect[DetectExit] {
 				e.fenceFire(a, c, v, t, s, at, DetectExit, nil)
 			}
-			if f.detect[DetectOutside] {
-				e.fenceFire(a, c, v, t, s, at, DetectOutside, nil)
-			}
 			if f.detect[DetectCross] {
 				if dir, ok := f.crossed(t, s.entryS, exitS, s.entryP, p); ok {
 					e.fenceFire(a, c, v, t, s, at, DetectCross, dir)
@@ -274,7 +279,12 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 		if s.in && f.detect[DetectInside] && !s.fired {
 			e.fenceFire(a, c, v, t, s, at, DetectInside, nil)
 		}
-		if s.in || s.pending {
+		if s.in {
+			s.outFired = false
+		} else if f.detect[DetectOutside] && !s.pending && !s.outFired && (exited || f.outsideAll()) {
+			s.outFired = e.fenceFire(a, c, v, t, s, at, DetectOutside, nil)
+		}
+		if s.in || s.pending || f.outsideAll() {
 			if st == nil {
 				st = map[twin.ID]*fenceState{}
 				f.state[c.New.ID] = st
@@ -290,6 +300,11 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 	}
 }
 
+// outsideAll tells whether every named target is tested on every update:
+// for `outside` against an explicit set of fences (a worker's grid, a
+// depot), where being far away is exactly what the rule is about.
+func (f *fenceRule) outsideAll() bool { return f.detect[DetectOutside] && f.ids != nil }
+
 func containsTarget(l []*fenceTarget, t *fenceTarget) bool {
 	for _, x := range l {
 		if x == t {
@@ -301,20 +316,21 @@ func containsTarget(l []*fenceTarget, t *fenceTarget) bool {
 
 // fenceFire raises the alert for one detection if the time windows and the
 // rule's condition allow; one visit raises at most one alert firing.
-func (e *Engine) fenceFire(a *active, c *twin.Change, v *vars, t *fenceTarget, s *fenceState, at time.Time, detect string, dir map[string]any) {
+// It reports whether it fired.
+func (e *Engine) fenceFire(a *active, c *twin.Change, v *vars, t *fenceTarget, s *fenceState, at time.Time, detect string, dir map[string]any) bool {
 	// Inside and cross describe the same visit: one firing per visit.
 	// Enter, exit and outside are events of their own.
 	once := detect == DetectInside || detect == DetectCross
 	if once && s.fired {
-		return
+		return false
 	}
 	if !inWindows(a.c.windows, at, a.c.loc) || !inWindows(t.windows, at, a.c.loc) {
-		return
+		return false
 	}
 	v.target = t.f
 	v.targetM = nil
 	if ok, _ := a.c.cond.eval(v); !ok {
-		return
+		return false
 	}
 	if once {
 		s.fired = true
@@ -328,6 +344,7 @@ func (e *Engine) fenceFire(a *active, c *twin.Change, v *vars, t *fenceTarget, s
 		msg = c.New.ID.String() + " " + detect + " " + t.f.ID.String()
 	}
 	e.fire(firing{rule: a, subject: c.New, target: t.f, joined: v.joined, severity: a.severity(), at: at, message: msg, detail: detail})
+	return true
 }
 
 // rawIn tells whether p is on/in the target, with hysteresis: for an area a

@@ -109,3 +109,43 @@ rules:
 		t.Fatalf("alerts = %d after passing beside", len(as))
 	}
 }
+
+func TestOutsideNamedFenceAndDwell(t *testing.T) {
+	f := newFixture(t, "")
+	c := orb.Point{106.56, 29.56}
+	ring := orb.Ring{offset(c, -100, -100), offset(c, 100, -100), offset(c, 100, 100), offset(c, -100, 100), offset(c, -100, -100)}
+	f.put(twin.Grids, "depot", orb.Polygon{ring}, map[string]any{"code": "depot"})
+	rs, err := Parse("t.yaml", []byte(`
+rules:
+  - name: left-depot
+    kind: geofence
+    subjects: {layer: vehicles}
+    target: {id: grids/depot}
+    detect: outside
+    buffer_m: 10
+    dwell_s: 60
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.e.Load(rs)
+	at := time.Date(2026, 11, 24, 10, 0, 0, 0, shanghai)
+	f.put(twin.Vehicles, "W1", c, nil)
+	f.fix(t, "W1", at, c)
+	f.fix(t, "W1", at.Add(time.Minute), c) // inside for a minute: in
+	f.fix(t, "W1", at.Add(2*time.Minute), offset(c, 0, 5000))
+	if n := len(f.alerts("left-depot")); n != 0 {
+		t.Fatalf("fired before dwell: %d", n)
+	}
+	f.fix(t, "W1", at.Add(3*time.Minute), offset(c, 0, 6000)) // 60 s outside, 5 km away
+	as := f.alerts("left-depot")
+	if len(as) != 1 || as[0].Prop("detect") != "outside" {
+		t.Fatalf("alerts = %d", len(as))
+	}
+	for i := 4; i < 10; i++ {
+		f.fix(t, "W1", at.Add(time.Duration(i)*time.Minute), offset(c, 0, 6000+float64(i)*100))
+	}
+	if n, _ := f.alerts("left-depot")[0].Number("count"); n != 1 {
+		t.Fatalf("outside refired: count %v", n)
+	}
+}
