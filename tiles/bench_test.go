@@ -93,10 +93,12 @@ func (l latencies) report(b *testing.B, elapsed time.Duration, bytes int64) {
 
 // BenchmarkTile measures GET /tiles/buildings,roads,bridges/z/x/y.mvt
 // (gzip accepted) on the demo city: cold (cache purged before every
-// request: build, gzip, ETag) and warm (answered from the cache).
+// request: build, gzip, ETag) and warm (answered from the cache); "build"
+// is the uncompressed MVT build alone, comparable with
+// BenchmarkPostGISBaseline (B/tile is then uncompressed too).
 func BenchmarkTile(b *testing.B) {
 	tw := benchTwin(b)
-	for _, mode := range []string{"cold", "warm"} {
+	for _, mode := range []string{"build", "cold", "warm"} {
 		for _, z := range benchZooms {
 			b.Run(fmt.Sprintf("%s/z%d", mode, z), func(b *testing.B) {
 				s := New(tw, Options{})
@@ -122,7 +124,17 @@ func BenchmarkTile(b *testing.B) {
 						s.cache.mu.Unlock()
 					}
 					t0 := time.Now()
-					total += int64(benchGet(b, h, urls[i%len(urls)]))
+					if mode == "build" {
+						tl := ts[i%len(ts)]
+						raw, _, err := s.build(context.Background(), Request{Kind: KindTile, Z: uint8(tl.Z), X: tl.X, Y: tl.Y,
+							Layers: []twin.Layer{twin.Buildings, twin.Roads, twin.Bridges}})
+						if err != nil {
+							b.Fatal(err)
+						}
+						total += int64(len(raw))
+					} else {
+						total += int64(benchGet(b, h, urls[i%len(urls)]))
+					}
 					lat = append(lat, time.Since(t0))
 				}
 				lat.report(b, time.Since(start), total)

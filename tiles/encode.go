@@ -122,9 +122,12 @@ func (s *Server) buildLayer(ctx context.Context, l twin.Layer, req Request, foun
 		if g == nil {
 			continue
 		}
-		g = clip.Geometry(box, g)
-		if g == nil {
-			continue
+		if gb := g.Bound(); !box.Contains(gb.Min) || !box.Contains(gb.Max) {
+			// Only features crossing the buffered edge need clipping
+			// (most at high zoom lie inside and skip the copy).
+			if g = clip.Geometry(box, g); g == nil {
+				continue
+			}
 		}
 		if g.Dimensions() > 0 {
 			g = dp.Simplify(g)
