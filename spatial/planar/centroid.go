@@ -105,11 +105,13 @@ func lineMidpoint(ls orb.LineString) (orb.Point, bool) {
 
 // ringMoments returns the signed area and the first moments of ring r
 // (shoelace formula); the centroid is (cx/(6a), cy/(6a)) with a the area.
-func ringMoments(r orb.Ring) (a, cx, cy float64) {
+// Coordinates are taken relative to origin o: in absolute lon/lat the cross
+// products of a 20 m building cancel catastrophically (metres-level error).
+func ringMoments(r orb.Ring, o orb.Point) (a, cx, cy float64) {
 	n := len(r)
 	for i, j := 0, n-1; i < n; j, i = i, i+1 {
-		x0, y0 := r[j][0], r[j][1]
-		x1, y1 := r[i][0], r[i][1]
+		x0, y0 := r[j][0]-o[0], r[j][1]-o[1]
+		x1, y1 := r[i][0]-o[0], r[i][1]-o[1]
 		c := x0*y1 - x1*y0
 		a += c
 		cx += (x0 + x1) * c
@@ -119,9 +121,10 @@ func ringMoments(r orb.Ring) (a, cx, cy float64) {
 }
 
 // polygonMoments sums outer ring minus holes, whatever their orientation.
-func polygonMoments(poly orb.Polygon) (a, cx, cy float64) {
+// Moments are relative to origin o.
+func polygonMoments(poly orb.Polygon, o orb.Point) (a, cx, cy float64) {
 	for i, r := range poly {
-		ra, rx, ry := ringMoments(r)
+		ra, rx, ry := ringMoments(r, o)
 		s := 1.0
 		if (ra < 0) != (i > 0) { // outer must count positive, holes negative
 			s = -1
@@ -137,12 +140,13 @@ func polygonRep(poly orb.Polygon) (orb.Point, bool) {
 	if len(poly) == 0 || len(poly[0]) == 0 {
 		return orb.Point{}, false
 	}
-	a, cx, cy := polygonMoments(poly)
+	o := poly[0][0]
+	a, cx, cy := polygonMoments(poly, o)
 	if a <= 0 {
 		// Degenerate (zero area): fall back to the outline's midpoint.
 		return lineMidpoint(orb.LineString(poly[0]))
 	}
-	c := orb.Point{cx / (6 * a), cy / (6 * a)}
+	c := orb.Point{o[0] + cx/(6*a), o[1] + cy/(6*a)}
 	if PointInPolygon(c, poly) {
 		return c, true
 	}
@@ -159,8 +163,15 @@ func polygonRep(poly orb.Polygon) (orb.Point, bool) {
 func multiPolygonRep(mp orb.MultiPolygon) (orb.Point, bool) {
 	var a, cx, cy, bestA float64
 	best := -1
+	var o orb.Point
+	for _, poly := range mp {
+		if len(poly) > 0 && len(poly[0]) > 0 {
+			o = poly[0][0]
+			break
+		}
+	}
 	for i, poly := range mp {
-		pa, px, py := polygonMoments(poly)
+		pa, px, py := polygonMoments(poly, o)
 		a += pa
 		cx += px
 		cy += py
@@ -172,7 +183,7 @@ func multiPolygonRep(mp orb.MultiPolygon) (orb.Point, bool) {
 		return orb.Point{}, false
 	}
 	if a > 0 {
-		c := orb.Point{cx / (6 * a), cy / (6 * a)}
+		c := orb.Point{o[0] + cx/(6*a), o[1] + cy/(6*a)}
 		if PointInMultiPolygon(c, mp) {
 			return c, true
 		}
