@@ -283,10 +283,7 @@ func (e *Engine) publishAlert(al *twin.Feature) {
 	}
 	if e.opts.Publisher != nil {
 		topic := "twin/alerts/" + al.Prop("severity") + "/" + al.Prop("rule")
-		if err := e.opts.Publisher.Publish(context.Background(), topic, 1, false, b); err != nil {
-			e.m.publishFailures.Inc()
-			e.log.Warn("rules: publish alert", "topic", topic, "err", err)
-		}
+		e.enqueue(topic, b)
 	}
 	e.hook.send(b)
 }
@@ -323,8 +320,68 @@ func (e *Engine) notify(persons []string, msg map[string]any) {
 			continue
 		}
 		seen[p] = true
-		if err := e.opts.Publisher.Publish(context.Background(), "twin/notify/"+p, 1, false, b); err != nil {
-			e.m.publishFailures.Inc()
+		e.enqueue("twin/notify/"+p, b)
+	}
+}
+
+// outMsg is one MQTT message waiting in the outbox.
+type outMsg struct {
+	topic   string
+	payload []byte
+}
+
+// outboxSize bounds the MQTT outbox; beyond it messages are dropped and
+// counted, so a dead broker never stalls rule evaluation.
+const outboxSize = 4096
+
+// publishTimeout bounds one MQTT publish (QoS 1 waits for the ack).
+const publishTimeout = 5 * time.Second
+
+// enqueue hands a message to the outbox without blocking.
+func (e *Engine) enqueue(topic string, payload []byte) {
+	select {
+	case e.out <- outMsg{topic, payload}:
+	default:
+		e.m.publishFailures.Inc()
+		e.log.Warn("rules: MQTT outbox full; dropped", "topic", topic)
+	}
+}
+
+// publishOne sends one outbox message with a timeout.
+func (e *Engine) publishOne(ctx context.Context, m outMsg) {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if err := e.opts.Publisher.Publish(ctx, m.topic, 1, false, m.payload); err != nil {
+		e.m.publishFailures.Inc()
+		e.log.Warn("rules: publish", "topic", m.topic, "err", err)
+	}
+}
+
+// Flush publishes everything waiting in the outbox, synchronously. Run's
+// publisher goroutine does this continuously; tests and tools that drive
+// the engine with Drain and Tick call it directly.
+func (e *Engine) Flush(ctx context.Context) {
+	for {
+		select {
+		case m := <-e.out:
+			e.publishOne(ctx, m)
+		default:
+			return
+		}
+	}
+}
+
+// publisher drains the outbox until ctx ends, then flushes what is left
+// (each publish bounded by publishTimeout).
+func (e *Engine) publisher(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	for {
+		select {
+		case m := <-e.out:
+			e.publishOne(ctx, m)
+		case <-ctx.Done():
+			e.Flush(context.Background())
+			return
 		}
 	}
 }

@@ -26,7 +26,7 @@ type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: metrics are not registered
 	Clock      clock.Clock
-	Publisher  Publisher // nil: nothing is published
+	Publisher  Publisher // nil: nothing is published; called from Run's publisher goroutine (or Flush), never under the engine lock
 	Webhooks   []string  // URLs that receive every alert as a JSON POST
 	TimeZone   string    // default for rules that name none; default Asia/Shanghai
 	// TickEvery is how often Run calls Tick; default 5 s.
@@ -52,6 +52,7 @@ type Engine struct {
 	loc  *time.Location
 	m    metrics
 	hook *webhooks
+	out  chan outMsg // MQTT outbox: publishing never happens under mu
 
 	mu    sync.Mutex
 	rs    *RuleSet
@@ -87,6 +88,7 @@ func New(tw *twin.Twin, opts Options) *Engine {
 		loc, _ = time.LoadLocation(DefaultTimeZone)
 	}
 	e := &Engine{tw: tw, opts: opts, log: opts.Logger, clk: opts.Clock, loc: loc, m: newMetrics(opts.Registerer)}
+	e.out = make(chan outMsg, outboxSize)
 	e.hook = newWebhooks(opts.Webhooks, opts.HTTPClient, e.m.webhookFailures, opts.Logger)
 	e.al = newAlertBook(tw)
 	e.risk = newRiskIndex()
@@ -161,10 +163,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer cur.Close()
 	t := time.NewTicker(e.opts.TickEvery)
 	defer t.Stop()
+	pubDone := make(chan struct{})
+	go e.publisher(ctx, pubDone)
 	for {
 		e.Drain()
 		select {
 		case <-ctx.Done():
+			<-pubDone
 			e.hook.wait()
 			return nil
 		case <-cur.C():
@@ -178,9 +183,21 @@ func (e *Engine) Run(ctx context.Context) error {
 // synchronously. Run calls it on every wake-up; tests and benchmarks call it
 // directly. It returns the number of changes processed.
 func (e *Engine) Drain() int {
+	n := 0
+	for {
+		k, more := e.drainBatch()
+		n += k
+		if !more {
+			return n
+		}
+	}
+}
+
+// drainBatch evaluates up to one batch of changes under mu, so HTTP actions
+// and Tick interleave with a long backlog instead of waiting it out.
+func (e *Engine) drainBatch() (int, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n := 0
 	for {
 		cs, err := e.tw.Feed().Since(e.after, 4096)
 		if errors.Is(err, twin.ErrTooOld) {
@@ -191,7 +208,7 @@ func (e *Engine) Drain() int {
 			continue
 		}
 		if len(cs) == 0 {
-			return n
+			return 0, false
 		}
 		start := time.Now()
 		for i := range cs {
@@ -199,7 +216,7 @@ func (e *Engine) Drain() int {
 		}
 		e.m.evalSeconds.Observe(time.Since(start).Seconds() / float64(len(cs)))
 		e.after = cs[len(cs)-1].Seq
-		n += len(cs)
+		return len(cs), true
 	}
 }
 

@@ -107,6 +107,12 @@ func (f *fixture) reading(t *testing.T, name string, at time.Time, vals map[stri
 	f.e.Drain()
 }
 
+// count flushes the engine's MQTT outbox and counts publishes by prefix.
+func (f *fixture) count(prefix string) int {
+	f.e.Flush(context.Background())
+	return f.pub.count(prefix)
+}
+
 func (f *fixture) alerts(rule string) []*twin.Feature {
 	var out []*twin.Feature
 	f.tw.Range(twin.Alerts, func(a *twin.Feature) bool {
@@ -173,7 +179,7 @@ func TestCrossingInForbiddenHoursRaisesOneAlert(t *testing.T) {
 	if got := strings.Join(stringsOf(a.Props["regions"]), ","); got != "500103,500105" {
 		t.Errorf("regions = %s, want both districts", got)
 	}
-	if f.pub.count("twin/alerts/orange/bridge-muck") != 1 {
+	if f.count("twin/alerts/orange/bridge-muck") != 1 {
 		t.Errorf("published %v", f.pub.topics)
 	}
 }
@@ -293,7 +299,7 @@ func TestHydrantPressureZeroTurnsBuildingOrange(t *testing.T) {
 	if n, _ := b.Number("risk_level"); n != 2 || b.Prop("risk_color") != "orange" {
 		t.Fatalf("risk after pressure 0 = %v %v", n, b.Prop("risk_color"))
 	}
-	if f.pub.count("twin/notify/p1") == 0 || f.pub.count("twin/notify/p2") == 0 {
+	if f.count("twin/notify/p1") == 0 || f.count("twin/notify/p2") == 0 {
 		t.Errorf("owners not notified: %v", f.pub.topics)
 	}
 	// 0.05 MPa: no tier, but the clear condition does not hold yet (hysteresis).
@@ -350,8 +356,8 @@ func TestOverdueHazardEscalatesPerPeriod(t *testing.T) {
 	if len(as) != 1 || as[0].Prop("severity") != "red" || as[0].Prop("tier") != "city" {
 		t.Fatalf("risk alert: %d %v", len(as), as)
 	}
-	if f.pub.count("twin/notify/p9") != 3 {
-		t.Errorf("owner notifications = %d, want 3", f.pub.count("twin/notify/p9"))
+	if f.count("twin/notify/p9") != 3 {
+		t.Errorf("owner notifications = %d, want 3", f.count("twin/notify/p9"))
 	}
 	// Fixing the hazard brings the building back and closes the alert.
 	_, _, err := f.tw.Update(twin.NewID(twin.Buildings, "b2"), func(c *twin.Feature) (*twin.Feature, error) {

@@ -59,6 +59,7 @@ func TestAlertsReachMQTT(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Drain()
+	e.Flush(context.Background())
 	select {
 	case m := <-got:
 		if m.Topic() != "twin/alerts/red/"+id {
