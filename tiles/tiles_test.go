@@ -715,3 +715,31 @@ func TestOddGeometriesNeverPanic(t *testing.T) {
 		decodeMVT(t, w.Body.Bytes())
 	}
 }
+
+// TestTileJSONBoundsFollowChanges: the advertised bounds grow when an
+// object appears outside them, and TileJSON of live layers is short-lived.
+func TestTileJSONBoundsFollowChanges(t *testing.T) {
+	tw := testTwin(t)
+	s := New(tw, Options{BaseURL: "https://twin.example/"})
+	bounds := func() ([]float64, string, string) {
+		w := get(t, s.Handler(), "/tiles/vehicles.json", nil)
+		var tj struct {
+			Bounds []float64 `json:"bounds"`
+			Tiles  []string  `json:"tiles"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &tj); err != nil {
+			t.Fatal(err)
+		}
+		return tj.Bounds, tj.Tiles[0], w.Header().Get("Cache-Control")
+	}
+	b1, u, cc := bounds()
+	if b1[0] != vehiclePos[0] || b1[3] != vehiclePos[1] || u != "https://twin.example/tiles/vehicles/{z}/{x}/{y}.mvt" || cc != "public, max-age=2" {
+		t.Errorf("bounds %v url %s cache %s", b1, u, cc)
+	}
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, "p9"), Geometry: orb.Point{106.8, 29.9}, Props: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	if b2, _, _ := bounds(); b2[2] != 106.8 || b2[3] != 29.9 || b2[0] != vehiclePos[0] {
+		t.Errorf("bounds after a new vehicle: %v", b2)
+	}
+}
