@@ -80,7 +80,7 @@ func runNode(t testing.TB, script string, args ...string) []byte {
 		if err1 == nil && err2 == nil {
 			return
 		}
-		cmd := exec.Command("npm", "install", "--no-audit", "--no-fund", "--silent")
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund", "--silent")
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			npmErr = err
