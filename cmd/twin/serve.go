@@ -45,6 +45,7 @@ type serveConfig struct {
 	seed                                                             int64
 	simRate                                                          float64
 	origins                                                          string
+	mqttClientID                                                     string
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -55,6 +56,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.data, "data", "./var", "data directory for the embedded store and the generated auth key")
 	fs.StringVar(&c.mqtt, "mqtt", "", "MQTT broker URL (empty: embedded broker on --mqtt-listen)")
 	fs.StringVar(&c.mqttListen, "mqtt-listen", "127.0.0.1:1883", "embedded broker listen address")
+	fs.StringVar(&c.mqttClientID, "mqtt-client-id", "", "MQTT client id, stable across restarts so the broker keeps the session (default citytwin-HOSTNAME; give each server sharing a broker its own)")
 	fs.BoolVar(&c.demo, "demo", false, "load the synthetic Chongqing demo city into an empty store and drive it live")
 	fs.IntVar(&c.scale, "scale", 1, "demo city scale (20 = about a million buildings)")
 	fs.Int64Var(&c.seed, "seed", 2016, "demo city seed")
@@ -140,7 +142,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		brokerURL = b.URL()
 		log.Info("embedded MQTT broker", "url", brokerURL)
 	}
-	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, AutoRegister: c.autoRegister || c.demo, Logger: log, Registerer: reg})
+	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, ClientID: c.mqttClientID, AutoRegister: c.autoRegister || c.demo, Logger: log, Registerer: reg})
 
 	var wg sync.WaitGroup
 	goRun := func(name string, fn func(context.Context) error) {

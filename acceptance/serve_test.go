@@ -1,0 +1,75 @@
+package acceptance
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeBasics: health, readiness, metrics, JSON 404s, 401 without a
+// token (no --demo: no anonymous read), graceful SIGTERM (at cleanup).
+func TestServeBasics(t *testing.T) {
+	s := startServer(t, serveOpts{})
+
+	var health map[string]any
+	s.must(t, http.StatusOK, http.MethodGet, "/healthz", "", nil).json(t, &health)
+
+	var ready struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	s.must(t, http.StatusOK, http.MethodGet, "/readyz", "", nil).json(t, &ready)
+	if ready.Checks["store"] != "ok" || ready.Checks["broker"] != "ok" {
+		t.Errorf("readyz checks = %v, want store and broker ok", ready.Checks)
+	}
+
+	// One message so the counter family has a sample.
+	tok := s.token(t, "operator", "500000")
+	name := "acc-basic-" + suffix(t)
+	s.putVehicle(t, tok, name, 106.55, 29.56, nil)
+	res := s.postTelemetry(t, tok, map[string]any{"id": name, "ts": time.Now().UTC().Format(time.RFC3339Nano), "lon": 106.551, "lat": 29.561})
+	if len(res) != 1 || res[0].Outcome != "applied" {
+		t.Fatalf("telemetry results = %+v, want one applied", res)
+	}
+	m := s.metrics(t, "twin_ingest_messages_total")
+	if len(m) == 0 {
+		t.Fatalf("/metrics has no twin_ingest_messages_total")
+	}
+	total := 0.0
+	for _, v := range m {
+		total += v
+	}
+	if total < 1 {
+		t.Errorf("twin_ingest_messages_total = %v, want >= 1", m)
+	}
+
+	for _, path := range []string{"/no/such/path", "/api/nope", "/ogc/collections/nolayer/items"} {
+		r := s.do(t, http.MethodGet, path, tok, nil)
+		var e struct {
+			Error string `json:"error"`
+		}
+		if r.status != http.StatusNotFound {
+			t.Errorf("GET %s: status %d, want 404: %s", path, r.status, truncate(r.body))
+			continue
+		}
+		if !strings.Contains(r.header.Get("Content-Type"), "json") {
+			t.Errorf("GET %s: Content-Type %q, want JSON", path, r.header.Get("Content-Type"))
+		}
+		r.json(t, &e)
+		if e.Error == "" {
+			t.Errorf("GET %s: body %s has no \"error\"", path, r.body)
+		}
+		if strings.Contains(string(r.body), "goroutine ") {
+			t.Errorf("GET %s: body looks like a stack trace", path)
+		}
+	}
+
+	// No token: 401 on every /api read without --demo.
+	for _, path := range []string{"/api/entities/vehicles/" + name, "/api/nearby?lon=106.55&lat=29.56", "/ogc/collections/vehicles/items"} {
+		r := s.do(t, http.MethodGet, path, "", nil)
+		if r.status != http.StatusUnauthorized {
+			t.Errorf("GET %s without token: status %d, want 401", path, r.status)
+		}
+	}
+}
