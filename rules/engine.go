@@ -126,7 +126,7 @@ func (e *Engine) Load(rs *RuleSet) {
 		} else if c.loc == nil || rs.TimeZone == "" {
 			c.loc = e.loc
 		}
-		a := newActive(r, c)
+		a := newActive(r, c, e.opts.Clock.Now())
 		if o := old[r.Name]; o != nil && sameSpec(o.spec, r) {
 			a.carry(o)
 		}
@@ -308,7 +308,7 @@ type active struct {
 	off   *offlineState
 }
 
-func newActive(r *Rule, c *compiled) *active {
+func newActive(r *Rule, c *compiled, now time.Time) *active {
 	a := &active{spec: r, c: c, subj: twin.Layer(r.Subjects.Layer)}
 	switch r.Kind {
 	case KindGeofence:
@@ -316,7 +316,7 @@ func newActive(r *Rule, c *compiled) *active {
 	case KindThreshold:
 		a.thr = &thresholdState{level: map[twin.ID]int{}}
 	case KindOffline:
-		a.off = &offlineState{down: map[twin.ID]bool{}}
+		a.off = &offlineState{down: map[twin.ID]bool{}, since: now}
 	}
 	return a
 }

@@ -420,6 +420,43 @@ rules:
 	}
 }
 
+// A city loaded from the store (devices last updated long ago) does not
+// raise an offline alarm for every device at start: the rule waits `after`
+// from when it started watching.
+func TestOfflineNoFloodAtStart(t *testing.T) {
+	f := newFixture(t, `
+rules:
+  - name: offline
+    kind: offline
+    severity: blue
+    subjects: {layer: devices}
+    after: 10m
+`)
+	f.put(twin.Devices, "old", orb.Point{106.55, 29.55}, map[string]any{"kind": "septic_gas"})
+	f.clk.Advance(time.Hour) // the device has been silent for an hour before this engine
+	rs, err := Parse("r.yaml", []byte(`
+rules:
+  - name: offline2
+    kind: offline
+    severity: blue
+    subjects: {layer: devices}
+    after: 10m
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.e.Load(rs)
+	f.e.Tick(f.clk.Now())
+	if n := len(f.alerts("offline2")); n != 0 {
+		t.Fatalf("flood at start: %d offline alerts", n)
+	}
+	f.clk.Advance(11 * time.Minute)
+	f.e.Tick(f.clk.Now())
+	if n := len(f.alerts("offline2")); n != 1 {
+		t.Fatalf("after the wait: %d offline alerts, want 1", n)
+	}
+}
+
 const gasA = `
 rules:
   - name: gas

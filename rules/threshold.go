@@ -66,8 +66,14 @@ func (e *Engine) evalThreshold(a *active, c *twin.Change, v *vars) {
 	e.resolve(a, id, "readings back to normal")
 }
 
-// offlineState is the set of subjects currently reported offline.
-type offlineState struct{ down map[twin.ID]bool }
+// offlineState is the set of subjects currently reported offline, and when
+// this server started watching: nobody is offline before it has itself
+// waited `after`, so a restart or a freshly loaded city does not raise an
+// alarm for every device at once.
+type offlineState struct {
+	down  map[twin.ID]bool
+	since time.Time
+}
 
 // heard clears an offline alarm when the subject reports again.
 func (e *Engine) heard(a *active, c *twin.Change) {
@@ -79,7 +85,8 @@ func (e *Engine) heard(a *active, c *twin.Change) {
 }
 
 // tickOffline fires for every subject not heard for the rule's `after`.
-// Objects that never sent telemetry count from their last update.
+// Objects that never sent telemetry count from their last update, and
+// nothing counts from before the rule started watching.
 func (e *Engine) tickOffline(a *active, now time.Time) {
 	after := time.Duration(a.spec.After)
 	var late []*twin.Feature
@@ -87,6 +94,9 @@ func (e *Engine) tickOffline(a *active, now time.Time) {
 		last := f.Observed
 		if last.IsZero() {
 			last = f.Updated
+		}
+		if last.Before(a.off.since) {
+			last = a.off.since
 		}
 		if now.Sub(last) >= after && !a.off.down[f.ID] {
 			late = append(late, f)

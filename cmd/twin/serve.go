@@ -164,6 +164,11 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		return err
 	}
 	goRun("rules", eng.Run)
+	if c.rulesFile != "" {
+		// Hot reload: a changed file is re-parsed; a bad one is logged and
+		// the previous rules keep running.
+		goRun("rules-watch", func(ctx context.Context) error { return eng.WatchFile(ctx, c.rulesFile, 3*time.Second) })
+	}
 
 	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true})
 	goRun("incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
