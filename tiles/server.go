@@ -84,6 +84,21 @@ type Server struct {
 
 	boundsMu sync.Mutex
 	bounds   map[twin.Layer]layerBounds
+
+	flightMu sync.Mutex
+	flight   map[cacheKey]*flight
+}
+
+// flight is one tile build that concurrent requests for the same key wait
+// for instead of building it again (a wall of screens opening the same
+// view, or every client refetching a tile a change just invalidated).
+type flight struct {
+	done chan struct{}
+	e    *entry
+	seq  uint64 // feed seq the content is consistent with
+	err  error
+	// waiters counts requests waiting on done (under flightMu; tests).
+	waiters int
 }
 
 type metrics struct {
@@ -98,7 +113,8 @@ type metrics struct {
 // with the twin (handlers stay correct without it, but catch up themselves).
 func New(tw *twin.Twin, opts Options) *Server {
 	opts = opts.withDefaults()
-	s := &Server{opts: opts, tw: tw, cache: newCache(opts.CacheBytes), bounds: map[twin.Layer]layerBounds{}}
+	s := &Server{opts: opts, tw: tw, cache: newCache(opts.CacheBytes), bounds: map[twin.Layer]layerBounds{},
+		flight: map[cacheKey]*flight{}}
 	// Nothing is cached yet, so changes before now need no invalidation.
 	s.cache.processed = tw.Feed().Last()
 	s.cache.ringFloor = s.cache.processed + 1
@@ -229,11 +245,47 @@ func (s *Server) tile(ctx context.Context, req Request) (*entry, bool, error) {
 		if e, ok := s.cache.get(key); ok {
 			return e, true, nil
 		}
+		asked := s.tw.Feed().Last()
+		s.flightMu.Lock()
+		if f, ok := s.flight[key]; ok {
+			f.waiters++
+			s.flightMu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return nil, false, fmt.Errorf("wait for tile: %w", ctx.Err())
+			}
+			// Use the shared result only if it includes every change made
+			// before this request arrived; else build afresh below.
+			if f.err == nil && f.seq >= asked {
+				return f.e, true, nil
+			}
+		} else {
+			f := &flight{done: make(chan struct{})}
+			s.flight[key] = f
+			s.flightMu.Unlock()
+			defer func() {
+				s.flightMu.Lock()
+				delete(s.flight, key)
+				s.flightMu.Unlock()
+				close(f.done)
+			}()
+			e, seq, err := s.buildEntry(ctx, req, key, true)
+			f.e, f.seq, f.err = e, seq, err
+			return e, false, err
+		}
 	}
+	e, _, err := s.buildEntry(ctx, req, key, cacheable)
+	return e, false, err
+}
+
+// buildEntry builds a tile with its ETag (and gzip form when cacheable)
+// and offers it to the cache.
+func (s *Server) buildEntry(ctx context.Context, req Request, key cacheKey, cacheable bool) (*entry, uint64, error) {
 	start := time.Now()
 	raw, seq, err := s.build(ctx, req)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	e := &entry{key: key, layers: req.Layers, raw: raw, etag: etagOf(raw)}
 	if cacheable {
@@ -243,7 +295,7 @@ func (s *Server) tile(ctx context.Context, req Request) (*entry, bool, error) {
 	if cacheable {
 		s.cache.put(e, seq)
 	}
-	return e, false, nil
+	return e, seq, nil
 }
 
 // cacheControl is short for tiles with a live layer (positions move every

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -741,5 +742,60 @@ func TestTileJSONBoundsFollowChanges(t *testing.T) {
 	}
 	if b2, _, _ := bounds(); b2[2] != 106.8 || b2[3] != 29.9 || b2[0] != vehiclePos[0] {
 		t.Errorf("bounds after a new vehicle: %v", b2)
+	}
+}
+
+// TestConcurrentMissesBuildOnce: requests for a tile being built wait for
+// that build instead of repeating it.
+func TestConcurrentMissesBuildOnce(t *testing.T) {
+	tw := testTwin(t)
+	var builds sync.WaitGroup
+	release := make(chan struct{})
+	var mu sync.Mutex
+	calls := 0
+	s := New(tw, Options{
+		Scope: func(context.Context) string { return "all" },
+		Filter: func(_ context.Context, f *twin.Feature) bool {
+			mu.Lock()
+			calls++
+			first := calls == 1
+			mu.Unlock()
+			if first {
+				<-release
+			}
+			return true
+		},
+	})
+	u := tileURL("vehicles", maptile.At(vehiclePos, 15))
+	etags := make([]string, 5)
+	for i := range etags {
+		builds.Add(1)
+		go func() {
+			defer builds.Done()
+			etags[i] = get(t, s.Handler(), u, nil).Header().Get("ETag")
+		}()
+	}
+	for { // wait until the leader is building and four requests wait on it
+		s.flightMu.Lock()
+		n := 0
+		for _, f := range s.flight {
+			n = f.waiters
+		}
+		s.flightMu.Unlock()
+		if n == 4 {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(release)
+	builds.Wait()
+	if calls != 1 {
+		t.Errorf("filter called %d times, want one build", calls)
+	}
+	for _, e := range etags {
+		if e != etags[0] || e == "" {
+			t.Errorf("etags %v", etags)
+			break
+		}
 	}
 }
