@@ -799,3 +799,25 @@ func TestConcurrentMissesBuildOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestPolygonWithHoleWinding: whatever the input orientation, the exterior
+// ring comes out positive (surveyor's formula, y down) and the hole
+// negative, and the decoder sees one polygon with a hole.
+func TestPolygonWithHoleWinding(t *testing.T) {
+	tw := testTwin(t)
+	outer := orb.Ring{{106.5720, 29.5620}, {106.5720, 29.5630}, {106.5735, 29.5630}, {106.5735, 29.5620}, {106.5720, 29.5620}} // clockwise in lon/lat
+	hole := orb.Ring{{106.5725, 29.5623}, {106.5730, 29.5623}, {106.5730, 29.5627}, {106.5725, 29.5627}, {106.5725, 29.5623}}  // counter-clockwise
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, "court"), Geometry: orb.Polygon{outer, hole},
+		Props: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(tw, Options{})
+	d := decodeMVT(t, get(t, s.Handler(), tileURL("buildings", maptile.At(orb.Point{106.5727, 29.5625}, 17)), nil).Body.Bytes())
+	f := d.layer("buildings").feature("buildings/court")
+	if f == nil || len(f.Geometry) != 2 {
+		t.Fatalf("court: %+v", f)
+	}
+	if a, h := surveyorClosed(f.Geometry[0]), surveyorClosed(f.Geometry[1]); a <= 0 || h >= 0 {
+		t.Errorf("exterior %v hole %v: want exterior > 0 > hole", a, h)
+	}
+}
