@@ -1,0 +1,215 @@
+package acceptance
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+const mosquitto = "tcp://127.0.0.1:1883"
+
+func fix(ts time.Time, lon, lat float64) []byte {
+	b, _ := json.Marshal(map[string]any{"ts": ts.UTC().Format(time.RFC3339Nano), "lon": lon, "lat": lat, "speed_kmh": 30.0, "heading": 90.0})
+	return b
+}
+
+func near(p [2]float64, lon, lat float64) bool {
+	return math.Abs(p[0]-lon) < 1e-7 && math.Abs(p[1]-lat) < 1e-7
+}
+
+// historyTimes returns the ts of every state in the object's history.
+func (s *server) historyTimes(t testing.TB, token, layer, name string) []time.Time {
+	t.Helper()
+	r := s.must(t, http.StatusOK, http.MethodGet, "/api/entities/"+layer+"/"+name+"/history?limit=1000", token, nil)
+	var fc struct {
+		Features []struct {
+			Properties struct {
+				TS string `json:"ts"`
+			} `json:"properties"`
+		} `json:"features"`
+	}
+	r.json(t, &fc)
+	var out []time.Time
+	for _, f := range fc.Features {
+		ts, err := time.Parse(time.RFC3339Nano, f.Properties.TS)
+		if err != nil {
+			t.Fatalf("history ts %q: %v", f.Properties.TS, err)
+		}
+		out = append(out, ts)
+	}
+	return out
+}
+
+// TestTelemetryMosquitto: telemetry through the real Mosquitto: positions
+// and versions, duplicates, out-of-order history, dead letters with metrics,
+// and the HTTP NDJSON twin of it (CONTRACT §3).
+func TestTelemetryMosquitto(t *testing.T) {
+	s := startServer(t, serveOpts{mqtt: mosquitto})
+	mc := dialMQTT(t, mosquitto)
+	mc.subscribe(t, "twin/deadletter")
+	tok := s.token(t, "operator", "500000")
+	sfx := suffix(t)
+	name := "acc-mq-" + sfx
+	topic := "twin/telemetry/" + name
+	s.putVehicle(t, tok, name, 106.55, 29.56, map[string]any{"kind": "patrol"})
+
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	mc.publish(t, topic, fix(t0, 106.552, 29.562))
+	var v1 uint64
+	eventually(t, 10*time.Second, "first fix applied", func() bool {
+		f, _ := s.get(t, tok, "vehicles", name)
+		v1 = f.Version
+		return f.Geometry != nil && near(f.point(t), 106.552, 29.562)
+	})
+
+	// A duplicate, then a newer fix: one object's messages are applied in
+	// order, so when the newer one shows the duplicate has been handled.
+	mc.publish(t, topic, fix(t0, 106.552, 29.562))
+	t1 := t0.Add(10 * time.Second)
+	mc.publish(t, topic, fix(t1, 106.553, 29.563))
+	eventually(t, 10*time.Second, "second fix applied", func() bool {
+		f, _ := s.get(t, tok, "vehicles", name)
+		return near(f.point(t), 106.553, 29.563)
+	})
+	f, _ := s.get(t, tok, "vehicles", name)
+	if f.Version != v1+1 {
+		t.Errorf("version after duplicate + new fix = %d, want %d (duplicate applied once)", f.Version, v1+1)
+	}
+
+	// An older fix lands in history only.
+	tOld := t0.Add(-30 * time.Second)
+	mc.publish(t, topic, fix(tOld, 106.540, 29.550))
+	eventually(t, 10*time.Second, "older fix in history", func() bool {
+		for _, ts := range s.historyTimes(t, tok, "vehicles", name) {
+			if ts.Equal(tOld) {
+				return true
+			}
+		}
+		return false
+	})
+	f2, _ := s.get(t, tok, "vehicles", name)
+	if !near(f2.point(t), 106.553, 29.563) || f2.Version != f.Version {
+		t.Errorf("older fix moved the twin: now %v v%d, want [106.553 29.563] v%d", f2.point(t), f2.Version, f.Version)
+	}
+	hist := s.historyTimes(t, tok, "vehicles", name)
+	if !sort.SliceIsSorted(hist, func(i, j int) bool { return hist[i].Before(hist[j]) }) {
+		t.Errorf("history not in time order: %v", hist)
+	}
+	for _, want := range []time.Time{tOld, t0, t1} {
+		n := 0
+		for _, ts := range hist {
+			if ts.Equal(want) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("history holds ts %s %d times, want once: %v", want.Format(time.RFC3339Nano), n, hist)
+		}
+	}
+
+	// Bad payloads are dead-lettered with their reason and counted.
+	before := s.metrics(t, "twin_deadletter_total")
+	ghost := "twin/telemetry/acc-ghost-" + sfx
+	big := fmt.Sprintf(`{"ts":%q,"lon":106.5,"lat":29.5,"pad":"%s"}`, t1.Format(time.RFC3339), strings.Repeat("x", 70<<10))
+	bad := []struct{ topic, payload, reason string }{
+		{topic, `{"ts": "2026-01-01T00:00:00Z", "lon": `, "bad_json"},
+		{ghost, string(fix(t1, 106.5, 29.5)), "unknown_device"},
+		{topic, string(fix(t1.Add(time.Second), 200, 29.5)), "out_of_range"},
+		{topic, string(fix(time.Now().Add(24*time.Hour), 106.5, 29.5)), "future_ts"},
+		{topic, big, "oversized"},
+	}
+	for _, b := range bad {
+		mc.publish(t, b.topic, []byte(b.payload))
+	}
+	got := map[string]map[string]any{}
+	for len(got) < len(bad) {
+		m := mc.next(t, 15*time.Second, fmt.Sprintf("dead letters (have %d of %d)", len(got), len(bad)), func(m mqttMsg) bool {
+			return m.topic == "twin/deadletter" && strings.Contains(string(m.payload), sfx)
+		})
+		var dl map[string]any
+		if err := json.Unmarshal(m.payload, &dl); err != nil {
+			t.Fatalf("dead letter is not JSON: %v: %s", err, truncate(m.payload))
+		}
+		reason, _ := dl["reason"].(string)
+		got[reason] = dl
+	}
+	for _, b := range bad {
+		dl, ok := got[b.reason]
+		if !ok {
+			t.Errorf("no dead letter with reason %q; got %v", b.reason, keys(got))
+			continue
+		}
+		if dl["topic"] != b.topic {
+			t.Errorf("dead letter %s: topic %v, want %s", b.reason, dl["topic"], b.topic)
+		}
+		if _, ok := dl["payload"]; !ok {
+			t.Errorf("dead letter %s has no payload member: %v", b.reason, keys(dl))
+		}
+		if b.reason != "oversized" && dl["payload"] != b.payload {
+			t.Errorf("dead letter %s: payload %v, want the original %q", b.reason, dl["payload"], b.payload)
+		}
+	}
+	after := s.metrics(t, "twin_deadletter_total")
+	for _, b := range bad {
+		k := `{reason="` + b.reason + `"}`
+		if after[k] < before[k]+1 {
+			t.Errorf("twin_deadletter_total%s = %v (before %v), want +1", k, after[k], before[k])
+		}
+	}
+	// Ingest kept running.
+	t2 := t1.Add(10 * time.Second)
+	mc.publish(t, topic, fix(t2, 106.554, 29.564))
+	eventually(t, 10*time.Second, "fix after dead letters applied", func() bool {
+		f, _ := s.get(t, tok, "vehicles", name)
+		return near(f.point(t), 106.554, 29.564)
+	})
+
+	// HTTP NDJSON: per-line results, dead letters too.
+	t3 := t2.Add(10 * time.Second)
+	line := func(id string, ts time.Time, lon, lat float64) map[string]any {
+		return map[string]any{"id": id, "ts": ts.Format(time.RFC3339Nano), "lon": lon, "lat": lat}
+	}
+	res := s.postTelemetry(t, tok,
+		line(name, t3, 106.555, 29.565),
+		line(name, t3, 106.555, 29.565),
+		line(name, t0.Add(5*time.Second), 106.541, 29.551),
+		line("acc-ghost-"+sfx, t3, 106.5, 29.5),
+		`{"id": "`+name+`", "ts": `,
+		line(name, t3.Add(time.Second), 106.5, 95),
+	)
+	want := []struct{ outcome, reason string }{
+		{"applied", ""}, {"duplicate", ""}, {"history", ""}, {"error", "unknown_device"}, {"error", "bad_json"}, {"error", "out_of_range"},
+	}
+	if len(res) != len(want) {
+		t.Fatalf("NDJSON results = %+v, want %d", res, len(want))
+	}
+	for i, w := range want {
+		if res[i].Line != i+1 || res[i].Outcome != w.outcome || res[i].Reason != w.reason {
+			t.Errorf("line %d: %+v, want outcome %q reason %q", i+1, res[i], w.outcome, w.reason)
+		}
+	}
+	m := mc.next(t, 15*time.Second, "HTTP dead letter", func(m mqttMsg) bool {
+		return m.topic == "twin/deadletter" && strings.Contains(string(m.payload), "acc-ghost-"+sfx) && strings.Contains(string(m.payload), "unknown_device")
+	})
+	if !strings.Contains(string(m.payload), `"topic"`) {
+		t.Errorf("HTTP dead letter lacks topic: %s", m.payload)
+	}
+	f3, _ := s.get(t, tok, "vehicles", name)
+	if !near(f3.point(t), 106.555, 29.565) {
+		t.Errorf("after NDJSON position %v, want [106.555 29.565]", f3.point(t))
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
