@@ -4,6 +4,7 @@
 // loopback, from GET /api/demo/token when an action needs one.
 
 const KEY = 'citytwin.token'
+const WHO = 'citytwin.token.who' // "url" for a token the user gave, "role:subject" for demo tokens
 
 /** Pick up ?token= from the page URL once and remember it. */
 export function initToken() {
@@ -12,6 +13,7 @@ export function initToken() {
     const t = u.searchParams.get('token')
     if (t) {
       localStorage.setItem(KEY, t)
+      localStorage.setItem(WHO, 'url')
       u.searchParams.delete('token')
       history.replaceState(null, '', u.pathname + u.search + u.hash)
     }
@@ -32,10 +34,23 @@ export function getToken() {
   }
 }
 
-function setToken(t) {
+let memWho = null
+
+function getWho() {
+  if (memWho) return memWho
+  try {
+    return localStorage.getItem(WHO)
+  } catch {
+    return null
+  }
+}
+
+function setToken(t, who) {
   memToken = t
+  memWho = who
   try {
     localStorage.setItem(KEY, t)
+    localStorage.setItem(WHO, who)
   } catch {
     /* memory only */
   }
@@ -61,19 +76,25 @@ export async function demoToken(role, extra = {}) {
   if (r.status === 404) throw new ApiError(401, { error: 'no token', detail: 'this server is not in demo mode: open the page with ?token=YOUR_TOKEN' }, '/api/demo/token')
   if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => null), '/api/demo/token')
   const b = await r.json()
-  setToken(b.token)
+  setToken(b.token, `${b.role || role}:${b.subject || extra.subject || ''}`)
   return b.token
 }
 
 /**
  * Call the API. opts.action marks a write: when no token is known (or the
- * anonymous call is refused with 401) a demo token for opts.role is fetched
- * and the call retried once.
+ * anonymous call is refused with 401) a demo token for opts.role (and
+ * opts.subject, e.g. the field worker's name) is fetched and the call
+ * retried once. A token given in the URL is never replaced.
  * @returns {Promise<any>} the decoded JSON body (or text)
  */
 export async function api(path, opts = {}) {
-  const { method = 'GET', body, action = false, role = 'operator', raw = false, headers = {} } = opts
-  if (action && !getToken()) await demoToken(role)
+  const { method = 'GET', body, action = false, role = 'operator', subject = '', raw = false, headers = {} } = opts
+  const extra = subject ? { subject } : {}
+  const who = getWho()
+  const demo = who !== 'url'
+  const wrongRole = demo && (!who || who.split(':')[0] !== role)
+  const wrongSubject = demo && subject && who !== `${role}:${subject}`
+  if (action && (!getToken() || wrongRole || wrongSubject)) await demoToken(role, extra)
   const call = async () => {
     const h = { ...headers }
     const t = getToken()
@@ -86,8 +107,8 @@ export async function api(path, opts = {}) {
     return fetch(path, { method, headers: h, body: b })
   }
   let r = await call()
-  if (r.status === 401 && (action || !getToken())) {
-    await demoToken(role)
+  if (r.status === 401 && getWho() !== 'url') {
+    await demoToken(role, extra)
     r = await call()
   }
   if (raw) return r

@@ -50,7 +50,7 @@ export function addRegionLabels(map) {
   map.addLayer({
     id: 'region-labels', type: 'symbol', source: 'twin', 'source-layer': 'regions',
     filter: ['==', ['get', 'level'], 'district'],
-    layout: { 'text-field': ['get', 'name'], 'text-font': ['Noto Sans Regular'], 'text-size': 13 },
+    layout: { 'text-field': ['coalesce', ['get', 'name_zh'], ['get', 'name']], 'text-font': ['Noto Sans Regular'], 'text-size': 13 },
     paint: { 'text-color': '#cfd8dc', 'text-halo-color': '#0b1020', 'text-halo-width': 1.5 },
   })
 }

@@ -10,9 +10,14 @@ const $ = (id) => document.getElementById(id)
 const map = createMap('map', { pitch: 0 })
 const marker = new maplibregl.Marker({ color: '#80deea' })
 let me = null
+// Who I am: the grid worker's name (workers/NAME), from ?worker= or remembered;
+// field tokens act only on incidents assigned to that worker.
+const q0 = new URLSearchParams(location.search)
+let worker = q0.get('worker') || localStorage.getItem('citytwin.worker') || ''
+if (q0.get('worker')) localStorage.setItem('citytwin.worker', worker)
 let lastNearby = []
 
-const ACTIONS = { dispatched: ['accept'], reported: ['accept'], accepted: ['arrive'], arrived: ['resolve'] }
+const ACTIONS = { dispatched: ['accept'], accepted: ['arrive'], arrived: ['resolve'] }
 
 function setPosition(lon, lat, source) {
   me = [lon, lat]
@@ -61,7 +66,7 @@ function render() {
     const acts = ACTIONS[p.state] || []
     return `<li class="row" data-id="${esc(f.id)}"><span class="dist">${esc(fmtDistance(f.distance_m ?? p.distance_m))}</span>
       <div class="grow"><b>${esc(p.type)}</b> <span class="state ${esc(p.state)}">${esc(p.state)}</span>
-      <div class="muted small">${esc(p.description || '')}${sla ? ` · <span class="sla ${sla.overdue ? 'overdue' : ''}">${esc(sla.text)}</span>` : ''}</div></div>
+      <div class="muted small">${p.assignee ? (p.assignee === 'workers/' + worker ? '<b>assigned to me</b> · ' : `${esc(p.assignee)} · `) : ''}${esc(p.description || '')}${sla ? ` · <span class="sla ${sla.overdue ? 'overdue' : ''}">${esc(sla.text)}</span>` : ''}</div></div>
       ${['accept', 'arrive', 'resolve'].map((a) => `<button data-name="${esc(name)}" data-action="${a}" ${acts.includes(a) ? '' : 'disabled'}>${a}</button>`).join('')}</li>`
   }).join('') || '<li class="muted">no open incidents nearby</li>'
 }
@@ -71,7 +76,7 @@ $('nearby').addEventListener('click', async (e) => {
   if (!b) return
   b.disabled = true
   try {
-    await api(`/api/incidents/${encodeURIComponent(b.dataset.name)}/${b.dataset.action}`, { method: 'POST', action: true, role: 'field', body: {} })
+    await api(`/api/incidents/${encodeURIComponent(b.dataset.name)}/${b.dataset.action}`, { method: 'POST', action: true, role: 'field', subject: worker, body: {} })
     toast(`${b.dataset.action}: ${b.dataset.name}`)
   } catch (err) {
     toast(err.message, true)
@@ -83,8 +88,9 @@ $('report').addEventListener('submit', async (e) => {
   e.preventDefault()
   if (!me) return toast('choose a position first', true)
   try {
-    const f = await api('/api/incidents', { method: 'POST', action: true, role: 'field', body: { type: $('rtype').value, lon: me[0], lat: me[1], description: $('rdesc').value } })
-    toast(`reported ${(f && f.id) || ''}`)
+    const f = await api('/api/incidents', { method: 'POST', action: true, role: 'field', subject: worker, body: { type: $('rtype').value, lon: me[0], lat: me[1], description: $('rdesc').value } })
+    const inc = (f && f.incident) || {}
+    toast(`${f && f.merged ? 'merged into' : 'reported'} ${inc.id || ''}`)
     $('rdesc').value = ''
   } catch (err) {
     toast(err.message, true)
@@ -92,6 +98,8 @@ $('report').addEventListener('submit', async (e) => {
   refresh()
 })
 
+$('worker').value = worker
+$('worker').addEventListener('change', (e) => { worker = e.target.value.trim(); localStorage.setItem('citytwin.worker', worker); render() })
 $('locate').addEventListener('click', locate)
 $('radius').addEventListener('change', refresh)
 setInterval(render, 1000)

@@ -1,0 +1,351 @@
+#!/usr/bin/env node
+// End-to-end test of the command client in headless Chromium against a real
+// `twin serve --demo` (CONTRACT §5-§7, issue 7).
+//
+//   node e2e/run.mjs <path-to-twin-binary>
+//
+// Starts the server on free ports with a fresh data dir, waits for /readyz,
+// then drives /, /planner and /field with playwright-core and the system
+// chromium (never downloads a browser). Checks: the map renders tiles
+// (screenshot pixels not uniform), a published position moves a vehicle
+// feature, a muck truck crossing Qiansimen bridge at a forbidden hour puts an
+// alert in the panel (and Ack works), the tier selector changes the
+// indicators, the planner finds features and draws H3 cells, and the field
+// view lists a reported incident nearest first. Saves screenshots under
+// <repo>/artifacts/, fails on any console error, exits non-zero on failure.
+// TWIN_SIM_RATE (default 20 here) sets the demo simulation rate;
+// E2E_BENCH=N also measures N synthetic moving vehicles (default 10000, 0 = skip).
+import { spawn, execFileSync } from 'node:child_process'
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, openSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import net from 'node:net'
+import { chromium } from 'playwright-core'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const repo = resolve(here, '..', '..')
+const artifacts = join(repo, 'artifacts')
+const bin = resolve(process.argv[2] || join(repo, 'bin', 'twin'))
+const benchN = Number(process.env.E2E_BENCH ?? 10000)
+
+mkdirSync(artifacts, { recursive: true })
+const log = (...a) => console.log('[e2e]', ...a)
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const results = []
+let failed = false
+
+async function step(name, fn) {
+  const t0 = Date.now()
+  try {
+    const out = await fn()
+    results.push({ name, ok: true, ms: Date.now() - t0, out })
+    log(`PASS ${name} (${Date.now() - t0} ms)${out ? ' ' + JSON.stringify(out) : ''}`)
+    return out
+  } catch (err) {
+    failed = true
+    results.push({ name, ok: false, ms: Date.now() - t0, error: String(err && err.stack || err) })
+    log(`FAIL ${name}: ${err && err.message}`)
+    return undefined
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg)
+}
+
+async function waitFor(what, fn, timeoutMs = 30000, everyMs = 250) {
+  const end = Date.now() + timeoutMs
+  let last
+  while (Date.now() < end) {
+    try {
+      last = await fn()
+      if (last) return last
+    } catch (err) {
+      last = err
+    }
+    await sleep(everyMs)
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? ': ' + last.message : ''}`)
+}
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = net.createServer()
+    s.once('error', rej)
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port
+      s.close(() => res(p))
+    })
+  })
+}
+
+// ---- server ------------------------------------------------------------------
+
+const data = mkdtempSync(join(tmpdir(), 'twin-e2e-'))
+const port = await freePort()
+const mqttPort = await freePort()
+const base = `http://127.0.0.1:${port}`
+const serverLog = join(data, 'serve.log')
+const logFd = openSync(serverLog, 'a')
+log(`starting ${bin} on ${base} (data ${data})`)
+const server = spawn(bin, ['serve', '--demo', '--listen', `127.0.0.1:${port}`, '--data', data, '--mqtt-listen', `127.0.0.1:${mqttPort}`], {
+  env: { ...process.env, TWIN_SIM_RATE: process.env.TWIN_SIM_RATE || '20' },
+  stdio: ['ignore', logFd, logFd],
+})
+let serverExited = null
+server.on('exit', (code, sig) => { serverExited = { code, sig } })
+
+let browser
+async function cleanup() {
+  try { if (browser) await browser.close() } catch { /* already gone */ }
+  if (serverExited === null) {
+    server.kill('SIGTERM')
+    await Promise.race([new Promise((r) => server.once('exit', r)), sleep(10000)])
+    if (serverExited === null) server.kill('SIGKILL')
+  }
+}
+process.on('SIGINT', async () => { await cleanup(); process.exit(130) })
+
+async function http(method, path, { body, token, type } = {}) {
+  const headers = {}
+  if (token) headers.Authorization = `Bearer ${token}`
+  if (body !== undefined) headers['Content-Type'] = type || 'application/json'
+  const r = await fetch(base + path, { method, headers, body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)) })
+  const text = await r.text()
+  let json
+  try { json = JSON.parse(text) } catch { json = undefined }
+  return { status: r.status, text, json }
+}
+
+function mustOK(res, what) {
+  if (res.status < 200 || res.status > 299) throw new Error(`${what}: HTTP ${res.status} ${res.text.slice(0, 300)}`)
+  return res.json
+}
+
+try {
+  await step('server ready (GET /readyz 200)', () => waitFor('/readyz', async () => {
+    if (serverExited) throw new Error(`twin exited ${JSON.stringify(serverExited)}: ${readFileSync(serverLog, 'utf8').slice(-2000)}`)
+    const r = await fetch(base + '/readyz').catch(() => null)
+    return r && r.status === 200
+  }, 120000, 300))
+  if (failed) throw new Error('server not ready')
+
+  const tokOut = execFileSync(bin, ['token', '--role', 'admin', '--data', data], { encoding: 'utf8' })
+  const admin = tokOut.trim().split(/\s+/).at(-1)
+  assert(admin && admin.length > 20, `twin token printed no token: ${tokOut}`)
+
+  // ---- browser ----------------------------------------------------------------
+  const userData = mkdtempSync(join(tmpdir(), 'twin-e2e-chrome-'))
+  browser = await chromium.launchPersistentContext(userData, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1400, height: 860 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--use-gl=swiftshader', '--enable-unsafe-swiftshader', '--disable-quic',
+      '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  })
+  const consoleErrors = []
+  const external = []
+  const watch = (page, label) => {
+    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`${label}: ${m.text()}`) })
+    page.on('pageerror', (e) => consoleErrors.push(`${label}: uncaught ${e.message}`))
+    page.on('request', (r) => { const u = r.url(); if (/^https?:/.test(u) && !u.startsWith(base)) external.push(`${label}: ${u}`) })
+  }
+
+  // Pixel check: decode the screenshot in the page and measure how varied it is.
+  async function pixelStats(page, png) {
+    return page.evaluate(async (b64) => {
+      const img = new Image()
+      img.src = 'data:image/png;base64,' + b64
+      await img.decode()
+      const c = document.createElement('canvas')
+      c.width = img.width; c.height = img.height
+      const g = c.getContext('2d')
+      g.drawImage(img, 0, 0)
+      const d = g.getImageData(0, 0, c.width, c.height).data
+      const colours = new Map()
+      for (let i = 0; i < d.length; i += 4) {
+        const k = (d[i] >> 3) << 10 | (d[i + 1] >> 3) << 5 | (d[i + 2] >> 3)
+        colours.set(k, (colours.get(k) || 0) + 1)
+      }
+      const top = Math.max(...colours.values())
+      return { width: c.width, height: c.height, colours: colours.size, nonDominant: +(1 - top / (d.length / 4)).toFixed(4) }
+    }, png.toString('base64'))
+  }
+
+  const page = await browser.newPage()
+  watch(page, 'operator')
+
+  await step('operator map renders tiles', async () => {
+    await page.goto(base + '/', { waitUntil: 'load' })
+    await page.waitForFunction(() => window.__twin && window.__twin.ready, null, { timeout: 60000 })
+    await page.waitForFunction(() => window.__twin.map.areTilesLoaded() && window.__twin.map.loaded(), null, { timeout: 60000 })
+    await sleep(500)
+    const png = await page.locator('#map').screenshot()
+    const st = await pixelStats(page, png)
+    writeFileSync(join(artifacts, 'operator.png'), await page.screenshot())
+    assert(st.colours >= 12 && st.nonDominant >= 0.02, `map looks blank/uniform: ${JSON.stringify(st)}`)
+    return st
+  })
+
+  await step('live layers arrive over the websocket', async () => {
+    await page.waitForFunction(() => window.__twin.link.status === 'live' && window.__twin.count('vehicles') > 0, null, { timeout: 30000 })
+    return await page.evaluate(() => ({ vehicles: __twin.count('vehicles'), workers: __twin.count('workers'), seq: __twin.store.seq }))
+  })
+
+  const centre = await page.evaluate(() => window.__twin.map.getCenter().toArray())
+  await step('publishing a position moves a vehicle feature', async () => {
+    const name = 'e2e-truck'
+    const a = [centre[0] + 0.001, centre[1] + 0.001]
+    const b = [centre[0] + 0.004, centre[1] + 0.003]
+    mustOK(await http('PUT', `/api/entities/vehicles/${name}`, { token: admin, body: { type: 'Feature', geometry: { type: 'Point', coordinates: a }, properties: { kind: 'patrol', plate: 'E2E001' } } }), 'PUT vehicle')
+    await page.waitForFunction((id) => !!window.__twin.feature(id), `vehicles/${name}`, { timeout: 20000 })
+    const before = await page.evaluate((id) => window.__twin.feature(id).geometry.coordinates, `vehicles/${name}`)
+    const line = JSON.stringify({ id: name, ts: new Date().toISOString(), lon: b[0], lat: b[1], speed_kmh: 36, heading: 45 })
+    mustOK(await http('POST', '/api/telemetry', { token: admin, body: line + '\n', type: 'application/x-ndjson' }), 'POST /api/telemetry')
+    await page.waitForFunction(([id, want]) => {
+      const f = window.__twin.feature(id)
+      return f && Math.abs(f.geometry.coordinates[0] - want[0]) < 1e-7 && Math.abs(f.geometry.coordinates[1] - want[1]) < 1e-7
+    }, [`vehicles/${name}`, b], { timeout: 20000 })
+    // and the drawn (interpolated) position reaches it
+    await page.waitForFunction(([id, want]) => {
+      const p = window.__twin.interp.position(id, performance.now())
+      return p && Math.abs(p[0] - want[0]) < 1e-7
+    }, [`vehicles/${name}`, b], { timeout: 10000 })
+    return { before, after: b }
+  })
+
+  await step('a muck truck crossing a bridge in forbidden hours puts an alert in the panel', async () => {
+    const br = mustOK(await http('GET', '/ogc/collections/bridges/items/qiansimen'), 'GET bridge')
+    const cs = br.geometry.type === 'LineString' ? br.geometry.coordinates : br.geometry.coordinates[0]
+    const p0 = cs[0], p1 = cs[cs.length - 1]
+    const mid = [(p0[0] + p1[0]) / 2, (p0[1] + p1[1]) / 2]
+    // Drive over the bridge end to end (the rule's "cross"), from ~35% of its
+    // length before one end to as far past the other, a fix every 5 s,
+    // starting 08:00 Asia/Shanghai (a forbidden hour for muck trucks).
+    const at = (k) => [p0[0] + (p1[0] - p0[0]) * k, p0[1] + (p1[1] - p0[1]) * k]
+    const n = 16
+    const t0 = Date.parse('2026-11-23T08:00:00+08:00')
+    const name = 'e2e-muck'
+    const fixes = []
+    for (let i = 0; i <= n; i++) {
+      const [lon, lat] = at(-0.35 + (1.7 * i) / n)
+      fixes.push({ id: name, ts: new Date(t0 + i * 5000).toISOString(), lon, lat, speed_kmh: 30, heading: 20 })
+    }
+    await page.evaluate((c) => window.__twin.map.jumpTo({ center: c, zoom: 14 }), mid)
+    await page.waitForFunction(() => window.__twin.link.viewChanged === false, null, { timeout: 10000 })
+    mustOK(await http('PUT', `/api/entities/vehicles/${name}`, { token: admin, body: { type: 'Feature', geometry: { type: 'Point', coordinates: at(-0.4) }, properties: { kind: 'muck_truck', plate: 'E2E-MUCK' } } }), 'PUT muck truck')
+    const res = mustOK(await http('POST', '/api/telemetry', { token: admin, body: fixes.map((f) => JSON.stringify(f)).join('\n') + '\n', type: 'application/x-ndjson' }), 'POST crossing')
+    const row = await waitFor('bridge-muck alert row', () => page.evaluate(() => {
+      const li = [...document.querySelectorAll('#alerts li')].find((x) => x.textContent.includes('bridge-muck') && x.textContent.includes('e2e-muck'))
+      return li ? { id: li.dataset.id, text: li.textContent.replace(/\s+/g, ' ').trim() } : null
+    }), 30000)
+    writeFileSync(join(artifacts, 'operator-alert.png'), await page.screenshot())
+    // Ack from the panel: the row loses its Ack button and the alert is acked.
+    await page.locator(`#alerts li[data-id="${row.id}"] button.ack`).click()
+    await page.waitForFunction((id) => { const f = window.__twin.feature(id); return f && f.properties.state === 'acked' }, row.id, { timeout: 20000 })
+    return { telemetry: res, alert: row }
+  })
+
+  await step('the tier selector changes the indicators', async () => {
+    await page.waitForFunction(() => document.querySelectorAll('#tier option').length > 2 && window.__twin.summary(), null, { timeout: 30000 })
+    const city = await page.evaluate(() => ({ code: __twin.summary().code, text: document.getElementById('indicators').innerText }))
+    const district = await page.evaluate(() => [...document.querySelectorAll('#tier option')].map((o) => o.value).find((v) => v.length === 6 && v !== '500000'))
+    assert(district, 'no district in the tier selector')
+    await page.selectOption('#tier', district)
+    await page.waitForFunction((code) => { const s = window.__twin.summary(); return s && s.code === code && document.getElementById('indicators').innerText.includes(code) }, district, { timeout: 20000 })
+    const dist = await page.evaluate(() => ({ code: __twin.summary().code, text: document.getElementById('indicators').innerText }))
+    assert(dist.text !== city.text, 'indicators text did not change')
+    const vehicles = (t) => (t.match(/vehicles\s+(\d+)/) || [])[1]
+    writeFileSync(join(artifacts, 'operator-district.png'), await page.screenshot())
+    return { city: city.code, cityVehicles: vehicles(city.text), district: dist.code, districtVehicles: vehicles(dist.text) }
+  })
+
+  await step('inspector shows properties and history', async () => {
+    await page.evaluate(() => window.__twin.selectTier('500000'))
+    const id = 'vehicles/e2e-truck'
+    const c = await page.evaluate((id) => window.__twin.feature(id).geometry.coordinates, id)
+    await page.evaluate((c) => window.__twin.map.jumpTo({ center: c, zoom: 16, pitch: 0 }), c)
+    await page.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 20000 })
+    await sleep(600)
+    const box = await page.locator('#map').boundingBox()
+    await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2)
+    await page.waitForFunction((id) => document.getElementById('inspector').innerText.includes(id), id, { timeout: 10000 })
+    await page.waitForFunction(() => document.querySelectorAll('#insp-history table tr').length >= 2, null, { timeout: 10000 })
+    writeFileSync(join(artifacts, 'operator-inspector.png'), await page.screenshot())
+    return { historyRows: await page.evaluate(() => document.querySelectorAll('#insp-history table tr').length - 1) }
+  })
+
+  if (benchN > 0) {
+    await step(`holds ${benchN} moving objects at 1 update/s`, async () => {
+      await page.evaluate(() => window.__twin.map.jumpTo({ center: [106.55, 29.56], zoom: 11, pitch: 45 }))
+      const r = await page.evaluate((n) => window.__twin.bench({ n, seconds: 10 }), benchN)
+      writeFileSync(join(artifacts, 'bench.json'), JSON.stringify(r, null, 2))
+      assert(r.updatesPerSec >= benchN * 0.9, `only ${r.updatesPerSec} updates/s applied`)
+      assert(r.maxms < 2000, `a frame took ${r.maxms} ms (page froze)`)
+      return r
+    })
+  }
+
+  // ---- planner ------------------------------------------------------------------
+  const planner = await browser.newPage()
+  watch(planner, 'planner')
+  await step('planner: bbox query, table, map, H3 cells', async () => {
+    await planner.goto(base + '/planner', { waitUntil: 'load' })
+    await planner.waitForFunction(() => window.__twin && window.__twin.ready && document.querySelectorAll('#layer option').length > 0, null, { timeout: 60000 })
+    await planner.selectOption('#layer', 'buildings')
+    await planner.fill('#bbox', '106.54,29.55,106.58,29.58')
+    await planner.fill('#limit', '1500')
+    await planner.click('#run')
+    await planner.waitForFunction(() => window.__twin.results().length > 0, null, { timeout: 30000 })
+    const n = await planner.evaluate(() => window.__twin.results().length)
+    const rows = await planner.evaluate(() => document.querySelectorAll('#results tr').length - 1)
+    assert(rows > 0, 'no table rows')
+    await planner.click('#h3')
+    await planner.waitForFunction(() => (window.__twin.map.getSource('h3')._data?.features?.length ?? document.getElementById('h3legend').textContent.length) > 0, null, { timeout: 20000 })
+    await planner.evaluate(() => window.__twin.map.fitBounds([[106.54, 29.55], [106.58, 29.58]], { duration: 0 }))
+    await planner.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 20000 })
+    await sleep(500)
+    writeFileSync(join(artifacts, 'planner.png'), await planner.screenshot())
+    return { features: n, rows, h3: await planner.evaluate(() => document.getElementById('h3legend').textContent) }
+  })
+
+  // ---- field ----------------------------------------------------------------------
+  await step('field view lists nearby incidents nearest first', async () => {
+    const at = [centre[0] + 0.002, centre[1] - 0.002]
+    const rep = mustOK(await http('POST', '/api/incidents', { token: admin, body: { type: 'e2e_pothole', lon: at[0], lat: at[1], description: 'reported by the e2e test' } }), 'POST /api/incidents')
+    const id = (rep.incident || rep).id
+    const field = await browser.newPage()
+    await field.setViewportSize({ width: 390, height: 844 }) // phone-sized
+    watch(field, 'field')
+    await field.goto(`${base}/field?lon=${at[0] + 0.001}&lat=${at[1]}`, { waitUntil: 'load' })
+    await field.waitForFunction(() => window.__twin && window.__twin.ready, null, { timeout: 60000 })
+    await field.waitForFunction((id) => window.__twin.nearby().some((f) => f.id === id), id, { timeout: 20000 })
+    const rows = await field.evaluate(() => [...document.querySelectorAll('#nearby li')].map((li) => li.textContent.replace(/\s+/g, ' ').trim()))
+    const d = await field.evaluate(() => window.__twin.nearby().map((f) => f.distance_m ?? f.properties.distance_m))
+    assert(rows.some((r) => r.includes('e2e_pothole')), `no e2e_pothole row in ${JSON.stringify(rows)}`)
+    assert(d.every((x, i) => i === 0 || x >= d[i - 1]), `not nearest first: ${d}`)
+    await field.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 20000 })
+    await sleep(400)
+    writeFileSync(join(artifacts, 'field.png'), await field.screenshot())
+    return { incident: id, rows: rows.length, first: rows[0], distances: d.slice(0, 5) }
+  })
+
+  await step('no console errors and no external requests', async () => {
+    assert(consoleErrors.length === 0, `console errors:\n${consoleErrors.join('\n')}`)
+    assert(external.length === 0, `requests left this server:\n${external.join('\n')}`)
+  })
+} catch (err) {
+  failed = true
+  log('ERROR', err && err.stack || err)
+} finally {
+  await cleanup()
+  writeFileSync(join(artifacts, 'e2e-results.json'), JSON.stringify(results, null, 2))
+  if (failed) {
+    log(`server log tail (${serverLog}):\n` + readFileSync(serverLog, 'utf8').split('\n').slice(-30).join('\n'))
+  } else {
+    rmSync(data, { recursive: true, force: true })
+  }
+  log(failed ? 'FAILED' : 'ALL PASSED')
+  process.exit(failed ? 1 : 0)
+}
