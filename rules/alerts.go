@@ -168,6 +168,14 @@ func (e *Engine) fire(f firing) {
 	e.al.open[k] = name
 	e.m.fired.WithLabelValues(f.rule.spec.Name).Inc()
 	e.published(ch.New, f, true)
+	if typ := f.rule.spec.Incident; typ != "" && e.opts.OpenIncident != nil {
+		if at, ok := geom.(orb.Point); ok {
+			desc := fmt.Sprintf("%s (alert %s)", f.message, name)
+			if err := e.opts.OpenIncident(typ, at, desc); err != nil {
+				e.log.Error("rules: open incident", "rule", f.rule.spec.Name, "alert", name, "err", err)
+			}
+		}
+	}
 }
 
 // resolve closes the open alert of (rule, subject) because its condition

@@ -12,6 +12,7 @@ import (
 
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/twin"
+	"github.com/paulmach/orb"
 )
 
 // Publisher sends a message to the MQTT broker (the ingest client or the
@@ -37,6 +38,10 @@ type Options struct {
 	SLA map[string]time.Duration
 	// HTTPClient posts webhooks; default a client with a 5 s timeout.
 	HTTPClient *http.Client
+	// OpenIncident reports an incident for rules with `incident: TYPE`
+	// (the server wires it to the incident service); nil: such rules only
+	// raise alerts.
+	OpenIncident func(typ string, at orb.Point, description string) error
 }
 
 // Engine evaluates the loaded rules on the twin's changes and on Tick.

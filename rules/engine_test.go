@@ -650,3 +650,33 @@ func TestAckCloseViaHTTP(t *testing.T) {
 		t.Fatalf("no new alert after close: %v", f.alerts("bridge-muck"))
 	}
 }
+
+// A rule with `incident:` reports one incident when its alert opens, not on
+// every repeated firing.
+func TestRuleOpensIncident(t *testing.T) {
+	f := newFixture(t, "")
+	var got []string
+	f.e.opts.OpenIncident = func(typ string, at orb.Point, desc string) error {
+		got = append(got, typ)
+		return nil
+	}
+	rs, err := Parse("r.yaml", []byte(`
+rules:
+  - name: gas
+    kind: threshold
+    subjects: {layer: devices}
+    incident: gas_leak
+    tiers: [{when: 'values.ch4 >= 10.0', severity: yellow}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.e.Load(rs)
+	f.put(twin.Devices, "s1", orb.Point{106.55, 29.55}, map[string]any{"kind": "septic_gas"})
+	f.reading(t, "s1", f.clk.Now(), map[string]float64{"ch4": 20})
+	f.clk.Advance(time.Second)
+	f.reading(t, "s1", f.clk.Now(), map[string]float64{"ch4": 30})
+	if len(got) != 1 || got[0] != "gas_leak" {
+		t.Fatalf("incidents opened: %v", got)
+	}
+}

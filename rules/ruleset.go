@@ -86,6 +86,11 @@ type Rule struct {
 	Layer  string   `yaml:"layer" json:"layer,omitempty"`   // buildings by default
 	Period Duration `yaml:"period" json:"period,omitempty"` // overdue hazard escalation step
 	Notify *bool    `yaml:"notify" json:"notify,omitempty"` // notify owners; default true
+	// Incident, when set, makes every newly opened alert of the rule also
+	// report an incident of this type at the subject's position (merged
+	// with an open one nearby, like any report), so the grid-worker loop
+	// picks it up.
+	Incident string `yaml:"incident" json:"incident,omitempty"`
 
 	line  int
 	lines map[string]int // field path -> line, for error messages
@@ -181,7 +186,7 @@ func init() {
 	// The allowed keys of a rule are its yaml tags; computed once, read-only after.
 	for _, k := range []string{"name", "kind", "disabled", "severity", "tier", "message", "condition", "subjects",
 		"target", "detect", "buffer_m", "min_fixes", "dwell_s", "windows", "windows_from", "timezone",
-		"tiers", "clear", "after", "layer", "period", "notify"} {
+		"tiers", "clear", "after", "layer", "period", "notify", "incident"} {
 		ruleKeys[k] = true
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/paulmach/orb"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -159,7 +160,15 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	goRun("mqtt-ingest", in.Run)
 
 	// Rules.
-	eng := rules.New(tw, rules.Options{Logger: log, Registerer: reg, Clock: clk, Publisher: in})
+	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true})
+	goRun("incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
+
+	system := auth.Principal{Subject: "rules", Role: auth.Admin, Region: auth.CityCode}
+	eng := rules.New(tw, rules.Options{Logger: log, Registerer: reg, Clock: clk, Publisher: in,
+		OpenIncident: func(typ string, at orb.Point, desc string) error {
+			_, _, err := inc.Report(system, incidents.Report{Type: typ, Lon: at[0], Lat: at[1], Description: desc})
+			return err
+		}})
 	if err := loadRules(eng, c.rulesFile, c.demo); err != nil {
 		return err
 	}
@@ -169,9 +178,6 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		// the previous rules keep running.
 		goRun("rules-watch", func(ctx context.Context) error { return eng.WatchFile(ctx, c.rulesFile, 3*time.Second) })
 	}
-
-	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true})
-	goRun("incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
 
 	scope := func(ctx context.Context) string {
 		p, _ := auth.FromContext(ctx)
