@@ -66,8 +66,10 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for _, p := range sum.Problems {
 			fmt.Fprintln(stderr, p.String())
 		}
-		fmt.Fprintf(stdout, "%s: read %d, imported %d, unchanged %d, skipped %d in %s\n",
-			path, sum.Read, sum.Imported, sum.Unchanged, sum.Skipped, sum.Duration.Round(1e6))
+		if err == nil || sum.Read > 0 {
+			fmt.Fprintf(stdout, "%s: read %d, imported %d, unchanged %d, skipped %d in %s\n",
+				path, sum.Read, sum.Imported, sum.Unchanged, sum.Skipped, sum.Duration.Round(1e6))
+		}
 		if err != nil {
 			fmt.Fprintln(stderr, err) // importer errors name the file
 			failed = true

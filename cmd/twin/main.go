@@ -74,11 +74,14 @@ func usage(w io.Writer) {
 // usageError marks errors in the command line (exit code 2).
 type usageError struct{ error }
 
-// parseFlags parses args, then fills every flag not given on the command line
-// from its TWIN_<FLAG> environment variable.
+// parseFlags parses args, flags and positional arguments in any order
+// (`twin replay FILE.csv --speed 20`; "--" ends the flags), leaving the
+// positional ones in fs.Args(); then it fills every flag not given on the
+// command line from its TWIN_<FLAG> environment variable.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
+	flags, positional := splitArgs(fs, args)
+	if err := fs.Parse(append(flags, append([]string{"--"}, positional...)...)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(os.Stderr)
 			fs.PrintDefaults()
@@ -101,6 +104,35 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		}
 	})
 	return err
+}
+
+// splitArgs separates flags (with their values) from positional arguments,
+// so that flags may follow them; everything after "--" is positional.
+func splitArgs(fs *flag.FlagSet, args []string) (flags, positional []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return flags, append(positional, args[i+1:]...)
+		case len(a) > 1 && a[0] == '-':
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if strings.Contains(name, "=") {
+				continue
+			}
+			f := fs.Lookup(name)
+			if f == nil {
+				continue // Parse reports the unknown flag
+			}
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); (!ok || !b.IsBoolFlag()) && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+		default:
+			positional = append(positional, a)
+		}
+	}
+	return flags, positional
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
