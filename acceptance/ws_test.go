@@ -1,0 +1,73 @@
+package acceptance
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// TestWebsocketBasics: subscribe, snapshot with seq, an upsert delta for
+// telemetry published over MQTT, and malformed messages answered with
+// {"op":"error"} on a link that stays usable (CONTRACT §6).
+func TestWebsocketBasics(t *testing.T) {
+	s := startServer(t, serveOpts{})
+	tok := s.token(t, "operator", "500000")
+	name := "acc-ws-" + suffix(t)
+	id := "vehicles/" + name
+	put := s.putVehicle(t, tok, name, 106.55, 29.56, map[string]any{"kind": "patrol"})
+	other := "acc-ws-far-" + suffix(t)
+	s.putVehicle(t, tok, other, 106.70, 29.70, map[string]any{"kind": "patrol"})
+
+	ws := dialWS(t, s, tok)
+	sub := map[string]any{"op": "subscribe", "layers": []string{"vehicles"}, "bbox": []float64{106.54, 29.55, 106.56, 29.57}}
+	ws.send(t, sub)
+	snap := ws.next(t, "snapshot", func(m wsMsg) bool { return m.Op == "snapshot" })
+	if snap.Seq == 0 {
+		t.Errorf("snapshot seq = 0, want the feed position")
+	}
+	var inSnap *feature
+	for i, f := range snap.Features {
+		if f.ID == id {
+			inSnap = &snap.Features[i]
+		}
+		if f.ID == "vehicles/"+other {
+			t.Errorf("snapshot holds %s, outside the bbox", f.ID)
+		}
+	}
+	if inSnap == nil || inSnap.Version != put.Version {
+		t.Fatalf("snapshot lacks %s at v%d: %+v", id, put.Version, snap.Features)
+	}
+
+	mc := dialMQTT(t, s.mqttURL)
+	ts := time.Now().Add(-10 * time.Second)
+	mc.publish(t, "twin/telemetry/"+name, fix(ts, 106.551, 29.561))
+	d := ws.next(t, "upsert delta", func(m wsMsg) bool { return m.Op == "delta" && m.Feature.ID == id })
+	if d.Kind != "upsert" || d.Feature.Version <= inSnap.Version || d.Seq <= snap.Seq {
+		t.Errorf("delta kind %q v%d seq %d, want upsert with version > %d and seq > %d", d.Kind, d.Feature.Version, d.Seq, inSnap.Version, snap.Seq)
+	}
+	if !near(d.Feature.point(t), 106.551, 29.561) {
+		t.Errorf("delta position %v, want [106.551 29.561]", d.Feature.point(t))
+	}
+
+	// Malformed messages: an error each, and the link stays.
+	for _, bad := range []string{`{nope`, `{"op":"dance"}`, `{"op":"subscribe","layers":["vehicles"],"bbox":[200,0,0,0]}`, `{"op":"subscribe","layers":["unicorns"],"bbox":[106,29,107,30]}`} {
+		if err := ws.c.WriteMessage(websocket.TextMessage, []byte(bad)); err != nil {
+			t.Fatal(err)
+		}
+		e := ws.next(t, "error for "+bad, func(m wsMsg) bool { return m.Op == "error" })
+		if e.Error == "" {
+			t.Errorf("error message for %s has no text", bad)
+		}
+	}
+	mc.publish(t, "twin/telemetry/"+name, fix(ts.Add(time.Second), 106.552, 29.562))
+	d2 := ws.next(t, "delta after errors", func(m wsMsg) bool { return m.Op == "delta" && m.Feature.ID == id })
+	if d2.Seq <= d.Seq || d2.Feature.Version <= d.Feature.Version {
+		t.Errorf("second delta seq %d v%d, want after seq %d v%d", d2.Seq, d2.Feature.Version, d.Seq, d.Feature.Version)
+	}
+	ws.send(t, sub)
+	snap2 := ws.next(t, "second snapshot", func(m wsMsg) bool { return m.Op == "snapshot" })
+	if snap2.Seq < d2.Seq {
+		t.Errorf("re-subscribe snapshot seq %d < last delta seq %d", snap2.Seq, d2.Seq)
+	}
+}
