@@ -1,0 +1,114 @@
+package acceptance
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paulmach/orb"
+	"github.com/paulmach/orb/geojson"
+)
+
+// TestRulesBridgeMuck: the demo rule bridge-muck (demo/rules.yaml) fires
+// for a muck truck crossing the Qiansimen bridge at 08:00 Asia/Shanghai (by
+// the telemetry's own timestamp), as an alert in the alerts layer and on
+// MQTT twin/alerts/{severity}/{rule}; at 11:00 it does not (CONTRACT §4).
+func TestRulesBridgeMuck(t *testing.T) {
+	s := startServer(t, serveOpts{demo: true})
+	op := s.token(t, "operator", "500000")
+
+	r := s.must(t, http.StatusOK, http.MethodGet, "/ogc/collections/bridges/items/qiansimen", op, nil)
+	bf, err := geojson.UnmarshalFeature(r.body)
+	if err != nil {
+		t.Fatalf("bridge: %v", err)
+	}
+	bridge, ok := bf.Geometry.(orb.LineString)
+	if !ok || len(bridge) < 2 {
+		t.Fatalf("qiansimen geometry %T, want a LineString", bf.Geometry)
+	}
+	// The rule counts a crossing when a truck travels at least half the
+	// deck (rules/geofence.go): two fixes about 90 m beyond either end,
+	// north (Jiangbei) first, then south (Yuzhong).
+	a, b := bridge[0], bridge[len(bridge)-1]
+	if a[1] > b[1] {
+		a, b = b, a
+	}
+	north := orb.Point{b[0] + 0.1*(b[0]-a[0]), b[1] + 0.1*(b[1]-a[1])}
+	south := orb.Point{a[0] - 0.1*(b[0]-a[0]), a[1] - 0.1*(b[1]-a[1])}
+
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := time.Now().In(sh).AddDate(0, 0, -1) // yesterday: never in the future
+	at := func(hour int) time.Time { return time.Date(y.Year(), y.Month(), y.Day(), hour, 0, 0, 0, sh) }
+
+	mc := dialMQTT(t, s.mqttURL)
+	mc.subscribe(t, "twin/alerts/+/+")
+	sfx := suffix(t)
+	cross := func(name string, t0 time.Time) {
+		t.Helper()
+		s.putVehicle(t, op, name, north[0], north[1], map[string]any{"kind": "muck_truck", "plate": "渝A·" + sfx})
+		mc.publish(t, "twin/telemetry/"+name, fix(t0, north[0], north[1]))
+		mc.publish(t, "twin/telemetry/"+name, fix(t0.Add(90*time.Second), south[0], south[1]))
+		eventually(t, 10*time.Second, name+" across the bridge", func() bool {
+			f, _ := s.get(t, op, "vehicles", name)
+			return f.Geometry != nil && near(f.point(t), south[0], south[1])
+		})
+	}
+	alertsFor := func(subject string) []feature {
+		var fc featureCollection
+		s.must(t, http.StatusOK, http.MethodGet, "/ogc/collections/alerts/items?rule=bridge-muck&limit=1000", op, nil).json(t, &fc)
+		var out []feature
+		for _, f := range fc.Features {
+			if f.Props["subject"] == subject {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+
+	// 11:00 first, then 08:00: the rules engine follows the feed in order,
+	// so once the 08:00 truck's alert is there the 11:00 truck has been
+	// judged too.
+	late, early := "acc-mt-late-"+sfx, "acc-mt-early-"+sfx
+	cross(late, at(11))
+	cross(early, at(8))
+
+	var alerts []feature
+	eventually(t, 15*time.Second, "bridge-muck alert for "+early, func() bool {
+		alerts = alertsFor("vehicles/" + early)
+		return len(alerts) > 0
+	})
+	if len(alerts) != 1 {
+		t.Errorf("%d alerts for one crossing, want 1 (repeats update one open alert)", len(alerts))
+	}
+	al := alerts[0]
+	if al.Layer != "alerts" || al.Props["rule"] != "bridge-muck" || al.Props["severity"] != "orange" || al.Props["state"] != "open" {
+		t.Errorf("alert %s props %v, want rule bridge-muck, severity orange, state open", al.ID, al.Props)
+	}
+	if al.Props["tier"] == nil {
+		t.Errorf("alert %s has no tier", al.ID)
+	}
+	m := mc.next(t, 10*time.Second, "alert on twin/alerts/+/+", func(m mqttMsg) bool {
+		return strings.Contains(string(m.payload), early)
+	})
+	if m.topic != "twin/alerts/orange/bridge-muck" {
+		t.Errorf("alert published on %s, want twin/alerts/orange/bridge-muck", m.topic)
+	}
+	var pub map[string]any
+	if err := json.Unmarshal(m.payload, &pub); err != nil {
+		t.Errorf("MQTT alert is not JSON: %v", err)
+	}
+
+	if got := alertsFor("vehicles/" + late); len(got) != 0 {
+		t.Errorf("a crossing at 11:00 raised %d bridge-muck alerts, want none: %v", len(got), got[0].Props)
+	}
+	for len(mc.msgs) > 0 {
+		if m := <-mc.msgs; strings.Contains(string(m.payload), late) {
+			t.Errorf("alert for the 11:00 crossing published on %s", m.topic)
+		}
+	}
+}
