@@ -33,6 +33,8 @@ export class LiveStore {
     this.pending = false
     this.lastFlush = -Infinity
     this.flushes = 0
+    /** milliseconds spent in flushes (onFlush + listeners), for the load figures */
+    this.flushMs = 0
     /** listeners called after each flush with the set of flushed layers */
     this.listeners = new Set()
     /** per-message hooks (id, feature|null) for interpolation and inspectors */
@@ -142,6 +144,7 @@ export class LiveStore {
     this.flushes++
     for (const layer of layers) this.onFlush(layer, this.layer(layer))
     for (const fn of this.listeners) fn(layers)
+    this.flushMs += this.now() - t
   }
 
   _schedule() {
