@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -38,7 +39,13 @@ func Start(ctx context.Context, addr string, logger *slog.Logger) (*Broker, erro
 	if logger == nil {
 		logger = slog.Default()
 	}
-	srv := mqtt.New(&mqtt.Options{InlineClient: false, Logger: logger.With("component", "mqtt-broker")})
+	// More headroom than mochi's defaults (8,192) for a subscriber that
+	// falls behind a telemetry burst: beyond these the broker drops QoS 1
+	// messages for that client (see Dropped).
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumInflight = 65535
+	caps.MaximumClientWritesPending = 1 << 16
+	srv := mqtt.New(&mqtt.Options{InlineClient: false, Capabilities: caps, Logger: logger.With("component", "mqtt-broker")})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
@@ -69,6 +76,12 @@ func Start(ctx context.Context, addr string, logger *slog.Logger) (*Broker, erro
 // Addr returns the address the broker listens on (host:port), with the
 // real port when Start was given port 0.
 func (b *Broker) Addr() string { return b.addr }
+
+// Dropped returns how many messages the broker dropped because a
+// subscriber's queue or in-flight window was full.
+func (b *Broker) Dropped() int64 {
+	return atomic.LoadInt64(&b.srv.Info.MessagesDropped) + atomic.LoadInt64(&b.srv.Info.InflightDropped)
+}
 
 // URL returns the broker URL clients use, e.g. tcp://127.0.0.1:1883.
 func (b *Broker) URL() string { return "tcp://" + b.addr }

@@ -44,6 +44,9 @@ func TestPubSubRoundTrip(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("message not delivered")
 	}
+	if n := b.Dropped(); n != 0 {
+		t.Fatalf("dropped %d", n)
+	}
 }
 
 func TestAddrInUse(t *testing.T) {
