@@ -106,6 +106,7 @@ setInterval(render, 1000)
 setInterval(refresh, 10000)
 
 map.on('load', () => {
+  map.jumpTo({ pitch: 0 }) // the style opens pitched for the command view; flat is easier to draw and read here
   map.addSource('nearby', { type: 'geojson', data: { type: 'FeatureCollection', features: [] } })
   map.addLayer({ id: 'nearby', type: 'circle', source: 'nearby', paint: { 'circle-radius': 8, 'circle-color': '#ff7043', 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } })
   const q = new URLSearchParams(location.search)

@@ -137,6 +137,7 @@ $('results').addEventListener('click', (e) => {
 })
 
 map.on('load', () => {
+  map.jumpTo({ pitch: 0 }) // the style opens pitched for the command view; flat is easier to draw and read here
   map.addSource('h3', { type: 'geojson', data: empty() })
   map.addLayer({ id: 'h3-fill', type: 'fill', source: 'h3', paint: { 'fill-color': '#ab47bc', 'fill-opacity': 0.55, 'fill-outline-color': '#0b1020' } })
   map.addSource('results', { type: 'geojson', data: empty() })
