@@ -16,18 +16,35 @@ var ErrTooOld = errors.New("feed: sequence number older than the window")
 // Feed is safe for concurrent use.
 type Feed struct {
 	mu    sync.RWMutex
-	buf   []Change // ring of capacity len(buf)
+	buf   []Change // ring; grows by doubling up to capacity
+	cap   int      // the window: changes kept at most
 	next  uint64   // sequence number the next change gets; first change is 1
 	start uint64   // lowest sequence number still in buf
 	subs  map[*Cursor]struct{}
 }
+
+// feedInitial is the ring's first size. The ring doubles as changes arrive
+// until it reaches the capacity, so an idle twin does not pay for the whole
+// window up front (1<<20 changes of 64 B are 64 MB; a loaded demo city at
+// scale 1 is ~190 MB in all).
+const feedInitial = 1 << 12
 
 // NewFeed makes a feed that keeps the last capacity changes.
 func NewFeed(capacity int) *Feed {
 	if capacity < 16 {
 		capacity = 16
 	}
-	return &Feed{buf: make([]Change, capacity), next: 1, start: 1, subs: map[*Cursor]struct{}{}}
+	return &Feed{buf: make([]Change, min(capacity, feedInitial)), cap: capacity, next: 1, start: 1, subs: map[*Cursor]struct{}{}}
+}
+
+// grow doubles the ring (up to the capacity), keeping every change in it at
+// its seq's slot. Caller holds f.mu.
+func (f *Feed) grow() {
+	nb := make([]Change, min(2*len(f.buf), f.cap))
+	for s := f.start; s < f.next; s++ {
+		nb[s%uint64(len(nb))] = f.buf[s%uint64(len(f.buf))]
+	}
+	f.buf = nb
 }
 
 // SetLast makes the next appended change get seq+1; used once at start when
@@ -43,6 +60,9 @@ func (f *Feed) SetLast(seq uint64) {
 // under its own lock so that sequence order equals mutation order.
 func (f *Feed) append(c *Change) {
 	f.mu.Lock()
+	if f.next-f.start == uint64(len(f.buf)) && len(f.buf) < f.cap {
+		f.grow()
+	}
 	c.Seq = f.next
 	f.buf[c.Seq%uint64(len(f.buf))] = *c
 	f.next++

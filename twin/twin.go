@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/citytwin/citytwin/internal/clock"
@@ -156,11 +158,13 @@ func (r reader) Search(l Layer, b orb.Bound, fn func(*Feature) bool) {
 // Load puts stored objects into the twin without producing changes; used
 // once at start to rebuild the twin from the store. Objects keep their
 // stored version, region and cells (they are recomputed only when empty).
+//
+// Placing objects (H3 cover via cgo, ~15 µs per building) dominates a load
+// whose store has no cells, so it runs on every CPU: the Enricher is safe
+// for concurrent use and each goroutine writes only its own features.
 func (t *Twin) Load(fs []*Feature) {
-	for _, f := range fs {
-		if f.Geometry != nil && f.Cells == nil && t.opts.Enricher != nil {
-			f.Cells, f.Region, f.Grid = t.opts.Enricher.Locate(f.Geometry)
-		}
+	if t.opts.Enricher != nil {
+		t.enrichAll(fs)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -170,6 +174,35 @@ func (t *Twin) Load(fs []*Feature) {
 		}
 		t.insert(f)
 	}
+}
+
+// enrichAll locates the features of fs that have a geometry and no cells,
+// in parallel chunks.
+func (t *Twin) enrichAll(fs []*Feature) {
+	const chunk = 1024
+	workers := min(runtime.GOMAXPROCS(0), (len(fs)+chunk-1)/chunk)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	work := func() {
+		defer wg.Done()
+		for {
+			end := int(next.Add(chunk))
+			start := end - chunk
+			if start >= len(fs) {
+				return
+			}
+			for _, f := range fs[start:min(end, len(fs))] {
+				if f.Geometry != nil && f.Cells == nil {
+					f.Cells, f.Region, f.Grid = t.opts.Enricher.Locate(f.Geometry)
+				}
+			}
+		}
+	}
+	wg.Add(workers)
+	for range workers {
+		go work()
+	}
+	wg.Wait()
 }
 
 // Put registers or replaces an object (an import, PUT /api/entities, a rule

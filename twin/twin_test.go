@@ -3,6 +3,7 @@ package twin
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -109,5 +110,78 @@ func TestPutDeleteAndJSON(t *testing.T) {
 	}
 	if _, err := tw.Put(&Feature{ID: ID{Layer: "nope", Name: "x"}}); err == nil {
 		t.Fatal("unknown layer accepted")
+	}
+}
+
+// TestFeedGrows: the ring starts small and doubles up to a capacity that is
+// not a power of two, keeping every change at its sequence number, then
+// drops the oldest once full.
+func TestFeedGrows(t *testing.T) {
+	const capacity = 3*feedInitial + 7
+	f := NewFeed(capacity)
+	if len(f.buf) != feedInitial {
+		t.Fatalf("initial ring %d, want %d", len(f.buf), feedInitial)
+	}
+	check := func(n int) {
+		t.Helper()
+		first := uint64(1)
+		if n > capacity {
+			first = uint64(n - capacity + 1)
+		}
+		cs, err := f.Since(first-1, 0)
+		if err != nil || len(cs) != n-int(first)+1 {
+			t.Fatalf("after %d appends: %d changes, %v", n, len(cs), err)
+		}
+		for i, c := range cs {
+			if c.Seq != first+uint64(i) || c.Time.Unix() != int64(c.Seq) {
+				t.Fatalf("after %d appends: change %d has seq %d time %d", n, i, c.Seq, c.Time.Unix())
+			}
+		}
+	}
+	for n := 1; n <= 2*capacity; n++ {
+		f.append(&Change{Kind: Upsert, Time: time.Unix(int64(n), 0)})
+		if n == feedInitial || n == feedInitial+1 || n == capacity || n == capacity+1 || n == 2*capacity {
+			check(n)
+		}
+	}
+	if len(f.buf) != capacity {
+		t.Fatalf("ring %d, want %d", len(f.buf), capacity)
+	}
+	if _, err := f.Since(capacity-1, 1); !errors.Is(err, ErrTooOld) {
+		t.Fatalf("want ErrTooOld, got %v", err)
+	}
+}
+
+// cellEnricher places a point by its rounded coordinates; safe for
+// concurrent use.
+type cellEnricher struct{}
+
+func (cellEnricher) Locate(g orb.Geometry) ([]uint64, []string, string) {
+	p := g.(orb.Point)
+	return []uint64{uint64(p[0]*1000) + 1}, []string{"500000"}, "g"
+}
+
+// TestLoadEnrichesInParallel: Load places every feature without cells (in
+// parallel chunks) and keeps stored cells as they are.
+func TestLoadEnrichesInParallel(t *testing.T) {
+	tw := New(Options{Enricher: cellEnricher{}})
+	fs := make([]*Feature, 5000)
+	for i := range fs {
+		fs[i] = &Feature{ID: NewID(Devices, "d"+strconv.Itoa(i)), Geometry: orb.Point{float64(i), 29}, Version: 3}
+	}
+	fs[7].Cells = []uint64{42}
+	tw.Load(fs)
+	for i, f := range fs {
+		got, ok := tw.Get(f.ID)
+		want := uint64(i*1000) + 1
+		if i == 7 {
+			want = 42
+		}
+		if !ok || len(got.Cells) != 1 || got.Cells[0] != want || (i != 7 && got.Grid != "g") {
+			t.Fatalf("%s: %+v", f.ID, got)
+		}
+	}
+	if tw.Count(Devices) != len(fs) {
+		t.Fatalf("count %d", tw.Count(Devices))
 	}
 }

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/citytwin/citytwin/demo"
+	"github.com/citytwin/citytwin/twin"
+	"github.com/citytwin/citytwin/twin/boltstore"
+	"github.com/citytwin/citytwin/twin/locate"
+)
+
+var errStop = errors.New("stop")
+
+// runLoad stores the demo city in cfg.data when it is empty, then measures
+// one load of the whole store into a fresh twin with the locator, the way
+// `twin serve` starts.
+func runLoad(ctx context.Context, cfg config, w io.Writer) error {
+	dir := cfg.data
+	if dir == "" {
+		d, err := os.MkdirTemp("", "twinbench-")
+		if err != nil {
+			return fmt.Errorf("temp dir: %w", err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	st, err := boltstore.Open(dir, boltstore.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	empty := true
+	if err := st.Load(ctx, func(*twin.Feature) error { empty = false; return errStop }); err != nil && !errors.Is(err, errStop) {
+		return err
+	}
+	if empty {
+		t0 := time.Now()
+		city, err := demo.Generate(demo.Options{Scale: cfg.scale})
+		if err != nil {
+			return err
+		}
+		all := city.All()
+		tg := time.Since(t0)
+		const batch = 5000
+		for i := 0; i < len(all); i += batch {
+			if err := st.Upsert(ctx, all[i:min(i+batch, len(all))]); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(w, "stored       %d objects (scale %d) in %s (generate %s)\n", len(all), cfg.scale,
+			time.Since(t0).Round(time.Millisecond), tg.Round(time.Millisecond))
+		city, all = nil, nil
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	rss0 := procStatus("VmRSS")
+
+	stop := cfg.startCPU()
+	t0 := time.Now()
+	loc := locate.New()
+	tw := twin.New(twin.Options{Enricher: loc})
+	n, err := LoadTwin(ctx, st, tw, loc)
+	took := time.Since(t0)
+	stop()
+	if err != nil {
+		return err
+	}
+	peak := procStatus("VmHWM")
+	runtime.GC()
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	rssGC := procStatus("VmRSS")
+	debug.FreeOSMemory()
+	rssFree := procStatus("VmRSS")
+	inuse := int64(after.HeapInuse) - int64(before.HeapInuse)
+	b := tw.Count(twin.Buildings)
+	fmt.Fprintf(w, "loaded       %d objects (%d buildings) in %s (%.0f objects/s), GOMAXPROCS %d, load average %s\n",
+		n, b, took.Round(time.Millisecond), float64(n)/took.Seconds(), runtime.GOMAXPROCS(0), loadAvg())
+	fmt.Fprintf(w, "heap in use  %d MB after GC (+%d MB for the twin, %d B/object)\n",
+		after.HeapInuse>>20, inuse>>20, inuse/int64(max(n, 1)))
+	fmt.Fprintf(w, "rss          before %d MB, peak %d MB, after GC %d MB, after FreeOSMemory %d MB (%d B/object)\n",
+		rss0>>20, peak>>20, rssGC>>20, rssFree>>20, (rssFree-rss0)/int64(max(n, 1)))
+	if cfg.memprofile != "" {
+		f, err := os.Create(cfg.memprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			return err
+		}
+	}
+	runtime.KeepAlive(tw)
+	return nil
+}
+
+// LoadTwin reads every stored object into the twin as cmd/twin's serve does:
+// regions and grids first so the locator can place everything else.
+func LoadTwin(ctx context.Context, st twin.Store, tw *twin.Twin, loc *locate.Locator) (int, error) {
+	var regions, grids, rest []*twin.Feature
+	err := st.Load(ctx, func(f *twin.Feature) error {
+		switch f.ID.Layer {
+		case twin.Regions:
+			regions = append(regions, f)
+		case twin.Grids:
+			grids = append(grids, f)
+		default:
+			rest = append(rest, f)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("load twin from store: %w", err)
+	}
+	loc.Reset(regions, grids)
+	tw.Load(regions)
+	tw.Load(grids)
+	tw.Load(rest)
+	return len(regions) + len(grids) + len(rest), nil
+}
+
+// procStatus reads one "kB" line of /proc/self/status, in bytes (0 when
+// unavailable).
+func procStatus(key string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,76 @@
+// Command twinbench measures the twin in process: how long the demo city
+// takes to load from the embedded store into a twin with the locator, and
+// how much memory it keeps resident (issue 2); and how many telemetry
+// messages per second go through decode -> ApplySample -> feed (issue 3).
+//
+//	go run ./cmd/twinbench -mode load -scale 20 -data /tmp/tb20
+//	go run ./cmd/twinbench -mode ingest -objects 50000 -duration 10s
+//
+// The load mode generates and stores the city only when -data holds no
+// store yet, so a second run measures the load alone, as a restarted
+// `twin serve --demo` does.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"time"
+)
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.mode, "mode", "load", "load or ingest")
+	flag.IntVar(&cfg.scale, "scale", 1, "demo city scale (20 = about a million buildings)")
+	flag.StringVar(&cfg.data, "data", "", "embedded store directory (default: a temporary directory, removed after)")
+	flag.IntVar(&cfg.objects, "objects", 50000, "ingest: vehicles to drive")
+	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "ingest: how long to run")
+	flag.IntVar(&cfg.workers, "workers", runtime.GOMAXPROCS(0), "ingest: goroutines applying telemetry")
+	flag.Float64Var(&cfg.step, "step", 0.0002, "ingest: degrees a vehicle moves per message (0 = stands still)")
+	flag.StringVar(&cfg.memprofile, "memprofile", "", "write a heap profile after loading")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "twinbench:", err)
+			os.Exit(1)
+		}
+		cfg.cpu = f
+	}
+	var err error
+	switch cfg.mode {
+	case "load":
+		err = runLoad(context.Background(), cfg, os.Stdout)
+	case "ingest":
+		err = runIngest(context.Background(), cfg, os.Stdout)
+	default:
+		err = fmt.Errorf("unknown -mode %q", cfg.mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "twinbench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	mode, data, memprofile  string
+	scale, objects, workers int
+	duration                time.Duration
+	step                    float64
+	cpu                     *os.File
+}
+
+func (c config) startCPU() func() {
+	if c.cpu == nil {
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(c.cpu); err != nil {
+		fmt.Fprintln(os.Stderr, "twinbench: cpu profile:", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); c.cpu.Close() }
+}
