@@ -97,6 +97,7 @@ let serverExited = null
 server.on('exit', (code, sig) => { serverExited = { code, sig } })
 
 let browser
+let userData
 async function cleanup() {
   try { if (browser) await browser.close() } catch { /* already gone */ }
   if (serverExited === null) {
@@ -136,7 +137,7 @@ try {
   assert(admin && admin.length > 20, `twin token printed no token: ${tokOut}`)
 
   // ---- browser ----------------------------------------------------------------
-  const userData = mkdtempSync(join(tmpdir(), 'twin-e2e-chrome-'))
+  userData = mkdtempSync(join(tmpdir(), 'twin-e2e-chrome-'))
   browser = await chromium.launchPersistentContext(userData, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -340,6 +341,7 @@ try {
   log('ERROR', err && err.stack || err)
 } finally {
   await cleanup()
+  if (userData) rmSync(userData, { recursive: true, force: true })
   writeFileSync(join(artifacts, 'e2e-results.json'), JSON.stringify(results, null, 2))
   if (failed) {
     log(`server log tail (${serverLog}):\n` + readFileSync(serverLog, 'utf8').split('\n').slice(-30).join('\n'))
