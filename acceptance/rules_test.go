@@ -103,6 +103,25 @@ func TestRulesBridgeMuck(t *testing.T) {
 		t.Errorf("MQTT alert is not JSON: %v", err)
 	}
 
+	// Alert actions record actor and time (CONTRACT §5).
+	alertName := strings.TrimPrefix(al.ID, "alerts/")
+	field := s.token(t, "field", "500000")
+	s.must(t, http.StatusForbidden, http.MethodPost, "/api/alerts/"+alertName+"/ack", field, nil)
+	s.must(t, http.StatusNotFound, http.MethodPost, "/api/alerts/no-such-alert/ack", op, nil)
+	acker := s.token(t, "operator", "500000", "--subject", "duty-officer-"+sfx)
+	s.must(t, http.StatusOK, http.MethodPost, "/api/alerts/"+alertName+"/ack", acker, nil)
+	var acked feature
+	s.must(t, http.StatusOK, http.MethodGet, "/ogc/collections/alerts/items/"+alertName, op, nil).json(t, &acked)
+	if acked.Props["state"] != "acked" || acked.Props["acked_by"] != "duty-officer-"+sfx || acked.Props["acked_at"] == nil {
+		t.Errorf("after ack: state %v by %v at %v", acked.Props["state"], acked.Props["acked_by"], acked.Props["acked_at"])
+	}
+	s.must(t, http.StatusOK, http.MethodPost, "/api/alerts/"+alertName+"/close", acker, nil)
+	var closed feature
+	s.must(t, http.StatusOK, http.MethodGet, "/ogc/collections/alerts/items/"+alertName, op, nil).json(t, &closed)
+	if closed.Props["state"] != "closed" || closed.Props["closed_by"] != "duty-officer-"+sfx || closed.Props["closed_at"] == nil {
+		t.Errorf("after close: state %v by %v at %v", closed.Props["state"], closed.Props["closed_by"], closed.Props["closed_at"])
+	}
+
 	if got := alertsFor("vehicles/" + late); len(got) != 0 {
 		t.Errorf("a crossing at 11:00 raised %d bridge-muck alerts, want none: %v", len(got), got[0].Props)
 	}
