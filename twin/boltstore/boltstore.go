@@ -179,7 +179,7 @@ func (s *Store) Get(ctx context.Context, id twin.ID) (*twin.Feature, error) {
 		if v == nil {
 			return twin.ErrNotFound
 		}
-		f, err = decodeFeature(id, v)
+		f, err = decodeFeature(id, v, nil)
 		return err
 	})
 	if err != nil {
@@ -191,6 +191,7 @@ func (s *Store) Get(ctx context.Context, id twin.ID) (*twin.Feature, error) {
 // Load streams every object to fn, layer by layer, from one read
 // transaction (a consistent snapshot).
 func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
+	in := newInterner()
 	return s.db.View(func(tx *bolt.Tx) error {
 		for _, l := range twin.Layers {
 			c := tx.Bucket([]byte(l)).Cursor()
@@ -201,7 +202,7 @@ func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
 						return err
 					}
 				}
-				f, err := decodeFeature(twin.NewID(l, string(k)), v)
+				f, err := decodeFeature(twin.NewID(l, string(k)), v, in)
 				if err != nil {
 					return fmt.Errorf("boltstore: load %s/%s: %w", l, k, err)
 				}

@@ -118,20 +118,22 @@ func (r *reader) f64() float64 {
 }
 
 // decodeFeature decodes a record; v may be bbolt's mmap'd memory, so nothing
-// returned aliases it.
-func decodeFeature(id twin.ID, v []byte) (*twin.Feature, error) {
+// returned aliases it. in (nil for none) shares repeated strings, numbers and
+// region paths between the features of one load.
+func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 	r := &reader{b: v}
 	f := &twin.Feature{ID: id}
 	f.Version = r.uvarint()
 	f.Updated = fromNano(r.varint())
 	f.Observed = fromNano(r.varint())
-	f.Grid = string(r.bytes())
+	f.Grid = in.str(r.bytes())
 	f.Source = string(r.bytes())
 	if n := r.uvarint(); n > 0 && n <= uint64(len(r.b)) {
 		f.Region = make([]string, n)
 		for i := range f.Region {
-			f.Region[i] = string(r.bytes())
+			f.Region[i] = in.str(r.bytes())
 		}
+		f.Region = in.path(f.Region)
 	}
 	if n := r.uvarint(); n > 0 && r.err == nil {
 		if n*8 > uint64(len(r.b)) {
@@ -155,9 +157,11 @@ func decodeFeature(id twin.ID, v []byte) (*twin.Feature, error) {
 		f.Geometry = geom
 	}
 	if len(r.b) > 0 {
-		if err := json.Unmarshal(r.b, &f.Props); err != nil {
+		p, err := decodeProps(r.b, in)
+		if err != nil {
 			return nil, fmt.Errorf("decode props: %w", err)
 		}
+		f.Props = p
 	}
 	if f.Props == nil {
 		f.Props = map[string]any{}
