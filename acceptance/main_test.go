@@ -72,12 +72,14 @@ func freeAddr(t testing.TB) string {
 
 // serveOpts configure one `twin serve` subprocess.
 type serveOpts struct {
-	demo bool     // --demo --sim-rate 0
-	mqtt string   // --mqtt URL; empty = embedded broker on a free port
-	db   string   // --db URL; empty = embedded store in data
-	data string   // --data; empty = a fresh t.TempDir()
-	key  string   // --auth-key file; empty = a fresh 48-byte key
-	args []string // extra flags
+	demo bool   // --demo --sim-rate 0
+	mqtt string // --mqtt URL; empty = embedded broker on a free port
+	// clientID is --mqtt-client-id with mqtt; empty = a fresh one.
+	clientID string
+	db       string   // --db URL; empty = embedded store in data
+	data     string   // --data; empty = a fresh t.TempDir()
+	key      string   // --auth-key file; empty = a fresh 48-byte key
+	args     []string // extra flags
 }
 
 // server is a running `twin serve` process.
@@ -137,7 +139,11 @@ func startServer(t testing.TB, o serveOpts) *server {
 	if o.mqtt != "" {
 		// A client id of our own: the server's default (citytwin-HOSTNAME)
 		// would fight with any other server on the shared broker.
-		args = append(args, "--mqtt", o.mqtt, "--mqtt-client-id", "citytwin-acceptance-"+suffix(t))
+		id := o.clientID
+		if id == "" {
+			id = "citytwin-acceptance-" + suffix(t)
+		}
+		args = append(args, "--mqtt", o.mqtt, "--mqtt-client-id", id)
 	} else {
 		ml := freeAddr(t)
 		args = append(args, "--mqtt-listen", ml)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 const mosquitto = "tcp://127.0.0.1:1883"
@@ -212,4 +214,43 @@ func keys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestTelemetryQueuedWhileDown: QoS 1 telemetry published to Mosquitto
+// while the server is stopped is applied when it comes back, because the
+// server keeps a persistent session under a stable client id.
+func TestTelemetryQueuedWhileDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the broker session restart")
+	}
+	sfx := suffix(t)
+	clientID := "citytwin-acceptance-persist-" + sfx
+	t.Cleanup(func() {
+		// Drop the persistent session from the shared broker.
+		o := paho.NewClientOptions().AddBroker(mosquitto).SetClientID(clientID).SetCleanSession(true)
+		c := paho.NewClient(o)
+		if tok := c.Connect(); tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
+			c.Disconnect(100)
+		}
+	})
+	o := serveOpts{mqtt: mosquitto, clientID: clientID, data: t.TempDir(), key: writeKey(t)}
+	s := startServer(t, o)
+	tok := s.token(t, "operator", "500000")
+	name := "acc-q-" + sfx
+	put := s.putVehicle(t, tok, name, 106.55, 29.56, nil)
+	s.stop(t)
+
+	mc := dialMQTT(t, mosquitto)
+	t0 := time.Now().Add(-time.Minute)
+	mc.publish(t, "twin/telemetry/"+name, fix(t0, 106.551, 29.561))
+	mc.publish(t, "twin/telemetry/"+name, fix(t0.Add(time.Second), 106.552, 29.562))
+
+	s2 := startServer(t, o)
+	eventually(t, 15*time.Second, "telemetry queued while down to be applied", func() bool {
+		f, _ := s2.get(t, tok, "vehicles", name)
+		return near(f.point(t), 106.552, 29.562)
+	})
+	if f, _ := s2.get(t, tok, "vehicles", name); f.Version != put.Version+2 {
+		t.Errorf("version %d after two queued fixes, want %d", f.Version, put.Version+2)
+	}
 }
