@@ -1,6 +1,7 @@
 package acceptance
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -74,6 +75,12 @@ func TestIncidentsHTTP(t *testing.T) {
 	d := act(op, "dispatch", map[string]any{"worker": worker}, http.StatusOK)
 	if d.Props["assignee"] != "workers/"+worker || d.Props["state"] != "dispatched" {
 		t.Fatalf("after dispatch: assignee %v state %v", d.Props["assignee"], d.Props["state"])
+	}
+	sla, _ := d.Props["sla"].(map[string]any)
+	at, err1 := time.Parse(time.RFC3339Nano, fmt.Sprint(d.Props["dispatched_at"]))
+	by, err2 := time.Parse(time.RFC3339Nano, fmt.Sprint(sla["accept_by"]))
+	if err1 != nil || err2 != nil || by.Sub(at) != time.Minute {
+		t.Errorf("accept SLA: dispatched_at %v, sla %v; want accept_by 1 min after dispatch", d.Props["dispatched_at"], sla)
 	}
 	street := first.Incident.Region[len(first.Incident.Region)-1]
 	field := s.token(t, "field", street, "--subject", worker)

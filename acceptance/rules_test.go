@@ -103,6 +103,14 @@ func TestRulesBridgeMuck(t *testing.T) {
 		t.Errorf("MQTT alert is not JSON: %v", err)
 	}
 
+	var sum struct {
+		AlertsOpen map[string]int `json:"alerts_open"`
+	}
+	s.must(t, http.StatusOK, http.MethodGet, "/api/regions/500000/summary", op, nil).json(t, &sum)
+	if sum.AlertsOpen["orange"] < 1 {
+		t.Errorf("city summary alerts_open %v, want at least one orange", sum.AlertsOpen)
+	}
+
 	// Alert actions record actor and time (CONTRACT §5).
 	alertName := strings.TrimPrefix(al.ID, "alerts/")
 	field := s.token(t, "field", "500000")

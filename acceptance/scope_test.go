@@ -118,6 +118,14 @@ func TestScopeEverySurface(t *testing.T) {
 	if !fin.inRegion(st.code) || fout.inRegion(st.code) || !fout.inRegion(other) {
 		t.Fatalf("server locates %v in %v and %v in %v; the test put them in %s and %s", pin, fin.Region, pout, fout.Region, st.code, other)
 	}
+	if len(fin.Region) != 3 || fin.Region[0] != "500000" || fin.Region[1] != st.parent || fin.Region[2] != st.code {
+		t.Errorf("region of the inside vehicle %v, want [500000 %s %s] (outermost first)", fin.Region, st.parent, st.code)
+	}
+	var raw map[string]any
+	s.must(t, http.StatusOK, http.MethodGet, "/api/entities/vehicles/"+inName, admin, nil).json(t, &raw)
+	if g, _ := raw["grid"].(string); g == "" {
+		t.Errorf("inside vehicle has no grid code: %v", raw)
+	}
 	t.Logf("street %s, inside %v, outside %v (street %s)", st.code, pin, pout, other)
 	tok := s.token(t, "operator", st.code)
 
@@ -274,6 +282,14 @@ func TestScopeEverySurface(t *testing.T) {
 	}
 	if r := s.do(t, http.MethodPut, "/api/entities/vehicles/acc-new-"+sfx, tok, pointFeature(pout[0], pout[1], nil)); r.status != http.StatusForbidden && r.status != http.StatusNotFound {
 		t.Errorf("street token PUT of a new object outside: status %d, want 403 or 404", r.status)
+	}
+
+	// Demo mode: anonymous read from loopback, announced in the log.
+	if r := s.do(t, http.MethodGet, "/api/entities/vehicles/"+inName, "", nil); r.status != http.StatusOK {
+		t.Errorf("demo anonymous loopback read: %d, want 200", r.status)
+	}
+	if !strings.Contains(strings.ToLower(s.logs.String()), "anonymous") {
+		t.Errorf("demo mode does not say that it allows anonymous reads")
 	}
 
 	// Authentication and roles.

@@ -183,9 +183,12 @@ func TestTelemetryMosquitto(t *testing.T) {
 		line("acc-ghost-"+sfx, t3, 106.5, 29.5),
 		`{"id": "`+name+`", "ts": `,
 		line(name, t3.Add(time.Second), 106.5, 95),
+		`{"id": "`+name+`", "ts": "`+t3.Add(2*time.Second).Format(time.RFC3339)+`", "lon": 1e999, "lat": 29.5}`,
+		map[string]any{"id": name, "ts": t3.Add(3 * time.Second).UnixMilli(), "lon": 106.556, "lat": 29.566},
 	)
 	want := []struct{ outcome, reason string }{
 		{"applied", ""}, {"duplicate", ""}, {"history", ""}, {"error", "unknown_device"}, {"error", "bad_json"}, {"error", "out_of_range"},
+		{"error", "not_finite"}, {"applied", ""}, // epoch ms
 	}
 	if len(res) != len(want) {
 		t.Fatalf("NDJSON results = %+v, want %d", res, len(want))
@@ -202,8 +205,8 @@ func TestTelemetryMosquitto(t *testing.T) {
 		t.Errorf("HTTP dead letter lacks topic: %s", m.payload)
 	}
 	f3, _ := s.get(t, tok, "vehicles", name)
-	if !near(f3.point(t), 106.555, 29.565) {
-		t.Errorf("after NDJSON position %v, want [106.555 29.565]", f3.point(t))
+	if !near(f3.point(t), 106.556, 29.566) {
+		t.Errorf("after NDJSON position %v, want [106.556 29.566]", f3.point(t))
 	}
 }
 
