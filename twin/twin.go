@@ -168,6 +168,15 @@ func (t *Twin) Load(fs []*Feature) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if len(fs) > len(t.objs) {
+		// One allocation instead of a dozen doublings (and rehashes) of a
+		// million-entry map.
+		objs := make(map[ID]*Feature, len(t.objs)+len(fs))
+		for id, f := range t.objs {
+			objs[id] = f
+		}
+		t.objs = objs
+	}
 	for _, f := range fs {
 		if old := t.objs[f.ID]; old != nil {
 			t.unindex(old)

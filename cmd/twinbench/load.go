@@ -49,6 +49,13 @@ func runLoad(ctx context.Context, cfg config, w io.Writer) error {
 			return err
 		}
 		all := city.All()
+		if cfg.placed {
+			// Store cells, region and grid too, as the writer does for
+			// changed objects: the load then places nothing.
+			loc := locate.New()
+			loc.Reset(city.Features[twin.Regions], city.Features[twin.Grids])
+			twin.New(twin.Options{Enricher: loc, FeedSize: 16}).Load(all)
+		}
 		tg := time.Since(t0)
 		const batch = 5000
 		for i := 0; i < len(all); i += batch {
@@ -90,8 +97,8 @@ func runLoad(ctx context.Context, cfg config, w io.Writer) error {
 		n, b, took.Round(time.Millisecond), float64(n)/took.Seconds(), runtime.GOMAXPROCS(0), loadAvg())
 	fmt.Fprintf(w, "heap in use  %d MB after GC (+%d MB for the twin, %d B/object)\n",
 		after.HeapInuse>>20, inuse>>20, inuse/int64(max(n, 1)))
-	fmt.Fprintf(w, "rss          before %d MB, peak %d MB, after GC %d MB, after FreeOSMemory %d MB (%d B/object)\n",
-		rss0>>20, peak>>20, rssGC>>20, rssFree>>20, (rssFree-rss0)/int64(max(n, 1)))
+	fmt.Fprintf(w, "rss          before %d MB, peak %d MB, after GC %d MB, after FreeOSMemory %d MB = anonymous %d MB + file %d MB (the store's mmap, reclaimable)\n",
+		rss0>>20, peak>>20, rssGC>>20, rssFree>>20, procStatus("RssAnon")>>20, procStatus("RssFile")>>20)
 	if cfg.memprofile != "" {
 		f, err := os.Create(cfg.memprofile)
 		if err != nil {

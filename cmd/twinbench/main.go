@@ -30,6 +30,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "ingest: how long to run")
 	flag.IntVar(&cfg.workers, "workers", runtime.GOMAXPROCS(0), "ingest: goroutines applying telemetry")
 	flag.Float64Var(&cfg.step, "step", 0.0002, "ingest: degrees a vehicle moves per message (0 = stands still)")
+	flag.BoolVar(&cfg.placed, "placed", false, "load: store the city with cells, region and grid (as the writer stores changed objects), so the load places nothing")
 	flag.StringVar(&cfg.memprofile, "memprofile", "", "write a heap profile after loading")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase")
 	flag.Parse()
@@ -61,6 +62,7 @@ type config struct {
 	scale, objects, workers int
 	duration                time.Duration
 	step                    float64
+	placed                  bool
 	cpu                     *os.File
 }
 

@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"testing"
@@ -75,10 +76,15 @@ func TestInternerShares(t *testing.T) {
 		t.Fatal("path not shared")
 	}
 	for i := 0; i < internMax+10; i++ {
-		in.num(float64(i) + 0.5)
+		if v := in.num(float64(i) + 0.5); v != float64(i)+0.5 {
+			t.Fatalf("num %d gave %v", i, v)
+		}
+		if s := in.str([]byte(fmt.Sprint(i))); s != fmt.Sprint(i) {
+			t.Fatalf("str %d gave %q", i, s)
+		}
 	}
-	if len(in.nums) > internMax {
-		t.Fatalf("interner grew to %d", len(in.nums))
+	if in.str(nil) != "" || in.str([]byte{}) != "" {
+		t.Fatal("empty string")
 	}
 }
 
