@@ -2,7 +2,10 @@ package acceptance
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +140,22 @@ func TestRulesBridgeMuck(t *testing.T) {
 		if m := <-mc.msgs; strings.Contains(string(m.payload), late) {
 			t.Errorf("alert for the 11:00 crossing published on %s", m.topic)
 		}
+	}
+
+	// The same crossing as a GPS trace through `twin replay --as muck_truck`
+	// (CONTRACT §1), which registers the truck and publishes over MQTT.
+	replayed := "acc-mt-replay-" + sfx
+	csv := "id,time,lon,lat\n"
+	for i, p := range []orb.Point{north, {(a[0] + b[0]) / 2, (a[1] + b[1]) / 2}, south} {
+		csv += fmt.Sprintf("%s,%s,%.7f,%.7f\n", replayed, at(8).Add(time.Duration(i)*45*time.Second).Format(time.RFC3339), p[0], p[1])
+	}
+	trace := filepath.Join(t.TempDir(), "trace.csv")
+	if err := os.WriteFile(trace, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runTwin(t, true, "replay", "--mqtt", s.mqttURL, "--as", "muck_truck", "--server", s.url, "--token", op, "--speed", "inf", trace)
+	eventually(t, 15*time.Second, "bridge-muck alert for the replayed trace", func() bool { return len(alertsFor("vehicles/"+replayed)) == 1 })
+	if f, _ := s.get(t, op, "vehicles", replayed); f.Props["kind"] != "muck_truck" || !near(f.point(t), south[0], south[1]) {
+		t.Errorf("replayed truck: kind %v at %v, want muck_truck at %v", f.Props["kind"], f.point(t), south)
 	}
 }
