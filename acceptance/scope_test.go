@@ -239,6 +239,24 @@ func TestScopeEverySurface(t *testing.T) {
 	if got := tileIDs(admin); !got[inID] || !got[outID] {
 		t.Errorf("tile %v for city token: want both, got %v", tile, got)
 	}
+	// The tile cache must not hand the city's tile to the street token,
+	// nor a 304 for the city's ETag.
+	if got := tileIDs(tok); got[outID] {
+		t.Errorf("tile %v for street token after the city token fetched it: outside object present", tile)
+	}
+	tilePath := fmt.Sprintf("/tiles/vehicles/%d/%d/%d.mvt", tile.Z, tile.X, tile.Y)
+	cityETag := s.must(t, http.StatusOK, http.MethodGet, tilePath, admin, nil).header.Get("ETag")
+	req, _ := http.NewRequest(http.MethodGet, s.url+tilePath, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("If-None-Match", cityETag)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotModified {
+			t.Errorf("street token got 304 for the city tile's ETag %s: it would keep showing the outside object", cityETag)
+		}
+	}
 
 	// Websocket: snapshot holds the inside object only; moving it out of
 	// the street removes it.
@@ -317,6 +335,24 @@ func TestScopeEverySurface(t *testing.T) {
 	field := s.token(t, "field", st.code)
 	if r := s.do(t, http.MethodPut, "/api/entities/vehicles/"+inName, field, pointFeature(pin[0], pin[1], nil)); r.status != http.StatusForbidden {
 		t.Errorf("field token PUT /api/entities: %d, want 403", r.status)
+	}
+	planner := s.token(t, "planner", st.code)
+	if r := s.do(t, http.MethodPost, "/api/telemetry", planner, `{"id":"`+inName+`","ts":0}`); r.status != http.StatusForbidden {
+		t.Errorf("planner POST /api/telemetry: %d, want 403", r.status)
+	}
+	if r := s.do(t, http.MethodPut, "/api/rules", tok, "rules: []\n"); r.status != http.StatusForbidden {
+		t.Errorf("operator PUT /api/rules: %d, want 403", r.status)
+	}
+	// A street token may not report an incident outside its street.
+	if r := s.do(t, http.MethodPost, "/api/incidents", tok, map[string]any{"type": "acc-" + sfx, "lon": pout[0], "lat": pout[1]}); r.status != http.StatusForbidden && r.status != http.StatusNotFound {
+		t.Errorf("street token reporting outside its street: %d, want 403 or 404", r.status)
+	}
+	var nearInc featureCollection
+	s.must(t, http.StatusOK, http.MethodGet, fmt.Sprintf("/api/nearby?layer=incidents&lon=%g&lat=%g&radius_m=100", pout[0], pout[1]), admin, nil).json(t, &nearInc)
+	for _, f := range nearInc.Features {
+		if f.Props["type"] == "acc-"+sfx {
+			t.Errorf("refused out-of-scope report left incident %s behind", f.ID)
+		}
 	}
 }
 

@@ -1,10 +1,14 @@
 package acceptance
 
 import (
+	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestServeBasics: health, readiness, metrics, JSON 404s, 401 without a
@@ -71,5 +75,46 @@ func TestServeBasics(t *testing.T) {
 		if r.status != http.StatusUnauthorized {
 			t.Errorf("GET %s without token: status %d, want 401", path, r.status)
 		}
+	}
+}
+
+// TestShutdownWithOpenLinks: SIGTERM while a websocket client and an MQTT
+// client (on the embedded broker) are connected still exits 0 within 15 s,
+// and the websocket client is told the link is over rather than left
+// hanging.
+func TestShutdownWithOpenLinks(t *testing.T) {
+	s := startServer(t, serveOpts{})
+	tok := s.token(t, "operator", "500000")
+	ws := dialWS(t, s, tok)
+	ws.send(t, map[string]any{"op": "subscribe", "layers": []string{"vehicles"}, "bbox": []float64{106, 29, 107, 30}})
+	ws.next(t, "snapshot", func(m wsMsg) bool { return m.Op == "snapshot" })
+	mc := dialMQTT(t, s.mqttURL)
+	mc.subscribe(t, "twin/alerts/#")
+
+	done := make(chan error, 1)
+	go func() {
+		_ = ws.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for {
+			if _, _, err := ws.c.ReadMessage(); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	s.stop(t)
+	t.Logf("server stopped in %s", time.Since(start).Round(time.Millisecond))
+	select {
+	case err := <-done:
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			t.Logf("websocket closed with code %d %q", ce.Code, ce.Text)
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("websocket still open after the server exited")
+		} else {
+			t.Errorf("websocket ended without a close frame: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("websocket read did not end after the server exited")
 	}
 }
