@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,7 @@ type serveConfig struct {
 	simRate                                                          float64
 	origins                                                          string
 	mqttClientID                                                     string
+	pprof                                                            string
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -67,6 +69,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&c.autoRegister, "auto-register", false, "register unknown telemetry names as vehicles instead of dead-lettering")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated origins allowed on /ws (default: same origin)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -119,12 +122,15 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		}
 		all := city.All()
 		log.Info("demo city generated (synthetic, deterministic)", "objects", len(all), "seed", c.seed, "scale", c.scale)
+		// Place everything once (on every CPU) and store it placed: later
+		// starts then load cells, region and grid instead of recomputing
+		// the H3 cover of every building (~7 s CPU per million).
+		loc.Reset(city.Features[twin.Regions], city.Features[twin.Grids])
+		tw.Load(all)
 		if err := storeAll(ctx, st, all); err != nil {
 			return fmt.Errorf("store demo city: %w", err)
 		}
-		if n, err = loadTwin(ctx, st, tw, loc); err != nil {
-			return err
-		}
+		n = len(all)
 	}
 	log.Info("twin loaded", "objects", n, "took", time.Since(t0).Round(time.Millisecond))
 
@@ -261,6 +267,13 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	if c.demo {
 		log.Warn("demo mode: anonymous read access is allowed from loopback addresses; GET /api/demo/token issues tokens to loopback callers")
 	}
+	if c.pprof != "" {
+		stopPprof, err := servePprof(c.pprof, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another twin running? pass --listen)", c.listen, err)
@@ -330,4 +343,31 @@ func demoTokenHandler(key auth.Key, clk clock.Clock) http.Handler {
 		}
 		server.WriteJSON(w, http.StatusOK, map[string]string{"token": tok, "role": string(role), "region": region, "subject": sub})
 	})
+}
+
+// servePprof serves net/http/pprof on its own listener, refused unless the
+// address is loopback: profiles expose internals and cost CPU, so they are
+// for an operator on the machine, never the network.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("--pprof %q: only a loopback address is allowed", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	log.Warn("serving Go profiles", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { _ = hs.Close() }, nil
 }
