@@ -76,10 +76,14 @@ type serveOpts struct {
 	mqtt string // --mqtt URL; empty = embedded broker on a free port
 	// clientID is --mqtt-client-id with mqtt; empty = a fresh one.
 	clientID string
-	db       string   // --db URL; empty = embedded store in data
-	data     string   // --data; empty = a fresh t.TempDir()
-	key      string   // --auth-key file; empty = a fresh 48-byte key
-	args     []string // extra flags
+	// mqttListen is the embedded broker's address; empty = a free port.
+	mqttListen string
+	db         string   // --db URL; empty = embedded store in data
+	data       string   // --data; empty = a fresh t.TempDir()
+	key        string   // --auth-key file; empty = a fresh 48-byte key
+	args       []string // extra flags
+	// notReady waits for /healthz only (a server whose broker is away).
+	notReady bool
 }
 
 // server is a running `twin serve` process.
@@ -123,8 +127,9 @@ func (s *server) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// startServer starts `twin serve`, waits for GET /readyz 200 and registers a
-// cleanup that stops it gracefully (SIGTERM, exit 0 within 15 s).
+// startServer starts `twin serve`, waits for GET /readyz 200 (or /healthz
+// with notReady) and registers a cleanup that stops it gracefully (SIGTERM,
+// exit 0 within 15 s).
 func startServer(t testing.TB, o serveOpts) *server {
 	t.Helper()
 	if o.data == "" {
@@ -145,7 +150,10 @@ func startServer(t testing.TB, o serveOpts) *server {
 		}
 		args = append(args, "--mqtt", o.mqtt, "--mqtt-client-id", id)
 	} else {
-		ml := freeAddr(t)
+		ml := o.mqttListen
+		if ml == "" {
+			ml = freeAddr(t)
+		}
 		args = append(args, "--mqtt-listen", ml)
 		mqttURL = "tcp://" + ml
 	}
@@ -178,7 +186,11 @@ func startServer(t testing.TB, o serveOpts) *server {
 			t.Fatalf("twin serve exited before ready: %v\n%s", s.waitErr, s.tail(30))
 		default:
 		}
-		resp, err := http.Get(s.url + "/readyz")
+		probe := "/readyz"
+		if o.notReady {
+			probe = "/healthz"
+		}
+		resp, err := http.Get(s.url + probe)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -118,3 +118,40 @@ func TestShutdownWithOpenLinks(t *testing.T) {
 		t.Errorf("websocket read did not end after the server exited")
 	}
 }
+
+// TestReadyFollowsBroker: a server whose MQTT broker is not up yet is
+// alive (/healthz 200) but not ready (/readyz 503 naming the broker), keeps
+// answering HTTP, and becomes ready once the broker appears (CONTRACT §5).
+func TestReadyFollowsBroker(t *testing.T) {
+	brokerAddr := freeAddr(t)
+	s := startServer(t, serveOpts{mqtt: "tcp://" + brokerAddr, notReady: true})
+	r := s.do(t, http.MethodGet, "/readyz", "", nil)
+	var ready struct {
+		Checks map[string]string `json:"checks"`
+	}
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz without a broker: %d, want 503: %s", r.status, r.body)
+	}
+	r.json(t, &ready)
+	if ready.Checks["broker"] == "ok" || ready.Checks["broker"] == "" || ready.Checks["store"] != "ok" {
+		t.Errorf("/readyz checks %v, want store ok and the broker's failure", ready.Checks)
+	}
+	// HTTP ingest works without the broker.
+	tok := s.token(t, "operator", "500000")
+	name := "acc-nobroker-" + suffix(t)
+	s.putVehicle(t, tok, name, 106.55, 29.56, nil)
+	if res := s.postTelemetry(t, tok, map[string]any{"id": name, "ts": time.Now().UTC().Format(time.RFC3339Nano), "lon": 106.551, "lat": 29.561}); res[0].Outcome != "applied" {
+		t.Errorf("HTTP telemetry without a broker: %+v", res)
+	}
+	// The broker appears: another twin's embedded broker on that address.
+	startServer(t, serveOpts{mqttListen: brokerAddr})
+	eventually(t, 30*time.Second, "/readyz 200 once the broker is up", func() bool {
+		return s.do(t, http.MethodGet, "/readyz", "", nil).status == http.StatusOK
+	})
+	mc := dialMQTT(t, "tcp://"+brokerAddr)
+	mc.publish(t, "twin/telemetry/"+name, fix(time.Now(), 106.552, 29.562))
+	eventually(t, 10*time.Second, "MQTT telemetry after the broker came up", func() bool {
+		f, _ := s.get(t, tok, "vehicles", name)
+		return near(f.point(t), 106.552, 29.562)
+	})
+}
