@@ -114,6 +114,15 @@ func TestRulesBridgeMuck(t *testing.T) {
 		t.Errorf("city summary alerts_open %v, want at least one orange", sum.AlertsOpen)
 	}
 
+	// A bridge crossing concerns both districts it connects; a third
+	// district does not see it.
+	for code, want := range map[string]int{"500103": http.StatusOK, "500105": http.StatusOK, "500108": http.StatusNotFound} {
+		dt := s.token(t, "operator", code)
+		if r := s.do(t, http.MethodGet, "/ogc/collections/alerts/items/"+strings.TrimPrefix(al.ID, "alerts/"), dt, nil); r.status != want {
+			t.Errorf("alert %s for a %s token: %d, want %d", al.ID, code, r.status, want)
+		}
+	}
+
 	// Alert actions record actor and time (CONTRACT §5).
 	alertName := strings.TrimPrefix(al.ID, "alerts/")
 	field := s.token(t, "field", "500000")

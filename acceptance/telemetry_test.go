@@ -257,3 +257,49 @@ func TestTelemetryQueuedWhileDown(t *testing.T) {
 		t.Errorf("version %d after two queued fixes, want %d", f.Version, put.Version+2)
 	}
 }
+
+// TestTelemetryBurstOrder: a burst of QoS 1 fixes for several objects,
+// interleaved, is applied in each object's order: every object ends at its
+// last fix with one version per fix, and history holds every fix in time
+// order.
+func TestTelemetryBurstOrder(t *testing.T) {
+	s := startServer(t, serveOpts{})
+	tok := s.token(t, "operator", "500000")
+	sfx := suffix(t)
+	const objects, fixes = 5, 100
+	start := map[string]uint64{}
+	for i := 0; i < objects; i++ {
+		name := fmt.Sprintf("acc-burst%d-%s", i, sfx)
+		start[name] = s.putVehicle(t, tok, name, 106.5, 29.5, nil).Version
+	}
+	mc := dialMQTT(t, s.mqttURL)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	for k := 0; k < fixes; k++ {
+		for i := 0; i < objects; i++ {
+			name := fmt.Sprintf("acc-burst%d-%s", i, sfx)
+			mc.publish(t, "twin/telemetry/"+name, fix(t0.Add(time.Duration(k)*time.Second), 106.5+float64(k)*1e-4, 29.5+float64(i)*1e-3))
+		}
+	}
+	for name, v0 := range start {
+		i := 0
+		fmt.Sscanf(name, "acc-burst%d-", &i)
+		eventually(t, 20*time.Second, name+" at its last fix", func() bool {
+			f, _ := s.get(t, tok, "vehicles", name)
+			return f.Geometry != nil && near(f.point(t), 106.5+float64(fixes-1)*1e-4, 29.5+float64(i)*1e-3)
+		})
+		if f, _ := s.get(t, tok, "vehicles", name); f.Version != v0+fixes {
+			t.Errorf("%s version %d, want %d (one per fix)", name, f.Version, v0+fixes)
+		}
+		var hist []time.Time
+		eventually(t, 10*time.Second, name+" history stored", func() bool {
+			hist = s.historyTimes(t, tok, "vehicles", name)
+			return len(hist) >= fixes
+		})
+		for k, ts := range hist {
+			if !ts.Equal(t0.Add(time.Duration(k) * time.Second)) {
+				t.Errorf("%s history[%d] = %s, want %s", name, k, ts, t0.Add(time.Duration(k)*time.Second))
+				break
+			}
+		}
+	}
+}
