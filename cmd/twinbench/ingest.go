@@ -83,8 +83,8 @@ func runIngest(ctx context.Context, cfg config, w io.Writer) error {
 					break
 				}
 				for i := g; i < len(names); i += cfg.workers {
-					lon := box.Min[0] + 0.05 + float64(i%97)*0.001 + float64(step%200)*cfg.step
-					lat := box.Min[1] + 0.05 + float64(i%89)*0.001
+					lon := box.Min[0] + 0.05 + float64(i%251)*0.0003 + float64(step%200)*cfg.step
+					lat := box.Min[1] + 0.05 + float64(i/251)*0.0002
 					buf = fmt.Appendf(buf[:0], `{"ts":%d,"lon":%.6f,"lat":%.6f,"speed_kmh":32.5,"heading":90}`, base+step*1000, lon, lat)
 					m, err := telemetry.Decode(buf, t0, telemetry.Limits{})
 					if err != nil {

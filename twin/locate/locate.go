@@ -162,6 +162,11 @@ type region struct {
 	geom                orb.Geometry // Polygon or MultiPolygon
 	bound               orb.Bound
 	f                   *twin.Feature
+	// path is a street's region path when its parent prop fixes it
+	// (city, parent, street), shared by every object placed in the street:
+	// no allocation per Locate, one copy per street in memory. Features are
+	// immutable, so callers never modify it.
+	path []string
 }
 
 func (r *region) contains(p orb.Point) bool {
@@ -205,6 +210,14 @@ func buildIndex(regions, grids []*twin.Feature, bucketed bool) *index {
 		}
 		return newRTreeFinder(rs)
 	}
+	for _, r := range levels[LevelStreet] {
+		if r.parent != "" {
+			r.path = []string{idx.city, r.parent, r.code}
+			if d := idx.byCode[r.parent]; d != nil && d.level == LevelDistrict {
+				r.path[1] = d.code
+			}
+		}
+	}
 	idx.cities = newLinear(levels[LevelCity])
 	idx.districts = mk(levels[LevelDistrict])
 	idx.streets = mk(levels[LevelStreet])
@@ -244,6 +257,9 @@ func newRegion(f *twin.Feature) *region {
 // all of them and in no district has no path.
 func (idx *index) path(p orb.Point, cell uint64) []string {
 	street := idx.streets.find(p, cell)
+	if street != nil && street.path != nil {
+		return street.path
+	}
 	var district *region
 	districtCode := ""
 	if street != nil {
