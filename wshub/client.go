@@ -67,6 +67,7 @@ func intersects(a, b orb.Bound) bool {
 type client struct {
 	h      *Hub
 	conn   *websocket.Conn // nil for routing benchmarks
+	bc     *batchConn      // conn's socket; nil for routing benchmarks
 	p      auth.Principal
 	remote string
 	sub    *sub // guarded by Hub.mu
@@ -241,22 +242,38 @@ func (c *client) writeLoop() {
 			continue
 		case <-c.wake:
 		}
-		for {
-			c.mu.Lock()
-			it := c.q.pop()
-			if it == nil && !c.resync {
-				c.laggingSince = time.Time{}
-			}
-			c.mu.Unlock()
-			if it == nil {
-				break
-			}
-			if err := c.write(it); err != nil {
-				c.fail(err)
-				return
-			}
+		if err := c.drain(); err != nil {
+			c.fail(err)
+			return
 		}
 	}
+}
+
+// drain writes everything queued, as one batch of frames on the socket.
+func (c *client) drain() error {
+	if c.bc != nil {
+		c.bc.begin()
+	}
+	for {
+		c.mu.Lock()
+		it := c.q.pop()
+		if it == nil && !c.resync {
+			c.laggingSince = time.Time{}
+		}
+		c.mu.Unlock()
+		if it == nil {
+			break
+		}
+		if err := c.write(it); err != nil {
+			return err
+		}
+	}
+	if c.bc != nil {
+		if err := c.bc.flush(); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+	}
+	return nil
 }
 
 func (c *client) fail(err error) {

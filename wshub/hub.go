@@ -381,11 +381,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	defer h.wg.Done()
 
-	conn, err := h.upgrader.Upgrade(w, r, nil)
+	hj := &hijacker{ResponseWriter: w}
+	conn, err := h.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		return // the upgrader answered the client
 	}
 	c := newClient(h, conn, p, r.RemoteAddr)
+	c.bc = hj.bc
 	if !h.register(c) {
 		c.close(websocket.CloseGoingAway, "server shutting down")
 		<-c.closerDone

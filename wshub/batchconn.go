@@ -1,0 +1,100 @@
+package wshub
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// batchMax bounds what a batch gathers before it is written out (bytes), so
+// one drain never holds more than this per client.
+const batchMax = 64 << 10
+
+// batchConn is the socket under a client's websocket.Conn. Between begin
+// and flush it gathers the frames gorilla writes into one buffer, so the
+// writer draining n queued deltas makes one write syscall instead of n:
+// with 200 clients at 20,000 msgs/s, per-frame writes were a third of the
+// server's CPU. Outside a batch (pings, the upgrade response) writes go
+// straight through, after anything still buffered, so frames never
+// reorder. Close writes out what is buffered (a close frame queued by
+// another goroutine) before closing. Safe for concurrent use.
+type batchConn struct {
+	net.Conn
+	mu    sync.Mutex
+	batch bool
+	buf   []byte
+}
+
+var _ net.Conn = (*batchConn)(nil)
+
+// Write buffers p during a batch, else writes it (after the buffer).
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.batch {
+		if len(b.buf)+len(p) > batchMax {
+			if err := b.flushLocked(); err != nil {
+				return 0, err
+			}
+		}
+		b.buf = append(b.buf, p...)
+		return len(p), nil
+	}
+	if err := b.flushLocked(); err != nil {
+		return 0, err
+	}
+	return b.Conn.Write(p)
+}
+
+// begin starts gathering writes.
+func (b *batchConn) begin() {
+	b.mu.Lock()
+	b.batch = true
+	b.mu.Unlock()
+}
+
+// flush ends the batch and writes what it gathered, under the write
+// deadline the last frame set.
+func (b *batchConn) flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batch = false
+	return b.flushLocked()
+}
+
+func (b *batchConn) flushLocked() error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	_, err := b.Conn.Write(b.buf)
+	if cap(b.buf) > 2*batchMax {
+		b.buf = nil // a large snapshot went through: do not keep its buffer
+	} else {
+		b.buf = b.buf[:0]
+	}
+	return err
+}
+
+// Close writes out what is buffered, then closes the socket.
+func (b *batchConn) Close() error {
+	b.mu.Lock()
+	_ = b.flushLocked()
+	b.mu.Unlock()
+	return b.Conn.Close()
+}
+
+// hijacker hands gorilla's upgrader a batchConn around the hijacked socket.
+type hijacker struct {
+	http.ResponseWriter
+	bc *batchConn
+}
+
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.bc = &batchConn{Conn: c}
+	return h.bc, rw, nil
+}
