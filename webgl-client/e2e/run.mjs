@@ -176,6 +176,7 @@ try {
 
   const page = await browser.newPage()
   watch(page, 'operator')
+  let fieldPage = null
 
   await step('operator map renders tiles', async () => {
     await page.goto(base + '/', { waitUntil: 'load' })
@@ -216,36 +217,68 @@ try {
     return { before, after: b }
   })
 
-  await step('a muck truck crossing a bridge in forbidden hours puts an alert in the panel', async () => {
+  // Drive muck truck `name` over Qiansimen bridge end to end (the rule's
+  // "cross"), from ~35% of its length before one end to as far past the
+  // other, a fix every 5 s, starting 08:00 Asia/Shanghai (a forbidden hour
+  // for muck trucks). Returns the bridge midpoint and the telemetry answer.
+  async function crossBridge(name, beforePost = async () => {}) {
     const br = mustOK(await http('GET', '/ogc/collections/bridges/items/qiansimen'), 'GET bridge')
     const cs = br.geometry.type === 'LineString' ? br.geometry.coordinates : br.geometry.coordinates[0]
     const p0 = cs[0], p1 = cs[cs.length - 1]
     const mid = [(p0[0] + p1[0]) / 2, (p0[1] + p1[1]) / 2]
-    // Drive over the bridge end to end (the rule's "cross"), from ~35% of its
-    // length before one end to as far past the other, a fix every 5 s,
-    // starting 08:00 Asia/Shanghai (a forbidden hour for muck trucks).
     const at = (k) => [p0[0] + (p1[0] - p0[0]) * k, p0[1] + (p1[1] - p0[1]) * k]
     const n = 16
     const t0 = Date.parse('2026-11-23T08:00:00+08:00')
-    const name = 'e2e-muck'
     const fixes = []
     for (let i = 0; i <= n; i++) {
       const [lon, lat] = at(-0.35 + (1.7 * i) / n)
       fixes.push({ id: name, ts: new Date(t0 + i * 5000).toISOString(), lon, lat, speed_kmh: 30, heading: 20 })
     }
-    await page.evaluate((c) => window.__twin.map.jumpTo({ center: c, zoom: 14 }), mid)
-    await page.waitForFunction(() => window.__twin.link.viewChanged === false, null, { timeout: 10000 })
-    mustOK(await http('PUT', `/api/entities/vehicles/${name}`, { token: admin, body: { type: 'Feature', geometry: { type: 'Point', coordinates: at(-0.4) }, properties: { kind: 'muck_truck', plate: 'E2E-MUCK' } } }), 'PUT muck truck')
+    await beforePost(mid)
+    mustOK(await http('PUT', `/api/entities/vehicles/${name}`, { token: admin, body: { type: 'Feature', geometry: { type: 'Point', coordinates: at(-0.4) }, properties: { kind: 'muck_truck', plate: name.toUpperCase() } } }), 'PUT muck truck')
     const res = mustOK(await http('POST', '/api/telemetry', { token: admin, body: fixes.map((f) => JSON.stringify(f)).join('\n') + '\n', type: 'application/x-ndjson' }), 'POST crossing')
-    const row = await waitFor('bridge-muck alert row', () => page.evaluate(() => {
-      const li = [...document.querySelectorAll('#alerts li')].find((x) => x.textContent.includes('bridge-muck') && x.textContent.includes('e2e-muck'))
-      return li ? { id: li.dataset.id, text: li.textContent.replace(/\s+/g, ' ').trim() } : null
-    }), 30000)
+    return { mid, res }
+  }
+  const alertRow = (subject) => page.evaluate((subject) => {
+    const li = [...document.querySelectorAll('#alerts li')].find((x) => x.textContent.includes('bridge-muck') && x.textContent.includes(subject))
+    return li ? { id: li.dataset.id, text: li.textContent.replace(/\s+/g, ' ').trim() } : null
+  }, subject)
+
+  await step('a muck truck crossing a bridge in forbidden hours puts an alert in the panel', async () => {
+    const { res } = await crossBridge('e2e-muck', async (mid) => {
+      await page.evaluate((c) => window.__twin.map.jumpTo({ center: c, zoom: 14 }), mid)
+      await page.waitForFunction(() => window.__twin.link.viewChanged === false, null, { timeout: 10000 })
+    })
+    const row = await waitFor('bridge-muck alert row', () => alertRow('vehicles/e2e-muck'), 30000)
     writeFileSync(join(artifacts, 'operator-alert.png'), await page.screenshot())
     // Ack from the panel: the row loses its Ack button and the alert is acked.
     await page.locator(`#alerts li[data-id="${row.id}"] button.ack`).click()
     await page.waitForFunction((id) => { const f = window.__twin.feature(id); return f && f.properties.state === 'acked' }, row.id, { timeout: 20000 })
     return { telemetry: res, alert: row }
+  })
+
+  await step('an alert raised outside the map view still appears in the panel (city tier)', async () => {
+    let away
+    const { mid } = await crossBridge('e2e-muck-away', async (mid) => {
+      // pan well away from the bridge first: the viewport link no longer covers it
+      away = [mid[0] + 0.35, mid[1] + 0.2]
+      await page.evaluate((c) => window.__twin.map.jumpTo({ center: c, zoom: 14 }), away)
+      await page.waitForFunction(() => window.__twin.link.viewChanged === false, null, { timeout: 10000 })
+    })
+    const bounds = await page.evaluate(() => window.__twin.map.getBounds().toArray())
+    assert(!(mid[0] >= bounds[0][0] && mid[0] <= bounds[1][0] && mid[1] >= bounds[0][1] && mid[1] <= bounds[1][1]), `bridge ${mid} is still in view ${JSON.stringify(bounds)}`)
+    const row = await waitFor('bridge-muck alert row for the truck out of view', () => alertRow('vehicles/e2e-muck-away'), 30000)
+    const inViewStore = await page.evaluate((id) => !!window.__twin.store.get(id), row.id)
+    assert(!inViewStore, `alert ${row.id} reached the viewport store: the check proves nothing`)
+    // red first, then oldest: the panel's order follows severity rank
+    const RANK = { red: 1, orange: 2, yellow: 3, blue: 4, green: 5 }
+    const ranks = await page.evaluate(() => window.__twin.panel('alerts').map((id) => window.__twin.tierStore.get(id).properties.severity))
+    assert(ranks.every((s, i) => i === 0 || (RANK[s] || 9) >= (RANK[ranks[i - 1]] || 9)), `panel not sorted by severity: ${ranks}`)
+    // the legend names every alert tier
+    const legend = await page.evaluate(() => [...document.querySelectorAll('#legend .tier-entry')].map((e) => e.dataset.tier))
+    assert(['street', 'district', 'city'].every((t) => legend.includes(t)), `legend tiers: ${legend}`)
+    writeFileSync(join(artifacts, 'operator-alert-away.png'), await page.screenshot())
+    return { away, alert: row, panelAlerts: ranks.length }
   })
 
   await step('the tier selector changes the indicators', async () => {
@@ -329,7 +362,43 @@ try {
     await field.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 20000 })
     await sleep(400)
     writeFileSync(join(artifacts, 'field.png'), await field.screenshot())
+    fieldPage = field
     return { incident: id, rows: rows.length, first: rows[0], distances: d.slice(0, 5) }
+  })
+
+  await step('field view (demo): pick "I am" from nearby workers; my incidents listed first', async () => {
+    const field = fieldPage
+    assert(field, 'no field page from the previous step')
+    const pos = await field.evaluate(() => window.__twin.position())
+    // a grid worker 300 m east of the position, and an incident assigned to
+    // them 600 m away, farther than at least one other open incident
+    const me = 'e2e-grid'
+    mustOK(await http('PUT', `/api/entities/workers/${me}`, { token: admin, body: { type: 'Feature', geometry: { type: 'Point', coordinates: [pos[0] + 0.003, pos[1]] }, properties: { status: 'available', name: 'E2E grid worker' } } }), 'PUT worker')
+    const rep = mustOK(await http('POST', '/api/incidents', { token: admin, body: { type: 'e2e_mine', lon: pos[0] - 0.006, lat: pos[1], description: 'for the e2e worker' } }), 'POST mine')
+    const inc = rep.incident || rep
+    const name = inc.id.slice('incidents/'.length)
+    let cur = mustOK(await http('GET', `/api/entities/incidents/${encodeURIComponent(name)}`, { token: admin }), 'GET incident')
+    if ((cur.properties || {}).assignee !== `workers/${me}`) {
+      mustOK(await http('POST', `/api/incidents/${encodeURIComponent(name)}/dispatch`, { token: admin, body: { worker: me } }), 'dispatch to e2e-grid')
+      cur = mustOK(await http('GET', `/api/entities/incidents/${encodeURIComponent(name)}`, { token: admin }), 'GET incident')
+    }
+    assert(cur.properties.assignee === `workers/${me}`, `incident assigned to ${cur.properties.assignee}`)
+    assert(await field.evaluate(() => window.__twin.demo), 'field page not in demo mode')
+    await field.evaluate(() => window.__twin.refresh())
+    await field.waitForFunction((id) => window.__twin.workers().includes(id), `workers/${me}`, { timeout: 20000 })
+    assert(await field.locator('#worker-pick').isVisible(), 'worker picker hidden')
+    assert(!(await field.locator('#worker').isVisible()), 'typed worker field still shown in demo mode')
+    await field.selectOption('#worker-pick', me)
+    await field.waitForFunction((id) => window.__twin.nearby().some((f) => f.id === id), inc.id, { timeout: 20000 })
+    await field.waitForFunction((id) => window.__twin.listed()[0] === id, inc.id, { timeout: 10000 })
+    const nearest = await field.evaluate(() => window.__twin.nearby().map((f) => f.id))
+    const listed = await field.evaluate(() => window.__twin.listed())
+    const first = await field.evaluate(() => document.querySelector('#nearby li').textContent.replace(/\s+/g, ' ').trim())
+    assert(first.includes('e2e_mine') && first.includes('assigned to me'), `first row: ${first}`)
+    assert(nearest[0] !== inc.id, `my incident is also the nearest (${nearest}), so the order proves nothing`)
+    assert(listed.length === nearest.length && listed.every((id) => nearest.includes(id)), 'listed and nearby differ')
+    writeFileSync(join(artifacts, 'field-worker.png'), await field.screenshot())
+    return { worker: me, incident: inc.id, nearestFirst: nearest.slice(0, 3), listedFirst: listed.slice(0, 3) }
   })
 
   await step('no console errors and no external requests', async () => {

@@ -24,6 +24,14 @@ export function initToken() {
 
 let memToken = null
 
+/**
+ * Demo mode for the pages: no token was given in the URL, so tokens (if
+ * any) come from the demo server and the person may choose who they are.
+ */
+export function isDemo() {
+  return getWho() !== 'url'
+}
+
 /** The token to send, or null (anonymous reads in demo mode). */
 export function getToken() {
   if (memToken) return memToken

@@ -1,9 +1,14 @@
 // Field view (/field): phone-sized. My position (geolocation, ?lon=&lat=, or a
 // tap on the map), nearby incidents nearest first with distance from
 // /api/nearby, accept / arrive / resolve buttons, and a report form.
+// Incidents assigned to me come first, then the others nearest first. In
+// demo mode (no token given in the URL) "I am" is picked from the workers
+// within 2 km of the position rather than typed; with a real token the name
+// is typed (it must match the token's subject to act).
 import { maplibregl, createMap, esc, fmtDistance, toast } from './common.js'
-import { initToken, api } from './api.js'
+import { initToken, api, isDemo } from './api.js'
 import { slaStatus } from './sla.js'
+import { mineFirst } from './panels.js'
 
 initToken()
 const $ = (id) => document.getElementById(id)
@@ -16,6 +21,9 @@ const q0 = new URLSearchParams(location.search)
 let worker = q0.get('worker') || localStorage.getItem('citytwin.worker') || ''
 if (q0.get('worker')) localStorage.setItem('citytwin.worker', worker)
 let lastNearby = []
+let listed = []
+let nearWorkers = []
+const demo = isDemo()
 
 const ACTIONS = { dispatched: ['accept'], accepted: ['arrive'], arrived: ['resolve'] }
 
@@ -42,8 +50,40 @@ function fallback(why) {
   setPosition(c.lng, c.lat, `map centre; ${why}; tap the map to choose`)
 }
 
+// Workers within 2 km of the position, nearest first, for the "I am" picker.
+async function refreshWorkers() {
+  if (!demo || !me) return
+  try {
+    const fc = await api(`/api/nearby?layer=workers&lon=${me[0]}&lat=${me[1]}&radius_m=2000&limit=20`)
+    nearWorkers = fc.features || []
+    renderWorkers()
+  } catch (err) {
+    toast('workers: ' + err.message, true)
+  }
+}
+
+function renderWorkers() {
+  const sel = $('worker-pick')
+  const opts = nearWorkers.map((f) => {
+    const name = String(f.id).split('/').slice(1).join('/')
+    const st = (f.properties || {}).status
+    return { name, text: `${name} · ${fmtDistance(f.distance_m ?? (f.properties || {}).distance_m)}${st ? ' · ' + st : ''}` }
+  })
+  // keep the current choice selectable even once it has walked out of range
+  if (worker && !opts.some((o) => o.name === worker)) opts.push({ name: worker, text: `${worker} · not nearby` })
+  sel.innerHTML = '<option value="">worker…</option>' + opts.map((o) => `<option value="${esc(o.name)}">${esc(o.text)}</option>`).join('')
+  sel.value = worker
+}
+
+function setWorker(name) {
+  worker = name
+  try { localStorage.setItem('citytwin.worker', worker) } catch { /* memory only */ }
+  render()
+}
+
 async function refresh() {
   if (!me) return
+  refreshWorkers()
   const r = $('radius').value
   try {
     const fc = await api(`/api/nearby?layer=incidents&lon=${me[0]}&lat=${me[1]}&radius_m=${r}&limit=50`)
@@ -59,7 +99,8 @@ async function refresh() {
 function render() {
   const now = Date.now()
   $('ncount').textContent = String(lastNearby.length)
-  $('nearby').innerHTML = lastNearby.map((f) => {
+  listed = mineFirst(lastNearby, worker ? 'workers/' + worker : '')
+  $('nearby').innerHTML = listed.map((f) => {
     const p = f.properties || {}
     const name = String(f.id).split('/').slice(1).join('/')
     const sla = slaStatus(p, now)
@@ -99,7 +140,13 @@ $('report').addEventListener('submit', async (e) => {
 })
 
 $('worker').value = worker
-$('worker').addEventListener('change', (e) => { worker = e.target.value.trim(); localStorage.setItem('citytwin.worker', worker); render() })
+$('worker').addEventListener('change', (e) => setWorker(e.target.value.trim()))
+$('worker-pick').addEventListener('change', (e) => setWorker(e.target.value))
+if (demo) {
+  $('worker').hidden = true
+  $('worker-pick').hidden = false
+  renderWorkers()
+}
 $('locate').addEventListener('click', locate)
 $('radius').addEventListener('change', refresh)
 setInterval(render, 1000)
@@ -118,4 +165,11 @@ map.on('load', () => {
 map.on('click', (e) => setPosition(e.lngLat.lng, e.lngLat.lat, 'chosen on map'))
 map.on('error', (e) => console.warn('map:', e && e.error ? e.error.message : e))
 
-window.__twin = { map, ready: false, nearby: () => lastNearby, position: () => me, refresh }
+window.__twin = {
+  map, ready: false, demo, refresh,
+  nearby: () => lastNearby, // as /api/nearby returned them: nearest first
+  listed: () => listed.map((f) => f.id), // as shown: mine first
+  workers: () => nearWorkers.map((f) => f.id),
+  worker: () => worker,
+  position: () => me,
+}

@@ -1,12 +1,18 @@
 // Operator view (/): the city from this server's style, live layers from the
 // websocket, alerts/incidents/indicator panels, inspector, layer toggles and
 // the risk legend. Exposes window.__twin for the end-to-end test.
-import { maplibregl, createMap, addRegionLabels, viewBBox, geomBBox, geomCenter, esc, fmtValue, toast, RISK, colourHex, colourExpr } from './common.js'
+//
+// Two websockets: `link` follows the map view and feeds the map's live
+// layers; `tierLink` subscribes to alerts and incidents over the chosen
+// tier's region (whatever the view) and feeds the panels, so an operator sees
+// every open alert and incident of the tier without panning to it.
+import { createMap, addRegionLabels, viewBBox, geomBBox, geomCenter, esc, fmtValue, toast, RISK, colourHex, colourExpr } from './common.js'
 import { initToken, api, fetchAllItems, wsURL } from './api.js'
 import { LiveStore } from './store.js'
 import { LiveLink } from './live.js'
 import { Interpolator } from './interp.js'
-import { slaStatus, formatAge } from './sla.js'
+import { formatAge } from './sla.js'
+import { selectAlerts, selectIncidents, tierBBox, alertSince, WORLD_BBOX } from './panels.js'
 import { startFrameMeter } from './perf.js'
 
 initToken()
@@ -15,7 +21,9 @@ const LIVE = ['vehicles', 'workers', 'incidents', 'alerts']
 const $ = (id) => document.getElementById(id)
 const map = createMap('map')
 const interp = new Interpolator()
-const SEVERITY_ORDER = Object.fromEntries(RISK.map((r) => [r.name, r.level]))
+const PANEL_LAYERS = ['alerts', 'incidents']
+// Alert symbol radius (px) per tier: the higher the tier, the larger the ring.
+const TIER_RADIUS = { street: 7, district: 10, city: 14 }
 
 // What the map draws per live layer: only the props the layers style on, so
 // a 10,000-vehicle setData stays small.
@@ -23,7 +31,7 @@ const renderProps = {
   vehicles: (f) => ({ id: f.id, kind: f.properties.kind, heading: f.properties.heading || 0 }),
   workers: (f) => ({ id: f.id, status: f.properties.status }),
   incidents: (f) => ({ id: f.id, state: f.properties.state, type: f.properties.type }),
-  alerts: (f) => ({ id: f.id, severity: f.properties.severity, state: f.properties.state, rule: f.properties.rule }),
+  alerts: (f) => ({ id: f.id, severity: f.properties.severity, state: f.properties.state, rule: f.properties.rule, tier: f.properties.tier }),
 }
 
 function toRendered(layer, f, now) {
@@ -79,6 +87,11 @@ const link = new LiveLink({
   },
 })
 
+// The panels' store: every alert and incident of the chosen tier. Nothing is
+// drawn from it, so its flushes only re-render the panels.
+const tierStore = new LiveStore()
+const tierLink = new LiveLink({ store: tierStore, layers: PANEL_LAYERS, url: wsURL })
+
 // ---- map layers -------------------------------------------------------
 
 function addLiveLayers() {
@@ -110,7 +123,10 @@ function addLiveLayers() {
   map.addLayer({
     id: 'ws-alerts', type: 'circle', source: 'ws-alerts',
     filter: ['!=', ['get', 'state'], 'closed'],
-    paint: { 'circle-radius': 10, 'circle-color': colourExpr('severity'), 'circle-opacity': 0.35, 'circle-stroke-color': colourExpr('severity'), 'circle-stroke-width': 2.5 },
+    paint: {
+      'circle-radius': ['match', ['get', 'tier'], ...Object.entries(TIER_RADIUS).flat(), TIER_RADIUS.district],
+      'circle-color': colourExpr('severity'), 'circle-opacity': 0.55, 'circle-stroke-color': colourExpr('severity'), 'circle-stroke-width': 2.5,
+    },
   })
   addRegionLabels(map)
 }
@@ -134,7 +150,9 @@ function buildToggles() {
 }
 
 function buildLegend() {
+  const ring = (px) => `<span class="ring-box"><span class="ring" style="width:${2 * px}px;height:${2 * px}px"></span></span>`
   $('legend').innerHTML = '<b>risk / severity</b>' + RISK.map((r) => `<div><span class="dot" style="background:${r.hex}"></span>${esc(r.label)}</div>`).join('') +
+    '<div class="sep"></div><b>alert tier (ring size; colour = severity)</b>' + Object.entries(TIER_RADIUS).map(([t, px]) => `<div class="tier-entry" data-tier="${t}">${ring(px)}${t}</div>`).join('') +
     '<div class="sep"></div><div><span class="dot" style="background:#ffa726"></span>muck truck</div><div><span class="dot" style="background:#29b6f6"></span>patrol</div><div><span class="dot" style="background:#66bb6a"></span>worker</div><div><span class="dot" style="background:#ff7043;border:2px solid #fff"></span>incident</div>'
 }
 
@@ -145,31 +163,30 @@ function flyToFeature(f) {
   if (c) map.flyTo({ center: c, zoom: Math.max(map.getZoom(), 15), essential: true })
 }
 
+function tierInfo() {
+  const f = regions.find((r) => r.properties.code === tier)
+  return { code: tier, isCity: tier === '500000' || (f ? f.properties.level === 'city' : regions.length === 0) }
+}
+
 function renderAlerts() {
   const now = Date.now()
-  const alerts = store.layer('alerts').filter((a) => a.properties.state !== 'closed')
-  alerts.sort((a, b) => (SEVERITY_ORDER[a.properties.severity] || 9) - (SEVERITY_ORDER[b.properties.severity] || 9) || String(b.updated).localeCompare(String(a.updated)))
+  const alerts = selectAlerts(tierStore.layer('alerts'), tierInfo())
   $('alerts-count').textContent = String(alerts.length)
   $('alerts').innerHTML = alerts.slice(0, 200).map((a) => {
     const p = a.properties
     const name = a.id.slice('alerts/'.length)
-    const since = p.opened_at || p.raised_at || p.first_at || a.updated
     return `<li class="row" data-id="${esc(a.id)}"><span class="dot" style="background:${colourHex(p.severity)}"></span>
       <div class="grow"><div><b>${esc(p.rule)}</b> <span class="muted">${esc(p.tier || '')}</span></div>
-      <div class="muted small">${esc(p.subject || '')} · ${esc(formatAge(since, now))} · ${esc(p.state)}</div></div>
+      <div class="muted small">${esc(p.subject || '')} · ${esc(formatAge(alertSince(a), now))} · ${esc(p.state)}</div></div>
       ${p.state === 'open' ? `<button class="ack" data-name="${esc(name)}">Ack</button>` : ''}</li>`
   }).join('')
 }
 
-const INCIDENT_ORDER = { reported: 0, dispatched: 1, accepted: 2, arrived: 3, resolved: 4, closed: 5 }
 function renderIncidents() {
-  const now = Date.now()
-  const list = store.layer('incidents').filter((f) => f.properties.state !== 'closed')
-  list.sort((a, b) => (INCIDENT_ORDER[a.properties.state] ?? 9) - (INCIDENT_ORDER[b.properties.state] ?? 9))
+  const list = selectIncidents(tierStore.layer('incidents'), Date.now(), tierInfo())
   $('incidents-count').textContent = String(list.length)
-  $('incidents').innerHTML = list.slice(0, 200).map((f) => {
+  $('incidents').innerHTML = list.slice(0, 200).map(({ feature: f, sla }) => {
     const p = f.properties
-    const sla = slaStatus(p, now)
     return `<li class="row" data-id="${esc(f.id)}"><div class="grow"><div><b>${esc(p.type)}</b> <span class="state ${esc(p.state)}">${esc(p.state)}</span></div>
       <div class="muted small">${esc(f.id.slice(10))}${p.assignee ? ' · ' + esc(p.assignee) : ''}${p.reports > 1 ? ' · ×' + esc(p.reports) : ''}</div></div>
       ${sla ? `<span class="sla ${sla.overdue ? 'overdue' : ''}">${esc(sla.text)}</span>` : ''}</li>`
@@ -188,7 +205,7 @@ function onPanelClick(e) {
   }
   const row = e.target.closest('li.row')
   if (!row) return
-  const f = store.get(row.dataset.id)
+  const f = tierStore.get(row.dataset.id) || store.get(row.dataset.id)
   flyToFeature(f)
   if (f) inspect(f.id)
 }
@@ -220,6 +237,9 @@ async function selectTier(code, fly = true) {
   const f = regions.find((r) => r.properties.code === code)
   const src = map.getSource('tier')
   if (src) src.setData({ type: 'FeatureCollection', features: f ? [f] : [] })
+  tierLink.setBBox(tierBBox(regions, code))
+  renderAlerts()
+  renderIncidents()
   if (fly && f) {
     const b = geomBBox(f.geometry)
     if (b) map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { padding: 40, duration: 800 })
@@ -369,10 +389,12 @@ async function bench({ n = 10000, seconds = 10 } = {}) {
 }
 
 window.__twin = {
-  store, map, link, interp,
+  store, map, link, interp, tierStore, tierLink,
   ready: false,
   count: (layer) => store.count(layer),
-  feature: (id) => store.get(id),
+  feature: (id) => store.get(id) || tierStore.get(id),
+  /** ids listed in the alerts / incidents panels, in their order */
+  panel: (layer) => [...document.querySelectorAll(`#${layer} li.row`)].map((li) => li.dataset.id),
   summary: () => lastSummary,
   tier: () => tier,
   selectTier: (code) => { $('tier').value = code; return selectTier(code) },
@@ -387,9 +409,11 @@ buildLegend()
 $('alerts').addEventListener('click', onPanelClick)
 $('incidents').addEventListener('click', onPanelClick)
 $('tier').addEventListener('change', (e) => selectTier(e.target.value))
-store.listeners.add((layers) => {
+tierStore.listeners.add((layers) => {
   if (layers.has('alerts')) renderAlerts()
   if (layers.has('incidents')) renderIncidents()
+})
+store.listeners.add((layers) => {
   if (layers.has('vehicles')) tuneInterval()
   $('counts').textContent = LIVE.map((l) => `${l} ${store.count(l)}`).join(' · ')
 })
@@ -407,4 +431,8 @@ map.on('load', () => {
 map.on('moveend', () => link.setBBox(viewBBox(map)))
 map.on('click', onMapClick)
 map.on('error', (e) => console.warn('map:', e && e.error ? e.error.message : e))
-loadRegions().then(() => selectTier(tier, false)).catch((err) => toast('regions: ' + err.message, true))
+tierLink.start()
+loadRegions().then(() => selectTier(tier, false)).catch((err) => {
+  toast('regions: ' + err.message, true)
+  tierLink.setBBox(WORLD_BBOX)
+})
