@@ -316,7 +316,19 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 		return HistoryOnly, c, nil
 	}
 	nf := *old
-	nf.Props = make(map[string]any, len(old.Props)+3)
+	// Size the copy exactly: a Go map of up to 8 entries is one group
+	// (~300 B), a larger hint doubles it, and the feed keeps every version
+	// of a moving object for its window (1<<20 changes by default).
+	n := len(old.Props)
+	for _, k := range [...]struct {
+		has bool
+		key string
+	}{{s.HasSpeed, "speed_kmh"}, {s.HasHeading, "heading"}, {len(s.Values) > 0, "values"}} {
+		if _, ok := old.Props[k.key]; k.has && !ok {
+			n++
+		}
+	}
+	nf.Props = make(map[string]any, n)
 	for k, v := range old.Props {
 		nf.Props[k] = v
 	}

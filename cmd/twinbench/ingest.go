@@ -27,7 +27,7 @@ func runIngest(ctx context.Context, cfg config, w io.Writer) error {
 	}
 	loc := locate.New()
 	loc.Reset(city.Features[twin.Regions], city.Features[twin.Grids])
-	tw := twin.New(twin.Options{Enricher: loc, FeedSize: 1 << 16})
+	tw := twin.New(twin.Options{Enricher: loc, FeedSize: cfg.feed})
 	tw.Load(city.All())
 	box := demo.Box()
 	names := make([]string, cfg.objects)
@@ -112,10 +112,16 @@ func runIngest(ctx context.Context, cfg config, w io.Writer) error {
 	took := time.Since(t0)
 	stop()
 	close(done)
+	runtime.GC()
+	if cfg.memprofile != "" {
+		if err := writeHeap(cfg.memprofile); err != nil {
+			return err
+		}
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	fmt.Fprintf(w, "ingest       %d msgs applied (%d failed) in %s by %d workers: %.0f msgs/s; feed consumer saw %d; GOMAXPROCS %d, load average %s, heap in use %d MB\n",
+	fmt.Fprintf(w, "ingest       %d msgs applied (%d failed) in %s by %d workers: %.0f msgs/s; feed consumer saw %d; GOMAXPROCS %d, load average %s, heap in use after GC %d MB (feed window %d changes)\n",
 		applied.Load(), failed.Load(), took.Round(time.Millisecond), cfg.workers, float64(applied.Load())/took.Seconds(),
-		consumed.Load(), runtime.GOMAXPROCS(0), loadAvg(), ms.HeapInuse>>20)
+		consumed.Load(), runtime.GOMAXPROCS(0), loadAvg(), ms.HeapInuse>>20, cfg.feed)
 	return nil
 }

@@ -100,16 +100,23 @@ func runLoad(ctx context.Context, cfg config, w io.Writer) error {
 	fmt.Fprintf(w, "rss          before %d MB, peak %d MB, after GC %d MB, after FreeOSMemory %d MB = anonymous %d MB + file %d MB (the store's mmap, reclaimable)\n",
 		rss0>>20, peak>>20, rssGC>>20, rssFree>>20, procStatus("RssAnon")>>20, procStatus("RssFile")>>20)
 	if cfg.memprofile != "" {
-		f, err := os.Create(cfg.memprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.WriteHeapProfile(f); err != nil {
+		if err := writeHeap(cfg.memprofile); err != nil {
 			return err
 		}
 	}
 	runtime.KeepAlive(tw)
+	return nil
+}
+
+func writeHeap(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
 	return nil
 }
 

@@ -30,6 +30,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "ingest: how long to run")
 	flag.IntVar(&cfg.workers, "workers", runtime.GOMAXPROCS(0), "ingest: goroutines applying telemetry")
 	flag.Float64Var(&cfg.step, "step", 0.0002, "ingest: degrees a vehicle moves per message (0 = stands still)")
+	flag.IntVar(&cfg.feed, "feed", 1<<20, "ingest: twin feed window (changes kept); the twin's default is 1<<20")
 	flag.BoolVar(&cfg.placed, "placed", false, "load: store the city with cells, region and grid (as the writer stores changed objects), so the load places nothing")
 	flag.StringVar(&cfg.memprofile, "memprofile", "", "write a heap profile after loading")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase")
@@ -60,6 +61,7 @@ func main() {
 type config struct {
 	mode, data, memprofile  string
 	scale, objects, workers int
+	feed                    int
 	duration                time.Duration
 	step                    float64
 	placed                  bool
