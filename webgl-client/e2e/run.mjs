@@ -295,6 +295,29 @@ try {
     return { city: city.code, cityVehicles: vehicles(city.text), district: dist.code, districtVehicles: vehicles(dist.text) }
   })
 
+  await step('the panels follow the chosen tier: a district lists only the alerts concerning it', async () => {
+    const id = 'alerts/bridge-muck.vehicles.e2e-muck-away.0'
+    const f = await page.evaluate((id) => window.__twin.tierStore.get(id), id)
+    assert(f, `${id} not in the tier store`)
+    const concerns = new Set([...(f.region || []), ...(f.properties.regions || [])])
+    const districts = await page.evaluate(() => [...document.querySelectorAll('#tier option')].map((o) => o.value).filter((v) => v.length === 6 && v !== '500000'))
+    const inside = districts.find((d) => concerns.has(d))
+    const outside = districts.find((d) => !concerns.has(d))
+    assert(inside && outside, `districts ${districts} vs alert regions ${[...concerns]}`)
+    const listedIn = async (code) => {
+      await page.evaluate((c) => window.__twin.selectTier(c), code)
+      await page.waitForFunction(() => window.__twin.tierLink.viewChanged === false, null, { timeout: 10000 })
+      await sleep(1500) // the tier snapshot arrives after the subscribe
+      return page.evaluate(() => window.__twin.panel('alerts'))
+    }
+    const a = await listedIn(inside)
+    assert(a.includes(id), `${id} missing from the panel of ${inside}: ${a}`)
+    const b = await listedIn(outside)
+    assert(!b.includes(id), `${id} listed for ${outside}, which it does not concern`)
+    await page.evaluate(() => window.__twin.selectTier('500000'))
+    return { alert: id, concerns: [...concerns], inside, insideRows: a.length, outside, outsideRows: b.length }
+  })
+
   await step('inspector shows properties and history', async () => {
     await page.evaluate(() => window.__twin.selectTier('500000'))
     const id = 'vehicles/e2e-truck'

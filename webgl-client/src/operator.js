@@ -23,7 +23,7 @@ const map = createMap('map')
 const interp = new Interpolator()
 const PANEL_LAYERS = ['alerts', 'incidents']
 // Alert symbol radius (px) per tier: the higher the tier, the larger the ring.
-const TIER_RADIUS = { street: 7, district: 10, city: 14 }
+const TIER_RADIUS = { street: 9, district: 12, city: 16 }
 
 // What the map draws per live layer: only the props the layers style on, so
 // a 10,000-vehicle setData stays small.
@@ -80,17 +80,23 @@ const link = new LiveLink({
   store,
   layers: LIVE,
   url: wsURL,
-  onStatus(status, info) {
-    const b = $('status')
-    b.textContent = status === 'live' ? 'live' : status === 'connecting' ? 'connecting…' : `stale · reconnecting (${info.attempt})`
-    b.className = 'badge ' + (status === 'live' ? 'ok' : 'stale')
-  },
+  onStatus: showStatus,
 })
+
+// One badge for both links: live only when the map's and the panels' links
+// both are, so stale panels are never shown as live.
+function showStatus() {
+  const b = $('status')
+  const links = [link, tierLink].filter(Boolean)
+  const down = links.find((l) => l.status !== 'live')
+  b.textContent = !down ? 'live' : down.status === 'connecting' ? 'connecting…' : `stale · reconnecting (${down.attempt})`
+  b.className = 'badge ' + (!down ? 'ok' : 'stale')
+}
 
 // The panels' store: every alert and incident of the chosen tier. Nothing is
 // drawn from it, so its flushes only re-render the panels.
 const tierStore = new LiveStore()
-const tierLink = new LiveLink({ store: tierStore, layers: PANEL_LAYERS, url: wsURL })
+const tierLink = new LiveLink({ store: tierStore, layers: PANEL_LAYERS, url: wsURL, onStatus: showStatus })
 
 // ---- map layers -------------------------------------------------------
 
