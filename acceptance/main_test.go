@@ -147,6 +147,7 @@ func startServer(t testing.TB, o serveOpts) *server {
 		id := o.clientID
 		if id == "" {
 			id = "citytwin-acceptance-" + suffix(t)
+			t.Cleanup(func() { wipeSession(o.mqtt, id) }) // runs after stop
 		}
 		args = append(args, "--mqtt", o.mqtt, "--mqtt-client-id", id)
 	} else {
@@ -224,6 +225,11 @@ func (s *server) stop(t testing.TB) {
 		return
 	}
 	s.stopped = true
+	defer func() {
+		if t.Failed() {
+			t.Logf("twin serve log (last lines):\n%s", s.tail(40))
+		}
+	}()
 	select {
 	case <-s.exited:
 		t.Errorf("twin serve had already exited: %v\n%s", s.waitErr, s.tail(30))

@@ -19,6 +19,17 @@ type mqttClient struct {
 	msgs chan mqttMsg
 }
 
+// wipeSession removes a persistent session (CleanSession=false) of
+// clientID from the broker, so that a stopped server does not leave the
+// shared broker queueing telemetry for it.
+func wipeSession(broker, clientID string) {
+	o := paho.NewClientOptions().AddBroker(broker).SetClientID(clientID).SetCleanSession(true).SetConnectTimeout(5 * time.Second)
+	c := paho.NewClient(o)
+	if tok := c.Connect(); tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
+		c.Disconnect(100)
+	}
+}
+
 // dialMQTT connects to broker (tcp://host:port); the link is closed at cleanup.
 func dialMQTT(t testing.TB, broker string) *mqttClient {
 	t.Helper()
@@ -34,9 +45,16 @@ func dialMQTT(t testing.TB, broker string) *mqttClient {
 }
 
 // subscribe subscribes to filter with QoS 1; messages arrive on m.msgs.
-func (m *mqttClient) subscribe(t testing.TB, filter string) {
+// On the shared broker other tests' traffic arrives too: pass keep to
+// queue only this test's messages, so a flood cannot crowd them out.
+func (m *mqttClient) subscribe(t testing.TB, filter string, keep ...func(topic string, payload []byte) bool) {
 	t.Helper()
 	tok := m.c.Subscribe(filter, 1, func(_ paho.Client, msg paho.Message) {
+		for _, k := range keep {
+			if !k(msg.Topic(), msg.Payload()) {
+				return
+			}
+		}
 		select {
 		case m.msgs <- mqttMsg{topic: msg.Topic(), payload: append([]byte(nil), msg.Payload()...)}:
 		default: // a test that stopped reading; never block paho
