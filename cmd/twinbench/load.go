@@ -16,6 +16,7 @@ import (
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
 	"github.com/citytwin/citytwin/twin/locate"
+	"github.com/citytwin/citytwin/twin/pgstore"
 )
 
 var errStop = errors.New("stop")
@@ -25,7 +26,7 @@ var errStop = errors.New("stop")
 // `twin serve` starts.
 func runLoad(ctx context.Context, cfg config, w io.Writer) error {
 	dir := cfg.data
-	if dir == "" {
+	if dir == "" && cfg.db == "" {
 		d, err := os.MkdirTemp("", "twinbench-")
 		if err != nil {
 			return fmt.Errorf("temp dir: %w", err)
@@ -33,9 +34,19 @@ func runLoad(ctx context.Context, cfg config, w io.Writer) error {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	st, err := boltstore.Open(dir, boltstore.Options{})
-	if err != nil {
-		return err
+	var st twin.Store
+	if cfg.db != "" {
+		pg, err := pgstore.Open(ctx, cfg.db, pgstore.Options{Migrate: true})
+		if err != nil {
+			return err
+		}
+		st = pg
+	} else {
+		bs, err := boltstore.Open(dir, boltstore.Options{})
+		if err != nil {
+			return err
+		}
+		st = bs
 	}
 	defer st.Close()
 	empty := true

@@ -26,6 +26,7 @@ func main() {
 	flag.StringVar(&cfg.mode, "mode", "load", "load or ingest")
 	flag.IntVar(&cfg.scale, "scale", 1, "demo city scale (20 = about a million buildings)")
 	flag.StringVar(&cfg.data, "data", "", "embedded store directory (default: a temporary directory, removed after)")
+	flag.StringVar(&cfg.db, "db", "", "load: PostGIS URL to use instead of the embedded store (migrated on open)")
 	flag.IntVar(&cfg.objects, "objects", 50000, "ingest: vehicles to drive")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "ingest: how long to run")
 	flag.IntVar(&cfg.workers, "workers", runtime.GOMAXPROCS(0), "ingest: goroutines applying telemetry")
@@ -60,6 +61,7 @@ func main() {
 
 type config struct {
 	mode, data, memprofile  string
+	db                      string
 	scale, objects, workers int
 	feed                    int
 	duration                time.Duration
