@@ -76,6 +76,12 @@ func TestRulesBridgeMuck(t *testing.T) {
 	// 11:00 first, then 08:00: the rules engine follows the feed in order,
 	// so once the 08:00 truck's alert is there the 11:00 truck has been
 	// judged too.
+	// A websocket watching the alerts layer around the bridge.
+	ws := dialWS(t, s, op)
+	ws.send(t, map[string]any{"op": "subscribe", "layers": []string{"alerts"},
+		"bbox": []float64{south[0] - 0.01, south[1] - 0.01, north[0] + 0.01, north[1] + 0.01}})
+	ws.next(t, "alerts snapshot", func(m wsMsg) bool { return m.Op == "snapshot" })
+
 	late, early := "acc-mt-late-"+sfx, "acc-mt-early-"+sfx
 	cross(late, at(11))
 	cross(early, at(8))
@@ -104,6 +110,16 @@ func TestRulesBridgeMuck(t *testing.T) {
 	var pub map[string]any
 	if err := json.Unmarshal(m.payload, &pub); err != nil {
 		t.Errorf("MQTT alert is not JSON: %v", err)
+	}
+
+	wd := ws.next(t, "alert delta on the websocket", func(m wsMsg) bool {
+		if m.Op == "delta" && m.Feature.Props["subject"] == "vehicles/"+late {
+			t.Errorf("websocket alert for the 11:00 crossing: %v", m.Feature.Props)
+		}
+		return m.Op == "delta" && m.Feature.Props["subject"] == "vehicles/"+early
+	})
+	if wd.Kind != "upsert" || wd.Feature.ID != al.ID {
+		t.Errorf("websocket alert delta %s %s, want upsert of %s", wd.Kind, wd.Feature.ID, al.ID)
 	}
 
 	var sum struct {
