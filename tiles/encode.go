@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
+	"strings"
 
 	"github.com/paulmach/orb"
-	"github.com/paulmach/orb/clip"
-	"github.com/paulmach/orb/encoding/mvt"
-	"github.com/paulmach/orb/geojson"
 	"github.com/paulmach/orb/maptile"
-	"github.com/paulmach/orb/simplify"
 
 	"github.com/citytwin/citytwin/twin"
 )
@@ -42,7 +39,7 @@ func tolerance(z uint8) float64 {
 
 // candidate is a feature chosen for a tile.
 type candidate struct {
-	f    *twin.Feature
+	m    *memo
 	rank float64 // importance: higher is drawn first and kept under the budget
 }
 
@@ -52,21 +49,22 @@ type candidate struct {
 // immutable snapshots; nothing of the twin is modified.
 func (s *Server) build(ctx context.Context, req Request) (_ []byte, _ uint64, err error) {
 	defer func() {
-		// orb's encoder panics on geometry it cannot encode; a bad object
-		// must cost one tile an error, never the process.
+		// A bad object must cost one tile an error, never the process.
 		if v := recover(); v != nil {
 			err = fmt.Errorf("build tile %d/%d/%d: %v", req.Z, req.X, req.Y, v)
 		}
 	}()
 	tile := maptile.New(req.X, req.Y, maptile.Zoom(req.Z))
 	search := tile.Bound(float64(Buffer) / Extent)
-	var layers mvt.Layers
+	w := writerPool.Get().(*writer)
+	defer writerPool.Put(w)
+	w.out = w.out[:0]
 	var seq uint64 = math.MaxUint64
 	for _, l := range req.Layers {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, fmt.Errorf("build tile: %w", err)
 		}
-		var found []*twin.Feature
+		found := w.found[:0]
 		got := s.tw.Search(l, search, func(f *twin.Feature) bool {
 			if f.Geometry != nil && req.Z >= minZoomFor(f) {
 				found = append(found, f)
@@ -74,83 +72,76 @@ func (s *Server) build(ctx context.Context, req Request) (_ []byte, _ uint64, er
 			return true
 		})
 		seq = min(seq, got)
-		layer := s.buildLayer(ctx, l, req, found)
-		if len(layer.Features) > 0 {
-			layers = append(layers, layer)
-		}
+		s.writeLayer(ctx, w, l, req, found)
+		clear(found) // do not keep features alive in the pool
+		w.found = found[:0]
 	}
 	if seq == math.MaxUint64 {
 		seq = s.tw.Feed().Last()
 	}
-	b, err := mvt.Marshal(layers)
-	if err != nil {
-		return nil, 0, fmt.Errorf("marshal tile %d/%d/%d: %w", req.Z, req.X, req.Y, err)
-	}
-	return b, seq, nil
+	return append([]byte(nil), w.out...), seq, nil
 }
 
-// buildLayer filters, ranks, budgets, projects, clips and simplifies one
-// layer's features.
-func (s *Server) buildLayer(ctx context.Context, l twin.Layer, req Request, found []*twin.Feature) *mvt.Layer {
+// writeLayer filters, ranks, budgets, projects, clips, simplifies and
+// writes one layer's features to w.
+func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Request, found []*twin.Feature) {
 	scale := math.Ldexp(Extent, int(req.Z)) // tile units per world width
-	cands := make([]candidate, 0, len(found))
+	cands := w.cands[:0]
 	for _, f := range found {
 		if s.opts.Filter != nil && !s.opts.Filter(ctx, f) {
 			continue
 		}
-		size, keep := sizeOf(f.Geometry, scale)
+		m := s.memo.get(f)
+		size, keep := sizeOf(m.bound, m.dim, scale)
 		if !keep {
 			continue // smaller than a pixel at this zoom
 		}
-		cands = append(cands, candidate{f: f, rank: importance(f, size)})
+		cands = append(cands, candidate{m: m, rank: size*m.rankMul + m.rankAdd})
 	}
-	sort.Slice(cands, func(i, j int) bool {
-		if cands[i].rank != cands[j].rank {
-			return cands[i].rank > cands[j].rank
+	slices.SortFunc(cands, func(a, b candidate) int {
+		if a.rank != b.rank {
+			if a.rank > b.rank {
+				return -1
+			}
+			return 1
 		}
-		return cands[i].f.ID.Name < cands[j].f.ID.Name
+		return strings.Compare(a.m.f.ID.Name, b.m.f.ID.Name)
 	})
 	if len(cands) > s.opts.MaxFeatures {
 		cands = cands[:s.opts.MaxFeatures]
 	}
 	p := newProjector(req.Z, req.X, req.Y)
-	box := orb.Bound{Min: orb.Point{-Buffer, -Buffer}, Max: orb.Point{Extent + Buffer, Extent + Buffer}}
-	dp := simplify.DouglasPeucker(tolerance(req.Z))
-	out := &mvt.Layer{Name: string(l), Version: 2, Extent: Extent, Features: make([]*geojson.Feature, 0, len(cands))}
+	tol := tolerance(req.Z)
+	w.beginLayer()
+	n := 0
 	for _, c := range cands {
-		g := p.geometry(c.f.Geometry)
-		if g == nil {
+		m := c.m
+		if m.world.kind == kindNone {
 			continue
 		}
-		if gb := g.Bound(); !box.Contains(gb.Min) || !box.Contains(gb.Max) {
-			// Only features crossing the buffered edge need clipping
-			// (most at high zoom lie inside and skip the copy).
-			if g = clip.Geometry(box, g); g == nil {
-				continue
-			}
-		}
-		if g.Dimensions() > 0 {
-			g = dp.Simplify(g)
-		}
-		g = tidy(g)
-		if g == nil {
+		if !w.project(m, p) && !w.clipShape() {
 			continue
 		}
-		out.Features = append(out.Features, &geojson.Feature{ID: FeatureID(c.f.ID), Geometry: g, Properties: attributes(c.f, req.Z)})
+		w.simplify(tol)
+		if !w.tidy() {
+			continue
+		}
+		w.appendFeature(m, req.Z)
+		n++
 	}
-	return out
+	w.endLayer(string(l), n)
+	clear(cands)
+	w.cands = cands[:0]
 }
 
-// sizeOf measures a geometry's bounding box in tile units at the zoom whose
-// world width is scale units: area for polygons, diagonal for lines, 0 for
-// points. keep is false when the feature is under one pixel (its true area
-// or length is at most the bbox's).
-func sizeOf(g orb.Geometry, scale float64) (size float64, keep bool) {
-	dim := g.Dimensions()
+// sizeOf measures a geometry's bounding box b (lon/lat) in tile units at
+// the zoom whose world width is scale units: area for polygons (dimension
+// 2), diagonal for lines (1), 0 for points. keep is false when the feature
+// is under one pixel (its true area or length is at most the bbox's).
+func sizeOf(b orb.Bound, dim int, scale float64) (size float64, keep bool) {
 	if dim == 0 {
 		return 0, true
 	}
-	b := g.Bound()
 	w := (b.Max[0] - b.Min[0]) / 360 * scale
 	h := (mercY(b.Min[1]) - mercY(b.Max[1])) * scale
 	if dim == 1 {
@@ -170,9 +161,8 @@ func mercY(lat float64) float64 {
 	return 0.5 - math.Log((1+s)/(1-s))/(4*math.Pi)
 }
 
-// projector maps lon/lat to integer tile units of one tile (Web Mercator,
-// origin at the tile's top-left, y down), building new geometry so the
-// twin's immutable features are never touched.
+// projector maps Web Mercator world fractions to tile units of one tile
+// (origin at the tile's top-left, y down).
 type projector struct {
 	scale  float64 // tile units per world width
 	ox, oy float64 // tile origin in tile units
@@ -181,150 +171,6 @@ type projector struct {
 func newProjector(z uint8, x, y uint32) projector {
 	scale := math.Ldexp(Extent, int(z))
 	return projector{scale: scale, ox: float64(x) * Extent, oy: float64(y) * Extent}
-}
-
-func (p projector) point(q orb.Point) orb.Point {
-	return orb.Point{
-		math.Floor((q[0]+180)/360*p.scale - p.ox),
-		math.Floor(mercY(q[1])*p.scale - p.oy),
-	}
-}
-
-func (p projector) points(in []orb.Point) []orb.Point {
-	out := make([]orb.Point, len(in))
-	for i, q := range in {
-		out[i] = p.point(q)
-	}
-	return out
-}
-
-func (p projector) geometry(g orb.Geometry) orb.Geometry {
-	switch g := g.(type) {
-	case orb.Point:
-		return p.point(g)
-	case orb.MultiPoint:
-		return orb.MultiPoint(p.points(g))
-	case orb.LineString:
-		return orb.LineString(p.points(g))
-	case orb.MultiLineString:
-		out := make(orb.MultiLineString, len(g))
-		for i, ls := range g {
-			out[i] = p.points(ls)
-		}
-		return out
-	case orb.Ring:
-		return orb.Polygon{p.points(g)}
-	case orb.Polygon:
-		return p.polygon(g)
-	case orb.MultiPolygon:
-		out := make(orb.MultiPolygon, len(g))
-		for i, poly := range g {
-			out[i] = p.polygon(poly)
-		}
-		return out
-	case orb.Bound:
-		return p.polygon(g.ToPolygon())
-	}
-	return nil // collections are not drawn
-}
-
-func (p projector) polygon(poly orb.Polygon) orb.Polygon {
-	out := make(orb.Polygon, len(poly))
-	for i, r := range poly {
-		out[i] = p.points(r)
-	}
-	return out
-}
-
-// tidy rounds clipped coordinates to integers, drops repeated points and
-// degenerate parts (lines under 2 points, rings under 3 distinct points or
-// with zero area), and orients rings as MVT 2.1 requires: exterior rings
-// with positive surveyor's-formula area in tile coordinates (clockwise on
-// screen), holes negative. It returns nil when nothing drawable is left.
-func tidy(g orb.Geometry) orb.Geometry {
-	switch g := g.(type) {
-	case orb.Point:
-		return orb.Point{math.Round(g[0]), math.Round(g[1])}
-	case orb.MultiPoint:
-		if len(g) == 0 {
-			return nil
-		}
-		for i := range g {
-			g[i] = orb.Point{math.Round(g[i][0]), math.Round(g[i][1])}
-		}
-		return g
-	case orb.LineString:
-		ls := dedupe(g)
-		if len(ls) < 2 {
-			return nil
-		}
-		return orb.LineString(ls)
-	case orb.MultiLineString:
-		out := g[:0]
-		for _, ls := range g {
-			if ls = dedupe(ls); len(ls) >= 2 {
-				out = append(out, ls)
-			}
-		}
-		switch len(out) {
-		case 0:
-			return nil
-		case 1:
-			return out[0]
-		}
-		return out
-	case orb.Polygon:
-		if p := tidyPolygon(g); p != nil {
-			return p
-		}
-		return nil
-	case orb.MultiPolygon:
-		out := g[:0]
-		for _, p := range g {
-			if p = tidyPolygon(p); p != nil {
-				out = append(out, p)
-			}
-		}
-		switch len(out) {
-		case 0:
-			return nil
-		case 1:
-			return out[0]
-		}
-		return out
-	}
-	return nil
-}
-
-func tidyPolygon(p orb.Polygon) orb.Polygon {
-	out := p[:0]
-	for i, r := range p {
-		pts := dedupe(r)
-		if len(pts) > 1 && pts[0] == pts[len(pts)-1] {
-			pts = pts[:len(pts)-1]
-		}
-		if len(pts) < 3 {
-			if i == 0 {
-				return nil
-			}
-			continue
-		}
-		a := surveyor(pts)
-		if a == 0 {
-			if i == 0 {
-				return nil
-			}
-			continue
-		}
-		if (i == 0) != (a > 0) {
-			reverse(pts)
-		}
-		out = append(out, orb.Ring(append(pts, pts[0])))
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
 }
 
 // dedupe rounds points to integers and drops consecutive repeats, in place.

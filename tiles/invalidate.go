@@ -81,6 +81,7 @@ func (s *Server) applyChange(c *twin.Change) {
 		return
 	}
 	l := c.ID().Layer
+	s.memo.forget(c.Old)
 	s.markDirty(l)
 	r := recent{seq: c.Seq, layer: l}
 	minZ := uint8(MaxZoom)

@@ -52,6 +52,10 @@ type Options struct {
 	MaxFeatures int
 	// MaxCachedZoom is the highest zoom kept in the cache; default 18.
 	MaxCachedZoom int
+	// MemoFeatures sizes the table of per-feature tile data (attributes
+	// and projected geometry, about 0.5-1 KB each) reused across tiles;
+	// default 262144 slots, negative disables it.
+	MemoFeatures int
 }
 
 func (o Options) withDefaults() Options {
@@ -67,6 +71,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxCachedZoom <= 0 {
 		o.MaxCachedZoom = 18
 	}
+	if o.MemoFeatures == 0 {
+		o.MemoFeatures = 1 << 18
+	}
 	if o.MaxCachedZoom > MaxZoom {
 		o.MaxCachedZoom = MaxZoom
 	}
@@ -79,6 +86,7 @@ type Server struct {
 	opts    Options
 	tw      *twin.Twin
 	cache   *cache
+	memo    *memoTable // nil when disabled
 	drainMu sync.Mutex
 	metrics metrics
 
@@ -113,7 +121,8 @@ type metrics struct {
 // with the twin (handlers stay correct without it, but catch up themselves).
 func New(tw *twin.Twin, opts Options) *Server {
 	opts = opts.withDefaults()
-	s := &Server{opts: opts, tw: tw, cache: newCache(opts.CacheBytes), bounds: map[twin.Layer]layerBounds{},
+	s := &Server{opts: opts, tw: tw, cache: newCache(opts.CacheBytes),
+		memo: newMemoTable(opts.MemoFeatures), bounds: map[twin.Layer]layerBounds{},
 		flight: map[cacheKey]*flight{}}
 	// Nothing is cached yet, so changes before now need no invalidation.
 	s.cache.processed = tw.Feed().Last()

@@ -1,0 +1,289 @@
+package tiles
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/paulmach/orb"
+
+	"github.com/citytwin/citytwin/twin"
+)
+
+// Geometry kinds of a shape: the MVT GeomType values.
+const (
+	kindNone    = 0
+	kindPoint   = 1
+	kindLine    = 2
+	kindPolygon = 3
+)
+
+// shape is a geometry flattened for the tile writer: every point in one
+// slice, split into parts (the points of a MultiPoint form one part; each
+// line string or ring is one part). Flat slices can be reused from tile to
+// tile, where orb geometries would be allocated per feature.
+type shape struct {
+	kind  uint8
+	pts   []orb.Point
+	parts []part
+}
+
+// part ends at pts[end] (exclusive) and starts where the previous ended.
+type part struct {
+	end   int32
+	outer bool // an exterior ring: the first ring of its polygon
+}
+
+func (s *shape) reset(kind uint8) {
+	s.kind = kind
+	s.pts = s.pts[:0]
+	s.parts = s.parts[:0]
+}
+
+func (s *shape) addPart(pts []orb.Point, outer bool) {
+	s.pts = append(s.pts, pts...)
+	s.parts = append(s.parts, part{end: int32(len(s.pts)), outer: outer})
+}
+
+// flatten sets s to g. Collections and unknown types leave kindNone (they
+// are not drawn).
+func (s *shape) flatten(g orb.Geometry) {
+	s.reset(kindNone)
+	switch g := g.(type) {
+	case orb.Point:
+		s.kind = kindPoint
+		s.addPart([]orb.Point{g}, false)
+	case orb.MultiPoint:
+		s.kind = kindPoint
+		s.addPart(g, false)
+	case orb.LineString:
+		s.kind = kindLine
+		s.addPart(g, false)
+	case orb.MultiLineString:
+		s.kind = kindLine
+		for _, ls := range g {
+			s.addPart(ls, false)
+		}
+	case orb.Ring:
+		s.kind = kindPolygon
+		s.addPart(g, true)
+	case orb.Polygon:
+		s.kind = kindPolygon
+		s.addPolygon(g)
+	case orb.MultiPolygon:
+		s.kind = kindPolygon
+		for _, p := range g {
+			s.addPolygon(p)
+		}
+	case orb.Bound:
+		s.kind = kindPolygon
+		s.addPolygon(g.ToPolygon())
+	}
+}
+
+func (s *shape) addPolygon(p orb.Polygon) {
+	for i, r := range p {
+		s.addPart(r, i == 0)
+	}
+}
+
+// geometry rebuilds an orb geometry (allocating) for the rare features that
+// need clipping.
+func (s *shape) geometry() orb.Geometry {
+	start := int32(0)
+	switch s.kind {
+	case kindLine:
+		mls := make(orb.MultiLineString, 0, len(s.parts))
+		for _, p := range s.parts {
+			mls = append(mls, slices.Clone(s.pts[start:p.end]))
+			start = p.end
+		}
+		return mls
+	case kindPolygon:
+		var mp orb.MultiPolygon
+		for _, p := range s.parts {
+			r := orb.Ring(slices.Clone(s.pts[start:p.end]))
+			start = p.end
+			if p.outer || len(mp) == 0 {
+				mp = append(mp, orb.Polygon{r})
+			} else {
+				mp[len(mp)-1] = append(mp[len(mp)-1], r)
+			}
+		}
+		return mp
+	}
+	return nil
+}
+
+// kv is one MVT attribute.
+type kv struct {
+	key string
+	val value
+}
+
+// value is an MVT value, comparable so a layer can dedupe its value table
+// with a map. kind is the Tile.Value field number.
+type value struct {
+	kind uint8
+	s    string
+	n    uint64 // bits of a double, uint, sint (as int64) or bool
+}
+
+// MVT Tile.Value field numbers used.
+const (
+	valString = 1
+	valDouble = 3
+	valUint   = 5
+	valSint   = 6
+	valBool   = 7
+)
+
+// toValue converts a scalar (as returned by scalar) to a value.
+func toValue(v any) (value, bool) {
+	switch x := v.(type) {
+	case string:
+		return value{kind: valString, s: x}, true
+	case bool:
+		if x {
+			return value{kind: valBool, n: 1}, true
+		}
+		return value{kind: valBool}, true
+	case int64:
+		return value{kind: valSint, n: uint64(x)}, true
+	case int32:
+		return value{kind: valSint, n: uint64(int64(x))}, true
+	case uint64:
+		return value{kind: valUint, n: x}, true
+	case uint32:
+		return value{kind: valUint, n: uint64(x)}, true
+	case float64:
+		return value{kind: valDouble, n: math.Float64bits(x)}, true
+	}
+	return value{}, false
+}
+
+// memo is what a tile needs of one feature that does not depend on the
+// tile: its MVT id, attributes (sorted by key, so tiles are byte-for-byte
+// deterministic) and geometry in Web Mercator world fractions (x 0..1 east,
+// y 0..1 south), so a tile projects with a multiply and a floor instead of
+// a logarithm per point. Immutable once made.
+type memo struct {
+	f     *twin.Feature
+	id    uint64
+	bound orb.Bound // of f.Geometry, lon/lat
+	dim   int       // f.Geometry.Dimensions()
+	// rank is importance(f, size) = size*rankMul + rankAdd.
+	rankMul, rankAdd float64
+	world            shape
+	full             []kv // every attribute (DetailZoom and up)
+	lean             []kv // below DetailZoom; nil when the layer has no lean set
+}
+
+func newMemo(f *twin.Feature) *memo {
+	m := &memo{f: f, id: FeatureID(f.ID)}
+	m.rankAdd = importance(f, 0)
+	m.rankMul = importance(f, 1) - m.rankAdd
+	if f.Geometry != nil {
+		m.bound = f.Geometry.Bound()
+		m.dim = f.Geometry.Dimensions()
+	}
+	m.world.flatten(f.Geometry)
+	for i, q := range m.world.pts {
+		m.world.pts[i] = orb.Point{(q[0] + 180) / 360, mercY(q[1])}
+	}
+	m.full = sortedAttrs(attributes(f, DetailZoom))
+	if specs[f.ID.Layer].lean != nil {
+		m.lean = sortedAttrs(attributes(f, DetailZoom-1))
+	}
+	return m
+}
+
+func (m *memo) attrs(z uint8) []kv {
+	if z < DetailZoom && m.lean != nil {
+		return m.lean
+	}
+	return m.full
+}
+
+func sortedAttrs(a map[string]any) []kv {
+	out := make([]kv, 0, len(a))
+	for k, v := range a {
+		if val, ok := toValue(v); ok {
+			out = append(out, kv{key: k, val: val})
+		}
+	}
+	slices.SortFunc(out, func(a, b kv) int { return strings.Compare(a.key, b.key) })
+	return out
+}
+
+// memoTable caches memos by feature pointer in a fixed 4-way
+// set-associative table: twin features are immutable and replaced (never
+// edited) on change, so a pointer match is always current; memory stays
+// bounded, and when a set is full a new memo replaces a pseudo-randomly
+// chosen one. Run forgets replaced features so they are not kept alive.
+// Lock-free; safe for concurrent use. A nil table caches nothing.
+type memoTable struct {
+	slots []atomic.Pointer[memo]
+	shift uint // 64 - log2(number of sets)
+}
+
+const memoWays = 4
+
+func newMemoTable(size int) *memoTable {
+	if size <= 0 {
+		return nil
+	}
+	bits := uint(1)
+	for memoWays<<bits < size {
+		bits++
+	}
+	return &memoTable{slots: make([]atomic.Pointer[memo], memoWays<<bits), shift: 64 - bits}
+}
+
+// set hashes the feature's address (Go's heap does not move objects; the
+// memo holds the pointer, so the address is not reused while cached) to
+// its set of slots; h also picks the victim on insertion.
+func (t *memoTable) set(f *twin.Feature) ([]atomic.Pointer[memo], uint64) {
+	h := uint64(uintptr(unsafe.Pointer(f))) * 0x9E3779B97F4A7C15
+	i := (h >> t.shift) * memoWays
+	return t.slots[i : i+memoWays : i+memoWays], h
+}
+
+func (t *memoTable) get(f *twin.Feature) *memo {
+	if t == nil {
+		return newMemo(f)
+	}
+	set, h := t.set(f)
+	free := -1
+	for i := range set {
+		m := set[i].Load()
+		if m == nil {
+			if free < 0 {
+				free = i
+			}
+		} else if m.f == f {
+			return m
+		}
+	}
+	m := newMemo(f)
+	if free < 0 {
+		free = int(h>>7) % memoWays
+	}
+	set[free].Store(m)
+	return m
+}
+
+// forget drops f's memo, if cached.
+func (t *memoTable) forget(f *twin.Feature) {
+	if t == nil || f == nil {
+		return
+	}
+	set, _ := t.set(f)
+	for i := range set {
+		if m := set[i].Load(); m != nil && m.f == f {
+			set[i].CompareAndSwap(m, nil)
+		}
+	}
+}
