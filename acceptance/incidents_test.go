@@ -111,3 +111,58 @@ func TestIncidentsHTTP(t *testing.T) {
 		t.Errorf("worker status after close = %v, want available", w.Props["status"])
 	}
 }
+
+// TestIncidentEscalation: an incident not accepted within its 1 min SLA
+// escalates from street to district, with an incident-sla alert in the
+// district's colour, counted in the district's summary (CONTRACT §4, §5).
+// It waits for the real deadline, so -short skips it.
+func TestIncidentEscalation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: waits for the 1 min accept SLA")
+	}
+	s := startServer(t, serveOpts{demo: true})
+	op := s.token(t, "operator", "500000")
+	w, _ := s.get(t, op, "workers", "w0002")
+	p := w.point(t)
+	var rep incidentAnswer
+	s.must(t, http.StatusCreated, http.MethodPost, "/api/incidents", op, map[string]any{"type": "acc-sla-" + suffix(t), "lon": p[0], "lat": p[1]}).json(t, &rep)
+	inc := rep.Incident
+	name := strings.TrimPrefix(inc.ID, "incidents/")
+	if inc.Props["state"] != "dispatched" {
+		s.must(t, http.StatusOK, http.MethodPost, "/api/incidents/"+name+"/dispatch", op, map[string]any{"worker": "w0002"})
+	}
+	district := inc.Region[1]
+
+	var esc feature
+	eventually(t, 90*time.Second, "the accept SLA to escalate the incident", func() bool {
+		esc, _ = s.get(t, op, "incidents", name)
+		return esc.Props["tier"] == "district"
+	})
+	if esc.Props["tier_code"] != district || esc.Props["sla_breaches"] != 1.0 || fmt.Sprint(esc.Props["breached"]) != "[accept]" {
+		t.Errorf("escalated incident: tier_code %v breaches %v breached %v; want %s, 1, [accept]", esc.Props["tier_code"], esc.Props["sla_breaches"], esc.Props["breached"], district)
+	}
+	var alerts featureCollection
+	eventually(t, 10*time.Second, "the incident-sla alert", func() bool {
+		s.must(t, http.StatusOK, http.MethodGet, "/ogc/collections/alerts/items?rule=incident-sla&limit=1000", op, nil).json(t, &alerts)
+		for _, a := range alerts.Features {
+			if a.Props["subject"] == inc.ID {
+				if a.Props["severity"] != "orange" || a.Props["tier"] != "district" {
+					t.Errorf("incident-sla alert severity %v tier %v, want orange district", a.Props["severity"], a.Props["tier"])
+				}
+				return true
+			}
+		}
+		return false
+	})
+	var sum struct {
+		Escalated int `json:"incidents_escalated_here"`
+		SLA       struct {
+			Breached int `json:"breached"`
+		} `json:"sla"`
+	}
+	dt := s.token(t, "operator", district)
+	s.must(t, http.StatusOK, http.MethodGet, "/api/regions/"+district+"/summary", dt, nil).json(t, &sum)
+	if sum.Escalated < 1 || sum.SLA.Breached < 1 {
+		t.Errorf("district %s summary: escalated here %d, SLA breached %d; want >= 1 each", district, sum.Escalated, sum.SLA.Breached)
+	}
+}
