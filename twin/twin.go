@@ -28,6 +28,15 @@ type Enricher interface {
 	Locate(g orb.Geometry) (cells []uint64, region []string, grid string)
 }
 
+// MoveEnricher is an optional fast path of an Enricher for a point object
+// that moved: knowing the object's previous state (nil when unknown; it may
+// be stale, as it is read before the change is committed) it may skip what
+// did not change, such as the H3 cell. Its answer must equal Locate(p)'s.
+// ApplySample uses it when the Enricher implements it.
+type MoveEnricher interface {
+	LocateMove(p orb.Point, prev *Feature) (cells []uint64, region []string, grid string)
+}
+
 // Options configure a Twin. Zero values take defaults.
 type Options struct {
 	FeedSize int          // changes kept for resuming consumers; default 1<<20
@@ -299,7 +308,14 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	var region []string
 	var grid string
 	if s.HasPos && t.opts.Enricher != nil {
-		cells, region, grid = t.opts.Enricher.Locate(s.Pos)
+		if me, ok := t.opts.Enricher.(MoveEnricher); ok {
+			t.mu.RLock()
+			prev := t.objs[s.ID]
+			t.mu.RUnlock()
+			cells, region, grid = me.LocateMove(s.Pos, prev)
+		} else {
+			cells, region, grid = t.opts.Enricher.Locate(s.Pos)
+		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

