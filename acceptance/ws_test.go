@@ -1,6 +1,11 @@
 package acceptance
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,4 +142,86 @@ func TestWebsocketResumeAcrossRestart(t *testing.T) {
 	}
 	check(d.Seq, "resume after restart")
 	check(d.Seq+1_000_000, "resume from a seq the server never issued")
+}
+
+// TestWebsocketSlowClient: a client that stops reading does not hold up
+// ingest; when it reads again it converges on the latest state of every
+// object (coalesced deltas, or resync and snapshot), unless the server gave
+// up on it with a close code (CONTRACT §6).
+func TestWebsocketSlowClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the slow-client flood")
+	}
+	s := startServer(t, serveOpts{})
+	tok := s.token(t, "operator", "500000")
+	sfx := suffix(t)
+	const objects, rounds, perPost = 50, 100, 1000
+	for i := 0; i < objects; i++ {
+		s.putVehicle(t, tok, fmt.Sprintf("acc-slow%d-%s", i, sfx), 106.55, 29.56, map[string]any{"kind": "patrol", "pad": strings.Repeat("x", 512)})
+	}
+	ws := dialWS(t, s, tok)
+	ws.send(t, map[string]any{"op": "subscribe", "layers": []string{"vehicles"}, "bbox": []float64{106.5, 29.5, 106.6, 29.6}})
+	ws.next(t, "snapshot", func(m wsMsg) bool { return m.Op == "snapshot" })
+
+	// Flood while the client does not read.
+	t0 := time.Now().Add(-time.Hour)
+	start := time.Now()
+	n := 0
+	for r := 0; r < rounds; r++ {
+		var sb strings.Builder
+		for l := 0; l < perPost; l++ {
+			ts := t0.Add(time.Duration(n) * time.Millisecond).Format(time.RFC3339Nano)
+			fmt.Fprintf(&sb, `{"id":"acc-slow%d-%s","ts":%q,"lon":%.7f,"lat":29.56}`+"\n", n%objects, sfx, ts, 106.55+float64(n)*1e-7)
+			n++
+		}
+		s.must(t, http.StatusOK, http.MethodPost, "/api/telemetry", tok, sb.String())
+	}
+	t.Logf("%d fixes ingested in %s with a stalled websocket client", n, time.Since(start).Round(time.Millisecond))
+	final := map[string]uint64{}
+	for i := 0; i < objects; i++ {
+		f, _ := s.get(t, tok, "vehicles", fmt.Sprintf("acc-slow%d-%s", i, sfx))
+		final[f.ID] = f.Version
+	}
+
+	// Now read: converge, or be closed with a code.
+	seen := map[string]uint64{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		done := 0
+		for id, v := range final {
+			if seen[id] >= v {
+				done++
+			}
+		}
+		if done == len(final) {
+			return
+		}
+		_ = ws.c.SetReadDeadline(deadline)
+		_, b, err := ws.c.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				t.Logf("server dropped the slow client with close code %d %q", ce.Code, ce.Text)
+				return
+			}
+			t.Fatalf("slow client: %d of %d objects at their latest version, then %v", done, len(final), err)
+		}
+		var m wsMsg
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("bad message: %v", err)
+		}
+		switch m.Op {
+		case "resync":
+			seen = map[string]uint64{}
+		case "snapshot":
+			for _, f := range m.Features {
+				seen[f.ID] = f.Version
+			}
+		case "delta":
+			if m.Feature.Version < seen[m.Feature.ID] {
+				t.Errorf("delta for %s went back from v%d to v%d", m.Feature.ID, seen[m.Feature.ID], m.Feature.Version)
+			}
+			seen[m.Feature.ID] = m.Feature.Version
+		}
+	}
 }
