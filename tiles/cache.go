@@ -2,6 +2,7 @@ package tiles
 
 import (
 	"container/list"
+	"strconv"
 	"sync"
 
 	"github.com/paulmach/orb"
@@ -23,13 +24,33 @@ type cacheKey struct {
 	Tile   tileKey
 }
 
-// entry is one cached tile. raw and gz are immutable once stored.
+// entry is one built tile with its response headers. Cached entries keep
+// only the gzip form (clients nearly all accept it; the rest get it
+// inflated), uncached ones only raw. Immutable once made.
 type entry struct {
 	key    cacheKey
 	layers []twin.Layer
 	raw    []byte
 	gz     []byte
-	etag   string // of raw; the gzip form appends "-gz" inside the quotes
+	// Header values: the ETag hashes raw; the gzip form's appends "-gz"
+	// inside the quotes.
+	etagRaw, etagGz []string
+	lengthGz        []string // Content-Length of gz, when set
+	cacheControl    []string
+}
+
+// newEntry makes the entry of a built tile; cacheable ones are gzipped now
+// and keep only that form.
+func newEntry(key cacheKey, layers []twin.Layer, raw []byte, cacheable bool) *entry {
+	etag := etagOf(raw)
+	e := &entry{key: key, layers: layers, raw: raw, etagRaw: []string{etag},
+		etagGz: []string{etag[:len(etag)-1] + `-gz"`}, cacheControl: []string{cacheControl(layers)}}
+	if cacheable {
+		e.gz = gzipBytes(raw)
+		e.raw = nil
+		e.lengthGz = []string{strconv.Itoa(len(e.gz))}
+	}
+	return e
 }
 
 func (e *entry) cost() int64 { return int64(len(e.raw)+len(e.gz)) + 256 }

@@ -58,6 +58,7 @@ func (s *Server) drain() {
 			s.cache.ringNext = 0
 			s.cache.ringFloor = last + 1
 			s.cache.mu.Unlock()
+			s.memo.clear()
 			s.markAllDirty()
 			s.metrics.purges.Inc()
 			s.opts.Logger.Warn("tiles: feed moved past the invalidator; cache purged", "after", after, "last", last)

@@ -287,3 +287,14 @@ func (t *memoTable) forget(f *twin.Feature) {
 		}
 	}
 }
+
+// clear drops every memo (after the invalidator lost track of changes, so
+// replaced features are not kept alive).
+func (t *memoTable) clear() {
+	if t == nil {
+		return
+	}
+	for i := range t.slots {
+		t.slots[i].Store(nil)
+	}
+}

@@ -19,8 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -83,12 +85,13 @@ func (o Options) withDefaults() Options {
 
 // Server builds, caches and serves tiles. Safe for concurrent use.
 type Server struct {
-	opts    Options
-	tw      *twin.Twin
-	cache   *cache
-	memo    *memoTable // nil when disabled
-	drainMu sync.Mutex
-	metrics metrics
+	opts     Options
+	tw       *twin.Twin
+	cache    *cache
+	memo     *memoTable // nil when disabled
+	drainMu  sync.Mutex
+	metrics  metrics
+	counters counters
 
 	boundsMu sync.Mutex
 	bounds   map[twin.Layer]layerBounds
@@ -107,6 +110,11 @@ type flight struct {
 	err  error
 	// waiters counts requests waiting on done (under flightMu; tests).
 	waiters int
+}
+
+// counters are the request counters by result, resolved once.
+type counters struct {
+	hit, miss, notModified, errors prometheus.Counter
 }
 
 type metrics struct {
@@ -139,6 +147,9 @@ func New(tw *twin.Twin, opts Options) *Server {
 		cacheBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twin_tiles_cache_bytes",
 			Help: "Bytes held by the tile cache."}, func() float64 { _, b := s.cache.stats(); return float64(b) }),
 	}
+	rq := s.metrics.requests
+	s.counters = counters{hit: rq.WithLabelValues("hit"), miss: rq.WithLabelValues("miss"),
+		notModified: rq.WithLabelValues("not_modified"), errors: rq.WithLabelValues("error")}
 	if opts.Registerer != nil {
 		for _, c := range []prometheus.Collector{s.metrics.requests, s.metrics.generate, s.metrics.invalidated,
 			s.metrics.purges, s.metrics.cacheBytes} {
@@ -210,35 +221,58 @@ func (s *Server) Tile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("Vary", "Accept-Encoding")
-	h.Set("Content-Type", "application/vnd.mapbox-vector-tile")
-	h.Set("Cache-Control", cacheControl(req.Layers))
-	etag := e.etag
-	body := e.raw
+	// The entry's header values are built once per tile and shared
+	// (read-only; net/http never modifies them).
+	h["Vary"] = hdrVary
+	h["Content-Type"] = hdrMVT
+	h["Cache-Control"] = e.cacheControl
+	etag := e.etagRaw
 	if gz {
-		etag = e.etag[:len(e.etag)-1] + `-gz"`
-		body = e.gz
-		if body == nil {
-			body = gzipBytes(e.raw)
-		}
-		h.Set("Content-Encoding", "gzip")
+		etag = e.etagGz
+		h["Content-Encoding"] = hdrGzip
 	}
-	h.Set("ETag", etag)
-	if matchETag(r.Header.Get("If-None-Match"), etag) {
-		h.Del("Content-Encoding")
-		s.metrics.requests.WithLabelValues("not_modified").Inc()
+	h["Etag"] = etag
+	if inm := r.Header["If-None-Match"]; len(inm) > 0 && matchETag(inm[0], etag[0]) {
+		delete(h, "Content-Encoding")
+		s.counters.notModified.Inc()
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	if hit {
-		s.metrics.requests.WithLabelValues("hit").Inc()
-	} else {
-		s.metrics.requests.WithLabelValues("miss").Inc()
+	var body []byte
+	var length []string
+	switch {
+	case gz && e.gz != nil:
+		body, length = e.gz, e.lengthGz
+	case gz:
+		body = gzipBytes(e.raw)
+		length = []string{strconv.Itoa(len(body))}
+	case e.gz == nil:
+		body = e.raw
+		length = []string{strconv.Itoa(len(body))}
+	default:
+		if body, err = gunzipBytes(e.gz); err != nil {
+			s.counters.errors.Inc()
+			httpx.Error(w, http.StatusInternalServerError, "tile build failed", err.Error())
+			return
+		}
+		length = []string{strconv.Itoa(len(body))}
 	}
-	h.Set("Content-Length", fmt.Sprint(len(body)))
+	if hit {
+		s.counters.hit.Inc()
+	} else {
+		s.counters.miss.Inc()
+	}
+	h["Content-Length"] = length
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 }
+
+// Shared header values of tile responses (never modified).
+var (
+	hdrVary = []string{"Accept-Encoding"}
+	hdrMVT  = []string{"application/vnd.mapbox-vector-tile"}
+	hdrGzip = []string{"gzip"}
+)
 
 // tile returns the tile from the cache (after catching up with the feed)
 // or builds it, caching it when the request's scope allows.
@@ -296,10 +330,7 @@ func (s *Server) buildEntry(ctx context.Context, req Request, key cacheKey, cach
 	if err != nil {
 		return nil, 0, err
 	}
-	e := &entry{key: key, layers: req.Layers, raw: raw, etag: etagOf(raw)}
-	if cacheable {
-		e.gz = gzipBytes(raw)
-	}
+	e := newEntry(key, req.Layers, raw, cacheable)
 	s.metrics.generate.Observe(time.Since(start).Seconds())
 	if cacheable {
 		s.cache.put(e, seq)
@@ -352,12 +383,38 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
+// gzipPool holds BestSpeed writers: at that level deflate is several
+// times faster than the default and an MVT (mostly varints and repeated
+// strings) grows only a few percent; pooling saves the writer's ~800 KB of
+// state per tile.
+var gzipPool = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return zw
+}}
+
 func gzipBytes(b []byte) []byte {
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+	buf := bytes.NewBuffer(make([]byte, 0, len(b)/3+64))
+	zw := gzipPool.Get().(*gzip.Writer)
+	zw.Reset(buf)
 	_, _ = zw.Write(b)
 	_ = zw.Close()
+	zw.Reset(io.Discard)
+	gzipPool.Put(zw)
 	return buf.Bytes()
+}
+
+// gunzipBytes inflates a cached tile for a client that does not accept
+// gzip (rare: browsers and MapLibre all do).
+func gunzipBytes(b []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("gunzip tile: %w", err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("gunzip tile: %w", err)
+	}
+	return out, nil
 }
 
 // baseURL is Options.BaseURL or the request's scheme and host.

@@ -549,7 +549,7 @@ func TestConcurrentNeverStale(t *testing.T) {
 func TestCacheEvictsByBytes(t *testing.T) {
 	c := newCache(3000)
 	for i := 0; i < 10; i++ {
-		e := &entry{key: cacheKey{Tile: tileKey{Z: 5, X: uint32(i)}}, layers: []twin.Layer{twin.Roads}, raw: make([]byte, 700), etag: `"x"`}
+		e := &entry{key: cacheKey{Tile: tileKey{Z: 5, X: uint32(i)}}, layers: []twin.Layer{twin.Roads}, raw: make([]byte, 700), etagRaw: []string{`"x"`}}
 		c.put(e, 0)
 	}
 	n, b := c.stats()
@@ -666,7 +666,7 @@ func TestPutRejectsTilesOvertakenByChanges(t *testing.T) {
 	c.remember(recent{seq: 8, layer: twin.Vehicles, bounds: [2]orb.Bound{vehiclePos.Bound()}, n: 1})
 	c.processed = 10
 	mk := func(l twin.Layer, k tileKey) *entry {
-		return &entry{key: cacheKey{Layers: string(l), Tile: k}, layers: []twin.Layer{l}, raw: []byte{1}, etag: `"1"`}
+		return &entry{key: cacheKey{Layers: string(l), Tile: k}, layers: []twin.Layer{l}, raw: []byte{1}, etagRaw: []string{`"1"`}}
 	}
 	if c.put(mk(twin.Vehicles, tk), 5) {
 		t.Error("tile overtaken by a processed change was cached")
