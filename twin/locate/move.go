@@ -75,19 +75,29 @@ func (s *cellShape) inside(p orb.Point) bool {
 }
 
 // shapes caches cell outlines for LocateMove. Safe for concurrent use.
+// A nil outline is never stored.
 type shapes struct {
 	mu sync.RWMutex
 	m  map[uint64]*cellShape
 }
 
-func (s *shapes) get(c uint64) *cellShape {
+// lookup returns the cached outline of c, or nil.
+func (s *shapes) lookup(c uint64) *cellShape {
 	s.mu.RLock()
-	sh, ok := s.m[c]
+	sh := s.m[c]
 	s.mu.RUnlock()
-	if ok {
+	return sh
+}
+
+// get returns c's outline, building and caching it when absent.
+func (s *shapes) get(c uint64) *cellShape {
+	if sh := s.lookup(c); sh != nil {
 		return sh
 	}
-	sh = newCellShape(c) // cgo; outside the lock
+	sh := newCellShape(c) // cgo; outside the lock
+	if sh == nil {
+		return nil
+	}
 	s.mu.Lock()
 	if s.m == nil || len(s.m) >= maxShapes {
 		s.m = make(map[uint64]*cellShape)
@@ -112,8 +122,18 @@ func (l *Locator) LocateMove(p orb.Point, prev *twin.Feature) (cells []uint64, r
 		return l.Locate(p)
 	}
 	c := prev.Cells[0]
-	sh := l.shapes.get(c)
-	if sh == nil || !sh.inside(p) {
+	sh := l.shapes.lookup(c)
+	if sh == nil {
+		// Outlines are built (one more cgo call) only for cells an object
+		// was seen staying in, so objects that jump far between samples
+		// cost no more than Locate.
+		cells, region, grid = l.Locate(p)
+		if len(cells) == 1 && cells[0] == c {
+			l.shapes.get(c)
+		}
+		return cells, region, grid
+	}
+	if !sh.inside(p) {
 		return l.Locate(p)
 	}
 	idx := l.idx.Load()
