@@ -254,6 +254,59 @@ func TestReadSurfaces(t *testing.T) {
 		}
 	})
 
+	t.Run("city model", func(t *testing.T) {
+		items := func(layer, q string) []feature {
+			var fc featureCollection
+			s.must(t, http.StatusOK, http.MethodGet, "/ogc/collections/"+layer+"/items?limit=1000"+q, op, nil).json(t, &fc)
+			if len(fc.Features) == 0 {
+				t.Errorf("no %s%s in the demo city", layer, q)
+			}
+			return fc.Features
+		}
+		districts := map[string]bool{}
+		for _, d := range items("regions", "&level=district") {
+			districts[d.Props["code"].(string)] = true
+			if d.Props["parent"] != "500000" || len(d.Props["code"].(string)) != 6 {
+				t.Errorf("district %s: code %v parent %v", d.ID, d.Props["code"], d.Props["parent"])
+			}
+		}
+		for _, st := range items("regions", "&level=street") {
+			code, _ := st.Props["code"].(string)
+			parent, _ := st.Props["parent"].(string)
+			if len(code) != 9 || !strings.HasPrefix(code, parent) || !districts[parent] || st.ID != "regions/"+code || st.Props["name"] == "" {
+				t.Errorf("street %s: code %q parent %q name %v", st.ID, code, parent, st.Props["name"])
+			}
+		}
+		for _, g := range items("grids", "") {
+			street, _ := g.Props["street"].(string)
+			if g.Props["code"] == nil || len(street) != 9 {
+				t.Errorf("grid %s: code %v street %v", g.ID, g.Props["code"], g.Props["street"])
+			}
+		}
+		colour := map[float64]string{1: "red", 2: "orange", 3: "yellow", 4: "blue", 5: "green"}
+		for _, b := range items("buildings", "") {
+			lvl, _ := b.Props["risk_level"].(float64)
+			if colour[lvl] == "" || b.Props["risk_color"] != colour[lvl] {
+				t.Errorf("building %s: risk_level %v risk_color %v", b.ID, b.Props["risk_level"], b.Props["risk_color"])
+			}
+			if h, ok := b.Props["height_m"].(float64); ok && b.Props["high_rise"] != (h > 24) && b.Props["high_rise"] != (h >= 24) {
+				t.Errorf("building %s: height_m %v high_rise %v", b.ID, h, b.Props["high_rise"])
+			}
+		}
+		for _, d := range items("devices", "&limit=200") {
+			if a, ok := d.Props["attached_to"].(string); ok && a != "" {
+				if r := s.do(t, http.MethodGet, "/api/entities/"+a, op, nil); r.status != http.StatusOK {
+					t.Errorf("device %s attached_to %s: %d", d.ID, a, r.status)
+				}
+			}
+		}
+		for _, w := range items("workers", "") {
+			if st := w.Props["status"]; st != "available" && st != "busy" && st != "offline" {
+				t.Errorf("worker %s status %v", w.ID, st)
+			}
+		}
+	})
+
 	t.Run("entities", func(t *testing.T) {
 		name := "acc-del-" + suffix(t)
 		s.putVehicle(t, op, name, 106.55, 29.56, nil)
