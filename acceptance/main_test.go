@@ -84,6 +84,9 @@ type serveOpts struct {
 	args       []string // extra flags
 	// notReady waits for /healthz only (a server whose broker is away).
 	notReady bool
+	// envOnly passes listen, data, broker and key as TWIN_* variables
+	// instead of flags (CONTRACT §1).
+	envOnly bool
 }
 
 // server is a running `twin serve` process.
@@ -171,6 +174,20 @@ func startServer(t testing.TB, o serveOpts) *server {
 	s.cmd.Stdout = s.logs
 	s.cmd.Stderr = s.logs
 	s.cmd.Env = cleanEnv()
+	if o.envOnly {
+		// Every "--flag value" pair becomes TWIN_FLAG=value.
+		var rest []string
+		for i := 1; i < len(args); i++ {
+			if i+1 < len(args) && strings.HasPrefix(args[i], "--") && !strings.HasPrefix(args[i+1], "--") {
+				env := "TWIN_" + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(args[i], "--"), "-", "_"))
+				s.cmd.Env = append(s.cmd.Env, env+"="+args[i+1])
+				i++
+				continue
+			}
+			rest = append(rest, args[i])
+		}
+		s.cmd.Args = append([]string{twinBin, "serve"}, rest...)
+	}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start twin serve: %v", err)
 	}

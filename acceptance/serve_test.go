@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -186,4 +187,28 @@ func TestDemoLive(t *testing.T) {
 	if moved == 0 {
 		t.Errorf("no demo vehicle has moved (all at version 0)")
 	}
+}
+
+// TestEnvFlags: every flag also reads TWIN_<FLAG> (CONTRACT §1): a server
+// configured only through the environment, and a token made the same way.
+func TestEnvFlags(t *testing.T) {
+	s := startServer(t, serveOpts{envOnly: true})
+	if got := strings.Join(s.cmd.Args[1:], " "); got != "serve" {
+		t.Fatalf("server started with flags %q, want none", got)
+	}
+	cmd := exec.Command(twinBin, "token")
+	cmd.Env = append(cleanEnv(), "TWIN_AUTH_KEY="+s.key, "TWIN_ROLE=planner", "TWIN_REGION=500105")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("twin token from the environment: %v", err)
+	}
+	f := strings.Fields(string(out))
+	tok := f[len(f)-1]
+	// The environment's role and region are in the token: a planner of
+	// 500105 may read, may not write, and does not see an object outside.
+	name := "acc-env-" + suffix(t)
+	s.putVehicle(t, s.token(t, "operator", "500000"), name, 106.55, 29.56, nil)
+	s.must(t, http.StatusOK, http.MethodGet, "/ogc/collections/vehicles/items", tok, nil)
+	s.must(t, http.StatusNotFound, http.MethodGet, "/api/entities/vehicles/"+name, tok, nil)
+	s.must(t, http.StatusForbidden, http.MethodPost, "/api/telemetry", tok, `{"id":"x","ts":0}`)
 }
