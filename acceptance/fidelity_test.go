@@ -119,7 +119,6 @@ func TestDuplicateAcrossRestartNanoTS(t *testing.T) {
 				if testing.Short() {
 					t.Skip("-short: skipping PostGIS")
 				}
-				t.Skip("BUG (twin/pgstore or ingest/telemetry): PostGIS stores observed at microseconds, so after a restart a resent fix with a nanosecond ts is applied again (outcome \"applied\", version +1) instead of \"duplicate\"; truncate ts at decode or keep ns in the store")
 				o.db = pgtest.New(t)
 			}
 			s := startServer(t, o)

@@ -105,7 +105,6 @@ func TestImportThenServe(t *testing.T) {
 		check(t, []string{"--db", db}, serveOpts{db: db})
 	})
 	t.Run("lone feature", func(t *testing.T) {
-		t.Skip("BUG (ingest/importer): a top-level GeoJSON Feature (RFC 7946 §3.2) is refused: 'not a GeoJSON FeatureCollection (type \"Feature\")'")
 		lone := write("lone.geojson", `{"type":"Feature","id":"cam2","properties":{"kind":"camera"},"geometry":{"type":"Point","coordinates":[106.55,29.56]}}`)
 		runTwin(t, true, "import", "--data", filepath.Join(t.TempDir(), "var"), "--layer", "devices", lone)
 	})

@@ -29,6 +29,7 @@ func (r *run) geojson(ctx context.Context, src io.Reader) error {
 		return errors.New("not a GeoJSON FeatureCollection (top level is not an object)")
 	}
 	found := false
+	others := map[string]json.RawMessage{} // top-level members kept in case this is a single Feature
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -38,8 +39,14 @@ func (r *run) geojson(ctx context.Context, src io.Reader) error {
 		switch key {
 		case "type":
 			var typ string
-			if err := dec.Decode(&typ); err != nil || typ != "FeatureCollection" {
-				return fmt.Errorf("not a GeoJSON FeatureCollection (type %q)", typ)
+			if err := dec.Decode(&typ); err != nil {
+				return fmt.Errorf("not a GeoJSON FeatureCollection or Feature: %w", err)
+			}
+			if typ == "Feature" { // RFC 7946 §3.2: a file may hold one Feature
+				return r.geojsonSingle(ctx, dec, li, others)
+			}
+			if typ != "FeatureCollection" {
+				return fmt.Errorf("not a GeoJSON FeatureCollection or Feature (type %q)", typ)
 			}
 		case "features":
 			found = true
@@ -50,6 +57,9 @@ func (r *run) geojson(ctx context.Context, src io.Reader) error {
 			var skip json.RawMessage
 			if err := dec.Decode(&skip); err != nil {
 				return fmt.Errorf("line %d: not JSON: %w", li.lineAt(dec.InputOffset()), err)
+			}
+			if !found {
+				others[key] = skip
 			}
 		}
 	}
@@ -91,6 +101,35 @@ func (r *run) geojsonFeatures(ctx context.Context, dec *json.Decoder, li *lineIn
 		return fmt.Errorf("not JSON: %w", err)
 	}
 	return nil
+}
+
+// geojsonSingle imports a file whose top level is one Feature: the members
+// read before "type" are in others, the rest follow in dec.
+func (r *run) geojsonSingle(ctx context.Context, dec *json.Decoder, li *lineIndex, others map[string]json.RawMessage) error {
+	others["type"] = json.RawMessage(`"Feature"`)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("line %d: not JSON: %w", li.lineAt(dec.InputOffset()), err)
+		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return fmt.Errorf("line %d: not JSON: %w", li.lineAt(dec.InputOffset()), err)
+		}
+		others[key] = v
+	}
+	raw, err := json.Marshal(others)
+	if err != nil {
+		return err
+	}
+	r.sum.Read++
+	f, reason := r.fromGeoJSON(raw, 0)
+	if reason != "" {
+		r.problem(1, 0, "%s", reason)
+		return nil
+	}
+	return r.add(ctx, f, 1, 0)
 }
 
 // fromGeoJSON maps one GeoJSON feature to a twin object, or gives the

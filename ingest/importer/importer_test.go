@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -501,5 +502,25 @@ func TestStoreDown(t *testing.T) {
 	_, err := Import(context.Background(), path, opts(downStore{newMemStore()}))
 	if !errors.Is(err, twin.ErrStoreUnavailable) || !strings.Contains(err.Error(), path) || strings.Count(err.Error(), "unavailable") != 1 {
 		t.Fatalf("err %v, want one wrapped ErrStoreUnavailable naming the file", err)
+	}
+}
+
+// A file holding one top-level Feature (RFC 7946 §3.2) imports, whatever
+// the order of its members.
+func TestImportLoneFeature(t *testing.T) {
+	dir := t.TempDir()
+	for i, body := range []string{
+		`{"type":"Feature","id":"cam2","properties":{"kind":"camera"},"geometry":{"type":"Point","coordinates":[106.55,29.56]}}`,
+		`{"id":"cam2","geometry":{"type":"Point","coordinates":[106.55,29.56]},"properties":{"kind":"camera"},"type":"Feature"}`,
+	} {
+		path := filepath.Join(dir, fmt.Sprintf("lone%d.geojson", i))
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st := newMemStore()
+		sum, err := Import(context.Background(), path, Options{Store: st, Layer: twin.Devices})
+		if err != nil || sum.Read != 1 || sum.Imported != 1 {
+			t.Fatalf("%s: %+v %v", body, sum, err)
+		}
 	}
 }

@@ -129,6 +129,10 @@ func Decode(payload []byte, now time.Time, lim Limits) (Message, error) {
 	if !hasTS {
 		return Message{}, &Error{Reason: MissingTS, Detail: "no ts"}
 	}
+	// Timestamps are kept to the microsecond, the precision of PostGIS's
+	// timestamptz, so that "same device and ts" means the same thing before
+	// and after a restart from either store.
+	m.TS = m.TS.Truncate(time.Microsecond)
 	if m.TS.After(now.Add(lim.MaxFuture)) {
 		return Message{}, Errorf(FutureTS, "ts %s is more than %s ahead of %s", m.TS.Format(time.RFC3339Nano), lim.MaxFuture, now.UTC().Format(time.RFC3339))
 	}
