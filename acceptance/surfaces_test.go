@@ -324,6 +324,18 @@ func TestReadSurfaces(t *testing.T) {
 		if r := s.do(t, http.MethodPut, "/api/entities/devices/"+dev, op, map[string]any{"type": "Feature", "geometry": nil, "properties": map[string]any{"kind": "camera"}}); r.status != http.StatusCreated {
 			t.Errorf("PUT a device with null geometry: %d %s, want 201", r.status, truncate(r.body))
 		}
+		// A body over the limit (8 MiB) is refused whole: 413, nothing applied.
+		var big strings.Builder
+		line := fmt.Sprintf(`{"id":%q,"ts":%q,"lon":106.56,"lat":29.57,"pad":"%s"}`+"\n", name, time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano), strings.Repeat("x", 1000))
+		for big.Len() < 9<<20 {
+			big.WriteString(line)
+		}
+		if r := s.do(t, http.MethodPost, "/api/telemetry", op, big.String()); r.status != http.StatusRequestEntityTooLarge || !strings.Contains(string(r.body), `"error"`) {
+			t.Errorf("9 MiB NDJSON: %d %s, want 413 with a JSON error", r.status, truncate(r.body))
+		}
+		if f, _ := s.get(t, op, "vehicles", name); near(f.point(t), 106.56, 29.57) {
+			t.Errorf("a refused oversized body was applied")
+		}
 		s.must(t, http.StatusNoContent, http.MethodDelete, "/api/entities/vehicles/"+name, op, nil)
 		if _, ok := s.get(t, op, "vehicles", name); ok {
 			t.Errorf("vehicle still there after DELETE")
