@@ -117,10 +117,35 @@ func (s *shape) geometry() orb.Geometry {
 	return nil
 }
 
-// kv is one MVT attribute.
+// kv is one MVT attribute, with hashes of its key and value computed once
+// so that tiles dedupe their key and value tables without hashing strings.
 type kv struct {
-	key string
-	val value
+	key     string
+	val     value
+	keyHash uint64
+	valHash uint64
+}
+
+// fnv64 is FNV-1a 64 of s continuing from h.
+func fnv64(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+const fnvOffset = 14695981039346656037
+
+func (v value) hash() uint64 {
+	h := fnvOffset ^ uint64(v.kind)
+	h *= 1099511628211
+	h = fnv64(h, v.s)
+	for i := 0; i < 64; i += 8 {
+		h ^= (v.n >> i) & 0xff
+		h *= 1099511628211
+	}
+	return h
 }
 
 // value is an MVT value, comparable so a layer can dedupe its value table
@@ -211,7 +236,7 @@ func sortedAttrs(a map[string]any) []kv {
 	out := make([]kv, 0, len(a))
 	for k, v := range a {
 		if val, ok := toValue(v); ok {
-			out = append(out, kv{key: k, val: val})
+			out = append(out, kv{key: k, val: val, keyHash: fnv64(fnvOffset, k), valHash: val.hash()})
 		}
 	}
 	slices.SortFunc(out, func(a, b kv) int { return strings.Compare(a.key, b.key) })

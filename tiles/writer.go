@@ -3,6 +3,7 @@ package tiles
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/paulmach/orb"
@@ -25,9 +26,9 @@ type writer struct {
 	geom  []uint32
 	tags  []uint32
 	keys  []string
-	keyIx map[string]uint32
+	keyIx index
 	vals  []value
-	valIx map[value]uint32
+	valIx index
 	sh    shape // the current feature in tile units
 	mask  []byte
 	stack []int
@@ -35,9 +36,7 @@ type writer struct {
 	cands []candidate
 }
 
-var writerPool = sync.Pool{New: func() any {
-	return &writer{keyIx: map[string]uint32{}, valIx: map[value]uint32{}}
-}}
+var writerPool = sync.Pool{New: func() any { return new(writer) }}
 
 // Protobuf tags (field number << 3 | wire type) of vector_tile.proto.
 const (
@@ -78,37 +77,58 @@ func (w *writer) beginLayer() {
 	w.body = w.body[:0]
 	w.keys = w.keys[:0]
 	w.vals = w.vals[:0]
-	clear(w.keyIx)
-	clear(w.valIx)
+	w.keyIx.reset()
+	w.valIx.reset()
 }
 
-// endLayer appends the layer (if it has features) to the tile.
+// endLayer appends the layer (if it has features) to the tile: name,
+// features, keys, values, extent and version, sized first so the features
+// are copied once.
 func (w *writer) endLayer(name string, n int) {
 	if n == 0 {
 		return
 	}
-	// Layer fields after the features: keys, values, extent, version; the
-	// name first. Assemble in feat (free between features) to get the length.
-	lb := w.feat[:0]
-	lb = appendStringField(lb, tagLayerName, name)
-	lb = append(lb, w.body...)
-	for _, k := range w.keys {
-		lb = appendStringField(lb, tagLayerKey, k)
-	}
 	var vb [16]byte
-	for _, v := range w.vals {
-		lb = appendBytesField(lb, tagLayerValue, encodeValue(vb[:0], v))
+	size := fieldLen(len(name)) + len(w.body) + 1 + varintLen(Extent) + 1 + varintLen(mvtLayerVersion)
+	for _, k := range w.keys {
+		size += fieldLen(len(k))
 	}
-	lb = append(lb, tagLayerExtent)
-	lb = appendVarint(lb, Extent)
-	lb = append(lb, tagLayerVersion)
-	lb = appendVarint(lb, mvtLayerVersion)
-	w.out = appendBytesField(w.out, tagTileLayer, lb)
-	w.feat = lb[:0]
+	for _, v := range w.vals {
+		if v.kind == valString {
+			size += fieldLen(fieldLen(len(v.s)))
+		} else {
+			size += fieldLen(len(encodeValue(vb[:0], v)))
+		}
+	}
+	out := slices.Grow(w.out, 1+varintLen(uint64(size))+size)
+	out = append(out, tagTileLayer)
+	out = appendVarint(out, uint64(size))
+	out = appendStringField(out, tagLayerName, name)
+	out = append(out, w.body...)
+	for _, k := range w.keys {
+		out = appendStringField(out, tagLayerKey, k)
+	}
+	for _, v := range w.vals {
+		if v.kind == valString {
+			out = append(out, tagLayerValue)
+			out = appendVarint(out, uint64(fieldLen(len(v.s))))
+			out = appendStringField(out, valString<<3|2, v.s)
+		} else {
+			out = appendBytesField(out, tagLayerValue, encodeValue(vb[:0], v))
+		}
+	}
+	out = append(out, tagLayerExtent)
+	out = appendVarint(out, Extent)
+	out = append(out, tagLayerVersion)
+	out = appendVarint(out, mvtLayerVersion)
+	w.out = out
 }
 
-// encodeValue appends a Tile.Value message body; strings are appended by
-// the caller's append (b only needs to hold numbers).
+// fieldLen is the encoded size of a length-delimited field of n bytes
+// with a one-byte tag.
+func fieldLen(n int) int { return 1 + varintLen(uint64(n)) + n }
+
+// encodeValue appends a Tile.Value message body.
 func encodeValue(b []byte, v value) []byte {
 	switch v.kind {
 	case valString:
@@ -126,24 +146,87 @@ func encodeValue(b []byte, v value) []byte {
 	}
 }
 
-func (w *writer) keyIndex(k string) uint32 {
-	if i, ok := w.keyIx[k]; ok {
-		return i
+// keyIndex is k's index in the layer's key table, adding it if new; h is
+// k's hash.
+func (w *writer) keyIndex(k string, h uint64) uint32 {
+	x := &w.keyIx
+	x.reserve(len(w.keys) + 1)
+	for i := h & x.mask; ; i = (i + 1) & x.mask {
+		e := x.slots[i]
+		if e == 0 {
+			w.keys = append(w.keys, k)
+			return x.add(i, h)
+		}
+		if x.hashes[e-1] == h && w.keys[e-1] == k {
+			return uint32(e - 1)
+		}
 	}
-	i := uint32(len(w.keys))
-	w.keys = append(w.keys, k)
-	w.keyIx[k] = i
-	return i
 }
 
-func (w *writer) valueIndex(v value) uint32 {
-	if i, ok := w.valIx[v]; ok {
-		return i
+// valueIndex is v's index in the layer's value table, adding it if new;
+// h is v's hash.
+func (w *writer) valueIndex(v value, h uint64) uint32 {
+	x := &w.valIx
+	x.reserve(len(w.vals) + 1)
+	for i := h & x.mask; ; i = (i + 1) & x.mask {
+		e := x.slots[i]
+		if e == 0 {
+			w.vals = append(w.vals, v)
+			return x.add(i, h)
+		}
+		if x.hashes[e-1] == h && w.vals[e-1] == v {
+			return uint32(e - 1)
+		}
 	}
-	i := uint32(len(w.vals))
-	w.vals = append(w.vals, v)
-	w.valIx[v] = i
-	return i
+}
+
+// index is an open-addressing (linear probing) hash index over a table of
+// entries whose hashes were computed in advance. Resetting clears only the
+// slots used, so a huge layer does not slow the next small one.
+type index struct {
+	slots  []uint32 // entry+1 per slot; 0 is empty
+	hashes []uint64 // per entry
+	pos    []uint32 // slot of each entry
+	mask   uint64
+}
+
+func (x *index) reset() {
+	for _, p := range x.pos {
+		x.slots[p] = 0
+	}
+	x.hashes = x.hashes[:0]
+	x.pos = x.pos[:0]
+}
+
+// reserve keeps the load factor at most 1/2 for n entries.
+func (x *index) reserve(n int) {
+	if 2*n <= len(x.slots) {
+		return
+	}
+	size := max(64, 2*len(x.slots))
+	for size < 2*n {
+		size *= 2
+	}
+	x.slots = make([]uint32, size)
+	x.mask = uint64(size - 1)
+	for e, h := range x.hashes {
+		i := h & x.mask
+		for x.slots[i] != 0 {
+			i = (i + 1) & x.mask
+		}
+		x.slots[i] = uint32(e + 1)
+		x.pos[e] = uint32(i)
+	}
+}
+
+// add records a new entry with hash h in empty slot i and returns its
+// index.
+func (x *index) add(i, h uint64) uint32 {
+	e := uint32(len(x.hashes))
+	x.hashes = append(x.hashes, h)
+	x.pos = append(x.pos, uint32(i))
+	x.slots[i] = e + 1
+	return e
 }
 
 // project sets w.sh to m's geometry in integer tile units (Web Mercator,
@@ -364,7 +447,7 @@ func (w *writer) encodeGeometry() {
 func (w *writer) appendFeature(m *memo, z uint8) {
 	tags := w.tags[:0]
 	for _, a := range m.attrs(z) {
-		tags = append(tags, w.keyIndex(a.key), w.valueIndex(a.val))
+		tags = append(tags, w.keyIndex(a.key, a.keyHash), w.valueIndex(a.val, a.valHash))
 	}
 	w.tags = tags
 	w.encodeGeometry()
