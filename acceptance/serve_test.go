@@ -70,6 +70,14 @@ func TestServeBasics(t *testing.T) {
 		}
 	}
 
+	// Graceful: the ingest leaves the embedded broker before it closes.
+	defer func() {
+		s.stop(t)
+		if strings.Contains(s.logs.String(), "connection lost") {
+			t.Errorf("shutdown lost the MQTT connection instead of disconnecting:\n%s", s.tail(10))
+		}
+	}()
+
 	// No token: 401 on every /api read without --demo.
 	for _, path := range []string{"/api/entities/vehicles/" + name, "/api/nearby?lon=106.55&lat=29.56", "/ogc/collections/vehicles/items"} {
 		r := s.do(t, http.MethodGet, path, "", nil)

@@ -137,10 +137,14 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// Broker and MQTT ingest.
 	brokerURL := c.mqtt
 	if brokerURL == "" {
-		b, err := broker.Start(ctx, c.mqttListen, log)
+		// The broker outlives the components (closed by the defer below,
+		// after they stopped), so that ingest disconnects cleanly and
+		// publishes its last dead letters and alerts on shutdown.
+		bctx := context.WithoutCancel(ctx)
+		b, err := broker.Start(bctx, c.mqttListen, log)
 		if errors.Is(err, broker.ErrAddrInUse) && !explicitMQTTListen {
 			log.Warn("MQTT port taken, starting the embedded broker on a free port instead", "wanted", c.mqttListen, "err", err)
-			b, err = broker.Start(ctx, "127.0.0.1:0", log)
+			b, err = broker.Start(bctx, "127.0.0.1:0", log)
 		}
 		if err != nil {
 			return err
