@@ -148,6 +148,48 @@ func TestReadSurfaces(t *testing.T) {
 		}
 	})
 
+	t.Run("tile cache follows changes", func(t *testing.T) {
+		name := "acc-tile-" + suffix(t)
+		id := "vehicles/" + name
+		at := orb.Point{106.5512, 29.5612}
+		s.putVehicle(t, op, name, at[0], at[1], nil)
+		tile := maptile.At(at, 16)
+		path := fmt.Sprintf("/tiles/vehicles/%d/%d/%d.mvt", tile.Z, tile.X, tile.Y)
+		has := func() (bool, string) {
+			r := s.must(t, http.StatusOK, http.MethodGet, path, op, nil)
+			layers, err := mvt.Unmarshal(r.body)
+			if err != nil {
+				t.Fatalf("decode MVT: %v", err)
+			}
+			for _, l := range layers {
+				for _, f := range l.Features {
+					if f.Properties["id"] == id {
+						return true, r.header.Get("ETag")
+					}
+				}
+			}
+			return false, r.header.Get("ETag")
+		}
+		in, etag := has()
+		if !in {
+			t.Fatalf("%s not in its tile %v", id, tile)
+		}
+		// Move it 5 km away: the cached tile must be invalidated.
+		s.postTelemetry(t, op, map[string]any{"id": name, "ts": time.Now().UTC().Format(time.RFC3339Nano), "lon": at[0] + 0.05, "lat": at[1]})
+		eventually(t, 10*time.Second, "the tile to drop the moved vehicle", func() bool {
+			in, e := has()
+			return !in && e != etag
+		})
+		// Delete it after bringing it back: gone from the tile again.
+		s.postTelemetry(t, op, map[string]any{"id": name, "ts": time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano), "lon": at[0], "lat": at[1]})
+		eventually(t, 10*time.Second, "the tile to show the vehicle back", func() bool { in, _ := has(); return in })
+		s.must(t, http.StatusNoContent, http.MethodDelete, "/api/entities/"+id, op, nil)
+		eventually(t, 10*time.Second, "the tile to drop the deleted vehicle", func() bool { in, _ := has(); return !in })
+		if res := s.postTelemetry(t, op, map[string]any{"id": name, "ts": time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano), "lon": at[0], "lat": at[1]}); res[0].Reason != "unknown_device" {
+			t.Errorf("telemetry for a deleted vehicle: %+v, want unknown_device", res[0])
+		}
+	})
+
 	t.Run("ogc", func(t *testing.T) {
 		var landing struct {
 			Links []struct{ Rel, Href string } `json:"links"`
