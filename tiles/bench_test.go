@@ -93,12 +93,14 @@ func (l latencies) report(b *testing.B, elapsed time.Duration, bytes int64) {
 
 // BenchmarkTile measures GET /tiles/buildings,roads,bridges/z/x/y.mvt
 // (gzip accepted) on the demo city: cold (cache purged before every
-// request: build, gzip, ETag) and warm (answered from the cache); "build"
-// is the uncompressed MVT build alone, comparable with
-// BenchmarkPostGISBaseline (B/tile is then uncompressed too).
+// request: build, gzip, ETag; per-feature memos kept, as in service after
+// a change), first (memos cleared too: the first tile ever over these
+// features) and warm (answered from the cache); "build" is the
+// uncompressed MVT build alone, comparable with BenchmarkPostGISBaseline
+// (B/tile is then uncompressed too).
 func BenchmarkTile(b *testing.B) {
 	tw := benchTwin(b)
-	for _, mode := range []string{"build", "cold", "warm"} {
+	for _, mode := range []string{"build", "cold", "first", "warm"} {
 		for _, z := range benchZooms {
 			b.Run(fmt.Sprintf("%s/z%d", mode, z), func(b *testing.B) {
 				s := New(tw, Options{})
@@ -118,10 +120,13 @@ func BenchmarkTile(b *testing.B) {
 				b.ResetTimer()
 				start := time.Now()
 				for i := 0; i < b.N; i++ {
-					if mode == "cold" {
+					if mode == "cold" || mode == "first" {
 						s.cache.mu.Lock()
 						s.cache.purge()
 						s.cache.mu.Unlock()
+					}
+					if mode == "first" {
+						s.memo.clear()
 					}
 					t0 := time.Now()
 					if mode == "build" {

@@ -219,8 +219,15 @@ func newMemo(f *twin.Feature) *memo {
 		m.world.pts[i] = orb.Point{(q[0] + 180) / 360, mercY(q[1])}
 	}
 	m.full = sortedAttrs(attributes(f, DetailZoom))
-	if specs[f.ID.Layer].lean != nil {
-		m.lean = sortedAttrs(attributes(f, DetailZoom-1))
+	if lean := specs[f.ID.Layer].lean; lean != nil {
+		// What attributes writes below DetailZoom: the lean props, id and
+		// version (which always win over props of those names).
+		m.lean = make([]kv, 0, len(lean)+2)
+		for _, a := range m.full {
+			if lean[a.key] || a.key == "id" || a.key == "version" {
+				m.lean = append(m.lean, a)
+			}
+		}
 	}
 	return m
 }
