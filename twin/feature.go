@@ -105,24 +105,7 @@ type wireFeature struct {
 
 // MarshalJSON writes the feature as GeoJSON with twin metadata.
 func (f *Feature) MarshalJSON() ([]byte, error) {
-	w := wireFeature{Type: "Feature", ID: f.ID.String(), Layer: f.ID.Layer, Version: f.Version,
-		Region: f.Region, Grid: f.Grid, Props: f.Props}
-	if w.Region == nil {
-		w.Region = []string{}
-	}
-	if w.Props == nil {
-		w.Props = map[string]any{}
-	}
-	if !f.Updated.IsZero() {
-		w.Updated = f.Updated.UTC().Format(time.RFC3339Nano)
-	}
-	if !f.Observed.IsZero() {
-		w.Observed = f.Observed.UTC().Format(time.RFC3339Nano)
-	}
-	if f.Geometry != nil {
-		w.Geometry = geojson.NewGeometry(f.Geometry)
-	}
-	return json.Marshal(w)
+	return f.appendWire(make([]byte, 0, 512))
 }
 
 // UnmarshalJSON reads the GeoJSON form written by MarshalJSON. The id may be

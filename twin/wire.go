@@ -1,0 +1,158 @@
+package twin
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/paulmach/orb"
+	"github.com/paulmach/orb/geojson"
+)
+
+// appendWire appends f's GeoJSON wire form, byte for byte what
+// json.Marshal(wireFeature) gives, without reflection over the struct
+// (field order, omitempty and HTML-safe string escaping as encoding/json
+// does them; points written directly; props still through encoding/json,
+// which sorts keys). Encoding every websocket delta and HTTP feature went
+// through this: reflection over wireFeature was half of its cost.
+func (f *Feature) appendWire(b []byte) ([]byte, error) {
+	b = append(b, `{"type":"Feature","id":`...)
+	b = appendJSONString(b, f.ID.String())
+	b = append(b, `,"layer":`...)
+	b = appendJSONString(b, string(f.ID.Layer))
+	b = append(b, `,"version":`...)
+	b = strconv.AppendUint(b, f.Version, 10)
+	if !f.Updated.IsZero() {
+		b = append(b, `,"updated":"`...)
+		b = f.Updated.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	if !f.Observed.IsZero() {
+		b = append(b, `,"observed":"`...)
+		b = f.Observed.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	b = append(b, `,"region":[`...)
+	for i, r := range f.Region {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, r)
+	}
+	b = append(b, ']')
+	if f.Grid != "" {
+		b = append(b, `,"grid":`...)
+		b = appendJSONString(b, f.Grid)
+	}
+	b = append(b, `,"geometry":`...)
+	switch g := f.Geometry.(type) {
+	case nil:
+		b = append(b, "null"...)
+	case orb.Point:
+		if !finite(g[0]) || !finite(g[1]) {
+			return nil, fmt.Errorf("json: unsupported value: %v", g)
+		}
+		b = append(b, `{"type":"Point","coordinates":[`...)
+		b = appendJSONFloat(b, g[0])
+		b = append(b, ',')
+		b = appendJSONFloat(b, g[1])
+		b = append(b, "]}"...)
+	default:
+		gb, err := geojson.NewGeometry(g).MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("json: geometry: %w", err)
+		}
+		b = append(b, gb...)
+	}
+	b = append(b, `,"properties":`...)
+	if len(f.Props) == 0 {
+		b = append(b, "{}"...)
+	} else {
+		pb, err := json.Marshal(f.Props)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, pb...)
+	}
+	return append(b, '}'), nil
+}
+
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+// appendJSONFloat formats x as encoding/json does.
+func appendJSONFloat(b []byte, x float64) []byte {
+	abs := math.Abs(x)
+	fmt := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		fmt = 'e'
+	}
+	b = strconv.AppendFloat(b, x, fmt, -1, 64)
+	if fmt == 'e' {
+		// clean up e-09 to e-9
+		n := len(b)
+		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString quotes s as encoding/json does with HTML escaping:
+// <, > and & as \u00XX, control characters escaped, invalid UTF-8 as
+// U+FFFD, and U+2028/U+2029 escaped.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

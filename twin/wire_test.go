@@ -1,0 +1,105 @@
+package twin
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/paulmach/orb"
+	"github.com/paulmach/orb/geojson"
+)
+
+// marshalReflect is the reflective encoding appendWire replaces: the
+// reference its output must equal byte for byte.
+func marshalReflect(f *Feature) ([]byte, error) {
+	w := wireFeature{Type: "Feature", ID: f.ID.String(), Layer: f.ID.Layer, Version: f.Version,
+		Region: f.Region, Grid: f.Grid, Props: f.Props}
+	if w.Region == nil {
+		w.Region = []string{}
+	}
+	if w.Props == nil {
+		w.Props = map[string]any{}
+	}
+	if !f.Updated.IsZero() {
+		w.Updated = f.Updated.UTC().Format(time.RFC3339Nano)
+	}
+	if !f.Observed.IsZero() {
+		w.Observed = f.Observed.UTC().Format(time.RFC3339Nano)
+	}
+	if f.Geometry != nil {
+		w.Geometry = geojson.NewGeometry(f.Geometry)
+	}
+	return json.Marshal(w)
+}
+
+var wireCases = []*Feature{
+	{ID: NewID(Vehicles, "BP2968"), Geometry: orb.Point{106.5512345678, 29.5623}, Version: 7,
+		Updated:  time.Date(2026, 11, 23, 8, 0, 0, 123456789, time.FixedZone("CST", 8*3600)),
+		Observed: time.Date(2026, 11, 23, 0, 0, 1, 0, time.UTC), Region: []string{"500000", "500103", "500103001"}, Grid: "8930e1d8a2fffff",
+		Props: map[string]any{"kind": "muck_truck", "speed_kmh": 32.5, "heading": 90.0, "values": map[string]any{"b": 1.0, "a": -0.0}}},
+	{ID: NewID(Devices, "d1")},
+	{ID: NewID(Buildings, "b<1>&\"x\"\\\u2028\u2029\x01\t\n\xff中"), Region: []string{}, Geometry: orb.Polygon{{{106.5, 29.5}, {106.51, 29.5}, {106.51, 29.51}, {106.5, 29.5}}},
+		Props: map[string]any{"name": "解放碑 <b>", "levels": 8, "owners": []any{"p1", nil, true}, "tiny": 1e-9, "huge": 1e22}},
+	{ID: NewID(Roads, "r"), Geometry: orb.LineString{{0, 0}, {1e-7, -2.5e21}}, Props: map[string]any{}},
+	{ID: NewID(Vehicles, "z"), Geometry: orb.Point{0, -0.0}},
+	{ID: NewID(Vehicles, "e"), Geometry: orb.Point{1e-7, 1e21}},
+	{ID: NewID(Vehicles, "e2"), Geometry: orb.Point{-3.2e-10, 123456789012345678}},
+}
+
+// TestWireMatchesReflect: the hand encoder gives exactly what encoding/json
+// gave for the wire struct.
+func TestWireMatchesReflect(t *testing.T) {
+	for _, f := range wireCases {
+		want, werr := marshalReflect(f)
+		got, err := f.MarshalJSON()
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("%s: error %v, reflect %v", f.ID, err, werr)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s:\n got %s\nwant %s", f.ID, got, want)
+		}
+	}
+	bad := &Feature{ID: NewID(Vehicles, "nan"), Geometry: orb.Point{math.NaN(), 1}}
+	if _, err := bad.MarshalJSON(); err == nil {
+		t.Fatal("NaN coordinate encoded")
+	}
+	if _, err := marshalReflect(bad); err == nil {
+		t.Fatal("reference encoded NaN")
+	}
+}
+
+func FuzzWireString(f *testing.F) {
+	for _, s := range []string{"", "a", "<>&", "\u2028\xff\x00", "中文\"\\"} {
+		f.Add(s, 1.5)
+	}
+	f.Fuzz(func(t *testing.T, s string, x float64) {
+		ft := &Feature{ID: ID{Layer: Vehicles, Name: s}, Region: []string{s}, Grid: s, Geometry: orb.Point{x, -x}}
+		want, werr := marshalReflect(ft)
+		got, err := ft.MarshalJSON()
+		if (err == nil) != (werr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("%q %v:\n got %s %v\nwant %s %v", s, x, got, err, want, werr)
+		}
+	})
+}
+
+func BenchmarkMarshalJSON(b *testing.B) {
+	f := wireCases[0]
+	b.Run("append", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := f.MarshalJSON(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reflect", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := marshalReflect(f); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
