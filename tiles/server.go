@@ -55,8 +55,8 @@ type Options struct {
 	// MaxCachedZoom is the highest zoom kept in the cache; default 18.
 	MaxCachedZoom int
 	// MemoFeatures sizes the table of per-feature tile data (attributes
-	// and projected geometry, about 0.5-1 KB each) reused across tiles;
-	// default 262144 slots, negative disables it.
+	// and projected geometry, about 1 KB each) reused across tiles;
+	// default 65536, negative disables it.
 	MemoFeatures int
 }
 
@@ -74,7 +74,7 @@ func (o Options) withDefaults() Options {
 		o.MaxCachedZoom = 18
 	}
 	if o.MemoFeatures == 0 {
-		o.MemoFeatures = 1 << 18
+		o.MemoFeatures = 1 << 16
 	}
 	if o.MaxCachedZoom > MaxZoom {
 		o.MaxCachedZoom = MaxZoom
