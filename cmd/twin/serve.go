@@ -122,15 +122,20 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		}
 		all := city.All()
 		log.Info("demo city generated (synthetic, deterministic)", "objects", len(all), "seed", c.seed, "scale", c.scale)
-		// Place everything once (on every CPU) and store it placed: later
-		// starts then load cells, region and grid instead of recomputing
-		// the H3 cover of every building (~7 s CPU per million).
+		// Place everything once (on every CPU, in a scratch twin) and store
+		// it placed: starts then load cells, region and grid instead of
+		// recomputing the H3 cover of every building (~7 s CPU per
+		// million). The twin itself is loaded from the store, so its props
+		// have the decoded JSON types on the first start as on every other.
 		loc.Reset(city.Features[twin.Regions], city.Features[twin.Grids])
-		tw.Load(all)
+		twin.New(twin.Options{Enricher: loc, FeedSize: 16}).Load(all)
 		if err := storeAll(ctx, st, all); err != nil {
 			return fmt.Errorf("store demo city: %w", err)
 		}
-		n = len(all)
+		city, all = nil, nil
+		if n, err = loadTwin(ctx, st, tw, loc); err != nil {
+			return err
+		}
 	}
 	log.Info("twin loaded", "objects", n, "took", time.Since(t0).Round(time.Millisecond))
 
