@@ -259,3 +259,20 @@ func loadPostGIS(b *testing.B, ctx context.Context, conn *pgx.Conn, tw *twin.Twi
 		}
 	}
 }
+
+// BenchmarkNewMemo measures making the per-feature memo (attributes,
+// world coordinates, rank) of demo buildings: the cost of a feature's
+// first tile.
+func BenchmarkNewMemo(b *testing.B) {
+	tw := benchTwin(b)
+	var fs []*twin.Feature
+	tw.Range(twin.Buildings, func(f *twin.Feature) bool {
+		fs = append(fs, f)
+		return len(fs) < 4096
+	})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		newMemo(fs[i%len(fs)])
+	}
+}

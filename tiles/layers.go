@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"math"
+	"slices"
+	"strings"
 
 	"github.com/citytwin/citytwin/twin"
 )
@@ -80,49 +82,58 @@ func FeatureID(id twin.ID) uint64 {
 	return h.Sum64() & (1<<53 - 1)
 }
 
-// attributes flattens a feature's props into MVT attributes: id
-// ("layer/name"), version, every string, number and bool prop, and for
-// devices the readings of "values" by their own names (values.ch4 -> ch4)
-// unless a prop of that name exists. Below DetailZoom, layers with a lean
-// set write only those attributes. Nested maps and lists are skipped,
-// except advertised string fields, which are written as JSON; non-finite
-// numbers are dropped.
-func attributes(f *twin.Feature, z uint8) map[string]any {
-	out := make(map[string]any, len(f.Props)+2)
+// attrList flattens a feature's props into MVT attributes sorted by key
+// (so tiles are deterministic): id ("layer/name"), version, every string,
+// number and bool prop, and for devices the readings of "values" by their
+// own names (values.ch4 -> ch4) unless a prop of that name is written.
+// Nested maps and lists are skipped, except advertised string fields,
+// which are written as JSON; non-finite numbers are dropped. Layers with a
+// lean set write only those (and id and version) below DetailZoom; see
+// newMemo.
+func attrList(f *twin.Feature) []kv {
 	sp := specs[f.ID.Layer]
-	fields := sp.fields
-	lean := sp.lean
-	if z >= DetailZoom {
-		lean = nil
+	out := make([]kv, 0, len(f.Props)+2)
+	add := func(k string, v any) {
+		if val, ok := toValue(v); ok {
+			out = append(out, kv{key: k, val: val, keyHash: fnv64(fnvOffset, k), valHash: val.hash()})
+		}
 	}
 	for k, v := range f.Props {
-		if lean != nil && !lean[k] {
-			continue
+		if k == "id" || k == "version" {
+			continue // the object's own id and version win
 		}
 		if s, ok := scalar(v); ok {
-			out[k] = s
-		} else if fields[k] == "String" && v != nil {
+			add(k, s)
+		} else if sp.fields[k] == "String" && v != nil {
 			// An advertised key prop that is structured (a bridge's
 			// restrictions, a building's owners) travels as compact JSON.
 			if b, err := json.Marshal(v); err == nil && len(b) <= maxJSONAttr {
-				out[k] = string(b)
+				add(k, string(b))
 			}
 		}
 	}
 	if sp.readings {
 		if vals, ok := f.Props["values"].(map[string]any); ok {
+			props := len(out)
+		readings:
 			for k, v := range vals {
-				if _, taken := out[k]; taken {
+				if k == "id" || k == "version" {
 					continue
 				}
+				for _, a := range out[:props] {
+					if a.key == k {
+						continue readings
+					}
+				}
 				if s, ok := scalar(v); ok {
-					out[k] = s
+					add(k, s)
 				}
 			}
 		}
 	}
-	out["id"] = f.ID.String()
-	out["version"] = f.Version
+	add("id", f.ID.String())
+	add("version", f.Version)
+	slices.SortFunc(out, func(a, b kv) int { return strings.Compare(a.key, b.key) })
 	return out
 }
 

@@ -3,7 +3,6 @@ package tiles
 import (
 	"math"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"unsafe"
 
@@ -218,9 +217,9 @@ func newMemo(f *twin.Feature) *memo {
 	for i, q := range m.world.pts {
 		m.world.pts[i] = orb.Point{(q[0] + 180) / 360, mercY(q[1])}
 	}
-	m.full = sortedAttrs(attributes(f, DetailZoom))
+	m.full = attrList(f)
 	if lean := specs[f.ID.Layer].lean; lean != nil {
-		// What attributes writes below DetailZoom: the lean props, id and
+		// What is written below DetailZoom: the lean props, id and
 		// version (which always win over props of those names).
 		m.lean = make([]kv, 0, len(lean)+2)
 		for _, a := range m.full {
@@ -237,17 +236,6 @@ func (m *memo) attrs(z uint8) []kv {
 		return m.lean
 	}
 	return m.full
-}
-
-func sortedAttrs(a map[string]any) []kv {
-	out := make([]kv, 0, len(a))
-	for k, v := range a {
-		if val, ok := toValue(v); ok {
-			out = append(out, kv{key: k, val: val, keyHash: fnv64(fnvOffset, k), valHash: val.hash()})
-		}
-	}
-	slices.SortFunc(out, func(a, b kv) int { return strings.Compare(a.key, b.key) })
-	return out
 }
 
 // memoTable caches memos by feature pointer in a fixed 4-way

@@ -5,6 +5,7 @@ package tiles
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -18,6 +19,52 @@ import (
 
 	"github.com/citytwin/citytwin/twin"
 )
+
+// attributes (the reference) flattens a feature's props into MVT attributes: id
+// ("layer/name"), version, every string, number and bool prop, and for
+// devices the readings of "values" by their own names (values.ch4 -> ch4)
+// unless a prop of that name exists. Below DetailZoom, layers with a lean
+// set write only those attributes. Nested maps and lists are skipped,
+// except advertised string fields, which are written as JSON; non-finite
+// numbers are dropped.
+func attributes(f *twin.Feature, z uint8) map[string]any {
+	out := make(map[string]any, len(f.Props)+2)
+	sp := specs[f.ID.Layer]
+	fields := sp.fields
+	lean := sp.lean
+	if z >= DetailZoom {
+		lean = nil
+	}
+	for k, v := range f.Props {
+		if lean != nil && !lean[k] {
+			continue
+		}
+		if s, ok := scalar(v); ok {
+			out[k] = s
+		} else if fields[k] == "String" && v != nil {
+			// An advertised key prop that is structured (a bridge's
+			// restrictions, a building's owners) travels as compact JSON.
+			if b, err := json.Marshal(v); err == nil && len(b) <= maxJSONAttr {
+				out[k] = string(b)
+			}
+		}
+	}
+	if sp.readings {
+		if vals, ok := f.Props["values"].(map[string]any); ok {
+			for k, v := range vals {
+				if _, taken := out[k]; taken {
+					continue
+				}
+				if s, ok := scalar(v); ok {
+					out[k] = s
+				}
+			}
+		}
+	}
+	out["id"] = f.ID.String()
+	out["version"] = f.Version
+	return out
+}
 
 type refCandidate struct {
 	f    *twin.Feature
