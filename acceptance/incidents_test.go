@@ -134,7 +134,7 @@ func TestIncidentEscalation(t *testing.T) {
 	district := inc.Region[1]
 
 	var esc feature
-	eventually(t, 90*time.Second, "the accept SLA to escalate the incident", func() bool {
+	eventually(t, 120*time.Second, "the accept SLA to escalate the incident", func() bool {
 		esc, _ = s.get(t, op, "incidents", name)
 		return esc.Props["tier"] == "district"
 	})

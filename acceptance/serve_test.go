@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -219,4 +221,45 @@ func TestEnvFlags(t *testing.T) {
 	s.must(t, http.StatusOK, http.MethodGet, "/ogc/collections/vehicles/items", tok, nil)
 	s.must(t, http.StatusNotFound, http.MethodGet, "/api/entities/vehicles/"+name, tok, nil)
 	s.must(t, http.StatusForbidden, http.MethodPost, "/api/telemetry", tok, `{"id":"x","ts":0}`)
+}
+
+// TestServeRefusesBadConfig: a short signing key or a taken listen address
+// stops `twin serve` at once with a non-zero exit and a message that names
+// the problem, instead of running half-configured.
+func TestServeRefusesBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short.key")
+	if err := os.WriteFile(short, []byte("too-short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for what, c := range map[string]struct {
+		args []string
+		want string
+	}{
+		"short key":    {[]string{"--listen", freeAddr(t), "--auth-key", short}, "32"},
+		"listen taken": {[]string{"--listen", taken.Addr().String(), "--auth-key", writeKey(t)}, taken.Addr().String()},
+	} {
+		args := append([]string{"serve", "--data", filepath.Join(dir, what), "--mqtt-listen", freeAddr(t)}, c.args...)
+		cmd := exec.Command(twinBin, args...)
+		cmd.Env = cleanEnv()
+		done := make(chan struct{})
+		var out []byte
+		go func() { out, err = cmd.CombinedOutput(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("%s: twin serve still running after 30 s", what)
+			continue
+		}
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: exit %v, output %q; want a failure mentioning %q", what, err, out, c.want)
+		}
+	}
 }
