@@ -10,6 +10,7 @@ import (
 
 	"github.com/citytwin/citytwin/ingest/importer"
 	"github.com/citytwin/citytwin/twin"
+	"github.com/citytwin/citytwin/twin/boot"
 	"github.com/citytwin/citytwin/twin/locate"
 )
 
@@ -56,7 +57,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// regions first to get region paths on everything else).
 	loc := locate.New()
 	tw := twin.New(twin.Options{})
-	if _, err := loadTwin(ctx, st, tw, loc); err != nil {
+	if _, err := boot.Load(ctx, st, tw, loc); err != nil {
 		return err
 	}
 	failed := false
@@ -76,7 +77,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		if l == "" || l == twin.Regions {
 			// Newly imported regions place the following files.
-			if _, err := loadTwin(ctx, st, twin.New(twin.Options{}), loc); err != nil {
+			if _, err := boot.Load(ctx, st, twin.New(twin.Options{}), loc); err != nil {
 				return err
 			}
 		}

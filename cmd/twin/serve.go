@@ -34,6 +34,7 @@ import (
 	"github.com/citytwin/citytwin/server"
 	"github.com/citytwin/citytwin/tiles"
 	"github.com/citytwin/citytwin/twin"
+	"github.com/citytwin/citytwin/twin/boot"
 	"github.com/citytwin/citytwin/twin/locate"
 	"github.com/citytwin/citytwin/twin/writer"
 	webclient "github.com/citytwin/citytwin/webgl-client"
@@ -43,7 +44,7 @@ import (
 type serveConfig struct {
 	listen, db, data, mqtt, mqttListen, rulesFile, authKey, logLevel string
 	demo, autoRegister                                               bool
-	scale                                                            int
+	scale, feedSize                                                  int
 	seed                                                             int64
 	simRate                                                          float64
 	origins                                                          string
@@ -62,6 +63,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.mqttClientID, "mqtt-client-id", "", "MQTT client id, stable across restarts so the broker keeps the session (default citytwin-HOSTNAME; give each server sharing a broker its own)")
 	fs.BoolVar(&c.demo, "demo", false, "load the synthetic Chongqing demo city into an empty store and drive it live")
 	fs.IntVar(&c.scale, "scale", 1, "demo city scale (20 = about a million buildings)")
+	fs.IntVar(&c.feedSize, "feed-size", 1<<18, "changes kept in memory for resuming websockets and the store writer (about 700 B each)")
 	fs.Int64Var(&c.seed, "seed", 2016, "demo city seed")
 	fs.Float64Var(&c.simRate, "sim-rate", 200, "demo telemetry messages per second (0 = no simulation)")
 	fs.StringVar(&c.rulesFile, "rules", "", "rules file (YAML or JSON); --demo uses the bundled demo rules when empty")
@@ -109,9 +111,9 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 
 	// The twin, rebuilt from the store.
 	loc := locate.New()
-	tw := twin.New(twin.Options{Clock: clk, Enricher: loc, Logger: log})
+	tw := twin.New(twin.Options{Clock: clk, Enricher: loc, Logger: log, FeedSize: c.feedSize})
 	t0 := time.Now()
-	n, err := loadTwin(ctx, st, tw, loc)
+	n, err := boot.Load(ctx, st, tw, loc)
 	if err != nil {
 		return err
 	}
@@ -129,11 +131,11 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		// have the decoded JSON types on the first start as on every other.
 		loc.Reset(city.Features[twin.Regions], city.Features[twin.Grids])
 		twin.New(twin.Options{Enricher: loc, FeedSize: 16}).Load(all)
-		if err := storeAll(ctx, st, all); err != nil {
+		if err := boot.StoreAll(ctx, st, all); err != nil {
 			return fmt.Errorf("store demo city: %w", err)
 		}
 		city, all = nil, nil
-		if n, err = loadTwin(ctx, st, tw, loc); err != nil {
+		if n, err = boot.Load(ctx, st, tw, loc); err != nil {
 			return err
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/citytwin/citytwin/demo"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
+	"github.com/citytwin/citytwin/twin/boot"
 	"github.com/citytwin/citytwin/twin/locate"
 	"github.com/citytwin/citytwin/twin/pgstore"
 )
@@ -88,7 +89,7 @@ func runLoad(ctx context.Context, cfg config, w io.Writer) error {
 	t0 := time.Now()
 	loc := locate.New()
 	tw := twin.New(twin.Options{Enricher: loc})
-	n, err := LoadTwin(ctx, st, tw, loc)
+	n, err := boot.Load(ctx, st, tw, loc)
 	took := time.Since(t0)
 	stop()
 	if err != nil {
@@ -129,31 +130,6 @@ func writeHeap(path string) error {
 		return fmt.Errorf("heap profile: %w", err)
 	}
 	return nil
-}
-
-// LoadTwin reads every stored object into the twin as cmd/twin's serve does:
-// regions and grids first so the locator can place everything else.
-func LoadTwin(ctx context.Context, st twin.Store, tw *twin.Twin, loc *locate.Locator) (int, error) {
-	var regions, grids, rest []*twin.Feature
-	err := st.Load(ctx, func(f *twin.Feature) error {
-		switch f.ID.Layer {
-		case twin.Regions:
-			regions = append(regions, f)
-		case twin.Grids:
-			grids = append(grids, f)
-		default:
-			rest = append(rest, f)
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("load twin from store: %w", err)
-	}
-	loc.Reset(regions, grids)
-	tw.Load(regions)
-	tw.Load(grids)
-	tw.Load(rest)
-	return len(regions) + len(grids) + len(rest), nil
 }
 
 // procStatus reads one "kB" line of /proc/self/status, in bytes (0 when

@@ -1,0 +1,53 @@
+// Package boot rebuilds the in-memory twin from a store at start: regions
+// and grids first, so the locator can place everything else, then the rest,
+// then the feed's sequence number where the store writer left it.
+package boot
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/citytwin/citytwin/twin"
+	"github.com/citytwin/citytwin/twin/locate"
+	"github.com/citytwin/citytwin/twin/writer"
+)
+
+// Load reads every stored object into tw and resets loc to the stored
+// regions and grids. It returns the number of objects loaded.
+func Load(ctx context.Context, st twin.Store, tw *twin.Twin, loc *locate.Locator) (int, error) {
+	var regions, grids, rest []*twin.Feature
+	err := st.Load(ctx, func(f *twin.Feature) error {
+		switch f.ID.Layer {
+		case twin.Regions:
+			regions = append(regions, f)
+		case twin.Grids:
+			grids = append(grids, f)
+		default:
+			rest = append(rest, f)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("load twin from store: %w", err)
+	}
+	loc.Reset(regions, grids)
+	tw.Load(regions)
+	tw.Load(grids)
+	tw.Load(rest)
+	if seq, err := st.GetMeta(ctx, writer.MetaFeedSeq); err == nil && len(seq) == 8 {
+		tw.Feed().SetLast(binary.BigEndian.Uint64(seq))
+	}
+	return len(regions) + len(grids) + len(rest), nil
+}
+
+// StoreAll upserts features in batches of 5,000.
+func StoreAll(ctx context.Context, st twin.Store, fs []*twin.Feature) error {
+	const batch = 5000
+	for i := 0; i < len(fs); i += batch {
+		if err := st.Upsert(ctx, fs[i:min(i+batch, len(fs))]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
