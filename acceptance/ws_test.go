@@ -225,3 +225,47 @@ func TestWebsocketSlowClient(t *testing.T) {
 		}
 	}
 }
+
+// TestWebsocketResumeTooOld: `since` further back than the server will
+// replay is answered {"op":"resync"} and a snapshot of the current state
+// (CONTRACT §6).
+func TestWebsocketResumeTooOld(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping 80k changes")
+	}
+	s := startServer(t, serveOpts{})
+	tok := s.token(t, "operator", "500000")
+	name := "acc-old-" + suffix(t)
+	id := "vehicles/" + name
+	s.putVehicle(t, tok, name, 106.55, 29.56, nil)
+	bbox := []float64{106.5, 29.5, 106.6, 29.6}
+	ws := dialWS(t, s, tok)
+	ws.send(t, map[string]any{"op": "subscribe", "layers": []string{"vehicles"}, "bbox": bbox})
+	snap := ws.next(t, "snapshot", func(m wsMsg) bool { return m.Op == "snapshot" })
+	ws.c.Close()
+
+	t0 := time.Now().Add(-time.Hour)
+	const total = 80000 // more than the hub replays (65536 by default)
+	for r := 0; r < total/1000; r++ {
+		var sb strings.Builder
+		for l := 0; l < 1000; l++ {
+			n := r*1000 + l
+			fmt.Fprintf(&sb, `{"id":%q,"ts":%q,"lon":%.7f,"lat":29.56}`+"\n", name, t0.Add(time.Duration(n)*time.Millisecond).Format(time.RFC3339Nano), 106.55+float64(n)*1e-7)
+		}
+		s.must(t, http.StatusOK, http.MethodPost, "/api/telemetry", tok, sb.String())
+	}
+	final, _ := s.get(t, tok, "vehicles", name)
+
+	ws2 := dialWS(t, s, tok)
+	ws2.send(t, map[string]any{"op": "subscribe", "layers": []string{"vehicles"}, "bbox": bbox, "since": snap.Seq})
+	first := ws2.next(t, "resync", func(m wsMsg) bool { return true })
+	if first.Op != "resync" {
+		t.Fatalf("resume from %d changes back answered %q first, want resync", total, first.Op)
+	}
+	snap2 := ws2.next(t, "snapshot after resync", func(m wsMsg) bool { return m.Op == "snapshot" })
+	for _, f := range snap2.Features {
+		if f.ID == id && f.Version < final.Version {
+			t.Errorf("snapshot after resync holds v%d, want >= v%d", f.Version, final.Version)
+		}
+	}
+}
