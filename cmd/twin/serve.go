@@ -160,7 +160,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		brokerURL = b.URL()
 		log.Info("embedded MQTT broker", "url", brokerURL)
 	}
-	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, ClientID: c.mqttClientID, AutoRegister: c.autoRegister || c.demo, Logger: log, Registerer: reg})
+	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, ClientID: c.mqttClientID, AutoRegister: c.autoRegister, Logger: log, Registerer: reg})
 
 	var wg sync.WaitGroup
 	goRun := func(name string, fn func(context.Context) error) {
