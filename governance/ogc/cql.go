@@ -1,6 +1,7 @@
 package ogc
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -392,7 +393,7 @@ func (c cmpF) Match(f *twin.Feature) bool {
 		if !ok {
 			return false
 		}
-		return compare(cmp3(n, lit), c.op)
+		return compare(cmp.Compare(n, lit), c.op)
 	case string:
 		s := fmt.Sprint(v)
 		return compare(strings.Compare(s, lit), c.op)
@@ -405,16 +406,6 @@ func (c cmpF) Match(f *twin.Feature) bool {
 		return (c.op == "=" && eq) || (c.op == "<>" && !eq)
 	}
 	return false
-}
-
-func cmp3(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func compare(c int, op string) bool {

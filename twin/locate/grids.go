@@ -1,6 +1,7 @@
 package locate
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/citytwin/citytwin/spatial/hex"
@@ -30,7 +31,7 @@ func MakeGrids(streets []*twin.Feature) []*twin.Feature {
 			rs = append(rs, r)
 		}
 	}
-	slices.SortFunc(rs, func(a, b *region) int { return cmpStr(a.code, b.code) })
+	slices.SortFunc(rs, func(a, b *region) int { return cmp.Compare(a.code, b.code) })
 	find := newRTreeFinder(rs)
 	type grid struct {
 		cell   uint64
@@ -50,7 +51,7 @@ func MakeGrids(streets []*twin.Feature) []*twin.Feature {
 		}
 	}
 	slices.SortFunc(gs, func(a, b grid) int {
-		if c := cmpStr(a.street.code, b.street.code); c != 0 {
+		if c := cmp.Compare(a.street.code, b.street.code); c != 0 {
 			return c
 		}
 		switch {

@@ -7,6 +7,7 @@
 package locate
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sync"
@@ -193,7 +194,7 @@ func buildIndex(regions, grids []*twin.Feature, bucketed bool) *index {
 		levels[r.level] = append(levels[r.level], r)
 	}
 	for _, rs := range levels {
-		slices.SortFunc(rs, func(a, b *region) int { return cmpStr(a.code, b.code) })
+		slices.SortFunc(rs, func(a, b *region) int { return cmp.Compare(a.code, b.code) })
 	}
 	// Lower levels first so that a code used at two levels maps to the
 	// outer one, as paths name it.
@@ -225,16 +226,6 @@ func buildIndex(regions, grids []*twin.Feature, bucketed bool) *index {
 	idx.streets = mk(levels[LevelStreet])
 	idx.grids = gridCells(grids)
 	return idx
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func newRegion(f *twin.Feature) *region {
@@ -336,7 +327,7 @@ func gridCells(grids []*twin.Feature) map[uint64]string {
 			gs = append(gs, g{code, f.Geometry})
 		}
 	}
-	slices.SortFunc(gs, func(a, b g) int { return cmpStr(a.code, b.code) })
+	slices.SortFunc(gs, func(a, b g) int { return cmp.Compare(a.code, b.code) })
 	out := make(map[uint64]string, len(gs))
 	for _, x := range gs {
 		if c, ok := exactCell(x.geom); ok {
