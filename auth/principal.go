@@ -78,3 +78,17 @@ func FromContext(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(ctxKey{}).(Principal)
 	return p, ok
 }
+
+// Nobody sees nothing: the principal of a request that reached a handler
+// without passing the server's guard (fail closed).
+var Nobody = Principal{Subject: "nobody", Region: "-"}
+
+// Of returns the request's principal, or Nobody when the context has none.
+// The server puts a principal on every guarded route, so handlers use Of to
+// scope what they answer.
+func Of(ctx context.Context) Principal {
+	if p, ok := FromContext(ctx); ok {
+		return p
+	}
+	return Nobody
+}

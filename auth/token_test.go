@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -48,5 +49,16 @@ func TestSees(t *testing.T) {
 	}
 	if !district.Sees(alert) || street.Sees(alert) {
 		t.Fatal("alert regions: both districts see it, a street of neither does not")
+	}
+}
+
+func TestOfFailsClosed(t *testing.T) {
+	f := &twin.Feature{Region: []string{"500000", "500105"}}
+	if Of(context.Background()).Sees(f) {
+		t.Fatal("a request without a principal sees objects")
+	}
+	ctx := WithPrincipal(context.Background(), Principal{Role: Planner, Region: "500105"})
+	if !Of(ctx).Sees(f) {
+		t.Fatal("principal in context not used")
 	}
 }

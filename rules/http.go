@@ -75,7 +75,7 @@ var (
 var errTransition = errors.New("invalid transition")
 
 func (e *Engine) action(w http.ResponseWriter, r *http.Request, act string) {
-	p, _ := auth.FromContext(r.Context())
+	p := auth.Of(r.Context())
 	actor := p.Subject
 	if actor == "" {
 		actor = "anonymous"

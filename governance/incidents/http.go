@@ -18,7 +18,7 @@ func (s *Service) ReportHandler(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusBadRequest, "bad report body", err.Error())
 		return
 	}
-	p, _ := auth.FromContext(r.Context())
+	p := auth.Of(r.Context())
 	f, merged, err := s.Report(p, rep)
 	if err != nil {
 		writeErr(w, err)
@@ -40,7 +40,7 @@ func (s *Service) ActionHandler(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	p, _ := auth.FromContext(r.Context())
+	p := auth.Of(r.Context())
 	f, err := s.Act(p, r.PathValue("name"), r.PathValue("action"), a)
 	if err != nil {
 		writeErr(w, err)

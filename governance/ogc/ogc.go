@@ -99,7 +99,7 @@ func (a *API) Conformance(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) collection(r *http.Request, l twin.Layer) map[string]any {
 	b := base(r)
-	p := principal(r)
+	p := auth.Of(r.Context())
 	bound, has := orb.Bound{}, false
 	a.tw.Range(l, func(f *twin.Feature) bool {
 		if f.Geometry == nil || !p.Sees(f) {
@@ -162,7 +162,7 @@ func (a *API) Item(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, ok := a.tw.Get(id)
-	if !ok || !principal(r).Sees(f) {
+	if !ok || !auth.Of(r.Context()).Sees(f) {
 		httpx.Error(w, http.StatusNotFound, "not found", id.String())
 		return
 	}
@@ -310,7 +310,7 @@ func (a *API) Items(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusBadRequest, "bad query", err.Error())
 		return
 	}
-	p := principal(r)
+	p := auth.Of(r.Context())
 	var hits []*twin.Feature
 	collect := func(f *twin.Feature) bool {
 		if p.Sees(f) && q.match(f) {
@@ -359,14 +359,4 @@ func pageURL(self string, v url.Values, offset, limit int) string {
 	c.Set("offset", strconv.Itoa(offset))
 	c.Set("limit", strconv.Itoa(limit))
 	return self + "?" + c.Encode()
-}
-
-func principal(r *http.Request) auth.Principal {
-	p, ok := auth.FromContext(r.Context())
-	if !ok {
-		// The server puts a principal on every guarded route; without one
-		// nothing is visible (fail closed).
-		return auth.Principal{Subject: "nobody", Region: "-"}
-	}
-	return p
 }

@@ -118,7 +118,7 @@ func (a *API) NearbyHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	hits := a.Nearby(principal(r), layer, orb.Point{lon, lat}, radius, limit)
+	hits := a.Nearby(auth.Of(r.Context()), layer, orb.Point{lon, lat}, radius, limit)
 	feats := make([]twin.WithMembers, len(hits))
 	for i, h := range hits {
 		feats[i] = twin.WithMembers{F: h.F, Members: map[string]any{"distance_m": math.Round(h.DistanceM*10) / 10}}
@@ -205,7 +205,7 @@ func (a *API) H3Handler(w http.ResponseWriter, r *http.Request) {
 		}
 		bbox = b
 	}
-	cells := a.Aggregate(principal(r), l, res, bbox, q.Get("sum"))
+	cells := a.Aggregate(auth.Of(r.Context()), l, res, bbox, q.Get("sum"))
 	if q.Get("format") != "geojson" {
 		httpx.JSON(w, http.StatusOK, map[string]any{"layer": l, "res": res, "sum": q.Get("sum"), "cells": cells})
 		return
@@ -247,12 +247,4 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
-}
-
-func principal(r *http.Request) auth.Principal {
-	p, ok := auth.FromContext(r.Context())
-	if !ok {
-		return auth.Principal{Subject: "nobody", Region: "-"} // fail closed
-	}
-	return p
 }

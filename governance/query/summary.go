@@ -138,7 +138,7 @@ func (a *API) SummaryHandler(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusBadRequest, "bad region code", "want a GB/T 2260 code such as 500105")
 		return
 	}
-	s, ok := a.Summarise(principal(r), code)
+	s, ok := a.Summarise(auth.Of(r.Context()), code)
 	if !ok {
 		httpx.Error(w, http.StatusNotFound, "not found", "region "+code)
 		return

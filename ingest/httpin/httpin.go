@@ -92,12 +92,10 @@ func (a *API) Mount(mux *http.ServeMux) {
 // Metrics returns the ingest counters (shared with ingest/mqttin).
 func (a *API) Metrics() *telemetry.Metrics { return a.metrics }
 
-// sees applies the request principal's scope; anonymous requests (no
-// principal in the context) see everything, as the server decides who
-// may be anonymous.
+// sees applies the request principal's scope (auth.Of: no principal in
+// the context sees nothing, as the server's guard always sets one).
 func sees(r *http.Request, f *twin.Feature) bool {
-	p, ok := auth.FromContext(r.Context())
-	return !ok || p.Sees(f)
+	return auth.Of(r.Context()).Sees(f)
 }
 
 // pathID reads {layer}/{name}: an unknown layer is 404, a bad name 400.
