@@ -1,9 +1,10 @@
 // Package boltstore is the embedded twin.Store: one bbolt file (dir/twin.db)
 // with a bucket per layer keyed by object name, a history bucket keyed by
-// "layer/name\x00" + big-endian ts, and a meta bucket.
+// time chunk + "layer/name\x00" + big-endian ts (see history.go), and a meta
+// bucket.
 //
-// Durability: every method that writes is one bbolt transaction, fsynced at
-// commit, so a crash (kill -9, power loss) keeps every batch whose call
+// Durability: every method that writes is one bbolt transaction (WriteBatch
+// puts a writer's whole flush in one), fsynced at commit, so a crash (kill -9, power loss) keeps every batch whose call
 // returned and never exposes half a batch. bbolt writes a new meta page last
 // and, on open, uses the newest of its two meta pages whose checksum is
 // valid; bytes beyond the file's high-water mark (e.g. garbage appended to
@@ -12,6 +13,7 @@ package boltstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -20,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,13 +36,18 @@ type Options struct {
 	// LockTimeout bounds the wait for the file lock held by another process;
 	// default 2s.
 	LockTimeout time.Duration
+	// HistoryChunk is the time span of one history key chunk in a new file
+	// (an existing file keeps the chunk it was created with); default
+	// DefaultHistoryChunk.
+	HistoryChunk time.Duration
 }
 
 // Store is the bbolt store. It is safe for concurrent use (bbolt serialises
 // writers; readers run in parallel).
 type Store struct {
-	db  *bolt.DB
-	log *slog.Logger
+	db    *bolt.DB
+	log   *slog.Logger
+	chunk uint64 // history chunk in ns, fixed per file
 }
 
 var _ twin.Store = (*Store)(nil)
@@ -57,6 +65,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 2 * time.Second
 	}
+	if opts.HistoryChunk <= 0 {
+		opts.HistoryChunk = DefaultHistoryChunk
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("boltstore: create %s: %w", dir, err)
 	}
@@ -68,8 +79,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
+	chunk := uint64(opts.HistoryChunk)
 	err = db.Update(func(tx *bolt.Tx) error {
-		names := [][]byte{historyBucket, metaBucket}
+		names := [][]byte{historyBucket, chunkBucket, metaBucket}
 		for _, l := range twin.Layers {
 			names = append(names, []byte(l))
 		}
@@ -78,13 +90,18 @@ func Open(dir string, opts Options) (*Store, error) {
 				return fmt.Errorf("bucket %s: %w", n, err)
 			}
 		}
-		return nil
+		m := tx.Bucket(metaBucket)
+		if v := m.Get([]byte(metaHistoryChunk)); len(v) == 8 && binary.BigEndian.Uint64(v) > 0 {
+			chunk = binary.BigEndian.Uint64(v)
+			return nil
+		}
+		return m.Put([]byte(metaHistoryChunk), binary.BigEndian.AppendUint64(nil, chunk))
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	return &Store{db: db, log: opts.Logger}, nil
+	return &Store{db: db, log: opts.Logger, chunk: chunk}, nil
 }
 
 // Close closes the file.
@@ -116,34 +133,57 @@ func (s *Store) Upsert(ctx context.Context, fs []*twin.Feature) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var buf []byte
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, f := range fs {
-			b, err := layerBucket(tx, f.ID.Layer)
-			if err != nil {
-				return fmt.Errorf("%s: %w", f.ID, err)
-			}
-			key := []byte(f.ID.Name)
-			if old := b.Get(key); old != nil {
-				if v, _ := binary.Uvarint(old); v > f.Version {
-					continue
-				}
-			}
-			buf, err = encodeFeature(buf[:0], f)
-			if err != nil {
-				return fmt.Errorf("%s: %w", f.ID, err)
-			}
-			// bbolt keeps the value slice until commit: copy it.
-			if err := b.Put(key, bytes.Clone(buf)); err != nil {
-				return fmt.Errorf("%s: %w", f.ID, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.db.Update(func(tx *bolt.Tx) error { return putFeatures(tx, fs) }); err != nil {
 		return fmt.Errorf("boltstore: upsert %d features: %w", len(fs), err)
 	}
 	return nil
+}
+
+// putFeatures writes features in key order (layer, name), so each leaf page
+// is visited once; encoded records share arenas that bbolt keeps until
+// commit.
+func putFeatures(tx *bolt.Tx, fs []*twin.Feature) error {
+	if !slices.IsSortedFunc(fs, cmpFeature) {
+		fs = slices.Clone(fs)
+		slices.SortFunc(fs, cmpFeature)
+	}
+	var arena []byte
+	var b *bolt.Bucket
+	var layer twin.Layer
+	var err error
+	for _, f := range fs {
+		if b == nil || f.ID.Layer != layer {
+			if b, err = layerBucket(tx, f.ID.Layer); err != nil {
+				return fmt.Errorf("%s: %w", f.ID, err)
+			}
+			layer = f.ID.Layer
+		}
+		key := []byte(f.ID.Name)
+		if old := b.Get(key); old != nil {
+			if v, _ := binary.Uvarint(old); v > f.Version {
+				continue
+			}
+		}
+		if cap(arena)-len(arena) < 4096 {
+			arena = make([]byte, 0, 256<<10) // earlier records keep the old arena
+		}
+		v0 := len(arena)
+		arena, err = encodeFeature(arena, f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.ID, err)
+		}
+		if err := b.Put(key, arena[v0:len(arena):len(arena)]); err != nil {
+			return fmt.Errorf("%s: %w", f.ID, err)
+		}
+	}
+	return nil
+}
+
+func cmpFeature(a, b *twin.Feature) int {
+	if c := cmp.Compare(a.ID.Layer, b.ID.Layer); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID.Name, b.ID.Name)
 }
 
 // Delete removes objects; absent ones are ignored.
@@ -151,20 +191,52 @@ func (s *Store) Delete(ctx context.Context, ids []twin.ID) error {
 	if len(ids) == 0 {
 		return nil
 	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return deleteIDs(tx, ids) }); err != nil {
+		return fmt.Errorf("boltstore: delete: %w", err)
+	}
+	return nil
+}
+
+func deleteIDs(tx *bolt.Tx, ids []twin.ID) error {
+	for _, id := range ids {
+		b, err := layerBucket(tx, id.Layer)
+		if err != nil {
+			return fmt.Errorf("%s: %w", id, err)
+		}
+		if err := b.Delete([]byte(id.Name)); err != nil {
+			return fmt.Errorf("%s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// WriteBatch persists a writer's whole flush in ONE transaction (one fsync):
+// deletes first, then upserts (a stored higher version wins, as in Upsert),
+// then samples (as AppendHistory), then meta key = value when key is not
+// empty. All or nothing: after a crash either the whole batch, meta
+// included, is on disk or none of it is. twin/writer uses it when the store
+// has it.
+func (s *Store) WriteBatch(ctx context.Context, deletes []twin.ID, upserts []*twin.Feature, samples []twin.Sample, metaKey string, metaValue []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, id := range ids {
-			b, err := layerBucket(tx, id.Layer)
-			if err != nil {
-				return fmt.Errorf("%s: %w", id, err)
-			}
-			if err := b.Delete([]byte(id.Name)); err != nil {
-				return fmt.Errorf("%s: %w", id, err)
-			}
+		if err := deleteIDs(tx, deletes); err != nil {
+			return fmt.Errorf("delete: %w", err)
+		}
+		if err := putFeatures(tx, upserts); err != nil {
+			return fmt.Errorf("upsert: %w", err)
+		}
+		if err := s.putSamples(tx, samples); err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
+		if metaKey != "" {
+			return tx.Bucket(metaBucket).Put([]byte(metaKey), bytes.Clone(metaValue))
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("boltstore: delete: %w", err)
+		return fmt.Errorf("boltstore: write batch (%d deletes, %d upserts, %d samples): %w", len(deletes), len(upserts), len(samples), err)
 	}
 	return nil
 }

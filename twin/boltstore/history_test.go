@@ -1,0 +1,188 @@
+package boltstore
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/citytwin/citytwin/twin"
+	"github.com/paulmach/orb"
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestChunkedHistoryMatchesScan writes samples of several objects spread
+// over many small chunks (with gaps) in shuffled batches, and checks every
+// History query against a brute-force filter of what was written.
+func TestChunkedHistoryMatchesScan(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir(), Options{HistoryChunk: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	ids := []twin.ID{twin.NewID(twin.Vehicles, "a"), twin.NewID(twin.Vehicles, "ab"),
+		twin.NewID(twin.Vehicles, "b"), twin.NewID(twin.Workers, "a")}
+	rng := rand.New(rand.NewPCG(1, 2))
+	want := map[twin.ID][]twin.Sample{}
+	var all []twin.Sample
+	for i := 0; i < 2000; i++ {
+		id := ids[rng.IntN(len(ids))]
+		// Bursts with gaps of empty chunks; times before 1970 too.
+		ts := t0.Add(time.Duration(i/50)*time.Second + time.Duration(i%50)*time.Millisecond)
+		if i < 20 {
+			ts = time.Unix(-1000, int64(i)*int64(time.Millisecond)).UTC()
+		}
+		sm := twin.Sample{ID: id, Time: ts, HasPos: true, Pos: orb.Point{106, 29 + float64(i)*1e-6},
+			HasSpeed: i%2 == 0}
+		if sm.HasSpeed {
+			sm.SpeedKmh = float64(i)
+		}
+		all = append(all, sm)
+		want[id] = append(want[id], sm)
+	}
+	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	for i := 0; i < len(all); i += 300 {
+		if err := s.AppendHistory(ctx, all[i:min(i+300, len(all))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AppendHistory(ctx, all[:100]); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	end := t0.Add(41 * time.Second)
+	bounds := []time.Time{{}, time.Unix(-1000, 5e6).UTC(), t0, t0.Add(3*time.Second + 7*time.Millisecond), t0.Add(20 * time.Second), end}
+	for _, id := range ids {
+		exp := want[id]
+		slices.SortFunc(exp, func(a, b twin.Sample) int { return a.Time.Compare(b.Time) })
+		for _, from := range bounds {
+			for _, to := range bounds {
+				for _, limit := range []int{0, 1, 7} {
+					var w []twin.Sample
+					for _, sm := range exp {
+						if (from.IsZero() || !sm.Time.Before(from)) && (to.IsZero() || sm.Time.Before(to)) {
+							w = append(w, sm)
+						}
+					}
+					if limit > 0 && len(w) > limit {
+						w = w[:limit]
+					}
+					got, err := s.History(ctx, id, from, to, limit)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !sameSamples(got, w) {
+						t.Fatalf("%s [%v, %v) limit %d: got %d samples, want %d", id, from, to, limit, len(got), len(w))
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestLegacyHistoryMerged reads samples from the original object-major
+// bucket together with new ones, each time once.
+func TestLegacyHistoryMerged(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id := twin.NewID(twin.Vehicles, "old")
+	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	mk := func(i int) twin.Sample {
+		return twin.Sample{ID: id, Time: t0.Add(time.Duration(i) * time.Second), HasSpeed: true, SpeedKmh: float64(i)}
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error { // as files before the chunked layout hold them
+		for _, i := range []int{0, 2, 4} {
+			v, _ := encodeSample(nil, mk(i))
+			if err := tx.Bucket(historyBucket).Put(tsKey(historyPrefix(id), mk(i).Time), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendHistory(ctx, []twin.Sample{mk(1), mk(4), mk(5)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.History(ctx, id, time.Time{}, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []twin.Sample{mk(0), mk(1), mk(2), mk(4), mk(5)}; !sameSamples(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if got, _ = s.History(ctx, id, t0.Add(time.Second), time.Time{}, 2); !sameSamples(got, []twin.Sample{mk(1), mk(2)}) {
+		t.Fatalf("from 1s limit 2: %v", got)
+	}
+}
+
+// TestWriteBatch: one call deletes, upserts (older versions refused),
+// appends and sets meta; the chunk of a file is kept across reopen.
+func TestWriteBatch(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(dir, Options{HistoryChunk: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := func(name string, v uint64) *twin.Feature {
+		return &twin.Feature{ID: twin.NewID(twin.Vehicles, name), Version: v, Geometry: orb.Point{106, 29},
+			Props: map[string]any{"v": float64(v)}}
+	}
+	if err := s.Upsert(ctx, []*twin.Feature{f("a", 1), f("gone", 1), f("newer", 9)}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	ss := []twin.Sample{{ID: f("a", 0).ID, Time: t0, HasSpeed: true, SpeedKmh: 3}}
+	var up []*twin.Feature
+	for i := 0; i < 500; i++ {
+		up = append(up, f(fmt.Sprint("z", 499-i), 1))
+	}
+	up = append(up, f("a", 2), f("newer", 3))
+	if err := s.WriteBatch(ctx, []twin.ID{f("gone", 0).ID}, up, ss, "feed_seq", []byte{7}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(dir, Options{HistoryChunk: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.chunk != uint64(time.Minute) {
+		t.Fatalf("chunk %d after reopen, want the file's %d", s.chunk, time.Minute)
+	}
+	if g, err := s.Get(ctx, f("a", 0).ID); err != nil || g.Version != 2 {
+		t.Fatalf("a: %v %v", g, err)
+	}
+	if g, err := s.Get(ctx, f("newer", 0).ID); err != nil || g.Version != 9 {
+		t.Fatalf("newer: %v %v", g, err)
+	}
+	if _, err := s.Get(ctx, f("gone", 0).ID); err == nil {
+		t.Fatal("gone still stored")
+	}
+	n := 0
+	if err := s.Load(ctx, func(*twin.Feature) error { n++; return nil }); err != nil || n != 502 {
+		t.Fatalf("loaded %d, %v; want 502", n, err)
+	}
+	if h, err := s.History(ctx, f("a", 0).ID, time.Time{}, time.Time{}, 0); err != nil || !sameSamples(h, ss) {
+		t.Fatalf("history %v %v", h, err)
+	}
+	if m, err := s.GetMeta(ctx, "feed_seq"); err != nil || string(m) != "\x07" {
+		t.Fatalf("meta %q %v", m, err)
+	}
+}
+
+func sameSamples(a, b []twin.Sample) bool {
+	return slices.EqualFunc(a, b, func(x, y twin.Sample) bool {
+		return x.ID == y.ID && x.Time.Equal(y.Time) && x.HasPos == y.HasPos && x.Pos == y.Pos &&
+			x.HasSpeed == y.HasSpeed && x.SpeedKmh == y.SpeedKmh
+	})
+}
