@@ -49,11 +49,10 @@ func encodeFeature(b []byte, f *twin.Feature) ([]byte, error) {
 		b = append(b, g...)
 	}
 	if len(f.Props) > 0 {
-		p, err := json.Marshal(f.Props)
-		if err != nil {
+		var err error
+		if b, err = appendProps(b, f.Props); err != nil {
 			return nil, fmt.Errorf("encode props: %w", err)
 		}
-		b = append(b, p...)
 	}
 	return b, nil
 }

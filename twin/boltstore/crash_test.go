@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
@@ -42,15 +43,23 @@ func TestMain(m *testing.M) {
 }
 
 // crashChild writes batches forever, printing each batch number after its
-// Upsert returned (committed), until killed.
+// Upsert (or, with BOLTSTORE_CRASH_WRITEBATCH set, its WriteBatch of the
+// features, samplesPerBatch samples and meta "batch") returned (committed),
+// until killed.
 func crashChild(dir string) {
 	s, err := boltstore.Open(dir, boltstore.Options{})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
+	wb := os.Getenv("BOLTSTORE_CRASH_WRITEBATCH") != ""
 	for i := 0; ; i++ {
-		if err := s.Upsert(context.Background(), batch(i)); err != nil {
+		if wb {
+			err = s.WriteBatch(context.Background(), nil, batch(i), samples(i), "batch", []byte(strconv.Itoa(i)))
+		} else {
+			err = s.Upsert(context.Background(), batch(i))
+		}
+		if err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)
 		}
@@ -58,12 +67,75 @@ func crashChild(dir string) {
 	}
 }
 
+const samplesPerBatch = 50
+
+var crashT0 = time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+
+func samples(i int) []twin.Sample {
+	ss := make([]twin.Sample, samplesPerBatch)
+	for j := range ss {
+		ss[j] = twin.Sample{ID: twin.NewID(twin.Vehicles, fmt.Sprint("v", j%5)),
+			Time: crashT0.Add(time.Duration(i*samplesPerBatch+j) * 10 * time.Millisecond), HasSpeed: true, SpeedKmh: float64(i)}
+	}
+	return ss
+}
+
 // TestKill9 kills a writing process with SIGKILL and checks that the file
 // reopens with every committed batch whole and no partial batch.
 func TestKill9(t *testing.T) {
 	dir := t.TempDir()
+	last, s, perBatch := kill9(t, dir, "BOLTSTORE_CRASH_CHILD="+dir)
+	defer s.Close()
+	t.Logf("killed after %d reported batches; %d batches on disk", last+1, len(perBatch))
+	// The reopened store is writable.
+	if err := s.Upsert(context.Background(), batch(last+1000)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKill9WriteBatch: the same with WriteBatch, as twin/writer flushes:
+// every reported batch has its features, samples and meta; no batch is
+// partial, and meta names the newest batch on disk.
+func TestKill9WriteBatch(t *testing.T) {
+	dir := t.TempDir()
+	last, s, perBatch := kill9(t, dir, "BOLTSTORE_CRASH_CHILD="+dir, "BOLTSTORE_CRASH_WRITEBATCH=1")
+	defer s.Close()
+	ctx := context.Background()
+	newest := 0
+	for b := range perBatch {
+		newest = max(newest, b)
+	}
+	m, err := s.GetMeta(ctx, "batch")
+	if err != nil || string(m) != strconv.Itoa(newest) {
+		t.Fatalf("meta batch %q (%v), newest batch on disk %d", m, err, newest)
+	}
+	n := 0
+	for j := 0; j < 5; j++ {
+		h, err := s.History(ctx, twin.NewID(twin.Vehicles, fmt.Sprint("v", j)), time.Time{}, time.Time{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(h)
+		for _, sm := range h {
+			if _, ok := perBatch[int(sm.SpeedKmh)]; !ok {
+				t.Fatalf("sample of batch %v whose features are not on disk", sm.SpeedKmh)
+			}
+		}
+	}
+	if want := len(perBatch) * samplesPerBatch; n != want {
+		t.Fatalf("%d samples on disk, want %d for %d batches", n, want, len(perBatch))
+	}
+	t.Logf("killed after %d reported batches; %d batches on disk", last+1, len(perBatch))
+}
+
+// kill9 runs the crash child with env, SIGKILLs it after 30 committed
+// batches, reopens the store and checks every reported batch is whole and
+// none is partial. It returns the last reported batch, the reopened store
+// and the features per batch found.
+func kill9(t *testing.T, dir string, env ...string) (int, *boltstore.Store, map[int]int) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "BOLTSTORE_CRASH_CHILD="+dir)
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +173,6 @@ func TestKill9(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reopen after kill -9: %v", err)
 	}
-	defer s.Close()
 	perBatch := map[int]int{}
 	err = s.Load(context.Background(), func(f *twin.Feature) error {
 		b, _ := twin.ToFloat(f.Props["batch"])
@@ -121,11 +192,7 @@ func TestKill9(t *testing.T) {
 			t.Fatalf("batch %d is partial: %d of %d", i, n, batchSize)
 		}
 	}
-	t.Logf("killed after %d reported batches; %d batches on disk", last+1, len(perBatch))
-	// The reopened store is writable.
-	if err := s.Upsert(context.Background(), batch(last+1000)); err != nil {
-		t.Fatal(err)
-	}
+	return last, s, perBatch
 }
 
 // TestGarbageTail appends random bytes to the file: bbolt never reads past
