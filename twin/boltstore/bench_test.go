@@ -154,3 +154,36 @@ func BenchmarkFlush(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHistoryHour queries one object's hour (3,600 samples, one per
+// 1 s chunk) among 200 objects reporting every second: the chunk-major
+// layout costs a seek per non-empty chunk in the range.
+func BenchmarkHistoryHour(b *testing.B) {
+	ctx := context.Background()
+	s, err := boltstore.Open(b.TempDir(), boltstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const objects, seconds = 200, 3600
+	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	for sec := 0; sec < seconds; sec += 60 {
+		ss := make([]twin.Sample, 0, objects*60)
+		for d := 0; d < 60; d++ {
+			for o := 0; o < objects; o++ {
+				ss = append(ss, twin.Sample{ID: twin.NewID(twin.Vehicles, fmt.Sprint("v", o)),
+					Time: t0.Add(time.Duration(sec+d)*time.Second + time.Duration(o)*time.Millisecond), HasSpeed: true, SpeedKmh: 1})
+			}
+		}
+		if err := s.AppendHistory(ctx, ss); err != nil {
+			b.Fatal(err)
+		}
+	}
+	id := twin.NewID(twin.Vehicles, "v17")
+	for b.Loop() {
+		h, err := s.History(ctx, id, time.Time{}, time.Time{}, 0)
+		if err != nil || len(h) != seconds {
+			b.Fatal(len(h), err)
+		}
+	}
+}
