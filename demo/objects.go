@@ -22,6 +22,7 @@ type buildingSite struct {
 	name     string
 	centre   orb.Point
 	highRise bool
+	street   string // code of the street the building stands in
 }
 
 // addBuildings places Scale*50,000 small rotated rectangles in the streets,
@@ -73,7 +74,7 @@ func (c *City) addBuildings(r *rand.Rand) {
 		name := fmt.Sprintf("b%06d", i)
 		props := map[string]any{
 			"name": name, "height_m": height, "levels": levels, "high_rise": height >= 24,
-			"risk_level": 5, "risk_color": "green", "street": s.Code,
+			"risk_level": 5, "risk_color": "green",
 			"owners": owners(r, persons),
 		}
 		if height >= 24 {
@@ -81,7 +82,7 @@ func (c *City) addBuildings(r *rand.Rand) {
 			props["fire_code"] = fmt.Sprintf("FC-%s-%06d", s.District.Code, fires[s.District.Code])
 		}
 		fs = append(fs, feature(twin.Buildings, name, poly, props))
-		c.sites = append(c.sites, buildingSite{name: name, centre: round(p), highRise: height >= 24})
+		c.sites = append(c.sites, buildingSite{name: name, centre: round(p), highRise: height >= 24, street: s.Code})
 	}
 	c.Features[twin.Buildings] = fs
 }
