@@ -109,7 +109,9 @@ type Ingest struct {
 	client  paho.Client
 	metrics *telemetry.Metrics
 	dropped prometheus.Counter
-	seed    maphash.Seed
+	// dropLogged is when a dropped dead letter was last logged (unix ns).
+	dropLogged atomic.Int64
+	seed       maphash.Seed
 
 	buffered   bool // plain TCP through dialBuffered
 	subscribed atomic.Bool
@@ -404,18 +406,44 @@ func (i *Ingest) enqueueDeadLetter(d DeadLetter) {
 	case i.dl <- b:
 	default:
 		i.dropped.Inc()
-		i.log.Error("dead-letter queue full; dead letter logged only", "topic", d.Topic, "reason", d.Reason, "detail", d.Detail)
+		// One line a second at most: a flood of bad messages must not turn
+		// into a flood of log lines (the metric counts every one).
+		if now := time.Now().UnixNano(); now-i.dropLogged.Load() >= int64(time.Second) {
+			i.dropLogged.Store(now)
+			i.log.Error("dead-letter queue full; dead letters dropped from the topic (counted in twin_deadletter_dropped_total)",
+				"topic", d.Topic, "reason", d.Reason, "detail", d.Detail)
+		}
 	}
 }
 
 // publishDeadLetters publishes queued dead letters with QoS 1. It runs on
 // its own goroutine so that waiting for acks never stalls the workers.
+//
+// Up to deadLetterWindow publishes are in flight at once (their acks are
+// awaited in order on a second goroutine), so a burst of bad messages drains
+// at the broker's pace rather than one round trip per letter.
 func (i *Ingest) publishDeadLetters(done chan<- struct{}) {
 	defer close(done)
-	for b := range i.dl {
-		tok := i.client.Publish(DeadLetterTopic, 1, false, b)
-		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			i.log.Error("dead letter not published", "err", tok.Error(), "dead_letter", string(b))
-		}
+	type sent struct {
+		tok paho.Token
+		b   []byte
 	}
+	inflight := make(chan sent, deadLetterWindow)
+	acked := make(chan struct{})
+	go func() {
+		defer close(acked)
+		for s := range inflight {
+			if !s.tok.WaitTimeout(10*time.Second) || s.tok.Error() != nil {
+				i.log.Error("dead letter not published", "err", s.tok.Error(), "dead_letter", string(s.b))
+			}
+		}
+	}()
+	for b := range i.dl {
+		inflight <- sent{i.client.Publish(DeadLetterTopic, 1, false, b), b}
+	}
+	close(inflight)
+	<-acked
 }
+
+// deadLetterWindow bounds dead letters published but not yet acknowledged.
+const deadLetterWindow = 256
