@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/citytwin/citytwin/internal/loadgen"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -240,59 +241,19 @@ func connect(cfg Config) ([]paho.Client, error) {
 }
 
 // publish sends cfg.Rate msgs/s round-robin over the objects for
-// cfg.Duration, paced in 10 ms ticks. Each object's ts strictly increases.
+// cfg.Duration. Each object's ts strictly increases (internal/loadgen).
 func publish(ctx context.Context, cfg Config, clients []paho.Client, names []string) int64 {
-	var sent atomic.Int64
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	var wg sync.WaitGroup
-	for ci, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Connection ci drives objects ci, ci+Conns, ...: disjoint sets,
-			// so per-object ts order holds.
-			var mine []int
-			for i := ci; i < len(names); i += len(clients) {
-				mine = append(mine, i)
-			}
-			if len(mine) == 0 {
-				return
-			}
-			lastTS := make([]int64, len(mine))
-			perTick := float64(cfg.Rate) / float64(len(clients)) / 100
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			var owed float64
-			next := 0
-			buf := make([]byte, 0, 128)
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
-				owed += perTick
-				for ; owed >= 1; owed-- {
-					k := next % len(mine)
-					next++
-					ts := time.Now().UnixMilli()
-					if ts <= lastTS[k] {
-						ts = lastTS[k] + 1
-					}
-					lastTS[k] = ts
-					buf = appendPayload(buf[:0], ts)
-					tok := c.Publish("twin/telemetry/"+names[mine[k]], byte(cfg.QoS), false, bytes.Clone(buf))
-					if cfg.QoS > 0 && next%1000 == 0 {
-						tok.Wait() // bound in-flight QoS 1 messages
-					}
-					sent.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return sent.Load()
+	bufs := make([][]byte, len(clients)) // one per connection: emit runs on its goroutine
+	var n atomic.Int64
+	return loadgen.Pace(ctx, len(clients), len(names), cfg.Rate, func(conn, obj int, ts int64) {
+		bufs[conn] = appendPayload(bufs[conn][:0], ts)
+		tok := clients[conn].Publish("twin/telemetry/"+names[obj], byte(cfg.QoS), false, bytes.Clone(bufs[conn]))
+		if cfg.QoS > 0 && n.Add(1)%1000 == 0 {
+			tok.Wait() // bound in-flight QoS 1 messages
+		}
+	})
 }
 
 func appendPayload(b []byte, ts int64) []byte {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/citytwin/citytwin/internal/loadgen"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -15,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -215,53 +215,17 @@ func publish(ctx context.Context, cfg Config, bb bbox, names []string, pos [][2]
 		}
 		conns = append(conns, c)
 	}
-	var sent atomic.Int64
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
-	var wg sync.WaitGroup
-	for ci, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []int
-			for i := ci; i < len(names); i += len(conns) {
-				mine = append(mine, i)
-			}
-			if len(mine) == 0 {
-				return
-			}
-			lastTS := make([]int64, len(mine))
-			// Pace by elapsed time, not tick count: a late tick catches up.
-			perSec := float64(cfg.Rate) / float64(len(conns))
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			t0, next := time.Now(), 0
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
-				for due := int(perSec * time.Since(t0).Seconds()); next < due && ctx.Err() == nil; {
-					k := next % len(mine)
-					next++
-					o := mine[k]
-					p := &pos[o]
-					p[0] = math.Min(bb.e, math.Max(bb.w, p[0]+(rand.Float64()-0.5)*0.001))
-					p[1] = math.Min(bb.n, math.Max(bb.s, p[1]+(rand.Float64()-0.5)*0.001))
-					now := time.Now()
-					ts := max(now.UnixMilli(), lastTS[k]+1)
-					lastTS[k] = ts
-					payload := fmt.Sprintf(`{"ts":%d,"lon":%.6f,"lat":%.6f,"speed_kmh":%.1f,"values":{"sent_ms":%.3f}}`,
-						ts, p[0], p[1], rand.Float64()*60, float64(now.UnixMicro())/1000)
-					c.Publish("twin/telemetry/"+names[o], 0, false, payload)
-					sent.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return sent.Load(), nil
+	sent := loadgen.Pace(ctx, len(conns), len(names), cfg.Rate, func(conn, o int, ts int64) {
+		p := &pos[o] // object o belongs to one connection: no sharing
+		p[0] = math.Min(bb.e, math.Max(bb.w, p[0]+(rand.Float64()-0.5)*0.001))
+		p[1] = math.Min(bb.n, math.Max(bb.s, p[1]+(rand.Float64()-0.5)*0.001))
+		payload := fmt.Sprintf(`{"ts":%d,"lon":%.6f,"lat":%.6f,"speed_kmh":%.1f,"values":{"sent_ms":%.3f}}`,
+			ts, p[0], p[1], rand.Float64()*60, float64(time.Now().UnixMicro())/1000)
+		conns[conn].Publish("twin/telemetry/"+names[o], 0, false, payload)
+	})
+	return sent, nil
 }
 
 // wsClient is one measuring websocket client. Its fields are written by its
