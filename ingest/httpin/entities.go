@@ -3,8 +3,6 @@ package httpin
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
-	"math"
 	"net/http"
 
 	"github.com/paulmach/orb"
@@ -40,7 +38,7 @@ func (a *API) PutEntity(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusBadRequest, "id in body does not match the path", map[string]string{"path": id.String(), "body": in.ID.String()})
 		return
 	}
-	if err := validGeometry(in.Geometry); err != nil {
+	if err := validIfPlaced(in.Geometry); err != nil {
 		httpx.Error(w, http.StatusBadRequest, "bad geometry", err.Error())
 		return
 	}
@@ -113,64 +111,11 @@ func (a *API) DeleteEntity(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// validGeometry checks that every coordinate is finite WGS84 lon/lat and
-// that the geometry is a kind the model holds.
-func validGeometry(g orb.Geometry) error {
+// validIfPlaced checks a geometry with twin.ValidGeometry; null is allowed
+// (a device registered before it is placed).
+func validIfPlaced(g orb.Geometry) error {
 	if g == nil {
 		return nil
 	}
-	var bad error
-	check := func(p orb.Point) {
-		if bad != nil {
-			return
-		}
-		if math.IsNaN(p[0]) || math.IsNaN(p[1]) || math.IsInf(p[0], 0) || math.IsInf(p[1], 0) {
-			bad = fmt.Errorf("non-finite coordinate %v", p)
-		} else if p[0] < -180 || p[0] > 180 || p[1] < -90 || p[1] > 90 {
-			bad = fmt.Errorf("coordinate %v outside lon [-180,180], lat [-90,90]", p)
-		}
-	}
-	var walk func(g orb.Geometry)
-	walk = func(g orb.Geometry) {
-		switch g := g.(type) {
-		case orb.Point:
-			check(g)
-		case orb.MultiPoint:
-			for _, p := range g {
-				check(p)
-			}
-		case orb.LineString:
-			if len(g) < 2 {
-				bad = errors.New("a LineString needs at least 2 positions")
-			}
-			for _, p := range g {
-				check(p)
-			}
-		case orb.MultiLineString:
-			for _, l := range g {
-				walk(l)
-			}
-		case orb.Polygon:
-			for _, ring := range g {
-				if len(ring) < 4 {
-					bad = errors.New("a polygon ring needs at least 4 positions")
-				}
-				for _, p := range ring {
-					check(p)
-				}
-			}
-		case orb.MultiPolygon:
-			for _, p := range g {
-				walk(p)
-			}
-		case orb.Collection:
-			for _, c := range g {
-				walk(c)
-			}
-		default:
-			bad = fmt.Errorf("unsupported geometry %T", g)
-		}
-	}
-	walk(g)
-	return bad
+	return twin.ValidGeometry(g)
 }

@@ -236,7 +236,7 @@ func (r *run) add(ctx context.Context, f *twin.Feature, line, index int) error {
 		r.problem(line, index, "%v", err)
 		return nil
 	}
-	if err := validGeometry(f.Geometry); err != nil {
+	if err := twin.ValidGeometry(f.Geometry); err != nil {
 		if line == 0 && f.Source != "" {
 			// No line to point at (OSM): name the element instead.
 			r.problem(line, index, "%s: %v", f.Source, err)

@@ -1,4 +1,4 @@
-package importer
+package twin
 
 import (
 	"errors"
@@ -9,12 +9,12 @@ import (
 	"github.com/paulmach/orb"
 )
 
-// validGeometry checks what the twin relies on: a non-empty geometry of a
-// supported type, every coordinate a finite lon in [-180, 180] and lat in
+// ValidGeometry checks what the twin relies on, for every way objects come
+// in (imports, PUT /api/entities): a non-empty geometry of a supported type, every coordinate a finite lon in [-180, 180] and lat in
 // [-90, 90], lines of at least two points, polygon rings of at least four
 // points that do not cross themselves (containment tests are meaningless on
 // a self-intersecting ring).
-func validGeometry(g orb.Geometry) error {
+func ValidGeometry(g orb.Geometry) error {
 	if g == nil {
 		return errors.New("empty geometry (null)")
 	}
