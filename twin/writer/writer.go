@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/citytwin/citytwin/twin"
@@ -111,6 +112,8 @@ type Writer struct {
 	reqs     chan flushReq
 	stopped  chan struct{}
 	finalErr error // Run's result; written before stopped is closed
+	// durable mirrors flushed for other goroutines (Flushed).
+	durable atomic.Uint64
 
 	// Owned by the Run goroutine.
 	pos       uint64 // last feed seq read into the batch
@@ -137,7 +140,20 @@ func New(tw *twin.Twin, st twin.Store, opts Options) *Writer {
 		m: newMetrics(opts.Registerer), reqs: make(chan flushReq), stopped: make(chan struct{}),
 		pos: last, flushed: last, seqStored: true,
 		upserts: map[twin.ID]*twin.Feature{}, deletes: map[twin.ID]struct{}{}}
+	w.durable.Store(last)
 	return w
+}
+
+// Flushed returns the last feed sequence whose change is persisted: every
+// change with Seq <= Flushed() is in the store. A durable log under ingest
+// acknowledges a message only once the changes it caused are covered (see
+// ingest/journal). Safe for concurrent use; it only grows.
+func (w *Writer) Flushed() uint64 { return w.durable.Load() }
+
+// setFlushed records that everything up to seq is persisted.
+func (w *Writer) setFlushed(seq uint64) {
+	w.flushed, w.seqStored = seq, true
+	w.durable.Store(seq)
 }
 
 // Run reads the feed and flushes until ctx is done, then makes one last
@@ -346,7 +362,7 @@ func (w *Writer) write(ctx context.Context) error {
 		if err := bw.WriteBatch(ctx, ids, fs, w.samples, MetaFeedSeq, binary.BigEndian.AppendUint64(nil, w.pos)); err != nil {
 			return fmt.Errorf("writer: write batch: %w", err)
 		}
-		w.flushed, w.seqStored = w.pos, true
+		w.setFlushed(w.pos)
 		return nil
 	}
 	if len(ids) > 0 {
@@ -380,7 +396,7 @@ func (w *Writer) write(ctx context.Context) error {
 	if err := w.st.PutMeta(ctx, MetaFeedSeq, binary.BigEndian.AppendUint64(nil, w.pos)); err != nil {
 		return fmt.Errorf("writer: put %s: %w", MetaFeedSeq, err)
 	}
-	w.flushed, w.seqStored = w.pos, true
+	w.setFlushed(w.pos)
 	return nil
 }
 

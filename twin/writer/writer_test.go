@@ -369,3 +369,31 @@ func TestResync(t *testing.T) {
 		t.Fatalf("resyncs = %v, want >= 1", v)
 	}
 }
+
+// TestFlushed: Flushed covers a change only once the store holds it, so a
+// log under ingest can acknowledge by it.
+func TestFlushed(t *testing.T) {
+	bs, err := boltstore.Open(t.TempDir(), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	tw := newTwin()
+	w := writer.New(tw, bs, writer.Options{FlushInterval: time.Hour})
+	if got := w.Flushed(); got != 0 {
+		t.Fatalf("Flushed before any change = %d, want 0", got)
+	}
+	put(t, tw, twin.Vehicles, "v1", orb.Point{106.5, 29.5})
+	seq := tw.Feed().Last()
+	startWriter(t, w)
+	if got := w.Flushed(); got >= seq {
+		t.Fatalf("Flushed = %d before the flush, want < %d", got, seq)
+	}
+	flush(t, w)
+	if got := w.Flushed(); got < seq {
+		t.Fatalf("Flushed = %d after the flush, want >= %d", got, seq)
+	}
+	if _, err := bs.Get(context.Background(), twin.NewID(twin.Vehicles, "v1")); err != nil {
+		t.Fatalf("flushed change not in the store: %v", err)
+	}
+}
