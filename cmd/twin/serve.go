@@ -50,6 +50,7 @@ type serveConfig struct {
 	origins                                                          string
 	mqttClientID                                                     string
 	pprof                                                            string
+	limits                                                           *limitConfig
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -72,6 +73,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated origins allowed on /ws (default: same origin)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
+	c.limits = addLimitFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -289,7 +291,8 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another twin running? pass --listen)", c.listen, err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	c.limits.resolve(log)
+	hs := server.NewHTTP(srv, server.HTTPOptions{Limits: c.limits.http, Logger: log, Registerer: reg})
 	fmt.Fprintf(stdout, "CityTwin serving on http://%s/  (MQTT %s, store %s)\n", ln.Addr(), brokerURL, storeName(c))
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
