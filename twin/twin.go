@@ -108,6 +108,18 @@ func (t *Twin) Count(l Layer) int {
 	return t.count[l]
 }
 
+// Unlocated returns how many objects of a layer have no geometry (and so
+// are not in the spatial index): OGC bbox queries must still return them.
+func (t *Twin) Unlocated(l Layer) int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	n := t.count[l]
+	if idx := t.index[l]; idx != nil {
+		n -= idx.Len()
+	}
+	return n
+}
+
 // Len returns the number of objects in the twin.
 func (t *Twin) Len() int {
 	t.mu.RLock()

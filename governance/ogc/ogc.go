@@ -20,15 +20,12 @@ import (
 )
 
 // Conformance classes this server implements (and only those).
-var conformance = []string{
+var conformance = append([]string{
 	"http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
 	"http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
 	"http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
 	"http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
-	"http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
-	"http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
-	"http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
-}
+}, CQL2Conformance...)
 
 // reserved query parameters; any other parameter filters on a property.
 var reserved = map[string]bool{"bbox": true, "limit": true, "offset": true, "datetime": true,
@@ -45,6 +42,7 @@ type Options struct {
 type API struct {
 	tw   *twin.Twin
 	opts Options
+	qc   *queryCache
 }
 
 // New makes the API over a twin.
@@ -58,7 +56,7 @@ func New(tw *twin.Twin, opts Options) *API {
 	if opts.MaxLimit <= 0 {
 		opts.MaxLimit = 10000
 	}
-	return &API{tw: tw, opts: opts}
+	return &API{tw: tw, opts: opts, qc: newQueryCache()}
 }
 
 type link struct {
@@ -180,10 +178,10 @@ type query struct {
 	offset   int
 	from, to time.Time // zero = open
 	props    map[string]string
-	filter   Filter
+	filter   *Filter
 }
 
-func (a *API) parseQuery(v url.Values) (query, error) {
+func (a *API) parseQuery(l twin.Layer, v url.Values) (query, error) {
 	q := query{limit: a.opts.DefaultLimit, props: map[string]string{}}
 	if s := v.Get("bbox"); s != "" {
 		b, err := ParseBBox(s)
@@ -213,11 +211,16 @@ func (a *API) parseQuery(v url.Values) (query, error) {
 		}
 		q.from, q.to = from, to
 	}
+	for _, p := range []string{"bbox-crs", "filter-crs"} {
+		if err := CheckCRS(p, v.Get(p)); err != nil {
+			return q, err
+		}
+	}
 	if s := v.Get("filter"); s != "" {
 		if lang := v.Get("filter-lang"); lang != "" && lang != "cql2-text" {
 			return q, fmt.Errorf("filter-lang %q: only cql2-text is supported", lang)
 		}
-		f, err := ParseCQL2(s)
+		f, err := ParseCQL2(s, a.lookupFor(l))
 		if err != nil {
 			return q, err
 		}
@@ -280,7 +283,7 @@ func parseDatetime(s string) (time.Time, time.Time, error) {
 }
 
 func (q query) match(f *twin.Feature) bool {
-	if q.bbox != nil && (f.Geometry == nil || !q.bbox.Intersects(f.Geometry.Bound())) {
+	if q.bbox != nil && !MatchBBox(f.Geometry, *q.bbox) {
 		return false
 	}
 	if !q.from.IsZero() && f.Updated.Before(q.from) {
@@ -305,7 +308,7 @@ func (a *API) Items(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusNotFound, "unknown collection", err.Error())
 		return
 	}
-	q, err := a.parseQuery(r.URL.Query())
+	q, err := a.parseQuery(l, r.URL.Query())
 	if err != nil {
 		httpx.Error(w, http.StatusBadRequest, "bad query", err.Error())
 		return
@@ -318,18 +321,17 @@ func (a *API) Items(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	}
-	if q.bbox != nil {
-		a.tw.Search(l, *q.bbox, collect)
-	} else {
-		a.tw.Range(l, collect)
+	if err := a.scan(r.Context(), l, q.bbox, q.filter, collect); err != nil {
+		return // the client left
 	}
 	sort.Slice(hits, func(i, j int) bool { return hits[i].ID.Name < hits[j].ID.Name })
 	matched := len(hits)
-	page := hits[min(q.offset, matched):min(q.offset+q.limit, matched)]
+	lo := min(q.offset, matched)
+	page := hits[lo : lo+min(q.limit, matched-lo)]
 
 	self := base(r) + "/collections/" + string(l) + "/items"
 	links := []link{{Href: pageURL(self, r.URL.Query(), q.offset, q.limit), Rel: "self", Type: geoJSON}}
-	if q.offset+q.limit < matched {
+	if q.offset < matched-q.limit {
 		links = append(links, link{Href: pageURL(self, r.URL.Query(), q.offset+q.limit, q.limit), Rel: "next", Type: geoJSON})
 	}
 	if q.offset > 0 {

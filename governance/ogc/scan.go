@@ -1,0 +1,104 @@
+package ogc
+
+import (
+	"context"
+
+	"github.com/paulmach/orb"
+
+	"github.com/citytwin/citytwin/spatial/planar"
+	"github.com/citytwin/citytwin/twin"
+)
+
+// MatchBBox reports whether a feature geometry passes a bbox= query: the
+// exact geometry intersects the closed box (not just its envelope), and a
+// feature without geometry matches every box (OGC API Features Part 1,
+// /req/core/fc-bbox-response). A box whose west edge is greater than its
+// east edge crosses the antimeridian.
+func MatchBBox(g orb.Geometry, b orb.Bound) bool {
+	if g == nil {
+		return true
+	}
+	if b.Min[0] > b.Max[0] {
+		return planar.Intersects(g, orb.Bound{Min: b.Min, Max: orb.Point{180, b.Max[1]}}) ||
+			planar.Intersects(g, orb.Bound{Min: orb.Point{-180, b.Min[1]}, Max: b.Max})
+	}
+	return planar.Intersects(g, b)
+}
+
+// checkEvery is how many features scan visits between looks at the request
+// context.
+const checkEvery = 256
+
+// scan calls fn for each feature of layer l that may pass bbox and filter;
+// fn then decides exactly (MatchBBox, Filter.Match). Candidates come from the
+// spatial index when the filter implies a box (features without geometry
+// cannot satisfy a spatial predicate) or when bbox is set (plus the
+// features without geometry, which match every bbox); otherwise every
+// feature of the layer is visited. It stops and returns ctx.Err() as soon
+// as the request is cancelled (the client left), so an expensive filter
+// does not run on for nobody.
+func (a *API) scan(ctx context.Context, l twin.Layer, bbox *orb.Bound, filter *Filter, fn func(*twin.Feature) bool) error {
+	n := 0
+	var err error
+	visit := func(f *twin.Feature) bool {
+		if err != nil {
+			return false
+		}
+		if n++; n%checkEvery == 0 {
+			if err = ctx.Err(); err != nil {
+				return false
+			}
+		}
+		return fn(f)
+	}
+	var boxes []orb.Bound
+	withUnlocated := false
+	if fb, ok := filter.candidateBox(); ok {
+		boxes = []orb.Bound{fb}
+	} else if bbox != nil {
+		boxes = splitAntimeridian(*bbox)
+		withUnlocated = a.tw.Unlocated(l) > 0
+	} else {
+		a.tw.Range(l, visit)
+		return err
+	}
+	if len(boxes) == 1 {
+		a.tw.Search(l, boxes[0], visit)
+	} else {
+		seen := map[twin.ID]bool{}
+		for _, b := range boxes {
+			a.tw.Search(l, b, func(f *twin.Feature) bool {
+				if seen[f.ID] {
+					return true
+				}
+				seen[f.ID] = true
+				return visit(f)
+			})
+		}
+	}
+	if err == nil && withUnlocated {
+		a.tw.Range(l, func(f *twin.Feature) bool { return f.Geometry != nil || visit(f) })
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// candidateBox is Bound on a possibly nil filter.
+func (x *Filter) candidateBox() (orb.Bound, bool) {
+	if x == nil {
+		return orb.Bound{}, false
+	}
+	return x.Bound()
+}
+
+func splitAntimeridian(b orb.Bound) []orb.Bound {
+	if b.Min[0] <= b.Max[0] {
+		return []orb.Bound{b}
+	}
+	return []orb.Bound{
+		{Min: b.Min, Max: orb.Point{180, b.Max[1]}},
+		{Min: orb.Point{-180, b.Min[1]}, Max: b.Max},
+	}
+}
