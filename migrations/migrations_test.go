@@ -15,7 +15,7 @@ func tables(t *testing.T, db *sql.DB) int {
 	var n int
 	err := db.QueryRow(`SELECT count(*) FROM information_schema.tables
 		WHERE table_schema = 'public' AND table_name IN ('regions','grids','roads','bridges','rivers',
-		'buildings','devices','vehicles','workers','incidents','alerts','telemetry','meta')`).Scan(&n)
+		'buildings','devices','vehicles','workers','incidents','alerts','telemetry','meta','quarantine')`).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,11 +37,11 @@ func TestUpDownUp(t *testing.T) {
 			t.Fatalf("round %d second up: %v", round, err)
 		}
 		v, err := migrations.Version(ctx, db)
-		if err != nil || v != 3 {
-			t.Fatalf("version = %d, %v; want 3", v, err)
+		if err != nil || v != 4 {
+			t.Fatalf("version = %d, %v; want 4", v, err)
 		}
-		if n := tables(t, db); n != 13 {
-			t.Fatalf("round %d: %d tables after up, want 13", round, n)
+		if n := tables(t, db); n != 14 {
+			t.Fatalf("round %d: %d tables after up, want 14", round, n)
 		}
 		// Typed columns follow props.
 		if _, err := db.Exec(`INSERT INTO incidents (name, version, props) VALUES ('i1', 1,
@@ -81,7 +81,7 @@ func TestUpDownUp(t *testing.T) {
 	if err := migrations.Down(ctx, db, 1); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := migrations.Version(ctx, db); v != 2 {
+	if v, _ := migrations.Version(ctx, db); v != 3 {
 		t.Fatalf("after down 1: version %d", v)
 	}
 	if err := migrations.Down(ctx, db, 10); err != nil {

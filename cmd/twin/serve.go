@@ -270,6 +270,9 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	srv := server.New(server.Options{Logger: log, Gatherer: reg, Key: key, AnonymousLoopback: c.demo, Clock: clk, Routes: routes,
 		Checks: []server.Check{
 			{Name: "store", Fn: st.Ping},
+			// Red while the writer cannot persist (a store refusing every
+			// write, or away) and changes wait: see writer.Ready.
+			{Name: "writer", Fn: wr.Ready},
 			{Name: "broker", Fn: func(context.Context) error {
 				if !in.Connected() {
 					return errors.New("not connected to the MQTT broker")

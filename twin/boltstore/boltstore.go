@@ -81,7 +81,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	chunk := uint64(opts.HistoryChunk)
 	err = db.Update(func(tx *bolt.Tx) error {
-		names := [][]byte{historyBucket, chunkBucket, metaBucket}
+		names := [][]byte{historyBucket, chunkBucket, metaBucket, quarantineBucket}
 		for _, l := range twin.Layers {
 			names = append(names, []byte(l))
 		}
@@ -115,6 +115,16 @@ func (s *Store) Close() error {
 // Ping reports whether the file is open.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.db.View(func(*bolt.Tx) error { return ctx.Err() })
+}
+
+// markBadKey marks bbolt's refusals of a key or value (empty or too
+// large) as twin.ErrBadData: the record cannot be stored, however often it
+// is retried. Other errors (I/O, a closed transaction) are left as they are.
+func markBadKey(err error) error {
+	if errors.Is(err, bolt.ErrKeyRequired) || errors.Is(err, bolt.ErrKeyTooLarge) || errors.Is(err, bolt.ErrValueTooLarge) {
+		return fmt.Errorf("%w: %w", twin.ErrBadData, err)
+	}
+	return err
 }
 
 func layerBucket(tx *bolt.Tx, l twin.Layer) (*bolt.Bucket, error) {
@@ -154,7 +164,7 @@ func putFeatures(tx *bolt.Tx, fs []*twin.Feature) error {
 	for _, f := range fs {
 		if b == nil || f.ID.Layer != layer {
 			if b, err = layerBucket(tx, f.ID.Layer); err != nil {
-				return fmt.Errorf("%s: %w", f.ID, err)
+				return fmt.Errorf("%s: %w: %w", f.ID, twin.ErrBadData, err)
 			}
 			layer = f.ID.Layer
 		}
@@ -170,10 +180,10 @@ func putFeatures(tx *bolt.Tx, fs []*twin.Feature) error {
 		v0 := len(arena)
 		arena, err = encodeFeature(arena, f)
 		if err != nil {
-			return fmt.Errorf("%s: %w", f.ID, err)
+			return fmt.Errorf("%s: %w: %w", f.ID, twin.ErrBadData, err)
 		}
 		if err := b.Put(key, arena[v0:len(arena):len(arena)]); err != nil {
-			return fmt.Errorf("%s: %w", f.ID, err)
+			return fmt.Errorf("%s: %w", f.ID, markBadKey(err))
 		}
 	}
 	return nil
@@ -201,10 +211,10 @@ func deleteIDs(tx *bolt.Tx, ids []twin.ID) error {
 	for _, id := range ids {
 		b, err := layerBucket(tx, id.Layer)
 		if err != nil {
-			return fmt.Errorf("%s: %w", id, err)
+			return fmt.Errorf("%s: %w: %w", id, twin.ErrBadData, err)
 		}
 		if err := b.Delete([]byte(id.Name)); err != nil {
-			return fmt.Errorf("%s: %w", id, err)
+			return fmt.Errorf("%s: %w", id, markBadKey(err))
 		}
 	}
 	return nil

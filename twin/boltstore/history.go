@@ -108,7 +108,7 @@ func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample) error {
 		}
 		vals, err = encodeSample(vals, *sm)
 		if err != nil {
-			return fmt.Errorf("%s: %w", sm.ID, err)
+			return fmt.Errorf("%s: %w: %w", sm.ID, twin.ErrBadData, err)
 		}
 		recs[i] = kv{keys[k0:len(keys):len(keys)], vals[v0:len(vals):len(vals)]}
 	}
@@ -120,7 +120,7 @@ func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample) error {
 	b.FillPercent = 0.9
 	for _, r := range recs {
 		if err := b.Put(r.k, r.v); err != nil {
-			return fmt.Errorf("%q: %w", r.k, err)
+			return fmt.Errorf("%q: %w", r.k, markBadKey(err))
 		}
 	}
 	return nil

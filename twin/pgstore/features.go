@@ -56,7 +56,7 @@ func (s *Store) Upsert(ctx context.Context, fs []*twin.Feature) error {
 	layers := map[twin.Layer]bool{}
 	for _, f := range fs {
 		if _, err := table(f.ID.Layer); err != nil {
-			return fmt.Errorf("pgstore: upsert %s: %w", f.ID, err)
+			return fmt.Errorf("pgstore: upsert %s: %w: %w", f.ID, twin.ErrBadData, err)
 		}
 		if cur := latest[f.ID]; cur == nil || f.Version >= cur.Version {
 			latest[f.ID] = f
@@ -67,7 +67,7 @@ func (s *Store) Upsert(ctx context.Context, fs []*twin.Feature) error {
 	for _, f := range latest {
 		row, err := featureRow(f, sources)
 		if err != nil {
-			return fmt.Errorf("pgstore: upsert %s: %w", f.ID, err)
+			return fmt.Errorf("pgstore: upsert %s: %w: %w", f.ID, twin.ErrBadData, err)
 		}
 		rows = append(rows, row)
 	}
@@ -166,7 +166,7 @@ func (s *Store) Delete(ctx context.Context, ids []twin.ID) error {
 	byLayer := map[twin.Layer][]string{}
 	for _, id := range ids {
 		if _, err := table(id.Layer); err != nil {
-			return fmt.Errorf("pgstore: delete %s: %w", id, err)
+			return fmt.Errorf("pgstore: delete %s: %w: %w", id, twin.ErrBadData, err)
 		}
 		byLayer[id.Layer] = append(byLayer[id.Layer], id.Name)
 	}

@@ -40,7 +40,7 @@ func (s *Store) AppendHistory(ctx context.Context, ss []twin.Sample) error {
 		if len(sm.Values) > 0 {
 			b, err := json.Marshal(sm.Values)
 			if err != nil {
-				return fmt.Errorf("pgstore: append history %s: %w", sm.ID, err)
+				return fmt.Errorf("pgstore: append history %s: %w: %w", sm.ID, twin.ErrBadData, err)
 			}
 			row[7] = string(b)
 		}

@@ -127,11 +127,28 @@ func table(l twin.Layer) (string, error) {
 	return string(l), nil
 }
 
-// classify marks connection-level failures with twin.ErrStoreUnavailable so
-// callers can tell "database away" from "bad data".
+// classify marks connection-level failures with twin.ErrStoreUnavailable and
+// failures caused by the rows themselves with twin.ErrBadData, so the writer
+// can tell "database away" (retry the batch) from "bad data" (isolate the
+// row). A server error of class 22 (data exception: NUL or invalid UTF-8 in
+// text, \u0000 in jsonb, a value out of range), 23 (integrity constraint) or
+// 54 (program limit: a value too large to index) is about the data; any other
+// server error (a missing table, a permission) is not, and is retried.
 func classify(err error) error {
 	if err == nil {
 		return nil
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "22"), strings.HasPrefix(pe.Code, "23"), strings.HasPrefix(pe.Code, "54"):
+			return fmt.Errorf("%w: %w", twin.ErrBadData, err)
+		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "57P"), pe.Code == "53300":
+			// connection exception, operator intervention (shutdown,
+			// restart), too many connections
+			return fmt.Errorf("%w: %w", twin.ErrStoreUnavailable, err)
+		}
+		return err
 	}
 	var ne net.Error
 	var ce *pgconn.ConnectError

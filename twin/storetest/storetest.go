@@ -106,6 +106,49 @@ func Run(t *testing.T, open func(t *testing.T) twin.Store) {
 	t.Run("Delete", func(t *testing.T) { testDelete(t, open(t)) })
 	t.Run("History", func(t *testing.T) { testHistory(t, open(t)) })
 	t.Run("Meta", func(t *testing.T) { testMeta(t, open(t)) })
+	t.Run("Quarantine", func(t *testing.T) { testQuarantine(t, open(t)) })
+}
+
+// testQuarantine: a store keeps quarantined records with any bytes in the
+// name and data (NUL, invalid UTF-8: why they are quarantined), in order.
+func testQuarantine(t *testing.T, st twin.Store) {
+	closeStore(t, st)
+	q, ok := st.(twin.Quarantiner)
+	if !ok {
+		t.Fatalf("%T does not implement twin.Quarantiner", st)
+	}
+	ctx := context.Background()
+	at := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	in := []twin.Quarantined{
+		{Kind: twin.QuarantineUpsert, ID: twin.NewID(twin.Vehicles, "bad\xffname\x00"), Version: 7,
+			Err: "invalid byte sequence \x00", At: at, Data: []byte(`{"note":"a\u0000b"}`)},
+		{Kind: twin.QuarantineSample, ID: twin.NewID(twin.Devices, "d1"), Err: "nul key", At: at.Add(time.Second), Data: []byte(`{}`)},
+	}
+	if err := q.Quarantine(ctx, in[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Quarantine(ctx, in[1:]); err != nil {
+		t.Fatal(err)
+	}
+	out, err := q.Quarantined(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != len(in) {
+		t.Fatalf("%d records back, want %d", len(out), len(in))
+	}
+	for i := range in {
+		a, b := in[i], out[i]
+		if a.Kind != b.Kind || a.ID != b.ID || a.Version != b.Version || !sameTime(a.At, b.At) || string(a.Data) != string(b.Data) {
+			t.Errorf("record %d: got %+v, want %+v", i, b, a)
+		}
+		if b.Err == "" {
+			t.Errorf("record %d: no error text", i)
+		}
+	}
+	if out, err := q.Quarantined(ctx, 1); err != nil || len(out) != 1 || out[0].ID != in[0].ID {
+		t.Fatalf("limit 1: %v, %v", out, err)
+	}
 }
 
 func closeStore(t *testing.T, s twin.Store) {

@@ -7,7 +7,9 @@ type metrics struct {
 	flushed prometheus.Counter
 	errors  prometheus.Counter
 	resyncs prometheus.Counter
-	seconds prometheus.Histogram
+	// quarantined counts rows the store refused for their data.
+	quarantined prometheus.Counter
+	seconds     prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -20,11 +22,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help: "Failed flush attempts (the batch is kept and retried)."}),
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_writer_resyncs_total",
 			Help: "Times the writer fell out of the feed window and re-upserted the whole twin (history has a gap)."}),
+		quarantined: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_writer_quarantined_total",
+			Help: "Rows (object states, deletes, samples) the store refused for their data, set aside in its quarantine instead of blocking the batch."}),
 		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twin_writer_flush_seconds",
 			Help: "Duration of flush attempts.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.pending, m.flushed, m.errors, m.resyncs, m.seconds)
+		reg.MustRegister(m.pending, m.flushed, m.errors, m.resyncs, m.quarantined, m.seconds)
 	}
 	return m
 }

@@ -21,6 +21,11 @@
 // at the next flush, deletes stored objects the twin no longer has), and it
 // logs the gap at error level and counts it, because the telemetry samples
 // of the gap cannot be recovered and history has a hole there.
+//
+// A batch the store refuses for its data (twin.ErrBadData) is not retried
+// whole: the bad rows are isolated and quarantined and the rest is written
+// (see isolate.go). Ready reports, for /readyz, a writer that has not
+// managed to persist pending changes for Options.StallAfter.
 package writer
 
 import (
@@ -29,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,7 +61,11 @@ type Options struct {
 	RetryMin     time.Duration // first retry delay after a failed flush; default 100ms
 	RetryMax     time.Duration // backoff cap; default 10s
 	FlushTimeout time.Duration // bound on one flush attempt; default 30s
-	Logger       *slog.Logger  // default slog.Default()
+	// StallAfter is how long the writer may go without a successful flush
+	// while changes wait to be persisted before Ready reports it; default
+	// 30s (a flush of a huge batch may legitimately take seconds).
+	StallAfter time.Duration
+	Logger     *slog.Logger // default slog.Default()
 	// Registerer receives the writer's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 }
@@ -84,6 +94,9 @@ func (o *Options) defaults() {
 	}
 	if o.FlushTimeout <= 0 {
 		o.FlushTimeout = 30 * time.Second
+	}
+	if o.StallAfter <= 0 {
+		o.StallAfter = 30 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -115,6 +128,12 @@ type Writer struct {
 	// durable mirrors flushed for other goroutines (Flushed).
 	durable atomic.Uint64
 
+	// For Ready, from any goroutine.
+	lastOK      atomic.Int64 // unix ns of the last successful flush (or of New)
+	errMu       sync.Mutex
+	lastErr     error // last flush error since the last success
+	quarantined int   // rows quarantined in the current flush (Run goroutine)
+
 	// Owned by the Run goroutine.
 	pos       uint64 // last feed seq read into the batch
 	flushed   uint64 // last feed seq persisted
@@ -140,6 +159,7 @@ func New(tw *twin.Twin, st twin.Store, opts Options) *Writer {
 		m: newMetrics(opts.Registerer), reqs: make(chan flushReq), stopped: make(chan struct{}),
 		pos: last, flushed: last, seqStored: true,
 		upserts: map[twin.ID]*twin.Feature{}, deletes: map[twin.ID]struct{}{}}
+	w.lastOK.Store(time.Now().UnixNano())
 	w.durable.Store(last)
 	return w
 }
@@ -154,6 +174,29 @@ func (w *Writer) Flushed() uint64 { return w.durable.Load() }
 func (w *Writer) setFlushed(seq uint64) {
 	w.flushed, w.seqStored = seq, true
 	w.durable.Store(seq)
+}
+
+// Ready returns an error while the writer cannot make progress: changes
+// wait to be persisted and no flush has succeeded for Options.StallAfter.
+// It is the server's "writer" readiness check: a store that refuses every
+// write, or is away, turns /readyz red, and it turns green again with the
+// first successful flush. Safe for concurrent use.
+func (w *Writer) Ready(context.Context) error {
+	behind := w.tw.Feed().Last() - min(w.durable.Load(), w.tw.Feed().Last())
+	if behind == 0 {
+		return nil
+	}
+	age := time.Since(time.Unix(0, w.lastOK.Load()))
+	if age < w.opts.StallAfter {
+		return nil
+	}
+	w.errMu.Lock()
+	last := w.lastErr
+	w.errMu.Unlock()
+	if last == nil {
+		last = errors.New("no flush attempt finished")
+	}
+	return fmt.Errorf("writer: nothing persisted for %s, %d changes waiting: %w", age.Round(time.Second), behind, last)
 }
 
 // Run reads the feed and flushes until ctx is done, then makes one last
@@ -323,23 +366,60 @@ func (w *Writer) resync() {
 // every step is idempotent, so the retry repeats it whole.
 func (w *Writer) flush(ctx context.Context) error {
 	if w.pending() == 0 && !w.prune && w.seqStored && w.flushed == w.pos {
+		w.succeeded()
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.opts.FlushTimeout)
 	defer cancel()
 	start := time.Now()
+	w.quarantined = 0
 	err := w.write(ctx)
+	if errors.Is(err, twin.ErrBadData) {
+		err = w.isolate(ctx, err)
+		if err == nil {
+			err = w.writeSeq(ctx)
+		}
+	}
 	w.m.seconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		w.m.errors.Inc()
+		w.errMu.Lock()
+		w.lastErr = err
+		w.errMu.Unlock()
 		return err
 	}
-	w.m.flushed.Add(float64(w.pending()))
+	w.succeeded()
+	w.m.flushed.Add(float64(w.pending() - w.quarantined))
 	clear(w.upserts)
 	clear(w.deletes)
 	w.samples = w.samples[:0]
 	w.prune = false
 	w.m.pending.Set(0)
+	return nil
+}
+
+// succeeded records a flush that left nothing read from the feed unpersisted.
+func (w *Writer) succeeded() {
+	w.lastOK.Store(time.Now().UnixNano())
+	w.errMu.Lock()
+	w.lastErr = nil
+	w.errMu.Unlock()
+}
+
+// writeSeq stores the feed sequence alone (after an isolated batch).
+func (w *Writer) writeSeq(ctx context.Context) error {
+	w.seqStored = false
+	v := binary.BigEndian.AppendUint64(nil, w.pos)
+	var err error
+	if bw, ok := w.st.(BatchWriter); ok {
+		err = bw.WriteBatch(ctx, nil, nil, nil, MetaFeedSeq, v)
+	} else {
+		err = w.st.PutMeta(ctx, MetaFeedSeq, v)
+	}
+	if err != nil {
+		return fmt.Errorf("writer: put %s: %w", MetaFeedSeq, err)
+	}
+	w.setFlushed(w.pos)
 	return nil
 }
 
