@@ -119,11 +119,7 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 		if m.world.kind == kindNone {
 			continue
 		}
-		if !w.project(m, p) && !w.clipShape() {
-			continue
-		}
-		w.simplify(tol)
-		if !w.tidy() {
+		if !w.shape(func() bool { return w.project(m, p) }, tol) {
 			continue
 		}
 		w.appendFeature(m, req.Z)
@@ -132,6 +128,35 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 	w.endLayer(string(l), n)
 	clear(cands)
 	w.cands = cands[:0]
+}
+
+// shape sets w.sh to a feature's tile geometry: load puts it in tile units
+// (reporting whether it lies within the buffered tile); shape clips,
+// simplifies and tidies it, and makes polygons valid: a polygon that
+// simplification made invalid is redone unsimplified, and one rounding
+// made invalid loses its smallest offending rings. It reports whether
+// anything drawable is left.
+func (w *writer) shape(load func() bool, tol float64) bool {
+	if !load() && !w.clipShape() {
+		return false
+	}
+	w.simplify(tol)
+	if !w.tidy() {
+		return false
+	}
+	if w.sh.kind != kindPolygon {
+		return true
+	}
+	if a, _ := w.invalidPair(); a < 0 {
+		return true
+	}
+	if !load() && !w.clipShape() {
+		return false
+	}
+	if !w.tidy() {
+		return false
+	}
+	return w.repair()
 }
 
 // sizeOf measures a geometry's bounding box b (lon/lat) in tile units at

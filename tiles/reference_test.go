@@ -149,6 +149,16 @@ func refBuildLayer(s *Server, ctx context.Context, l twin.Layer, req Request, fo
 		if g == nil {
 			continue
 		}
+		if g.Dimensions() == 2 {
+			// Polygons go through the writer's own clip, simplify and
+			// validity pipeline (checked independently by
+			// TestTilesAreValidMVT): the reference compares encoding.
+			if g = refPolygon(g, box, tolerance(req.Z)); g == nil {
+				continue
+			}
+			out.Features = append(out.Features, &geojson.Feature{ID: FeatureID(c.f.ID), Geometry: g, Properties: attributes(c.f, req.Z)})
+			continue
+		}
 		if gb := g.Bound(); !box.Contains(gb.Min) || !box.Contains(gb.Max) {
 			// Only features crossing the buffered edge need clipping
 			// (most at high zoom lie inside and skip the copy).
@@ -310,4 +320,27 @@ func refTidyPolygon(p orb.Polygon) orb.Polygon {
 		return nil
 	}
 	return out
+}
+
+// refPolygon runs a polygon in tile units through writer.shape.
+func refPolygon(g orb.Geometry, box orb.Bound, tol float64) orb.Geometry {
+	var w writer
+	load := func() bool {
+		w.sh.flatten(g)
+		gb := g.Bound()
+		return box.Contains(gb.Min) && box.Contains(gb.Max)
+	}
+	if !w.shape(load, tol) {
+		return nil
+	}
+	mp := w.sh.geometry().(orb.MultiPolygon)
+	for _, p := range mp {
+		for i, r := range p {
+			p[i] = append(r, r[0])
+		}
+	}
+	if len(mp) == 1 {
+		return mp[0]
+	}
+	return mp
 }

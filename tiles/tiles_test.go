@@ -812,7 +812,7 @@ func TestPolygonWithHoleWinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := New(tw, Options{})
-	d := decodeMVT(t, get(t, s.Handler(), tileURL("buildings", maptile.At(orb.Point{106.5727, 29.5625}, 17)), nil).Body.Bytes())
+	d := decodeMVT(t, get(t, s.Handler(), tileURL("buildings", maptile.At(orb.Point{106.5727, 29.5625}, 15)), nil).Body.Bytes())
 	f := d.layer("buildings").feature("buildings/court")
 	if f == nil || len(f.Geometry) != 2 {
 		t.Fatalf("court: %+v", f)

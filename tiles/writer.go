@@ -34,6 +34,8 @@ type writer struct {
 	stack []int
 	found []*twin.Feature
 	cands []candidate
+	segs  []seg
+	polys []polyRef
 }
 
 var writerPool = sync.Pool{New: func() any { return new(writer) }}
@@ -250,8 +252,9 @@ func (w *writer) project(m *memo, p projector) (inside bool) {
 	return inside
 }
 
-// clipShape clips w.sh to the buffered tile with orb's clip (rare: only
-// features crossing the edge), reporting false when nothing is left.
+// clipShape clips w.sh to the buffered tile (only features crossing the
+// edge need it): points by the box, polygons by clipPolygon, lines with
+// orb's clip. It reports false when nothing is left.
 func (w *writer) clipShape() bool {
 	box := orb.Bound{Min: orb.Point{-Buffer, -Buffer}, Max: orb.Point{extentWithBuffer, extentWithBuffer}}
 	sh := &w.sh
@@ -267,16 +270,15 @@ func (w *writer) clipShape() bool {
 		sh.parts = append(sh.parts[:0], part{end: int32(n)})
 		return n > 0
 	}
+	if sh.kind == kindPolygon {
+		return w.clipPolygons()
+	}
 	g := clip.Geometry(box, sh.geometry())
 	if g == nil {
 		return false
 	}
-	kind := sh.kind
 	sh.flatten(g)
-	if sh.kind == kindPolygon && kind == kindPolygon || sh.kind == kindLine && kind == kindLine {
-		return len(sh.parts) > 0
-	}
-	return false
+	return sh.kind == kindLine && len(sh.parts) > 0
 }
 
 // simplify runs Douglas-Peucker with tolerance tol (tile units) on every
@@ -353,8 +355,8 @@ func distanceFromSegmentSquared(a, b, p orb.Point) float64 {
 	return dx*dx + dy*dy
 }
 
-// tidy rounds w.sh to integers, drops repeated points and degenerate parts
-// (lines under 2 points, rings under 3 distinct points or of zero area, and
+// tidy rounds w.sh to integers, drops repeated points, the spikes of rings
+// and degenerate parts (lines under 2 points, rings under 3 distinct points or of zero area, and
 // the holes of a dropped exterior), leaves rings open (MVT closes them) and
 // orients them as MVT 2.1 requires: exterior rings with positive
 // surveyor's-formula area in tile coordinates (clockwise on screen), holes
@@ -383,9 +385,7 @@ func (w *writer) tidy() bool {
 			} else if skipHoles {
 				continue
 			}
-			if len(seg) > 1 && seg[0] == seg[len(seg)-1] {
-				seg = seg[:len(seg)-1]
-			}
+			seg = despike(seg)
 			a := 0.0
 			if len(seg) >= 3 {
 				a = surveyor(seg)
@@ -484,4 +484,38 @@ func varintLen(v uint64) int {
 		n++
 	}
 	return n
+}
+
+// despike opens a ring (drops its closing point) and removes, in place,
+// every vertex where the ring folds back on itself (a spike a-b-a, or
+// a-b-c with c on the line a-b back towards a), also across the ring's
+// start. A spike is a zero-width part of a polygon, which MVT forbids.
+func despike(r []orb.Point) []orb.Point {
+	out := r[:0]
+	for _, q := range r {
+		for len(out) >= 2 && folds(out[len(out)-2], out[len(out)-1], q) {
+			out = out[:len(out)-1]
+		}
+		if len(out) > 0 && out[len(out)-1] == q {
+			continue
+		}
+		out = append(out, q)
+	}
+	for len(out) >= 3 {
+		n := len(out)
+		switch {
+		case out[0] == out[n-1], folds(out[n-2], out[n-1], out[0]):
+			out = out[:n-1]
+		case folds(out[n-1], out[0], out[1]):
+			out = out[1:]
+		default:
+			return out
+		}
+	}
+	return out
+}
+
+// folds: the path a-b-c turns back at b (a != b, c != b).
+func folds(a, b, c orb.Point) bool {
+	return cross(b, a, c) == 0 && (a[0]-b[0])*(c[0]-b[0])+(a[1]-b[1])*(c[1]-b[1]) > 0
 }
