@@ -238,12 +238,6 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	ops := []auth.Role{auth.Operator}
 	anyRole := []auth.Role{auth.Operator, auth.Field, auth.Planner}
 	routes := []server.Route{
-		{Pattern: "GET /ogc", Handler: http.HandlerFunc(ogcAPI.Landing), Access: R},
-		{Pattern: "GET /ogc/conformance", Handler: http.HandlerFunc(ogcAPI.Conformance), Access: R},
-		{Pattern: "GET /ogc/collections", Handler: http.HandlerFunc(ogcAPI.Collections), Access: R},
-		{Pattern: "GET /ogc/collections/{layer}", Handler: http.HandlerFunc(ogcAPI.Collection), Access: R},
-		{Pattern: "GET /ogc/collections/{layer}/items", Handler: http.HandlerFunc(ogcAPI.Items), Access: R},
-		{Pattern: "GET /ogc/collections/{layer}/items/{name}", Handler: http.HandlerFunc(ogcAPI.Item), Access: R},
 		{Pattern: "GET /api/nearby", Handler: http.HandlerFunc(q.NearbyHandler), Access: R},
 		{Pattern: "GET /api/h3", Handler: http.HandlerFunc(q.H3Handler), Access: R},
 		{Pattern: "GET /api/regions/{code}/summary", Handler: http.HandlerFunc(q.SummaryHandler), Access: R},
@@ -263,6 +257,9 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		{Pattern: "GET /fonts/", Handler: tl.Handler(), Access: P},
 		{Pattern: "GET /ws", Handler: hub, Access: R},
 		{Pattern: "GET /", Handler: webclient.Handler(), Access: P},
+	}
+	for _, rt := range ogcAPI.Routes() { // landing, api, conformance, collections, queryables, items
+		routes = append(routes, server.Route{Pattern: rt.Pattern, Handler: rt.Handler, Access: R})
 	}
 	if c.demo {
 		routes = append(routes, server.Route{Pattern: "GET /api/demo/token", Handler: demoTokenHandler(key, clk), Access: P})

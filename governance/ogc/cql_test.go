@@ -326,11 +326,13 @@ func TestItemsBBoxExactAndNullGeometry(t *testing.T) {
 	}
 }
 
-// serve mounts a's items routes for a planner of the whole city.
+// serve mounts a's routes for a planner of the whole city.
 func serve(t *testing.T, a *API) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ogc/collections/{layer}/items", a.Items)
+	for _, rt := range a.Routes() {
+		mux.Handle(rt.Pattern, rt.Handler)
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := auth.Principal{Role: auth.Planner, Region: r.Header.Get("X-Region")}
 		mux.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))

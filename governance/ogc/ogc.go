@@ -19,18 +19,6 @@ import (
 	"github.com/paulmach/orb"
 )
 
-// Conformance classes this server implements (and only those).
-var conformance = append([]string{
-	"http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
-	"http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
-	"http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
-	"http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
-}, CQL2Conformance...)
-
-// reserved query parameters; any other parameter filters on a property.
-var reserved = map[string]bool{"bbox": true, "limit": true, "offset": true, "datetime": true,
-	"filter": true, "filter-lang": true, "f": true, "access_token": true, "bbox-crs": true, "filter-crs": true}
-
 // Options configure the API.
 type Options struct {
 	Title        string // landing page title; default "CityTwin"
@@ -76,6 +64,18 @@ func base(r *http.Request) string {
 	return scheme + "://" + r.Host + "/ogc"
 }
 
+
+// layerOf reads the {collectionId} path segment, answering 404 itself for an
+// unknown collection.
+func (a *API) layerOf(w http.ResponseWriter, r *http.Request) (twin.Layer, bool) {
+	l, err := twin.ParseLayer(r.PathValue("collectionId"))
+	if err != nil {
+		httpx.Error(w, http.StatusNotFound, "unknown collection", err.Error())
+		return "", false
+	}
+	return l, true
+}
+
 // Landing serves GET /ogc.
 func (a *API) Landing(w http.ResponseWriter, r *http.Request) {
 	b := base(r)
@@ -84,23 +84,46 @@ func (a *API) Landing(w http.ResponseWriter, r *http.Request) {
 		"description": "CityTwin city model as OGC API - Features: every twin layer is a collection.",
 		"links": []link{
 			{Href: b, Rel: "self", Type: "application/json", Title: "this document"},
+			{Href: b + "/api", Rel: "service-desc", Type: openAPIMediaType, Title: "the API definition (OpenAPI 3.0)"},
+			{Href: b + "/api?f=html", Rel: "service-doc", Type: "text/html", Title: "the API documentation"},
 			{Href: b + "/conformance", Rel: "conformance", Type: "application/json", Title: "conformance classes"},
 			{Href: b + "/collections", Rel: "data", Type: "application/json", Title: "collections"},
 		},
 	})
 }
 
-// Conformance serves GET /ogc/conformance.
-func (a *API) Conformance(w http.ResponseWriter, r *http.Request) {
-	httpx.JSON(w, http.StatusOK, map[string]any{"conformsTo": conformance})
-}
+// relQueryables is the Part 3 link relation of a collection's queryables.
+const relQueryables = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+
+// timeDescription says what time a layer's features carry and how datetime
+// treats them (CONTRACT §5; Part 1 /req/core/fc-time-response).
+const timeDescription = "Time: a feature's temporal geometry is its `updated` instant (when the object last changed; " +
+	"for vehicles, workers and devices the telemetry time). A datetime filter selects the features whose `updated` lies in the " +
+	"given instant or interval, and every feature without a time (Part 1, /req/core/fc-time-response B: " +
+	"datetime matches all features not associated with a temporal geometry)."
 
 func (a *API) collection(r *http.Request, l twin.Layer) map[string]any {
 	b := base(r)
 	p := auth.Of(r.Context())
 	bound, has := orb.Bound{}, false
+	var first, last time.Time
+	timed, untimed := 0, 0
 	a.tw.Range(l, func(f *twin.Feature) bool {
-		if f.Geometry == nil || !p.Sees(f) {
+		if !p.Sees(f) {
+			return true
+		}
+		if t := f.Updated; t.IsZero() {
+			untimed++
+		} else {
+			timed++
+			if first.IsZero() || t.Before(first) {
+				first = t
+			}
+			if t.After(last) {
+				last = t
+			}
+		}
+		if f.Geometry == nil {
 			return true
 		}
 		if !has {
@@ -110,24 +133,47 @@ func (a *API) collection(r *http.Request, l twin.Layer) map[string]any {
 		}
 		return true
 	})
+	self := b + "/collections/" + string(l)
+	desc := fmt.Sprintf("The twin's %s layer. %s Now: %d features with a time, %d without.", l, timeDescription, timed, untimed)
 	c := map[string]any{
-		"id":       string(l),
-		"title":    string(l),
-		"itemType": "feature",
-		"crs":      []string{"http://www.opengis.net/def/crs/OGC/1.3/CRS84"},
+		"id":          string(l),
+		"title":       string(l),
+		"description": desc,
+		"itemType":    "feature",
+		"crs":         []string{CRS84},
 		"links": []link{
-			{Href: b + "/collections/" + string(l), Rel: "self", Type: "application/json"},
-			{Href: b + "/collections/" + string(l) + "/items", Rel: "items", Type: geoJSON},
+			{Href: self, Rel: "self", Type: "application/json"},
+			{Href: self + "/items", Rel: "items", Type: geoJSON, Title: "the features"},
+			{Href: self + "/queryables", Rel: relQueryables, Type: schemaJSON, Title: "queryables"},
+			// GDAL 3.6 looks for the pre-release relation name.
+			{Href: self + "/queryables", Rel: "queryables", Type: schemaJSON, Title: "queryables"},
+			// GDAL 3.6 compares "describedBy" case-sensitively (RFC 8288 relation
+			// names are case-insensitive, so this is also describedby).
+			{Href: self + "/schema", Rel: "describedBy", Type: schemaJSON, Title: "JSON Schema of a feature"},
 		},
 	}
+	extent := map[string]any{}
 	if has {
-		c["extent"] = map[string]any{"spatial": map[string]any{
-			"bbox": [][]float64{{bound.Min[0], bound.Min[1], bound.Max[0], bound.Max[1]}},
-			"crs":  "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
-		}}
+		extent["spatial"] = map[string]any{
+			"bbox": [][]float64{{round7(bound.Min[0]), round7(bound.Min[1]), round7(bound.Max[0]), round7(bound.Max[1])}},
+			"crs":  CRS84,
+		}
+	}
+	if timed > 0 {
+		extent["temporal"] = map[string]any{
+			"interval": [][]string{{first.UTC().Format(time.RFC3339), last.UTC().Format(time.RFC3339)}},
+			"trs":      "http://www.opengis.net/def/uri/ISO-8601/0/Gregorian",
+		}
+	}
+	if len(extent) > 0 {
+		c["extent"] = extent
 	}
 	return c
 }
+
+// round7 rounds degrees to 7 decimals (about 1 cm), as every coordinate the
+// server writes.
+func round7(x float64) float64 { return math.Round(x*1e7) / 1e7 }
 
 // Collections serves GET /ogc/collections.
 func (a *API) Collections(w http.ResponseWriter, r *http.Request) {
@@ -142,19 +188,24 @@ func (a *API) Collections(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// Collection serves GET /ogc/collections/{layer}.
+// Collection serves GET /ogc/collections/{collectionId}.
 func (a *API) Collection(w http.ResponseWriter, r *http.Request) {
-	l, err := twin.ParseLayer(r.PathValue("layer"))
-	if err != nil {
-		httpx.Error(w, http.StatusNotFound, "unknown collection", err.Error())
+	l, ok := a.layerOf(w, r)
+	if !ok {
 		return
 	}
 	httpx.JSON(w, http.StatusOK, a.collection(r, l))
 }
 
-// Item serves GET /ogc/collections/{layer}/items/{name}.
+// Item serves GET /ogc/collections/{collectionId}/items/{featureId}. The
+// feature id may be the object's name or, as the GeoJSON id reads, its full
+// {layer}/{name} (GDAL asks for items/{id} with the id it was given).
 func (a *API) Item(w http.ResponseWriter, r *http.Request) {
-	id, err := twin.MakeID(r.PathValue("layer"), r.PathValue("name"))
+	layer, name := r.PathValue("collectionId"), r.PathValue("featureId")
+	if rest, ok := strings.CutPrefix(name, layer+"/"); ok {
+		name = rest
+	}
+	id, err := twin.MakeID(layer, name)
 	if err != nil {
 		httpx.Error(w, http.StatusNotFound, "not found", err.Error())
 		return
@@ -177,9 +228,15 @@ type query struct {
 	limit    int
 	offset   int
 	from, to time.Time // zero = open
+	hasTime  bool      // a datetime was given
 	props    map[string]string
 	filter   *Filter
 }
+
+// itemParams are the items endpoint's own parameters; any other name is a
+// property filter (checked against the queryables before the handler runs).
+var itemParams = map[string]bool{"bbox": true, "bbox-crs": true, "datetime": true, "limit": true, "offset": true,
+	"filter": true, "filter-lang": true, "filter-crs": true, "f": true, accessToken: true}
 
 func (a *API) parseQuery(l twin.Layer, v url.Values) (query, error) {
 	q := query{limit: a.opts.DefaultLimit, props: map[string]string{}}
@@ -189,6 +246,11 @@ func (a *API) parseQuery(l twin.Layer, v url.Values) (query, error) {
 			return q, err
 		}
 		q.bbox = &b
+	}
+	for _, p := range []string{"bbox-crs", "filter-crs"} {
+		if err := CheckCRS(p, v.Get(p)); err != nil {
+			return q, err
+		}
 	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -209,15 +271,11 @@ func (a *API) parseQuery(l twin.Layer, v url.Values) (query, error) {
 		if err != nil {
 			return q, err
 		}
-		q.from, q.to = from, to
-	}
-	for _, p := range []string{"bbox-crs", "filter-crs"} {
-		if err := CheckCRS(p, v.Get(p)); err != nil {
-			return q, err
-		}
+		q.from, q.to, q.hasTime = from, to, true
 	}
 	if s := v.Get("filter"); s != "" {
-		if lang := v.Get("filter-lang"); lang != "" && lang != "cql2-text" {
+		// cql-text is the name drafts (and GDAL 3.6) use for CQL2 text.
+		if lang := v.Get("filter-lang"); lang != "" && lang != "cql2-text" && lang != "cql-text" {
 			return q, fmt.Errorf("filter-lang %q: only cql2-text is supported", lang)
 		}
 		f, err := ParseCQL2(s, a.lookupFor(l))
@@ -227,7 +285,7 @@ func (a *API) parseQuery(l twin.Layer, v url.Values) (query, error) {
 		q.filter = f
 	}
 	for k, vs := range v {
-		if !reserved[k] && len(vs) > 0 {
+		if !itemParams[k] && len(vs) > 0 {
 			q.props[k] = vs[0]
 		}
 	}
@@ -255,15 +313,17 @@ func ParseBBox(s string) (orb.Bound, error) {
 }
 
 // parseDatetime reads an RFC 3339 instant or an interval "a/b" with ".." or
-// "" for an open end.
+// "" for an open end ("../.." is every time). Lower-case t and z are read as
+// T and Z (RFC 3339 §5.6 allows them).
 func parseDatetime(s string) (time.Time, time.Time, error) {
+	bad := fmt.Errorf("datetime %q: want an RFC 3339 instant or an interval a/b (.. or empty for an open end)", s)
 	parse := func(p string) (time.Time, error) {
 		if p == ".." || p == "" {
 			return time.Time{}, nil
 		}
-		t, err := time.Parse(time.RFC3339, p)
+		t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(p))
 		if err != nil {
-			return time.Time{}, fmt.Errorf("datetime %q: want RFC 3339 or an interval a/b", s)
+			return time.Time{}, bad
 		}
 		return t, nil
 	}
@@ -274,38 +334,71 @@ func parseDatetime(s string) (time.Time, time.Time, error) {
 	}
 	if !isInterval {
 		if from.IsZero() {
-			return from, from, fmt.Errorf("datetime %q: want RFC 3339 or an interval a/b", s)
+			return from, from, bad
 		}
 		return from, from, nil
 	}
 	to, err := parse(b)
-	return from, to, err
+	if err != nil {
+		return from, to, err
+	}
+	if !from.IsZero() && !to.IsZero() && to.Before(from) {
+		return from, to, fmt.Errorf("datetime %q: the interval ends before it starts", s)
+	}
+	return from, to, nil
 }
 
+// match applies the items query to one feature. bbox follows Part 1
+// /req/core/fc-bbox-response (features without a geometry match every box)
+// and datetime /req/core/fc-time-response (features without a time match
+// every instant and interval).
 func (q query) match(f *twin.Feature) bool {
 	if q.bbox != nil && !MatchBBox(f.Geometry, *q.bbox) {
 		return false
 	}
-	if !q.from.IsZero() && f.Updated.Before(q.from) {
-		return false
-	}
-	if !q.to.IsZero() && f.Updated.After(q.to) {
-		return false
+	if q.hasTime && !f.Updated.IsZero() {
+		if !q.from.IsZero() && f.Updated.Before(q.from) {
+			return false
+		}
+		if !q.to.IsZero() && f.Updated.After(q.to) {
+			return false
+		}
 	}
 	for k, want := range q.props {
-		v, ok := propValue(f, k)
-		if !ok || fmt.Sprint(v) != want {
+		if !propEquals(f, k, want) {
 			return false
 		}
 	}
 	return q.filter == nil || q.filter.Match(f)
 }
 
-// Items serves GET /ogc/collections/{layer}/items.
+// propEquals is a property filter: the value's text equals want, or, for a
+// list (region, owners), one element's does.
+func propEquals(f *twin.Feature, name, want string) bool {
+	v, ok := propValue(f, name)
+	if !ok {
+		return false
+	}
+	if list, isList := v.([]any); isList {
+		for _, e := range list {
+			if fmt.Sprint(e) == want {
+				return true
+			}
+		}
+		return false
+	}
+	if t, isTime := v.(string); isTime && (name == "updated" || name == "observed") {
+		a, err1 := time.Parse(time.RFC3339Nano, t)
+		b, err2 := time.Parse(time.RFC3339Nano, strings.ToUpper(want))
+		return err1 == nil && err2 == nil && a.Equal(b)
+	}
+	return fmt.Sprint(v) == want
+}
+
+// Items serves GET /ogc/collections/{collectionId}/items.
 func (a *API) Items(w http.ResponseWriter, r *http.Request) {
-	l, err := twin.ParseLayer(r.PathValue("layer"))
-	if err != nil {
-		httpx.Error(w, http.StatusNotFound, "unknown collection", err.Error())
+	l, ok := a.layerOf(w, r)
+	if !ok {
 		return
 	}
 	q, err := a.parseQuery(l, r.URL.Query())
@@ -354,7 +447,7 @@ func (a *API) Items(w http.ResponseWriter, r *http.Request) {
 func pageURL(self string, v url.Values, offset, limit int) string {
 	c := url.Values{}
 	for k, vs := range v {
-		if k != "offset" && k != "limit" && k != "access_token" {
+		if k != "offset" && k != "limit" && k != accessToken {
 			c[k] = vs
 		}
 	}

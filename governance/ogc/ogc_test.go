@@ -33,12 +33,9 @@ func fixture(t *testing.T) *httptest.Server {
 	}
 	a := New(tw, Options{})
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ogc", a.Landing)
-	mux.HandleFunc("GET /ogc/conformance", a.Conformance)
-	mux.HandleFunc("GET /ogc/collections", a.Collections)
-	mux.HandleFunc("GET /ogc/collections/{layer}", a.Collection)
-	mux.HandleFunc("GET /ogc/collections/{layer}/items", a.Items)
-	mux.HandleFunc("GET /ogc/collections/{layer}/items/{name}", a.Item)
+	for _, rt := range a.Routes() {
+		mux.Handle(rt.Pattern, rt.Handler)
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := auth.Principal{Role: auth.Planner, Region: r.Header.Get("X-Region")}
 		mux.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))

@@ -171,6 +171,13 @@ func scanQueryables(tw *twin.Twin, l twin.Layer) Queryables {
 		}
 		list = append(list, q)
 	}
+	for _, kp := range keyProps[l] {
+		if i, seen := indexOf(list, kp.Name); seen {
+			list[i].Type, list[i].Format = kp.Type, kp.Format // the contract's type wins
+		} else {
+			list = append(list, kp)
+		}
+	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	qs := Queryables{List: list, byName: make(map[string]int, len(list))}
 	for i, q := range list {
