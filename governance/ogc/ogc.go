@@ -64,7 +64,6 @@ func base(r *http.Request) string {
 	return scheme + "://" + r.Host + "/ogc"
 }
 
-
 // layerOf reads the {collectionId} path segment, answering 404 itself for an
 // unknown collection.
 func (a *API) layerOf(w http.ResponseWriter, r *http.Request) (twin.Layer, bool) {

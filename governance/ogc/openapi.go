@@ -194,8 +194,8 @@ func schemas() map[string]any {
 	str := map[string]any{"type": "string"}
 	links := map[string]any{"type": "array", "items": ref("schemas", "link")}
 	return map[string]any{
-		"exception": obj([]string{"error"}, map[string]any{"error": str, "detail": map[string]any{}}),
-		"link": obj([]string{"href", "rel"}, map[string]any{"href": str, "rel": str, "type": str, "title": str}),
+		"exception":   obj([]string{"error"}, map[string]any{"error": str, "detail": map[string]any{}}),
+		"link":        obj([]string{"href", "rel"}, map[string]any{"href": str, "rel": str, "type": str, "title": str}),
 		"landingPage": obj([]string{"links"}, map[string]any{"title": str, "description": str, "links": links}),
 		"confClasses": obj([]string{"conformsTo"}, map[string]any{"conformsTo": map[string]any{"type": "array", "items": str}}),
 		"collection": obj([]string{"id", "links"}, map[string]any{"id": str, "title": str, "description": str, "links": links,
