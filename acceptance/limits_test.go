@@ -7,10 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestConnectionLimits: thousands of idle keep-alive and silent
@@ -122,4 +125,58 @@ func serverCloses(t *testing.T, c net.Conn, what string) string {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\r\n")
 	return l
+}
+
+// TestWebsocketBounds: websockets per token subject are capped (429, with a
+// metric), and a client flooding subscribes is closed with 1008 after a
+// burst instead of costing a snapshot per frame, while the others keep
+// their link (issue 11 items 4 and 6).
+func TestWebsocketBounds(t *testing.T) {
+	s := startServer(t, serveOpts{args: []string{"--ws-max-per-principal", "2"}})
+	tok := s.token(t, "operator", "500000")
+	flood := dialWS(t, s, tok)
+	calm := dialWS(t, s, tok)
+	u := "ws" + strings.TrimPrefix(s.url, "http") + "/ws?access_token=" + url.QueryEscape(tok)
+	if c, resp, err := websocket.DefaultDialer.Dial(u, nil); err == nil {
+		c.Close()
+		t.Fatal("a third websocket for the same subject was accepted with --ws-max-per-principal 2")
+	} else if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("third websocket: %v %v, want 429", err, resp)
+	}
+	if r := s.metrics(t, "twin_ws_rejected_total")[`{reason="principal"}`]; r != 1 {
+		t.Errorf(`twin_ws_rejected_total{reason="principal"} = %v, want 1`, r)
+	}
+
+	sub := []byte(`{"op":"subscribe","layers":["vehicles","buildings","alerts"],"bbox":[-180,-90,180,90]}`)
+	for i := 0; i < 5000; i++ {
+		if err := flood.c.WriteMessage(websocket.TextMessage, sub); err != nil {
+			break // closed under us
+		}
+	}
+	_ = flood.c.SetReadDeadline(time.Now().Add(time.Minute))
+	var code int
+	for {
+		if _, _, err := flood.c.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				code = ce.Code
+			}
+			break
+		}
+	}
+	if code != websocket.ClosePolicyViolation {
+		t.Errorf("subscribe flood: close code %d, want %d", code, websocket.ClosePolicyViolation)
+	}
+	calm.send(t, map[string]any{"op": "subscribe", "layers": []string{"vehicles"}, "bbox": []float64{106.5, 29.5, 106.6, 29.6}})
+	calm.next(t, "snapshot", func(m wsMsg) bool { return m.Op == "snapshot" })
+	// The flooder's slot is free again.
+	eventually(t, 20*time.Second, "a websocket slot freed", func() bool {
+		c, _, err := websocket.DefaultDialer.Dial(u, nil)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	s.must(t, http.StatusOK, http.MethodGet, "/healthz", "", nil)
 }

@@ -76,11 +76,14 @@ func (b *batchConn) flushLocked() error {
 	return err
 }
 
-// Close writes out what is buffered, then closes the socket.
+// Close writes out what is buffered, then closes the socket. When a write
+// is blocked on the socket (a client that stopped reading) it closes at
+// once, which ends that write, instead of waiting out its deadline.
 func (b *batchConn) Close() error {
-	b.mu.Lock()
-	_ = b.flushLocked()
-	b.mu.Unlock()
+	if b.mu.TryLock() {
+		_ = b.flushLocked()
+		b.mu.Unlock()
+	}
 	return b.Conn.Close()
 }
 

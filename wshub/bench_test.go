@@ -23,7 +23,7 @@ func newRouteFixture(b testing.TB, subs, objects int) *routeFixture {
 	b.Helper()
 	r := rand.New(rand.NewPCG(7, 8))
 	tw := twin.New(twin.Options{FeedSize: 16})
-	h := New(tw, Options{QueueSize: 1 << 20})
+	h := New(tw, Options{QueueBytes: 1 << 30})
 	for range subs {
 		w := 0.02 + r.Float64()*0.08
 		ht := w * 0.75

@@ -75,6 +75,13 @@ type client struct {
 	mu     sync.Mutex
 	q      queue
 	resync bool // queue overflowed: deltas are ignored until re-snapshot
+	// pendingSub is the latest subscribe not yet served (older ones are
+	// dropped: coalescing); needSnap asks for a fresh snapshot of the
+	// current subscription (after a resync was written). The writer serves
+	// both, at most Options.SnapshotRate a second (snaps).
+	pendingSub *subscription
+	needSnap   bool
+	snaps      bucket
 	// laggingSince is when the queue first overflowed since the writer last
 	// emptied it (zero when caught up), on Options.Clock.
 	laggingSince time.Time
@@ -88,7 +95,8 @@ type client struct {
 
 func newClient(h *Hub, conn *websocket.Conn, p auth.Principal, remote string) *client {
 	return &client{h: h, conn: conn, p: p, remote: remote,
-		wake: make(chan struct{}, 1), done: make(chan struct{}), closerDone: make(chan struct{})}
+		snaps: newBucket(h.opts.SnapshotRate, h.opts.SnapshotBurst),
+		wake:  make(chan struct{}, 1), done: make(chan struct{}), closerDone: make(chan struct{})}
 }
 
 func (c *client) signal() {
@@ -99,8 +107,8 @@ func (c *client) signal() {
 }
 
 // enqueueDelta queues a delta without ever blocking: a delta for an object
-// already pending replaces it (coalescing); a new object when the queue is
-// full overflows it: the queue is cleared and replaced by a resync, and the
+// already pending replaces it (coalescing); when the pending bytes go over
+// Options.QueueBytes the queue is cleared and replaced by a resync, and the
 // client counts as lagging. Called by the router under Hub.mu (read).
 func (c *client) enqueueDelta(it *item) {
 	c.mu.Lock()
@@ -108,14 +116,11 @@ func (c *client) enqueueDelta(it *item) {
 	if c.closed || c.resync {
 		return
 	}
-	switch {
-	case c.q.has(it.id):
-		c.q.push(it)
+	if c.q.push(it) {
 		c.h.m.coalesced.Inc()
-	case c.q.n >= c.h.opts.QueueSize:
+	}
+	if c.q.bytes > c.h.opts.QueueBytes && c.q.n > 1 {
 		c.overflowLocked(true)
-	default:
-		c.q.push(it)
 	}
 	c.signal()
 }
@@ -134,15 +139,44 @@ func (c *client) overflowLocked(lagging bool) {
 }
 
 // enqueueControl queues an error or other control message; it is dropped
-// when the queue is full (the client is not reading anyway).
+// when it would go over Options.QueueBytes (the client is not reading).
 func (c *client) enqueueControl(msg []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.q.n >= c.h.opts.QueueSize {
+	if c.closed || c.q.n > 0 && c.q.bytes+itemOverhead+len(msg) > c.h.opts.QueueBytes {
 		return
 	}
 	c.q.push(&item{msg: msg})
 	c.signal()
+}
+
+// requestSubscribe records req as the subscription to serve next,
+// replacing one not yet served, and wakes the writer.
+func (c *client) requestSubscribe(req subscription) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pendingSub != nil {
+		c.h.m.subscribesCoalesced.Inc()
+	}
+	c.pendingSub = &req
+	c.signal()
+}
+
+// nextSubscribe takes what the writer should serve now: a pending
+// subscribe, or a re-snapshot of the current subscription. It returns
+// nothing when neither is waiting, or the wait for the next snapshot token.
+func (c *client) nextSubscribe() (req *subscription, resnap bool, wait time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.pendingSub == nil && !c.needSnap {
+		return nil, false, 0
+	}
+	if ok, wait := c.snaps.take(c.h.opts.Clock.Now()); !ok {
+		return nil, false, max(wait, 5*time.Millisecond)
+	}
+	req, resnap = c.pendingSub, c.pendingSub == nil
+	c.pendingSub, c.needSnap = nil, false
+	return req, resnap, 0
 }
 
 // replaceQueue drops what is pending and queues items (a new subscription's
@@ -206,9 +240,16 @@ func (c *client) readLoop() {
 	c.conn.SetPongHandler(func(string) error {
 		return c.conn.SetReadDeadline(time.Now().Add(idle))
 	})
+	msgs := newBucket(c.h.opts.MessageRate, c.h.opts.MessageBurst)
 	for {
 		typ, data, err := c.conn.ReadMessage()
 		if err != nil {
+			return
+		}
+		if ok, _ := msgs.take(c.h.opts.Clock.Now()); !ok {
+			c.h.log.Info("closing websocket client sending too many messages", "remote", c.remote, "subject", c.p.Subject)
+			c.h.m.dropped.WithLabelValues("too_many_messages").Inc()
+			c.close(websocket.ClosePolicyViolation, "too many messages")
 			return
 		}
 		_ = c.conn.SetReadDeadline(time.Now().Add(idle))
@@ -221,15 +262,17 @@ func (c *client) readLoop() {
 			c.enqueueControl(encodeError(err.Error()))
 			continue
 		}
-		c.h.subscribe(c, req)
+		c.requestSubscribe(req)
 	}
 }
 
-// writeLoop drains the queue to the socket and pings the link. Each write
-// has a wall-clock deadline of HopelessAfter; a write error ends the link.
+// writeLoop serves subscribes, drains the queue to the socket and pings
+// the link. A write that makes no progress for HopelessAfter (wall clock)
+// ends the link.
 func (c *client) writeLoop() {
 	ping := time.NewTicker(c.h.opts.PingInterval)
 	defer ping.Stop()
+	var retry <-chan time.Time // the next snapshot token
 	for {
 		select {
 		case <-c.done:
@@ -241,20 +284,36 @@ func (c *client) writeLoop() {
 			}
 			continue
 		case <-c.wake:
+		case <-retry:
 		}
-		if err := c.drain(); err != nil {
+		wait, err := c.drain()
+		if err != nil {
 			c.fail(err)
 			return
+		}
+		retry = nil
+		if wait > 0 {
+			retry = time.After(wait)
 		}
 	}
 }
 
-// drain writes everything queued, as one batch of frames on the socket.
-func (c *client) drain() error {
+// drain serves a waiting subscribe (when a snapshot token is there) and
+// writes everything queued, as one batch of frames on the socket. It
+// returns how long until the next token when a subscribe must wait; the
+// queue (deltas of the view the client still shows) is written meanwhile.
+func (c *client) drain() (wait time.Duration, err error) {
 	if c.bc != nil {
 		c.bc.begin()
 	}
 	for {
+		var req *subscription
+		var resnap bool
+		if req, resnap, wait = c.nextSubscribe(); req != nil {
+			c.h.subscribe(c, *req)
+		} else if resnap {
+			c.h.resnapshot(c)
+		}
 		c.mu.Lock()
 		it := c.q.pop()
 		if it == nil && !c.resync {
@@ -265,15 +324,15 @@ func (c *client) drain() error {
 			break
 		}
 		if err := c.write(it); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if c.bc != nil {
 		if err := c.bc.flush(); err != nil {
-			return fmt.Errorf("write: %w", err)
+			return 0, fmt.Errorf("write: %w", err)
 		}
 	}
-	return nil
+	return wait, nil
 }
 
 func (c *client) fail(err error) {
@@ -292,7 +351,9 @@ func (c *client) write(it *item) error {
 		if err := c.writeMsg(resyncMsg); err != nil {
 			return err
 		}
-		c.h.resnapshot(c)
+		c.mu.Lock()
+		c.needSnap = true
+		c.mu.Unlock()
 		return nil
 	case it.snap != nil:
 		return c.writeSnapshot(it.snap)
@@ -333,10 +394,19 @@ func (c *client) writeSnapshot(s *snapshot) error {
 			n += k
 		}
 	}
+	progress := time.Now()
 	put(fmt.Appendf(nil, `{"op":"snapshot","seq":%d,"features":[`, s.seq))
 	for i, f := range s.features {
 		if i > 0 {
 			put([]byte{','})
+		}
+		if i%64 == 0 {
+			// The deadline is on progress, not on the whole snapshot, which
+			// may take longer than HopelessAfter on a slow but reading link.
+			if now := time.Now(); now.Sub(progress) > time.Second {
+				progress = now
+				_ = c.conn.SetWriteDeadline(now.Add(c.h.opts.HopelessAfter))
+			}
 		}
 		b, merr := f.MarshalJSON()
 		if merr != nil {

@@ -11,7 +11,9 @@ package wshub
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -49,7 +51,12 @@ type Hub struct {
 	ix      *index
 	clients map[*client]struct{}
 	stopped bool
-	wg      sync.WaitGroup // connection handlers
+	// Websockets admitted (upgrading or open) in all, per remote IP and
+	// per token subject, for the caps of Options.
+	admitted   int
+	perIP      map[string]int
+	perSubject map[string]int
+	wg         sync.WaitGroup // connection handlers
 
 	pos       uint64    // router: last routed seq
 	lastCheck time.Time // router: last hopeless scan
@@ -62,7 +69,9 @@ var _ http.Handler = (*Hub)(nil)
 func New(tw *twin.Twin, opts Options) *Hub {
 	opts = opts.withDefaults()
 	h := &Hub{tw: tw, opts: opts, log: opts.Logger, m: newMetrics(opts.Registerer),
-		ix: newIndex(), clients: map[*client]struct{}{}, pos: tw.Feed().Last()}
+		ix: newIndex(), clients: map[*client]struct{}{}, pos: tw.Feed().Last(),
+		perIP: map[string]int{}, perSubject: map[string]int{}}
+	h.m.queued(h.queuedBytes)
 	// The origin is checked in ServeHTTP to answer with a JSON error.
 	h.upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true },
 		HandshakeTimeout: 10 * time.Second}
@@ -167,6 +176,8 @@ func (h *Hub) route(c *twin.Change) {
 }
 
 // subscribe replaces c's subscription and queues its snapshot or resume.
+// Called by c's writer (client.drain), at most Options.SnapshotRate a
+// second, which writes what it queued right away.
 func (h *Hub) subscribe(c *client, req subscription) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -200,11 +211,23 @@ func (h *Hub) subscribe(c *client, req subscription) {
 		return
 	}
 	msgs := make([][]byte, 0, len(resume))
+	size := itemOverhead
 	for _, d := range resume {
 		b, err := encodeDelta(d.seq, d.kind, d.f)
 		if err != nil {
 			h.log.Error("websocket resume", "err", err)
 			continue
+		}
+		if size += len(b); size > h.opts.QueueBytes {
+			// More than a client may have pending: a snapshot is cheaper
+			// to hold (it is encoded as it is written).
+			h.m.resyncs.Inc()
+			h.tw.View(func(seq uint64, r twin.Reader) {
+				s.base = seq
+				snap = takeSnapshot(s, seq, r)
+			})
+			c.replaceQueue(&item{msg: resyncMsg}, &item{snap: snap})
+			return
 		}
 		msgs = append(msgs, b)
 	}
@@ -371,15 +394,32 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	ip, subject := remoteIP(r.RemoteAddr), p.Subject
+	if subject == "anonymous" {
+		subject = "" // anonymous clients are capped by IP only
+	}
 	h.mu.Lock()
 	if h.stopped {
 		h.mu.Unlock()
 		httpx.Error(w, http.StatusServiceUnavailable, "shutting down", nil)
 		return
 	}
+	if reason, detail := h.overCapLocked(ip, subject); reason != "" {
+		h.mu.Unlock()
+		h.m.rejected.WithLabelValues(reason).Inc()
+		w.Header().Set("Retry-After", "10")
+		httpx.Error(w, http.StatusTooManyRequests, "too many websockets", detail)
+		return
+	}
+	h.admitted++
+	h.perIP[ip]++
+	if subject != "" {
+		h.perSubject[subject]++
+	}
 	h.wg.Add(1)
 	h.mu.Unlock()
 	defer h.wg.Done()
+	defer h.release(ip, subject)
 
 	hj := &hijacker{ResponseWriter: w}
 	conn, err := h.upgrader.Upgrade(hj, r, nil)
@@ -403,6 +443,59 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	<-writerDone
 	<-c.closerDone
 	h.unregister(c)
+}
+
+// overCapLocked checks the websocket caps of Options for one more client;
+// it returns the metric reason and a detail for the client when over one.
+// Caller holds h.mu.
+func (h *Hub) overCapLocked(ip, subject string) (reason, detail string) {
+	switch o := h.opts; {
+	case o.MaxClients > 0 && h.admitted >= o.MaxClients:
+		return "total", fmt.Sprintf("the server holds its maximum of %d websockets", o.MaxClients)
+	case o.MaxPerIP > 0 && h.perIP[ip] >= o.MaxPerIP:
+		return "ip", fmt.Sprintf("at most %d websockets per address", o.MaxPerIP)
+	case o.MaxPerPrincipal > 0 && subject != "" && h.perSubject[subject] >= o.MaxPerPrincipal:
+		return "principal", fmt.Sprintf("at most %d websockets per token subject", o.MaxPerPrincipal)
+	}
+	return "", ""
+}
+
+// release undoes the admission counts of one websocket.
+func (h *Hub) release(ip, subject string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.admitted--
+	if h.perIP[ip]--; h.perIP[ip] <= 0 {
+		delete(h.perIP, ip)
+	}
+	if subject != "" {
+		if h.perSubject[subject]--; h.perSubject[subject] <= 0 {
+			delete(h.perSubject, subject)
+		}
+	}
+}
+
+// remoteIP is the address part of a RemoteAddr (the whole string when it
+// has no port).
+func remoteIP(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
+}
+
+// queuedBytes sums what every client has pending (the twin_ws_queued_bytes
+// gauge, computed when scraped).
+func (h *Hub) queuedBytes() float64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for c := range h.clients {
+		c.mu.Lock()
+		n += c.q.bytes
+		c.mu.Unlock()
+	}
+	return float64(n)
 }
 
 func (h *Hub) register(c *client) bool {

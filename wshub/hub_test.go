@@ -267,7 +267,7 @@ func TestScopedPrincipalSeesOnlyItsRegion(t *testing.T) {
 }
 
 func TestStalledClientCoalescedThenDropped(t *testing.T) {
-	e := newEnv(t, Options{QueueSize: 64}, 0)
+	e := newEnv(t, Options{QueueBytes: 200 << 10, HopelessAfter: time.Minute}, 0)
 	const hot = 8
 	for i := range hot {
 		e.put(fmt.Sprintf("hot%d", i), view.Center())
@@ -323,7 +323,7 @@ func TestStalledClientCoalescedThenDropped(t *testing.T) {
 		t.Fatalf("stalled queue holds %d messages for %d objects", n, hot)
 	}
 	// Many distinct objects overflow the stalled queue: it is now lagging.
-	for k := range 200 {
+	for k := range 2000 {
 		e.put(fmt.Sprintf("cold%d", k), view.Center())
 	}
 	waitFor(t, "overflow", stalled.laggingSinceSet)
@@ -340,7 +340,7 @@ func TestStalledClientCoalescedThenDropped(t *testing.T) {
 		return e.laggingClients() == 1 && stalled.laggingSinceSet()
 	})
 
-	e.clk.Advance(11 * time.Second)
+	e.clk.Advance(61 * time.Second)
 	e.move("hot0", view.Center()) // wakes the router, which finds the hopeless client
 	waitFor(t, "drop", func() bool {
 		return testutil.ToFloat64(e.hub.m.dropped.WithLabelValues("too_slow")) == 1

@@ -15,6 +15,11 @@ type metrics struct {
 	coalesced prometheus.Counter
 	dropped   *prometheus.CounterVec
 	resyncs   prometheus.Counter
+	rejected  *prometheus.CounterVec
+	// subscribesCoalesced counts subscribes replaced by a later one
+	// before they were served.
+	subscribesCoalesced prometheus.Counter
+	reg                 prometheus.Registerer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,10 +33,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "twin_ws_coalesced_total", Help: "Deltas that replaced a pending delta for the same object of a slow client."}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "twin_ws_dropped_clients_total", Help: "Clients closed by the hub, by reason (too_slow, write_error, shutdown)."}, []string{"reason"}),
+			Name: "twin_ws_dropped_clients_total", Help: "Clients closed by the hub, by reason (too_slow, too_many_messages, write_error, shutdown)."}, []string{"reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twin_ws_rejected_total", Help: "Websocket upgrades refused with 429, by the cap they hit (total, ip, principal)."}, []string{"reason"}),
+		subscribesCoalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "twin_ws_subscribes_coalesced_total", Help: "Subscribes replaced by a later one from the same client before they were served."}),
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "twin_ws_resyncs_total", Help: "Resyncs sent: queue overflow, resume too old, or the hub fell out of the feed window."}),
 	}
+	m.reg = reg
 	if reg == nil {
 		return m
 	}
@@ -41,7 +51,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.coalesced = register(reg, m.coalesced)
 	m.dropped = register(reg, m.dropped)
 	m.resyncs = register(reg, m.resyncs)
+	m.rejected = register(reg, m.rejected)
+	m.subscribesCoalesced = register(reg, m.subscribesCoalesced)
 	return m
+}
+
+// queued registers the twin_ws_queued_bytes gauge, computed by fn when
+// scraped (the first hub on a registry wins).
+func (m *metrics) queued(fn func() float64) {
+	if m.reg == nil {
+		return
+	}
+	_ = m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "twin_ws_queued_bytes", Help: "Bytes of encoded messages pending in websocket clients' queues (bounded per client by --ws-queue-bytes)."}, fn))
 }
 
 // register registers c, or returns the collector already registered under

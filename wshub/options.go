@@ -26,20 +26,50 @@ type Options struct {
 	// ?access_token=). A non-nil error answers 401 before the upgrade. Nil
 	// means anonymous city-wide access (tests, demo on loopback).
 	Authorize func(r *http.Request) (auth.Principal, error)
-	// QueueSize bounds the messages pending per client (default 1024).
-	// Deltas for an object already pending replace it and do not count.
-	QueueSize int
+	// QueueBytes bounds what is pending per client, in bytes of encoded
+	// messages plus a fixed overhead per message (default 2 MiB), so a
+	// client's cost does not depend on how large the objects it watches
+	// are. A delta for an object already pending replaces it (coalescing);
+	// one that would go over the budget drops everything pending for a
+	// resync, and the client counts as behind (HopelessAfter). A single
+	// message larger than the budget is still sent when nothing else is
+	// pending. Messages are encoded once and shared by every client they
+	// go to, so the budget is an upper bound of the memory a client pins.
+	QueueBytes int
 	// MaxMessageBytes bounds one client->server message (default 64 KiB);
 	// a longer message closes the connection with 1009 (message too big).
 	MaxMessageBytes int64
 	// PingInterval is how often an idle link is pinged (default 20 s). A link
 	// that sends nothing, not even a pong, for two intervals is closed.
 	PingInterval time.Duration
-	// HopelessAfter is how long a client may stay behind (its queue
-	// overflowed and it has not caught up since) before it is closed with
-	// code 4008 "too slow" (default 10 s, measured on Clock). It is also the
-	// wall-clock deadline of one websocket write.
+	// HopelessAfter is how long a client may stay behind (its queue went
+	// over QueueBytes and it has not caught up since) before it is closed
+	// with code 4008 "too slow" (default 5 s, measured on Clock). It is also
+	// how long one websocket write may make no progress (wall clock).
 	HopelessAfter time.Duration
+	// SnapshotRate bounds how many snapshots (or resumes) per second one
+	// client gets built (default 2, with bursts of SnapshotBurst, default
+	// 4; on Clock). Subscribes arriving faster are coalesced: only the
+	// latest one not yet served is answered, so a client that pans fast
+	// gets its final view and one that floods subscribes costs a few
+	// snapshots a second. Snapshots are built by the client's writer, so
+	// a client that does not read gets none built.
+	SnapshotRate  float64
+	SnapshotBurst int
+	// MessageRate bounds the messages one client may send per second
+	// (default 20, with bursts of MessageBurst, default 40; on Clock). A
+	// client over it is closed with 1008 (policy violation).
+	MessageRate  float64
+	MessageBurst int
+	// MaxClients caps the websockets open at once (default 4096; 0 takes
+	// the default, negative means no cap); MaxPerPrincipal caps them per
+	// token subject (default 64) and MaxPerIP per remote address (default
+	// 256: an operations room behind one NAT). An upgrade over a cap is
+	// answered 429 before the upgrade and counted in
+	// twin_ws_rejected_total{reason}.
+	MaxClients      int
+	MaxPerPrincipal int
+	MaxPerIP        int
 	// MaxResume bounds how many feed changes a resume (`since`) may replay
 	// (default 65536); further back answers resync and a fresh snapshot.
 	MaxResume int
@@ -47,12 +77,23 @@ type Options struct {
 	Clock clock.Clock
 }
 
+// Defaults of Options, also the flag defaults of `twin serve`.
+const (
+	DefaultQueueBytes      = 2 << 20
+	DefaultHopelessAfter   = 5 * time.Second
+	DefaultSnapshotRate    = 2.0
+	DefaultMessageRate     = 20.0
+	DefaultMaxClients      = 4096
+	DefaultMaxPerPrincipal = 64
+	DefaultMaxPerIP        = 256
+)
+
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.QueueSize <= 0 {
-		o.QueueSize = 1024
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = DefaultQueueBytes
 	}
 	if o.MaxMessageBytes <= 0 {
 		o.MaxMessageBytes = 64 << 10
@@ -61,7 +102,28 @@ func (o Options) withDefaults() Options {
 		o.PingInterval = 20 * time.Second
 	}
 	if o.HopelessAfter <= 0 {
-		o.HopelessAfter = 10 * time.Second
+		o.HopelessAfter = DefaultHopelessAfter
+	}
+	if o.SnapshotRate <= 0 {
+		o.SnapshotRate = DefaultSnapshotRate
+	}
+	if o.SnapshotBurst <= 0 {
+		o.SnapshotBurst = 4
+	}
+	if o.MessageRate <= 0 {
+		o.MessageRate = DefaultMessageRate
+	}
+	if o.MessageBurst <= 0 {
+		o.MessageBurst = 40
+	}
+	if o.MaxClients == 0 {
+		o.MaxClients = DefaultMaxClients
+	}
+	if o.MaxPerPrincipal == 0 {
+		o.MaxPerPrincipal = DefaultMaxPerPrincipal
+	}
+	if o.MaxPerIP == 0 {
+		o.MaxPerIP = DefaultMaxPerIP
 	}
 	if o.MaxResume <= 0 {
 		o.MaxResume = 65536

@@ -19,6 +19,10 @@ import (
 //	{"op":"subscribe","layers":["vehicles","alerts"],"bbox":[w,s,e,n],"since":SEQ}
 //
 // Every subscribe replaces the connection's one subscription (pan/zoom).
+// Subscribes sent faster than the server builds snapshots for one client
+// (Options.SnapshotRate) are coalesced: only the latest one waiting is
+// answered. A client sending more than Options.MessageRate messages a
+// second is closed with 1008 (policy violation).
 // Without "since" the server answers {"op":"snapshot","seq":S,"features":[...]}:
 // the client replaces its whole state with the features, which are what the
 // principal may see of those layers intersecting the bbox at feed sequence S.

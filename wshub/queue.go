@@ -16,6 +16,21 @@ type item struct {
 	prev, next *item
 }
 
+// itemOverhead is what a queued message costs beyond its bytes (the item,
+// its map entry, the pointers), counted in Options.QueueBytes.
+const itemOverhead = 128
+
+// size is what it counts against Options.QueueBytes. A snapshot counts its
+// overhead only: it is built by the client's writer right before it writes
+// it, never left waiting in a queue.
+func (it *item) size() int {
+	n := itemOverhead + len(it.msg)
+	for _, m := range it.msgs {
+		n += len(m)
+	}
+	return n
+}
+
 // snapshot is a snapshot message encoded by the client's writer (not the
 // router or the subscriber) since it may hold thousands of features.
 type snapshot struct {
@@ -31,6 +46,7 @@ type snapshot struct {
 type queue struct {
 	head, tail *item
 	n          int
+	bytes      int // sum of the items' size()
 	pending    map[twin.ID]*item
 }
 
@@ -54,6 +70,7 @@ func (q *queue) push(it *item) (coalesced bool) {
 	}
 	q.tail = it
 	q.n++
+	q.bytes += it.size()
 	return coalesced
 }
 
@@ -73,6 +90,7 @@ func (q *queue) unlink(it *item) {
 	}
 	it.prev, it.next = nil, nil
 	q.n--
+	q.bytes -= it.size()
 }
 
 // pop removes and returns the oldest item, or nil.
@@ -90,6 +108,6 @@ func (q *queue) pop() *item {
 
 // reset drops everything pending.
 func (q *queue) reset() {
-	q.head, q.tail, q.n = nil, nil, 0
+	q.head, q.tail, q.n, q.bytes = nil, nil, 0, 0
 	clear(q.pending)
 }

@@ -212,14 +212,17 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	if c.origins != "" {
 		origins = strings.Split(c.origins, ",")
 	}
-	hub := wshub.New(tw, wshub.Options{Logger: log, Registerer: reg, AllowedOrigins: origins,
+	c.limits.resolve(log)
+	wsOpts := wshub.Options{Logger: log, Registerer: reg, AllowedOrigins: origins,
 		Authorize: func(r *http.Request) (auth.Principal, error) {
 			p, ok := auth.FromContext(r.Context())
 			if !ok {
 				return auth.Principal{}, auth.ErrNoToken
 			}
 			return p, nil
-		}})
+		}}
+	c.limits.applyWS(&wsOpts)
+	hub := wshub.New(tw, wsOpts)
 	goRun("wshub", hub.Run)
 
 	if c.demo && c.simRate > 0 {
@@ -291,7 +294,6 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another twin running? pass --listen)", c.listen, err)
 	}
-	c.limits.resolve(log)
 	hs := server.NewHTTP(srv, server.HTTPOptions{Limits: c.limits.http, Logger: log, Registerer: reg})
 	fmt.Fprintf(stdout, "CityTwin serving on http://%s/  (MQTT %s, store %s)\n", ln.Addr(), brokerURL, storeName(c))
 	errc := make(chan error, 1)
