@@ -83,21 +83,42 @@ func FeatureID(id twin.ID) uint64 {
 }
 
 // attrList flattens a feature's props into MVT attributes sorted by key
-// (so tiles are deterministic): id ("layer/name"), version, every string,
-// number and bool prop, and for devices the readings of "values" by their
-// own names (values.ch4 -> ch4) unless a prop of that name is written.
-// Nested maps and lists are skipped, except advertised string fields,
-// which are written as JSON; non-finite numbers are dropped. Layers with a
+// (so tiles are deterministic); see walkAttrs for which. Layers with a
 // lean set write only those (and id and version) below DetailZoom; see
 // newMemo.
 func attrList(f *twin.Feature) []kv {
-	sp := specs[f.ID.Layer]
 	out := make([]kv, 0, len(f.Props)+2)
-	add := func(k string, v any) {
+	walkAttrs(f, func(k string, v any) {
+		if j, ok := v.(jsonAttr); ok {
+			b, err := json.Marshal(j.v)
+			if err != nil || len(b) > maxJSONAttr {
+				return
+			}
+			v = string(b)
+		}
 		if val, ok := toValue(v); ok {
 			out = append(out, kv{key: k, val: val, keyHash: fnv64(fnvOffset, k), valHash: val.hash()})
 		}
-	}
+	})
+	slices.SortFunc(out, func(a, b kv) int { return strings.Compare(a.key, b.key) })
+	return out
+}
+
+// jsonAttr is a structured prop that travels as a compact JSON string
+// (when it encodes to at most maxJSONAttr bytes).
+type jsonAttr struct{ v any }
+
+// walkAttrs calls add, once per key, with every attribute a feature
+// carries in tiles: every string, number and bool prop (as a scalar), the
+// layer's advertised string fields that are structured (a bridge's
+// restrictions, a building's owners) as a jsonAttr, for devices the
+// readings of "values" by their own names (values.ch4 -> ch4) unless a
+// prop of that name is written, then id ("layer/name") and version, which
+// win over props of those names. Other nested maps and lists and
+// non-finite numbers are skipped. It is the one definition of what tiles
+// carry: attrList writes from it and TileJSON advertises from it.
+func walkAttrs(f *twin.Feature, add func(k string, v any)) {
+	sp := specs[f.ID.Layer]
 	for k, v := range f.Props {
 		if k == "id" || k == "version" {
 			continue // the object's own id and version win
@@ -105,24 +126,18 @@ func attrList(f *twin.Feature) []kv {
 		if s, ok := scalar(v); ok {
 			add(k, s)
 		} else if sp.fields[k] == "String" && v != nil {
-			// An advertised key prop that is structured (a bridge's
-			// restrictions, a building's owners) travels as compact JSON.
-			if b, err := json.Marshal(v); err == nil && len(b) <= maxJSONAttr {
-				add(k, string(b))
-			}
+			add(k, jsonAttr{v})
 		}
 	}
 	if sp.readings {
 		if vals, ok := f.Props["values"].(map[string]any); ok {
-			props := len(out)
-		readings:
 			for k, v := range vals {
 				if k == "id" || k == "version" {
 					continue
 				}
-				for _, a := range out[:props] {
-					if a.key == k {
-						continue readings
+				if p, taken := f.Props[k]; taken {
+					if _, ok := scalar(p); ok || sp.fields[k] == "String" && p != nil {
+						continue
 					}
 				}
 				if s, ok := scalar(v); ok {
@@ -133,8 +148,6 @@ func attrList(f *twin.Feature) []kv {
 	}
 	add("id", f.ID.String())
 	add("version", f.Version)
-	slices.SortFunc(out, func(a, b kv) int { return strings.Compare(a.key, b.key) })
-	return out
 }
 
 // scalar converts a prop value to an MVT value type, reporting false for

@@ -96,6 +96,9 @@ type Server struct {
 	boundsMu sync.Mutex
 	bounds   map[twin.Layer]layerBounds
 
+	fieldsMu sync.Mutex
+	fields   map[twin.Layer]layerFields
+
 	flightMu sync.Mutex
 	flight   map[cacheKey]*flight
 }
@@ -131,6 +134,7 @@ func New(tw *twin.Twin, opts Options) *Server {
 	opts = opts.withDefaults()
 	s := &Server{opts: opts, tw: tw, cache: newCache(opts.CacheBytes),
 		memo: newMemoTable(opts.MemoFeatures), bounds: map[twin.Layer]layerBounds{},
+		fields: map[twin.Layer]layerFields{},
 		flight: map[cacheKey]*flight{}}
 	// Nothing is cached yet, so changes before now need no invalidation.
 	s.cache.processed = tw.Feed().Last()

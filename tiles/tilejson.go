@@ -27,12 +27,14 @@ func (s *Server) markDirty(l twin.Layer) {
 	lb.clean = false
 	s.bounds[l] = lb
 	s.boundsMu.Unlock()
+	s.fieldsDirty(l)
 }
 
 func (s *Server) markAllDirty() {
 	s.boundsMu.Lock()
 	s.bounds = map[twin.Layer]layerBounds{}
 	s.boundsMu.Unlock()
+	s.fieldsDirty("")
 }
 
 var world = orb.Bound{Min: orb.Point{-180, -85.05112877980659}, Max: orb.Point{180, 85.05112877980659}}
@@ -74,7 +76,8 @@ func (s *Server) dataBounds(ls []twin.Layer) (orb.Bound, bool) {
 
 // TileJSON answers GET /tiles/{layers}.json with a TileJSON 3.0.0 document:
 // absolute tile URL, zoom range, data bounds and centre, and one
-// vector_layers entry per layer with its advertised fields. maxzoom is the
+// vector_layers entry per layer with its fields: every attribute key the
+// layer's tiles carry (layerFieldTypes). maxzoom is the
 // highest cached zoom; clients overzoom beyond it (tiles up to z22 are
 // served too).
 func (s *Server) TileJSON(w http.ResponseWriter, r *http.Request) {
@@ -92,11 +95,7 @@ func (s *Server) TileJSON(w http.ResponseWriter, r *http.Request) {
 	for _, l := range req.Layers {
 		sp := specs[l]
 		minZoom = min(minZoom, sp.minZoom)
-		fields := map[string]string{"id": "String", "version": "Number"}
-		for k, v := range sp.fields {
-			fields[k] = v
-		}
-		vls = append(vls, map[string]any{"id": string(l), "fields": fields,
+		vls = append(vls, map[string]any{"id": string(l), "fields": s.layerFieldTypes(l),
 			"minzoom": sp.minZoom, "maxzoom": s.opts.MaxCachedZoom,
 			"description": describe(l)})
 	}

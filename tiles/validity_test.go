@@ -20,16 +20,20 @@ import (
 	"github.com/citytwin/citytwin/twin"
 )
 
-// TestTilesAreValidMVT checks MVT 2.1 geometry validity (§4.3.4: lines of
+// TestDemoCityTiles decodes a seeded sample of demo city tiles of every
+// layer at z8-z18 (random tiles over the city and tiles on region and grid
+// boundaries, where clipping at the tile buffer bites) with
+// @mapbox/vector-tile (Node), independently of this package's code.
+//
+// ValidGeometry checks MVT 2.1 geometry validity (§4.3.4: lines of
 // two or more distinct points, polygons made of simple rings, exterior
 // rings wound positive and followed by their holes, no ring crossing or
-// touching another along an edge) on every layer of the demo city over a
-// seeded sample of tiles at z8-z18: random tiles over the city and tiles
-// on region and grid boundaries, where clipping at the tile buffer bites.
-// The check is independent of this package's code: tiles are decoded by
-// @mapbox/vector-tile (Node) and every decoded geometry, in tile units, is
-// judged by PostGIS's ST_IsValid (GEOS).
-func TestTilesAreValidMVT(t *testing.T) {
+// touching another along an edge): every decoded geometry, in tile units,
+// is judged by PostGIS's ST_IsValid (GEOS).
+//
+// FieldsAdvertised checks that TileJSON's vector_layers[].fields list
+// every attribute key seen in the tiles, with the type it has.
+func TestDemoCityTiles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates the demo city")
 	}
@@ -127,17 +131,71 @@ func TestTilesAreValidMVT(t *testing.T) {
 		t.Fatalf("decode.js printed %d tiles, want %d", len(lines), len(files))
 	}
 
+	tiles := make([]decoded, len(lines))
+	for i, line := range lines {
+		if err := json.Unmarshal([]byte(line), &tiles[i]); err != nil {
+			t.Fatalf("%s: %v", names[i], err)
+		}
+	}
+	t.Run("ValidGeometry", func(t *testing.T) { checkValidGeometry(t, tiles, names) })
+	t.Run("FieldsAdvertised", func(t *testing.T) {
+		layers := make([]string, len(twin.Layers))
+		for i, l := range twin.Layers {
+			layers[i] = string(l)
+		}
+		w := get(t, s.Handler(), "/tiles/"+strings.Join(layers, ",")+".json", nil)
+		var tj struct {
+			VectorLayers []struct {
+				ID     string            `json:"id"`
+				Fields map[string]string `json:"fields"`
+			} `json:"vector_layers"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &tj); err != nil || len(tj.VectorLayers) != len(layers) {
+			t.Fatalf("tilejson %d: %v %s", w.Code, err, w.Body)
+		}
+		fields := map[string]map[string]string{}
+		for _, vl := range tj.VectorLayers {
+			fields[vl.ID] = vl.Fields
+		}
+		missing := map[string]bool{}
+		for i, d := range tiles {
+			for _, l := range d.Layers {
+				for _, f := range l.Features {
+					for k, v := range f.Properties {
+						typ := map[bool]string{true: "Boolean"}[v == true || v == false]
+						switch v.(type) {
+						case string:
+							typ = "String"
+						case float64:
+							typ = "Number"
+						}
+						adv, ok := fields[l.Name][k]
+						if key := l.Name + "." + k; (!ok || !strings.Contains(adv, typ)) && !missing[key] {
+							missing[key] = true
+							t.Errorf("%s: %s %s = %v (%s) is advertised as %q", names[i], l.Name, k, v, typ, adv)
+						}
+					}
+				}
+			}
+		}
+		for _, k := range []string{"regions.name_zh", "alerts.severity", "incidents.reports"} {
+			l, f, _ := strings.Cut(k, ".")
+			if _, ok := fields[l][f]; !ok {
+				t.Errorf("%s is not advertised: %v", k, fields[l])
+			}
+		}
+	})
+}
+
+// checkValidGeometry judges every decoded geometry with PostGIS.
+func checkValidGeometry(t *testing.T, tiles []decoded, names []string) {
 	type geom struct {
 		where string
 		wkt   string
 	}
 	var geoms []geom
 	perLayer := map[string]int{}
-	for i, line := range lines {
-		var d decoded
-		if err := json.Unmarshal([]byte(line), &d); err != nil {
-			t.Fatalf("%s: %v", names[i], err)
-		}
+	for i, d := range tiles {
 		for _, l := range d.Layers {
 			if l.Version != 2 || l.Extent != Extent {
 				t.Errorf("%s %s: version %d extent %d", names[i], l.Name, l.Version, l.Extent)
@@ -154,7 +212,7 @@ func TestTilesAreValidMVT(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d tiles, features per layer: %v", len(files), perLayer)
+	t.Logf("%d tiles, features per layer: %v", len(tiles), perLayer)
 	for _, l := range twin.Layers {
 		if perLayer[string(l)] == 0 {
 			t.Errorf("no %s features in the sample: it does not test that layer", l)
