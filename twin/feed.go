@@ -3,11 +3,18 @@ package twin
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrTooOld is returned by Feed.Since when the asked-for sequence number has
 // left the feed's window; the consumer must resynchronise from a snapshot.
 var ErrTooOld = errors.New("feed: sequence number older than the window")
+
+// ErrSeqExhausted is returned by a twin mutation when the feed has used up
+// its reserved sequence numbers and no further reservation will come (the
+// store writer stopped): handing out a number beyond the reservation could
+// reuse it after a crash.
+var ErrSeqExhausted = errors.New("feed: reserved sequence numbers used up and no reservation pending (store writer stopped)")
 
 // Feed is a bounded window of the most recent changes, in sequence order.
 // Appending never blocks: old changes fall off the window, and a consumer
@@ -21,7 +28,24 @@ type Feed struct {
 	next  uint64   // sequence number the next change gets; first change is 1
 	start uint64   // lowest sequence number still in buf
 	subs  map[*Cursor]struct{}
+
+	// Sequence reservation (see SetLimit): numbers up to limit may be handed
+	// out; 0 means no limit (a twin without a store).
+	limit    uint64
+	need     chan struct{} // signalled when fewer than lowWater numbers remain before producers wait
+	lowWater uint64
+	noMore   bool          // EndReservations was called
+	seqCond  *sync.Cond    // on &mu; broadcast when limit grows or noMore is set
+	seqOK    atomic.Bool   // fast path: a producer need not wait for a reservation
+	seqWaits atomic.Uint64 // producers that had to wait for a reservation
 }
+
+// SeqSlack is how far below the limit producers start waiting: a producer
+// passes the gate (waitSeq) before it takes the twin's lock and appends, so
+// as many producers as run at once may append after the last one passed;
+// this many may do so without crossing the limit. A reservation block must
+// be well above it.
+const SeqSlack = 4096
 
 // feedInitial is the ring's first size. The ring doubles as changes arrive
 // until it reaches the capacity, so an idle twin does not pay for the whole
@@ -34,7 +58,11 @@ func NewFeed(capacity int) *Feed {
 	if capacity < 16 {
 		capacity = 16
 	}
-	return &Feed{buf: make([]Change, min(capacity, feedInitial)), cap: capacity, next: 1, start: 1, subs: map[*Cursor]struct{}{}}
+	f := &Feed{buf: make([]Change, min(capacity, feedInitial)), cap: capacity, next: 1, start: 1, subs: map[*Cursor]struct{}{},
+		need: make(chan struct{}, 1)}
+	f.seqCond = sync.NewCond(&f.mu)
+	f.seqOK.Store(true)
+	return f
 }
 
 // grow doubles the ring (up to the capacity), keeping every change in it at
@@ -54,6 +82,104 @@ func (f *Feed) SetLast(seq uint64) {
 	defer f.mu.Unlock()
 	f.next = seq + 1
 	f.start = seq + 1
+	f.updateSeqOK()
+}
+
+// Sequence numbers are never reused, even after a crash: a number sent to a
+// websocket client must never name another change, or a client resuming
+// with `since` gets wrong data without a resync. The store writer persists
+// only the sequence of what it flushed, which after kill -9 is behind what
+// clients saw. So, like a database sequence cache (or a Snowflake-style
+// block of ids), numbers are handed out only below a persisted reservation
+// (a high-water mark): at start the feed continues above the stored mark,
+// which is above anything the previous process could have handed out, and
+// a new, higher mark is persisted (twin/writer) before the current one is
+// used up. Producers wait (waitSeq) when it is; they never wait while the
+// store keeps up, since the next block is reserved when half of the current
+// one is left.
+
+// SetLimit allows sequence numbers up to hwm (which must have been
+// persisted first) and sets the low-water mark at which NeedLimit is
+// signalled; it wakes producers waiting for numbers. A lower hwm than the
+// current limit is ignored.
+func (f *Feed) SetLimit(hwm, lowWater uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if hwm > f.limit {
+		f.limit = hwm
+	}
+	f.lowWater = lowWater
+	f.updateSeqOK()
+	f.seqCond.Broadcast()
+}
+
+// Limit returns the highest sequence number that may be handed out (0 when
+// there is no limit).
+func (f *Feed) Limit() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.limit
+}
+
+// NeedLimit is signalled (coalesced) when fewer than the low-water mark of
+// reserved numbers remain: the reserver should persist a higher mark and
+// call SetLimit.
+func (f *Feed) NeedLimit() <-chan struct{} { return f.need }
+
+// EndReservations tells the feed that no reservation will come any more
+// (the reserver stopped): producers waiting for numbers, and later ones that
+// would need them, get ErrSeqExhausted instead of waiting for ever.
+func (f *Feed) EndReservations() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noMore = true
+	f.seqCond.Broadcast()
+}
+
+// SeqWaits returns how many times a producer had to wait for a reservation.
+func (f *Feed) SeqWaits() uint64 { return f.seqWaits.Load() }
+
+// waitSeq blocks a producer, before it takes the twin's lock, while the
+// reserved numbers are used up (up to SeqSlack). It returns ErrSeqExhausted
+// when no reservation will come.
+func (f *Feed) waitSeq() error {
+	if f.seqOK.Load() {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	waited := false
+	for !f.roomForSeq() {
+		if f.noMore {
+			return ErrSeqExhausted
+		}
+		if !waited {
+			waited = true
+			f.seqWaits.Add(1)
+		}
+		f.signalNeed()
+		f.seqCond.Wait()
+	}
+	return nil
+}
+
+// roomForSeq reports whether a producer may go on. Caller holds f.mu.
+func (f *Feed) roomForSeq() bool { return f.limit == 0 || f.next+SeqSlack <= f.limit }
+
+// updateSeqOK refreshes the fast path and signals the reserver when the
+// reservation runs low. Caller holds f.mu for writing.
+func (f *Feed) updateSeqOK() {
+	f.seqOK.Store(f.roomForSeq())
+	if f.limit != 0 && f.limit < f.next+SeqSlack+f.lowWater {
+		f.signalNeed()
+	}
+}
+
+func (f *Feed) signalNeed() {
+	select {
+	case f.need <- struct{}{}:
+	default:
+	}
 }
 
 // append assigns c its sequence number and stores it. The twin calls it
@@ -68,6 +194,9 @@ func (f *Feed) append(c *Change) {
 	f.next++
 	if f.next-f.start > uint64(len(f.buf)) {
 		f.start = f.next - uint64(len(f.buf))
+	}
+	if f.limit != 0 {
+		f.updateSeqOK()
 	}
 	for s := range f.subs {
 		select {

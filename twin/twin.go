@@ -47,7 +47,10 @@ type Options struct {
 
 // Twin is the in-memory city: every object's latest state, a spatial index per
 // layer, and the change feed. All methods are safe for concurrent use; the
-// *Feature values it hands out are immutable snapshots.
+// *Feature values it hands out are immutable snapshots. Mutations (Put,
+// Update, Delete, ApplySample) wait while the feed's reserved sequence
+// numbers are used up (Feed.SetLimit), and fail with ErrSeqExhausted when
+// no reservation will come.
 type Twin struct {
 	opts Options
 	mu   sync.RWMutex
@@ -245,6 +248,9 @@ func (t *Twin) Put(f *Feature) (Change, error) {
 	if _, err := ParseLayer(string(f.ID.Layer)); err != nil {
 		return Change{}, err
 	}
+	if err := t.feed.waitSeq(); err != nil {
+		return Change{}, err
+	}
 	nf := f.Clone()
 	t.locate(nf)
 	t.mu.Lock()
@@ -263,6 +269,9 @@ func (t *Twin) Put(f *Feature) (Change, error) {
 // modify; it must be quick and must not call the twin. If the object does not
 // exist, fn receives nil and may return a new object to create it.
 func (t *Twin) Update(id ID, fn func(cur *Feature) (*Feature, error)) (Change, bool, error) {
+	if err := t.feed.waitSeq(); err != nil {
+		return Change{}, false, err
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := t.objs[id]
@@ -283,6 +292,9 @@ func (t *Twin) Update(id ID, fn func(cur *Feature) (*Feature, error)) (Change, b
 
 // Delete removes an object.
 func (t *Twin) Delete(id ID) (Change, error) {
+	if err := t.feed.waitSeq(); err != nil {
+		return Change{}, err
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := t.objs[id]
@@ -316,6 +328,9 @@ const (
 // History change only; a newer one updates position, speed, heading and
 // readings (and H3 cell, region and grid when it moves) and yields one Upsert.
 func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
+	if err := t.feed.waitSeq(); err != nil {
+		return 0, Change{}, err
+	}
 	var cells []uint64
 	var region []string
 	var grid string

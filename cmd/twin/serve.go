@@ -175,6 +175,11 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		}()
 	}
 	wr := writer.New(tw, st, writer.Options{Logger: log, Registerer: reg})
+	// Before anything mutates the twin: feed seqs are handed out only
+	// below a persisted reservation, so none is reused after a crash.
+	if err := wr.ReserveSeqs(ctx); err != nil {
+		return err
+	}
 	goRun("writer", wr.Run)
 	goRun("mqtt-ingest", in.Run)
 

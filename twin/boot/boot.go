@@ -1,6 +1,7 @@
 // Package boot rebuilds the in-memory twin from a store at start: regions
 // and grids first, so the locator can place everything else, then the rest,
-// then the feed's sequence number where the store writer left it.
+// then the feed's sequence number above anything the previous process
+// flushed or reserved (the writer then reserves the next block).
 package boot
 
 import (
@@ -35,9 +36,20 @@ func Load(ctx context.Context, st twin.Store, tw *twin.Twin, loc *locate.Locator
 	tw.Load(regions)
 	tw.Load(grids)
 	tw.Load(rest)
-	if seq, err := st.GetMeta(ctx, writer.MetaFeedSeq); err == nil && len(seq) == 8 {
-		tw.Feed().SetLast(binary.BigEndian.Uint64(seq))
+	// Continue above both the last flushed change and the last reservation
+	// (writer.MetaFeedHWM): after kill -9, numbers up to the reservation may
+	// have reached clients, so none of them is handed out again.
+	var last uint64
+	for _, key := range []string{writer.MetaFeedSeq, writer.MetaFeedHWM} {
+		v, err := st.GetMeta(ctx, key)
+		if err != nil {
+			return 0, fmt.Errorf("load twin from store: %w", err)
+		}
+		if len(v) == 8 {
+			last = max(last, binary.BigEndian.Uint64(v))
+		}
 	}
+	tw.Feed().SetLast(last)
 	return len(regions) + len(grids) + len(rest), nil
 }
 

@@ -49,4 +49,19 @@ func TestLoadPlacesObjectsAndRestoresSeq(t *testing.T) {
 	if c.Seq != 42 {
 		t.Fatalf("feed continues at %d, want 42", c.Seq)
 	}
+
+	// With a reservation stored above the flushed seq (a crash), the feed
+	// continues above the reservation.
+	binary.BigEndian.PutUint64(seq, 1000)
+	if err := st.PutMeta(ctx, writer.MetaFeedHWM, seq); err != nil {
+		t.Fatal(err)
+	}
+	tw = twin.New(twin.Options{Enricher: loc})
+	if _, err := Load(ctx, st, tw, loc); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, "v2"), Geometry: orb.Point{106.55, 29.55}})
+	if c.Seq != 1001 {
+		t.Fatalf("feed continues at %d after a reservation of 1000, want 1001", c.Seq)
+	}
 }

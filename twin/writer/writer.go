@@ -65,7 +65,10 @@ type Options struct {
 	// while changes wait to be persisted before Ready reports it; default
 	// 30s (a flush of a huge batch may legitimately take seconds).
 	StallAfter time.Duration
-	Logger     *slog.Logger // default slog.Default()
+	// SeqBlock is how many feed sequence numbers one reservation covers
+	// (see ReserveSeqs); default DefaultSeqBlock, at least 2*twin.SeqSlack.
+	SeqBlock uint64
+	Logger   *slog.Logger // default slog.Default()
 	// Registerer receives the writer's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 }
@@ -95,6 +98,10 @@ func (o *Options) defaults() {
 	if o.FlushTimeout <= 0 {
 		o.FlushTimeout = 30 * time.Second
 	}
+	if o.SeqBlock == 0 {
+		o.SeqBlock = DefaultSeqBlock
+	}
+	o.SeqBlock = max(o.SeqBlock, 2*twin.SeqSlack)
 	if o.StallAfter <= 0 {
 		o.StallAfter = 30 * time.Second
 	}
@@ -203,6 +210,12 @@ func (w *Writer) Ready(context.Context) error {
 // flush attempt (bounded by FlushTimeout) and returns its error, if any.
 // Call Run once.
 func (w *Writer) Run(ctx context.Context) error {
+	if w.tw.Feed().Limit() != 0 { // ReserveSeqs was called: keep reserving
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); w.reserve(rctx) }()
+		defer func() { cancel(); <-done }()
+	}
 	w.finalErr = w.run(ctx)
 	close(w.stopped)
 	return w.finalErr
