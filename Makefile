@@ -45,6 +45,7 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./ingest/telemetry
 	$(GO) test -run '^$$' -fuzz FuzzParseTilePath -fuzztime 30s ./tiles
+	$(GO) test -run '^$$' -fuzz FuzzCQL2 -fuzztime 30s ./governance/ogc
 
 clean:
 	rm -rf bin var webgl-client/dist/assets webgl-client/dist/index.html

@@ -82,8 +82,40 @@ func (p *cqlParser) geometry() (orb.Geometry, error) {
 		if err := twin.ValidGeometry(g); err != nil {
 			return nil, fmt.Errorf("filter: at %d: %s literal: %w", t.pos, kind, err)
 		}
+		if err := holesInside(g); err != nil {
+			return nil, fmt.Errorf("filter: at %d: %s literal: %w", t.pos, kind, err)
+		}
 	}
 	return g, nil
+}
+
+// holesInside checks what exact answers assume of a polygon beyond simple
+// rings: every hole lies inside its shell without touching its edges.
+// O(shell·hole) segment pairs, fine for a literal within MaxFilterLength.
+func holesInside(g orb.Geometry) error {
+	var polys []orb.Polygon
+	switch g := g.(type) {
+	case orb.Polygon:
+		polys = []orb.Polygon{g}
+	case orb.MultiPolygon:
+		polys = g
+	}
+	for _, poly := range polys {
+		shell := poly[0]
+		for i, h := range poly[1:] {
+			for a := 1; a < len(h); a++ {
+				for b := 1; b < len(shell); b++ {
+					if planar.SegmentsIntersect(h[a-1], h[a], shell[b-1], shell[b]) {
+						return fmt.Errorf("hole %d meets the outer ring", i+1)
+					}
+				}
+			}
+			if !planar.PolygonCovers(orb.Polygon{shell}, h[0]) {
+				return fmt.Errorf("hole %d is outside the outer ring", i+1)
+			}
+		}
+	}
+	return nil
 }
 
 // list parses "(" item {"," item} ")".
