@@ -444,10 +444,12 @@ func loadPostGIS(t *testing.T, fs []*twin.Feature) *sql.DB {
 	return db
 }
 
-// handler serves the items route for a city-wide planner.
+// handler serves the API's routes for a city-wide planner.
 func handler(a *API) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ogc/collections/{layer}/items", a.Items)
+	for _, rt := range a.Routes() {
+		mux.Handle(rt.Pattern, rt.Handler)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := auth.Principal{Role: auth.Planner, Region: demo.CityCode}
 		mux.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
