@@ -27,10 +27,24 @@ func TestIncidentsHTTP(t *testing.T) {
 	b := anchor.point(t) // a point on a street of the demo city
 	sfx := suffix(t)
 	worker := "accw-" + sfx
-	const east400m = 0.0041 // degrees of longitude at 29.5° N
-	wr := s.do(t, http.MethodPut, "/api/entities/workers/"+worker, op, pointFeature(b[0]+east400m, b[1], map[string]any{"status": "available", "name": "Acceptance worker"}))
-	if wr.status != http.StatusCreated {
-		t.Fatalf("PUT worker: %d %s", wr.status, truncate(wr.body))
+	// The worker stands ~70 m from the incident (too far to arrive), in the
+	// same street: dispatch only assigns workers of the incident's tier.
+	const off70m = 0.0007 // degrees at 29.5° N
+	placed := false
+	for _, d := range [][2]float64{{off70m, 0}, {-off70m, 0}, {0, off70m}, {0, -off70m}} {
+		wr := s.do(t, http.MethodPut, "/api/entities/workers/"+worker, op, pointFeature(b[0]+d[0], b[1]+d[1], map[string]any{"status": "available", "name": "Acceptance worker"}))
+		if wr.status != http.StatusCreated && wr.status != http.StatusOK {
+			t.Fatalf("PUT worker: %d %s", wr.status, truncate(wr.body))
+		}
+		var wf feature
+		wr.json(t, &wf)
+		if len(wf.Region) > 0 && len(anchor.Region) > 0 && wf.Region[len(wf.Region)-1] == anchor.Region[len(anchor.Region)-1] {
+			placed = true
+			break
+		}
+	}
+	if !placed {
+		t.Fatalf("no point 70 m from %v in the same street", b)
 	}
 
 	typ := "acc-" + sfx // a type of our own: never merges into demo incidents
@@ -91,7 +105,7 @@ func TestIncidentsHTTP(t *testing.T) {
 		t.Errorf("after accept: state %v", f.Props["state"])
 	}
 	act(field, "resolve", nil, http.StatusConflict) // before arriving
-	act(field, "arrive", nil, http.StatusConflict)  // 400 m away
+	act(field, "arrive", nil, http.StatusConflict)  // 70 m away
 
 	res := s.postTelemetry(t, op, map[string]any{"id": worker, "ts": time.Now().UTC().Format(time.RFC3339Nano), "lon": b[0] + 0.0001, "lat": b[1]})
 	if len(res) != 1 || res[0].Outcome != "applied" {

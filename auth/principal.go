@@ -6,6 +6,9 @@ package auth
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/citytwin/citytwin/twin"
 )
@@ -31,10 +34,41 @@ type Principal struct {
 	Region  string // region code the principal is scoped to
 }
 
+// AlsoRegionsProp names the one prop the scope check reads besides the
+// region path: the extra region codes an alert concerns (a bridge crossing
+// is visible to both districts the bridge joins). Only the server writes
+// it, on the alerts layer, from region paths it computed from geometry;
+// clients can never set it (CheckClientProps), so a prop can never be a
+// proof of scope.
+const AlsoRegionsProp = "regions"
+
+// reservedProps are the top-level props only the server may write.
+var reservedProps = [...]string{AlsoRegionsProp}
+
+// ReservedProps lists the prop names clients may not set (README "Reserved
+// properties").
+func ReservedProps() []string { return append([]string(nil), reservedProps[:]...) }
+
+// ErrReservedProp is returned by CheckClientProps; surfaces answer it 400.
+var ErrReservedProp = errors.New("reserved property")
+
+// CheckClientProps refuses props a client wrote that name a reserved,
+// server-owned prop. Every surface that stores client props (PUT
+// /api/entities) calls it before anything else.
+func CheckClientProps(props map[string]any) error {
+	for _, k := range reservedProps {
+		if _, ok := props[k]; ok {
+			return fmt.Errorf("%w %q: set by the server from geometry (reserved: %s)", ErrReservedProp, k, strings.Join(reservedProps[:], ", "))
+		}
+	}
+	return nil
+}
+
 // Sees reports whether the principal may see the object: the city code sees
-// everything; any other region sees only objects whose region path holds it.
-// Alerts additionally carry every region they concern in "regions" (a bridge
-// crossing is visible to both districts).
+// everything; any other region sees only objects whose region path (computed
+// by the server from the geometry) holds it. Alerts additionally carry every
+// region they concern in AlsoRegionsProp, written by the rules engine and
+// the incident service only; no other layer's props are ever read.
 func (p Principal) Sees(f *twin.Feature) bool {
 	if p.Region == "" || p.Region == CityCode {
 		return true
@@ -42,14 +76,17 @@ func (p Principal) Sees(f *twin.Feature) bool {
 	if f.InRegion(p.Region) {
 		return true
 	}
-	if extra, ok := f.Props["regions"].([]any); ok {
+	if f.ID.Layer != twin.Alerts {
+		return false
+	}
+	switch extra := f.Props[AlsoRegionsProp].(type) {
+	case []any:
 		for _, c := range extra {
 			if s, _ := c.(string); s == p.Region || hasPrefix(s, p.Region) {
 				return true
 			}
 		}
-	}
-	if extra, ok := f.Props["regions"].([]string); ok {
+	case []string:
 		for _, s := range extra {
 			if s == p.Region || hasPrefix(s, p.Region) {
 				return true
@@ -57,6 +94,17 @@ func (p Principal) Sees(f *twin.Feature) bool {
 		}
 	}
 	return false
+}
+
+// IsCityAdmin reports whether p is an admin of the whole city: the only
+// principal that may change the city's skeleton (regions, grids) and
+// city-owned rules.
+func (p Principal) IsCityAdmin() bool { return p.Role == Admin && p.Region == CityCode }
+
+// Covers reports whether region code c lies inside p's region (the city
+// code covers every code; codes nest by prefix).
+func (p Principal) Covers(c string) bool {
+	return p.Region == CityCode || c == p.Region || hasPrefix(c, p.Region)
 }
 
 // hasPrefix: region codes nest by prefix (500105 contains 500105002).

@@ -40,7 +40,8 @@ func TestSignParse(t *testing.T) {
 func TestSees(t *testing.T) {
 	in := &twin.Feature{Region: []string{"500000", "500105", "500105002"}}
 	out := &twin.Feature{Region: []string{"500000", "500103", "500103001"}}
-	alert := &twin.Feature{Region: []string{"500000", "500103"}, Props: map[string]any{"regions": []any{"500103", "500105"}}}
+	alert := &twin.Feature{ID: twin.NewID(twin.Alerts, "a"), Region: []string{"500000", "500103"}, Props: map[string]any{"regions": []any{"500103", "500105"}}}
+	forged := &twin.Feature{ID: twin.NewID(twin.Vehicles, "v"), Region: []string{"500000", "500103"}, Props: map[string]any{"regions": []any{"500105"}}}
 	street := Principal{Role: Operator, Region: "500105002"}
 	district := Principal{Role: Operator, Region: "500105"}
 	city := Principal{Role: Operator, Region: CityCode}
@@ -49,6 +50,20 @@ func TestSees(t *testing.T) {
 	}
 	if !district.Sees(alert) || street.Sees(alert) {
 		t.Fatal("alert regions: both districts see it, a street of neither does not")
+	}
+	if district.Sees(forged) {
+		t.Fatal("a regions prop outside the alerts layer widened the scope")
+	}
+}
+
+func TestCheckClientProps(t *testing.T) {
+	if err := CheckClientProps(map[string]any{"kind": "patrol"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range ReservedProps() {
+		if err := CheckClientProps(map[string]any{k: []any{"500105"}}); !errors.Is(err, ErrReservedProp) {
+			t.Fatalf("%s accepted: %v", k, err)
+		}
 	}
 }
 

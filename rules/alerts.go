@@ -86,7 +86,7 @@ func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 func (e *Engine) fire(f firing) {
 	k := alertKey{f.rule.spec.Name, f.subject.ID}
 	now := e.clk.Now()
-	regions := regionsOf(f.subject, f.target, f.joined)
+	regions := e.regionsOf(f.subject, f.target, f.joined)
 	geom := position(f.subject)
 	entry := map[string]any{"at": ts(f.at), "event": "fired", "severity": f.severity}
 	for kk, vv := range f.detail {
@@ -411,10 +411,13 @@ func appendHistory(h any, entry map[string]any) []any {
 	return out
 }
 
-// regionsOf lists every region code an alert concerns: the subject's, the
-// target's and its `connects` (both districts of a bridge), the joined
-// object's. Sorted, unique.
-func regionsOf(fs ...*twin.Feature) []string {
+// regionsOf lists every region code an alert concerns (auth.AlsoRegionsProp),
+// all computed by the server from geometry, never read from props: the
+// region paths of the subject, the target and the joined object, and of
+// every vertex of a line target (both districts a bridge joins; the bridge's
+// `connects` prop is client-written, so it only labels the direction).
+// Sorted, unique.
+func (e *Engine) regionsOf(fs ...*twin.Feature) []string {
 	set := map[string]bool{}
 	for _, f := range fs {
 		if f == nil {
@@ -423,8 +426,24 @@ func regionsOf(fs ...*twin.Feature) []string {
 		for _, c := range f.Region {
 			set[c] = true
 		}
-		for _, c := range stringsOf(f.Props["connects"]) {
-			set[c] = true
+		if e.opts.Place == nil {
+			continue
+		}
+		switch g := f.Geometry.(type) {
+		case orb.LineString:
+			for _, p := range g {
+				for _, c := range e.opts.Place(p) {
+					set[c] = true
+				}
+			}
+		case orb.MultiLineString:
+			for _, ls := range g {
+				for _, p := range ls {
+					for _, c := range e.opts.Place(p) {
+						set[c] = true
+					}
+				}
+			}
 		}
 	}
 	out := make([]string, 0, len(set))

@@ -42,6 +42,11 @@ type Options struct {
 	// (the server wires it to the incident service); nil: such rules only
 	// raise alerts.
 	OpenIncident func(typ string, at orb.Point, description string) error
+	// Place returns the region path of a point (the server passes its
+	// locator's Path). Alerts concerning a line target (a bridge) are made
+	// visible to the regions of each of its vertices; nil: only the region
+	// paths of the objects involved count.
+	Place func(orb.Point) []string
 }
 
 // Engine evaluates the loaded rules on the twin's changes and on Tick.

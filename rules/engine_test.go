@@ -56,6 +56,15 @@ var (
 	bridgeB = orb.Point{106.5750, 29.5730}
 )
 
+// jialing places a point as the demo does around the bridge fixture: south
+// of the river in Yuzhong (500103), north of it in Jiangbei (500105).
+func jialing(p orb.Point) []string {
+	if p[1] < 29.569 {
+		return []string{"500000", "500103"}
+	}
+	return []string{"500000", "500105"}
+}
+
 type fixture struct {
 	tw  *twin.Twin
 	clk *clock.Fake
@@ -68,7 +77,7 @@ func newFixture(t *testing.T, rulesYAML string) *fixture {
 	clk := clock.NewFake(time.Date(2026, 11, 24, 7, 0, 0, 0, shanghai))
 	tw := twin.New(twin.Options{Clock: clk, FeedSize: 1 << 16})
 	pub := &recPub{}
-	e := New(tw, Options{Clock: clk, Publisher: pub, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e := New(tw, Options{Clock: clk, Publisher: pub, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Place: jialing})
 	f := &fixture{tw: tw, clk: clk, e: e, pub: pub}
 	f.put(twin.Bridges, "qiansimen", orb.LineString{bridgeA, bridgeB}, map[string]any{
 		"name": "Qiansimen Bridge", "river": "Jialing", "connects": []any{"500103", "500105"},
@@ -176,7 +185,7 @@ func TestCrossingInForbiddenHoursRaisesOneAlert(t *testing.T) {
 	if a.Prop("target") != "bridges/qiansimen" || a.Prop("direction") != "forward" || a.Prop("from") != "500103" || a.Prop("to") != "500105" {
 		t.Errorf("detail %v", a.Props)
 	}
-	if got := strings.Join(stringsOf(a.Props["regions"]), ","); got != "500103,500105" {
+	if got := strings.Join(stringsOf(a.Props["regions"]), ","); got != "500000,500103,500105" {
 		t.Errorf("regions = %s, want both districts", got)
 	}
 	if f.count("twin/alerts/orange/bridge-muck") != 1 {

@@ -34,6 +34,33 @@ type Route struct {
 	Handler http.Handler
 	Access  Access
 	Roles   []auth.Role // for Write; empty = any role
+	// QueryToken accepts the token in ?access_token= as well: only for the
+	// websocket, whose browser API cannot set headers. Elsewhere a query
+	// token would end up in logs, histories and Referer headers, so it is
+	// refused (401).
+	QueryToken bool
+}
+
+// MetricsAccess says who may read /metrics.
+type MetricsAccess string
+
+// Metrics access modes (serve --metrics-access).
+const (
+	// MetricsLoopback: callers on a loopback address only (the default).
+	MetricsLoopback MetricsAccess = "loopback"
+	// MetricsToken: a bearer token of a city-level admin (a scraper's).
+	MetricsToken MetricsAccess = "token"
+	// MetricsPublic: anyone who can reach the port.
+	MetricsPublic MetricsAccess = "public"
+)
+
+// ParseMetricsAccess checks a --metrics-access value.
+func ParseMetricsAccess(s string) (MetricsAccess, error) {
+	switch m := MetricsAccess(s); m {
+	case MetricsLoopback, MetricsToken, MetricsPublic:
+		return m, nil
+	}
+	return "", fmt.Errorf("metrics access %q: want loopback, token or public", s)
 }
 
 // Check is a named readiness probe (store, broker).
@@ -52,8 +79,10 @@ type Options struct {
 	// need a token.
 	AnonymousLoopback bool
 	Checks            []Check
-	Clock             clock.Clock
-	Routes            []Route
+	// MetricsAccess guards /metrics; default MetricsLoopback.
+	MetricsAccess MetricsAccess
+	Clock         clock.Clock
+	Routes        []Route
 }
 
 // Server is the HTTP front of one CityTwin process.
@@ -79,7 +108,11 @@ func New(opts Options) *Server {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", s.ready)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	if opts.MetricsAccess == "" {
+		opts.MetricsAccess = MetricsLoopback
+	}
+	s.opts.MetricsAccess = opts.MetricsAccess
+	s.mux.Handle("GET /metrics", s.metricsGuard(promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{})))
 	for _, rt := range opts.Routes {
 		s.mux.Handle(rt.Pattern, s.guard(rt))
 	}
@@ -149,13 +182,41 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": res})
 }
 
+// metricsGuard applies Options.MetricsAccess: metrics name every layer's
+// counts and the process' internals, so by default only the machine itself
+// (a local Prometheus or node agent) may read them.
+func (s *Server) metricsGuard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch s.opts.MetricsAccess {
+		case MetricsPublic:
+		case MetricsToken:
+			p, err := s.authenticate(r, false)
+			if err != nil {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="citytwin"`)
+				WriteError(w, http.StatusUnauthorized, "unauthorized", err.Error())
+				return
+			}
+			if !p.IsCityAdmin() {
+				WriteError(w, http.StatusForbidden, "forbidden", "metrics need a city-level admin token")
+				return
+			}
+		default:
+			if !isLoopback(r) {
+				WriteError(w, http.StatusForbidden, "forbidden", "metrics are served to loopback callers only (serve --metrics-access)")
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // guard authenticates a request for a route and puts its principal in the context.
 func (s *Server) guard(rt Route) http.Handler {
 	if rt.Access == Public {
 		return rt.Handler
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.authenticate(r)
+		p, err := s.authenticate(r, rt.QueryToken)
 		if err != nil {
 			if errors.Is(err, auth.ErrNoToken) && rt.Access == Read && s.opts.AnonymousLoopback && isLoopback(r) {
 				p = auth.Principal{Subject: "anonymous", Role: auth.Planner, Region: auth.CityCode}
@@ -173,10 +234,17 @@ func (s *Server) guard(rt Route) http.Handler {
 	})
 }
 
-// authenticate reads a bearer token from the Authorization header or, for
-// websockets which cannot set headers, the access_token query parameter.
-func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
+// errQueryToken refuses ?access_token= on routes other than the websocket.
+var errQueryToken = fmt.Errorf("%w: access_token in the URL is accepted on /ws only; send 'Authorization: Bearer <token>'", auth.ErrBadToken)
+
+// authenticate reads a bearer token from the Authorization header or, when
+// query is set (websockets, which cannot set headers), the access_token
+// query parameter.
+func (s *Server) authenticate(r *http.Request, query bool) (auth.Principal, error) {
 	tok := ""
+	if r.URL.Query().Has("access_token") && !query {
+		return auth.Principal{}, errQueryToken
+	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, rest, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/paulmach/orb"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/citytwin/citytwin/internal/httpx"
@@ -46,6 +47,10 @@ type Options struct {
 	// Scope names the caller's visibility class (e.g. its region code) for
 	// the cache key; requests with equal scopes must see equal features.
 	Scope func(ctx context.Context) string
+	// ScopeBounds, when set and ok, is the extent of the caller's region:
+	// TileJSON advertises it as `bounds` instead of the data extent, which
+	// would show a street token the whole city's.
+	ScopeBounds func(ctx context.Context) (orb.Bound, bool)
 	// BaseURL is the public URL prefix (scheme://host[:port][/prefix]) for
 	// absolute URLs in TileJSON and the style; default from the request's
 	// Host (and X-Forwarded-Proto).

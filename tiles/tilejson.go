@@ -100,6 +100,13 @@ func (s *Server) TileJSON(w http.ResponseWriter, r *http.Request) {
 			"description": describe(l)})
 	}
 	b, ok := s.dataBounds(req.Layers)
+	cc := cacheControl(req.Layers)
+	if s.opts.ScopeBounds != nil {
+		if sb, scoped := s.opts.ScopeBounds(r.Context()); scoped {
+			b, ok = sb, true
+			cc = strings.Replace(cc, "public", "private", 1) // per-token document
+		}
+	}
 	if !ok {
 		b = world
 	}
@@ -117,7 +124,7 @@ func (s *Server) TileJSON(w http.ResponseWriter, r *http.Request) {
 		"vector_layers": vls,
 		"attribution":   "CityTwin",
 	}
-	w.Header().Set("Cache-Control", cacheControl(req.Layers))
+	w.Header().Set("Cache-Control", cc)
 	httpx.JSON(w, http.StatusOK, doc)
 }
 

@@ -51,6 +51,7 @@ type serveConfig struct {
 	mqttClientID                                                     string
 	pprof                                                            string
 	limits                                                           *limitConfig
+	metricsAccess                                                    string
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -72,6 +73,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&c.autoRegister, "auto-register", false, "register unknown telemetry names as vehicles instead of dead-lettering")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated origins allowed on /ws (default: same origin)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.metricsAccess, "metrics-access", "loopback", "who may read /metrics: loopback (callers on this machine), token (a city-level admin bearer token) or public")
 	fs.StringVar(&c.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
 	c.limits = addLimitFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -81,6 +83,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Visit(func(f *flag.Flag) { explicitMQTTListen = explicitMQTTListen || f.Name == "mqtt-listen" })
 	if _, ok := os.LookupEnv("TWIN_MQTT_LISTEN"); ok {
 		explicitMQTTListen = true
+	}
+	if _, err := server.ParseMetricsAccess(c.metricsAccess); err != nil {
+		return fmt.Errorf("--metrics-access: %w", err)
 	}
 	log := newLogger(stderr, c.logLevel)
 	return serve(ctx, c, explicitMQTTListen, log, stdout)
@@ -184,11 +189,11 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	goRun("mqtt-ingest", in.Run)
 
 	// Rules.
-	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true})
+	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true, Enricher: loc})
 	goRun("incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
 
 	system := auth.Principal{Subject: "rules", Role: auth.Admin, Region: auth.CityCode}
-	eng := rules.New(tw, rules.Options{Logger: log, Registerer: reg, Clock: clk, Publisher: in,
+	eng := rules.New(tw, rules.Options{Logger: log, Registerer: reg, Clock: clk, Publisher: in, Place: loc.Path,
 		OpenIncident: func(typ string, at orb.Point, desc string) error {
 			_, _, err := inc.Report(system, incidents.Report{Type: typ, Lon: at[0], Lat: at[1], Description: desc})
 			return err
@@ -210,6 +215,16 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	tl := tiles.New(tw, tiles.Options{Logger: log, Registerer: reg, Scope: scope, Filter: func(ctx context.Context, f *twin.Feature) bool {
 		p, ok := auth.FromContext(ctx)
 		return ok && p.Sees(f)
+	}, ScopeBounds: func(ctx context.Context) (orb.Bound, bool) {
+		p := auth.Of(ctx)
+		if p.Region == auth.CityCode {
+			return orb.Bound{}, false // the data extent
+		}
+		if r := loc.Region(p.Region); r != nil && r.Geometry != nil {
+			return r.Geometry.Bound(), true
+		}
+		// A region the city does not know: the world, never the city's extent.
+		return orb.Bound{Min: orb.Point{-180, -85.0511}, Max: orb.Point{180, 85.0511}}, true
 	}})
 	goRun("tiles", tl.Run)
 
@@ -263,7 +278,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		{Pattern: "GET /tiles/", Handler: tl.Handler(), Access: R},
 		{Pattern: "GET /styles/", Handler: tl.Handler(), Access: P},
 		{Pattern: "GET /fonts/", Handler: tl.Handler(), Access: P},
-		{Pattern: "GET /ws", Handler: hub, Access: R},
+		{Pattern: "GET /ws", Handler: hub, Access: R, QueryToken: true},
 		{Pattern: "GET /", Handler: webclient.Handler(), Access: P},
 	}
 	for _, rt := range ogcAPI.Routes() { // landing, api, conformance, collections, queryables, items
@@ -273,6 +288,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		routes = append(routes, server.Route{Pattern: "GET /api/demo/token", Handler: demoTokenHandler(key, clk), Access: P})
 	}
 	srv := server.New(server.Options{Logger: log, Gatherer: reg, Key: key, AnonymousLoopback: c.demo, Clock: clk, Routes: routes,
+		MetricsAccess: server.MetricsAccess(c.metricsAccess),
 		Checks: []server.Check{
 			{Name: "store", Fn: st.Ping},
 			// Red while the writer cannot persist (a store refusing every

@@ -20,6 +20,7 @@ import (
 
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/citytwin/citytwin/spatial/planar"
 	"github.com/citytwin/citytwin/spatial/sphere"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/paulmach/orb"
@@ -43,6 +44,11 @@ var (
 	ErrTooFar     = errors.New("worker is not at the incident")
 	ErrNoWorker   = errors.New("no available worker")
 	ErrBadReport  = errors.New("bad report")
+	// ErrNoSuchWorker answers a named worker that does not exist and one
+	// the dispatcher may not assign alike (404), so a name reveals nothing.
+	ErrNoSuchWorker = errors.New("worker not found")
+	// ErrWorkerBusy: the named worker was claimed by another incident.
+	ErrWorkerBusy = errors.New("worker is not available")
 )
 
 // SLA holds the time allowed for each step.
@@ -61,6 +67,11 @@ type Options struct {
 	MergeWindow   time.Duration // ... and this time; default 30 min
 	ArriveRadiusM float64       // arrive needs the worker this close; default 50
 	AutoDispatch  bool          // dispatch on report when a worker is available
+	// Enricher places a report's position before anything is created, so an
+	// out-of-region report is refused without a trace (the server passes
+	// the twin's locator). nil: positions have no region path, and only
+	// city-level principals may report.
+	Enricher twin.Enricher
 }
 
 // Service runs the incident loop over a twin. Safe for concurrent use: every
@@ -100,49 +111,56 @@ func New(tw *twin.Twin, opts Options) *Service {
 	return &Service{tw: tw, opts: opts, log: opts.Logger}
 }
 
-// Report is a new incident as reported by a person or a rule.
+// Report is a new incident as reported by a person or a rule. The reporter
+// is always the principal's subject (a body cannot name someone else).
 type Report struct {
 	Type        string  `json:"type"`
 	Lon         float64 `json:"lon"`
 	Lat         float64 `json:"lat"`
 	Description string  `json:"description"`
-	Reporter    string  `json:"reporter"` // defaults to the principal's subject
 }
+
+// maxDescription bounds a report's description (bytes).
+const maxDescription = 4096
 
 // Report files an incident, or merges it into an open one of the same type
 // within MergeRadiusM and MergeWindow (counting reports). It returns the
-// incident and whether it merged.
+// incident and whether it merged. The position's region is checked first:
+// a report outside the principal's region creates, merges and broadcasts
+// nothing.
 func (s *Service) Report(p auth.Principal, r Report) (*twin.Feature, bool, error) {
 	if r.Type == "" || len(r.Type) > 64 {
 		return nil, false, fmt.Errorf("%w: type is required (at most 64 bytes)", ErrBadReport)
 	}
+	if len(r.Description) > maxDescription {
+		return nil, false, fmt.Errorf("%w: description longer than %d bytes", ErrBadReport, maxDescription)
+	}
 	if !(r.Lon >= -180 && r.Lon <= 180 && r.Lat >= -90 && r.Lat <= 90) || (r.Lon == 0 && r.Lat == 0) {
 		return nil, false, fmt.Errorf("%w: lon/lat out of range", ErrBadReport)
 	}
-	if r.Reporter == "" {
-		r.Reporter = p.Subject
-	}
+	reporter := p.Subject
 	now := s.opts.Clock.Now()
 	at := orb.Point{r.Lon, r.Lat}
-	if f, ok := s.mergeInto(p, at, r, now); ok {
+	probe := &twin.Feature{ID: twin.NewID(twin.Incidents, "probe"), Geometry: at}
+	if s.opts.Enricher != nil {
+		_, probe.Region, probe.Grid = s.opts.Enricher.Locate(at)
+	}
+	if !p.Sees(probe) {
+		return nil, false, fmt.Errorf("%w: position is outside your region", ErrForbidden)
+	}
+	if f, ok := s.mergeInto(p, at, r.Type, reporter, now); ok {
 		return f, true, nil
 	}
 	name := newName(now)
 	c, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Incidents, name), Geometry: at, Props: map[string]any{
-		"type": r.Type, "description": r.Description, "reporter": r.Reporter, "reporters": []any{r.Reporter},
+		"type": r.Type, "description": r.Description, "reporter": reporter, "reporters": []any{reporter},
 		"state": Reported, "reports": 1.0, "reported_at": stamp(now), "tier": "street", "sla_breaches": 0.0,
-		"breached": []any{}, "history": []any{step("report", r.Reporter, now)},
+		"breached": []any{}, "history": []any{step("report", reporter, now)},
 	}})
 	if err != nil {
 		return nil, false, err
 	}
-	f := c.New
-	// Scope: a reporter may only report inside its region.
-	if !p.Sees(f) {
-		_, _ = s.tw.Delete(f.ID)
-		return nil, false, fmt.Errorf("%w: position is outside your region", ErrForbidden)
-	}
-	f = s.setTierCode(f)
+	f := s.setTierCode(c.New)
 	if s.opts.AutoDispatch {
 		if d, err := s.Act(auth.Principal{Subject: "system", Role: auth.Admin, Region: auth.CityCode}, f.ID.Name, "dispatch", Action{}); err == nil {
 			f = d
@@ -153,14 +171,14 @@ func (s *Service) Report(p auth.Principal, r Report) (*twin.Feature, bool, error
 
 // mergeInto finds an open incident of the same type nearby and recent, and
 // counts the report on it.
-func (s *Service) mergeInto(p auth.Principal, at orb.Point, r Report, now time.Time) (*twin.Feature, bool) {
+func (s *Service) mergeInto(p auth.Principal, at orb.Point, typ, reporter string, now time.Time) (*twin.Feature, bool) {
 	var target twin.ID
 	s.tw.Nearest(twin.Incidents, at, func(f *twin.Feature, approx float64) bool {
 		if approx > s.opts.MergeRadiusM*1.01 {
 			return false
 		}
 		st := f.Prop("state")
-		if f.Prop("type") != r.Type || st == Resolved || st == Closed || !p.Sees(f) {
+		if f.Prop("type") != typ || st == Resolved || st == Closed || !p.Sees(f) {
 			return true
 		}
 		if t, err := time.Parse(time.RFC3339Nano, f.Prop("reported_at")); err != nil || now.Sub(t) > s.opts.MergeWindow {
@@ -181,8 +199,8 @@ func (s *Service) mergeInto(p auth.Principal, at orb.Point, r Report, now time.T
 		}
 		n, _ := cur.Number("reports")
 		cur.Props["reports"] = n + 1
-		cur.Props["reporters"] = append(asList(cur.Props["reporters"]), r.Reporter)
-		cur.Props["history"] = append(asList(cur.Props["history"]), step("merge", r.Reporter, now))
+		cur.Props["reporters"] = append(asList(cur.Props["reporters"]), reporter)
+		cur.Props["history"] = append(asList(cur.Props["history"]), step("merge", reporter, now))
 		return cur, nil
 	})
 	if err != nil || !ok {
@@ -197,7 +215,10 @@ type Action struct {
 	Note   string `json:"note"`
 }
 
-// Act performs a lifecycle action on an incident.
+// Act performs a lifecycle action on an incident. A dispatch claims its
+// worker atomically (available -> busy in one twin.Update), so two
+// dispatches never get the same worker; the worker must lie in the
+// incident's supervising tier and in the dispatcher's region.
 func (s *Service) Act(p auth.Principal, name, action string, a Action) (*twin.Feature, error) {
 	id := twin.NewID(twin.Incidents, name)
 	cur, ok := s.tw.Get(id)
@@ -205,17 +226,15 @@ func (s *Service) Act(p auth.Principal, name, action string, a Action) (*twin.Fe
 		return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
 	}
 	now := s.opts.Clock.Now()
-	var worker *twin.Feature
 	switch action {
 	case "dispatch":
 		if p.Role != auth.Operator && p.Role != auth.Admin {
 			return nil, fmt.Errorf("%w: dispatch needs an operator", ErrForbidden)
 		}
-		w, err := s.pickWorker(cur, a.Worker)
-		if err != nil {
-			return nil, err
+		if from := cur.Prop("state"); from != Reported && from != Dispatched {
+			return nil, fmt.Errorf("%w: cannot dispatch an incident that is %s", ErrTransition, from)
 		}
-		worker = w
+		return s.dispatch(p, cur, a.Worker, now)
 	case "accept", "arrive", "resolve":
 		if p.Role == auth.Field && cur.Prop("assignee") != twin.NewID(twin.Workers, p.Subject).String() {
 			return nil, fmt.Errorf("%w: incident is not assigned to you", ErrForbidden)
@@ -226,11 +245,15 @@ func (s *Service) Act(p auth.Principal, name, action string, a Action) (*twin.Fe
 		if action == "arrive" {
 			wid, err := twin.ParseID(cur.Prop("assignee"))
 			w, ok := s.tw.Get(wid)
-			if err != nil || !ok || w.Geometry == nil {
+			if err != nil || !ok || w.Geometry == nil || cur.Geometry == nil {
 				return nil, fmt.Errorf("%w: the assigned worker has no live position", ErrTooFar)
 			}
-			if d := sphere.PointGeometryDistance(cur.Geometry.(orb.Point), w.Geometry); d > s.opts.ArriveRadiusM {
-				return nil, fmt.Errorf("%w: %s is %.0f m away (must be within %.0f m)", ErrTooFar, wid, d, s.opts.ArriveRadiusM)
+			wp, isPoint := w.Geometry.(orb.Point)
+			if !isPoint {
+				return nil, fmt.Errorf("%w: the assigned worker has no point position", ErrTooFar)
+			}
+			if d := sphere.PointGeometryDistance(wp, cur.Geometry); d > s.opts.ArriveRadiusM {
+				return nil, fmt.Errorf("%w: the assigned worker is %.0f m away (must be within %.0f m)", ErrTooFar, d, s.opts.ArriveRadiusM)
 			}
 		}
 	case "close":
@@ -244,13 +267,106 @@ func (s *Service) Act(p auth.Principal, name, action string, a Action) (*twin.Fe
 		if f == nil {
 			return nil, ErrNotFound
 		}
-		return f, transition(f, action, p.Subject, now, worker, s.opts.SLA)
+		return f, transition(f, action, p.Subject, now, nil, s.opts.SLA)
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.afterAction(c.New, action, worker)
+	s.afterAction(c.New, action)
 	return c.New, nil
+}
+
+// maxClaimTries bounds how many candidates a dispatch tries to claim when
+// others take them first.
+const maxClaimTries = 8
+
+// dispatch claims a worker (the named one, or the nearest available) and
+// assigns it. A worker claimed here is released again when the incident
+// cannot take it (its state changed meanwhile).
+func (s *Service) dispatch(p auth.Principal, inc *twin.Feature, name string, now time.Time) (*twin.Feature, error) {
+	var w *twin.Feature
+	if name != "" {
+		cand, ok := s.tw.Get(twin.NewID(twin.Workers, name))
+		if !ok || !s.mayAssign(p, inc, cand) {
+			return nil, fmt.Errorf("%w: %q", ErrNoSuchWorker, name)
+		}
+		if err := s.claim(cand.ID); err != nil {
+			return nil, err
+		}
+		w = cand
+	} else {
+		tried := map[twin.ID]bool{}
+		for range maxClaimTries {
+			cand, err := s.pickWorker(p, inc, tried)
+			if err != nil {
+				return nil, err
+			}
+			if err := s.claim(cand.ID); err != nil {
+				tried[cand.ID] = true // taken meanwhile: the next nearest
+				continue
+			}
+			w = cand
+			break
+		}
+		if w == nil {
+			return nil, fmt.Errorf("%w in the incident's grid or street", ErrNoWorker)
+		}
+	}
+	prev := ""
+	c, _, err := s.tw.Update(inc.ID, func(f *twin.Feature) (*twin.Feature, error) {
+		if f == nil {
+			return nil, ErrNotFound
+		}
+		prev = f.Prop("assignee")
+		return f, transition(f, "dispatch", p.Subject, now, w, s.opts.SLA)
+	})
+	if err != nil {
+		s.setStatus(w.ID, "available")
+		return nil, err
+	}
+	if pid, perr := twin.ParseID(prev); perr == nil && pid != w.ID {
+		s.setStatus(pid, "available") // re-dispatch: the previous worker is free again
+	}
+	return c.New, nil
+}
+
+// mayAssign reports whether the dispatcher may give inc to worker w: the
+// dispatcher sees w, and w lies in the region of the incident's
+// supervising tier (its street, or its district or the city once
+// escalated), computed from the incident's region path, never from props.
+func (s *Service) mayAssign(p auth.Principal, inc, w *twin.Feature) bool {
+	if !p.Sees(w) {
+		return false
+	}
+	code := tierCode(inc.Region, inc.Prop("tier"))
+	return code == auth.CityCode || w.InRegion(code)
+}
+
+// claim marks an available worker busy in one twin.Update: of two
+// concurrent dispatches, one sees "available" and the other ErrWorkerBusy.
+func (s *Service) claim(wid twin.ID) error {
+	_, _, err := s.tw.Update(wid, func(w *twin.Feature) (*twin.Feature, error) {
+		if w == nil {
+			return nil, ErrNoSuchWorker
+		}
+		if w.Prop("status") != "available" {
+			return nil, ErrWorkerBusy
+		}
+		w.Props["status"] = "busy"
+		return w, nil
+	})
+	return err
+}
+
+// setStatus sets a worker's status (no change when it already has it).
+func (s *Service) setStatus(wid twin.ID, status string) {
+	_, _, _ = s.tw.Update(wid, func(w *twin.Feature) (*twin.Feature, error) {
+		if w == nil || w.Prop("status") == status {
+			return nil, nil
+		}
+		w.Props["status"] = status
+		return w, nil
+	})
 }
 
 // transition applies an action to a cloned incident.
@@ -302,40 +418,26 @@ func transition(f *twin.Feature, action, actor string, now time.Time, worker *tw
 	return nil
 }
 
-// afterAction keeps workers' status in step with their incidents.
-func (s *Service) afterAction(inc *twin.Feature, action string, worker *twin.Feature) {
-	setStatus := func(wid twin.ID, status string) {
-		_, _, _ = s.tw.Update(wid, func(w *twin.Feature) (*twin.Feature, error) {
-			if w == nil || w.Prop("status") == status {
-				return nil, nil
-			}
-			w.Props["status"] = status
-			return w, nil
-		})
-	}
+// afterAction frees the worker of a resolved or closed incident.
+func (s *Service) afterAction(inc *twin.Feature, action string) {
 	switch action {
-	case "dispatch":
-		setStatus(worker.ID, "busy")
 	case "resolve", "close":
 		if wid, err := twin.ParseID(inc.Prop("assignee")); err == nil {
-			setStatus(wid, "available")
+			s.setStatus(wid, "available")
 		}
 	}
 }
 
-// pickWorker chooses the named worker, or the nearest available worker in
-// the incident's grid, then in its street. Candidates come from the workers
-// R-tree in distance order (standing in for an H3 ring search: both visit the
-// nearest first), filtered by grid or street, then exact distance.
-func (s *Service) pickWorker(inc *twin.Feature, name string) (*twin.Feature, error) {
-	if name != "" {
-		w, ok := s.tw.Get(twin.NewID(twin.Workers, name))
-		if !ok {
-			return nil, fmt.Errorf("%w: worker %q not found", ErrNoWorker, name)
-		}
-		return w, nil
+// pickWorker chooses the nearest available worker in the incident's grid,
+// then in its street, that the dispatcher may assign and that is not in
+// skip. Candidates come from the workers R-tree in distance order (standing
+// in for an H3 ring search: both visit the nearest first), filtered by grid
+// or street, then exact distance.
+func (s *Service) pickWorker(p auth.Principal, inc *twin.Feature, skip map[twin.ID]bool) (*twin.Feature, error) {
+	at, ok := incidentPoint(inc)
+	if !ok {
+		return nil, fmt.Errorf("%w: the incident has no position", ErrNoWorker)
 	}
-	at, _ := inc.Geometry.(orb.Point)
 	street := ""
 	if len(inc.Region) > 0 {
 		street = inc.Region[len(inc.Region)-1]
@@ -352,7 +454,7 @@ func (s *Service) pickWorker(inc *twin.Feature, name string) (*twin.Feature, err
 		if approx > 20000 {
 			return false
 		}
-		if w.Prop("status") != "available" {
+		if w.Prop("status") != "available" || skip[w.ID] || !s.mayAssign(p, inc, w) {
 			return true
 		}
 		d := sphere.PointGeometryDistance(at, w.Geometry)
@@ -375,6 +477,20 @@ func (s *Service) pickWorker(inc *twin.Feature, name string) (*twin.Feature, err
 		return inStreet, nil
 	}
 	return nil, fmt.Errorf("%w in the incident's grid or street", ErrNoWorker)
+}
+
+// incidentPoint is where an incident is for distances: its point, or the
+// representative point of a line or polygon incident (one registered
+// through PUT /api/entities).
+func incidentPoint(f *twin.Feature) (orb.Point, bool) {
+	switch g := f.Geometry.(type) {
+	case nil:
+		return orb.Point{}, false
+	case orb.Point:
+		return g, true
+	default:
+		return planar.Centroid(g)
+	}
 }
 
 // setTierCode records the region code of the supervising tier.

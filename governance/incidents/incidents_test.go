@@ -46,7 +46,7 @@ func setup(t *testing.T) (*twin.Twin, *Service, *clock.Fake) {
 			t.Fatal(err)
 		}
 	}
-	return tw, New(tw, Options{Clock: clk, AutoDispatch: true}), clk
+	return tw, New(tw, Options{Clock: clk, AutoDispatch: true, Enricher: fakeLocator{}}), clk
 }
 
 func TestLoopDispatchMergeAndSLA(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -87,7 +88,7 @@ func (s *Service) raiseAlert(inc *twin.Feature, step string, now time.Time) {
 	name := fmt.Sprintf("incident-sla.%s.%s", inc.ID.Name, step)
 	_, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: inc.Geometry, Props: map[string]any{
 		"rule": "incident-sla", "severity": tierColour[tier], "subject": inc.ID.String(), "state": "open",
-		"tier": tier, "regions": []any{inc.Prop("tier_code")}, "count": 1.0,
+		"tier": tier, auth.AlsoRegionsProp: []any{tierCode(inc.Region, tier)}, "count": 1.0,
 		"message": fmt.Sprintf("incident %s (%s) missed its %s deadline; escalated to %s", inc.ID.Name, inc.Prop("type"), step, tier),
 		"first":   stamp(now), "last": stamp(now),
 	}})

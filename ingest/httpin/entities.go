@@ -38,6 +38,13 @@ func (a *API) PutEntity(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusBadRequest, "id in body does not match the path", map[string]string{"path": id.String(), "body": in.ID.String()})
 		return
 	}
+	if err := auth.CheckClientProps(in.Props); err != nil {
+		httpx.Error(w, http.StatusBadRequest, "reserved property", err.Error())
+		return
+	}
+	if !mayEdit(w, r, id) {
+		return
+	}
 	if err := validIfPlaced(in.Geometry); err != nil {
 		httpx.Error(w, http.StatusBadRequest, "bad geometry", err.Error())
 		return
@@ -52,7 +59,7 @@ func (a *API) PutEntity(w http.ResponseWriter, r *http.Request) {
 		nf.Source = s
 	}
 	if p, scoped := auth.FromContext(r.Context()); scoped && a.opts.Enricher != nil && nf.Geometry != nil {
-		probe := &twin.Feature{ID: id, Props: nf.Props}
+		probe := &twin.Feature{ID: id} // scope from the geometry only, never from props
 		probe.Cells, probe.Region, probe.Grid = a.opts.Enricher.Locate(nf.Geometry)
 		if !p.Sees(probe) {
 			httpx.Error(w, http.StatusForbidden, "geometry lies outside your region", map[string]string{"region": p.Region})
@@ -62,7 +69,8 @@ func (a *API) PutEntity(w http.ResponseWriter, r *http.Request) {
 	ch, err := a.tw.Put(nf)
 	if err != nil {
 		if errors.Is(err, twin.ErrConflict) {
-			httpx.Error(w, http.StatusConflict, "name already in use", err.Error())
+			// Never the other object's id: it may be outside the caller's region.
+			httpx.Error(w, http.StatusConflict, "name already in use", "telemetry names are unique across vehicles, workers and devices")
 			return
 		}
 		httpx.Error(w, http.StatusBadRequest, "cannot register object", err.Error())
@@ -100,6 +108,9 @@ func (a *API) DeleteEntity(w http.ResponseWriter, r *http.Request) {
 		notFound(w, id)
 		return
 	}
+	if !mayEdit(w, r, id) {
+		return
+	}
 	if _, err := a.tw.Delete(id); err != nil {
 		if errors.Is(err, twin.ErrNotFound) {
 			notFound(w, id)
@@ -118,4 +129,19 @@ func validIfPlaced(g orb.Geometry) error {
 		return nil
 	}
 	return twin.ValidGeometry(g)
+}
+
+// mayEdit refuses (403) changes to the city's skeleton, the regions and
+// grids layers, by anyone but a city-level admin: they decide every
+// object's region path, so a street token editing them could capture
+// other districts' objects.
+func mayEdit(w http.ResponseWriter, r *http.Request, id twin.ID) bool {
+	if id.Layer != twin.Regions && id.Layer != twin.Grids {
+		return true
+	}
+	if p := auth.Of(r.Context()); !p.IsCityAdmin() {
+		httpx.Error(w, http.StatusForbidden, "only a city-level admin may change "+string(id.Layer), map[string]string{"role": string(p.Role), "region": p.Region})
+		return false
+	}
+	return true
 }
