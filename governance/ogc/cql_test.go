@@ -298,6 +298,15 @@ func TestItemsBBoxExactAndNullGeometry(t *testing.T) {
 	if page.NumberMatched != 1 || page.Features[0]["id"] != "devices/d0" {
 		t.Fatalf("devices in bbox: %+v", page)
 	}
+	// Six numbers (heights ignored), and a box across the antimeridian.
+	get(t, srv.URL+"/ogc/collections/roads/items?bbox=0,0,-5,1,1,5", "", &page)
+	if page.NumberMatched != 1 || page.Features[0]["id"] != "roads/r0" {
+		t.Fatalf("roads in 6-number bbox: %+v", page)
+	}
+	get(t, srv.URL+"/ogc/collections/devices/items?bbox=170,10,25,30", "", &page)
+	if page.NumberMatched != 2 {
+		t.Fatalf("devices in antimeridian bbox: %+v", page)
+	}
 	get(t, srv.URL+"/ogc/collections/devices/items?filter="+url.QueryEscape("S_INTERSECTS(geometry,BBOX(0,0,1,1))"), "", &page)
 	if page.NumberMatched != 0 {
 		t.Fatalf("S_INTERSECTS matched a null geometry: %+v", page)
@@ -312,6 +321,7 @@ func TestItemsBBoxExactAndNullGeometry(t *testing.T) {
 		"filter=" + url.QueryEscape("S_INTERSECTS(geometry,POINT(1))"),
 		"filter=" + url.QueryEscape("nope = 1"),
 		"offset=9223372036854775808",
+		"bbox=0,0,1", "bbox=0,0,1,1,1", "bbox=0,1,1,0", "bbox=0,0,181,1", "bbox=0,0,1,NaN",
 	} {
 		var e map[string]any
 		if code := get(t, srv.URL+"/ogc/collections/buildings/items?"+q, "", &e); code != 400 || e["error"] == nil {

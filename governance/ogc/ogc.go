@@ -240,7 +240,7 @@ var itemParams = map[string]bool{"bbox": true, "bbox-crs": true, "datetime": tru
 func (a *API) parseQuery(l twin.Layer, v url.Values) (query, error) {
 	q := query{limit: a.opts.DefaultLimit, props: map[string]string{}}
 	if s := v.Get("bbox"); s != "" {
-		b, err := ParseBBox(s)
+		b, err := ParseItemsBBox(s)
 		if err != nil {
 			return q, err
 		}

@@ -80,9 +80,14 @@ var fixedQueryables = []Queryable{
 // geometryName is the name filters use for the feature geometry.
 const geometryName = "geometry"
 
-// queryablesRefresh bounds how often a layer is rescanned for new property
-// names: a scan reads every object of the layer.
-const queryablesRefresh = time.Second
+// Rescans read every object of a layer, so they are rationed: a name a
+// filter uses that is not in the list triggers one at most every
+// queryablesRefresh (a property added a moment ago is then accepted), and
+// the list served to clients is at most queryablesMaxAge old.
+const (
+	queryablesRefresh = time.Second
+	queryablesMaxAge  = 30 * time.Second
+)
 
 // queryCache keeps each layer's queryables, rebuilt from the twin when a
 // name is missing (a new property arrived) at most once per
@@ -99,20 +104,20 @@ func newQueryCache() *queryCache {
 
 // Queryables returns the names a filter may use on layer l: id, layer,
 // version, updated, grid, geometry and every property some object of the
-// layer has, typed by the values seen. The list is cached; it is rebuilt
-// when older than queryablesRefresh.
+// layer has, typed by the values seen. The list is cached for up to
+// queryablesMaxAge.
 func (a *API) Queryables(l twin.Layer) Queryables {
-	return a.queryables(l, true)
+	return a.queryables(l, queryablesMaxAge)
 }
 
-// queryables returns the cached list, rebuilding it first when fresh is set
-// and the cache is older than queryablesRefresh (or always when empty).
-func (a *API) queryables(l twin.Layer, fresh bool) Queryables {
+// queryables returns the cached list, rebuilding it first when it is older
+// than maxAge (or missing).
+func (a *API) queryables(l twin.Layer, maxAge time.Duration) Queryables {
 	c := a.qc
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	qs, ok := c.byL[l]
-	if ok && (!fresh || time.Since(c.built[l]) < queryablesRefresh) {
+	if ok && time.Since(c.built[l]) < maxAge {
 		return qs
 	}
 	qs = scanQueryables(a.tw, l)
@@ -124,14 +129,14 @@ func (a *API) queryables(l twin.Layer, fresh bool) Queryables {
 // layer once when a name is not found, so a property added a moment ago is
 // accepted without a restart.
 func (a *API) lookupFor(l twin.Layer) func(string) (Queryable, bool) {
-	qs := a.queryables(l, false)
+	qs := a.queryables(l, queryablesMaxAge)
 	rescanned := false
 	return func(name string) (Queryable, bool) {
 		if q, ok := qs.Lookup(name); ok || rescanned {
 			return q, ok
 		}
 		rescanned = true
-		qs = a.queryables(l, true)
+		qs = a.queryables(l, queryablesRefresh)
 		return qs.Lookup(name)
 	}
 }
@@ -218,8 +223,10 @@ func jsonType(v any) string {
 	case nil:
 		return ""
 	case string:
-		if _, err := ParseInstant(v); err == nil {
-			return "date-time"
+		if looksLikeTime(v) {
+			if _, err := ParseInstant(v); err == nil {
+				return "date-time"
+			}
 		}
 		return "string"
 	case bool:
@@ -240,4 +247,9 @@ func jsonType(v any) string {
 		return "number"
 	}
 	return "mixed"
+}
+
+// looksLikeTime is a cheap test before parsing: YYYY-MM-DDT...
+func looksLikeTime(s string) bool {
+	return len(s) >= 20 && s[4] == '-' && s[7] == '-' && (s[10] == 'T' || s[10] == 't') && s[0] >= '0' && s[0] <= '9'
 }

@@ -2,6 +2,8 @@ package ogc
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/paulmach/orb"
 
@@ -23,6 +25,33 @@ func MatchBBox(g orb.Geometry, b orb.Bound) bool {
 			planar.Intersects(g, orb.Bound{Min: orb.Point{-180, b.Min[1]}, Max: b.Max})
 	}
 	return planar.Intersects(g, b)
+}
+
+// ParseItemsBBox parses the bbox parameter of the items endpoint (Part 1,
+// /req/core/fc-bbox-definition): "w,s,e,n" or "w,s,zmin,e,n,zmax" (heights
+// ignored) in CRS84. A west edge greater than the east one crosses the
+// antimeridian; the Bound then has Min[0] > Max[0], which MatchBBox and
+// scan understand (orb's own Bound methods do not: use those two).
+func ParseItemsBBox(s string) (orb.Bound, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) != 4 && len(parts) != 6 {
+		return orb.Bound{}, fmt.Errorf("bbox %q: want 4 numbers (minLon,minLat,maxLon,maxLat) or 6 (with heights)", s)
+	}
+	v := make([]float64, len(parts))
+	for i, p := range parts {
+		n, err := parseNumber(strings.TrimSpace(p))
+		if err != nil {
+			return orb.Bound{}, fmt.Errorf("bbox %q: %q is not a number", s, p)
+		}
+		v[i] = n
+	}
+	if len(v) == 6 {
+		v = []float64{v[0], v[1], v[3], v[4]}
+	}
+	if _, err := BoxGeometry(v[0], v[1], v[2], v[3]); err != nil {
+		return orb.Bound{}, fmt.Errorf("bbox %q: %w", s, err)
+	}
+	return orb.Bound{Min: orb.Point{v[0], v[1]}, Max: orb.Point{v[2], v[3]}}, nil
 }
 
 // checkEvery is how many features scan visits between looks at the request
