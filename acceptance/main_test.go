@@ -150,9 +150,11 @@ func startServer(t testing.TB, o serveOpts) *server {
 		id := o.clientID
 		if id == "" {
 			id = "citytwin-acceptance-" + suffix(t)
-			t.Cleanup(func() { wipeSession(o.mqtt, id) }) // runs after stop
+			t.Cleanup(func() { wipeSessions(o.mqtt, id) }) // runs after stop
 		}
-		args = append(args, "--mqtt", o.mqtt, "--mqtt-client-id", id)
+		// A share group of our own too: on a shared broker, servers of the
+		// same group split the telemetry between them.
+		args = append(args, "--mqtt", o.mqtt, "--mqtt-client-id", id, "--mqtt-share-group", id)
 	} else {
 		ml := o.mqttListen
 		if ml == "" {

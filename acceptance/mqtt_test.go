@@ -1,6 +1,7 @@
 package acceptance
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -27,6 +28,15 @@ func wipeSession(broker, clientID string) {
 	c := paho.NewClient(o)
 	if tok := c.Connect(); tok.WaitTimeout(5*time.Second) && tok.Error() == nil {
 		c.Disconnect(100)
+	}
+}
+
+// wipeSessions removes the persistent sessions of every subscriber
+// connection `twin serve` opens with --mqtt-client-id id (id, id-1, ...).
+func wipeSessions(broker, id string) {
+	wipeSession(broker, id)
+	for n := 1; n < 8; n++ {
+		wipeSession(broker, fmt.Sprintf("%s-%d", id, n))
 	}
 }
 

@@ -229,7 +229,7 @@ func TestTelemetryQueuedWhileDown(t *testing.T) {
 	}
 	sfx := suffix(t)
 	clientID := "citytwin-acceptance-persist-" + sfx
-	t.Cleanup(func() { wipeSession(mosquitto, clientID) }) // after both servers stopped
+	t.Cleanup(func() { wipeSessions(mosquitto, clientID) }) // after both servers stopped
 	o := serveOpts{mqtt: mosquitto, clientID: clientID, data: t.TempDir(), key: writeKey(t)}
 	s := startServer(t, o)
 	tok := s.token(t, "operator", "500000")

@@ -28,10 +28,12 @@ import (
 	"github.com/citytwin/citytwin/governance/query"
 	"github.com/citytwin/citytwin/ingest/broker"
 	"github.com/citytwin/citytwin/ingest/httpin"
+	"github.com/citytwin/citytwin/ingest/journal"
 	"github.com/citytwin/citytwin/ingest/mqttin"
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/rules"
 	"github.com/citytwin/citytwin/server"
+	"github.com/citytwin/citytwin/spine"
 	"github.com/citytwin/citytwin/tiles"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boot"
@@ -49,6 +51,8 @@ type serveConfig struct {
 	simRate                                                          float64
 	origins                                                          string
 	mqttClientID                                                     string
+	nats, mqttShare                                                  string
+	natsReplicas, mqttConns                                          int
 	pprof                                                            string
 	limits                                                           *limitConfig
 	metricsAccess                                                    string
@@ -63,6 +67,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.mqtt, "mqtt", "", "MQTT broker URL (empty: embedded broker on --mqtt-listen)")
 	fs.StringVar(&c.mqttListen, "mqtt-listen", "127.0.0.1:1883", "embedded broker listen address")
 	fs.StringVar(&c.mqttClientID, "mqtt-client-id", "", "MQTT client id, stable across restarts so the broker keeps the session (default citytwin-HOSTNAME; give each server sharing a broker its own)")
+	fs.StringVar(&c.nats, "nats", "", "NATS URL with JetStream (2.9+): servers with the same --db and --nats are one twin (empty: embedded NATS in --data/nats)")
+	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "replicas of the JetStream streams (3 on a three-node NATS cluster)")
+	fs.IntVar(&c.mqttConns, "mqtt-connections", 1, "MQTT subscriber connections sharing the telemetry subscription (a broker bounds QoS 1 in flight per connection: Mosquitto 20)")
+	fs.StringVar(&c.mqttShare, "mqtt-share-group", "citytwin", "MQTT shared-subscription group ($share/GROUP/twin/telemetry/+): servers of one twin share it, so each message reaches one of them")
 	fs.BoolVar(&c.demo, "demo", false, "load the synthetic Chongqing demo city into an empty store and drive it live")
 	fs.IntVar(&c.scale, "scale", 1, "demo city scale (20 = about a million buildings)")
 	fs.IntVar(&c.feedSize, "feed-size", 1<<18, "changes kept in memory for resuming websockets and the store writer (about 700 B each)")
@@ -167,7 +175,16 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		brokerURL = b.URL()
 		log.Info("embedded MQTT broker", "url", brokerURL)
 	}
-	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, ClientID: c.mqttClientID, AutoRegister: c.autoRegister, Logger: log, Registerer: reg})
+	// The spine: telemetry is acked to its sender only once it is in the
+	// JetStream log; the lease holder applies the log (ingest/journal).
+	sp, err := spine.Open(ctx, spine.Options{URL: c.nats, DataDir: c.data, Replicas: c.natsReplicas, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	jr := journal.New(sp, log, reg)
+	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, ClientID: c.mqttClientID, AutoRegister: c.autoRegister, Logger: log, Registerer: reg,
+		Journal: jr, Connections: c.mqttConns, ShareGroup: c.mqttShare})
 
 	var wg sync.WaitGroup
 	goRun := func(name string, fn func(context.Context) error) {
@@ -187,6 +204,10 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	}
 	goRun("writer", wr.Run)
 	goRun("mqtt-ingest", in.Run)
+	goRun("journal-applier", func(ctx context.Context) error {
+		return jr.RunApplier(ctx, tw, journal.ApplierOptions{Persisted: wr.Flushed, DeadLetter: in.Reject,
+			Metrics: in.Metrics(), AutoRegister: c.autoRegister})
+	})
 
 	// Rules.
 	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true, Enricher: loc})
@@ -253,7 +274,10 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		}
 	}
 
-	api := httpin.New(tw, st, httpin.Options{Logger: log, Registerer: reg, DeadLetter: in.DeadLetterFunc(), Enricher: loc, AutoRegister: c.autoRegister})
+	api := httpin.New(tw, st, httpin.Options{Logger: log, Registerer: reg, DeadLetter: in.DeadLetterFunc(), Enricher: loc, AutoRegister: c.autoRegister,
+		Submit: func(ctx context.Context, name string, ts time.Time, line []byte) (string, error) {
+			return jr.Submit(ctx, journal.Entry{Source: "http", Topic: httpin.DeadLetterTopic, Name: name, TS: ts, Payload: line})
+		}})
 	ogcAPI := ogc.New(tw, ogc.Options{})
 	q := query.New(tw, query.Options{})
 
@@ -294,6 +318,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 			// Red while the writer cannot persist (a store refusing every
 			// write, or away) and changes wait: see writer.Ready.
 			{Name: "writer", Fn: wr.Ready},
+			{Name: "nats", Fn: sp.Ping},
 			{Name: "broker", Fn: func(context.Context) error {
 				if !in.Connected() {
 					return errors.New("not connected to the MQTT broker")
@@ -316,7 +341,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		return fmt.Errorf("listen on %s: %w (is another twin running? pass --listen)", c.listen, err)
 	}
 	hs := server.NewHTTP(srv, server.HTTPOptions{Limits: c.limits.http, Logger: log, Registerer: reg})
-	fmt.Fprintf(stdout, "CityTwin serving on http://%s/  (MQTT %s, store %s)\n", ln.Addr(), brokerURL, storeName(c))
+	fmt.Fprintf(stdout, "CityTwin serving on http://%s/  (MQTT %s, store %s, NATS %s)\n", ln.Addr(), brokerURL, storeName(c), sp.Where())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

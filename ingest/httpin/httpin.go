@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -45,6 +46,12 @@ type Options struct {
 	Logger              *slog.Logger          // default slog.Default()
 	Registerer          prometheus.Registerer // nil: metrics unregistered
 	Clock               clock.Clock           // default the twin's clock
+	// Submit, when set, makes telemetry durable: each valid line goes into
+	// the log (ingest/journal) instead of straight into the twin, and the
+	// answer waits for it. It returns the line's outcome, or an error that
+	// the log's applier has already dead-lettered and counted, or one the
+	// log could not take the line for (not the line's fault).
+	Submit func(ctx context.Context, name string, ts time.Time, line []byte) (string, error)
 }
 
 // DeadLetterTopic is the "topic" HTTP dead letters carry: the source.

@@ -2,6 +2,8 @@ package httpin
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -50,8 +52,19 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		res := LineResult{Line: n}
-		outcome, err := a.line(line, now, &res, scoped, p)
-		if err != nil {
+		outcome, err := a.line(r.Context(), line, now, &res, scoped, p)
+		var sub *submitError
+		switch {
+		case errors.As(err, &sub):
+			// The log's applier dead-lettered and counted it, or the log
+			// could not take it; either way nothing more to do here.
+			res.Outcome = "error"
+			res.Reason = string(telemetry.ReasonOf(sub.err))
+			if res.Reason == "" {
+				res.Reason = "unavailable"
+			}
+			res.Error = sub.err.Error()
+		case err != nil:
 			res.Outcome = "error"
 			res.Reason = string(telemetry.ReasonOf(err))
 			if res.Reason == "" {
@@ -63,9 +76,11 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 			if a.opts.DeadLetter != nil {
 				a.opts.DeadLetter(r.Context(), DeadLetterTopic, bytes.Clone(line), res.Reason)
 			}
-		} else {
+		default:
 			res.Outcome = outcome
-			a.metrics.Messages.WithLabelValues("http", outcome).Inc()
+			if a.opts.Submit == nil { // else the applier counts it
+				a.metrics.Messages.WithLabelValues("http", outcome).Inc()
+			}
 		}
 		resp.Results = append(resp.Results, res)
 	}
@@ -76,8 +91,14 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 	httpx.JSON(w, http.StatusOK, resp)
 }
 
-// line decodes and applies one NDJSON line.
-func (a *API) line(line []byte, now time.Time, res *LineResult, scoped bool, p auth.Principal) (string, error) {
+// submitError is what Options.Submit refused: already handled.
+type submitError struct{ err error }
+
+func (e *submitError) Error() string { return e.err.Error() }
+func (e *submitError) Unwrap() error { return e.err }
+
+// line decodes and applies (or journals) one NDJSON line.
+func (a *API) line(ctx context.Context, line []byte, now time.Time, res *LineResult, scoped bool, p auth.Principal) (string, error) {
 	m, err := telemetry.Decode(line, now, a.opts.Limits)
 	res.ID = m.Name
 	if err != nil {
@@ -96,6 +117,13 @@ func (a *API) line(line []byte, now time.Time, res *LineResult, scoped bool, p a
 				return "", telemetry.Errorf(telemetry.UnknownDevice, "no vehicle, worker or device named %q", m.Name)
 			}
 		}
+	}
+	if a.opts.Submit != nil {
+		out, err := a.opts.Submit(ctx, m.Name, m.TS, line)
+		if err != nil {
+			return "", &submitError{err}
+		}
+		return out, nil
 	}
 	return telemetry.Apply(a.tw, m.Name, m, a.opts.AutoRegister)
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/proxy"
 
+	"github.com/citytwin/citytwin/ingest/journal"
 	"github.com/citytwin/citytwin/ingest/telemetry"
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/twin"
@@ -70,6 +71,21 @@ type Options struct {
 	// ConnectTimeout bounds one connection attempt (TCP + CONNACK), so an
 	// attempt that lands on a dying broker is retried soon; default 10s.
 	ConnectTimeout time.Duration
+	// Journal, when set, makes ingest durable: each message is appended to
+	// the JetStream log and PUBACKed to the broker only after JetStream
+	// confirmed it; the journal's applier applies it to the twin. Nil
+	// applies directly (acked on receipt; tests and benchmarks).
+	Journal *journal.Journal
+	// Connections is how many subscriber connections share the telemetry
+	// subscription (client ids ClientID, ClientID-1, ...). A broker bounds
+	// the QoS 1 messages in flight per connection (Mosquitto: 20), so with
+	// acks that wait for the log, throughput grows with connections.
+	// Default 1.
+	Connections int
+	// ShareGroup, when set, subscribes to $share/ShareGroup/twin/telemetry/+
+	// so the broker spreads telemetry over this server's connections and
+	// over every server in the same group, instead of sending each a copy.
+	ShareGroup string
 }
 
 func (o *Options) defaults(tw *twin.Twin) {
@@ -98,6 +114,9 @@ func (o *Options) defaults(tw *twin.Twin) {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
+	if o.Connections <= 0 {
+		o.Connections = 1
+	}
 }
 
 // Ingest is the MQTT telemetry subscriber. Run it once; Publish, Connected
@@ -106,16 +125,20 @@ type Ingest struct {
 	tw      *twin.Twin
 	opts    Options
 	log     *slog.Logger
-	client  paho.Client
+	client  paho.Client   // clients[0]: also publishes (dead letters, alerts)
+	clients []paho.Client // every subscriber connection
+	filter  string        // the telemetry subscription
 	metrics *telemetry.Metrics
 	dropped prometheus.Counter
 	// dropLogged is when a dropped dead letter was last logged (unix ns).
 	dropLogged atomic.Int64
 	seed       maphash.Seed
 
-	buffered   bool // plain TCP through dialBuffered
-	subscribed atomic.Bool
+	buffered   bool         // plain TCP through dialBuffered
+	subscribed atomic.Int32 // connections currently subscribed
 	running    atomic.Bool
+	acks       chan pending // journal mode: appended, waiting to be PUBACKed
+	sys        *sysWatch    // the broker's $SYS dropped counters
 
 	// gate guards shards against sends after shutdown closed them.
 	gate   sync.RWMutex
@@ -144,9 +167,29 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 			}
 		}
 	}
+	i.filter = TelemetryFilter
+	if opts.ShareGroup != "" {
+		i.filter = "$share/" + opts.ShareGroup + "/" + TelemetryFilter
+	}
+	i.sys = newSysWatch(i.log, opts.Registerer)
+	for n := range opts.Connections {
+		id := opts.ClientID
+		if n > 0 {
+			id = fmt.Sprintf("%s-%d", opts.ClientID, n)
+		}
+		i.clients = append(i.clients, i.newClient(id, n == 0))
+	}
+	i.client = i.clients[0]
+	return i
+}
+
+// newClient makes one broker connection; the first also watches $SYS.
+func (i *Ingest) newClient(clientID string, first bool) paho.Client {
+	opts := i.opts
+	sub := new(atomic.Bool) // this connection is subscribed
 	co := paho.NewClientOptions().
 		AddBroker(opts.BrokerURL).
-		SetClientID(opts.ClientID).
+		SetClientID(clientID).
 		SetCleanSession(false).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
@@ -160,18 +203,28 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 		// keeps arrival order; unordered, paho starts a goroutine per
 		// message and one vehicle's fixes could be applied out of order.
 		SetOrderMatters(true).
-		SetOnConnectHandler(i.onConnect).
+		// With a journal the PUBACK waits for the log (acker), so the
+		// broker redelivers whatever was not yet durable.
+		SetAutoAckDisabled(opts.Journal != nil).
+		SetOnConnectHandler(func(c paho.Client) {
+			// The handler may run again after a reconnect without a lost
+			// handler in between only if the link flapped; count once.
+			if i.onConnect(c, first) && sub.CompareAndSwap(false, true) {
+				i.subscribed.Add(1)
+			}
+		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			i.subscribed.Store(false)
-			i.log.Warn("MQTT connection lost; reconnecting", "broker", opts.BrokerURL, "err", err)
+			if sub.CompareAndSwap(true, false) {
+				i.subscribed.Add(-1)
+			}
+			i.log.Warn("MQTT connection lost; reconnecting", "broker", opts.BrokerURL, "client", clientID, "err", err)
 		})
 	if u, err := url.Parse(opts.BrokerURL); err == nil && (u.Scheme == "tcp" || u.Scheme == "mqtt") {
 		// TLS, websocket and unix URLs keep paho's own dialer.
 		co.SetCustomOpenConnectionFn(dialBuffered)
 		i.buffered = true
 	}
-	i.client = paho.NewClient(co)
-	return i
+	return paho.NewClient(co)
 }
 
 // ReadBufferSize is the read buffer of a plain-TCP broker connection.
@@ -205,7 +258,9 @@ type bufConn struct {
 func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // Connected reports that the client is connected and subscribed (for /readyz).
-func (i *Ingest) Connected() bool { return i.client.IsConnectionOpen() && i.subscribed.Load() }
+func (i *Ingest) Connected() bool {
+	return i.client.IsConnectionOpen() && int(i.subscribed.Load()) == len(i.clients)
+}
 
 // Metrics returns the ingest counters (shared with ingest/httpin).
 func (i *Ingest) Metrics() *telemetry.Metrics { return i.metrics }
@@ -249,15 +304,26 @@ func (i *Ingest) Run(ctx context.Context) error {
 	}
 	dlDone := make(chan struct{})
 	go i.publishDeadLetters(dlDone)
+	ackDone := make(chan struct{})
+	ackCtx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAcks()
+	if i.opts.Journal != nil {
+		i.acks = make(chan pending, ackQueue)
+		go i.ackJournaled(ackCtx, ackDone)
+	} else {
+		close(ackDone)
+	}
 
-	tok := i.client.Connect()
-	errc := make(chan error, 1)
-	go func() {
-		<-tok.Done()
-		if err := tok.Error(); err != nil {
-			errc <- err
-		}
-	}()
+	errc := make(chan error, len(i.clients))
+	for _, c := range i.clients {
+		tok := c.Connect()
+		go func() {
+			<-tok.Done()
+			if err := tok.Error(); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -265,10 +331,10 @@ func (i *Ingest) Run(ctx context.Context) error {
 		runErr = fmt.Errorf("mqttin: connect %s: %w", i.opts.BrokerURL, err)
 	}
 
-	// Shutdown: stop receiving (quiesce lets in-flight work finish), then
-	// drain the workers, then the dead letters they produced.
-	i.client.Disconnect(250)
-	i.subscribed.Store(false)
+	// Shutdown: stop taking messages (later ones are not acked, so the
+	// broker keeps them for the next session), drain the workers, let the
+	// journaled ones be PUBACKed (bounded), then disconnect and publish the
+	// last dead letters.
 	i.gate.Lock()
 	i.closed = true
 	for _, ch := range i.shards {
@@ -276,22 +342,40 @@ func (i *Ingest) Run(ctx context.Context) error {
 	}
 	i.gate.Unlock()
 	wg.Wait()
+	if i.acks != nil {
+		close(i.acks)
+		select {
+		case <-ackDone:
+		case <-time.After(5 * time.Second):
+			stopAcks()
+			<-ackDone
+		}
+	}
 	close(i.dl) // no sender left: workers are done, DeadLetterFunc sees closed
 	<-dlDone
+	for _, c := range i.clients {
+		c.Disconnect(250)
+	}
+	i.subscribed.Store(0)
 	return runErr
 }
 
-func (i *Ingest) onConnect(c paho.Client) {
-	tok := c.Subscribe(TelemetryFilter, 1, i.onMessage)
+// onConnect subscribes a (re)connected client; the first client also
+// watches the broker's $SYS dropped counters. It reports success.
+func (i *Ingest) onConnect(c paho.Client, first bool) bool {
+	tok := c.Subscribe(i.filter, 1, i.onMessage)
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		i.log.Error("subscribe failed; reconnecting", "filter", TelemetryFilter, "err", tok.Error())
+		i.log.Error("subscribe failed; reconnecting", "filter", i.filter, "err", tok.Error())
 		// Deaf but connected is the worst state: drop the link so the
 		// auto-reconnect tries again.
 		go c.Disconnect(0)
-		return
+		return false
 	}
-	i.subscribed.Store(true)
-	i.log.Info("MQTT telemetry ingest subscribed", "broker", i.opts.BrokerURL, "filter", TelemetryFilter)
+	if first {
+		i.sys.subscribe(c)
+	}
+	i.log.Info("MQTT telemetry ingest subscribed", "broker", i.opts.BrokerURL, "filter", i.filter)
+	return true
 }
 
 // onMessage runs on paho's router goroutine: hand off, nothing more.
@@ -308,6 +392,15 @@ func (i *Ingest) onMessage(_ paho.Client, m paho.Message) {
 
 // process applies one message; every failure is dead-lettered.
 func (i *Ingest) process(m paho.Message) {
+	journaled := false
+	if i.opts.Journal != nil {
+		// Dead-lettered messages are acked here, journaled ones by the acker.
+		defer func() {
+			if !journaled {
+				m.Ack()
+			}
+		}()
+	}
 	topic, payload := m.Topic(), m.Payload()
 	name, ok := strings.CutPrefix(topic, TelemetryPrefix)
 	if !ok {
@@ -321,6 +414,11 @@ func (i *Ingest) process(m paho.Message) {
 	msg, err := telemetry.Decode(payload, i.opts.Clock.Now(), i.opts.Limits)
 	if err != nil {
 		i.deadLetter(topic, payload, err)
+		return
+	}
+	if i.opts.Journal != nil {
+		i.journal(m, name, msg.TS)
+		journaled = true
 		return
 	}
 	outcome, err := telemetry.Apply(i.tw, name, msg, i.opts.AutoRegister)

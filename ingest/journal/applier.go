@@ -1,0 +1,192 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/citytwin/citytwin/ingest/telemetry"
+	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/citytwin/citytwin/spine"
+	"github.com/citytwin/citytwin/twin"
+)
+
+// LeaseKey is the lease whose holder applies the telemetry log.
+const LeaseKey = "applier"
+
+// ApplierOptions configure RunApplier. Zero values take defaults.
+type ApplierOptions struct {
+	// Persisted returns the last feed sequence the store holds
+	// (writer.Flushed); a message is acknowledged once it covers the
+	// message's changes. Required.
+	Persisted func() uint64
+	// DeadLetter publishes and counts a message the twin refused (unknown
+	// device, removed object); source is the metrics label. Required.
+	DeadLetter   func(source, topic string, payload []byte, err error)
+	Metrics      *telemetry.Metrics // the shared ingest counters (required)
+	AutoRegister bool
+	Limits       telemetry.Limits
+	Clock        clock.Clock // default the twin's
+	// Workers apply in parallel; one object's messages always go to the
+	// same worker, in stream order. Default 4.
+	Workers int
+	// OnLeader, if set, is told when this server becomes the applier or
+	// stops being it.
+	OnLeader func(leader bool)
+}
+
+// RunApplier competes for the applier lease until ctx ends; while this
+// server holds it, it applies the telemetry stream to tw. It returns nil
+// when ctx ends.
+func (j *Journal) RunApplier(ctx context.Context, tw *twin.Twin, opts ApplierOptions) error {
+	if opts.Persisted == nil || opts.DeadLetter == nil || opts.Metrics == nil {
+		return errors.New("journal: ApplierOptions needs Persisted, DeadLetter and Metrics")
+	}
+	if opts.Clock == nil {
+		opts.Clock = tw.Clock()
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	a := &applier{j: j, tw: tw, opts: opts, seed: maphash.MakeSeed(), log: j.log.With("role", "applier")}
+	return j.sp.RunLeader(ctx, LeaseKey, a.lead, func(leader bool) {
+		j.leading.Store(leader)
+		if leader {
+			j.m.leader.Set(1)
+		} else {
+			j.m.leader.Set(0)
+		}
+		if opts.OnLeader != nil {
+			opts.OnLeader(leader)
+		}
+	})
+}
+
+type applier struct {
+	j    *Journal
+	tw   *twin.Twin
+	opts ApplierOptions
+	seed maphash.Seed
+	log  *slog.Logger
+}
+
+// lead applies the stream until ctx ends (lease lost or shutdown).
+func (a *applier) lead(ctx context.Context) error {
+	cons, err := a.j.sp.FreshApplier(ctx)
+	if err != nil {
+		return err
+	}
+	gate := spine.NewAckGate(a.opts.Persisted, func(n int) { a.j.m.acked.Add(float64(n)) })
+	a.j.m.setGate(gate)
+	defer a.j.m.setGate(nil)
+	gctx, stopGate := context.WithCancel(context.Background())
+	gateDone := make(chan struct{})
+	go func() {
+		defer close(gateDone)
+		// Flushes come every 200 ms; acking every 20 ms adds little delay.
+		gate.Run(gctx, 20*time.Millisecond, 2*time.Second)
+	}()
+
+	shards := make([]chan jetstream.Msg, a.opts.Workers)
+	var wg sync.WaitGroup
+	for n := range shards {
+		ch := make(chan jetstream.Msg, 1024)
+		shards[n] = ch
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range ch {
+				a.apply(m, gate)
+			}
+		}()
+	}
+	fail := make(chan error, 1)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		name := m.Headers().Get(HeaderName)
+		shards[maphash.String(a.seed, name)%uint64(len(shards))] <- m
+	}, jetstream.PullMaxMessages(4096), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			// Another server recreated it: it holds the lease now.
+			select {
+			case fail <- err:
+			default:
+			}
+			return
+		}
+		a.log.Warn("telemetry consumer", "err", err)
+	}))
+	if err == nil {
+		a.log.Info("applying the telemetry log", "stream", spine.TelemetryStream)
+		go a.watchBacklog(ctx, cons)
+		select {
+		case <-ctx.Done():
+		case err = <-fail:
+			err = fmt.Errorf("journal: consumer gone: %w", err)
+		}
+		cc.Stop()
+		<-cc.Closed()
+	} else {
+		err = fmt.Errorf("journal: consume: %w", err)
+	}
+	for _, ch := range shards {
+		close(ch)
+	}
+	wg.Wait()
+	stopGate()
+	<-gateDone
+	return err
+}
+
+// apply applies one journaled message and hands it to the ack gate.
+func (a *applier) apply(m jetstream.Msg, gate *spine.AckGate) {
+	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
+		a.j.m.redelivered.Inc()
+	}
+	h := m.Headers()
+	name, src, topic := h.Get(HeaderName), h.Get(HeaderSource), h.Get(HeaderTopic)
+	id := h.Get(nats.MsgIdHdr)
+	msg, err := telemetry.Decode(m.Data(), a.opts.Clock.Now(), a.opts.Limits)
+	var outcome string
+	if err == nil {
+		outcome, err = telemetry.Apply(a.tw, name, msg, a.opts.AutoRegister)
+	}
+	if err != nil {
+		// Checked at the edge already, so only what needs the twin lands
+		// here (unknown device, removed object). Nothing to store: ack.
+		a.opts.DeadLetter(src, topic, m.Data(), err)
+		gate.Add(m, 0)
+		a.j.notify(id, result{err: err})
+		return
+	}
+	a.opts.Metrics.Messages.WithLabelValues(src, outcome).Inc()
+	// The feed's last seq covers this message's changes (and, for a
+	// duplicate, the earlier delivery's, which may still be unflushed).
+	gate.Add(m, a.tw.Feed().Last())
+	a.j.notify(id, result{outcome: outcome})
+}
+
+// watchBacklog samples the consumer's backlog for the lag metric.
+func (a *applier) watchBacklog(ctx context.Context, cons jetstream.Consumer) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ictx, cancel := context.WithTimeout(ctx, time.Second)
+		info, err := cons.Info(ictx)
+		cancel()
+		if err == nil {
+			a.j.m.backlog.Set(float64(info.NumPending + uint64(info.NumAckPending)))
+		}
+	}
+}

@@ -1,0 +1,234 @@
+// Package journal is telemetry's durable path (issue 13, CONTRACT §3):
+// every source appends an accepted message to the JetStream telemetry
+// stream (spine) and acknowledges its sender only after JetStream has
+// confirmed it; the applier, run by whichever server holds the lease,
+// applies the stream to the twin and acknowledges each message only once
+// the store writer has flushed what it changed.
+//
+// Exactly once into the log: the Nats-Msg-Id is the object's name and the
+// sample's ts (to the microsecond, the twin's duplicate key), so a message
+// redelivered by the broker, or taken by two servers sharing an MQTT
+// subscription, is stored once. Exactly once into the twin and the store:
+// a message delivered again after a crash meets the twin's duplicate rule
+// (same ts: duplicate; older: history only, and history is idempotent).
+package journal
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/citytwin/citytwin/ingest/telemetry"
+	"github.com/citytwin/citytwin/spine"
+)
+
+// Headers of a journaled message. The body is the payload as received.
+const (
+	HeaderName   = "Twin-Name"   // the object's name (topic suffix or NDJSON "id")
+	HeaderSource = "Twin-Source" // "mqtt" or "http", the metrics' source label
+	HeaderTopic  = "Twin-Topic"  // where it came from, for its dead letter
+)
+
+// OutcomeAccepted answers an HTTP line journaled on a server that is not
+// the applier: it is durable and will be applied by the lease holder.
+const OutcomeAccepted = "accepted"
+
+// MsgID is the deduplication key of a sample: name and ts in microseconds.
+func MsgID(name string, ts time.Time) string {
+	return name + "@" + strconv.FormatInt(ts.UnixMicro(), 10)
+}
+
+// Journal appends telemetry to the log and, when this server leads, applies
+// it (RunApplier). Safe for concurrent use.
+type Journal struct {
+	sp  *spine.Spine
+	js  jetstream.JetStream
+	log *slog.Logger
+	m   *metrics
+
+	leading atomic.Bool
+	nwait   atomic.Int64
+	wmu     sync.Mutex
+	waiters map[string][]chan result
+}
+
+type result struct {
+	outcome string
+	err     error
+}
+
+// New makes a Journal on sp; reg (may be nil) receives its metrics.
+func New(sp *spine.Spine, log *slog.Logger, reg prometheus.Registerer) *Journal {
+	if log == nil {
+		log = slog.Default()
+	}
+	j := &Journal{sp: sp, js: sp.JetStream(), log: log.With("component", "journal"),
+		waiters: map[string][]chan result{}}
+	j.m = newMetrics(reg, j)
+	return j
+}
+
+// Entry is one message to journal.
+type Entry struct {
+	Source  string    // "mqtt" or "http"
+	Topic   string    // for a dead letter
+	Name    string    // the object's name
+	TS      time.Time // the sample's ts (decoded)
+	Payload []byte    // as received
+}
+
+func (e Entry) msg() *nats.Msg {
+	m := nats.NewMsg(spine.TelemetrySubject)
+	m.Data = e.Payload
+	m.Header.Set(HeaderName, e.Name)
+	m.Header.Set(HeaderSource, e.Source)
+	m.Header.Set(HeaderTopic, e.Topic)
+	return m
+}
+
+// Append publishes e without waiting; the future reports JetStream's
+// acknowledgement. Ack the sender only after its Ok.
+func (j *Journal) Append(e Entry) (jetstream.PubAckFuture, error) {
+	f, err := j.js.PublishMsgAsync(e.msg(), jetstream.WithMsgID(MsgID(e.Name, e.TS)), jetstream.WithExpectStream(spine.TelemetryStream))
+	if err != nil {
+		j.m.appendErrors.Inc()
+		return nil, fmt.Errorf("journal: append %s: %w", e.Name, err)
+	}
+	return f, nil
+}
+
+// Confirm waits for f; when it failed (NATS unreachable, stream full) it
+// publishes e again, with the same message id, until JetStream takes it or
+// ctx ends. It counts the outcome.
+func (j *Journal) Confirm(ctx context.Context, f jetstream.PubAckFuture, e Entry) (*jetstream.PubAck, error) {
+	if f != nil {
+		select {
+		case pa := <-f.Ok():
+			j.counted(e, pa)
+			return pa, nil
+		case err := <-f.Err():
+			j.m.appendErrors.Inc()
+			j.log.Warn("journal append failed; retrying", "name", e.Name, "err", err)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return j.AppendWait(ctx, e)
+}
+
+// AppendWait publishes e and waits for JetStream's acknowledgement,
+// retrying with back-off until it is taken or ctx ends.
+func (j *Journal) AppendWait(ctx context.Context, e Entry) (*jetstream.PubAck, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pa, err := j.js.PublishMsg(pctx, e.msg(), jetstream.WithMsgID(MsgID(e.Name, e.TS)), jetstream.WithExpectStream(spine.TelemetryStream))
+		cancel()
+		if err == nil {
+			j.counted(e, pa)
+			return pa, nil
+		}
+		j.m.appendErrors.Inc()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("journal: append %s: %w", e.Name, err)
+		}
+		j.log.Warn("journal append failed; retrying", "name", e.Name, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("journal: append %s: %w", e.Name, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (j *Journal) counted(e Entry, pa *jetstream.PubAck) {
+	if pa.Duplicate {
+		j.m.duplicates.WithLabelValues(e.Source).Inc()
+		return
+	}
+	j.m.appended.WithLabelValues(e.Source).Inc()
+}
+
+// Submit journals e and, when this server applies the log, waits until e
+// is applied and returns its outcome (read your writes): applied, history,
+// duplicate, or the apply error (already dead-lettered by the applier). On
+// a standby, or if the applier does not get to it within ctx, it answers
+// OutcomeAccepted: journaled, to be applied by the lease holder.
+func (j *Journal) Submit(ctx context.Context, e Entry) (string, error) {
+	id := MsgID(e.Name, e.TS)
+	var ch chan result
+	if j.leading.Load() {
+		ch = make(chan result, 1)
+		j.wmu.Lock()
+		j.waiters[id] = append(j.waiters[id], ch)
+		j.wmu.Unlock()
+		j.nwait.Add(1)
+		defer j.unwait(id, ch)
+	}
+	pa, err := j.AppendWait(ctx, e)
+	if err != nil {
+		return "", err
+	}
+	if pa.Duplicate {
+		return telemetry.OutcomeDuplicate, nil
+	}
+	if ch == nil {
+		return OutcomeAccepted, nil
+	}
+	select {
+	case r := <-ch:
+		return r.outcome, r.err
+	case <-ctx.Done():
+	case <-time.After(submitWait):
+	}
+	return OutcomeAccepted, nil
+}
+
+// submitWait bounds how long Submit waits for the applier after the log
+// took the message; past it the message is durable and answered accepted.
+const submitWait = 10 * time.Second
+
+func (j *Journal) unwait(id string, ch chan result) {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	ws := j.waiters[id]
+	for i, c := range ws {
+		if c == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(j.waiters, id)
+	} else {
+		j.waiters[id] = ws
+	}
+	j.nwait.Add(-1)
+}
+
+// notify tells Submit callers waiting for id how it went.
+func (j *Journal) notify(id string, r result) {
+	if j.nwait.Load() == 0 {
+		return
+	}
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	for _, c := range j.waiters[id] {
+		select {
+		case c <- r:
+		default:
+		}
+	}
+}
+
+// Leading reports whether this server currently applies the log.
+func (j *Journal) Leading() bool { return j.leading.Load() }

@@ -1,0 +1,131 @@
+package mqttin
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/citytwin/citytwin/ingest/journal"
+)
+
+// ackQueue bounds messages appended to the log and waiting for their
+// PUBACK. The broker's in-flight limit per connection (Mosquitto: 20)
+// bounds it in practice; a full queue stalls the workers, which stalls
+// the broker: back-pressure, never a drop.
+const ackQueue = 1 << 14
+
+// pending is a message appended to the log, waiting for JetStream's ack.
+type pending struct {
+	m paho.Message
+	f jetstream.PubAckFuture // nil: the async append failed, publish again
+	e journal.Entry
+}
+
+// journal appends a decoded message to the log; the acker PUBACKs it once
+// JetStream confirms.
+func (i *Ingest) journal(m paho.Message, name string, ts time.Time) {
+	e := journal.Entry{Source: "mqtt", Topic: m.Topic(), Name: name, TS: ts, Payload: m.Payload()}
+	f, err := i.opts.Journal.Append(e)
+	if err != nil {
+		f = nil // Confirm publishes again, with retries
+	}
+	i.acks <- pending{m: m, f: f, e: e}
+}
+
+// ackJournaled PUBACKs messages in the order they were appended, each once
+// JetStream has it (retrying a failed append with the same message id,
+// so it is stored once). Until ctx ends; then what is left stays
+// unacknowledged and the broker delivers it again next session.
+func (i *Ingest) ackJournaled(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	for p := range i.acks {
+		if _, err := i.opts.Journal.Confirm(ctx, p.f, p.e); err != nil {
+			continue // shutting down: not acked, redelivered next session
+		}
+		p.m.Ack()
+	}
+}
+
+// Reject dead-letters a message the journal's applier could not apply
+// (unknown device, removed object), counting it under source like this
+// package's own dead letters. For journal.ApplierOptions.DeadLetter.
+func (i *Ingest) Reject(source, topic string, payload []byte, err error) {
+	d := NewDeadLetter(topic, payload, err)
+	i.metrics.DeadLetters.WithLabelValues(d.Reason).Inc()
+	i.metrics.Messages.WithLabelValues(source, "deadletter").Inc()
+	i.gate.RLock()
+	defer i.gate.RUnlock()
+	if i.closed {
+		i.log.Warn("dead letter after shutdown logged only", "topic", topic, "reason", d.Reason, "detail", d.Detail, "payload", d.Payload+d.PayloadBase64)
+		return
+	}
+	i.enqueueDeadLetter(d)
+}
+
+// Broker $SYS topics counting messages the broker dropped (queue or
+// in-flight limits): Mosquitto's, then mochi-mqtt's (the embedded broker).
+var sysDroppedTopics = []string{"$SYS/broker/publish/messages/dropped", "$SYS/broker/messages/dropped"}
+
+// sysWatch follows the broker's dropped-messages counter: a broker drops
+// QoS 1 messages silently when a subscriber's queue is full (Mosquitto:
+// max_queued_messages 1000), and only this counter tells.
+type sysWatch struct {
+	log     *slog.Logger
+	dropped prometheus.Gauge
+	mu      sync.Mutex
+	last    map[string]int64
+}
+
+func newSysWatch(log *slog.Logger, reg prometheus.Registerer) *sysWatch {
+	w := &sysWatch{log: log, last: map[string]int64{},
+		dropped: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "twin_broker_dropped_messages",
+			Help: "The MQTT broker's own count of messages it dropped (queue or in-flight limits; $SYS/broker/publish/messages/dropped on Mosquitto). Any rise means lost telemetry: add subscriber connections or raise the broker's max_queued_messages.",
+		})}
+	if reg != nil {
+		if err := reg.Register(w.dropped); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				if g, ok := are.ExistingCollector.(prometheus.Gauge); ok {
+					w.dropped = g
+				}
+			}
+		}
+	}
+	return w
+}
+
+// subscribe asks the broker for its dropped counters; a broker without
+// them (or refusing $SYS) just never reports.
+func (w *sysWatch) subscribe(c paho.Client) {
+	for _, t := range sysDroppedTopics {
+		c.Subscribe(t, 0, w.onMessage)
+	}
+}
+
+func (w *sysWatch) onMessage(_ paho.Client, m paho.Message) {
+	n, err := strconv.ParseInt(strings.TrimSpace(string(m.Payload())), 10, 64)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	prev, seen := w.last[m.Topic()]
+	w.last[m.Topic()] = n
+	w.mu.Unlock()
+	w.dropped.Set(float64(n))
+	switch {
+	case !seen && n > 0:
+		w.log.Warn("the MQTT broker has dropped messages since it started (before this connection)", "topic", m.Topic(), "dropped_total", n)
+	case seen && n > prev:
+		w.log.Error("the MQTT broker dropped messages (its queue or in-flight limit); telemetry was lost before reaching CityTwin",
+			"topic", m.Topic(), "dropped_total", n, "new", n-prev)
+	}
+}
