@@ -1,0 +1,256 @@
+package spine_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/citytwin/citytwin/spine"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// nats-server's and nats.go's process-wide helpers outlive a test.
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"),
+		goleak.IgnoreTopFunction("time.Sleep"),
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats.go.(*Conn).flusher"),
+	)
+}
+
+// natsServer runs a nats-server with JetStream on a free loopback port for
+// the test, so that several Spines (servers of one twin) can share it.
+func natsServer(t *testing.T) string {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns.ClientURL()
+}
+
+func open(t *testing.T, o spine.Options) *spine.Spine {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sp, err := spine.Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sp.Close)
+	return sp
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestEmbedded: without a URL the spine runs its own JetStream in the data
+// directory, and what was published survives a reopen (the log is on disk).
+func TestEmbedded(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	sp, err := spine.Open(ctx, spine.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.JetStream().Publish(ctx, spine.TelemetrySubject, []byte("x"), jetstream.WithMsgID("a@1")); err != nil {
+		t.Fatal(err)
+	}
+	sp.Close()
+	sp = open(t, spine.Options{DataDir: dir})
+	st, err := sp.JetStream().Stream(ctx, spine.TelemetryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("after reopen the stream holds %d messages, want 1", info.State.Msgs)
+	}
+	// The same message id again is a duplicate, stored once.
+	pa, err := sp.JetStream().Publish(ctx, spine.TelemetrySubject, []byte("x"), jetstream.WithMsgID("a@1"))
+	if err != nil || !pa.Duplicate {
+		t.Fatalf("republish: %+v, %v; want a duplicate", pa, err)
+	}
+}
+
+// TestLeaseOneHolder: of two servers competing for a lease one leads; when
+// it stops cleanly the other takes over, and when it dies (connection gone,
+// no release) the other takes over after the TTL. Never two at once.
+func TestLeaseOneHolder(t *testing.T) {
+	url := natsServer(t)
+	o := spine.Options{URL: url, LeaseTTL: 1500 * time.Millisecond}
+	a := open(t, spine.Options{URL: o.URL, LeaseTTL: o.LeaseTTL, Name: "a"})
+	b := open(t, spine.Options{URL: o.URL, LeaseTTL: o.LeaseTTL, Name: "b"})
+
+	var leaders atomic.Int32
+	var mu sync.Mutex
+	var who []string
+	var twice atomic.Bool
+	run := func(sp *spine.Spine, ctx context.Context) chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = sp.RunLeader(ctx, "test", func(ctx context.Context) error {
+				if leaders.Add(1) > 1 {
+					twice.Store(true)
+				}
+				mu.Lock()
+				who = append(who, sp.Name())
+				mu.Unlock()
+				<-ctx.Done()
+				leaders.Add(-1)
+				return nil
+			}, nil)
+		}()
+		return done
+	}
+	actx, stopA := context.WithCancel(context.Background())
+	aDone := run(a, actx)
+	eventually(t, "a leads", func() bool { return leaders.Load() == 1 })
+	bctx, stopB := context.WithCancel(context.Background())
+	bDone := run(b, bctx)
+	defer func() { stopB(); <-bDone }()
+
+	stopA() // clean stop: a releases
+	<-aDone
+	eventually(t, "b takes over", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(who) == 2 && who[1] == "b"
+	})
+	if h, err := a.Holder(context.Background(), "test"); err != nil || h != "b" {
+		t.Fatalf("holder %q, %v; want b", h, err)
+	}
+
+	// A third server, c, waits while b leads; b "dies" without release
+	// (its renewals stop) and c takes over once the TTL removed the lease.
+	c := open(t, spine.Options{URL: o.URL, LeaseTTL: o.LeaseTTL, Name: "c"})
+	cctx, stopC := context.WithCancel(context.Background())
+	cDone := run(c, cctx)
+	defer func() { stopC(); <-cDone }()
+	b.Close() // b's NATS connection is gone: it cannot renew or release
+	eventually(t, "c takes over from the dead b", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(who) == 3 && who[2] == "c"
+	})
+	if twice.Load() {
+		t.Fatal("two servers led at once")
+	}
+}
+
+// TestFreshApplierRedelivers: a new applier consumer gets every
+// unacknowledged message at once, in order, and acknowledged ones are gone
+// (work-queue retention).
+func TestFreshApplierRedelivers(t *testing.T) {
+	sp := open(t, spine.Options{DataDir: t.TempDir()})
+	ctx := context.Background()
+	for i := range 10 {
+		if _, err := sp.JetStream().Publish(ctx, spine.TelemetrySubject, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := sp.FreshApplier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.Fetch(10, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range batch.Messages() {
+		if n < 4 {
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n++
+	}
+	if n != 10 {
+		t.Fatalf("fetched %d, want 10", n)
+	}
+	// The "previous leader" acked 4 and died holding 6.
+	c, err = sp.FreshApplier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err = c.Fetch(10, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for m := range batch.Messages() {
+		got = append(got, m.Data()[0])
+	}
+	if string(got) != string([]byte{4, 5, 6, 7, 8, 9}) {
+		t.Fatalf("redelivered %v, want 4..9", got)
+	}
+}
+
+// TestAckGate: a message is acknowledged only once persisted() covers its
+// watermark.
+func TestAckGate(t *testing.T) {
+	sp := open(t, spine.Options{DataDir: t.TempDir()})
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := sp.JetStream().Publish(ctx, spine.TelemetrySubject, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := sp.FreshApplier(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var persisted atomic.Uint64
+	gate := spine.NewAckGate(persisted.Load, nil)
+	gctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); gate.Run(gctx, 5*time.Millisecond, time.Second) }()
+	defer func() { stop(); <-done }()
+	batch, err := c.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wm := uint64(10)
+	for m := range batch.Messages() {
+		gate.Add(m, wm)
+		wm += 10
+	}
+	ackPending := func() int {
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.NumAckPending
+	}
+	persisted.Store(20) // covers the first two
+	eventually(t, "two acks", func() bool { return gate.Pending() == 1 && ackPending() == 1 })
+	persisted.Store(30)
+	eventually(t, "all acked", func() bool { return gate.Pending() == 0 && ackPending() == 0 })
+}
+
