@@ -167,16 +167,6 @@ func (p *pacedPublisher) wait(t *testing.T) {
 
 func (p *pacedPublisher) sent() int { return int(p.n.Load()) }
 
-// kill9 kills the server with SIGKILL: no shutdown code runs.
-func (s *server) kill9(t testing.TB) {
-	t.Helper()
-	if err := s.cmd.Process.Kill(); err != nil {
-		t.Fatalf("kill -9: %v", err)
-	}
-	<-s.exited
-	s.stopped = true
-}
-
 // startNATS runs a nats-server with JetStream of the test's own on a free
 // loopback port (Debian package nats-server; .ci/run installs it) and
 // returns its URL.
