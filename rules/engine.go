@@ -98,6 +98,9 @@ func New(tw *twin.Twin, opts Options) *Engine {
 		loc, _ = time.LoadLocation(DefaultTimeZone)
 	}
 	e := &Engine{tw: tw, opts: opts, log: opts.Logger, clk: opts.Clock, loc: loc, m: newMetrics(opts.Registerer)}
+	if err := registerAlertGauges(opts.Registerer, tw); err != nil {
+		opts.Logger.Warn("rules: register alert gauges", "err", err)
+	}
 	e.out = make(chan outMsg, outboxSize)
 	e.hook = newWebhooks(opts.Webhooks, opts.HTTPClient, e.m.webhookFailures, opts.Logger)
 	e.al = newAlertBook(tw)
@@ -144,6 +147,7 @@ func (e *Engine) Load(rs *RuleSet) {
 			a.fence.rebuild(e.tw, r)
 		}
 		next = append(next, a)
+		e.m.fired.WithLabelValues(r.Name) // a 0 series from start
 	}
 	e.rs, e.rules = rs, next
 	e.risk.rule = nil

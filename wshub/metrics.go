@@ -42,6 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "twin_ws_resyncs_total", Help: "Resyncs sent: queue overflow, resume too old, or the hub fell out of the feed window."}),
 	}
 	m.reg = reg
+	defer m.initLabels()
 	if reg == nil {
 		return m
 	}
@@ -54,6 +55,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.rejected = register(reg, m.rejected)
 	m.subscribesCoalesced = register(reg, m.subscribesCoalesced)
 	return m
+}
+
+// Label values of the hub's counter vectors, each given a 0 series at
+// start: a counter that appears only with its first event hides that event
+// from rate() and increase(). TestLabelValuesInitialised finds every value
+// the package counts with and requires it here.
+var (
+	dropReasons   = [...]string{"too_slow", "too_many_messages", "write_error", "shutdown"}
+	rejectReasons = [...]string{"total", "ip", "principal"}
+)
+
+func (m *metrics) initLabels() {
+	for _, r := range dropReasons {
+		m.dropped.WithLabelValues(r)
+	}
+	for _, r := range rejectReasons {
+		m.rejected.WithLabelValues(r)
+	}
 }
 
 // queued registers the twin_ws_queued_bytes gauge, computed by fn when

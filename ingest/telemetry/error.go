@@ -21,7 +21,16 @@ const (
 	Oversized     Reason = "oversized"      // payload larger than Limits.MaxBytes
 	BadField      Reason = "bad_field"      // a known field with the wrong type
 	UnknownDevice Reason = "unknown_device" // set by callers: the name resolves to no object
+	ApplyFailed   Reason = "apply_failed"   // set by callers: the twin refused a valid message
 )
+
+// Reasons lists every Reason, so twin_deadletter_total has a series for
+// each from start (an operator's rate() and alerts see 0, not nothing).
+// A new Reason must be added here (TestReasonsListsEveryReason).
+func Reasons() []Reason {
+	return []Reason{BadJSON, BadTS, MissingTS, OutOfRange, NotFinite, FutureTS, Oversized, BadField,
+		UnknownDevice, ApplyFailed}
+}
 
 // Error is a rejected message. Callers dead-letter it with Reason.
 type Error struct {

@@ -43,6 +43,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Messages = register(reg, m.Messages)
 		m.DeadLetters = register(reg, m.DeadLetters)
 	}
+	// Every series exists from start, at 0: a counter that appears only
+	// with its first event hides that event from rate() and increase().
+	for _, src := range []string{"mqtt", "http"} {
+		for _, o := range []string{OutcomeApplied, OutcomeHistory, OutcomeDuplicate, OutcomeDeadletter} {
+			m.Messages.WithLabelValues(src, o)
+		}
+	}
+	for _, r := range Reasons() {
+		m.DeadLetters.WithLabelValues(string(r))
+	}
 	return m
 }
 
