@@ -251,7 +251,8 @@ func TestMetricsShared(t *testing.T) {
 	if got := testutil.ToFloat64(a.Messages.WithLabelValues("mqtt", OutcomeApplied)); got != 2 {
 		t.Fatalf("shared counter %v, want 2", got)
 	}
-	if n, err := testutil.GatherAndCount(reg, "twin_ingest_messages_total"); err != nil || n != 1 {
+	// One family, every source x outcome series once (all there from start).
+	if n, err := testutil.GatherAndCount(reg, "twin_ingest_messages_total"); err != nil || n != 8 {
 		t.Fatalf("series %d err %v", n, err)
 	}
 }
