@@ -99,24 +99,26 @@ func lexCQL(s string) ([]token, error) {
 }
 
 // lexQuoted reads a quoted string or name starting at s[i] == q; a doubled
-// quote stands for one. It returns the text and the offset after it.
+// quote stands for one, and in a string (q == '\'') so does \' (the CQL2
+// BNF's escapeQuote); other backslashes stay, for LIKE's escapes. It
+// returns the text and the offset after it.
 func lexQuoted(s string, i int, q byte) (string, int, error) {
 	var b strings.Builder
-	j := i + 1
-	for {
-		k := strings.IndexByte(s[j:], q)
-		if k < 0 {
-			return "", 0, fmt.Errorf("filter: at %d: unterminated %c", i, q)
-		}
-		b.WriteString(s[j : j+k])
-		j += k + 1
-		if j < len(s) && s[j] == q {
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '\\' && q == '\'' && j+1 < len(s) && s[j+1] == '\'':
 			b.WriteByte(q)
 			j++
-			continue
+		case c == q && j+1 < len(s) && s[j+1] == q:
+			b.WriteByte(q)
+			j++
+		case c == q:
+			return b.String(), j + 1, nil
+		default:
+			b.WriteByte(c)
 		}
-		return b.String(), j, nil
 	}
+	return "", 0, fmt.Errorf("filter: at %d: unterminated %c", i, q)
 }
 
 // lexNumber returns the end of the number starting at i: an optional sign,

@@ -93,6 +93,7 @@ func TestCQL2Selects(t *testing.T) {
 		{"80 = height_m", "b3"},
 		{"\"name\" = 'Shed'", "b5"},
 		{"name = 'It''s'", ""},
+		{"name <> 'It\\'s' AND name = 'Sh''ed' OR name = 'Shed'", "b5"},
 		{"id = 'buildings/b1'", "b1"},
 		// Advanced comparison operators.
 		{"name LIKE 'Chaotianmen%'", "b1 b2"},
@@ -349,4 +350,17 @@ func serve(t *testing.T, a *API) *httptest.Server {
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// An empty layer still has the contract's key props.
+func TestQueryablesOfEmptyLayer(t *testing.T) {
+	_, a := cqlTwin(t)
+	for _, name := range []string{"rule", "severity", "updated", "geometry"} {
+		if _, ok := a.Queryables(twin.Alerts).Lookup(name); !ok {
+			t.Errorf("alerts: %s not queryable", name)
+		}
+	}
+	if _, err := run(t, a, twin.Alerts, "rule = 'incident-sla' AND NOT (severity IN ('red'))"); err != nil {
+		t.Fatal(err)
+	}
 }
