@@ -56,12 +56,12 @@ func (f *Feature) appendWire(b []byte) ([]byte, error) {
 			return nil, fmt.Errorf("json: unsupported value: %v", g)
 		}
 		b = append(b, `{"type":"Point","coordinates":[`...)
-		b = appendJSONFloat(b, g[0])
+		b = appendJSONFloat(b, roundCoord(g[0]))
 		b = append(b, ',')
-		b = appendJSONFloat(b, g[1])
+		b = appendJSONFloat(b, roundCoord(g[1]))
 		b = append(b, "]}"...)
 	default:
-		gb, err := geojson.NewGeometry(g).MarshalJSON()
+		gb, err := geojson.NewGeometry(orb.Round(orb.Clone(g), CoordFactor)).MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("json: geometry: %w", err)
 		}
@@ -79,6 +79,15 @@ func (f *Feature) appendWire(b []byte) ([]byte, error) {
 	}
 	return append(b, '}'), nil
 }
+
+// CoordFactor sets the precision of every coordinate on the wire: degrees
+// are rounded to 1/CoordFactor, 7 decimals (about 1 cm), when a feature is
+// encoded. The twin keeps full precision; more digits on the wire only
+// cost bytes (CONTRACT §2: WGS84 lon/lat).
+const CoordFactor = 1e7
+
+// roundCoord rounds degrees as orb.Round(g, CoordFactor) does.
+func roundCoord(x float64) float64 { return math.Round(x*CoordFactor) / CoordFactor }
 
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 

@@ -29,7 +29,7 @@ func marshalReflect(f *Feature) ([]byte, error) {
 		w.Observed = f.Observed.UTC().Format(time.RFC3339Nano)
 	}
 	if f.Geometry != nil {
-		w.Geometry = geojson.NewGeometry(f.Geometry)
+		w.Geometry = geojson.NewGeometry(orb.Round(orb.Clone(f.Geometry), CoordFactor))
 	}
 	return json.Marshal(w)
 }
@@ -102,4 +102,32 @@ func BenchmarkMarshalJSON(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestWireRoundsCoordinates: coordinates leave with at most 7 decimals
+// (1 cm), points and every other geometry alike.
+func TestWireRoundsCoordinates(t *testing.T) {
+	for _, c := range []struct {
+		g    orb.Geometry
+		want string
+	}{
+		{orb.Point{106.55123456789, 29.5623123449}, `{"type":"Point","coordinates":[106.5512346,29.5623123]}`},
+		{orb.LineString{{106.123456789012, 29.1}, {-0.00000004, 1.99999999}}, `{"type":"LineString","coordinates":[[106.1234568,29.1],[-0,2]]}`},
+		{orb.Polygon{{{1.23456789, 2}, {3, 4.000000051}, {5, 6}, {1.23456789, 2}}}, `{"type":"Polygon","coordinates":[[[1.2345679,2],[3,4.0000001],[5,6],[1.2345679,2]]]}`},
+	} {
+		f := &Feature{ID: NewID(Roads, "r"), Geometry: c.g}
+		b, err := f.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte(`"geometry":`+c.want)) {
+			t.Errorf("%v:\n got %s\nwant geometry %s", c.g, b, c.want)
+		}
+	}
+	// The twin keeps full precision: encoding does not round in place.
+	line := orb.LineString{{106.123456789012, 29.1}}
+	f := &Feature{ID: NewID(Roads, "r"), Geometry: line}
+	if _, err := f.MarshalJSON(); err != nil || line[0][0] != 106.123456789012 {
+		t.Fatalf("geometry changed to %v (%v)", line, err)
+	}
 }

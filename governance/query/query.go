@@ -219,15 +219,19 @@ func (a *API) H3Handler(w http.ResponseWriter, r *http.Request) {
 	httpx.ContentJSON(w, http.StatusOK, "application/geo+json", map[string]any{"type": "FeatureCollection", "features": feats})
 }
 
+// cellRing is the cell's boundary as a closed GeoJSON ring, with
+// coordinates rounded as every coordinate on the wire (twin.CoordFactor).
 func cellRing(s string) [][][2]float64 {
 	c := h3.Cell(h3.IndexFromString(s))
 	b := c.Boundary()
 	ring := make([][2]float64, 0, len(b)+1)
 	for _, ll := range b {
-		ring = append(ring, [2]float64{ll.Lng, ll.Lat})
+		ring = append(ring, [2]float64{roundCoord(ll.Lng), roundCoord(ll.Lat)})
 	}
 	return [][][2]float64{append(ring, ring[0])}
 }
+
+func roundCoord(x float64) float64 { return math.Round(x*twin.CoordFactor) / twin.CoordFactor }
 
 func num(s string, lo, hi float64) (float64, error) {
 	if s == "" {

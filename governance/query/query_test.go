@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,6 +128,26 @@ func TestHandlers(t *testing.T) {
 	}
 	if total != 1000 {
 		t.Fatalf("h3 counts %d in scope, want 1000", total)
+	}
+	// GeoJSON cells: coordinates with at most 7 decimals (1 cm).
+	var cells struct {
+		Features []struct {
+			Geometry struct {
+				Coordinates [][][2]json.Number `json:"coordinates"`
+			} `json:"geometry"`
+		} `json:"features"`
+	}
+	if code := get("/api/h3?layer=incidents&res=7&format=geojson", "500105", &cells); code != 200 || len(cells.Features) == 0 {
+		t.Fatalf("h3 geojson: %d, %d cells", code, len(cells.Features))
+	}
+	for _, c := range cells.Features {
+		for _, pt := range c.Geometry.Coordinates[0] {
+			for _, x := range pt {
+				if _, frac, _ := strings.Cut(x.String(), "."); len(frac) > 7 {
+					t.Fatalf("h3 cell coordinate %s has more than 7 decimals", x)
+				}
+			}
+		}
 	}
 	var sum Summary
 	if code := get("/api/regions/500105/summary", "500105", &sum); code != 200 || sum.IncidentsState["reported"] != 1000 || sum.Name != "Jiangbei" {
