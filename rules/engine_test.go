@@ -689,3 +689,33 @@ rules:
 		t.Fatalf("incidents opened: %v", got)
 	}
 }
+
+// TestJumpIsNotACrossing (issue 11 item 15): two fixes 7 km apart either
+// side of Qiansimen bridge, or a short hop too fast for any truck, are not
+// a crossing; the same hop at a driving pace is.
+func TestJumpIsNotACrossing(t *testing.T) {
+	f := newFixture(t, bridgeRule)
+	at := time.Date(2026, 11, 24, 8, 0, 0, 0, shanghai)
+	// 3.5 km south to 3.5 km north, 5 minutes apart (84 km/h: the pace is
+	// possible, the path over the deck is not known).
+	f.put(twin.Vehicles, "J1", offset(bridgeA, 0, -3500), map[string]any{"kind": "muck_truck"})
+	f.fix(t, "J1", at, offset(bridgeA, 0, -3500))
+	f.fix(t, "J1", at.Add(5*time.Minute), offset(bridgeB, 0, 3500))
+	if as := f.alerts("bridge-muck"); len(as) != 0 {
+		t.Fatalf("7 km jump raised %d alerts: %v", len(as), as[0].Props)
+	}
+	// 100 m before to 100 m beyond the deck (1.1 km) in 10 s: 396 km/h.
+	f.put(twin.Vehicles, "J2", offset(bridgeA, 0, -100), map[string]any{"kind": "muck_truck"})
+	f.fix(t, "J2", at, offset(bridgeA, 0, -100))
+	f.fix(t, "J2", at.Add(10*time.Second), offset(bridgeB, 0, 100))
+	if as := f.alerts("bridge-muck"); len(as) != 0 {
+		t.Fatalf("a 396 km/h hop raised %d alerts", len(as))
+	}
+	// The same hop in 90 s (44 km/h) is a crossing.
+	f.put(twin.Vehicles, "J3", offset(bridgeA, 0, -100), map[string]any{"kind": "muck_truck"})
+	f.fix(t, "J3", at, offset(bridgeA, 0, -100))
+	f.fix(t, "J3", at.Add(90*time.Second), offset(bridgeB, 0, 100))
+	if as := f.alerts("bridge-muck"); len(as) != 1 {
+		t.Fatalf("a plausible sparse crossing raised %d alerts, want 1", len(as))
+	}
+}

@@ -20,7 +20,31 @@ type fenceTarget struct {
 	area    orb.Geometry   // set for polygon targets
 	windows []window       // from the target's props (windows_from); nil = the rule's own
 	lengthM float64
+	spanM   float64   // diagonal of the geometry's bound, metres
 	bound   orb.Bound // geometry bound expanded by the buffer: the index key
+}
+
+// Limits of a sparse trace: a visit that fell wholly between two fixes
+// counts only when a plausible drive explains the gap, so a GPS jump or a
+// device off for an hour never invents a crossing. The jump may be at most
+// the fence's span plus maxApproachM on either side, driven at no more
+// than maxGapSpeedKmh.
+const (
+	maxGapSpeedKmh = 150.0
+	maxApproachM   = 1000.0
+)
+
+// plausibleGap reports whether the movement q->p in dt could be one drive
+// across the target.
+func (t *fenceTarget) plausibleGap(q, p orb.Point, dt time.Duration) bool {
+	if dt <= 0 {
+		return false
+	}
+	d := sphere.Distance(q, p)
+	if d > t.spanM+2*maxApproachM {
+		return false
+	}
+	return d/dt.Seconds()*3.6 <= maxGapSpeedKmh
 }
 
 // fenceState is the state of one (rule, subject, target).
@@ -125,7 +149,9 @@ func (f *fenceRule) add(ft *twin.Feature) {
 		}
 		t.windows = ws
 	}
-	t.bound = sphere.ExpandBound(ft.Geometry.Bound(), f.buffer)
+	gb := ft.Geometry.Bound()
+	t.spanM = sphere.Distance(gb.Min, gb.Max)
+	t.bound = sphere.ExpandBound(gb, f.buffer)
 	f.targets[ft.ID] = t
 	f.idx.Insert(t.bound.Min, t.bound.Max, t)
 }
@@ -180,8 +206,12 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 		return
 	}
 	q, hasPrev := orb.Point{}, false
+	var prevAt time.Time
 	if c.Old != nil {
 		q, hasPrev = c.Old.Geometry.(orb.Point)
+		if prevAt = c.Old.Observed; prevAt.IsZero() {
+			prevAt = c.Old.Updated
+		}
 	}
 	seg := orb.Bound{Min: p, Max: p}
 	if hasPrev {
@@ -269,8 +299,9 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 				s.fired = false
 				e.fenceFire(a, c, v, t, s, at, DetectCross, dir)
 			}
-		case !s.in && !s.pending && hasPrev && f.detect[DetectCross] && f.segTouches(t, q, p):
-			// The whole visit fell between two fixes: a sparse trace.
+		case !s.in && !s.pending && hasPrev && f.detect[DetectCross] && f.segTouches(t, q, p) && t.plausibleGap(q, p, at.Sub(prevAt)):
+			// The whole visit fell between two fixes: a sparse trace
+			// (a jump no drive explains is not a crossing).
 			if dir, ok := f.crossed(t, f.along(t, q), f.along(t, p), q, p); ok {
 				s.fired = false
 				e.fenceFire(a, c, v, t, s, at, DetectCross, dir)
