@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paulmach/orb"
 )
@@ -191,5 +192,50 @@ func TestMetricsAccess(t *testing.T) {
 	out := runTwin(t, false, "serve", "--metrics-access", "everyone", "--listen", freeAddr(t), "--data", t.TempDir())
 	if !strings.Contains(out, "metrics-access") {
 		t.Errorf("a bad --metrics-access value is not explained: %s", out)
+	}
+}
+
+// TestSkeletonEditsCityAdminOnly (issue 11 item 11): only a city-level
+// admin may change regions and grids, and a change re-places the objects
+// it covers at once (no restart): a vehicle in a street whose region is
+// removed leaves the street's scope, and comes back when it is restored.
+func TestSkeletonEditsCityAdminOnly(t *testing.T) {
+	f := newAccessFixture(t, serveOpts{})
+	s := f.s
+	orig := s.must(t, http.StatusOK, http.MethodGet, "/api/entities/regions/"+f.st.code, f.admin, nil).body
+	districtAdmin := s.token(t, "admin", f.st.parent)
+	streetAdmin := s.token(t, "admin", f.st.code)
+	cityWide := fmt.Sprintf(`{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[105,28],[108,28],[108,31],[105,31],[105,28]]]},"properties":{"level":"street","code":"%s","parent":"%s","name":"captured"}}`, f.st.code, f.st.parent)
+	for who, tok := range map[string]string{"street operator": f.op, "street admin": streetAdmin, "district admin": districtAdmin} {
+		if r := s.do(t, http.MethodPut, "/api/entities/regions/"+f.st.code, tok, cityWide); r.status != http.StatusForbidden {
+			t.Errorf("%s PUT regions/%s: %d, want 403", who, f.st.code, r.status)
+		}
+		if r := s.do(t, http.MethodDelete, "/api/entities/regions/"+f.st.code, tok, nil); r.status != http.StatusForbidden {
+			t.Errorf("%s DELETE regions/%s: %d, want 403", who, f.st.code, r.status)
+		}
+		if r := s.do(t, http.MethodPut, "/api/entities/grids/acc-"+f.sfx, tok, cityWide); r.status != http.StatusForbidden && r.status != http.StatusBadRequest {
+			t.Errorf("%s PUT grids: %d, want 403", who, r.status)
+		}
+	}
+	name := "acc-skel-" + f.sfx
+	s.putVehicle(t, f.admin, name, f.pin[0], f.pin[1], nil)
+	if _, ok := s.get(t, f.op, "vehicles", name); !ok {
+		t.Fatal("street token does not see a vehicle in its street")
+	}
+	s.must(t, http.StatusNoContent, http.MethodDelete, "/api/entities/regions/"+f.st.code, f.admin, nil)
+	eventually(t, 30*time.Second, "the vehicle to leave the removed street", func() bool {
+		v, _ := s.get(t, f.admin, "vehicles", name)
+		return !v.inRegion(f.st.code) && v.inRegion(f.st.parent)
+	})
+	if _, ok := s.get(t, f.op, "vehicles", name); ok {
+		t.Error("street token still sees the vehicle after its street was removed")
+	}
+	s.must(t, http.StatusCreated, http.MethodPut, "/api/entities/regions/"+f.st.code, f.admin, orig)
+	eventually(t, 30*time.Second, "the vehicle to return to the restored street", func() bool {
+		v, _ := s.get(t, f.admin, "vehicles", name)
+		return v.inRegion(f.st.code)
+	})
+	if _, ok := s.get(t, f.op, "vehicles", name); !ok {
+		t.Error("street token does not see the vehicle after its street was restored")
 	}
 }

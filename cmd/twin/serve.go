@@ -155,6 +155,9 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		}
 	}
 	log.Info("twin loaded", "objects", n, "took", time.Since(t0).Round(time.Millisecond))
+	// Regions and grids edited while running re-place the objects they
+	// cover at once (followed from here on).
+	follower := locate.NewFollower(loc, tw, log)
 
 	// Broker and MQTT ingest.
 	brokerURL := c.mqtt
@@ -203,6 +206,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		return err
 	}
 	goRun("writer", wr.Run)
+	goRun("locate", follower.Run)
 	goRun("mqtt-ingest", in.Run)
 	goRun("journal-applier", func(ctx context.Context) error {
 		return jr.RunApplier(ctx, tw, journal.ApplierOptions{Persisted: wr.Flushed, DeadLetter: in.Reject,
