@@ -27,6 +27,9 @@ func (s *Spine) RunLeader(ctx context.Context, key string, fn func(context.Conte
 	retry := ttl / 6
 	for {
 		rev, err := s.leases.Create(ctx, key, []byte(s.opts.Name))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			rev, err = s.reclaim(ctx, key)
+		}
 		if err == nil {
 			s.lead(ctx, key, rev, fn, onChange)
 		} else if !errors.Is(err, jetstream.ErrKeyExists) && ctx.Err() == nil {
@@ -88,6 +91,30 @@ func (s *Spine) lead(ctx context.Context, key string, rev uint64, fn func(contex
 			}
 		}
 	}
+}
+
+// reclaim takes over a lease still held under this server's own name: a
+// server restarted after a crash (same Options.Name) need not wait for
+// its previous life's lease to expire. The Update is at the revision read,
+// so if another server took the lease meanwhile it fails; and a second,
+// live process misconfigured with the same name loses at its next renewal.
+// It returns ErrKeyExists when another server holds the lease.
+func (s *Spine) reclaim(ctx context.Context, key string) (uint64, error) {
+	e, err := s.leases.Get(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	if string(e.Value()) != s.opts.Name {
+		return 0, jetstream.ErrKeyExists
+	}
+	rev, err := s.leases.Update(ctx, key, []byte(s.opts.Name), e.Revision())
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, jetstream.ErrKeyExists
+	}
+	if err == nil {
+		s.log.Info("lease reclaimed from this server's previous run", "key", key)
+	}
+	return rev, err
 }
 
 // release deletes the lease if this server still holds it.

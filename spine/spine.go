@@ -57,8 +57,10 @@ type Options struct {
 	URL string
 	// DataDir is where the embedded server keeps JetStream (DataDir/nats).
 	DataDir string
-	// Name identifies this server to NATS (connection name, lease holder);
-	// default the hostname and process id.
+	// Name identifies this server to NATS (connection name, lease holder).
+	// Keep it stable across restarts and distinct per server: a restarted
+	// server reclaims the lease its previous run held at once. Default the
+	// hostname and process id (unique, so a restart waits for LeaseTTL).
 	Name string
 	// Replicas of the streams and the lease bucket; default 1. Use 3 on a
 	// three-node NATS cluster so a node can die without losing the log.

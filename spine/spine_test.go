@@ -254,3 +254,40 @@ func TestAckGate(t *testing.T) {
 	eventually(t, "all acked", func() bool { return gate.Pending() == 0 && ackPending() == 0 })
 }
 
+
+// TestLeaseReclaimedAfterRestart: a server that died holding the lease and
+// comes back under the same name leads again at once, without waiting for
+// the lease's TTL (a minute here, longer than the test waits).
+func TestLeaseReclaimedAfterRestart(t *testing.T) {
+	url := natsServer(t)
+	o := spine.Options{URL: url, LeaseTTL: time.Minute, Name: "same"}
+	lead := func(sp *spine.Spine, ctx context.Context, led chan<- struct{}) chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = sp.RunLeader(ctx, "test", func(ctx context.Context) error {
+				led <- struct{}{}
+				<-ctx.Done()
+				return nil
+			}, nil)
+		}()
+		return done
+	}
+	first := open(t, o)
+	ctx1, stop1 := context.WithCancel(context.Background())
+	led := make(chan struct{}, 2)
+	done1 := lead(first, ctx1, led)
+	<-led
+	first.Close() // dies: no release
+	defer func() { stop1(); <-done1 }()
+
+	second := open(t, o)
+	ctx2, stop2 := context.WithCancel(context.Background())
+	done2 := lead(second, ctx2, led)
+	defer func() { stop2(); <-done2 }()
+	select {
+	case <-led:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the restarted server did not reclaim its lease")
+	}
+}

@@ -180,7 +180,9 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	}
 	// The spine: telemetry is acked to its sender only once it is in the
 	// JetStream log; the lease holder applies the log (ingest/journal).
-	sp, err := spine.Open(ctx, spine.Options{URL: c.nats, DataDir: c.data, Replicas: c.natsReplicas, Logger: log})
+	host, _ := os.Hostname()
+	sp, err := spine.Open(ctx, spine.Options{URL: c.nats, DataDir: c.data, Replicas: c.natsReplicas, Logger: log,
+		Name: "twin@" + host + "/" + c.listen}) // stable: a restart reclaims its lease at once
 	if err != nil {
 		return err
 	}
