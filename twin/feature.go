@@ -113,7 +113,8 @@ func (f *Feature) MarshalJSON() ([]byte, error) {
 func (f *Feature) UnmarshalJSON(b []byte) error {
 	var w struct {
 		wireFeature
-		ID any `json:"id"`
+		ID       any             `json:"id"`
+		Geometry json.RawMessage `json:"geometry"` // DecodeGeometry checks positions
 	}
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
@@ -128,7 +129,11 @@ func (f *Feature) UnmarshalJSON(b []byte) error {
 		}
 	}
 	if w.Geometry != nil {
-		f.Geometry = w.Geometry.Geometry()
+		g, err := DecodeGeometry(w.Geometry)
+		if err != nil {
+			return err
+		}
+		f.Geometry = g
 	}
 	if w.Updated != "" {
 		t, err := time.Parse(time.RFC3339Nano, w.Updated)

@@ -94,11 +94,15 @@ func MakeID(layer, name string) (ID, error) {
 	return ID{Layer: l, Name: name}, nil
 }
 
-// ValidName checks an object name: 1..200 bytes, no slash, no control
-// characters, no MQTT wildcards (names appear in topics).
+// ValidName checks an object name: 1..200 bytes of valid UTF-8, no slash,
+// no control characters (NUL included), no MQTT wildcards (names appear in
+// topics, and the store refuses NUL and invalid UTF-8).
 func ValidName(name string) error {
 	if name == "" || len(name) > 200 {
 		return fmt.Errorf("name %q: must be 1..200 bytes", name)
+	}
+	if err := textChars(name); err != nil {
+		return fmt.Errorf("name %q: %w", name, err)
 	}
 	for _, r := range name {
 		if r == '/' || r == '+' || r == '#' || r < 0x20 || r == 0x7f {

@@ -251,6 +251,9 @@ func (t *Twin) Put(f *Feature) (Change, error) {
 	if err := t.feed.waitSeq(); err != nil {
 		return Change{}, err
 	}
+	if err := ValidProps(f.Props); err != nil {
+		return Change{}, fmt.Errorf("%s: %w", f.ID, err)
+	}
 	nf := f.Clone()
 	t.locate(nf)
 	t.mu.Lock()
@@ -282,6 +285,9 @@ func (t *Twin) Update(id ID, fn func(cur *Feature) (*Feature, error)) (Change, b
 	nf, err := fn(arg)
 	if err != nil || nf == nil {
 		return Change{}, false, err
+	}
+	if err := ValidProps(nf.Props); err != nil {
+		return Change{}, false, fmt.Errorf("%s: %w", id, err)
 	}
 	nf.ID = id
 	if old == nil || !sameGeometry(old.Geometry, nf.Geometry) {
@@ -327,9 +333,16 @@ const (
 // same ts as the object's newest is ErrDuplicate; an older one yields a
 // History change only; a newer one updates position, speed, heading and
 // readings (and H3 cell, region and grid when it moves) and yields one Upsert.
+// A sample before MinTime is ErrBadTime, reading names must pass ValidKey
+// (ErrBadText), and a sample that would give its object more than
+// MaxValues readings is ErrTooManyValues; then nothing is applied or
+// recorded.
 func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	if err := t.feed.waitSeq(); err != nil {
 		return 0, Change{}, err
+	}
+	if err := validSample(&s); err != nil {
+		return 0, Change{}, fmt.Errorf("%s: %w", s.ID, err)
 	}
 	var cells []uint64
 	var region []string
@@ -352,6 +365,10 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	}
 	if s.Time.Equal(old.Observed) {
 		return 0, Change{}, ErrDuplicate
+	}
+	added := newValues(old, s.Values)
+	if held := len(valuesOf(old)); added > 0 && held+added > MaxValues {
+		return 0, Change{}, fmt.Errorf("%s: %w: holds %d readings, the sample adds %d, at most %d", s.ID, ErrTooManyValues, held, added, MaxValues)
 	}
 	if s.Time.Before(old.Observed) {
 		c := Change{Kind: History, Time: t.opts.Clock.Now(), Old: old, New: old, Sample: &s}
@@ -390,11 +407,10 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 		nf.Props["heading"] = s.Heading
 	}
 	if len(s.Values) > 0 {
-		vals := map[string]any{}
-		if prev, ok := old.Props["values"].(map[string]any); ok {
-			for k, v := range prev {
-				vals[k] = v
-			}
+		prev := valuesOf(old)
+		vals := make(map[string]any, len(prev)+added)
+		for k, v := range prev {
+			vals[k] = v
 		}
 		for k, v := range s.Values {
 			vals[k] = v
@@ -403,6 +419,24 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	}
 	c := t.commitKeepTime(old, &nf, &s)
 	return Applied, c, nil
+}
+
+// valuesOf returns an object's readings (props.values), nil when none.
+func valuesOf(f *Feature) map[string]any {
+	m, _ := f.Props["values"].(map[string]any)
+	return m
+}
+
+// newValues counts the readings of vals the object does not hold yet.
+func newValues(f *Feature, vals map[string]float64) int {
+	held := valuesOf(f)
+	n := 0
+	for k := range vals {
+		if _, ok := held[k]; !ok {
+			n++
+		}
+	}
+	return n
 }
 
 // locate fills cells, region and grid from the geometry.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/internal/httpx"
+	"github.com/citytwin/citytwin/twin"
 )
 
 // ReportHandler serves POST /api/incidents: 201 with the new incident, or
@@ -22,6 +23,10 @@ func (s *Service) ReportHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	rep, err := DecodeReport(body)
 	if err != nil {
+		httpx.Error(w, http.StatusBadRequest, "bad report body", err.Error())
+		return
+	}
+	if err := rep.validText(); err != nil {
 		httpx.Error(w, http.StatusBadRequest, "bad report body", err.Error())
 		return
 	}
@@ -47,6 +52,10 @@ func (s *Service) ActionHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	a, err := DecodeAction(body)
 	if err != nil {
+		httpx.Error(w, http.StatusBadRequest, "bad action body", err.Error())
+		return
+	}
+	if err := a.validText(); err != nil {
 		httpx.Error(w, http.StatusBadRequest, "bad action body", err.Error())
 		return
 	}
@@ -112,7 +121,7 @@ func writeErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoSuchWorker):
 		httpx.Error(w, http.StatusNotFound, "not found", err.Error())
-	case errors.Is(err, ErrBadReport):
+	case errors.Is(err, ErrBadReport), errors.Is(err, twin.ErrBadText):
 		httpx.Error(w, http.StatusBadRequest, "bad report", err.Error())
 	case errors.Is(err, ErrForbidden):
 		httpx.Error(w, http.StatusForbidden, "forbidden", err.Error())

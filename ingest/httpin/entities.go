@@ -9,6 +9,7 @@ import (
 
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/internal/httpx"
+	"github.com/citytwin/citytwin/spatial/planar"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -45,8 +46,15 @@ func (a *API) PutEntity(w http.ResponseWriter, r *http.Request) {
 	if !mayEdit(w, r, id) {
 		return
 	}
-	if err := validIfPlaced(in.Geometry); err != nil {
-		httpx.Error(w, http.StatusBadRequest, "bad geometry", err.Error())
+	if err := twin.ValidProps(in.Props); err != nil {
+		httpx.Error(w, http.StatusBadRequest, "bad properties", err.Error())
+		return
+	}
+	// Cheap checks first, so a huge or foreign geometry is refused before
+	// the validity check and the H3 cover cost anything: its size, then
+	// the caller's scope.
+	if n := twin.VertexCount(in.Geometry); n > a.opts.MaxVertices {
+		httpx.Error(w, http.StatusBadRequest, "geometry too large", map[string]int{"vertices": n, "max_vertices": a.opts.MaxVertices})
 		return
 	}
 	old, existed := a.tw.Get(id)
@@ -54,17 +62,16 @@ func (a *API) PutEntity(w http.ResponseWriter, r *http.Request) {
 		notFound(w, id)
 		return
 	}
+	if !a.placedInScope(w, r, id, in.Geometry) {
+		return
+	}
+	if err := validIfPlaced(in.Geometry); err != nil {
+		httpx.Error(w, http.StatusBadRequest, "bad geometry", err.Error())
+		return
+	}
 	nf := &twin.Feature{ID: id, Geometry: in.Geometry, Props: in.Props}
 	if s, ok := in.Props["source"].(string); ok {
 		nf.Source = s
-	}
-	if p, scoped := auth.FromContext(r.Context()); scoped && a.opts.Enricher != nil && nf.Geometry != nil {
-		probe := &twin.Feature{ID: id} // scope from the geometry only, never from props
-		probe.Cells, probe.Region, probe.Grid = a.opts.Enricher.Locate(nf.Geometry)
-		if !p.Sees(probe) {
-			httpx.Error(w, http.StatusForbidden, "geometry lies outside your region", map[string]string{"region": p.Region})
-			return
-		}
 	}
 	ch, err := a.tw.Put(nf)
 	if err != nil {
@@ -120,6 +127,28 @@ func (a *API) DeleteEntity(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// placedInScope refuses (403) a geometry that a region-scoped caller would
+// place outside its region. The region path of an object is that of its
+// representative point (twin/locate), so locating that one point is
+// enough, and costs O(vertices) rather than an H3 cover of the shape.
+func (a *API) placedInScope(w http.ResponseWriter, r *http.Request, id twin.ID, g orb.Geometry) bool {
+	p, scoped := auth.FromContext(r.Context())
+	if !scoped || a.opts.Enricher == nil || g == nil {
+		return true
+	}
+	rep, ok := planar.Centroid(g)
+	if !ok {
+		return true // empty: ValidGeometry refuses it next
+	}
+	probe := &twin.Feature{ID: id}
+	probe.Cells, probe.Region, probe.Grid = a.opts.Enricher.Locate(rep)
+	if !p.Sees(probe) {
+		httpx.Error(w, http.StatusForbidden, "geometry lies outside your region", map[string]string{"region": p.Region})
+		return false
+	}
+	return true
 }
 
 // validIfPlaced checks a geometry with twin.ValidGeometry; null is allowed

@@ -39,6 +39,10 @@ type Options struct {
 	// creates or moves an object only inside its region (the twin's own
 	// enricher; without it only the object's current state is checked).
 	Enricher twin.Enricher
+	// MaxVertices bounds the positions of one PUT geometry (default
+	// 20,000: a district boundary has a few thousand); larger ones get 400
+	// before any costlier check.
+	MaxVertices int
 	// DefaultHistoryLimit is the history limit when none is asked (default
 	// 1000); MaxHistoryLimit caps what may be asked (default 100000).
 	DefaultHistoryLimit int
@@ -53,6 +57,9 @@ type Options struct {
 	// log could not take the line for (not the line's fault).
 	Submit func(ctx context.Context, name string, ts time.Time, line []byte) (string, error)
 }
+
+// DefaultMaxVertices is Options.MaxVertices' default.
+const DefaultMaxVertices = 20000
 
 // DeadLetterTopic is the "topic" HTTP dead letters carry: the source.
 const DeadLetterTopic = "POST /api/telemetry"
@@ -70,6 +77,9 @@ type API struct {
 func New(tw *twin.Twin, st twin.Store, opts Options) *API {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = 8 << 20
+	}
+	if opts.MaxVertices <= 0 {
+		opts.MaxVertices = DefaultMaxVertices
 	}
 	if opts.DefaultHistoryLimit <= 0 {
 		opts.DefaultHistoryLimit = 1000

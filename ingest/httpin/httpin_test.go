@@ -243,12 +243,12 @@ func TestTelemetryNDJSON(t *testing.T) {
 		`{"id":"v1","ts":"2026-03-01T01:00:10Z","lon":106.5,"lat":29.5}`,
 		``,
 		`{"id":"v1","ts":"2026-03-01T01:00:00Z","lon":106.4,"lat":29.4}`,
-		`{"id":"nobody","ts":1000}`,
-		`{"ts":1000}`,
-		`{"id":"v1","ts":1000,"lon":"NaN","lat":0}`,
+		`{"id":"nobody","ts":1700000000000}`,
+		`{"ts":1700000000000}`,
+		`{"id":"v1","ts":1700000000000,"lon":"NaN","lat":0}`,
 		`{"id":"v1","ts":"2026-03-01T03:00:00Z"}`,
 		`{"id":"v1"`,
-		`{"id":"v1","ts":1000,"pad":"` + strings.Repeat("x", 300) + `"}`,
+		`{"id":"v1","ts":1700000000000,"pad":"` + strings.Repeat("x", 300) + `"}`,
 	}, "\r\n")
 	code, b := f.do(t, "POST", "/api/telemetry", body)
 	if code != 200 {
@@ -294,7 +294,7 @@ func TestTelemetryNDJSON(t *testing.T) {
 
 func TestTelemetryLimits(t *testing.T) {
 	f := newFixture(t, Options{MaxBody: 100, AutoRegister: true})
-	if code, _ := f.do(t, "POST", "/api/telemetry", strings.Repeat(`{"id":"a","ts":1000}`+"\n", 10)); code != 413 {
+	if code, _ := f.do(t, "POST", "/api/telemetry", strings.Repeat(`{"id":"a","ts":1700000000000}`+"\n", 10)); code != 413 {
 		t.Fatalf("oversized body: %d", code)
 	}
 	if f.tw.Len() != 0 {
@@ -303,7 +303,7 @@ func TestTelemetryLimits(t *testing.T) {
 	if code, _ := f.do(t, "POST", "/api/telemetry", "\n \n"); code != 400 {
 		t.Fatalf("empty body: %d", code)
 	}
-	code, b := f.do(t, "POST", "/api/telemetry", `{"id":"auto1","ts":1000,"lon":1,"lat":2}`)
+	code, b := f.do(t, "POST", "/api/telemetry", `{"id":"auto1","ts":1700000000000,"lon":1,"lat":2}`)
 	if code != 200 || !strings.Contains(string(b), `"applied"`) {
 		t.Fatalf("auto-register: %d %s", code, b)
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/ingest/telemetry"
 	"github.com/citytwin/citytwin/internal/httpx"
-	"github.com/citytwin/citytwin/twin"
 )
 
 // LineResult is one NDJSON line's fate.
@@ -107,8 +106,8 @@ func (a *API) line(ctx context.Context, line []byte, now time.Time, res *LineRes
 	if m.Name == "" {
 		return "", &telemetry.Error{Reason: telemetry.BadField, Detail: `"id" (the object's name) is required`}
 	}
-	if err := twin.ValidName(m.Name); err != nil {
-		return "", &telemetry.Error{Reason: telemetry.BadField, Detail: err.Error()}
+	if err := telemetry.ValidName(m.Name); err != nil {
+		return "", err
 	}
 	if scoped {
 		// Out of scope is as if absent (CONTRACT §7).

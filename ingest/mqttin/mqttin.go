@@ -407,8 +407,8 @@ func (i *Ingest) process(m paho.Message) {
 		i.deadLetter(topic, payload, telemetry.Errorf(telemetry.BadField, "topic %q is not %s", topic, TelemetryFilter))
 		return
 	}
-	if err := twin.ValidName(name); err != nil {
-		i.deadLetter(topic, payload, &telemetry.Error{Reason: telemetry.BadField, Detail: err.Error()})
+	if err := telemetry.ValidName(name); err != nil {
+		i.deadLetter(topic, payload, err)
 		return
 	}
 	msg, err := telemetry.Decode(payload, i.opts.Clock.Now(), i.opts.Limits)

@@ -203,12 +203,12 @@ func TestDeadLetterEveryReason(t *testing.T) {
 				telemetry.BadJSON:       `{"ts":`,
 				telemetry.BadTS:         `{"ts":"noon"}`,
 				telemetry.MissingTS:     `{"lon":1,"lat":2}`,
-				telemetry.OutOfRange:    `{"ts":1000,"lon":181,"lat":0}`,
-				telemetry.NotFinite:     `{"ts":1000,"lon":"NaN","lat":0}`,
+				telemetry.OutOfRange:    `{"ts":1700000000000,"lon":181,"lat":0}`,
+				telemetry.NotFinite:     `{"ts":1700000000000,"lon":"NaN","lat":0}`,
 				telemetry.FutureTS:      `{"ts":"` + future + `"}`,
-				telemetry.Oversized:     `{"ts":1000,"pad":"` + strings.Repeat("x", 300) + `"}`,
-				telemetry.BadField:      `{"ts":1000,"values":[1]}`,
-				telemetry.UnknownDevice: `{"ts":1000,"lon":1,"lat":2}`,
+				telemetry.Oversized:     `{"ts":1700000000000,"pad":"` + strings.Repeat("x", 300) + `"}`,
+				telemetry.BadField:      `{"ts":1700000000000,"values":[1]}`,
+				telemetry.UnknownDevice: `{"ts":1700000000000,"lon":1,"lat":2}`,
 			}
 			pub := client(t, url)
 			for reason, payload := range cases {
@@ -262,7 +262,7 @@ func TestAutoRegisterAndPublish(t *testing.T) {
 			if tok := pub.Subscribe("twin/test/"+name, 1, func(_ paho.Client, m paho.Message) { got <- string(m.Payload()) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 				t.Fatal(tok.Error())
 			}
-			publish(t, pub, TelemetryPrefix+name, []byte(`{"ts":1000,"lon":106.5,"lat":29.5}`))
+			publish(t, pub, TelemetryPrefix+name, []byte(`{"ts":1700000000000,"lon":106.5,"lat":29.5}`))
 			id := twin.NewID(twin.Vehicles, name)
 			waitFor(t, 5*time.Second, "auto-registered vehicle", func() bool {
 				f, ok := h.tw.Get(id)
@@ -293,7 +293,7 @@ func TestBrokerRestartResumes(t *testing.T) {
 	name := uniq(t)
 	id := register(t, h.tw, name)
 	pub := client(t, b.URL())
-	publish(t, pub, TelemetryPrefix+name, []byte(`{"ts":1000,"lon":106.5,"lat":29.5}`))
+	publish(t, pub, TelemetryPrefix+name, []byte(`{"ts":1700000000000,"lon":106.5,"lat":29.5}`))
 	waitFor(t, 5*time.Second, "first fix", func() bool { return count(h, "applied") == 1 })
 
 	b.Close()
@@ -305,7 +305,7 @@ func TestBrokerRestartResumes(t *testing.T) {
 	defer b2.Close()
 	waitFor(t, 10*time.Second, "ingest reconnected and resubscribed", h.ing.Connected)
 	pub2 := client(t, b2.URL())
-	publish(t, pub2, TelemetryPrefix+name, []byte(`{"ts":2000,"lon":106.6,"lat":29.6}`))
+	publish(t, pub2, TelemetryPrefix+name, []byte(`{"ts":1700000001000,"lon":106.6,"lat":29.6}`))
 	waitFor(t, 5*time.Second, "fix after restart", func() bool { return count(h, "applied") == 2 })
 	if f, _ := h.tw.Get(id); f.Geometry != (orb.Point{106.6, 29.6}) {
 		t.Fatalf("geometry %v", f.Geometry)

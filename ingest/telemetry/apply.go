@@ -32,6 +32,9 @@ func Apply(tw *twin.Twin, name string, m Message, register bool) (string, error)
 		// Deleted between Resolve and ApplySample.
 		return "", Errorf(UnknownDevice, "%s was removed", id)
 	case err != nil:
+		if te := FromTwin(err); te != err {
+			return "", te // too many readings on the object, a bad name or time
+		}
 		return "", fmt.Errorf("apply %s: %w", id, err)
 	case out == twin.HistoryOnly:
 		return OutcomeHistory, nil
@@ -39,10 +42,24 @@ func Apply(tw *twin.Twin, name string, m Message, register bool) (string, error)
 	return OutcomeApplied, nil
 }
 
+// ValidName checks a telemetry name (the MQTT topic's last level, the
+// NDJSON id) with twin.ValidName: bad_text for NUL or invalid UTF-8,
+// bad_field for anything else.
+func ValidName(name string) error {
+	err := twin.ValidName(name)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, twin.ErrBadText) {
+		return &Error{Reason: BadText, Detail: err.Error()}
+	}
+	return &Error{Reason: BadField, Detail: err.Error()}
+}
+
 // autoRegister creates vehicles/{name} unless it exists.
 func autoRegister(tw *twin.Twin, name string) (twin.ID, error) {
-	if err := twin.ValidName(name); err != nil {
-		return twin.ID{}, &Error{Reason: BadField, Detail: err.Error()}
+	if err := ValidName(name); err != nil {
+		return twin.ID{}, err
 	}
 	id := twin.NewID(twin.Vehicles, name)
 	_, _, err := tw.Update(id, func(cur *twin.Feature) (*twin.Feature, error) {

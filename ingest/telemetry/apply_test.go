@@ -22,8 +22,9 @@ func TestApplyOutcomes(t *testing.T) {
 	if _, err := tw.Put(&twin.Feature{ID: id}); err != nil {
 		t.Fatal(err)
 	}
+	const base = 1700000000000 // 2023-11-14, within the accepted range
 	msg := func(ms int64) Message {
-		return Message{TS: time.UnixMilli(ms), Values: map[string]float64{"ch4": float64(ms)}}
+		return Message{TS: time.UnixMilli(base + ms), Values: map[string]float64{"ch4": float64(ms)}}
 	}
 	steps := []struct {
 		ms   int64
@@ -42,7 +43,7 @@ func TestApplyOutcomes(t *testing.T) {
 	if _, err := Apply(tw, "nobody", msg(1), false); ReasonOf(err) != UnknownDevice {
 		t.Fatalf("unknown: %v", err)
 	}
-	if out, err := Apply(tw, "newcar", Message{TS: time.UnixMilli(5), HasPos: true, Lon: 1, Lat: 2}, true); err != nil || out != OutcomeApplied {
+	if out, err := Apply(tw, "newcar", Message{TS: time.UnixMilli(base + 5), HasPos: true, Lon: 1, Lat: 2}, true); err != nil || out != OutcomeApplied {
 		t.Fatalf("auto-register: %q %v", out, err)
 	}
 	if f, ok := tw.Get(twin.NewID(twin.Vehicles, "newcar")); !ok || f.Geometry == nil {

@@ -12,7 +12,6 @@ import (
 	"math"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/citytwin/citytwin/twin"
 	"github.com/paulmach/orb"
@@ -133,6 +132,9 @@ func Decode(payload []byte, now time.Time, lim Limits) (Message, error) {
 	// timestamptz, so that "same device and ts" means the same thing before
 	// and after a restart from either store.
 	m.TS = m.TS.Truncate(time.Microsecond)
+	if m.TS.Before(twin.MinTime) {
+		return Message{}, Errorf(BadTS, "ts %s is before %s (a device without a clock?)", m.TS.Format(time.RFC3339Nano), twin.MinTime.Format(time.RFC3339))
+	}
 	if m.TS.After(now.Add(lim.MaxFuture)) {
 		return Message{}, Errorf(FutureTS, "ts %s is more than %s ahead of %s", m.TS.Format(time.RFC3339Nano), lim.MaxFuture, now.UTC().Format(time.RFC3339))
 	}
@@ -528,14 +530,18 @@ func (s *scanner) name(dst *string) *Error {
 	if !ok {
 		return s.syntax("bad string")
 	}
-	if !utf8.ValidString(str) {
-		return &Error{Reason: BadField, Detail: "id is not valid UTF-8"}
+	if err := twin.ValidText("id", str); err != nil {
+		return &Error{Reason: BadText, Detail: err.Error()}
 	}
 	*dst = str
 	return nil
 }
 
-// values reads {"name": number, ...}; null readings are skipped.
+// values reads {"name": number, ...}; null readings are skipped. Names
+// must be valid text of at most twin.MaxValueKeyBytes (bad_text), and at
+// most twin.MaxValues distinct names are read (too_many_values): the
+// decoder stops there, so a hostile message costs no more memory than a
+// full one.
 func (s *scanner) values(dst *map[string]float64) *Error {
 	if s.literal("null") {
 		return nil
@@ -556,6 +562,9 @@ func (s *scanner) values(dst *map[string]float64) *Error {
 		if !ok {
 			return s.syntax("want a reading name")
 		}
+		if err := twin.ValidKey("values", k, twin.MaxValueKeyBytes); err != nil {
+			return &Error{Reason: BadText, Detail: err.Error()}
+		}
 		s.ws()
 		if !s.consume(':') {
 			return s.syntax("want ':'")
@@ -570,6 +579,9 @@ func (s *scanner) values(dst *map[string]float64) *Error {
 		if has {
 			if *dst == nil {
 				*dst = make(map[string]float64, 4)
+			}
+			if _, dup := (*dst)[k]; !dup && len(*dst) >= twin.MaxValues {
+				return Errorf(TooManyValues, "more than %d readings in one message", twin.MaxValues)
 			}
 			(*dst)[k] = v
 		}

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -30,11 +31,11 @@ func TestDecodeAccepts(t *testing.T) {
 			Message{TS: time.UnixMilli(1772366340000).UTC()}},
 		{"sensor values", ` { "id" : "gas-1", "ts":"2026-03-01T19:59:00+08:00", "values":{"ch4":1.25,"h2s":0,"skip":null}} `,
 			Message{Name: "gas-1", TS: time.Date(2026, 3, 1, 11, 59, 0, 0, time.UTC), Values: map[string]float64{"ch4": 1.25, "h2s": 0}}},
-		{"unknown fields ignored", `{"ts":1000,"extra":[1,{"a":"b\"c"},true,false,null,-1.5e3],"lat":null,"lon":null}`,
-			Message{TS: time.UnixMilli(1000).UTC()}},
-		{"escaped id", `{"id":"a\u00e9\/b","ts":1000}`, Message{Name: "aé/b", TS: time.UnixMilli(1000).UTC()}},
-		{"exponent coordinates", `{"ts":1000,"lon":1.065e2,"lat":-2.95E1}`,
-			Message{TS: time.UnixMilli(1000).UTC(), HasPos: true, Lon: 106.5, Lat: -29.5}},
+		{"unknown fields ignored", `{"ts":1700000000000,"extra":[1,{"a":"b\"c"},true,false,null,-1.5e3],"lat":null,"lon":null}`,
+			Message{TS: time.UnixMilli(1700000000000).UTC()}},
+		{"escaped id", `{"id":"a\u00e9\/b","ts":1700000000000}`, Message{Name: "aé/b", TS: time.UnixMilli(1700000000000).UTC()}},
+		{"exponent coordinates", `{"ts":1700000000000,"lon":1.065e2,"lat":-2.95E1}`,
+			Message{TS: time.UnixMilli(1700000000000).UTC(), HasPos: true, Lon: 106.5, Lat: -29.5}},
 		{"future within limit", `{"ts":"2026-03-01T12:04:59Z"}`, Message{TS: time.Date(2026, 3, 1, 12, 4, 59, 0, time.UTC)}},
 	}
 	for _, c := range cases {
@@ -74,12 +75,12 @@ func TestDecodeRejects(t *testing.T) {
 	}{
 		{``, BadJSON},
 		{`[]`, BadJSON},
-		{`{"ts":1000`, BadJSON},
-		{`{"ts":1000} x`, BadJSON},
+		{`{"ts":1700000000000`, BadJSON},
+		{`{"ts":1700000000000} x`, BadJSON},
 		{`{"ts":01}`, BadJSON},
-		{`{"ts":1000,"x":tru}`, BadJSON},
-		{`{"ts":1000,"x":"a` + "\x01" + `"}`, BadJSON},
-		{`{"ts":1000,"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, BadJSON},
+		{`{"ts":1700000000000,"x":tru}`, BadJSON},
+		{`{"ts":1700000000000,"x":"a` + "\x01" + `"}`, BadJSON},
+		{`{"ts":1700000000000,"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, BadJSON},
 		{`{"lon":1,"lat":2}`, MissingTS},
 		{`{"ts":null}`, MissingTS},
 		{`{"ts":"yesterday"}`, BadTS},
@@ -88,22 +89,36 @@ func TestDecodeRejects(t *testing.T) {
 		{`{"ts":1.5}`, BadTS},
 		{`{"ts":1e300}`, BadTS},
 		{`{"ts":"2026-03-01T12:05:01Z"}`, FutureTS},
-		{`{"ts":1000,"lon":180.0001,"lat":0}`, OutOfRange},
-		{`{"ts":1000,"lon":0,"lat":-90.5}`, OutOfRange},
-		{`{"ts":1000,"speed_kmh":-1}`, OutOfRange},
-		{`{"ts":1000,"lon":"NaN","lat":0}`, NotFinite},
-		{`{"ts":1000,"lon":0,"lat":"-Infinity"}`, NotFinite},
-		{`{"ts":1000,"heading":"inf"}`, NotFinite},
-		{`{"ts":1000,"lon":1e999,"lat":0}`, NotFinite},
-		{`{"ts":1000,"values":{"t":-1e400}}`, NotFinite},
-		{`{"ts":1000,"values":{"t":"nan"}}`, NotFinite},
-		{`{"ts":1000,"lon":NaN,"lat":0}`, NotFinite},
-		{`{"ts":1000,"lon":"1","lat":0}`, BadField},
-		{`{"ts":1000,"lon":1}`, BadField},
-		{`{"ts":1000,"values":[1]}`, BadField},
-		{`{"ts":1000,"values":{"a":true}}`, BadField},
-		{`{"ts":1000,"id":5}`, BadField},
-		{`{"ts":1000,"speed_kmh":{}}`, BadField},
+		{`{"ts":1700000000000,"lon":180.0001,"lat":0}`, OutOfRange},
+		{`{"ts":1700000000000,"lon":0,"lat":-90.5}`, OutOfRange},
+		{`{"ts":1700000000000,"speed_kmh":-1}`, OutOfRange},
+		{`{"ts":1700000000000,"lon":"NaN","lat":0}`, NotFinite},
+		{`{"ts":1700000000000,"lon":0,"lat":"-Infinity"}`, NotFinite},
+		{`{"ts":1700000000000,"heading":"inf"}`, NotFinite},
+		{`{"ts":1700000000000,"lon":1e999,"lat":0}`, NotFinite},
+		{`{"ts":1700000000000,"values":{"t":-1e400}}`, NotFinite},
+		{`{"ts":1700000000000,"values":{"t":"nan"}}`, NotFinite},
+		{`{"ts":1700000000000,"lon":NaN,"lat":0}`, NotFinite},
+		{`{"ts":1700000000000,"lon":"1","lat":0}`, BadField},
+		{`{"ts":1700000000000,"lon":1}`, BadField},
+		{`{"ts":1700000000000,"values":[1]}`, BadField},
+		{`{"ts":1700000000000,"values":{"a":true}}`, BadField},
+		{`{"ts":1700000000000,"id":5}`, BadField},
+		{`{"ts":1700000000000,"speed_kmh":{}}`, BadField},
+		// Strings the store cannot hold, and bounds on readings.
+		{`{"ts":1700000000000,"values":{"\u0000":1}}`, BadText},
+		{`{"ts":1700000000000,"values":{"a\u0000b":1}}`, BadText},
+		{`{"ts":1700000000000,"values":{"` + "\xff" + `":1}}`, BadText},
+		{`{"ts":1700000000000,"values":{"":1}}`, BadText},
+		{`{"ts":1700000000000,"values":{"` + strings.Repeat("k", 65) + `":1}}`, BadText},
+		{`{"ts":1700000000000,"id":"a\u0000"}`, BadText},
+		{`{"ts":1700000000000,"id":"` + "\xfe" + `"}`, BadText},
+		{manyValues(65), TooManyValues},
+		// Timestamps before 2000 (year 0000, the epoch).
+		{`{"ts":"0000-01-01T00:00:00Z"}`, BadTS},
+		{`{"ts":"1999-12-31T23:59:59Z"}`, BadTS},
+		{`{"ts":0}`, BadTS},
+		{`{"ts":1000}`, BadTS},
 	}
 	for _, c := range cases {
 		_, err := Decode([]byte(c.in), now, Limits{})
@@ -121,8 +136,33 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+// manyValues is a payload with n distinct readings.
+func manyValues(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"ts":1700000000000,"values":{`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"r%d":%d`, i, i)
+	}
+	b.WriteString(`}}`)
+	return b.String()
+}
+
+func TestDecodeValuesLimit(t *testing.T) {
+	m, err := Decode([]byte(manyValues(64)), now, Limits{})
+	if err != nil || len(m.Values) != 64 {
+		t.Fatalf("64 readings: %d, %v", len(m.Values), err)
+	}
+	// Repeating a name does not count twice.
+	if _, err := Decode([]byte(`{"ts":1700000000000,"values":{"a":1,"a":2}}`), now, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDecodeOversized(t *testing.T) {
-	big := `{"ts":1000,"pad":"` + strings.Repeat("x", 100) + `"}`
+	big := `{"ts":1700000000000,"pad":"` + strings.Repeat("x", 100) + `"}`
 	_, err := Decode([]byte(big), now, Limits{MaxBytes: 64})
 	if ReasonOf(err) != Oversized {
 		t.Fatalf("err %v, want oversized", err)
@@ -153,14 +193,14 @@ func TestFastFloatMatchesStrconv(t *testing.T) {
 }
 
 func TestToSample(t *testing.T) {
-	m, err := Decode([]byte(`{"ts":1000,"lon":106.5,"lat":29.5,"heading":10,"values":{"v":1}}`), now, Limits{})
+	m, err := Decode([]byte(`{"ts":1700000000000,"lon":106.5,"lat":29.5,"heading":10,"values":{"v":1}}`), now, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := twin.NewID(twin.Vehicles, "BP1")
 	s := ToSample(id, m)
 	if s.ID != id || !s.HasPos || s.Pos[0] != 106.5 || s.Pos[1] != 29.5 || !s.HasHeading || s.Heading != 10 ||
-		s.HasSpeed || s.Values["v"] != 1 || !s.Time.Equal(time.UnixMilli(1000)) {
+		s.HasSpeed || s.Values["v"] != 1 || !s.Time.Equal(time.UnixMilli(1700000000000)) {
 		t.Fatalf("sample %+v", s)
 	}
 }
@@ -170,7 +210,7 @@ func TestToSample(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		trackerPayload, sensorPayload, `{}`, `{"ts":"2026-03-01T11:59:00.123+08:00"}`,
-		`{"ts":1000,"lon":1e999,"lat":0}`, `{"ts":1000,"values":{"a":"NaN"}}`, `{"id":"x\ud800","ts":1}`,
+		`{"ts":1700000000000,"lon":1e999,"lat":0}`, `{"ts":1700000000000,"values":{"a":"NaN"}}`, `{"id":"x\ud800","ts":1}`,
 	} {
 		f.Add([]byte(s))
 	}

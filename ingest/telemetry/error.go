@@ -3,6 +3,8 @@ package telemetry
 import (
 	"errors"
 	"fmt"
+
+	"github.com/citytwin/citytwin/twin"
 )
 
 // Reason is the machine-readable cause of a rejected message. It is the
@@ -22,6 +24,12 @@ const (
 	BadField      Reason = "bad_field"      // a known field with the wrong type
 	UnknownDevice Reason = "unknown_device" // set by callers: the name resolves to no object
 	ApplyFailed   Reason = "apply_failed"   // set by callers: the twin refused a valid message
+	// BadText: a string the store cannot hold (NUL, invalid UTF-8) or
+	// over its length limit: a reading's name, the NDJSON id, the topic's name.
+	BadText Reason = "bad_text"
+	// TooManyValues: more distinct readings than twin.MaxValues in one
+	// message or, with those the object holds, on one object.
+	TooManyValues Reason = "too_many_values"
 )
 
 // Reasons lists every Reason, so twin_deadletter_total has a series for
@@ -29,7 +37,7 @@ const (
 // A new Reason must be added here (TestReasonsListsEveryReason).
 func Reasons() []Reason {
 	return []Reason{BadJSON, BadTS, MissingTS, OutOfRange, NotFinite, FutureTS, Oversized, BadField,
-		UnknownDevice, ApplyFailed}
+		UnknownDevice, ApplyFailed, BadText, TooManyValues}
 }
 
 // Error is a rejected message. Callers dead-letter it with Reason.
@@ -48,6 +56,23 @@ func (e *Error) Error() string {
 // Errorf builds an *Error; callers use it for UnknownDevice.
 func Errorf(r Reason, format string, args ...any) *Error {
 	return &Error{Reason: r, Detail: fmt.Sprintf(format, args...)}
+}
+
+// FromTwin turns the twin's refusals of a sample or a name (twin.ErrBadText,
+// twin.ErrTooManyValues, twin.ErrBadTime) into an *Error with their
+// reason; other errors come back as they are.
+func FromTwin(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, twin.ErrBadText):
+		return &Error{Reason: BadText, Detail: err.Error()}
+	case errors.Is(err, twin.ErrTooManyValues):
+		return &Error{Reason: TooManyValues, Detail: err.Error()}
+	case errors.Is(err, twin.ErrBadTime):
+		return &Error{Reason: BadTS, Detail: err.Error()}
+	}
+	return err
 }
 
 // ReasonOf returns the reason of a telemetry error anywhere in err's chain,
