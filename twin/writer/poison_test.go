@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/internal/pgtest"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
@@ -27,8 +28,8 @@ type poison struct {
 	apply func(t *testing.T, tw *twin.Twin)
 }
 
-// TestPoisonedRows bypasses the edge (the twin takes these today; the edge
-// checks are a separate layer) and feeds the writer rows each store cannot
+// TestPoisonedRows bypasses the edge (a twin with Options.Unchecked takes
+// what a server's twin refuses) and feeds the writer rows each store cannot
 // hold, in the middle of a stream of good ones: the good rows are all
 // written, each bad one is quarantined with its error and JSON, counted and
 // not retried, the feed sequence advances, and later flushes still work.
@@ -90,7 +91,9 @@ func TestPoisonedRows(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			st := tc.open(t)
 			defer st.Close()
-			tw := newTwin()
+			// Unchecked: the twin refuses these strings itself (the edge);
+			// the writer's defence is tested behind it.
+			tw := twin.New(twin.Options{Clock: clock.NewFake(t0), FeedSize: 1 << 16, Unchecked: true})
 			reg := prometheus.NewRegistry()
 			w := writer.New(tw, st, writer.Options{FlushInterval: time.Hour, Registerer: reg})
 			startWriter(t, w)
