@@ -1,6 +1,7 @@
 package ogc
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -20,7 +21,17 @@ const (
 	MaxFilterLength = 8 << 10
 	MaxFilterDepth  = 64
 	MaxFilterTerms  = 1000
+	// MaxFilterWork bounds one request's evaluation: predicates (plus
+	// literal vertices) times features visited. 1,000 predicates over the
+	// 50,000 demo buildings is just within it (about 2 CPU-seconds); at
+	// larger scales a long filter needs a bbox or a spatial predicate to
+	// narrow the candidates, or it is a 400 (ErrFilterTooCostly).
+	MaxFilterWork = 50_000_000
 )
+
+// ErrFilterTooCostly: evaluating the filter over the candidates would pass
+// MaxFilterWork.
+var ErrFilterTooCostly = errors.New("filter too costly for this collection")
 
 // Conformance classes of CQL2 this package implements, and only those:
 // basic CQL2 (comparisons, IS NULL, AND/OR/NOT with three-valued logic,
@@ -52,6 +63,8 @@ func CheckCRS(param, v string) error {
 // concurrent use.
 type Filter struct {
 	root     node
+	slots    int // distinct properties named
+	cost     int // predicates plus literal vertices: the work per feature
 	bound    orb.Bound
 	hasBound bool
 }
@@ -59,7 +72,8 @@ type Filter struct {
 // Match reports whether the filter is TRUE for f (FALSE and unknown, as
 // when a compared property is missing, do not select).
 func (x *Filter) Match(f *twin.Feature) bool {
-	return x.root.eval(f) == tTrue
+	e := env{f: f, vals: make([]value, x.slots), have: make([]bool, x.slots)}
+	return x.root.eval(&e) == tTrue
 }
 
 // Bound returns a box that the geometry of every matching feature
@@ -97,7 +111,7 @@ func ParseCQL2(src string, lookup Lookup) (*Filter, error) {
 	if p.peek().kind != tEOF {
 		return nil, p.errorf("unexpected %q", p.peek().text)
 	}
-	f := &Filter{root: root}
+	f := &Filter{root: root, slots: len(p.slots), cost: p.terms + p.vertices}
 	f.bound, f.hasBound = boundOf(root)
 	return f, nil
 }
@@ -136,11 +150,25 @@ func boundOf(n node) (orb.Bound, bool) {
 func area(b orb.Bound) float64 { return (b.Max[0] - b.Min[0]) * (b.Max[1] - b.Min[1]) }
 
 type cqlParser struct {
-	toks   []token
-	i      int
-	lookup Lookup
-	depth  int
-	terms  int
+	toks     []token
+	i        int
+	lookup   Lookup
+	depth    int
+	terms    int
+	vertices int            // positions in geometry literals
+	slots    map[string]int // property name -> env cache slot
+}
+
+func (p *cqlParser) slot(name string) int {
+	if p.slots == nil {
+		p.slots = map[string]int{}
+	}
+	i, ok := p.slots[name]
+	if !ok {
+		i = len(p.slots)
+		p.slots[name] = i
+	}
+	return i
 }
 
 func (p *cqlParser) peek() token { return p.toks[p.i] }
@@ -440,7 +468,7 @@ func (p *cqlParser) scalar(allowGeom bool) (scalar, error) {
 			}
 			return scalar{geom: true}, nil
 		}
-		return scalar{op: propOp{name: t.text}, typ: staticType(q)}, nil
+		return scalar{op: propOp{name: t.text, slot: p.slot(t.text)}, typ: staticType(q)}, nil
 	}
 	found := t.text
 	if t.kind == tEOF {

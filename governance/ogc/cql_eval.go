@@ -41,7 +41,25 @@ func (t tri) not() tri {
 
 // node is a compiled boolean expression.
 type node interface {
-	eval(f *twin.Feature) tri
+	eval(e *env) tri
+}
+
+// env is one feature under evaluation, with the values of the properties
+// the filter names, each read once however many predicates use it (a
+// 900-term OR on one property costs one map lookup per feature, not 900).
+type env struct {
+	f    *twin.Feature
+	vals []value
+	have []bool
+}
+
+func (e *env) prop(slot int, name string) value {
+	if e.have[slot] {
+		return e.vals[slot]
+	}
+	v := readProp(e.f, name)
+	e.vals[slot], e.have[slot] = v, true
+	return v
 }
 
 type andN []node
@@ -49,10 +67,10 @@ type orN []node
 type notN struct{ e node }
 type constN tri
 
-func (n andN) eval(f *twin.Feature) tri {
+func (n andN) eval(e *env) tri {
 	out := tTrue
-	for _, e := range n {
-		switch e.eval(f) {
+	for _, c := range n {
+		switch c.eval(e) {
 		case tFalse:
 			return tFalse
 		case tUnknown:
@@ -62,10 +80,10 @@ func (n andN) eval(f *twin.Feature) tri {
 	return out
 }
 
-func (n orN) eval(f *twin.Feature) tri {
+func (n orN) eval(e *env) tri {
 	out := tFalse
-	for _, e := range n {
-		switch e.eval(f) {
+	for _, c := range n {
+		switch c.eval(e) {
 		case tTrue:
 			return tTrue
 		case tUnknown:
@@ -75,8 +93,8 @@ func (n orN) eval(f *twin.Feature) tri {
 	return out
 }
 
-func (n notN) eval(f *twin.Feature) tri { return n.e.eval(f).not() }
-func (n constN) eval(*twin.Feature) tri { return tri(n) }
+func (n notN) eval(e *env) tri { return n.e.eval(e).not() }
+func (n constN) eval(*env) tri { return tri(n) }
 
 // vkind is the type of a scalar value during evaluation.
 type vkind uint8
@@ -101,19 +119,26 @@ type value struct {
 
 // operand yields a scalar for a feature: a literal or a property.
 type operand interface {
-	value(f *twin.Feature) value
+	value(e *env) value
 }
 
 type litOp struct{ v value }
-type propOp struct{ name string }
 
-func (o litOp) value(*twin.Feature) value { return o.v }
+// propOp reads a property; slot indexes the env's cache.
+type propOp struct {
+	name string
+	slot int
+}
 
-func (o propOp) value(f *twin.Feature) value {
-	if o.name == "updated" {
+func (o litOp) value(*env) value { return o.v }
+
+func (o propOp) value(e *env) value { return e.prop(o.slot, o.name) }
+
+func readProp(f *twin.Feature, name string) value {
+	if name == "updated" {
 		return value{k: vTime, t: f.Updated}
 	}
-	v, ok := propValue(f, o.name)
+	v, ok := propValue(f, name)
 	if !ok {
 		return value{}
 	}
@@ -197,8 +222,8 @@ type cmpN struct {
 	op   string
 }
 
-func (n cmpN) eval(f *twin.Feature) tri {
-	c, ok := compare(n.l.value(f), n.r.value(f))
+func (n cmpN) eval(e *env) tri {
+	c, ok := compare(n.l.value(e), n.r.value(e))
 	if !ok {
 		return tUnknown
 	}
@@ -229,9 +254,9 @@ type betweenN struct {
 	not       bool
 }
 
-func (n betweenN) eval(f *twin.Feature) tri {
-	x := n.x.value(f)
-	r := andN{cmpN{litOp{n.lo.value(f)}, litOp{x}, "<="}, cmpN{litOp{x}, litOp{n.hi.value(f)}, "<="}}.eval(f)
+func (n betweenN) eval(e *env) tri {
+	x := n.x.value(e)
+	r := andN{cmpN{litOp{n.lo.value(e)}, litOp{x}, "<="}, cmpN{litOp{x}, litOp{n.hi.value(e)}, "<="}}.eval(e)
 	if n.not {
 		return r.not()
 	}
@@ -245,11 +270,11 @@ type inN struct {
 	not  bool
 }
 
-func (n inN) eval(f *twin.Feature) tri {
-	x := n.x.value(f)
+func (n inN) eval(e *env) tri {
+	x := n.x.value(e)
 	r := tFalse
 	for _, o := range n.list {
-		c, ok := compare(x, o.value(f))
+		c, ok := compare(x, o.value(e))
 		if !ok {
 			r = tUnknown
 			continue
@@ -273,12 +298,12 @@ type nullN struct {
 	geom bool
 }
 
-func (n nullN) eval(f *twin.Feature) tri {
+func (n nullN) eval(e *env) tri {
 	var isNull bool
 	if n.geom {
-		isNull = f.Geometry == nil
+		isNull = e.f.Geometry == nil
 	} else {
-		isNull = n.x.value(f).k == vNull
+		isNull = n.x.value(e).k == vNull
 	}
 	return triOf(isNull != n.not)
 }
@@ -317,8 +342,8 @@ func compileLike(p string) []likeTok {
 	return out
 }
 
-func (n likeN) eval(f *twin.Feature) tri {
-	v := n.x.value(f)
+func (n likeN) eval(e *env) tri {
+	v := n.x.value(e)
 	if v.k != vString {
 		return tUnknown
 	}
@@ -362,7 +387,8 @@ type intersectsN struct {
 	b orb.Bound
 }
 
-func (n intersectsN) eval(f *twin.Feature) tri {
+func (n intersectsN) eval(e *env) tri {
+	f := e.f
 	if f.Geometry == nil {
 		return tUnknown
 	}

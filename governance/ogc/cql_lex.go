@@ -98,10 +98,10 @@ func lexCQL(s string) ([]token, error) {
 	return append(out, token{tEOF, "", len(s)}), nil
 }
 
-// lexQuoted reads a quoted string or name starting at s[i] == q; a doubled
-// quote stands for one, and in a string (q == '\'') so does \' (the CQL2
-// BNF's escapeQuote); other backslashes stay, for LIKE's escapes. It
-// returns the text and the offset after it.
+// lexQuoted reads a quoted string or name starting at s[i] == q. A doubled
+// quote stands for one; in a string, so does a backslash before the quote
+// (the CQL2 BNF's escapeQuote). Other backslashes stay, for LIKE's escapes.
+// It returns the text and the offset after it.
 func lexQuoted(s string, i int, q byte) (string, int, error) {
 	var b strings.Builder
 	for j := i + 1; j < len(s); j++ {

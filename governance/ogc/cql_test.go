@@ -2,6 +2,7 @@ package ogc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -361,6 +362,36 @@ func TestQueryablesOfEmptyLayer(t *testing.T) {
 		}
 	}
 	if _, err := run(t, a, twin.Alerts, "rule = 'incident-sla' AND NOT (severity IN ('red'))"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A long filter over many features stops with ErrFilterTooCostly instead
+// of running on.
+func TestScanWorkBudget(t *testing.T) {
+	tw := twin.New(twin.Options{})
+	n := MaxFilterWork/MaxFilterTerms + 2*checkEvery
+	for i := 0; i < n; i++ {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, fmt.Sprint(i)), Geometry: orb.Point{1, 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := New(tw, Options{})
+	terms := make([]string, MaxFilterTerms)
+	for i := range terms {
+		terms[i] = fmt.Sprintf("%d=1", i%10)
+	}
+	f, err := ParseCQL2(strings.Join(terms, " OR "), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.scan(context.Background(), twin.Buildings, nil, f, func(x *twin.Feature) bool { f.Match(x); return true })
+	if !errors.Is(err, ErrFilterTooCostly) {
+		t.Fatalf("err %v, want ErrFilterTooCostly", err)
+	}
+	// One predicate over the same features is fine.
+	f, _ = ParseCQL2("1=1", nil)
+	if err := a.scan(context.Background(), twin.Buildings, nil, f, func(*twin.Feature) bool { return true }); err != nil {
 		t.Fatal(err)
 	}
 }

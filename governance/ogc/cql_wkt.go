@@ -156,6 +156,7 @@ func (p *cqlParser) pointList(want int) ([]orb.Point, error) {
 
 // position parses "x y [z]".
 func (p *cqlParser) position() (orb.Point, error) {
+	p.vertices++
 	var v [2]float64
 	for i := range v {
 		t, err := p.expect(tNumber, "a coordinate (x y)")

@@ -4,6 +4,7 @@
 package ogc
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -414,7 +415,10 @@ func (a *API) Items(w http.ResponseWriter, r *http.Request) {
 		return true
 	}
 	if err := a.scan(r.Context(), l, q.bbox, q.filter, collect); err != nil {
-		return // the client left
+		if errors.Is(err, ErrFilterTooCostly) {
+			httpx.Error(w, http.StatusBadRequest, "filter too costly", err.Error())
+		}
+		return // or the client left
 	}
 	sort.Slice(hits, func(i, j int) bool { return hits[i].ID.Name < hits[j].ID.Name })
 	matched := len(hits)

@@ -65,7 +65,8 @@ const checkEvery = 256
 // features without geometry, which match every bbox); otherwise every
 // feature of the layer is visited. It stops and returns ctx.Err() as soon
 // as the request is cancelled (the client left), so an expensive filter
-// does not run on for nobody.
+// does not run on for nobody, and returns ErrFilterTooCostly once the
+// filter's cost times the features visited passes MaxFilterWork.
 func (a *API) scan(ctx context.Context, l twin.Layer, bbox *orb.Bound, filter *Filter, fn func(*twin.Feature) bool) error {
 	n := 0
 	var err error
@@ -75,6 +76,11 @@ func (a *API) scan(ctx context.Context, l twin.Layer, bbox *orb.Bound, filter *F
 		}
 		if n++; n%checkEvery == 0 {
 			if err = ctx.Err(); err != nil {
+				return false
+			}
+			if filter != nil && int64(n)*int64(filter.cost) > MaxFilterWork {
+				err = fmt.Errorf("%w: %d predicates and literal vertices over more than %d features; narrow it with bbox= or S_INTERSECTS",
+					ErrFilterTooCostly, filter.cost, n)
 				return false
 			}
 		}
