@@ -87,10 +87,12 @@ func (b *batchConn) Close() error {
 	return b.Conn.Close()
 }
 
-// hijacker hands gorilla's upgrader a batchConn around the hijacked socket.
+// hijacker hands gorilla's upgrader a batchConn around the hijacked socket,
+// after setting the socket's send buffer to sendBuffer bytes (when > 0).
 type hijacker struct {
 	http.ResponseWriter
-	bc *batchConn
+	sendBuffer int
+	bc         *batchConn
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -98,6 +100,26 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if h.sendBuffer > 0 {
+		setSendBuffer(c, h.sendBuffer)
+	}
 	h.bc = &batchConn{Conn: c}
 	return h.bc, rw, nil
+}
+
+// setSendBuffer sets SO_SNDBUF on the TCP socket under c, looking through
+// wrappers that expose it with NetConn (as tls.Conn and the server's
+// connection limiter do). Best effort: other sockets keep the kernel's.
+func setSendBuffer(c net.Conn, n int) {
+	for range 8 {
+		if s, ok := c.(interface{ SetWriteBuffer(int) error }); ok {
+			_ = s.SetWriteBuffer(n)
+			return
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return
+		}
+		c = u.NetConn()
+	}
 }

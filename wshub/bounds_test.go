@@ -2,9 +2,11 @@ package wshub
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -192,4 +194,47 @@ func TestWebsocketCaps(t *testing.T) {
 	if r := testutil.ToFloat64(e2.hub.m.rejected.WithLabelValues("total")); r != 1 {
 		t.Errorf("rejected{total} = %v", r)
 	}
+}
+
+// TestSendBufferSet: each websocket's socket gets Options.SendBuffer as its
+// kernel send buffer (Linux reports twice the value), not the autotuned
+// one that grows to megabytes for a client that stops reading.
+func TestSendBufferSet(t *testing.T) {
+	const n = 64 << 10
+	e := newEnv(t, Options{SendBuffer: n}, 0)
+	c := dial(t, e)
+	cl := e.clientAt(c.conn.LocalAddr().String())
+	sc, ok := cl.bc.Conn.(syscall.Conn)
+	if !ok {
+		t.Fatalf("hijacked socket %T has no SyscallConn", cl.bc.Conn)
+	}
+	if got := sndbuf(t, sc); got < n || got > 2*n {
+		t.Errorf("SO_SNDBUF %d, want %d (or twice that)", got, n)
+	}
+	// Through a wrapper that exposes NetConn, as the server's limiter does.
+	raw := c.conn.NetConn()
+	setSendBuffer(wrapped{raw}, n/2)
+	if got := sndbuf(t, raw.(syscall.Conn)); got < n/2 || got > n {
+		t.Errorf("SO_SNDBUF through a wrapper %d, want %d (or twice that)", got, n/2)
+	}
+}
+
+type wrapped struct{ net.Conn }
+
+func (w wrapped) NetConn() net.Conn { return w.Conn }
+
+func sndbuf(t *testing.T, sc syscall.Conn) int {
+	t.Helper()
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		got, serr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF)
+	}); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	return got
 }

@@ -421,7 +421,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.wg.Done()
 	defer h.release(ip, subject)
 
-	hj := &hijacker{ResponseWriter: w}
+	hj := &hijacker{ResponseWriter: w, sendBuffer: h.opts.SendBuffer}
 	conn, err := h.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		return // the upgrader answered the client

@@ -70,6 +70,12 @@ type Options struct {
 	MaxClients      int
 	MaxPerPrincipal int
 	MaxPerIP        int
+	// SendBuffer is the kernel send buffer of each websocket's socket
+	// (SO_SNDBUF, default 256 KiB; Linux doubles it; negative keeps the
+	// kernel's autotuning, up to 4 MiB a socket by default). Together with
+	// QueueBytes it bounds the memory a client that stops reading holds,
+	// and it makes such a client block (and be found behind) sooner.
+	SendBuffer int
 	// MaxResume bounds how many feed changes a resume (`since`) may replay
 	// (default 65536); further back answers resync and a fresh snapshot.
 	MaxResume int
@@ -80,6 +86,7 @@ type Options struct {
 // Defaults of Options, also the flag defaults of `twin serve`.
 const (
 	DefaultQueueBytes      = 2 << 20
+	DefaultSendBuffer      = 256 << 10
 	DefaultHopelessAfter   = 5 * time.Second
 	DefaultSnapshotRate    = 2.0
 	DefaultMessageRate     = 20.0
@@ -124,6 +131,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxPerIP == 0 {
 		o.MaxPerIP = DefaultMaxPerIP
+	}
+	if o.SendBuffer == 0 {
+		o.SendBuffer = DefaultSendBuffer
 	}
 	if o.MaxResume <= 0 {
 		o.MaxResume = 65536

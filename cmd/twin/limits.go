@@ -18,7 +18,7 @@ type limitConfig struct {
 
 // applyWS copies the websocket limits into o.
 func (lc *limitConfig) applyWS(o *wshub.Options) {
-	o.QueueBytes, o.HopelessAfter = lc.ws.QueueBytes, lc.ws.HopelessAfter
+	o.QueueBytes, o.HopelessAfter, o.SendBuffer = lc.ws.QueueBytes, lc.ws.HopelessAfter, lc.ws.SendBuffer
 	o.SnapshotRate, o.MessageRate = lc.ws.SnapshotRate, lc.ws.MessageRate
 	o.MaxClients, o.MaxPerPrincipal, o.MaxPerIP = lc.ws.MaxClients, lc.ws.MaxPerPrincipal, lc.ws.MaxPerIP
 }
@@ -36,6 +36,7 @@ func addLimitFlags(fs *flag.FlagSet) *limitConfig {
 	fs.IntVar(&h.Reserve, "http-reserve-conns", server.DefaultReserveConns, "connections beyond --http-max-conns that answer only /healthz and /readyz")
 	w := &lc.ws
 	fs.IntVar(&w.QueueBytes, "ws-queue-bytes", wshub.DefaultQueueBytes, "bytes of messages pending per websocket client before it is resynced and counts as behind")
+	fs.IntVar(&w.SendBuffer, "ws-send-buffer", wshub.DefaultSendBuffer, "kernel send buffer of each websocket socket, bytes (-1: the kernel's autotuning)")
 	fs.DurationVar(&w.HopelessAfter, "ws-hopeless-after", wshub.DefaultHopelessAfter, "a websocket client behind (or a write making no progress) this long is closed with 4008")
 	fs.Float64Var(&w.SnapshotRate, "ws-snapshot-rate", wshub.DefaultSnapshotRate, "snapshots built per second per websocket client (faster subscribes are coalesced: the latest wins)")
 	fs.Float64Var(&w.MessageRate, "ws-message-rate", wshub.DefaultMessageRate, "messages per second a websocket client may send (burst twice that); faster closes it with 1008")
