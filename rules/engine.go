@@ -68,8 +68,12 @@ type Engine struct {
 	rs    *RuleSet
 	rules []*active
 	after uint64 // feed position processed
-	al    *alertBook
-	risk  *riskIndex
+	// cur is the engine's required feed cursor while Run runs (nil
+	// otherwise): the feed keeps every change until the engine is done
+	// with it, so no crossing or alarm is skipped (twin.Required).
+	cur  *twin.Cursor
+	al   *alertBook
+	risk *riskIndex
 }
 
 // New makes an engine over tw. It restores the open alerts already in the
@@ -170,19 +174,39 @@ func (e *Engine) RuleSet() *RuleSet {
 }
 
 // Run follows the twin's feed until ctx ends, evaluating every change, and
-// calls Tick every Options.TickEvery. It never blocks ingest: if it falls
-// so far behind that the feed window has moved on, it skips ahead and logs.
+// calls Tick every Options.TickEvery. It is a required consumer of the
+// feed: the feed keeps the changes it has not evaluated (slowing telemetry
+// ingest when it is a whole window behind), so it sees every change. Only
+// if it hangs long enough for the feed to cut it loose does it skip ahead,
+// log and count the skipped changes. When ctx ends it evaluates what is left
+// in the feed, publishes the outbox and returns.
 func (e *Engine) Run(ctx context.Context) error {
-	cur := e.tw.Feed().Subscribe()
-	defer cur.Close()
+	e.mu.Lock()
+	cur := e.tw.Feed().Follow("rules", twin.Required, e.after)
+	e.cur = cur
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.cur = nil
+		e.mu.Unlock()
+		cur.Close()
+	}()
 	t := time.NewTicker(e.opts.TickEvery)
 	defer t.Stop()
+	// The publisher stops after the final drain below, so the alerts of
+	// the last changes are published too.
+	pctx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPub()
 	pubDone := make(chan struct{})
-	go e.publisher(ctx, pubDone)
+	go e.publisher(pctx, pubDone)
 	for {
 		e.Drain()
 		select {
 		case <-ctx.Done():
+			// Stopping: ingest stopped first (cmd/twin's shutdown order), so
+			// this drain reaches the feed's last change.
+			e.Drain()
+			stopPub()
 			<-pubDone
 			e.hook.wait()
 			return nil
@@ -219,6 +243,7 @@ func (e *Engine) drainBatch() (int, bool) {
 			e.log.Warn("rules: fell behind the feed; skipping", "from", e.after, "to", last)
 			e.m.skipped.Add(float64(last - e.after))
 			e.after = last
+			e.done()
 			continue
 		}
 		if len(cs) == 0 {
@@ -230,7 +255,16 @@ func (e *Engine) drainBatch() (int, bool) {
 		}
 		e.m.evalSeconds.Observe(time.Since(start).Seconds() / float64(len(cs)))
 		e.after = cs[len(cs)-1].Seq
+		e.done()
 		return len(cs), true
+	}
+}
+
+// done tells the feed the engine is through with changes up to e.after.
+// Caller holds e.mu.
+func (e *Engine) done() {
+	if e.cur != nil {
+		e.cur.Done(e.after)
 	}
 }
 

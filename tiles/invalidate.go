@@ -26,10 +26,13 @@ const drainBatch = 4096
 // Handlers also catch up before answering from the cache, so a tile is
 // never served stale even if Run lags; Run keeps that catch-up short.
 func (s *Server) Run(ctx context.Context) error {
-	cur := s.tw.Feed().Subscribe()
+	// Best effort: out of the window the cache is purged. The cursor
+	// reports the invalidator's position for the lag metrics.
+	cur := s.tw.Feed().Follow("tiles", twin.BestEffort, s.processed())
 	defer cur.Close()
 	for {
 		s.drain()
+		cur.Done(s.processed())
 		select {
 		case <-ctx.Done():
 			return nil

@@ -17,17 +17,37 @@ var ErrTooOld = errors.New("feed: sequence number older than the window")
 var ErrSeqExhausted = errors.New("feed: reserved sequence numbers used up and no reservation pending (store writer stopped)")
 
 // Feed is a bounded window of the most recent changes, in sequence order.
-// Appending never blocks: old changes fall off the window, and a consumer
-// that falls behind gets ErrTooOld instead of stalling ingest.
+// Appending never blocks: old changes fall off the window, and a
+// best-effort consumer (websocket hub, tile cache) that falls behind gets
+// ErrTooOld and resynchronises instead of stalling ingest.
+//
+// Required consumers (the rules engine, the store writer; see Follow) must
+// see every change: the feed keeps the changes they have not read yet.
+// When one of them is a whole window behind, telemetry producers wait
+// (ApplySample, outside the twin's lock) until it catches up: back-pressure
+// on ingest rather than lost crossings, alarms or history. Other mutations
+// (objects, alerts, incidents) never wait, since a required consumer may
+// itself make them (rules write alerts); for them the window grows up to
+// twice its capacity, and beyond that the slowest required consumer is cut
+// loose (it gets ErrTooOld as before, and the cut is counted) so memory
+// stays bounded even if a consumer hangs.
 //
 // Feed is safe for concurrent use.
 type Feed struct {
 	mu    sync.RWMutex
-	buf   []Change // ring; grows by doubling up to capacity
-	cap   int      // the window: changes kept at most
+	buf   []Change // ring; grows by doubling up to capacity (2*cap while required consumers lag)
+	cap   int      // the window: changes kept at most while no required consumer lags
 	next  uint64   // sequence number the next change gets; first change is 1
 	start uint64   // lowest sequence number still in buf
 	subs  map[*Cursor]struct{}
+
+	// Required consumers and back-pressure (consumer.go).
+	required    map[*Cursor]struct{}
+	roomCond    *sync.Cond    // on &mu; broadcast when a required consumer moves on while producers wait
+	roomWaiters int           // producers waiting in waitRoom
+	roomOK      atomic.Bool   // fast path: no required consumer is a window behind
+	roomWaits   atomic.Uint64 // producers that had to wait for a required consumer
+	roomWaitNs  atomic.Int64  // total time producers waited, ns
 
 	// Sequence reservation (see SetLimit): numbers up to limit may be handed
 	// out; 0 means no limit (a twin without a store).
@@ -59,16 +79,18 @@ func NewFeed(capacity int) *Feed {
 		capacity = 16
 	}
 	f := &Feed{buf: make([]Change, min(capacity, feedInitial)), cap: capacity, next: 1, start: 1, subs: map[*Cursor]struct{}{},
-		need: make(chan struct{}, 1)}
+		required: map[*Cursor]struct{}{}, need: make(chan struct{}, 1)}
 	f.seqCond = sync.NewCond(&f.mu)
+	f.roomCond = sync.NewCond(&f.mu)
 	f.seqOK.Store(true)
+	f.roomOK.Store(true)
 	return f
 }
 
-// grow doubles the ring (up to the capacity), keeping every change in it at
-// its seq's slot. Caller holds f.mu.
-func (f *Feed) grow() {
-	nb := make([]Change, min(2*len(f.buf), f.cap))
+// grow doubles the ring (up to limit), keeping every change in it at its
+// seq's slot. Caller holds f.mu.
+func (f *Feed) grow(limit int) {
+	nb := make([]Change, min(2*len(f.buf), limit))
 	for s := f.start; s < f.next; s++ {
 		nb[s%uint64(len(nb))] = f.buf[s%uint64(len(f.buf))]
 	}
@@ -186,8 +208,8 @@ func (f *Feed) signalNeed() {
 // under its own lock so that sequence order equals mutation order.
 func (f *Feed) append(c *Change) {
 	f.mu.Lock()
-	if f.next-f.start == uint64(len(f.buf)) && len(f.buf) < f.cap {
-		f.grow()
+	if f.next-f.start == uint64(len(f.buf)) {
+		f.makeRoom()
 	}
 	c.Seq = f.next
 	f.buf[c.Seq%uint64(len(f.buf))] = *c
@@ -197,6 +219,9 @@ func (f *Feed) append(c *Change) {
 	}
 	if f.limit != 0 {
 		f.updateSeqOK()
+	}
+	if len(f.required) > 0 {
+		f.updateRoomOK()
 	}
 	for s := range f.subs {
 		select {
@@ -234,30 +259,4 @@ func (f *Feed) Since(after uint64, max int) ([]Change, error) {
 		out = append(out, f.buf[s%uint64(len(f.buf))])
 	}
 	return out, nil
-}
-
-// Cursor is one consumer's wake-up signal. C receives (coalesced) whenever
-// changes were appended; the consumer then calls Since with its own position.
-type Cursor struct {
-	c    chan struct{}
-	feed *Feed
-}
-
-// C is signalled after appends; several appends may give one signal.
-func (c *Cursor) C() <-chan struct{} { return c.c }
-
-// Close unregisters the cursor.
-func (c *Cursor) Close() {
-	c.feed.mu.Lock()
-	delete(c.feed.subs, c)
-	c.feed.mu.Unlock()
-}
-
-// Subscribe registers a wake-up cursor.
-func (f *Feed) Subscribe() *Cursor {
-	c := &Cursor{c: make(chan struct{}, 1), feed: f}
-	f.mu.Lock()
-	f.subs[c] = struct{}{}
-	f.mu.Unlock()
-	return c
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/paulmach/orb"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestSeqLimit: producers take sequence numbers only below the reservation
@@ -64,3 +65,184 @@ func TestSeqLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestRequiredConsumerSeesBurst (issue 11 item 8): a burst of telemetry
+// much larger than the window reaches a slow required consumer whole, in
+// order, because producers wait for it (counted); a best-effort consumer
+// that did not read falls out of the window as before.
+func TestRequiredConsumerSeesBurst(t *testing.T) {
+	const window, burst, vehicles = 64, 1000, 10
+	tw := New(Options{FeedSize: window})
+	f := tw.Feed()
+	for i := 0; i < vehicles; i++ {
+		if _, err := tw.Put(&Feature{ID: NewID(Vehicles, fmt.Sprint("v", i)), Geometry: orb.Point{106, 29}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow := f.Follow("rules", Required, f.Last())
+	defer slow.Close()
+	best := f.Follow("wshub", BestEffort, f.Last())
+	defer best.Close()
+	first := f.Last() + 1
+
+	done := make(chan error, 1)
+	go func() {
+		t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+		for i := 0; i < burst; i++ {
+			if _, _, err := tw.ApplySample(Sample{ID: NewID(Vehicles, fmt.Sprint("v", i%vehicles)), Time: t0.Add(time.Duration(i) * time.Second)}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	waiting := func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.roomWaiters > 0
+	}
+	pos := first - 1
+	var finished bool
+	for !finished || pos < f.Last() {
+		// Slow: read only once the producer has had to wait for us.
+		for !finished && !waiting() {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				finished = true
+			case <-time.After(time.Millisecond):
+			}
+		}
+		cs, err := f.Since(pos, 7)
+		if err != nil {
+			t.Fatalf("required consumer at %d: %v (window %d..%d)", pos, err, f.start, f.Last())
+		}
+		for _, c := range cs {
+			if c.Seq != pos+1 {
+				t.Fatalf("seq %d after %d: a change was skipped", c.Seq, pos)
+			}
+			pos = c.Seq
+		}
+		slow.Done(pos)
+	}
+	if got := pos - first + 1; got != burst {
+		t.Fatalf("required consumer saw %d changes, want %d", got, burst)
+	}
+	if st := f.Stats(); st.RoomWaits == 0 || st.Window > 2*window {
+		t.Fatalf("stats %+v: want producers to have waited and the window bounded", st)
+	}
+	if _, err := f.Since(first-1, 0); !errors.Is(err, ErrTooOld) {
+		t.Fatalf("best-effort consumer that never read: %v, want ErrTooOld", err)
+	}
+	for _, c := range f.Consumers() {
+		switch c.Name {
+		case "rules":
+			if c.Lag != 0 || !c.Required {
+				t.Errorf("rules consumer: %+v", c)
+			}
+		case "wshub":
+			if c.Lag != burst || c.Oldest.IsZero() {
+				t.Errorf("wshub consumer: %+v, want lag %d", c, burst)
+			}
+		default:
+			t.Errorf("unexpected consumer %+v", c)
+		}
+	}
+}
+
+// TestRequiredConsumerCutAtHardCap: object writes (which never wait) past
+// twice the window while a required consumer does not read: the window
+// stops at the hard cap, the consumer is cut loose once (counted) and
+// gets ErrTooOld, and producers are not held for it any more.
+func TestRequiredConsumerCutAtHardCap(t *testing.T) {
+	const window = 64
+	tw := New(Options{FeedSize: window})
+	f := tw.Feed()
+	stuck := f.Follow("writer", Required, f.Last())
+	defer stuck.Close()
+	for i := 0; i < 3*window; i++ {
+		if _, err := tw.Put(&Feature{ID: NewID(Buildings, fmt.Sprint("b", i%5))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := f.Stats(); st.Window != 2*window {
+		t.Fatalf("window %d, want the hard cap %d", st.Window, 2*window)
+	}
+	if _, err := f.Since(0, 0); !errors.Is(err, ErrTooOld) {
+		t.Fatalf("cut consumer reads: %v, want ErrTooOld", err)
+	}
+	cs := f.Consumers()
+	if len(cs) != 1 || cs[0].Cuts != 1 {
+		t.Fatalf("consumers %+v, want one cut", cs)
+	}
+	if !f.roomOK.Load() {
+		t.Fatal("producers held for a consumer that was cut loose")
+	}
+	// Back in the window after a resync, it is held for again.
+	stuck.Done(f.Last())
+	if _, err := tw.Put(&Feature{ID: NewID(Buildings, "b0")}); err != nil {
+		t.Fatal(err)
+	}
+	if cs, err := f.Since(f.Last()-1, 0); err != nil || len(cs) != 1 {
+		t.Fatalf("after resync: %d, %v", len(cs), err)
+	}
+}
+
+// TestFeedCollector: every named consumer has its lag series from the
+// moment it follows the feed, in changes and in seconds of the oldest
+// unprocessed change.
+func TestFeedCollector(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	now := t0
+	tw := New(Options{FeedSize: 64, Clock: fakeNow{&now}})
+	f := tw.Feed()
+	rules := f.Follow("rules", Required, f.Last())
+	defer rules.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewFeedCollector(f, func() time.Time { return now }))
+	get := func(name, consumer string) (float64, bool) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "consumer" && l.GetValue() == consumer {
+						return m.GetGauge().GetValue() + m.GetCounter().GetValue(), true
+					}
+				}
+			}
+		}
+		return 0, false
+	}
+	if v, ok := get("twin_feed_consumer_lag_changes", "rules"); !ok || v != 0 {
+		t.Fatalf("lag before any change: %v, %v", v, ok)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := tw.Put(&Feature{ID: NewID(Buildings, fmt.Sprint("b", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = t0.Add(90 * time.Second)
+	if v, _ := get("twin_feed_consumer_lag_changes", "rules"); v != 3 {
+		t.Fatalf("lag = %v changes, want 3", v)
+	}
+	if v, _ := get("twin_feed_consumer_lag_seconds", "rules"); v != 90 {
+		t.Fatalf("lag = %v s, want 90", v)
+	}
+	rules.Done(f.Last())
+	if v, _ := get("twin_feed_consumer_lag_seconds", "rules"); v != 0 {
+		t.Fatalf("lag when caught up = %v s", v)
+	}
+}
+
+// fakeNow is a clock.Clock reading *t.
+type fakeNow struct{ t *time.Time }
+
+func (c fakeNow) Now() time.Time { return *c.t }

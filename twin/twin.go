@@ -55,7 +55,8 @@ type Options struct {
 // *Feature values it hands out are immutable snapshots. Mutations (Put,
 // Update, Delete, ApplySample) wait while the feed's reserved sequence
 // numbers are used up (Feed.SetLimit), and fail with ErrSeqExhausted when
-// no reservation will come.
+// no reservation will come; ApplySample (telemetry, the flood) also waits
+// while a required feed consumer is a window behind (Feed).
 type Twin struct {
 	opts Options
 	mu   sync.RWMutex
@@ -349,6 +350,7 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	if err := validSample(&s); err != nil && !t.opts.Unchecked {
 		return 0, Change{}, fmt.Errorf("%s: %w", s.ID, err)
 	}
+	t.feed.waitRoom() // back-pressure from a lagging required consumer (Feed)
 	var cells []uint64
 	var region []string
 	var grid string

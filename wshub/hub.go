@@ -82,7 +82,9 @@ func New(tw *twin.Twin, opts Options) *Hub {
 // with 1001 (going away) and waits for their handlers. It returns nil on a
 // cancelled ctx. Call it once.
 func (h *Hub) Run(ctx context.Context) error {
-	cur := h.tw.Feed().Subscribe()
+	// Best effort: a router out of the window resyncs every client. The
+	// cursor reports the router's position for the lag metrics.
+	cur := h.tw.Feed().Follow("wshub", twin.BestEffort, h.pos)
 	defer cur.Close()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -91,6 +93,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			break
 		}
 		if h.step() > 0 {
+			cur.Done(h.pos)
 			continue
 		}
 		select {

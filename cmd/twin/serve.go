@@ -127,6 +127,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// The twin, rebuilt from the store.
 	loc := locate.New()
 	tw := twin.New(twin.Options{Clock: clk, Enricher: loc, Logger: log, FeedSize: c.feedSize})
+	reg.MustRegister(twin.NewFeedCollector(tw.Feed(), clk.Now))
 	t0 := time.Now()
 	n, err := boot.Load(ctx, st, tw, loc)
 	if err != nil {

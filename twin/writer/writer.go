@@ -14,9 +14,12 @@
 // When the store fails (PostGIS restarting, network cut) the batch is kept
 // and retried with exponential backoff, while the writer keeps reading the
 // feed into the same batch, up to MaxPending items. Beyond that it stops
-// reading: the feed itself is the next buffer, and ingest is never blocked.
-// If the writer then falls out of the feed's window (twin.ErrTooOld), the
-// exact sequence of changes is gone. The writer chooses to recover the STATE
+// reading: the feed itself is the next buffer. The writer is a required
+// consumer of the feed (twin.Required), so the feed keeps what it has not
+// read and, once that is a whole window, slows telemetry ingest rather than
+// lose history. Only if the writer is cut loose (it hung for long, see
+// twin.Feed) does it fall out of the feed's window (twin.ErrTooOld); then
+// the exact sequence of changes is gone. The writer chooses to recover the STATE
 // rather than fail: it re-upserts every current object of the twin (and,
 // at the next flush, deletes stored objects the twin no longer has), and it
 // logs the gap at error level and counts it, because the telemetry samples
@@ -142,8 +145,9 @@ type Writer struct {
 	quarantined int   // rows quarantined in the current flush (Run goroutine)
 
 	// Owned by the Run goroutine.
-	pos       uint64 // last feed seq read into the batch
-	flushed   uint64 // last feed seq persisted
+	cur       *twin.Cursor // required feed cursor while Run runs
+	pos       uint64       // last feed seq read into the batch
+	flushed   uint64       // last feed seq persisted
 	upserts   map[twin.ID]*twin.Feature
 	deletes   map[twin.ID]struct{}
 	samples   []twin.Sample
@@ -222,7 +226,9 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 func (w *Writer) run(ctx context.Context) error {
-	cur := w.tw.Feed().Subscribe()
+	// A required consumer: the feed keeps what the writer has not read.
+	cur := w.tw.Feed().Follow("writer", twin.Required, w.pos)
+	w.cur = cur
 	defer cur.Close()
 	// A timer re-armed after each flush (not a ticker): a slow flush is
 	// followed by a full interval of batching, never by an immediate second
@@ -315,9 +321,15 @@ func (w *Writer) Flush(ctx context.Context) error {
 func (w *Writer) pending() int { return len(w.upserts) + len(w.deletes) + len(w.samples) }
 
 // read moves feed changes into the batch until the feed is drained or
-// MaxPending is reached.
+// MaxPending is reached, then releases them in the feed: the batch holds
+// them from now on.
 func (w *Writer) read() {
-	defer func() { w.m.pending.Set(float64(w.pending())) }()
+	defer func() {
+		w.m.pending.Set(float64(w.pending()))
+		if w.cur != nil {
+			w.cur.Done(w.pos)
+		}
+	}()
 	for {
 		room := w.opts.MaxPending - w.pending()
 		if room <= 0 {

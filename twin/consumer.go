@@ -1,0 +1,231 @@
+package twin
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Cursor is one consumer of the feed: a wake-up signal and, for a named
+// consumer (Follow), its position, which the feed uses for the consumer's
+// lag metrics and, for a required consumer, to keep the changes it has not
+// read. The consumer reads with Feed.Since from its own position and
+// reports progress with Done.
+type Cursor struct {
+	c        chan struct{}
+	feed     *Feed
+	name     string // "" for Subscribe
+	required bool
+	pos      uint64        // last seq the consumer is done with; guarded by feed.mu
+	cuts     atomic.Uint64 // times a required consumer was cut loose (hard cap)
+}
+
+// Mode says whether the feed must keep a consumer's unread changes.
+type Mode uint8
+
+const (
+	// BestEffort consumers (websocket hub, tile cache) resynchronise from a
+	// snapshot when they fall out of the window (ErrTooOld).
+	BestEffort Mode = iota
+	// Required consumers (rules engine, store writer) see every change:
+	// the feed keeps what they have not read and slows telemetry ingest
+	// when one of them is a window behind.
+	Required
+)
+
+// C is signalled after appends; several appends may give one signal.
+func (c *Cursor) C() <-chan struct{} { return c.c }
+
+// Close unregisters the cursor; a required consumer's unread changes are
+// no longer kept and producers waiting for it go on.
+func (c *Cursor) Close() {
+	f := c.feed
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.subs, c)
+	if c.required {
+		delete(f.required, c)
+		f.updateRoomOK()
+	}
+}
+
+// Done tells the feed the consumer has processed every change up to seq
+// (it may jump ahead after a resync). For a required consumer the feed may
+// then drop those changes, and producers waiting for it may go on.
+func (c *Cursor) Done(seq uint64) {
+	f := c.feed
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c.pos = seq
+	if c.required {
+		f.updateRoomOK()
+	}
+}
+
+// Subscribe registers an anonymous best-effort wake-up cursor.
+func (f *Feed) Subscribe() *Cursor {
+	c := &Cursor{c: make(chan struct{}, 1), feed: f}
+	f.mu.Lock()
+	f.subs[c] = struct{}{}
+	f.mu.Unlock()
+	return c
+}
+
+// Follow registers a named consumer positioned after seq `after` (its
+// position so far, usually Last() when it was created). A required
+// consumer whose position has already left the window is not held for: it
+// gets ErrTooOld at its next read, as a best-effort one would.
+func (f *Feed) Follow(name string, mode Mode, after uint64) *Cursor {
+	c := &Cursor{c: make(chan struct{}, 1), feed: f, name: name, required: mode == Required, pos: after}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.subs[c] = struct{}{}
+	if c.required {
+		f.required[c] = struct{}{}
+		f.updateRoomOK()
+	}
+	return c
+}
+
+// holds reports whether c keeps the change seq in the ring: it has not
+// processed it and has lost nothing before it. Caller holds f.mu.
+func (c *Cursor) holds(seq uint64) bool { return c.pos+1 == seq }
+
+// makeRoom runs when the ring is full before an append: it grows the ring
+// up to the capacity; at the capacity it lets the oldest change fall off
+// unless a required consumer still needs it, in which case the ring grows
+// to twice the capacity; at that hard cap the consumers holding the oldest
+// change are cut loose (counted) and it falls off. Caller holds f.mu.
+func (f *Feed) makeRoom() {
+	if len(f.buf) < f.cap {
+		f.grow(f.cap)
+		return
+	}
+	var holding bool
+	for c := range f.required {
+		holding = holding || c.holds(f.start)
+	}
+	if !holding {
+		return
+	}
+	if len(f.buf) < 2*f.cap {
+		f.grow(2 * f.cap)
+		return
+	}
+	for c := range f.required {
+		if c.holds(f.start) {
+			c.cuts.Add(1)
+		}
+	}
+}
+
+// behind reports whether required consumer c is a whole window behind and
+// has not been cut loose. Caller holds f.mu.
+func (f *Feed) behind(c *Cursor) bool {
+	return c.pos < f.next-1 && c.pos+1 >= f.start && f.next-1-c.pos >= uint64(f.cap)
+}
+
+// updateRoomOK refreshes the producers' fast path and wakes waiting
+// producers when there is room again. Caller holds f.mu for writing.
+func (f *Feed) updateRoomOK() {
+	ok := true
+	for c := range f.required {
+		if f.behind(c) {
+			ok = false
+			break
+		}
+	}
+	f.roomOK.Store(ok)
+	if ok && f.roomWaiters > 0 {
+		f.roomCond.Broadcast()
+	}
+}
+
+// roomMaxWait bounds one producer's wait for a required consumer. It is a
+// safety valve against a consumer that hangs (or waits, through some chain,
+// on the very producer that waits for it): after it the producer appends
+// anyway, the ring grows towards its hard cap, and there the hung consumer
+// is cut loose and counted, instead of ingest stopping for good. A
+// consumer that merely lags is never cut: it moves within this time.
+const roomMaxWait = 30 * time.Second
+
+// waitRoom blocks a telemetry producer, before it takes the twin's lock,
+// while a required consumer is a window behind (at most roomMaxWait).
+func (f *Feed) waitRoom() {
+	if f.roomOK.Load() {
+		return
+	}
+	t0 := time.Now()
+	f.mu.Lock()
+	if f.roomOK.Load() {
+		f.mu.Unlock()
+		return
+	}
+	expired := false
+	timer := time.AfterFunc(roomMaxWait, func() {
+		f.mu.Lock()
+		expired = true
+		f.roomCond.Broadcast()
+		f.mu.Unlock()
+	})
+	f.roomWaiters++
+	for !f.roomOK.Load() && !expired {
+		f.roomCond.Wait()
+	}
+	f.roomWaiters--
+	f.mu.Unlock()
+	timer.Stop()
+	f.roomWaits.Add(1)
+	f.roomWaitNs.Add(int64(time.Since(t0)))
+}
+
+// ConsumerStat is one named consumer's state, for metrics.
+type ConsumerStat struct {
+	Name     string
+	Required bool
+	// Lag is how many changes the consumer has not processed.
+	Lag uint64
+	// Oldest is the time of the oldest change it has not processed (zero
+	// when it is caught up).
+	Oldest time.Time
+	// Cuts counts times a required consumer was cut loose at the hard cap.
+	Cuts uint64
+}
+
+// Consumers returns the named consumers' positions.
+func (f *Feed) Consumers() []ConsumerStat {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []ConsumerStat
+	for c := range f.subs {
+		if c.name == "" {
+			continue
+		}
+		st := ConsumerStat{Name: c.name, Required: c.required, Cuts: c.cuts.Load()}
+		if last := f.next - 1; c.pos < last {
+			st.Lag = last - c.pos
+			if oldest := max(c.pos+1, f.start); oldest <= last {
+				st.Oldest = f.buf[oldest%uint64(len(f.buf))].Time
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// FeedStats are the feed's own counters, for metrics.
+type FeedStats struct {
+	Last      uint64        // newest seq
+	Window    int           // changes held
+	Capacity  int           // window while no required consumer lags
+	SeqWaits  uint64        // producers that waited for a seq reservation
+	RoomWaits uint64        // telemetry producers that waited for a required consumer
+	RoomWait  time.Duration // total time they waited
+}
+
+// Stats returns the feed's counters.
+func (f *Feed) Stats() FeedStats {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return FeedStats{Last: f.next - 1, Window: int(f.next - f.start), Capacity: f.cap,
+		SeqWaits: f.seqWaits.Load(), RoomWaits: f.roomWaits.Load(), RoomWait: time.Duration(f.roomWaitNs.Load())}
+}
