@@ -18,3 +18,18 @@ func ExampleSegmentCrossesLine() {
 	}
 	// Output: crossed segment 0 at 106.575,29.560: southbound (left to right)
 }
+
+// A road drawn as one long segment crosses a viewport with both ends
+// outside it: the envelope test and the vertex test disagree, the exact
+// predicate decides.
+func ExampleIntersects() {
+	road := orb.LineString{{106.58, 29.76}, {106.7285, 29.7785625}}
+	box := orb.Bound{Min: orb.Point{106.594412, 29.744461}, Max: orb.Point{106.624412, 29.794461}}
+	fmt.Println(planar.Intersects(road, box))
+	// Its envelope overlaps the box, but the line passes the north-east corner.
+	corner := orb.LineString{{106.58, 29.83}, {106.64, 29.79}}
+	fmt.Println(corner.Bound().Intersects(box), planar.Intersects(corner, box))
+	// Output:
+	// true
+	// true false
+}
