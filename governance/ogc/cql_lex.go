@@ -68,7 +68,7 @@ func lexCQL(s string) ([]token, error) {
 			i = end
 		case c == '=' || c == '<' || c == '>':
 			j := i + 1
-			if j < len(s) && (s[j] == '=' || (c == '<' && s[j] == '>')) {
+			if j < len(s) && ((c != '=' && s[j] == '=') || (c == '<' && s[j] == '>')) { // <=, >=, <>; "==" is not CQL2
 				j++
 			}
 			out = append(out, token{tOp, s[i:j], i})
