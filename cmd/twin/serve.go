@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/paulmach/orb"
@@ -192,33 +191,30 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, ClientID: c.mqttClientID, AutoRegister: c.autoRegister, Logger: log, Registerer: reg,
 		Journal: jr, Connections: c.mqttConns, ShareGroup: c.mqttShare})
 
-	var wg sync.WaitGroup
-	goRun := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				log.Error("component stopped", "component", name, "err", err)
-			}
-		}()
-	}
+	// Components stop in stages, in this order (see stages).
+	intake := &stage{name: "intake", wait: 5 * time.Second}
+	rulesStage := &stage{name: "rules", wait: 5 * time.Second}
+	egress := &stage{name: "egress", wait: 8 * time.Second}
+	persist := &stage{name: "writer"}
+	stg := newStages(ctx, log, intake, rulesStage, egress, persist)
+	defer stg.stop(nil) // an early return stops whatever was started
 	wr := writer.New(tw, st, writer.Options{Logger: log, Registerer: reg})
 	// Before anything mutates the twin: feed seqs are handed out only
 	// below a persisted reservation, so none is reused after a crash.
 	if err := wr.ReserveSeqs(ctx); err != nil {
 		return err
 	}
-	goRun("writer", wr.Run)
-	goRun("locate", follower.Run)
-	goRun("mqtt-ingest", in.Run)
-	goRun("journal-applier", func(ctx context.Context) error {
+	stg.run(persist, "writer", wr.Run)
+	stg.run(rulesStage, "locate", follower.Run)
+	stg.run(egress, "mqtt-ingest", in.Run)
+	stg.run(intake, "journal-applier", func(ctx context.Context) error {
 		return jr.RunApplier(ctx, tw, journal.ApplierOptions{Persisted: wr.Flushed, DeadLetter: in.Reject,
 			Metrics: in.Metrics(), AutoRegister: c.autoRegister})
 	})
 
 	// Rules.
 	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true, Enricher: loc})
-	goRun("incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
+	stg.run(intake, "incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
 
 	system := auth.Principal{Subject: "rules", Role: auth.Admin, Region: auth.CityCode}
 	eng := rules.New(tw, rules.Options{Logger: log, Registerer: reg, Clock: clk, Publisher: in, Place: loc.Path,
@@ -229,11 +225,11 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	if err := loadRules(eng, c.rulesFile, c.demo); err != nil {
 		return err
 	}
-	goRun("rules", eng.Run)
+	stg.run(rulesStage, "rules", eng.Run)
 	if c.rulesFile != "" {
 		// Hot reload: a changed file is re-parsed; a bad one is logged and
 		// the previous rules keep running.
-		goRun("rules-watch", func(ctx context.Context) error { return eng.WatchFile(ctx, c.rulesFile, 3*time.Second) })
+		stg.run(intake, "rules-watch", func(ctx context.Context) error { return eng.WatchFile(ctx, c.rulesFile, 3*time.Second) })
 	}
 
 	scope := func(ctx context.Context) string {
@@ -254,7 +250,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		// A region the city does not know: the world, never the city's extent.
 		return orb.Bound{Min: orb.Point{-180, -85.0511}, Max: orb.Point{180, 85.0511}}, true
 	}})
-	goRun("tiles", tl.Run)
+	stg.run(egress, "tiles", tl.Run)
 
 	var origins []string
 	if c.origins != "" {
@@ -271,13 +267,13 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		}}
 	c.limits.applyWS(&wsOpts)
 	hub := wshub.New(tw, wsOpts)
-	goRun("wshub", hub.Run)
+	stg.run(egress, "wshub", hub.Run)
 
 	if c.demo && c.simRate > 0 {
 		city, err := demo.Generate(demo.Options{Seed: c.seed, Scale: c.scale})
 		if err == nil {
 			s := sim.New(city, sim.Options{Rate: c.simRate, Clock: clk, Seed: c.seed, Logger: log})
-			goRun("sim", func(ctx context.Context) error { return s.Run(ctx, publisher{in}) })
+			stg.run(intake, "sim", func(ctx context.Context) error { return s.Run(ctx, publisher{in}) })
 		}
 	}
 
@@ -358,14 +354,17 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		return fmt.Errorf("http server: %w", err)
 	}
 	log.Info("shutting down")
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer scancel()
-	_ = hs.Shutdown(sctx)
-	cancel()
-	wg.Wait()
-	if err := wr.Flush(sctx); err != nil {
+	// HTTP first (no new requests; in-flight ones finish), then the stages;
+	// Flush then reports the outcome of the writer's final flush.
+	stg.stop(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = hs.Shutdown(sctx)
+	})
+	if err := wr.Flush(context.Background()); err != nil {
 		log.Error("final flush", "err", err)
 	}
+	log.Info("stopped")
 	return nil
 }
 

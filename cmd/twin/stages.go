@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// stages runs the server's components in groups that stop one group after
+// another, so a graceful stop loses nothing between them (issue 11 item 2):
+// first what feeds the twin (HTTP, the journal applier, the simulator,
+// timers), then the rules (which drain the feed to its last change and
+// publish their alerts), then what carries changes out (MQTT ingest and
+// its publishes, websockets, tiles), then the store writer (whose final
+// flush then holds every change), and last, by serve's defers, the broker,
+// NATS and the store. Cancelling everything at once, as before, let the
+// writer's final flush miss what ingest applied after it.
+//
+// Every group's context is detached from serve's (SIGTERM cancels serve's
+// context, not the groups'); stop cancels them in order.
+type stages struct {
+	log    *slog.Logger
+	groups []*stage
+	once   sync.Once
+}
+
+type stage struct {
+	name   string
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// wait bounds the wait for the group's components (0: until they
+	// return): a stuck component must not keep the server from exiting,
+	// but the writer's final flush is bounded by its own FlushTimeout.
+	wait time.Duration
+}
+
+// newStages makes the groups, in stop order.
+func newStages(parent context.Context, log *slog.Logger, groups ...*stage) *stages {
+	base := context.WithoutCancel(parent)
+	for _, g := range groups {
+		g.ctx, g.cancel = context.WithCancel(base)
+	}
+	return &stages{log: log, groups: groups}
+}
+
+// run starts fn in group g; its error is logged (a cancelled context is the
+// normal way to stop).
+func (s *stages) run(g *stage, name string, fn func(context.Context) error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := fn(g.ctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Error("component stopped", "component", name, "stage", g.name, "err", err)
+		}
+	}()
+}
+
+// stop stops the groups in order, each after the previous one's components
+// returned (or its wait ran out). before, if set, runs before the first
+// group is cancelled (HTTP shutdown). Safe to call more than once.
+func (s *stages) stop(before func()) {
+	s.once.Do(func() {
+		if before != nil {
+			before()
+		}
+		for _, g := range s.groups {
+			g.cancel()
+			done := make(chan struct{})
+			go func() { g.wg.Wait(); close(done) }()
+			var timeout <-chan time.Time
+			if g.wait > 0 {
+				t := time.NewTimer(g.wait)
+				defer t.Stop()
+				timeout = t.C
+			}
+			select {
+			case <-done:
+				s.log.Debug("stage stopped", "stage", g.name)
+			case <-timeout:
+				s.log.Error("stage did not stop in time; going on with the shutdown", "stage", g.name, "waited", g.wait)
+			}
+		}
+	})
+}
