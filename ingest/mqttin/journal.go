@@ -67,7 +67,7 @@ func (i *Ingest) Reject(source, topic string, payload []byte, err error) {
 		i.log.Warn("dead letter after shutdown logged only", "topic", topic, "reason", d.Reason, "detail", d.Detail, "payload", d.Payload+d.PayloadBase64)
 		return
 	}
-	i.enqueueDeadLetter(d)
+	i.enqueueDeadLetter(context.Background(), d)
 }
 
 // Broker $SYS topics counting messages the broker dropped (queue or

@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -62,10 +61,14 @@ type Options struct {
 	// waits, which withholds QoS 1 acks and so pushes back on the broker.
 	// Default 4096.
 	QueueSize int
-	// DeadLetterQueue bounds dead letters waiting to be published; beyond
-	// it they are logged and counted (twin_deadletter_dropped_total).
-	// Default 4096.
+	// DeadLetterQueue bounds dead letters waiting to be published; when it
+	// is full the source waits (an MQTT worker, hence the broker; an HTTP
+	// request), so a burst is slowed, never dropped. Default 4096.
 	DeadLetterQueue int
+	// DeadLetterDrain bounds how long shutdown waits for queued dead
+	// letters to reach a broker that is away; what is left then is logged
+	// and counted in twin_deadletter_dropped_total. Default 10s.
+	DeadLetterDrain time.Duration
 	// MaxReconnectInterval caps the reconnect back-off; default 10s.
 	MaxReconnectInterval time.Duration
 	// ConnectTimeout bounds one connection attempt (TCP + CONNACK), so an
@@ -108,6 +111,9 @@ func (o *Options) defaults(tw *twin.Twin) {
 	if o.DeadLetterQueue <= 0 {
 		o.DeadLetterQueue = 4096
 	}
+	if o.DeadLetterDrain <= 0 {
+		o.DeadLetterDrain = 10 * time.Second
+	}
 	if o.MaxReconnectInterval <= 0 {
 		o.MaxReconnectInterval = 10 * time.Second
 	}
@@ -129,10 +135,8 @@ type Ingest struct {
 	clients []paho.Client // every subscriber connection
 	filter  string        // the telemetry subscription
 	metrics *telemetry.Metrics
-	dropped prometheus.Counter
-	// dropLogged is when a dropped dead letter was last logged (unix ns).
-	dropLogged atomic.Int64
-	seed       maphash.Seed
+	seed    maphash.Seed
+	dead    *deadLetterQueue // twin/deadletter queue and its own connection
 
 	buffered   bool         // plain TCP through dialBuffered
 	subscribed atomic.Int32 // connections currently subscribed
@@ -144,29 +148,14 @@ type Ingest struct {
 	gate   sync.RWMutex
 	closed bool
 	shards []chan paho.Message
-	dl     chan []byte
 }
 
 // New prepares an Ingest for tw; nothing connects until Run.
 func New(tw *twin.Twin, opts Options) *Ingest {
 	opts.defaults(tw)
 	i := &Ingest{tw: tw, opts: opts, log: opts.Logger.With("component", "mqttin"),
-		metrics: telemetry.NewMetrics(opts.Registerer), seed: maphash.MakeSeed(),
-		dl: make(chan []byte, opts.DeadLetterQueue)}
-	i.dropped = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "twin_deadletter_dropped_total",
-		Help: "Dead letters not published to twin/deadletter because the queue was full (still counted in twin_deadletter_total).",
-	})
-	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(i.dropped); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				if c, ok := are.ExistingCollector.(prometheus.Counter); ok {
-					i.dropped = c
-				}
-			}
-		}
-	}
+		metrics: telemetry.NewMetrics(opts.Registerer), seed: maphash.MakeSeed()}
+	i.dead = newDeadLetters(i)
 	i.filter = TelemetryFilter
 	if opts.ShareGroup != "" {
 		i.filter = "$share/" + opts.ShareGroup + "/" + TelemetryFilter
@@ -303,7 +292,7 @@ func (i *Ingest) Run(ctx context.Context) error {
 		}()
 	}
 	dlDone := make(chan struct{})
-	go i.publishDeadLetters(dlDone)
+	go i.dead.run(dlDone)
 	ackDone := make(chan struct{})
 	ackCtx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAcks()
@@ -334,7 +323,9 @@ func (i *Ingest) Run(ctx context.Context) error {
 	// Shutdown: stop taking messages (later ones are not acked, so the
 	// broker keeps them for the next session), drain the workers, let the
 	// journaled ones be PUBACKed (bounded), then disconnect and publish the
-	// last dead letters.
+	// last dead letters (bounded by DeadLetterDrain when the broker is away).
+	giveUp := time.AfterFunc(i.opts.DeadLetterDrain, i.dead.giveUp)
+	defer giveUp.Stop()
 	i.gate.Lock()
 	i.closed = true
 	for _, ch := range i.shards {
@@ -351,7 +342,7 @@ func (i *Ingest) Run(ctx context.Context) error {
 			<-ackDone
 		}
 	}
-	close(i.dl) // no sender left: workers are done, DeadLetterFunc sees closed
+	i.dead.close() // no sender left: workers are done, DeadLetterFunc sees closed
 	<-dlDone
 	for _, c := range i.clients {
 		c.Disconnect(250)
@@ -474,74 +465,11 @@ func NewDeadLetter(topic string, payload []byte, err error) DeadLetter {
 	return d
 }
 
+// deadLetter counts a rejected message and queues its dead letter; it
+// waits while the queue is full (see enqueueDeadLetter).
 func (i *Ingest) deadLetter(topic string, payload []byte, err error) {
 	d := NewDeadLetter(topic, payload, err)
 	i.metrics.DeadLetters.WithLabelValues(d.Reason).Inc()
 	i.metrics.Messages.WithLabelValues("mqtt", telemetry.OutcomeDeadletter).Inc()
-	i.enqueueDeadLetter(d)
+	i.enqueueDeadLetter(context.Background(), d)
 }
-
-// DeadLetterFunc returns a function that publishes other sources' dead
-// letters (ingest/httpin's Options.DeadLetter) on twin/deadletter through
-// this connection. It never blocks and does not count: the source counts.
-func (i *Ingest) DeadLetterFunc() func(ctx context.Context, topic string, payload []byte, reason string) {
-	return func(_ context.Context, topic string, payload []byte, reason string) {
-		d := NewDeadLetter(topic, payload, nil)
-		d.Reason = reason
-		i.gate.RLock()
-		defer i.gate.RUnlock()
-		if i.closed {
-			i.log.Warn("dead letter after shutdown logged only", "topic", topic, "reason", reason, "payload", d.Payload+d.PayloadBase64)
-			return
-		}
-		i.enqueueDeadLetter(d)
-	}
-}
-
-func (i *Ingest) enqueueDeadLetter(d DeadLetter) {
-	b, _ := json.Marshal(d) // strings only: cannot fail
-	select {
-	case i.dl <- b:
-	default:
-		i.dropped.Inc()
-		// One line a second at most: a flood of bad messages must not turn
-		// into a flood of log lines (the metric counts every one).
-		if now := time.Now().UnixNano(); now-i.dropLogged.Load() >= int64(time.Second) {
-			i.dropLogged.Store(now)
-			i.log.Error("dead-letter queue full; dead letters dropped from the topic (counted in twin_deadletter_dropped_total)",
-				"topic", d.Topic, "reason", d.Reason, "detail", d.Detail)
-		}
-	}
-}
-
-// publishDeadLetters publishes queued dead letters with QoS 1. It runs on
-// its own goroutine so that waiting for acks never stalls the workers.
-//
-// Up to deadLetterWindow publishes are in flight at once (their acks are
-// awaited in order on a second goroutine), so a burst of bad messages drains
-// at the broker's pace rather than one round trip per letter.
-func (i *Ingest) publishDeadLetters(done chan<- struct{}) {
-	defer close(done)
-	type sent struct {
-		tok paho.Token
-		b   []byte
-	}
-	inflight := make(chan sent, deadLetterWindow)
-	acked := make(chan struct{})
-	go func() {
-		defer close(acked)
-		for s := range inflight {
-			if !s.tok.WaitTimeout(10*time.Second) || s.tok.Error() != nil {
-				i.log.Error("dead letter not published", "err", s.tok.Error(), "dead_letter", string(s.b))
-			}
-		}
-	}()
-	for b := range i.dl {
-		inflight <- sent{i.client.Publish(DeadLetterTopic, 1, false, b), b}
-	}
-	close(inflight)
-	<-acked
-}
-
-// deadLetterWindow bounds dead letters published but not yet acknowledged.
-const deadLetterWindow = 256
