@@ -54,6 +54,17 @@ func TestDifferentialPostGIS(t *testing.T) {
 	}
 	tw := twin.New(twin.Options{})
 	all := city.All()
+	// The demo starts with no incidents or alerts: add some, so every layer
+	// is compared.
+	ext := city.Features[twin.Regions][0].Geometry.Bound()
+	for i := 0; i < 200; i++ {
+		p := orb.Point{ext.Min[0] + rng.Float64()*(ext.Max[0]-ext.Min[0]), ext.Min[1] + rng.Float64()*(ext.Max[1]-ext.Min[1])}
+		l, props := twin.Incidents, map[string]any{"type": []string{"fire", "flood", "muck"}[i%3], "state": "reported", "reports": float64(i % 4)}
+		if i%2 == 1 {
+			l, props = twin.Alerts, map[string]any{"rule": "r" + strconv.Itoa(i%5), "severity": []string{"red", "orange", "yellow"}[i%3], "state": "open"}
+		}
+		all = append(all, &twin.Feature{ID: twin.NewID(l, fmt.Sprintf("x%03d", i)), Geometry: p, Props: props})
+	}
 	// Devices not yet placed: they match every bbox, never a spatial predicate.
 	for i := 0; i < 3; i++ {
 		all = append(all, &twin.Feature{ID: twin.NewID(twin.Devices, fmt.Sprintf("unplaced-%d", i)),
@@ -237,6 +248,8 @@ func (d *differ) attributes(rng *rand.Rand, byLayer map[twin.Layer][]*twin.Featu
 			{twin.Devices, "NOT (values.ch4 <= " + num3(ch4) + ")", "NOT (" + sqlNum("values,ch4") + " <= " + num3(ch4) + ")"},
 			{twin.Devices, "attached_to IS NULL AND kind = 'camera'", isNull("attached_to") + " AND " + sqlStr("kind") + " = 'camera'"},
 			{twin.Regions, "parent = '" + street[:6] + "' OR code LIKE '" + street[:6] + "%'", sqlStr("parent") + " = '" + street[:6] + "' OR " + sqlStr("code") + " LIKE '" + street[:6] + "%'"},
+			{twin.Alerts, "NOT (severity IN ('red')) AND rule LIKE 'r_'", "NOT (" + sqlStr("severity") + " IN ('red')) AND " + sqlStr("rule") + " LIKE 'r_'"},
+			{twin.Incidents, "reports BETWEEN 1 AND 2 OR type = 'fire'", sqlNum("reports") + " BETWEEN 1 AND 2 OR " + sqlStr("type") + " = 'fire'"},
 			{twin.Roads, "NOT (class IN ('primary', 'secondary')) AND oneway = false", "NOT (" + sqlStr("class") + " IN ('primary', 'secondary')) AND " + sqlBool("oneway") + " = false"},
 		}
 		for _, p := range pairs {
