@@ -236,7 +236,7 @@ type query struct {
 // itemParams are the items endpoint's own parameters; any other name is a
 // property filter (checked against the queryables before the handler runs).
 var itemParams = map[string]bool{"bbox": true, "bbox-crs": true, "datetime": true, "limit": true, "offset": true,
-	"filter": true, "filter-lang": true, "filter-crs": true, "f": true, accessToken: true}
+	"filter": true, "filter-lang": true, "filter-crs": true, "f": true}
 
 func (a *API) parseQuery(l twin.Layer, v url.Values) (query, error) {
 	q := query{limit: a.opts.DefaultLimit, props: map[string]string{}}
@@ -450,7 +450,7 @@ func (a *API) Items(w http.ResponseWriter, r *http.Request) {
 func pageURL(self string, v url.Values, offset, limit int) string {
 	c := url.Values{}
 	for k, vs := range v {
-		if k != "offset" && k != "limit" && k != accessToken {
+		if k != "offset" && k != "limit" {
 			c[k] = vs
 		}
 	}

@@ -149,3 +149,132 @@ func urlEscape(s string) string {
 	r := strings.NewReplacer(" ", "%20", "'", "%27", ">", "%3E", "=", "%3D", "(", "%28", ")", "%29", ",", "%2C")
 	return r.Replace(s)
 }
+
+// The API definition documents every mounted route and, per collection,
+// the queryables as items parameters; each route refuses a parameter the
+// definition does not list.
+func TestAPIDefinitionFromRoutes(t *testing.T) {
+	srv := fixture(t)
+	var api struct {
+		OpenAPI string `json:"openapi"`
+		Paths   map[string]map[string]struct {
+			Parameters []map[string]any `json:"parameters"`
+		} `json:"paths"`
+		Components struct {
+			Parameters map[string]map[string]any `json:"parameters"`
+		} `json:"components"`
+	}
+	if code := get(t, srv.URL+"/ogc/api", "500000", &api); code != 200 || !strings.HasPrefix(api.OpenAPI, "3.0") {
+		t.Fatalf("/ogc/api: %d %q", code, api.OpenAPI)
+	}
+	a := New(twin.New(twin.Options{}), Options{})
+	for _, rt := range a.Routes() {
+		path := strings.TrimPrefix(strings.TrimPrefix(rt.Pattern, "GET "), "/ogc")
+		if path == "" {
+			path = "/"
+		}
+		item, ok := api.Paths[path]
+		if !ok {
+			t.Errorf("route %s is not in the API definition", rt.Pattern)
+			continue
+		}
+		var params []string
+		for _, p := range item["get"].Parameters {
+			if ref, ok := p["$ref"].(string); ok {
+				p = api.Components.Parameters[ref[strings.LastIndex(ref, "/")+1:]]
+			}
+			if p["in"] == "query" {
+				params = append(params, p["name"].(string))
+			}
+		}
+		concrete := strings.NewReplacer("{collectionId}", "buildings", "{featureId}", "b001").Replace(rt.Pattern[len("GET "):])
+		var e map[string]any
+		if code := get(t, srv.URL+concrete+"?nope=1", "500000", &e); code != 400 || e["error"] == nil {
+			t.Errorf("%s?nope=1: %d %v, want 400", concrete, code, e)
+		}
+		if !contains(params, "f") {
+			t.Errorf("%s: f not documented (%v)", path, params)
+		}
+	}
+	var names []string
+	for _, p := range api.Paths["/collections/buildings/items"]["get"].Parameters {
+		if n, ok := p["name"].(string); ok {
+			names = append(names, n)
+		}
+	}
+	for _, want := range []string{"height_m", "high_rise", "name", "id", "updated"} {
+		if !contains(names, want) {
+			t.Errorf("buildings items do not document the queryable %s: %v", want, names)
+		}
+	}
+	res, err := http.Get(srv.URL + "/ogc/api?f=html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("/ogc/api?f=html: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+}
+
+// Property filters take only queryable names; f takes only what the
+// endpoint produces.
+func TestParameterRules(t *testing.T) {
+	srv := fixture(t)
+	for _, q := range []string{"foo=bar", "sortby=name", "properties=", "crs=x", "f=xyz", "f=html", "floors=3"} {
+		var e map[string]any
+		if code := get(t, srv.URL+"/ogc/collections/buildings/items?"+q, "500000", &e); code != 400 || e["error"] == nil {
+			t.Errorf("%s: %d %v, want 400", q, code, e)
+		}
+	}
+	for _, q := range []string{"f=json", "f=geojson", "height_m=10", "levels=3", "risk_color=red", "id=buildings/b001"} {
+		var page fc
+		if code := get(t, srv.URL+"/ogc/collections/buildings/items?"+q, "500000", &page); code != 200 {
+			t.Errorf("%s: %d, want 200", q, code)
+		}
+	}
+	var page fc
+	get(t, srv.URL+"/ogc/collections/buildings/items?id=buildings/b001", "500000", &page)
+	if page.NumberMatched != 1 {
+		t.Errorf("id=buildings/b001 matched %d", page.NumberMatched)
+	}
+}
+
+// datetime: features without a time match every instant and interval
+// (Part 1 /req/core/fc-time-response B); features with one only when it
+// lies inside.
+func TestDatetimeKeepsUntimed(t *testing.T) {
+	srv := fixture(t) // Put stamps updated with the wall clock
+	for _, c := range []struct {
+		q    string
+		want int
+	}{
+		{"datetime=2000-01-01T00:00:00Z", 0},
+		{"datetime=2000-01-01T00:00:00Z/2001-01-01T00:00:00Z", 0},
+		{"datetime=2000-01-01T00:00:00Z/..", 30},
+		{"datetime=../2000-01-01T00:00:00Z", 0},
+		{"datetime=../..", 30},
+		{"datetime=2000-01-01t00:00:00z/", 30},
+	} {
+		var page fc
+		if code := get(t, srv.URL+"/ogc/collections/buildings/items?limit=100&"+c.q, "500000", &page); code != 200 || page.NumberMatched != c.want {
+			t.Errorf("%s: %d matched %d, want %d", c.q, code, page.NumberMatched, c.want)
+		}
+	}
+	tw := twin.New(twin.Options{})
+	tw.Load([]*twin.Feature{{ID: twin.NewID(twin.Roads, "r1"), Geometry: orb.LineString{{1, 1}, {2, 2}}, Props: map[string]any{"name": "a"}}})
+	a := New(tw, Options{})
+	mux := http.NewServeMux()
+	for _, rt := range a.Routes() {
+		mux.Handle(rt.Pattern, rt.Handler)
+	}
+	for _, q := range []string{"datetime=2000-01-01T00:00:00Z", "datetime=2000-01-01T00:00:00Z/2001-01-01T00:00:00Z", "datetime=2000-01-01T00:00:00Z/..", "datetime=../2000-01-01T00:00:00Z"} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/ogc/collections/roads/items?"+q, nil)
+		mux.ServeHTTP(rec, req.WithContext(auth.WithPrincipal(req.Context(), auth.Principal{Role: auth.Planner, Region: auth.CityCode})))
+		var page fc
+		if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil || page.NumberMatched != 1 {
+			t.Errorf("%s: a road without a time matched %d (%v), want 1", q, page.NumberMatched, err)
+		}
+	}
+}

@@ -72,16 +72,12 @@ func (a *API) Routes() []Route {
 	return out
 }
 
-// accessToken is read by the server's authentication (websocket-style
-// tokens in the URL); every endpoint tolerates it.
-const accessToken = "access_token"
-
 // checked wraps an endpoint's handler with the parameter rules of Part 1
 // (/req/core/query-param-unknown, /req/core/query-param-invalid): a
 // parameter the endpoint does not document, or an f= it cannot produce, is
 // a 400 with the JSON error body, before the handler runs.
 func (a *API) checked(e endpoint) http.Handler {
-	allowed := map[string]bool{accessToken: true}
+	allowed := map[string]bool{}
 	for _, p := range e.params {
 		allowed[p] = true
 	}
