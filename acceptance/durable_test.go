@@ -11,6 +11,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/citytwin/citytwin/internal/pgtest"
 )
 
 // TestKill9LosesNothing: QoS 1 telemetry is PUBACKed only once it is in
@@ -202,4 +204,84 @@ func startNATS(t *testing.T) string {
 		return false
 	})
 	return "nats://" + addr
+}
+
+// TestFailoverLosesNothing: two servers of one twin (one PostGIS, one
+// nats-server, the shared Mosquitto). The first holds the applier lease and
+// is killed with -9 mid-stream; the standby takes the lease over, gets the
+// log's unacknowledged tail first, and history ends with every message
+// exactly once, the standby's twin at every vehicle's last fix (issue 13
+// items 4 and 5, for telemetry).
+func TestFailoverLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the two-server failover")
+	}
+	const vehicles, perVehicle = 20, 100
+	nats := startNATS(t)
+	db := pgtest.New(t)
+	key := writeKey(t)
+	sfx := suffix(t)
+	a := startServer(t, serveOpts{mqtt: mosquitto, db: db, key: key, args: []string{"--nats", nats}})
+	tok := a.token(t, "operator", "500000")
+	names := make([]string, vehicles)
+	t0 := time.Now().Add(-2 * time.Hour).Truncate(time.Millisecond)
+	for v := range names {
+		names[v] = fmt.Sprintf("acc-fo-%d-%s", v, sfx)
+		a.putVehicle(t, tok, names[v], 106.5, 29.5, nil)
+		a.postTelemetry(t, tok, map[string]any{"id": names[v], "ts": t0.Add(-time.Second).Format(time.RFC3339Nano), "lon": 106.5, "lat": 29.5})
+	}
+	// In PostGIS once their history is (the writer stores objects first).
+	for _, name := range names {
+		eventually(t, 30*time.Second, name+" stored", func() bool { return len(a.historyTimes(t, tok, "vehicles", name)) == 1 })
+	}
+	b := startServer(t, serveOpts{mqtt: mosquitto, db: db, key: key, args: []string{"--nats", nats}})
+	if m := b.metrics(t, "twin_journal_leader"); m[""] != 0 {
+		t.Fatalf("second server leads too: %v", m)
+	}
+
+	pub := newPacedPublisher(t)
+	lon := func(k int) float64 { return 106.5 + float64(k+1)*1e-5 }
+	lat := func(v int) float64 { return 29.5 + float64(v)*1e-3 }
+	k := 0
+	applied := func(s *server) int {
+		n := 0.0
+		for _, v := range s.metrics(t, "twin_journal_appended_total") {
+			n += v
+		}
+		for _, v := range s.metrics(t, "twin_journal_duplicates_total") {
+			n += v
+		}
+		return int(n)
+	}
+	publish := func(rounds int, paceOn *server) {
+		for r := 0; r < rounds; r++ {
+			for v, name := range names {
+				pub.publish(t, "twin/telemetry/"+name, fix(t0.Add(time.Duration(k)*time.Second), lon(k), lat(v)))
+			}
+			k++
+			if paceOn != nil {
+				sent := pub.sent()
+				eventually(t, 60*time.Second, "servers keeping up", func() bool { return applied(paceOn) >= sent-200 })
+			}
+		}
+	}
+	publish(40, b)
+	publish(10, nil)
+	a.kill9(t)
+	publish(perVehicle-k, nil)
+	pub.wait(t)
+
+	eventually(t, 60*time.Second, "the standby takes the lease", func() bool { return b.metrics(t, "twin_journal_leader")[""] == 1 })
+	for v, name := range names {
+		eventually(t, 90*time.Second, name+": every fix in history", func() bool {
+			return len(b.historyTimes(t, tok, "vehicles", name)) >= perVehicle+1
+		})
+		if n := len(b.historyTimes(t, tok, "vehicles", name)); n != perVehicle+1 {
+			t.Errorf("%s: %d history rows, want %d (each fix once)", name, n, perVehicle+1)
+		}
+		eventually(t, 30*time.Second, name+" at its last fix on the new applier", func() bool {
+			f, _ := b.get(t, tok, "vehicles", name)
+			return near(f.point(t), lon(perVehicle-1), lat(v))
+		})
+	}
 }

@@ -152,9 +152,7 @@ func startServer(t testing.TB, o serveOpts) *server {
 			id = "citytwin-acceptance-" + suffix(t)
 			t.Cleanup(func() { wipeSessions(o.mqtt, id) }) // runs after stop
 		}
-		// A share group of our own too: on a shared broker, servers of the
-		// same group split the telemetry between them.
-		args = append(args, "--mqtt", o.mqtt, "--mqtt-client-id", id, "--mqtt-share-group", id)
+		args = append(args, "--mqtt", o.mqtt, "--mqtt-client-id", id)
 	} else {
 		ml := o.mqttListen
 		if ml == "" {

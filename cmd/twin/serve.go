@@ -69,7 +69,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.nats, "nats", "", "NATS URL with JetStream (2.9+): servers with the same --db and --nats are one twin (empty: embedded NATS in --data/nats)")
 	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "replicas of the JetStream streams (3 on a three-node NATS cluster)")
 	fs.IntVar(&c.mqttConns, "mqtt-connections", 1, "MQTT subscriber connections sharing the telemetry subscription (a broker bounds QoS 1 in flight per connection: Mosquitto 20)")
-	fs.StringVar(&c.mqttShare, "mqtt-share-group", "citytwin", "MQTT shared-subscription group ($share/GROUP/twin/telemetry/+): servers of one twin share it, so each message reaches one of them")
+	fs.StringVar(&c.mqttShare, "mqtt-share-group", "", "MQTT shared-subscription group ($share/GROUP/twin/telemetry/+) for servers to split the telemetry (default: none, each server takes every message and the log stores it once, so a dead server's share never waits in its broker session)")
 	fs.BoolVar(&c.demo, "demo", false, "load the synthetic Chongqing demo city into an empty store and drive it live")
 	fs.IntVar(&c.scale, "scale", 1, "demo city scale (20 = about a million buildings)")
 	fs.IntVar(&c.feedSize, "feed-size", 1<<18, "changes kept in memory for resuming websockets and the store writer (about 700 B each)")

@@ -88,6 +88,12 @@ type Options struct {
 	// ShareGroup, when set, subscribes to $share/ShareGroup/twin/telemetry/+
 	// so the broker spreads telemetry over this server's connections and
 	// over every server in the same group, instead of sending each a copy.
+	// Default: none with one connection; ClientID with several (a group of
+	// this server's own). Sharing one group across servers halves the
+	// broker's fan-out, but Mosquitto and EMQX keep routing a dead server's
+	// share to its persistent session until it comes back; without it each
+	// server gets every message and the journal stores it once, so a dead
+	// server delays nothing.
 	ShareGroup string
 }
 
@@ -122,6 +128,9 @@ func (o *Options) defaults(tw *twin.Twin) {
 	}
 	if o.Connections <= 0 {
 		o.Connections = 1
+	}
+	if o.ShareGroup == "" && o.Connections > 1 {
+		o.ShareGroup = o.ClientID
 	}
 }
 
