@@ -106,7 +106,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	clk := clock.Real{}
 
 	// Store: PostGIS when --db is given, else the embedded store.
-	st, err := openStore(ctx, c.db, c.data, log)
+	st, err := openStore(ctx, c.db, c.data, log, reg)
 	if err != nil {
 		return err
 	}

@@ -11,11 +11,12 @@ import (
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
 	"github.com/citytwin/citytwin/twin/pgstore"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // openStore opens PostGIS when url is set (applying migrations), else the
 // embedded store in dir.
-func openStore(ctx context.Context, url, dir string, log *slog.Logger) (twin.Store, error) {
+func openStore(ctx context.Context, url, dir string, log *slog.Logger, reg prometheus.Registerer) (twin.Store, error) {
 	if url != "" {
 		st, err := pgstore.Open(ctx, url, pgstore.Options{Logger: log, Migrate: true})
 		if err != nil {
@@ -23,7 +24,7 @@ func openStore(ctx context.Context, url, dir string, log *slog.Logger) (twin.Sto
 		}
 		return st, nil
 	}
-	st, err := boltstore.Open(dir, boltstore.Options{Logger: log})
+	st, err := boltstore.Open(dir, boltstore.Options{Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}

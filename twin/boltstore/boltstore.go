@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/citytwin/citytwin/twin"
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -40,6 +41,8 @@ type Options struct {
 	// (an existing file keeps the chunk it was created with); default
 	// DefaultHistoryChunk.
 	HistoryChunk time.Duration
+	// Registerer receives the store's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
 }
 
 // Store is the bbolt store. It is safe for concurrent use (bbolt serialises
@@ -48,6 +51,8 @@ type Store struct {
 	db    *bolt.DB
 	log   *slog.Logger
 	chunk uint64 // history chunk in ns, fixed per file
+	// corrupt counts records found undecodable by Load and quarantined.
+	corrupt prometheus.Counter
 }
 
 var _ twin.Store = (*Store)(nil)
@@ -76,6 +81,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("boltstore: %s is locked by another process (is another twin serve running with this --data?): %w", path, err)
 	}
+	if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
+		return nil, fmt.Errorf("boltstore: %s is damaged (%w): %s", path, err, recoverHint(path))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
@@ -101,7 +109,22 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	return &Store{db: db, log: opts.Logger, chunk: chunk}, nil
+	st := &Store{db: db, log: opts.Logger, chunk: chunk,
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_store_corrupt_records_total",
+			Help: "Stored records found undecodable at load and moved to the store's quarantine (the twin started without them)."})}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(st.corrupt)
+	}
+	return st, nil
+}
+
+// recoverHint says how to recover a file whose bbolt page structure (not
+// just one record) is damaged: the store cannot tell which objects are
+// lost, so it refuses to start rather than start with a partial city.
+func recoverHint(path string) string {
+	return fmt.Sprintf("check it with `bbolt check %s` (go install go.etcd.io/bbolt/cmd/bbolt@v1.5.0); "+
+		"if it reports errors, stop the server, move the file aside and restore a backup "+
+		"(or start empty and re-import), or try `bbolt compact -o NEW %s`, which copies what is still readable", path, path)
 }
 
 // Close closes the file.
@@ -288,7 +311,8 @@ func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
 	type rec struct{ k, v []byte }
 	recs := make([]rec, 0, workers*loadChunk)
 	out := make([]*twin.Feature, workers*loadChunk)
-	errs := make([]error, workers)
+	bads := make([][]twin.Quarantined, workers)
+	var bad []twin.Quarantined
 	flush := func(l twin.Layer) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -303,26 +327,31 @@ func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
 			wg.Add(1)
 			go func(w, lo, hi int) {
 				defer wg.Done()
-				errs[w] = nil
 				for i := lo; i < hi; i++ {
-					f, err := decodeFeature(twin.NewID(l, string(recs[i].k)), recs[i].v, ins[w])
+					id := twin.NewID(l, string(recs[i].k))
+					f, err := safeDecode(id, recs[i].v, ins[w])
 					if err != nil {
-						errs[w] = fmt.Errorf("boltstore: load %s/%s: %w", l, recs[i].k, err)
-						return
+						// One bad record must not stop the start: it is set
+						// aside (below) and the twin loads the rest.
+						bads[w] = append(bads[w], twin.Quarantined{Kind: twin.QuarantineLoad, ID: id,
+							Err: err.Error(), At: time.Now(), Data: bytes.Clone(recs[i].v)})
+						continue
 					}
 					out[i] = f
 				}
 			}(w, lo, hi)
 		}
 		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				return err
-			}
+		for w := range bads {
+			bad = append(bad, bads[w]...)
+			bads[w] = bads[w][:0]
 		}
 		for i := range recs {
 			f := out[i]
 			out[i] = nil
+			if f == nil {
+				continue
+			}
 			if err := fn(f); err != nil {
 				return err
 			}
@@ -330,8 +359,8 @@ func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
 		recs = recs[:0]
 		return nil
 	}
-	defer s.prefetch()()
-	return s.db.View(func(tx *bolt.Tx) error {
+	stop := s.prefetch()
+	err := s.view(func(tx *bolt.Tx) error {
 		for _, l := range twin.Layers {
 			c := tx.Bucket([]byte(l)).Cursor()
 			// k and v stay valid (mmap'd) until the transaction ends.
@@ -349,6 +378,71 @@ func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
 		}
 		return nil
 	})
+	stop()
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		return s.quarantineCorrupt(bad)
+	}
+	return nil
+}
+
+// safeDecode decodes a record, turning a panic on malformed bytes into an
+// error: a damaged record is quarantined, never a crash at start.
+func safeDecode(id twin.ID, v []byte, in *interner) (f *twin.Feature, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, err = nil, fmt.Errorf("decode: %v", r)
+		}
+	}()
+	f, err = decodeFeature(id, v, in)
+	if err != nil {
+		err = fmt.Errorf("decode: %w", err)
+	}
+	return f, err
+}
+
+// view runs a read transaction; a panic inside bbolt (it panics on a
+// damaged page rather than returning an error) becomes an error saying how
+// to recover the file.
+func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("boltstore: %s is damaged (bbolt: %v): %s", s.db.Path(), r, recoverHint(s.db.Path()))
+		}
+	}()
+	return s.db.View(fn)
+}
+
+// quarantineCorrupt moves records Load could not decode from their layer
+// bucket to the quarantine bucket (raw bytes kept, so nothing is destroyed
+// and an operator can repair them), in one transaction, and reports each
+// one: an error log line, the twin_store_corrupt_records_total counter and
+// Quarantined. The twin has started without them.
+func (s *Store) quarantineCorrupt(bad []twin.Quarantined) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, q := range bad {
+			b := tx.Bucket([]byte(q.ID.Layer))
+			if v := b.Get([]byte(q.ID.Name)); v == nil || !bytes.Equal(v, q.Data) {
+				continue // rewritten meanwhile: no longer the bad record
+			}
+			if err := b.Delete([]byte(q.ID.Name)); err != nil {
+				return err
+			}
+		}
+		return putQuarantine(tx, bad)
+	})
+	if err != nil {
+		return fmt.Errorf("boltstore: quarantine %d corrupt records: %w", len(bad), err)
+	}
+	for _, q := range bad {
+		s.log.Error("corrupt record in the embedded store: moved to its quarantine, the twin starts without it",
+			"layer", q.ID.Layer, "name", twin.PrintableName(q.ID.Name), "err", q.Err, "bytes", len(q.Data))
+	}
+	s.corrupt.Add(float64(len(bad)))
+	s.log.Error("embedded store: corrupt records quarantined at start", "count", len(bad), "file", s.db.Path())
+	return nil
 }
 
 // prefetch reads the file front to back on another goroutine until the
