@@ -2,6 +2,7 @@ package wshub
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/citytwin/citytwin/auth"
+	"github.com/citytwin/citytwin/twin"
 	"github.com/gorilla/websocket"
 	"github.com/paulmach/orb"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -237,4 +239,87 @@ func sndbuf(t *testing.T, sc syscall.Conn) int {
 		t.Fatal(err, serr)
 	}
 	return got
+}
+
+// TestSnapshotsUnderIngest: snapshots are collected outside the hub's lock
+// and joined to the live stream after it; panning and resyncing (a tiny
+// queue budget) under continuous ingest leave the client with exactly the
+// twin's view, deltas in seq order after each snapshot, versions never
+// going back.
+func TestSnapshotsUnderIngest(t *testing.T) {
+	for _, budget := range []int{0, 8 << 10} {
+		t.Run(fmt.Sprintf("queue=%d", budget), func(t *testing.T) {
+			e := newEnv(t, Options{SnapshotBurst: 1 << 20, QueueBytes: budget}, 0)
+			r := rand.New(rand.NewPCG(7, 8))
+			const n = 300
+			for i := range n {
+				e.put(fmt.Sprintf("v%d", i), randIn(r, city))
+			}
+			stop, done := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(done)
+				rr := rand.New(rand.NewPCG(9, 10))
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					e.move(fmt.Sprintf("v%d", rr.IntN(n)), randIn(rr, city))
+				}
+			}()
+			c := dial(t, e)
+			a := orb.Bound{Min: orb.Point{106.40, 29.50}, Max: orb.Point{106.55, 29.62}}
+			views := []orb.Bound{view, city, a}
+			for i := range 15 {
+				c.subscribe(views[i%len(views)], nil)
+				c.untilSnapshot()
+			}
+			close(stop)
+			<-done
+			final := views[14%len(views)]
+			id, v := e.sentinel(final.Center())
+			c.untilUpsert(id, v)
+			if d := diff(c.versions(), e.want(final, auth.Principal{})); d != "" {
+				t.Fatalf("client state differs from twin: %s", d)
+			}
+			t.Logf("messages: %v", c.counts)
+		})
+	}
+}
+
+// TestSnapshotCatchUp: changes the router routes between collecting a
+// snapshot and joining its subscription to the index reach the client as
+// deltas after the snapshot.
+func TestSnapshotCatchUp(t *testing.T) {
+	e := newEnv(t, Options{}, 0)
+	e.put("a", view.Center())
+	e.put("b", view.Center())
+	c := dial(t, e)
+	cl := e.clientAt(c.conn.LocalAddr().String())
+	s := &sub{c: cl, layers: []twin.Layer{twin.Vehicles}, bbox: view}
+	var snap *snapshot
+	e.tw.View(func(seq uint64, r twin.Reader) { snap = takeSnapshot(s, seq, r) })
+	e.move("a", orb.Point{106.51, 29.61}) // still in view: an upsert
+	e.move("b", orb.Point{106.70, 29.70}) // leaves the view: a remove
+	e.put("c", view.Center())             // new in view
+	e.move("a", orb.Point{106.52, 29.62}) // again
+	last := e.tw.Feed().Last()
+	waitFor(t, "router past the changes", func() bool {
+		e.hub.mu.Lock()
+		defer e.hub.mu.Unlock()
+		return e.hub.pos >= last
+	})
+	e.hub.join(cl, s, snap)
+	cl.signal()
+	c.until("catch-up", func(m msg) bool { return m.Op == "delta" && m.Seq == last })
+	if c.counts["snapshot"] != 1 || c.counts["deltaremove"] != 1 || c.counts["deltaupsert"] != 2 {
+		t.Errorf("messages %v, want a snapshot, 2 upserts (a coalesced, c) and a remove", c.counts)
+	}
+	if d := diff(c.versions(), e.want(view, auth.Principal{})); d != "" {
+		t.Fatalf("after catch-up: %s", d)
+	}
+	// And the router goes on from there.
+	e.move("c", view.Center())
+	c.untilUpsert("vehicles/c", 2)
 }

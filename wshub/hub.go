@@ -53,12 +53,17 @@ type Hub struct {
 	stopped bool
 	// Websockets admitted (upgrading or open) in all, per remote IP and
 	// per token subject, for the caps of Options.
+	// all mirrors clients under its own lock, for the queued-bytes gauge:
+	// a scrape must not wait on mu.
+	allMu sync.Mutex
+	all   map[*client]struct{}
+
 	admitted   int
 	perIP      map[string]int
 	perSubject map[string]int
 	wg         sync.WaitGroup // connection handlers
 
-	pos       uint64    // router: last routed seq
+	pos       uint64    // last routed seq: written by the router under mu (read), read by it freely or by others under mu (write)
 	lastCheck time.Time // router: last hopeless scan
 }
 
@@ -70,7 +75,7 @@ func New(tw *twin.Twin, opts Options) *Hub {
 	opts = opts.withDefaults()
 	h := &Hub{tw: tw, opts: opts, log: opts.Logger, m: newMetrics(opts.Registerer),
 		ix: newIndex(), clients: map[*client]struct{}{}, pos: tw.Feed().Last(),
-		perIP: map[string]int{}, perSubject: map[string]int{}}
+		perIP: map[string]int{}, perSubject: map[string]int{}, all: map[*client]struct{}{}}
 	h.m.queued(h.queuedBytes)
 	// The origin is checked in ServeHTTP to answer with a JSON error.
 	h.upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true },
@@ -115,7 +120,9 @@ func (h *Hub) step() int {
 		// The router itself fell out of the window (it cannot, short of a
 		// stalled process): every client re-snapshots.
 		h.log.Warn("websocket hub fell behind the feed window; resyncing every client", "pos", h.pos)
+		h.mu.Lock()
 		h.pos = feed.Last()
+		h.mu.Unlock()
 		h.resyncAll()
 		return 1
 	}
@@ -126,8 +133,10 @@ func (h *Hub) step() int {
 	for i := range batch {
 		h.route(&batch[i])
 	}
-	h.mu.RUnlock()
+	// Under the lock: a subscriber reads pos under the write lock to
+	// know what was routed before its subscription joined the index.
 	h.pos = batch[len(batch)-1].Seq
+	h.mu.RUnlock()
 	h.checkHopeless(false)
 	return len(batch)
 }
@@ -182,35 +191,26 @@ func (h *Hub) route(c *twin.Change) {
 // Called by c's writer (client.drain), at most Options.SnapshotRate a
 // second, which writes what it queued right away.
 func (h *Hub) subscribe(c *client, req subscription) {
+	s := &sub{c: c, layers: req.layers, bbox: req.bbox, p: c.p}
+	if req.since == nil {
+		h.attach(c, s)
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if c.sub != nil {
-		h.ix.remove(c.sub)
-	}
-	s := &sub{c: c, layers: req.layers, bbox: req.bbox, p: c.p}
 	var snap *snapshot
 	var resume []pendingDelta
-	tooOld := false
 	h.tw.View(func(seq uint64, r twin.Reader) {
 		s.base = seq
-		if req.since != nil {
-			var ok bool
-			if resume, ok = h.resume(s, *req.since, seq, r); ok {
-				return
-			}
-			tooOld = true
+		var ok bool
+		if resume, ok = h.resume(s, *req.since, seq, r); !ok {
+			snap = takeSnapshot(s, seq, r)
 		}
-		snap = takeSnapshot(s, seq, r)
 	})
-	c.sub = s
-	h.ix.add(s)
+	h.setSubLocked(c, s)
 	if snap != nil {
-		var items []*item
-		if tooOld {
-			h.m.resyncs.Inc()
-			items = append(items, &item{msg: resyncMsg})
-		}
-		c.replaceQueue(append(items, &item{snap: snap})...)
+		h.m.resyncs.Inc()
+		c.replaceQueue(&item{msg: resyncMsg}, &item{snap: snap})
 		return
 	}
 	msgs := make([][]byte, 0, len(resume))
@@ -237,22 +237,102 @@ func (h *Hub) subscribe(c *client, req subscription) {
 	c.replaceQueue(&item{msgs: msgs})
 }
 
+// setSubLocked makes s c's subscription in the index. Caller holds h.mu.
+func (h *Hub) setSubLocked(c *client, s *sub) {
+	if c.sub != nil {
+		h.ix.remove(c.sub)
+	}
+	c.sub = s
+	h.ix.add(s)
+}
+
+// attach gives c the subscription s with a snapshot of its view. The
+// snapshot is collected without the hub's lock (a view over a large city
+// takes long, and the router and every other subscriber would wait); then,
+// under the lock, s joins the index and the changes the router passed
+// between the snapshot's seq and that moment are queued after it, so the
+// client sees neither a gap nor an overlap.
+func (h *Hub) attach(c *client, s *sub) {
+	var snap *snapshot
+	h.tw.View(func(seq uint64, r twin.Reader) { snap = takeSnapshot(s, seq, r) })
+	h.join(c, s, snap)
+}
+
+// join is attach's second half, under the lock.
+func (h *Hub) join(c *client, s *sub, snap *snapshot) {
+	s.base = snap.seq
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	catchUp, ok := h.catchUpLocked(s)
+	if !ok {
+		// The feed no longer holds the snapshot's seq: take it again,
+		// under the lock this time.
+		h.tw.View(func(seq uint64, r twin.Reader) {
+			s.base = seq
+			snap = takeSnapshot(s, seq, r)
+		})
+	}
+	h.setSubLocked(c, s)
+	c.replaceQueue(append([]*item{{snap: snap}}, catchUp...)...)
+}
+
+// catchUpLocked returns the deltas for s of the changes after s.base that
+// the router has already routed (up to h.pos), and sets s.base to h.pos
+// when it is further on. ok is false when they left the feed window.
+// Caller holds h.mu.
+func (h *Hub) catchUpLocked(s *sub) (items []*item, ok bool) {
+	if h.pos <= s.base {
+		return nil, true
+	}
+	changes, err := h.tw.Feed().Since(s.base, int(min(h.pos-s.base, 1<<30)))
+	if err != nil {
+		return nil, false
+	}
+	for i := range changes {
+		if it := deltaFor(s, &changes[i]); it != nil {
+			items = append(items, it)
+		}
+	}
+	s.base = h.pos
+	return items, true
+}
+
+// deltaFor is the delta s should get for ch (nil for none), as route
+// decides it for one subscription.
+func deltaFor(s *sub, ch *twin.Change) *item {
+	if ch.Kind == twin.History || ch.Old == ch.New {
+		return nil
+	}
+	var f *twin.Feature
+	kind := twin.Upsert
+	switch {
+	case s.visible(ch.New):
+		f = ch.New
+	case s.visible(ch.Old):
+		f, kind = ch.Old, twin.Remove
+	default:
+		return nil
+	}
+	b, err := encodeDelta(ch.Seq, kind, f)
+	if err != nil {
+		return nil
+	}
+	return &item{id: ch.ID(), seq: ch.Seq, msg: b}
+}
+
 // resnapshot answers a resync: a fresh snapshot of c's subscription. Called
 // by c's writer after it wrote {"op":"resync"}.
 func (h *Hub) resnapshot(c *client) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	s := c.sub
-	if s == nil {
+	h.mu.RLock()
+	cur := c.sub
+	h.mu.RUnlock()
+	if cur == nil {
 		c.replaceQueue()
 		return
 	}
-	var snap *snapshot
-	h.tw.View(func(seq uint64, r twin.Reader) {
-		s.base = seq
-		snap = takeSnapshot(s, seq, r)
-	})
-	c.replaceQueue(&item{snap: snap})
+	// A new sub with the same view: the old one keeps routing (its deltas
+	// are dropped while the client awaits the snapshot) until swapped.
+	h.attach(c, &sub{c: c, layers: cur.layers, bbox: cur.bbox, p: cur.p})
 }
 
 // takeSnapshot collects what s sees at seq. Runs inside twin.View.
@@ -490,10 +570,10 @@ func remoteIP(remote string) string {
 // queuedBytes sums what every client has pending (the twin_ws_queued_bytes
 // gauge, computed when scraped).
 func (h *Hub) queuedBytes() float64 {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
+	h.allMu.Lock()
+	defer h.allMu.Unlock()
 	n := 0
-	for c := range h.clients {
+	for c := range h.all {
 		c.mu.Lock()
 		n += c.q.bytes
 		c.mu.Unlock()
@@ -508,6 +588,9 @@ func (h *Hub) register(c *client) bool {
 		return false
 	}
 	h.clients[c] = struct{}{}
+	h.allMu.Lock()
+	h.all[c] = struct{}{}
+	h.allMu.Unlock()
 	h.m.clients.Inc()
 	return true
 }
@@ -519,6 +602,9 @@ func (h *Hub) unregister(c *client) {
 		return
 	}
 	delete(h.clients, c)
+	h.allMu.Lock()
+	delete(h.all, c)
+	h.allMu.Unlock()
 	if c.sub != nil {
 		h.ix.remove(c.sub)
 		c.sub = nil
