@@ -136,6 +136,9 @@ func TestIncidentEscalation(t *testing.T) {
 	}
 	s := startServer(t, serveOpts{demo: true})
 	op := s.token(t, "operator", "500000")
+	// The SLA alert reaches MQTT like every other alert (issue 11 item 16).
+	mq := dialMQTT(t, s.mqttURL)
+	mq.subscribe(t, "twin/alerts/+/incident-sla")
 	w, _ := s.get(t, op, "workers", "w0002")
 	p := w.point(t)
 	var rep incidentAnswer
@@ -167,6 +170,9 @@ func TestIncidentEscalation(t *testing.T) {
 			}
 		}
 		return false
+	})
+	mq.next(t, 30*time.Second, "the incident-sla alert on twin/alerts/orange/incident-sla", func(m mqttMsg) bool {
+		return m.topic == "twin/alerts/orange/incident-sla" && strings.Contains(string(m.payload), inc.ID)
 	})
 	var sum struct {
 		Escalated int `json:"incidents_escalated_here"`

@@ -1,16 +1,12 @@
 package rules
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/paulmach/orb"
@@ -204,7 +200,6 @@ func (e *Engine) resolve(a *active, subject twin.ID, why string) {
 		return
 	}
 	if done {
-		e.publishAlert(ch.New)
 		e.alertStateChanged(ch.New)
 	}
 }
@@ -252,8 +247,6 @@ func (e *Engine) escalate(now time.Time) {
 			continue
 		}
 		if done {
-			e.publishAlert(ch.New)
-			e.notifyOwners(ch.New, "escalated")
 			e.alertStateChanged(ch.New)
 		}
 	}
@@ -272,126 +265,7 @@ func (e *Engine) due(al *twin.Feature, now time.Time) bool {
 }
 
 func (e *Engine) published(al *twin.Feature, f firing, isNew bool) {
-	e.publishAlert(al)
-	if isNew && f.rule.spec.Kind != KindRisk { // risk changes notify owners themselves
-		e.notifyOwners(al, "opened")
-	}
 	e.alertStateChanged(al)
-}
-
-// publishAlert sends the alert to MQTT twin/alerts/{severity}/{rule} and to
-// the webhooks.
-func (e *Engine) publishAlert(al *twin.Feature) {
-	if e.opts.Publisher == nil && len(e.hook.urls) == 0 {
-		return
-	}
-	b, err := json.Marshal(al)
-	if err != nil {
-		return
-	}
-	if e.opts.Publisher != nil {
-		topic := "twin/alerts/" + al.Prop("severity") + "/" + al.Prop("rule")
-		e.enqueue(topic, b)
-	}
-	e.hook.send(b)
-}
-
-// notifyOwners tells the responsible persons of the building an alert
-// concerns (its subject or the object the subject is attached to), on
-// twin/notify/{person}.
-func (e *Engine) notifyOwners(al *twin.Feature, event string) {
-	if e.opts.Publisher == nil {
-		return
-	}
-	var owners []string
-	for _, ref := range []string{al.Prop("attached_to"), al.Prop("subject")} {
-		id, err := twin.ParseID(ref)
-		if err != nil {
-			continue
-		}
-		if f, ok := e.tw.Get(id); ok {
-			owners = append(owners, stringsOf(f.Props["owners"])...)
-		}
-	}
-	e.notify(owners, map[string]any{"event": event, "alert": al.ID.String(), "rule": al.Prop("rule"),
-		"severity": al.Prop("severity"), "tier": al.Prop("tier"), "subject": al.Prop("subject"), "message": al.Prop("message")})
-}
-
-func (e *Engine) notify(persons []string, msg map[string]any) {
-	if e.opts.Publisher == nil || len(persons) == 0 {
-		return
-	}
-	b, _ := json.Marshal(msg)
-	seen := map[string]bool{}
-	for _, p := range persons {
-		if p == "" || seen[p] || strings.ContainsAny(p, "/+#") {
-			continue
-		}
-		seen[p] = true
-		e.enqueue("twin/notify/"+p, b)
-	}
-}
-
-// outMsg is one MQTT message waiting in the outbox.
-type outMsg struct {
-	topic   string
-	payload []byte
-}
-
-// outboxSize bounds the MQTT outbox; beyond it messages are dropped and
-// counted, so a dead broker never stalls rule evaluation.
-const outboxSize = 4096
-
-// publishTimeout bounds one MQTT publish (QoS 1 waits for the ack).
-const publishTimeout = 5 * time.Second
-
-// enqueue hands a message to the outbox without blocking.
-func (e *Engine) enqueue(topic string, payload []byte) {
-	select {
-	case e.out <- outMsg{topic, payload}:
-	default:
-		e.m.publishFailures.Inc()
-		e.log.Warn("rules: MQTT outbox full; dropped", "topic", topic)
-	}
-}
-
-// publishOne sends one outbox message with a timeout.
-func (e *Engine) publishOne(ctx context.Context, m outMsg) {
-	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
-	if err := e.opts.Publisher.Publish(ctx, m.topic, 1, false, m.payload); err != nil {
-		e.m.publishFailures.Inc()
-		e.log.Warn("rules: publish", "topic", m.topic, "err", err)
-	}
-}
-
-// Flush publishes everything waiting in the outbox, synchronously. Run's
-// publisher goroutine does this continuously; tests and tools that drive
-// the engine with Drain and Tick call it directly.
-func (e *Engine) Flush(ctx context.Context) {
-	for {
-		select {
-		case m := <-e.out:
-			e.publishOne(ctx, m)
-		default:
-			return
-		}
-	}
-}
-
-// publisher drains the outbox until ctx ends, then flushes what is left
-// (each publish bounded by publishTimeout).
-func (e *Engine) publisher(ctx context.Context, done chan<- struct{}) {
-	defer close(done)
-	for {
-		select {
-		case m := <-e.out:
-			e.publishOne(ctx, m)
-		case <-ctx.Done():
-			e.Flush(context.Background())
-			return
-		}
-	}
 }
 
 func appendHistory(h any, entry map[string]any) []any {
@@ -505,11 +379,9 @@ func position(f *twin.Feature) orb.Geometry {
 
 // metrics of the engine.
 type metrics struct {
-	fired           *prometheus.CounterVec
-	evalSeconds     prometheus.Histogram
-	webhookFailures prometheus.Counter
-	publishFailures prometheus.Counter
-	skipped         prometheus.Counter
+	fired       *prometheus.CounterVec
+	evalSeconds prometheus.Histogram
+	skipped     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -519,15 +391,11 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		evalSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twin_rule_eval_seconds",
 			Help:    "Rule evaluation time per twin change (mean over each drained batch).",
 			Buckets: prometheus.ExponentialBuckets(1e-7, 4, 10)}),
-		webhookFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_webhook_failures_total",
-			Help: "Webhook deliveries that failed after every retry."}),
-		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_rules_publish_failures_total",
-			Help: "MQTT alert/notification publishes that failed."}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_rules_skipped_changes_total",
 			Help: "Changes the rules engine skipped because it fell behind the feed window."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.fired, m.evalSeconds, m.webhookFailures, m.publishFailures, m.skipped} {
+		for _, c := range []prometheus.Collector{m.fired, m.evalSeconds, m.skipped} {
 			if err := reg.Register(c); err != nil {
 				slog.Default().Warn("rules: register metric", "err", err)
 			}
@@ -535,66 +403,5 @@ func newMetrics(reg prometheus.Registerer) metrics {
 	}
 	return m
 }
-
-// webhooks posts alerts to the configured URLs with retry and exponential
-// backoff, on goroutines bounded by a semaphore so a dead endpoint can
-// never stall evaluation; deliveries beyond the bound count as failures.
-type webhooks struct {
-	urls     []string
-	client   *http.Client
-	failures prometheus.Counter
-	log      *slog.Logger
-	sem      chan struct{}
-	wg       sync.WaitGroup
-	// Retries and Backoff: 4 attempts, 200 ms doubling.
-	retries int
-	backoff time.Duration
-}
-
-func newWebhooks(urls []string, c *http.Client, failures prometheus.Counter, log *slog.Logger) *webhooks {
-	return &webhooks{urls: urls, client: c, failures: failures, log: log, sem: make(chan struct{}, 32), retries: 4, backoff: 200 * time.Millisecond}
-}
-
-func (w *webhooks) send(body []byte) {
-	for _, u := range w.urls {
-		select {
-		case w.sem <- struct{}{}:
-		default:
-			w.failures.Inc()
-			w.log.Warn("rules: webhook queue full; dropped", "url", u)
-			continue
-		}
-		w.wg.Add(1)
-		go func(u string) {
-			defer func() { <-w.sem; w.wg.Done() }()
-			w.post(u, body)
-		}(u)
-	}
-}
-
-func (w *webhooks) post(u string, body []byte) {
-	d := w.backoff
-	var last error
-	for i := 0; i < w.retries; i++ {
-		if i > 0 {
-			time.Sleep(d) // real time: the far end's recovery is real
-			d *= 2
-		}
-		resp, err := w.client.Post(u, "application/json", bytes.NewReader(body))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode < 300 {
-				return
-			}
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-		last = err
-	}
-	w.failures.Inc()
-	w.log.Warn("rules: webhook failed", "url", u, "err", last)
-}
-
-// wait blocks until in-flight deliveries end.
-func (w *webhooks) wait() { w.wg.Wait() }
 
 func jsonOf(r *Rule) ([]byte, error) { return json.Marshal(r) }

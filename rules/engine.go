@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -15,29 +14,30 @@ import (
 	"github.com/paulmach/orb"
 )
 
-// Publisher sends a message to the MQTT broker (the ingest client or the
-// embedded broker implement it).
-type Publisher interface {
-	Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error
+// Notifier tells persons of building risk changes (rules/notify implements
+// it, on twin/notify/{person}). It may block while its outbox is full.
+type Notifier interface {
+	Notify(ctx context.Context, persons []string, msg map[string]any)
 }
 
 // Options configure an Engine. The zero value works: no publisher, no
-// webhooks, wall clock, Asia/Shanghai.
+// notifier, wall clock, Asia/Shanghai.
 type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: metrics are not registered
 	Clock      clock.Clock
-	Publisher  Publisher // nil: nothing is published; called from Run's publisher goroutine (or Flush), never under the engine lock
-	Webhooks   []string  // URLs that receive every alert as a JSON POST
-	TimeZone   string    // default for rules that name none; default Asia/Shanghai
+	// Notifier receives building risk notifications; nil: none are sent.
+	// Alerts are never published by the engine: it writes them into the
+	// twin's alerts layer, and the notifications consumer (rules/notify)
+	// publishes every alert change, whoever made it.
+	Notifier Notifier
+	TimeZone string // default for rules that name none; default Asia/Shanghai
 	// TickEvery is how often Run calls Tick; default 5 s.
 	TickEvery time.Duration
 	// SLA is the default time an open, unacknowledged alert may stay at a
 	// tier before it escalates; a rules file's `sla` overrides it per tier.
 	// Default street 10 min, district 30 min.
 	SLA map[string]time.Duration
-	// HTTPClient posts webhooks; default a client with a 5 s timeout.
-	HTTPClient *http.Client
 	// OpenIncident reports an incident for rules with `incident: TYPE`
 	// (the server wires it to the incident service); nil: such rules only
 	// raise alerts.
@@ -61,8 +61,6 @@ type Engine struct {
 	clk  clock.Clock
 	loc  *time.Location
 	m    metrics
-	hook *webhooks
-	out  chan outMsg // MQTT outbox: publishing never happens under mu
 
 	mu    sync.Mutex
 	rs    *RuleSet
@@ -89,9 +87,6 @@ func New(tw *twin.Twin, opts Options) *Engine {
 	if opts.TickEvery <= 0 {
 		opts.TickEvery = 5 * time.Second
 	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 5 * time.Second}
-	}
 	tz := opts.TimeZone
 	if tz == "" {
 		tz = DefaultTimeZone
@@ -105,8 +100,6 @@ func New(tw *twin.Twin, opts Options) *Engine {
 	if err := registerAlertGauges(opts.Registerer, tw); err != nil {
 		opts.Logger.Warn("rules: register alert gauges", "err", err)
 	}
-	e.out = make(chan outMsg, outboxSize)
-	e.hook = newWebhooks(opts.Webhooks, opts.HTTPClient, e.m.webhookFailures, opts.Logger)
 	e.al = newAlertBook(tw)
 	e.risk = newRiskIndex()
 	e.after = tw.Feed().Last()
@@ -179,7 +172,7 @@ func (e *Engine) RuleSet() *RuleSet {
 // ingest when it is a whole window behind), so it sees every change. Only
 // if it hangs long enough for the feed to cut it loose does it skip ahead,
 // log and count the skipped changes. When ctx ends it evaluates what is left
-// in the feed, publishes the outbox and returns.
+// in the feed and returns (rules/notify publishes the alerts).
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	cur := e.tw.Feed().Follow("rules", twin.Required, e.after)
@@ -193,12 +186,6 @@ func (e *Engine) Run(ctx context.Context) error {
 	}()
 	t := time.NewTicker(e.opts.TickEvery)
 	defer t.Stop()
-	// The publisher stops after the final drain below, so the alerts of
-	// the last changes are published too.
-	pctx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPub()
-	pubDone := make(chan struct{})
-	go e.publisher(pctx, pubDone)
 	for {
 		e.Drain()
 		select {
@@ -206,9 +193,6 @@ func (e *Engine) Run(ctx context.Context) error {
 			// Stopping: ingest stopped first (cmd/twin's shutdown order), so
 			// this drain reaches the feed's last change.
 			e.Drain()
-			stopPub()
-			<-pubDone
-			e.hook.wait()
 			return nil
 		case <-cur.C():
 		case <-t.C:
@@ -283,6 +267,9 @@ func (e *Engine) process(c *twin.Change) {
 	}
 	var v *vars
 	for _, a := range e.rules {
+		if a.subj == id.Layer && !a.spec.appliesTo(c.New) {
+			continue // a district's or street's rule, and the subject is elsewhere
+		}
 		switch {
 		case a.fence != nil && a.fence.targetLayer == id.Layer:
 			a.fence.targetChanged(c, a.spec)

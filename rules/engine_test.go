@@ -18,6 +18,7 @@ import (
 
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/citytwin/citytwin/rules/notify"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -70,6 +71,7 @@ type fixture struct {
 	clk *clock.Fake
 	e   *Engine
 	pub *recPub
+	n   *notify.Notifier // the one way alerts go out
 }
 
 func newFixture(t *testing.T, rulesYAML string) *fixture {
@@ -77,8 +79,9 @@ func newFixture(t *testing.T, rulesYAML string) *fixture {
 	clk := clock.NewFake(time.Date(2026, 11, 24, 7, 0, 0, 0, shanghai))
 	tw := twin.New(twin.Options{Clock: clk, FeedSize: 1 << 16})
 	pub := &recPub{}
-	e := New(tw, Options{Clock: clk, Publisher: pub, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Place: jialing})
-	f := &fixture{tw: tw, clk: clk, e: e, pub: pub}
+	n := notify.New(tw, notify.Options{Publisher: pub, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e := New(tw, Options{Clock: clk, Notifier: n, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Place: jialing})
+	f := &fixture{tw: tw, clk: clk, e: e, pub: pub, n: n}
 	f.put(twin.Bridges, "qiansimen", orb.LineString{bridgeA, bridgeB}, map[string]any{
 		"name": "Qiansimen Bridge", "river": "Jialing", "connects": []any{"500103", "500105"},
 		"restrictions": map[string]any{"muck_truck": map[string]any{"forbidden": []any{"07:00-09:00", "17:00-19:30"}}},
@@ -116,9 +119,10 @@ func (f *fixture) reading(t *testing.T, name string, at time.Time, vals map[stri
 	f.e.Drain()
 }
 
-// count flushes the engine's MQTT outbox and counts publishes by prefix.
+// count publishes the alert changes so far (the notifications consumer)
+// and counts publishes by prefix.
 func (f *fixture) count(prefix string) int {
-	f.e.Flush(context.Background())
+	f.n.Drain(context.Background())
 	return f.pub.count(prefix)
 }
 
@@ -494,7 +498,7 @@ func TestHotReloadKeepsOpenAlerts(t *testing.T) {
 		t.Fatalf("alerts = %d", n)
 	}
 	srv := httptest.NewRecorder()
-	req := httptest.NewRequest("PUT", "/api/rules", strings.NewReader(gasB))
+	req := asCity(httptest.NewRequest("PUT", "/api/rules", strings.NewReader(gasB)))
 	req.Header.Set("Content-Type", "application/yaml")
 	f.e.PutRules(srv, req)
 	if srv.Code != 200 {
@@ -540,7 +544,7 @@ func TestBadRulesRejectedPreciselyAndOldKeepRunning(t *testing.T) {
 	f := newFixture(t, gasA)
 	f.put(twin.Devices, "s1", orb.Point{106.55, 29.55}, map[string]any{"kind": "septic_gas"})
 	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("PUT", "/api/rules", strings.NewReader(string(data)))
+	req := asCity(httptest.NewRequest("PUT", "/api/rules", strings.NewReader(string(data))))
 	f.e.PutRules(rec, req)
 	if rec.Code != 400 {
 		t.Fatalf("PUT bad = %d", rec.Code)
@@ -555,7 +559,7 @@ func TestBadRulesRejectedPreciselyAndOldKeepRunning(t *testing.T) {
 		t.Fatalf("old rules stopped: %d alerts", n)
 	}
 	rec = httptest.NewRecorder()
-	f.e.GetRules(rec, httptest.NewRequest("GET", "/api/rules", nil))
+	f.e.GetRules(rec, asCity(httptest.NewRequest("GET", "/api/rules", nil)))
 	if rec.Body.String() != gasA {
 		t.Errorf("GET after bad PUT = %q", rec.Body.String())
 	}
@@ -718,4 +722,14 @@ func TestJumpIsNotACrossing(t *testing.T) {
 	if as := f.alerts("bridge-muck"); len(as) != 1 {
 		t.Fatalf("a plausible sparse crossing raised %d alerts, want 1", len(as))
 	}
+}
+
+// asCity puts a city-level admin principal on r (the server's guard does
+// this for real requests).
+func asCity(r *http.Request) *http.Request {
+	return as(r, auth.Principal{Subject: "city-admin", Role: auth.Admin, Region: auth.CityCode})
+}
+
+func as(r *http.Request, p auth.Principal) *http.Request {
+	return r.WithContext(auth.WithPrincipal(r.Context(), p))
 }

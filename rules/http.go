@@ -2,9 +2,11 @@ package rules
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/internal/httpx"
@@ -14,26 +16,56 @@ import (
 // maxRulesBody bounds PUT /api/rules bodies (bytes).
 const maxRulesBody = 1 << 20
 
-// GetRules answers GET /api/rules with the running rules file as given
-// (YAML, or JSON when it was loaded as JSON).
+// GetRules answers GET /api/rules. A city-level token gets the running
+// rules file as given (YAML, or JSON when it was loaded as JSON). Any other
+// token gets, as JSON, the rules that concern its region: those owned by
+// the tiers above it (the city, its district) and those owned by its region
+// or below.
 func (e *Engine) GetRules(w http.ResponseWriter, r *http.Request) {
+	p := auth.Of(r.Context())
 	rs := e.RuleSet()
 	if rs == nil {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = io.WriteString(w, "rules: []\n")
 		return
 	}
-	ct := "application/yaml"
-	if rs.JSON {
-		ct = "application/json"
+	if p.Region == auth.CityCode {
+		ct := "application/yaml"
+		if rs.JSON {
+			ct = "application/json"
+		}
+		w.Header().Set("Content-Type", ct)
+		_, _ = w.Write(rs.Source)
+		return
 	}
-	w.Header().Set("Content-Type", ct)
-	_, _ = w.Write(rs.Source)
+	var mine []*Rule
+	for _, rule := range rs.Rules {
+		if o := rule.owner(); p.Covers(o) || covers(o, p.Region) {
+			mine = append(mine, rule)
+		}
+	}
+	b, err := marshalSet(rs.TimeZone, rs.SLA, mine)
+	if err != nil {
+		httpx.Error(w, http.StatusInternalServerError, "encode rules", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// covers reports whether region code outer contains code inner (codes nest
+// by prefix; the city contains everything).
+func covers(outer, inner string) bool {
+	return outer == auth.CityCode || outer == inner || strings.HasPrefix(inner, outer)
 }
 
 // PutRules answers PUT /api/rules: the body (YAML, or JSON by Content-Type)
-// replaces the running rules. An invalid file is answered 400 with the
-// precise message, and the previous rules keep running.
+// replaces the rules owned by the caller's region and the regions below it;
+// rules owned by other tiers keep running. A rule without `owner` is owned
+// by the caller's region. Only a city-level admin sets `timezone` and
+// `sla`. An invalid file is answered 400 with the precise message, a rule
+// owned outside the caller's region 403, and the previous rules keep
+// running.
 func (e *Engine) PutRules(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRulesBody+1))
 	if err != nil {
@@ -48,14 +80,73 @@ func (e *Engine) PutRules(w http.ResponseWriter, r *http.Request) {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
 		name = "rules.json"
 	}
-	rs, err := Parse(name, body)
+	rs, status, err := e.tierRules(auth.Of(r.Context()), name, body)
 	if err != nil {
-		httpx.Error(w, http.StatusBadRequest, "invalid rules", err.Error())
+		msg := "invalid rules"
+		switch status {
+		case http.StatusForbidden:
+			msg = "forbidden"
+		case http.StatusConflict:
+			msg = "rule name taken"
+		}
+		httpx.Error(w, status, msg, err.Error())
 		return
 	}
-	rs.JSON = rs.JSON || name == "rules.json"
 	e.Load(rs)
 	httpx.JSON(w, http.StatusOK, map[string]any{"loaded": len(rs.Rules), "rules": rs.ruleNames()})
+}
+
+// tierRules parses a PUT /api/rules body for principal p and returns the
+// rule set to run: the body's rules plus the running rules owned outside
+// p's region. The status says how to answer an error.
+func (e *Engine) tierRules(p auth.Principal, name string, body []byte) (*RuleSet, int, error) {
+	rs, err := Parse(name, body)
+	if err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	rs.JSON = rs.JSON || name == "rules.json"
+	for _, rule := range rs.Rules {
+		if rule.Owner == "" && p.Region != auth.CityCode {
+			rule.Owner = p.Region
+		}
+		if !p.Covers(rule.owner()) {
+			return nil, http.StatusForbidden, fmt.Errorf("rule %q is owned by %s, outside your region %s", rule.Name, rule.owner(), p.Region)
+		}
+	}
+	if p.Region == auth.CityCode {
+		return rs, 0, nil // the whole set, kept as written
+	}
+	if rs.TimeZone != "" || len(rs.SLA) > 0 {
+		return nil, http.StatusForbidden, errors.New("only a city-level admin sets timezone and sla")
+	}
+	running := e.RuleSet()
+	merged := append([]*Rule(nil), rs.Rules...)
+	tz, sla := "", map[string]Duration(nil)
+	if running != nil {
+		tz, sla = running.TimeZone, running.SLA
+		names := map[string]bool{}
+		for _, rule := range rs.Rules {
+			names[rule.Name] = true
+		}
+		for _, rule := range running.Rules {
+			if p.Covers(rule.owner()) {
+				continue // replaced by the body
+			}
+			if names[rule.Name] {
+				return nil, http.StatusConflict, fmt.Errorf("rule %q is owned by %s; pick another name", rule.Name, rule.owner())
+			}
+			merged = append(merged, rule)
+		}
+	}
+	src, err := marshalSet(tz, sla, merged)
+	if err != nil {
+		return nil, http.StatusInternalServerError, err
+	}
+	out, err := Parse("rules.json", src)
+	if err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	return out, 0, nil
 }
 
 // AckAlert answers POST /api/alerts/{name}/ack.
@@ -132,7 +223,6 @@ func (e *Engine) action(w http.ResponseWriter, r *http.Request, act string) {
 			}
 		}
 	}
-	e.publishAlert(ch.New)
 	e.alertStateChanged(ch.New)
 	httpx.JSON(w, http.StatusOK, ch.New)
 }

@@ -11,6 +11,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/rules/notify"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -48,7 +49,8 @@ func TestAlertsReachMQTT(t *testing.T) {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
 	f := newFixture(t, "")
-	e := New(f.tw, Options{Clock: f.clk, Publisher: pahoPub{connect(id + "-pub")}, Logger: f.e.log})
+	n := notify.New(f.tw, notify.Options{Publisher: pahoPub{connect(id + "-pub")}, Logger: f.e.log})
+	e := New(f.tw, Options{Clock: f.clk, Logger: f.e.log})
 	rs, err := Parse("t.yaml", []byte(fmt.Sprintf("rules:\n  - name: %s\n    kind: threshold\n    subjects: {layer: devices}\n    tiers: [{when: 'values.ch4 >= 10.0', severity: red}]\n", id)))
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +61,7 @@ func TestAlertsReachMQTT(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Drain()
-	e.Flush(context.Background())
+	n.Drain(context.Background())
 	select {
 	case m := <-got:
 		if m.Topic() != "twin/alerts/red/"+id {

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"time"
@@ -230,7 +231,7 @@ func (e *Engine) updateRisk(bid twin.ID, now time.Time) {
 	}
 	sort.Strings(why)
 	if a.spec.Notify == nil || *a.spec.Notify {
-		e.notify(stringsOf(ch.New.Props["owners"]), map[string]any{"event": "risk", "building": bid.String(),
+		e.notifyPersons(stringsOf(ch.New.Props["owners"]), map[string]any{"event": "risk", "building": bid.String(),
 			"risk_level": lvl, "risk_color": colour, "tier": tier, "reasons": why})
 	}
 	if lvl < base {
@@ -289,4 +290,13 @@ func (e *Engine) seedRisk() {
 		}
 		return true
 	})
+}
+
+// notifyPersons hands a risk notification to the Notifier (blocking while
+// its outbox is full: back-pressure, never a drop).
+func (e *Engine) notifyPersons(persons []string, msg map[string]any) {
+	if e.opts.Notifier == nil || len(persons) == 0 {
+		return
+	}
+	e.opts.Notifier.Notify(context.Background(), persons, msg)
 }

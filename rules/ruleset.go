@@ -16,6 +16,9 @@ import (
 	_ "time/tzdata" // rule time zones must load on hosts without zoneinfo
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/citytwin/citytwin/auth"
+	"github.com/citytwin/citytwin/twin"
 )
 
 // Kinds of rule.
@@ -91,6 +94,11 @@ type Rule struct {
 	// with an open one nearby, like any report), so the grid-worker loop
 	// picks it up.
 	Incident string `yaml:"incident" json:"incident,omitempty"`
+	// Owner is the region code of the tier that owns the rule (default the
+	// city, 500000). A rule owned by a district or street applies only to
+	// subjects inside that region, and only admins of that region or above
+	// may change it (PUT /api/rules).
+	Owner string `yaml:"owner" json:"owner,omitempty"`
 
 	line  int
 	lines map[string]int // field path -> line, for error messages
@@ -181,12 +189,13 @@ func (e *ParseError) Error() string {
 
 var ruleKeys = map[string]bool{}
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+var ownerRE = regexp.MustCompile(`^[0-9]{2,12}$`)
 
 func init() {
 	// The allowed keys of a rule are its yaml tags; computed once, read-only after.
 	for _, k := range []string{"name", "kind", "disabled", "severity", "tier", "message", "condition", "subjects",
 		"target", "detect", "buffer_m", "min_fixes", "dwell_s", "windows", "windows_from", "timezone",
-		"tiers", "clear", "after", "layer", "period", "notify", "incident"} {
+		"tiers", "clear", "after", "layer", "period", "notify", "incident", "owner"} {
 		ruleKeys[k] = true
 	}
 }
@@ -333,6 +342,9 @@ func validate(file string, r *Rule) error {
 	}
 	if r.Severity != "" && colourLevel(r.Severity) == 0 {
 		return r.errf(file, "severity", "%q: want red, orange, yellow, blue or green", r.Severity)
+	}
+	if r.Owner != "" && !ownerRE.MatchString(r.Owner) {
+		return r.errf(file, "owner", "%q: want a region code (2-12 digits)", r.Owner)
 	}
 	if r.Tier != "" && tierIndex(r.Tier) < 0 {
 		return r.errf(file, "tier", "%q: want street, district or city", r.Tier)
@@ -522,4 +534,32 @@ func (rs *RuleSet) ruleNames() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// owner is the rule's owning region code (the city by default).
+func (r *Rule) owner() string {
+	if r.Owner == "" {
+		return auth.CityCode
+	}
+	return r.Owner
+}
+
+// appliesTo reports whether a rule owned by a region evaluates f: city
+// rules apply everywhere, a district's or street's only inside it.
+func (r *Rule) appliesTo(f *twin.Feature) bool {
+	o := r.owner()
+	return o == auth.CityCode || f.InRegion(o)
+}
+
+// marshalSet writes rules (with the set's time zone and SLA) as a JSON rules
+// file that Parse reads back.
+func marshalSet(tz string, sla map[string]Duration, rules []*Rule) ([]byte, error) {
+	doc := map[string]any{"rules": rules}
+	if tz != "" {
+		doc["timezone"] = tz
+	}
+	if len(sla) > 0 {
+		doc["sla"] = sla
+	}
+	return json.MarshalIndent(doc, "", "  ")
 }

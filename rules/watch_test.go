@@ -1,18 +1,13 @@
 package rules
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/paulmach/orb"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/citytwin/citytwin/twin"
 )
@@ -40,46 +35,6 @@ func TestReloadIfChanged(t *testing.T) {
 	}
 	if string(f.e.RuleSet().Source) != gasA {
 		t.Fatal("previous rules replaced by a bad file")
-	}
-}
-
-func TestWebhookRetriesAndCountsFailures(t *testing.T) {
-	var calls atomic.Int32
-	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) < 3 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	defer ok.Close()
-	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusInternalServerError)
-	}))
-	defer dead.Close()
-	f := newFixture(t, "")
-	reg := prometheus.NewRegistry()
-	e := New(f.tw, Options{Clock: f.clk, Registerer: reg, Webhooks: []string{ok.URL, dead.URL}, Logger: f.e.log})
-	e.hook.backoff = time.Millisecond
-	rs, err := Parse("t.yaml", []byte(gasA))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Load(rs)
-	f.put(twin.Devices, "s1", orb.Point{106.55, 29.55}, map[string]any{"kind": "septic_gas"})
-	if _, _, err := f.tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Devices, "s1"), Time: f.clk.Now(), Values: map[string]float64{"ch4": 20}}); err != nil {
-		t.Fatal(err)
-	}
-	e.Drain()
-	e.hook.wait()
-	if calls.Load() != 3 {
-		t.Errorf("calls = %d, want 3 (two retries)", calls.Load())
-	}
-	if got := testutil.ToFloat64(e.m.webhookFailures); got != 1 {
-		t.Errorf("twin_webhook_failures_total = %v, want 1", got)
-	}
-	if got := testutil.ToFloat64(e.m.fired.WithLabelValues("gas")); got != 1 {
-		t.Errorf("twin_alerts_fired_total = %v", got)
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/citytwin/citytwin/ingest/mqttin"
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/rules"
+	"github.com/citytwin/citytwin/rules/notify"
 	"github.com/citytwin/citytwin/server"
 	"github.com/citytwin/citytwin/spine"
 	"github.com/citytwin/citytwin/tiles"
@@ -213,11 +214,15 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	})
 
 	// Rules.
+	// Every alert, whoever writes it (rules, incident SLAs, acks), goes out
+	// through this one consumer of the alerts layer: MQTT and webhooks.
+	notifier := notify.New(tw, notify.Options{Publisher: in, Logger: log, Registerer: reg})
+	goRun("notify", notifier.Run)
 	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true, Enricher: loc})
 	stg.run(intake, "incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
 
 	system := auth.Principal{Subject: "rules", Role: auth.Admin, Region: auth.CityCode}
-	eng := rules.New(tw, rules.Options{Logger: log, Registerer: reg, Clock: clk, Publisher: in, Place: loc.Path,
+	eng := rules.New(tw, rules.Options{Logger: log, Registerer: reg, Clock: clk, Notifier: notifier, Place: loc.Path,
 		OpenIncident: func(typ string, at orb.Point, desc string) error {
 			_, _, err := inc.Report(system, incidents.Report{Type: typ, Lon: at[0], Lat: at[1], Description: desc})
 			return err

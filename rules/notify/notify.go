@@ -1,0 +1,318 @@
+// Package notify is CityTwin's one way out for alerts: a consumer of the
+// twin's feed that publishes every new or changed alert, whoever wrote it
+// (the rules engine, the incident service's SLA clock, an operator's ack),
+// to MQTT twin/alerts/{severity}/{rule} and to webhooks, and tells the
+// responsible persons of the object an alert concerns on
+// twin/notify/{person} when it opens or escalates.
+//
+// Nothing is dropped while the server runs: publishing blocks (it never
+// holds up ingest, only this consumer) and retries a failing broker with
+// backoff, counting each failure; a consumer that falls out of the feed
+// window republishes the latest state of every alert that changed meanwhile.
+// Only what is still queued when the server stops is given up, and counted.
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"hash/fnv"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/citytwin/citytwin/twin"
+)
+
+// Publisher sends one MQTT message (the ingest client implements it).
+type Publisher interface {
+	Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error
+}
+
+// Options configure a Notifier. Zero values take defaults.
+type Options struct {
+	Publisher  Publisher // nil: nothing goes to MQTT
+	Webhooks   []string  // URLs that receive every published alert as a JSON POST
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer // nil: metrics are not registered
+	// Workers publish in parallel (an alert's messages always go through
+	// the same worker, in order); default 16.
+	Workers int
+	// Backoff is the first wait before retrying a failed publish; it
+	// doubles up to 5 s. Default 200 ms.
+	Backoff time.Duration
+}
+
+// Notifier follows the feed and publishes alerts. Make it with New, start
+// it with Run.
+type Notifier struct {
+	tw    *twin.Twin
+	opts  Options
+	log   *slog.Logger
+	m     metrics
+	hook  *webhooks
+	after uint64
+	seen  map[twin.ID]summary // last published state per alert
+	queue []chan msg          // per worker; nil until Run starts them
+	wg    sync.WaitGroup
+}
+
+// summary is what decides whether an alert change is news.
+type summary struct {
+	state, severity, tier string
+	count                 float64
+}
+
+func summarize(f *twin.Feature) summary {
+	n, _ := f.Number("count")
+	return summary{f.Prop("state"), f.Prop("severity"), f.Prop("tier"), n}
+}
+
+type msg struct {
+	topic   string
+	payload []byte
+}
+
+// New makes a Notifier that publishes changes after the feed's current end;
+// alerts already in the twin count as published.
+func New(tw *twin.Twin, opts Options) *Notifier {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 16
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = 200 * time.Millisecond
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	n := &Notifier{tw: tw, opts: opts, log: opts.Logger, m: newMetrics(opts.Registerer), seen: map[twin.ID]summary{}}
+	n.hook = newWebhooks(opts.Webhooks, opts.HTTPClient, n.m.webhookFailures, opts.Logger, opts.Backoff)
+	n.after = tw.Range(twin.Alerts, func(f *twin.Feature) bool {
+		n.seen[f.ID] = summarize(f)
+		return true
+	})
+	return n
+}
+
+// Run publishes until ctx ends, then publishes what is queued (each message
+// tried once more, bounded) and waits for webhook deliveries.
+func (n *Notifier) Run(ctx context.Context) error {
+	n.queue = make([]chan msg, n.opts.Workers)
+	for i := range n.queue {
+		n.queue[i] = make(chan msg, 256)
+		n.wg.Add(1)
+		go n.worker(ctx, n.queue[i])
+	}
+	cur := n.tw.Feed().Subscribe()
+	defer cur.Close()
+	for {
+		n.drain(ctx)
+		select {
+		case <-ctx.Done():
+			for _, q := range n.queue {
+				close(q)
+			}
+			n.wg.Wait()
+			n.hook.wait()
+			return nil
+		case <-cur.C():
+		}
+	}
+}
+
+// Drain publishes, synchronously, every alert change since the last call
+// (tests and tools that drive the twin by hand; Run does it continuously).
+// It returns the number of alert messages published to MQTT.
+func (n *Notifier) Drain(ctx context.Context) int {
+	before := n.m.publishedN()
+	n.drain(ctx)
+	n.hook.wait()
+	return int(n.m.publishedN() - before)
+}
+
+func (n *Notifier) drain(ctx context.Context) {
+	for ctx.Err() == nil {
+		cs, err := n.tw.Feed().Since(n.after, 1024)
+		if errors.Is(err, twin.ErrTooOld) {
+			n.m.resyncs.Inc()
+			n.log.Warn("notify: fell behind the feed; republishing every alert that changed meanwhile")
+			n.after = n.resync(ctx)
+			continue
+		}
+		if len(cs) == 0 {
+			return
+		}
+		for i := range cs {
+			c := &cs[i]
+			if c.Kind == twin.Upsert && c.New.ID.Layer == twin.Alerts {
+				n.alert(ctx, c.New)
+			} else if c.Kind == twin.Remove && c.Old.ID.Layer == twin.Alerts {
+				delete(n.seen, c.Old.ID)
+			}
+		}
+		n.after = cs[len(cs)-1].Seq
+	}
+}
+
+// resync compares every alert with what was last published.
+func (n *Notifier) resync(ctx context.Context) uint64 {
+	var all []*twin.Feature
+	seq := n.tw.Range(twin.Alerts, func(f *twin.Feature) bool { all = append(all, f); return true })
+	for _, f := range all {
+		n.alert(ctx, f)
+	}
+	return seq
+}
+
+// alert publishes one alert state if it is news: new, or its state,
+// severity, tier or count changed. Owners hear of a new alert (except
+// risk alerts, whose building change notifies them) and an escalation.
+func (n *Notifier) alert(ctx context.Context, al *twin.Feature) {
+	now := summarize(al)
+	prev, known := n.seen[al.ID]
+	if known && prev == now {
+		return
+	}
+	n.seen[al.ID] = now
+	b, err := json.Marshal(al)
+	if err != nil {
+		n.log.Error("notify: encode alert", "alert", al.ID.String(), "err", err)
+		return
+	}
+	key := al.ID.String()
+	if n.opts.Publisher != nil {
+		n.send(ctx, key, msg{"twin/alerts/" + al.Prop("severity") + "/" + al.Prop("rule"), b})
+	}
+	n.hook.send(ctx, b)
+	switch {
+	case al.Prop("kind") == "risk":
+		// Risk alerts follow the building's risk level, whose changes the
+		// engine notifies itself (Notify).
+	case !known:
+		n.owners(ctx, key, al, "opened")
+	case prev.tier != now.tier && now.tier != "":
+		n.owners(ctx, key, al, "escalated")
+	}
+}
+
+// owners tells the responsible persons of the objects an alert concerns
+// (its subject and the object the subject is attached to).
+func (n *Notifier) owners(ctx context.Context, key string, al *twin.Feature, event string) {
+	var persons []string
+	for _, ref := range []string{al.Prop("attached_to"), al.Prop("subject")} {
+		id, err := twin.ParseID(ref)
+		if err != nil {
+			continue
+		}
+		if f, ok := n.tw.Get(id); ok {
+			persons = append(persons, stringsOf(f.Props["owners"])...)
+		}
+	}
+	n.notify(ctx, key, persons, map[string]any{"event": event, "alert": al.ID.String(), "rule": al.Prop("rule"),
+		"severity": al.Prop("severity"), "tier": al.Prop("tier"), "subject": al.Prop("subject"), "message": al.Prop("message")})
+}
+
+// Notify sends msg to each person on twin/notify/{person} (the risk engine's
+// building changes use it). It blocks while the outbox is full.
+func (n *Notifier) Notify(ctx context.Context, persons []string, m map[string]any) {
+	n.notify(ctx, "", persons, m)
+}
+
+func (n *Notifier) notify(ctx context.Context, key string, persons []string, m map[string]any) {
+	if n.opts.Publisher == nil || len(persons) == 0 {
+		return
+	}
+	b, _ := json.Marshal(m)
+	seen := map[string]bool{}
+	for _, p := range persons {
+		if p == "" || seen[p] || strings.ContainsAny(p, "/+#") {
+			continue
+		}
+		seen[p] = true
+		k := key
+		if k == "" {
+			k = p
+		}
+		n.send(ctx, k, msg{"twin/notify/" + p, b})
+	}
+}
+
+// send hands a message to the worker for key (blocking: back-pressure, never
+// a drop), or publishes it inline when no workers run (Drain).
+func (n *Notifier) send(ctx context.Context, key string, m msg) {
+	if n.queue == nil {
+		n.publish(ctx, m)
+		return
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	select {
+	case n.queue[h.Sum32()%uint32(len(n.queue))] <- m:
+	case <-ctx.Done():
+		n.m.dropped.Inc()
+		n.log.Warn("notify: stopping; message not queued", "topic", m.topic)
+	}
+}
+
+func (n *Notifier) worker(ctx context.Context, q <-chan msg) {
+	defer n.wg.Done()
+	for m := range q {
+		n.publish(ctx, m)
+	}
+}
+
+// publishTimeout bounds one MQTT publish (QoS 1 waits for the ack).
+const publishTimeout = 5 * time.Second
+
+// publish sends m at QoS 1, retrying with backoff until it succeeds or ctx
+// ends; after ctx ends it makes one last bounded attempt (shutdown).
+func (n *Notifier) publish(ctx context.Context, m msg) {
+	d := n.opts.Backoff
+	for {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+		err := n.opts.Publisher.Publish(pctx, m.topic, 1, false, m.payload)
+		cancel()
+		if err == nil {
+			n.m.published.Inc()
+			return
+		}
+		n.m.failures.Inc()
+		if ctx.Err() != nil {
+			n.m.dropped.Inc()
+			n.log.Error("notify: publish failed at shutdown; message given up", "topic", m.topic, "err", err)
+			return
+		}
+		n.log.Warn("notify: publish failed; retrying", "topic", m.topic, "err", err, "in", d)
+		select {
+		case <-time.After(d): // real time: the broker's recovery is real
+		case <-ctx.Done():
+		}
+		d = min(2*d, 5*time.Second)
+	}
+}
+
+func stringsOf(v any) []string {
+	switch l := v.(type) {
+	case []string:
+		return append([]string(nil), l...)
+	case []any:
+		out := make([]string, 0, len(l))
+		for _, x := range l {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	case string:
+		return []string{l}
+	}
+	return nil
+}
