@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/paulmach/orb"
+	"gopkg.in/yaml.v3"
 )
 
 // accessFixture is a demo server with a street S of district 500105 and a
@@ -237,5 +239,50 @@ func TestSkeletonEditsCityAdminOnly(t *testing.T) {
 	})
 	if _, ok := s.get(t, f.op, "vehicles", name); !ok {
 		t.Error("street token does not see the vehicle after its street was restored")
+	}
+}
+
+// TestRulesTiersOverHTTP (issue 11 item 12): a street admin replaces only
+// its street's rules and cannot touch the city's; GET shows each token the
+// rules of its tiers.
+func TestRulesTiersOverHTTP(t *testing.T) {
+	s := startServer(t, serveOpts{})
+	city := s.token(t, "admin", "500000")
+	street := s.token(t, "admin", "500105002")
+	other := s.token(t, "admin", "500103")
+	const cityRules = "rules:\n  - {name: city-gas, kind: threshold, subjects: {layer: devices}, tiers: [{when: 'values.ch4 >= 10.0', severity: red}]}\n"
+	const streetRules = "rules:\n  - {name: street-gas, kind: threshold, subjects: {layer: devices}, tiers: [{when: 'values.ch4 >= 5.0', severity: orange}]}\n"
+	s.must(t, http.StatusOK, http.MethodPut, "/api/rules", city, cityRules)
+	s.must(t, http.StatusForbidden, http.MethodPut, "/api/rules", street, strings.Replace(cityRules, "name: city-gas,", "name: x, owner: '500000',", 1))
+	s.must(t, http.StatusConflict, http.MethodPut, "/api/rules", street, strings.Replace(streetRules, "street-gas", "city-gas", 1))
+	s.must(t, http.StatusOK, http.MethodPut, "/api/rules", street, streetRules)
+	names := func(tok string) string {
+		var doc struct {
+			Rules []struct{ Name string } `json:"rules"`
+		}
+		body := s.must(t, http.StatusOK, http.MethodGet, "/api/rules", tok, nil).body
+		if err := yaml.Unmarshal(body, &doc); err != nil {
+			t.Fatalf("GET /api/rules: %v: %s", err, body)
+		}
+		var out []string
+		for _, r := range doc.Rules {
+			out = append(out, r.Name)
+		}
+		sort.Strings(out)
+		return strings.Join(out, ",")
+	}
+	if got := names(city); got != "city-gas,street-gas" {
+		t.Errorf("city GET: %s, want city-gas,street-gas", got)
+	}
+	if got := names(street); got != "city-gas,street-gas" {
+		t.Errorf("street GET: %s, want city-gas,street-gas", got)
+	}
+	if got := names(other); got != "city-gas" {
+		t.Errorf("another district's GET: %s, want city-gas", got)
+	}
+	// The street empties its rules; the city's keep running.
+	s.must(t, http.StatusOK, http.MethodPut, "/api/rules", street, "rules: []\n")
+	if got := names(city); got != "city-gas" {
+		t.Errorf("after the street's empty PUT the city sees %s, want city-gas", got)
 	}
 }
