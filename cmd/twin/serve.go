@@ -195,9 +195,12 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// Components stop in stages, in this order (see stages).
 	intake := &stage{name: "intake", wait: 5 * time.Second}
 	rulesStage := &stage{name: "rules", wait: 5 * time.Second}
+	// Alerts written by the rules' last evaluation go out before the MQTT
+	// client stops.
+	notifyStage := &stage{name: "notify", wait: 5 * time.Second}
 	egress := &stage{name: "egress", wait: 8 * time.Second}
 	persist := &stage{name: "writer"}
-	stg := newStages(ctx, log, intake, rulesStage, egress, persist)
+	stg := newStages(ctx, log, intake, rulesStage, notifyStage, egress, persist)
 	defer stg.stop(nil) // an early return stops whatever was started
 	wr := writer.New(tw, st, writer.Options{Logger: log, Registerer: reg})
 	// Before anything mutates the twin: feed seqs are handed out only
@@ -217,7 +220,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// Every alert, whoever writes it (rules, incident SLAs, acks), goes out
 	// through this one consumer of the alerts layer: MQTT and webhooks.
 	notifier := notify.New(tw, notify.Options{Publisher: in, Logger: log, Registerer: reg})
-	goRun("notify", notifier.Run)
+	stg.run(notifyStage, "notify", notifier.Run)
 	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true, Enricher: loc})
 	stg.run(intake, "incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
 

@@ -102,8 +102,9 @@ func New(tw *twin.Twin, opts Options) *Notifier {
 	return n
 }
 
-// Run publishes until ctx ends, then publishes what is queued (each message
-// tried once more, bounded) and waits for webhook deliveries.
+// Run publishes until ctx ends, then publishes the alert changes made until
+// then and what is queued (each message tried once more, bounded) and
+// waits for webhook deliveries.
 func (n *Notifier) Run(ctx context.Context) error {
 	n.queue = make([]chan msg, n.opts.Workers)
 	for i := range n.queue {
@@ -117,6 +118,11 @@ func (n *Notifier) Run(ctx context.Context) error {
 		n.drain(ctx)
 		select {
 		case <-ctx.Done():
+			// Stopping (after the rules stopped): what they wrote last still
+			// goes out, each message tried once.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			n.drain(fctx)
+			cancel()
 			for _, q := range n.queue {
 				close(q)
 			}
