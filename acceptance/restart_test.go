@@ -114,7 +114,7 @@ func TestHistoryStores(t *testing.T) {
 				} `json:"features"`
 			}
 			eventually(t, 10*time.Second, "six states in history", func() bool {
-				s.must(t, http.StatusOK, http.MethodGet, "/api/entities/vehicles/"+name+"/history", tok, nil).json(t, &h)
+				s.must(t, http.StatusOK, http.MethodGet, "/api/entities/vehicles/"+name+"/history?order=asc", tok, nil).json(t, &h)
 				return len(h.Features) >= 6
 			})
 			var secs []string

@@ -437,7 +437,7 @@ func TestReadSurfaces(t *testing.T) {
 		s.postTelemetry(t, op, lines...)
 		// History is read from the store, which the writer fills in batches.
 		eventually(t, 10*time.Second, "history stored", func() bool { return len(s.historyTimes(t, op, "vehicles", name)) == 5 })
-		q := url.Values{"from": {t0.Add(time.Minute).Format(time.RFC3339)}, "to": {t0.Add(3 * time.Minute).Format(time.RFC3339)}}
+		q := url.Values{"from": {t0.Add(time.Minute).Format(time.RFC3339)}, "to": {t0.Add(3 * time.Minute).Format(time.RFC3339)}, "order": {"asc"}}
 		r := s.must(t, http.StatusOK, http.MethodGet, "/api/entities/vehicles/"+name+"/history?"+q.Encode(), op, nil)
 		var h struct {
 			Features []struct {
@@ -456,8 +456,13 @@ func TestReadSurfaces(t *testing.T) {
 			t.Errorf("history from t0+1m to t0+3m = %v, want [1m0s 2m0s] (from <= ts < to)", got)
 		}
 		s.must(t, http.StatusOK, http.MethodGet, "/api/entities/vehicles/"+name+"/history?limit=2", op, nil).json(t, &h)
-		if len(h.Features) != 2 {
-			t.Errorf("history limit=2 returned %d", len(h.Features))
+		got = nil
+		for _, f := range h.Features {
+			ts, _ := time.Parse(time.RFC3339Nano, f.Properties.TS)
+			got = append(got, ts.Sub(t0).String())
+		}
+		if fmt.Sprint(got) != "[4m0s 3m0s]" {
+			t.Errorf("history limit=2 = %v, want the latest two newest first [4m0s 3m0s]", got)
 		}
 	})
 

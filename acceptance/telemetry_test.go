@@ -26,7 +26,7 @@ func near(p [2]float64, lon, lat float64) bool {
 // historyTimes returns the ts of every state in the object's history.
 func (s *server) historyTimes(t testing.TB, token, layer, name string) []time.Time {
 	t.Helper()
-	r := s.must(t, http.StatusOK, http.MethodGet, "/api/entities/"+layer+"/"+name+"/history?limit=1000", token, nil)
+	r := s.must(t, http.StatusOK, http.MethodGet, "/api/entities/"+layer+"/"+name+"/history?limit=1000&order=asc", token, nil)
 	var fc struct {
 		Features []struct {
 			Properties struct {

@@ -1,6 +1,7 @@
 package httpin
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -33,11 +34,12 @@ type historyCollection struct {
 	Features []historyFeature `json:"features"`
 }
 
-// History handles GET /api/entities/{layer}/{name}/history?from=&to=&limit=:
+// History handles GET /api/entities/{layer}/{name}/history?from=&to=&limit=&order=:
 // the object's stored samples with from <= ts < to (RFC 3339, both
-// optional), oldest first, as a GeoJSON FeatureCollection. limit defaults
-// to DefaultHistoryLimit and is capped at MaxHistoryLimit. 404 when the
-// object is not in the twin (or out of scope).
+// optional) as a GeoJSON FeatureCollection, the latest first (order=desc,
+// the default: an inspector wants the recent track) or the oldest first
+// (order=asc). limit defaults to DefaultHistoryLimit and is capped at
+// MaxHistoryLimit. 404 when the object is not in the twin (or out of scope).
 func (a *API) History(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r)
 	if !ok {
@@ -76,7 +78,17 @@ func (a *API) History(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = min(n, a.opts.MaxHistoryLimit)
 	}
-	samples, err := a.st.History(r.Context(), id, from, to, limit)
+	var samples []twin.Sample
+	var err error
+	switch q.Get("order") {
+	case "", "desc":
+		samples, err = a.latest(r.Context(), f, from, to, limit)
+	case "asc":
+		samples, err = a.st.History(r.Context(), id, from, to, limit)
+	default:
+		httpx.Error(w, http.StatusBadRequest, "bad order", "want asc or desc (the default)")
+		return
+	}
 	if err != nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, twin.ErrStoreUnavailable) {
@@ -103,4 +115,50 @@ func (a *API) History(w http.ResponseWriter, r *http.Request) {
 		out.Features = append(out.Features, hf)
 	}
 	httpx.ContentJSON(w, http.StatusOK, geoJSON, out)
+}
+
+// latest returns up to limit of f's samples with from <= ts < to, newest
+// first. The store reads oldest first, so it is asked for windows walking
+// back in time from to (or just after f's newest sample): a window that
+// comes back full is halved (the object is dense there), one that leaves
+// the answer short doubles the next. Each read is bounded, so the memory
+// of a request stays bounded whatever the history; the walk stops at
+// from, or at twin.MinTime (no sample is older).
+func (a *API) latest(ctx context.Context, f *twin.Feature, from, to time.Time, limit int) ([]twin.Sample, error) {
+	end := to
+	if end.IsZero() {
+		end = a.opts.Clock.Now().Add(24 * time.Hour)
+		if !f.Observed.IsZero() && f.Observed.Before(end) {
+			end = f.Observed.Add(time.Microsecond)
+		}
+	}
+	floor := from
+	if floor.Before(twin.MinTime) {
+		floor = twin.MinTime
+	}
+	page := min(max(4*limit, 1024), a.opts.MaxHistoryLimit)
+	span := 10 * time.Minute
+	out := make([]twin.Sample, 0, min(limit, 1024))
+	for len(out) < limit && end.After(floor) {
+		start := end.Add(-span)
+		if start.Before(floor) {
+			start = floor
+		}
+		ss, err := a.st.History(ctx, f.ID, start, end, page)
+		if err != nil {
+			return nil, err
+		}
+		if len(ss) >= page && end.Sub(start) > time.Microsecond {
+			span = end.Sub(start) / 2 // dense: read a narrower window
+			continue
+		}
+		for k := len(ss) - 1; k >= 0 && len(out) < limit; k-- {
+			out = append(out, ss[k])
+		}
+		end = start
+		if len(ss) < page/4 {
+			span *= 2
+		}
+	}
+	return out, nil
 }

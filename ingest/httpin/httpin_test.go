@@ -321,7 +321,7 @@ func TestHistory(t *testing.T) {
 		{ID: id, Time: t0, Values: map[string]float64{"ch4": 1.5}},
 		{ID: id, Time: t0.Add(time.Minute), HasHeading: true, Heading: 90, HasPos: true, Pos: orb.Point{106.6, 29.6}},
 	})
-	code, b := f.do(t, "GET", "/api/entities/devices/gas-1/history", "")
+	code, b := f.do(t, "GET", "/api/entities/devices/gas-1/history?order=asc", "")
 	if code != 200 {
 		t.Fatalf("%d %s", code, b)
 	}
@@ -352,7 +352,7 @@ func TestHistory(t *testing.T) {
 	if code, b := f.do(t, "GET", "/api/entities/devices/gas-1/history?limit=1", ""); code != 200 || strings.Count(string(b), `"Feature"`) != 1 {
 		t.Fatalf("limit: %d %s", code, b)
 	}
-	for _, q := range []string{"?from=yesterday", "?limit=-1", "?limit=x", "?from=2026-03-01T03:00:00Z&to=2026-03-01T02:00:00Z"} {
+	for _, q := range []string{"?from=yesterday", "?limit=-1", "?limit=x", "?from=2026-03-01T03:00:00Z&to=2026-03-01T02:00:00Z", "?order=up"} {
 		if code, _ := f.do(t, "GET", "/api/entities/devices/gas-1/history"+q, ""); code != 400 {
 			t.Errorf("%s: %d, want 400", q, code)
 		}

@@ -312,14 +312,14 @@ async function inspect(id, fallbackProps) {
   $('insp-close').onclick = () => { box.classList.remove('open'); inspected = null; map.getSource('history')?.setData({ type: 'FeatureCollection', features: [] }) }
   if (!HISTORY_LAYERS.has(layer)) return
   try {
-    const h = await api(`/api/entities/${encodeURIComponent(layer)}/${encodeURIComponent(name)}/history?limit=50`)
+    const h = await api(`/api/entities/${encodeURIComponent(layer)}/${encodeURIComponent(name)}/history?limit=50`) // newest first
     if (inspected !== id) return
     const feats = (h && h.features) || []
     const pts = feats.filter((x) => x.geometry && x.geometry.type === 'Point')
     const line = pts.length > 1 ? [{ type: 'Feature', properties: {}, geometry: { type: 'LineString', coordinates: pts.map((x) => x.geometry.coordinates) } }] : []
     map.getSource('history')?.setData({ type: 'FeatureCollection', features: [...line, ...pts] })
     $('insp-history').innerHTML = feats.length === 0 ? 'none yet' : `<table class="hist"><tr><th>time</th><th>km/h</th><th>heading</th><th>values</th></tr>${
-      feats.slice(-50).reverse().map((x) => { const q = x.properties || {}; return `<tr><td>${esc(String(q.ts || '').replace('T', ' ').slice(5, 19))}</td><td>${esc(fmtValue(q.speed_kmh))}</td><td>${esc(fmtValue(q.heading))}</td><td>${esc(q.values ? fmtValue(q.values) : '')}</td></tr>` }).join('')}</table>`
+      feats.slice(0, 50).map((x) => { const q = x.properties || {}; return `<tr><td>${esc(String(q.ts || '').replace('T', ' ').slice(5, 19))}</td><td>${esc(fmtValue(q.speed_kmh))}</td><td>${esc(fmtValue(q.heading))}</td><td>${esc(q.values ? fmtValue(q.values) : '')}</td></tr>` }).join('')}</table>`
   } catch (err) {
     if (inspected === id) $('insp-history').textContent = err.message
   }
