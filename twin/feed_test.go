@@ -246,3 +246,59 @@ func TestFeedCollector(t *testing.T) {
 type fakeNow struct{ t *time.Time }
 
 func (c fakeNow) Now() time.Time { return *c.t }
+
+// BenchmarkApplySample measures the telemetry hot path with and without two
+// required consumers that keep up (the rules engine and the writer in a
+// server): the cost of the seq and room gates and of tracking positions.
+func BenchmarkApplySample(b *testing.B) {
+	for _, consumers := range []int{0, 2} {
+		b.Run(fmt.Sprintf("required=%d", consumers), func(b *testing.B) {
+			tw := New(Options{FeedSize: 1 << 16})
+			f := tw.Feed()
+			f.SetLimit(1<<62, 1<<20)
+			const vehicles = 1000
+			for i := 0; i < vehicles; i++ {
+				if _, err := tw.Put(&Feature{ID: NewID(Vehicles, fmt.Sprint("v", i)), Geometry: orb.Point{106, 29}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			stop := make(chan struct{})
+			done := make(chan struct{}, consumers)
+			for c := 0; c < consumers; c++ {
+				cur := f.Follow(fmt.Sprint("c", c), Required, f.Last())
+				go func() {
+					defer func() { cur.Close(); done <- struct{}{} }()
+					pos := cur.pos
+					for {
+						select {
+						case <-stop:
+							return
+						case <-cur.C():
+						}
+						for {
+							cs, _ := f.Since(pos, 4096)
+							if len(cs) == 0 {
+								break
+							}
+							pos = cs[len(cs)-1].Seq
+							cur.Done(pos)
+						}
+					}
+				}()
+			}
+			t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, _, err := tw.ApplySample(Sample{ID: NewID(Vehicles, fmt.Sprint("v", i%vehicles)), Time: t0.Add(time.Duration(i) * time.Millisecond),
+					HasPos: true, Pos: orb.Point{106 + float64(i%100)*1e-5, 29}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			close(stop)
+			for c := 0; c < consumers; c++ {
+				<-done
+			}
+		})
+	}
+}
