@@ -19,8 +19,9 @@ import (
 // values take the defaults noted per field.
 type Limits struct {
 	// ReadHeaderTimeout is how long a request's line and headers may take
-	// to arrive, counted from the connection (or the previous response);
-	// default 10 s. It also closes connections that never send anything.
+	// to arrive, counted from when the server starts reading the request
+	// (default 10 s). It also closes new connections that never send
+	// anything; IdleTimeout covers the wait between keep-alive requests.
 	ReadHeaderTimeout time.Duration
 	// BodyTimeout is how long a request body may take to arrive after its
 	// headers (default 60 s). It is set per request on requests with a
