@@ -46,6 +46,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./ingest/telemetry
 	$(GO) test -run '^$$' -fuzz FuzzParseTilePath -fuzztime 30s ./tiles
 	$(GO) test -run '^$$' -fuzz FuzzCQL2 -fuzztime 30s ./governance/ogc
+	$(GO) test -run '^$$' -fuzz '^FuzzReportBody$$' -fuzztime 15s ./governance/incidents
+	$(GO) test -run '^$$' -fuzz '^FuzzActionBody$$' -fuzztime 15s ./governance/incidents
+	$(GO) test -run '^$$' -fuzz '^FuzzRulesBody$$' -fuzztime 15s ./rules
 
 clean:
 	rm -rf bin var webgl-client/dist/assets webgl-client/dist/index.html
