@@ -442,6 +442,12 @@ func TestBBox(t *testing.T) {
 			t.Errorf("bbox returned %s at %v", f.ID, p)
 		}
 	}
+	if six := all(t, "/ogc/collections/vehicles/items?limit=1000&bbox=106.50,29.54,-10,106.56,29.58,100"); len(six) != len(in) {
+		t.Errorf("6-number bbox kept %d, the 4-number one %d", len(six), len(in))
+	}
+	if far := all(t, "/ogc/collections/vehicles/items?limit=1000&bbox=170,-10,-170,10"); len(far) != 0 {
+		t.Errorf("a box across the antimeridian kept %d Chongqing vehicles", len(far))
+	}
 	for _, bad := range []string{"1,2,3", "a,b,c,d", "106.6,29.5,106.5,29.6,1,2,3", "0,100,1,101"} {
 		items(t, http.StatusBadRequest, "/ogc/collections/vehicles/items?bbox="+bad)
 	}

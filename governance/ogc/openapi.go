@@ -23,8 +23,8 @@ func (a *API) paramDefs() map[string]map[string]any {
 		return map[string]any{"name": name, "in": "query", "required": false, "description": desc, "schema": schema}
 	}
 	bbox := q("bbox", "Only features whose geometry intersects the box (exactly, not by envelope) and features without a geometry are selected. "+
-		"minLon,minLat,maxLon,maxLat in WGS84 (CRS84).",
-		map[string]any{"type": "array", "minItems": 4, "maxItems": 4, "items": map[string]any{"type": "number"}})
+		"minLon,minLat,maxLon,maxLat in WGS84 (CRS84), or 6 numbers with heights (ignored); minLon > maxLon crosses the antimeridian.",
+		map[string]any{"type": "array", "minItems": 4, "maxItems": 6, "items": map[string]any{"type": "number"}})
 	bbox["style"], bbox["explode"] = "form", false
 	return map[string]map[string]any{
 		"bbox":     bbox,
