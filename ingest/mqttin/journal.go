@@ -37,7 +37,12 @@ func (i *Ingest) journal(m paho.Message, name string, ts time.Time) {
 	if err != nil {
 		f = nil // Confirm publishes again, with retries
 	}
-	i.acks <- pending{m: m, f: f, e: e}
+	select {
+	case i.acks <- pending{m: m, f: f, e: e}:
+	case <-i.ackCtx.Done():
+		// Shutting down with the acker stuck (NATS away): leave it
+		// unacked; the broker delivers it again next session.
+	}
 }
 
 // ackJournaled PUBACKs messages in the order they were appended, each once

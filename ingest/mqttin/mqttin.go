@@ -151,6 +151,7 @@ type Ingest struct {
 	subscribed atomic.Int32 // connections currently subscribed
 	running    atomic.Bool
 	acks       chan pending // journal mode: appended, waiting to be PUBACKed
+	ackCtx     context.Context
 	sys        *sysWatch    // the broker's $SYS dropped counters
 
 	// gate guards shards against sends after shutdown closed them.
@@ -305,6 +306,7 @@ func (i *Ingest) Run(ctx context.Context) error {
 	ackDone := make(chan struct{})
 	ackCtx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAcks()
+	i.ackCtx = ackCtx
 	if i.opts.Journal != nil {
 		i.acks = make(chan pending, ackQueue)
 		go i.ackJournaled(ackCtx, ackDone)
@@ -335,6 +337,11 @@ func (i *Ingest) Run(ctx context.Context) error {
 	// last dead letters (bounded by DeadLetterDrain when the broker is away).
 	giveUp := time.AfterFunc(i.opts.DeadLetterDrain, i.dead.giveUp)
 	defer giveUp.Stop()
+	// Journaled messages get 5 s to be PUBACKed; with NATS away the rest
+	// stays unacked (and workers stop waiting for the acker): the broker
+	// delivers it again next session.
+	stopAcking := time.AfterFunc(5*time.Second, stopAcks)
+	defer stopAcking.Stop()
 	i.gate.Lock()
 	i.closed = true
 	for _, ch := range i.shards {
@@ -344,12 +351,7 @@ func (i *Ingest) Run(ctx context.Context) error {
 	wg.Wait()
 	if i.acks != nil {
 		close(i.acks)
-		select {
-		case <-ackDone:
-		case <-time.After(5 * time.Second):
-			stopAcks()
-			<-ackDone
-		}
+		<-ackDone
 	}
 	i.dead.close() // no sender left: workers are done, DeadLetterFunc sees closed
 	<-dlDone
