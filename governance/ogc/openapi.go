@@ -258,11 +258,11 @@ func htmlModel(doc map[string]any) map[string]any {
 		}
 		ops = append(ops, op)
 	}
+	// The generic paths first, then each collection's items path.
+	perCollection := func(p string) bool { return !strings.Contains(p, "{") && strings.HasSuffix(p, "/items") }
 	sort.Slice(ops, func(i, j int) bool {
-		gi, gj := strings.Count(ops[i].Path, "{") > 0 || ops[i].Path == "/" || !strings.HasSuffix(ops[i].Path, "/items"),
-			strings.Count(ops[j].Path, "{") > 0 || ops[j].Path == "/" || !strings.HasSuffix(ops[j].Path, "/items")
-		if gi != gj {
-			return gi
+		if ci, cj := perCollection(ops[i].Path), perCollection(ops[j].Path); ci != cj {
+			return cj
 		}
 		return ops[i].Path < ops[j].Path
 	})
