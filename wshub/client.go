@@ -1,6 +1,7 @@
 package wshub
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -397,10 +398,18 @@ func (c *client) writeSnapshot(s *snapshot) error {
 	progress := time.Now()
 	put(fmt.Appendf(nil, `{"op":"snapshot","seq":%d,"features":[`, s.seq))
 	for i, f := range s.features {
+		if err != nil {
+			break // the link failed: encoding the rest would only burn CPU
+		}
 		if i > 0 {
 			put([]byte{','})
 		}
 		if i%64 == 0 {
+			select {
+			case <-c.done:
+				return errors.New("snapshot: client closed")
+			default:
+			}
 			// The deadline is on progress, not on the whole snapshot, which
 			// may take longer than HopelessAfter on a slow but reading link.
 			if now := time.Now(); now.Sub(progress) > time.Second {
