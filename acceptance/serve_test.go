@@ -120,7 +120,7 @@ func TestShutdownWithOpenLinks(t *testing.T) {
 		var ce *websocket.CloseError
 		if errors.As(err, &ce) {
 			t.Logf("websocket closed with code %d %q", ce.Code, ce.Text)
-		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		} else if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 			t.Errorf("websocket still open after the server exited")
 		} else {
 			t.Errorf("websocket ended without a close frame: %v", err)

@@ -276,7 +276,9 @@ func TestTelemetryBurstOrder(t *testing.T) {
 	}
 	for name, v0 := range start {
 		i := 0
-		fmt.Sscanf(name, "acc-burst%d-", &i)
+		if _, err := fmt.Sscanf(name, "acc-burst%d-", &i); err != nil {
+			t.Fatalf("name %s: %v", name, err)
+		}
 		eventually(t, 20*time.Second, name+" at its last fix", func() bool {
 			f, _ := s.get(t, tok, "vehicles", name)
 			return f.Geometry != nil && near(f.point(t), 106.5+float64(fixes-1)*1e-4, 29.5+float64(i)*1e-3)

@@ -97,7 +97,7 @@ func (k Key) Parse(token string, now time.Time) (Principal, error) {
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(func() time.Time { return now }),
 		jwt.WithExpirationRequired())
 	if err != nil {
-		return Principal{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+		return Principal{}, fmt.Errorf("%w: %w", ErrBadToken, err)
 	}
 	if !ValidRole(c.Role) || c.Region == "" {
 		return Principal{}, fmt.Errorf("%w: missing role or region", ErrBadToken)

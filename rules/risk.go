@@ -55,8 +55,8 @@ func (e *Engine) riskChanged(c *twin.Change) {
 	}
 	layer := e.riskLayer()
 	id := c.ID()
-	switch {
-	case id.Layer == layer:
+	switch id.Layer {
+	case layer:
 		_, has := c.New.Props["hazards"]
 		if has {
 			e.risk.watch[id] = true
@@ -64,7 +64,7 @@ func (e *Engine) riskChanged(c *twin.Change) {
 		if has || e.risk.watch[id] {
 			e.updateRisk(id, e.clk.Now())
 		}
-	case id.Layer == twin.Incidents:
+	case twin.Incidents:
 		ref := c.New.Prop("attached_to")
 		if ref == "" {
 			ref = c.New.Prop("building")

@@ -513,7 +513,9 @@ var lineRE = regexp.MustCompile(`line (\d+)`)
 func yamlErrLine(err error) int {
 	if m := lineRE.FindStringSubmatch(err.Error()); m != nil {
 		var n int
-		fmt.Sscan(m[1], &n)
+		if _, err := fmt.Sscan(m[1], &n); err != nil {
+			return 1
+		}
 		return n
 	}
 	return 1

@@ -22,7 +22,12 @@ func Example() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- ts.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			fmt.Println("run:", err)
+		}
+	}()
 
 	r := httptest.NewRequest(http.MethodGet, "/tiles/vehicles/15/26083/13591.mvt", nil)
 	r.Header.Set("Accept-Encoding", "gzip")

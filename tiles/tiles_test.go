@@ -263,7 +263,7 @@ func TestRunInvalidatesAndLargeChangesScan(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); t.Logf("run: %v", <-done) }()
 	h := s.Handler()
 	// A z18 tile of the district: a change to the district covers far more
 	// than maxTilesPerZoom tiles at z18, so the cache is scanned.
@@ -534,7 +534,7 @@ func TestConcurrentNeverStale(t *testing.T) {
 	}
 	wg.Wait()
 	cancel()
-	<-done
+	t.Logf("run: %v", <-done)
 	got := get(t, h, u, nil).Body.Bytes()
 	fresh, _, err := New(tw, Options{}).build(context.Background(), Request{Kind: KindTile,
 		Layers: []twin.Layer{twin.Vehicles, twin.Buildings}, Z: uint8(tl.Z), X: tl.X, Y: tl.Y})

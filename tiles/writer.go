@@ -47,11 +47,11 @@ const (
 	tagLayerFeature  = 2<<3 | 2
 	tagLayerKey      = 3<<3 | 2
 	tagLayerValue    = 4<<3 | 2
-	tagLayerExtent   = 5<<3 | 0
-	tagLayerVersion  = 15<<3 | 0
-	tagFeatureID     = 1<<3 | 0
+	tagLayerExtent   = 5<<3 | wireVarint
+	tagLayerVersion  = 15<<3 | wireVarint
+	tagFeatureID     = 1<<3 | wireVarint
 	tagFeatureTags   = 2<<3 | 2
-	tagFeatureType   = 3<<3 | 0
+	tagFeatureType   = 3<<3 | wireVarint
 	tagFeatureGeom   = 4<<3 | 2
 	cmdMoveTo        = 1
 	cmdLineTo        = 2

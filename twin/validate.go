@@ -45,7 +45,7 @@ var ErrTooManyValues = errors.New("too many readings")
 // (U+0000), at most MaxTextBytes. what names the field for the error.
 func ValidText(what, s string) error {
 	if err := textProblem(s, MaxTextBytes); err != nil {
-		return fmt.Errorf("%w: %s: %s", ErrBadText, what, err.(*propError).msg)
+		return fmt.Errorf("%w: %s: %s", ErrBadText, what, problemText(err))
 	}
 	return nil
 }
@@ -53,7 +53,7 @@ func ValidText(what, s string) error {
 // textChars wraps ErrBadText when s holds NUL or invalid UTF-8.
 func textChars(s string) error {
 	if err := textProblem(s, len(s)); err != nil {
-		return fmt.Errorf("%w: %s", ErrBadText, err.(*propError).msg)
+		return fmt.Errorf("%w: %s", ErrBadText, problemText(err))
 	}
 	return nil
 }
@@ -65,7 +65,7 @@ func ValidKey(what, k string, max int) error {
 		return fmt.Errorf("%w: %s: empty name", ErrBadText, what)
 	}
 	if err := textProblem(k, max); err != nil {
-		return fmt.Errorf("%w: %s name %s: %s", ErrBadText, what, strconvQuote(k), err.(*propError).msg)
+		return fmt.Errorf("%w: %s name %s: %s", ErrBadText, what, strconvQuote(k), problemText(err))
 	}
 	return nil
 }
@@ -88,7 +88,8 @@ type propError struct{ path, msg string }
 func (e *propError) Error() string { return e.path + ": " + e.msg }
 
 func under(key string, err error) error {
-	if pe, ok := err.(*propError); ok {
+	var pe *propError
+	if errors.As(err, &pe) {
 		pe.path = key + pe.path
 		return pe
 	}
@@ -143,6 +144,15 @@ func validValue(v any, depth int) error {
 }
 
 // textProblem describes what is wrong with s as a *propError, or nil.
+// problemText is the message of a textProblem error.
+func problemText(err error) string {
+	var pe *propError
+	if errors.As(err, &pe) {
+		return pe.msg
+	}
+	return err.Error()
+}
+
 func textProblem(s string, max int) error {
 	switch {
 	case len(s) > max:

@@ -53,16 +53,20 @@ func TestBatchConn(t *testing.T) {
 	rc.writes = nil
 	b.begin()
 	big := bytes.Repeat([]byte("x"), batchMax/2+1)
-	b.Write(big)
-	b.Write(big)
-	b.Write([]byte("tail"))
+	for _, p := range [][]byte{big, big, []byte("tail")} {
+		if _, err := b.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	b.flush()
 	if len(rc.writes) != 2 || len(rc.writes[0]) != len(big) || !strings.HasSuffix(rc.writes[1], "xtail") {
 		t.Fatalf("large batch written as %d writes", len(rc.writes))
 	}
 	rc.writes = nil
 	b.begin()
-	b.Write([]byte("close-frame"))
+	if _, err := b.Write([]byte("close-frame")); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Close(); err != nil || !rc.closed || len(rc.writes) != 1 || rc.writes[0] != "close-frame" {
 		t.Fatalf("close: %q closed=%v %v", rc.writes, rc.closed, err)
 	}

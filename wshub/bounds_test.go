@@ -81,7 +81,6 @@ func TestNonReadingClientsBoundedByBytes(t *testing.T) {
 	reader.subscribe(city, nil)
 	reader.untilSnapshot()
 	const stalled = 20
-	var socks []*websocket.Conn
 	for range stalled {
 		sc, _, err := dialOpts(t, e, nil, smallBufDialer())
 		if err != nil {
@@ -94,7 +93,6 @@ func TestNonReadingClientsBoundedByBytes(t *testing.T) {
 		if _, _, err := sc.ReadMessage(); err != nil { // the snapshot; then it stops reading
 			t.Fatal(err)
 		}
-		socks = append(socks, sc)
 	}
 	heap := func() uint64 {
 		runtime.GC()

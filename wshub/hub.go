@@ -93,10 +93,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer cur.Close()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	for {
-		if ctx.Err() != nil {
-			break
-		}
+	for ctx.Err() == nil {
 		if h.step() > 0 {
 			cur.Done(h.pos)
 			continue

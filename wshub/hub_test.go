@@ -135,7 +135,7 @@ func TestResumeWithSince(t *testing.T) {
 	id, v := e.sentinel(view.Center())
 	c.untilUpsert(id, v)
 	c.conn.Close()
-	<-c.errc
+	t.Logf("reader after close: %v", <-c.errc)
 
 	churn(1000) // while disconnected
 	_, _ = e.tw.Delete(twin.NewID(twin.Vehicles, "sentinel"))
@@ -161,7 +161,7 @@ func TestResumeTooOldResyncs(t *testing.T) {
 	c.untilSnapshot()
 	since := c.lastSeq
 	c.conn.Close()
-	<-c.errc
+	t.Logf("reader after close: %v", <-c.errc)
 	for i := range 40 {
 		e.move("a", orb.Point{106.5 + float64(i)*1e-4, 29.6})
 	}

@@ -74,9 +74,6 @@ func (q *queue) push(it *item) (coalesced bool) {
 	return coalesced
 }
 
-// has reports whether a delta for id is pending.
-func (q *queue) has(id twin.ID) bool { return q.pending[id] != nil }
-
 func (q *queue) unlink(it *item) {
 	if it.prev != nil {
 		it.prev.next = it.next

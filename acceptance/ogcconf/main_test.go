@@ -147,7 +147,7 @@ func startDemo(bin, dir string) (*twinServer, error) {
 	for {
 		select {
 		case <-s.exited:
-			return nil, fmt.Errorf("twin serve exited before ready: %v\n%s", s.err, s.logs.tail(30))
+			return nil, fmt.Errorf("twin serve exited before ready: %w\n%s", s.err, s.logs.tail(30))
 		default:
 		}
 		if resp, err := http.Get(s.url + "/readyz"); err == nil {

@@ -72,7 +72,7 @@ func dialPublisher(broker string, qos byte) (*mqttPublisher, error) {
 	c := paho.NewClient(o)
 	tok := c.Connect()
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		return nil, fmt.Errorf("connect to MQTT broker %s: %v", broker, tok.Error())
+		return nil, fmt.Errorf("connect to MQTT broker %s: %w", broker, tok.Error())
 	}
 	return &mqttPublisher{c: c, qos: qos}, nil
 }

@@ -150,7 +150,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		if err := boot.StoreAll(ctx, st, all); err != nil {
 			return fmt.Errorf("store demo city: %w", err)
 		}
-		city, all = nil, nil
+		city = nil // let the generated city go before loading the twin
 		if n, err = boot.Load(ctx, st, tw, loc); err != nil {
 			return err
 		}
@@ -365,11 +365,12 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// HTTP first (no new requests; in-flight ones finish), then the stages;
 	// Flush then reports the outcome of the writer's final flush.
 	stg.stop(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// ctx is done: keep its values, not its cancellation.
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer scancel()
 		_ = hs.Shutdown(sctx)
 	})
-	if err := wr.Flush(context.Background()); err != nil {
+	if err := wr.Flush(context.WithoutCancel(ctx)); err != nil {
 		log.Error("final flush", "err", err)
 	}
 	log.Info("stopped")

@@ -233,7 +233,7 @@ func connect(cfg Config) ([]paho.Client, error) {
 			for _, o := range out {
 				o.Disconnect(0)
 			}
-			return nil, fmt.Errorf("connect %s: %v", cfg.Broker, tok.Error())
+			return nil, fmt.Errorf("connect %s: %w", cfg.Broker, tok.Error())
 		}
 		out = append(out, c)
 	}

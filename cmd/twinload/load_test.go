@@ -35,7 +35,7 @@ func TestRunEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ing.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); t.Logf("ingest: %v", <-done) }()
 
 	mux := http.NewServeMux()
 	httpin.New(tw, nil, httpin.Options{Logger: quiet, Registerer: reg}).Mount(mux)

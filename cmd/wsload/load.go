@@ -211,7 +211,7 @@ func publish(ctx context.Context, cfg Config, bb bbox, names []string, pos [][2]
 		c := paho.NewClient(paho.NewClientOptions().AddBroker(cfg.Broker).
 			SetClientID(fmt.Sprintf("wsload-%d-%d", time.Now().UnixNano(), i)).SetCleanSession(true))
 		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			return 0, fmt.Errorf("connect %s: %v", cfg.Broker, tok.Error())
+			return 0, fmt.Errorf("connect %s: %w", cfg.Broker, tok.Error())
 		}
 		conns = append(conns, c)
 	}
@@ -244,7 +244,10 @@ func dial(ctx context.Context, cfg Config, bb bbox) (*wsClient, error) {
 	if cfg.Token != "" {
 		hdr.Set("Authorization", "Bearer "+cfg.Token)
 	}
-	conn, _, err := websocket.DefaultDialer.DialContext(ctx, cfg.WS, hdr)
+	conn, resp, err := websocket.DefaultDialer.DialContext(ctx, cfg.WS, hdr)
+	if resp != nil {
+		resp.Body.Close() // the handshake response; the dialer has read it
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", cfg.WS, err)
 	}

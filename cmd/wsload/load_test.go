@@ -42,7 +42,7 @@ func TestRunEndToEnd(t *testing.T) {
 	httpin.New(tw, nil, httpin.Options{Logger: quiet, Registerer: reg}).Mount(mux)
 	mux.Handle("GET /ws", hub)
 	srv := httptest.NewServer(mux)
-	defer func() { cancel(); <-done; <-done; srv.Close() }()
+	defer func() { cancel(); t.Logf("stopped: %v, %v", <-done, <-done); srv.Close() }()
 	for !ing.Connected() {
 		time.Sleep(5 * time.Millisecond) // waiting for a real connection
 	}

@@ -121,10 +121,12 @@ func TestLoopDispatchMergeAndSLA(t *testing.T) {
 		t.Fatalf("after restart: tier %q breached %v", cur.Prop("tier"), cur.Props["breached"])
 	}
 	// Walk to the incident, arrive, resolve, close.
-	tw2.Update(twin.NewID(twin.Workers, "grid-mate"), func(w *twin.Feature) (*twin.Feature, error) {
+	if _, _, err := tw2.Update(twin.NewID(twin.Workers, "grid-mate"), func(w *twin.Feature) (*twin.Feature, error) {
 		w.Geometry = orb.Point{there[0] + 0.0001, there[1]}
 		return w, nil
-	})
+	}); err != nil {
+		t.Fatal(err)
+	}
 	for _, a := range []string{"arrive", "resolve"} {
 		if _, err := s2.Act(mate, inc.ID.Name, a, Action{}); err != nil {
 			t.Fatalf("%s: %v", a, err)

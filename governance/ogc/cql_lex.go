@@ -84,7 +84,7 @@ func lexCQL(s string) ([]token, error) {
 			j := i + size
 			for j < len(s) {
 				r, n := utf8.DecodeRuneInString(s[j:])
-				if !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '.' || r == ':') {
+				if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' && r != '.' && r != ':' {
 					break
 				}
 				j += n

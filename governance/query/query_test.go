@@ -94,7 +94,9 @@ func TestHandlers(t *testing.T) {
 		}
 		defer res.Body.Close()
 		if into != nil {
-			json.NewDecoder(res.Body).Decode(into)
+			if err := json.NewDecoder(res.Body).Decode(into); err != nil {
+				t.Fatalf("decode %s: %v", path, err)
+			}
 		}
 		return res.StatusCode
 	}

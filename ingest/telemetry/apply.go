@@ -32,7 +32,8 @@ func Apply(tw *twin.Twin, name string, m Message, register bool) (string, error)
 		// Deleted between Resolve and ApplySample.
 		return "", Errorf(UnknownDevice, "%s was removed", id)
 	case err != nil:
-		if te := FromTwin(err); te != err {
+		var te *Error
+		if errors.As(FromTwin(err), &te) {
 			return "", te // too many readings on the object, a bad name or time
 		}
 		return "", fmt.Errorf("apply %s: %w", id, err)

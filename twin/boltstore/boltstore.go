@@ -29,6 +29,7 @@ import (
 	"github.com/citytwin/citytwin/twin"
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Options configure a Store. Zero values take defaults.
@@ -78,7 +79,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	path := filepath.Join(dir, "twin.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("boltstore: %s is locked by another process (is another twin serve running with this --data?): %w", path, err)
 	}
 	if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
@@ -144,7 +145,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // large) as twin.ErrBadData: the record cannot be stored, however often it
 // is retried. Other errors (I/O, a closed transaction) are left as they are.
 func markBadKey(err error) error {
-	if errors.Is(err, bolt.ErrKeyRequired) || errors.Is(err, bolt.ErrKeyTooLarge) || errors.Is(err, bolt.ErrValueTooLarge) {
+	if errors.Is(err, berrors.ErrKeyRequired) || errors.Is(err, berrors.ErrKeyTooLarge) || errors.Is(err, berrors.ErrValueTooLarge) {
 		return fmt.Errorf("%w: %w", twin.ErrBadData, err)
 	}
 	return err

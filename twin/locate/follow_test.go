@@ -97,7 +97,7 @@ func TestFollowRuns(t *testing.T) {
 	done := make(chan error, 1)
 	fl := NewFollower(l, tw, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	go func() { done <- fl.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); t.Logf("follower: %v", <-done) }()
 	if _, err := tw.Delete(twin.NewID(twin.Regions, "500101001")); err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ func TestSeqReservation(t *testing.T) {
 		t.Fatalf("last seq %d, want %d", last, n)
 	}
 	stop()
-	<-done
+	t.Logf("writer: %v", <-done)
 	stored := hwm()
 	st.Close()
 

@@ -258,7 +258,9 @@ func (w *Writer) run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), w.opts.FlushTimeout)
+			// ctx is done: the final flush keeps its values, not its
+			// cancellation.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.FlushTimeout)
 			defer cancel()
 			w.read()
 			if err := w.flush(fctx); err != nil {
@@ -273,7 +275,8 @@ func (w *Writer) run(ctx context.Context) error {
 				tick.Reset(time.Until(retryAt))
 			}
 		case req := <-w.reqs:
-			req.done <- w.flushAll(req.ctx, attempt)
+			// The Flush caller's context bounds its flush, not Run's.
+			req.done <- w.flushAll(req.ctx, attempt) //nolint:contextcheck // see above
 		}
 	}
 }
