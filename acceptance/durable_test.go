@@ -128,7 +128,6 @@ type pacedPublisher struct {
 	c      paho.Client
 	window chan paho.Token
 	n      atomic.Int64
-	failed atomic.Value // error
 }
 
 func newPacedPublisher(t *testing.T) *pacedPublisher {

@@ -187,16 +187,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	t := time.NewTicker(e.opts.TickEvery)
 	defer t.Stop()
 	for {
-		e.Drain()
+		e.Drain() //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
 		select {
 		case <-ctx.Done():
 			// Stopping: ingest stopped first (cmd/twin's shutdown order), so
 			// this drain reaches the feed's last change.
-			e.Drain()
+			e.Drain() //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
 			return nil
 		case <-cur.C():
 		case <-t.C:
-			e.Tick(e.clk.Now())
+			e.Tick(e.clk.Now()) //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
 		}
 	}
 }

@@ -223,6 +223,6 @@ func (e *Engine) action(w http.ResponseWriter, r *http.Request, act string) {
 			}
 		}
 	}
-	e.alertStateChanged(ch.New)
+	e.alertStateChanged(ch.New) //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
 	httpx.JSON(w, http.StatusOK, ch.New)
 }

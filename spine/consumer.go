@@ -92,7 +92,7 @@ func (g *AckGate) Pending() int {
 // ends; then it keeps going for at most linger so the last flush's
 // messages are acknowledged on a clean stop (what is left is delivered
 // again to the next applier, which is harmless).
-func (g *AckGate) Run(ctx context.Context, interval, linger time.Duration) {
+func (g *AckGate) Run(ctx context.Context, interval, linger time.Duration) { //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var deadline <-chan time.Time

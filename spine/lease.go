@@ -67,7 +67,7 @@ func (s *Spine) lead(ctx context.Context, key string, rev uint64, fn func(contex
 			if err != nil && !errors.Is(err, context.Canceled) {
 				s.log.Error("leader stopped", "key", key, "err", err)
 			}
-			s.release(key, rev)
+			s.release(key, rev) //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
 			return
 		case <-tick.C:
 			rctx, cancel := context.WithTimeout(lctx, ttl/3)
@@ -79,12 +79,16 @@ func (s *Spine) lead(ctx context.Context, key string, rev uint64, fn func(contex
 			case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 				s.log.Error("lease lost to another server; stopping", "key", key)
 				lose()
-				<-done
+				if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+					s.log.Error("leader stopped", "key", key, "err", err)
+				}
 				return
 			case time.Since(renewed) > ttl*2/3:
 				s.log.Error("lease not renewed in time (NATS unreachable?); stopping", "key", key, "err", err)
 				lose()
-				<-done
+				if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+					s.log.Error("leader stopped", "key", key, "err", err)
+				}
 				return
 			default:
 				s.log.Warn("lease renewal failed; retrying", "key", key, "err", err)

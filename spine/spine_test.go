@@ -254,7 +254,6 @@ func TestAckGate(t *testing.T) {
 	eventually(t, "all acked", func() bool { return gate.Pending() == 0 && ackPending() == 0 })
 }
 
-
 // TestLeaseReclaimedAfterRestart: a server that died holding the lease and
 // comes back under the same name leads again at once, without waiting for
 // the lease's TTL (a minute here, longer than the test waits).

@@ -78,7 +78,7 @@ type applier struct {
 }
 
 // lead applies the stream until ctx ends (lease lost or shutdown).
-func (a *applier) lead(ctx context.Context) error {
+func (a *applier) lead(ctx context.Context) error { //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
 	cons, err := a.j.sp.FreshApplier(ctx)
 	if err != nil {
 		return err

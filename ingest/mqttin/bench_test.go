@@ -37,7 +37,7 @@ func BenchmarkIngestMQTT(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ing.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); b.Logf("run: %v", <-done) }()
 	for !ing.Connected() {
 		time.Sleep(5 * time.Millisecond) // waiting for a real connection
 	}

@@ -152,7 +152,7 @@ type Ingest struct {
 	running    atomic.Bool
 	acks       chan pending // journal mode: appended, waiting to be PUBACKed
 	ackCtx     context.Context
-	sys        *sysWatch    // the broker's $SYS dropped counters
+	sys        *sysWatch // the broker's $SYS dropped counters
 
 	// gate guards shards against sends after shutdown closed them.
 	gate   sync.RWMutex
@@ -294,7 +294,7 @@ func (i *Ingest) Run(ctx context.Context) error {
 		ch := make(chan paho.Message, i.opts.QueueSize)
 		i.shards[n] = ch
 		wg.Add(1)
-		go func() {
+		go func() { //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
 			defer wg.Done()
 			for m := range ch {
 				i.process(m)

@@ -152,7 +152,7 @@ func TestBurstAllReachMQTT(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
-	<-done
+	t.Logf("run: %v", <-done)
 	if d := testutil.ToFloat64(n.m.dropped); d != 0 {
 		t.Errorf("%v messages dropped", d)
 	}

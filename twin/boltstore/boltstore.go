@@ -82,7 +82,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("boltstore: %s is locked by another process (is another twin serve running with this --data?): %w", path, err)
 	}
-	if errors.Is(err, bolt.ErrInvalid) || errors.Is(err, bolt.ErrChecksum) || errors.Is(err, bolt.ErrVersionMismatch) {
+	if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
 		return nil, fmt.Errorf("boltstore: %s is damaged (%w): %s", path, err, recoverHint(path))
 	}
 	if err != nil {
