@@ -278,8 +278,14 @@ func TestSnapshotsUnderIngest(t *testing.T) {
 			final := views[14%len(views)]
 			id, v := e.sentinel(final.Center())
 			c.untilUpsert(id, v)
-			if d := diff(c.versions(), e.want(final, auth.Principal{})); d != "" {
-				t.Fatalf("client state differs from twin: %s", d)
+			want := e.want(final, auth.Principal{})
+			if d := diff(c.versions(), want); d != "" {
+				// Under the tiny budget a resync snapshot of an earlier
+				// view can still be on the wire when the sentinel arrives;
+				// the client must converge on the twin's view (until fails
+				// the test if it never does).
+				t.Logf("not yet equal after the sentinel (%d bytes of diff); reading on", len(d))
+				c.until("client state equal to the twin's view", func(msg) bool { return diff(c.versions(), want) == "" })
 			}
 			t.Logf("messages: %v", c.counts)
 		})

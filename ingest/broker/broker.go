@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -30,6 +31,7 @@ type Broker struct {
 	addr   string
 	once   sync.Once
 	stopCh chan struct{}
+	log    *slog.Logger
 }
 
 // Start listens on addr (host:port; port 0 picks a free one) and serves
@@ -61,7 +63,7 @@ func Start(ctx context.Context, addr string, logger *slog.Logger) (*Broker, erro
 		_ = srv.Close()
 		return nil, fmt.Errorf("broker: serve: %w", err)
 	}
-	b := &Broker{srv: srv, addr: tcp.Address(), stopCh: make(chan struct{})}
+	b := &Broker{srv: srv, addr: tcp.Address(), stopCh: make(chan struct{}), log: logger}
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -86,12 +88,29 @@ func (b *Broker) Dropped() int64 {
 // URL returns the broker URL clients use, e.g. tcp://127.0.0.1:1883.
 func (b *Broker) URL() string { return "tcp://" + b.addr }
 
-// Close disconnects every client and stops listening; the port is free
-// again when Close returns.
+// closeWait bounds how long Close waits for mochi to finish disconnecting
+// clients. Its listener is closed first (the port is free at once), but a
+// client connection being torn down while its peer is busy can keep mochi's
+// Close waiting indefinitely (seen in TestBrokerRestartResumes under load),
+// and shutdown must never hang on a device that does not go away.
+const closeWait = 5 * time.Second
+
+// Close stops listening and disconnects every client, waiting at most
+// closeWait for the disconnects to finish; the port is free again when
+// Close returns.
 func (b *Broker) Close() {
 	b.once.Do(func() {
 		close(b.stopCh)
-		_ = b.srv.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = b.srv.Close()
+		}()
+		select {
+		case <-done:
+		case <-time.After(closeWait):
+			b.log.Warn("embedded MQTT broker: clients still disconnecting after close; not waiting for them", "waited", closeWait)
+		}
 	})
 }
 
