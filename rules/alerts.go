@@ -329,7 +329,7 @@ func (e *Engine) regionsOf(fs ...*twin.Feature) []string {
 }
 
 func mergeRegions(cur any, add []string) []string {
-	return sortedUnique(append(stringsOf(cur), add...))
+	return sortedUnique(append(twin.PropStrings(cur), add...))
 }
 
 func sortedUnique(l []string) []string {
@@ -341,24 +341,6 @@ func sortedUnique(l []string) []string {
 		}
 	}
 	return out
-}
-
-func stringsOf(v any) []string {
-	switch l := v.(type) {
-	case []string:
-		return append([]string(nil), l...)
-	case []any:
-		out := make([]string, 0, len(l))
-		for _, x := range l {
-			if s, ok := x.(string); ok {
-				out = append(out, s)
-			}
-		}
-		return out
-	case string:
-		return []string{l}
-	}
-	return nil
 }
 
 // position is where an alert is drawn: the subject's point, or a

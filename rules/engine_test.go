@@ -189,7 +189,7 @@ func TestCrossingInForbiddenHoursRaisesOneAlert(t *testing.T) {
 	if a.Prop("target") != "bridges/qiansimen" || a.Prop("direction") != "forward" || a.Prop("from") != "500103" || a.Prop("to") != "500105" {
 		t.Errorf("detail %v", a.Props)
 	}
-	if got := strings.Join(stringsOf(a.Props["regions"]), ","); got != "500000,500103,500105" {
+	if got := strings.Join(twin.PropStrings(a.Props["regions"]), ","); got != "500000,500103,500105" {
 		t.Errorf("regions = %s, want both districts", got)
 	}
 	if f.count("twin/alerts/orange/bridge-muck") != 1 {

@@ -188,7 +188,7 @@ func windowsAt(props map[string]any, path []string) ([]window, bool) {
 		}
 	}
 	var out []window
-	for _, s := range stringsOf(v) {
+	for _, s := range twin.PropStrings(v) {
 		w, err := parseWindow(s)
 		if err != nil {
 			return nil, false
@@ -451,7 +451,7 @@ func (f *fenceRule) crossed(t *fenceTarget, s0, s1 float64, p0, p1 orb.Point) (m
 	if math.Abs(d) < 0.5*t.lengthM {
 		return nil, false
 	}
-	conn := stringsOf(t.f.Props["connects"])
+	conn := twin.PropStrings(t.f.Props["connects"])
 	dir := map[string]any{"direction": "forward"}
 	if d < 0 {
 		dir["direction"] = "reverse"

@@ -231,7 +231,7 @@ func (e *Engine) updateRisk(bid twin.ID, now time.Time) {
 	}
 	sort.Strings(why)
 	if a.spec.Notify == nil || *a.spec.Notify {
-		e.notifyPersons(stringsOf(ch.New.Props["owners"]), map[string]any{"event": "risk", "building": bid.String(),
+		e.notifyPersons(twin.PropStrings(ch.New.Props["owners"]), map[string]any{"event": "risk", "building": bid.String(),
 			"risk_level": lvl, "risk_color": colour, "tier": tier, "reasons": why})
 	}
 	if lvl < base {

@@ -154,3 +154,26 @@ func (f *Feature) UnmarshalJSON(b []byte) error {
 	}
 	return nil
 }
+
+// PropStrings reads a prop that holds a list of strings as it arrives from
+// either side of the store: []string when set in Go, []any after a JSON
+// round trip, or a lone string; other values (and non-string items) are
+// left out. Rules and notifications read responsible persons and regions
+// with it.
+func PropStrings(v any) []string {
+	switch l := v.(type) {
+	case []string:
+		return append([]string(nil), l...)
+	case []any:
+		out := make([]string, 0, len(l))
+		for _, x := range l {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	case string:
+		return []string{l}
+	}
+	return nil
+}

@@ -219,7 +219,7 @@ func (n *Notifier) owners(ctx context.Context, key string, al *twin.Feature, eve
 			continue
 		}
 		if f, ok := n.tw.Get(id); ok {
-			persons = append(persons, stringsOf(f.Props["owners"])...)
+			persons = append(persons, twin.PropStrings(f.Props["owners"])...)
 		}
 	}
 	n.notify(ctx, key, persons, map[string]any{"event": event, "alert": al.ID.String(), "rule": al.Prop("rule"),
@@ -303,22 +303,4 @@ func (n *Notifier) publish(ctx context.Context, m msg) {
 		}
 		d = min(2*d, 5*time.Second)
 	}
-}
-
-func stringsOf(v any) []string {
-	switch l := v.(type) {
-	case []string:
-		return append([]string(nil), l...)
-	case []any:
-		out := make([]string, 0, len(l))
-		for _, x := range l {
-			if s, ok := x.(string); ok {
-				out = append(out, s)
-			}
-		}
-		return out
-	case string:
-		return []string{l}
-	}
-	return nil
 }
