@@ -358,15 +358,21 @@ func (s *Service) claim(wid twin.ID) error {
 	return err
 }
 
-// setStatus sets a worker's status (no change when it already has it).
+// setStatus sets a worker's status (no change when it already has it). A
+// failure is logged, not returned: the incident's own transition has
+// already been committed, but a worker left "busy" can no longer be
+// dispatched, so an operator must be able to see why.
 func (s *Service) setStatus(wid twin.ID, status string) {
-	_, _, _ = s.tw.Update(wid, func(w *twin.Feature) (*twin.Feature, error) {
+	_, _, err := s.tw.Update(wid, func(w *twin.Feature) (*twin.Feature, error) {
 		if w == nil || w.Prop("status") == status {
 			return nil, nil
 		}
 		w.Props["status"] = status
 		return w, nil
 	})
+	if err != nil {
+		s.log.Error("incidents: worker status not updated", "worker", wid.String(), "status", status, "err", err)
+	}
 }
 
 // transition applies an action to a cloned incident.
