@@ -35,11 +35,12 @@ type Principal struct {
 }
 
 // AlsoRegionsProp names the one prop the scope check reads besides the
-// region path: the extra region codes an alert concerns (a bridge crossing
-// is visible to both districts the bridge joins). Only the server writes
-// it, on the alerts layer, from region paths it computed from geometry;
-// clients can never set it (CheckClientProps), so a prop can never be a
-// proof of scope.
+// region path: the extra region codes an alert, task or directive concerns
+// (a bridge crossing is visible to both districts the bridge joins; a
+// directive's task to its target region, which has no geometry). Only the
+// server writes it, on the alerts, tasks and directives layers, from
+// region paths it computed or scope it checked; clients can never set it
+// (CheckClientProps), so a prop can never be a proof of scope.
 const AlsoRegionsProp = "regions"
 
 // reservedProps are the top-level props only the server may write.
@@ -68,7 +69,10 @@ func CheckClientProps(props map[string]any) error {
 // everything; any other region sees only objects whose region path (computed
 // by the server from the geometry) holds it. Alerts additionally carry every
 // region they concern in AlsoRegionsProp, written by the rules engine and
-// the incident service only; no other layer's props are ever read.
+// the incident service only, and tasks and directives carry theirs
+// (governance/tasks); no other layer's props are ever read. A code in the
+// list is seen by its own region and every region containing it, never by
+// the regions inside it: a street does not see its district's task.
 func (p Principal) Sees(f *twin.Feature) bool {
 	if p.Region == "" || p.Region == CityCode {
 		return true
@@ -76,7 +80,7 @@ func (p Principal) Sees(f *twin.Feature) bool {
 	if f.InRegion(p.Region) {
 		return true
 	}
-	if f.ID.Layer != twin.Alerts {
+	if l := f.ID.Layer; l != twin.Alerts && l != twin.Tasks && l != twin.Directives {
 		return false
 	}
 	switch extra := f.Props[AlsoRegionsProp].(type) {

@@ -54,6 +54,17 @@ func TestSees(t *testing.T) {
 	if district.Sees(forged) {
 		t.Fatal("a regions prop outside the alerts layer widened the scope")
 	}
+	// A directive's task to a district has no geometry: its regions prop
+	// is its scope; the district and the city see it, its streets do not.
+	task := &twin.Feature{ID: twin.NewID(twin.Tasks, "t"), Props: map[string]any{"regions": []any{"500105"}}}
+	other := Principal{Role: Operator, Region: "500103"}
+	if !district.Sees(task) || !city.Sees(task) || street.Sees(task) || other.Sees(task) {
+		t.Fatal("task regions: its district and the city see it, its street and other districts do not")
+	}
+	fwd := &twin.Feature{ID: twin.NewID(twin.Tasks, "t2"), Props: map[string]any{"regions": []any{"500105002"}}}
+	if !street.Sees(fwd) || !district.Sees(fwd) || (Principal{Role: Operator, Region: "500105001"}).Sees(fwd) {
+		t.Fatal("forwarded task: its street and the district above see it, a sibling street does not")
+	}
 }
 
 func TestCheckClientProps(t *testing.T) {

@@ -15,7 +15,7 @@ func tables(t *testing.T, db *sql.DB) int {
 	var n int
 	err := db.QueryRow(`SELECT count(*) FROM information_schema.tables
 		WHERE table_schema = 'public' AND table_name IN ('regions','grids','roads','bridges','rivers',
-		'buildings','devices','vehicles','workers','incidents','alerts','telemetry','meta','quarantine')`).Scan(&n)
+		'buildings','devices','vehicles','workers','incidents','alerts','telemetry','meta','quarantine','tasks','directives')`).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,11 +37,22 @@ func TestUpDownUp(t *testing.T) {
 			t.Fatalf("round %d second up: %v", round, err)
 		}
 		v, err := migrations.Version(ctx, db)
-		if err != nil || v != 4 {
-			t.Fatalf("version = %d, %v; want 4", v, err)
+		if err != nil || v != 5 {
+			t.Fatalf("version = %d, %v; want 5", v, err)
 		}
-		if n := tables(t, db); n != 14 {
-			t.Fatalf("round %d: %d tables after up, want 14", round, n)
+		if n := tables(t, db); n != 16 {
+			t.Fatalf("round %d: %d tables after up, want 16", round, n)
+		}
+		// The tasks layer's typed columns follow props too.
+		if _, err := db.Exec(`INSERT INTO tasks (name, version, props) VALUES ('t1', 1,
+			'{"kind":"rectification","state":"issued","due":"2026-01-02T03:04:05Z","subject":"buildings/b1"}')`); err != nil {
+			t.Fatal(err)
+		}
+		var kind, tstate string
+		var due sql.NullTime
+		if err := db.QueryRow(`SELECT kind, state, due FROM tasks WHERE name = 't1'`).Scan(&kind, &tstate, &due); err != nil ||
+			kind != "rectification" || tstate != "issued" || !due.Valid {
+			t.Fatalf("tasks typed columns: %q %q %v %v", kind, tstate, due, err)
 		}
 		// Typed columns follow props.
 		if _, err := db.Exec(`INSERT INTO incidents (name, version, props) VALUES ('i1', 1,
@@ -81,7 +92,7 @@ func TestUpDownUp(t *testing.T) {
 	if err := migrations.Down(ctx, db, 1); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := migrations.Version(ctx, db); v != 3 {
+	if v, _ := migrations.Version(ctx, db); v != 4 {
 		t.Fatalf("after down 1: version %d", v)
 	}
 	if err := migrations.Down(ctx, db, 10); err != nil {

@@ -57,6 +57,10 @@ var specs = map[twin.Layer]layerSpec{
 	twin.Incidents: {minZoom: 8, fields: map[string]string{"type": "String", "state": "String", "assignee": "String", "reports": "Number"}},
 	twin.Alerts: {minZoom: 8, fields: map[string]string{"rule": "String", "severity": "String", "subject": "String",
 		"state": "String", "tier": "String"}},
+	twin.Tasks: {minZoom: 8, fields: map[string]string{"kind": "String", "state": "String", "subject": "String",
+		"assignee": "String", "tier": "String", "due": "String", "overdue": "Boolean", "title": "String", "outcome": "String"}},
+	twin.Directives: {minZoom: 8, fields: map[string]string{"title": "String", "issuer": "String", "due": "String",
+		"total": "Number", "acked": "Number", "reported": "Number", "overdue": "Number"}},
 }
 
 // minZoomFor is the lowest zoom a feature appears at: its layer's, except

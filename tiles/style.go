@@ -12,7 +12,7 @@ import (
 // sources: the city (cached for an hour) and moving objects (2 s).
 const (
 	StaticLayers = "regions,grids,rivers,roads,bridges,buildings"
-	LiveLayers   = "devices,vehicles,workers,incidents,alerts"
+	LiveLayers   = "devices,vehicles,workers,incidents,alerts,tasks"
 )
 
 // Risk colours of CONTRACT §2, by risk_color name.
@@ -116,6 +116,13 @@ func styleLayers() []any {
 		map[string]any{"id": "incidents", "type": "circle", "source": "live", "source-layer": "incidents",
 			"paint": map[string]any{"circle-color": "#ab47bc", "circle-radius": 6,
 				"circle-stroke-color": "#ffffff", "circle-stroke-width": 1.5}},
+		// Open work (rectification on a building, an enforcement case at a
+		// bridge): a ring, red when overdue.
+		map[string]any{"id": "tasks", "type": "circle", "source": "live", "source-layer": "tasks",
+			"filter": []any{"!=", []any{"get", "state"}, "closed"},
+			"paint": map[string]any{"circle-color": "rgba(0,0,0,0)", "circle-radius": 11,
+				"circle-stroke-color": []any{"case", []any{"==", []any{"get", "overdue"}, true}, "#e53935", "#29b6f6"},
+				"circle-stroke-width": 2.5}},
 		map[string]any{"id": "alerts", "type": "circle", "source": "live", "source-layer": "alerts",
 			"paint": map[string]any{"circle-color": alertColor, "circle-radius": 8, "circle-opacity": 0.9,
 				"circle-stroke-color": "#ffffff", "circle-stroke-width": 2}},

@@ -25,10 +25,16 @@ const (
 	Workers   Layer = "workers"
 	Incidents Layer = "incidents"
 	Alerts    Layer = "alerts"
+	// Tasks are units of governance work with one loop (issued, acked,
+	// reported, closed): directive targets, rectification, enforcement
+	// (governance/tasks, CONTRACT §8).
+	Tasks Layer = "tasks"
+	// Directives are orders from a tier with their live roll-up.
+	Directives Layer = "directives"
 )
 
 // Layers lists every layer in drawing order (bottom first).
-var Layers = []Layer{Regions, Grids, Rivers, Roads, Bridges, Buildings, Devices, Vehicles, Workers, Incidents, Alerts}
+var Layers = []Layer{Regions, Grids, Rivers, Roads, Bridges, Buildings, Devices, Vehicles, Workers, Incidents, Alerts, Tasks, Directives}
 
 // TrackedLayers are the layers whose objects receive telemetry; an object's
 // name is unique across them, so telemetry topics carry the name only.
@@ -51,7 +57,7 @@ func ParseLayer(s string) (Layer, error) {
 // incidents): caches keep such tiles briefly.
 func (l Layer) Live() bool {
 	switch l {
-	case Vehicles, Workers, Devices, Alerts, Incidents:
+	case Vehicles, Workers, Devices, Alerts, Incidents, Tasks, Directives:
 		return true
 	}
 	return false

@@ -61,7 +61,7 @@ type subscription struct {
 	since  *uint64
 }
 
-// maxLayers bounds layers per subscribe (there are 11 layers; duplicates are folded).
+// maxLayers bounds layers per subscribe (there are 13 layers; duplicates are folded).
 const maxLayers = 32
 
 // parseRequest validates a client message.

@@ -26,6 +26,9 @@ var keyProps = map[twin.Layer][]Queryable{
 	twin.Workers:   {{Name: "status", Type: "string"}}, // grid is a member of every object
 	twin.Incidents: {{Name: "type", Type: "string"}, {Name: "state", Type: "string"}, {Name: "sla", Type: "object"}, {Name: "assignee", Type: "string"}, {Name: "reports", Type: "integer"}},
 	twin.Alerts:    {{Name: "rule", Type: "string"}, {Name: "severity", Type: "string"}, {Name: "subject", Type: "string"}, {Name: "state", Type: "string"}, {Name: "tier", Type: "string"}},
+	twin.Tasks: {{Name: "kind", Type: "string"}, {Name: "state", Type: "string"}, {Name: "subject", Type: "string"}, {Name: "assignee", Type: "string"},
+		{Name: "tier", Type: "string"}, {Name: "due", Type: "string"}, {Name: "overdue", Type: "boolean"}, {Name: "directive", Type: "string"}, {Name: "outcome", Type: "string"}},
+	twin.Directives: {{Name: "title", Type: "string"}, {Name: "issuer", Type: "string"}, {Name: "due", Type: "string"}, {Name: "targets", Type: "array"}},
 }
 
 // IsQueryable reports whether name may be used in a filter on layer l (see
