@@ -107,13 +107,23 @@ func TestIncidentsHTTP(t *testing.T) {
 	act(field, "resolve", nil, http.StatusConflict) // before arriving
 	act(field, "arrive", nil, http.StatusConflict)  // 70 m away
 
-	res := s.postTelemetry(t, op, map[string]any{"id": worker, "ts": time.Now().UTC().Format(time.RFC3339Nano), "lon": b[0] + 0.0001, "lat": b[1]})
-	if len(res) != 1 || res[0].Outcome != "applied" {
-		t.Fatalf("worker telemetry: %+v", res)
+	// The phone (field token) reports its own worker's position, and
+	// nobody else's (issue 14 item 9).
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	res := s.postTelemetry(t, field,
+		map[string]any{"id": worker, "ts": now, "lon": b[0] + off70m, "lat": b[1] + 0.00001},
+		map[string]any{"id": "w0001", "ts": now, "lon": b[0], "lat": b[1]})
+	if len(res) != 2 || res[0].Outcome != "applied" || res[1].Reason != "not_yours" {
+		t.Fatalf("field telemetry: %+v, want applied then not_yours", res)
 	}
-	if f := act(field, "arrive", nil, http.StatusOK); f.Props["state"] != "arrived" {
-		t.Errorf("after arrive: state %v", f.Props["state"])
+	// Arrive from the position the page sends with the action (its GPS),
+	// checked against the incident: 1 km is refused, 10 m is taken even
+	// though the worker object still stands 70 m away.
+	act(field, "arrive", map[string]any{"lon": b[0] + 0.01, "lat": b[1]}, http.StatusConflict)
+	if f := act(field, "arrive", map[string]any{"lon": b[0] + 0.0001, "lat": b[1]}, http.StatusOK); f.Props["state"] != "arrived" || f.Props["arrived_position"] == nil {
+		t.Errorf("after arrive: state %v position %v", f.Props["state"], f.Props["arrived_position"])
 	}
+	act(field, "resolve", map[string]any{"note": " "}, http.StatusBadRequest) // resolve needs a note
 	if f := act(field, "resolve", map[string]any{"note": "cover replaced"}, http.StatusOK); f.Props["state"] != "resolved" {
 		t.Errorf("after resolve: state %v", f.Props["state"])
 	}

@@ -301,7 +301,8 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		{Pattern: "GET /api/regions/{code}/summary", Handler: http.HandlerFunc(q.SummaryHandler), Access: R},
 		{Pattern: "POST /api/incidents", Handler: http.HandlerFunc(inc.ReportHandler), Access: W, Roles: anyRole},
 		{Pattern: "POST /api/incidents/{name}/{action}", Handler: http.HandlerFunc(inc.ActionHandler), Access: W, Roles: []auth.Role{auth.Operator, auth.Field}},
-		{Pattern: "POST /api/telemetry", Handler: http.HandlerFunc(api.Telemetry), Access: W, Roles: ops},
+		// Field tokens report their own worker's position only (httpin).
+		{Pattern: "POST /api/telemetry", Handler: http.HandlerFunc(api.Telemetry), Access: W, Roles: []auth.Role{auth.Operator, auth.Field}},
 		{Pattern: "GET /api/entities/{layer}/{name}", Handler: http.HandlerFunc(api.GetEntity), Access: R},
 		{Pattern: "PUT /api/entities/{layer}/{name}", Handler: http.HandlerFunc(api.PutEntity), Access: W, Roles: ops},
 		{Pattern: "DELETE /api/entities/{layer}/{name}", Handler: http.HandlerFunc(api.DeleteEntity), Access: W, Roles: ops},

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/citytwin/citytwin/auth"
@@ -212,7 +213,30 @@ func (s *Service) mergeInto(p auth.Principal, at orb.Point, typ, reporter string
 // Action carries an action's optional arguments.
 type Action struct {
 	Worker string `json:"worker"` // dispatch: a worker name to assign instead of the nearest
-	Note   string `json:"note"`
+	// Note is recorded on the step; resolve requires one (the worker's
+	// report of what was done).
+	Note string `json:"note"`
+	// Lon/Lat (arrive): where the worker is, as the field page's own GPS
+	// says. Without them arrive uses the worker object's latest position
+	// (which the page keeps fresh through telemetry while on duty). Either
+	// way the position must lie within ArriveRadiusM of the incident.
+	Lon *float64 `json:"lon,omitempty"`
+	Lat *float64 `json:"lat,omitempty"`
+}
+
+// position returns the action's lon/lat when both are given and valid.
+func (a Action) position() (orb.Point, bool, error) {
+	if a.Lon == nil && a.Lat == nil {
+		return orb.Point{}, false, nil
+	}
+	if a.Lon == nil || a.Lat == nil {
+		return orb.Point{}, false, fmt.Errorf("%w: lon and lat go together", ErrBadReport)
+	}
+	lon, lat := *a.Lon, *a.Lat
+	if !(lon >= -180 && lon <= 180 && lat >= -90 && lat <= 90) || (lon == 0 && lat == 0) {
+		return orb.Point{}, false, fmt.Errorf("%w: lon/lat out of range", ErrBadReport)
+	}
+	return orb.Point{lon, lat}, true, nil
 }
 
 // Act performs a lifecycle action on an incident. A dispatch claims its
@@ -242,20 +266,15 @@ func (s *Service) Act(p auth.Principal, name, action string, a Action) (*twin.Fe
 		if p.Role == auth.Planner {
 			return nil, fmt.Errorf("%w: planners read only", ErrForbidden)
 		}
+		var at *orb.Point
 		if action == "arrive" {
-			wid, err := twin.ParseID(cur.Prop("assignee"))
-			w, ok := s.tw.Get(wid)
-			if err != nil || !ok || w.Geometry == nil || cur.Geometry == nil {
-				return nil, fmt.Errorf("%w: the assigned worker has no live position", ErrTooFar)
+			wp, err := s.arrivePosition(cur, a)
+			if err != nil {
+				return nil, err
 			}
-			wp, isPoint := w.Geometry.(orb.Point)
-			if !isPoint {
-				return nil, fmt.Errorf("%w: the assigned worker has no point position", ErrTooFar)
-			}
-			if d := sphere.PointGeometryDistance(wp, cur.Geometry); d > s.opts.ArriveRadiusM {
-				return nil, fmt.Errorf("%w: the assigned worker is %.0f m away (must be within %.0f m)", ErrTooFar, d, s.opts.ArriveRadiusM)
-			}
+			at = &wp
 		}
+		return s.commit(id, action, p.Subject, now, a.Note, at)
 	case "close":
 		if p.Role != auth.Operator && p.Role != auth.Admin {
 			return nil, fmt.Errorf("%w: close needs an operator", ErrForbidden)
@@ -263,17 +282,75 @@ func (s *Service) Act(p auth.Principal, name, action string, a Action) (*twin.Fe
 	default:
 		return nil, fmt.Errorf("%w: unknown action %q (dispatch, accept, arrive, resolve, close)", ErrTransition, action)
 	}
+	return s.commit(id, action, p.Subject, now, a.Note, nil)
+}
+
+// commit applies a (checked) action to the incident and frees its worker
+// when the action ends the work.
+func (s *Service) commit(id twin.ID, action, actor string, now time.Time, note string, at *orb.Point) (*twin.Feature, error) {
 	c, _, err := s.tw.Update(id, func(f *twin.Feature) (*twin.Feature, error) {
 		if f == nil {
 			return nil, ErrNotFound
 		}
-		return f, transition(f, action, p.Subject, now, nil, s.opts.SLA)
+		if err := transition(f, action, actor, now, nil, s.opts.SLA); err != nil {
+			return f, err
+		}
+		if action == "resolve" && strings.TrimSpace(note) == "" {
+			// after the state check: resolving too early is a 409 either way
+			return f, fmt.Errorf("%w: resolve needs a note (what was done)", ErrBadReport)
+		}
+		h := asList(f.Props["history"])
+		last, _ := h[len(h)-1].(map[string]any)
+		if note != "" {
+			last["note"] = note
+			if action == "resolve" {
+				f.Props["resolution"] = note
+			}
+		}
+		if at != nil {
+			pos := []any{at[0], at[1]}
+			last["at_position"] = pos
+			f.Props["arrived_position"] = pos
+		}
+		return f, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.afterAction(c.New, action)
 	return c.New, nil
+}
+
+// arrivePosition decides where the assigned worker is for arrive: the
+// position the action carries (the field page's GPS), else the worker
+// object's latest position; it must lie within ArriveRadiusM.
+func (s *Service) arrivePosition(inc *twin.Feature, a Action) (orb.Point, error) {
+	if inc.Geometry == nil {
+		return orb.Point{}, fmt.Errorf("%w: the incident has no position", ErrTooFar)
+	}
+	wp, given, err := a.position()
+	if err != nil {
+		return orb.Point{}, err
+	}
+	who := "the assigned worker"
+	if given {
+		who = "the position sent"
+	} else {
+		wid, err := twin.ParseID(inc.Prop("assignee"))
+		w, ok := s.tw.Get(wid)
+		if err != nil || !ok || w.Geometry == nil {
+			return orb.Point{}, fmt.Errorf("%w: the assigned worker has no live position (send lon/lat)", ErrTooFar)
+		}
+		p, isPoint := w.Geometry.(orb.Point)
+		if !isPoint {
+			return orb.Point{}, fmt.Errorf("%w: the assigned worker has no point position", ErrTooFar)
+		}
+		wp = p
+	}
+	if d := sphere.PointGeometryDistance(wp, inc.Geometry); d > s.opts.ArriveRadiusM {
+		return orb.Point{}, fmt.Errorf("%w: %s is %.0f m away (must be within %.0f m)", ErrTooFar, who, d, s.opts.ArriveRadiusM)
+	}
+	return wp, nil
 }
 
 // maxClaimTries bounds how many candidates a dispatch tries to claim when

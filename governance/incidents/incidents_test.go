@@ -127,10 +127,14 @@ func TestLoopDispatchMergeAndSLA(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"arrive", "resolve"} {
-		if _, err := s2.Act(mate, inc.ID.Name, a, Action{}); err != nil {
-			t.Fatalf("%s: %v", a, err)
-		}
+	if _, err := s2.Act(mate, inc.ID.Name, "arrive", Action{}); err != nil {
+		t.Fatalf("arrive: %v", err)
+	}
+	if _, err := s2.Act(mate, inc.ID.Name, "resolve", Action{}); !errors.Is(err, ErrBadReport) {
+		t.Fatalf("resolve without a note: %v", err)
+	}
+	if _, err := s2.Act(mate, inc.ID.Name, "resolve", Action{Note: "bags collected"}); err != nil {
+		t.Fatalf("resolve: %v", err)
 	}
 	f, err := s2.Act(op, inc.ID.Name, "close", Action{})
 	if err != nil || f.Prop("state") != Closed || len(asList(f.Props["history"])) < 7 {
@@ -142,5 +146,48 @@ func TestLoopDispatchMergeAndSLA(t *testing.T) {
 	// Out of scope: another district's operator sees nothing.
 	if _, err := s2.Act(auth.Principal{Role: auth.Operator, Region: "500103"}, inc.ID.Name, "close", Action{}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("out-of-scope action: %v", err)
+	}
+}
+
+// TestArriveFromSentPosition: arrive takes the position the field page sent
+// (its GPS), checked against the incident, not the worker object's stale
+// tracker position; a position too far is refused and changes nothing.
+func TestArriveFromSentPosition(t *testing.T) {
+	tw, s, _ := setup(t)
+	inc, _, err := s.Report(op, Report{Type: "litter", Lon: there[0], Lat: there[1]})
+	if err != nil || inc.Prop("assignee") != "workers/grid-mate" {
+		t.Fatalf("report: %v %q", err, inc.Prop("assignee"))
+	}
+	mate := auth.Principal{Subject: "grid-mate", Role: auth.Field, Region: "500105002"}
+	if _, err := s.Act(mate, inc.ID.Name, "accept", Action{}); err != nil {
+		t.Fatal(err)
+	}
+	f64 := func(v float64) *float64 { return &v }
+	// The worker object is 390 m away; the phone says 1 km away: refused.
+	if _, err := s.Act(mate, inc.ID.Name, "arrive", Action{Lon: f64(there[0] + 0.01), Lat: f64(there[1])}); !errors.Is(err, ErrTooFar) {
+		t.Fatalf("arrive from 1 km: %v", err)
+	}
+	if _, err := s.Act(mate, inc.ID.Name, "arrive", Action{Lon: f64(there[0])}); !errors.Is(err, ErrBadReport) {
+		t.Fatalf("arrive with lon only: %v", err)
+	}
+	// The phone says 30 m away: arrived, and the position is on record.
+	f, err := s.Act(mate, inc.ID.Name, "arrive", Action{Lon: f64(there[0] + 0.0003), Lat: f64(there[1])})
+	if err != nil || f.Prop("state") != Arrived {
+		t.Fatalf("arrive from 30 m: %v", err)
+	}
+	pos, _ := f.Props["arrived_position"].([]any)
+	if len(pos) != 2 || pos[0] != there[0]+0.0003 {
+		t.Fatalf("arrived_position %v", f.Props["arrived_position"])
+	}
+	f, err = s.Act(mate, inc.ID.Name, "resolve", Action{Note: "swept"})
+	if err != nil || f.Prop("resolution") != "swept" {
+		t.Fatalf("resolve: %v %v", err, f.Props["resolution"])
+	}
+	h := asList(f.Props["history"])
+	if last, _ := h[len(h)-1].(map[string]any); last["note"] != "swept" || last["action"] != "resolve" {
+		t.Fatalf("last step %v", h[len(h)-1])
+	}
+	if w, _ := tw.Get(twin.NewID(twin.Workers, "grid-mate")); w.Prop("status") != "available" {
+		t.Fatal("worker not released by resolve")
 	}
 }

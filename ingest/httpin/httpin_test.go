@@ -361,3 +361,54 @@ func TestHistory(t *testing.T) {
 		t.Fatalf("unknown object: %d", code)
 	}
 }
+
+// TestFieldTelemetryOwnWorkerOnly: a field token (a grid worker's phone)
+// moves its own worker object and nothing else: not another worker, not a
+// vehicle of its own name, not a new object even with auto-register; the
+// refused lines are dead-lettered as not_yours.
+func TestFieldTelemetryOwnWorkerOnly(t *testing.T) {
+	f := newFixture(t, Options{AutoRegister: true})
+	for _, path := range []string{"/api/entities/workers/w1", "/api/entities/workers/w2", "/api/entities/vehicles/v1"} {
+		if code, b := f.do(t, "PUT", path, `{"type":"Feature","geometry":{"type":"Point","coordinates":[106.6,29.6]}}`); code/100 != 2 {
+			t.Fatalf("PUT %s: %d %s", path, code, b)
+		}
+	}
+	f.princ = &auth.Principal{Subject: "w1", Role: auth.Field, Region: "500105"}
+	body := strings.Join([]string{
+		`{"id":"w1","ts":"2026-03-01T01:59:00Z","lon":106.61,"lat":29.6}`,
+		`{"id":"w2","ts":"2026-03-01T01:59:00Z","lon":106.61,"lat":29.6}`,
+		`{"id":"v1","ts":"2026-03-01T01:59:00Z","lon":106.61,"lat":29.6}`,
+		`{"id":"newbie","ts":"2026-03-01T01:59:00Z","lon":106.61,"lat":29.6}`,
+	}, "\n")
+	code, b := f.do(t, "POST", "/api/telemetry", body)
+	var resp TelemetryResponse
+	if err := json.Unmarshal(b, &resp); code != 200 || err != nil || len(resp.Results) != 4 {
+		t.Fatalf("POST: %d %s", code, b)
+	}
+	want := []string{"applied", "not_yours", "not_yours", "not_yours"}
+	for i, r := range resp.Results {
+		got := r.Outcome
+		if r.Outcome == "error" {
+			got = r.Reason
+		}
+		if got != want[i] {
+			t.Errorf("line %d (%s): %s, want %s", r.Line, r.ID, got, want[i])
+		}
+	}
+	if w, _ := f.tw.Get(twin.NewID(twin.Workers, "w1")); w.Geometry.(orb.Point)[0] != 106.61 {
+		t.Errorf("own worker not moved: %v", w.Geometry)
+	}
+	for _, id := range []twin.ID{twin.NewID(twin.Workers, "w2"), twin.NewID(twin.Vehicles, "v1")} {
+		if o, _ := f.tw.Get(id); o.Geometry.(orb.Point)[0] != 106.6 {
+			t.Errorf("%s moved by another worker's token: %v", id, o.Geometry)
+		}
+	}
+	if _, ok := f.tw.Resolve("newbie"); ok {
+		t.Error("a field token auto-registered an object")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.dead) != 3 {
+		t.Errorf("dead letters %v, want 3 not_yours", f.dead)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/ingest/telemetry"
 	"github.com/citytwin/citytwin/internal/httpx"
+	"github.com/citytwin/citytwin/twin"
 )
 
 // LineResult is one NDJSON line's fate.
@@ -108,6 +109,15 @@ func (a *API) line(ctx context.Context, line []byte, now time.Time, res *LineRes
 	}
 	if err := telemetry.ValidName(m.Name); err != nil {
 		return "", err
+	}
+	if scoped && p.Role == auth.Field {
+		// A grid worker's phone moves its own worker object and nothing
+		// else: the name must be the token's subject and resolve to a
+		// worker (never a vehicle or device of the same name, never an
+		// auto-registered new object).
+		if id, ok := a.tw.Resolve(m.Name); !ok || m.Name != p.Subject || id != twin.NewID(twin.Workers, p.Subject) {
+			return "", telemetry.Errorf(telemetry.NotYours, "a field token reports only its own worker (workers/%s), not %q", p.Subject, m.Name)
+		}
 	}
 	if scoped {
 		// Out of scope is as if absent (CONTRACT §7).

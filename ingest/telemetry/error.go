@@ -30,6 +30,9 @@ const (
 	// TooManyValues: more distinct readings than twin.MaxValues in one
 	// message or, with those the object holds, on one object.
 	TooManyValues Reason = "too_many_values"
+	// NotYours: set by callers: the token may not report this object (a
+	// field token reports only its own worker, workers/{subject}).
+	NotYours Reason = "not_yours"
 )
 
 // Reasons lists every Reason, so twin_deadletter_total has a series for
@@ -37,7 +40,7 @@ const (
 // A new Reason must be added here (TestReasonsListsEveryReason).
 func Reasons() []Reason {
 	return []Reason{BadJSON, BadTS, MissingTS, OutOfRange, NotFinite, FutureTS, Oversized, BadField,
-		UnknownDevice, ApplyFailed, BadText, TooManyValues}
+		UnknownDevice, ApplyFailed, BadText, TooManyValues, NotYours}
 }
 
 // Error is a rejected message. Callers dead-letter it with Reason.
