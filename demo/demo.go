@@ -196,7 +196,7 @@ func (c *City) addRegions() {
 		for _, s := range d.Streets {
 			c.streets[s.Code] = s
 			c.add(feature(twin.Regions, s.Code, s.Polygon, map[string]any{
-				"level": "street", "code": s.Code, "name": s.Name, "parent": d.Code}))
+				"level": "street", "code": s.Code, "name": s.Name, "name_zh": s.NameZH, "parent": d.Code}))
 		}
 	}
 	for _, rv := range c.Rivers {

@@ -511,3 +511,14 @@ func TestRoadsDryExceptBridges(t *testing.T) {
 		t.Errorf("road classes %v", classes)
 	}
 }
+
+// TestRegionsHaveChineseNames (issue 14 item 1): the tier selector shows
+// every region in Chinese, streets included.
+func TestRegionsHaveChineseNames(t *testing.T) {
+	c := defaultCity(t)
+	for _, f := range c.Features[twin.Regions] {
+		if zh := f.Prop("name_zh"); zh == "" || !strings.ContainsFunc(zh, func(r rune) bool { return r >= 0x4e00 && r <= 0x9fff }) {
+			t.Errorf("%s (%s) has name_zh %q", f.ID, f.Prop("level"), zh)
+		}
+	}
+}

@@ -24,6 +24,7 @@ type District struct {
 // factors SIn and SOut of the district boundary.
 type Street struct {
 	Code, Name string
+	NameZH     string // e.g. 解放碑街道: operators read Chinese names
 	District   *District
 	Polygon    orb.Polygon
 	// Center is a dry point inside the street where its roads meet.
@@ -96,6 +97,18 @@ var streetNames = map[string][]string{
 	"500112": {"Lianglu", "Shuangfengqiao", "Longxi", "Longshan", "Longta", "Renhe", "Huixing", "Dazhulin", "Cuiyun"},
 }
 
+// streetNamesZH are the Chinese names of streetNames, index for index.
+var streetNamesZH = map[string][]string{
+	"500103": {"解放碑", "朝天门", "七星岗", "上清寺", "两路口", "大溪沟", "南纪门", "菜园坝", "化龙桥", "石井坡", "大坪"},
+	"500104": {"新山村", "跃港", "春晖路", "八斗", "九场园"},
+	"500105": {"华新街", "五里店", "江北城", "石马河", "大石坝", "观音桥", "寸滩", "铁山坪", "郭家沱"},
+	"500106": {"小龙坎", "磁器口", "天星桥", "沙坪坝", "渝碚路", "双碑", "井口", "童家桥", "山溪路", "覃家岗"},
+	"500107": {"杨家坪", "石桥铺", "黄桷坪", "谢家湾", "石坪桥", "二郎", "中梁山", "渝州路", "华岩"},
+	"500108": {"南坪", "铜元局", "花园路", "海棠溪", "龙门浩", "弹子石", "南山", "天文"},
+	"500109": {"天生", "北温泉", "东阳", "龙凤桥", "朝阳"},
+	"500112": {"两路", "双凤桥", "龙溪", "龙山", "龙塔", "人和", "回兴", "大竹林", "翠云"},
+}
+
 // buildDistricts makes the eight districts and their streets. The number
 // of streets per district (11..19) comes from r.
 func buildDistricts(r *rand.Rand) ([]*District, error) {
@@ -117,6 +130,11 @@ func buildDistricts(r *rand.Rand) ([]*District, error) {
 				s.Name = names[n-1]
 			} else {
 				s.Name = fmt.Sprintf("%s No.%d", def.name, n)
+			}
+			if zh := streetNamesZH[def.code]; n <= len(zh) {
+				s.NameZH = zh[n-1] + "街道"
+			} else {
+				s.NameZH = fmt.Sprintf("%s第%d街道", def.nameZH, n)
 			}
 			s.District = d
 			d.Streets = append(d.Streets, s)

@@ -20,16 +20,23 @@ const maxRulesBody = 1 << 20
 // rules file as given (YAML, or JSON when it was loaded as JSON). Any other
 // token gets, as JSON, the rules that concern its region: those owned by
 // the tiers above it (the city, its district) and those owned by its region
-// or below.
+// or below. `?format=json` (or Accept: application/json) asks for JSON
+// whatever the tier, so the client can read the rules' display names
+// (title, title_zh) without a YAML parser.
 func (e *Engine) GetRules(w http.ResponseWriter, r *http.Request) {
 	p := auth.Of(r.Context())
 	rs := e.RuleSet()
+	wantJSON := r.URL.Query().Get("format") == "json" || acceptsJSON(r.Header.Get("Accept"))
 	if rs == nil {
+		if wantJSON {
+			httpx.JSON(w, http.StatusOK, map[string]any{"rules": []any{}})
+			return
+		}
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = io.WriteString(w, "rules: []\n")
 		return
 	}
-	if p.Region == auth.CityCode {
+	if p.Region == auth.CityCode && !wantJSON {
 		ct := "application/yaml"
 		if rs.JSON {
 			ct = "application/json"
@@ -51,6 +58,19 @@ func (e *Engine) GetRules(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
+}
+
+// acceptsJSON reports whether an Accept header asks for JSON first (and not
+// YAML, which the city's file is by default).
+func acceptsJSON(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		return mt == "application/json"
+	}
+	return false
 }
 
 // covers reports whether region code outer contains code inner (codes nest

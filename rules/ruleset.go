@@ -68,6 +68,10 @@ type Rule struct {
 	Severity string `yaml:"severity" json:"severity,omitempty"` // risk colour of the alert; default yellow
 	Tier     string `yaml:"tier" json:"tier,omitempty"`         // starting tier; default street
 	Message  string `yaml:"message" json:"message,omitempty"`
+	// Title and TitleZH are the rule's display names for operators (English
+	// and Chinese); the client shows them instead of the rule's name.
+	Title   string `yaml:"title" json:"title,omitempty"`
+	TitleZH string `yaml:"title_zh" json:"title_zh,omitempty"`
 	// Condition is an extra CEL condition that must hold for the rule to fire.
 	Condition string   `yaml:"condition" json:"condition,omitempty"`
 	Subjects  Subjects `yaml:"subjects" json:"subjects,omitempty"`
@@ -193,7 +197,7 @@ var ownerRE = regexp.MustCompile(`^[0-9]{2,12}$`)
 
 func init() {
 	// The allowed keys of a rule are its yaml tags; computed once, read-only after.
-	for _, k := range []string{"name", "kind", "disabled", "severity", "tier", "message", "condition", "subjects",
+	for _, k := range []string{"name", "kind", "disabled", "severity", "tier", "message", "title", "title_zh", "condition", "subjects",
 		"target", "detect", "buffer_m", "min_fixes", "dwell_s", "windows", "windows_from", "timezone",
 		"tiers", "clear", "after", "layer", "period", "notify", "incident", "owner"} {
 		ruleKeys[k] = true

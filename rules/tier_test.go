@@ -144,3 +144,38 @@ func hasRule(rs *RuleSet, name string) bool {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestGetRulesJSONWithTitles (issue 14 item 1): the client asks for the
+// rules as JSON (?format=json or Accept) to show their display names; the
+// city's file stays YAML as written for everyone else.
+func TestGetRulesJSONWithTitles(t *testing.T) {
+	src := strings.Replace(gasA, "kind: threshold", "kind: threshold\n    title: Gas high\n    title_zh: 燃气浓度超标", 1)
+	f := newFixture(t, src)
+	get := func(url, accept string) (string, string) {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", url, nil)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		f.e.GetRules(rec, asCity(req))
+		return rec.Header().Get("Content-Type"), rec.Body.String()
+	}
+	if ct, body := get("/api/rules", ""); ct != "application/yaml" || body != src {
+		t.Fatalf("plain GET = %s %q, want the YAML as written", ct, body)
+	}
+	for _, c := range []struct{ url, accept string }{{"/api/rules?format=json", ""}, {"/api/rules", "application/json, */*;q=0.5"}} {
+		ct, body := get(c.url, c.accept)
+		var doc struct {
+			Rules []struct {
+				Name, Title string
+				TitleZH     string `json:"title_zh"`
+			} `json:"rules"`
+		}
+		if err := json.Unmarshal([]byte(body), &doc); err != nil || ct != "application/json" {
+			t.Fatalf("%s (Accept %q) = %s %v: %s", c.url, c.accept, ct, err, body)
+		}
+		if len(doc.Rules) != 1 || doc.Rules[0].Title != "Gas high" || doc.Rules[0].TitleZH != "燃气浓度超标" {
+			t.Errorf("%s: rules = %+v", c.url, doc.Rules)
+		}
+	}
+}

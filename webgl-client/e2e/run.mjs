@@ -242,7 +242,7 @@ try {
     return { mid, res }
   }
   const alertRow = (subject) => page.evaluate((subject) => {
-    const li = [...document.querySelectorAll('#alerts li')].find((x) => x.textContent.includes('bridge-muck') && x.textContent.includes(subject))
+    const li = [...document.querySelectorAll('#alerts li')].find((x) => x.dataset.rule === 'bridge-muck' && x.textContent.includes(subject))
     return li ? { id: li.dataset.id, text: li.textContent.replace(/\s+/g, ' ').trim() } : null
   }, subject)
 

@@ -11,9 +11,9 @@ import { initToken, api, fetchAllItems, wsURL } from './api.js'
 import { LiveStore } from './store.js'
 import { LiveLink } from './live.js'
 import { Interpolator } from './interp.js'
-import { formatAge } from './sla.js'
 import { selectAlerts, selectIncidents, tierBBox, alertSince, WORLD_BBOX } from './panels.js'
 import { startFrameMeter } from './perf.js'
+import { i18n, t, langButton } from './i18n.js'
 
 initToken()
 
@@ -89,7 +89,7 @@ function showStatus() {
   const b = $('status')
   const links = [link, tierLink].filter(Boolean)
   const down = links.find((l) => l.status !== 'live')
-  b.textContent = !down ? 'live' : down.status === 'connecting' ? 'connecting…' : `stale · reconnecting (${down.attempt})`
+  b.textContent = !down ? t('app.live') : down.status === 'connecting' ? t('app.connecting') : t('app.stale', { n: down.attempt })
   b.className = 'badge ' + (!down ? 'ok' : 'stale')
 }
 
@@ -181,10 +181,10 @@ function renderAlerts() {
   $('alerts').innerHTML = alerts.slice(0, 200).map((a) => {
     const p = a.properties
     const name = a.id.slice('alerts/'.length)
-    return `<li class="row" data-id="${esc(a.id)}"><span class="dot" style="background:${colourHex(p.severity)}"></span>
-      <div class="grow"><div><b>${esc(p.rule)}</b> <span class="muted">${esc(p.tier || '')}</span></div>
-      <div class="muted small">${esc(p.subject || '')} · ${esc(formatAge(alertSince(a), now))} · ${esc(p.state)}</div></div>
-      ${p.state === 'open' ? `<button class="ack" data-name="${esc(name)}">Ack</button>` : ''}</li>`
+    return `<li class="row" data-id="${esc(a.id)}" data-rule="${esc(p.rule)}"><span class="dot" style="background:${colourHex(p.severity)}"></span>
+      <div class="grow"><div><b>${esc(i18n.rule(p.rule))}</b> <span class="muted">${esc(i18n.term('tier', p.tier))}</span></div>
+      <div class="muted small">${esc(p.subject || '')} · ${esc(i18n.age(alertSince(a), now))} · ${esc(i18n.term('state', p.state))}</div></div>
+      ${p.state === 'open' ? `<button class="ack" data-name="${esc(name)}">${esc(t('panel.ack'))}</button>` : ''}</li>`
   }).join('')
 }
 
@@ -193,7 +193,7 @@ function renderIncidents() {
   $('incidents-count').textContent = String(list.length)
   $('incidents').innerHTML = list.slice(0, 200).map(({ feature: f, sla }) => {
     const p = f.properties
-    return `<li class="row" data-id="${esc(f.id)}"><div class="grow"><div><b>${esc(p.type)}</b> <span class="state ${esc(p.state)}">${esc(p.state)}</span></div>
+    return `<li class="row" data-id="${esc(f.id)}"><div class="grow"><div><b>${esc(i18n.term('types', p.type))}</b> <span class="state ${esc(p.state)}">${esc(i18n.term('state', p.state))}</span></div>
       <div class="muted small">${esc(f.id.slice(10))}${p.assignee ? ' · ' + esc(p.assignee) : ''}${p.reports > 1 ? ' · ×' + esc(p.reports) : ''}</div></div>
       ${sla ? `<span class="sla ${sla.overdue ? 'overdue' : ''}">${esc(sla.text)}</span>` : ''}</li>`
   }).join('')
@@ -226,7 +226,7 @@ async function loadRegions() {
   const { features } = await fetchAllItems('/ogc/collections/regions/items?limit=1000', 5000)
   regions = features
   const byLevel = (lv) => features.filter((f) => f.properties.level === lv).sort((a, b) => String(a.properties.code).localeCompare(String(b.properties.code)))
-  const opt = (f, indent) => `<option value="${esc(f.properties.code)}">${indent}${esc(f.properties.name)} (${esc(f.properties.code)})</option>`
+  const opt = (f, indent) => `<option value="${esc(f.properties.code)}">${indent}${esc(i18n.name(f.properties, f.properties.code))}</option>`
   const cities = byLevel('city')
   let html = cities.map((f) => opt(f, '')).join('') || '<option value="500000">City (500000)</option>'
   for (const d of byLevel('district')) {
@@ -410,6 +410,10 @@ window.__twin = {
 
 // ---- wiring -----------------------------------------------------------------
 
+i18n.apply(document)
+langButton($('lang'))
+i18n.onChange(() => { showStatus(); renderAlerts(); renderIncidents(); if (regions.length) loadRegions(); if (lastSummary) renderSummary(lastSummary) })
+api('/api/rules?format=json').then((doc) => { i18n.setRules(doc.rules); renderAlerts() }).catch((err) => console.warn('rules:', err.message))
 buildToggles()
 buildLegend()
 $('alerts').addEventListener('click', onPanelClick)
