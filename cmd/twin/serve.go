@@ -23,6 +23,7 @@ import (
 	"github.com/citytwin/citytwin/demo"
 	"github.com/citytwin/citytwin/demo/sim"
 	"github.com/citytwin/citytwin/governance/incidents"
+	"github.com/citytwin/citytwin/governance/indicators"
 	"github.com/citytwin/citytwin/governance/ogc"
 	"github.com/citytwin/citytwin/governance/query"
 	"github.com/citytwin/citytwin/ingest/broker"
@@ -209,6 +210,11 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		return err
 	}
 	stg.run(persist, "writer", wr.Run)
+	// Indicators over time: a required feed consumer writing its buckets,
+	// summaries and position in one store call (the one writer of the
+	// figures: with the spine's leader-only effects it runs on the leader).
+	ind := indicators.New(tw, st.(twin.IndicatorStore), indicators.Options{Logger: log, Registerer: reg, Clock: clk})
+	stg.run(persist, "indicators", ind.Run)
 	stg.run(rulesStage, "locate", follower.Run)
 	stg.run(egress, "mqtt-ingest", in.Run)
 	stg.run(intake, "journal-applier", func(ctx context.Context) error {
@@ -299,6 +305,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		{Pattern: "GET /api/nearby", Handler: http.HandlerFunc(q.NearbyHandler), Access: R},
 		{Pattern: "GET /api/h3", Handler: http.HandlerFunc(q.H3Handler), Access: R},
 		{Pattern: "GET /api/regions/{code}/summary", Handler: http.HandlerFunc(q.SummaryHandler), Access: R},
+		{Pattern: "GET /api/regions/{code}/indicators", Handler: http.HandlerFunc(ind.Handler), Access: R},
 		{Pattern: "POST /api/incidents", Handler: http.HandlerFunc(inc.ReportHandler), Access: W, Roles: anyRole},
 		{Pattern: "POST /api/incidents/{name}/{action}", Handler: http.HandlerFunc(inc.ActionHandler), Access: W, Roles: []auth.Role{auth.Operator, auth.Field}},
 		// Field tokens report their own worker's position only (httpin).

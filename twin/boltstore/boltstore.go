@@ -56,7 +56,10 @@ type Store struct {
 	corrupt prometheus.Counter
 }
 
-var _ twin.Store = (*Store)(nil)
+var (
+	_ twin.Store          = (*Store)(nil)
+	_ twin.IndicatorStore = (*Store)(nil)
+)
 
 var (
 	historyBucket = []byte("_history")
@@ -90,7 +93,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	chunk := uint64(opts.HistoryChunk)
 	err = db.Update(func(tx *bolt.Tx) error {
-		names := [][]byte{historyBucket, chunkBucket, metaBucket, quarantineBucket}
+		names := [][]byte{historyBucket, chunkBucket, metaBucket, quarantineBucket, indicatorsBucket, indicatorObjsBucket}
 		for _, l := range twin.Layers {
 			names = append(names, []byte(l))
 		}
