@@ -75,7 +75,7 @@ func (a *aggregator) apply(id string, f *twin.Feature, at time.Time) {
 		a.alert(s, f, at)
 	case twin.Incidents:
 		a.incident(s, f, at)
-	case TasksLayer:
+	case twin.Tasks:
 		a.task(s, f, at)
 	case twin.Devices, twin.Workers:
 		s.S = f.Prop("status")
@@ -96,14 +96,15 @@ func (a *aggregator) apply(id string, f *twin.Feature, at time.Time) {
 // hasEvents reports whether the layer's objects have counted events, so
 // their summaries are stored; devices' and workers' are only gauges,
 // rebuilt from the twin at start.
-func hasEvents(l twin.Layer) bool { return l == twin.Alerts || l == twin.Incidents || l == TasksLayer }
+func hasEvents(l twin.Layer) bool { return l == twin.Alerts || l == twin.Incidents || l == twin.Tasks }
 
 // attribution is every region code the object counts in: its region path,
-// and for alerts the regions they also concern (auth.AlsoRegionsProp, the
-// other district of a bridge) with their paths, as /summary scopes them.
+// and for alerts and tasks the regions they also concern
+// (auth.AlsoRegionsProp: the other district of a bridge, a task's assignee
+// region when it has no position) with their paths, as scope reads them.
 func attribution(f *twin.Feature) []string {
 	r := append([]string(nil), f.Region...)
-	if f.ID.Layer == twin.Alerts {
+	if f.ID.Layer == twin.Alerts || f.ID.Layer == twin.Tasks {
 		for _, c := range twin.PropStrings(f.Props[auth.AlsoRegionsProp]) {
 			if c == "" || len(c) > 12 {
 				continue
@@ -333,7 +334,7 @@ func (a *aggregator) bucket(k bkey) *figures {
 // gauge adds (d = 1) or removes (d = -1) an object's contribution to the
 // running counts of its regions.
 func (a *aggregator) gauge(id string, s *objSum, d int) {
-	if s.L == TasksLayer {
+	if s.L == twin.Tasks {
 		if d > 0 && s.S != "closed" {
 			a.openTasks[id] = s
 		} else if d < 0 {
@@ -355,7 +356,7 @@ func (a *aggregator) gauge(id string, s *objSum, d int) {
 			if s.S != "closed" {
 				inc(&g.IncidentsOpen, s.S, d)
 			}
-		case TasksLayer:
+		case twin.Tasks:
 			if s.S != "closed" {
 				inc(&g.TasksOpen, s.S, d)
 			}

@@ -82,7 +82,7 @@ func (m *refModel) gauges(now time.Time) map[string]*Gauges {
 				if st != "closed" {
 					g.IncidentsOpen[st]++
 				}
-			case TasksLayer:
+			case twin.Tasks:
 				if st != "closed" {
 					g.TasksOpen[st]++
 					if due, ok := propTime(f, "due"); ok && due.Before(now) && now.UnixMilli() > due.UnixMilli() {
@@ -307,12 +307,18 @@ func differential(t *testing.T, seed uint64) {
 			}
 			put(f)
 		case 11: // issue a task
-			f := &twin.Feature{ID: twin.NewID(TasksLayer, fmt.Sprintf("t%d", seq)), Region: path,
+			f := &twin.Feature{ID: twin.NewID(twin.Tasks, fmt.Sprintf("t%d", seq)), Region: path,
 				Props: map[string]any{"state": "issued", "issued_at": ts(now), "due": ts(now.Add(time.Duration(rng.IntN(240)) * time.Minute))}}
-			ref.add(f.Region, now, "task", "issued")
+			if rng.IntN(3) == 0 { // a directive's task: no position, its assignee region in regions
+				f.Region = nil
+				code := path[1+rng.IntN(2)]
+				f.Props["regions"] = []any{code}
+				ref.extras[f.ID.String()] = []string{code}
+			}
+			ref.add(ref.paths(f), now, "task", "issued")
 			put(f)
 		case 12: // move a task one step
-			f := pick(TasksLayer, state("issued", "acked", "reported"))
+			f := pick(twin.Tasks, state("issued", "acked", "reported"))
 			if f == nil {
 				break
 			}
@@ -321,7 +327,7 @@ func differential(t *testing.T, seed uint64) {
 			if rng.IntN(2) == 0 {
 				f.Props[nx+"_at"] = ts(now)
 			}
-			ref.add(f.Region, now, "task", nx)
+			ref.add(ref.paths(f), now, "task", nx)
 			put(f)
 		case 13, 14: // a device or worker appears or changes status
 			l, statuses := twin.Devices, []string{"online", "offline", "alarm"}

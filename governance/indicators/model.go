@@ -38,11 +38,6 @@ const (
 	Day  = "day"
 )
 
-// TasksLayer is the work-loop layer of CONTRACT §8 (`tasks`: kind, state
-// issued/acked/reported/closed, due, tier, assignee). Named here so the
-// figures count tasks as soon as the layer exists.
-const TasksLayer twin.Layer = "tasks"
-
 // Incident lifecycle states (governance/incidents) and the prop holding
 // the time each was entered.
 var incidentStates = []struct{ state, at string }{
@@ -113,14 +108,14 @@ func (s *objSum) equal(o *objSum) bool {
 // tracked reports whether the layer is counted.
 func tracked(l twin.Layer) bool {
 	switch l {
-	case twin.Alerts, twin.Incidents, TasksLayer, twin.Devices, twin.Workers:
+	case twin.Alerts, twin.Incidents, twin.Tasks, twin.Devices, twin.Workers:
 		return true
 	}
 	return false
 }
 
 // trackedLayers are ranged at a reconciliation.
-var trackedLayers = []twin.Layer{twin.Alerts, twin.Incidents, TasksLayer, twin.Devices, twin.Workers}
+var trackedLayers = []twin.Layer{twin.Alerts, twin.Incidents, twin.Tasks, twin.Devices, twin.Workers}
 
 // figures is one bucket of one region: flows counted at their event time,
 // and the gauges last sampled in it. Stored as JSON (the row's Data).
