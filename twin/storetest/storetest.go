@@ -108,6 +108,7 @@ func Run(t *testing.T, open func(t *testing.T) twin.Store) {
 	t.Run("Meta", func(t *testing.T) { testMeta(t, open(t)) })
 	t.Run("Quarantine", func(t *testing.T) { testQuarantine(t, open(t)) })
 	t.Run("Indicators", func(t *testing.T) { testIndicators(t, open(t)) })
+	t.Run("Timeline", func(t *testing.T) { testTimeline(t, open(t)) })
 }
 
 // testQuarantine: a store keeps quarantined records with any bytes in the

@@ -1,0 +1,261 @@
+package twin
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/paulmach/orb"
+)
+
+// Timeline is the part of a Store that keeps the city's past for replay
+// (GET /api/snapshot, websocket "at"): the changes of the live layers in
+// time chunks, full-state checkpoints of those layers split by map cell,
+// and per-object versions of the slow layers (buildings' risk). Both stores
+// implement it (twin/storetest checks them alike); twin/timeline writes and
+// reads it. The store only keeps opaque encoded blobs under time keys:
+// encoding, merging and the semantics live in twin/timeline.
+//
+// Times are Unix nanoseconds (exact in both stores).
+type Timeline interface {
+	// AppendChanges stores change chunks (a chunk: the encoded records of
+	// one bucket from one recorder flush). Idempotent per (Bucket, Key).
+	// In the same transaction it deletes every checkpoint at or after the
+	// earliest Min of the chunks: a late change makes them stale, and the
+	// recorder rebuilds them.
+	AppendChanges(ctx context.Context, chunks []TimelineChunk) error
+	// ScanChanges calls fn with every chunk whose bucket lies in
+	// [fromBucket, toBucket], in bucket then key order.
+	ScanChanges(ctx context.Context, fromBucket, toBucket int64, fn func(TimelineChunk) error) error
+	// PutCheckpoint stores a checkpoint at time at: one blob per cell
+	// (replacing any checkpoint at the same time), plus its marker.
+	PutCheckpoint(ctx context.Context, at int64, cells map[uint32][]byte) error
+	// LastCheckpoint returns the time of the newest checkpoint at or before
+	// at; ok is false when there is none.
+	LastCheckpoint(ctx context.Context, at int64) (t int64, ok bool, err error)
+	// ScanCheckpoint calls fn with the blobs of the checkpoint at time at
+	// for the given cells (nil = every cell).
+	ScanCheckpoint(ctx context.Context, at int64, cells []uint32, fn func(cell uint32, data []byte) error) error
+	// PutVersions stores per-object versions (idempotent per (ID, At, Seq)).
+	PutVersions(ctx context.Context, vs []TimelineVersion) error
+	// VersionAt returns the newest version of id with At <= at; ok is
+	// false when there is none.
+	VersionAt(ctx context.Context, id ID, at int64) (v TimelineVersion, ok bool, err error)
+	// PruneTimeline deletes change chunks of buckets before changesBefore,
+	// checkpoints before checkpointsBefore, and versions before
+	// versionsBefore (keeping each object's newest such version, so a
+	// lookup after the cut still finds the state then).
+	PruneTimeline(ctx context.Context, changesBefore, checkpointsBefore, versionsBefore int64) error
+}
+
+// TimelineChunk is one stored blob of change records.
+type TimelineChunk struct {
+	Bucket   int64 // start of the time bucket (Unix ns) holding every record's time
+	Key      uint64
+	Min, Max int64 // the records' time range
+	Data     []byte
+}
+
+// TimelineVersion is one stored version of a slow-layer object.
+type TimelineVersion struct {
+	ID   ID
+	At   int64 // Unix ns
+	Seq  uint64
+	Data []byte // the encoded record (EncodeRecords of one)
+}
+
+// TimelineRecord is one object's state (or removal) at one time: the
+// unit of the timeline. Data is the feature's wire JSON (nil when
+// Removed), kept encoded so a snapshot passes it through.
+type TimelineRecord struct {
+	Time     int64 // Unix ns: the object's own Updated (telemetry ts), or the removal time
+	Seq      uint64
+	ID       ID
+	Removed  bool
+	HasBound bool
+	Bound    orb.Bound
+	Data     []byte
+}
+
+// Cell returns the record's map cell (NoCell without geometry).
+func (r *TimelineRecord) Cell() uint32 {
+	if !r.HasBound {
+		return NoCell
+	}
+	return CellOf(r.Bound.Center())
+}
+
+// Timeline cells: a 0.1° lon/lat grid (about 10 km), coarse enough that a
+// city view touches a few dozen, fine enough that a street view reads one.
+const (
+	cellsPerDegree = 10
+	// NoCell holds records without geometry (returned only to views
+	// without a bbox).
+	NoCell = math.MaxUint32
+	// maxCells bounds a bbox's cell list; a larger bbox reads every cell.
+	maxCells = 4096
+)
+
+// CellOf returns the cell of a point.
+func CellOf(p orb.Point) uint32 {
+	x := uint32(min(max((p[0]+180)*cellsPerDegree, 0), 360*cellsPerDegree-1))
+	y := uint32(min(max((p[1]+90)*cellsPerDegree, 0), 180*cellsPerDegree-1))
+	return y<<16 | x
+}
+
+// CellsOf lists the cells a bbox touches, nil when it touches more than
+// maxCells (read them all). A record belongs to the cell of its bound's
+// centre, so the bbox is widened by margin degrees to catch objects whose
+// centre is outside but whose bound reaches in.
+func CellsOf(b orb.Bound, margin float64) []uint32 {
+	lo := CellOf(orb.Point{b.Min[0] - margin, b.Min[1] - margin})
+	hi := CellOf(orb.Point{b.Max[0] + margin, b.Max[1] + margin})
+	x0, y0, x1, y1 := lo&0xffff, lo>>16, hi&0xffff, hi>>16
+	if n := (uint64(x1-x0) + 1) * (uint64(y1-y0) + 1); n > maxCells {
+		return nil
+	}
+	out := make([]uint32, 0, (x1-x0+1)*(y1-y0+1))
+	for y := y0; y <= y1; y++ {
+		for x := x0; x <= x1; x++ {
+			out = append(out, y<<16|x)
+		}
+	}
+	return out
+}
+
+// Record encoding limits: the decoder refuses anything larger, so a
+// corrupt blob cannot make it allocate without bound.
+const (
+	maxRecordData = 16 << 20
+	maxBlob       = 1 << 30
+)
+
+// ErrBadTimeline is returned (wrapped) for an undecodable timeline blob.
+var ErrBadTimeline = errors.New("timeline: bad record blob")
+
+// EncodeRecords writes records as one compressed blob: per record the
+// time (varint), seq, layer, name, flags, bound and data, deflated.
+func EncodeRecords(rs []TimelineRecord) ([]byte, error) {
+	var raw []byte
+	for i := range rs {
+		r := &rs[i]
+		raw = binary.AppendVarint(raw, r.Time)
+		raw = binary.AppendUvarint(raw, r.Seq)
+		raw = appendStr(raw, string(r.ID.Layer))
+		raw = appendStr(raw, r.ID.Name)
+		var flags byte
+		if r.Removed {
+			flags |= 1
+		}
+		if r.HasBound {
+			flags |= 2
+		}
+		raw = append(raw, flags)
+		if r.HasBound {
+			for _, v := range [4]float64{r.Bound.Min[0], r.Bound.Min[1], r.Bound.Max[0], r.Bound.Max[1]} {
+				raw = binary.BigEndian.AppendUint64(raw, math.Float64bits(v))
+			}
+		}
+		raw = appendStr(raw, string(r.Data))
+	}
+	var buf bytes.Buffer
+	zw, err := flate.NewWriter(&buf, flate.BestSpeed)
+	if err != nil {
+		return nil, fmt.Errorf("timeline: encode: %w", err)
+	}
+	if _, err := zw.Write(raw); err != nil {
+		return nil, fmt.Errorf("timeline: encode: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("timeline: encode: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func appendStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// DecodeRecords reads a blob written by EncodeRecords and calls fn per
+// record, in the order written. The record's Data aliases a buffer that is
+// valid only during the call; copy it to keep it.
+func DecodeRecords(blob []byte, fn func(*TimelineRecord) error) error {
+	raw, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(blob)), maxBlob+1))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadTimeline, err)
+	}
+	if len(raw) > maxBlob {
+		return fmt.Errorf("%w: larger than %d bytes", ErrBadTimeline, maxBlob)
+	}
+	var r TimelineRecord
+	for len(raw) > 0 {
+		r = TimelineRecord{}
+		var n int
+		if r.Time, n = binary.Varint(raw); n <= 0 {
+			return fmt.Errorf("%w: time", ErrBadTimeline)
+		}
+		raw = raw[n:]
+		if r.Seq, n = binary.Uvarint(raw); n <= 0 {
+			return fmt.Errorf("%w: seq", ErrBadTimeline)
+		}
+		raw = raw[n:]
+		var layer, name, data []byte
+		if layer, raw, err = readStr(raw, 64); err != nil {
+			return err
+		}
+		if name, raw, err = readStr(raw, 1024); err != nil {
+			return err
+		}
+		if len(raw) < 1 {
+			return fmt.Errorf("%w: flags", ErrBadTimeline)
+		}
+		flags := raw[0]
+		raw = raw[1:]
+		r.Removed, r.HasBound = flags&1 != 0, flags&2 != 0
+		if r.HasBound {
+			if len(raw) < 32 {
+				return fmt.Errorf("%w: bound", ErrBadTimeline)
+			}
+			var v [4]float64
+			for i := range v {
+				v[i] = math.Float64frombits(binary.BigEndian.Uint64(raw[8*i:]))
+			}
+			raw = raw[32:]
+			r.Bound = orb.Bound{Min: orb.Point{v[0], v[1]}, Max: orb.Point{v[2], v[3]}}
+		}
+		if data, raw, err = readStr(raw, maxRecordData); err != nil {
+			return err
+		}
+		r.ID = ID{Layer: Layer(layer), Name: string(name)}
+		if len(data) > 0 {
+			r.Data = data
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readStr(b []byte, limit uint64) (s, rest []byte, err error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > limit || n > uint64(len(b)-k) {
+		return nil, nil, fmt.Errorf("%w: length", ErrBadTimeline)
+	}
+	return b[k : k+int(n)], b[k+int(n):], nil
+}
+
+// UnixNano returns t in Unix ns, and 0 for the zero time.
+func UnixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
