@@ -26,6 +26,7 @@ import (
 	"github.com/citytwin/citytwin/governance/indicators"
 	"github.com/citytwin/citytwin/governance/ogc"
 	"github.com/citytwin/citytwin/governance/query"
+	"github.com/citytwin/citytwin/governance/replay"
 	"github.com/citytwin/citytwin/ingest/broker"
 	"github.com/citytwin/citytwin/ingest/httpin"
 	"github.com/citytwin/citytwin/ingest/journal"
@@ -39,6 +40,7 @@ import (
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boot"
 	"github.com/citytwin/citytwin/twin/locate"
+	"github.com/citytwin/citytwin/twin/timeline"
 	"github.com/citytwin/citytwin/twin/writer"
 	webclient "github.com/citytwin/citytwin/webgl-client"
 	"github.com/citytwin/citytwin/wshub"
@@ -57,6 +59,7 @@ type serveConfig struct {
 	pprof                                                            string
 	limits                                                           *limitConfig
 	metricsAccess                                                    string
+	replay                                                           *replayConfig
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -85,6 +88,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.metricsAccess, "metrics-access", "loopback", "who may read /metrics: loopback (callers on this machine), token (a city-level admin bearer token) or public")
 	fs.StringVar(&c.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
 	c.limits = addLimitFlags(fs)
+	c.replay = addReplayFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -215,6 +219,19 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// figures: with the spine's leader-only effects it runs on the leader).
 	ind := indicators.New(tw, st.(twin.IndicatorStore), indicators.Options{Logger: log, Registerer: reg, Clock: clk})
 	stg.run(persist, "indicators", ind.Run)
+	// The replay timeline: a required consumer like the writer, on the
+	// server that writes the store.
+	tlOpts := c.replay.options()
+	tlOpts.Logger, tlOpts.Registerer = log, reg
+	recorder, err := timeline.NewRecorder(tw, st, tlOpts)
+	if err != nil {
+		return err
+	}
+	tlReader, err := timeline.NewReader(tw, st, tlOpts)
+	if err != nil {
+		return err
+	}
+	stg.run(persist, "timeline", recorder.Run)
 	stg.run(rulesStage, "locate", follower.Run)
 	stg.run(egress, "mqtt-ingest", in.Run)
 	stg.run(intake, "journal-applier", func(ctx context.Context) error {
@@ -303,6 +320,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	anyRole := []auth.Role{auth.Operator, auth.Field, auth.Planner}
 	routes := []server.Route{
 		{Pattern: "GET /api/nearby", Handler: http.HandlerFunc(q.NearbyHandler), Access: R},
+		{Pattern: "GET /api/snapshot", Handler: replay.New(tlReader, clk), Access: R},
 		{Pattern: "GET /api/h3", Handler: http.HandlerFunc(q.H3Handler), Access: R},
 		{Pattern: "GET /api/regions/{code}/summary", Handler: http.HandlerFunc(q.SummaryHandler), Access: R},
 		{Pattern: "GET /api/regions/{code}/indicators", Handler: http.HandlerFunc(ind.Handler), Access: R},

@@ -216,9 +216,9 @@ func (s *Store) VersionAt(ctx context.Context, id twin.ID, at int64) (v twin.Tim
 		cur := b.Cursor()
 		var k, val []byte
 		if at == math.MaxInt64 {
-			k, val = cur.Seek(append(bytes.Clone(pre), 0xff))
+			k, _ = cur.Seek(append(bytes.Clone(pre), 0xff))
 		} else {
-			k, val = cur.Seek(i64Key(bytes.Clone(pre), at+1))
+			k, _ = cur.Seek(i64Key(bytes.Clone(pre), at+1))
 		}
 		if k == nil {
 			k, val = cur.Last()

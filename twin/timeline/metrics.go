@@ -1,0 +1,47 @@
+package timeline
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	records, bytes, errors, gaps, checkpoints prometheus.Counter
+	flushSeconds, ckptSeconds                 prometheus.Histogram
+	ckptObjects                               prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_timeline_records_total",
+			Help: "Change records and building versions written to the replay timeline."}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_timeline_chunk_bytes_total",
+			Help: "Compressed bytes of change chunks written to the replay timeline."}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_timeline_errors_total",
+			Help: "Failed timeline writes (retried)."}),
+		gaps: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_timeline_gaps_total",
+			Help: "Times the recorder lost changes (the feed no longer held them) and recorded the current state instead."}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_timeline_checkpoints_total",
+			Help: "Replay checkpoints built (rebuilt ones included)."}),
+		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twin_timeline_flush_seconds",
+			Help: "Duration of one timeline flush.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
+		ckptSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twin_timeline_checkpoint_seconds",
+			Help: "Duration of building one checkpoint.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
+		ckptObjects: prometheus.NewGauge(prometheus.GaugeOpts{Name: "twin_timeline_checkpoint_objects",
+			Help: "Objects in the last checkpoint built."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.records, m.bytes, m.errors, m.gaps, m.checkpoints, m.flushSeconds, m.ckptSeconds, m.ckptObjects)
+	}
+	return m
+}
+
+type readMetrics struct {
+	snapshotSeconds prometheus.Histogram
+}
+
+func newReadMetrics(reg prometheus.Registerer) *readMetrics {
+	m := &readMetrics{snapshotSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twin_timeline_snapshot_seconds",
+		Help: "Duration of one replay snapshot (GET /api/snapshot, websocket at).", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)})}
+	if reg != nil {
+		reg.MustRegister(m.snapshotSeconds)
+	}
+	return m
+}

@@ -1,0 +1,502 @@
+// Package timeline keeps the city's past for replay (issue 17, CONTRACT §5
+// GET /api/snapshot and §6 "at"): the Recorder writes every change of the
+// live layers to the store's twin.Timeline and builds full-state
+// checkpoints; the Reader answers "every object as it was at time T" and
+// "the changes between T1 and T2, in order".
+//
+// Time of a change is the object's own Updated (the telemetry's timestamp
+// for tracked objects), so a replay of timestamped telemetry is exact
+// whatever the wall clock did while it was applied; a removal takes the
+// server's time. The state at T is, per object, the record with the highest
+// feed seq among those at or before T.
+//
+// Two kinds of layers:
+//   - checkpointed (vehicles, workers, devices, alerts, incidents, tasks,
+//     directives): every change is a record in a change chunk (one
+//     compressed blob per time bucket per recorder flush); every
+//     Options.Interval a checkpoint holds the full state of these layers,
+//     one blob per 0.1° map cell. A snapshot at T reads the checkpoint's
+//     cells in view and the chunks since it: O(objects in view + changes
+//     since the checkpoint), never the whole history.
+//   - versioned (buildings: 50,000 per demo scale, rarely changing, only
+//     their risk colour does): a building that changed keeps its versions,
+//     looked up per object; a building unchanged since T is the twin's
+//     current one. A snapshot reads the twin's buildings in view.
+//
+// A checkpoint at Tk is built once the wall clock is Lateness past Tk; a
+// change that arrives later with a time at or before Tk deletes the stale
+// checkpoints in the same store transaction, and the recorder rebuilds
+// them from the previous one. Retention: change chunks older than
+// Options.Retention are dropped (a snapshot further back is the checkpoint
+// before it, i.e. exact to Options.Interval), checkpoints older than
+// Options.CheckpointRetention too.
+//
+// The recorder is a required consumer of the feed on the server that
+// writes the store (the cluster's lease holder): start it with Run where
+// the store writer runs.
+package timeline
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/citytwin/citytwin/twin"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MetaSeq is the meta key of the last feed seq the recorder persisted
+// (8 bytes big-endian).
+const MetaSeq = "timeline_seq"
+
+// skeleton lists the layers that are not replayed: the city's static
+// frame, drawn from the live tiles. Buildings are replayed by versions;
+// every other layer (vehicles, workers, devices, alerts, incidents, and
+// tasks and directives when the twin has them) is checkpointed.
+var skeleton = []twin.Layer{twin.Regions, twin.Grids, twin.Roads, twin.Bridges, twin.Rivers}
+
+// checkpointed lists the layers kept by change chunks and checkpoints.
+var checkpointed = func() []twin.Layer {
+	var out []twin.Layer
+	for _, l := range twin.Layers {
+		if l != twin.Buildings && !slices.Contains(skeleton, l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}()
+
+// Replayable reports whether GET /api/snapshot and the websocket replay
+// serve layer l: the checkpointed layers and buildings. The other layers
+// (regions, grids, roads, bridges, rivers) are the city's skeleton, drawn
+// from the live tiles.
+func Replayable(l twin.Layer) bool { return isCheckpointed(l) || l == twin.Buildings }
+
+// ReplayableLayers lists them, for error messages and defaults.
+func ReplayableLayers() []twin.Layer { return append(slices.Clone(checkpointed), twin.Buildings) }
+
+func isCheckpointed(l twin.Layer) bool { return slices.Contains(checkpointed, l) }
+
+// Options configure a Recorder and a Reader. Zero values take defaults.
+type Options struct {
+	// Interval between checkpoints; default 5 min.
+	Interval time.Duration
+	// Lateness is how long after Tk the checkpoint at Tk is built; default 1 min.
+	Lateness time.Duration
+	// Retention keeps change chunks (every change) this long; default
+	// 48 h. Older snapshots are exact to Interval.
+	Retention time.Duration
+	// CheckpointRetention keeps checkpoints and building versions this
+	// long; default 30 days.
+	CheckpointRetention time.Duration
+	// Bucket is the time span of one change chunk key; default 1 min.
+	Bucket time.Duration
+	// FlushInterval between writes of recorded changes; default 1 s.
+	FlushInterval time.Duration
+	// MaxPending stops reading the feed (which then keeps the changes) while
+	// this many records wait for a store that is away; default 1<<18.
+	MaxPending int
+	// BuildEvery is how often missing or stale checkpoints are looked
+	// for; default 10 s.
+	BuildEvery time.Duration
+	Clock      clock.Clock  // default the wall clock
+	Logger     *slog.Logger // default slog.Default()
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) defaults() {
+	if o.Interval <= 0 {
+		o.Interval = 5 * time.Minute
+	}
+	if o.Lateness <= 0 {
+		o.Lateness = time.Minute
+	}
+	if o.Retention <= 0 {
+		o.Retention = 48 * time.Hour
+	}
+	if o.CheckpointRetention <= 0 {
+		o.CheckpointRetention = 30 * 24 * time.Hour
+	}
+	o.CheckpointRetention = max(o.CheckpointRetention, o.Retention)
+	if o.Bucket <= 0 {
+		o.Bucket = time.Minute
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 1 << 18
+	}
+	if o.BuildEvery <= 0 {
+		o.BuildEvery = 10 * time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// ErrNoTimeline is returned when the store does not keep a timeline.
+var ErrNoTimeline = errors.New("timeline: the store keeps no timeline")
+
+// Recorder writes the live layers' changes to the store's timeline and
+// builds its checkpoints. Create with NewRecorder, start with Run.
+type Recorder struct {
+	tw   *twin.Twin
+	st   twin.Store
+	tl   twin.Timeline
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+
+	// Owned by Run.
+	pos       uint64
+	pending   []twin.TimelineRecord
+	versions  []twin.TimelineVersion
+	seen      map[twin.ID]struct{} // buildings whose previous version is recorded
+	cache     *ckptState           // the last checkpoint built or read
+	lastPrune time.Time
+}
+
+// NewRecorder makes a recorder over the twin's feed; st must implement
+// twin.Timeline. Create it right after loading the twin, like the writer.
+func NewRecorder(tw *twin.Twin, st twin.Store, opts Options) (*Recorder, error) {
+	opts.defaults()
+	tl, ok := st.(twin.Timeline)
+	if !ok {
+		return nil, fmt.Errorf("%w (%T)", ErrNoTimeline, st)
+	}
+	return &Recorder{tw: tw, st: st, tl: tl, opts: opts, log: opts.Logger.With("component", "timeline"),
+		m: newMetrics(opts.Registerer), seen: map[twin.ID]struct{}{}}, nil
+}
+
+// Run records until ctx is done, then flushes what it holds (bounded by
+// 10 s) and returns. Call it once.
+func (r *Recorder) Run(ctx context.Context) error {
+	if err := r.start(ctx); err != nil {
+		return err
+	}
+	cur := r.tw.Feed().Follow("timeline", twin.Required, r.pos)
+	defer cur.Close()
+	flush := time.NewTicker(r.opts.FlushInterval)
+	defer flush.Stop()
+	build := time.NewTicker(r.opts.BuildEvery)
+	defer build.Stop()
+	r.checkpoints(ctx)
+	for {
+		r.read(cur)
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			r.read(cur)
+			if err := r.flush(fctx); err != nil {
+				return fmt.Errorf("timeline: final flush, %d records not persisted: %w", len(r.pending), err)
+			}
+			return nil
+		case <-cur.C():
+		case <-flush.C:
+			if err := r.flush(ctx); err != nil {
+				r.log.Warn("timeline flush failed; keeping the records and retrying", "err", err, "pending", len(r.pending))
+			}
+		case <-build.C:
+			r.checkpoints(ctx)
+		}
+	}
+}
+
+// start finds where to resume. On a first start, or when the feed no
+// longer holds the changes after the last recorded seq (a crash before
+// the last flush), the current state of the checkpointed layers is
+// recorded as a base at the current time: the timeline begins there (or
+// resumes with that gap: the versions in it are lost).
+func (r *Recorder) start(ctx context.Context) error {
+	last := r.tw.Feed().Last()
+	v, err := r.st.GetMeta(ctx, MetaSeq)
+	if err != nil {
+		return fmt.Errorf("timeline: %w", err)
+	}
+	if len(v) == 8 {
+		r.pos = min(binary.BigEndian.Uint64(v), last)
+		if _, err := r.tw.Feed().Since(r.pos, 1); err == nil {
+			return nil
+		}
+		r.log.Error("timeline: the feed no longer holds the changes after the last recorded one; recording the current state (the versions in between are lost)",
+			"recorded_seq", r.pos, "feed_last", last)
+		r.m.gaps.Inc()
+	}
+	// Changes after pos are read from the feed again and win by seq. A
+	// base record is timed now, or at the object's Updated when later: the
+	// timeline begins at the start of the recording, not at each object's
+	// last change, which may be long before.
+	r.pos = r.tw.Feed().Last()
+	now := r.opts.Clock.Now().UnixNano()
+	for _, l := range checkpointed {
+		r.tw.Range(l, func(f *twin.Feature) bool {
+			if rec, err := record(f, max(now, twin.UnixNano(f.Updated)), r.pos); err == nil {
+				r.pending = append(r.pending, rec)
+			}
+			return true
+		})
+	}
+	r.log.Info("timeline recording starts", "objects", len(r.pending), "seq", r.pos)
+	return r.flush(ctx)
+}
+
+func record(f *twin.Feature, at int64, seq uint64) (twin.TimelineRecord, error) {
+	data, err := f.MarshalJSON()
+	if err != nil {
+		return twin.TimelineRecord{}, fmt.Errorf("timeline: encode %s: %w", f.ID, err)
+	}
+	rec := twin.TimelineRecord{Time: at, Seq: seq, ID: f.ID, Data: data}
+	if f.Geometry != nil {
+		rec.HasBound, rec.Bound = true, f.Geometry.Bound()
+	}
+	return rec, nil
+}
+
+// read moves feed changes into the pending records.
+func (r *Recorder) read(cur *twin.Cursor) {
+	defer cur.Done(r.pos)
+	for len(r.pending) < r.opts.MaxPending {
+		cs, err := r.tw.Feed().Since(r.pos, 4096)
+		if errors.Is(err, twin.ErrTooOld) {
+			// Cut loose by the feed: same as a gap at start.
+			r.log.Error("timeline fell out of the feed window; versions of the gap are lost", "from_seq", r.pos)
+			r.m.gaps.Inc()
+			r.pos = r.tw.Feed().Last()
+			return
+		}
+		if len(cs) == 0 {
+			return
+		}
+		for i := range cs {
+			r.add(&cs[i])
+		}
+		r.pos = cs[len(cs)-1].Seq
+	}
+}
+
+func (r *Recorder) add(c *twin.Change) {
+	id := c.ID()
+	switch {
+	case c.Kind == twin.History:
+		return
+	case id.Layer == twin.Buildings:
+		if c.Kind != twin.Upsert || c.Old == nil {
+			return // an import: the twin's current building is its state since
+		}
+		if _, ok := r.seen[id]; !ok {
+			r.seen[id] = struct{}{}
+			r.version(c.Old)
+		}
+		r.version(c.New)
+		// In the change chunks too, for the websocket replay's deltas
+		// (checkpoints leave buildings out).
+		if rec, err := record(c.New, twin.UnixNano(c.New.Updated), c.Seq); err == nil {
+			r.pending = append(r.pending, rec)
+		}
+	case !isCheckpointed(id.Layer):
+		return
+	case c.Kind == twin.Remove:
+		rec := twin.TimelineRecord{Time: c.Time.UnixNano(), Seq: c.Seq, ID: id, Removed: true}
+		r.pending = append(r.pending, rec)
+	default:
+		at := c.New.Updated
+		if at.IsZero() {
+			at = c.Time
+		}
+		rec, err := record(c.New, at.UnixNano(), c.Seq)
+		if err != nil {
+			r.log.Error("timeline: change not recorded", "err", err)
+			return
+		}
+		r.pending = append(r.pending, rec)
+	}
+}
+
+func (r *Recorder) version(f *twin.Feature) {
+	rec, err := record(f, twin.UnixNano(f.Updated), f.Version)
+	if err != nil {
+		r.log.Error("timeline: version not recorded", "err", err)
+		return
+	}
+	blob, err := twin.EncodeRecords([]twin.TimelineRecord{rec})
+	if err != nil {
+		r.log.Error("timeline: version not recorded", "err", err)
+		return
+	}
+	r.versions = append(r.versions, twin.TimelineVersion{ID: f.ID, At: rec.Time, Seq: f.Version, Data: blob})
+}
+
+// bucketOf is the start of t's chunk bucket.
+func (r *Recorder) bucketOf(t int64) int64 { return floorTo(t, int64(r.opts.Bucket)) }
+
+func floorTo(t, step int64) int64 {
+	q := t / step
+	if t < 0 && t%step != 0 {
+		q--
+	}
+	return q * step
+}
+
+// flush writes the pending records (one chunk per bucket they fall in,
+// keyed by the last feed seq, so a retry rewrites the same chunks) and
+// versions, then the recorded seq.
+func (r *Recorder) flush(ctx context.Context) error {
+	if len(r.pending) == 0 && len(r.versions) == 0 {
+		return r.putSeq(ctx)
+	}
+	start := time.Now()
+	byBucket := map[int64][]twin.TimelineRecord{}
+	for _, rec := range r.pending {
+		b := r.bucketOf(rec.Time)
+		byBucket[b] = append(byBucket[b], rec)
+	}
+	chunks := make([]twin.TimelineChunk, 0, len(byBucket))
+	for b, rs := range byBucket {
+		slices.SortFunc(rs, cmpRecord)
+		blob, err := twin.EncodeRecords(rs)
+		if err != nil {
+			return err
+		}
+		chunks = append(chunks, twin.TimelineChunk{Bucket: b, Key: r.pos, Min: rs[0].Time, Max: rs[len(rs)-1].Time, Data: blob})
+		r.m.bytes.Add(float64(len(blob)))
+	}
+	if err := r.tl.AppendChanges(ctx, chunks); err != nil {
+		r.m.errors.Inc()
+		return err
+	}
+	if err := r.tl.PutVersions(ctx, r.versions); err != nil {
+		r.m.errors.Inc()
+		return err
+	}
+	r.m.records.Add(float64(len(r.pending) + len(r.versions)))
+	r.m.flushSeconds.Observe(time.Since(start).Seconds())
+	r.pending, r.versions = r.pending[:0], r.versions[:0]
+	return r.putSeq(ctx)
+}
+
+func (r *Recorder) putSeq(ctx context.Context) error {
+	if err := r.st.PutMeta(ctx, MetaSeq, binary.BigEndian.AppendUint64(nil, r.pos)); err != nil {
+		r.m.errors.Inc()
+		return fmt.Errorf("timeline: %w", err)
+	}
+	return nil
+}
+
+// cmpRecord orders records by time, then seq: the order of replay.
+func cmpRecord(a, b twin.TimelineRecord) int {
+	if a.Time != b.Time {
+		if a.Time < b.Time {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case a.Seq < b.Seq:
+		return -1
+	case a.Seq > b.Seq:
+		return 1
+	}
+	return 0
+}
+
+// maxBuilds bounds the checkpoints built per round, so recording goes on
+// while a long stretch is rebuilt.
+const maxBuilds = 48
+
+// checkpoints builds the missing checkpoints up to now - Lateness, and
+// prunes once an hour.
+func (r *Recorder) checkpoints(ctx context.Context) {
+	now := r.opts.Clock.Now()
+	if now.Sub(r.lastPrune) > time.Hour {
+		r.lastPrune = now
+		n := now.UnixNano()
+		if err := r.tl.PruneTimeline(ctx, r.bucketOf(n-int64(r.opts.Retention)), n-int64(r.opts.CheckpointRetention),
+			n-int64(r.opts.CheckpointRetention)); err != nil {
+			r.log.Warn("timeline prune failed", "err", err)
+		}
+	}
+	step := int64(r.opts.Interval)
+	target := floorTo(now.Add(-r.opts.Lateness).UnixNano(), step)
+	last, ok, err := r.tl.LastCheckpoint(ctx, target)
+	if err != nil {
+		r.log.Warn("timeline checkpoint", "err", err)
+		return
+	}
+	if ok && last == target {
+		return
+	}
+	var st *ckptState
+	if ok {
+		if r.cache != nil && r.cache.at == last {
+			st = r.cache
+		} else if st, err = loadCheckpoint(ctx, r.tl, last, nil, nil); err != nil {
+			r.log.Warn("timeline checkpoint", "err", err)
+			return
+		}
+	} else {
+		// No checkpoint yet: the first one covers every change before it.
+		first, any, err := earliest(ctx, r.tl)
+		if err != nil || !any {
+			return
+		}
+		at := max(floorTo(first, step)+step, floorTo(now.Add(-r.opts.CheckpointRetention).UnixNano(), step))
+		if at > target {
+			return
+		}
+		st = &ckptState{at: math.MinInt64, recs: map[twin.ID]*twin.TimelineRecord{}}
+		if err := st.advance(ctx, r.tl, at-step, int64(r.opts.Bucket), nil); err != nil {
+			r.log.Warn("timeline checkpoint", "err", err)
+			return
+		}
+	}
+	r.cache = nil // st changes in place: a failed step leaves it half-advanced
+	for i := 0; i < maxBuilds && st.at < target; i++ {
+		start := time.Now()
+		if err := st.advance(ctx, r.tl, st.at+step, int64(r.opts.Bucket), nil); err != nil {
+			r.log.Warn("timeline checkpoint", "err", err)
+			return
+		}
+		blobs, err := st.encode()
+		if err != nil {
+			r.log.Error("timeline checkpoint", "err", err)
+			return
+		}
+		if err := r.tl.PutCheckpoint(ctx, st.at, blobs); err != nil {
+			r.log.Warn("timeline checkpoint", "err", err)
+			r.cache = nil
+			return
+		}
+		r.cache = st
+		r.m.checkpoints.Inc()
+		r.m.ckptSeconds.Observe(time.Since(start).Seconds())
+		r.m.ckptObjects.Set(float64(len(st.recs)))
+	}
+}
+
+// earliest returns the time of the oldest stored change.
+func earliest(ctx context.Context, tl twin.Timeline) (int64, bool, error) {
+	first, found := int64(math.MaxInt64), false
+	stop := errors.New("stop")
+	err := tl.ScanChanges(ctx, math.MinInt64, math.MaxInt64, func(c twin.TimelineChunk) error {
+		if found && c.Bucket > first {
+			return stop
+		}
+		first, found = min(first, c.Min), true
+		return nil
+	})
+	if err != nil && !errors.Is(err, stop) {
+		return 0, false, err
+	}
+	return first, found, nil
+}
