@@ -208,7 +208,11 @@ func (r *Recorder) Run(ctx context.Context) error {
 				r.log.Warn("timeline flush failed; keeping the records and retrying", "err", err, "pending", len(r.pending))
 			}
 		case <-build.C:
-			r.checkpoints(ctx)
+			// Flush first: a checkpoint built before the pending records
+			// are written would be deleted by their flush at once.
+			if err := r.flush(ctx); err == nil {
+				r.checkpoints(ctx)
+			}
 		}
 	}
 }

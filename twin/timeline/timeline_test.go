@@ -2,6 +2,7 @@ package timeline_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"testing"
@@ -74,7 +75,7 @@ func TestSnapshotAndChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Set(t0.Add(20 * time.Minute))
-	waitCheckpoint(t, st, t0.Add(19*time.Minute))
+	waitCheckpoint(t, tw, st, t0.Add(19*time.Minute))
 
 	check := func(at time.Time, q timeline.Query, want map[string]orb.Point) {
 		t.Helper()
@@ -122,7 +123,7 @@ func TestSnapshotAndChanges(t *testing.T) {
 		fs, err := rd.Snapshot(context.Background(), timeline.Query{At: t0.Add(5 * time.Minute), Layers: []twin.Layer{twin.Vehicles}})
 		return err == nil && len(fs) == 3
 	})
-	waitCheckpoint(t, st, t0.Add(19*time.Minute))
+	waitCheckpoint(t, tw, st, t0.Add(19*time.Minute))
 
 	// The building: green before +4 min, red after.
 	for at, want := range map[time.Duration]string{3 * time.Minute: "green", 5 * time.Minute: "red"} {
@@ -133,8 +134,15 @@ func TestSnapshotAndChanges(t *testing.T) {
 	}
 }
 
-func waitCheckpoint(t *testing.T, st twin.Timeline, at time.Time) {
+// waitCheckpoint waits until the recorder has written every change of the
+// twin and a checkpoint at or after at exists (built after that write).
+func waitCheckpoint(t *testing.T, tw *twin.Twin, st *boltstore.Store, at time.Time) {
 	t.Helper()
+	want := tw.Feed().Last()
+	waitFor(t, func() bool {
+		v, err := st.GetMeta(context.Background(), timeline.MetaSeq)
+		return err == nil && len(v) == 8 && binary.BigEndian.Uint64(v) >= want
+	})
 	waitFor(t, func() bool {
 		last, ok, err := st.LastCheckpoint(context.Background(), math.MaxInt64)
 		return err == nil && ok && last >= at.UnixNano()
