@@ -55,7 +55,7 @@ type serveConfig struct {
 	origins                                                          string
 	mqttClientID                                                     string
 	nats, mqttShare                                                  string
-	natsReplicas, mqttConns                                          int
+	natsReplicas, mqttConns, mqttProtocol, mqttReceiveMax            int
 	pprof                                                            string
 	limits                                                           *limitConfig
 	metricsAccess                                                    string
@@ -73,7 +73,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.mqttClientID, "mqtt-client-id", "", "MQTT client id, stable across restarts so the broker keeps the session (default citytwin-HOSTNAME; give each server sharing a broker its own)")
 	fs.StringVar(&c.nats, "nats", "", "NATS URL with JetStream (2.9+): servers with the same --db and --nats are one twin (empty: embedded NATS in --data/nats)")
 	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "replicas of the JetStream streams (3 on a three-node NATS cluster)")
-	fs.IntVar(&c.mqttConns, "mqtt-connections", 1, "MQTT subscriber connections sharing the telemetry subscription (a broker bounds QoS 1 in flight per connection: Mosquitto 20)")
+	fs.IntVar(&c.mqttConns, "mqtt-connections", 1, "MQTT subscriber connections sharing the telemetry subscription ($share/CLIENT-ID/...; each has its own QoS 1 window)")
+	fs.IntVar(&c.mqttProtocol, "mqtt-protocol", 5, "MQTT version of the subscriber connections: 5 (Receive Maximum lifts the broker's in-flight cap) or 3 (v3.1.1, for brokers without MQTT 5: Mosquitto then allows 20 in flight per connection)")
+	fs.IntVar(&c.mqttReceiveMax, "mqtt-receive-maximum", 65535, "MQTT 5 Receive Maximum: QoS 1 messages the broker may have in flight to each subscriber connection (1-65535; EMQX caps it at its max_inflight)")
 	fs.StringVar(&c.mqttShare, "mqtt-share-group", "", "MQTT shared-subscription group ($share/GROUP/twin/telemetry/+) for servers to split the telemetry (default: none, each server takes every message and the log stores it once, so a dead server's share never waits in its broker session)")
 	fs.BoolVar(&c.demo, "demo", false, "load the synthetic Chongqing demo city into an empty store and drive it live")
 	fs.IntVar(&c.scale, "scale", 1, "demo city scale (20 = about a million buildings)")
@@ -96,6 +98,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Visit(func(f *flag.Flag) { explicitMQTTListen = explicitMQTTListen || f.Name == "mqtt-listen" })
 	if _, ok := os.LookupEnv("TWIN_MQTT_LISTEN"); ok {
 		explicitMQTTListen = true
+	}
+	if c.mqttProtocol != 3 && c.mqttProtocol != 5 {
+		return usageError{fmt.Errorf("--mqtt-protocol %d: want 5 or 3", c.mqttProtocol)}
+	}
+	if c.mqttReceiveMax < 1 || c.mqttReceiveMax > 65535 {
+		return usageError{fmt.Errorf("--mqtt-receive-maximum %d: want 1-65535", c.mqttReceiveMax)}
 	}
 	if _, err := server.ParseMetricsAccess(c.metricsAccess); err != nil {
 		return fmt.Errorf("--metrics-access: %w", err)
@@ -195,7 +203,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	defer sp.Close()
 	jr := journal.New(sp, log, reg)
 	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, ClientID: c.mqttClientID, AutoRegister: c.autoRegister, Logger: log, Registerer: reg,
-		Journal: jr, Connections: c.mqttConns, ShareGroup: c.mqttShare})
+		Journal: jr, Connections: c.mqttConns, ShareGroup: c.mqttShare, Protocol: c.mqttProtocol, ReceiveMaximum: uint16(c.mqttReceiveMax)})
 
 	// Components stop in stages, in this order (see stages).
 	intake := &stage{name: "intake", wait: 5 * time.Second}

@@ -17,6 +17,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // ErrAddrInUse is wrapped by Start when the listen address is taken, most
@@ -50,6 +51,9 @@ func Start(ctx context.Context, addr string, logger *slog.Logger) (*Broker, erro
 	srv := mqtt.New(&mqtt.Options{InlineClient: false, Capabilities: caps, Logger: logger.With("component", "mqtt-broker")})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
+	}
+	if err := srv.AddHook(new(bulkSubscribers), nil); err != nil {
+		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
 	tcp := newTCPListener("tcp", addr)
 	if err := srv.AddListener(tcp); err != nil {
@@ -120,4 +124,33 @@ func isAddrInUse(err error) bool {
 	}
 	var op *net.OpError
 	return errors.As(err, &op) && errors.Is(op.Err, syscall.EADDRINUSE)
+}
+
+// BulkReceiveMaximum is the MQTT 5 Receive Maximum from which a client is
+// served without mochi's send quota (see bulkSubscribers).
+const BulkReceiveMaximum = 4096
+
+// bulkSubscribers serves MQTT 5 clients that ask for a Receive Maximum of
+// BulkReceiveMaximum or more (the twin's own ingest asks for 65535)
+// without mochi's per-client send quota. Why: with a quota, after every
+// packet such a client sends (every PUBACK) mochi looks for the next
+// message held back by collecting and sorting the client's whole in-flight
+// set, so a subscriber with tens of thousands of messages in flight makes
+// each PUBACK cost O(n log n) under the lock publishers need too: the
+// broker stalls and publishers' pings time out. Without a quota mochi
+// sends at once, as it does to v3.1.1 clients; MaximumInflight still
+// bounds what one client may have in flight. Clients asking for less keep
+// the flow control they asked for.
+type bulkSubscribers struct{ mqtt.HookBase }
+
+func (h *bulkSubscribers) ID() string { return "bulk-subscribers" }
+
+func (h *bulkSubscribers) Provides(b byte) bool { return b == mqtt.OnSessionEstablished }
+
+// OnSessionEstablished runs after the session (and its quotas) is set up
+// and before the client's first packet is read.
+func (h *bulkSubscribers) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	if cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.ReceiveMaximum >= BulkReceiveMaximum {
+		cl.State.Inflight.ResetSendQuota(0)
+	}
 }

@@ -54,6 +54,12 @@ type Journal struct {
 	log *slog.Logger
 	m   *metrics
 
+	// window bounds appends awaiting JetStream's PubAck (a slot is taken
+	// by Append and given back by Confirm): below the connection's own
+	// async limit, so an append waits here for room instead of stalling
+	// in nats.go and failing over to the slow synchronous retry.
+	window chan struct{}
+
 	leading atomic.Bool
 	nwait   atomic.Int64
 	wmu     sync.Mutex
@@ -71,7 +77,7 @@ func New(sp *spine.Spine, log *slog.Logger, reg prometheus.Registerer) *Journal 
 		log = slog.Default()
 	}
 	j := &Journal{sp: sp, js: sp.JetStream(), log: log.With("component", "journal"),
-		waiters: map[string][]chan result{}}
+		waiters: map[string][]chan result{}, window: make(chan struct{}, AppendWindow)}
 	j.m = newMetrics(reg, j)
 	return j
 }
@@ -94,11 +100,20 @@ func (e Entry) msg() *nats.Msg {
 	return m
 }
 
-// Append publishes e without waiting; the future reports JetStream's
-// acknowledgement. Ack the sender only after its Ok.
+// AppendWindow is how many appends may await JetStream's PubAck at once
+// (every source together). At 30k msgs/s and a few ms per PubAck a few
+// hundred are in flight; the rest is room for bursts.
+const AppendWindow = 8192
+
+// Append publishes e without waiting for JetStream (it waits only while
+// AppendWindow appends are unanswered); the future reports JetStream's
+// acknowledgement. Every Append must be followed by a Confirm, which
+// gives its window slot back; ack the sender only after Confirm.
 func (j *Journal) Append(e Entry) (jetstream.PubAckFuture, error) {
+	j.window <- struct{}{}
 	f, err := j.js.PublishMsgAsync(e.msg(), jetstream.WithMsgID(MsgID(e.Name, e.TS)), jetstream.WithExpectStream(spine.TelemetryStream))
 	if err != nil {
+		<-j.window
 		j.m.appendErrors.Inc()
 		return nil, fmt.Errorf("journal: append %s: %w", e.Name, err)
 	}
@@ -112,12 +127,15 @@ func (j *Journal) Confirm(ctx context.Context, f jetstream.PubAckFuture, e Entry
 	if f != nil {
 		select {
 		case pa := <-f.Ok():
+			<-j.window
 			j.counted(e, pa)
 			return pa, nil
 		case err := <-f.Err():
+			<-j.window
 			j.m.appendErrors.Inc()
 			j.log.Warn("journal append failed; retrying", "name", e.Name, "err", err)
 		case <-ctx.Done():
+			<-j.window
 			return nil, ctx.Err()
 		}
 	}

@@ -24,21 +24,21 @@ const ackQueue = 1 << 14
 
 // pending is a message appended to the log, waiting for JetStream's ack.
 type pending struct {
-	m paho.Message
-	f jetstream.PubAckFuture // nil: the async append failed, publish again
-	e journal.Entry
+	ack func()
+	f   jetstream.PubAckFuture // nil: the async append failed, publish again
+	e   journal.Entry
 }
 
 // journal appends a decoded message to the log; the acker PUBACKs it once
 // JetStream confirms.
-func (i *Ingest) journal(m paho.Message, name string, ts time.Time) {
-	e := journal.Entry{Source: "mqtt", Topic: m.Topic(), Name: name, TS: ts, Payload: m.Payload()}
+func (i *Ingest) journal(in inbound, name string, ts time.Time) {
+	e := journal.Entry{Source: "mqtt", Topic: in.topic, Name: name, TS: ts, Payload: in.payload}
 	f, err := i.opts.Journal.Append(e)
 	if err != nil {
 		f = nil // Confirm publishes again, with retries
 	}
 	select {
-	case i.acks <- pending{m: m, f: f, e: e}:
+	case i.acks <- pending{ack: in.ack, f: f, e: e}:
 	case <-i.ackCtx.Done():
 		// Shutting down with the acker stuck (NATS away): leave it
 		// unacked; the broker delivers it again next session.
@@ -55,7 +55,7 @@ func (i *Ingest) ackJournaled(ctx context.Context, done chan<- struct{}) {
 		if _, err := i.opts.Journal.Confirm(ctx, p.f, p.e); err != nil {
 			continue // shutting down: not acked, redelivered next session
 		}
-		p.m.Ack()
+		p.ack()
 	}
 }
 
@@ -85,8 +85,11 @@ var sysDroppedTopics = []string{"$SYS/broker/publish/messages/dropped", "$SYS/br
 type sysWatch struct {
 	log     *slog.Logger
 	dropped prometheus.Gauge
-	mu      sync.Mutex
-	last    map[string]int64
+	// rises counts drops seen happening while connected (the alert's
+	// source: increase(twin_broker_dropped_total[5m]) > 0).
+	rises prometheus.Counter
+	mu    sync.Mutex
+	last  map[string]int64
 }
 
 func newSysWatch(log *slog.Logger, reg prometheus.Registerer) *sysWatch {
@@ -105,6 +108,8 @@ func newSysWatch(log *slog.Logger, reg prometheus.Registerer) *sysWatch {
 			}
 		}
 	}
+	w.rises = counter(reg, "twin_broker_dropped_total",
+		"Messages the MQTT broker dropped while this server watched its $SYS counters (each rise is also logged at error level). Alert on any increase: telemetry was lost in the broker, before CityTwin could take it.")
 	return w
 }
 
@@ -116,21 +121,25 @@ func (w *sysWatch) subscribe(c paho.Client) {
 	}
 }
 
-func (w *sysWatch) onMessage(_ paho.Client, m paho.Message) {
-	n, err := strconv.ParseInt(strings.TrimSpace(string(m.Payload())), 10, 64)
+func (w *sysWatch) onMessage(_ paho.Client, m paho.Message) { w.observe(m.Topic(), m.Payload()) }
+
+// observe takes one $SYS counter value.
+func (w *sysWatch) observe(topic string, payload []byte) {
+	n, err := strconv.ParseInt(strings.TrimSpace(string(payload)), 10, 64)
 	if err != nil {
 		return
 	}
 	w.mu.Lock()
-	prev, seen := w.last[m.Topic()]
-	w.last[m.Topic()] = n
+	prev, seen := w.last[topic]
+	w.last[topic] = n
 	w.mu.Unlock()
 	w.dropped.Set(float64(n))
 	switch {
 	case !seen && n > 0:
-		w.log.Warn("the MQTT broker has dropped messages since it started (before this connection)", "topic", m.Topic(), "dropped_total", n)
+		w.log.Warn("the MQTT broker has dropped messages since it started (before this connection)", "topic", topic, "dropped_total", n)
 	case seen && n > prev:
+		w.rises.Add(float64(n - prev))
 		w.log.Error("the MQTT broker dropped messages (its queue or in-flight limit); telemetry was lost before reaching CityTwin",
-			"topic", m.Topic(), "dropped_total", n, "new", n-prev)
+			"topic", topic, "dropped_total", n, "new", n-prev)
 	}
 }

@@ -95,6 +95,25 @@ type Options struct {
 	// server gets every message and the journal stores it once, so a dead
 	// server delays nothing.
 	ShareGroup string
+	// Protocol of the subscriber connections: 5 (default) or 3 (v3.1.1,
+	// for a broker without MQTT 5). With 5 the broker lets ReceiveMaximum
+	// QoS 1 messages be in flight to each connection; with 3.1.1 it
+	// decides alone (Mosquitto: max_inflight_messages, 20), which caps
+	// ingest at about 20 / round trip per connection. Websocket and unix
+	// broker URLs always use 3.1.1.
+	Protocol int
+	// ReceiveMaximum is the MQTT 5 Receive Maximum of each subscriber
+	// connection: how many QoS 1 messages the broker may have sent and not
+	// yet seen PUBACKed. It is also what the broker holds for us before its
+	// queue limit (Mosquitto max_queued_messages, 1000) starts dropping, so
+	// large is safe: the messages wait in the broker instead. Default 65535
+	// (the most MQTT allows; EMQX caps it at its max_inflight).
+	ReceiveMaximum uint16
+	// SessionExpiry is how long the broker keeps this server's MQTT 5
+	// session (and queues its telemetry) while it is away. Default 24h;
+	// a server gone for longer is a server removed, whose queue should not
+	// fill and count as the broker's drops forever.
+	SessionExpiry time.Duration
 }
 
 func (o *Options) defaults(tw *twin.Twin) {
@@ -132,6 +151,18 @@ func (o *Options) defaults(tw *twin.Twin) {
 	if o.ShareGroup == "" && o.Connections > 1 {
 		o.ShareGroup = o.ClientID
 	}
+	if o.Protocol != 3 {
+		o.Protocol = 5
+		if err := v5Dialable(o.BrokerURL); err != nil {
+			o.Protocol = 3
+		}
+	}
+	if o.ReceiveMaximum == 0 {
+		o.ReceiveMaximum = 65535
+	}
+	if o.SessionExpiry <= 0 {
+		o.SessionExpiry = 24 * time.Hour
+	}
 }
 
 // Ingest is the MQTT telemetry subscriber. Run it once; Publish, Connected
@@ -140,8 +171,9 @@ type Ingest struct {
 	tw      *twin.Twin
 	opts    Options
 	log     *slog.Logger
-	client  paho.Client   // clients[0]: also publishes (dead letters, alerts)
-	clients []paho.Client // every subscriber connection
+	client  paho.Client   // publishes (alerts, notifications); with v3.1.1 also clients[0]
+	clients []paho.Client // every v3.1.1 subscriber connection
+	subs5   []*sub5       // every MQTT 5 subscriber connection
 	filter  string        // the telemetry subscription
 	metrics *telemetry.Metrics
 	seed    maphash.Seed
@@ -157,7 +189,14 @@ type Ingest struct {
 	// gate guards shards against sends after shutdown closed them.
 	gate   sync.RWMutex
 	closed bool
-	shards []chan paho.Message
+	shards []chan inbound
+}
+
+// inbound is a telemetry message taken from the broker.
+type inbound struct {
+	topic   string
+	payload []byte
+	ack     func() // v3.1.1 with a journal: PUBACK it; nil: nothing to do
 }
 
 // New prepares an Ingest for tw; nothing connects until Run.
@@ -176,10 +215,55 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 		if n > 0 {
 			id = fmt.Sprintf("%s-%d", opts.ClientID, n)
 		}
+		if opts.Protocol == 5 {
+			subs := []subscription{{filter: i.filter, qos: 1}}
+			if n == 0 {
+				for _, t := range sysDroppedTopics {
+					subs = append(subs, subscription{filter: t})
+				}
+			}
+			i.subs5 = append(i.subs5, &sub5{i: i, clientID: id, subs: subs, up: func(up bool) {
+				if up {
+					i.subscribed.Add(1)
+				} else {
+					i.subscribed.Add(-1)
+				}
+			}})
+			continue
+		}
 		i.clients = append(i.clients, i.newClient(id, n == 0))
 	}
-	i.client = i.clients[0]
+	if opts.Protocol == 5 {
+		i.client = i.newPublisher(opts.ClientID + "-pub")
+	} else {
+		i.client = i.clients[0]
+	}
 	return i
+}
+
+// newPublisher makes the connection that publishes alerts and
+// notifications when the subscribers speak MQTT 5: it keeps no session.
+func (i *Ingest) newPublisher(clientID string) paho.Client {
+	opts := i.opts
+	co := paho.NewClientOptions().
+		AddBroker(opts.BrokerURL).
+		SetClientID(clientID).
+		SetCleanSession(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(opts.MaxReconnectInterval).
+		SetConnectTimeout(opts.ConnectTimeout).
+		SetKeepAlive(30 * time.Second).
+		SetWriteTimeout(10 * time.Second).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			i.log.Warn("MQTT publisher connection lost; reconnecting", "broker", opts.BrokerURL, "client", clientID, "err", err)
+		})
+	if u, err := url.Parse(opts.BrokerURL); err == nil && (u.Scheme == "tcp" || u.Scheme == "mqtt") {
+		co.SetCustomOpenConnectionFn(dialBuffered)
+		i.buffered = true
+	}
+	return paho.NewClient(co)
 }
 
 // newClient makes one broker connection; the first also watches $SYS.
@@ -258,7 +342,7 @@ func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // Connected reports that the client is connected and subscribed (for /readyz).
 func (i *Ingest) Connected() bool {
-	return i.client.IsConnectionOpen() && int(i.subscribed.Load()) == len(i.clients)
+	return i.client.IsConnectionOpen() && int(i.subscribed.Load()) == i.opts.Connections
 }
 
 // Metrics returns the ingest counters (shared with ingest/httpin).
@@ -289,9 +373,9 @@ func (i *Ingest) Run(ctx context.Context) error {
 		return errors.New("mqttin: Run called twice")
 	}
 	var wg sync.WaitGroup
-	i.shards = make([]chan paho.Message, i.opts.Workers)
+	i.shards = make([]chan inbound, i.opts.Workers)
 	for n := range i.shards {
-		ch := make(chan paho.Message, i.opts.QueueSize)
+		ch := make(chan inbound, i.opts.QueueSize)
 		i.shards[n] = ch
 		wg.Add(1)
 		go func() { //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
@@ -314,14 +398,28 @@ func (i *Ingest) Run(ctx context.Context) error {
 		close(ackDone)
 	}
 
-	errc := make(chan error, len(i.clients))
-	for _, c := range i.clients {
+	pahos := i.clients
+	if i.opts.Protocol == 5 {
+		pahos = []paho.Client{i.client}
+	}
+	errc := make(chan error, len(pahos))
+	for _, c := range pahos {
 		tok := c.Connect()
 		go func() {
 			<-tok.Done()
 			if err := tok.Error(); err != nil {
 				errc <- err
 			}
+		}()
+	}
+	subCtx, stopSubs := context.WithCancel(ctx)
+	defer stopSubs()
+	var subWG sync.WaitGroup
+	for _, s := range i.subs5 {
+		subWG.Add(1)
+		go func() {
+			defer subWG.Done()
+			s.run(subCtx)
 		}()
 	}
 	var runErr error
@@ -342,6 +440,10 @@ func (i *Ingest) Run(ctx context.Context) error {
 	// delivers it again next session.
 	stopAcking := time.AfterFunc(5*time.Second, stopAcks)
 	defer stopAcking.Stop()
+	// MQTT 5 links stop reading at once, PUBACK what the log has and
+	// disconnect; only then may the shards close under them.
+	stopSubs()
+	subWG.Wait()
 	i.gate.Lock()
 	i.closed = true
 	for _, ch := range i.shards {
@@ -355,7 +457,7 @@ func (i *Ingest) Run(ctx context.Context) error {
 	}
 	i.dead.close() // no sender left: workers are done, DeadLetterFunc sees closed
 	<-dlDone
-	for _, c := range i.clients {
+	for _, c := range pahos {
 		c.Disconnect(250)
 	}
 	i.subscribed.Store(0)
@@ -382,50 +484,63 @@ func (i *Ingest) onConnect(c paho.Client, first bool) bool {
 
 // onMessage runs on paho's router goroutine: hand off, nothing more.
 func (i *Ingest) onMessage(_ paho.Client, m paho.Message) {
-	name := strings.TrimPrefix(m.Topic(), TelemetryPrefix)
+	in := inbound{topic: m.Topic(), payload: m.Payload()}
+	if i.opts.Journal != nil {
+		in.ack = m.Ack
+	}
+	i.dispatch(in)
+}
+
+// dispatch hands a message to its object's worker (waiting while the
+// worker's queue is full, which holds the broker back).
+func (i *Ingest) dispatch(in inbound) {
+	name := strings.TrimPrefix(in.topic, TelemetryPrefix)
 	i.gate.RLock()
 	defer i.gate.RUnlock()
 	if i.closed {
-		i.log.Warn("telemetry after shutdown not applied", "topic", m.Topic())
+		i.log.Warn("telemetry after shutdown not applied", "topic", in.topic)
 		return
 	}
-	i.shards[maphash.String(i.seed, name)%uint64(len(i.shards))] <- m
+	i.shards[maphash.String(i.seed, name)%uint64(len(i.shards))] <- in
 }
 
-// process applies one message; every failure is dead-lettered.
-func (i *Ingest) process(m paho.Message) {
-	journaled := false
-	if i.opts.Journal != nil {
-		// Dead-lettered messages are acked here, journaled ones by the acker.
-		defer func() {
-			if !journaled {
-				m.Ack()
-			}
-		}()
-	}
-	topic, payload := m.Topic(), m.Payload()
-	name, ok := strings.CutPrefix(topic, TelemetryPrefix)
+// edge checks a telemetry message as it arrives: topic, name, payload.
+// What fails is dead-lettered here (ok false); what passes still needs
+// the twin (the object must exist), checked where it is applied.
+func (i *Ingest) edge(topic string, payload []byte) (name string, msg telemetry.Message, ok bool) {
+	name, ok = strings.CutPrefix(topic, TelemetryPrefix)
 	if !ok {
 		i.deadLetter(topic, payload, telemetry.Errorf(telemetry.BadField, "topic %q is not %s", topic, TelemetryFilter))
-		return
+		return "", msg, false
 	}
 	if err := telemetry.ValidName(name); err != nil {
 		i.deadLetter(topic, payload, err)
-		return
+		return "", msg, false
 	}
 	msg, err := telemetry.Decode(payload, i.opts.Clock.Now(), i.opts.Limits)
 	if err != nil {
 		i.deadLetter(topic, payload, err)
+		return "", msg, false
+	}
+	return name, msg, true
+}
+
+// process applies one message; every failure is dead-lettered.
+func (i *Ingest) process(in inbound) {
+	name, msg, ok := i.edge(in.topic, in.payload)
+	if !ok {
+		if in.ack != nil {
+			in.ack() // dead-lettered: done with it
+		}
 		return
 	}
 	if i.opts.Journal != nil {
-		i.journal(m, name, msg.TS)
-		journaled = true
+		i.journal(in, name, msg.TS) // the acker PUBACKs it
 		return
 	}
 	outcome, err := telemetry.Apply(i.tw, name, msg, i.opts.AutoRegister)
 	if err != nil {
-		i.deadLetter(topic, payload, err)
+		i.deadLetter(in.topic, in.payload, err)
 		return
 	}
 	i.metrics.Messages.WithLabelValues("mqtt", outcome).Inc()
