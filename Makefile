@@ -72,11 +72,11 @@ test-e2e: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./twin/... ./spatial/... ./ingest/... ./tiles/... ./rules/... ./wshub/... ./governance/...
 
-# The browser benchmark: the end-to-end run with 10,000 moving objects on the
+# The browser benchmark: the end-to-end run with 10,000 then 50,000 moving objects on the
 # operator map; frame times and update rate are printed as a report (and
-# saved in artifacts/bench.json), never asserted.
+# saved in webgl-client/artifacts/bench-N.json), never asserted.
 bench-client: build
-	cd webgl-client && E2E_BENCH=10000 node e2e/run.mjs ../$(BIN)
+	cd webgl-client && E2E_BENCH=10000,50000 node e2e/run.mjs ../$(BIN)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./ingest/telemetry

@@ -733,3 +733,67 @@ func asCity(r *http.Request) *http.Request {
 func as(r *http.Request, p auth.Principal) *http.Request {
 	return r.WithContext(auth.WithPrincipal(r.Context(), p))
 }
+
+// TestBulkAckViaHTTP (issue 14 item 3): POST /api/alerts/ack acks a list
+// with the single ack's scope and transitions, and says per name what failed.
+func TestBulkAckViaHTTP(t *testing.T) {
+	f := newFixture(t, bridgeRule)
+	drive(t, f, "BP020", time.Date(2026, 11, 24, 7, 30, 0, 0, shanghai), 0, 40, 5)
+	name := f.alerts("bridge-muck")[0].ID.Name
+	do := func(body string, p auth.Principal) (int, BulkAckResult) {
+		req := httptest.NewRequest("POST", "/api/alerts/ack", strings.NewReader(body))
+		req = req.WithContext(auth.WithPrincipal(req.Context(), p))
+		rec := httptest.NewRecorder()
+		f.e.BulkAck(rec, req)
+		var out BulkAckResult
+		if rec.Code == 200 {
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+				t.Fatalf("answer %s: %v", rec.Body, err)
+			}
+		}
+		return rec.Code, out
+	}
+	list := `{"names":["` + name + `","nope.0","` + name + `"]}`
+	nanan := auth.Principal{Subject: "op-nanan", Role: auth.Operator, Region: "500108"}
+	if code, out := do(list, nanan); code != 200 || len(out.Acked) != 0 || len(out.Failed) != 2 || out.Failed[0].Status != 404 {
+		t.Fatalf("out of scope bulk ack = %d %+v", code, out)
+	}
+	if a, _ := f.tw.Get(twin.NewID(twin.Alerts, name)); a.Prop("state") != "open" {
+		t.Fatalf("out of scope bulk ack changed the alert: %v", a.Props)
+	}
+	yz := auth.Principal{Subject: "op-yuzhong", Role: auth.Operator, Region: "500103"}
+	code, out := do(list, yz)
+	if code != 200 || len(out.Acked) != 1 || out.Acked[0] != name || len(out.Failed) != 1 || out.Failed[0].Name != "nope.0" || out.Failed[0].Status != 404 {
+		t.Fatalf("bulk ack = %d %+v", code, out)
+	}
+	if a, _ := f.tw.Get(twin.NewID(twin.Alerts, name)); a.Prop("state") != "acked" || a.Prop("acked_by") != "op-yuzhong" {
+		t.Fatalf("acked props %v", a.Props)
+	}
+	if _, out := do(`{"names":["`+name+`"]}`, yz); len(out.Failed) != 1 || out.Failed[0].Status != 409 {
+		t.Fatalf("second bulk ack = %+v", out)
+	}
+	for _, bad := range []string{`{"names":[]}`, `{"names":"x"}`, `{"nmes":["x"]}`, `not json`} {
+		if code, _ := do(bad, yz); code != 400 {
+			t.Errorf("body %q = %d, want 400", bad, code)
+		}
+	}
+}
+
+// FuzzBulkAckBody: no body makes POST /api/alerts/ack panic or answer
+// other than 200 or 400.
+func FuzzBulkAckBody(f *testing.F) {
+	f.Add(`{"names":["a.1","b.2"]}`)
+	f.Add(`{"names":[]}`)
+	f.Add(`{"names":[1,2]}`)
+	fx := newFixture(&testing.T{}, "")
+	p := auth.Principal{Subject: "op", Role: auth.Operator, Region: auth.CityCode}
+	f.Fuzz(func(t *testing.T, body string) {
+		req := httptest.NewRequest("POST", "/api/alerts/ack", strings.NewReader(body))
+		req = req.WithContext(auth.WithPrincipal(req.Context(), p))
+		rec := httptest.NewRecorder()
+		fx.e.BulkAck(rec, req)
+		if rec.Code != 200 && rec.Code != 400 {
+			t.Fatalf("body %q = %d", body, rec.Code)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -181,25 +182,35 @@ var (
 	_ http.HandlerFunc = (*Engine)(nil).PutRules
 	_ http.HandlerFunc = (*Engine)(nil).AckAlert
 	_ http.HandlerFunc = (*Engine)(nil).CloseAlert
+	_ http.HandlerFunc = (*Engine)(nil).BulkAck
 )
 
 var errTransition = errors.New("invalid transition")
 
 func (e *Engine) action(w http.ResponseWriter, r *http.Request, act string) {
-	p := auth.Of(r.Context())
+	name := r.PathValue("name")
+	f, status, msg, detail := e.apply(auth.Of(r.Context()), name, act)
+	if status != http.StatusOK {
+		httpx.Error(w, status, msg, detail)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, f)
+}
+
+// apply performs one ack or close by principal p on alert `name`. It answers
+// the new alert, or the HTTP status, error and detail to report: alerts the
+// principal cannot see are "not found", exactly as if they did not exist.
+func (e *Engine) apply(p auth.Principal, name, act string) (*twin.Feature, int, string, any) {
 	actor := p.Subject
 	if actor == "" {
 		actor = "anonymous"
 	}
-	name := r.PathValue("name")
 	id, err := twin.MakeID(string(twin.Alerts), name)
 	if err != nil {
-		httpx.Error(w, http.StatusNotFound, "alert not found", name)
-		return
+		return nil, http.StatusNotFound, "alert not found", name
 	}
 	if f, ok := e.tw.Get(id); !ok || !p.Sees(f) {
-		httpx.Error(w, http.StatusNotFound, "alert not found", name)
-		return
+		return nil, http.StatusNotFound, "alert not found", name
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -227,14 +238,11 @@ func (e *Engine) action(w http.ResponseWriter, r *http.Request, act string) {
 	})
 	switch {
 	case errors.Is(err, twin.ErrNotFound):
-		httpx.Error(w, http.StatusNotFound, "alert not found", name)
-		return
+		return nil, http.StatusNotFound, "alert not found", name
 	case errors.Is(err, errTransition):
-		httpx.Error(w, http.StatusConflict, "invalid transition", map[string]string{"state": from, "action": act})
-		return
+		return nil, http.StatusConflict, "invalid transition", map[string]string{"state": from, "action": act}
 	case err != nil:
-		httpx.Error(w, http.StatusInternalServerError, "alert update failed", err.Error())
-		return
+		return nil, http.StatusInternalServerError, "alert update failed", err.Error()
 	}
 	if act == "close" {
 		for k, n := range e.al.open {
@@ -244,5 +252,59 @@ func (e *Engine) action(w http.ResponseWriter, r *http.Request, act string) {
 		}
 	}
 	e.alertStateChanged(ch.New) //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
-	httpx.JSON(w, http.StatusOK, ch.New)
+	return ch.New, http.StatusOK, "", nil
+}
+
+// maxBulkAck bounds one POST /api/alerts/ack: a wall screen acknowledges
+// a group of alerts at once, never the whole city's history.
+const maxBulkAck = 1000
+
+// BulkAckResult is the answer of POST /api/alerts/ack: the names acked and,
+// per name that was not, why (the status and error a single ack would give).
+type BulkAckResult struct {
+	Acked  []string         `json:"acked"`
+	Failed []BulkAckFailure `json:"failed"`
+}
+
+// BulkAckFailure is one alert a bulk ack left alone.
+type BulkAckFailure struct {
+	Name   string `json:"name"`
+	Status int    `json:"status"`
+	Error  string `json:"error"`
+}
+
+// BulkAck answers POST /api/alerts/ack with {"names": ["a1", ...]}: each
+// alert is acknowledged as by POST /api/alerts/{name}/ack, with the same
+// region scope (an alert outside the token's region fails "alert not
+// found"), so an operator triaging a flood acks a whole group in one call.
+// It answers 200 with what was acked and what failed; 400 for a bad body.
+func (e *Engine) BulkAck(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Names []string `json:"names"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		httpx.Error(w, http.StatusBadRequest, "invalid body", err.Error())
+		return
+	}
+	if len(body.Names) == 0 || len(body.Names) > maxBulkAck {
+		httpx.Error(w, http.StatusBadRequest, "invalid body", fmt.Sprintf("names: want 1..%d alert names", maxBulkAck))
+		return
+	}
+	p := auth.Of(r.Context())
+	out := BulkAckResult{Acked: []string{}, Failed: []BulkAckFailure{}}
+	seen := make(map[string]bool, len(body.Names))
+	for _, name := range body.Names {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if _, status, msg, _ := e.apply(p, name, "ack"); status != http.StatusOK {
+			out.Failed = append(out.Failed, BulkAckFailure{Name: name, Status: status, Error: msg})
+			continue
+		}
+		out.Acked = append(out.Acked, name)
+	}
+	httpx.JSON(w, http.StatusOK, out)
 }

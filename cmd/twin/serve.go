@@ -342,6 +342,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		{Pattern: "GET /api/entities/{layer}/{name}/history", Handler: http.HandlerFunc(api.History), Access: R},
 		{Pattern: "GET /api/rules", Handler: http.HandlerFunc(eng.GetRules), Access: R},
 		{Pattern: "PUT /api/rules", Handler: http.HandlerFunc(eng.PutRules), Access: W, Roles: []auth.Role{auth.Admin}},
+		{Pattern: "POST /api/alerts/ack", Handler: http.HandlerFunc(eng.BulkAck), Access: W, Roles: ops},
 		{Pattern: "POST /api/alerts/{name}/ack", Handler: http.HandlerFunc(eng.AckAlert), Access: W, Roles: ops},
 		{Pattern: "POST /api/alerts/{name}/close", Handler: http.HandlerFunc(eng.CloseAlert), Access: W, Roles: ops},
 		{Pattern: "GET /tiles/", Handler: tl.Handler(), Access: R},

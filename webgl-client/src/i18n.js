@@ -205,10 +205,10 @@ export function createI18n(o = {}) {
       if (n == null || isNaN(n)) return '–'
       return formatter('num', opts || {}).format(n)
     },
-    /** A ratio 0..1 as a percentage with one decimal. */
+    /** A ratio 0..1 as a percentage with at most one decimal (95.5%, 100%). */
     pct(r) {
       if (r == null || isNaN(r)) return '–'
-      return formatter('num', { style: 'percent', minimumFractionDigits: 1, maximumFractionDigits: 1 }).format(r)
+      return formatter('num', { style: 'percent', minimumFractionDigits: 0, maximumFractionDigits: 1 }).format(r)
     },
 
     /**

@@ -47,6 +47,20 @@ export class Interpolator {
     return now < this.latestEnd
   }
 
+  /**
+   * Ids whose drawn position changed since the previous call: gliding now,
+   * or whose glide ended since then (so the final position is drawn too).
+   * The map redraws just these between deltas.
+   */
+  movingIds(now) {
+    const since = this.lastMovingCheck ?? -Infinity
+    this.lastMovingCheck = now
+    const out = []
+    if (since >= this.latestEnd) return out
+    for (const [id, tr] of this.tracks) if (tr.dur > 0 && tr.t0 + tr.dur > since && tr.t0 < now) out.push(id)
+    return out
+  }
+
   remove(id) {
     this.tracks.delete(id)
   }

@@ -14,7 +14,9 @@
 export class LiveStore {
   /**
    * @param {object} opts
-   * @param {(layer:string, features:TwinFeature[]) => void} [opts.onFlush] called once per dirty layer per flush
+   * @param {(layer:string, features:TwinFeature[], changes:{full:boolean, ids:Set<string>}) => void} [opts.onFlush]
+   *   called once per dirty layer per flush with the layer's features and what changed since the
+   *   last flush: `ids` upserted or removed, or `full` after a snapshot or resync (redraw all)
    * @param {(cb:() => void) => any} [opts.schedule] frame scheduler (default requestAnimationFrame)
    * @param {() => number} [opts.now] milliseconds clock (default performance.now)
    * @param {number} [opts.minIntervalMs] minimum time between flushes (default 0)
@@ -30,6 +32,8 @@ export class LiveStore {
     this.byLayer = new Map()
     this.seq = 0
     this.dirty = new Set()
+    /** @type {Map<string, {full:boolean, ids:Set<string>}>} per layer: what changed since its last flush */
+    this.changes = new Map()
     this.pending = false
     this.lastFlush = -Infinity
     this.flushes = 0
@@ -59,11 +63,11 @@ export class LiveStore {
 
   /** A snapshot replaces the whole state with what is in view at msg.seq. */
   applySnapshot(msg) {
-    for (const layer of this.byLayer.keys()) this.dirty.add(layer)
+    for (const layer of this.byLayer.keys()) this._full(layer)
     for (const id of this.features.keys()) this._notify(id, null)
     this.features.clear()
     this.byLayer.clear()
-    for (const f of msg.features || []) this._put(f)
+    for (const f of msg.features || []) this._full(this._put(f))
     this.seq = Number(msg.seq) || 0
     this._schedule()
   }
@@ -96,7 +100,7 @@ export class LiveStore {
 
   /** Resync drops everything: a snapshot follows. */
   resync() {
-    for (const layer of this.byLayer.keys()) this.dirty.add(layer)
+    for (const layer of this.byLayer.keys()) this._full(layer)
     for (const id of this.features.keys()) this._notify(id, null)
     this.features.clear()
     this.byLayer.clear()
@@ -140,9 +144,11 @@ export class LiveStore {
     }
     this.lastFlush = t
     const layers = this.dirty
+    const changes = this.changes
     this.dirty = new Set()
+    this.changes = new Map()
     this.flushes++
-    for (const layer of layers) this.onFlush(layer, this.layer(layer))
+    for (const layer of layers) this.onFlush(layer, this.layer(layer), changes.get(layer) || { full: false, ids: new Set() })
     for (const fn of this.listeners) fn(layers)
     this.flushMs += this.now() - t
   }
@@ -162,14 +168,30 @@ export class LiveStore {
     let ids = this.byLayer.get(layer)
     if (!ids) this.byLayer.set(layer, (ids = new Set()))
     ids.add(f.id)
-    this.dirty.add(layer)
+    this._mark(layer, f.id)
     this._notify(f.id, f)
+    return layer
+  }
+
+  /** Note that id of layer changed (for incremental map updates). */
+  _mark(layer, id) {
+    this.dirty.add(layer)
+    let c = this.changes.get(layer)
+    if (!c) this.changes.set(layer, (c = { full: false, ids: new Set() }))
+    if (!c.full) c.ids.add(id)
+  }
+
+  /** The whole layer must be redrawn (snapshot, resync). */
+  _full(layer) {
+    this.dirty.add(layer)
+    if (this.changes.get(layer)?.full) return
+    this.changes.set(layer, { full: true, ids: new Set() })
   }
 
   _delete(f) {
     this.features.delete(f.id)
     this.byLayer.get(f.layer)?.delete(f.id)
-    this.dirty.add(f.layer)
+    this._mark(f.layer, f.id)
     this._notify(f.id, null)
   }
 

@@ -118,6 +118,7 @@ describe('times in the city zone', () => {
     const a = createI18n({ storage: null })
     expect(a.num(12345)).toBe('12,345')
     expect(a.pct(0.955)).toMatch(/95\.5\s?%/)
+    expect(a.pct(1)).toMatch(/^100\s?%$/)
     expect(a.pct(null)).toBe('–')
   })
 })

@@ -75,3 +75,16 @@ describe('LiveLink', () => {
     Math.random.mockRestore()
   })
 })
+
+describe('Interpolator.movingIds', () => {
+  it('lists gliding ids, and a finished glide once more', async () => {
+    const { Interpolator } = await import('../src/interp.js')
+    const it2 = new Interpolator({ minMs: 100, maxMs: 1000 })
+    it2.fix('a', [0, 0], 0)
+    it2.fix('b', [0, 0], 0)
+    it2.fix('a', [1, 1], 500) // a glides 500..1000
+    expect(it2.movingIds(600)).toEqual(['a'])
+    expect(it2.movingIds(1200)).toEqual(['a']) // ended since the last call: drawn at its fix
+    expect(it2.movingIds(1300)).toEqual([])
+  })
+})
