@@ -189,7 +189,7 @@ var errTransition = errors.New("invalid transition")
 
 func (e *Engine) action(w http.ResponseWriter, r *http.Request, act string) {
 	name := r.PathValue("name")
-	f, status, msg, detail := e.apply(auth.Of(r.Context()), name, act)
+	f, status, msg, detail := e.apply(auth.Of(r.Context()), name, act) //nolint:contextcheck // the risk update it triggers is detached on purpose (see apply)
 	if status != http.StatusOK {
 		httpx.Error(w, status, msg, detail)
 		return
@@ -300,7 +300,7 @@ func (e *Engine) BulkAck(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		seen[name] = true
-		if _, status, msg, _ := e.apply(p, name, "ack"); status != http.StatusOK {
+		if _, status, msg, _ := e.apply(p, name, "ack"); status != http.StatusOK { //nolint:contextcheck // as in action
 			out.Failed = append(out.Failed, BulkAckFailure{Name: name, Status: status, Error: msg})
 			continue
 		}
