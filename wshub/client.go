@@ -88,6 +88,8 @@ type client struct {
 	laggingSince time.Time
 	closed       bool
 
+	playState // the replay, when one runs (replay.go)
+
 	wake       chan struct{} // capacity 1: coalesced wake-ups for the writer
 	done       chan struct{} // closed by close
 	closeOnce  sync.Once
@@ -258,7 +260,18 @@ func (c *client) readLoop() {
 			c.enqueueControl(encodeError("want JSON text messages"))
 			continue
 		}
+		if rreq, ok, err := parseReplay(data); ok {
+			if err != nil {
+				c.enqueueControl(encodeError(err.Error()))
+			} else {
+				c.replayOp(rreq)
+			}
+			continue
+		}
 		req, err := parseRequest(data)
+		if err == nil {
+			c.stopReplay() // back to live
+		}
 		if err != nil {
 			c.enqueueControl(encodeError(err.Error()))
 			continue
@@ -396,7 +409,11 @@ func (c *client) writeSnapshot(s *snapshot) error {
 		}
 	}
 	progress := time.Now()
-	put(fmt.Appendf(nil, `{"op":"snapshot","seq":%d,"features":[`, s.seq))
+	if s.at != "" {
+		put(fmt.Appendf(nil, `{"op":"snapshot","seq":%d,"replay":true,"at":%q,"features":[`, s.seq, s.at))
+	} else {
+		put(fmt.Appendf(nil, `{"op":"snapshot","seq":%d,"features":[`, s.seq))
+	}
 	for i, f := range s.features {
 		if err != nil {
 			break // the link failed: encoding the rest would only burn CPU

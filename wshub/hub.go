@@ -518,7 +518,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer close(writerDone)
 		c.writeLoop()
 	}()
-	c.readLoop()
+	c.readLoop() //nolint:contextcheck // a replay lives as long as the link; stopReplay below ends it
+	c.stopReplay()
 	c.close(websocket.CloseNormalClosure, "")
 	<-writerDone
 	<-c.closerDone

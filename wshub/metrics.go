@@ -19,7 +19,9 @@ type metrics struct {
 	// subscribesCoalesced counts subscribes replaced by a later one
 	// before they were served.
 	subscribesCoalesced prometheus.Counter
-	reg                 prometheus.Registerer
+	// Replays started, replays handed over to live, replay deltas queued.
+	replays, replayLive, replayDeltas prometheus.Counter
+	reg                               prometheus.Registerer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,6 +42,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "twin_ws_subscribes_coalesced_total", Help: "Subscribes replaced by a later one from the same client before they were served."}),
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "twin_ws_resyncs_total", Help: "Resyncs sent: queue overflow, resume too old, or the hub fell out of the feed window."}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "twin_ws_replays_total", Help: "Websocket replays started (subscribe with at)."}),
+		replayLive: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "twin_ws_replays_live_total", Help: "Websocket replays that reached now and went on live."}),
+		replayDeltas: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "twin_ws_replay_deltas_total", Help: "Replayed deltas queued to websocket clients."}),
 	}
 	m.reg = reg
 	defer m.initLabels()
@@ -54,6 +62,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.resyncs = register(reg, m.resyncs)
 	m.rejected = register(reg, m.rejected)
 	m.subscribesCoalesced = register(reg, m.subscribesCoalesced)
+	m.replays = register(reg, m.replays)
+	m.replayLive = register(reg, m.replayLive)
+	m.replayDeltas = register(reg, m.replayDeltas)
 	return m
 }
 

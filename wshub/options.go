@@ -7,6 +7,7 @@ import (
 
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/citytwin/citytwin/twin/timeline"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -26,6 +27,9 @@ type Options struct {
 	// ?access_token=). A non-nil error answers 401 before the upgrade. Nil
 	// means anonymous city-wide access (tests, demo on loopback).
 	Authorize func(r *http.Request) (auth.Principal, error)
+	// Replay answers subscribes with "at" (replay.go) from the store's
+	// timeline; nil refuses them with an error message.
+	Replay *timeline.Reader
 	// QueueBytes bounds what is pending per client, in bytes of encoded
 	// messages plus a fixed overhead per message (default 2 MiB), so a
 	// client's cost does not depend on how large the objects it watches

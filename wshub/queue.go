@@ -36,6 +36,7 @@ func (it *item) size() int {
 type snapshot struct {
 	seq      uint64
 	features []*twin.Feature
+	at       string // a replay snapshot's time (RFC 3339), "" when live
 }
 
 // queue is a client's FIFO of pending messages where a delta for an object

@@ -296,7 +296,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		origins = strings.Split(c.origins, ",")
 	}
 	c.limits.resolve(log)
-	wsOpts := wshub.Options{Logger: log, Registerer: reg, AllowedOrigins: origins,
+	wsOpts := wshub.Options{Logger: log, Registerer: reg, AllowedOrigins: origins, Replay: tlReader,
 		Authorize: func(r *http.Request) (auth.Principal, error) {
 			p, ok := auth.FromContext(r.Context())
 			if !ok {
