@@ -279,10 +279,51 @@ func (s *Service) Act(p auth.Principal, name, action string, a Action) (*twin.Fe
 		if p.Role != auth.Operator && p.Role != auth.Admin {
 			return nil, fmt.Errorf("%w: close needs an operator", ErrForbidden)
 		}
+	case "escalate":
+		if p.Role != auth.Operator && p.Role != auth.Admin {
+			return nil, fmt.Errorf("%w: escalate needs an operator", ErrForbidden)
+		}
+		return s.escalate(id, p.Subject, now, a.Note)
 	default:
-		return nil, fmt.Errorf("%w: unknown action %q (dispatch, accept, arrive, resolve, close)", ErrTransition, action)
+		return nil, fmt.Errorf("%w: unknown action %q (dispatch, accept, arrive, resolve, close, escalate)", ErrTransition, action)
 	}
 	return s.commit(id, action, p.Subject, now, a.Note, nil)
+}
+
+// escalate hands an open incident to the next tier up (street -> district
+// -> city) by an operator's decision, as a missed deadline would, without
+// counting an SLA breach: the operator on the wall screen judges that the
+// street cannot handle it. The tier's code follows, so the higher tier's
+// dispatchers may assign its workers.
+func (s *Service) escalate(id twin.ID, actor string, now time.Time, note string) (*twin.Feature, error) {
+	c, _, err := s.tw.Update(id, func(f *twin.Feature) (*twin.Feature, error) {
+		if f == nil {
+			return nil, ErrNotFound
+		}
+		switch st := f.Prop("state"); st {
+		case Resolved, Closed:
+			return f, fmt.Errorf("%w: cannot escalate an incident that is %s", ErrTransition, st)
+		}
+		if f.Prop("tier") == "city" {
+			return f, fmt.Errorf("%w: the incident is already at the city tier", ErrTransition)
+		}
+		tier := nextTier[f.Prop("tier")]
+		if tier == "" {
+			tier = "district"
+		}
+		f.Props["tier"] = tier
+		f.Props["tier_code"] = tierCode(f.Region, tier)
+		st := step("escalate", actor, now)
+		if note = strings.TrimSpace(note); note != "" {
+			st["note"] = note
+		}
+		f.Props["history"] = append(asList(f.Props["history"]), st)
+		return f, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.New, nil
 }
 
 // commit applies a (checked) action to the incident and frees its worker

@@ -191,3 +191,37 @@ func TestArriveFromSentPosition(t *testing.T) {
 		t.Fatal("worker not released by resolve")
 	}
 }
+
+// TestOperatorEscalates (issue 14 item 4): an operator hands an incident up
+// a tier from the inspector; it climbs street -> district -> city, no
+// further, and never once resolved; field workers may not.
+func TestOperatorEscalates(t *testing.T) {
+	_, s, _ := setup(t)
+	inc, _, err := s.Report(op, Report{Type: "litter", Lon: there[0], Lat: there[1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := auth.Principal{Subject: "grid-mate", Role: auth.Field, Region: "500105002"}
+	if _, err := s.Act(field, inc.ID.Name, "escalate", Action{}); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("field escalate: %v", err)
+	}
+	f, err := s.Act(op, inc.ID.Name, "escalate", Action{Note: "needs the district's crew"})
+	if err != nil || f.Prop("tier") != "district" || f.Prop("tier_code") != "500105" {
+		t.Fatalf("escalate: %v tier %q code %q", err, f.Prop("tier"), f.Prop("tier_code"))
+	}
+	if h := asList(f.Props["history"]); len(h) == 0 || h[len(h)-1].(map[string]any)["note"] != "needs the district's crew" {
+		t.Fatalf("history %v", h)
+	}
+	if n, _ := f.Number("sla_breaches"); n != 0 {
+		t.Fatalf("a decision counted as a breach: %v", n)
+	}
+	if f, err = s.Act(op, inc.ID.Name, "escalate", Action{}); err != nil || f.Prop("tier") != "city" || f.Prop("tier_code") != "500000" {
+		t.Fatalf("second escalate: %v %q", err, f.Prop("tier"))
+	}
+	if _, err := s.Act(op, inc.ID.Name, "escalate", Action{}); !errors.Is(err, ErrTransition) {
+		t.Fatalf("escalate past the city: %v", err)
+	}
+	if _, err := s.Act(op, inc.ID.Name, "close", Action{}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -118,7 +118,7 @@ export function createInspector(o) {
     const acts = [
       canDispatch && !p.assignee ? ['dispatch', t('action.dispatch')] : null,
       canDispatch && p.assignee ? ['reassign', t('action.reassign')] : null,
-      p.state !== 'closed' ? ['escalate', t('action.escalate')] : null,
+      p.state !== 'closed' && p.state !== 'resolved' && p.tier !== 'city' ? ['escalate', t('action.escalate')] : null,
       p.state !== 'closed' ? ['close', t('action.close')] : null,
     ].filter(Boolean)
     return head(i18n.term('types', p.type), t('insp.incident')) + `<table class="kv">
@@ -150,7 +150,7 @@ export function createInspector(o) {
       ${row('insp.region', esc(where(f)))}
     </table>
     <div class="actions">${p.state === 'open' ? `<button type="button" data-kind="alert" data-act="ack">${esc(t('panel.ack'))}</button>` : ''}${p.state !== 'closed' ? `<button type="button" data-kind="alert" data-act="close">${esc(t('action.close'))}</button>` : ''}</div>
-    <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(h.event || '')}${h.severity ? ` <span class="dot" style="background:${colourHex(h.severity)}"></span>` : ''}${h.by ? ` · <span class="muted">${esc(h.by)}</span>` : ''}</li>`).join('')}</ol>`
+    <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('event', h.event))}${h.severity ? ` <span class="dot" style="background:${colourHex(h.severity)}"></span>` : ''}${h.by ? ` · <span class="muted">${esc(h.by)}</span>` : ''}</li>`).join('')}</ol>`
   }
 
   function mover(f, layer) {
