@@ -69,18 +69,26 @@ func CheckClientProps(props map[string]any) error {
 // everything; any other region sees only objects whose region path (computed
 // by the server from the geometry) holds it. Alerts additionally carry every
 // region they concern in AlsoRegionsProp, written by the rules engine and
-// the incident service only, and tasks and directives carry theirs
-// (governance/tasks); no other layer's props are ever read. A code in the
-// list is seen by its own region and every region containing it, never by
-// the regions inside it: a street does not see its district's task.
+// the incident service only; tasks and directives carry theirs
+// (governance/tasks) and are scoped by it alone when they have it (their
+// point is where they are drawn, not whose they are); no other layer's
+// props are ever read. A code in the list is seen by its own region and
+// every region containing it, never by the regions inside it: a street
+// does not see its district's task.
 func (p Principal) Sees(f *twin.Feature) bool {
 	if p.Region == "" || p.Region == CityCode {
 		return true
 	}
-	if f.InRegion(p.Region) {
+	l := f.ID.Layer
+	work := l == twin.Tasks || l == twin.Directives
+	// A task's point is where it shows on the map (its building, its
+	// target region's centre), not whose it is: a district's task drawn at
+	// the district's centre must not reach the street there.
+	byProp := work && f.Props[AlsoRegionsProp] != nil
+	if !byProp && f.InRegion(p.Region) {
 		return true
 	}
-	if l := f.ID.Layer; l != twin.Alerts && l != twin.Tasks && l != twin.Directives {
+	if l != twin.Alerts && !work {
 		return false
 	}
 	switch extra := f.Props[AlsoRegionsProp].(type) {

@@ -56,7 +56,7 @@ func TestSees(t *testing.T) {
 	}
 	// A directive's task to a district has no geometry: its regions prop
 	// is its scope; the district and the city see it, its streets do not.
-	task := &twin.Feature{ID: twin.NewID(twin.Tasks, "t"), Props: map[string]any{"regions": []any{"500105"}}}
+	task := &twin.Feature{ID: twin.NewID(twin.Tasks, "t"), Region: []string{"500000", "500105", "500105002"}, Props: map[string]any{"regions": []any{"500105"}}}
 	other := Principal{Role: Operator, Region: "500103"}
 	if !district.Sees(task) || !city.Sees(task) || street.Sees(task) || other.Sees(task) {
 		t.Fatal("task regions: its district and the city see it, its street and other districts do not")

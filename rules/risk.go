@@ -17,10 +17,21 @@ type riskIndex struct {
 	alarms    map[twin.ID]map[string]string // building -> alert name -> colour
 	watch     map[twin.ID]bool              // buildings with hazards: re-evaluated on Tick
 	incidents map[twin.ID]twin.ID           // incident -> building
+	tasks     map[twin.ID]twin.ID           // rectification task -> building
 }
 
 func newRiskIndex() *riskIndex {
-	return &riskIndex{alarms: map[twin.ID]map[string]string{}, watch: map[twin.ID]bool{}, incidents: map[twin.ID]twin.ID{}}
+	return &riskIndex{alarms: map[twin.ID]map[string]string{}, watch: map[twin.ID]bool{}, incidents: map[twin.ID]twin.ID{},
+		tasks: map[twin.ID]twin.ID{}}
+}
+
+// rectificationOf returns the building a rectification task is about.
+func rectificationOf(f *twin.Feature, layer twin.Layer) (twin.ID, bool) {
+	if f == nil || f.Prop("kind") != "rectification" {
+		return twin.ID{}, false
+	}
+	bid, err := twin.ParseID(f.Prop("subject"))
+	return bid, err == nil && bid.Layer == layer
 }
 
 // alertStateChanged updates the alarms of the building an alert is about.
@@ -64,6 +75,14 @@ func (e *Engine) riskChanged(c *twin.Change) {
 		if has || e.risk.watch[id] {
 			e.updateRisk(id, e.clk.Now())
 		}
+	case twin.Tasks:
+		bid, ok := rectificationOf(c.New, layer)
+		if !ok {
+			return
+		}
+		e.risk.tasks[id] = bid
+		e.risk.watch[bid] = true
+		e.updateRisk(bid, e.clk.Now())
 	case twin.Incidents:
 		ref := c.New.Prop("attached_to")
 		if ref == "" {
@@ -100,10 +119,14 @@ func (e *Engine) tickRisk(now time.Time) {
 	}
 }
 
-// hazard is one open rectification item with a deadline.
+// hazard is one open rectification item with a deadline. A rectification
+// task (governance/tasks) carries its own level and its escalation count:
+// the task's due clock steps it, so the colour follows the task.
 type hazard struct {
 	name     string
 	deadline time.Time
+	level    int // the hazard's own level while open (1 red .. 5 green); 0: none
+	steps    int // escalation steps taken; -1: count periods past the deadline
 }
 
 func (e *Engine) hazardsOf(b *twin.Feature) []hazard {
@@ -129,8 +152,36 @@ func (e *Engine) hazardsOf(b *twin.Feature) []hazard {
 			if name == "" {
 				name = fmt.Sprintf("hazards[%d]", i)
 			}
-			out = append(out, hazard{name, d})
+			out = append(out, hazard{name: name, deadline: d, steps: -1})
 		}
+	}
+	for tid, bid := range e.risk.tasks {
+		if bid != b.ID {
+			continue
+		}
+		t, ok := e.tw.Get(tid)
+		if !ok {
+			delete(e.risk.tasks, tid)
+			continue
+		}
+		if t.Prop("state") == "closed" {
+			delete(e.risk.tasks, tid)
+			continue
+		}
+		d, err := time.Parse(time.RFC3339Nano, t.Prop("due"))
+		if err != nil {
+			continue
+		}
+		h := hazard{name: tid.String(), deadline: d}
+		if l, ok := t.Number("risk_level"); ok && l >= 1 && l <= 5 {
+			h.level = int(l)
+		}
+		n, _ := t.Number("escalations")
+		h.steps = int(n)
+		if o, _ := t.Props["overdue"].(bool); o && h.steps == 0 {
+			h.steps = 1
+		}
+		out = append(out, h)
 	}
 	for iid, bid := range e.risk.incidents {
 		if bid != b.ID {
@@ -145,7 +196,7 @@ func (e *Engine) hazardsOf(b *twin.Feature) []hazard {
 			continue
 		}
 		if d, err := time.Parse(time.RFC3339, inc.Prop("deadline")); err == nil {
-			out = append(out, hazard{iid.String(), d})
+			out = append(out, hazard{name: iid.String(), deadline: d, steps: -1})
 		}
 	}
 	return out
@@ -191,11 +242,25 @@ func (e *Engine) updateRisk(bid twin.ID, now time.Time) {
 		period = 24 * time.Hour
 	}
 	for _, h := range e.hazardsOf(b) {
-		if now.Before(h.deadline) {
+		from := base
+		if h.level > 0 && h.level < from {
+			from = h.level
+			if from < lvl {
+				lvl = from
+				why = append(why, "open "+h.name)
+			}
+		}
+		steps := h.steps
+		if steps < 0 {
+			if now.Before(h.deadline) {
+				continue
+			}
+			steps = 1 + int(now.Sub(h.deadline)/period)
+		}
+		if steps == 0 {
 			continue
 		}
-		steps := 1 + int(now.Sub(h.deadline)/period)
-		if l := max(1, base-steps); l < lvl {
+		if l := max(1, from-steps); l < lvl {
 			lvl = l
 		}
 		ti = max(ti, min(steps, len(tiers)-1))
@@ -272,6 +337,13 @@ func (e *Engine) seedRisk() {
 		}
 		if bid, err := twin.ParseID(ref); err == nil && bid.Layer == layer {
 			e.risk.incidents[f.ID] = bid
+			e.risk.watch[bid] = true
+		}
+		return true
+	})
+	e.tw.Range(twin.Tasks, func(f *twin.Feature) bool {
+		if bid, ok := rectificationOf(f, layer); ok && f.Prop("state") != "closed" {
+			e.risk.tasks[f.ID] = bid
 			e.risk.watch[bid] = true
 		}
 		return true

@@ -27,6 +27,7 @@ import (
 	"github.com/citytwin/citytwin/governance/ogc"
 	"github.com/citytwin/citytwin/governance/query"
 	"github.com/citytwin/citytwin/governance/replay"
+	"github.com/citytwin/citytwin/governance/tasks"
 	"github.com/citytwin/citytwin/ingest/broker"
 	"github.com/citytwin/citytwin/ingest/httpin"
 	"github.com/citytwin/citytwin/ingest/journal"
@@ -60,6 +61,7 @@ type serveConfig struct {
 	limits                                                           *limitConfig
 	metricsAccess                                                    string
 	replay                                                           *replayConfig
+	taskPeriod                                                       time.Duration
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -89,6 +91,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.metricsAccess, "metrics-access", "loopback", "who may read /metrics: loopback (callers on this machine), token (a city-level admin bearer token) or public")
 	fs.StringVar(&c.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
+	fs.DurationVar(&c.taskPeriod, "task-period", 24*time.Hour, "how long an overdue rectification or enforcement task stays at a tier before it escalates another (一楼一策: street -> district -> city)")
 	c.limits = addLimitFlags(fs)
 	c.replay = addReplayFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -255,6 +258,12 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true, Enricher: loc})
 	stg.run(intake, "incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
 
+	// The work loops (directives, rectification, enforcement): the due
+	// clock and the enforcement cases' feed consumer are effects, started
+	// like the incidents' SLA loop.
+	work := tasks.New(tw, tasks.Options{Clock: clk, Logger: log, Registerer: reg, Period: c.taskPeriod})
+	stg.run(rulesStage, "tasks", work.Run)
+
 	system := auth.Principal{Subject: "rules", Role: auth.Admin, Region: auth.CityCode}
 	eng := rules.New(tw, rules.Options{Logger: log, Registerer: reg, Clock: clk, Notifier: notifier, Place: loc.Path,
 		OpenIncident: func(typ string, at orb.Point, desc string) error {
@@ -350,6 +359,13 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		{Pattern: "GET /fonts/", Handler: tl.Handler(), Access: P},
 		{Pattern: "GET /ws", Handler: hub, Access: R, QueryToken: true},
 		{Pattern: "GET /", Handler: webclient.Handler(), Access: P},
+	}
+	for _, rt := range work.Routes() { // directives, tasks and their actions
+		access, roles := R, []auth.Role(nil)
+		if rt.Write {
+			access, roles = W, []auth.Role{auth.Operator, auth.Field}
+		}
+		routes = append(routes, server.Route{Pattern: rt.Pattern, Handler: rt.Handler, Access: access, Roles: roles})
 	}
 	for _, rt := range ogcAPI.Routes() { // landing, api, conformance, collections, queryables, items
 		routes = append(routes, server.Route{Pattern: rt.Pattern, Handler: rt.Handler, Access: R})

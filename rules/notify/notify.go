@@ -10,6 +10,11 @@
 // backoff, counting each failure; a consumer that falls out of the feed
 // window republishes the latest state of every alert that changed meanwhile.
 // Only what is still queued when the server stops is given up, and counted.
+//
+// Tasks (governance/tasks: directives' targets, rectification, enforcement)
+// go out the same way: the persons a task names (`persons`) hear on
+// twin/notify/{person} when it is issued, reminded near its due time,
+// escalated and closed, and webhooks receive each such event.
 package notify
 
 import (
@@ -57,8 +62,9 @@ type Notifier struct {
 	m     metrics
 	hook  *webhooks
 	after uint64
-	seen  map[twin.ID]summary // last published state per alert
-	queue []chan msg          // per worker; nil until Run starts them
+	seen  map[twin.ID]summary     // last published state per alert
+	tasks map[twin.ID]taskSummary // last notified state per task that changed since the start
+	queue []chan msg              // per worker; nil until Run starts them
 	wg    sync.WaitGroup
 }
 
@@ -66,6 +72,15 @@ type Notifier struct {
 type summary struct {
 	state, severity, tier string
 	count                 float64
+}
+
+// taskSummary is what decides whether a task change is news.
+type taskSummary struct {
+	state, tier, reminded string
+}
+
+func summarizeTask(f *twin.Feature) taskSummary {
+	return taskSummary{f.Prop("state"), f.Prop("tier"), f.Prop("reminded_at")}
 }
 
 func summarize(f *twin.Feature) summary {
@@ -93,7 +108,8 @@ func New(tw *twin.Twin, opts Options) *Notifier {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 5 * time.Second}
 	}
-	n := &Notifier{tw: tw, opts: opts, log: opts.Logger, m: newMetrics(opts.Registerer), seen: map[twin.ID]summary{}}
+	n := &Notifier{tw: tw, opts: opts, log: opts.Logger, m: newMetrics(opts.Registerer), seen: map[twin.ID]summary{},
+		tasks: map[twin.ID]taskSummary{}}
 	n.hook = newWebhooks(opts.Webhooks, opts.HTTPClient, n.m.webhookFailures, opts.Logger, opts.Backoff)
 	n.after = tw.Range(twin.Alerts, func(f *twin.Feature) bool {
 		n.seen[f.ID] = summarize(f)
@@ -162,6 +178,10 @@ func (n *Notifier) drain(ctx context.Context) {
 				n.alert(ctx, c.New)
 			} else if c.Kind == twin.Remove && c.Old.ID.Layer == twin.Alerts {
 				delete(n.seen, c.Old.ID)
+			} else if c.Kind == twin.Upsert && c.New.ID.Layer == twin.Tasks {
+				n.task(ctx, c.Old, c.New, true)
+			} else if c.Kind == twin.Remove && c.Old.ID.Layer == twin.Tasks {
+				delete(n.tasks, c.Old.ID)
 			}
 		}
 		n.after = cs[len(cs)-1].Seq
@@ -174,6 +194,11 @@ func (n *Notifier) resync(ctx context.Context) uint64 {
 	seq := n.tw.Range(twin.Alerts, func(f *twin.Feature) bool { all = append(all, f); return true })
 	for _, f := range all {
 		n.alert(ctx, f)
+	}
+	all = all[:0]
+	n.tw.Range(twin.Tasks, func(f *twin.Feature) bool { all = append(all, f); return true })
+	for _, f := range all {
+		n.task(ctx, nil, f, false) // what changed meanwhile is unknown: no news for a task not seen before
 	}
 	return seq
 }
@@ -206,6 +231,53 @@ func (n *Notifier) alert(ctx context.Context, al *twin.Feature) {
 		n.owners(ctx, key, al, "opened")
 	case prev.tier != now.tier && now.tier != "":
 		n.owners(ctx, key, al, "escalated")
+	}
+}
+
+// task tells a task's persons (and webhooks) of its news: issued, reminded
+// near its due time, escalated a tier, closed. What was known before is
+// the last state it notified, else the change's old state (tasks are not
+// remembered until they change, so a restart announces nothing twice).
+func (n *Notifier) task(ctx context.Context, old, t *twin.Feature, fromFeed bool) {
+	now := summarizeTask(t)
+	prev, known := n.tasks[t.ID]
+	if !known && old != nil {
+		prev, known = summarizeTask(old), true
+	}
+	if !known && !fromFeed {
+		n.tasks[t.ID] = now
+		return
+	}
+	if known && prev == now {
+		return
+	}
+	n.tasks[t.ID] = now
+	if now.state == "closed" {
+		delete(n.tasks, t.ID) // nothing follows a close
+	}
+	var event string
+	switch {
+	case !known:
+		event = "issued"
+	case now.state == "closed" && prev.state != "closed":
+		event = "closed"
+	case now.tier != prev.tier:
+		event = "escalated"
+	case now.reminded != "" && prev.reminded == "":
+		event = "due_soon"
+	default:
+		return
+	}
+	m := map[string]any{"event": "task." + event, "task": t.ID.String(), "kind": t.Prop("kind"), "title": t.Prop("title"),
+		"state": t.Prop("state"), "tier": t.Prop("tier"), "tier_code": t.Prop("tier_code"), "due": t.Prop("due"),
+		"subject": t.Prop("subject")}
+	if o := t.Prop("outcome"); o != "" {
+		m["outcome"] = o
+	}
+	key := t.ID.String()
+	n.notify(ctx, key, twin.PropStrings(t.Props["persons"]), m)
+	if b, err := json.Marshal(map[string]any{"event": "task." + event, "task": t}); err == nil {
+		n.hook.send(ctx, b)
 	}
 }
 
