@@ -134,3 +134,14 @@ export function mineFirst(features, workerId) {
   for (const f of features) ((f.properties || {}).assignee === workerId ? mine : rest).push(f)
   return mine.concat(rest)
 }
+
+/**
+ * bbox [w,s,e,n] grown by `k` of its width and height on each side,
+ * clamped to valid lon/lat: the map subscribes to a margin around the
+ * view so that small pans stay inside what the client already holds.
+ */
+export function padBBox(b, k) {
+  const dx = (b[2] - b[0]) * k, dy = (b[3] - b[1]) * k
+  const c = (v, lo, hi) => Math.max(lo, Math.min(hi, v))
+  return [c(b[0] - dx, -180, 180), c(b[1] - dy, -90, 90), c(b[2] + dx, -180, 180), c(b[3] + dy, -90, 90)]
+}

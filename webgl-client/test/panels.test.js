@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { selectAlerts, selectIncidents, tierBBox, inTier, mineFirst, alertSince, WORLD_BBOX } from '../src/panels.js'
+import { selectAlerts, selectIncidents, tierBBox, inTier, mineFirst, alertSince, WORLD_BBOX, padBBox } from '../src/panels.js'
 
 const alert = (name, severity, state, first, extra = {}) => ({
   type: 'Feature', id: `alerts/${name}`, layer: 'alerts', version: 1, updated: '2026-11-23T10:00:00Z',
@@ -118,5 +118,12 @@ describe('mineFirst', () => {
     expect(mineFirst(list, 'workers/me').map((x) => x.id)).toEqual(['b', 'd', 'a', 'c'])
     expect(mineFirst(list, '').map((x) => x.id)).toEqual(['a', 'b', 'c', 'd'])
     expect(mineFirst(list, 'workers/me')).not.toBe(list)
+  })
+})
+
+describe('padBBox', () => {
+  it('grows a bbox on every side and clamps to the world', () => {
+    expect(padBBox([106, 29, 107, 30], 0.5)).toEqual([105.5, 28.5, 107.5, 30.5])
+    expect(padBBox([-179, -89, 179, 89], 1)).toEqual([-180, -90, 180, 90])
   })
 })

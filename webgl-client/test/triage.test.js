@@ -67,3 +67,17 @@ describe('rankDistricts', () => {
     expect(r[3].score).toBe(0)
   })
 })
+
+describe('hourlySeries', () => {
+  it('reads the server hourly indicators into sparkline series', async () => {
+    const { hourlySeries, workerCounts, sparkline } = await import('../src/op/figures.js')
+    const h = { buckets: [
+      { alerts_raised: { red: 1, blue: 2 }, incidents_entered: { reported: 4, accepted: 3 }, sla: { accept: { met: 3, breached: 1 } } },
+      { alerts_raised: {}, incidents_entered: {}, sla: {} },
+    ] }
+    expect(hourlySeries(h)).toEqual({ buckets: 2, raised: [3, 0], incidents: [4, 0], sla: [0.75, null] })
+    expect(workerCounts({ available: 5, busy: 2, offline: 3 })).toEqual({ online: 7, busy: 2 })
+    expect(sparkline([1])).toBe('')
+    expect(sparkline([0, 2, 1])).toContain('<polyline')
+  })
+})

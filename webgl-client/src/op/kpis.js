@@ -7,24 +7,10 @@ import { esc, RISK } from '../common.js'
 import { api } from '../api.js'
 import { i18n, t } from '../i18n.js'
 import { rankDistricts } from '../triage.js'
+import { workerCounts, hourlySeries, sparkline } from './figures.js'
 
 const TREND_MAX = 2160 // 3 h of 5 s samples
 const INCIDENT_STATES = ['reported', 'dispatched', 'accepted', 'arrived', 'resolved']
-
-/** Workers online (any status but offline / off duty) and on a task (busy). */
-export function workerCounts(byStatus = {}) {
-  let online = 0
-  for (const [k, v] of Object.entries(byStatus)) if (k !== 'offline' && k !== 'off_duty') online += v
-  return { online, busy: byStatus.busy || 0 }
-}
-
-/** SVG sparkline of values (0..max) as a polyline w x h. */
-export function sparkline(values, w = 220, h = 40) {
-  if (values.length < 2) return ''
-  const max = Math.max(1, ...values)
-  const pts = values.map((v, i) => `${((i / (values.length - 1)) * w).toFixed(1)},${(h - (v / max) * (h - 2) - 1).toFixed(1)}`).join(' ')
-  return `<svg class="spark" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" aria-hidden="true"><polyline points="${pts}" fill="none" stroke="currentColor" stroke-width="2"/></svg>`
-}
 
 /**
  * @param {object} o
@@ -38,6 +24,9 @@ export function sparkline(values, w = 220, h = 40) {
  */
 export function createKpis(o) {
   let last = null
+  /** the server's hourly indicator series of the tier (GET /api/regions/{code}/indicators) */
+  let hourly = null
+  let hourlyAt = 0
   const trend = new Map() // tier code -> [{t, alerts, red, sla}]
 
   function sample(s) {
@@ -48,8 +37,22 @@ export function createKpis(o) {
     if (arr.length > TREND_MAX) arr.splice(0, arr.length - TREND_MAX)
   }
 
+  // The hourly series changes slowly: fetch it once a minute, and at once
+  // when the tier changes.
+  async function refreshHourly(code) {
+    if (hourly && hourly.region === code && Date.now() - hourlyAt < 60000) return
+    hourlyAt = Date.now()
+    try {
+      const h = await api(`/api/regions/${encodeURIComponent(code)}/indicators?step=hour`)
+      if (code === o.tierCode()) hourly = h
+    } catch (err) {
+      console.warn('indicators:', err.message)
+    }
+  }
+
   async function refresh() {
     const code = o.tierCode()
+    refreshHourly(code).then(render)
     try {
       const s = await api(`/api/regions/${encodeURIComponent(code)}/summary`)
       if (code !== o.tierCode()) return
@@ -90,10 +93,17 @@ export function createKpis(o) {
     const arr = trend.get(s.code) || []
     const series = arr.map((x) => x.alerts)
     const span = arr.length > 1 ? Math.round((arr.at(-1).t - arr[0].t) / 60000) : 0
+    const hours = hourly && hourly.region === s.code ? hourlySeries(hourly) : null
     o.side.querySelector('.ind-rank').innerHTML = `<h4>${esc(t('ind.ranking'))} <span class="muted small">${esc(t('ind.ranking_hint'))}</span></h4><ol class="rank">${rank.map((r) =>
       `<li data-code="${esc(r.code)}"><span class="r-name">${esc(r.name)}</span><span class="bar"><span style="width:${(100 * r.score / top).toFixed(0)}%"></span></span><b>${esc(r.alerts)}</b>${r.red ? `<span class="kc" style="color:#e53935"> ${esc(r.red)}</span>` : ''}</li>`).join('')}</ol>`
-    o.side.querySelector('.ind-trend').innerHTML = `<h4>${esc(t('ind.trend'))} <span class="muted small">${span ? esc(i18n.num(span)) + ' min' : ''}</span></h4>` +
-      (series.length > 1 ? `<div class="trend-row"><span class="muted small">${esc(t('ind.open_alerts'))}</span>${sparkline(series)}</div>` : `<div class="muted small">${esc(t('ind.no_trend'))}</div>`)
+    const trendHTML = hours && hours.buckets >= 2
+      ? `<h4>${esc(t('ind.trend'))} <span class="muted small">${esc(t('ind.last_hours', { n: hours.buckets }))}</span></h4>` +
+        `<div class="trend-row"><span class="muted small">${esc(t('ind.alerts_raised_h'))} · ${esc(i18n.num(hours.raised.at(-1)))}</span>${sparkline(hours.raised)}</div>` +
+        `<div class="trend-row"><span class="muted small">${esc(t('ind.incidents_h'))} · ${esc(i18n.num(hours.incidents.at(-1)))}</span>${sparkline(hours.incidents)}</div>` +
+        (hours.sla.some((v) => v != null) ? `<div class="trend-row"><span class="muted small">${esc(t('ind.sla'))} · ${esc(i18n.pct(hours.sla.filter((v) => v != null).at(-1)))}</span>${sparkline(hours.sla.map((v) => (v == null ? 0 : v * 100)))}</div>` : '')
+      : `<h4>${esc(t('ind.trend'))} <span class="muted small">${span ? esc(i18n.num(span)) + ' min' : ''}</span></h4>` +
+        (series.length > 1 ? `<div class="trend-row"><span class="muted small">${esc(t('ind.open_alerts'))}</span>${sparkline(series)}</div>` : `<div class="muted small">${esc(t('ind.no_trend'))}</div>`)
+    o.side.querySelector('.ind-trend').innerHTML = trendHTML
     const chips = (obj, colour) => Object.entries(obj || {}).sort().map(([k, v]) =>
       `<span class="chip">${colour ? `<span class="dot" style="background:${RISK.find((r) => r.name === k)?.hex || '#b0bec5'}"></span>` : ''}${esc(colour ? i18n.term('colour_short', k) : i18n.term('state', k))} <b>${esc(v)}</b></span>`).join('') || `<span class="muted">${esc(t('app.none'))}</span>`
     o.side.querySelector('.ind-detail').innerHTML = `
