@@ -131,3 +131,47 @@ describe('LiveStore', () => {
     expect(seen).toEqual([['vehicles/a', 1], ['vehicles/a', 2], ['vehicles/a', null]])
   })
 })
+
+describe('LiveStore changes (incremental map updates)', () => {
+  it('hands each flush the ids changed since the last one, or full after a snapshot', () => {
+    const got = []
+    const h = harness({ onFlush: (layer, feats, ch) => got.push({ layer, full: ch.full, ids: [...ch.ids].sort() }) })
+    h.store.handle({ op: 'snapshot', seq: 1, features: [veh('a', 1), veh('b', 1)] })
+    h.frame()
+    expect(got).toEqual([{ layer: 'vehicles', full: true, ids: [] }])
+    h.store.handle({ op: 'delta', seq: 2, kind: 'upsert', feature: veh('a', 2) })
+    h.store.handle({ op: 'delta', seq: 3, kind: 'upsert', feature: veh('c', 1) })
+    h.store.handle({ op: 'delta', seq: 4, kind: 'remove', feature: { id: 'vehicles/b', layer: 'vehicles', version: 1 } })
+    h.store.handle({ op: 'delta', seq: 5, kind: 'upsert', feature: veh('a', 2) }) // stale: not a change
+    h.frame()
+    expect(got[1]).toEqual({ layer: 'vehicles', full: false, ids: ['vehicles/a', 'vehicles/b', 'vehicles/c'] })
+    h.store.touch('vehicles') // interpolation only: nothing changed in the data
+    h.frame()
+    expect(got[2]).toEqual({ layer: 'vehicles', full: false, ids: [] })
+    h.store.handle({ op: 'resync' })
+    h.store.handle({ op: 'snapshot', seq: 9, features: [veh('d', 1)] })
+    h.frame()
+    expect(got[3]).toEqual({ layer: 'vehicles', full: true, ids: [] })
+  })
+})
+
+describe('sourceWriter', () => {
+  it('sends setData after a snapshot and updateData diffs after', async () => {
+    const { sourceWriter } = await import('../src/op/sourcewriter.js')
+    const calls = []
+    const src = { setData: (d) => calls.push(['set', d.features.length]), updateData: (d) => calls.push(['diff', d.add.length, d.update.length, d.remove]) }
+    const feats = new Map([['vehicles/a', veh('a', 1, 1, 1, { kind: 'patrol' })], ['vehicles/b', veh('b', 1)]])
+    const w = sourceWriter(src, 'vehicles')
+    const get = (id) => feats.get(id)
+    const none = () => undefined
+    w.flush([...feats.values()], { full: true, ids: new Set() }, get, none, [])
+    feats.set('vehicles/c', veh('c', 1))
+    feats.set('vehicles/a', veh('a', 2, 2, 2, { kind: 'patrol' }))
+    feats.delete('vehicles/b')
+    w.flush([...feats.values()], { full: false, ids: new Set(['vehicles/a', 'vehicles/b', 'vehicles/c']) }, get, none, [])
+    w.flush([...feats.values()], { full: false, ids: new Set() }, get, (f) => [9, 9], ['vehicles/c']) // a glide step
+    w.flush([...feats.values()], { full: false, ids: new Set() }, get, none, []) // nothing: no call
+    expect(calls).toEqual([['set', 2], ['diff', 1, 1, ['vehicles/b']], ['diff', 0, 1, []]])
+    expect(w.stats).toMatchObject({ setData: 1, updates: 2 })
+  })
+})
