@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -217,7 +218,7 @@ func (s *Service) drain() {
 		}
 		for i := range cs {
 			c := &cs[i]
-			if c.Kind == twin.History || !tracked(c.ID().Layer) {
+			if c.Kind == twin.History || !tracked(c.ID().Layer) || unchanged(c) {
 				continue
 			}
 			s.agg.apply(c.ID().String(), c.New, c.Time)
@@ -260,6 +261,17 @@ func (s *Service) Caught(seq uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.after >= seq
+}
+
+// unchanged reports a device or worker change that moves no figure (a
+// reading or a position inside the same regions: most of the feed), so it
+// costs no summary. The summary reflects Old, since every change is applied
+// in order after a reconciliation.
+func unchanged(c *twin.Change) bool {
+	if c.Old == nil || c.New == nil || (c.New.ID.Layer != twin.Devices && c.New.ID.Layer != twin.Workers) {
+		return false
+	}
+	return c.Old.Prop("status") == c.New.Prop("status") && slices.Equal(c.Old.Region, c.New.Region)
 }
 
 func encodeFigures(g *figures) ([]byte, error) { return json.Marshal(g) }
