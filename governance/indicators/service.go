@@ -99,7 +99,14 @@ func (s *Service) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("indicators: load state: %w", err)
 	}
-	s.agg = newAggregator(s.opts.Location, s.opts.MaxSamples, s.loadBucket)
+	load := s.loadBucket
+	if pos == 0 && len(objs) == 0 {
+		// Nothing stored yet: the first reconciliation counts the whole
+		// store's history into empty buckets without asking the store for
+		// each one.
+		load = nil
+	}
+	s.agg = newAggregator(s.opts.Location, s.opts.MaxSamples, load)
 	for id, b := range objs {
 		var o objSum
 		if err := json.Unmarshal(b, &o); err != nil {
@@ -182,6 +189,7 @@ func (s *Service) open(ctx context.Context) error {
 	s.cur = s.tw.Feed().Follow("indicators", twin.Required, s.tw.Feed().Last())
 	s.after = s.tw.Feed().Last()
 	n := s.reconcile()
+	s.agg.load = s.loadBucket
 	s.mu.Unlock()
 	s.log.Info("indicators: reconciled with the twin", "objects_changed", n)
 	return nil
