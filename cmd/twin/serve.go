@@ -326,8 +326,16 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	}
 
 	api := httpin.New(tw, st, httpin.Options{Logger: log, Registerer: reg, DeadLetter: in.DeadLetterFunc(), Enricher: loc, AutoRegister: c.autoRegister,
-		Submit: func(ctx context.Context, name string, ts time.Time, line []byte) (string, error) {
-			return jr.Submit(ctx, journal.Entry{Source: "http", Topic: httpin.DeadLetterTopic, Name: name, TS: ts, Payload: line})
+		SubmitAll: func(ctx context.Context, lines []httpin.Line) []httpin.Submitted {
+			es := make([]journal.Entry, len(lines))
+			for k, l := range lines {
+				es[k] = journal.Entry{Source: "http", Topic: httpin.DeadLetterTopic, Name: l.Name, TS: l.TS, Payload: l.Body}
+			}
+			out := make([]httpin.Submitted, len(lines))
+			for k, r := range jr.SubmitAll(ctx, es) {
+				out[k] = httpin.Submitted{Outcome: r.Outcome, Err: r.Err}
+			}
+			return out
 		}})
 	ogcAPI := ogc.New(tw, ogc.Options{})
 	q := query.New(tw, query.Options{})

@@ -56,6 +56,24 @@ type Options struct {
 	// the log's applier has already dead-lettered and counted, or one the
 	// log could not take the line for (not the line's fault).
 	Submit func(ctx context.Context, name string, ts time.Time, line []byte) (string, error)
+	// SubmitAll, when set, is used instead of Submit: every valid line of
+	// a body at once, so the log takes them pipelined (one round trip for
+	// the body, not one per line). It returns one Submitted per Line, in
+	// order, each as Submit would have answered.
+	SubmitAll func(ctx context.Context, lines []Line) []Submitted
+}
+
+// Line is a valid telemetry line on its way to the log (SubmitAll).
+type Line struct {
+	Name string
+	TS   time.Time
+	Body []byte
+}
+
+// Submitted is a Line's fate: its outcome, or an error as Submit's.
+type Submitted struct {
+	Outcome string
+	Err     error
 }
 
 // DefaultMaxVertices is Options.MaxVertices' default.

@@ -412,3 +412,55 @@ func TestFieldTelemetryOwnWorkerOnly(t *testing.T) {
 		t.Errorf("dead letters %v, want 3 not_yours", f.dead)
 	}
 }
+
+// TestTelemetrySubmitAll: with SubmitAll the body's valid lines go to the
+// log in one call, in order, and each answer lands on its own line among
+// the lines refused at the edge.
+func TestTelemetrySubmitAll(t *testing.T) {
+	var calls [][]Line
+	var f *fixture
+	f = newFixture(t, Options{SubmitAll: func(_ context.Context, lines []Line) []Submitted {
+		calls = append(calls, lines)
+		out := make([]Submitted, len(lines))
+		for k, l := range lines {
+			m, err := telemetry.Decode(l.Body, t0, telemetry.Limits{})
+			if err == nil {
+				out[k].Outcome, err = telemetry.Apply(f.tw, l.Name, m, false)
+			}
+			out[k].Err = err
+		}
+		return out
+	}})
+	f.do(t, "PUT", "/api/entities/vehicles/v1", `{"type":"Feature","geometry":null}`)
+	body := strings.Join([]string{
+		`{"id":"v1","ts":"2026-03-01T01:00:10Z","lon":106.5,"lat":29.5}`,
+		`{"id":"v1"`,
+		`{"id":"v1","ts":"2026-03-01T01:00:10Z","lon":106.5,"lat":29.5}`,
+		`{"id":"nobody","ts":1700000000000}`,
+		`{"id":"v1","ts":"2026-03-01T01:00:00Z","lon":106.4,"lat":29.4}`,
+	}, "\n")
+	code, b := f.do(t, "POST", "/api/telemetry", body)
+	if code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+	var resp TelemetryResponse
+	if err := json.Unmarshal(b, &resp); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		line            int
+		outcome, reason string
+	}{{1, "applied", ""}, {2, "error", "bad_json"}, {3, "duplicate", ""}, {4, "error", "unknown_device"}, {5, "history", ""}}
+	if len(resp.Results) != len(want) {
+		t.Fatalf("results %+v", resp.Results)
+	}
+	for i, w := range want {
+		r := resp.Results[i]
+		if r.Line != w.line || r.Outcome != w.outcome || r.Reason != w.reason {
+			t.Errorf("result %d: %+v, want %+v", i, r, w)
+		}
+	}
+	if len(calls) != 1 || len(calls[0]) != 4 || calls[0][3].Name != "v1" || calls[0][2].Name != "nobody" {
+		t.Fatalf("SubmitAll calls %+v", calls)
+	}
+}

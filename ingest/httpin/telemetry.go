@@ -40,6 +40,10 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 	p, scoped := auth.FromContext(r.Context())
 	now := a.opts.Clock.Now()
 	resp := TelemetryResponse{Results: []LineResult{}}
+	// With SubmitAll, valid lines are collected (batch, at their result's
+	// index) and go to the log together after the loop.
+	var batch []Line
+	var at []int
 	for n := 1; len(body) > 0; n++ {
 		var line []byte
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -54,7 +58,11 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 		res := LineResult{Line: n}
 		outcome, err := a.line(r.Context(), line, now, &res, scoped, p)
 		var sub *submitError
+		var later *deferred
 		switch {
+		case errors.As(err, &later):
+			at = append(at, len(resp.Results))
+			batch = append(batch, later.l)
 		case errors.As(err, &sub):
 			// The log's applier dead-lettered and counted it, or the log
 			// could not take it; either way nothing more to do here.
@@ -78,11 +86,26 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 			}
 		default:
 			res.Outcome = outcome
-			if a.opts.Submit == nil { // else the applier counts it
+			if a.opts.Submit == nil && a.opts.SubmitAll == nil { // else the applier counts it
 				a.metrics.Messages.WithLabelValues("http", outcome).Inc()
 			}
 		}
 		resp.Results = append(resp.Results, res)
+	}
+	if len(batch) > 0 {
+		for k, sub := range a.opts.SubmitAll(r.Context(), batch) {
+			res := &resp.Results[at[k]]
+			if sub.Err != nil {
+				res.Outcome = "error"
+				res.Reason = string(telemetry.ReasonOf(sub.Err))
+				if res.Reason == "" {
+					res.Reason = "unavailable"
+				}
+				res.Error = sub.Err.Error()
+				continue
+			}
+			res.Outcome = sub.Outcome
+		}
 	}
 	if len(resp.Results) == 0 {
 		httpx.Error(w, http.StatusBadRequest, "no telemetry lines", "the body holds NDJSON: one JSON object per line, each with \"id\"")
@@ -93,6 +116,11 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 
 // submitError is what Options.Submit refused: already handled.
 type submitError struct{ err error }
+
+// deferred is a valid line left for Options.SubmitAll.
+type deferred struct{ l Line }
+
+func (d *deferred) Error() string { return "submitted with the body's other lines" }
 
 func (e *submitError) Error() string { return e.err.Error() }
 func (e *submitError) Unwrap() error { return e.err }
@@ -126,6 +154,9 @@ func (a *API) line(ctx context.Context, line []byte, now time.Time, res *LineRes
 				return "", telemetry.Errorf(telemetry.UnknownDevice, "no vehicle, worker or device named %q", m.Name)
 			}
 		}
+	}
+	if a.opts.SubmitAll != nil {
+		return "", &deferred{Line{Name: m.Name, TS: m.TS, Body: line}}
 	}
 	if a.opts.Submit != nil {
 		out, err := a.opts.Submit(ctx, m.Name, m.TS, line)

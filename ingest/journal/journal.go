@@ -215,6 +215,89 @@ func (j *Journal) Submit(ctx context.Context, e Entry) (string, error) {
 // took the message; past it the message is durable and answered accepted.
 const submitWait = 10 * time.Second
 
+// Result is one entry's fate in SubmitAll: an outcome (applied, history,
+// duplicate, OutcomeAccepted) or the error Submit would have returned.
+type Result struct {
+	Outcome string
+	Err     error
+}
+
+// SubmitAll is Submit for many entries at once (an NDJSON body): it
+// appends them all without waiting (pipelined, as MQTT does), then waits
+// for every PubAck, then for the applier's outcomes, all within one
+// submitWait. So a 1,000-line body costs about one round trip to the log
+// and one apply, not 1,000 of each. Results are in the order of es.
+func (j *Journal) SubmitAll(ctx context.Context, es []Entry) []Result {
+	out := make([]Result, len(es))
+	waits := make([]chan result, len(es))
+	ids := make([]string, len(es))
+	if j.leading.Load() {
+		j.wmu.Lock()
+		for k, e := range es {
+			ids[k] = MsgID(e.Name, e.TS)
+			waits[k] = make(chan result, 1)
+			j.waiters[ids[k]] = append(j.waiters[ids[k]], waits[k])
+		}
+		j.wmu.Unlock()
+		j.nwait.Add(int64(len(es)))
+		defer func() {
+			for k, ch := range waits {
+				j.unwait(ids[k], ch)
+			}
+		}()
+	}
+	// Confirm on a second goroutine, in order, while this one appends: a
+	// body longer than AppendWindow would otherwise wait for its own slots.
+	type sent struct {
+		k int
+		f jetstream.PubAckFuture
+	}
+	q := make(chan sent, 256)
+	confirmed := make(chan struct{})
+	go func() {
+		defer close(confirmed)
+		for s := range q {
+			pa, err := j.Confirm(ctx, s.f, es[s.k])
+			switch {
+			case err != nil:
+				out[s.k].Err = err
+			case pa.Duplicate:
+				out[s.k].Outcome = telemetry.OutcomeDuplicate
+			}
+		}
+	}()
+	for k, e := range es {
+		f, err := j.Append(e)
+		if err != nil {
+			f = nil // Confirm publishes it again, with retries
+		}
+		q <- sent{k, f}
+	}
+	close(q)
+	<-confirmed
+	deadline := time.NewTimer(submitWait)
+	defer deadline.Stop()
+	waiting := true
+	for k := range out {
+		if out[k].Err != nil || out[k].Outcome != "" {
+			continue
+		}
+		out[k].Outcome = OutcomeAccepted
+		if waits[k] == nil || !waiting {
+			continue
+		}
+		select {
+		case r := <-waits[k]:
+			out[k] = Result{Outcome: r.outcome, Err: r.err}
+		case <-ctx.Done():
+			waiting = false
+		case <-deadline.C:
+			waiting = false
+		}
+	}
+	return out
+}
+
 func (j *Journal) unwait(id string, ch chan result) {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()

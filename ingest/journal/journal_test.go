@@ -177,3 +177,51 @@ func TestAppendConfirm(t *testing.T) {
 		t.Fatalf("version %d, want %d (one per sample, in order)", f.Version, n+1)
 	}
 }
+
+// TestSubmitAll: a body's lines go to the log together and each gets its
+// own outcome, in order: applied, a repeat within the body duplicate, an
+// unknown name the applier's dead letter. (Lines the applier has not
+// reached within Submit's wait answer accepted: durable, applied later.
+// A body longer than AppendWindow cannot wait on its own window slots:
+// SubmitAll confirms on a second goroutine while it appends; 2,000 lines
+// keep this test light under -race, where the rig's 1 s lease flaps.)
+func TestSubmitAll(t *testing.T) {
+	r := start(t)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	const n = 2000
+	es := []journal.Entry{entry("v1", t0, 106.5), entry("v1", t0, 106.5), entry("ghost", t0, 106.5)}
+	for i := 1; i <= n; i++ {
+		es = append(es, entry("v1", t0.Add(time.Duration(i)*time.Millisecond), 106.5+float64(i)*1e-6))
+	}
+	res := r.j.SubmitAll(context.Background(), es)
+	if len(res) != len(es) {
+		t.Fatalf("%d results for %d entries", len(res), len(es))
+	}
+	if res[0].Err != nil || res[0].Outcome != telemetry.OutcomeApplied {
+		t.Fatalf("first: %+v, want applied", res[0])
+	}
+	if res[1].Err != nil || res[1].Outcome != telemetry.OutcomeDuplicate {
+		t.Fatalf("repeat: %+v, want duplicate", res[1])
+	}
+	var te *telemetry.Error
+	if !errors.As(res[2].Err, &te) || te.Reason != telemetry.UnknownDevice {
+		t.Fatalf("ghost: %+v, want unknown_device", res[2])
+	}
+	for i, x := range res[3:] {
+		if x.Err != nil || (x.Outcome != telemetry.OutcomeApplied && x.Outcome != journal.OutcomeAccepted) {
+			t.Fatalf("line %d: %+v, want applied (or accepted)", i+3, x)
+		}
+	}
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1"))
+		if f.Observed.Equal(t0.Add(time.Duration(n) * time.Millisecond)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("v1 at %v (version %d), want every line applied", f.Observed.Sub(t0), f.Version)
+		}
+	}
+	if f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1")); f.Version != uint64(n+2) {
+		t.Fatalf("v1 version %d, want %d (one per line, the repeat not)", f.Version, n+2)
+	}
+}
