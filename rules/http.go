@@ -308,3 +308,15 @@ func (e *Engine) BulkAck(w http.ResponseWriter, r *http.Request) {
 	}
 	httpx.JSON(w, http.StatusOK, out)
 }
+
+// AlertAction acknowledges ("ack") or closes ("close") an alert as p, as
+// POST /api/alerts/{name}/{ack,close} does, for callers inside the process
+// (the demo's simulated operators). A refusal is an error naming the
+// status the HTTP call would answer.
+func (e *Engine) AlertAction(p auth.Principal, name, act string) (*twin.Feature, error) {
+	f, status, msg, detail := e.apply(p, name, act) //nolint:contextcheck // as in action
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("alert %s %s: %s (%d): %v", act, name, msg, status, detail)
+	}
+	return f, nil
+}

@@ -320,7 +320,9 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	if c.demo && c.simRate > 0 {
 		city, err := demo.Generate(demo.Options{Seed: c.seed, Scale: c.scale})
 		if err == nil {
-			s := sim.New(city, sim.Options{Rate: c.simRate, Clock: clk, Seed: c.seed, Logger: log})
+			// The people too: workers handle incidents, operators alerts.
+			s := sim.New(city, sim.Options{Rate: c.simRate, Clock: clk, Seed: c.seed, Logger: log,
+				Desk: simDesk{inc: inc, eng: eng}, Twin: tw})
 			stg.run(intake, "sim", func(ctx context.Context) error { return s.Run(ctx, publisher{in}) })
 		}
 	}

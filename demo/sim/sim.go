@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -57,12 +58,30 @@ type Options struct {
 	// Tick is how often Run calls Step; default 100 ms.
 	Tick time.Duration
 	// GasAlarmChance is the chance that a gas reading starts an alarm
-	// lasting 2..10 minutes; default 0.002.
+	// lasting 2..10 minutes; default from GasAlarmsPerHour.
 	GasAlarmChance float64
 	// HydrantDropChance is the chance that a pressure reading starts a
-	// drop to 0 lasting 5..30 minutes; default 0.001.
+	// drop to 0 lasting 5..30 minutes (until the repair crew restores
+	// it); default from HydrantDropsPerHour.
 	HydrantDropChance float64
 	Logger            *slog.Logger
+	// BanCompliance is the share of muck trucks that park through the
+	// bridges' forbidden hours (demo.ForbiddenMuckHours, Asia/Shanghai);
+	// default 0.85, negative: none do.
+	BanCompliance float64
+	// GasAlarmsPerHour and HydrantDropsPerHour set how often, city-wide,
+	// an alarm or a drop starts when GasAlarmChance or HydrantDropChance
+	// is not given (the chance per reading then follows from Rate and the
+	// number of sensors); defaults 12 and 3: a few live problems.
+	GasAlarmsPerHour, HydrantDropsPerHour float64
+	// Desk lets the simulated people act (grid workers on their incidents,
+	// operators on incidents and alerts); nil: telemetry only.
+	Desk Desk
+	// Twin is read (never written) to see what the people act on and
+	// which workers a real phone has taken over; required with Desk.
+	Twin *twin.Twin
+	// CrewEvery is how often the people look at the twin; default 1 s.
+	CrewEvery time.Duration
 }
 
 func (o Options) withDefaults(city *demo.City) Options {
@@ -78,14 +97,20 @@ func (o Options) withDefaults(city *demo.City) Options {
 	if o.Tick <= 0 {
 		o.Tick = 100 * time.Millisecond
 	}
-	if o.GasAlarmChance <= 0 {
-		o.GasAlarmChance = 0.002
+	if o.BanCompliance == 0 {
+		o.BanCompliance = 0.85
 	}
-	if o.HydrantDropChance <= 0 {
-		o.HydrantDropChance = 0.001
+	if o.GasAlarmsPerHour <= 0 {
+		o.GasAlarmsPerHour = 12
+	}
+	if o.HydrantDropsPerHour <= 0 {
+		o.HydrantDropsPerHour = 3
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.CrewEvery <= 0 {
+		o.CrewEvery = time.Second
 	}
 	return o
 }
@@ -113,6 +138,7 @@ type Sim struct {
 	last    time.Time
 	started bool
 	rng     *rand.Rand
+	crew    *crew // nil without Options.Desk
 }
 
 // object is one simulated telemetry source.
@@ -129,13 +155,19 @@ func New(city *demo.City, opts Options) *Sim {
 	s := &Sim{opts: opts, rng: rand.New(rand.NewPCG(uint64(opts.Seed), 0x5eed))}
 	for _, f := range city.Features[twin.Vehicles] {
 		if route := city.Routes[f.ID.Name]; len(route) >= 2 {
-			s.movers = append(s.movers, newVehicle(f, route, s.rng))
+			s.movers = append(s.movers, newVehicle(f, route, s.rng, opts.BanCompliance))
 		}
 	}
+	var workers []*worker
 	for i, f := range city.Features[twin.Workers] {
 		if st := city.WorkerStreet[f.ID.Name]; st != nil {
-			s.movers = append(s.movers, newWorker(f.ID.Name, st, city, opts.Seed, i))
+			w := newWorker(f.ID.Name, st, city, opts.Seed, i)
+			workers = append(workers, w)
+			s.movers = append(s.movers, w)
 		}
+	}
+	if opts.Desk != nil && opts.Twin != nil {
+		s.crew = newCrew(city, opts.Desk, opts.Twin, opts.Seed, opts.CrewEvery, workers)
 	}
 	for _, f := range city.Features[twin.Devices] {
 		switch f.Prop("kind") {
@@ -145,7 +177,94 @@ func New(city *demo.City, opts Options) *Sim {
 			s.sensors = append(s.sensors, newHydrant(f, opts))
 		}
 	}
+	s.setChances()
 	return s
+}
+
+// setChances turns the city-wide episodes per hour into a chance per
+// reading (unless a chance was given): readings reach the sensors at half
+// the rate when there are moving objects too, shared by all sensors.
+func (s *Sim) setChances() {
+	if len(s.sensors) == 0 {
+		return
+	}
+	perSensor := s.opts.Rate / float64(len(s.sensors)) // readings/s each
+	if len(s.movers) > 0 {
+		perSensor /= 2
+	}
+	var nGas, nHydrant float64
+	for _, o := range s.sensors {
+		switch o.(type) {
+		case *gas:
+			nGas++
+		case *hydrant:
+			nHydrant++
+		}
+	}
+	for _, o := range s.sensors {
+		switch o := o.(type) {
+		case *gas:
+			if s.opts.GasAlarmChance <= 0 {
+				o.chance = s.opts.GasAlarmsPerHour / 3600 / (perSensor * nGas)
+			}
+		case *hydrant:
+			if s.opts.HydrantDropChance <= 0 {
+				o.chance = s.opts.HydrantDropsPerHour / 3600 / (perSensor * nHydrant)
+			}
+		}
+	}
+}
+
+// banSeconds is how much of (from, to] falls in the forbidden hours.
+func banSeconds(from, to time.Time) float64 {
+	return banSince(to) - banSince(from)
+}
+
+// banDay is the forbidden hours of a day in Asia/Shanghai, as seconds of
+// the day (from demo.ForbiddenMuckHours).
+var banDay = func() [][2]float64 {
+	var out [][2]float64
+	for _, w := range demo.ForbiddenMuckHours() {
+		var h1, m1, h2, m2 int
+		if _, err := fmt.Sscanf(w, "%d:%d-%d:%d", &h1, &m1, &h2, &m2); err == nil {
+			out = append(out, [2]float64{float64(h1*3600 + m1*60), float64(h2*3600 + m2*60)})
+		}
+	}
+	return out
+}()
+
+// cst is the city's time (Asia/Shanghai has no daylight saving).
+var cst = time.FixedZone("CST", 8*3600)
+
+// banSince counts forbidden seconds from a fixed local midnight to t.
+func banSince(t time.Time) float64 {
+	local := t.In(cst)
+	sec := float64(local.Hour()*3600+local.Minute()*60+local.Second()) + float64(local.Nanosecond())/1e9
+	midnight := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, cst)
+	days := math.Floor(midnight.Sub(epoch).Hours() / 24)
+	perDay, part := 0.0, 0.0
+	for _, w := range banDay {
+		perDay += w[1] - w[0]
+		part += math.Max(0, math.Min(sec, w[1])-w[0])
+	}
+	return days*perDay + part
+}
+
+func inBan(t time.Time) bool {
+	local := t.In(cst)
+	sec := float64(local.Hour()*3600 + local.Minute()*60 + local.Second())
+	for _, w := range banDay {
+		if sec >= w[0] && sec < w[1] {
+			return true
+		}
+	}
+	return false
+}
+
+func nameHash(s string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(s))
+	return h.Sum64()
 }
 
 // Objects returns how many objects the sim reports on.
@@ -177,6 +296,11 @@ func (s *Sim) Step(now time.Time) []Message {
 		o := s.pick()
 		if o == nil {
 			break
+		}
+		if w, ok := o.(*worker); ok && s.opts.Twin != nil {
+			if w.observe(s.opts.Twin, now); w.human(now) {
+				continue // a real phone reports this worker
+			}
 		}
 		b, err := json.Marshal(o.payload(now, s.rng))
 		if err != nil { // unreachable: payloads are plain structs of finite numbers
@@ -210,6 +334,15 @@ func (s *Sim) pick() object {
 	return o
 }
 
+// Act runs the simulated people at now (at most every CrewEvery): what
+// they do goes through the Desk. Without a Desk it does nothing. Run calls
+// it after every Step; tests call it with a fake clock's time.
+func (s *Sim) Act(ctx context.Context, now time.Time) {
+	if s.crew != nil {
+		s.crew.step(ctx, now)
+	}
+}
+
 // Run calls Step every Tick with the clock's time and publishes the
 // messages until ctx ends (returning nil) or a publish fails for a reason
 // other than ctx ending (returning that error).
@@ -224,7 +357,8 @@ func (s *Sim) Run(ctx context.Context, pub Publisher) error {
 			return nil
 		case <-t.C:
 		}
-		for _, m := range s.Step(s.opts.Clock.Now()) {
+		now := s.opts.Clock.Now()
+		for _, m := range s.Step(now) {
 			if err := pub.Publish(ctx, m.Topic, m.Payload); err != nil {
 				if ctx.Err() != nil || errors.Is(err, context.Canceled) {
 					return nil
@@ -232,6 +366,7 @@ func (s *Sim) Run(ctx context.Context, pub Publisher) error {
 				return fmt.Errorf("sim: publish %s: %w", m.Topic, err)
 			}
 		}
+		s.Act(ctx, now)
 	}
 }
 
@@ -266,14 +401,19 @@ type vehicle struct {
 	speed  float64   // m/s
 	offset float64   // metres along the route at the epoch
 	epoch  time.Time
+	// obeys: a muck truck that parks through the bridges' forbidden hours
+	// (most do; the rest are what the bridge-muck rule is for).
+	obeys bool
 }
 
 // epoch anchors every vehicle's motion, so positions do not depend on
 // when the sim started.
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func newVehicle(f *twin.Feature, route orb.LineString, r *rand.Rand) *vehicle {
+func newVehicle(f *twin.Feature, route orb.LineString, r *rand.Rand, compliance float64) *vehicle {
 	v := &vehicle{id: f.ID.Name, route: route, cum: make([]float64, len(route)), epoch: epoch}
+	// Drawn from the name, not r, so the other vehicles' draws stay put.
+	v.obeys = f.Prop("kind") == "muck_truck" && float64(nameHash(f.ID.Name)%1000) < compliance*1000
 	for i := 1; i < len(route); i++ {
 		v.cum[i] = v.cum[i-1] + metres(route[i-1], route[i])
 	}
@@ -291,7 +431,13 @@ func (v *vehicle) name() string { return v.id }
 // at returns the position, speed (km/h) and heading (degrees) at t.
 func (v *vehicle) at(t time.Time) (orb.Point, float64, float64) {
 	total := v.cum[len(v.cum)-1]
-	d := math.Mod(v.offset+v.speed*t.Sub(v.epoch).Seconds(), total)
+	moving := t.Sub(v.epoch).Seconds()
+	parked := false
+	if v.obeys {
+		moving -= banSeconds(v.epoch, t)
+		parked = inBan(t)
+	}
+	d := math.Mod(v.offset+v.speed*moving, total)
 	if d < 0 {
 		d += total
 	}
@@ -306,6 +452,9 @@ func (v *vehicle) at(t time.Time) (orb.Point, float64, float64) {
 		f = (d - v.cum[i-1]) / seg
 	}
 	p := orb.Point{a[0] + f*(b[0]-a[0]), a[1] + f*(b[1]-a[1])}
+	if parked {
+		return p, 0, bearing(a, b)
+	}
 	return p, v.speed * 3.6, bearing(a, b)
 }
 
@@ -325,6 +474,12 @@ type worker struct {
 	u0, v0     float64
 	u1, v1     float64
 	start, end time.Time
+	// trip, when set, overrides the patrol walk: travelling to an
+	// incident, standing at it, or walking back (crew.go).
+	trip          *trip
+	lastSent      time.Time // ts of the last fix the sim produced
+	handsOffUntil time.Time // a real phone reports it until then
+	humanSeen     time.Time // ts of the phone's newest fix seen
 }
 
 const walkSpeed = 1.2 // m/s
@@ -368,8 +523,8 @@ func (w *worker) advance(now time.Time) {
 	}
 }
 
-func (w *worker) payload(now time.Time, _ *rand.Rand) any {
-	w.advance(now)
+// uvAt is the patrol walk's street coordinates at now (advance first).
+func (w *worker) uvAt(now time.Time) (float64, float64) {
 	f := 1.0
 	if span := w.end.Sub(w.start); span > 0 && now.After(w.start) {
 		f = float64(now.Sub(w.start)) / float64(span)
@@ -377,7 +532,26 @@ func (w *worker) payload(now time.Time, _ *rand.Rand) any {
 	if now.Before(w.start) {
 		f = 0
 	}
-	p := w.street.PointAt(w.u0+f*(w.u1-w.u0), w.v0+f*(w.v1-w.v0))
+	return w.u0 + f*(w.u1-w.u0), w.v0 + f*(w.v1-w.v0)
+}
+
+func (w *worker) payload(now time.Time, _ *rand.Rand) any {
+	w.lastSent = now.Truncate(time.Millisecond) // as stamped
+	if t := w.trip; t != nil {
+		p, hd := t.at(now)
+		kmh := t.speed * 3.6
+		if t.arrived(now) {
+			kmh = 0
+			if t.back {
+				w.trip = nil // back on patrol: the walk resumes where it was pinned
+				w.start, w.end = now, now
+			}
+		}
+		return track{TS: stamp(now), Lon: round(p[0], 7), Lat: round(p[1], 7), SpeedKmh: round(kmh, 1), Heading: round(hd, 1)}
+	}
+	w.advance(now)
+	u, v := w.uvAt(now)
+	p := w.street.PointAt(u, v)
 	a, b := w.street.PointAt(w.u0, w.v0), w.street.PointAt(w.u1, w.v1)
 	return track{TS: stamp(now), Lon: round(p[0], 7), Lat: round(p[1], 7), SpeedKmh: round(walkSpeed*3.6, 1), Heading: round(bearing(a, b), 1)}
 }
