@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,12 +32,34 @@ type Config struct {
 // Report is what a run measured. Applied etc. are deltas of the server's
 // twin_ingest_messages_total{source="mqtt"} over the run.
 type Report struct {
-	Registered                              int64
-	RegisterTime                            time.Duration
-	Published                               int64
+	Registered   int64
+	RegisterTime time.Duration
+	Published    int64 // publish calls made
+	// Acked is how many QoS 1 publishes the broker PUBACKed (it took
+	// responsibility for them); PubErrors the ones that failed. QoS 0: 0.
+	Acked, PubErrors                        int64
 	PublishTime                             time.Duration
 	Applied, History, Duplicate, Deadletter int64
 	IngestTime                              time.Duration // publish start until the server stopped counting
+	// BrokerDropped is the rise of the server's twin_broker_dropped_total
+	// (the broker's own $SYS drop counter) over the run.
+	BrokerDropped int64
+	// LoadBefore and LoadAfter are the machine's 1-minute load average
+	// (/proc/loadavg) when publishing started and when the server caught up.
+	LoadBefore, LoadAfter string
+}
+
+// Processed is every message the server accounted for.
+func (r Report) Processed() int64 { return r.Applied + r.History + r.Duplicate + r.Deadletter }
+
+// Lost is how many messages the broker acknowledged (QoS 1) or the tool
+// sent (QoS 0) that the server never accounted for.
+func (r Report) Lost() int64 {
+	base := r.Acked
+	if base == 0 && r.PubErrors == 0 {
+		base = r.Published
+	}
+	return max(0, base-r.Processed())
 }
 
 // Chongqing's central districts, where the fake vehicles drive (WGS84).
@@ -76,8 +99,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 		}
 	}()
 	fmt.Fprintf(log, "publishing %d msgs/s for %s on %d connection(s) ...\n", cfg.Rate, cfg.Duration, cfg.Conns)
+	rep.LoadBefore = loadAvg()
 	start := time.Now()
-	rep.Published = publish(ctx, cfg, clients, names)
+	rep.Published, rep.Acked, rep.PubErrors = publish(ctx, cfg, clients, names)
 	rep.PublishTime = time.Since(start)
 
 	// Wait until the server's counters stop moving (it has caught up).
@@ -91,10 +115,11 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 		}
 		if cur != last {
 			last, lastChange = cur, time.Now()
-		} else if cur.total()-before.total() >= rep.Published {
-			break
+		} else if cur.total()-before.total() >= rep.Published || time.Since(lastChange) > 15*time.Second {
+			break // caught up, or nothing more is coming
 		}
 	}
+	rep.LoadAfter = loadAvg()
 	rep.IngestTime = lastChange.Sub(start)
 	if rep.IngestTime < rep.PublishTime {
 		rep.IngestTime = rep.PublishTime
@@ -103,6 +128,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 	rep.History = last.history - before.history
 	rep.Duplicate = last.duplicate - before.duplicate
 	rep.Deadletter = last.deadletter - before.deadletter
+	rep.BrokerDropped = last.dropped - before.dropped
 	return rep, nil
 }
 
@@ -164,8 +190,8 @@ func put(ctx context.Context, hc *http.Client, cfg Config, name, body string) er
 	return nil
 }
 
-// counts are the server's mqtt ingest counters.
-type counts struct{ applied, history, duplicate, deadletter int64 }
+// counts are the server's mqtt ingest counters and the broker's drops.
+type counts struct{ applied, history, duplicate, deadletter, dropped int64 }
 
 func (c counts) total() int64 { return c.applied + c.history + c.duplicate + c.deadletter }
 
@@ -197,6 +223,14 @@ func parseCounts(r io.Reader) (counts, error) {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "twin_broker_dropped_total "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return c, fmt.Errorf("metrics line %q: %w", line, err)
+			}
+			c.dropped = int64(f)
+			continue
+		}
 		rest, ok := strings.CutPrefix(line, "twin_ingest_messages_total{")
 		if !ok || !strings.Contains(rest, `source="mqtt"`) {
 			continue
@@ -240,20 +274,63 @@ func connect(cfg Config) ([]paho.Client, error) {
 	return out, nil
 }
 
+// window bounds QoS 1 publishes awaiting their PUBACK per connection: the
+// pacer waits (and the rate falls short) rather than queue without end.
+const window = 4096
+
 // publish sends cfg.Rate msgs/s round-robin over the objects for
 // cfg.Duration. Each object's ts strictly increases (internal/loadgen).
-func publish(ctx context.Context, cfg Config, clients []paho.Client, names []string) int64 {
+// With QoS 1 each connection's PUBACKs are awaited on a goroutine of its
+// own, in order, and counted: acked, or failed.
+func publish(ctx context.Context, cfg Config, clients []paho.Client, names []string) (sent, acked, failed int64) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	bufs := make([][]byte, len(clients)) // one per connection: emit runs on its goroutine
-	var n atomic.Int64
-	return loadgen.Pace(ctx, len(clients), len(names), cfg.Rate, func(conn, obj int, ts int64) {
+	var nAcked, nFailed atomic.Int64
+	toks := make([]chan paho.Token, len(clients))
+	var wg sync.WaitGroup
+	if cfg.QoS > 0 {
+		for c := range clients {
+			toks[c] = make(chan paho.Token, window)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for tok := range toks[c] {
+					if tok.WaitTimeout(time.Minute) && tok.Error() == nil {
+						nAcked.Add(1)
+					} else {
+						nFailed.Add(1)
+					}
+				}
+			}()
+		}
+	}
+	sent = loadgen.Pace(ctx, len(clients), len(names), cfg.Rate, func(conn, obj int, ts int64) {
 		bufs[conn] = appendPayload(bufs[conn][:0], ts)
 		tok := clients[conn].Publish("twin/telemetry/"+names[obj], byte(cfg.QoS), false, bytes.Clone(bufs[conn]))
-		if cfg.QoS > 0 && n.Add(1)%1000 == 0 {
-			tok.Wait() // bound in-flight QoS 1 messages
+		if cfg.QoS > 0 {
+			toks[conn] <- tok
 		}
 	})
+	for _, ch := range toks {
+		if ch != nil {
+			close(ch)
+		}
+	}
+	wg.Wait()
+	return sent, nAcked.Load(), nFailed.Load()
+}
+
+// loadAvg is the 1-minute load average, or "?" off Linux.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 func appendPayload(b []byte, ts int64) []byte {

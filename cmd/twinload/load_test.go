@@ -48,7 +48,7 @@ func TestRunEndToEnd(t *testing.T) {
 
 	var log bytes.Buffer
 	rep, err := Run(context.Background(), Config{Broker: b.URL(), Server: srv.URL, Prefix: "lt-", Objects: 200,
-		Rate: 2000, Parallel: 8, Conns: 2, Duration: time.Second, Drain: 10 * time.Second}, &log)
+		Rate: 2000, Parallel: 8, Conns: 2, QoS: 1, Duration: time.Second, Drain: 10 * time.Second}, &log)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
@@ -58,7 +58,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if rep.Published < 1000 || rep.Published > 2200 {
 		t.Fatalf("published %d at 2000/s for 1s", rep.Published)
 	}
-	if rep.Applied != rep.Published || rep.Deadletter != 0 {
+	if rep.Applied != rep.Published || rep.Acked != rep.Published || rep.Lost() != 0 || rep.Deadletter != 0 {
 		t.Fatalf("report %+v", rep)
 	}
 	var out bytes.Buffer
@@ -74,9 +74,10 @@ twin_ingest_messages_total{outcome="applied",source="mqtt"} 1.5e+06
 twin_ingest_messages_total{outcome="applied",source="http"} 7
 twin_ingest_messages_total{outcome="history",source="mqtt"} 3
 twin_ingest_messages_total{outcome="deadletter",source="mqtt"} 2
+twin_broker_dropped_total 12
 `
 	c, err := parseCounts(strings.NewReader(in))
-	if err != nil || c.applied != 1500000 || c.history != 3 || c.deadletter != 2 || c.total() != 1500005 {
+	if err != nil || c.applied != 1500000 || c.history != 3 || c.deadletter != 2 || c.total() != 1500005 || c.dropped != 12 {
 		t.Fatalf("%+v %v", c, err)
 	}
 }

@@ -2,9 +2,13 @@
 // registers many vehicles over HTTP (PUT /api/entities, in parallel), then
 // publishes tracker telemetry over MQTT at a fixed rate, and reads the
 // server's /metrics (twin_ingest_messages_total) before and after to report
-// how many messages per second the server applied.
+// how many messages per second the server applied. With -qos 1 it counts
+// what the broker PUBACKed and reports as lost what the broker acknowledged
+// and the server never accounted for, next to the broker's own drops
+// (twin_broker_dropped_total) and the machine's load average.
 //
 //	go run ./cmd/twinload -broker tcp://127.0.0.1:1883 -objects 50000 -rate 50000 -duration 60s -server http://127.0.0.1:8080
+//	go run ./cmd/twinload -qos 1 -conns 4 -objects 5000 -rate 30000 -duration 30s -drain 60s
 package main
 
 import (
@@ -47,9 +51,14 @@ func main() {
 func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "registered   %d objects in %s (%.0f/s)\n", r.Registered, r.RegisterTime.Round(time.Millisecond), rate(r.Registered, r.RegisterTime))
 	fmt.Fprintf(w, "published    %d msgs in %s (%.0f msgs/s)\n", r.Published, r.PublishTime.Round(time.Millisecond), rate(r.Published, r.PublishTime))
+	if r.Acked > 0 || r.PubErrors > 0 {
+		fmt.Fprintf(w, "pubacked     %d by the broker, %d failed\n", r.Acked, r.PubErrors)
+	}
 	fmt.Fprintf(w, "server       applied %d, history %d, duplicate %d, deadletter %d (mqtt) in %s\n",
 		r.Applied, r.History, r.Duplicate, r.Deadletter, r.IngestTime.Round(time.Millisecond))
-	fmt.Fprintf(w, "applied rate %.0f msgs/s\n", rate(r.Applied, r.IngestTime))
+	fmt.Fprintf(w, "applied rate %.0f msgs/s (all outcomes: %.0f msgs/s)\n", rate(r.Applied, r.IngestTime), rate(r.Processed(), r.IngestTime))
+	fmt.Fprintf(w, "lost         %d (acknowledged by the broker, never seen by the server); broker dropped %d (twin_broker_dropped_total)\n", r.Lost(), r.BrokerDropped)
+	fmt.Fprintf(w, "load average %s before, %s after (1 min)\n", r.LoadBefore, r.LoadAfter)
 }
 
 func rate(n int64, d time.Duration) float64 {
