@@ -327,6 +327,7 @@ i18n.onChange(() => {
   buildLegend($('legend'))
   setWall(document.body.classList.contains('wall'))
   tickClock()
+  showCounts()
   if (map.loaded()) setDistrictLabels(map, districts().map((d) => regionByCode.get(d.code)))
 })
 api('/api/rules?format=json').then((doc) => { i18n.setRules(doc.rules); renderPanels() }).catch((err) => console.warn('rules:', err.message))
@@ -340,9 +341,10 @@ tierStore.listeners.add((layers) => {
   if (layers.has('incidents')) incidentsPanel.render()
   if (inspector.current && !inspector.current.startsWith('workers/') && !inspector.current.startsWith('vehicles/')) inspector.changed(tierStore.get(inspector.current))
 })
+const showCounts = () => { $('counts').textContent = LIVE.map((l) => `${t('layers.' + l)} ${i18n.num(store.count(l))}`).join(' · ') }
 store.listeners.add((layers) => {
   if (layers.has('vehicles')) tuneInterval()
-  $('counts').textContent = LIVE.map((l) => `${t('layers.' + l)} ${i18n.num(store.count(l))}`).join(' · ')
+  showCounts()
 })
 // Ages and SLA clocks tick in place; rows are only rebuilt when they change.
 setInterval(() => { renderPanels(); inspector.tick(); tickClock() }, 1000)

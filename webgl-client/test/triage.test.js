@@ -72,6 +72,7 @@ describe('hourlySeries', () => {
   it('reads the server hourly indicators into sparkline series', async () => {
     const { hourlySeries, workerCounts, sparkline } = await import('../src/op/figures.js')
     const h = { buckets: [
+      { alerts_raised: {}, incidents_entered: {}, sla: {}, gauges: null }, // before the server counted: dropped
       { alerts_raised: { red: 1, blue: 2 }, incidents_entered: { reported: 4, accepted: 3 }, sla: { accept: { met: 3, breached: 1 } } },
       { alerts_raised: {}, incidents_entered: {}, sla: {} },
     ] }

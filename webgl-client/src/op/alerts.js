@@ -107,7 +107,7 @@ export function createAlertsPanel(o) {
     li.dataset.rule = p.rule || ''
     li.dataset.subject = p.subject || ''
     li.innerHTML = `<span class="dot" style="background:${colourHex(p.severity)}"></span>
-      <div class="grow"><div>${esc(i18n.term('layers', layer))} <b>${esc(name)}</b>${p.count > 1 ? ` <span class="muted">×${esc(p.count)}</span>` : ''}</div>
+      <div class="grow"><div>${esc(i18n.term('obj', layer))} <b>${esc(name)}</b>${p.count > 1 ? ` <span class="muted">×${esc(p.count)}</span>` : ''}</div>
       <div class="muted small">${esc(where)} · <span class="age"></span> · ${esc(i18n.term('state', p.state))}</div></div>
       ${p.state === 'open' ? `<button type="button" class="ack" data-name="${esc(f.id.slice('alerts/'.length))}" data-label="${esc(name)}">${esc(t('panel.ack'))}</button>` : ''}`
   }

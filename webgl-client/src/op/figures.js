@@ -9,13 +9,17 @@ export function workerCounts(byStatus = {}) {
 }
 
 /**
- * Per-hour series of the server's indicators (oldest first): alerts raised,
+ * Per-hour series of the server's indicators (oldest first, from the first
+ * hour with anything counted): alerts raised,
  * incidents entering "reported", and 1-5-10 compliance over the three steps
  * (null for an hour without a deadline met or missed).
  */
 export function hourlySeries(h) {
-  const bs = (h && h.buckets) || []
   const sum = (m) => Object.values(m || {}).reduce((a, b) => a + b, 0)
+  // hours before the server counted anything (just started) are not a trend of zeros
+  const all = (h && h.buckets) || []
+  const first = all.findIndex((b) => b.gauges || sum(b.alerts_raised) || sum(b.incidents_entered))
+  const bs = first < 0 ? [] : all.slice(first)
   const sla = bs.map((b) => {
     let met = 0, breached = 0
     for (const st of Object.values(b.sla || {})) { met += st.met || 0; breached += st.breached || 0 }

@@ -33,7 +33,7 @@ export function createIncidentsPanel(o) {
     const p = f.properties
     const path = Array.isArray(f.region) ? f.region : []
     const where = path.length > 1 ? o.regionName(path[path.length - 1]) : ''
-    const who = p.assignee ? i18n.term('layers', 'workers') + ' ' + String(p.assignee).split('/').pop() : t('insp.unassigned')
+    const who = p.assignee ? i18n.term('obj', 'workers') + ' ' + String(p.assignee).split('/').pop() : t('insp.unassigned')
     li.className = 'row'
     li.dataset.id = f.id
     li.tabIndex = 0

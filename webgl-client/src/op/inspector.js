@@ -72,7 +72,7 @@ export function createInspector(o) {
   const objLink = (ref) => {
     if (!ref) return ''
     const [l, ...r] = String(ref).split('/')
-    return `<a href="#" data-open="${esc(ref)}">${esc(i18n.term('layers', l))} ${esc(r.join('/'))}</a>`
+    return `<a href="#" data-open="${esc(ref)}">${esc(i18n.term('obj', l))} ${esc(r.join('/'))}</a>`
   }
 
   function render() {
@@ -183,7 +183,7 @@ export function createInspector(o) {
   function generic(f, layer) {
     const p = f.properties || {}
     const keep = Object.entries(p).filter(([k, v]) => !/^(id|name|name_zh|history|values)$/.test(k) && (typeof v !== 'object' || v === null)).slice(0, 10)
-    return head(i18n.name(p, f.id.split('/').slice(1).join('/')), i18n.term('layers', layer)) + `<table class="kv">
+    return head(i18n.name(p, f.id.split('/').slice(1).join('/')), i18n.term('obj', layer)) + `<table class="kv">
       ${row('insp.region', esc(where(f)))}
       ${keep.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(fmtValue(v))}</td></tr>`).join('')}</table>`
   }

@@ -86,7 +86,7 @@ export function createKpis(o) {
       big(t('ind.incidents'), `<span data-k="incidents">${esc(i18n.num(active))}</span>`, incSub) +
       big(t('ind.sla'), `<span data-k="sla">${esc(i18n.pct(sla.compliance))}</span>`, esc(t('ind.sla_detail', { met: sla.met ?? 0, breached: sla.breached ?? 0, total: sla.incidents ?? 0 })), slaCls) +
       big(t('ind.workers_online'), `<span data-k="workers">${esc(i18n.num(w.online))}</span>`, `${esc(t('ind.on_duty'))} ${esc(i18n.num(w.busy))}`) +
-      big(t('ind.devices_online'), `<span data-k="devices">${esc(i18n.num(dev.online ?? 0))}</span><span class="kpi-of"> / ${esc(i18n.num(dev.total ?? 0))}</span>`, esc(t('ind.devices_offline', { n: i18n.num(dev.offline ?? 0) })))
+      big(t('ind.devices_online'), `<span data-k="devices">${esc(i18n.num(dev.online ?? 0))}</span>`, `${esc(t('ind.of_total', { n: i18n.num(dev.total ?? 0) }))} · ${esc(t('ind.devices_offline', { n: i18n.num(dev.offline ?? 0) }))}`)
     // ranking and trend
     const rank = rankDistricts(o.districts(), o.alerts(), o.overdue())
     const top = rank[0] && rank[0].score > 0 ? rank[0].score : 1
