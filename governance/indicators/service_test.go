@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/internal/pgtest"
@@ -303,5 +305,53 @@ func TestHandler(t *testing.T) {
 	}
 	if code, _ := get("/api/regions/50x/indicators", "500000"); code != 400 {
 		t.Errorf("bad code: %d", code)
+	}
+}
+
+// TestCutLooseReconciles: a consumer that falls out of the feed window
+// (it hung while the window wrapped twice) reconciles with the twin and
+// counts every alert once, at the alert's own time.
+func TestCutLooseReconciles(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(t0)
+	st, err := boltstore.Open(t.TempDir(), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tw := twin.New(twin.Options{Clock: clk, FeedSize: 16})
+	svc := New(tw, st, Options{})
+	if err := svc.open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.close()
+	for i := range 100 {
+		first := t0.Add(time.Duration(i) * time.Minute)
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, fmt.Sprint("a", i)), Region: jiangbei,
+			Props: map[string]any{"state": "open", "severity": "red", "first": ts(first)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc.drain()
+	if n := testutil.ToFloat64(svc.m.resyncs); n != 1 {
+		t.Fatalf("resyncs %v, want 1 (the feed window was not left)", n)
+	}
+	svc.drain() // nothing new: counts nothing again
+	if err := svc.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := svc.Series(ctx, "500105", Query{Step: Hour, From: t0, To: t0.Add(2 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := s.Bucket[0].AlertsRaised["red"], s.Bucket[1].AlertsRaised["red"]; a != 60 || b != 40 {
+		t.Fatalf("raised per hour %d, %d; want 60, 40", a, b)
+	}
+	if g := s.Bucket[1].Gauges; g != nil {
+		t.Fatalf("gauges sampled at 09:00 landed in 10:00: %+v", g)
+	}
+	if g := s.Bucket[0].Gauges; g == nil || g.AlertsOpen["red"] != 100 {
+		t.Fatalf("open alerts: %+v", g)
 	}
 }
