@@ -225,6 +225,8 @@ func (c *City) addVehicles(r *rand.Rand) {
 		c.Routes[name] = route
 		c.add(feature(twin.Vehicles, name, route[0], map[string]any{
 			"kind": "muck_truck", "plate": plate(""), "speed_kmh": 0.0, "heading": 0.0, "bridge": b.Name + " Bridge",
+			// The haulier's responsible person, told of an enforcement case.
+			"owners": []any{fmt.Sprintf("haulier-%02d", 1+(i-1)%24)},
 		}))
 	}
 	for i := 1; i <= basePatrolCars*sc; i++ {

@@ -325,6 +325,11 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 				Desk: simDesk{inc: inc, eng: eng}, Twin: tw})
 			stg.run(intake, "sim", func(ctx context.Context) error { return s.Run(ctx, publisher{in}) })
 		}
+		// The work loops on the first screen: seeded rectification and
+		// enforcement cases, a city directive now and then.
+		stg.run(intake, "demo-work", func(ctx context.Context) error {
+			return work.RunDemo(ctx, tasks.DemoOptions{Seed: c.seed})
+		})
 	}
 
 	api := httpin.New(tw, st, httpin.Options{Logger: log, Registerer: reg, DeadLetter: in.DeadLetterFunc(), Enricher: loc, AutoRegister: c.autoRegister,

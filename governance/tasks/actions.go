@@ -174,6 +174,12 @@ func (s *Service) CreateRectification(p auth.Principal, r RectifyReq) (*twin.Fea
 	if err != nil {
 		return nil, err
 	}
+	return s.rectify(p, b, r, due, now)
+}
+
+// rectify creates the task (issued at `now`, which the demo sets in the past).
+func (s *Service) rectify(p auth.Principal, b *twin.Feature, r RectifyReq, due, now time.Time) (*twin.Feature, error) {
+	bid := b.ID
 	assignee := auth.CityCode
 	if len(b.Region) > 0 {
 		assignee = b.Region[len(b.Region)-1]

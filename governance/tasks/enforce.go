@@ -176,7 +176,10 @@ func (e *enforcer) openCase(al *twin.Feature) {
 		return
 	}
 	var districts []string
-	for _, c := range append(twin.PropStrings(al.Props[auth.AlsoRegionsProp]), b.Region...) {
+	// The districts the bridge joins: its `connects` prop (the demo's and
+	// imported bridges name them) and the regions the rules placed the
+	// alert in (every vertex of the bridge).
+	for _, c := range append(append(twin.PropStrings(al.Props[auth.AlsoRegionsProp]), b.Region...), twin.PropStrings(b.Props["connects"])...) {
 		if c != auth.CityCode && len(c) == 6 {
 			districts = append(districts, c)
 		}

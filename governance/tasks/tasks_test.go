@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -274,5 +275,41 @@ func TestEnforcementEvidence(t *testing.T) {
 	done, err := s.Act(op("500103"), c.ID.Name, "close", ActionReq{Outcome: Penalised})
 	if err != nil || done.Prop("outcome") != Penalised || done.Prop("closed_by") != "op-500103" {
 		t.Fatalf("close: %v %v", err, done)
+	}
+}
+
+func TestDemoSeeds(t *testing.T) {
+	tw, _, s := city(t)
+	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Buildings, "b2"), Region: []string{"500000", "500105", "500105001"},
+		Geometry: orb.Point{106.51, 29.51}, Props: map[string]any{"high_rise": true, "owners": []any{"p3"}}})
+	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Bridges, "qiansimen"), Region: []string{"500000", "500103"},
+		Geometry: orb.LineString{{106.570, 29.570}, {106.580, 29.570}}, Props: map[string]any{"name": "千厮门大桥", "connects": []any{"500103", "500105"}}})
+	r := rand.New(rand.NewPCG(1, 2))
+	if n := s.seedRectification(r, 5); n != 1 {
+		t.Fatalf("seeded %d rectification tasks, want 1 (one high-rise)", n)
+	}
+	if n := s.seedCases(r, 3); n != 1 {
+		t.Fatalf("seeded %d cases, want 1 (one truck)", n)
+	}
+	c := s.List(op("500105"), Filter{Kind: KindEnforcement})
+	if len(c) != 1 || len(s.List(op("500103"), Filter{Kind: KindEnforcement})) != 1 || c[0].Props["evidence_complete"] != true {
+		t.Fatalf("demo case: %d visible to 500105", len(c))
+	}
+	s.demoDirective(r)
+	for range 20 {
+		s.demoStep(r)
+	}
+	ds := s.List(op("500000"), Filter{Kind: KindDirective})
+	if len(ds) < 3 {
+		t.Fatalf("%d directive tasks, want at least 3", len(ds))
+	}
+	moved := 0
+	for _, f := range ds {
+		if f.Prop("state") != Issued || len(twin.PropStrings(f.Props["children"])) > 0 {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("the demo moved no task on")
 	}
 }
