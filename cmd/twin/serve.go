@@ -255,7 +255,8 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// through this one consumer of the alerts layer: MQTT and webhooks.
 	notifier := notify.New(tw, notify.Options{Publisher: in, Logger: log, Registerer: reg})
 	stg.run(notifyStage, "notify", notifier.Run)
-	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true, Enricher: loc})
+	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true, Enricher: loc,
+		Evidence: incidents.DirEvidence(filepath.Join(c.data, "evidence"))}) // photos workers attach
 	stg.run(intake, "incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
 
 	// The work loops (directives, rectification, enforcement): the due
@@ -358,6 +359,8 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		{Pattern: "GET /api/regions/{code}/indicators", Handler: http.HandlerFunc(ind.Handler), Access: R},
 		{Pattern: "POST /api/incidents", Handler: http.HandlerFunc(inc.ReportHandler), Access: W, Roles: anyRole},
 		{Pattern: "POST /api/incidents/{name}/{action}", Handler: http.HandlerFunc(inc.ActionHandler), Access: W, Roles: []auth.Role{auth.Operator, auth.Field}},
+		{Pattern: "POST /api/incidents/{name}/evidence", Handler: http.HandlerFunc(inc.EvidenceHandler), Access: W, Roles: []auth.Role{auth.Operator, auth.Field}},
+		{Pattern: "GET /api/incidents/{name}/evidence/{id}", Handler: http.HandlerFunc(inc.EvidenceGetHandler), Access: R},
 		// Field tokens report their own worker's position only (httpin).
 		{Pattern: "POST /api/telemetry", Handler: http.HandlerFunc(api.Telemetry), Access: W, Roles: []auth.Role{auth.Operator, auth.Field}},
 		{Pattern: "GET /api/entities/{layer}/{name}", Handler: http.HandlerFunc(api.GetEntity), Access: R},

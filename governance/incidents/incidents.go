@@ -73,6 +73,9 @@ type Options struct {
 	// the twin's locator). nil: positions have no region path, and only
 	// city-level principals may report.
 	Enricher twin.Enricher
+	// Evidence keeps the photos workers attach (POST
+	// /api/incidents/{name}/evidence); nil: none are accepted.
+	Evidence EvidenceStore
 }
 
 // Service runs the incident loop over a twin. Safe for concurrent use: every
