@@ -57,16 +57,62 @@ type Options struct {
 // numbers are used up (Feed.SetLimit), and fail with ErrSeqExhausted when
 // no reservation will come; ApplySample (telemetry, the flood) also waits
 // while a required feed consumer is a window behind (Feed).
+//
+// Reads never run their callers' code under the lock (issue 13 item 6: a
+// planner's H3 query over 200k vehicles held it for 1.1 s and ingest
+// stood still): see read.go.
 type Twin struct {
 	opts Options
 	mu   sync.RWMutex
-	objs map[ID]*Feature
+	objs [numLayers]map[string]*Feature // per layer, by name
 	// tracked maps a telemetry name to its object (names are unique across
 	// TrackedLayers).
 	tracked map[string]ID
-	index   map[Layer]*rtree.RTreeG[*Feature]
-	count   map[Layer]int
+	index   [numLayers]*rtree.RTreeG[*Feature]
 	feed    *Feed
+	// Buffers of the reads (read.go), reused so that a read storm is not
+	// an allocation storm.
+	fpool, hpool sync.Pool
+}
+
+// numLayers is len(Layers).
+const numLayers = 11
+
+// layerIndex is l's position in Layers (-1 for none).
+func layerIndex(l Layer) int {
+	switch l {
+	case Regions:
+		return 0
+	case Grids:
+		return 1
+	case Rivers:
+		return 2
+	case Roads:
+		return 3
+	case Bridges:
+		return 4
+	case Buildings:
+		return 5
+	case Devices:
+		return 6
+	case Vehicles:
+		return 7
+	case Workers:
+		return 8
+	case Incidents:
+		return 9
+	case Alerts:
+		return 10
+	}
+	return -1
+}
+
+// get returns the current state of id (nil when absent). Caller holds mu.
+func (t *Twin) get(id ID) *Feature {
+	if i := layerIndex(id.Layer); i >= 0 {
+		return t.objs[i][id.Name]
+	}
+	return nil
 }
 
 // New makes an empty twin.
@@ -80,10 +126,10 @@ func New(opts Options) *Twin {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	t := &Twin{opts: opts, objs: map[ID]*Feature{}, tracked: map[string]ID{},
-		index: map[Layer]*rtree.RTreeG[*Feature]{}, count: map[Layer]int{}, feed: NewFeed(opts.FeedSize)}
-	for _, l := range Layers {
-		t.index[l] = &rtree.RTreeG[*Feature]{}
+	t := &Twin{opts: opts, tracked: map[string]ID{}, feed: NewFeed(opts.FeedSize)}
+	for i := range t.objs {
+		t.objs[i] = map[string]*Feature{}
+		t.index[i] = &rtree.RTreeG[*Feature]{}
 	}
 	return t
 }
@@ -97,9 +143,9 @@ func (t *Twin) Clock() clock.Clock { return t.opts.Clock }
 // Get returns the object's current state.
 func (t *Twin) Get(id ID) (*Feature, bool) {
 	t.mu.RLock()
-	f, ok := t.objs[id]
+	f := t.get(id)
 	t.mu.RUnlock()
-	return f, ok
+	return f, f != nil
 }
 
 // Resolve finds a tracked object (vehicle, worker, device) by its telemetry name.
@@ -108,81 +154,6 @@ func (t *Twin) Resolve(name string) (ID, bool) {
 	id, ok := t.tracked[name]
 	t.mu.RUnlock()
 	return id, ok
-}
-
-// Count returns how many objects a layer holds.
-func (t *Twin) Count(l Layer) int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.count[l]
-}
-
-// Unlocated returns how many objects of a layer have no geometry (and so
-// are not in the spatial index): OGC bbox queries must still return them.
-func (t *Twin) Unlocated(l Layer) int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	n := t.count[l]
-	if idx := t.index[l]; idx != nil {
-		n -= idx.Len()
-	}
-	return n
-}
-
-// Len returns the number of objects in the twin.
-func (t *Twin) Len() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.objs)
-}
-
-// Search calls fn for each object of layer whose bounds intersect b, until fn
-// returns false. It returns the feed sequence number the result is consistent
-// with. fn runs under the twin's read lock: keep it short, do not call back
-// into the twin's mutating methods.
-func (t *Twin) Search(l Layer, b orb.Bound, fn func(*Feature) bool) uint64 {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if idx := t.index[l]; idx != nil {
-		idx.Search(b.Min, b.Max, func(_, _ [2]float64, f *Feature) bool { return fn(f) })
-	}
-	return t.feed.Last()
-}
-
-// Range calls fn for every object of a layer (nil geometry included), until
-// fn returns false, under the read lock; returns the consistent sequence number.
-func (t *Twin) Range(l Layer, fn func(*Feature) bool) uint64 {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	for id, f := range t.objs {
-		if id.Layer == l && !fn(f) {
-			break
-		}
-	}
-	return t.feed.Last()
-}
-
-// View runs fn under the read lock with the consistent sequence number; used
-// for snapshots that must not interleave with changes (websocket subscribe).
-func (t *Twin) View(fn func(seq uint64, r Reader)) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	fn(t.feed.Last(), reader{t})
-}
-
-// Reader reads the twin while its lock is held (inside View).
-type Reader interface {
-	Get(id ID) (*Feature, bool)
-	Search(l Layer, b orb.Bound, fn func(*Feature) bool)
-}
-
-type reader struct{ t *Twin }
-
-func (r reader) Get(id ID) (*Feature, bool) { f, ok := r.t.objs[id]; return f, ok }
-func (r reader) Search(l Layer, b orb.Bound, fn func(*Feature) bool) {
-	if idx := r.t.index[l]; idx != nil {
-		idx.Search(b.Min, b.Max, func(_, _ [2]float64, f *Feature) bool { return fn(f) })
-	}
 }
 
 // Load puts stored objects into the twin without producing changes; used
@@ -196,19 +167,27 @@ func (t *Twin) Load(fs []*Feature) {
 	if t.opts.Enricher != nil {
 		t.enrichAll(fs)
 	}
+	var add [numLayers]int
+	for _, f := range fs {
+		if i := layerIndex(f.ID.Layer); i >= 0 {
+			add[i]++
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(fs) > len(t.objs) {
-		// One allocation instead of a dozen doublings (and rehashes) of a
-		// million-entry map.
-		objs := make(map[ID]*Feature, len(t.objs)+len(fs))
-		for id, f := range t.objs {
-			objs[id] = f
+	for i, n := range add {
+		if n > len(t.objs[i]) {
+			// One allocation instead of a dozen doublings (and rehashes)
+			// of a million-entry map.
+			objs := make(map[string]*Feature, len(t.objs[i])+n)
+			for k, f := range t.objs[i] {
+				objs[k] = f
+			}
+			t.objs[i] = objs
 		}
-		t.objs = objs
 	}
 	for _, f := range fs {
-		if old := t.objs[f.ID]; old != nil {
+		if old := t.get(f.ID); old != nil {
 			t.unindex(old)
 		}
 		t.insert(f)
@@ -264,7 +243,7 @@ func (t *Twin) Put(f *Feature) (Change, error) {
 	t.locate(nf)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.objs[nf.ID]
+	old := t.get(nf.ID)
 	if old == nil && isTracked(nf.ID.Layer) {
 		if other, taken := t.tracked[nf.ID.Name]; taken && other != nf.ID {
 			return Change{}, fmt.Errorf("%w: name %q is already used by %s (telemetry names are unique across vehicles, workers and devices)", ErrConflict, nf.ID.Name, other)
@@ -283,7 +262,7 @@ func (t *Twin) Update(id ID, fn func(cur *Feature) (*Feature, error)) (Change, b
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.objs[id]
+	old := t.get(id)
 	var arg *Feature
 	if old != nil {
 		arg = old.Clone()
@@ -309,13 +288,12 @@ func (t *Twin) Delete(id ID) (Change, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.objs[id]
+	old := t.get(id)
 	if old == nil {
 		return Change{}, fmt.Errorf("%s: %w", id, ErrNotFound)
 	}
 	t.unindex(old)
-	delete(t.objs, id)
-	t.count[id.Layer]--
+	delete(t.objs[layerIndex(id.Layer)], id.Name)
 	if isTracked(id.Layer) {
 		delete(t.tracked, id.Name)
 	}
@@ -357,7 +335,7 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	if s.HasPos && t.opts.Enricher != nil {
 		if me, ok := t.opts.Enricher.(MoveEnricher); ok {
 			t.mu.RLock()
-			prev := t.objs[s.ID]
+			prev := t.get(s.ID)
 			t.mu.RUnlock()
 			cells, region, grid = me.LocateMove(s.Pos, prev)
 		} else {
@@ -366,7 +344,7 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.objs[s.ID]
+	old := t.get(s.ID)
 	if old == nil {
 		return 0, Change{}, fmt.Errorf("%s: %w", s.ID, ErrNotFound)
 	}
@@ -490,18 +468,17 @@ func (t *Twin) commitKeepTime(old, nf *Feature, s *Sample) Change {
 
 // insert adds f to the maps and index. Caller holds t.mu and has removed any old state.
 func (t *Twin) insert(f *Feature) {
-	if t.objs[f.ID] == nil {
-		t.count[f.ID.Layer]++
+	i := layerIndex(f.ID.Layer)
+	if i < 0 {
+		return
 	}
-	t.objs[f.ID] = f
+	t.objs[i][f.ID.Name] = f
 	if isTracked(f.ID.Layer) {
 		t.tracked[f.ID.Name] = f.ID
 	}
 	if f.Geometry != nil {
 		b := f.Geometry.Bound()
-		if idx := t.index[f.ID.Layer]; idx != nil {
-			idx.Insert(b.Min, b.Max, f)
-		}
+		t.index[i].Insert(b.Min, b.Max, f)
 	}
 }
 
@@ -509,9 +486,9 @@ func (t *Twin) unindex(f *Feature) {
 	if f.Geometry == nil {
 		return
 	}
-	b := f.Geometry.Bound()
-	if idx := t.index[f.ID.Layer]; idx != nil {
-		idx.Delete(b.Min, b.Max, f)
+	if i := layerIndex(f.ID.Layer); i >= 0 {
+		b := f.Geometry.Bound()
+		t.index[i].Delete(b.Min, b.Max, f)
 	}
 }
 

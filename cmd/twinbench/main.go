@@ -5,6 +5,7 @@
 //
 //	go run ./cmd/twinbench -mode load -scale 20 -data /tmp/tb20
 //	go run ./cmd/twinbench -mode ingest -objects 50000 -duration 10s
+//	go run ./cmd/twinbench -mode storm -objects 200000 -rate 20000 -duration 10s
 //
 // The load mode generates and stores the city only when -data holds no
 // store yet, so a second run measures the load alone, as a restarted
@@ -23,7 +24,7 @@ import (
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.mode, "mode", "load", "load or ingest")
+	flag.StringVar(&cfg.mode, "mode", "load", "load, ingest or storm")
 	flag.IntVar(&cfg.scale, "scale", 1, "demo city scale (20 = about a million buildings)")
 	flag.StringVar(&cfg.data, "data", "", "embedded store directory (default: a temporary directory, removed after)")
 	flag.StringVar(&cfg.db, "db", "", "load: PostGIS URL to use instead of the embedded store (migrated on open)")
@@ -32,6 +33,11 @@ func main() {
 	flag.IntVar(&cfg.workers, "workers", runtime.GOMAXPROCS(0), "ingest: goroutines applying telemetry")
 	flag.Float64Var(&cfg.step, "step", 0.0002, "ingest: degrees a vehicle moves per message (0 = stands still)")
 	flag.IntVar(&cfg.feed, "feed", 1<<20, "ingest: twin feed window (changes kept); the twin's default is 1<<20")
+	flag.IntVar(&cfg.rate, "rate", 20000, "storm: samples applied a second, paced")
+	flag.IntVar(&cfg.subscribes, "subscribes", 50, "storm: websocket-style snapshots of the city a second")
+	flag.Float64Var(&cfg.viewport, "viewport", 0.25, "storm: a snapshot's viewport, as a fraction of the city's side (1 = the whole city)")
+	flag.IntVar(&cfg.h3, "h3", 2, "storm: H3 aggregates of every vehicle a second")
+	flag.IntVar(&cfg.ogc, "ogc", 2, "storm: OGC items requests over every vehicle a second")
 	flag.BoolVar(&cfg.placed, "placed", false, "load: store the city with cells, region and grid (as the writer stores changed objects), so the load places nothing")
 	flag.StringVar(&cfg.memprofile, "memprofile", "", "write a heap profile after loading")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase")
@@ -50,6 +56,8 @@ func main() {
 		err = runLoad(context.Background(), cfg, os.Stdout)
 	case "ingest":
 		err = runIngest(context.Background(), cfg, os.Stdout)
+	case "storm":
+		err = runStorm(context.Background(), cfg, os.Stdout)
 	default:
 		err = fmt.Errorf("unknown -mode %q", cfg.mode)
 	}
@@ -63,9 +71,11 @@ type config struct {
 	mode, data, memprofile  string
 	db                      string
 	scale, objects, workers int
+	rate, subscribes, h3    int
+	ogc                     int
 	feed                    int
 	duration                time.Duration
-	step                    float64
+	step, viewport          float64
 	placed                  bool
 	cpu                     *os.File
 }
