@@ -33,7 +33,7 @@ type hit struct {
 // more), and a later chunk is brought back to the first chunk's seq with
 // the feed's changes in between (see pastState), so fn sees one state.
 func (t *Twin) Nearest(l Layer, p orb.Point, fn func(f *Feature, approxMetres float64) bool) uint64 {
-	li := layerIndex(l)
+	li := t.layerIndex(l)
 	if li < 0 {
 		return t.feed.Last()
 	}

@@ -25,7 +25,7 @@ import (
 
 // Count returns how many objects a layer holds.
 func (t *Twin) Count(l Layer) int {
-	i := layerIndex(l)
+	i := t.layerIndex(l)
 	if i < 0 {
 		return 0
 	}
@@ -37,7 +37,7 @@ func (t *Twin) Count(l Layer) int {
 // Unlocated returns how many objects of a layer have no geometry (and so
 // are not in the spatial index): OGC bbox queries must still return them.
 func (t *Twin) Unlocated(l Layer) int {
-	i := layerIndex(l)
+	i := t.layerIndex(l)
 	if i < 0 {
 		return 0
 	}
@@ -76,7 +76,7 @@ func (t *Twin) Search(l Layer, b orb.Bound, fn func(*Feature) bool) uint64 {
 // collect appends to buf the objects of l whose bounds intersect b, under
 // the read lock, and returns the seq they are consistent with.
 func (t *Twin) collect(l Layer, b orb.Bound, buf *[]*Feature) uint64 {
-	i := layerIndex(l)
+	i := t.layerIndex(l)
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if i >= 0 {
@@ -100,7 +100,7 @@ func (t *Twin) Range(l Layer, fn func(*Feature) bool) uint64 {
 	func() {
 		t.mu.RLock()
 		defer t.mu.RUnlock()
-		if i := layerIndex(l); i >= 0 {
+		if i := t.layerIndex(l); i >= 0 {
 			fs := *buf
 			for _, f := range t.objs[i] {
 				fs = append(fs, f)

@@ -64,52 +64,31 @@ type Options struct {
 type Twin struct {
 	opts Options
 	mu   sync.RWMutex
-	objs [numLayers]map[string]*Feature // per layer, by name
+	// layers numbers Layers (a map, not a switch, so a new layer needs no
+	// edit here); objs and index are per layer in that order.
+	layers map[Layer]int
+	objs   []map[string]*Feature // by name
 	// tracked maps a telemetry name to its object (names are unique across
 	// TrackedLayers).
 	tracked map[string]ID
-	index   [numLayers]*rtree.RTreeG[*Feature]
+	index   []*rtree.RTreeG[*Feature]
 	feed    *Feed
 	// Buffers of the reads (read.go), reused so that a read storm is not
 	// an allocation storm.
 	fpool, hpool sync.Pool
 }
 
-// numLayers is len(Layers).
-const numLayers = 11
-
 // layerIndex is l's position in Layers (-1 for none).
-func layerIndex(l Layer) int {
-	switch l {
-	case Regions:
-		return 0
-	case Grids:
-		return 1
-	case Rivers:
-		return 2
-	case Roads:
-		return 3
-	case Bridges:
-		return 4
-	case Buildings:
-		return 5
-	case Devices:
-		return 6
-	case Vehicles:
-		return 7
-	case Workers:
-		return 8
-	case Incidents:
-		return 9
-	case Alerts:
-		return 10
+func (t *Twin) layerIndex(l Layer) int {
+	if i, ok := t.layers[l]; ok {
+		return i
 	}
 	return -1
 }
 
 // get returns the current state of id (nil when absent). Caller holds mu.
 func (t *Twin) get(id ID) *Feature {
-	if i := layerIndex(id.Layer); i >= 0 {
+	if i := t.layerIndex(id.Layer); i >= 0 {
 		return t.objs[i][id.Name]
 	}
 	return nil
@@ -126,8 +105,10 @@ func New(opts Options) *Twin {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	t := &Twin{opts: opts, tracked: map[string]ID{}, feed: NewFeed(opts.FeedSize)}
-	for i := range t.objs {
+	t := &Twin{opts: opts, tracked: map[string]ID{}, feed: NewFeed(opts.FeedSize), layers: map[Layer]int{},
+		objs: make([]map[string]*Feature, len(Layers)), index: make([]*rtree.RTreeG[*Feature], len(Layers))}
+	for i, l := range Layers {
+		t.layers[l] = i
 		t.objs[i] = map[string]*Feature{}
 		t.index[i] = &rtree.RTreeG[*Feature]{}
 	}
@@ -167,9 +148,9 @@ func (t *Twin) Load(fs []*Feature) {
 	if t.opts.Enricher != nil {
 		t.enrichAll(fs)
 	}
-	var add [numLayers]int
+	add := make([]int, len(t.objs))
 	for _, f := range fs {
-		if i := layerIndex(f.ID.Layer); i >= 0 {
+		if i := t.layerIndex(f.ID.Layer); i >= 0 {
 			add[i]++
 		}
 	}
@@ -293,7 +274,7 @@ func (t *Twin) Delete(id ID) (Change, error) {
 		return Change{}, fmt.Errorf("%s: %w", id, ErrNotFound)
 	}
 	t.unindex(old)
-	delete(t.objs[layerIndex(id.Layer)], id.Name)
+	delete(t.objs[t.layerIndex(id.Layer)], id.Name)
 	if isTracked(id.Layer) {
 		delete(t.tracked, id.Name)
 	}
@@ -468,7 +449,7 @@ func (t *Twin) commitKeepTime(old, nf *Feature, s *Sample) Change {
 
 // insert adds f to the maps and index. Caller holds t.mu and has removed any old state.
 func (t *Twin) insert(f *Feature) {
-	i := layerIndex(f.ID.Layer)
+	i := t.layerIndex(f.ID.Layer)
 	if i < 0 {
 		return
 	}
@@ -486,7 +467,7 @@ func (t *Twin) unindex(f *Feature) {
 	if f.Geometry == nil {
 		return
 	}
-	if i := layerIndex(f.ID.Layer); i >= 0 {
+	if i := t.layerIndex(f.ID.Layer); i >= 0 {
 		b := f.Geometry.Bound()
 		t.index[i].Delete(b.Min, b.Max, f)
 	}

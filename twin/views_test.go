@@ -13,18 +13,15 @@ import (
 	"github.com/paulmach/orb"
 )
 
-// TestLayerIndex: layerIndex numbers Layers in order and numLayers is
-// their count, so no layer falls outside the twin's arrays.
+// TestLayerIndex: the twin numbers every layer of Layers in order.
 func TestLayerIndex(t *testing.T) {
-	if numLayers != len(Layers) {
-		t.Fatalf("numLayers %d, %d layers", numLayers, len(Layers))
-	}
+	tw := New(Options{})
 	for i, l := range Layers {
-		if layerIndex(l) != i {
-			t.Fatalf("layerIndex(%s) = %d, want %d", l, layerIndex(l), i)
+		if tw.layerIndex(l) != i {
+			t.Fatalf("layerIndex(%s) = %d, want %d", l, tw.layerIndex(l), i)
 		}
 	}
-	if layerIndex("nope") != -1 {
+	if tw.layerIndex("nope") != -1 {
 		t.Fatal("unknown layer has an index")
 	}
 }
