@@ -44,6 +44,10 @@ type Report struct {
 	// BrokerDropped is the rise of the server's twin_broker_dropped_total
 	// (the broker's own $SYS drop counter) over the run.
 	BrokerDropped int64
+	// Settled is true when the server's counters stopped moving before
+	// the drain deadline: only then is Lost final (else the server was
+	// still working through its backlog).
+	Settled bool
 	// LoadBefore and LoadAfter are the machine's 1-minute load average
 	// (/proc/loadavg) when publishing started and when the server caught up.
 	LoadBefore, LoadAfter string
@@ -116,7 +120,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 		if cur != last {
 			last, lastChange = cur, time.Now()
 		} else if cur.total()-before.total() >= rep.Published || time.Since(lastChange) > 15*time.Second {
-			break // caught up, or nothing more is coming
+			rep.Settled = true // caught up, or nothing more is coming
+			break
 		}
 	}
 	rep.LoadAfter = loadAvg()

@@ -58,7 +58,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if rep.Published < 1000 || rep.Published > 2200 {
 		t.Fatalf("published %d at 2000/s for 1s", rep.Published)
 	}
-	if rep.Applied != rep.Published || rep.Acked != rep.Published || rep.Lost() != 0 || rep.Deadletter != 0 {
+	if rep.Applied != rep.Published || rep.Acked != rep.Published || rep.Lost() != 0 || !rep.Settled || rep.Deadletter != 0 {
 		t.Fatalf("report %+v", rep)
 	}
 	var out bytes.Buffer

@@ -57,7 +57,11 @@ func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "server       applied %d, history %d, duplicate %d, deadletter %d (mqtt) in %s\n",
 		r.Applied, r.History, r.Duplicate, r.Deadletter, r.IngestTime.Round(time.Millisecond))
 	fmt.Fprintf(w, "applied rate %.0f msgs/s (all outcomes: %.0f msgs/s)\n", rate(r.Applied, r.IngestTime), rate(r.Processed(), r.IngestTime))
-	fmt.Fprintf(w, "lost         %d (acknowledged by the broker, never seen by the server); broker dropped %d (twin_broker_dropped_total)\n", r.Lost(), r.BrokerDropped)
+	if r.Settled {
+		fmt.Fprintf(w, "lost         %d (acknowledged by the broker, never seen by the server); broker dropped %d (twin_broker_dropped_total)\n", r.Lost(), r.BrokerDropped)
+	} else {
+		fmt.Fprintf(w, "not settled  %d not yet seen by the server when -drain ran out (still catching up: not a loss figure); broker dropped %d\n", r.Lost(), r.BrokerDropped)
+	}
 	fmt.Fprintf(w, "load average %s before, %s after (1 min)\n", r.LoadBefore, r.LoadAfter)
 }
 
