@@ -92,12 +92,11 @@ type Entry struct {
 }
 
 func (e Entry) msg() *nats.Msg {
-	m := nats.NewMsg(spine.TelemetrySubject)
-	m.Data = e.Payload
-	m.Header.Set(HeaderName, e.Name)
-	m.Header.Set(HeaderSource, e.Source)
-	m.Header.Set(HeaderTopic, e.Topic)
-	return m
+	// The keys are canonical already: set them directly (Header.Set
+	// canonicalizes every key, per message, on the ingest's hot path).
+	return &nats.Msg{Subject: spine.TelemetrySubject, Data: e.Payload, Header: nats.Header{
+		HeaderName: {e.Name}, HeaderSource: {e.Source}, HeaderTopic: {e.Topic},
+	}}
 }
 
 // AppendWindow is how many appends may await JetStream's PubAck at once
