@@ -513,10 +513,11 @@ func TestRoadsDryExceptBridges(t *testing.T) {
 }
 
 // TestRegionsHaveChineseNames (issue 14 item 1): the tier selector shows
-// every region in Chinese, streets included.
+// every region in Chinese, streets included, and grid workers have Chinese
+// names too.
 func TestRegionsHaveChineseNames(t *testing.T) {
 	c := defaultCity(t)
-	for _, f := range c.Features[twin.Regions] {
+	for _, f := range append(append([]*twin.Feature(nil), c.Features[twin.Regions]...), c.Features[twin.Workers]...) {
 		if zh := f.Prop("name_zh"); zh == "" || !strings.ContainsFunc(zh, func(r rune) bool { return r >= 0x4e00 && r <= 0x9fff }) {
 			t.Errorf("%s (%s) has name_zh %q", f.ID, f.Prop("level"), zh)
 		}

@@ -319,6 +319,7 @@ func (c *City) addWorkers(r *rand.Rand) {
 		c.WorkerStreet[name] = s
 		c.add(feature(twin.Workers, name, p, map[string]any{
 			"grid": grid, "street": s.Code, "status": "available", "name": fmt.Sprintf("Worker %d", i),
+			"name_zh": workerNameZH(i),
 		}))
 	}
 }
@@ -334,4 +335,17 @@ func gridAt(gs []*twin.Feature, p orb.Point) string {
 		}
 	}
 	return ""
+}
+
+// Common surnames and given names for the demo's grid workers, so an operator
+// reads 张伟 rather than "Worker 17". Drawn from the index, not from the
+// generator, so adding them moved nothing else in the city.
+var (
+	surnamesZH = []string{"王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭", "何", "罗", "高", "林"}
+	givenZH    = []string{"伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀英", "霞", "平", "刚", "桂英", "建华", "小红", "志强"}
+)
+
+// workerNameZH is grid worker i's Chinese name.
+func workerNameZH(i int) string {
+	return surnamesZH[i%len(surnamesZH)] + givenZH[(i*7+i/len(surnamesZH))%len(givenZH)]
 }

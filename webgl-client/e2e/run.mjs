@@ -347,7 +347,9 @@ try {
   // ---- the wall screen in Chinese (issue 14) ----------------------------------
   await step('wall screen in zh-CN at 1920x1080: Chinese text, Beijing times, both panels on screen', async () => {
     await page.evaluate(() => { window.__twin.selectTier('500000'); window.__twin.map.jumpTo({ center: [106.53, 29.6], zoom: 10.3, pitch: 0 }) })
-    await page.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 30000 })
+    // live sources re-tile as the demo moves; on a busy box "all loaded" may not come: the checks are on the DOM
+    const settle = () => page.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 30000 }).catch(() => log('wall: tiles still loading'))
+    await settle()
     await sleep(1500)
     const r = await page.evaluate(() => {
       const text = ['header', '#alerts-panel', '#incidents-panel', '#kpis', '#indicators', '#legend'].map((s) => document.querySelector(s).innerText).join('\n')
@@ -374,7 +376,7 @@ try {
     writeFileSync(join(artifacts, 'wall-console-1920x1080.png'), await page.screenshot())
     await page.evaluate(() => window.__twin.setWall(true))
     await sleep(1200)
-    await page.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 30000 })
+    await settle()
     const big = await page.evaluate(() => parseFloat(getComputedStyle(document.querySelector('.kpi-value')).fontSize))
     assert(big >= 40, `wall-mode numbers are ${big}px`)
     writeFileSync(join(artifacts, 'wall-1920x1080.png'), await page.screenshot())
@@ -518,7 +520,8 @@ try {
     await planner.click('#h3')
     await planner.waitForFunction(() => (window.__twin.map.getSource('h3')._data?.features?.length ?? document.getElementById('h3legend').textContent.length) > 0, null, { timeout: 20000 })
     await planner.evaluate(() => window.__twin.map.fitBounds([[106.54, 29.55], [106.58, 29.58]], { duration: 0 }))
-    await planner.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 20000 })
+    // for the screenshot only: a loaded box may not finish in time, and nothing below depends on it
+    await planner.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 20000 }).catch(() => log('planner: tiles still loading'))
     await sleep(500)
     writeFileSync(join(artifacts, 'planner.png'), await planner.screenshot())
     return { features: n, rows, h3: await planner.evaluate(() => document.getElementById('h3legend').textContent) }

@@ -165,8 +165,21 @@ function showSelected(id) {
   map.getSource('selected')?.setData({ type: 'FeatureCollection', features: c ? [{ type: 'Feature', properties: {}, geometry: { type: 'Point', coordinates: c } }] : [] })
 }
 
+// A worker's (or any object's) display name when a store holds it, else its name part.
+// names of assignees outside the view: fetched once each
+const workerNames = new Map()
+const nameOf = (id) => {
+  const short = String(id).split('/').pop()
+  const f = store.get(id) || tierStore.get(id) || workerNames.get(id)
+  if (f) return i18n.name(f.properties || {}, short)
+  if (!workerNames.has(id) && String(id).startsWith('workers/')) {
+    workerNames.set(id, null)
+    api(`/api/entities/workers/${encodeURIComponent(short)}`).then((w) => { workerNames.set(id, w) }, () => {})
+  }
+  return short
+}
 const alertsPanel = createAlertsPanel({ root: $('alerts-panel'), alerts: () => tierStore.layer('alerts'), tier: tierInfo, regionName, open: openObject })
-const incidentsPanel = createIncidentsPanel({ root: $('incidents-panel'), incidents: () => tierStore.layer('incidents'), tier: tierInfo, regionName, open: openObject })
+const incidentsPanel = createIncidentsPanel({ root: $('incidents-panel'), incidents: () => tierStore.layer('incidents'), tier: tierInfo, regionName, open: openObject, nameOf })
 const overdueIncidents = () => tierStore.layer('incidents').filter((f) => {
   const p = f.properties || {}
   const by = p.sla && (p.state === 'dispatched' ? p.sla.accept_by : p.state === 'accepted' ? p.sla.arrive_by : p.state === 'arrived' ? p.sla.report_by : null)
@@ -183,6 +196,7 @@ const inspector = createInspector({
   regionName,
   showTrack: (fc) => map.getSource('history')?.setData(fc),
   flyTo: (c) => map.flyTo({ center: c, zoom: Math.max(map.getZoom(), 15) }),
+  nameOf,
 })
 
 function renderPanels() {

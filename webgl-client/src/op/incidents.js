@@ -16,6 +16,7 @@ const MAX_ROWS = 150
  * @param {() => {code:string, isCity:boolean}} o.tier
  * @param {(code:string) => string} o.regionName
  * @param {(id:string) => void} o.open
+ * @param {(id:string) => string} o.nameOf display name of an object id (the assignee)
  */
 export function createIncidentsPanel(o) {
   const { root } = o
@@ -33,7 +34,7 @@ export function createIncidentsPanel(o) {
     const p = f.properties
     const path = Array.isArray(f.region) ? f.region : []
     const where = path.length > 1 ? o.regionName(path[path.length - 1]) : ''
-    const who = p.assignee ? i18n.term('obj', 'workers') + ' ' + String(p.assignee).split('/').pop() : t('insp.unassigned')
+    const who = p.assignee ? i18n.term('obj', 'workers') + ' ' + o.nameOf(p.assignee) : t('insp.unassigned')
     li.className = 'row'
     li.dataset.id = f.id
     li.tabIndex = 0
@@ -48,7 +49,7 @@ export function createIncidentsPanel(o) {
     setText(root.querySelector('#incidents-hidden'), list.length > MAX_ROWS ? t('panel.hidden', { n: i18n.num(list.length - MAX_ROWS) }) : '')
     reconcile(ul, list.slice(0, MAX_ROWS), {
       key: (x) => x.feature.id,
-      sig: (x) => [i18n.lang, x.feature.properties.state, x.feature.properties.assignee, x.feature.properties.reports, x.feature.properties.type].join('|'),
+      sig: (x) => [i18n.lang, x.feature.properties.state, x.feature.properties.assignee && o.nameOf(x.feature.properties.assignee), x.feature.properties.reports, x.feature.properties.type].join('|'),
       render: renderRow,
       patch: (li, x) => {
         const s = li.querySelector('.sla')

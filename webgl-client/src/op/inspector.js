@@ -21,6 +21,7 @@ const HISTORY_LAYERS = new Set(['vehicles', 'workers', 'devices'])
  * @param {(code:string) => string} o.regionName
  * @param {(fc:object) => void} o.showTrack draw a track (FeatureCollection) on the map; empty clears
  * @param {(c:number[]) => void} o.flyTo
+ * @param {(id:string) => string} o.nameOf display name of an object id (a worker's name)
  */
 export function createInspector(o) {
   const { box } = o
@@ -124,7 +125,7 @@ export function createInspector(o) {
     return head(i18n.term('types', p.type), t('insp.incident')) + `<table class="kv">
       ${row('insp.state', `<span class="state ${esc(p.state)}">${esc(i18n.term('state', p.state))}</span>`)}
       ${row('insp.clock', clock(p))}
-      ${row('insp.assignee', p.assignee ? objLink(p.assignee) : esc(t('insp.unassigned')))}
+      ${row('insp.assignee', p.assignee ? `<a href="#" data-open="${esc(p.assignee)}">${esc(o.nameOf(p.assignee))}</a>` : esc(t('insp.unassigned')))}
       ${row('insp.tier', esc(i18n.term('tier', p.tier)))}
       ${row('insp.reports', esc(p.reports ?? 1))}
       ${row('insp.description', esc(p.description || ''))}
@@ -156,7 +157,7 @@ export function createInspector(o) {
   function mover(f, layer) {
     const p = f.properties || {}
     const c = geomCenter(f.geometry)
-    const title = layer === 'workers' ? (p.name || f.id.split('/')[1]) : (p.plate || f.id.split('/')[1])
+    const title = layer === 'workers' ? i18n.name(p, f.id.split('/')[1]) : (p.plate || f.id.split('/')[1])
     return head(title, layer === 'workers' ? t('insp.worker') : i18n.term('kinds', p.kind) || t('insp.vehicle')) + `<table class="kv">
       ${layer === 'workers' ? row('insp.status', esc(i18n.term('state', p.status))) : row('insp.kind', esc(i18n.term('kinds', p.kind)))}
       ${row('insp.grid', esc(p.grid || ''))}
@@ -216,7 +217,7 @@ export function createInspector(o) {
         const c = geomCenter(feature.geometry)
         const fc = c ? await api(`/api/nearby?layer=workers&lon=${c[0]}&lat=${c[1]}&radius_m=5000&limit=15`).catch(() => ({ features: [] })) : { features: [] }
         const ws = (fc.features || []).filter((w) => (w.properties || {}).status === 'available' && w.id !== feature.properties.assignee)
-        sel.innerHTML = `<option value="">${esc(t('insp.worker_pick'))}: auto</option>` + ws.map((w) => `<option value="${esc(w.id.split('/')[1])}">${esc((w.properties || {}).name || w.id.split('/')[1])} · ${esc(Math.round(w.distance_m ?? (w.properties || {}).distance_m ?? 0))} m</option>`).join('')
+        sel.innerHTML = `<option value="">${esc(t('insp.auto'))}</option>` + ws.map((w) => `<option value="${esc(w.id.split('/')[1])}">${esc(i18n.name(w.properties, w.id.split('/')[1]))} · ${esc(Math.round(w.distance_m ?? (w.properties || {}).distance_m ?? 0))} m</option>`).join('')
         sel.hidden = false
         if (act === 'reassign' && ws.length) sel.value = ws[0].id.split('/')[1]
         return
