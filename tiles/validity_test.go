@@ -74,20 +74,29 @@ func TestDemoCityTiles(t *testing.T) {
 	if len(edges) == 0 {
 		t.Fatal("the demo city has no polygons")
 	}
-	// The demo starts with no incidents or alerts: add some, points and
-	// areas, so every layer is checked.
-	for i := 0; i < 200; i++ {
+	// The demo starts with no incidents, alerts, tasks or directives: add
+	// some, points and areas, so every layer is checked.
+	for i := 0; i < 400; i++ {
 		p := edges[rng.IntN(len(edges))]
 		var g orb.Geometry = p
-		if i%4 == 0 {
+		if i%5 == 0 {
 			d := 0.0005 + rng.Float64()*0.01
 			g = orb.Polygon{{{p[0] - d, p[1] - d}, {p[0] + d, p[1] - d}, {p[0], p[1] + d}, {p[0] - d, p[1] - d}}}
 		}
 		l := twin.Incidents
 		props := map[string]any{"type": "pothole", "state": "open", "reports": 1}
-		if i%2 == 1 {
+		switch i % 4 {
+		case 1:
 			l = twin.Alerts
 			props = map[string]any{"rule": "r", "severity": "red", "state": "open", "tier": "city", "subject": "x"}
+		case 2:
+			l = twin.Tasks
+			props = map[string]any{"kind": "rectification", "state": "issued", "tier": "street", "overdue": i%3 == 0,
+				"subject": "buildings/x", "assignee": "500105001", "title": "t", "due": "2026-12-01T10:00:00Z"}
+		case 3:
+			l = twin.Directives
+			props = map[string]any{"title": "t", "issuer": "500000", "due": "2026-12-01T10:00:00Z", "total": 3, "acked": 1,
+				"reported": 0, "overdue": 1}
 		}
 		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(l, fmt.Sprint("v", i)), Geometry: g, Props: props}); err != nil {
 			t.Fatal(err)

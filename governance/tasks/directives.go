@@ -156,6 +156,8 @@ func (s *Service) directiveTask(p auth.Principal, r DirectiveReq, req []string, 
 // strictly inside the task's assignee region; the child's issuing tier is
 // the task's assignee (an overdue child escalates to it).
 func (s *Service) Forward(p auth.Principal, name string, r ForwardReq) (*twin.Feature, error) {
+	s.fwdMu.Lock()
+	defer s.fwdMu.Unlock()
 	cur, err := s.Get(p, name)
 	if err != nil {
 		return nil, err

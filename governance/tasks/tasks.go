@@ -98,6 +98,9 @@ type Service struct {
 	// rollMu serialises roll-up recomputations of one directive at a time
 	// (two tasks of it changing at once must not write a stale roll-up last).
 	rollMu sync.Mutex
+	// fwdMu serialises forwards, so two at once never give one street two
+	// children of the same task.
+	fwdMu sync.Mutex
 
 	enf *enforcer
 }

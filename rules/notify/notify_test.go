@@ -206,3 +206,48 @@ func TestWebhookRetriesAndCountsFailures(t *testing.T) {
 		t.Errorf("twin_webhook_failures_total = %v, want 1", got)
 	}
 }
+
+// TestTaskPersonsNotified (issue 15): a task's persons hear on
+// twin/notify/{person} when it is issued, reminded, escalated and closed,
+// once each, whoever wrote the change; other changes are no news.
+func TestTaskPersonsNotified(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC))
+	tw := twin.New(twin.Options{Clock: clk})
+	pub := &recPub{}
+	n := New(tw, Options{Publisher: pub, Logger: quiet, Backoff: time.Millisecond})
+	id := twin.NewID(twin.Tasks, "rect-1")
+	set := func(k string, v any) {
+		t.Helper()
+		if _, _, err := tw.Update(id, func(f *twin.Feature) (*twin.Feature, error) {
+			if f == nil {
+				f = &twin.Feature{ID: id, Props: map[string]any{"kind": "rectification", "state": "issued", "tier": "street", "persons": []any{"p1", "p2"}}}
+			}
+			f.Props[k] = v
+			return f, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		n.Drain(context.Background())
+	}
+	want := 0
+	for _, step := range []struct {
+		k    string
+		v    any
+		news bool
+	}{
+		{"title", "blocked exit", true}, // created: issued
+		{"plan", "clear it", false},
+		{"reminded_at", "2026-12-01T09:30:00Z", true},
+		{"tier", "district", true},
+		{"history", []any{"x"}, false},
+		{"state", "closed", true},
+	} {
+		set(step.k, step.v)
+		if step.news {
+			want += 2
+		}
+		if got := pub.count("twin/notify/"); got != want {
+			t.Fatalf("after %s: %d notifications, want %d (%v)", step.k, got, want, pub.topics)
+		}
+	}
+}
