@@ -105,7 +105,7 @@ type wireFeature struct {
 
 // MarshalJSON writes the feature as GeoJSON with twin metadata.
 func (f *Feature) MarshalJSON() ([]byte, error) {
-	return f.appendWire(make([]byte, 0, 512))
+	return f.appendWire(make([]byte, 0, 512), nil)
 }
 
 // UnmarshalJSON reads the GeoJSON form written by MarshalJSON. The id may be

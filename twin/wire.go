@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -18,7 +19,7 @@ import (
 // does them; points written directly; props still through encoding/json,
 // which sorts keys). Encoding every websocket delta and HTTP feature went
 // through this: reflection over wireFeature was half of its cost.
-func (f *Feature) appendWire(b []byte) ([]byte, error) {
+func (f *Feature) appendWire(b []byte, keep []string) ([]byte, error) {
 	b = append(b, `{"type":"Feature","id":`...)
 	b = appendJSONString(b, f.ID.String())
 	b = append(b, `,"layer":`...)
@@ -68,16 +69,86 @@ func (f *Feature) appendWire(b []byte) ([]byte, error) {
 		b = append(b, gb...)
 	}
 	b = append(b, `,"properties":`...)
-	if len(f.Props) == 0 {
-		b = append(b, "{}"...)
-	} else {
-		pb, err := json.Marshal(f.Props)
-		if err != nil {
-			return nil, err
-		}
-		b = append(b, pb...)
+	b, err := appendProps(b, f.Props, keep)
+	if err != nil {
+		return nil, err
 	}
 	return append(b, '}'), nil
+}
+
+// AppendGeoJSON appends f's GeoJSON wire form to b: what MarshalJSON
+// writes when keep is nil; otherwise only the properties named in keep
+// (sorted, no duplicates; empty: none), for answers that ask for fewer
+// bytes (GET /api/nearby?properties=). Writing into a caller's buffer lets
+// a handler encode a whole answer in one reused slice.
+func (f *Feature) AppendGeoJSON(b []byte, keep []string) ([]byte, error) {
+	return f.appendWire(b, keep)
+}
+
+// appendProps writes props as a JSON object, keys sorted as
+// encoding/json sorts them (only those in keep when keep is not nil).
+// Values of the common scalar types are written directly, byte for byte
+// as encoding/json writes them; others (nested readings, lists) go
+// through encoding/json.
+func appendProps(b []byte, props map[string]any, keep []string) ([]byte, error) {
+	keys := keep
+	if keep == nil {
+		var arr [16]string
+		keys = arr[:0]
+		for k := range props {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+	}
+	b = append(b, '{')
+	n := 0
+	for _, k := range keys {
+		v, ok := props[k]
+		if !ok {
+			continue
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		var err error
+		if b, err = appendValue(b, v); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// appendValue writes one property value as encoding/json does.
+func appendValue(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return appendJSONString(b, x), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case float64:
+		if !finite(x) {
+			return nil, fmt.Errorf("json: unsupported value: %v", x)
+		}
+		return appendJSONFloat(b, x), nil
+	case int:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case int32:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case uint64:
+		return strconv.AppendUint(b, x, 10), nil
+	}
+	vb, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, vb...), nil
 }
 
 // CoordFactor sets the precision of every coordinate on the wire: degrees
@@ -111,6 +182,10 @@ func appendJSONFloat(b []byte, x float64) []byte {
 }
 
 const hexDigits = "0123456789abcdef"
+
+// AppendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it (for handlers that write their answers by hand).
+func AppendJSONString(b []byte, s string) []byte { return appendJSONString(b, s) }
 
 // appendJSONString quotes s as encoding/json does with HTML escaping:
 // <, > and & as \u00XX, control characters escaped, invalid UTF-8 as

@@ -46,6 +46,43 @@ var wireCases = []*Feature{
 	{ID: NewID(Vehicles, "z"), Geometry: orb.Point{0, math.Copysign(0, -1)}},
 	{ID: NewID(Vehicles, "e"), Geometry: orb.Point{1e-7, 1e21}},
 	{ID: NewID(Vehicles, "e2"), Geometry: orb.Point{-3.2e-10, 123456789012345678}},
+	{ID: NewID(Devices, "many"), Props: manyProps()},
+}
+
+// manyProps has more keys than appendProps sorts on the stack, and every
+// scalar type it writes directly.
+func manyProps() map[string]any {
+	m := map[string]any{"i64": int64(-1 << 60), "u64": uint64(1 << 63), "i32": int32(-7), "t": true, "f": false,
+		"nil": nil, "<&>": "a<b>&c", "neg0": math.Copysign(0, -1), "f32": float32(0.1), "num": json.Number("12.5")}
+	for i := range 20 {
+		m[string(rune('A'+i))+"k"] = float64(i) / 3
+	}
+	return m
+}
+
+// TestAppendGeoJSONKeeps: a property selection writes exactly the
+// selected props (absent ones skipped), the rest byte for byte as the
+// full form.
+func TestAppendGeoJSONKeeps(t *testing.T) {
+	f := wireCases[0]
+	got, err := f.AppendGeoJSON([]byte("x"), []string{"heading", "missing", "values"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := *f
+	g.Props = map[string]any{"heading": f.Props["heading"], "values": f.Props["values"]}
+	want, _ := marshalReflect(&g)
+	if string(got) != "x"+string(want) {
+		t.Fatalf("got %s\nwant x%s", got, want)
+	}
+	none, err := f.AppendGeoJSON(nil, []string{})
+	if err != nil || !bytes.Contains(none, []byte(`"properties":{}}`)) {
+		t.Fatalf("no props: %s %v", none, err)
+	}
+	bad := &Feature{ID: NewID(Vehicles, "nan"), Props: map[string]any{"x": math.Inf(1)}}
+	if _, err := bad.AppendGeoJSON(nil, nil); err == nil {
+		t.Fatal("Inf prop encoded")
+	}
 }
 
 // TestWireMatchesReflect: the hand encoder gives exactly what encoding/json

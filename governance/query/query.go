@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/governance/ogc"
@@ -31,6 +34,7 @@ type Options struct {
 type API struct {
 	tw   *twin.Twin
 	opts Options
+	bufs sync.Pool // answer buffers (*[]byte), reused across requests
 }
 
 // New makes the handlers over a twin.
@@ -82,7 +86,10 @@ func (a *API) Nearby(p auth.Principal, l twin.Layer, at orb.Point, radiusM float
 	return hits
 }
 
-// NearbyHandler serves GET /api/nearby?layer=&lon=&lat=&radius_m=&limit=.
+// NearbyHandler serves GET /api/nearby?layer=&lon=&lat=&radius_m=&limit=
+// [&properties=a,b][&format=ids]. properties= keeps only the named
+// properties of each feature (empty: none); format=ids answers ids and
+// distances only. A large limit with a radius is the "within" query.
 func (a *API) NearbyHandler(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	layer := twin.Incidents
@@ -118,15 +125,121 @@ func (a *API) NearbyHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	hits := a.Nearby(auth.Of(r.Context()), layer, orb.Point{lon, lat}, radius, limit)
-	feats := make([]twin.WithMembers, len(hits))
-	for i, h := range hits {
-		feats[i] = twin.WithMembers{F: h.F, Members: map[string]any{"distance_m": math.Round(h.DistanceM*10) / 10}}
+	ids := false
+	switch q.Get("format") {
+	case "", "geojson":
+	case "ids":
+		ids = true
+	default:
+		httpx.Error(w, http.StatusBadRequest, "bad format", "want geojson (the default) or ids")
+		return
 	}
-	httpx.ContentJSON(w, http.StatusOK, "application/geo+json", map[string]any{
-		"type": "FeatureCollection", "features": feats,
-		"center": []float64{lon, lat}, "radius_m": radius, "numberReturned": len(feats),
-	})
+	var keep []string // nil: every property
+	if v, ok := q["properties"]; ok {
+		keep = propertyNames(v)
+	}
+	hits := a.Nearby(auth.Of(r.Context()), layer, orb.Point{lon, lat}, radius, limit)
+	buf := a.getBuf()
+	defer a.putBuf(buf)
+	b, err := appendNearby((*buf)[:0], hits, lon, lat, radius, ids, keep)
+	*buf = b
+	if err != nil {
+		httpx.Error(w, http.StatusInternalServerError, "encoding the answer failed", err.Error())
+		return
+	}
+	if ids {
+		w.Header().Set("Content-Type", "application/json")
+	} else {
+		w.Header().Set("Content-Type", "application/geo+json")
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+// propertyNames reads ?properties=a,b (repeatable) into sorted unique
+// names; an empty value selects none.
+func propertyNames(vs []string) []string {
+	keep := []string{}
+	for _, v := range vs {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				keep = append(keep, n)
+			}
+		}
+	}
+	slices.Sort(keep)
+	return slices.Compact(keep)
+}
+
+// appendNearby encodes a nearby answer into b in one pass, with no map or
+// reflection per hit (issue 16 goal 3: the answer is built in a reused
+// buffer, features through twin.Feature.AppendGeoJSON). The GeoJSON form
+// is a FeatureCollection whose features carry distance_m; the ids form is
+// {"ids":[...],"distances_m":[...]} in the same order, nearest first.
+func appendNearby(b []byte, hits []Hit, lon, lat, radius float64, ids bool, keep []string) ([]byte, error) {
+	if ids {
+		b = append(b, `{"ids":[`...)
+		for i, h := range hits {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = twin.AppendJSONString(b, h.F.ID.String())
+		}
+		b = append(b, `],"distances_m":[`...)
+		for i, h := range hits {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendNumber(b, math.Round(h.DistanceM*10)/10)
+		}
+		b = append(b, ']')
+	} else {
+		b = append(b, `{"type":"FeatureCollection","features":[`...)
+		for i, h := range hits {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = h.F.AppendGeoJSON(b, keep); err != nil {
+				return b, fmt.Errorf("%s: %w", h.F.ID, err)
+			}
+			b = append(b[:len(b)-1], `,"distance_m":`...) // into the feature object
+			b = appendNumber(b, math.Round(h.DistanceM*10)/10)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"center":[`...)
+	b = appendNumber(b, lon)
+	b = append(b, ',')
+	b = appendNumber(b, lat)
+	b = append(b, `],"radius_m":`...)
+	b = appendNumber(b, radius)
+	b = append(b, `,"numberReturned":`...)
+	b = strconv.AppendInt(b, int64(len(hits)), 10)
+	return append(b, "}\n"...), nil
+}
+
+// appendNumber writes a finite float in plain decimal notation (valid
+// JSON; the answer's numbers are degrees and metres).
+func appendNumber(b []byte, x float64) []byte { return strconv.AppendFloat(b, x, 'f', -1, 64) }
+
+// maxPooledAnswer bounds the answer buffers kept for reuse.
+const maxPooledAnswer = 4 << 20
+
+func (a *API) getBuf() *[]byte {
+	if b, ok := a.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 4096)
+	return &b
+}
+
+func (a *API) putBuf(b *[]byte) {
+	if cap(*b) <= maxPooledAnswer {
+		a.bufs.Put(b)
+	}
 }
 
 // Cell is one H3 aggregate bucket.

@@ -1,11 +1,13 @@
 package query
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sort"
 	"strings"
 	"testing"
@@ -115,7 +117,41 @@ func TestHandlers(t *testing.T) {
 			t.Fatalf("nearby leak or order: %+v", near.Features)
 		}
 	}
-	for _, bad := range []string{"lon=200&lat=29", "lat=29", "lon=106&lat=29&radius_m=-1", "lon=106&lat=29&limit=0", "layer=nope&lon=1&lat=1"} {
+	// Lighter answers: the same hits, in the same order.
+	var light struct {
+		Features []struct {
+			ID         string         `json:"id"`
+			DistanceM  float64        `json:"distance_m"`
+			Properties map[string]any `json:"properties"`
+		} `json:"features"`
+		NumberReturned int `json:"numberReturned"`
+	}
+	if code := get("/api/nearby?layer=incidents&lon=106.55&lat=29.58&radius_m=2000&limit=5&properties=type,nope", "500105002", &light); code != 200 || light.NumberReturned != 5 {
+		t.Fatalf("nearby properties=: %d %+v", code, light)
+	}
+	for i, f := range light.Features {
+		if f.ID != near.Features[i].ID || f.DistanceM != near.Features[i].DistanceM || len(f.Properties) != 1 || f.Properties["type"] != "litter" {
+			t.Fatalf("properties=type: %+v, full answer %+v", f, near.Features[i])
+		}
+	}
+	light.Features = nil // decoding into the old maps would merge
+	get("/api/nearby?layer=incidents&lon=106.55&lat=29.58&radius_m=2000&limit=5&properties=", "500105002", &light)
+	if len(light.Features) != 5 || len(light.Features[0].Properties) != 0 {
+		t.Fatalf("properties= (none): %+v", light.Features)
+	}
+	var ids struct {
+		IDs        []string  `json:"ids"`
+		DistancesM []float64 `json:"distances_m"`
+	}
+	if code := get("/api/nearby?layer=incidents&lon=106.55&lat=29.58&radius_m=2000&limit=5&format=ids", "500105002", &ids); code != 200 || len(ids.IDs) != 5 || len(ids.DistancesM) != 5 {
+		t.Fatalf("format=ids: %d %+v", code, ids)
+	}
+	for i := range ids.IDs {
+		if ids.IDs[i] != near.Features[i].ID || ids.DistancesM[i] != near.Features[i].DistanceM {
+			t.Fatalf("format=ids %d: %s %.1f, full answer %s %.1f", i, ids.IDs[i], ids.DistancesM[i], near.Features[i].ID, near.Features[i].DistanceM)
+		}
+	}
+	for _, bad := range []string{"lon=200&lat=29", "lat=29", "lon=106&lat=29&radius_m=-1", "lon=106&lat=29&limit=0", "layer=nope&lon=1&lat=1", "lon=106&lat=29&format=csv"} {
 		if code := get("/api/nearby?"+bad, "500000", nil); code != 400 {
 			t.Fatalf("%s: %d", bad, code)
 		}
@@ -209,4 +245,77 @@ func BenchmarkH3Res8Million(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		a.Aggregate(city, twin.Incidents, 8, all, "")
 	}
+}
+
+// BenchmarkNearbyHandler measures GET /api/nearby in process (no network):
+// k=10 nearest and "within 500 m" (limit 1000) among 100k incidents, in
+// the full GeoJSON answer and the lighter ones (issue 16 goal 3).
+func BenchmarkNearbyHandler(b *testing.B) {
+	tw := scatter(b, 100_000)
+	a := New(tw, Options{})
+	ctx := auth.WithPrincipal(context.Background(), city)
+	for _, q := range []struct{ name, query string }{
+		{"k10", "limit=10&radius_m=5000"},
+		{"k10_ids", "limit=10&radius_m=5000&format=ids"},
+		{"within500", "limit=1000&radius_m=500"},
+		{"within500_props_state", "limit=1000&radius_m=500&properties=state"},
+		{"within500_ids", "limit=1000&radius_m=500&format=ids"},
+	} {
+		b.Run(q.name, func(b *testing.B) {
+			req := httptest.NewRequest(http.MethodGet, "/api/nearby?layer=incidents&lon=106.55&lat=29.58&"+q.query, nil).WithContext(ctx)
+			w := &countingWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				w.n = 0
+				a.NearbyHandler(w, req)
+				if w.code != http.StatusOK {
+					b.Fatalf("status %d", w.code)
+				}
+			}
+			b.ReportMetric(float64(w.n), "bytes/answer")
+		})
+	}
+}
+
+// countingWriter is an http.ResponseWriter that counts the body's bytes.
+type countingWriter struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (c *countingWriter) Header() http.Header         { return c.h }
+func (c *countingWriter) WriteHeader(code int)        { c.code = code }
+func (c *countingWriter) Write(b []byte) (int, error) { c.n += len(b); return len(b), nil }
+
+// FuzzNearbyAnswer: whatever properties= and format= ask, the answer is a
+// 200 with valid JSON (properties= names are echoed as JSON keys) or a 400.
+func FuzzNearbyAnswer(f *testing.F) {
+	tw := scatter(f, 200)
+	tw.Load([]*twin.Feature{{ID: twin.NewID(twin.Incidents, "odd\u2028<&>\x01"), Version: 1, Region: []string{"500000"},
+		Geometry: orb.Point{106.55, 29.58}, Props: map[string]any{"a\"b": "<x>", "n": 1.5, "l": []any{"p", 2.0}, "m": map[string]any{"k": true}}}})
+	a := New(tw, Options{})
+	ctx := auth.WithPrincipal(context.Background(), city)
+	f.Add("type,state", "")
+	f.Add("", "ids")
+	f.Add("a\"b,n,,l,m", "geojson")
+	f.Fuzz(func(t *testing.T, props, format string) {
+		q := url.Values{"layer": {"incidents"}, "lon": {"106.55"}, "lat": {"29.58"}, "radius_m": {"3000"}, "limit": {"50"},
+			"properties": {props}, "format": {format}}
+		req := httptest.NewRequest(http.MethodGet, "/api/nearby?"+q.Encode(), nil).WithContext(ctx)
+		w := httptest.NewRecorder()
+		a.NearbyHandler(w, req)
+		switch w.Code {
+		case http.StatusOK:
+			if !json.Valid(w.Body.Bytes()) {
+				t.Fatalf("invalid JSON for properties=%q format=%q: %s", props, format, w.Body.String())
+			}
+		case http.StatusBadRequest:
+			if format == "" || format == "geojson" || format == "ids" {
+				t.Fatalf("format=%q refused: %s", format, w.Body.String())
+			}
+		default:
+			t.Fatalf("status %d: %s", w.Code, w.Body.String())
+		}
+	})
 }
