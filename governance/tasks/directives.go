@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/paulmach/orb"
@@ -228,6 +229,16 @@ func (s *Service) Forward(p auth.Principal, name string, r ForwardReq) (*twin.Fe
 		return nil, err
 	}
 	if !did.IsZero() {
+		// The streets it reached may read the order it came from.
+		if _, _, err := s.tw.Update(did, func(f *twin.Feature) (*twin.Feature, error) {
+			if f == nil {
+				return nil, nil
+			}
+			f.Props[auth.AlsoRegionsProp] = anys(sortedUnique(append(twin.PropStrings(f.Props[auth.AlsoRegionsProp]), targets...)))
+			return f, nil
+		}); err != nil {
+			return nil, err
+		}
 		if _, err := s.rollup(did); err != nil {
 			s.log.Error("tasks: roll-up", "directive", did.String(), "err", err)
 		}
@@ -383,6 +394,29 @@ func (s *Service) rollupOf(task *twin.Feature) {
 	if _, err := s.rollup(did); err != nil {
 		s.log.Error("tasks: roll-up", "directive", did.String(), "err", err)
 	}
+}
+
+// Directives returns the directives p sees (issued by its tier or above it
+// to regions it holds, or by it), newest first, with their roll-up.
+func (s *Service) Directives(p auth.Principal, limit int) []*twin.Feature {
+	var out []*twin.Feature
+	s.tw.Range(twin.Directives, func(f *twin.Feature) bool {
+		if p.Sees(f) {
+			out = append(out, f)
+		}
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].Prop("issued_at"), out[j].Prop("issued_at")
+		if a != b {
+			return a > b
+		}
+		return out[i].ID.Name < out[j].ID.Name
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
 }
 
 // DirectiveView is GET /api/directives/{name}: the directive, and per

@@ -29,6 +29,7 @@ type Route struct {
 func (s *Service) Routes() []Route {
 	return []Route{
 		{"POST /api/directives", s.directiveCreate, true},
+		{"GET /api/directives", s.directiveList, false},
 		{"GET /api/directives/{name}", s.directiveGet, false},
 		{"GET /api/tasks", s.taskList, false},
 		{"POST /api/tasks", s.taskCreate, true},
@@ -53,6 +54,30 @@ func (s *Service) directiveCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.JSON(w, http.StatusCreated, v)
+}
+
+func (s *Service) directiveList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 100
+	for k := range q {
+		if k != "limit" {
+			httpx.Error(w, http.StatusBadRequest, "unknown query parameter", k+" (limit)")
+			return
+		}
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 1000 {
+			httpx.Error(w, http.StatusBadRequest, "bad limit", "1 to 1000")
+			return
+		}
+		limit = n
+	}
+	ds := s.Directives(auth.Of(r.Context()), limit)
+	if ds == nil {
+		ds = []*twin.Feature{}
+	}
+	httpx.JSON(w, http.StatusOK, map[string]any{"type": "FeatureCollection", "features": ds, "numberReturned": len(ds)})
 }
 
 func (s *Service) directiveGet(w http.ResponseWriter, r *http.Request) {

@@ -96,6 +96,9 @@ func TestDirectiveLoop(t *testing.T) {
 	if v.Totals["total"] != 4.0 || len(v.Targets) != 3 {
 		t.Fatalf("roll-up after forward: %v targets %d", v.Totals, len(v.Targets))
 	}
+	if n, m := len(s.Directives(op("500105001"), 0)), len(s.Directives(auth.Principal{Role: auth.Operator, Region: "500103001"}, 0)); n != 1 || m != 0 {
+		t.Fatalf("directives listed: forwarded street %d, a street of 500103 %d; want 1, 0", n, m)
+	}
 	kids := s.List(op("500105001"), Filter{Directive: d.ID.String()})
 	if len(kids) != 1 || kids[0].Prop("assignee") != "500105001" {
 		t.Fatalf("street 001 sees %d tasks", len(kids))
