@@ -159,6 +159,25 @@ func (e *Engine) Load(rs *RuleSet) {
 	e.log.Info("rules: loaded", "file", rs.Name, "rules", rs.ruleNames())
 }
 
+// Resume makes the next Run evaluate changes after the feed's current end
+// (a server that starts leading a replicated twin: what came before was
+// evaluated by the previous leader) and restores the open alerts from the
+// twin, which followed the change log meanwhile.
+func (e *Engine) Resume() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.after = e.tw.Feed().Last()
+	e.al = newAlertBook(e.tw)
+	if e.risk.rule != nil {
+		e.seedRisk()
+	}
+	for _, a := range e.rules {
+		if a.fence != nil {
+			a.fence.rebuild(e.tw, a.spec)
+		}
+	}
+}
+
 // RuleSet returns the running rules (nil before the first Load).
 func (e *Engine) RuleSet() *RuleSet {
 	e.mu.Lock()

@@ -48,6 +48,16 @@ const (
 	ApplierConsumer = "twin-applier"
 	// LeaseBucket is the key-value bucket holding leases.
 	LeaseBucket = "TWIN_LEASES"
+	// ChangeStream is the change log: every twin.Change in order, published
+	// by the leader only; its stream sequence IS the change's feed seq on
+	// every server (twin/changelog). Limits retention: a follower or a
+	// restarted server catches up from it; the store covers what has left.
+	ChangeStream = "TWIN_CHANGES"
+	// ChangeSubject is the change log's one subject.
+	ChangeSubject = "twin.chg"
+	// RelaySubject carries HTTP writes from followers to the leader
+	// (Relay).
+	RelaySubject = "twin.http"
 )
 
 // Options configure Open. Zero values take defaults.
@@ -73,6 +83,11 @@ type Options struct {
 	// LeaseTTL is how long a lease outlives its holder's last renewal: the
 	// longest a dead applier delays its successor. Default 6s.
 	LeaseTTL time.Duration
+	// ChangeMaxAge and ChangeMaxBytes bound the change log (defaults 24h
+	// and 4 GiB, oldest dropped first). A server down for longer than the
+	// log holds reloads from the store instead of catching up.
+	ChangeMaxAge   time.Duration
+	ChangeMaxBytes int64
 	Logger   *slog.Logger // default slog.Default()
 }
 
@@ -89,6 +104,12 @@ func (o *Options) defaults() {
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 6 * time.Second
+	}
+	if o.ChangeMaxAge <= 0 {
+		o.ChangeMaxAge = 24 * time.Hour
+	}
+	if o.ChangeMaxBytes <= 0 {
+		o.ChangeMaxBytes = 4 << 30
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -201,6 +222,20 @@ func (s *Spine) ensure(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("spine: stream %s: %w", TelemetryStream, err)
 	}
+	_, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        ChangeStream,
+		Description: "CityTwin change log: the stream sequence is the feed seq on every server",
+		Subjects:    []string{ChangeSubject},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.opts.Replicas,
+		MaxAge:      s.opts.ChangeMaxAge,
+		MaxBytes:    s.opts.ChangeMaxBytes,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return fmt.Errorf("spine: stream %s: %w", ChangeStream, err)
+	}
 	s.leases, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      LeaseBucket,
 		Description: "CityTwin leases: who applies the log",
@@ -210,6 +245,38 @@ func (s *Spine) ensure(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("spine: lease bucket %s: %w", LeaseBucket, err)
+	}
+	return nil
+}
+
+// Conn returns the NATS connection.
+func (s *Spine) Conn() *nats.Conn { return s.nc }
+
+// ChangeLogState returns the change log's first and last sequence (first
+// is last+1 when it is empty).
+func (s *Spine) ChangeLogState(ctx context.Context) (first, last uint64, err error) {
+	st, err := s.js.Stream(ctx, ChangeStream)
+	if err != nil {
+		return 0, 0, fmt.Errorf("spine: stream %s: %w", ChangeStream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("spine: stream %s info: %w", ChangeStream, err)
+	}
+	return info.State.FirstSeq, info.State.LastSeq, nil
+}
+
+// StartChangeLogAfter empties the change log and makes its next sequence
+// seq+1 (a purge up to seq+1, which NATS 2.9 has). Used when the log is
+// behind the store (a new or lost log): sequence numbers must continue
+// above everything the store, and so any client, has seen.
+func (s *Spine) StartChangeLogAfter(ctx context.Context, seq uint64) error {
+	st, err := s.js.Stream(ctx, ChangeStream)
+	if err != nil {
+		return fmt.Errorf("spine: stream %s: %w", ChangeStream, err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSequence(seq+1)); err != nil {
+		return fmt.Errorf("spine: move %s to %d: %w", ChangeStream, seq, err)
 	}
 	return nil
 }

@@ -201,7 +201,7 @@ func (f *Feed) Consumers() []ConsumerStat {
 			continue
 		}
 		st := ConsumerStat{Name: c.name, Required: c.required, Cuts: c.cuts.Load()}
-		if last := f.next - 1; c.pos < last {
+		if last := f.visible(); c.pos < last {
 			st.Lag = last - c.pos
 			if oldest := max(c.pos+1, f.start); oldest <= last {
 				st.Oldest = f.buf[oldest%uint64(len(f.buf))].Time
@@ -226,6 +226,6 @@ type FeedStats struct {
 func (f *Feed) Stats() FeedStats {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return FeedStats{Last: f.next - 1, Window: int(f.next - f.start), Capacity: f.cap,
+	return FeedStats{Last: f.visible(), Window: int(f.next - f.start), Capacity: f.cap,
 		SeqWaits: f.seqWaits.Load(), RoomWaits: f.roomWaits.Load(), RoomWait: time.Duration(f.roomWaitNs.Load())}
 }

@@ -58,6 +58,15 @@ type Feed struct {
 	seqCond  *sync.Cond    // on &mu; broadcast when limit grows or noMore is set
 	seqOK    atomic.Bool   // fast path: a producer need not wait for a reservation
 	seqWaits atomic.Uint64 // producers that had to wait for a reservation
+
+	// Replication (replica.go): in a gated feed, changes made by this
+	// twin's own mutations are tentative until Commit (the change log has
+	// them); consumers (Last, Since, cursors) see only committed changes.
+	gated        bool
+	committed    uint64
+	maxTentative uint64        // producers wait while this many changes are tentative
+	open         atomic.Bool   // local mutations allowed (this server leads); changed under the twin's lock
+	appended     chan struct{} // signalled on every tentative append (the change publisher)
 }
 
 // SeqSlack is how far below the limit producers start waiting: a producer
@@ -79,7 +88,7 @@ func NewFeed(capacity int) *Feed {
 		capacity = 16
 	}
 	f := &Feed{buf: make([]Change, min(capacity, feedInitial)), cap: capacity, next: 1, start: 1, subs: map[*Cursor]struct{}{},
-		required: map[*Cursor]struct{}{}, need: make(chan struct{}, 1)}
+		required: map[*Cursor]struct{}{}, need: make(chan struct{}, 1), appended: make(chan struct{}, 1)}
 	f.seqCond = sync.NewCond(&f.mu)
 	f.roomCond = sync.NewCond(&f.mu)
 	f.seqOK.Store(true)
@@ -104,6 +113,7 @@ func (f *Feed) SetLast(seq uint64) {
 	defer f.mu.Unlock()
 	f.next = seq + 1
 	f.start = seq + 1
+	f.committed = seq
 	f.updateSeqOK()
 }
 
@@ -172,6 +182,9 @@ func (f *Feed) waitSeq() error {
 	defer f.mu.Unlock()
 	waited := false
 	for !f.roomForSeq() {
+		if f.gated && !f.open.Load() {
+			return ErrNotLeader
+		}
 		if f.noMore {
 			return ErrSeqExhausted
 		}
@@ -186,7 +199,12 @@ func (f *Feed) waitSeq() error {
 }
 
 // roomForSeq reports whether a producer may go on. Caller holds f.mu.
-func (f *Feed) roomForSeq() bool { return f.limit == 0 || f.next+SeqSlack <= f.limit }
+func (f *Feed) roomForSeq() bool {
+	if f.gated && (!f.open.Load() || f.next-1-f.committed >= f.maxTentative) {
+		return false
+	}
+	return f.limit == 0 || f.next+SeqSlack <= f.limit
+}
 
 // updateSeqOK refreshes the fast path and signals the reserver when the
 // reservation runs low. Caller holds f.mu for writing.
@@ -217,25 +235,47 @@ func (f *Feed) append(c *Change) {
 	if f.next-f.start > uint64(len(f.buf)) {
 		f.start = f.next - uint64(len(f.buf))
 	}
-	if f.limit != 0 {
+	if f.limit != 0 || f.gated {
 		f.updateSeqOK()
 	}
 	if len(f.required) > 0 {
 		f.updateRoomOK()
 	}
+	if f.gated {
+		// Tentative: consumers hear of it at Commit; the publisher now.
+		select {
+		case f.appended <- struct{}{}:
+		default:
+		}
+	} else {
+		f.wake()
+	}
+	f.mu.Unlock()
+}
+
+// wake signals every cursor. Caller holds f.mu.
+func (f *Feed) wake() {
 	for s := range f.subs {
 		select {
 		case s.c <- struct{}{}:
 		default:
 		}
 	}
-	f.mu.Unlock()
 }
 
-// Last returns the sequence number of the newest change (0 when none).
+// Last returns the sequence number of the newest change consumers may read
+// (0 when none): in a gated feed the newest committed one.
 func (f *Feed) Last() uint64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	return f.visible()
+}
+
+// visible is the newest seq consumers may read. Caller holds f.mu.
+func (f *Feed) visible() uint64 {
+	if f.gated {
+		return f.committed
+	}
 	return f.next - 1
 }
 
@@ -247,10 +287,11 @@ func (f *Feed) Since(after uint64, max int) ([]Change, error) {
 	if after+1 < f.start {
 		return nil, ErrTooOld
 	}
-	if after >= f.next-1 {
+	last := f.visible()
+	if after >= last {
 		return nil, nil
 	}
-	n := f.next - 1 - after
+	n := last - after
 	if max > 0 && n > uint64(max) {
 		n = uint64(max)
 	}

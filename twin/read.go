@@ -87,7 +87,10 @@ func (t *Twin) collect(l Layer, b orb.Bound, buf *[]*Feature) uint64 {
 		})
 		*buf = fs
 	}
-	return t.feed.Last()
+	// The head: in a replicated twin the leader's state may hold changes
+	// the change log has not committed yet (replica.go); a View undoes
+	// them too, so a snapshot is exactly at its committed seq.
+	return t.feed.Head()
 }
 
 // Range calls fn for every object of a layer (nil geometry included), until
@@ -147,7 +150,7 @@ func (r viewReader) Get(id ID) (*Feature, bool) {
 	t := r.p.t
 	t.mu.RLock()
 	f := t.get(id)
-	last := t.feed.Last()
+	last := t.feed.Head() // tentative changes too (see collect)
 	t.mu.RUnlock()
 	if last > r.p.seq {
 		if old, changed := r.p.upTo(last)[id]; changed {
@@ -211,7 +214,7 @@ func (p *pastState) upTo(last uint64) map[ID]*Feature {
 	if last <= p.upto {
 		return p.undo
 	}
-	cs, err := p.t.feed.Since(p.upto, int(last-p.upto))
+	cs, err := p.t.feed.Tentative(p.upto, int(last-p.upto)) // committed or not
 	if err != nil {
 		// Only if the pin was cut loose (a reader held a view past twice
 		// the feed window): answer with the live state, and say so.

@@ -224,6 +224,9 @@ func (t *Twin) Put(f *Feature) (Change, error) {
 	t.locate(nf)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.writable(); err != nil {
+		return Change{}, err
+	}
 	old := t.get(nf.ID)
 	if old == nil && isTracked(nf.ID.Layer) {
 		if other, taken := t.tracked[nf.ID.Name]; taken && other != nf.ID {
@@ -243,6 +246,9 @@ func (t *Twin) Update(id ID, fn func(cur *Feature) (*Feature, error)) (Change, b
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.writable(); err != nil {
+		return Change{}, false, err
+	}
 	old := t.get(id)
 	var arg *Feature
 	if old != nil {
@@ -269,6 +275,9 @@ func (t *Twin) Delete(id ID) (Change, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.writable(); err != nil {
+		return Change{}, err
+	}
 	old := t.get(id)
 	if old == nil {
 		return Change{}, fmt.Errorf("%s: %w", id, ErrNotFound)
@@ -325,6 +334,9 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.writable(); err != nil {
+		return 0, Change{}, err
+	}
 	old := t.get(s.ID)
 	if old == nil {
 		return 0, Change{}, fmt.Errorf("%s: %w", s.ID, ErrNotFound)

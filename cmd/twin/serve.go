@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/paulmach/orb"
@@ -40,6 +41,7 @@ import (
 	"github.com/citytwin/citytwin/tiles"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boot"
+	"github.com/citytwin/citytwin/twin/changelog"
 	"github.com/citytwin/citytwin/twin/locate"
 	"github.com/citytwin/citytwin/twin/timeline"
 	"github.com/citytwin/citytwin/twin/writer"
@@ -172,9 +174,43 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		}
 	}
 	log.Info("twin loaded", "objects", n, "took", time.Since(t0).Round(time.Millisecond))
-	// Regions and grids edited while running re-place the objects they
-	// cover at once (followed from here on).
+	storeSeq, hwm, err := boot.Seqs(ctx, st)
+	if err != nil {
+		return err
+	}
+	// One twin across servers (twin/changelog): from here on only the
+	// leader mutates it; every change reaches the others through the
+	// change log, whose sequence is the feed seq everywhere.
+	tw.Replicate()
+	host, _ := os.Hostname()
+	sp, err := spine.Open(ctx, spine.Options{URL: c.nats, DataDir: c.data, Replicas: c.natsReplicas, Logger: log,
+		Name: "twin@" + host + "/" + c.listen}) // stable: a restart reclaims its lease at once
+	if err != nil {
+		return err
+	}
+	defer sp.Close()
+	var relay *spine.Relay // set below, before the node runs
+	var leading atomic.Bool
+	var curWriter atomic.Pointer[writer.Writer]
+	var leadFn func(ctx context.Context, drain func(context.Context) error) error // set below, before the node runs
+	node, err := changelog.New(tw, sp, changelog.Options{LeaseKey: journal.LeaseKey, Logger: log, Registerer: reg,
+		Lead: func(ctx context.Context, drain func(context.Context) error) error { return leadFn(ctx, drain) },
+		OnLeader: func(on bool) {
+			leading.Store(on)
+			relay.SetLeader(on)
+		}})
+	if err != nil {
+		return err
+	}
+	t0 = time.Now()
+	if err := node.Start(ctx, storeSeq, hwm); err != nil {
+		return err
+	}
+	log.Info("twin in step with the change log", "seq", tw.Feed().Last(), "took", time.Since(t0).Round(time.Millisecond))
+	// Regions and grids edited while running rebuild the index on every
+	// server; the leader also re-places the objects they cover.
 	follower := locate.NewFollower(loc, tw, log)
+	follower.SetPlacing(false)
 
 	// Broker and MQTT ingest.
 	brokerURL := c.mqtt
@@ -195,75 +231,49 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		brokerURL = b.URL()
 		log.Info("embedded MQTT broker", "url", brokerURL)
 	}
-	// The spine: telemetry is acked to its sender only once it is in the
-	// JetStream log; the lease holder applies the log (ingest/journal).
-	host, _ := os.Hostname()
-	sp, err := spine.Open(ctx, spine.Options{URL: c.nats, DataDir: c.data, Replicas: c.natsReplicas, Logger: log,
-		Name: "twin@" + host + "/" + c.listen}) // stable: a restart reclaims its lease at once
-	if err != nil {
-		return err
-	}
-	defer sp.Close()
+	// Telemetry is acked to its sender only once it is in the JetStream
+	// log; the leader applies the log (ingest/journal).
 	jr := journal.New(sp, log, reg)
 	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, ClientID: c.mqttClientID, AutoRegister: c.autoRegister, Logger: log, Registerer: reg,
 		Journal: jr, Connections: c.mqttConns, ShareGroup: c.mqttShare, Protocol: c.mqttProtocol, ReceiveMaximum: uint16(c.mqttReceiveMax)})
 
-	// Components stop in stages, in this order (see stages).
+	// Components stop in stages, in this order (see stages). The leader's
+	// duties (leadFn) stop first, in their own order, inside "cluster".
+	cluster := &stage{name: "cluster", wait: 45 * time.Second}
 	intake := &stage{name: "intake", wait: 5 * time.Second}
 	rulesStage := &stage{name: "rules", wait: 5 * time.Second}
-	// Alerts written by the rules' last evaluation go out before the MQTT
-	// client stops.
-	notifyStage := &stage{name: "notify", wait: 5 * time.Second}
 	egress := &stage{name: "egress", wait: 8 * time.Second}
-	persist := &stage{name: "writer"}
-	stg := newStages(ctx, log, intake, rulesStage, notifyStage, egress, persist)
+	stg := newStages(ctx, log, cluster, intake, rulesStage, egress)
 	defer stg.stop(nil) // an early return stops whatever was started
-	wr := writer.New(tw, st, writer.Options{Logger: log, Registerer: reg})
-	// Before anything mutates the twin: feed seqs are handed out only
-	// below a persisted reservation, so none is reused after a crash.
-	if err := wr.ReserveSeqs(ctx); err != nil {
-		return err
-	}
-	stg.run(persist, "writer", wr.Run)
 	// Indicators over time: a required feed consumer writing its buckets,
 	// summaries and position in one store call (the one writer of the
-	// figures: with the spine's leader-only effects it runs on the leader).
+	// figures: it runs on the leader, in leadFn). The replay timeline's
+	// recorder too (made per term); its reader serves on every server.
 	ind := indicators.New(tw, st.(twin.IndicatorStore), indicators.Options{Logger: log, Registerer: reg, Clock: clk})
-	stg.run(persist, "indicators", ind.Run)
-	// The replay timeline: a required consumer like the writer, on the
-	// server that writes the store.
 	tlOpts := c.replay.options()
 	tlOpts.Logger, tlOpts.Registerer = log, reg
-	recorder, err := timeline.NewRecorder(tw, st, tlOpts)
-	if err != nil {
-		return err
+	if _, err := timeline.NewRecorder(tw, st, timeline.Options{}); err != nil {
+		return err // the store keeps no timeline
 	}
 	tlReader, err := timeline.NewReader(tw, st, tlOpts)
 	if err != nil {
 		return err
 	}
-	stg.run(persist, "timeline", recorder.Run)
 	stg.run(rulesStage, "locate", follower.Run)
 	stg.run(egress, "mqtt-ingest", in.Run)
-	stg.run(intake, "journal-applier", func(ctx context.Context) error {
-		return jr.RunApplier(ctx, tw, journal.ApplierOptions{Persisted: wr.Flushed, DeadLetter: in.Reject,
-			Metrics: in.Metrics(), AutoRegister: c.autoRegister})
-	})
 
-	// Rules.
+	// Rules, notifications and incidents exist on every server (their HTTP
+	// handlers read), but run only while this server leads (leadFn).
 	// Every alert, whoever writes it (rules, incident SLAs, acks), goes out
 	// through this one consumer of the alerts layer: MQTT and webhooks.
 	notifier := notify.New(tw, notify.Options{Publisher: in, Logger: log, Registerer: reg})
-	stg.run(notifyStage, "notify", notifier.Run)
 	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true, Enricher: loc,
 		Evidence: incidents.DirEvidence(filepath.Join(c.data, "evidence"))}) // photos workers attach
-	stg.run(intake, "incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
 
 	// The work loops (directives, rectification, enforcement): the due
-	// clock and the enforcement cases' feed consumer are effects, started
-	// like the incidents' SLA loop.
+	// clock and the enforcement cases' feed consumer are effects, run in
+	// the leader's term like the incidents' SLA loop (leadFn).
 	work := tasks.New(tw, tasks.Options{Clock: clk, Logger: log, Registerer: reg, Period: c.taskPeriod})
-	stg.run(rulesStage, "tasks", work.Run)
 
 	system := auth.Principal{Subject: "rules", Role: auth.Admin, Region: auth.CityCode}
 	eng := rules.New(tw, rules.Options{Logger: log, Registerer: reg, Clock: clk, Notifier: notifier, Place: loc.Path,
@@ -274,7 +284,6 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	if err := loadRules(eng, c.rulesFile, c.demo); err != nil {
 		return err
 	}
-	stg.run(rulesStage, "rules", eng.Run)
 	if c.rulesFile != "" {
 		// Hot reload: a changed file is re-parsed; a bad one is logged and
 		// the previous rules keep running.
@@ -318,19 +327,83 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	hub := wshub.New(tw, wsOpts)
 	stg.run(egress, "wshub", hub.Run)
 
+	var simCity *demo.City
 	if c.demo && c.simRate > 0 {
-		city, err := demo.Generate(demo.Options{Seed: c.seed, Scale: c.scale})
-		if err == nil {
-			// The people too: workers handle incidents, operators alerts.
-			s := sim.New(city, sim.Options{Rate: c.simRate, Clock: clk, Seed: c.seed, Logger: log,
-				Desk: simDesk{inc: inc, eng: eng}, Twin: tw})
-			stg.run(intake, "sim", func(ctx context.Context) error { return s.Run(ctx, publisher{in}) })
+		if city, err := demo.Generate(demo.Options{Seed: c.seed, Scale: c.scale}); err == nil {
+			simCity = city
 		}
 		// The work loops on the first screen: seeded rectification and
 		// enforcement cases, a city directive now and then.
 		stg.run(intake, "demo-work", func(ctx context.Context) error {
 			return work.RunDemo(ctx, tasks.DemoOptions{Seed: c.seed})
 		})
+	}
+
+	// The leader's duties, one term at a time (twin/changelog calls it
+	// while this server holds the lease): telemetry applier, incident
+	// SLAs, the demo, rules, notifications and the store writer. So each
+	// effect happens once for the whole cluster. They stop in order, and
+	// the change log takes every change before the writer's final flush.
+	leadFn = func(ctx context.Context, drain func(context.Context) error) error {
+		treg := &termRegistry{Registerer: reg}
+		defer treg.end()
+		// Resume where the store's last writer stopped, whoever it was:
+		// this twin installed the changes since (as a follower), so none
+		// is lost across a failover.
+		flushed, _, err := boot.Seqs(ctx, st)
+		if err != nil {
+			return err
+		}
+		wr := writer.New(tw, st, writer.Options{Logger: log, Registerer: treg})
+		wr.ResumeAt(flushed)
+		curWriter.Store(wr)
+		defer curWriter.Store(nil)
+		eng.Resume()
+		notifier.Resume()
+		follower.SetPlacing(true)
+		defer follower.SetPlacing(false)
+		li := &stage{name: "lead-intake", wait: 5 * time.Second}
+		lr := &stage{name: "lead-rules", wait: 5 * time.Second}
+		ln := &stage{name: "lead-notify", wait: 5 * time.Second, then: func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := drain(dctx); err != nil {
+				log.Warn("change log did not take every change before the step-down; the rest is taken back", "err", err)
+			}
+		}}
+		lw := &stage{name: "lead-writer"}
+		ls := newStages(ctx, log, li, lr, ln, lw)
+		ls.run(lw, "writer", wr.Run)
+		ls.run(lw, "indicators", ind.Run)
+		ro := tlOpts
+		ro.Registerer = treg
+		recorder, err := timeline.NewRecorder(tw, st, ro)
+		if err != nil {
+			return err
+		}
+		ls.run(lw, "timeline", recorder.Run)
+		ls.run(lr, "rules", eng.Run)
+		ls.run(lr, "tasks", work.Run)
+		ls.run(ln, "notify", notifier.Run)
+		ls.run(li, "journal-applier", func(ctx context.Context) error {
+			// Acked once the change log holds the change (durable and
+			// replicated); the store writer catches up from there.
+			return jr.Apply(ctx, tw, journal.ApplierOptions{Persisted: tw.Feed().Last, DeadLetter: in.Reject,
+				Metrics: in.Metrics(), AutoRegister: c.autoRegister})
+		})
+		ls.run(li, "incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
+		if simCity != nil {
+			// The people too: workers handle incidents, operators alerts.
+			s := sim.New(simCity, sim.Options{Rate: c.simRate, Clock: clk, Seed: c.seed, Logger: log,
+				Desk: simDesk{inc: inc, eng: eng}, Twin: tw})
+			ls.run(li, "sim", func(ctx context.Context) error { return s.Run(ctx, publisher{in}) })
+		}
+		<-ctx.Done()
+		ls.stop(nil)
+		if err := wr.Flush(context.WithoutCancel(ctx)); err != nil {
+			log.Error("leader's final flush", "err", err)
+		}
+		return nil
 	}
 
 	api := httpin.New(tw, st, httpin.Options{Logger: log, Registerer: reg, DeadLetter: in.DeadLetterFunc(), Enricher: loc, AutoRegister: c.autoRegister,
@@ -397,7 +470,12 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 			{Name: "store", Fn: st.Ping},
 			// Red while the writer cannot persist (a store refusing every
 			// write, or away) and changes wait: see writer.Ready.
-			{Name: "writer", Fn: wr.Ready},
+			{Name: "writer", Fn: func(ctx context.Context) error {
+				if wr := curWriter.Load(); wr != nil {
+					return wr.Ready(ctx)
+				}
+				return nil
+			}},
 			{Name: "nats", Fn: sp.Ping},
 			{Name: "broker", Fn: func(context.Context) error {
 				if !in.Connected() {
@@ -420,15 +498,33 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another twin running? pass --listen)", c.listen, err)
 	}
-	hs := server.NewHTTP(srv, server.HTTPOptions{Limits: c.limits.http, Logger: log, Registerer: reg})
+	// Writes go to the leader (spine.Relay); the rules run there, so their
+	// GET does too.
+	relay = spine.NewRelay(sp, srv, spine.RelayOptions{Logger: log, Registerer: reg,
+		Committed: node.Committed, Reached: node.Reached,
+		Writes: func(r *http.Request) bool {
+			return spine.DefaultWrites(r) || r.Method == http.MethodGet && r.URL.Path == "/api/rules"
+		}})
+	fatal := make(chan error, 1)
+	stg.run(cluster, "changelog", func(ctx context.Context) error {
+		err := node.Run(ctx)
+		if err != nil {
+			fatal <- err
+		}
+		return err
+	})
+	hs := server.NewHTTP(relay, server.HTTPOptions{Limits: c.limits.http, Logger: log, Registerer: reg})
 	fmt.Fprintf(stdout, "CityTwin serving on http://%s/  (MQTT %s, store %s, NATS %s)\n", ln.Addr(), brokerURL, storeName(c), sp.Where())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	var runErr error
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
 		cancel()
 		return fmt.Errorf("http server: %w", err)
+	case err := <-fatal:
+		runErr = fmt.Errorf("the twin fell out of step with the change log (restart to reload from the store): %w", err)
 	}
 	log.Info("shutting down")
 	// HTTP first (no new requests; in-flight ones finish), then the stages;
@@ -439,11 +535,8 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		defer scancel()
 		_ = hs.Shutdown(sctx)
 	})
-	if err := wr.Flush(context.WithoutCancel(ctx)); err != nil {
-		log.Error("final flush", "err", err)
-	}
 	log.Info("stopped")
-	return nil
+	return runErr
 }
 
 func storeName(c serveConfig) string {

@@ -35,6 +35,9 @@ type stage struct {
 	// return): a stuck component must not keep the server from exiting,
 	// but the writer's final flush is bounded by its own FlushTimeout.
 	wait time.Duration
+	// then, if set, runs once the group has stopped, before the next one
+	// is cancelled (the leader's drain of the change log).
+	then func()
 }
 
 // newStages makes the groups, in stop order.
@@ -81,6 +84,9 @@ func (s *stages) stop(before func()) {
 				s.log.Debug("stage stopped", "stage", g.name)
 			case <-timeout:
 				s.log.Error("stage did not stop in time; going on with the shutdown", "stage", g.name, "waited", g.wait)
+			}
+			if g.then != nil {
+				g.then()
 			}
 		}
 	})

@@ -23,9 +23,10 @@ const LeaseKey = "applier"
 
 // ApplierOptions configure RunApplier. Zero values take defaults.
 type ApplierOptions struct {
-	// Persisted returns the last feed sequence the store holds
-	// (writer.Flushed); a message is acknowledged once it covers the
-	// message's changes. Required.
+	// Persisted returns the last feed sequence that is durable: the store
+	// holds it (writer.Flushed), or, in a replicated twin, the change log
+	// does (Feed.Last, the committed seq). A message is acknowledged once
+	// it covers the message's changes. Required.
 	Persisted func() uint64
 	// DeadLetter publishes and counts a message the twin refused (unknown
 	// device, removed object); source is the metrics label. Required.
@@ -44,10 +45,28 @@ type ApplierOptions struct {
 
 // RunApplier competes for the applier lease until ctx ends; while this
 // server holds it, it applies the telemetry stream to tw. It returns nil
-// when ctx ends.
+// when ctx ends. A server of a replicated twin does not use it: the
+// change log's leader (twin/changelog) holds the lease and calls Apply.
 func (j *Journal) RunApplier(ctx context.Context, tw *twin.Twin, opts ApplierOptions) error {
-	if opts.Persisted == nil || opts.DeadLetter == nil || opts.Metrics == nil {
+	if err := opts.check(); err != nil {
+		return err
+	}
+	return j.sp.RunLeader(ctx, LeaseKey, func(ctx context.Context) error { return j.Apply(ctx, tw, opts) }, nil)
+}
+
+func (o *ApplierOptions) check() error {
+	if o.Persisted == nil || o.DeadLetter == nil || o.Metrics == nil {
 		return errors.New("journal: ApplierOptions needs Persisted, DeadLetter and Metrics")
+	}
+	return nil
+}
+
+// Apply applies the telemetry stream to tw until ctx ends. The caller
+// holds the lease (only one server applies). A message is acknowledged once
+// opts.Persisted covers the feed head after its apply.
+func (j *Journal) Apply(ctx context.Context, tw *twin.Twin, opts ApplierOptions) error {
+	if err := opts.check(); err != nil {
+		return err
 	}
 	if opts.Clock == nil {
 		opts.Clock = tw.Clock()
@@ -56,17 +75,19 @@ func (j *Journal) RunApplier(ctx context.Context, tw *twin.Twin, opts ApplierOpt
 		opts.Workers = 4
 	}
 	a := &applier{j: j, tw: tw, opts: opts, seed: maphash.MakeSeed(), log: j.log.With("role", "applier")}
-	return j.sp.RunLeader(ctx, LeaseKey, a.lead, func(leader bool) {
-		j.leading.Store(leader)
-		if leader {
-			j.m.leader.Set(1)
-		} else {
-			j.m.leader.Set(0)
-		}
+	j.leading.Store(true)
+	j.m.leader.Set(1)
+	if opts.OnLeader != nil {
+		opts.OnLeader(true)
+	}
+	defer func() {
+		j.leading.Store(false)
+		j.m.leader.Set(0)
 		if opts.OnLeader != nil {
-			opts.OnLeader(leader)
+			opts.OnLeader(false)
 		}
-	})
+	}()
+	return a.lead(ctx)
 }
 
 type applier struct {
@@ -166,9 +187,10 @@ func (a *applier) apply(m jetstream.Msg, gate *spine.AckGate) {
 		return
 	}
 	a.opts.Metrics.Messages.WithLabelValues(src, outcome).Inc()
-	// The feed's last seq covers this message's changes (and, for a
-	// duplicate, the earlier delivery's, which may still be unflushed).
-	gate.Add(m, a.tw.Feed().Last())
+	// The feed's head covers this message's changes (and, for a
+	// duplicate, the earlier delivery's, which may still be unpersisted;
+	// in a replicated twin the head may be tentative, not yet logged).
+	gate.Add(m, a.tw.Feed().Head())
 	a.j.notify(id, result{outcome: outcome})
 }
 

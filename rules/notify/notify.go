@@ -118,6 +118,19 @@ func New(tw *twin.Twin, opts Options) *Notifier {
 	return n
 }
 
+// Resume makes the next Run publish changes after the feed's current end,
+// counting the alerts now in the twin as published (a server that starts
+// leading a replicated twin: the previous leader published them). Call it
+// while Run is not running.
+func (n *Notifier) Resume() {
+	seen := map[twin.ID]summary{}
+	n.after = n.tw.Range(twin.Alerts, func(f *twin.Feature) bool {
+		seen[f.ID] = summarize(f)
+		return true
+	})
+	n.seen = seen
+}
+
 // Run publishes until ctx ends, then publishes the alert changes made until
 // then and what is queued (each message tried once more, bounded) and
 // waits for webhook deliveries.

@@ -39,18 +39,29 @@ func Load(ctx context.Context, st twin.Store, tw *twin.Twin, loc *locate.Locator
 	// Continue above both the last flushed change and the last reservation
 	// (writer.MetaFeedHWM): after kill -9, numbers up to the reservation may
 	// have reached clients, so none of them is handed out again.
-	var last uint64
-	for _, key := range []string{writer.MetaFeedSeq, writer.MetaFeedHWM} {
+	flushed, hwm, err := Seqs(ctx, st)
+	if err != nil {
+		return 0, fmt.Errorf("load twin from store: %w", err)
+	}
+	tw.Feed().SetLast(max(flushed, hwm))
+	return len(regions) + len(grids) + len(rest), nil
+}
+
+// Seqs reads the store's last flushed feed seq (writer.MetaFeedSeq) and
+// its seq reservation (writer.MetaFeedHWM); 0 when absent. A replicated
+// twin catches up from the change log after flushed (twin/changelog).
+func Seqs(ctx context.Context, st twin.Store) (flushed, hwm uint64, err error) {
+	var out [2]uint64
+	for i, key := range []string{writer.MetaFeedSeq, writer.MetaFeedHWM} {
 		v, err := st.GetMeta(ctx, key)
 		if err != nil {
-			return 0, fmt.Errorf("load twin from store: %w", err)
+			return 0, 0, fmt.Errorf("read %s: %w", key, err)
 		}
 		if len(v) == 8 {
-			last = max(last, binary.BigEndian.Uint64(v))
+			out[i] = binary.BigEndian.Uint64(v)
 		}
 	}
-	tw.Feed().SetLast(last)
-	return len(regions) + len(grids) + len(rest), nil
+	return out[0], out[1], nil
 }
 
 // StoreAll upserts features in batches of 5,000.

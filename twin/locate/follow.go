@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 
 	"github.com/paulmach/orb"
 
@@ -19,12 +20,20 @@ import (
 // object whose region path or grid changes gets an Upsert on the feed (and
 // so reaches the store, websockets, tiles and the scope checks) without a
 // restart. Regions and grids themselves are not re-placed.
+//
+// On a server that does not lead a replicated twin the index is rebuilt
+// the same way but nothing is re-placed (SetPlacing(false)): the leader
+// re-places and the change log brings its upserts.
 type Follower struct {
-	l     *Locator
-	tw    *twin.Twin
-	log   *slog.Logger
-	after uint64
+	l       *Locator
+	tw      *twin.Twin
+	log     *slog.Logger
+	after   uint64
+	placing atomic.Bool
 }
+
+// SetPlacing turns re-placing objects on or off (on by default).
+func (fl *Follower) SetPlacing(on bool) { fl.placing.Store(on) }
 
 // NewFollower follows tw's feed from its current end. Make it after
 // boot.Load (which builds the first index) and before anything can change
@@ -33,7 +42,9 @@ func NewFollower(l *Locator, tw *twin.Twin, log *slog.Logger) *Follower {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Follower{l: l, tw: tw, log: log, after: tw.Feed().Last()}
+	fl := &Follower{l: l, tw: tw, log: log, after: tw.Feed().Last()}
+	fl.placing.Store(true)
+	return fl
 }
 
 // Run follows the feed until ctx ends.
@@ -114,6 +125,9 @@ func (fl *Follower) replace(dirty []orb.Bound, all bool) int {
 	fl.tw.Range(twin.Regions, func(f *twin.Feature) bool { regions = append(regions, f); return true })
 	fl.tw.Range(twin.Grids, func(f *twin.Feature) bool { grids = append(grids, f); return true })
 	fl.l.Reset(regions, grids)
+	if !fl.placing.Load() {
+		return 0
+	}
 	n := 0
 	for _, layer := range twin.Layers {
 		if layer == twin.Regions || layer == twin.Grids {

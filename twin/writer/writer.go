@@ -175,6 +175,17 @@ func New(tw *twin.Twin, st twin.Store, opts Options) *Writer {
 	return w
 }
 
+// ResumeAt makes the writer persist every change after seq instead of
+// after the feed's last: a new leader of a replicated twin resumes where
+// the store's last writer stopped (MetaFeedSeq), so no change is lost
+// across a failover; what is still in its feed window (it installed those
+// changes as a follower) is written, versioned upserts keep the newer
+// state and history is idempotent. Call it before Run.
+func (w *Writer) ResumeAt(seq uint64) {
+	w.pos, w.flushed = seq, seq
+	w.durable.Store(seq)
+}
+
 // Flushed returns the last feed sequence whose change is persisted: every
 // change with Seq <= Flushed() is in the store. A durable log under ingest
 // acknowledges a message only once the changes it caused are covered (see

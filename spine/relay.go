@@ -1,0 +1,304 @@
+package spine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Relay makes any server answer writes (issue 13 item 1): only the leader
+// mutates the twin, so an HTTP write that reaches a follower is sent to
+// the leader over NATS request/reply (method, URL, headers, body, the
+// caller's address) and run there through the same handler; the leader
+// answers with status, headers, body and the seq its change reached in the
+// change log; the follower waits until its own twin has installed that seq
+// before it answers (read your writes), so a client sees its write on the
+// server it wrote to, whichever that is.
+//
+// On the leader a write runs locally, and its answer waits until the
+// changes it made are in the change log (committed), so an answered write
+// is durable and visible on every server within the log's delivery.
+//
+// The relay is generic: it wraps the whole HTTP handler, and every method
+// but GET, HEAD and OPTIONS under the prefixes (default /api/) goes
+// through it, except the paths that are durable on any server by
+// themselves (POST /api/telemetry, journaled). A future write route needs
+// nothing.
+type Relay struct {
+	sp   *Spine
+	next http.Handler
+	opts RelayOptions
+	log  *slog.Logger
+	m    relayMetrics
+
+	mu    sync.Mutex
+	sub   *nats.Subscription
+	local bool // this server leads
+}
+
+// RelayOptions configure NewRelay.
+type RelayOptions struct {
+	// Writes reports whether a request is a write to relay; default: a
+	// method other than GET, HEAD, OPTIONS on a path under /api/ other
+	// than /api/telemetry.
+	Writes func(r *http.Request) bool
+	// Committed returns the seq up to which the change log holds this
+	// server's changes once everything made so far is logged: on the
+	// leader it waits until its tentative changes are committed and
+	// returns the seq (or an error when leadership was lost). Required.
+	Committed func(ctx context.Context) (uint64, error)
+	// Reached waits until this server's twin has installed seq. Required.
+	Reached func(ctx context.Context, seq uint64) error
+	// Timeout bounds one relayed request; default 15s. NoLeaderWait is how
+	// long a follower retries while no leader answers (a failover) before
+	// answering 503; default 3s.
+	Timeout      time.Duration
+	NoLeaderWait time.Duration
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
+}
+
+type relayMetrics struct {
+	forwarded *prometheus.CounterVec
+}
+
+// Relay headers on the NATS messages.
+const (
+	relayMethod = "Twin-Relay-Method"
+	relayURL    = "Twin-Relay-Url"
+	relayRemote = "Twin-Relay-Remote"
+	relayStatus = "Twin-Relay-Status"
+	relaySeq    = "Twin-Relay-Seq"
+	// SeqHeader is the HTTP response header telling the client the change
+	// log seq its write reached.
+	SeqHeader = "X-Twin-Seq"
+)
+
+// NewRelay wraps next.
+func NewRelay(sp *Spine, next http.Handler, opts RelayOptions) *Relay {
+	if opts.Writes == nil {
+		opts.Writes = DefaultWrites
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 15 * time.Second
+	}
+	if opts.NoLeaderWait <= 0 {
+		opts.NoLeaderWait = 3 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	r := &Relay{sp: sp, next: next, opts: opts, log: opts.Logger.With("component", "relay")}
+	r.m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "twin_relay_requests_total",
+		Help: "HTTP writes by how they were served: local (this server leads), forwarded (to the leader), served (for a follower), no_leader (503)"}, []string{"how"})
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(r.m.forwarded)
+	}
+	return r
+}
+
+// DefaultWrites: a method other than GET, HEAD, OPTIONS under /api/, but
+// not POST /api/telemetry (journaled on any server).
+func DefaultWrites(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	return strings.HasPrefix(r.URL.Path, "/api/") && r.URL.Path != "/api/telemetry"
+}
+
+// SetLeader is told when this server starts or stops leading: while it
+// leads it answers relayed writes.
+func (r *Relay) SetLeader(leading bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.local = leading
+	if leading && r.sub == nil {
+		sub, err := r.sp.nc.Subscribe(RelaySubject, r.serveRemote)
+		if err != nil {
+			r.log.Error("relay: cannot subscribe; followers' writes will get 503", "err", err)
+			return
+		}
+		r.sub = sub
+	}
+	if !leading && r.sub != nil {
+		_ = r.sub.Unsubscribe()
+		r.sub = nil
+	}
+}
+
+func (r *Relay) leading() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.local
+}
+
+// ServeHTTP relays writes, serves everything else.
+func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if !r.opts.Writes(req) {
+		r.next.ServeHTTP(w, req)
+		return
+	}
+	if r.leading() {
+		r.m.forwarded.WithLabelValues("local").Inc()
+		r.serveLocal(w, req)
+		return
+	}
+	r.forward(w, req)
+}
+
+// serveLocal runs a write here and answers once its changes are logged.
+func (r *Relay) serveLocal(w http.ResponseWriter, req *http.Request) {
+	rec := httptest.NewRecorder()
+	r.next.ServeHTTP(rec, req)
+	ctx, cancel := context.WithTimeout(req.Context(), r.opts.Timeout)
+	defer cancel()
+	seq, err := r.opts.Committed(ctx)
+	if err != nil {
+		writeJSONError(w, http.StatusServiceUnavailable, "write not confirmed", "this server lost the leadership before the change log took the write: "+err.Error(), true)
+		return
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.Header().Set(SeqHeader, strconv.FormatUint(seq, 10))
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// serveRemote runs a follower's write (on the leader).
+func (r *Relay) serveRemote(m *nats.Msg) {
+	go func() {
+		h := m.Header
+		req, err := http.NewRequest(h.Get(relayMethod), h.Get(relayURL), bytes.NewReader(m.Data))
+		if err != nil {
+			r.reply(m, http.StatusBadRequest, nil, []byte(`{"error":"bad relayed request"}`), 0)
+			return
+		}
+		for k, v := range h {
+			if strings.HasPrefix(k, "Twin-Relay-") {
+				continue
+			}
+			req.Header[k] = v
+		}
+		req.RemoteAddr = h.Get(relayRemote)
+		req.ContentLength = int64(len(m.Data))
+		ctx, cancel := context.WithTimeout(context.Background(), r.opts.Timeout)
+		defer cancel()
+		req = req.WithContext(ctx)
+		if !r.leading() {
+			// Lost the leadership meanwhile: let the follower retry.
+			r.reply(m, http.StatusServiceUnavailable, nil, nil, 0)
+			return
+		}
+		r.m.forwarded.WithLabelValues("served").Inc()
+		rec := httptest.NewRecorder()
+		r.next.ServeHTTP(rec, req)
+		seq, err := r.opts.Committed(ctx)
+		if err != nil {
+			r.reply(m, http.StatusServiceUnavailable, nil, nil, 0)
+			return
+		}
+		r.reply(m, rec.Code, rec.Header(), rec.Body.Bytes(), seq)
+	}()
+}
+
+func (r *Relay) reply(m *nats.Msg, status int, hdr http.Header, body []byte, seq uint64) {
+	out := nats.NewMsg(m.Reply)
+	for k, v := range hdr {
+		out.Header[k] = v
+	}
+	out.Header.Set(relayStatus, strconv.Itoa(status))
+	out.Header.Set(relaySeq, strconv.FormatUint(seq, 10))
+	out.Data = body
+	if err := m.RespondMsg(out); err != nil {
+		r.log.Warn("relay: reply", "err", err)
+	}
+}
+
+// forward sends a write to the leader and answers once this server has
+// installed its change.
+func (r *Relay) forward(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(req.Body, 8<<20))
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, "read body", err.Error(), false)
+		return
+	}
+	m := nats.NewMsg(RelaySubject)
+	for k, v := range req.Header {
+		m.Header[k] = v
+	}
+	m.Header.Set(relayMethod, req.Method)
+	m.Header.Set(relayURL, req.URL.RequestURI())
+	m.Header.Set(relayRemote, req.RemoteAddr)
+	m.Data = body
+	ctx, cancel := context.WithTimeout(req.Context(), r.opts.Timeout)
+	defer cancel()
+	deadline := time.Now().Add(r.opts.NoLeaderWait)
+	var resp *nats.Msg
+	for {
+		resp, err = r.sp.nc.RequestMsgWithContext(ctx, m)
+		retry := errors.Is(err, nats.ErrNoResponders) || (err == nil && resp.Header.Get(relayStatus) == "503" && len(resp.Data) == 0)
+		if !retry || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err != nil || resp.Header.Get(relayStatus) == "503" && len(resp.Data) == 0 {
+		r.m.forwarded.WithLabelValues("no_leader").Inc()
+		detail := "no server leads the twin right now (failover in progress?)"
+		if err != nil && !errors.Is(err, nats.ErrNoResponders) {
+			detail = err.Error()
+		}
+		writeJSONError(w, http.StatusServiceUnavailable, "no leader", detail, true)
+		return
+	}
+	r.m.forwarded.WithLabelValues("forwarded").Inc()
+	status, _ := strconv.Atoi(resp.Header.Get(relayStatus))
+	seq, _ := strconv.ParseUint(resp.Header.Get(relaySeq), 10, 64)
+	if seq > 0 {
+		if err := r.opts.Reached(ctx, seq); err != nil {
+			r.log.Warn("relay: the leader took the write but this server has not installed it yet", "seq", seq, "err", err)
+		}
+	}
+	for k, v := range resp.Header {
+		if strings.HasPrefix(k, "Twin-Relay-") {
+			continue
+		}
+		w.Header()[k] = v
+	}
+	w.Header().Set(SeqHeader, strconv.FormatUint(seq, 10))
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(resp.Data)
+}
+
+func writeJSONError(w http.ResponseWriter, status int, msg, detail string, retry bool) {
+	w.Header().Set("Content-Type", "application/json")
+	if retry {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg, "detail": detail})
+}
+
+// String describes the relay for logs.
+func (r *Relay) String() string { return fmt.Sprintf("relay(leading=%v)", r.leading()) }

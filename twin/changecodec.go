@@ -1,0 +1,148 @@
+package twin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/paulmach/orb"
+	"github.com/paulmach/orb/geojson"
+)
+
+// The change log's record (twin/changelog): one Change as JSON. It carries
+// what a follower needs to install the change exactly as the leader made it
+// (Twin.Install): the new state whole (version, times, cells, region, grid,
+// source; coordinates at full precision, unlike the websocket wire), or
+// the removed object's ID, and the telemetry sample for history. Old is not
+// carried: the follower has it. Props travel as JSON, so a follower holds
+// them with the types a store round trip gives (numbers as float64, lists
+// as []any), as every server has after a restart.
+
+type logChange struct {
+	Seq    uint64      `json:"seq"`
+	Kind   ChangeKind  `json:"k"`
+	Time   time.Time   `json:"t"`
+	Layer  Layer       `json:"l"`
+	Name   string      `json:"n"`
+	New    *logFeature `json:"new,omitempty"`
+	Sample *logSample  `json:"s,omitempty"`
+}
+
+type logFeature struct {
+	Geometry json.RawMessage `json:"g,omitempty"`
+	Props    map[string]any  `json:"p,omitempty"`
+	Version  uint64          `json:"v"`
+	Updated  time.Time       `json:"u"`
+	Observed time.Time       `json:"o"`
+	Region   []string        `json:"r,omitempty"`
+	Grid     string          `json:"grid,omitempty"`
+	Cells    []uint64        `json:"c,omitempty"`
+	Source   string          `json:"src,omitempty"`
+}
+
+type logSample struct {
+	Time       time.Time          `json:"t"`
+	HasPos     bool               `json:"hp,omitempty"`
+	Pos        orb.Point          `json:"p"`
+	HasSpeed   bool               `json:"hs,omitempty"`
+	SpeedKmh   float64            `json:"sp,omitempty"`
+	HasHeading bool               `json:"hh,omitempty"`
+	Heading    float64            `json:"hd,omitempty"`
+	Values     map[string]float64 `json:"vals,omitempty"`
+}
+
+// MarshalChange encodes c for the change log. A prop that JSON cannot
+// carry (a NaN slipped past validation) is dropped with the error
+// reported, never blocking the log: the change is still encoded.
+func MarshalChange(c *Change) ([]byte, error) {
+	id := c.ID()
+	lc := logChange{Seq: c.Seq, Kind: c.Kind, Time: c.Time, Layer: id.Layer, Name: id.Name}
+	if c.Kind == Upsert && c.New != nil {
+		f := c.New
+		lf := &logFeature{Props: f.Props, Version: f.Version, Updated: f.Updated, Observed: f.Observed,
+			Region: f.Region, Grid: f.Grid, Cells: f.Cells, Source: f.Source}
+		if f.Geometry != nil {
+			g, err := geojson.NewGeometry(f.Geometry).MarshalJSON()
+			if err != nil {
+				return nil, fmt.Errorf("twin: encode change %d geometry: %w", c.Seq, err)
+			}
+			lf.Geometry = g
+		}
+		lc.New = lf
+	}
+	if s := c.Sample; s != nil {
+		lc.Sample = &logSample{Time: s.Time, HasPos: s.HasPos, Pos: s.Pos, HasSpeed: s.HasSpeed, SpeedKmh: s.SpeedKmh,
+			HasHeading: s.HasHeading, Heading: s.Heading, Values: s.Values}
+	}
+	b, err := json.Marshal(lc)
+	if err == nil {
+		return b, nil
+	}
+	if lc.New == nil || len(lc.New.Props) == 0 {
+		return nil, fmt.Errorf("twin: encode change %d: %w", c.Seq, err)
+	}
+	// Keep every prop JSON can carry.
+	props := make(map[string]any, len(lc.New.Props))
+	var dropped []string
+	for k, v := range lc.New.Props {
+		if _, e := json.Marshal(v); e != nil {
+			dropped = append(dropped, k)
+			continue
+		}
+		props[k] = v
+	}
+	lc.New.Props = props
+	b, err2 := json.Marshal(lc)
+	if err2 != nil {
+		return nil, fmt.Errorf("twin: encode change %d: %w", c.Seq, err2)
+	}
+	return b, fmt.Errorf("twin: change %d: props %v dropped: %w", c.Seq, dropped, errors.Join(ErrBadData, err))
+}
+
+// UnmarshalChange decodes a change log record. The change's Old is nil
+// (Install fills it in).
+func UnmarshalChange(b []byte) (Change, error) {
+	var lc logChange
+	if err := json.Unmarshal(b, &lc); err != nil {
+		return Change{}, fmt.Errorf("twin: decode change: %w", err)
+	}
+	if _, err := ParseLayer(string(lc.Layer)); err != nil {
+		return Change{}, fmt.Errorf("twin: decode change %d: %w", lc.Seq, err)
+	}
+	id := ID{Layer: lc.Layer, Name: lc.Name}
+	c := Change{Seq: lc.Seq, Kind: lc.Kind, Time: lc.Time}
+	switch lc.Kind {
+	case Upsert:
+		if lc.New == nil {
+			return Change{}, fmt.Errorf("twin: decode change %d: upsert without a state", lc.Seq)
+		}
+		f := &Feature{ID: id, Props: lc.New.Props, Version: lc.New.Version, Updated: lc.New.Updated, Observed: lc.New.Observed,
+			Region: lc.New.Region, Grid: lc.New.Grid, Cells: lc.New.Cells, Source: lc.New.Source}
+		if f.Props == nil {
+			f.Props = map[string]any{}
+		}
+		if len(lc.New.Geometry) > 0 && string(lc.New.Geometry) != "null" {
+			g, err := geojson.UnmarshalGeometry(lc.New.Geometry)
+			if err != nil {
+				return Change{}, fmt.Errorf("twin: decode change %d geometry: %w", lc.Seq, err)
+			}
+			f.Geometry = g.Geometry()
+			if f.Geometry == nil {
+				return Change{}, fmt.Errorf("twin: decode change %d: geometry without coordinates", lc.Seq)
+			}
+		}
+		c.New = f
+	case Remove:
+		c.Old = &Feature{ID: id} // for ID(); Install replaces it
+	case History:
+		c.Old = &Feature{ID: id}
+	default:
+		return Change{}, fmt.Errorf("twin: decode change %d: unknown kind %d", lc.Seq, lc.Kind)
+	}
+	if s := lc.Sample; s != nil {
+		c.Sample = &Sample{ID: id, Time: s.Time, HasPos: s.HasPos, Pos: s.Pos, HasSpeed: s.HasSpeed, SpeedKmh: s.SpeedKmh,
+			HasHeading: s.HasHeading, Heading: s.Heading, Values: s.Values}
+	}
+	return c, nil
+}

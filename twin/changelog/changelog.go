@@ -1,0 +1,538 @@
+// Package changelog makes several servers one twin (issue 13): a JetStream
+// stream, the change log (spine.ChangeStream), holds every twin.Change in
+// order, and its stream sequence IS the change's feed seq on every server.
+//
+// One server at a time leads (the holder of the spine lease). The leader
+// mutates its twin as a single server always did (telemetry, HTTP writes,
+// rules, incidents, the demo); each change is tentative until the leader
+// has published it to the log with Nats-Expected-Last-Sequence = seq-1
+// (asynchronously, pipelined) and JetStream has confirmed it at exactly
+// that stream sequence; then the feed commits it and only then do the
+// feed's consumers (rules, notifications, store writer, websockets, tiles)
+// see it. The expected-sequence check is the fence: a deposed leader still
+// publishing can never fork the log, its publish fails, and it steps down.
+//
+// Every other server follows: an ordered consumer of the log installs each
+// change into its twin exactly as recorded (twin.Install: same seq, same
+// version, no enrichment, no rules), so its feed, and so its websockets,
+// tiles and locate index, carry the same seqs as the leader's.
+//
+// On promotion the new leader first installs the log to its end (its feed
+// seq then equals the log's last seq), then opens its twin to writes and
+// starts the leader's duties (Options.Lead: effects and the store writer).
+// On demotion (lease lost, a publish refused or failed) it stops them,
+// waits briefly for the log to take what is in flight, takes back the
+// tentative changes the log did not take (twin.Fence: nobody saw them) and
+// follows the log again.
+//
+// A follower that finds a gap (it fell out of the log's retention) or a
+// record it cannot decode cannot make its twin right by itself: Run
+// returns the error and the server exits, to be restarted and reload from
+// the store (crash-only; see docs/ARCHITECTURE.md).
+package changelog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/citytwin/citytwin/spine"
+	"github.com/citytwin/citytwin/twin"
+)
+
+// Options configure a Node.
+type Options struct {
+	// LeaseKey is the spine lease whose holder leads. Required.
+	LeaseKey string
+	// Lead runs this server's leader duties (effects, the store writer)
+	// until ctx ends, then stops them in order, calling drain after the
+	// effects and before the store writer's final flush: drain waits until
+	// the log holds every change made so far (or leadership is lost).
+	// Required.
+	Lead func(ctx context.Context, drain func(context.Context) error) error
+	// OnLeader, if set, is told when this server starts and stops leading
+	// (writes allowed / not).
+	OnLeader   func(leading bool)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// MaxInFlight bounds publishes not yet confirmed; default 4096.
+	MaxInFlight int
+}
+
+// Node is one server's membership of the twin: following or leading.
+type Node struct {
+	tw   *twin.Twin
+	sp   *spine.Spine
+	js   jetstream.JetStream
+	opts Options
+	log  *slog.Logger
+	m    metrics
+
+	mu       sync.Mutex
+	runCtx   context.Context
+	fatal    context.CancelCauseFunc
+	stopFol  context.CancelFunc
+	folDone  chan struct{}
+	pubErr   chan struct{} // closed when the current term's publisher failed
+	pubFails error
+
+	// Step-downs that took changes back, and the first seq taken back by
+	// the last one: Committed must not mistake a later change that reused
+	// a taken-back seq for its own.
+	fences    atomic.Uint64
+	fencedSeq atomic.Uint64
+}
+
+type metrics struct {
+	published prometheus.Counter
+	installed prometheus.Counter
+	rewound   prometheus.Counter
+	leader    prometheus.Gauge
+	terms     prometheus.Counter
+}
+
+// New makes a node for tw, which must be replicated (tw.Replicate).
+func New(tw *twin.Twin, sp *spine.Spine, opts Options) (*Node, error) {
+	if opts.LeaseKey == "" || opts.Lead == nil {
+		return nil, errors.New("changelog: Options needs LeaseKey and Lead")
+	}
+	if !tw.Replicated() {
+		return nil, errors.New("changelog: the twin is not replicated (call Replicate after loading it)")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 4096
+	}
+	// Its own JetStream context: the change log's pending publishes are
+	// bounded apart from telemetry's.
+	js, err := jetstream.New(sp.Conn(), jetstream.WithPublishAsyncMaxPending(opts.MaxInFlight), jetstream.WithPublishAsyncTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("changelog: jetstream: %w", err)
+	}
+	n := &Node{tw: tw, sp: sp, js: js, opts: opts, log: opts.Logger.With("component", "changelog")}
+	n.m = metrics{
+		published: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_changelog_published_total", Help: "Changes this server published to the change log as leader (confirmed at their seq)"}),
+		installed: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_changelog_installed_total", Help: "Changes this server installed from the change log as follower"}),
+		rewound:   prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_changelog_rewound_total", Help: "Tentative changes taken back at a step-down (the log did not take them)"}),
+		leader:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "twin_changelog_leader", Help: "1 while this server leads the twin"}),
+		terms:     prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_changelog_terms_total", Help: "Times this server became leader"}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(n.m.published, n.m.installed, n.m.rewound, n.m.leader, n.m.terms)
+	}
+	return n, nil
+}
+
+// Start aligns the log with the store and installs the log's changes the
+// store does not have yet. storeSeq is the last seq the store holds
+// (writer.MetaFeedSeq), floor the lowest seq the log may continue at
+// (any seq ever handed out before the log existed: writer.MetaFeedHWM).
+// Call it after loading the twin and Replicate, before Run and serving.
+func (n *Node) Start(ctx context.Context, storeSeq, floor uint64) error {
+	first, last, err := n.sp.ChangeLogState(ctx)
+	if err != nil {
+		return err
+	}
+	feed := n.tw.Feed()
+	switch {
+	case last < storeSeq:
+		// A new log (or one lost): continue above everything the store,
+		// and any client, has seen.
+		base := max(storeSeq, floor)
+		if last > 0 {
+			n.log.Warn("the change log is behind the store (a new or lost log); restarting it above the store", "log_last", last, "store_seq", storeSeq)
+		}
+		if err := n.sp.StartChangeLogAfter(ctx, base); err != nil {
+			return err
+		}
+		feed.SetLast(base)
+		n.log.Info("change log starts", "after", base)
+		return nil
+	case last == 0 && storeSeq == 0 && floor > 0:
+		// A store written before the log existed (numbers up to floor may
+		// have reached clients).
+		if err := n.sp.StartChangeLogAfter(ctx, floor); err != nil {
+			return err
+		}
+		feed.SetLast(floor)
+		return nil
+	case first > storeSeq+1 && last >= first:
+		n.log.Error("the change log no longer holds changes the store lacks (the store's writer was down longer than the log's retention); continuing from the log's oldest change: objects changed in between may be stale until their next change",
+			"store_seq", storeSeq, "log_first", first)
+		feed.SetLast(first - 1)
+	default:
+		feed.SetLast(storeSeq)
+	}
+	if feed.Head() < last {
+		t0 := time.Now()
+		if err := n.installUntil(ctx, last); err != nil {
+			return err
+		}
+		n.log.Info("caught up from the change log", "from", storeSeq+1, "to", last, "took", time.Since(t0).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// Run follows the log and competes for the lease until ctx ends. It
+// returns an error when the twin cannot be kept right (a gap in the log);
+// the server must then exit and reload.
+func (n *Node) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	n.mu.Lock()
+	n.runCtx, n.fatal = ctx, cancel
+	n.mu.Unlock()
+	n.startFollow()
+	err := n.sp.RunLeader(ctx, n.opts.LeaseKey, n.lead, nil)
+	n.stopFollow()
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		return c
+	}
+	return err
+}
+
+func (n *Node) die(err error) {
+	n.log.Error("the twin cannot follow the change log; stopping this server so it reloads from the store", "err", err)
+	n.mu.Lock()
+	f := n.fatal
+	n.mu.Unlock()
+	f(err)
+}
+
+// startFollow runs the follower until stopFollow.
+func (n *Node) startFollow() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.runCtx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(n.runCtx)
+	done := make(chan struct{})
+	n.stopFol, n.folDone = cancel, done
+	go func() {
+		defer close(done)
+		if err := n.follow(ctx); err != nil && ctx.Err() == nil {
+			n.die(err)
+		}
+	}()
+}
+
+func (n *Node) stopFollow() {
+	n.mu.Lock()
+	cancel, done := n.stopFol, n.folDone
+	n.stopFol, n.folDone = nil, nil
+	n.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// follow installs the log's changes after the feed's head until ctx ends.
+func (n *Node) follow(ctx context.Context) error {
+	return n.consume(ctx, 0)
+}
+
+// installUntil installs the log up to last (inclusive).
+func (n *Node) installUntil(ctx context.Context, last uint64) error {
+	if n.tw.Feed().Head() >= last {
+		return nil
+	}
+	return n.consume(ctx, last)
+}
+
+// consume installs log records from the feed's head on; with until > 0 it
+// returns once the head reaches until.
+func (n *Node) consume(ctx context.Context, until uint64) error {
+	start := n.tw.Feed().Head() + 1
+	cons, err := n.js.OrderedConsumer(ctx, spine.ChangeStream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("changelog: consumer from %d: %w", start, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("changelog: consume: %w", err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil
+			}
+			n.log.Warn("change log consumer", "err", err)
+			continue
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("changelog: record metadata: %w", err)
+		}
+		c, err := twin.UnmarshalChange(m.Data())
+		if err != nil {
+			return fmt.Errorf("changelog: record %d: %w", md.Sequence.Stream, err)
+		}
+		if c.Seq != md.Sequence.Stream {
+			return fmt.Errorf("changelog: record %d carries seq %d", md.Sequence.Stream, c.Seq)
+		}
+		ok, err := n.tw.Install(c)
+		if err != nil {
+			return err
+		}
+		if ok {
+			n.m.installed.Inc()
+		}
+		if until > 0 && c.Seq >= until {
+			return nil
+		}
+	}
+}
+
+// lead is one leadership term, run while this server holds the lease.
+func (n *Node) lead(lctx context.Context) error { //nolint:contextcheck // the publisher outlives the term's context on purpose: it drains what the stopping duties made
+	n.stopFollow()
+	defer n.startFollow()
+	// Install the log to its end: the feed's head then equals the log's
+	// last seq, so this term's first publish expects exactly it.
+	_, last, err := n.sp.ChangeLogState(lctx)
+	if err != nil {
+		return err
+	}
+	if err := n.installUntil(lctx, last); err != nil {
+		return err
+	}
+	if lctx.Err() != nil {
+		return nil
+	}
+	n.tw.Lead()
+	n.m.leader.Set(1)
+	n.m.terms.Inc()
+	n.log.Info("leading the twin", "seq", n.tw.Feed().Head())
+
+	ectx, stopDuties := context.WithCancelCause(lctx)
+	defer stopDuties(nil)
+	pctx, stopPub := context.WithCancel(context.WithoutCancel(lctx))
+	failed := make(chan struct{})
+	n.mu.Lock()
+	n.pubErr, n.pubFails = failed, nil
+	n.mu.Unlock()
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		if err := n.publish(pctx); err != nil {
+			n.mu.Lock()
+			n.pubFails = err
+			n.mu.Unlock()
+			close(failed)
+			n.log.Error("change log refused or lost a publish; stepping down", "err", err)
+			stopDuties(err)
+		}
+	}()
+	if n.opts.OnLeader != nil {
+		n.opts.OnLeader(true)
+		stopNotify := context.AfterFunc(ectx, func() { n.opts.OnLeader(false) })
+		defer func() {
+			if stopNotify() {
+				n.opts.OnLeader(false)
+			}
+		}()
+	}
+	err = n.opts.Lead(ectx, n.drain)
+	stopPub()
+	<-pubDone
+	n.m.leader.Set(0)
+	from := n.tw.Feed().Last() + 1
+	rewound, ferr := n.tw.Fence()
+	if rewound > 0 {
+		n.fencedSeq.Store(from)
+		n.fences.Add(1)
+		n.m.rewound.Add(float64(rewound))
+		n.log.Warn("took back changes the change log did not take", "changes", rewound, "seq", n.tw.Feed().Head())
+	}
+	if ferr != nil {
+		n.die(ferr)
+	}
+	n.log.Info("no longer leading; following the change log", "seq", n.tw.Feed().Head())
+	if c := context.Cause(ectx); c != nil && !errors.Is(c, context.Canceled) {
+		return c
+	}
+	return err
+}
+
+// drain waits until the log holds every change made so far, the
+// publisher failed, or ctx ends.
+func (n *Node) drain(ctx context.Context) error {
+	n.mu.Lock()
+	failed := n.pubErr
+	n.mu.Unlock()
+	feed := n.tw.Feed()
+	cur := feed.Subscribe()
+	defer cur.Close()
+	target := feed.Head()
+	for feed.Last() < target {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-failed:
+			n.mu.Lock()
+			err := n.pubFails
+			n.mu.Unlock()
+			return err
+		case <-cur.C():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+type inflight struct {
+	seq uint64
+	f   jetstream.PubAckFuture
+}
+
+// publish sends tentative changes to the log in seq order and commits each
+// once JetStream confirms it at its seq, until ctx ends (then it waits for
+// the confirmations in flight). Any refusal is returned: the caller steps
+// down, since the log, not this server, now decides what comes next.
+func (n *Node) publish(ctx context.Context) error {
+	feed := n.tw.Feed()
+	pos := feed.Head() // committed == head at the start of a term
+	q := make(chan inflight, n.opts.MaxInFlight)
+	ackErr := make(chan error, 1)
+	ackDone := make(chan struct{})
+	go func() {
+		defer close(ackDone)
+		var failed bool
+		for it := range q {
+			if failed {
+				continue
+			}
+			select {
+			case pa := <-it.f.Ok():
+				if pa.Sequence != it.seq {
+					failed = true
+					ackErr <- fmt.Errorf("changelog: change %d stored at %d", it.seq, pa.Sequence)
+					continue
+				}
+				feed.Commit(it.seq)
+				n.m.published.Inc()
+			case err := <-it.f.Err():
+				failed = true
+				ackErr <- fmt.Errorf("changelog: publish %d: %w", it.seq, err)
+			}
+		}
+	}()
+	finish := func(err error) error {
+		close(q)
+		<-ackDone
+		if err == nil {
+			select {
+			case err = <-ackErr:
+			default:
+			}
+		}
+		return err
+	}
+	for {
+		cs, err := feed.Tentative(pos, 512)
+		if err != nil {
+			return finish(fmt.Errorf("changelog: tentative changes after %d: %w", pos, err))
+		}
+		for i := range cs {
+			c := &cs[i]
+			b, err := twin.MarshalChange(c)
+			if b == nil {
+				return finish(err)
+			}
+			if err != nil {
+				n.log.Error("change logged without some props", "err", err)
+			}
+			m := nats.NewMsg(spine.ChangeSubject)
+			m.Data = b
+			m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(c.Seq-1, 10))
+			f, err := n.js.PublishMsgAsync(m, jetstream.WithExpectStream(spine.ChangeStream), jetstream.WithStallWait(5*time.Second))
+			if err != nil {
+				return finish(fmt.Errorf("changelog: publish %d: %w", c.Seq, err))
+			}
+			select {
+			case q <- inflight{seq: c.Seq, f: f}:
+			case err := <-ackErr:
+				return finish(err)
+			}
+			pos = c.Seq
+		}
+		if len(cs) > 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return finish(nil)
+		case err := <-ackErr:
+			return finish(err)
+		case <-feed.Appended():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Committed waits until every change this server made so far is in the
+// log and returns the log's seq then; an error when leadership was lost
+// first (the changes were taken back). For the relay's answers.
+func (n *Node) Committed(ctx context.Context) (uint64, error) {
+	feed := n.tw.Feed()
+	f0 := n.fences.Load()
+	target := feed.Head()
+	cur := feed.Subscribe()
+	defer cur.Close()
+	lost := errors.New("changelog: leadership lost; the write was taken back")
+	for {
+		if n.fences.Load() != f0 && n.fencedSeq.Load() <= target {
+			return 0, lost
+		}
+		last := feed.Last()
+		if last >= target {
+			return last, nil
+		}
+		if feed.Head() < target {
+			return 0, lost
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-cur.C():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Reached waits until this server's twin has seq (installed or committed).
+func (n *Node) Reached(ctx context.Context, seq uint64) error {
+	feed := n.tw.Feed()
+	cur := feed.Subscribe()
+	defer cur.Close()
+	for feed.Last() < seq {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-cur.C():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}

@@ -1,0 +1,171 @@
+package twin
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/paulmach/orb"
+)
+
+// A leader's changes, logged and installed on a follower, give the
+// follower the same objects, versions and seqs; the leader's consumers see
+// a change only once it is committed; Fence takes back what was not.
+func TestReplicaLeaderFollower(t *testing.T) {
+	leader, clk := newTestTwin(t)
+	follower, _ := newTestTwin(t)
+	leader.Replicate()
+	follower.Replicate()
+	if _, err := leader.Put(&Feature{ID: NewID(Vehicles, "v1")}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a replica that does not lead took a write: %v", err)
+	}
+	leader.Lead()
+	id := NewID(Vehicles, "v1")
+	if _, err := leader.Put(&Feature{ID: id, Geometry: orb.Point{106.5, 29.5}, Props: map[string]any{"kind": "bus", "n": 3.0}}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	t0 := time.Date(2026, 11, 23, 8, 0, 1, 0, time.UTC)
+	if _, _, err := leader.ApplySample(Sample{ID: id, Time: t0, HasPos: true, Pos: orb.Point{106.6, 29.6}, Values: map[string]float64{"co": 1.5}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := leader.ApplySample(Sample{ID: id, Time: t0.Add(-time.Minute), HasPos: true, Pos: orb.Point{106.4, 29.4}}); err != nil {
+		t.Fatal(err)
+	}
+	b := NewID(Buildings, "b1")
+	if _, err := leader.Put(&Feature{ID: b, Geometry: orb.Polygon{{{106, 29}, {106.1, 29}, {106.1, 29.1}, {106, 29}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.Delete(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := leader.Feed().Last(); got != 0 {
+		t.Fatalf("consumers see %d before any commit", got)
+	}
+	cs, err := leader.Feed().Tentative(0, 0)
+	if err != nil || len(cs) != 5 {
+		t.Fatalf("tentative: %d %v", len(cs), err)
+	}
+	for _, c := range cs {
+		raw, err := MarshalChange(&c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := UnmarshalChange(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := follower.Install(d); err != nil || !ok {
+			t.Fatalf("install %d: %v %v", c.Seq, ok, err)
+		}
+		leader.Feed().Commit(c.Seq)
+	}
+	if ok, err := follower.Install(cs[0]); ok || err != nil {
+		t.Fatalf("a seq installed twice: %v %v", ok, err)
+	}
+	if _, err := follower.Install(Change{Seq: 9, Kind: Remove, Old: &Feature{ID: id}}); !errors.Is(err, ErrSeqGap) {
+		t.Fatalf("gap not reported: %v", err)
+	}
+	lf, _ := leader.Get(id)
+	ff, _ := follower.Get(id)
+	if !reflect.DeepEqual(lf, ff) {
+		t.Fatalf("follower differs:\n%+v\n%+v", lf, ff)
+	}
+	if _, ok := follower.Get(b); ok || follower.Count(Buildings) != 0 {
+		t.Fatal("removal not installed")
+	}
+	if leader.Feed().Last() != 5 || follower.Feed().Last() != 5 {
+		t.Fatalf("seqs: leader %d follower %d", leader.Feed().Last(), follower.Feed().Last())
+	}
+	fc, _ := follower.Feed().Since(0, 0)
+	if len(fc) != 5 || fc[2].Kind != History || fc[2].Sample == nil || fc[4].Kind != Remove {
+		t.Fatalf("follower feed: %+v", fc)
+	}
+
+	// Tentative changes are taken back by Fence.
+	if _, err := leader.Put(&Feature{ID: id, Props: map[string]any{"kind": "truck"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.Put(&Feature{ID: NewID(Vehicles, "v2"), Geometry: orb.Point{1, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+	n, err := leader.Fence()
+	if n != 3 || err != nil {
+		t.Fatalf("fence took back %d: %v", n, err)
+	}
+	after, _ := leader.Get(id)
+	if !reflect.DeepEqual(after, lf) || leader.Len() != 1 || leader.Feed().Head() != 5 {
+		t.Fatalf("fence left %+v, %d objects, head %d", after, leader.Len(), leader.Feed().Head())
+	}
+	var hits int
+	leader.Search(Vehicles, orb.Bound{Min: orb.Point{0, 0}, Max: orb.Point{180, 90}}, func(*Feature) bool { hits++; return true })
+	if hits != 1 {
+		t.Fatalf("index holds %d vehicles after fence", hits)
+	}
+	if _, ok := leader.Resolve("v2"); ok {
+		t.Fatal("taken-back object still resolves")
+	}
+	if _, err := leader.Put(&Feature{ID: id}); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("fenced twin took a write: %v", err)
+	}
+	// The fenced leader now follows: the next logged change is 6.
+	if ok, err := leader.Install(Change{Seq: 6, Kind: Remove, Old: &Feature{ID: id}}); !ok || err != nil {
+		t.Fatalf("fenced leader cannot follow: %v %v", ok, err)
+	}
+}
+
+func TestChangeCodecRoundTrip(t *testing.T) {
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
+	c := Change{Seq: 42, Kind: Upsert, Time: ts, New: &Feature{ID: NewID(Roads, "r1"),
+		Geometry: orb.LineString{{106.123456789012, 29.1}, {106.2, 29.2}}, Props: map[string]any{"name": "解放碑", "lanes": 4.0, "tags": []any{"a"}},
+		Version: 7, Updated: ts, Observed: ts.Add(-time.Second), Region: []string{"500000", "500103"}, Grid: "g1", Cells: []uint64{1, 2}, Source: "osm:w1"},
+		Sample: &Sample{ID: NewID(Roads, "r1"), Time: ts, HasPos: true, Pos: orb.Point{1, 2}, Values: map[string]float64{"x": 0.1}}}
+	b, err := MarshalChange(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := UnmarshalChange(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, d) {
+		t.Fatalf("round trip:\n%+v\n%+v", c.New, d.New)
+	}
+}
+
+func FuzzUnmarshalChange(f *testing.F) {
+	c := Change{Seq: 1, Kind: Upsert, Time: time.Unix(1, 0).UTC(), New: &Feature{ID: NewID(Vehicles, "v"), Geometry: orb.Point{1, 2}, Props: map[string]any{"a": 1.0}}}
+	b, _ := MarshalChange(&c)
+	f.Add(b)
+	f.Add([]byte(`{"seq":2,"k":2,"l":"vehicles","n":"v"}`))
+	f.Add([]byte(`{"seq":3,"k":3,"l":"vehicles","n":"v","s":{"t":"2026-01-01T00:00:00Z"}}`))
+	f.Add([]byte(`{"seq":3,"k":1,"l":"roads","n":"v","new":{"g":{"type":"GeometryCollection","geometries":[]}}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := UnmarshalChange(b)
+		if err != nil {
+			return
+		}
+		// What decodes installs on a follower without panicking, and
+		// encodes again to the same change.
+		tw := New(Options{FeedSize: 16})
+		tw.Feed().SetLast(c.Seq - 1)
+		tw.Replicate()
+		if c.Seq == 0 {
+			return
+		}
+		if _, err := tw.Install(c); err != nil {
+			t.Fatalf("install of a decoded change: %v", err)
+		}
+		again, err := MarshalChange(&c)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		if _, err := UnmarshalChange(again); err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+	})
+}
