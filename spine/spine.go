@@ -88,7 +88,7 @@ type Options struct {
 	// log holds reloads from the store instead of catching up.
 	ChangeMaxAge   time.Duration
 	ChangeMaxBytes int64
-	Logger   *slog.Logger // default slog.Default()
+	Logger         *slog.Logger // default slog.Default()
 }
 
 func (o *Options) defaults() {
@@ -266,17 +266,32 @@ func (s *Spine) ChangeLogState(ctx context.Context) (first, last uint64, err err
 	return info.State.FirstSeq, info.State.LastSeq, nil
 }
 
-// StartChangeLogAfter empties the change log and makes its next sequence
-// seq+1 (a purge up to seq+1, which NATS 2.9 has). Used when the log is
-// behind the store (a new or lost log): sequence numbers must continue
-// above everything the store, and so any client, has seen.
-func (s *Spine) StartChangeLogAfter(ctx context.Context, seq uint64) error {
+// ChangeLogLast returns the change log's newest record (nil when the log
+// holds none).
+func (s *Spine) ChangeLogLast(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+	st, err := s.js.Stream(ctx, ChangeStream)
+	if err != nil {
+		return nil, fmt.Errorf("spine: stream %s: %w", ChangeStream, err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, ChangeSubject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spine: last record of %s: %w", ChangeStream, err)
+	}
+	return m, nil
+}
+
+// PurgeChangeLog empties the change log (its sequence goes on where it
+// was: NATS keeps the last sequence of a purged stream).
+func (s *Spine) PurgeChangeLog(ctx context.Context) error {
 	st, err := s.js.Stream(ctx, ChangeStream)
 	if err != nil {
 		return fmt.Errorf("spine: stream %s: %w", ChangeStream, err)
 	}
-	if err := st.Purge(ctx, jetstream.WithPurgeSequence(seq+1)); err != nil {
-		return fmt.Errorf("spine: move %s to %d: %w", ChangeStream, seq, err)
+	if err := st.Purge(ctx); err != nil {
+		return fmt.Errorf("spine: purge %s: %w", ChangeStream, err)
 	}
 	return nil
 }

@@ -190,15 +190,11 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	}
 	defer sp.Close()
 	var relay *spine.Relay // set below, before the node runs
-	var leading atomic.Bool
 	var curWriter atomic.Pointer[writer.Writer]
 	var leadFn func(ctx context.Context, drain func(context.Context) error) error // set below, before the node runs
 	node, err := changelog.New(tw, sp, changelog.Options{LeaseKey: journal.LeaseKey, Logger: log, Registerer: reg,
 		Lead: func(ctx context.Context, drain func(context.Context) error) error { return leadFn(ctx, drain) },
-		OnLeader: func(on bool) {
-			leading.Store(on)
-			relay.SetLeader(on)
-		}})
+		OnLeader: func(on bool) { relay.SetLeader(on) }})
 	if err != nil {
 		return err
 	}

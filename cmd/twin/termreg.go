@@ -38,7 +38,7 @@ func (t *termRegistry) end() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range t.cs {
-		t.Registerer.Unregister(c)
+		t.Unregister(c)
 	}
 	t.cs = nil
 }

@@ -90,6 +90,78 @@ type Node struct {
 	// a taken-back seq for its own.
 	fences    atomic.Uint64
 	fencedSeq atomic.Uint64
+
+	// offset maps stream sequences to feed seqs: feed = stream + offset.
+	// It is 0 for a log as old as the store; a log started after the
+	// store (new or lost) begins with a base marker (BaseHeader) that
+	// sets it, since NATS 2.9 cannot start a stream at a given sequence.
+	offset atomic.Int64
+}
+
+// BaseHeader marks a base record: its body is the feed seq the next
+// record continues after. Written when the log starts (again) behind the
+// store, so seqs go on above everything the store, and so any client,
+// has seen.
+const BaseHeader = "Twin-Log-Base"
+
+// recordSeq returns the feed seq a record stands for (for a base
+// record, the base).
+func recordSeq(h nats.Header, data []byte) (seq uint64, base bool, err error) {
+	if v := h.Get(BaseHeader); v != "" {
+		seq, err = strconv.ParseUint(v, 10, 64)
+		return seq, true, err
+	}
+	c, err := twin.UnmarshalChange(data)
+	return c.Seq, false, err
+}
+
+// feedSeq and streamSeq convert with the current offset.
+func (n *Node) feedSeq(stream uint64) uint64 { return uint64(int64(stream) + n.offset.Load()) }
+func (n *Node) streamSeq(feed uint64) uint64 { return uint64(int64(feed) - n.offset.Load()) }
+
+// refresh reads the log's newest record and sets the offset from it. It
+// returns the feed seq of the log's last record (the head a leader must
+// reach).
+func (n *Node) refresh(ctx context.Context) (uint64, error) {
+	m, err := n.sp.ChangeLogLast(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if m != nil {
+		seq, _, err := recordSeq(m.Header, m.Data)
+		if err != nil {
+			return 0, fmt.Errorf("changelog: newest record %d: %w", m.Sequence, err)
+		}
+		n.offset.Store(int64(seq) - int64(m.Sequence))
+	}
+	_, last, err := n.sp.ChangeLogState(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return n.feedSeq(last), nil
+}
+
+// writeBase empties the log and writes a base record: the next change is
+// base+1.
+func (n *Node) writeBase(ctx context.Context, base uint64) error {
+	if err := n.sp.PurgeChangeLog(ctx); err != nil {
+		return err
+	}
+	_, last, err := n.sp.ChangeLogState(ctx)
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg(spine.ChangeSubject)
+	m.Header.Set(BaseHeader, strconv.FormatUint(base, 10))
+	m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(last, 10))
+	pa, err := n.js.PublishMsg(ctx, m, jetstream.WithExpectStream(spine.ChangeStream))
+	if err != nil {
+		return fmt.Errorf("changelog: write base %d: %w", base, err)
+	}
+	n.offset.Store(int64(base) - int64(pa.Sequence))
+	n.tw.Feed().SetLast(base)
+	n.log.Info("change log (re)started above the store", "base", base, "stream_seq", pa.Sequence)
+	return nil
 }
 
 type metrics struct {
@@ -145,41 +217,36 @@ func (n *Node) Start(ctx context.Context, storeSeq, floor uint64) error {
 		return err
 	}
 	feed := n.tw.Feed()
+	if first > last || last == 0 { // no record
+		if last == 0 && storeSeq == 0 && floor == 0 {
+			feed.SetLast(0) // a new twin
+			return nil
+		}
+		// A new log on an old store, or one whose records all aged out.
+		return n.writeBase(ctx, max(storeSeq, floor))
+	}
+	logLast, err := n.refresh(ctx)
+	if err != nil {
+		return err
+	}
+	logFirst := n.feedSeq(first)
 	switch {
-	case last < storeSeq:
-		// A new log (or one lost): continue above everything the store,
-		// and any client, has seen.
-		base := max(storeSeq, floor)
-		if last > 0 {
-			n.log.Warn("the change log is behind the store (a new or lost log); restarting it above the store", "log_last", last, "store_seq", storeSeq)
-		}
-		if err := n.sp.StartChangeLogAfter(ctx, base); err != nil {
-			return err
-		}
-		feed.SetLast(base)
-		n.log.Info("change log starts", "after", base)
-		return nil
-	case last == 0 && storeSeq == 0 && floor > 0:
-		// A store written before the log existed (numbers up to floor may
-		// have reached clients).
-		if err := n.sp.StartChangeLogAfter(ctx, floor); err != nil {
-			return err
-		}
-		feed.SetLast(floor)
-		return nil
-	case first > storeSeq+1 && last >= first:
+	case logLast < storeSeq:
+		n.log.Warn("the change log is behind the store (a lost log?); restarting it above the store", "log_last", logLast, "store_seq", storeSeq)
+		return n.writeBase(ctx, max(storeSeq, floor))
+	case logFirst > storeSeq+1:
 		n.log.Error("the change log no longer holds changes the store lacks (the store's writer was down longer than the log's retention); continuing from the log's oldest change: objects changed in between may be stale until their next change",
-			"store_seq", storeSeq, "log_first", first)
-		feed.SetLast(first - 1)
+			"store_seq", storeSeq, "log_first", logFirst)
+		feed.SetLast(logFirst - 1)
 	default:
 		feed.SetLast(storeSeq)
 	}
-	if feed.Head() < last {
+	if feed.Head() < logLast {
 		t0 := time.Now()
-		if err := n.installUntil(ctx, last); err != nil {
+		if err := n.installUntil(ctx, logLast); err != nil {
 			return err
 		}
-		n.log.Info("caught up from the change log", "from", storeSeq+1, "to", last, "took", time.Since(t0).Round(time.Millisecond))
+		n.log.Info("caught up from the change log", "from", storeSeq+1, "to", logLast, "took", time.Since(t0).Round(time.Millisecond))
 	}
 	return nil
 }
@@ -193,7 +260,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Lock()
 	n.runCtx, n.fatal = ctx, cancel
 	n.mu.Unlock()
-	n.startFollow()
+	n.startFollow(ctx)
 	err := n.sp.RunLeader(ctx, n.opts.LeaseKey, n.lead, nil)
 	n.stopFollow()
 	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
@@ -210,14 +277,15 @@ func (n *Node) die(err error) {
 	f(err)
 }
 
-// startFollow runs the follower until stopFollow.
-func (n *Node) startFollow() {
+// startFollow runs the follower until stopFollow or until ctx (Run's
+// context: a term's context ends before the follower's life does) ends.
+func (n *Node) startFollow(ctx context.Context) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.runCtx.Err() != nil {
+	if ctx.Err() != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(n.runCtx)
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	n.stopFol, n.folDone = cancel, done
 	go func() {
@@ -255,9 +323,9 @@ func (n *Node) installUntil(ctx context.Context, last uint64) error {
 // consume installs log records from the feed's head on; with until > 0 it
 // returns once the head reaches until.
 func (n *Node) consume(ctx context.Context, until uint64) error {
-	start := n.tw.Feed().Head() + 1
+	start := n.streamSeq(n.tw.Feed().Head() + 1)
 	cons, err := n.js.OrderedConsumer(ctx, spine.ChangeStream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start})
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(start, 1)})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -284,12 +352,21 @@ func (n *Node) consume(ctx context.Context, until uint64) error {
 		if err != nil {
 			return fmt.Errorf("changelog: record metadata: %w", err)
 		}
+		if v := m.Headers().Get(BaseHeader); v != "" {
+			// A base record: valid only where this twin stands.
+			base, err := strconv.ParseUint(v, 10, 64)
+			if err != nil || base != n.tw.Feed().Head() {
+				return fmt.Errorf("%w: the log restarts after %s, this twin is at %d", twin.ErrSeqGap, v, n.tw.Feed().Head())
+			}
+			n.offset.Store(int64(base) - int64(md.Sequence.Stream))
+			continue
+		}
 		c, err := twin.UnmarshalChange(m.Data())
 		if err != nil {
 			return fmt.Errorf("changelog: record %d: %w", md.Sequence.Stream, err)
 		}
-		if c.Seq != md.Sequence.Stream {
-			return fmt.Errorf("changelog: record %d carries seq %d", md.Sequence.Stream, c.Seq)
+		if c.Seq != n.feedSeq(md.Sequence.Stream) {
+			return fmt.Errorf("changelog: record %d carries seq %d, not %d", md.Sequence.Stream, c.Seq, n.feedSeq(md.Sequence.Stream))
 		}
 		ok, err := n.tw.Install(c)
 		if err != nil {
@@ -307,10 +384,13 @@ func (n *Node) consume(ctx context.Context, until uint64) error {
 // lead is one leadership term, run while this server holds the lease.
 func (n *Node) lead(lctx context.Context) error { //nolint:contextcheck // the publisher outlives the term's context on purpose: it drains what the stopping duties made
 	n.stopFollow()
-	defer n.startFollow()
+	n.mu.Lock()
+	runCtx := n.runCtx
+	n.mu.Unlock()
+	defer n.startFollow(runCtx) //nolint:contextcheck // the follower outlives the term: it runs on Run's context
 	// Install the log to its end: the feed's head then equals the log's
 	// last seq, so this term's first publish expects exactly it.
-	_, last, err := n.sp.ChangeLogState(lctx)
+	last, err := n.refresh(lctx)
 	if err != nil {
 		return err
 	}
@@ -425,7 +505,7 @@ func (n *Node) publish(ctx context.Context) error {
 			}
 			select {
 			case pa := <-it.f.Ok():
-				if pa.Sequence != it.seq {
+				if n.feedSeq(pa.Sequence) != it.seq {
 					failed = true
 					ackErr <- fmt.Errorf("changelog: change %d stored at %d", it.seq, pa.Sequence)
 					continue
@@ -465,7 +545,7 @@ func (n *Node) publish(ctx context.Context) error {
 			}
 			m := nats.NewMsg(spine.ChangeSubject)
 			m.Data = b
-			m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(c.Seq-1, 10))
+			m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(n.streamSeq(c.Seq-1), 10))
 			f, err := n.js.PublishMsgAsync(m, jetstream.WithExpectStream(spine.ChangeStream), jetstream.WithStallWait(5*time.Second))
 			if err != nil {
 				return finish(fmt.Errorf("changelog: publish %d: %w", c.Seq, err))
