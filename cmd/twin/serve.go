@@ -193,7 +193,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	var curWriter atomic.Pointer[writer.Writer]
 	var leadFn func(ctx context.Context, drain func(context.Context) error) error // set below, before the node runs
 	node, err := changelog.New(tw, sp, changelog.Options{LeaseKey: journal.LeaseKey, Logger: log, Registerer: reg,
-		Lead: func(ctx context.Context, drain func(context.Context) error) error { return leadFn(ctx, drain) },
+		Lead:     func(ctx context.Context, drain func(context.Context) error) error { return leadFn(ctx, drain) },
 		OnLeader: func(on bool) { relay.SetLeader(on) }})
 	if err != nil {
 		return err
@@ -350,6 +350,12 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		if err != nil {
 			return err
 		}
+		ro := tlOpts
+		ro.Registerer = treg
+		recorder, err := timeline.NewRecorder(tw, st, ro)
+		if err != nil {
+			return err
+		}
 		wr := writer.New(tw, st, writer.Options{Logger: log, Registerer: treg})
 		wr.ResumeAt(flushed)
 		curWriter.Store(wr)
@@ -371,12 +377,6 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		ls := newStages(ctx, log, li, lr, ln, lw)
 		ls.run(lw, "writer", wr.Run)
 		ls.run(lw, "indicators", ind.Run)
-		ro := tlOpts
-		ro.Registerer = treg
-		recorder, err := timeline.NewRecorder(tw, st, ro)
-		if err != nil {
-			return err
-		}
 		ls.run(lw, "timeline", recorder.Run)
 		ls.run(lr, "rules", eng.Run)
 		ls.run(lr, "tasks", work.Run)
