@@ -357,8 +357,9 @@ type pendingDelta struct {
 // to its state at seq (the latest), in seq order: an upsert when the object
 // is in view now, a remove (with the last state that was in view) when it
 // was in view at some point after since and is not now. ok is false when
-// since is out of the feed window or MaxResume. Runs inside twin.View, so
-// the feed holds exactly the changes up to seq.
+// since is out of the feed window or MaxResume. Runs inside twin.View: r
+// answers at seq while writers go on, so the feed may already hold changes
+// after seq; they are skipped (the client gets them as deltas).
 func (h *Hub) resume(s *sub, since, seq uint64, r twin.Reader) (out []pendingDelta, ok bool) {
 	if since > seq || seq-since > uint64(h.opts.MaxResume) {
 		return nil, false
