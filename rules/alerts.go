@@ -90,7 +90,9 @@ func (e *Engine) fire(f firing) {
 	}
 	if name, ok := e.al.open[k]; ok {
 		var opened bool
-		ch, _, err := e.tw.Update(twin.NewID(twin.Alerts, name), func(cur *twin.Feature) (*twin.Feature, error) {
+		// Stamped with the event's time (the telemetry's ts), so a replay
+		// shows the alert when its cause happened (twin/timeline).
+		ch, _, err := e.tw.UpdateAt(twin.NewID(twin.Alerts, name), f.at, func(cur *twin.Feature) (*twin.Feature, error) {
 			if cur == nil || cur.Prop("state") == StateClosed {
 				return nil, nil
 			}
@@ -156,7 +158,7 @@ func (e *Engine) fire(f firing) {
 	for kk, vv := range f.detail {
 		props[kk] = vv
 	}
-	ch, err := e.tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: geom, Props: props})
+	ch, err := e.tw.PutAt(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: geom, Props: props}, f.at)
 	if err != nil {
 		e.log.Error("rules: open alert", "alert", name, "err", err)
 		return
@@ -177,6 +179,12 @@ func (e *Engine) fire(f firing) {
 // resolve closes the open alert of (rule, subject) because its condition
 // cleared (actor "rule:<name>").
 func (e *Engine) resolve(a *active, subject twin.ID, why string) {
+	e.resolveAt(a, subject, why, time.Time{})
+}
+
+// resolveAt is resolve caused by an event at time at (the readings back
+// to normal): the alert's Updated is at (see twin.UpdateAt); zero = now.
+func (e *Engine) resolveAt(a *active, subject twin.ID, why string, at time.Time) {
 	k := alertKey{a.spec.Name, subject}
 	name, ok := e.al.open[k]
 	if !ok {
@@ -184,7 +192,7 @@ func (e *Engine) resolve(a *active, subject twin.ID, why string) {
 	}
 	delete(e.al.open, k)
 	now := e.clk.Now()
-	ch, done, err := e.tw.Update(twin.NewID(twin.Alerts, name), func(cur *twin.Feature) (*twin.Feature, error) {
+	ch, done, err := e.tw.UpdateAt(twin.NewID(twin.Alerts, name), at, func(cur *twin.Feature) (*twin.Feature, error) {
 		if cur == nil || cur.Prop("state") == StateClosed {
 			return nil, nil
 		}

@@ -63,7 +63,7 @@ func (e *Engine) evalThreshold(a *active, c *twin.Change, v *vars) {
 		}
 	}
 	delete(a.thr.level, id)
-	e.resolve(a, id, "readings back to normal")
+	e.resolveAt(a, id, "readings back to normal", at)
 }
 
 // offlineState is the set of subjects currently reported offline, and when
