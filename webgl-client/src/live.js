@@ -4,6 +4,12 @@
 // reconnects with exponential backoff, resuming with `since` = the highest
 // seq applied when the view did not change meanwhile. Status changes
 // ('connecting', 'live', 'reconnecting') drive the stale badge.
+//
+// Replay (CONTRACT §6 "at"): setReplay({at, speed, live}) subscribes the
+// same view at a past time; a view change or a reconnect re-subscribes at
+// the replay clock's current time; setReplay(null) returns to live. The
+// server's {"op":"clock"} messages keep `replayClock`; {"op":"live"} ends
+// the replay (the live snapshot follows). onMessage sees every message.
 
 export class LiveLink {
   /**
@@ -21,6 +27,11 @@ export class LiveLink {
     this.layers = o.layers
     this.url = o.url
     this.onStatus = o.onStatus || (() => {})
+    this.onMessage = o.onMessage || null
+    /** {at: ms, speed, live} while replaying, else null */
+    this.replay = null
+    /** the server's last replay clock: {at: ms, speed, paused, wall: ms} */
+    this.replayClock = null
     this.WS = o.WebSocket || WebSocket
     this.minBackoffMs = o.minBackoffMs ?? 500
     this.maxBackoffMs = o.maxBackoffMs ?? 15000
@@ -55,6 +66,27 @@ export class LiveLink {
     if (this.ws && this.ws.readyState === 1) this._subscribe()
   }
 
+  /** Replay from r.at (ms or ISO) at r.speed, on into live when r.live; null = live. */
+  setReplay(r) {
+    this.replay = r ? { at: typeof r.at === 'number' ? r.at : Date.parse(r.at), speed: r.speed || 1, live: !!r.live } : null
+    this.replayClock = this.replay ? { at: this.replay.at, speed: this.replay.speed, paused: false, wall: Date.now() } : null
+    this.viewChanged = true
+    if (this.ws && this.ws.readyState === 1) this._subscribe()
+  }
+
+  /** The replay clock now (ms), estimated from the server's last clock message. */
+  replayNow() {
+    const c = this.replayClock
+    if (!c) return Date.now()
+    return c.paused ? c.at : c.at + (Date.now() - c.wall) * c.speed
+  }
+
+  /** Send a replay op (pause, play, seek, speed) when connected. */
+  send(msg) {
+    if (msg.op === 'speed' && this.replay) this.replay.speed = msg.speed
+    if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(msg))
+  }
+
   _setStatus(s) {
     this.status = s
     this.onStatus(s, { attempt: this.attempt })
@@ -85,8 +117,18 @@ export class LiveLink {
       }
       this.messages++
       this.lastMessageAt = Date.now()
+      if (this.onMessage) this.onMessage(msg, this)
       if (msg.op === 'error') {
         console.warn('websocket error from server:', msg.error)
+        return
+      }
+      if (msg.op === 'clock') {
+        this.replayClock = { at: Date.parse(msg.at), speed: msg.speed, paused: !!msg.paused, wall: Date.now() }
+        return
+      }
+      if (msg.op === 'live') {
+        this.replay = null
+        this.replayClock = null
         return
       }
       this.store.handle(msg)
@@ -112,6 +154,18 @@ export class LiveLink {
 
   _subscribe() {
     const msg = { op: 'subscribe', layers: this.layers, bbox: this.bbox }
+    if (this.replay) {
+      // A replay restarts at the replay clock's time (the view or the
+      // link changed); pause and speed carry over.
+      const paused = this.replayClock && this.replayClock.paused
+      msg.at = new Date(this.replayNow()).toISOString()
+      msg.speed = this.replay.speed
+      if (this.replay.live) msg.live = true
+      this.viewChanged = false
+      this.ws.send(JSON.stringify(msg))
+      if (paused) this.ws.send(JSON.stringify({ op: 'pause' }))
+      return
+    }
     if (!this.viewChanged && this.store.seq > 0) msg.since = this.store.seq
     this.viewChanged = false
     this.ws.send(JSON.stringify(msg))

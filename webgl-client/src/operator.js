@@ -25,6 +25,7 @@ import { createIncidentsPanel } from './op/incidents.js'
 import { createKpis } from './op/kpis.js'
 import { createInspector } from './op/inspector.js'
 import { LIVE, addLayers, sourceWriter, setDistrictLabels, buildToggles, buildLegend } from './op/maplayers.js'
+import { createTimebar } from './timebar.js'
 
 initToken()
 
@@ -85,6 +86,8 @@ function showStatus() {
 // The panels' store: every alert and incident of the chosen tier.
 const tierStore = new LiveStore()
 const tierLink = new LiveLink({ store: tierStore, layers: PANEL_LAYERS, url: wsURL, onStatus: showStatus })
+// The time bar replays both links (map and panels) from a past moment.
+const timebar = createTimebar({ root: document.body, links: [link, tierLink], t, i18n })
 
 // ---- regions and tier ------------------------------------------------------
 
@@ -306,7 +309,7 @@ async function bench({ n = 10000, seconds = 10 } = {}) {
 }
 
 window.__twin = {
-  store, map, link, interp, tierStore, tierLink, i18n, writers,
+  store, map, link, interp, tierStore, tierLink, i18n, writers, timebar,
   ready: false,
   count: (layer) => store.count(layer),
   feature: (id) => store.get(id) || tierStore.get(id),
@@ -337,6 +340,7 @@ i18n.onChange(() => {
   incidentsPanel.relabel()
   kpis.render()
   inspector.relabel()
+  timebar.relabel()
   toggles.relabel()
   buildLegend($('legend'))
   setWall(document.body.classList.contains('wall'))

@@ -81,8 +81,12 @@ export class LiveStore {
    */
   applyDelta(msg) {
     const seq = Number(msg.seq) || 0
-    if (seq <= this.seq) return false
-    this.seq = seq
+    // A replayed delta comes in time order, not seq order (a late fix
+    // has a later seq): it is never a resume duplicate.
+    if (!msg.replay) {
+      if (seq <= this.seq) return false
+      this.seq = seq
+    }
     const f = msg.feature
     if (!f || typeof f.id !== 'string') return false
     const held = this.features.get(f.id)

@@ -133,6 +133,7 @@ export function createInspector(o) {
       ${row('insp.since', p.reported_at ? `${i18n.timeHTML(p.reported_at)} · ${esc(i18n.age(p.reported_at))}` : '')}
     </table>
     <div class="actions">${acts.map(([a, label]) => `<button type="button" data-kind="incident" data-act="${a}">${esc(label)}</button>`).join('')}
+      ${p.reported_at ? `<button type="button" data-replay-from="${esc(p.reported_at)}">${esc(t('replay.from_here'))}</button>` : ''}
       <select id="insp-worker" hidden></select></div>
     <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('action', h.action))}${h.actor ? ` · <span class="muted">${esc(h.actor)}</span>` : ''}${h.note ? ` · ${esc(h.note)}` : ''}</li>`).join('')}</ol>`
   }
@@ -150,7 +151,7 @@ export function createInspector(o) {
       ${row('insp.count', esc(p.count ?? 1))}
       ${row('insp.region', esc(where(f)))}
     </table>
-    <div class="actions">${p.state === 'open' ? `<button type="button" data-kind="alert" data-act="ack">${esc(t('panel.ack'))}</button>` : ''}${p.state !== 'closed' ? `<button type="button" data-kind="alert" data-act="close">${esc(t('action.close'))}</button>` : ''}</div>
+    <div class="actions">${p.state === 'open' ? `<button type="button" data-kind="alert" data-act="ack">${esc(t('panel.ack'))}</button>` : ''}${p.state !== 'closed' ? `<button type="button" data-kind="alert" data-act="close">${esc(t('action.close'))}</button>` : ''}${p.first ? `<button type="button" data-replay-from="${esc(p.first)}">${esc(t('replay.from_here'))}</button>` : ''}</div>
     <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('event', h.event))}${h.severity ? ` <span class="dot" style="background:${colourHex(h.severity)}"></span>` : ''}${h.by ? ` · <span class="muted">${esc(h.by)}</span>` : ''}</li>`).join('')}</ol>`
   }
 
