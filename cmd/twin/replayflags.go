@@ -16,7 +16,7 @@ func addReplayFlags(fs *flag.FlagSet) *replayConfig {
 	c := &replayConfig{}
 	fs.DurationVar(&c.interval, "replay-interval", 5*time.Minute, "time between replay checkpoints (full state of the live layers); a snapshot reads the one before T and the changes since")
 	fs.DurationVar(&c.retention, "replay-retention", 48*time.Hour, "how long every change is kept for replay; further back a snapshot is the checkpoint before T (exact to --replay-interval)")
-	fs.DurationVar(&c.keep, "replay-keep", 30*24*time.Hour, "how long replay checkpoints and building versions are kept (at least --replay-retention)")
+	fs.DurationVar(&c.keep, "replay-keep", 7*24*time.Hour, "how long replay checkpoints and building versions are kept (at least --replay-retention)")
 	fs.DurationVar(&c.buildEvery, "replay-build-every", 10*time.Second, "how often missing or stale replay checkpoints are built (a change older than a checkpoint makes it stale)")
 	return c
 }

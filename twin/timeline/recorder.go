@@ -93,7 +93,7 @@ type Options struct {
 	// 48 h. Older snapshots are exact to Interval.
 	Retention time.Duration
 	// CheckpointRetention keeps checkpoints and building versions this
-	// long; default 30 days.
+	// long; default 7 days (about 0.2 GB a day at demo scale 1).
 	CheckpointRetention time.Duration
 	// Bucket is the time span of one change chunk key; default 1 min.
 	Bucket time.Duration
@@ -121,7 +121,7 @@ func (o *Options) defaults() {
 		o.Retention = 48 * time.Hour
 	}
 	if o.CheckpointRetention <= 0 {
-		o.CheckpointRetention = 30 * 24 * time.Hour
+		o.CheckpointRetention = 7 * 24 * time.Hour
 	}
 	o.CheckpointRetention = max(o.CheckpointRetention, o.Retention)
 	if o.Bucket <= 0 {
