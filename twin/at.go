@@ -16,7 +16,7 @@ func (t *Twin) UpdateAt(id ID, at time.Time, fn func(cur *Feature) (*Feature, er
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.objs[id]
+	old := t.get(id)
 	var arg *Feature
 	if old != nil {
 		arg = old.Clone()
@@ -54,7 +54,7 @@ func (t *Twin) PutAt(f *Feature, at time.Time) (Change, error) {
 	t.locate(nf)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.objs[nf.ID]
+	old := t.get(nf.ID)
 	if old == nil && isTracked(nf.ID.Layer) {
 		if other, taken := t.tracked[nf.ID.Name]; taken && other != nf.ID {
 			return Change{}, fmt.Errorf("%w: name %q is already used by %s", ErrConflict, nf.ID.Name, other)
