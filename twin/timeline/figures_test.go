@@ -169,7 +169,7 @@ func TestReplayFigures(t *testing.T) {
 		(fi1.Size()-fi0.Size())>>20, fi1.Size()>>20)
 
 	district := orb.Bound{Min: orb.Point{106.50, 29.52}, Max: orb.Point{106.60, 29.60}} // Yuzhong and around
-	var all []twin.Layer // the live (checkpointed) layers
+	var all []twin.Layer                                                                // the live (checkpointed) layers
 	for _, l := range timeline.ReplayableLayers() {
 		if l != twin.Buildings {
 			all = append(all, l)
