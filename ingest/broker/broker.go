@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,12 +34,22 @@ type Broker struct {
 	once   sync.Once
 	stopCh chan struct{}
 	log    *slog.Logger
+	bp     *backPressure
 }
+
+// HeldBack returns how many telemetry publishes waited because a
+// subscriber had BackPressureInflight messages in flight.
+func (b *Broker) HeldBack() int64 { return b.bp.waits.Load() }
 
 // Start listens on addr (host:port; port 0 picks a free one) and serves
 // until ctx is cancelled or Close is called. When the port is taken the error
 // wraps ErrAddrInUse and tells the operator what to do.
 func Start(ctx context.Context, addr string, logger *slog.Logger) (*Broker, error) {
+	return start(ctx, addr, logger, BackPressureInflight)
+}
+
+// start is Start with the back-pressure threshold (tests use a small one).
+func start(ctx context.Context, addr string, logger *slog.Logger, holdAt int) (*Broker, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -55,6 +66,10 @@ func Start(ctx context.Context, addr string, logger *slog.Logger) (*Broker, erro
 	if err := srv.AddHook(new(bulkSubscribers), nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
+	bp := &backPressure{srv: srv, log: logger, holdAt: holdAt}
+	if err := srv.AddHook(bp, nil); err != nil {
+		return nil, fmt.Errorf("broker: add hook: %w", err)
+	}
 	tcp := newTCPListener("tcp", addr)
 	if err := srv.AddListener(tcp); err != nil {
 		if isAddrInUse(err) {
@@ -67,7 +82,9 @@ func Start(ctx context.Context, addr string, logger *slog.Logger) (*Broker, erro
 		_ = srv.Close()
 		return nil, fmt.Errorf("broker: serve: %w", err)
 	}
-	b := &Broker{srv: srv, addr: tcp.Address(), stopCh: make(chan struct{}), log: logger}
+	b := &Broker{srv: srv, addr: tcp.Address(), stopCh: make(chan struct{}), log: logger, bp: bp}
+	bp.stop = b.stopCh
+	go bp.watch()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -152,5 +169,99 @@ func (h *bulkSubscribers) Provides(b byte) bool { return b == mqtt.OnSessionEsta
 func (h *bulkSubscribers) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.ReceiveMaximum >= BulkReceiveMaximum {
 		cl.State.Inflight.ResetSendQuota(0)
+	}
+}
+
+// BackPressureInflight is how many QoS 1 messages a connected subscriber
+// of telemetry may have in flight before publishers of telemetry wait.
+const BackPressureInflight = 16384
+
+// telemetryTopic is a topic the telemetry subscription matches, to ask
+// mochi who subscribes (CONTRACT §3: twin/telemetry/{name}).
+const telemetryTopic = "twin/telemetry/x"
+
+// backPressure makes the embedded broker slow telemetry publishers down
+// instead of dropping: mochi never pushes back on a publisher, and drops a
+// subscriber's messages once it has MaximumInflight of them in flight (or
+// its write queue is full). So while a connected subscriber of telemetry
+// (the twin's ingest, behind on a burst) has BackPressureInflight or more
+// in flight, a telemetry PUBLISH waits before mochi takes it: the device's
+// PUBACK is delayed, its client stops sending, TCP does the rest. The wait
+// ends when the subscriber is down to half, or the publisher or broker
+// goes away. A subscriber that is offline does not hold anyone back (its
+// session's messages are its own broker-side problem), nor do other
+// topics, so alerts and notifications are never delayed by it.
+type backPressure struct {
+	mqtt.HookBase
+	srv       *mqtt.Server
+	log       *slog.Logger
+	stop      <-chan struct{}
+	holdAt    int // BackPressureInflight
+	congested atomic.Bool
+	waits     atomic.Int64
+}
+
+func (h *backPressure) ID() string { return "telemetry-back-pressure" }
+
+func (h *backPressure) Provides(b byte) bool { return b == mqtt.OnPublish }
+
+// OnPublish runs on the publishing client's goroutine, before mochi acks
+// and routes the message.
+func (h *backPressure) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if !h.congested.Load() || cl.Net.Inline || !strings.HasPrefix(pk.TopicName, "twin/telemetry/") {
+		return pk, nil
+	}
+	h.waits.Add(1)
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for h.congested.Load() && !cl.Closed() {
+		select {
+		case <-h.stop:
+			return pk, nil
+		case <-t.C:
+		}
+	}
+	return pk, nil
+}
+
+// watch samples the telemetry subscribers' in-flight counts every 5 ms
+// until the broker stops.
+func (h *backPressure) watch() {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			h.congested.Store(false)
+			return
+		case <-t.C:
+		}
+		worst, who := 0, ""
+		look := func(id string) {
+			if c, ok := h.srv.Clients.Get(id); ok && !c.Closed() {
+				if n := c.State.Inflight.Len(); n > worst {
+					worst, who = n, id
+				}
+			}
+		}
+		subs := h.srv.Topics.Subscribers(telemetryTopic)
+		for id := range subs.Subscriptions {
+			look(id)
+		}
+		for _, group := range subs.Shared {
+			for id := range group {
+				look(id)
+			}
+		}
+		was := h.congested.Load()
+		switch {
+		case !was && worst >= h.holdAt:
+			h.congested.Store(true)
+			h.log.Warn("embedded MQTT broker: a telemetry subscriber is behind; holding telemetry publishers back instead of dropping",
+				"client", who, "in_flight", worst)
+		case was && worst < h.holdAt/2:
+			h.congested.Store(false)
+			h.log.Info("embedded MQTT broker: telemetry subscribers caught up; publishers released", "in_flight", worst)
+		}
 	}
 }

@@ -3,10 +3,12 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,4 +96,93 @@ func TestRestartSamePortAndContextStop(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	b2.Close()
+}
+
+// TestBackPressureInsteadOfDrops: a telemetry subscriber that stops
+// acknowledging holds publishers back at BackPressureInflight messages in
+// flight (mochi would drop them at 65,535), and once it acknowledges
+// again every message arrives: nothing dropped.
+func TestBackPressureInsteadOfDrops(t *testing.T) {
+	const holdAt = 500 // BackPressureInflight in production
+	b, err := start(context.Background(), "127.0.0.1:0", quiet(), holdAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var mu sync.Mutex
+	var held []paho.Message
+	acking := false
+	received := 0
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("slow-sub").SetAutoAckDisabled(true).SetOrderMatters(true))
+	if tok := sub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer sub.Disconnect(100)
+	if tok := sub.Subscribe("twin/telemetry/+", 1, func(_ paho.Client, m paho.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		received++
+		if acking {
+			m.Ack()
+		} else {
+			held = append(held, m)
+		}
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	const n = 3 * holdAt
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("fast-pub").SetWriteTimeout(time.Minute).
+		SetKeepAlive(5 * time.Minute)) // held back, its pings wait behind its publishes
+	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer pub.Disconnect(100)
+	done := make(chan error, 1)
+	go func() {
+		toks := make([]paho.Token, 0, n)
+		for k := range n {
+			toks = append(toks, pub.Publish(fmt.Sprintf("twin/telemetry/v%d", k%50), 1, false, []byte("{}")))
+		}
+		for _, tok := range toks {
+			if !tok.WaitTimeout(2*time.Minute) || tok.Error() != nil {
+				done <- fmt.Errorf("publish: %w", tok.Error())
+				return
+			}
+		}
+		done <- nil
+	}()
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return received
+	}
+	deadline := time.Now().Add(time.Minute)
+	for b.HeldBack() == 0 || count() < holdAt {
+		if time.Now().After(deadline) {
+			t.Fatalf("publishers never held back (received %d)", count())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the broker's counters
+	}
+	time.Sleep(200 * time.Millisecond) // held back: no more should arrive
+	if got := count(); got >= n || b.Dropped() != 0 {
+		t.Fatalf("received %d of %d while not acking, dropped %d", got, n, b.Dropped())
+	}
+	mu.Lock()
+	acking = true
+	for _, m := range held {
+		m.Ack()
+	}
+	held = nil
+	mu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); count() < n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d of %d after acking", count(), n)
+		}
+	}
+	if d := b.Dropped(); d != 0 {
+		t.Fatalf("dropped %d", d)
+	}
 }
