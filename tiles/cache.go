@@ -21,6 +21,7 @@ type tileKey struct {
 type cacheKey struct {
 	Scope  string
 	Layers string
+	Attrs  string // Attrs.key()
 	Tile   tileKey
 }
 

@@ -112,6 +112,7 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 	}
 	p := newProjector(req.Z, req.X, req.Y)
 	tol := tolerance(req.Z)
+	filt := s.filterFor(req.Attrs, l)
 	w.beginLayer()
 	n := 0
 	for _, c := range cands {
@@ -122,7 +123,7 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 		if !w.shape(func() bool { return w.project(m, p) }, tol) {
 			continue
 		}
-		w.appendFeature(m, req.Z)
+		w.appendFeature(m, req.Z, &filt)
 		n++
 	}
 	w.endLayer(string(l), n)

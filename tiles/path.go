@@ -37,6 +37,9 @@ type Request struct {
 	Layers []twin.Layer // in request order, no duplicates
 	Z      uint8        // zoom (KindTile only)
 	X, Y   uint32       // tile column and row, XYZ scheme (KindTile only)
+	// Attrs is the ?attrs= selection (ParseAttrs); ParseTilePath leaves
+	// the default.
+	Attrs Attrs
 }
 
 // LayerKey is the request's layer list as written in the path, used as part

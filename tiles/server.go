@@ -60,9 +60,18 @@ type Options struct {
 	// MaxCachedZoom is the highest zoom kept in the cache; default 18.
 	MaxCachedZoom int
 	// MemoFeatures sizes the table of per-feature tile data (attributes
-	// and projected geometry, about 1 KB each) reused across tiles;
-	// default 65536, negative disables it.
+	// and projected geometry, about 1 KB each, made on a feature's first
+	// tile) reused across tiles; negative disables it. Default: twice the
+	// twin's objects at New, at least 65536 and at most 262144. A table
+	// smaller than a zoom's working set thrashes: with the former fixed
+	// 65536, the 3x3 z13 tiles of demo scale 2 (about 90,000 features)
+	// rebuilt most memos on every cold tile, two thirds of its CPU.
 	MemoFeatures int
+	// OmitID are the layers whose tiles leave out the string id
+	// ("layer/name") and version attributes unless ?attrs= names them:
+	// the integer MVT feature id (FeatureID) identifies the object, and
+	// the two strings are most of a small feature's bytes.
+	OmitID map[twin.Layer]bool
 }
 
 func (o Options) withDefaults() Options {
@@ -78,15 +87,18 @@ func (o Options) withDefaults() Options {
 	if o.MaxCachedZoom <= 0 {
 		o.MaxCachedZoom = 18
 	}
-	if o.MemoFeatures == 0 {
-		o.MemoFeatures = 1 << 16
-	}
 	if o.MaxCachedZoom > MaxZoom {
 		o.MaxCachedZoom = MaxZoom
 	}
 	o.BaseURL = strings.TrimRight(o.BaseURL, "/")
 	return o
 }
+
+// Bounds of the default Options.MemoFeatures.
+const (
+	minMemoFeatures = 1 << 16
+	maxMemoFeatures = 1 << 18
+)
 
 // Server builds, caches and serves tiles. Safe for concurrent use.
 type Server struct {
@@ -137,6 +149,9 @@ type metrics struct {
 // with the twin (handlers stay correct without it, but catch up themselves).
 func New(tw *twin.Twin, opts Options) *Server {
 	opts = opts.withDefaults()
+	if opts.MemoFeatures == 0 {
+		opts.MemoFeatures = min(max(2*tw.Len(), minMemoFeatures), maxMemoFeatures)
+	}
 	s := &Server{opts: opts, tw: tw, cache: newCache(opts.CacheBytes),
 		memo: newMemoTable(opts.MemoFeatures), bounds: map[twin.Layer]layerBounds{},
 		fields: map[twin.Layer]layerFields{},
@@ -212,6 +227,9 @@ func (s *Server) Tile(w http.ResponseWriter, r *http.Request) {
 	req, err := ParseTilePath(tilePath(r))
 	if err == nil && req.Kind != KindTile {
 		err = fmt.Errorf("%w: want {layers}/{z}/{x}/{y}.mvt", ErrBadPath)
+	}
+	if err == nil && r.URL.RawQuery != "" {
+		req.Attrs, err = ParseAttrs(r.URL.Query())
 	}
 	if err != nil {
 		s.metrics.requests.WithLabelValues("error").Inc()
@@ -289,7 +307,7 @@ func (s *Server) tile(ctx context.Context, req Request) (*entry, bool, error) {
 	cacheable := int(req.Z) <= s.opts.MaxCachedZoom && (s.opts.Filter == nil || s.opts.Scope != nil)
 	var key cacheKey
 	if cacheable {
-		key = cacheKey{Layers: req.LayerKey(), Tile: tileKey{Z: req.Z, X: req.X, Y: req.Y}}
+		key = cacheKey{Layers: req.LayerKey(), Attrs: req.Attrs.key(), Tile: tileKey{Z: req.Z, X: req.X, Y: req.Y}}
 		if s.opts.Scope != nil {
 			key.Scope = s.opts.Scope(ctx)
 		}

@@ -85,6 +85,9 @@ func (s *Server) TileJSON(w http.ResponseWriter, r *http.Request) {
 	if err == nil && req.Kind != KindTileJSON {
 		err = fmt.Errorf("%w: want {layers}.json", ErrBadPath)
 	}
+	if err == nil {
+		req.Attrs, err = ParseAttrs(r.URL.Query())
+	}
 	if err != nil {
 		writeParseError(w, err)
 		return
@@ -95,7 +98,17 @@ func (s *Server) TileJSON(w http.ResponseWriter, r *http.Request) {
 	for _, l := range req.Layers {
 		sp := specs[l]
 		minZoom = min(minZoom, sp.minZoom)
-		vls = append(vls, map[string]any{"id": string(l), "fields": s.layerFieldTypes(l),
+		fields := s.layerFieldTypes(l)
+		if filt := s.filterFor(req.Attrs, l); !filt.all {
+			kept := make(map[string]string, len(fields))
+			for k, t := range fields {
+				if filt.keepField(k) {
+					kept[k] = t
+				}
+			}
+			fields = kept
+		}
+		vls = append(vls, map[string]any{"id": string(l), "fields": fields,
 			"minzoom": sp.minZoom, "maxzoom": s.opts.MaxCachedZoom,
 			"description": describe(l)})
 	}
@@ -116,7 +129,7 @@ func (s *Server) TileJSON(w http.ResponseWriter, r *http.Request) {
 		"tilejson":      "3.0.0",
 		"name":          "citytwin " + req.LayerKey(),
 		"scheme":        "xyz",
-		"tiles":         []string{s.baseURL(r) + "/tiles/" + req.LayerKey() + "/{z}/{x}/{y}.mvt"},
+		"tiles":         []string{s.baseURL(r) + "/tiles/" + req.LayerKey() + "/{z}/{x}/{y}.mvt" + req.Attrs.query()},
 		"minzoom":       minZoom,
 		"maxzoom":       s.opts.MaxCachedZoom,
 		"bounds":        []float64{round6(b.Min[0]), round6(b.Min[1]), round6(b.Max[0]), round6(b.Max[1])},

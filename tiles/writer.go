@@ -444,9 +444,14 @@ func (w *writer) encodeGeometry() {
 }
 
 // appendFeature writes the feature in w.sh with m's id and attributes.
-func (w *writer) appendFeature(m *memo, z uint8) {
+func (w *writer) appendFeature(m *memo, z uint8, filt *attrFilter) {
 	tags := w.tags[:0]
-	for _, a := range m.attrs(z) {
+	attrs := m.attrs(z)
+	for i := range attrs {
+		a := &attrs[i]
+		if !filt.keep(a) {
+			continue
+		}
 		tags = append(tags, w.keyIndex(a.key, a.keyHash), w.valueIndex(a.val, a.valHash))
 	}
 	w.tags = tags

@@ -64,6 +64,7 @@ type serveConfig struct {
 	metricsAccess                                                    string
 	replay                                                           *replayConfig
 	taskPeriod                                                       time.Duration
+	tilesOmitID                                                      string
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -93,6 +94,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.metricsAccess, "metrics-access", "loopback", "who may read /metrics: loopback (callers on this machine), token (a city-level admin bearer token) or public")
 	fs.StringVar(&c.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
+	fs.StringVar(&c.tilesOmitID, "tiles-omit-id", "", "comma-separated layers whose tiles leave out the string id and version attributes unless ?attrs= names them (the integer MVT feature id stays)")
 	fs.DurationVar(&c.taskPeriod, "task-period", 24*time.Hour, "how long an overdue rectification or enforcement task stays at a tier before it escalates another (一楼一策: street -> district -> city)")
 	c.limits = addLimitFlags(fs)
 	c.replay = addReplayFlags(fs)
@@ -290,7 +292,18 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		p, _ := auth.FromContext(ctx)
 		return p.Region
 	}
-	tl := tiles.New(tw, tiles.Options{Logger: log, Registerer: reg, Scope: scope, Filter: func(ctx context.Context, f *twin.Feature) bool {
+	omitID := map[twin.Layer]bool{}
+	for _, n := range strings.Split(c.tilesOmitID, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		l, err := twin.ParseLayer(n)
+		if err != nil {
+			return fmt.Errorf("--tiles-omit-id: %w", err)
+		}
+		omitID[l] = true
+	}
+	tl := tiles.New(tw, tiles.Options{Logger: log, Registerer: reg, Scope: scope, OmitID: omitID, Filter: func(ctx context.Context, f *twin.Feature) bool {
 		p, ok := auth.FromContext(ctx)
 		return ok && p.Sees(f)
 	}, ScopeBounds: func(ctx context.Context) (orb.Bound, bool) {
