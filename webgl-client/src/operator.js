@@ -323,6 +323,8 @@ window.__twin = {
   inspect: (id) => inspector.open(id),
   inspected: () => inspector.current,
   setWall,
+  /** the style's vector tiles are loaded (the live GeoJSON sources re-tile all the time as the city moves) */
+  tilesLoaded: () => ['twin', 'live'].every((id) => !map.getSource(id) || map.isSourceLoaded(id)),
   bench,
   frames: () => (meter ? meter.peek() : null),
 }

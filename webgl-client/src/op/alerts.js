@@ -92,6 +92,13 @@ export function createAlertsPanel(o) {
     if (row) o.open(row.dataset.id)
   })
 
+  // keyboard: Enter or Space on a group heading or a row does what a click does
+  groupsEl.addEventListener('keydown', (e) => {
+    if ((e.key !== 'Enter' && e.key !== ' ') || !e.target.matches('.group-head, li.row')) return
+    e.preventDefault()
+    e.target.click()
+  })
+
   function filterState() {
     return { colours, tier: root.querySelector('#f-tier').value, district: root.querySelector('#f-district').value }
   }
@@ -103,6 +110,7 @@ export function createAlertsPanel(o) {
     const path = Array.isArray(f.region) ? f.region : []
     const where = path.length > 1 ? path.slice(1).map(o.regionName).filter(Boolean).join(' ') : ''
     li.className = 'row'
+    li.tabIndex = 0
     li.dataset.id = f.id
     li.dataset.rule = p.rule || ''
     li.dataset.subject = p.subject || ''

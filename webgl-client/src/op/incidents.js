@@ -25,6 +25,9 @@ export function createIncidentsPanel(o) {
     <ul id="incidents" class="list"></ul><div id="incidents-empty" class="muted empty" data-i18n="panel.empty_incidents"></div>`
   i18n.apply(root)
   const ul = root.querySelector('#incidents')
+  ul.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && e.target.matches('li.row')) o.open(e.target.dataset.id)
+  })
   ul.addEventListener('click', (e) => {
     const row = e.target.closest('li.row')
     if (row) o.open(row.dataset.id)
