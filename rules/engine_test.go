@@ -312,6 +312,14 @@ func TestHydrantPressureZeroTurnsBuildingOrange(t *testing.T) {
 	if n, _ := b.Number("risk_level"); n != 2 || b.Prop("risk_color") != "orange" {
 		t.Fatalf("risk after pressure 0 = %v %v", n, b.Prop("risk_color"))
 	}
+	// Stamped with the reading's time, not the clock's (a replay shows
+	// the colour when the pressure dropped: twin/timeline).
+	if !b.Updated.Equal(at.Add(time.Minute)) {
+		t.Errorf("building updated %v, want the reading's ts %v", b.Updated, at.Add(time.Minute))
+	}
+	if as := f.alerts("hydrant-zero"); len(as) != 1 || !as[0].Updated.Equal(at.Add(time.Minute)) {
+		t.Errorf("alert updated: %v", as)
+	}
 	if f.count("twin/notify/p1") == 0 || f.count("twin/notify/p2") == 0 {
 		t.Errorf("owners not notified: %v", f.pub.topics)
 	}
@@ -323,6 +331,9 @@ func TestHydrantPressureZeroTurnsBuildingOrange(t *testing.T) {
 	f.reading(t, "h1", at.Add(3*time.Minute), map[string]float64{"pressure_mpa": 0.3})
 	if b, _ = f.tw.Get(b.ID); b.Prop("risk_color") != "green" {
 		t.Fatalf("risk after restore = %v", b.Prop("risk_color"))
+	}
+	if !b.Updated.Equal(at.Add(3 * time.Minute)) {
+		t.Errorf("building updated %v after the restore, want %v", b.Updated, at.Add(3*time.Minute))
 	}
 	if as := f.alerts("hydrant-zero"); len(as) != 1 || as[0].Prop("state") != "closed" {
 		t.Fatalf("hydrant alert not closed: %d", len(as))

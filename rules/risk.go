@@ -18,6 +18,10 @@ type riskIndex struct {
 	watch     map[twin.ID]bool              // buildings with hazards: re-evaluated on Tick
 	incidents map[twin.ID]twin.ID           // incident -> building
 	tasks     map[twin.ID]twin.ID           // rectification task -> building
+	// at is the time of the event updateRisk is answering (an alarm's
+	// updated: its telemetry's ts), stamped on the building's change so a
+	// replay shows the colour when its cause happened; zero = the clock.
+	at time.Time
 }
 
 func newRiskIndex() *riskIndex {
@@ -56,7 +60,9 @@ func (e *Engine) alertStateChanged(al *twin.Feature) {
 		}
 		m[al.ID.Name] = al.Prop("severity")
 	}
+	e.risk.at = al.Updated
 	e.updateRisk(bid, e.clk.Now())
+	e.risk.at = time.Time{}
 }
 
 // riskChanged notes hazards on buildings and incidents attached to them.
@@ -276,7 +282,7 @@ func (e *Engine) updateRisk(bid twin.ID, now time.Time) {
 	if int(curLvl) == lvl && b.Prop("risk_color") == colour && curTier == tier {
 		return
 	}
-	ch, done, err := e.tw.Update(bid, func(cur *twin.Feature) (*twin.Feature, error) {
+	ch, done, err := e.tw.UpdateAt(bid, e.risk.at, func(cur *twin.Feature) (*twin.Feature, error) {
 		if cur == nil {
 			return nil, nil
 		}
