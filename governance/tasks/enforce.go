@@ -98,6 +98,13 @@ func (s *Service) Handle(c *twin.Change) { s.enf.Handle(c) }
 
 // Handle looks at one change: a muck truck's fix, or a new crossing alert.
 func (e *enforcer) Handle(c *twin.Change) {
+	if c.Kind == twin.Remove && c.Old != nil && c.Old.ID.Layer == twin.Vehicles {
+		e.mu.Lock()
+		delete(e.fixes, c.Old.ID)
+		delete(e.open, c.Old.ID)
+		e.mu.Unlock()
+		return
+	}
 	if c.Kind != twin.Upsert || c.New == nil {
 		return
 	}
