@@ -55,3 +55,21 @@ func TestIngest(t *testing.T) {
 		t.Fatalf("report %q", out.String())
 	}
 }
+
+// TestStorm: a short storm run reports both phases and every reader kind.
+func TestStorm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates the demo city")
+	}
+	var out bytes.Buffer
+	cfg := config{mode: "storm", scale: 1, objects: 2000, rate: 500, duration: 300 * time.Millisecond, feed: 1 << 12,
+		h3: 5, ogc: 5, subscribes: 20, viewport: 0.25}
+	if err := runStorm(context.Background(), cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"quiet        lateness n ", "storm        lateness n ", "readers      h3", "readers      ogc", "readers      snapshots"} {
+		if !bytes.Contains(out.Bytes(), []byte(want)) {
+			t.Fatalf("no %q in\n%s", want, out.String())
+		}
+	}
+}
