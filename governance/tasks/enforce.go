@@ -67,6 +67,7 @@ func (e *enforcer) run(ctx context.Context) {
 	after := feed.Last()
 	cur := feed.Follow("tasks", twin.Required, after)
 	defer cur.Close()
+	e.resume()
 	for {
 		for {
 			cs, err := feed.Since(after, 1024)
@@ -262,6 +263,13 @@ func (e *enforcer) finish(vid twin.ID, why string) {
 		if f == nil {
 			return nil, nil
 		}
+		if trackLen(ev) < trackLen(asList(f.Props["evidence"])) {
+			// Fixes were lost meanwhile (a restart): what was seen stays.
+			ev, speed = asList(f.Props["evidence"]), 0
+			if v, ok := f.Number("speed_kmh"); ok {
+				speed = v
+			}
+		}
 		f.Props["evidence"] = ev
 		f.Props["speed_kmh"] = speed
 		f.Props["evidence_complete"] = true
@@ -276,6 +284,47 @@ func (e *enforcer) finish(vid twin.ID, why string) {
 		return
 	}
 	e.s.m.captures.Add(float64(n))
+}
+
+// trackLen is the number of fixes of the track in an evidence list.
+func trackLen(ev []any) int {
+	for _, x := range ev {
+		if m, _ := x.(map[string]any); m["type"] == "track" {
+			l, _ := m["times"].([]any)
+			return len(l)
+		}
+	}
+	return 0
+}
+
+// resume picks up, after a start, the cases whose trucks were still on the
+// deck: their next fix off the deck (or the collecting time running out)
+// completes them, keeping the track seen before when no better one came.
+func (e *enforcer) resume() {
+	now := e.s.opts.Clock.Now()
+	var cols []collecting
+	var vids []twin.ID
+	e.s.tw.Range(twin.Tasks, func(f *twin.Feature) bool {
+		if f.Prop("kind") != KindEnforcement || f.Props["evidence_complete"] != false {
+			return true
+		}
+		vid, err1 := twin.ParseID(f.Prop("subject"))
+		bid, err2 := twin.ParseID(f.Prop("bridge"))
+		issued, ok := parseTime(f.Prop("issued_at"))
+		if err1 == nil && err2 == nil && ok {
+			cols = append(cols, collecting{task: f.ID, bridge: bid, since: issued})
+			vids = append(vids, vid)
+		}
+		return true
+	})
+	for i, c := range cols {
+		e.mu.Lock()
+		e.open[vids[i]] = c
+		e.mu.Unlock()
+		if now.Sub(c.since) >= collectFor {
+			e.finish(vids[i], "resumed after a start; nothing more to collect")
+		}
+	}
 }
 
 // evidence cuts the truck's latest run of fixes on the deck (with the fix

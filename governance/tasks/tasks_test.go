@@ -316,3 +316,26 @@ func TestDemoSeeds(t *testing.T) {
 		t.Fatal("the demo moved no task on")
 	}
 }
+
+// TestEnforcementResumes: a case opened before a restart, its truck still
+// on the deck, is completed by the next fix off the deck after it, keeping
+// the track seen before (the new server's memory of fixes is empty).
+func TestEnforcementResumes(t *testing.T) {
+	tw, clk, s := city(t)
+	vid := twin.NewID(twin.Vehicles, "T1")
+	for i, lon := range []float64{106.569, 106.572, 106.575} {
+		s.enf.addFix(vid, fix{at: t0.Add(time.Duration(i) * 10 * time.Second), p: orb.Point{lon, 29.5701}})
+	}
+	al := &twin.Feature{ID: twin.NewID(twin.Alerts, "bridge-muck.vehicles.T1.0"), Geometry: orb.Point{106.575, 29.5701},
+		Props: map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": vid.String(), "target": "bridges/qiansimen",
+			"regions": []any{"500103", "500105"}}}
+	mustPut(t, tw, al)
+	s.enf.openCase(al)
+	s2 := New(tw, Options{Clock: clk}) // the restarted server
+	s2.enf.resume()
+	s2.enf.addFix(vid, fix{at: t0.Add(40 * time.Second), p: orb.Point{106.59, 29.5701}})
+	c := s2.List(op("500000"), Filter{Kind: KindEnforcement})[0]
+	if c.Props["evidence_complete"] != true || trackLen(asList(c.Props["evidence"])) != 3 {
+		t.Fatalf("resumed case: complete %v, track of %d fixes", c.Props["evidence_complete"], trackLen(asList(c.Props["evidence"])))
+	}
+}
