@@ -11,7 +11,7 @@ GOFLAGS ?=
 GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 FUZZTIME ?= 3s
 
-.PHONY: all build client client-deps run test test-go test-client test-e2e vet lint fuzz-short bench bench-client fuzz clean
+.PHONY: all build client client-deps run test test-go test-client test-e2e vet lint fuzz-short bench bench-e2e bench-client fuzz clean
 
 all: build
 
@@ -71,6 +71,12 @@ test-e2e: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./twin/... ./spatial/... ./ingest/... ./tiles/... ./rules/... ./wshub/... ./governance/...
+
+# The end-to-end benchmarks against a fresh demo server in a temp directory
+# (scripts/bench-e2e.sh: tileload, twinload, wsload with the README's
+# settings, each between `uptime` lines). Not part of `make test`.
+bench-e2e: build
+	GO="$(GO)" bash scripts/bench-e2e.sh ./$(BIN)
 
 # The browser benchmark: the end-to-end run with 10,000 then 50,000 moving objects on the
 # operator map; frame times and update rate are printed as a report (and

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# bench-e2e.sh BIN: the end-to-end benchmarks of the README against a fresh
+# server: BIN serve --demo (embedded store, broker and NATS in a temp
+# directory, no simulated telemetry), then cmd/tileload, cmd/twinload and
+# cmd/wsload with the settings the README quotes, each run between
+# `uptime` lines (the load average is part of every figure). Prints the
+# tools' reports; asserts nothing. Ports and durations can be overridden:
+#   BENCH_HTTP=127.0.0.1:18080 BENCH_MQTT=127.0.0.1:11883
+#   BENCH_TWINLOAD="-objects 50000 -rate 50000 -duration 20s"
+#   BENCH_WSLOAD="-clients 200 -rate 20000" BENCH_TILELOAD="-concurrency 32 -duration 10s"
+#   BENCH_SCALE=1 (demo city scale)  BENCH_ONLY="tileload twinload wsload"
+set -euo pipefail
+BIN=${1:?usage: bench-e2e.sh path/to/twin}
+GO=${GO:-go}
+HTTP=${BENCH_HTTP:-127.0.0.1:18080}
+MQTT=${BENCH_MQTT:-127.0.0.1:11883}
+TWINLOAD=${BENCH_TWINLOAD:--objects 50000 -rate 50000 -duration 20s}
+WSLOAD=${BENCH_WSLOAD:--clients 200 -rate 20000}
+TILELOAD=${BENCH_TILELOAD:--concurrency 32 -duration 10s}
+SCALE=${BENCH_SCALE:-1}
+ONLY=${BENCH_ONLY:-tileload twinload wsload}
+
+dir=$(mktemp -d /tmp/citytwin-bench-XXXXXX)
+tools=$dir/tools
+mkdir -p "$tools"
+pid=
+cleanup() {
+	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+	rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+
+echo "== building the load tools"
+for t in tileload twinload wsload; do "$GO" build -o "$tools/$t" "./cmd/$t"; done
+
+echo "== starting $BIN serve --demo --scale $SCALE --sim-rate 0 on $HTTP (MQTT $MQTT), data in $dir"
+"$BIN" serve --demo --scale "$SCALE" --sim-rate 0 --listen "$HTTP" --mqtt-listen "$MQTT" \
+	--data "$dir/data" --log-level warn >"$dir/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+	if curl -fsS "http://$HTTP/readyz" >/dev/null 2>&1; then break; fi
+	if ! kill -0 "$pid" 2>/dev/null; then echo "server exited:"; tail -20 "$dir/server.log"; exit 1; fi
+	sleep 0.5
+done
+curl -fsS "http://$HTTP/readyz" >/dev/null || { echo "server not ready after 300 s"; tail -20 "$dir/server.log"; exit 1; }
+TWIN_TOKEN=$(curl -fsS "http://$HTTP/api/demo/token?role=admin" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+export TWIN_TOKEN
+
+run() {
+	local name=$1; shift
+	echo
+	echo "== $name $*"
+	echo "before: $(uptime)"
+	"$tools/$name" "$@" || echo "$name failed: $?"
+	echo "after:  $(uptime)"
+}
+for t in $ONLY; do
+	case $t in
+	tileload) # shellcheck disable=SC2086
+		run tileload -server "http://$HTTP" $TILELOAD ;;
+	twinload) # shellcheck disable=SC2086
+		run twinload -server "http://$HTTP" -broker "tcp://$MQTT" $TWINLOAD ;;
+	wsload) # shellcheck disable=SC2086
+		run wsload -server "http://$HTTP" -broker "tcp://$MQTT" $WSLOAD ;;
+	*) echo "unknown tool $t" ;;
+	esac
+done
+echo
+echo "== server RSS: $(ps -o rss= -p "$pid" | awk '{printf "%.0f MB", $1/1024}')"
