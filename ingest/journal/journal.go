@@ -122,8 +122,21 @@ func (j *Journal) Append(e Entry) (jetstream.PubAckFuture, error) {
 // Confirm waits for f; when it failed (NATS unreachable, stream full) it
 // publishes e again, with the same message id, until JetStream takes it or
 // ctx ends. It counts the outcome.
+//
+// A PubAck that never comes (lost in a NATS reconnect: nats.go keeps such
+// a future open) would hold the caller's pipeline forever, so after
+// confirmWait without an answer e is published again the same way.
 func (j *Journal) Confirm(ctx context.Context, f jetstream.PubAckFuture, e Entry) (*jetstream.PubAck, error) {
 	if f != nil {
+		select { // the common case, answered already: no timer
+		case pa := <-f.Ok():
+			<-j.window
+			j.counted(e, pa)
+			return pa, nil
+		default:
+		}
+		t := time.NewTimer(confirmWait)
+		defer t.Stop()
 		select {
 		case pa := <-f.Ok():
 			<-j.window
@@ -133,6 +146,10 @@ func (j *Journal) Confirm(ctx context.Context, f jetstream.PubAckFuture, e Entry
 			<-j.window
 			j.m.appendErrors.Inc()
 			j.log.Warn("journal append failed; retrying", "name", e.Name, "err", err)
+		case <-t.C:
+			<-j.window
+			j.m.appendErrors.Inc()
+			j.log.Warn("journal append unanswered; publishing it again", "name", e.Name, "waited", confirmWait)
 		case <-ctx.Done():
 			<-j.window
 			return nil, ctx.Err()
@@ -140,6 +157,11 @@ func (j *Journal) Confirm(ctx context.Context, f jetstream.PubAckFuture, e Entry
 	}
 	return j.AppendWait(ctx, e)
 }
+
+// confirmWait is how long Confirm waits for a PubAck before publishing
+// again (the message id makes a second copy a duplicate, not a second
+// message).
+const confirmWait = 10 * time.Second
 
 // AppendWait publishes e and waits for JetStream's acknowledgement,
 // retrying with back-off until it is taken or ctx ends.
