@@ -55,6 +55,7 @@ type serveConfig struct {
 	scale, feedSize                                                  int
 	seed                                                             int64
 	simRate                                                          float64
+	simPeople                                                        bool
 	origins                                                          string
 	mqttClientID                                                     string
 	nats, mqttShare                                                  string
@@ -87,6 +88,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&c.feedSize, "feed-size", 1<<18, "changes kept in memory for resuming websockets and the store writer (about 700 B each)")
 	fs.Int64Var(&c.seed, "seed", 2016, "demo city seed")
 	fs.Float64Var(&c.simRate, "sim-rate", 200, "demo telemetry messages per second (0 = no simulation)")
+	fs.BoolVar(&c.simPeople, "sim-people", true, "demo: simulated workers and operators handle incidents and alerts (false: only telemetry, e.g. for a browser test that acts itself)")
 	fs.StringVar(&c.rulesFile, "rules", "", "rules file (YAML or JSON); --demo uses the bundled demo rules when empty")
 	fs.StringVar(&c.authKey, "auth-key", "", "token signing secret file (default: generated DATA/auth.key)")
 	fs.BoolVar(&c.autoRegister, "auto-register", false, "register unknown telemetry names as vehicles instead of dead-lettering")
@@ -402,9 +404,14 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		})
 		ls.run(li, "incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
 		if simCity != nil {
-			// The people too: workers handle incidents, operators alerts.
-			s := sim.New(simCity, sim.Options{Rate: c.simRate, Clock: clk, Seed: c.seed, Logger: log,
-				Desk: simDesk{inc: inc, eng: eng}, Twin: tw})
+			// The people too: workers handle incidents, operators alerts
+			// (unless --sim-people=false). The twin is read to leave a
+			// worker a real phone reports alone.
+			so := sim.Options{Rate: c.simRate, Clock: clk, Seed: c.seed, Logger: log, Twin: tw}
+			if c.simPeople {
+				so.Desk = simDesk{inc: inc, eng: eng}
+			}
+			s := sim.New(simCity, so)
 			ls.run(li, "sim", func(ctx context.Context) error { return s.Run(ctx, publisher{in}) })
 		}
 		<-ctx.Done()

@@ -232,6 +232,14 @@ func (c *crew) work(ctx context.Context, f *twin.Feature, now time.Time) {
 			travel: pick(r, travelOnTime, travelLate), work: pick(r, workOnTime, workLate)}
 		c.jobs[name] = j
 	}
+	if f.Prop("assignee") != "workers/"+j.w.id {
+		// re-dispatched to someone else: this worker heads back
+		if j.w.trip != nil && j.w.trip.incident == name {
+			j.w.goBack(now)
+		}
+		delete(c.jobs, name)
+		return
+	}
 	if j.w.human(now) || now.Before(j.retryAt) {
 		return // a real phone has this worker, or a refusal waits out
 	}

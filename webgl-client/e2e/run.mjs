@@ -93,7 +93,9 @@ const serverLog = join(data, 'serve.log')
 const logFd = openSync(serverLog, 'a')
 log(`starting ${bin} on ${base} (data ${data})`)
 const server = spawn(bin, ['serve', '--demo', '--listen', `127.0.0.1:${port}`, '--data', data, '--mqtt-listen', `127.0.0.1:${mqttPort}`], {
-  env: { ...process.env, TWIN_SIM_RATE: process.env.TWIN_SIM_RATE || '20' },
+  // The sim's people stay home: the test acts itself and must not race a
+  // simulated operator to an Ack (demo/sim's TestCityMostlyWorks covers them).
+  env: { ...process.env, TWIN_SIM_RATE: process.env.TWIN_SIM_RATE || '20', TWIN_SIM_PEOPLE: process.env.TWIN_SIM_PEOPLE || 'false' },
   stdio: ['ignore', logFd, logFd],
 })
 let serverExited = null
@@ -540,7 +542,7 @@ try {
     await field.waitForFunction((id) => window.__twin.nearby().some((f) => f.id === id), id, { timeout: 20000 })
     const rows = await field.evaluate(() => [...document.querySelectorAll('#nearby li')].map((li) => li.textContent.replace(/\s+/g, ' ').trim()))
     const d = await field.evaluate(() => window.__twin.nearby().map((f) => f.distance_m ?? f.properties.distance_m))
-    assert(rows.some((r) => r.includes('e2e_pothole')), `no e2e_pothole row in ${JSON.stringify(rows)}`)
+    assert(rows.some((r) => r.includes('e2e pothole')), `no e2e_pothole row in ${JSON.stringify(rows)}`)
     assert(d.every((x, i) => i === 0 || x >= d[i - 1]), `not nearest first: ${d}`)
     await field.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 20000 })
     await sleep(400)
@@ -573,15 +575,92 @@ try {
     assert(!(await field.locator('#worker').isVisible()), 'typed worker field still shown in demo mode')
     await field.selectOption('#worker-pick', me)
     await field.waitForFunction((id) => window.__twin.nearby().some((f) => f.id === id), inc.id, { timeout: 20000 })
-    await field.waitForFunction((id) => window.__twin.listed()[0] === id, inc.id, { timeout: 10000 })
+    await field.waitForFunction((id) => window.__twin.listed()[0] === id && window.__twin.current() === id, inc.id, { timeout: 10000 })
     const nearest = await field.evaluate(() => window.__twin.nearby().map((f) => f.id))
     const listed = await field.evaluate(() => window.__twin.listed())
-    const first = await field.evaluate(() => document.querySelector('#nearby li').textContent.replace(/\s+/g, ' ').trim())
-    assert(first.includes('e2e_mine') && first.includes('assigned to me'), `first row: ${first}`)
+    // my incident is the task card on top; the others offer no action (not mine)
+    const first = await field.evaluate(() => document.querySelector('#mine li').textContent.replace(/\s+/g, ' ').trim())
+    assert(first.includes('e2e mine') && first.includes('派给我'), `my task: ${first}`)
+    const othersActions = await field.evaluate(() => document.querySelectorAll('#nearby button[data-action]').length)
+    assert(othersActions === 0, `${othersActions} action buttons on incidents that are not mine`)
     assert(nearest[0] !== inc.id, `my incident is also the nearest (${nearest}), so the order proves nothing`)
     assert(listed.length === nearest.length && listed.every((id) => nearest.includes(id)), 'listed and nearby differ')
     writeFileSync(join(artifacts, 'field-worker.png'), await field.screenshot())
     return { worker: me, incident: inc.id, nearestFirst: nearest.slice(0, 3), listedFirst: listed.slice(0, 3) }
+  })
+
+  await step('field view at 390x844 in zh-CN: on duty the phone reports its GPS; accept, arrive from the page position, resolve with a note and a photo', async () => {
+    // A worker placed 1.2 km away and an incident dispatched to it; the
+    // phone (the browser context's geolocation) stands 20 m from the incident.
+    const pos = await fieldPage.evaluate(() => window.__twin.position())
+    const me = 'e2e-walker'
+    const incAt = [pos[0] + 0.004, pos[1] + 0.002]
+    const phone = [incAt[0] + 0.0002, incAt[1]]
+    mustOK(await http('PUT', `/api/entities/workers/${me}`, { token: admin, body: { type: 'Feature', geometry: { type: 'Point', coordinates: [incAt[0] + 0.012, incAt[1]] }, properties: { status: 'available', name: 'E2E walker' } } }), 'PUT walker')
+    const rep = mustOK(await http('POST', '/api/incidents', { token: admin, body: { type: 'garbage', lon: incAt[0], lat: incAt[1], description: 'e2e 垃圾堆放' } }), 'POST incident')
+    const inc = rep.incident || rep
+    const name = inc.id.slice('incidents/'.length)
+    const get = async () => mustOK(await http('GET', `/api/entities/incidents/${encodeURIComponent(name)}`, { token: admin }), 'GET incident')
+    if ((await get()).properties.assignee !== `workers/${me}`) {
+      mustOK(await http('POST', `/api/incidents/${encodeURIComponent(name)}/dispatch`, { token: admin, body: { worker: me } }), 'dispatch to e2e-walker')
+    }
+    await browser.grantPermissions(['geolocation'], { origin: base })
+    await browser.setGeolocation({ longitude: phone[0], latitude: phone[1], accuracy: 8 })
+    const field = await browser.newPage()
+    await field.setViewportSize({ width: 390, height: 844 })
+    watch(field, 'field-duty')
+    await field.goto(`${base}/field?worker=${me}`, { waitUntil: 'load' })
+    await field.waitForFunction(() => window.__twin && window.__twin.ready && window.__twin.position(), null, { timeout: 60000 })
+    assert(await field.evaluate(() => document.documentElement.lang === 'zh-CN'), 'field page not in zh-CN')
+    // on duty: the page reports the phone's position for its worker
+    await field.click('#duty')
+    await field.waitForFunction(() => window.__twin.duty().sent >= 1, null, { timeout: 20000 })
+    await waitFor('worker moved to the phone position', async () => {
+      const w = mustOK(await http('GET', `/api/entities/workers/${me}`, { token: admin }), 'GET worker')
+      const c = w.geometry.coordinates
+      return Math.abs(c[0] - phone[0]) < 1e-6 && Math.abs(c[1] - phone[1]) < 1e-6
+    }, 20000)
+    // the primary action sits in a bar at the bottom, in reach, in Chinese
+    const bar = async (label) => {
+      await field.waitForFunction((l) => document.getElementById('primary-btn').textContent === l && !document.getElementById('primary-btn').disabled, label, { timeout: 20000 })
+      const box = await field.locator('#primary-btn').boundingBox()
+      assert(box && box.y + box.height <= 844 && box.y > 844 * 0.8, `primary button not at the bottom of the phone: ${JSON.stringify(box)}`)
+    }
+    await field.evaluate(() => window.__twin.refresh())
+    await field.waitForFunction((id) => window.__twin.current() === id, inc.id, { timeout: 20000 })
+    await bar('接单')
+    await field.click('#primary-btn')
+    await waitFor('accepted', async () => (await get()).properties.state === 'accepted', 20000)
+    await bar('到场')
+    await field.click('#primary-btn')
+    await waitFor('arrived', async () => (await get()).properties.state === 'arrived', 20000)
+    const arrived = (await get()).properties.arrived_position
+    assert(arrived && Math.abs(arrived[0] - phone[0]) < 1e-6, `arrived_position ${JSON.stringify(arrived)}, phone ${phone}`)
+    await bar('处置完成')
+    await field.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 20000 })
+    await sleep(300)
+    const text = await field.evaluate(() => document.body.innerText)
+    // words of the test's own data (names, descriptions, types) are not UI text
+    const data = ['English', 'walker', 'grid', 'worker', 'pothole', 'mine', 'reported', 'test', 'Worker']
+    const english = (text.match(/\b[a-z]{4,}\b/gi) || []).filter((w) => !data.includes(w))
+    assert(/[\u4e00-\u9fff]/.test(text) && english.length <= 2, `English on the zh-CN field page: ${english.join(' ')}`)
+    writeFileSync(join(artifacts, 'field-390x844.png'), await field.screenshot())
+    // resolve: a note is required, a photo is optional evidence
+    await field.click('#primary-btn')
+    await field.waitForSelector('#resolve-sheet:not([hidden])', { timeout: 5000 })
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64')
+    await field.fill('#rnote', '垃圾已清运，现场已清理')
+    await field.setInputFiles('#rphoto', { name: 'site.png', mimeType: 'image/png', buffer: png })
+    writeFileSync(join(artifacts, 'field-resolve-390x844.png'), await field.screenshot())
+    await field.click('#resolve-sheet button[type=submit]')
+    await waitFor('resolved', async () => (await get()).properties.state === 'resolved', 20000)
+    const done = (await get()).properties
+    assert(done.resolution === '垃圾已清运，现场已清理', `resolution ${done.resolution}`)
+    assert((done.evidence || []).length === 1, `evidence ${JSON.stringify(done.evidence)}`)
+    const ev = await fetch(`${base}/api/incidents/${encodeURIComponent(name)}/evidence/${done.evidence[0].id}`, { headers: { Authorization: `Bearer ${admin}` } })
+    assert(ev.status === 200 && ev.headers.get('content-type') === 'image/png', `evidence GET ${ev.status} ${ev.headers.get('content-type')}`)
+    await field.click('#duty') // off duty: stop reporting
+    return { incident: inc.id, phone, arrived, fixes: await field.evaluate(() => window.__twin.duty().sent), evidence: done.evidence[0].id }
   })
 
   await step('no console errors and no external requests', async () => {

@@ -108,7 +108,7 @@ export async function api(path, opts = {}) {
     const t = getToken()
     if (t) h.Authorization = `Bearer ${t}`
     let b = body
-    if (body !== undefined && typeof body !== 'string') {
+    if (body !== undefined && typeof body !== 'string' && !(typeof Blob !== 'undefined' && body instanceof Blob)) {
       b = JSON.stringify(body)
       h['Content-Type'] = 'application/json'
     }

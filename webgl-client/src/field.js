@@ -1,45 +1,97 @@
-// Field view (/field): phone-sized. My position (geolocation, ?lon=&lat=, or a
-// tap on the map), nearby incidents nearest first with distance from
-// /api/nearby, accept / arrive / resolve buttons, and a report form.
-// Incidents assigned to me come first, then the others nearest first. In
-// demo mode (no token given in the URL) "I am" is picked from the workers
-// within 2 km of the position rather than typed; with a real token the name
-// is typed (it must match the token's subject to act).
+// Field view (/field): a grid worker's phone, 390x844 first, one hand.
+// - Who I am: picked from the workers near me (demo) or typed (a real token).
+// - On duty (上岗), the phone's GPS (watchPosition) is my position and is
+//   reported for my worker object (field/duty.js), so the wall screen sees
+//   me move and arrive uses where I really am.
+// - My current incident's next step (接单 / 到场 / 处置完成) sits in a
+//   sticky bar at the bottom; actions are offered only on my own incidents.
+// - Resolving asks for a note and optionally a photo (evidence, uploaded
+//   first, then the resolve).
+// - Nearby incidents nearest first, and a folded report form.
+// Text comes from the message catalogue (i18n.js), zh-CN by default.
 import { maplibregl, createMap, esc, fmtDistance, toast } from './common.js'
 import { initToken, api, isDemo } from './api.js'
-import { slaStatus } from './sla.js'
+import { slaStatus, formatCountdown } from './sla.js'
 import { mineFirst } from './panels.js'
+import { i18n, t, langButton } from './i18n.js'
+import { createDuty, metres } from './field/duty.js'
+import { current, actionsFor, isMine, mergeById, NEXT } from './field/tasks.js'
 
 initToken()
 const $ = (id) => document.getElementById(id)
 const map = createMap('map', { pitch: 0 })
 const marker = new maplibregl.Marker({ color: '#80deea' })
-let me = null
-// Who I am: the grid worker's name (workers/NAME), from ?worker= or remembered;
-// field tokens act only on incidents assigned to that worker.
+const demo = isDemo()
+const TYPES = ['road_damage', 'garbage', 'illegal_dumping', 'fire_hazard', 'flooding', 'other']
+
 const q0 = new URLSearchParams(location.search)
 let worker = q0.get('worker') || localStorage.getItem('citytwin.worker') || ''
 if (q0.get('worker')) localStorage.setItem('citytwin.worker', worker)
+let me = null // [lon, lat]
+let source = '' // gps | chosen | map
+let accuracy = null
 let lastNearby = []
+let myIncidents = []
 let listed = []
 let nearWorkers = []
-const demo = isDemo()
+let busy = false
+let lastGPS = null
 
-const ACTIONS = { dispatched: ['accept'], accepted: ['arrive'], arrived: ['resolve'] }
+// ---- position and duty ------------------------------------------------------
 
-function setPosition(lon, lat, source) {
+function setPosition(lon, lat, src, why = '') {
+  const moved = !me || metres(me, [lon, lat]) > 25
   me = [lon, lat]
+  source = src
   marker.setLngLat(me).addTo(map)
-  $('pos').textContent = `${lat.toFixed(5)}, ${lon.toFixed(5)} (${source})`
-  map.easeTo({ center: me, zoom: Math.max(map.getZoom(), 14) })
-  refresh()
+  renderPos(why)
+  if (moved) {
+    map.easeTo({ center: me, zoom: Math.max(map.getZoom(), 15) })
+    refresh()
+  }
+}
+
+function renderPos(why = '') {
+  if (!me) return
+  const label = source === 'gps' ? t('field.pos_gps', { acc: accuracy == null ? '?' : Math.round(accuracy) })
+    : source === 'map' ? t('field.pos_map', { why }) : t('field.pos_chosen')
+  $('pos').textContent = `${me[1].toFixed(5)}, ${me[0].toFixed(5)} · ${label}`
+}
+
+const duty = createDuty({
+  geo: navigator.geolocation,
+  worker: () => worker,
+  send: (line) => api('/api/telemetry', { method: 'POST', action: true, role: 'field', subject: worker, body: line + '\n', headers: { 'Content-Type': 'application/x-ndjson' } })
+    .then((r) => {
+      const res = (r && r.results && r.results[0]) || {}
+      if (res.outcome === 'error') throw new Error(res.error || res.reason)
+      return r
+    }),
+  onFix: (fix) => {
+    lastGPS = fix
+    accuracy = fix.acc
+    setPosition(fix.at[0], fix.at[1], 'gps')
+  },
+  onError: (msg) => toast(t('field.no_gps', { why: msg }), true),
+})
+
+function setDuty(on) {
+  if (on && !worker) { toast(t('field.need_worker'), true); return }
+  if (on) duty.start()
+  else duty.stop()
+  const b = $('duty')
+  b.setAttribute('aria-pressed', String(on))
+  b.textContent = t(on ? 'field.off_duty' : 'field.on_duty')
+  b.classList.toggle('on', on)
+  $('duty-state').textContent = t(on ? 'field.duty_on' : 'field.duty_off')
+  try { localStorage.setItem('citytwin.duty', on ? '1' : '') } catch { /* memory only */ }
 }
 
 function locate() {
   if (!navigator.geolocation) return fallback('no geolocation')
-  $('pos').textContent = 'locating…'
+  $('pos').textContent = t('field.locating')
   navigator.geolocation.getCurrentPosition(
-    (p) => setPosition(p.coords.longitude, p.coords.latitude, 'GPS'),
+    (p) => { accuracy = p.coords.accuracy; lastGPS = { at: [p.coords.longitude, p.coords.latitude], t: p.timestamp }; setPosition(p.coords.longitude, p.coords.latitude, 'gps') },
     (err) => fallback(err.message),
     { enableHighAccuracy: true, timeout: 5000, maximumAge: 30000 },
   )
@@ -47,10 +99,11 @@ function locate() {
 
 function fallback(why) {
   const c = map.getCenter()
-  setPosition(c.lng, c.lat, `map centre; ${why}; tap the map to choose`)
+  setPosition(c.lng, c.lat, 'map', why)
 }
 
-// Workers within 2 km of the position, nearest first, for the "I am" picker.
+// ---- who I am ---------------------------------------------------------------
+
 async function refreshWorkers() {
   if (!demo || !me) return
   try {
@@ -58,7 +111,7 @@ async function refreshWorkers() {
     nearWorkers = fc.features || []
     renderWorkers()
   } catch (err) {
-    toast('workers: ' + err.message, true)
+    toast(i18n.error(err), true)
   }
 }
 
@@ -67,81 +120,198 @@ function renderWorkers() {
   const opts = nearWorkers.map((f) => {
     const name = String(f.id).split('/').slice(1).join('/')
     const st = (f.properties || {}).status
-    return { name, text: `${name} · ${fmtDistance(f.distance_m ?? (f.properties || {}).distance_m)}${st ? ' · ' + st : ''}` }
+    return { name, text: `${name} · ${fmtDistance(f.distance_m ?? (f.properties || {}).distance_m)}${st ? ' · ' + i18n.term('state', st) : ''}` }
   })
-  // keep the current choice selectable even once it has walked out of range
-  if (worker && !opts.some((o) => o.name === worker)) opts.push({ name: worker, text: `${worker} · not nearby` })
-  sel.innerHTML = '<option value="">worker…</option>' + opts.map((o) => `<option value="${esc(o.name)}">${esc(o.text)}</option>`).join('')
+  if (worker && !opts.some((o) => o.name === worker)) opts.push({ name: worker, text: `${worker} · ${t('field.not_nearby')}` })
+  sel.innerHTML = `<option value="">${esc(t('field.pick_worker'))}</option>` + opts.map((o) => `<option value="${esc(o.name)}">${esc(o.text)}</option>`).join('')
   sel.value = worker
 }
 
 function setWorker(name) {
   worker = name
   try { localStorage.setItem('citytwin.worker', worker) } catch { /* memory only */ }
-  render()
+  refresh()
 }
+
+// ---- incidents --------------------------------------------------------------
 
 async function refresh() {
   if (!me) return
   refreshWorkers()
   const r = $('radius').value
   try {
-    const fc = await api(`/api/nearby?layer=incidents&lon=${me[0]}&lat=${me[1]}&radius_m=${r}&limit=50`)
+    const [fc, mine] = await Promise.all([
+      api(`/api/nearby?layer=incidents&lon=${me[0]}&lat=${me[1]}&radius_m=${r}&limit=50`),
+      worker ? api(`/ogc/collections/incidents/items?limit=20&filter-lang=cql2-text&filter=${encodeURIComponent(`assignee = 'workers/${worker.replace(/'/g, "''")}'`)}`).catch(() => ({ features: [] })) : { features: [] },
+    ])
     lastNearby = (fc.features || []).filter((f) => (f.properties || {}).state !== 'closed')
+    myIncidents = (mine.features || []).filter((f) => NEXT[(f.properties || {}).state])
     render()
     const src = map.getSource('nearby')
-    if (src) src.setData({ type: 'FeatureCollection', features: lastNearby })
+    if (src) src.setData({ type: 'FeatureCollection', features: mergeById(lastNearby, myIncidents) })
   } catch (err) {
-    toast(err.message, true)
+    toast(i18n.error(err), true)
   }
+}
+
+function incName(f) { return String(f.id).split('/').slice(1).join('/') }
+
+function distanceTo(f) {
+  const c = f.geometry && f.geometry.type === 'Point' ? f.geometry.coordinates : null
+  return me && c ? metres(me, c) : f.distance_m ?? (f.properties || {}).distance_m
+}
+
+function assigneeText(f) {
+  const p = f.properties || {}
+  if (isMine(f, worker)) return `<b>${esc(t('field.assigned_me'))}</b>`
+  if (p.assignee) return esc(t('field.assigned_other', { who: String(p.assignee).replace(/^workers\//, '') }))
+  return esc(t('field.unassigned'))
+}
+
+function rowHTML(f, now) {
+  const p = f.properties || {}
+  const sla = slaStatus(p, now)
+  const acts = actionsFor(f, worker)
+  return `<li class="row" data-id="${esc(f.id)}"><span class="dist">${esc(fmtDistance(distanceTo(f)))}</span>
+    <div class="grow"><b>${esc(i18n.term('types', p.type))}</b> <span class="state ${esc(p.state)}">${esc(i18n.term('state', p.state))}</span>
+    <div class="muted small">${assigneeText(f)}${p.description ? ' · ' + esc(p.description) : ''}${sla ? ` · <span class="sla ${sla.overdue ? 'overdue' : ''}">${esc(i18n.term('step', sla.step))} ${esc(formatCountdown(sla.leftMs))}</span>` : ''}</div></div>
+    ${acts.map((a) => `<button type="button" data-name="${esc(incName(f))}" data-action="${a}">${esc(t('action.' + a))}</button>`).join('')}</li>`
 }
 
 function render() {
   const now = Date.now()
-  $('ncount').textContent = String(lastNearby.length)
+  const all = mergeById(lastNearby, myIncidents)
+  const cur = current(all, worker)
+  // my task card
+  $('mine').innerHTML = cur ? `<ul class="list">${rowHTML(cur, now)}</ul>` : `<p class="muted small">${esc(t('field.no_task'))}</p>`
+  // nearby, mine first, without the current one (it is above)
   listed = mineFirst(lastNearby, worker ? 'workers/' + worker : '')
-  $('nearby').innerHTML = listed.map((f) => {
-    const p = f.properties || {}
-    const name = String(f.id).split('/').slice(1).join('/')
-    const sla = slaStatus(p, now)
-    const acts = ACTIONS[p.state] || []
-    return `<li class="row" data-id="${esc(f.id)}"><span class="dist">${esc(fmtDistance(f.distance_m ?? p.distance_m))}</span>
-      <div class="grow"><b>${esc(p.type)}</b> <span class="state ${esc(p.state)}">${esc(p.state)}</span>
-      <div class="muted small">${p.assignee ? (p.assignee === 'workers/' + worker ? '<b>assigned to me</b> · ' : `${esc(p.assignee)} · `) : ''}${esc(p.description || '')}${sla ? ` · <span class="sla ${sla.overdue ? 'overdue' : ''}">${esc(sla.text)}</span>` : ''}</div></div>
-      ${['accept', 'arrive', 'resolve'].map((a) => `<button data-name="${esc(name)}" data-action="${a}" ${acts.includes(a) ? '' : 'disabled'}>${a}</button>`).join('')}</li>`
-  }).join('') || '<li class="muted">no open incidents nearby</li>'
+  $('ncount').textContent = String(lastNearby.length)
+  $('nearby').innerHTML = listed.filter((f) => !cur || f.id !== cur.id).map((f) => rowHTML(f, now)).join('') || `<li class="muted">${esc(t('field.no_nearby'))}</li>`
+  renderPrimary(cur)
 }
 
-$('nearby').addEventListener('click', async (e) => {
-  const b = e.target.closest('button[data-action]')
-  if (!b) return
-  b.disabled = true
-  try {
-    await api(`/api/incidents/${encodeURIComponent(b.dataset.name)}/${b.dataset.action}`, { method: 'POST', action: true, role: 'field', subject: worker, body: {} })
-    toast(`${b.dataset.action}: ${b.dataset.name}`)
-  } catch (err) {
-    toast(err.message, true)
+function renderPrimary(cur) {
+  const b = $('primary-btn')
+  if (!cur) {
+    b.disabled = true
+    b.textContent = t('field.primary_none')
+    b.dataset.name = ''
+    b.dataset.action = ''
+    $('primary-what').textContent = ''
+    return
   }
-  refresh()
+  const p = cur.properties || {}
+  const a = NEXT[p.state]
+  b.disabled = busy
+  b.dataset.name = incName(cur)
+  b.dataset.action = a
+  b.textContent = t('action.' + a)
+  const d = distanceTo(cur)
+  $('primary-what').textContent = `${i18n.term('types', p.type)} · ${t('field.distance_to', { d: fmtDistance(d) })}`
+}
+
+async function act(name, action) {
+  if (!worker) return toast(t('field.need_worker'), true)
+  if (action === 'resolve') return openResolve(name)
+  const body = {}
+  if (action === 'arrive' && me) {
+    // where I am: the GPS fix (or the chosen position when there is none)
+    const at = lastGPS ? lastGPS.at : me
+    body.lon = +at[0].toFixed(7)
+    body.lat = +at[1].toFixed(7)
+  }
+  busy = true
+  render()
+  try {
+    await api(`/api/incidents/${encodeURIComponent(name)}/${action}`, { method: 'POST', action: true, role: 'field', subject: worker, body })
+    toast(t('field.done_action', { action: t('action.' + action), name }))
+  } catch (err) {
+    toast(i18n.error(err), true)
+  } finally {
+    busy = false
+  }
+  await refresh()
+}
+
+// ---- resolve: note and photo ------------------------------------------------
+
+let resolving = ''
+function openResolve(name) {
+  resolving = name
+  $('rnote').value = ''
+  $('rphoto').value = ''
+  $('resolve-sheet').hidden = false
+  $('rnote').focus()
+}
+
+$('rcancel').addEventListener('click', () => { $('resolve-sheet').hidden = true; resolving = '' })
+$('resolve-sheet').addEventListener('submit', async (e) => {
+  e.preventDefault()
+  const note = $('rnote').value.trim()
+  if (!note) return toast(t('field.note_required'), true)
+  const file = $('rphoto').files && $('rphoto').files[0]
+  if (file && file.size > 4 * 1024 * 1024) return toast(t('field.photo_too_big'), true)
+  const name = resolving
+  busy = true
+  try {
+    if (file) {
+      toast(t('field.uploading'))
+      await api(`/api/incidents/${encodeURIComponent(name)}/evidence`, { method: 'POST', action: true, role: 'field', subject: worker, body: file, headers: { 'Content-Type': file.type || 'application/octet-stream' } })
+    }
+    await api(`/api/incidents/${encodeURIComponent(name)}/resolve`, { method: 'POST', action: true, role: 'field', subject: worker, body: { note } })
+    $('resolve-sheet').hidden = true
+    resolving = ''
+    toast(t('field.done_action', { action: t('action.resolve'), name }))
+  } catch (err) {
+    toast(i18n.error(err), true)
+  } finally {
+    busy = false
+  }
+  await refresh()
 })
+
+// ---- report -----------------------------------------------------------------
+
+function renderTypes() {
+  const sel = $('rtype')
+  const v = sel.value
+  sel.innerHTML = TYPES.map((x) => `<option value="${x}">${esc(i18n.term('types', x))}</option>`).join('')
+  if (v) sel.value = v
+}
 
 $('report').addEventListener('submit', async (e) => {
   e.preventDefault()
-  if (!me) return toast('choose a position first', true)
+  if (!me) return toast(t('field.need_position'), true)
   try {
     const f = await api('/api/incidents', { method: 'POST', action: true, role: 'field', subject: worker, body: { type: $('rtype').value, lon: me[0], lat: me[1], description: $('rdesc').value } })
     const inc = (f && f.incident) || {}
-    toast(`${f && f.merged ? 'merged into' : 'reported'} ${inc.id || ''}`)
+    toast(t(f && f.merged ? 'field.merged' : 'field.reported', { id: inc.id || '' }))
     $('rdesc').value = ''
   } catch (err) {
-    toast(err.message, true)
+    toast(i18n.error(err), true)
   }
   refresh()
 })
 
+// ---- wiring -----------------------------------------------------------------
+
+$('nearby').addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-action]')
+  if (b) act(b.dataset.name, b.dataset.action)
+})
+$('mine').addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-action]')
+  if (b) act(b.dataset.name, b.dataset.action)
+})
+$('primary-btn').addEventListener('click', (e) => {
+  const b = e.currentTarget
+  if (b.dataset.name && b.dataset.action) act(b.dataset.name, b.dataset.action)
+})
 $('worker').value = worker
 $('worker').addEventListener('change', (e) => setWorker(e.target.value.trim()))
 $('worker-pick').addEventListener('change', (e) => setWorker(e.target.value))
+$('duty').addEventListener('click', () => setDuty(!duty.on))
 if (demo) {
   $('worker').hidden = true
   $('worker-pick').hidden = false
@@ -149,27 +319,36 @@ if (demo) {
 }
 $('locate').addEventListener('click', locate)
 $('radius').addEventListener('change', refresh)
+
+i18n.apply(document)
+langButton($('lang'))
+i18n.onChange(() => { renderTypes(); renderWorkers(); renderPos(); setDuty(duty.on); render() })
+renderTypes()
+setDuty(false)
 setInterval(render, 1000)
 setInterval(refresh, 10000)
 
 map.on('load', () => {
-  map.jumpTo({ pitch: 0 }) // the style opens pitched for the command view; flat is easier to draw and read here
+  map.jumpTo({ pitch: 0 }) // flat is easier to read on a phone
   map.addSource('nearby', { type: 'geojson', data: { type: 'FeatureCollection', features: [] } })
   map.addLayer({ id: 'nearby', type: 'circle', source: 'nearby', paint: { 'circle-radius': 8, 'circle-color': '#ff7043', 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } })
-  const q = new URLSearchParams(location.search)
-  const lon = parseFloat(q.get('lon')), lat = parseFloat(q.get('lat'))
+  const lon = parseFloat(q0.get('lon')), lat = parseFloat(q0.get('lat'))
   if (isFinite(lon) && isFinite(lat)) setPosition(lon, lat, 'chosen')
   else locate()
+  if (worker && localStorage.getItem('citytwin.duty')) setDuty(true)
   window.__twin.ready = true
 })
-map.on('click', (e) => setPosition(e.lngLat.lng, e.lngLat.lat, 'chosen on map'))
+map.on('click', (e) => { if (!duty.on) setPosition(e.lngLat.lng, e.lngLat.lat, 'chosen') })
 map.on('error', (e) => console.warn('map:', e && e.error ? e.error.message : e))
 
 window.__twin = {
-  map, ready: false, demo, refresh,
+  map, ready: false, demo, refresh, i18n,
   nearby: () => lastNearby, // as /api/nearby returned them: nearest first
   listed: () => listed.map((f) => f.id), // as shown: mine first
+  mine: () => myIncidents.map((f) => f.id),
+  current: () => { const c = current(mergeById(lastNearby, myIncidents), worker); return c ? c.id : null },
   workers: () => nearWorkers.map((f) => f.id),
   worker: () => worker,
   position: () => me,
+  duty: () => ({ on: duty.on, sent: duty.sent }),
 }

@@ -9,6 +9,7 @@ import { esc, colourHex, fmtValue, toast, geomCenter } from '../common.js'
 import { api } from '../api.js'
 import { i18n, t } from '../i18n.js'
 import { formatCountdown, runningDeadline } from '../sla.js'
+import { evidenceHTML, loadEvidence } from '../evidence.js'
 
 const TRACK_LAYERS = new Set(['vehicles', 'workers'])
 const HISTORY_LAYERS = new Set(['vehicles', 'workers', 'devices'])
@@ -82,6 +83,7 @@ export function createInspector(o) {
     const layer = f.layer || String(f.id).split('/')[0]
     const fn = { buildings: building, incidents: incident, alerts: alert, workers: mover, vehicles: mover, devices: device }[layer] || generic
     box.innerHTML = fn(f, layer)
+    if (layer === 'incidents') loadEvidence(box, String(f.id).split('/').slice(1).join('/'))
   }
 
   function building(f) {
@@ -135,6 +137,7 @@ export function createInspector(o) {
     <div class="actions">${acts.map(([a, label]) => `<button type="button" data-kind="incident" data-act="${a}">${esc(label)}</button>`).join('')}
       ${p.reported_at ? `<button type="button" data-replay-from="${esc(p.reported_at)}">${esc(t('replay.from_here'))}</button>` : ''}
       <select id="insp-worker" hidden></select></div>
+    ${evidenceHTML(p)}
     <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('action', h.action))}${h.actor ? ` · <span class="muted">${esc(h.actor)}</span>` : ''}${h.note ? ` · ${esc(h.note)}` : ''}</li>`).join('')}</ol>`
   }
 
