@@ -71,6 +71,7 @@ func TestReplayFigures(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- rec.Run(rctx) }()
+	waitFor(t, func() bool { v, err := st.GetMeta(ctx, timeline.MetaSeq); return err == nil && v != nil }) // the base is recorded
 	s := sim.New(city, sim.Options{Rate: rate, Clock: clk})
 	drive := func(d time.Duration) (msgs int) {
 		end := clk.Now().Add(d)
