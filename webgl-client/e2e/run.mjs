@@ -408,20 +408,18 @@ try {
   })
 
   await step('bulk acknowledge a group of alerts (POST /api/alerts/ack)', async () => {
-    const g = await page.evaluate(() => {
+    // find and click in one go: the demo's operators acknowledge alerts too, so a group may empty meanwhile
+    const g = await waitFor('a group with open alerts', () => page.evaluate(() => {
       const el = [...document.querySelectorAll('#alert-groups .group')].find((x) => !x.querySelector('.ack-group').hidden)
-      return el ? el.dataset.key : null
-    })
-    assert(g, 'no group with open alerts')
-    const [rule, tierName] = g.split('|')
-    const openIds = () => page.evaluate(([rule, tier]) => window.__twin.tierStore.layer('alerts').filter((f) => f.properties.rule === rule && f.properties.tier === tier && f.properties.state === 'open').map((f) => f.id), [rule, tierName])
-    const before = await openIds()
-    await page.locator(`#alert-groups .group[data-key="${g}"] .ack-group`).click()
-    await waitFor('the group acked', async () => {
-      const now = await openIds()
-      return before.every((id) => !now.includes(id))
-    }, 20000)
-    return { group: g, acked: before.length }
+      if (!el) return null
+      const [rule, tier] = el.dataset.key.split('|')
+      const ids = window.__twin.tierStore.layer('alerts').filter((f) => f.properties.rule === rule && f.properties.tier === tier && f.properties.state === 'open').map((f) => f.id)
+      el.querySelector('.ack-group').click()
+      return { key: el.dataset.key, ids }
+    }), 30000)
+    await page.waitForFunction(() => /已确认 \d+ 条告警/.test(document.getElementById('toast').textContent), null, { timeout: 20000 })
+    await waitFor('the group acked', () => page.evaluate((ids) => ids.every((id) => { const f = window.__twin.tierStore.get(id); return !f || f.properties.state !== 'open' }), g.ids), 20000)
+    return { group: g.key, acked: g.ids.length, toast: await page.evaluate(() => document.getElementById('toast').textContent) }
   })
 
   await step('clicking a building opens the building: name, fire code, risk and why, persons, hazards', async () => {
