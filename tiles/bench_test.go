@@ -115,7 +115,7 @@ func (l latencies) report(b *testing.B, elapsed time.Duration, bytes int64, cpu0
 // (B/tile is then uncompressed too).
 func BenchmarkTile(b *testing.B) {
 	tw := benchTwin(b)
-	for _, mode := range []string{"build", "build-noid", "cold", "first", "warm"} {
+	for _, mode := range []string{"build", "build-noid", "build-pgattrs", "cold", "first", "warm"} {
 		for _, z := range benchZooms {
 			b.Run(fmt.Sprintf("%s/z%d", mode, z), func(b *testing.B) {
 				opts := Options{MemoFeatures: benchMemo()}
@@ -152,8 +152,14 @@ func BenchmarkTile(b *testing.B) {
 					t0 := time.Now()
 					if strings.HasPrefix(mode, "build") {
 						tl := ts[i%len(ts)]
-						raw, _, err := s.build(context.Background(), Request{Kind: KindTile, Z: uint8(tl.Z), X: tl.X, Y: tl.Y,
-							Layers: []twin.Layer{twin.Buildings, twin.Roads, twin.Bridges}})
+						req := Request{Kind: KindTile, Z: uint8(tl.Z), X: tl.X, Y: tl.Y,
+							Layers: []twin.Layer{twin.Buildings, twin.Roads, twin.Bridges}}
+						if mode == "build-pgattrs" {
+							// ?attrs= with exactly pgTileSQLNoID's columns.
+							req.Attrs = Attrs{Only: true, Keys: []string{"class", "height_m", "high_rise", "levels", "name",
+								"oneway", "risk_color", "risk_level"}}
+						}
+						raw, _, err := s.build(context.Background(), req)
 						if err != nil {
 							b.Fatal(err)
 						}

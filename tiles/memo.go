@@ -198,6 +198,9 @@ type memo struct {
 	id    uint64
 	bound orb.Bound // of f.Geometry, lon/lat
 	dim   int       // f.Geometry.Dimensions()
+	// worldW, worldH are bound's width and height in world fractions
+	// (sizeAt).
+	worldW, worldH float64
 	// rank is importance(f, size) = size*rankMul + rankAdd.
 	rankMul, rankAdd float64
 	world            shape
@@ -212,6 +215,8 @@ func newMemo(f *twin.Feature) *memo {
 	if f.Geometry != nil {
 		m.bound = f.Geometry.Bound()
 		m.dim = f.Geometry.Dimensions()
+		m.worldW = (m.bound.Max[0] - m.bound.Min[0]) / 360
+		m.worldH = mercY(m.bound.Min[1]) - mercY(m.bound.Max[1])
 	}
 	m.world.flatten(f.Geometry)
 	for i, q := range m.world.pts {
