@@ -169,3 +169,40 @@ func FuzzUnmarshalChange(f *testing.F) {
 		}
 	})
 }
+
+// A snapshot on the leader is exactly at its committed seq: tentative
+// changes (not in the change log yet) are undone in the view, so a client
+// never sees a state that a failover could take back.
+func TestReplicaViewExcludesTentative(t *testing.T) {
+	tw, _ := newTestTwin(t)
+	tw.Replicate()
+	tw.Lead()
+	id := NewID(Vehicles, "v1")
+	if _, err := tw.Put(&Feature{ID: id, Geometry: orb.Point{106.5, 29.5}}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Feed().Commit(1)
+	if _, err := tw.Put(&Feature{ID: id, Geometry: orb.Point{106.6, 29.6}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Put(&Feature{ID: NewID(Vehicles, "v2"), Geometry: orb.Point{106.5, 29.5}}); err != nil {
+		t.Fatal(err)
+	}
+	tw.View(func(seq uint64, r Reader) {
+		if seq != 1 {
+			t.Fatalf("view at %d, want the committed 1", seq)
+		}
+		f, ok := r.Get(id)
+		if !ok || f.Version != 1 || f.Geometry.(orb.Point)[0] != 106.5 {
+			t.Fatalf("view shows %+v, want version 1", f)
+		}
+		if _, ok := r.Get(NewID(Vehicles, "v2")); ok {
+			t.Fatal("view shows a tentative object")
+		}
+		n := 0
+		r.Search(Vehicles, orb.Bound{Min: orb.Point{100, 20}, Max: orb.Point{110, 30}}, func(*Feature) bool { n++; return true })
+		if n != 1 {
+			t.Fatalf("view search finds %d, want 1", n)
+		}
+	})
+}
