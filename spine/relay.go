@@ -55,6 +55,11 @@ type RelayOptions struct {
 	// method other than GET, HEAD, OPTIONS on a path under /api/ other
 	// than /api/telemetry.
 	Writes func(r *http.Request) bool
+	// Journaled reports a write that is durable on any server by itself
+	// (journaled): served where it arrives, but on the leader answered
+	// only once its changes are committed, like a relayed write; default
+	// POST /api/telemetry.
+	Journaled func(r *http.Request) bool
 	// Committed returns the seq up to which the change log holds this
 	// server's changes once everything made so far is logged: on the
 	// leader it waits until its tentative changes are committed and
@@ -91,6 +96,11 @@ const (
 func NewRelay(sp *Spine, next http.Handler, opts RelayOptions) *Relay {
 	if opts.Writes == nil {
 		opts.Writes = DefaultWrites
+	}
+	if opts.Journaled == nil {
+		opts.Journaled = func(r *http.Request) bool {
+			return r.Method == http.MethodPost && r.URL.Path == "/api/telemetry"
+		}
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 15 * time.Second
@@ -148,13 +158,18 @@ func (r *Relay) leading() bool {
 
 // ServeHTTP relays writes, serves everything else.
 func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if !r.opts.Writes(req) {
+	write, journaled := r.opts.Writes(req), r.opts.Journaled(req)
+	if !write && !journaled {
 		r.next.ServeHTTP(w, req)
 		return
 	}
 	if r.leading() {
 		r.m.forwarded.WithLabelValues("local").Inc()
 		r.serveLocal(w, req)
+		return
+	}
+	if journaled {
+		r.next.ServeHTTP(w, req)
 		return
 	}
 	r.forward(w, req)
