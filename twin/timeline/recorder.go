@@ -414,9 +414,12 @@ func cmpRecord(a, b twin.TimelineRecord) int {
 	return 0
 }
 
-// maxBuilds bounds the checkpoints built per round, so recording goes on
-// while a long stretch is rebuilt.
-const maxBuilds = 48
+// maxBuilds and buildBudget bound the checkpoints built per round, so
+// recording goes on while a long stretch is rebuilt.
+const (
+	maxBuilds   = 48
+	buildBudget = 2 * time.Second
+)
 
 // checkpoints builds the missing checkpoints up to now - Lateness, and
 // prunes once an hour.
@@ -465,7 +468,11 @@ func (r *Recorder) checkpoints(ctx context.Context) {
 		}
 	}
 	r.cache = nil // st changes in place: a failed step leaves it half-advanced
-	for i := 0; i < maxBuilds && st.at < target; i++ {
+	// Building runs on the goroutine that reads the feed: a long rebuild
+	// (late data made many checkpoints stale) goes on at the next round
+	// rather than hold the feed for long.
+	roundStart := time.Now()
+	for i := 0; i < maxBuilds && st.at < target && time.Since(roundStart) < buildBudget; i++ {
 		start := time.Now()
 		if err := st.advance(ctx, r.tl, st.at+step, int64(r.opts.Bucket), nil); err != nil {
 			r.log.Warn("timeline checkpoint", "err", err)
