@@ -398,9 +398,15 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		ls.run(ln, "notify", notifier.Run)
 		ls.run(li, "journal-applier", func(ctx context.Context) error {
 			// Acked once the change log holds the change (durable and
-			// replicated); the store writer catches up from there.
-			return jr.Apply(ctx, tw, journal.ApplierOptions{Persisted: tw.Feed().Last, DeadLetter: in.Reject,
-				Metrics: in.Metrics(), AutoRegister: c.autoRegister})
+			// replicated); the store writer catches up from there. A NATS
+			// node going away can fail the consumer's creation or end it
+			// mid-term (seen with a 3-node cluster losing a node): try
+			// again for as long as this server leads, or telemetry would
+			// pile up unapplied behind a leader that looks healthy.
+			return retryUntilDone(ctx, log, "journal-applier", func(ctx context.Context) error {
+				return jr.Apply(ctx, tw, journal.ApplierOptions{Persisted: tw.Feed().Last, DeadLetter: in.Reject,
+					Metrics: in.Metrics(), AutoRegister: c.autoRegister})
+			})
 		})
 		ls.run(li, "incidents", func(ctx context.Context) error { return inc.Run(ctx, time.Second) })
 		if simCity != nil {

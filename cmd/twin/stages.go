@@ -91,3 +91,31 @@ func (s *stages) stop(before func()) {
 		}
 	})
 }
+
+// retryUntilDone runs fn until ctx ends, starting it again after an error
+// with a back-off of 250 ms doubling to 5 s (reset once a run lasted a
+// minute). For a leader's duty that must not stay down while the server
+// keeps leading.
+func retryUntilDone(ctx context.Context, log *slog.Logger, name string, fn func(context.Context) error) error {
+	const first, most = 250 * time.Millisecond, 5 * time.Second
+	backoff := first
+	for {
+		began := time.Now()
+		err := fn(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(began) > time.Minute {
+			backoff = first
+		}
+		log.Warn("component failed; starting it again", "component", name, "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, most)
+	}
+}

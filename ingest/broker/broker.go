@@ -71,6 +71,8 @@ func start(ctx context.Context, addr string, logger *slog.Logger, holdAt int) (*
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
 	tcp := newTCPListener("tcp", addr)
+	tcp.clients = srv.Clients.GetAll
+	tcp.disconnect = func(cl *mqtt.Client) { _ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown) }
 	if err := srv.AddListener(tcp); err != nil {
 		if isAddrInUse(err) {
 			return nil, fmt.Errorf("%s is already in use (another MQTT broker?); pass --mqtt tcp://%s to use it or --mqtt-listen to pick another port: %w",

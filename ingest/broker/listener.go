@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
@@ -16,6 +17,16 @@ import (
 type tcpListener struct {
 	id, addr string
 	log      *slog.Logger
+
+	// clients, if set, lists the server's clients. Close disconnects
+	// them itself rather than through mochi's closeListenerClients, whose
+	// GetByListener takes the clients' read lock twice (it calls Len under
+	// RLock): a client connecting or leaving in between queues a writer,
+	// the second RLock waits behind it, and shutdown deadlocks (seen as a
+	// goroutine leak in the ingest tests).
+	clients func() map[string]*mqtt.Client
+	// disconnect ends one client (mochi's Server.DisconnectClient).
+	disconnect func(*mqtt.Client)
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -85,5 +96,13 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 		_ = l.ln.Close()
 	}
 	l.mu.Unlock()
-	closeClients(l.id)
+	if l.clients == nil || l.disconnect == nil {
+		closeClients(l.id)
+		return
+	}
+	for _, cl := range l.clients() {
+		if cl.Net.Listener == l.id && !cl.Closed() {
+			l.disconnect(cl)
+		}
+	}
 }
