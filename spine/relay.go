@@ -3,6 +3,7 @@ package spine
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -46,7 +48,43 @@ type Relay struct {
 
 	mu    sync.Mutex
 	sub   *nats.Subscription
-	local bool // this server leads
+	local bool   // this server leads
+	blobs *Blobs // RelayBucket, opened at the first large body
+}
+
+// RelayBucket is the object store bucket through which a follower hands
+// the leader a request body larger than a NATS message may be (an
+// evidence photo is up to 4 MiB; NATS' max_payload defaults to 1 MiB).
+// Each blob is read once and deleted; the bucket's TTL removes any that
+// a leader dying mid-request left.
+const RelayBucket = "TWIN_RELAY"
+
+// relayInlineMax is the largest body sent inside the NATS request; a
+// larger one goes through RelayBucket. Headers need room too, and a
+// server's max_payload may be set below the default.
+func (r *Relay) relayInlineMax() int {
+	return int(r.sp.nc.MaxPayload()) - 64<<10
+}
+
+// relayBlobs opens RelayBucket once.
+func (r *Relay) relayBlobs(ctx context.Context) (*Blobs, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.blobs != nil {
+		return r.blobs, nil
+	}
+	st, err := r.sp.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      RelayBucket,
+		Description: "CityTwin: request bodies relayed from followers to the leader, read once",
+		Storage:     jetstream.FileStorage,
+		Replicas:    r.sp.opts.Replicas,
+		TTL:         10 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spine: object store %s: %w", RelayBucket, err)
+	}
+	r.blobs = &Blobs{store: st}
+	return r.blobs, nil
 }
 
 // RelayOptions configure NewRelay.
@@ -87,6 +125,9 @@ const (
 	relayRemote = "Twin-Relay-Remote"
 	relayStatus = "Twin-Relay-Status"
 	relaySeq    = "Twin-Relay-Seq"
+	// relayBody names the blob (RelayBucket) holding a body too large for
+	// one NATS message; the message itself then carries none.
+	relayBody = "Twin-Relay-Body"
 	// SeqHeader is the HTTP response header telling the client the change
 	// log seq its write reached.
 	SeqHeader = "X-Twin-Seq"
@@ -198,7 +239,19 @@ func (r *Relay) serveLocal(w http.ResponseWriter, req *http.Request) {
 func (r *Relay) serveRemote(m *nats.Msg) {
 	go func() {
 		h := m.Header
-		req, err := http.NewRequest(h.Get(relayMethod), h.Get(relayURL), bytes.NewReader(m.Data))
+		body := m.Data
+		if name := h.Get(relayBody); name != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), r.opts.Timeout)
+			b, err := r.takeBody(ctx, name)
+			cancel()
+			if err != nil {
+				r.log.Warn("relay: request body not readable", "blob", name, "err", err)
+				r.reply(m, http.StatusServiceUnavailable, nil, nil, 0) // the follower retries
+				return
+			}
+			body = b
+		}
+		req, err := http.NewRequest(h.Get(relayMethod), h.Get(relayURL), bytes.NewReader(body))
 		if err != nil {
 			r.reply(m, http.StatusBadRequest, nil, []byte(`{"error":"bad relayed request"}`), 0)
 			return
@@ -210,7 +263,7 @@ func (r *Relay) serveRemote(m *nats.Msg) {
 			req.Header[k] = v
 		}
 		req.RemoteAddr = h.Get(relayRemote)
-		req.ContentLength = int64(len(m.Data))
+		req.ContentLength = int64(len(body))
 		ctx, cancel := context.WithTimeout(context.Background(), r.opts.Timeout)
 		defer cancel()
 		req = req.WithContext(ctx)
@@ -229,6 +282,17 @@ func (r *Relay) serveRemote(m *nats.Msg) {
 		}
 		r.reply(m, rec.Code, rec.Header(), rec.Body.Bytes(), seq)
 	}()
+}
+
+// takeBody reads a relayed body from RelayBucket. The blob stays until
+// the follower deletes it (it may retry the request on another leader) or
+// the bucket's TTL removes it.
+func (r *Relay) takeBody(ctx context.Context, name string) ([]byte, error) {
+	bl, err := r.relayBlobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return bl.Get(ctx, name)
 }
 
 func (r *Relay) reply(m *nats.Msg, status int, hdr http.Header, body []byte, seq uint64) {
@@ -262,6 +326,21 @@ func (r *Relay) forward(w http.ResponseWriter, req *http.Request) {
 	m.Data = body
 	ctx, cancel := context.WithTimeout(req.Context(), r.opts.Timeout)
 	defer cancel()
+	if len(body) > r.relayInlineMax() {
+		// Too large for one NATS message: hand it over as a blob.
+		bl, err := r.relayBlobs(ctx)
+		if err == nil {
+			name := rand.Text()
+			err = bl.Put(ctx, name, body)
+			defer bl.Delete(name) //nolint:contextcheck // the request's context may be done by then
+			m.Header.Set(relayBody, name)
+			m.Data = nil
+		}
+		if err != nil {
+			writeJSONError(w, http.StatusServiceUnavailable, "body not relayed", err.Error(), true)
+			return
+		}
+	}
 	deadline := time.Now().Add(r.opts.NoLeaderWait)
 	var resp *nats.Msg
 	for {

@@ -1,7 +1,10 @@
 package spine_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io/fs"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -67,5 +70,75 @@ func TestRelay(t *testing.T) {
 	leader.SetLeader(false)
 	if w := put(follower); w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("after the leader stepped down: %d", w.Code)
+	}
+}
+
+// TestRelayLargeBody: a body larger than a NATS message may be (an
+// evidence photo of up to 4 MiB; max_payload is 1 MiB by default) reaches
+// the leader whole, through the relay's object store bucket, which keeps
+// nothing once answered.
+func TestRelayLargeBody(t *testing.T) {
+	url := natsServer(t)
+	leaderSp := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "a"})
+	followerSp := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "b"})
+	var got atomic.Value
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.Store(b)
+		w.WriteHeader(http.StatusCreated)
+	})
+	opts := spine.RelayOptions{Committed: func(context.Context) (uint64, error) { return 1, nil },
+		Reached: func(context.Context, uint64) error { return nil }}
+	leader := spine.NewRelay(leaderSp, echo, opts)
+	follower := spine.NewRelay(followerSp, echo, opts)
+	leader.SetLeader(true)
+	body := make([]byte, 3<<20)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/api/incidents/x/evidence", bytes.NewReader(body))
+	w := httptest.NewRecorder()
+	follower.ServeHTTP(w, req)
+	if w.Code != http.StatusCreated {
+		t.Fatalf("large body through the relay: %d %s", w.Code, w.Body)
+	}
+	if b, _ := got.Load().([]byte); !bytes.Equal(b, body) {
+		t.Fatalf("the leader got %d bytes, want the %d sent", len(b), len(body))
+	}
+	ctx := context.Background()
+	st, err := followerSp.JetStream().ObjectStore(ctx, spine.RelayBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := st.List(ctx); err == nil || len(l) != 0 {
+		t.Fatalf("relay bucket keeps %d blobs after the answer (err %v)", len(l), err)
+	}
+}
+
+// TestBlobs: a blob put on one server is read on another; the same name
+// again is kept as is; a missing one is fs.ErrNotExist.
+func TestBlobs(t *testing.T) {
+	url := natsServer(t)
+	ctx := context.Background()
+	a, err := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "a"}).Blobs(ctx, spine.EvidenceBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "b"}).Blobs(ctx, spine.EvidenceBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("photo"), 100_000)
+	if err := a.Put(ctx, "x.jpg", data); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(ctx, "x.jpg", data); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Get(ctx, "x.jpg"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get on b: %d bytes, %v", len(got), err)
+	}
+	if _, err := b.Get(ctx, "y.jpg"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing blob: %v", err)
 	}
 }

@@ -267,8 +267,18 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// Every alert, whoever writes it (rules, incident SLAs, acks), goes out
 	// through this one consumer of the alerts layer: MQTT and webhooks.
 	notifier := notify.New(tw, notify.Options{Publisher: in, Logger: log, Registerer: reg})
-	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true, Enricher: loc,
-		Evidence: incidents.DirEvidence(filepath.Join(c.data, "evidence"))}) // photos workers attach
+	// Photos workers attach: in the twin's JetStream Object Store with
+	// --nats, so any server serves a photo any other received; on the
+	// local disk for a server on its own.
+	var evidence incidents.EvidenceStore = incidents.DirEvidence(filepath.Join(c.data, "evidence"))
+	if c.nats != "" {
+		blobs, err := sp.Blobs(ctx, spine.EvidenceBucket)
+		if err != nil {
+			return err
+		}
+		evidence = incidents.BlobEvidence{Blobs: blobs}
+	}
+	inc := incidents.New(tw, incidents.Options{Clock: clk, Logger: log, AutoDispatch: true, Enricher: loc, Evidence: evidence})
 
 	// The work loops (directives, rectification, enforcement): the due
 	// clock and the enforcement cases' feed consumer are effects, run in

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,15 +40,15 @@ var (
 )
 
 // EvidenceStore keeps evidence photos by id (content-addressed). The
-// server passes a DirEvidence under --data.
+// server passes a DirEvidence under --data on its own, a BlobEvidence over
+// the JetStream Object Store with --nats.
 type EvidenceStore interface {
 	Put(ctx context.Context, id string, b []byte) error
 	Get(ctx context.Context, id string) ([]byte, error)
 }
 
 // DirEvidence stores each photo as a file named by its id in a directory.
-// It is local to one server: with several servers on one --db, each keeps
-// what it received (see README, "The field phone").
+// It is local to one server: a server without --nats uses it.
 type DirEvidence string
 
 var evidenceID = regexp.MustCompile(`^[0-9a-f]{32}\.(jpg|png|webp)$`)
@@ -92,6 +93,39 @@ func (d DirEvidence) Put(_ context.Context, id string, b []byte) error {
 		return fmt.Errorf("evidence rename: %w", err)
 	}
 	return nil
+}
+
+// Blobs is a store of write-once blobs shared by every server of a twin:
+// spine.Blobs, a JetStream Object Store bucket. A missing blob is an error
+// wrapping fs.ErrNotExist.
+type Blobs interface {
+	Put(ctx context.Context, name string, b []byte) error
+	Get(ctx context.Context, name string) ([]byte, error)
+}
+
+// BlobEvidence keeps photos in shared Blobs: with --nats every server of
+// the twin serves a photo whichever server received it (DirEvidence would
+// leave it on one server's disk).
+type BlobEvidence struct{ Blobs Blobs }
+
+// Put stores the photo under its id (written once: the id is its hash).
+func (e BlobEvidence) Put(ctx context.Context, id string, b []byte) error {
+	if !evidenceID.MatchString(id) {
+		return ErrNoEvidence
+	}
+	return e.Blobs.Put(ctx, id, b)
+}
+
+// Get reads a photo; a missing one is ErrNoEvidence.
+func (e BlobEvidence) Get(ctx context.Context, id string) ([]byte, error) {
+	if !evidenceID.MatchString(id) {
+		return nil, ErrNoEvidence
+	}
+	b, err := e.Blobs.Get(ctx, id)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoEvidence
+	}
+	return b, err
 }
 
 // Get reads a photo.

@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"io/fs"
 	"testing"
 
 	"github.com/citytwin/citytwin/auth"
@@ -102,4 +103,37 @@ func FuzzEvidence(f *testing.F) {
 			t.Fatalf("accepted %q as %q id %q", b, ct, id)
 		}
 	})
+}
+
+// mapBlobs is an in-memory Blobs (spine.Blobs in the server).
+type mapBlobs map[string][]byte
+
+func (m mapBlobs) Put(_ context.Context, name string, b []byte) error { m[name] = b; return nil }
+func (m mapBlobs) Get(_ context.Context, name string) ([]byte, error) {
+	if b, ok := m[name]; ok {
+		return b, nil
+	}
+	return nil, fs.ErrNotExist
+}
+
+// TestBlobEvidence: photos go to the shared blobs by id; a missing one or
+// a malformed id is ErrNoEvidence (404), never a path into the store.
+func TestBlobEvidence(t *testing.T) {
+	ctx := context.Background()
+	ev := BlobEvidence{Blobs: mapBlobs{}}
+	_, id, err := CheckEvidence(pngBytes(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.Put(ctx, id, pngBytes(t)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ev.Get(ctx, id); err != nil || !bytes.Equal(b, pngBytes(t)) {
+		t.Fatalf("get: %d bytes, %v", len(b), err)
+	}
+	for _, bad := range []string{"00000000000000000000000000000000.png", "../x.png", ""} {
+		if _, err := ev.Get(ctx, bad); !errors.Is(err, ErrNoEvidence) {
+			t.Errorf("get %q: %v, want ErrNoEvidence", bad, err)
+		}
+	}
 }
