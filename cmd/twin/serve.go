@@ -509,6 +509,22 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 				return nil
 			}},
 			{Name: "nats", Fn: sp.Ping},
+			// Red until some server leads and, if it is this one, its
+			// telemetry applier runs: before that a write is only
+			// journaled (answered "accepted"), not yet applied, so a
+			// client reading its own write would not find it.
+			{Name: "leader", Fn: func(ctx context.Context) error {
+				holder, err := sp.Holder(ctx, journal.LeaseKey)
+				switch {
+				case err != nil:
+					return err
+				case holder == "":
+					return errors.New("no server leads the twin yet")
+				case holder == sp.Name() && !jr.Leading():
+					return errors.New("this server leads; its telemetry applier is starting")
+				}
+				return nil
+			}},
 			{Name: "broker", Fn: func(context.Context) error {
 				if !in.Connected() {
 					return errors.New("not connected to the MQTT broker")
