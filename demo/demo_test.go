@@ -523,3 +523,40 @@ func TestRegionsHaveChineseNames(t *testing.T) {
 		}
 	}
 }
+
+// TestDisplayNamesZH: buildings, their persons and vehicles have Chinese
+// display names (issue 14): buildings named after their street's place,
+// unique; owners_zh parallel to owners; every vehicle a name_zh.
+func TestDisplayNamesZH(t *testing.T) {
+	c := defaultCity(t)
+	place := map[string]string{}
+	for _, d := range c.Districts {
+		for _, s := range d.Streets {
+			place[s.Code] = s.PlaceZH
+		}
+	}
+	seen := map[string]string{}
+	cjk := func(s string) bool { return strings.ContainsFunc(s, func(r rune) bool { return r >= 0x4e00 && r <= 0x9fff }) }
+	for i, f := range c.Features[twin.Buildings] {
+		zh := f.Prop("name_zh")
+		if !cjk(zh) || !strings.HasPrefix(zh, place[c.sites[i].street]) {
+			t.Fatalf("%s in %s: name_zh %q", f.ID, c.sites[i].street, zh)
+		}
+		if other, dup := seen[zh]; dup {
+			t.Fatalf("%s and %s are both %q", other, f.ID, zh)
+		}
+		seen[zh] = f.ID.Name
+		own, zhs := twin.PropStrings(f.Props["owners"]), twin.PropStrings(f.Props["owners_zh"])
+		if len(own) != len(zhs) || !cjk(zhs[0]) {
+			t.Fatalf("%s owners %v owners_zh %v", f.ID, own, zhs)
+		}
+	}
+	for _, v := range c.Features[twin.Vehicles] {
+		if !cjk(v.Prop("name_zh")) {
+			t.Fatalf("%s name_zh %q", v.ID, v.Prop("name_zh"))
+		}
+	}
+	if a, b := personNameZH(42), personNameZH(42); a != b || a == personNameZH(43) {
+		t.Fatalf("person names %q %q %q", a, b, personNameZH(43))
+	}
+}

@@ -46,6 +46,7 @@ func (c *City) addBuildings(r *rand.Rand) {
 	fires := map[string]int{}
 	persons := personsPerScale * c.Options.Scale
 	fs := make([]*twin.Feature, 0, n)
+	names := newBuildingNamer(c.Options.Seed)
 	c.sites = make([]buildingSite, 0, n)
 	for i := 1; i <= n; i++ {
 		s := streets[sort.SearchFloat64s(cum, r.Float64()*total)]
@@ -72,10 +73,11 @@ func (c *City) addBuildings(r *rand.Rand) {
 		}
 		height := math.Round((float64(levels)*3.0+r.Float64()*2.5)*10) / 10
 		name := fmt.Sprintf("b%06d", i)
+		own := owners(r, persons)
 		props := map[string]any{
-			"name": name, "height_m": height, "levels": levels, "high_rise": height >= 24,
+			"name": name, "name_zh": names.name(s, i, levels), "height_m": height, "levels": levels, "high_rise": height >= 24,
 			"risk_level": 5, "risk_color": "green",
-			"owners": owners(r, persons),
+			"owners": own, "owners_zh": ownerNamesZH(own),
 		}
 		if height >= 24 {
 			fires[s.District.Code]++
@@ -100,6 +102,21 @@ func drawLevels(r *rand.Rand) (int, bool) {
 	default:
 		return 34 + r.IntN(27), true
 	}
+}
+
+// ownerNamesZH are the Chinese names of owners (person-NNNNN), index for
+// index: the inspector shows names, notifications go to the ids.
+func ownerNamesZH(owners []any) []any {
+	out := make([]any, len(owners))
+	for i, o := range owners {
+		var n int
+		if _, err := fmt.Sscanf(o.(string), "person-%d", &n); err != nil {
+			out[i] = o
+			continue
+		}
+		out[i] = personNameZH(n)
+	}
+	return out
 }
 
 func owners(r *rand.Rand, persons int) []any {
@@ -224,7 +241,7 @@ func (c *City) addVehicles(r *rand.Rand) {
 		name := fmt.Sprintf("MT%04d", i)
 		c.Routes[name] = route
 		c.add(feature(twin.Vehicles, name, route[0], map[string]any{
-			"kind": "muck_truck", "plate": plate(""), "speed_kmh": 0.0, "heading": 0.0, "bridge": b.Name + " Bridge",
+			"kind": "muck_truck", "plate": plate(""), "name_zh": muckTruckNameZH(i), "speed_kmh": 0.0, "heading": 0.0, "bridge": b.Name + " Bridge",
 			// The haulier's responsible person, told of an enforcement case.
 			"owners": []any{fmt.Sprintf("haulier-%02d", 1+(i-1)%24)},
 		}))
@@ -248,7 +265,7 @@ func (c *City) addVehicles(r *rand.Rand) {
 		name := fmt.Sprintf("PC%03d", i)
 		c.Routes[name] = route
 		c.add(feature(twin.Vehicles, name, route[0], map[string]any{
-			"kind": "patrol", "plate": plate("警"), "speed_kmh": 0.0, "heading": 0.0, "district": d.Code,
+			"kind": "patrol", "plate": plate("警"), "name_zh": patrolNameZH(d, i, len(c.Districts)), "speed_kmh": 0.0, "heading": 0.0, "district": d.Code,
 		}))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/paulmach/orb"
 )
@@ -25,6 +26,9 @@ type District struct {
 type Street struct {
 	Code, Name string
 	NameZH     string // e.g. 解放碑街道: operators read Chinese names
+	// PlaceZH is the place name buildings in the street are named after
+	// (解放碑 for 解放碑街道, the district's 渝中 for a numbered street).
+	PlaceZH string
 	District   *District
 	Polygon    orb.Polygon
 	// Center is a dry point inside the street where its roads meet.
@@ -133,8 +137,10 @@ func buildDistricts(r *rand.Rand) ([]*District, error) {
 			}
 			if zh := streetNamesZH[def.code]; n <= len(zh) {
 				s.NameZH = zh[n-1] + "街道"
+				s.PlaceZH = zh[n-1]
 			} else {
 				s.NameZH = fmt.Sprintf("%s第%d街道", def.nameZH, n)
+				s.PlaceZH = strings.TrimSuffix(def.nameZH, "区")
 			}
 			s.District = d
 			d.Streets = append(d.Streets, s)

@@ -155,6 +155,11 @@ func (e *Engine) fire(f firing) {
 	if f.joined != nil {
 		props["attached_to"] = f.joined.ID.String()
 	}
+	// The subject's (and its building's) display names travel with the
+	// alert: a panel row shows 渝A·12345 or 解放碑锦绣大厦 without fetching
+	// the subject, live or in a replay.
+	copyNames(props, "subject_", f.subject)
+	copyNames(props, "attached_", f.joined)
 	for kk, vv := range f.detail {
 		props[kk] = vv
 	}
@@ -395,3 +400,18 @@ func newMetrics(reg prometheus.Registerer) metrics {
 }
 
 func jsonOf(r *Rule) ([]byte, error) { return json.Marshal(r) }
+
+// displayProps are the properties an operator reads an object by.
+var displayProps = []string{"name", "name_zh", "title", "plate"}
+
+// copyNames copies src's display properties into props, prefixed.
+func copyNames(props map[string]any, prefix string, src *twin.Feature) {
+	if src == nil {
+		return
+	}
+	for _, k := range displayProps {
+		if v := src.Prop(k); v != "" {
+			props[prefix+k] = v
+		}
+	}
+}

@@ -163,7 +163,7 @@ rules:
 // drive runs a truck from 300 m south of the bridge to 300 m north, one fix
 // every step metres, with GPS noise, offset east metres from the deck.
 func drive(t *testing.T, f *fixture, truck string, start time.Time, east, step, amp float64) {
-	f.put(twin.Vehicles, truck, offset(bridgeA, east, -300), map[string]any{"kind": "muck_truck"})
+	f.put(twin.Vehicles, truck, offset(bridgeA, east, -300), map[string]any{"kind": "muck_truck", "plate": "渝A·" + truck, "name_zh": "顺达运输 1号车"})
 	f.e.Drain()
 	total := 890.0 + 600
 	for i := 1; float64(i)*step <= total; i++ {
@@ -191,6 +191,10 @@ func TestCrossingInForbiddenHoursRaisesOneAlert(t *testing.T) {
 	}
 	if got := strings.Join(twin.PropStrings(a.Props["regions"]), ","); got != "500000,500103,500105" {
 		t.Errorf("regions = %s, want both districts", got)
+	}
+	// the panel's row reads the truck by its plate and name, without fetching it
+	if a.Prop("subject_plate") != "渝A·BP001" || a.Prop("subject_name_zh") != "顺达运输 1号车" {
+		t.Errorf("subject names: plate %q name_zh %q", a.Prop("subject_plate"), a.Prop("subject_name_zh"))
 	}
 	if f.count("twin/alerts/orange/bridge-muck") != 1 {
 		t.Errorf("published %v", f.pub.topics)

@@ -186,7 +186,7 @@ func (s *Service) rectify(p auth.Principal, b *twin.Feature, r RectifyReq, due, 
 	}
 	title := r.Title
 	if title == "" {
-		title = "隐患整改 " + b.Prop("name")
+		title = "隐患整改 " + nameZH(b)
 	}
 	props := map[string]any{
 		"kind": KindRectification, "state": Issued, "title": title, "text": r.Text, "plan": r.Plan,
@@ -210,4 +210,15 @@ func (s *Service) rectify(p auth.Principal, b *twin.Feature, r RectifyReq, due, 
 	}
 	s.m.issued.WithLabelValues(KindRectification).Inc()
 	return c.New, nil
+}
+
+// nameZH is what a Chinese title calls an object: its name_zh, else its
+// name, else its id's name.
+func nameZH(f *twin.Feature) string {
+	for _, k := range []string{"name_zh", "name"} {
+		if v := f.Prop(k); v != "" {
+			return v
+		}
+	}
+	return f.ID.Name
 }

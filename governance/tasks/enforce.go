@@ -206,7 +206,7 @@ func (e *enforcer) openCase(al *twin.Feature) {
 	id := twin.NewID(twin.Tasks, caseName(al.ID.Name))
 	persons := append(twin.PropStrings(v.Props["owners"]), twin.PropStrings(v.Props["owner"])...)
 	plate := v.Prop("plate")
-	bname := b.Prop("name")
+	bname := nameZH(b)
 	ev, speed := e.evidence(vid, b)
 	actor := "rule:" + al.Prop("rule")
 	tier := s.tierOf(assignee) // outside Update: fn must not call the twin

@@ -32,7 +32,7 @@ func city(t *testing.T) (*twin.Twin, *clock.Fake, *Service) {
 	}
 	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Buildings, "b1"), Region: []string{"500000", "500105", "500105002"},
 		Geometry: orb.Polygon{{{106.50, 29.50}, {106.501, 29.50}, {106.501, 29.501}, {106.50, 29.501}, {106.50, 29.50}}},
-		Props:    map[string]any{"name": "tower", "owners": []any{"p1", "p2"}, "risk_level": 4.0}})
+		Props:    map[string]any{"name": "tower", "name_zh": "观音桥锦绣大厦", "owners": []any{"p1", "p2"}, "risk_level": 4.0}})
 	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Bridges, "qiansimen"), Region: []string{"500000", "500103"},
 		Geometry: orb.LineString{{106.570, 29.570}, {106.580, 29.570}}, Props: map[string]any{"name": "千厮门大桥"}})
 	// A camera 20 m north of the deck's middle, one 200 m away.
@@ -170,6 +170,9 @@ func TestRectification(t *testing.T) {
 	}
 	if f.Prop("assignee") != "500105002" || f.Prop("tier") != "street" || len(twin.PropStrings(f.Props["persons"])) != 2 {
 		t.Fatalf("task: %v", f.Props)
+	}
+	if f.Prop("title") != "隐患整改 观音桥锦绣大厦" { // the building's Chinese name, as operators read it
+		t.Fatalf("title %q", f.Prop("title"))
 	}
 	clk.Advance(50 * time.Minute)
 	s.Tick(clk.Now())
