@@ -536,7 +536,9 @@ func TestDisplayNamesZH(t *testing.T) {
 		}
 	}
 	seen := map[string]string{}
-	cjk := func(s string) bool { return strings.ContainsFunc(s, func(r rune) bool { return r >= 0x4e00 && r <= 0x9fff }) }
+	cjk := func(s string) bool {
+		return strings.ContainsFunc(s, func(r rune) bool { return r >= 0x4e00 && r <= 0x9fff })
+	}
 	for i, f := range c.Features[twin.Buildings] {
 		zh := f.Prop("name_zh")
 		if !cjk(zh) || !strings.HasPrefix(zh, place[c.sites[i].street]) {

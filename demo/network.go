@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/paulmach/orb"
 
@@ -85,16 +86,16 @@ func (c *City) addBridges() error {
 // landLinks are primary roads between district kernels on the same bank,
 // through waypoints that keep them out of the rivers.
 var landLinks = []struct {
-	a, b string
-	via  []orb.Point
-	name string
+	a, b         string
+	via          []orb.Point
+	name, nameZH string
 }{
-	{"500103", "500106", []orb.Point{{106.505, 29.560}, {106.47, 29.585}}, "Shapingba Ave"},
-	{"500103", "500107", []orb.Point{{106.50, 29.545}}, "Jiulongpo Ave"},
-	{"500106", "500107", nil, "Xiejiawan Rd"},
-	{"500107", "500104", []orb.Point{{106.43, 29.50}}, "Dadukou Ave"},
-	{"500106", "500109", []orb.Point{{106.41, 29.70}}, "Beibei Expressway"},
-	{"500105", "500112", []orb.Point{{106.58, 29.66}}, "Yubei Ave"},
+	{"500103", "500106", []orb.Point{{106.505, 29.560}, {106.47, 29.585}}, "Shapingba Ave", "沙坪坝大道"},
+	{"500103", "500107", []orb.Point{{106.50, 29.545}}, "Jiulongpo Ave", "九龙坡大道"},
+	{"500106", "500107", nil, "Xiejiawan Rd", "谢家湾路"},
+	{"500107", "500104", []orb.Point{{106.43, 29.50}}, "Dadukou Ave", "大渡口大道"},
+	{"500106", "500109", []orb.Point{{106.41, 29.70}}, "Beibei Expressway", "北碚快速路"},
+	{"500105", "500112", []orb.Point{{106.58, 29.66}}, "Yubei Ave", "渝北大道"},
 }
 
 // addRoads lays the road network: bridge decks and their approaches to the
@@ -104,15 +105,16 @@ var landLinks = []struct {
 // patrol routes follow these roads.
 func (c *City) addRoads(r *rand.Rand) {
 	n := 0
-	road := func(class, name string, ls orb.LineString) {
+	road := func(class, name, nameZH string, ls orb.LineString) {
 		n++
 		c.add(feature(twin.Roads, fmt.Sprintf("r%05d", n), ls, map[string]any{
-			"name": name, "class": class, "oneway": false}))
+			"name": name, "name_zh": nameZH, "class": class, "oneway": false}))
 	}
+	short := func(d *District) string { return strings.TrimSuffix(d.NameZH, "区") }
 	for _, b := range c.Bridges {
-		road("primary", b.Name+" Bridge", b.Line)
-		road("primary", b.Name+" Bridge Rd ("+b.Connects[0].Name+")", orb.LineString{b.Connects[0].Kernel, b.Line[0]})
-		road("primary", b.Name+" Bridge Rd ("+b.Connects[1].Name+")", orb.LineString{b.Line[1], b.Connects[1].Kernel})
+		road("primary", b.Name+" Bridge", b.NameZH, b.Line)
+		road("primary", b.Name+" Bridge Rd ("+b.Connects[0].Name+")", b.NameZH+"引道（"+short(b.Connects[0])+"）", orb.LineString{b.Connects[0].Kernel, b.Line[0]})
+		road("primary", b.Name+" Bridge Rd ("+b.Connects[1].Name+")", b.NameZH+"引道（"+short(b.Connects[1])+"）", orb.LineString{b.Line[1], b.Connects[1].Kernel})
 	}
 	byCode := map[string]*District{}
 	for _, d := range c.Districts {
@@ -122,7 +124,7 @@ func (c *City) addRoads(r *rand.Rand) {
 		ls := orb.LineString{byCode[l.a].Kernel}
 		ls = append(ls, l.via...)
 		ls = append(ls, byCode[l.b].Kernel)
-		road("primary", l.name, ls)
+		road("primary", l.name, l.nameZH, ls)
 	}
 	for _, d := range c.Districts {
 		for _, s := range d.Streets[1:] {
@@ -137,10 +139,10 @@ func (c *City) addRoads(r *rand.Rand) {
 			rr = append(rr, round(scaleToward(d.Kernel, ring[i], (coreScale+0.03)/coreScale)))
 		}
 		rr = append(rr, rr[0])
-		road("secondary", d.Name+" Ring Rd", rr)
+		road("secondary", d.Name+" Ring Rd", short(d)+"环道", rr)
 		for _, s := range d.Streets[1:] {
 			if s.reachable {
-				road("secondary", s.Name+" Rd", orb.LineString{d.Kernel, s.Center})
+				road("secondary", s.Name+" Rd", s.PlaceZH+"路", orb.LineString{d.Kernel, s.Center})
 			}
 		}
 		for _, s := range d.Streets {
@@ -150,7 +152,7 @@ func (c *City) addRoads(r *rand.Rand) {
 				for try := 0; try < 10; try++ {
 					end := round(s.RandomPoint(r))
 					if !c.InWater(end, 20) && !c.crossesWater(s.Center, end) {
-						road("residential", fmt.Sprintf("%s Lane %d", s.Name, k), orb.LineString{s.Center, end})
+						road("residential", fmt.Sprintf("%s Lane %d", s.Name, k), fmt.Sprintf("%s%d巷", s.PlaceZH, k), orb.LineString{s.Center, end})
 						break
 					}
 				}

@@ -28,9 +28,9 @@ type Street struct {
 	NameZH     string // e.g. 解放碑街道: operators read Chinese names
 	// PlaceZH is the place name buildings in the street are named after
 	// (解放碑 for 解放碑街道, the district's 渝中 for a numbered street).
-	PlaceZH string
-	District   *District
-	Polygon    orb.Polygon
+	PlaceZH  string
+	District *District
+	Polygon  orb.Polygon
 	// Center is a dry point inside the street where its roads meet.
 	Center orb.Point
 	// reachable: the spoke from the district kernel to Center is dry.
