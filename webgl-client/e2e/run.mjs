@@ -247,7 +247,7 @@ try {
   const alertRow = (subject) => page.evaluate((subject) => {
     window.__twin.expandAlerts() // groups show a few rows each; the test looks for one among many
     const li = [...document.querySelectorAll('#alert-groups li.row')].find((x) => x.dataset.rule === 'bridge-muck' && x.dataset.subject === subject)
-    return li ? { id: li.dataset.id, text: li.textContent.replace(/\s+/g, ' ').trim() } : null
+    return li ? { id: li.dataset.id, text: li.textContent.replace(/\s+/g, ' ').trim(), plate: li.querySelector('.plate')?.textContent || '' } : null
   }, subject)
 
   await step('a muck truck crossing a bridge in forbidden hours puts an alert in the panel', async () => {
@@ -256,8 +256,12 @@ try {
       await page.waitForFunction(() => window.__twin.link.viewChanged === false, null, { timeout: 10000 })
     })
     const row = await waitFor('bridge-muck alert row', () => alertRow('vehicles/e2e-muck'), 30000)
+    // the row names the truck by its plate, never by its id
+    assert(row.plate === 'E2E-MUCK' && !row.text.includes('e2e-muck'), `alert row without the plate: ${JSON.stringify(row)}`)
     writeFileSync(join(artifacts, 'operator-alert.png'), await page.screenshot())
     // Ack from the panel: the row loses its Ack button and the alert is acked.
+    await page.evaluate((id) => window.__twin.inspect(id), row.id)
+    await page.waitForFunction(() => document.querySelector('#inspector .plate')?.textContent === 'E2E-MUCK', null, { timeout: 10000 })
     await page.locator(`#alert-groups li[data-id="${row.id}"] button.ack`).click()
     await page.waitForFunction((id) => { const f = window.__twin.feature(id); return f && f.properties.state === 'acked' }, row.id, { timeout: 20000 })
     return { telemetry: res, alert: row }
@@ -332,6 +336,8 @@ try {
   await step('inspector shows properties and history', async () => {
     await page.evaluate(() => window.__twin.selectTier('500000'))
     const id = 'vehicles/e2e-truck'
+    // the tier change re-subscribes the view: wait for the truck to be held again
+    await page.waitForFunction((id) => !!window.__twin.feature(id), id, { timeout: 20000 })
     const c = await page.evaluate((id) => window.__twin.feature(id).geometry.coordinates, id)
     await page.evaluate((c) => window.__twin.map.jumpTo({ center: c, zoom: 16, pitch: 0 }), c)
     await page.waitForFunction(() => window.__twin.tilesLoaded(), null, { timeout: 20000 })
@@ -444,6 +450,11 @@ try {
     await page.waitForFunction(() => document.getElementById('inspector').innerText.includes('消防编号'), null, { timeout: 10000 })
     const text = await page.evaluate(() => document.getElementById('inspector').innerText)
     for (const want of ['建筑', '消防编号', opened.properties.fire_code, '风险等级', '原因', '责任人', '未整改隐患']) assert(text.includes(want), `building inspector lacks "${want}": ${text}`)
+    // the title is the building's display name (name_zh), never its raw id; persons by name
+    const title = await page.evaluate(() => document.querySelector('#inspector .insp-title').textContent)
+    const short = opened.id.split('/').pop()
+    assert(title === opened.properties.name_zh && !/^b\d+$/.test(title) && !text.includes(short), `building title "${title}" (id ${short}, name_zh ${opened.properties.name_zh})`)
+    assert(!/person-\d+/.test(text), `building inspector shows person ids: ${text}`)
     writeFileSync(join(artifacts, 'operator-building.png'), await page.screenshot())
     return { building: opened.id, fire: opened.properties.fire_code }
   })
@@ -472,6 +483,35 @@ try {
     assert(r.times.length && r.times.every((t) => t.endsWith('+08:00')), `timeline times ${r.times}`)
     writeFileSync(join(artifacts, 'operator-incident.png'), await page.screenshot())
     return { incident: id, clock: r.clock, times: r.times.length }
+  })
+
+  await step('replay: the header says 回放 and the replayed time, the time bar speaks Beijing time; back to 实时 when live', async () => {
+    const badge = () => page.evaluate(() => document.getElementById('status').textContent)
+    await page.waitForFunction(() => document.getElementById('status').textContent === '实时', null, { timeout: 20000 })
+    // the field shows the city's time whatever the browser's locale: "2026-11-23 16:00:00"
+    const field = await page.evaluate(() => document.querySelector('#timebar [data-tb="at"]').value)
+    assert(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(field), `time bar field "${field}"`)
+    const at = Date.now() - 20 * 60e3
+    // HH:MM in Asia/Shanghai of the replayed moment; at 60x it moves a minute a second
+    const wants = [0, 1, 2, 3, 4].map((k) => new Date(at + k * 60e3 + 8 * 3600e3).toISOString().slice(11, 16))
+    // type the moment as an operator would, in Beijing time, and press Go
+    await page.fill('#timebar [data-tb="at"]', new Date(at + 8 * 3600e3).toISOString().slice(0, 19).replace('T', ' '))
+    await page.click('#timebar [data-tb="go"]')
+    await page.waitForFunction(() => document.getElementById('status').textContent.startsWith('回放'), null, { timeout: 10000 })
+    const during = await badge()
+    assert(wants.some((w) => during.includes(w)), `badge "${during}" does not show the replayed ${wants[0]}`)
+    await sleep(1500)
+    writeFileSync(join(artifacts, 'operator-replay.png'), await page.screenshot())
+    const bad = await page.evaluate(() => {
+      const i = document.querySelector('#timebar [data-tb="at"]')
+      i.value = '2026-02-31 10:00'
+      document.querySelector('#timebar [data-tb="go"]').click()
+      return document.querySelector('#timebar .tb-err').textContent
+    })
+    assert(/[\u4e00-\u9fff]/.test(bad), `no Chinese error for a bad time: "${bad}"`)
+    await page.click('#timebar [data-tb="live"]')
+    await page.waitForFunction(() => document.getElementById('status').textContent === '实时', null, { timeout: 20000 })
+    return { during, after: await badge() }
   })
 
   await step('English is one click away, and remembered', async () => {
@@ -524,7 +564,23 @@ try {
     await planner.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 20000 }).catch(() => log('planner: tiles still loading'))
     await sleep(500)
     writeFileSync(join(artifacts, 'planner.png'), await planner.screenshot())
-    return { features: n, rows, h3: await planner.evaluate(() => document.getElementById('h3legend').textContent) }
+    // in Chinese: none of the English UI words the page used to show, and
+    // the results by display name, never a raw building id
+    const ui = await planner.evaluate(() => ({
+      lang: document.documentElement.lang,
+      text: [document.querySelector('header'), ...document.querySelectorAll('aside section')].map((el) => {
+        const c = el.cloneNode(true)
+        c.querySelectorAll('table td').forEach((td) => td.remove()) // data, not UI
+        return c.innerText
+      }).join('\n') + ' ' + [...document.querySelectorAll('[placeholder]')].map((e) => e.placeholder).join(' ') + ' ' + document.title,
+      names: [...document.querySelectorAll('#results td.name')].slice(0, 50).map((td) => td.textContent),
+    }))
+    assert(ui.lang === 'zh-CN', `planner language ${ui.lang}`)
+    const english = ['query', 'layer', 'bbox', 'filters', 'limit', 'search', 'export', 'aggregate', 'res', 'hexagons', 'clear', 'results', 'draw', 'view', 'shown', 'matched', 'cells', 'count', 'planner', 'command', 'field', 'west', 'south', 'whole', 'city', 'loaded', 'searching', 'name']
+    const left = (ui.text.match(/\b[A-Za-z]+\b/g) || []).filter((w) => english.includes(w.toLowerCase()))
+    assert(left.length === 0, `English UI words on the zh-CN planner: ${left.join(' ')}`)
+    assert(ui.names.length > 0 && ui.names.every((x) => !/^b\d+$/.test(x) && /[\u4e00-\u9fff]/.test(x)), `planner names: ${ui.names.slice(0, 5)}`)
+    return { features: n, rows, h3: await planner.evaluate(() => document.getElementById('h3legend').textContent), names: ui.names.slice(0, 3) }
   })
 
   // ---- field ----------------------------------------------------------------------

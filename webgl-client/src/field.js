@@ -120,9 +120,9 @@ function renderWorkers() {
   const opts = nearWorkers.map((f) => {
     const name = String(f.id).split('/').slice(1).join('/')
     const st = (f.properties || {}).status
-    return { name, text: `${name} · ${fmtDistance(f.distance_m ?? (f.properties || {}).distance_m)}${st ? ' · ' + i18n.term('state', st) : ''}` }
+    return { name, text: `${i18n.label(f)} · ${fmtDistance(f.distance_m ?? (f.properties || {}).distance_m)}${st ? ' · ' + i18n.term('state', st) : ''}` }
   })
-  if (worker && !opts.some((o) => o.name === worker)) opts.push({ name: worker, text: `${worker} · ${t('field.not_nearby')}` })
+  if (worker && !opts.some((o) => o.name === worker)) opts.push({ name: worker, text: `${workerLabel('workers/' + worker)} · ${t('field.not_nearby')}` })
   sel.innerHTML = `<option value="">${esc(t('field.pick_worker'))}</option>` + opts.map((o) => `<option value="${esc(o.name)}">${esc(o.text)}</option>`).join('')
   sel.value = worker
 }
@@ -155,6 +155,25 @@ async function refresh() {
 }
 
 function incName(f) { return String(f.id).split('/').slice(1).join('/') }
+/** An incident's display name by its id's name: its type (垃圾堆放), never the id. */
+function incLabel(name) {
+  const id = 'incidents/' + name
+  const f = mergeById(lastNearby, myIncidents).find((x) => x.id === id)
+  return i18n.label(f || { id, properties: {} })
+}
+
+// A worker's display name (name_zh), never the id: from the nearby list,
+// else fetched once.
+const workerCache = new Map()
+function workerLabel(id) {
+  const near = nearWorkers.find((w) => w.id === id)
+  const f = near || workerCache.get(id)
+  if (!f && !workerCache.has(id) && /^workers\/./.test(String(id))) {
+    workerCache.set(id, null)
+    api(`/api/entities/workers/${encodeURIComponent(String(id).slice('workers/'.length))}`).then((w) => { workerCache.set(id, w); render(); renderWorkers() }, () => {})
+  }
+  return i18n.label(f ? { ...f, id } : { id, properties: {} })
+}
 
 function distanceTo(f) {
   const c = f.geometry && f.geometry.type === 'Point' ? f.geometry.coordinates : null
@@ -164,7 +183,7 @@ function distanceTo(f) {
 function assigneeText(f) {
   const p = f.properties || {}
   if (isMine(f, worker)) return `<b>${esc(t('field.assigned_me'))}</b>`
-  if (p.assignee) return esc(t('field.assigned_other', { who: String(p.assignee).replace(/^workers\//, '') }))
+  if (p.assignee) return esc(t('field.assigned_other', { who: workerLabel(p.assignee) }))
   return esc(t('field.unassigned'))
 }
 
@@ -225,7 +244,7 @@ async function act(name, action) {
   render()
   try {
     await api(`/api/incidents/${encodeURIComponent(name)}/${action}`, { method: 'POST', action: true, role: 'field', subject: worker, body })
-    toast(t('field.done_action', { action: t('action.' + action), name }))
+    toast(t('field.done_action', { action: t('action.' + action), name: incLabel(name) }))
   } catch (err) {
     toast(i18n.error(err), true)
   } finally {
@@ -262,7 +281,7 @@ $('resolve-sheet').addEventListener('submit', async (e) => {
     await api(`/api/incidents/${encodeURIComponent(name)}/resolve`, { method: 'POST', action: true, role: 'field', subject: worker, body: { note } })
     $('resolve-sheet').hidden = true
     resolving = ''
-    toast(t('field.done_action', { action: t('action.resolve'), name }))
+    toast(t('field.done_action', { action: t('action.resolve'), name: incLabel(name) }))
   } catch (err) {
     toast(i18n.error(err), true)
   } finally {
@@ -286,7 +305,7 @@ $('report').addEventListener('submit', async (e) => {
   try {
     const f = await api('/api/incidents', { method: 'POST', action: true, role: 'field', subject: worker, body: { type: $('rtype').value, lon: me[0], lat: me[1], description: $('rdesc').value } })
     const inc = (f && f.incident) || {}
-    toast(t(f && f.merged ? 'field.merged' : 'field.reported', { id: inc.id || '' }))
+    toast(t(f && f.merged ? 'field.merged' : 'field.reported', { id: i18n.label(inc) }))
     $('rdesc').value = ''
   } catch (err) {
     toast(i18n.error(err), true)

@@ -13,6 +13,7 @@
 // browser's zone, so a wall screen and a phone agree.
 import zh from './locales/zh-CN.json'
 import en from './locales/en.json'
+import { displayName, vehicleLabel, alertSubject } from './names.js'
 
 /** The city's time zone: every displayed time is in it. */
 export const CITY_TZ = 'Asia/Shanghai'
@@ -48,6 +49,42 @@ export function cityISO(v) {
   const t = toMs(v)
   if (isNaN(t)) return ''
   return new Date(Math.floor(t / 1000) * 1000 + CITY_OFFSET_MS).toISOString().slice(0, 19) + CITY_OFFSET
+}
+
+/**
+ * A time as the time bar's field shows it, in the city's zone whatever the
+ * browser's: "2026-11-23 16:00:00" ("" when v is not a time).
+ */
+export function cityInputValue(v) {
+  const iso = cityISO(v)
+  return iso ? iso.slice(0, 10) + ' ' + iso.slice(11, 19) : ''
+}
+
+/**
+ * Parse what an operator types into the time bar as a time in the city's
+ * zone: "2026-11-23 16:00[:00]" (also with / or . between the date's
+ * parts, or a T before the time), or a time alone "16:00[:00]" for that
+ * time today in the city (today as of now, ms). NaN when it is none.
+ */
+export function parseCityTime(s, now = Date.now()) {
+  const str = String(s ?? '').trim()
+  let m = str.match(/^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?(?:[ T]+(\d{1,2})[:：](\d{2})(?:[:：](\d{2}))?)?$/)
+  let y, mo, d, h, mi, se
+  if (m) {
+    [, y, mo, d, h = '0', mi = '0', se = '0'] = m
+  } else {
+    m = str.match(/^(\d{1,2})[:：](\d{2})(?:[:：](\d{2}))?$/)
+    if (!m) return NaN
+    const today = cityISO(now)
+    if (!today) return NaN
+    ;[y, mo, d] = today.slice(0, 10).split('-')
+    ;[, h, mi, se = '0'] = m
+  }
+  const n = [y, mo, d, h, mi, se].map(Number)
+  if (n[1] < 1 || n[1] > 12 || n[2] < 1 || n[2] > 31 || n[3] > 23 || n[4] > 59 || n[5] > 59) return NaN
+  const ms = Date.UTC(n[0], n[1] - 1, n[2], n[3], n[4], n[5]) - CITY_OFFSET_MS
+  // 2026-02-31 rolls over in Date.UTC: refuse it rather than replay March 3rd
+  return cityISO(ms).slice(0, 10) === `${y}-${String(n[1]).padStart(2, '0')}-${String(n[2]).padStart(2, '0')}` ? ms : NaN
 }
 
 /**
@@ -147,6 +184,37 @@ export function createI18n(o = {}) {
       const zhName = p.name_zh || p.title_zh
       const enName = p.name || p.title
       return (api.zh ? zhName || enName : enName || zhName) || fallback
+    },
+
+    /**
+     * What lists and the inspector call an object (names.js): name_zh or a
+     * task's title, then name, then its kind and a code, never its id.
+     */
+    label(f) {
+      return displayName(f, { zh: api.zh, term: (g, v) => (g === 'rules' ? api.rule(v) : api.term(g, v)) })
+    },
+    /** A vehicle's plate and name: "渝A·12345 · 顺达运输 3号车". */
+    vehicle(props) {
+      return vehicleLabel(props, api.zh)
+    },
+    /** What an alert concerns: {kind, name, plate, building} (names.js alertSubject). */
+    subject(alertProps, lookup) {
+      return alertSubject(alertProps, { zh: api.zh, term: api.term, lookup })
+    },
+
+    /**
+     * Who did a step of a history: "system" -> 系统, "rule:NAME" -> the
+     * rule's title, "demo-operator" -> 演示值班员, an object id through
+     * nameOf (a worker's name); other accounts as they are.
+     */
+    actor(a, nameOf) {
+      const s = String(a ?? '')
+      if (!s) return ''
+      if (api.has(`actor.${s}`)) return api.t(`actor.${s}`)
+      if (s.startsWith('rule:')) return api.t('actor.rule', { rule: api.rule(s.slice(5)) })
+      if (/^demo-/.test(s)) return api.t('actor.demo', { who: s.slice(5) })
+      if (nameOf && /^[a-z]+\/./.test(s)) return nameOf(s)
+      return s
     },
 
     /** Remember the rules' display names (GET /api/rules as JSON). */

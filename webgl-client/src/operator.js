@@ -74,20 +74,29 @@ function animate() {
 
 const link = new LiveLink({ store, layers: LIVE, url: wsURL, onStatus: showStatus })
 
-// One badge for both links: live only when both are.
+// One badge for both links: live only when both are; while the time bar
+// replays, "回放" and the replayed moment (issue 17), back to 实时 after.
+let timebar = null
 function showStatus() {
   const b = $('status')
   const links = [link, tierLink].filter(Boolean)
   const down = links.find((l) => l.status !== 'live')
-  b.textContent = !down ? t('app.live') : down.status === 'connecting' ? t('app.connecting') : t('app.stale', { n: down.attempt })
-  b.className = 'badge ' + (!down ? 'ok' : 'stale')
+  const replay = !down && timebar && timebar.replaying
+  const text = down ? (down.status === 'connecting' ? t('app.connecting') : t('app.stale', { n: down.attempt }))
+    : replay ? t('replay.badge', { t: i18n.time(timebar.now(), 'datetime') }) : t('app.live')
+  if (b.textContent !== text) b.textContent = text
+  const cls = 'badge ' + (down ? 'stale' : replay ? 'replay' : 'ok')
+  if (b.className !== cls) b.className = cls
+  document.body.classList.toggle('replaying', !!replay)
+  // the big numbers come from the live summary: say so while the panels replay
+  $('kpis').dataset.note = replay ? t('replay.kpis_live') : 
 }
 
 // The panels' store: every alert and incident of the chosen tier.
 const tierStore = new LiveStore()
 const tierLink = new LiveLink({ store: tierStore, layers: PANEL_LAYERS, url: wsURL, onStatus: showStatus })
 // The time bar replays both links (map and panels) from a past moment.
-const timebar = createTimebar({ root: document.body, links: [link, tierLink], t, i18n })
+timebar = createTimebar({ root: document.body, links: [link, tierLink], t, i18n, onChange: () => showStatus() })
 
 // ---- regions and tier ------------------------------------------------------
 
@@ -168,20 +177,23 @@ function showSelected(id) {
   map.getSource('selected')?.setData({ type: 'FeatureCollection', features: c ? [{ type: 'Feature', properties: {}, geometry: { type: 'Point', coordinates: c } }] : [] })
 }
 
-// A worker's (or any object's) display name when a store holds it, else its name part.
-// names of assignees outside the view: fetched once each
-const workerNames = new Map()
-const nameOf = (id) => {
-  const short = String(id).split('/').pop()
-  const f = store.get(id) || tierStore.get(id) || workerNames.get(id)
-  if (f) return i18n.name(f.properties || {}, short)
-  if (!workerNames.has(id) && String(id).startsWith('workers/')) {
-    workerNames.set(id, null)
-    api(`/api/entities/workers/${encodeURIComponent(short)}`).then((w) => { workerNames.set(id, w) }, () => {})
-  }
-  return short
+// Objects the panels name but neither store holds (an assignee or an
+// alert's subject outside the view): fetched once each, then named.
+const fetched = new Map()
+const lookup = (id) => {
+  const f = store.get(id) || tierStore.get(id) || fetched.get(id)
+  if (f || fetched.has(id) || !/^(workers|vehicles|buildings|devices|tasks)\//.test(String(id))) return f || undefined
+  fetched.set(id, null)
+  const [layer, ...rest] = String(id).split('/')
+  api(`/api/entities/${encodeURIComponent(layer)}/${encodeURIComponent(rest.join('/'))}`).then((w) => { fetched.set(id, w); renderPanels() }, () => {})
+  return undefined
 }
-const alertsPanel = createAlertsPanel({ root: $('alerts-panel'), alerts: () => tierStore.layer('alerts'), tier: tierInfo, regionName, open: openObject })
+// A worker's (or any object's) display name: never its internal id (names.js).
+const nameOf = (id) => {
+  const f = lookup(id)
+  return i18n.label(f ? { ...f, id } : { id, properties: {} })
+}
+const alertsPanel = createAlertsPanel({ root: $('alerts-panel'), alerts: () => tierStore.layer('alerts'), tier: tierInfo, regionName, open: openObject, lookup })
 const incidentsPanel = createIncidentsPanel({ root: $('incidents-panel'), incidents: () => tierStore.layer('incidents'), tier: tierInfo, regionName, open: openObject, nameOf })
 const overdueIncidents = () => tierStore.layer('incidents').filter((f) => {
   const p = f.properties || {}
@@ -200,6 +212,7 @@ const inspector = createInspector({
   showTrack: (fc) => map.getSource('history')?.setData(fc),
   flyTo: (c) => map.flyTo({ center: c, zoom: Math.max(map.getZoom(), 15) }),
   nameOf,
+  lookup,
 })
 
 function renderPanels() {
@@ -367,7 +380,7 @@ store.listeners.add((layers) => {
   showCounts()
 })
 // Ages and SLA clocks tick in place; rows are only rebuilt when they change.
-setInterval(() => { renderPanels(); inspector.tick(); tickClock() }, 1000)
+setInterval(() => { renderPanels(); inspector.tick(); tickClock(); showStatus() }, 1000)
 setInterval(() => kpis.refresh(), 5000)
 tickClock()
 

@@ -2,29 +2,58 @@
 // filters (key=value or CQL2 text), see matches in a table and on the map
 // through OGC API Features (following "next" links), export them as GeoJSON,
 // and show H3 counts per hexagon from /api/h3.
+//
+// In Chinese by default like the operator page (issue 14): every string
+// from the catalogue, objects by their display names (name_zh), region
+// codes as region names, times in Asia/Shanghai; English one click away.
 import { createMap, viewBBox, geomBBox, geomCenter, esc, fmtValue, toast } from './common.js'
 import { initToken, api, fetchAllItems } from './api.js'
+import { i18n, t, langButton } from './i18n.js'
 
 initToken()
 const $ = (id) => document.getElementById(id)
 const map = createMap('map', { pitch: 0 })
 let results = []
 let drawing = false
+let collections = []
+let numberMatched = null
+/** region code -> feature, for names */
+const regions = new Map()
 
 const empty = () => ({ type: 'FeatureCollection', features: [] })
+const TABLE_ROWS = 500
 
 async function loadCollections() {
   const c = await api('/ogc/collections')
-  const ids = (c.collections || []).map((x) => x.id)
-  $('layer').innerHTML = ids.map((id) => `<option ${id === 'buildings' ? 'selected' : ''}>${esc(id)}</option>`).join('')
+  collections = (c.collections || []).map((x) => x.id)
+  renderLayers()
+}
+
+function renderLayers() {
+  const sel = $('layer')
+  const v = sel.value || 'buildings'
+  sel.innerHTML = collections.map((id) => `<option value="${esc(id)}">${esc(i18n.has('layers.' + id) ? t('layers.' + id) : id)}</option>`).join('')
+  if (collections.includes(v)) sel.value = v
+}
+
+async function loadRegions() {
+  const { features } = await fetchAllItems('/ogc/collections/regions/items?limit=1000', 5000)
+  for (const f of features) regions.set(String(f.properties.code), f)
+  render()
+}
+
+/** A region code's name (name_zh in Chinese), else the code. */
+const regionName = (code) => {
+  const f = regions.get(String(code))
+  return f ? i18n.name(f.properties, String(code)) : String(code)
 }
 
 /** Parse "w,s,e,n" (spaces allowed); null when empty; throws when malformed. */
 export function parseBBox(s) {
-  const t = s.trim()
-  if (!t) return null
-  const v = t.split(/[\s,]+/).map(Number)
-  if (v.length !== 4 || v.some((x) => !isFinite(x)) || v[0] > v[2] || v[1] > v[3]) throw new Error('bbox: want west,south,east,north')
+  const str = s.trim()
+  if (!str) return null
+  const v = str.split(/[\s,，]+/).map(Number)
+  if (v.length !== 4 || v.some((x) => !isFinite(x)) || v[0] > v[2] || v[1] > v[3]) throw new Error(t('planner.bad_bbox'))
   return v
 }
 
@@ -43,29 +72,60 @@ function queryURL(pageSize) {
   return `/ogc/collections/${encodeURIComponent(layer)}/items?${q}`
 }
 
+function showStatus() {
+  $('pstatus').textContent = numberMatched != null ? t('planner.shown_of', { n: i18n.num(results.length), m: i18n.num(numberMatched) })
+    : results.length ? t('planner.shown', { n: i18n.num(results.length) }) : ''
+}
+
 async function run() {
   const limit = Math.max(1, Math.min(10000, parseInt($('limit').value, 10) || 1000))
   let url
   try { url = queryURL(Math.min(limit, 1000)) } catch (err) { return toast(err.message, true) }
-  $('pstatus').textContent = 'searching…'
+  $('pstatus').textContent = t('planner.searching')
   try {
-    const { features, numberMatched } = await fetchAllItems(url, limit, (sofar) => { $('pstatus').textContent = `${sofar.length} loaded…` })
-    results = features.slice(0, limit)
-    $('pstatus').textContent = `${results.length} shown${numberMatched != null ? ` of ${numberMatched} matched` : ''}`
+    const r = await fetchAllItems(url, limit, (sofar) => { $('pstatus').textContent = t('planner.loaded', { n: i18n.num(sofar.length) }) })
+    results = r.features.slice(0, limit)
+    numberMatched = r.numberMatched ?? null
+    showStatus()
     render()
   } catch (err) {
     $('pstatus').textContent = ''
-    toast(err.message, true)
+    toast(t('planner.search_failed', { why: i18n.error(err) }), true)
   }
 }
 
+// Property names and values as an operator reads them.
+const REGION_KEYS = new Set(['parent', 'street', 'district', 'issuer', 'tier_code', 'regions', 'targets'])
+const TERMS = { kind: 'kinds', state: 'state', status: 'state', type: 'types', level: 'level', tier: 'tier', class: 'road_class', risk_color: 'colour', severity: 'colour' }
+const HIDDEN = new Set(['id', 'name', 'name_zh', 'title', 'title_zh', 'history', 'values', 'units', 'restrictions', 'evidence', 'sla'])
+const propLabel = (k) => (i18n.has('prop.' + k) ? t('prop.' + k) : k)
+
+function cell(k, v) {
+  if (v === null || v === undefined || v === '') return ''
+  if (typeof v === 'boolean') return t(v ? 'planner.yes' : 'planner.no')
+  if (Array.isArray(v)) return v.map((x) => cell(k, x)).join('、')
+  if (typeof v === 'string') {
+    if (k === 'rule') return i18n.rule(v)
+    if (TERMS[k]) return i18n.term(TERMS[k], v)
+    if (REGION_KEYS.has(k) || (k === 'assignee' && /^\d{6,}$/.test(v))) return regionName(v)
+    if (/^\d{4}-\d\d-\d\dT\d\d:\d\d/.test(v)) return i18n.time(v, 'full')
+  }
+  return fmtValue(v)
+}
+
 function render() {
-  $('rcount').textContent = String(results.length)
+  $('rcount').textContent = i18n.num(results.length)
+  $('rcapped').textContent = results.length > TABLE_ROWS ? t('planner.table_capped', { n: i18n.num(TABLE_ROWS) }) : ''
   $('export').disabled = results.length === 0
   map.getSource('results')?.setData({ type: 'FeatureCollection', features: results.map((f) => ({ ...f, properties: { ...f.properties, id: f.id } })) })
-  const keys = [...new Set(results.slice(0, 50).flatMap((f) => Object.keys(f.properties || {})))].filter((k) => !['history', 'values', 'owners'].includes(k)).slice(0, 6)
-  $('results').innerHTML = `<tr><th>id</th>${keys.map((k) => `<th>${esc(k)}</th>`).join('')}</tr>` +
-    results.slice(0, 500).map((f) => `<tr data-id="${esc(f.id)}"><td>${esc(f.id)}</td>${keys.map((k) => `<td>${esc(fmtValue((f.properties || {})[k]))}</td>`).join('')}</tr>`).join('')
+  const sample = results.slice(0, 50)
+  const keys = [...new Set(sample.flatMap((f) => Object.keys(f.properties || {})))]
+    .filter((k) => !HIDDEN.has(k) && !(k === 'owners' && sample.some((f) => (f.properties || {}).owners_zh)))
+    .slice(0, 6)
+  const layer = $('layer').value
+  const label = (f) => i18n.label({ ...f, id: f.id.includes('/') ? f.id : `${layer}/${f.id}` })
+  $('results').innerHTML = results.length === 0 ? '' : `<tr><th>${esc(t('planner.name'))}</th>${keys.map((k) => `<th title="${esc(k)}">${esc(propLabel(k))}</th>`).join('')}</tr>` +
+    results.slice(0, TABLE_ROWS).map((f) => `<tr data-id="${esc(f.id)}"><td class="name" title="${esc(f.id)}">${esc(label(f))}</td>${keys.map((k) => `<td>${esc(cell(k, (f.properties || {})[k]))}</td>`).join('')}</tr>`).join('')
 }
 
 function exportGeoJSON() {
@@ -79,6 +139,13 @@ function exportGeoJSON() {
   setTimeout(() => URL.revokeObjectURL(a.href), 1000)
 }
 
+let h3Cells = null
+function showH3Legend() {
+  if (!h3Cells) { $('h3legend').textContent = ''; return }
+  const { n, max } = h3Cells
+  $('h3legend').innerHTML = `${esc(t('planner.cells', { n: i18n.num(n) }))} 1 <span class="dot" style="background:#1a237e"></span><span class="dot" style="background:#ab47bc"></span><span class="dot" style="background:#ffeb3b"></span> ${esc(i18n.num(max))}`
+}
+
 async function showH3() {
   const layer = $('layer').value
   let bbox
@@ -90,9 +157,10 @@ async function showH3() {
     const max = Math.max(1, ...counts)
     map.getSource('h3').setData(fc)
     map.setPaintProperty('h3-fill', 'fill-color', ['interpolate', ['linear'], ['get', 'count'], 0, '#1a237e', max / 2, '#ab47bc', max, '#ffeb3b'])
-    $('h3legend').innerHTML = `${fc.features.length} cells · count 1 <span class="dot" style="background:#1a237e"></span><span class="dot" style="background:#ab47bc"></span><span class="dot" style="background:#ffeb3b"></span> ${max}`
+    h3Cells = { n: (fc.features || []).length, max }
+    showH3Legend()
   } catch (err) {
-    toast(err.message, true)
+    toast(t('planner.h3_failed', { why: i18n.error(err) }), true)
   }
 }
 
@@ -126,7 +194,7 @@ function setupDraw() {
 $('run').addEventListener('click', run)
 $('export').addEventListener('click', exportGeoJSON)
 $('h3').addEventListener('click', showH3)
-$('h3clear').addEventListener('click', () => { map.getSource('h3')?.setData(empty()); $('h3legend').textContent = '' })
+$('h3clear').addEventListener('click', () => { map.getSource('h3')?.setData(empty()); h3Cells = null; showH3Legend() })
 $('useview').addEventListener('click', () => { $('bbox').value = viewBBox(map).map((v) => v.toFixed(5)).join(','); $('bbox').dispatchEvent(new Event('change')) })
 $('results').addEventListener('click', (e) => {
   const tr = e.target.closest('tr[data-id]')
@@ -150,6 +218,24 @@ map.on('load', () => {
   window.__twin.ready = true
 })
 map.on('error', (e) => console.warn('map:', e && e.error ? e.error.message : e))
-loadCollections().catch((err) => toast('collections: ' + err.message, true))
+loadCollections().catch((err) => toast(t('planner.collections_failed', { why: i18n.error(err) }), true))
+loadRegions().catch((err) => console.warn('regions:', err.message))
+
+function tickClock() {
+  $('clock').innerHTML = `${esc(t('app.city_time'))} ${i18n.timeHTML(Date.now(), 'time')}`
+}
+setInterval(tickClock, 1000)
+tickClock()
+i18n.apply(document)
+document.title = t('planner.page_title')
+langButton($('lang'))
+i18n.onChange(() => {
+  document.title = t('planner.page_title')
+  renderLayers()
+  showStatus()
+  showH3Legend()
+  render()
+  tickClock()
+})
 
 window.__twin = { map, ready: false, results: () => results, run, showH3 }

@@ -19,6 +19,7 @@ const EXPANDED_ROWS = 60
  * @param {() => {code:string, isCity:boolean}} o.tier
  * @param {(code:string) => string} o.regionName display name of a region code
  * @param {(id:string) => void} o.open open an object in the inspector
+ * @param {(id:string) => object|undefined} [o.lookup] the page's copy of an object (an alert's subject), if it holds one
  */
 export function createAlertsPanel(o) {
   const { root } = o
@@ -26,8 +27,8 @@ export function createAlertsPanel(o) {
       <span class="muted small" id="alerts-hidden"></span></h3>
     <div class="filters">
       <span class="colours">${RISK.map((r) => `<button type="button" class="chipbtn" data-colour="${r.name}" aria-pressed="false"><span class="dot" style="background:${r.hex}"></span><span data-i18n="colour_short.${r.name}"></span> <b class="n">0</b></button>`).join('')}</span>
-      <select id="f-tier"><option value="" data-i18n="panel.all"></option><option value="street" data-i18n="tier.street"></option><option value="district" data-i18n="tier.district"></option><option value="city" data-i18n="tier.city"></option></select>
-      <select id="f-district"><option value="" data-i18n="panel.all"></option></select>
+      <select id="f-tier" data-i18n-aria="panel.tier_filter"><option value="" data-i18n="panel.all_tiers"></option><option value="street" data-i18n="tier.street"></option><option value="district" data-i18n="tier.district"></option><option value="city" data-i18n="tier.city"></option></select>
+      <select id="f-district" data-i18n-aria="panel.district_filter"><option value="" data-i18n="panel.all_districts"></option></select>
     </div>
     <div id="alert-groups" class="groups"></div>
     <div id="alerts-empty" class="muted empty" data-i18n="panel.empty_alerts"></div>`
@@ -103,21 +104,26 @@ export function createAlertsPanel(o) {
     return { colours, tier: root.querySelector('#f-tier').value, district: root.querySelector('#f-district').value }
   }
 
+  // what the row calls its subject: the plate and name of a truck, a
+  // building's name, never the internal id (names.js alertSubject)
+  const subjectOf = (p) => i18n.subject(p, o.lookup)
+  const subjectSig = (p) => { const s = subjectOf(p); return [s.plate, s.name, s.building].join('/') }
+
   function renderRow(li, f) {
     const p = f.properties
-    const [layer, ...rest] = String(p.subject || '').split('/')
-    const name = rest.join('/')
+    const s = subjectOf(p)
     const path = Array.isArray(f.region) ? f.region : []
     const where = path.length > 1 ? path.slice(1).map(o.regionName).filter(Boolean).join(' ') : ''
+    const label = [s.plate, s.name].filter(Boolean).join(' ')
     li.className = 'row'
     li.tabIndex = 0
     li.dataset.id = f.id
     li.dataset.rule = p.rule || ''
     li.dataset.subject = p.subject || ''
     li.innerHTML = `<span class="dot" style="background:${colourHex(p.severity)}"></span>
-      <div class="grow"><div>${esc(i18n.term('obj', layer))} <b>${esc(name)}</b>${p.count > 1 ? ` <span class="muted">×${esc(p.count)}</span>` : ''}</div>
-      <div class="muted small">${esc(where)} · <span class="age"></span> · ${esc(i18n.term('state', p.state))}</div></div>
-      ${p.state === 'open' ? `<button type="button" class="ack" data-name="${esc(f.id.slice('alerts/'.length))}" data-label="${esc(name)}">${esc(t('panel.ack'))}</button>` : ''}`
+      <div class="grow"><div class="subj"><span class="muted">${esc(s.kind)}</span> ${s.plate ? `<b class="plate">${esc(s.plate)}</b> ` : ''}${s.name ? `<span class="sname">${esc(s.name)}</span>` : ''}${p.count > 1 ? ` <span class="muted">×${esc(p.count)}</span>` : ''}</div>
+      <div class="muted small sub">${s.building ? `${esc(s.building)} · ` : ''}<span class="age"></span> · ${esc(i18n.term('state', p.state))}${where ? ` · ${esc(where)}` : ''}</div></div>
+      ${p.state === 'open' ? `<button type="button" class="ack" data-name="${esc(f.id.slice('alerts/'.length))}" data-label="${esc(label || s.kind)}">${esc(t('panel.ack'))}</button>` : ''}`
   }
 
   function renderGroup(el, g) {
@@ -144,7 +150,7 @@ export function createAlertsPanel(o) {
     const { shown, hidden } = visibleRows(g, expanded.has(g.key) ? EXPANDED_ROWS : COLLAPSED_ROWS)
     reconcile(el.querySelector('ul'), shown, {
       key: (f) => f.id,
-      sig: (f) => [i18n.lang, f.properties.state, f.properties.severity, f.properties.count, (f.region || []).join()].join('|'),
+      sig: (f) => [i18n.lang, f.properties.state, f.properties.severity, f.properties.count, (f.region || []).join(), subjectSig(f.properties)].join('|'),
       render: renderRow,
       patch: (li, f) => setText(li.querySelector('.age'), i18n.age(alertSince(f), now)),
     })
@@ -179,7 +185,7 @@ export function createAlertsPanel(o) {
       districts = list
       const sel = root.querySelector('#f-district')
       const v = sel.value
-      sel.innerHTML = `<option value="">${esc(t('panel.all'))}</option>` + districts.map((d) => `<option value="${esc(d.code)}">${esc(d.name)}</option>`).join('')
+      sel.innerHTML = `<option value="">${esc(t('panel.all_districts'))}</option>` + districts.map((d) => `<option value="${esc(d.code)}">${esc(d.name)}</option>`).join('')
       sel.value = v
     },
     /** Expand every group (the e2e test looks for one row among many). */

@@ -37,7 +37,7 @@ export function createIncidentsPanel(o) {
     const p = f.properties
     const path = Array.isArray(f.region) ? f.region : []
     const where = path.length > 1 ? o.regionName(path[path.length - 1]) : ''
-    const who = p.assignee ? i18n.term('obj', 'workers') + ' ' + o.nameOf(p.assignee) : t('insp.unassigned')
+    const who = p.assignee ? o.nameOf(p.assignee) : t('insp.unassigned')
     li.className = 'row'
     li.dataset.id = f.id
     li.tabIndex = 0

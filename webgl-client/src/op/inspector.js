@@ -23,6 +23,7 @@ const HISTORY_LAYERS = new Set(['vehicles', 'workers', 'devices'])
  * @param {(fc:object) => void} o.showTrack draw a track (FeatureCollection) on the map; empty clears
  * @param {(c:number[]) => void} o.flyTo
  * @param {(id:string) => string} o.nameOf display name of an object id (a worker's name)
+ * @param {(id:string) => object|undefined} [o.lookup] the page's copy of an object, if it holds one
  */
 export function createInspector(o) {
   const { box } = o
@@ -71,10 +72,20 @@ export function createInspector(o) {
   }
   const row = (k, v) => (v === '' || v == null ? '' : `<tr><th>${esc(t(k))}</th><td>${v}</td></tr>`)
   const where = (f) => (Array.isArray(f.region) ? f.region.slice(1).map(o.regionName).filter(Boolean).join(' › ') : '')
-  const objLink = (ref) => {
+  // a link to another object, by its display name (names.js), never its id;
+  // carried: names the referring object carries for it (an alert's subject_*)
+  const objLink = (ref, carried) => {
     if (!ref) return ''
-    const [l, ...r] = String(ref).split('/')
-    return `<a href="#" data-open="${esc(ref)}">${esc(i18n.term('obj', l))} ${esc(r.join('/'))}</a>`
+    const l = String(ref).split('/')[0]
+    const live = o.lookup ? o.lookup(ref) : null
+    const props = { ...((live && live.properties) || {}), ...(carried || {}) }
+    const name = l === 'vehicles' ? i18n.vehicle(props) || i18n.label({ id: ref, properties: props }) : i18n.label({ id: ref, properties: props })
+    return `<a href="#" data-open="${esc(ref)}">${esc(i18n.term('obj', l))} ${esc(name)}</a>`
+  }
+  const carriedNames = (p, prefix) => {
+    const out = {}
+    for (const k of ['name', 'name_zh', 'title', 'plate']) if (p[prefix + k]) out[k] = p[prefix + k]
+    return out
   }
 
   function render() {
@@ -94,11 +105,12 @@ export function createInspector(o) {
     for (const a of alerts) why.push(`<span class="dot" style="background:${colourHex(a.properties.severity)}"></span>${esc(i18n.rule(a.properties.rule))}`)
     const overdue = hazards.filter((h) => h && h.deadline && Date.parse(h.deadline) < Date.now())
     for (const h of overdue) why.push(`${esc(h.name || h.type || '')} ${esc(t('state.open'))} · ${i18n.timeHTML(h.deadline, 'datetime')}`)
-    return head(i18n.name(p, f.id.split('/')[1]), t('insp.building'), p.risk_color) + `<table class="kv">
+    const owners = Array.isArray(p.owners_zh) && i18n.zh ? p.owners_zh : Array.isArray(p.owners) ? p.owners : []
+    return head(i18n.label(f), t('insp.building'), p.risk_color) + `<table class="kv">
       ${row('insp.fire_code', esc(p.fire_code || '–'))}
       ${row('insp.risk', `<span class="dot" style="background:${colourHex(p.risk_color)}"></span>${esc(i18n.term('colour', p.risk_color))}`)}
       ${row('insp.risk_why', why.length ? why.join('<br>') : esc(t('insp.risk_none')))}
-      ${row('insp.owners', (Array.isArray(p.owners) ? p.owners : []).map((x) => esc(x)).join('、') || '–')}
+      ${row('insp.owners', owners.map((x) => esc(x)).join('、') || '–')}
       ${row('insp.height', p.height_m != null ? `${esc(fmtValue(p.height_m))} m · ${esc(t('insp.floors', { n: p.levels ?? '?' }))}` : '')}
       ${row('insp.region', esc(where(f)))}
       ${row('insp.updated', i18n.timeHTML(f.updated))}
@@ -138,7 +150,7 @@ export function createInspector(o) {
       ${p.reported_at ? `<button type="button" data-replay-from="${esc(p.reported_at)}">${esc(t('replay.from_here'))}</button>` : ''}
       <select id="insp-worker" hidden></select></div>
     ${evidenceHTML(p)}
-    <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('action', h.action))}${h.actor ? ` · <span class="muted">${esc(h.actor)}</span>` : ''}${h.note ? ` · ${esc(h.note)}` : ''}</li>`).join('')}</ol>`
+    <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('action', h.action))}${h.actor ? ` · <span class="muted">${esc(i18n.actor(h.actor, o.nameOf))}</span>` : ''}${h.note ? ` · ${esc(h.note)}` : ''}</li>`).join('')}</ol>`
   }
 
   function alert(f) {
@@ -148,22 +160,24 @@ export function createInspector(o) {
       ${row('insp.severity', `<span class="dot" style="background:${colourHex(p.severity)}"></span>${esc(i18n.term('colour', p.severity))}`)}
       ${row('insp.tier', esc(i18n.term('tier', p.tier)))}
       ${row('insp.state', esc(i18n.term('state', p.state)))}
-      ${row('insp.subject', objLink(p.subject))}
-      ${row('insp.attached_to', p.attached_to ? objLink(p.attached_to) : '')}
+      ${row('insp.subject', objLink(p.subject, carriedNames(p, 'subject_')))}
+      ${row('insp.plate', p.subject_plate ? `<b class="plate">${esc(p.subject_plate)}</b>` : '')}
+      ${row('insp.attached_to', p.attached_to ? objLink(p.attached_to, carriedNames(p, 'attached_')) : '')}
       ${row('insp.since', p.first ? `${i18n.timeHTML(p.first)} · ${esc(i18n.age(p.first))}` : '')}
       ${row('insp.count', esc(p.count ?? 1))}
       ${row('insp.region', esc(where(f)))}
     </table>
     <div class="actions">${p.state === 'open' ? `<button type="button" data-kind="alert" data-act="ack">${esc(t('panel.ack'))}</button>` : ''}${p.state !== 'closed' ? `<button type="button" data-kind="alert" data-act="close">${esc(t('action.close'))}</button>` : ''}${p.first ? `<button type="button" data-replay-from="${esc(p.first)}">${esc(t('replay.from_here'))}</button>` : ''}</div>
-    <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('event', h.event))}${h.severity ? ` <span class="dot" style="background:${colourHex(h.severity)}"></span>` : ''}${h.by ? ` · <span class="muted">${esc(h.by)}</span>` : ''}</li>`).join('')}</ol>`
+    <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('event', h.event))}${h.severity ? ` <span class="dot" style="background:${colourHex(h.severity)}"></span>` : ''}${h.by ? ` · <span class="muted">${esc(i18n.actor(h.by, o.nameOf))}</span>` : ''}</li>`).join('')}</ol>`
   }
 
   function mover(f, layer) {
     const p = f.properties || {}
     const c = geomCenter(f.geometry)
-    const title = layer === 'workers' ? i18n.name(p, f.id.split('/')[1]) : (p.plate || f.id.split('/')[1])
+    const title = layer === 'vehicles' ? i18n.vehicle(p) || i18n.label(f) : i18n.label(f)
     return head(title, layer === 'workers' ? t('insp.worker') : i18n.term('kinds', p.kind) || t('insp.vehicle')) + `<table class="kv">
       ${layer === 'workers' ? row('insp.status', esc(i18n.term('state', p.status))) : row('insp.kind', esc(i18n.term('kinds', p.kind)))}
+      ${layer === 'vehicles' ? row('insp.plate', p.plate ? `<b class="plate">${esc(p.plate)}</b>` : '') : ''}
       ${row('insp.grid', esc(p.grid || ''))}
       ${row('insp.position', c ? `<span class="live-pos">${c[1].toFixed(5)}, ${c[0].toFixed(5)}</span> <a href="#" class="fly">◎</a>` : '')}
       ${row('insp.speed_kmh', p.speed_kmh != null ? `${esc(fmtValue(p.speed_kmh))} km/h` : '')}
@@ -188,7 +202,7 @@ export function createInspector(o) {
   function generic(f, layer) {
     const p = f.properties || {}
     const keep = Object.entries(p).filter(([k, v]) => !/^(id|name|name_zh|history|values)$/.test(k) && (typeof v !== 'object' || v === null)).slice(0, 10)
-    return head(i18n.name(p, f.id.split('/').slice(1).join('/')), i18n.term('obj', layer)) + `<table class="kv">
+    return head(i18n.label(f), i18n.term('obj', layer)) + `<table class="kv">
       ${row('insp.region', esc(where(f)))}
       ${keep.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(fmtValue(v))}</td></tr>`).join('')}</table>`
   }

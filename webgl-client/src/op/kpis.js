@@ -101,7 +101,7 @@ export function createKpis(o) {
         `<div class="trend-row"><span class="muted small">${esc(t('ind.alerts_raised_h'))} · ${esc(i18n.num(hours.raised.at(-1)))}</span>${sparkline(hours.raised)}</div>` +
         `<div class="trend-row"><span class="muted small">${esc(t('ind.incidents_h'))} · ${esc(i18n.num(hours.incidents.at(-1)))}</span>${sparkline(hours.incidents)}</div>` +
         (hours.sla.some((v) => v != null) ? `<div class="trend-row"><span class="muted small">${esc(t('ind.sla'))} · ${esc(i18n.pct(hours.sla.filter((v) => v != null).at(-1)))}</span>${sparkline(hours.sla.map((v) => (v == null ? 0 : v * 100)))}</div>` : '')
-      : `<h4>${esc(t('ind.trend'))} <span class="muted small">${span ? esc(i18n.num(span)) + ' min' : ''}</span></h4>` +
+      : `<h4>${esc(t('ind.trend'))} <span class="muted small">${span ? esc(t('ind.last_minutes', { n: i18n.num(span) })) : ''}</span></h4>` +
         (series.length > 1 ? `<div class="trend-row"><span class="muted small">${esc(t('ind.open_alerts'))}</span>${sparkline(series)}</div>` : `<div class="muted small">${esc(t('ind.no_trend'))}</div>`)
     o.side.querySelector('.ind-trend').innerHTML = trendHTML
     const chips = (obj, colour) => Object.entries(obj || {}).sort().map(([k, v]) =>
