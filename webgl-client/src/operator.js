@@ -89,7 +89,7 @@ function showStatus() {
   if (b.className !== cls) b.className = cls
   document.body.classList.toggle('replaying', !!replay)
   // the big numbers come from the live summary: say so while the panels replay
-  $('kpis').dataset.note = replay ? t('replay.kpis_live') : 
+  $('kpis').dataset.note = replay ? t('replay.kpis_live') : ''
 }
 
 // The panels' store: every alert and incident of the chosen tier.
