@@ -15,7 +15,7 @@ func tables(t *testing.T, db *sql.DB) int {
 	var n int
 	err := db.QueryRow(`SELECT count(*) FROM information_schema.tables
 		WHERE table_schema = 'public' AND table_name IN ('regions','grids','roads','bridges','rivers',
-		'buildings','devices','vehicles','workers','incidents','alerts','telemetry','meta','quarantine','tasks','directives','indicators','indicator_objects','timeline_changes','timeline_checkpoints','timeline_versions')`).Scan(&n)
+		'buildings','devices','vehicles','workers','incidents','alerts','telemetry','meta','quarantine','tasks','directives','indicators','indicator_objects','timeline_changes','timeline_checkpoints','timeline_versions','settings')`).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,11 +37,11 @@ func TestUpDownUp(t *testing.T) {
 			t.Fatalf("round %d second up: %v", round, err)
 		}
 		v, err := migrations.Version(ctx, db)
-		if err != nil || v != 7 {
-			t.Fatalf("version = %d, %v; want 7", v, err)
+		if err != nil || v != 8 {
+			t.Fatalf("version = %d, %v; want 8", v, err)
 		}
-		if n := tables(t, db); n != 21 {
-			t.Fatalf("round %d: %d tables after up, want 21", round, n)
+		if n := tables(t, db); n != 22 {
+			t.Fatalf("round %d: %d tables after up, want 22", round, n)
 		}
 		// The tasks layer's typed columns follow props too.
 		if _, err := db.Exec(`INSERT INTO tasks (name, version, props) VALUES ('t1', 1,
@@ -92,7 +92,7 @@ func TestUpDownUp(t *testing.T) {
 	if err := migrations.Down(ctx, db, 1); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := migrations.Version(ctx, db); v != 6 {
+	if v, _ := migrations.Version(ctx, db); v != 7 {
 		t.Fatalf("after down 1: version %d", v)
 	}
 	if err := migrations.Down(ctx, db, 10); err != nil {

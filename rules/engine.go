@@ -62,6 +62,10 @@ type Engine struct {
 	loc  *time.Location
 	m    metrics
 
+	// pubMu orders Publish calls (a tier's PUT merges with the running
+	// rules); syncMu orders Sync's read of the twin and its Load.
+	pubMu, syncMu sync.Mutex
+
 	mu    sync.Mutex
 	rs    *RuleSet
 	rules []*active

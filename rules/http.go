@@ -8,14 +8,23 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/internal/httpx"
 	"github.com/citytwin/citytwin/twin"
 )
 
-// maxRulesBody bounds PUT /api/rules bodies (bytes).
-const maxRulesBody = 1 << 20
+// ModifiedHeader on PUT /api/rules marks the body as a rules file offered
+// by a server (its --rules file, at start and at each edit), with the
+// file's modification time (RFC 3339): the twin takes it only if it is
+// newer than the rules it holds and not the file it took last (Publish);
+// else 412 and nothing changes.
+const ModifiedHeader = "X-Twin-Rules-Modified"
+
+// maxRulesBody bounds PUT /api/rules bodies (bytes): the rules travel in
+// one change-log record (maxSharedSource).
+const maxRulesBody = maxSharedSource
 
 // GetRules answers GET /api/rules. A city-level token gets the running
 // rules file as given (YAML, or JSON when it was loaded as JSON). Any other
@@ -26,7 +35,11 @@ const maxRulesBody = 1 << 20
 // (title, title_zh) without a YAML parser.
 func (e *Engine) GetRules(w http.ResponseWriter, r *http.Request) {
 	p := auth.Of(r.Context())
+	e.Sync() // the twin's rules, on whichever server answers
 	rs := e.RuleSet()
+	if at, ok := e.SharedSetAt(); ok && !at.IsZero() {
+		w.Header().Set("Last-Modified", at.UTC().Format(http.TimeFormat))
+	}
 	wantJSON := r.URL.Query().Get("format") == "json" || acceptsJSON(r.Header.Get("Accept"))
 	if rs == nil {
 		if wantJSON {
@@ -86,22 +99,35 @@ func covers(outer, inner string) bool {
 // by the caller's region. Only a city-level admin sets `timezone` and
 // `sla`. An invalid file is answered 400 with the precise message, a rule
 // owned outside the caller's region 403, and the previous rules keep
-// running.
+// running. The rules become the twin's (Publish: every server runs them,
+// and so does every restart). A body marked with ModifiedHeader is a
+// rules file offered by a server: 412 and nothing changes when it is stale.
 func (e *Engine) PutRules(w http.ResponseWriter, r *http.Request) {
+	var file *FileMark
+	if h := r.Header.Get(ModifiedHeader); h != "" {
+		t, err := time.Parse(time.RFC3339Nano, h)
+		if err != nil {
+			httpx.Error(w, http.StatusBadRequest, "bad "+ModifiedHeader, err.Error())
+			return
+		}
+		file = &FileMark{Modified: t}
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRulesBody+1))
 	if err != nil {
 		httpx.Error(w, http.StatusBadRequest, "read body", err.Error())
 		return
 	}
 	if len(body) > maxRulesBody {
-		httpx.Error(w, http.StatusRequestEntityTooLarge, "rules file too large", "limit 1 MiB")
+		httpx.Error(w, http.StatusRequestEntityTooLarge, "rules file too large", "limit 512 KiB")
 		return
 	}
 	name := "rules.yaml"
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/json" {
 		name = "rules.json"
 	}
-	rs, status, err := e.tierRules(auth.Of(r.Context()), name, body)
+	e.Sync() // a tier's rules merge with the twin's
+	p := auth.Of(r.Context())
+	rs, status, err := e.tierRules(p, name, body)
 	if err != nil {
 		msg := "invalid rules"
 		switch status {
@@ -113,7 +139,27 @@ func (e *Engine) PutRules(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, status, msg, err.Error())
 		return
 	}
-	e.Load(rs)
+	by := p.Subject
+	if by == "" {
+		by = "anonymous"
+	}
+	if file != nil {
+		file.SHA256 = fileHash(body)
+	}
+	switch err := e.Publish(rs, by, file); {
+	case errors.Is(err, ErrRulesChanged):
+		httpx.Error(w, http.StatusPreconditionFailed, "stale rules file", err.Error())
+		return
+	case errors.Is(err, errTooLarge):
+		httpx.Error(w, http.StatusRequestEntityTooLarge, "rules file too large", err.Error())
+		return
+	case errors.Is(err, twin.ErrNotLeader):
+		httpx.Error(w, http.StatusServiceUnavailable, "not the leader", err.Error())
+		return
+	case err != nil:
+		httpx.Error(w, http.StatusInternalServerError, "rules not stored", err.Error())
+		return
+	}
 	httpx.JSON(w, http.StatusOK, map[string]any{"loaded": len(rs.Rules), "rules": rs.ruleNames()})
 }
 

@@ -12,6 +12,7 @@ type fileWatch struct {
 	path    string
 	modTime time.Time
 	size    int64
+	offer   FileOffer
 }
 
 // WatchFile reloads path whenever its modification time or size changes,
@@ -19,11 +20,24 @@ type fileWatch struct {
 // parse is logged and skipped: the previous rules keep running. The first
 // check only records the file's state (the caller loaded it at start).
 func (e *Engine) WatchFile(ctx context.Context, path string, every time.Duration) error {
+	return e.WatchFileWith(ctx, path, every, nil)
+}
+
+// FileOffer hands a changed rules file on instead of loading it here: the
+// server offers it to the twin through the leader (see shared.go), which
+// takes it unless the twin's rules were set after modified.
+type FileOffer func(ctx context.Context, name string, data []byte, modified time.Time) error
+
+// WatchFileWith is WatchFile handing the file to offer (nil: load it
+// into this engine) first as it is now, then each time it changes.
+func (e *Engine) WatchFileWith(ctx context.Context, path string, every time.Duration, offer FileOffer) error {
 	if every <= 0 {
 		every = 3 * time.Second
 	}
-	w := &fileWatch{path: path}
-	if _, err := e.reloadIfChanged(w, false); err != nil {
+	w := &fileWatch{path: path, offer: offer}
+	// The first offer may wait for a leader: the file's state is taken
+	// before it, so an edit meanwhile is offered next.
+	if _, err := e.reloadIfChanged(ctx, w, offer != nil); err != nil {
 		e.log.Warn("rules: watch", "file", path, "err", err)
 	}
 	t := time.NewTicker(every)
@@ -33,16 +47,16 @@ func (e *Engine) WatchFile(ctx context.Context, path string, every time.Duration
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if _, err := e.reloadIfChanged(w, true); err != nil {
+			if _, err := e.reloadIfChanged(ctx, w, true); err != nil {
 				e.log.Error("rules: reload rejected; previous rules keep running", "file", path, "err", err)
 			}
 		}
 	}
 }
 
-// reloadIfChanged loads w.path if it changed since the last call. It
-// reports whether new rules were loaded.
-func (e *Engine) reloadIfChanged(w *fileWatch, load bool) (bool, error) {
+// reloadIfChanged loads (or offers) w.path if it changed since the last
+// call. It reports whether new rules were loaded or offered.
+func (e *Engine) reloadIfChanged(ctx context.Context, w *fileWatch, load bool) (bool, error) {
 	st, err := os.Stat(w.path)
 	if err != nil {
 		return false, fmt.Errorf("stat rules: %w", err)
@@ -57,6 +71,9 @@ func (e *Engine) reloadIfChanged(w *fileWatch, load bool) (bool, error) {
 	data, err := os.ReadFile(w.path)
 	if err != nil {
 		return false, fmt.Errorf("read rules: %w", err)
+	}
+	if w.offer != nil {
+		return true, w.offer(ctx, w.path, data, st.ModTime())
 	}
 	rs, err := Parse(w.path, data)
 	if err != nil {

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,10 +20,10 @@ func TestReloadIfChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &fileWatch{path: path}
-	if ok, err := f.e.reloadIfChanged(w, true); !ok || err != nil {
+	if ok, err := f.e.reloadIfChanged(context.Background(), w, true); !ok || err != nil {
 		t.Fatalf("first load: %v %v", ok, err)
 	}
-	if ok, _ := f.e.reloadIfChanged(w, true); ok {
+	if ok, _ := f.e.reloadIfChanged(context.Background(), w, true); ok {
 		t.Fatal("reloaded an unchanged file")
 	}
 	bad := strings.Replace(gasB, "values.ch4 >= 50.0", "values.ch4 >=", 1)
@@ -30,7 +31,7 @@ func TestReloadIfChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = os.Chtimes(path, time.Now().Add(time.Minute), time.Now().Add(time.Minute))
-	if _, err := f.e.reloadIfChanged(w, true); err == nil || !strings.Contains(err.Error(), "tiers[1].when") {
+	if _, err := f.e.reloadIfChanged(context.Background(), w, true); err == nil || !strings.Contains(err.Error(), "tiers[1].when") {
 		t.Fatalf("bad file: %v", err)
 	}
 	if string(f.e.RuleSet().Source) != gasA {

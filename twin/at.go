@@ -41,7 +41,7 @@ func (t *Twin) PutAt(f *Feature, at time.Time) (Change, error) {
 	if err := ValidName(f.ID.Name); err != nil && !t.opts.Unchecked {
 		return Change{}, err
 	}
-	if _, err := ParseLayer(string(f.ID.Layer)); err != nil {
+	if _, err := ParseStoredLayer(string(f.ID.Layer)); err != nil {
 		return Change{}, err
 	}
 	if err := t.feed.waitSeq(); err != nil {

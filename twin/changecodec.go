@@ -107,7 +107,7 @@ func UnmarshalChange(b []byte) (Change, error) {
 	if err := json.Unmarshal(b, &lc); err != nil {
 		return Change{}, fmt.Errorf("twin: decode change: %w", err)
 	}
-	if _, err := ParseLayer(string(lc.Layer)); err != nil {
+	if _, err := ParseStoredLayer(string(lc.Layer)); err != nil {
 		return Change{}, fmt.Errorf("twin: decode change %d: %w", lc.Seq, err)
 	}
 	id := ID{Layer: lc.Layer, Name: lc.Name}

@@ -36,6 +36,28 @@ const (
 // Layers lists every layer in drawing order (bottom first).
 var Layers = []Layer{Regions, Grids, Rivers, Roads, Bridges, Buildings, Devices, Vehicles, Workers, Incidents, Alerts, Tasks, Directives}
 
+// Settings is not a map layer: it holds the twin's configuration as
+// objects without geometry (settings/rules: the running rules, rules.Shared),
+// so a setting travels through the change log and the store like any
+// change and every server of a twin, and every restart, runs the same one.
+// It is not in Layers and ParseLayer refuses it: no HTTP, OGC, tile,
+// websocket, replay or import surface reads or writes it; the owning
+// component does (GET/PUT /api/rules).
+const Settings Layer = "settings"
+
+// StoredLayers are the layers the twin holds and the stores keep: Layers
+// and Settings.
+var StoredLayers = append(append([]Layer(nil), Layers...), Settings)
+
+// ParseStoredLayer checks that s names a layer of StoredLayers (the twin's
+// and the stores' own check; surfaces use ParseLayer).
+func ParseStoredLayer(s string) (Layer, error) {
+	if Layer(s) == Settings {
+		return Settings, nil
+	}
+	return ParseLayer(s)
+}
+
 // TrackedLayers are the layers whose objects receive telemetry; an object's
 // name is unique across them, so telemetry topics carry the name only.
 var TrackedLayers = []Layer{Vehicles, Workers, Devices}

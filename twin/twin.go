@@ -106,8 +106,8 @@ func New(opts Options) *Twin {
 		opts.Logger = slog.Default()
 	}
 	t := &Twin{opts: opts, tracked: map[string]ID{}, feed: NewFeed(opts.FeedSize), layers: map[Layer]int{},
-		objs: make([]map[string]*Feature, len(Layers)), index: make([]*rtree.RTreeG[*Feature], len(Layers))}
-	for i, l := range Layers {
+		objs: make([]map[string]*Feature, len(StoredLayers)), index: make([]*rtree.RTreeG[*Feature], len(StoredLayers))}
+	for i, l := range StoredLayers {
 		t.layers[l] = i
 		t.objs[i] = map[string]*Feature{}
 		t.index[i] = &rtree.RTreeG[*Feature]{}
@@ -211,7 +211,7 @@ func (t *Twin) Put(f *Feature) (Change, error) {
 	if err := ValidName(f.ID.Name); err != nil && !t.opts.Unchecked {
 		return Change{}, err
 	}
-	if _, err := ParseLayer(string(f.ID.Layer)); err != nil {
+	if _, err := ParseStoredLayer(string(f.ID.Layer)); err != nil {
 		return Change{}, err
 	}
 	if err := t.feed.waitSeq(); err != nil {

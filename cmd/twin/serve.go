@@ -291,14 +291,18 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 			_, _, err := inc.Report(system, incidents.Report{Type: typ, Lon: at[0], Lat: at[1], Description: desc})
 			return err
 		}})
-	if err := loadRules(eng, c.rulesFile, c.demo); err != nil {
+	// The running rules are the twin's (settings/rules, rules.Sync): every
+	// server runs the same, and a restart runs the last set. The file
+	// runs here only while the twin holds none; it is offered to the twin
+	// below, once a leader answers.
+	rf, err := readRulesFile(c.rulesFile, c.demo)
+	if err != nil {
 		return err
 	}
-	if c.rulesFile != "" {
-		// Hot reload: a changed file is re-parsed; a bad one is logged and
-		// the previous rules keep running.
-		stg.run(intake, "rules-watch", func(ctx context.Context) error { return eng.WatchFile(ctx, c.rulesFile, 3*time.Second) })
+	if !eng.Sync() && rf != nil {
+		eng.Load(rf.rs)
 	}
+	stg.run(rulesStage, "rules-follow", eng.FollowShared)
 
 	scope := func(ctx context.Context) string {
 		p, _ := auth.FromContext(ctx)
@@ -385,6 +389,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		wr.ResumeAt(flushed)
 		curWriter.Store(wr)
 		defer curWriter.Store(nil)
+		eng.Sync() // the twin's last rules, whoever set them
 		eng.Resume()
 		notifier.Resume()
 		follower.SetPlacing(true)
@@ -546,13 +551,25 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another twin running? pass --listen)", c.listen, err)
 	}
-	// Writes go to the leader (spine.Relay); the rules run there, so their
-	// GET does too.
+	// Writes go to the leader (spine.Relay). Reads, GET /api/rules too,
+	// are served here: the rules are the twin's.
 	relay = spine.NewRelay(sp, srv, spine.RelayOptions{Logger: log, Registerer: reg,
-		Committed: node.Committed, Reached: node.Reached,
-		Writes: func(r *http.Request) bool {
-			return spine.DefaultWrites(r) || r.Method == http.MethodGet && r.URL.Path == "/api/rules"
-		}})
+		Committed: node.Committed, Reached: node.Reached})
+	if rf != nil {
+		// The file goes to the twin unless the twin's rules were set after
+		// it was modified; then, with --rules, every edit (hot reload: a
+		// bad file is logged and the running rules stay).
+		offer := rulesOffer(relay, key, clk, sp.Name(), log, reg)
+		stg.run(intake, "rules-file", func(ctx context.Context) error {
+			if c.rulesFile != "" {
+				return eng.WatchFileWith(ctx, c.rulesFile, 3*time.Second, offer)
+			}
+			if err := offer(ctx, rf.name, rf.data, rf.modified); err != nil {
+				log.Error("rules: demo rules refused; the twin's rules keep running", "err", err)
+			}
+			return nil
+		})
+	}
 	fatal := make(chan error, 1)
 	stg.run(cluster, "changelog", func(ctx context.Context) error {
 		err := node.Run(ctx)

@@ -94,7 +94,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	chunk := uint64(opts.HistoryChunk)
 	err = db.Update(func(tx *bolt.Tx) error {
 		names := [][]byte{historyBucket, chunkBucket, metaBucket, quarantineBucket, indicatorsBucket, indicatorObjsBucket}
-		for _, l := range twin.Layers {
+		for _, l := range twin.StoredLayers {
 			names = append(names, []byte(l))
 		}
 		for _, n := range names {
@@ -155,7 +155,7 @@ func markBadKey(err error) error {
 }
 
 func layerBucket(tx *bolt.Tx, l twin.Layer) (*bolt.Bucket, error) {
-	if _, err := twin.ParseLayer(string(l)); err != nil {
+	if _, err := twin.ParseStoredLayer(string(l)); err != nil {
 		return nil, err
 	}
 	return tx.Bucket([]byte(l)), nil
@@ -365,7 +365,7 @@ func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
 	}
 	stop := s.prefetch()
 	err := s.view(func(tx *bolt.Tx) error {
-		for _, l := range twin.Layers {
+		for _, l := range twin.StoredLayers {
 			c := tx.Bucket([]byte(l)).Cursor()
 			// k and v stay valid (mmap'd) until the transaction ends.
 			for k, v := c.First(); k != nil; k, v = c.Next() {

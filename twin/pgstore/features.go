@@ -216,7 +216,7 @@ func (s *Store) Get(ctx context.Context, id twin.ID) (*twin.Feature, error) {
 // Load streams every object, layer by layer; rows are decoded as they arrive
 // from the server, so memory stays flat however large the city.
 func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
-	for _, l := range twin.Layers {
+	for _, l := range twin.StoredLayers {
 		if err := s.loadLayer(ctx, l, fn); err != nil {
 			return err
 		}

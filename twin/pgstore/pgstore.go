@@ -121,7 +121,7 @@ func (s *Store) Close() error {
 // table returns the layer's table name, checked against the model so it is
 // safe to splice into SQL.
 func table(l twin.Layer) (string, error) {
-	if _, err := twin.ParseLayer(string(l)); err != nil {
+	if _, err := twin.ParseStoredLayer(string(l)); err != nil {
 		return "", err
 	}
 	return string(l), nil

@@ -95,7 +95,11 @@ func Features() []*twin.Feature {
 		mk(twin.Bridges, "br1", orb.Collection{orb.Point{106.5, 29.5}, line}),
 	}
 	bare := &twin.Feature{ID: twin.NewID(twin.Devices, "unplaced"), Version: 1, Props: map[string]any{}}
-	return append(fs, bare)
+	// A setting (the running rules): no geometry, not a map layer, kept
+	// all the same.
+	setting := &twin.Feature{ID: twin.NewID(twin.Settings, "rules"), Version: 2, Updated: t0,
+		Props: map[string]any{"source": []any{"rules: []\n"}, "json": false}}
+	return append(fs, bare, setting)
 }
 
 // Run runs the contract suite; open returns a fresh, empty store that the

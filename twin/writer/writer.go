@@ -387,7 +387,7 @@ func (w *Writer) resync() {
 	w.pos = w.tw.Feed().Last() // changes after this are read again from the feed
 	lost := len(w.samples)
 	n := 0
-	for _, l := range twin.Layers {
+	for _, l := range twin.StoredLayers {
 		w.tw.Range(l, func(f *twin.Feature) bool {
 			w.upserts[f.ID] = f
 			n++
