@@ -9,6 +9,15 @@
 //
 //	go run ./cmd/twinload -broker tcp://127.0.0.1:1883 -objects 50000 -rate 50000 -duration 60s -server http://127.0.0.1:8080
 //	go run ./cmd/twinload -qos 1 -conns 4 -objects 5000 -rate 30000 -duration 30s -drain 60s
+//
+// With -mode http or -mode resp it measures the server's CPU per position
+// update with K square geofences instead (fences.go): CityTwin through
+// POST /api/telemetry NDJSON bodies, or a RESP server such as Tile38
+// through pipelined SET with SETCHAN fences, the same vehicles, walk,
+// fences and batch size for both:
+//
+//	go run ./cmd/twinload -mode http -fences 1000 -batch 500 -pid PID -token ADMIN
+//	go run ./cmd/twinload -mode resp -resp 127.0.0.1:9851 -fences 1000 -batch 500 -pid PID
 package main
 
 import (
@@ -35,10 +44,29 @@ func main() {
 	flag.StringVar(&cfg.Token, "token", os.Getenv("TWIN_TOKEN"), "bearer token for the server (env TWIN_TOKEN)")
 	flag.BoolVar(&cfg.SkipRegister, "skip-register", false, "assume the objects are already registered")
 	flag.DurationVar(&cfg.Drain, "drain", 10*time.Second, "how long to wait for the server to catch up after publishing")
+	mode := flag.String("mode", "mqtt", "mqtt (MQTT telemetry, the default), http (POST /api/telemetry with -fences) or resp (pipelined SET to a RESP server such as Tile38, fences by SETCHAN)")
+	var fc FenceConfig
+	flag.IntVar(&fc.Fences, "fences", 0, "http/resp: square geofences (enter, exit) to make")
+	flag.Float64Var(&fc.FenceM, "fence-m", 100, "http/resp: side of a fence in metres")
+	flag.IntVar(&fc.Batch, "batch", 500, "http/resp: lines per POST body, or SETs per pipelined write")
+	flag.StringVar(&fc.RESP, "resp", "127.0.0.1:9851", "resp: the RESP server's address")
+	flag.IntVar(&fc.PID, "pid", 0, "http/resp: the server's process id, to report its CPU per update (from /proc)")
+	flag.DurationVar(&fc.Settle, "settle", 3*time.Second, "http/resp: wait after driving before reading the server's CPU (its writers finish)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *mode != "mqtt" {
+		fc.Mode, fc.Server, fc.Token, fc.Prefix, fc.Objects = *mode, cfg.Server, cfg.Token, cfg.Prefix, cfg.Objects
+		fc.Conns, fc.Duration, fc.Skip = cfg.Conns, cfg.Duration, cfg.SkipRegister
+		rep, err := RunFences(ctx, fc, os.Stderr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "twinload:", err)
+			os.Exit(1)
+		}
+		rep.Print(os.Stdout, fc)
+		return
+	}
 	rep, err := Run(ctx, cfg, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "twinload:", err)

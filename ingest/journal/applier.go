@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -115,24 +117,46 @@ func (a *applier) lead(ctx context.Context) error { //nolint:contextcheck // det
 		gate.Run(gctx, 20*time.Millisecond, 2*time.Second)
 	}()
 
-	shards := make([]chan jetstream.Msg, a.opts.Workers)
+	shards := make([]chan work, a.opts.Workers)
 	var wg sync.WaitGroup
 	for n := range shards {
-		ch := make(chan jetstream.Msg, 1024)
+		ch := make(chan work, 1024)
 		shards[n] = ch
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for m := range ch {
-				a.apply(m, gate)
+			for w := range ch {
+				a.apply(w, gate)
 			}
 		}()
 	}
 	fail := make(chan error, 1)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		name := m.Headers().Get(HeaderName)
-		shards[maphash.String(a.seed, name)%uint64(len(shards))] <- m
-	}, jetstream.PullMaxMessages(4096), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
+			a.j.m.redelivered.Inc()
+		}
+		h := m.Headers()
+		if v := h.Get(HeaderBatch); v != "" {
+			n, _ := strconv.Atoi(v)
+			lines, err := decodeBatch(m.Data(), n)
+			if err != nil {
+				// Not written by this code: nothing to apply, never
+				// redeliverable into sense. Logged and acked.
+				a.log.Error("telemetry log message is not a batch; skipped", "err", err, "bytes", len(m.Data()))
+				gate.Add(m, 0)
+				return
+			}
+			b := &batch{m: m}
+			b.left.Store(int32(len(lines)))
+			for k := range lines {
+				l := &lines[k]
+				shards[maphash.String(a.seed, l.name)%uint64(len(shards))] <- work{l: l, b: b}
+			}
+			return
+		}
+		l := &line{name: h.Get(HeaderName), source: h.Get(HeaderSource), topic: []byte(h.Get(HeaderTopic)), payload: m.Data()}
+		shards[maphash.String(a.seed, l.name)%uint64(len(shards))] <- work{l: l, m: m, id: h.Get(nats.MsgIdHdr)}
+	}, jetstream.PullMaxBytes(pullBytes), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 			// Another server recreated it: it holds the lease now.
 			select {
@@ -165,33 +189,56 @@ func (a *applier) lead(ctx context.Context) error { //nolint:contextcheck // det
 	return err
 }
 
-// apply applies one journaled message and hands it to the ack gate.
-func (a *applier) apply(m jetstream.Msg, gate *spine.AckGate) {
-	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
-		a.j.m.redelivered.Inc()
+// work is one entry for a shard: a plain log message (m), or a line of
+// a batch (b), acked once all its lines are applied.
+type work struct {
+	l  *line
+	m  jetstream.Msg
+	id string // the message id of a plain message
+	b  *batch
+}
+
+// batch is a log message of several entries being applied.
+type batch struct {
+	m    jetstream.Msg
+	left atomic.Int32
+}
+
+// apply applies one journaled entry; the ack gate gets its message once
+// every entry of it is applied.
+func (a *applier) apply(w work, gate *spine.AckGate) {
+	l := w.l
+	msg, err := telemetry.Decode(l.payload, a.opts.Clock.Now(), a.opts.Limits)
+	id := w.id
+	if w.b != nil && err == nil && a.j.nwait.Load() > 0 {
+		id = MsgID(l.name, msg.TS) // a Submit may wait for it
 	}
-	h := m.Headers()
-	name, src, topic := h.Get(HeaderName), h.Get(HeaderSource), h.Get(HeaderTopic)
-	id := h.Get(nats.MsgIdHdr)
-	msg, err := telemetry.Decode(m.Data(), a.opts.Clock.Now(), a.opts.Limits)
 	var outcome string
 	if err == nil {
-		outcome, err = telemetry.Apply(a.tw, name, msg, a.opts.AutoRegister)
+		outcome, err = telemetry.Apply(a.tw, l.name, msg, a.opts.AutoRegister)
 	}
 	if err != nil {
 		// Checked at the edge already, so only what needs the twin lands
-		// here (unknown device, removed object). Nothing to store: ack.
-		a.opts.DeadLetter(src, topic, m.Data(), err)
-		gate.Add(m, 0)
-		a.j.notify(id, result{err: err})
-		return
+		// here (unknown device, removed object). Nothing to store.
+		a.opts.DeadLetter(l.source, string(l.topic), l.payload, err)
+	} else {
+		a.opts.Metrics.Messages.WithLabelValues(l.source, outcome).Inc()
 	}
-	a.opts.Metrics.Messages.WithLabelValues(src, outcome).Inc()
-	// The feed's head covers this message's changes (and, for a
-	// duplicate, the earlier delivery's, which may still be unpersisted;
-	// in a replicated twin the head may be tentative, not yet logged).
-	gate.Add(m, a.tw.Feed().Head())
-	a.j.notify(id, result{outcome: outcome})
+	// The feed's head covers this entry's changes (and, for a duplicate,
+	// the earlier delivery's, which may still be unpersisted; in a
+	// replicated twin the head may be tentative, not yet logged). For a
+	// batch, the last entry applied reads a head that covers them all.
+	switch {
+	case w.b == nil && err != nil:
+		gate.Add(w.m, 0)
+	case w.b == nil:
+		gate.Add(w.m, a.tw.Feed().Head())
+	case w.b.left.Add(-1) == 0:
+		gate.Add(w.b.m, a.tw.Feed().Head())
+	}
+	if id != "" {
+		a.j.notify(id, result{outcome: outcome, err: err})
+	}
 }
 
 // watchBacklog samples the consumer's backlog for the lag metric.
@@ -212,3 +259,8 @@ func (a *applier) watchBacklog(ctx context.Context, cons jetstream.Consumer) {
 		}
 	}
 }
+
+// pullBytes bounds what the applier's consumer buffers: by bytes, since
+// a log message is one entry or a batch of up to MaxBatch (about 16k
+// single messages or 80 full batches).
+const pullBytes = 4 << 20

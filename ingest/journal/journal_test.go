@@ -225,3 +225,69 @@ func TestSubmitAll(t *testing.T) {
 		t.Fatalf("v1 version %d, want %d (one per line, the repeat not)", f.Version, n+2)
 	}
 }
+
+// TestBatchOneMessage: AppendBatch puts many entries in ONE log message,
+// the applier applies each in order (a dead letter among them changes
+// nothing for the others), and the message stays in the log until the
+// persisted seq covers every entry's change, then it is acked once. The
+// same batch appended again is a duplicate of the log; the same lines in
+// another batch are stored again and absorbed by the twin (duplicate).
+func TestBatchOneMessage(t *testing.T) {
+	r := start(t)
+	ctx := context.Background()
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	var es []journal.Entry
+	for i := 0; i < 40; i++ {
+		es = append(es, entry("v1", t0.Add(time.Duration(i)*time.Second), 106.5+float64(i)*1e-5))
+		if i == 20 {
+			es = append(es, entry("ghost", t0, 106.5))
+		}
+	}
+	f, err := r.j.AppendBatch(es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, err := r.j.ConfirmBatch(ctx, f, es)
+	if err != nil || pa.Duplicate {
+		t.Fatalf("confirm: %+v %v", pa, err)
+	}
+	if n := r.backlog(t); n != 1 {
+		t.Fatalf("log holds %d messages, want 1 for the batch", n)
+	}
+	eventually(t, "batch applied", func() bool {
+		f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1"))
+		return f.Observed.Equal(t0.Add(39 * time.Second))
+	})
+	if f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1")); f.Version != 41 {
+		t.Fatalf("version %d, want 41 (one per entry, in order)", f.Version)
+	}
+	r.mu.Lock()
+	dead := fmt.Sprint(r.dead)
+	r.mu.Unlock()
+	if dead != "[unknown_device]" {
+		t.Fatalf("dead letters %s, want the ghost's", dead)
+	}
+	time.Sleep(100 * time.Millisecond) // a gate round: still unpersisted
+	if n := r.backlog(t); n != 1 {
+		t.Fatalf("acked before persisted: %d left", n)
+	}
+	r.persisted.Store(r.tw.Feed().Last())
+	eventually(t, "batch acked", func() bool { return r.backlog(t) == 0 })
+
+	if pa, err := r.j.ConfirmBatch(ctx, nil, es); err != nil || !pa.Duplicate {
+		t.Fatalf("the same batch again: %+v %v, want a duplicate of the log", pa, err)
+	}
+	res := r.j.SubmitAll(ctx, es[38:])
+	for i, x := range res {
+		want := telemetry.OutcomeHistory // older than the state: history, kept once
+		if i == len(res)-1 {
+			want = telemetry.OutcomeDuplicate
+		}
+		if x.Err != nil || x.Outcome != want {
+			t.Fatalf("line %d again in another batch: %+v, want %s", i, x, want)
+		}
+	}
+	if f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1")); f.Version != 41 {
+		t.Fatalf("version %d after the repeat, want 41", f.Version)
+	}
+}

@@ -46,6 +46,15 @@ type link5 struct {
 	acks     chan ack5 // in receive order
 	lastRecv atomic.Int64
 
+	// Owned by the reader: telemetry taken but not yet appended, sent
+	// to the log as one message when the socket has nothing more ready
+	// or the batch is full (journal.AppendBatch), so a burst costs the
+	// log one message per batch, not one per PUBLISH, and a lone
+	// message waits for nothing.
+	batch      []journal.Entry
+	batchIDs   []uint16
+	batchBytes int
+
 	mu     sync.Mutex
 	out    []byte // PUBACKs and PINGREQs not yet written
 	wake   chan struct{}
@@ -54,9 +63,10 @@ type link5 struct {
 
 // ack5 is a received message on its way to its PUBACK.
 type ack5 struct {
-	id uint16                 // QoS 1 packet id; 0: nothing to acknowledge (QoS 0)
-	f  jetstream.PubAckFuture // the log's answer (nil with e set: publish again)
-	e  *journal.Entry         // journaled: PUBACK once the log has it; nil: at once
+	id  uint16                 // QoS 1 packet id; 0: nothing to acknowledge (QoS 0)
+	ids []uint16               // a journaled batch: its packet ids (0: QoS 0), in receive order
+	f   jetstream.PubAckFuture // the log's answer (nil with es set: publish again)
+	es  []journal.Entry        // journaled: PUBACK once the log has them; nil: at once
 }
 
 const (
@@ -196,7 +206,8 @@ func (s *sub5) serve(ctx context.Context, l *link5) error {
 	}()
 
 	err := s.read(l, &up) //nolint:contextcheck // shutdown stops the reader by its read deadline; a message taken is finished (dead letters included), not abandoned
-	close(l.acks)         // the acker drains what was taken, then the writer
+	s.i.flush5(l)
+	close(l.acks) // the acker drains what was taken, then the writer
 	<-writerDone
 	l.conn.Close()
 	return err
@@ -218,6 +229,11 @@ func (s *sub5) read(l *link5, up *atomic.Bool) error {
 				return err
 			}
 			s.i.take5(l, m)
+			if l.r.Buffered() == 0 {
+				// The next read waits for the network: append what
+				// was taken now rather than after it.
+				s.i.flush5(l)
+			}
 		case pktSuback:
 			sa, err := decodeSuback(p)
 			if err != nil {
@@ -251,6 +267,7 @@ func (s *sub5) read(l *link5, up *atomic.Bool) error {
 // The acker PUBACKs it once the log has it.
 func (i *Ingest) take5(l *link5, m inPublish) {
 	if strings.HasPrefix(m.topic, "$SYS/") {
+		i.flush5(l) // PUBACKs in receive order
 		i.sys.observe(m.topic, m.payload)
 		l.acks <- ack5{id: m.id}
 		return
@@ -263,15 +280,31 @@ func (i *Ingest) take5(l *link5, m inPublish) {
 	}
 	name, msg, ok := i.edge(m.topic, m.payload)
 	if !ok { // dead-lettered
+		i.flush5(l)
 		l.acks <- ack5{id: m.id}
 		return
 	}
-	e := &journal.Entry{Source: "mqtt", Topic: m.topic, Name: name, TS: msg.TS, Payload: m.payload}
-	f, err := i.opts.Journal.Append(*e)
-	if err != nil {
-		f = nil // Confirm publishes again, with retries
+	l.batch = append(l.batch, journal.Entry{Source: "mqtt", Topic: m.topic, Name: name, TS: msg.TS, Payload: m.payload})
+	l.batchIDs = append(l.batchIDs, m.id)
+	l.batchBytes += len(m.payload) + len(m.topic) + len(name) + 20
+	if len(l.batch) >= journal.MaxBatch || l.batchBytes >= journal.MaxBatchBytes {
+		i.flush5(l)
 	}
-	l.acks <- ack5{id: m.id, f: f, e: e}
+}
+
+// flush5 appends the reader's batch to the log without waiting; the
+// acker PUBACKs its messages once the log has it.
+func (i *Ingest) flush5(l *link5) {
+	if len(l.batch) == 0 {
+		return
+	}
+	es, ids := l.batch, l.batchIDs
+	l.batch, l.batchIDs, l.batchBytes = make([]journal.Entry, 0, len(es)), make([]uint16, 0, len(ids)), 0
+	f, err := i.opts.Journal.AppendBatch(es)
+	if err != nil {
+		f = nil // ConfirmBatch publishes again, with retries
+	}
+	l.acks <- ack5{ids: ids, f: f, es: es}
 }
 
 // acker waits for the log's answer to each message in receive order and
@@ -280,10 +313,19 @@ func (i *Ingest) take5(l *link5, m inPublish) {
 func (s *sub5) acker(l *link5, done chan<- struct{}) {
 	defer close(done)
 	for a := range l.acks {
-		if a.e != nil {
-			if _, err := s.i.opts.Journal.Confirm(s.i.ackCtx, a.f, *a.e); err != nil {
+		if a.es != nil {
+			if _, err := s.i.opts.Journal.ConfirmBatch(s.i.ackCtx, a.f, a.es); err != nil {
 				continue
 			}
+			l.queue(func(b []byte) []byte {
+				for _, id := range a.ids {
+					if id != 0 {
+						b = appendPuback(b, id)
+					}
+				}
+				return b
+			})
+			continue
 		}
 		if a.id != 0 {
 			l.queue(func(b []byte) []byte { return appendPuback(b, a.id) })
