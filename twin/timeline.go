@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/paulmach/orb"
@@ -142,7 +143,11 @@ var ErrBadTimeline = errors.New("timeline: bad record blob")
 // EncodeRecords writes records as one compressed blob: per record the
 // time (varint), seq, layer, name, flags, bound and data, deflated.
 func EncodeRecords(rs []TimelineRecord) ([]byte, error) {
-	var raw []byte
+	size := 0
+	for i := range rs {
+		size += len(rs[i].Data) + len(rs[i].ID.Name) + 64
+	}
+	raw := make([]byte, 0, size)
 	for i := range rs {
 		r := &rs[i]
 		raw = binary.AppendVarint(raw, r.Time)
@@ -162,13 +167,23 @@ func EncodeRecords(rs []TimelineRecord) ([]byte, error) {
 				raw = binary.BigEndian.AppendUint64(raw, math.Float64bits(v))
 			}
 		}
-		raw = appendStr(raw, string(r.Data))
+		raw = binary.AppendUvarint(raw, uint64(len(r.Data))) // no string copy of the data
+		raw = append(raw, r.Data...)
 	}
 	var buf bytes.Buffer
-	zw, err := flate.NewWriter(&buf, flate.BestSpeed)
-	if err != nil {
-		return nil, fmt.Errorf("timeline: encode: %w", err)
+	buf.Grow(len(raw)/3 + 64)
+	// A flate writer is about 1 MB of state: one per chunk was most of
+	// the recorder's allocation.
+	zw, _ := flateWriters.Get().(*flate.Writer)
+	if zw == nil {
+		var err error
+		if zw, err = flate.NewWriter(&buf, flate.BestSpeed); err != nil {
+			return nil, fmt.Errorf("timeline: encode: %w", err)
+		}
+	} else {
+		zw.Reset(&buf)
 	}
+	defer flateWriters.Put(zw)
 	if _, err := zw.Write(raw); err != nil {
 		return nil, fmt.Errorf("timeline: encode: %w", err)
 	}
@@ -177,6 +192,8 @@ func EncodeRecords(rs []TimelineRecord) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+var flateWriters sync.Pool // *flate.Writer at BestSpeed
 
 func appendStr(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
