@@ -33,10 +33,12 @@ package changelog
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,11 +93,12 @@ type Node struct {
 	fences    atomic.Uint64
 	fencedSeq atomic.Uint64
 
-	// offset maps stream sequences to feed seqs: feed = stream + offset.
-	// It is 0 for a log as old as the store; a log started after the
-	// store (new or lost) begins with a base marker (BaseHeader) that
-	// sets it, since NATS 2.9 cannot start a stream at a given sequence.
-	offset atomic.Int64
+	// tail is the stream sequence of the log's last record this node
+	// read or wrote: a leader's first publish expects it. A record holds
+	// one change or a run of consecutive ones (RecordHeader), so stream
+	// sequences and feed seqs differ; records carry their seqs, and a
+	// feed seq is found in the log by a binary search (locate).
+	tail atomic.Uint64
 }
 
 // BaseHeader marks a base record: its body is the feed seq the next
@@ -104,41 +107,173 @@ type Node struct {
 // has seen.
 const BaseHeader = "Twin-Log-Base"
 
-// recordSeq returns the feed seq a record stands for (for a base
-// record, the base).
-func recordSeq(h nats.Header, data []byte) (seq uint64, base bool, err error) {
+// RecordHeader marks a record holding a run of consecutive changes; its
+// value is "first-last" (feed seqs), its body each change
+// (twin.MarshalChange) after its length (uvarint). A record without it
+// holds one change, its body the change itself (what a server wrote
+// before runs; a run of one is still written so). The leader writes what
+// is tentative as runs of up to maxRecordChanges changes and
+// maxRecordBytes (one change may be bigger: it goes alone), so JetStream
+// stores, replicates and acknowledges a record per run, not per change.
+const RecordHeader = "Twin-Changes"
+
+const (
+	maxRecordChanges = 256
+	maxRecordBytes   = 256 << 10
+)
+
+// recordRange returns the feed seqs a record holds, lo..hi; for a base
+// record lo = hi = the base (the next change is base+1).
+func recordRange(h nats.Header, data []byte) (lo, hi uint64, base bool, err error) {
 	if v := h.Get(BaseHeader); v != "" {
-		seq, err = strconv.ParseUint(v, 10, 64)
-		return seq, true, err
+		seq, err := strconv.ParseUint(v, 10, 64)
+		return seq, seq, true, err
+	}
+	if v := h.Get(RecordHeader); v != "" {
+		a, b, ok := strings.Cut(v, "-")
+		lo, err1 := strconv.ParseUint(a, 10, 64)
+		hi, err2 := strconv.ParseUint(b, 10, 64)
+		if !ok || err1 != nil || err2 != nil || hi < lo {
+			return 0, 0, false, fmt.Errorf("changelog: bad %s %q", RecordHeader, v)
+		}
+		return lo, hi, false, nil
 	}
 	c, err := twin.UnmarshalChange(data)
-	return c.Seq, false, err
+	return c.Seq, c.Seq, false, err
 }
 
-// feedSeq and streamSeq convert with the current offset.
-func (n *Node) feedSeq(stream uint64) uint64 { return uint64(int64(stream) + n.offset.Load()) }
-func (n *Node) streamSeq(feed uint64) uint64 { return uint64(int64(feed) - n.offset.Load()) }
+// decodeRecord returns the changes of a record that is not a base record,
+// checked to be consecutive.
+func decodeRecord(h nats.Header, data []byte) ([]twin.Change, error) {
+	lo, hi, _, err := recordRange(h, data)
+	if err != nil {
+		return nil, err
+	}
+	if h.Get(RecordHeader) == "" {
+		c, err := twin.UnmarshalChange(data)
+		return []twin.Change{c}, err
+	}
+	out := make([]twin.Change, 0, hi-lo+1)
+	for len(data) > 0 {
+		l, k := binary.Uvarint(data)
+		if k <= 0 || l > uint64(len(data)-k) {
+			return nil, fmt.Errorf("changelog: record %d-%d: truncated", lo, hi)
+		}
+		c, err := twin.UnmarshalChange(data[k : k+int(l)])
+		if err != nil {
+			return nil, err
+		}
+		if c.Seq != lo+uint64(len(out)) {
+			return nil, fmt.Errorf("changelog: record %d-%d holds seq %d at %d", lo, hi, c.Seq, len(out))
+		}
+		out = append(out, c)
+		data = data[k+int(l):]
+	}
+	if uint64(len(out)) != hi-lo+1 {
+		return nil, fmt.Errorf("changelog: record %d-%d holds %d changes", lo, hi, len(out))
+	}
+	return out, nil
+}
 
-// refresh reads the log's newest record and sets the offset from it. It
-// returns the feed seq of the log's last record (the head a leader must
-// reach).
+// recordMsg makes the record of consecutive changes lo..hi (their
+// encodings in blobs).
+func recordMsg(blobs [][]byte, lo, hi uint64) *nats.Msg {
+	m := nats.NewMsg(spine.ChangeSubject)
+	if len(blobs) == 1 {
+		m.Data = blobs[0]
+		return m
+	}
+	size := 0
+	for _, b := range blobs {
+		size += len(b) + binary.MaxVarintLen32
+	}
+	data := make([]byte, 0, size)
+	for _, b := range blobs {
+		data = binary.AppendUvarint(data, uint64(len(b)))
+		data = append(data, b...)
+	}
+	m.Data = data
+	m.Header[RecordHeader] = []string{strconv.FormatUint(lo, 10) + "-" + strconv.FormatUint(hi, 10)}
+	return m
+}
+
+// refresh reads the log's newest record. It returns the feed seq of the
+// log's last change (the head a leader must reach; this twin's head when
+// the log holds no record) and sets tail to the log's last stream seq.
 func (n *Node) refresh(ctx context.Context) (uint64, error) {
 	m, err := n.sp.ChangeLogLast(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if m != nil {
-		seq, _, err := recordSeq(m.Header, m.Data)
-		if err != nil {
-			return 0, fmt.Errorf("changelog: newest record %d: %w", m.Sequence, err)
-		}
-		n.offset.Store(int64(seq) - int64(m.Sequence))
-	}
 	_, last, err := n.sp.ChangeLogState(ctx)
 	if err != nil {
 		return 0, err
 	}
-	return n.feedSeq(last), nil
+	if m == nil {
+		n.tail.Store(last)
+		return n.tw.Feed().Head(), nil
+	}
+	_, hi, _, err := recordRange(m.Header, m.Data)
+	if err != nil {
+		return 0, fmt.Errorf("changelog: newest record %d: %w", m.Sequence, err)
+	}
+	n.tail.Store(max(last, m.Sequence))
+	return hi, nil
+}
+
+// locate returns the stream seq to read from for the changes after
+// feed seq after: the record holding after+1 (or, when the log holds
+// nothing later, the stream seq after its last record).
+func (n *Node) locate(ctx context.Context, after uint64) (uint64, error) {
+	first, last, err := n.sp.ChangeLogState(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if first > last || last == 0 {
+		return last + 1, nil
+	}
+	st, err := n.js.Stream(ctx, spine.ChangeStream)
+	if err != nil {
+		return 0, fmt.Errorf("changelog: stream: %w", err)
+	}
+	rng := func(seq uint64) (lo, hi uint64, base bool, err error) {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			return 0, 0, false, fmt.Errorf("changelog: record %d: %w", seq, err)
+		}
+		return recordRange(m.Header, m.Data)
+	}
+	want := after + 1
+	// The last record whose first seq is at most want (a base record B
+	// counts as B: its next change is B+1).
+	lo, hi := first, last
+	found := uint64(0)
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		l, _, base, err := rng(mid)
+		if err != nil {
+			return 0, err
+		}
+		if base {
+			l++ // holds no change; B+1 comes after it
+		}
+		if l <= want {
+			found, lo = mid, mid+1
+		} else {
+			hi = mid - 1
+		}
+	}
+	if found == 0 {
+		return first, nil // the log starts after want: the consumer finds the gap
+	}
+	_, h, base, err := rng(found)
+	if err != nil {
+		return 0, err
+	}
+	if !base && h < want {
+		return found + 1, nil // want is past the log's end
+	}
+	return found, nil
 }
 
 // writeBase empties the log and writes a base record: the next change is
@@ -158,7 +293,7 @@ func (n *Node) writeBase(ctx context.Context, base uint64) error {
 	if err != nil {
 		return fmt.Errorf("changelog: write base %d: %w", base, err)
 	}
-	n.offset.Store(int64(base) - int64(pa.Sequence))
+	n.tail.Store(pa.Sequence)
 	n.tw.Feed().SetLast(base)
 	n.log.Info("change log (re)started above the store", "base", base, "stream_seq", pa.Sequence)
 	return nil
@@ -229,7 +364,18 @@ func (n *Node) Start(ctx context.Context, storeSeq, floor uint64) error {
 	if err != nil {
 		return err
 	}
-	logFirst := n.feedSeq(first)
+	st, err := n.js.Stream(ctx, spine.ChangeStream)
+	if err != nil {
+		return fmt.Errorf("changelog: stream: %w", err)
+	}
+	fm, err := st.GetMsg(ctx, first)
+	if err != nil {
+		return fmt.Errorf("changelog: oldest record %d: %w", first, err)
+	}
+	logFirst, _, _, err := recordRange(fm.Header, fm.Data)
+	if err != nil {
+		return fmt.Errorf("changelog: oldest record %d: %w", first, err)
+	}
 	switch {
 	case logLast < storeSeq:
 		n.log.Warn("the change log is behind the store (a lost log?); restarting it above the store", "log_last", logLast, "store_seq", storeSeq)
@@ -323,7 +469,13 @@ func (n *Node) installUntil(ctx context.Context, last uint64) error {
 // consume installs log records from the feed's head on; with until > 0 it
 // returns once the head reaches until.
 func (n *Node) consume(ctx context.Context, until uint64) error {
-	start := n.streamSeq(n.tw.Feed().Head() + 1)
+	start, err := n.locate(ctx, n.tw.Feed().Head())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	cons, err := n.js.OrderedConsumer(ctx, spine.ChangeStream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(start, 1)})
 	if err != nil {
@@ -352,30 +504,31 @@ func (n *Node) consume(ctx context.Context, until uint64) error {
 		if err != nil {
 			return fmt.Errorf("changelog: record metadata: %w", err)
 		}
+		n.tail.Store(md.Sequence.Stream)
 		if v := m.Headers().Get(BaseHeader); v != "" {
 			// A base record: valid only where this twin stands.
 			base, err := strconv.ParseUint(v, 10, 64)
 			if err != nil || base != n.tw.Feed().Head() {
 				return fmt.Errorf("%w: the log restarts after %s, this twin is at %d", twin.ErrSeqGap, v, n.tw.Feed().Head())
 			}
-			n.offset.Store(int64(base) - int64(md.Sequence.Stream))
 			continue
 		}
-		c, err := twin.UnmarshalChange(m.Data())
+		cs, err := decodeRecord(m.Headers(), m.Data())
 		if err != nil {
 			return fmt.Errorf("changelog: record %d: %w", md.Sequence.Stream, err)
 		}
-		if c.Seq != n.feedSeq(md.Sequence.Stream) {
-			return fmt.Errorf("changelog: record %d carries seq %d, not %d", md.Sequence.Stream, c.Seq, n.feedSeq(md.Sequence.Stream))
+		// The first record read may begin before this twin's head: those
+		// changes are installed already (Install ignores them).
+		for _, c := range cs {
+			ok, err := n.tw.Install(c)
+			if err != nil {
+				return err
+			}
+			if ok {
+				n.m.installed.Inc()
+			}
 		}
-		ok, err := n.tw.Install(c)
-		if err != nil {
-			return err
-		}
-		if ok {
-			n.m.installed.Inc()
-		}
-		if until > 0 && c.Seq >= until {
+		if until > 0 && cs[len(cs)-1].Seq >= until {
 			return nil
 		}
 	}
@@ -482,17 +635,23 @@ func (n *Node) drain(ctx context.Context) error {
 }
 
 type inflight struct {
-	seq uint64
-	f   jetstream.PubAckFuture
+	lo, hi uint64 // the record's changes
+	stream uint64 // the stream seq it must be stored at
+	f      jetstream.PubAckFuture
 }
 
-// publish sends tentative changes to the log in seq order and commits each
-// once JetStream confirms it at its seq, until ctx ends (then it waits for
-// the confirmations in flight). Any refusal is returned: the caller steps
-// down, since the log, not this server, now decides what comes next.
+// publish sends tentative changes to the log in seq order, what is
+// tentative at once as records of runs of changes (recordMsg), and
+// commits a record's changes once JetStream confirms it at the stream
+// seq after the previous record's, until ctx ends (then it waits for the
+// confirmations in flight). Each record expects the previous one as the
+// log's last (Nats-Expected-Last-Sequence): the fence. Any refusal is
+// returned: the caller steps down, since the log, not this server, now
+// decides what comes next.
 func (n *Node) publish(ctx context.Context) error {
 	feed := n.tw.Feed()
-	pos := feed.Head() // committed == head at the start of a term
+	pos := feed.Head()      // committed == head at the start of a term
+	expect := n.tail.Load() // the log's last record (installed to its end)
 	q := make(chan inflight, n.opts.MaxInFlight)
 	ackErr := make(chan error, 1)
 	ackDone := make(chan struct{})
@@ -505,16 +664,17 @@ func (n *Node) publish(ctx context.Context) error {
 			}
 			select {
 			case pa := <-it.f.Ok():
-				if n.feedSeq(pa.Sequence) != it.seq {
+				if pa.Sequence != it.stream {
 					failed = true
-					ackErr <- fmt.Errorf("changelog: change %d stored at %d", it.seq, pa.Sequence)
+					ackErr <- fmt.Errorf("changelog: changes %d-%d stored at %d, not %d", it.lo, it.hi, pa.Sequence, it.stream)
 					continue
 				}
-				feed.Commit(it.seq)
-				n.m.published.Inc()
+				n.tail.Store(pa.Sequence)
+				feed.Commit(it.hi)
+				n.m.published.Add(float64(it.hi - it.lo + 1))
 			case err := <-it.f.Err():
 				failed = true
-				ackErr <- fmt.Errorf("changelog: publish %d: %w", it.seq, err)
+				ackErr <- fmt.Errorf("changelog: publish %d-%d: %w", it.lo, it.hi, err)
 			}
 		}
 	}()
@@ -528,6 +688,29 @@ func (n *Node) publish(ctx context.Context) error {
 			}
 		}
 		return err
+	}
+	var blobs [][]byte
+	var lo, hi uint64
+	size := 0
+	send := func() error {
+		if len(blobs) == 0 {
+			return nil
+		}
+		m := recordMsg(blobs, lo, hi)
+		m.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(expect, 10)}
+		f, err := n.js.PublishMsgAsync(m, jetstream.WithExpectStream(spine.ChangeStream), jetstream.WithStallWait(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("changelog: publish %d-%d: %w", lo, hi, err)
+		}
+		expect++
+		select {
+		case q <- inflight{lo: lo, hi: hi, stream: expect, f: f}:
+		case err := <-ackErr:
+			return err
+		}
+		pos = hi
+		blobs, size = blobs[:0], 0
+		return nil
 	}
 	for {
 		cs, err := feed.Tentative(pos, 512)
@@ -543,19 +726,19 @@ func (n *Node) publish(ctx context.Context) error {
 			if err != nil {
 				n.log.Error("change logged without some props", "err", err)
 			}
-			m := nats.NewMsg(spine.ChangeSubject)
-			m.Data = b
-			m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(n.streamSeq(c.Seq-1), 10))
-			f, err := n.js.PublishMsgAsync(m, jetstream.WithExpectStream(spine.ChangeStream), jetstream.WithStallWait(5*time.Second))
-			if err != nil {
-				return finish(fmt.Errorf("changelog: publish %d: %w", c.Seq, err))
+			if len(blobs) > 0 && (len(blobs) == maxRecordChanges || size+len(b) > maxRecordBytes) {
+				if err := send(); err != nil {
+					return finish(err)
+				}
 			}
-			select {
-			case q <- inflight{seq: c.Seq, f: f}:
-			case err := <-ackErr:
-				return finish(err)
+			if len(blobs) == 0 {
+				lo = c.Seq
 			}
-			pos = c.Seq
+			blobs, hi, size = append(blobs, b), c.Seq, size+len(b)
+		}
+		// What was tentative goes now: a record never waits for more.
+		if err := send(); err != nil {
+			return finish(err)
 		}
 		if len(cs) > 0 {
 			continue

@@ -144,7 +144,11 @@ func TestLeaderFollowerFence(t *testing.T) {
 	js, _ := jetstream.New(a.sp.Conn())
 	msg := nats.NewMsg(spine.ChangeSubject)
 	msg.Data = data
-	msg.Header.Set(jetstream.ExpectedLastSeqHeader, "50")
+	_, tail, err := a.sp.ChangeLogState(ctx) // the 50 changes' last record
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(tail, 10))
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
