@@ -75,6 +75,9 @@ func MarshalChange(c *Change) ([]byte, error) {
 		lc.Sample = &logSample{Time: s.Time, HasPos: s.HasPos, Pos: s.Pos, HasSpeed: s.HasSpeed, SpeedKmh: s.SpeedKmh,
 			HasHeading: s.HasHeading, Heading: s.Heading, Values: s.Values}
 	}
+	if b, ok := appendChange(make([]byte, 0, 512), &lc); ok {
+		return b, nil
+	}
 	b, err := json.Marshal(lc)
 	if err == nil {
 		return b, nil

@@ -1,0 +1,174 @@
+package twin
+
+import (
+	"encoding/json"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// appendChange writes the change log record of lc as encoding/json would
+// (same fields, same names; UnmarshalChange reads either), without
+// reflection: json.Marshal of the envelope was most of MarshalChange,
+// which the leader runs once per change. Only the props go through
+// encoding/json. ok is false for what it does not write itself (a
+// non-finite number): the caller then uses json.Marshal, which reports it.
+func appendChange(b []byte, lc *logChange) (_ []byte, ok bool) {
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, lc.Seq, 10)
+	b = append(b, `,"k":`...)
+	b = strconv.AppendUint(b, uint64(lc.Kind), 10)
+	b = append(b, `,"t":`...)
+	if b, ok = appendTime(b, lc.Time); !ok {
+		return b, false
+	}
+	b = append(b, `,"l":`...)
+	b = appendString(b, string(lc.Layer))
+	b = append(b, `,"n":`...)
+	b = appendString(b, lc.Name)
+	if f := lc.New; f != nil {
+		b = append(b, `,"new":{`...)
+		if len(f.Geometry) > 0 {
+			b = append(b, `"g":`...)
+			b = append(b, f.Geometry...)
+			b = append(b, ',')
+		}
+		p, err := json.Marshal(f.Props)
+		if err != nil {
+			return b, false
+		}
+		b = append(b, `"p":`...)
+		b = append(b, p...)
+		b = append(b, `,"v":`...)
+		b = strconv.AppendUint(b, f.Version, 10)
+		b = append(b, `,"u":`...)
+		if b, ok = appendTime(b, f.Updated); !ok {
+			return b, false
+		}
+		b = append(b, `,"o":`...)
+		if b, ok = appendTime(b, f.Observed); !ok {
+			return b, false
+		}
+		if len(f.Region) > 0 {
+			b = append(b, `,"r":[`...)
+			for i, r := range f.Region {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, r)
+			}
+			b = append(b, ']')
+		}
+		if f.Grid != "" {
+			b = append(b, `,"grid":`...)
+			b = appendString(b, f.Grid)
+		}
+		if len(f.Cells) > 0 {
+			b = append(b, `,"c":[`...)
+			for i, c := range f.Cells {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = strconv.AppendUint(b, c, 10)
+			}
+			b = append(b, ']')
+		}
+		if f.Source != "" {
+			b = append(b, `,"src":`...)
+			b = appendString(b, f.Source)
+		}
+		b = append(b, '}')
+	}
+	if s := lc.Sample; s != nil {
+		b = append(b, `,"s":{"t":`...)
+		if b, ok = appendTime(b, s.Time); !ok {
+			return b, false
+		}
+		if s.HasPos {
+			b = append(b, `,"hp":true`...)
+		}
+		b = append(b, `,"p":[`...)
+		if b, ok = appendFloat(b, s.Pos[0]); !ok {
+			return b, false
+		}
+		b = append(b, ',')
+		if b, ok = appendFloat(b, s.Pos[1]); !ok {
+			return b, false
+		}
+		b = append(b, ']')
+		if s.HasSpeed {
+			b = append(b, `,"hs":true`...)
+		}
+		if s.SpeedKmh != 0 {
+			b = append(b, `,"sp":`...)
+			if b, ok = appendFloat(b, s.SpeedKmh); !ok {
+				return b, false
+			}
+		}
+		if s.HasHeading {
+			b = append(b, `,"hh":true`...)
+		}
+		if s.Heading != 0 {
+			b = append(b, `,"hd":`...)
+			if b, ok = appendFloat(b, s.Heading); !ok {
+				return b, false
+			}
+		}
+		if len(s.Values) > 0 {
+			b = append(b, `,"vals":{`...)
+			keys := make([]string, 0, len(s.Values))
+			for k := range s.Values {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for i, k := range keys {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, k)
+				b = append(b, ':')
+				if b, ok = appendFloat(b, s.Values[k]); !ok {
+					return b, false
+				}
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), true
+}
+
+// appendTime writes t as time.Time.MarshalJSON does (RFC 3339, ns).
+func appendTime(b []byte, t time.Time) ([]byte, bool) {
+	if y := t.Year(); y < 0 || y >= 10000 {
+		return b, false
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"'), true
+}
+
+// appendFloat writes a finite f as a JSON number (any valid number reads
+// back to the same float64).
+func appendFloat(b []byte, f float64) ([]byte, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return b, false
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, 64), true
+}
+
+// appendString writes s as a JSON string: plain printable ASCII as it is,
+// anything else through encoding/json (escapes, invalid UTF-8).
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
