@@ -5,10 +5,12 @@
 // applies the stream to the twin and acknowledges each message only once
 // the store writer has flushed what it changed.
 //
-// Exactly once into the log: the Nats-Msg-Id is the object's name and the
+// Into the log: a lone message's Nats-Msg-Id is the object's name and the
 // sample's ts (to the microsecond, the twin's duplicate key), so a message
 // redelivered by the broker, or taken by two servers sharing an MQTT
-// subscription, is stored once. Exactly once into the twin and the store:
+// subscription, is stored once. Messages are mostly journaled in batches
+// (AppendBatch, batch.go), one log message each: a batch retried is
+// stored once, a line seen again in another batch is stored again. Exactly once into the twin and the store:
 // a message delivered again after a crash meets the twin's duplicate rule
 // (same ts: duplicate; older: history only, and history is idempotent).
 package journal
