@@ -385,8 +385,12 @@ func setupRESP(cfg FenceConfig, fences []fenceBox, log io.Writer) error {
 			return err
 		}
 		for range n {
-			if isErr, line, err := readReply(br); err != nil || isErr {
-				return fmt.Errorf("SETCHAN: %s %v", line, err)
+			isErr, line, err := readReply(br)
+			if err != nil {
+				return fmt.Errorf("SETCHAN: %w", err)
+			}
+			if isErr {
+				return fmt.Errorf("SETCHAN: %s", line)
 			}
 		}
 	}
@@ -455,13 +459,14 @@ func driveRESP(ctx context.Context, cfg FenceConfig, names []string, mine []int,
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', 6, 64) }
 
-// writeCmd writes a RESP array of bulk strings.
+// writeCmd writes a RESP array of bulk strings (a write error shows at
+// the Flush that follows).
 func writeCmd(w *bufio.Writer, args ...string) {
-	w.WriteString("*" + strconv.Itoa(len(args)) + "\r\n")
+	_, _ = w.WriteString("*" + strconv.Itoa(len(args)) + "\r\n")
 	for _, a := range args {
-		w.WriteString("$" + strconv.Itoa(len(a)) + "\r\n")
-		w.WriteString(a)
-		w.WriteString("\r\n")
+		_, _ = w.WriteString("$" + strconv.Itoa(len(a)) + "\r\n")
+		_, _ = w.WriteString(a)
+		_, _ = w.WriteString("\r\n")
 	}
 }
 
