@@ -193,8 +193,10 @@ const nameOf = (id) => {
   const f = lookup(id)
   return i18n.label(f ? { ...f, id } : { id, properties: {} })
 }
-const alertsPanel = createAlertsPanel({ root: $('alerts-panel'), alerts: () => tierStore.layer('alerts'), tier: tierInfo, regionName, open: openObject, lookup })
-const incidentsPanel = createIncidentsPanel({ root: $('incidents-panel'), incidents: () => tierStore.layer('incidents'), tier: tierInfo, regionName, open: openObject, nameOf })
+// ages and clocks in the panels run on the replayed time during a replay
+const panelNow = () => (timebar ? timebar.now() : Date.now())
+const alertsPanel = createAlertsPanel({ root: $('alerts-panel'), alerts: () => tierStore.layer('alerts'), tier: tierInfo, regionName, open: openObject, lookup, now: panelNow })
+const incidentsPanel = createIncidentsPanel({ root: $('incidents-panel'), incidents: () => tierStore.layer('incidents'), tier: tierInfo, regionName, open: openObject, nameOf, now: panelNow })
 const overdueIncidents = () => tierStore.layer('incidents').filter((f) => {
   const p = f.properties || {}
   const by = p.sla && (p.state === 'dispatched' ? p.sla.accept_by : p.state === 'accepted' ? p.sla.arrive_by : p.state === 'arrived' ? p.sla.report_by : null)

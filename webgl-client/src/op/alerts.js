@@ -20,6 +20,7 @@ const EXPANDED_ROWS = 60
  * @param {(code:string) => string} o.regionName display name of a region code
  * @param {(id:string) => void} o.open open an object in the inspector
  * @param {(id:string) => object|undefined} [o.lookup] the page's copy of an object (an alert's subject), if it holds one
+ * @param {() => number} [o.now] the panel's "now" (ms): the replayed moment during a replay
  */
 export function createAlertsPanel(o) {
   const { root } = o
@@ -135,7 +136,7 @@ export function createAlertsPanel(o) {
   }
 
   function patchGroup(el, g) {
-    const now = Date.now()
+    const now = o.now ? o.now() : Date.now()
     setText(el.querySelector('.g-title'), i18n.rule(g.rule))
     setText(el.querySelector('.g-tier'), i18n.term('tier', g.tier))
     setText(el.querySelector('.g-count'), i18n.num(g.count))

@@ -17,6 +17,7 @@ const MAX_ROWS = 150
  * @param {(code:string) => string} o.regionName
  * @param {(id:string) => void} o.open
  * @param {(id:string) => string} o.nameOf display name of an object id (the assignee)
+ * @param {() => number} [o.now] the panel's "now" (ms): the replayed moment during a replay, so ages and 1-5-10 clocks are as they were
  */
 export function createIncidentsPanel(o) {
   const { root } = o
@@ -46,7 +47,7 @@ export function createIncidentsPanel(o) {
   }
 
   function render() {
-    const now = Date.now()
+    const now = o.now ? o.now() : Date.now()
     const list = selectIncidents(o.incidents(), now, o.tier())
     setText(root.querySelector('#incidents-count'), i18n.num(list.length))
     setText(root.querySelector('#incidents-hidden'), list.length > MAX_ROWS ? t('panel.hidden', { n: i18n.num(list.length - MAX_ROWS) }) : '')

@@ -199,12 +199,24 @@ export function createInspector(o) {
     <h4>${esc(t('insp.history'))}</h4><div id="insp-history" class="muted small">${esc(t('app.loading'))}</div>`
   }
 
+  // a property's value as an operator reads it: terms, yes/no, city times, region names
+  const PROP_TERMS = { kind: 'kinds', state: 'state', status: 'state', type: 'types', level: 'level', tier: 'tier', class: 'road_class', risk_color: 'colour', severity: 'colour' }
+  function propValue(k, v) {
+    if (typeof v === 'boolean') return t(v ? 'app.yes' : 'app.no')
+    if (typeof v !== 'string') return fmtValue(v)
+    if (PROP_TERMS[k]) return i18n.term(PROP_TERMS[k], v)
+    if (/^\d{6}(\d{3})?$/.test(v) && ['parent', 'street', 'district', 'issuer', 'tier_code', 'assignee', 'code'].includes(k)) return o.regionName(v) || v
+    if (/^\d{4}-\d\d-\d\dT\d\d:\d\d/.test(v)) return i18n.time(v, 'datetime')
+    if (/^[a-z]+\/./.test(v)) return o.nameOf(v)
+    return v
+  }
+
   function generic(f, layer) {
     const p = f.properties || {}
-    const keep = Object.entries(p).filter(([k, v]) => !/^(id|name|name_zh|history|values)$/.test(k) && (typeof v !== 'object' || v === null)).slice(0, 10)
+    const keep = Object.entries(p).filter(([k, v]) => !/^(id|name|name_zh|title|title_zh|history|values)$/.test(k) && (typeof v !== 'object' || v === null)).slice(0, 10)
     return head(i18n.label(f), i18n.term('obj', layer)) + `<table class="kv">
       ${row('insp.region', esc(where(f)))}
-      ${keep.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(fmtValue(v))}</td></tr>`).join('')}</table>`
+      ${keep.map(([k, v]) => `<tr><th>${esc(i18n.has('prop.' + k) ? t('prop.' + k) : k)}</th><td>${esc(propValue(k, v))}</td></tr>`).join('')}</table>`
   }
 
   async function loadHistory(layer, name, id) {
