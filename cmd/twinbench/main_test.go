@@ -3,8 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -71,5 +75,42 @@ func TestStorm(t *testing.T) {
 		if !bytes.Contains(out.Bytes(), []byte(want)) {
 			t.Fatalf("no %q in\n%s", want, out.String())
 		}
+	}
+}
+
+// TestFailover: the write before the kill must work; the process is
+// killed; writes answered 503 are retried until one is accepted, and the
+// report says after how long and how many were refused.
+func TestFailover(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPut || r.Header.Get("Authorization") != "Bearer tok" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if n := calls.Add(1); n > 1 && n < 4 { // the write before the kill, then two refusals
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("X-Twin-Seq", "42")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	leader := exec.Command("sleep", "60")
+	if err := leader.Start(); err != nil {
+		t.Skip("no sleep(1):", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- leader.Wait() }()
+	var out bytes.Buffer
+	cfg := config{mode: "failover", pid: leader.Process.Pid, url: srv.URL, token: "tok", every: time.Millisecond, attempt: time.Second, duration: 10 * time.Second}
+	if err := runFailover(context.Background(), cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("the leader's process was not killed")
+	}
+	if !regexp.MustCompile(`first write accepted on .* after .* \(seq 42\)`).Match(out.Bytes()) || !bytes.Contains(out.Bytes(), []byte("2 answered 503")) {
+		t.Fatalf("report:\n%s", out.String())
 	}
 }
