@@ -42,8 +42,10 @@ func runFailover(ctx context.Context, cfg config, out io.Writer) error {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return resp.StatusCode, resp.Header.Get("X-Twin-Seq"), nil
 	}
-	if code, _, err := put(); err != nil || code/100 != 2 {
-		return fmt.Errorf("failover: a write on %s before the kill: %d %v", cfg.url, code, err)
+	if code, _, err := put(); err != nil {
+		return fmt.Errorf("failover: a write on %s before the kill: %w", cfg.url, err)
+	} else if code/100 != 2 {
+		return fmt.Errorf("failover: a write on %s before the kill: status %d", cfg.url, code)
 	}
 	p, err := os.FindProcess(cfg.pid)
 	if err != nil {
