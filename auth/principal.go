@@ -56,9 +56,9 @@ var ErrReservedProp = errors.New("reserved property")
 // CheckClientProps refuses props a client wrote that name a reserved,
 // server-owned prop. Every surface that stores client props (PUT
 // /api/entities) calls it before anything else.
-func CheckClientProps(props map[string]any) error {
+func CheckClientProps(props twin.Props) error {
 	for _, k := range reservedProps {
-		if _, ok := props[k]; ok {
+		if props.Has(k) {
 			return fmt.Errorf("%w %q: set by the server from geometry (reserved: %s)", ErrReservedProp, k, strings.Join(reservedProps[:], ", "))
 		}
 	}
@@ -84,14 +84,14 @@ func (p Principal) Sees(f *twin.Feature) bool {
 	// A task's point is where it shows on the map (its building, its
 	// target region's centre), not whose it is: a district's task drawn at
 	// the district's centre must not reach the street there.
-	byProp := work && f.Props[AlsoRegionsProp] != nil
+	byProp := work && f.Props.Get(AlsoRegionsProp) != nil
 	if !byProp && f.InRegion(p.Region) {
 		return true
 	}
 	if l != twin.Alerts && !work {
 		return false
 	}
-	switch extra := f.Props[AlsoRegionsProp].(type) {
+	switch extra := f.Props.Get(AlsoRegionsProp).(type) {
 	case []any:
 		for _, c := range extra {
 			if s, _ := c.(string); s == p.Region || hasPrefix(s, p.Region) {

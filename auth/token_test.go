@@ -40,8 +40,8 @@ func TestSignParse(t *testing.T) {
 func TestSees(t *testing.T) {
 	in := &twin.Feature{Region: []string{"500000", "500105", "500105002"}}
 	out := &twin.Feature{Region: []string{"500000", "500103", "500103001"}}
-	alert := &twin.Feature{ID: twin.NewID(twin.Alerts, "a"), Region: []string{"500000", "500103"}, Props: map[string]any{"regions": []any{"500103", "500105"}}}
-	forged := &twin.Feature{ID: twin.NewID(twin.Vehicles, "v"), Region: []string{"500000", "500103"}, Props: map[string]any{"regions": []any{"500105"}}}
+	alert := &twin.Feature{ID: twin.NewID(twin.Alerts, "a"), Region: []string{"500000", "500103"}, Props: twin.NewProps(map[string]any{"regions": []any{"500103", "500105"}})}
+	forged := &twin.Feature{ID: twin.NewID(twin.Vehicles, "v"), Region: []string{"500000", "500103"}, Props: twin.NewProps(map[string]any{"regions": []any{"500105"}})}
 	street := Principal{Role: Operator, Region: "500105002"}
 	district := Principal{Role: Operator, Region: "500105"}
 	city := Principal{Role: Operator, Region: CityCode}
@@ -56,23 +56,23 @@ func TestSees(t *testing.T) {
 	}
 	// A directive's task to a district has no geometry: its regions prop
 	// is its scope; the district and the city see it, its streets do not.
-	task := &twin.Feature{ID: twin.NewID(twin.Tasks, "t"), Region: []string{"500000", "500105", "500105002"}, Props: map[string]any{"regions": []any{"500105"}}}
+	task := &twin.Feature{ID: twin.NewID(twin.Tasks, "t"), Region: []string{"500000", "500105", "500105002"}, Props: twin.NewProps(map[string]any{"regions": []any{"500105"}})}
 	other := Principal{Role: Operator, Region: "500103"}
 	if !district.Sees(task) || !city.Sees(task) || street.Sees(task) || other.Sees(task) {
 		t.Fatal("task regions: its district and the city see it, its street and other districts do not")
 	}
-	fwd := &twin.Feature{ID: twin.NewID(twin.Tasks, "t2"), Props: map[string]any{"regions": []any{"500105002"}}}
+	fwd := &twin.Feature{ID: twin.NewID(twin.Tasks, "t2"), Props: twin.NewProps(map[string]any{"regions": []any{"500105002"}})}
 	if !street.Sees(fwd) || !district.Sees(fwd) || (Principal{Role: Operator, Region: "500105001"}).Sees(fwd) {
 		t.Fatal("forwarded task: its street and the district above see it, a sibling street does not")
 	}
 }
 
 func TestCheckClientProps(t *testing.T) {
-	if err := CheckClientProps(map[string]any{"kind": "patrol"}); err != nil {
+	if err := CheckClientProps(twin.NewProps(map[string]any{"kind": "patrol"})); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range ReservedProps() {
-		if err := CheckClientProps(map[string]any{k: []any{"500105"}}); !errors.Is(err, ErrReservedProp) {
+		if err := CheckClientProps(twin.NewProps(map[string]any{k: []any{"500105"}})); !errors.Is(err, ErrReservedProp) {
 			t.Fatalf("%s accepted: %v", k, err)
 		}
 	}

@@ -326,10 +326,10 @@ func TestNoBuildingInRiver(t *testing.T) {
 				}
 			}
 		}
-		if h, _ := f.Number("height_m"); (h >= 24) != f.Props["high_rise"].(bool) || h < 9 || h > 200 {
-			t.Fatalf("%s: height %v high_rise %v", f.ID, h, f.Props["high_rise"])
+		if h, _ := f.Number("height_m"); (h >= 24) != f.Props.Get("high_rise").(bool) || h < 9 || h > 200 {
+			t.Fatalf("%s: height %v high_rise %v", f.ID, h, f.Props.Get("high_rise"))
 		}
-		if f.Props["high_rise"].(bool) && !regexp.MustCompile(`^FC-5001\d\d-\d{6}$`).MatchString(f.Prop("fire_code")) {
+		if f.Props.Get("high_rise").(bool) && !regexp.MustCompile(`^FC-5001\d\d-\d{6}$`).MatchString(f.Prop("fire_code")) {
 			t.Fatalf("%s: fire code %q", f.ID, f.Prop("fire_code"))
 		}
 	}
@@ -363,7 +363,7 @@ func TestBridges(t *testing.T) {
 			!planar.SegmentIntersectsPolygon(ls[0], ls[1], river) {
 			t.Errorf("%s does not cross the %s from bank to bank", f.ID, f.Prop("river"))
 		}
-		conn := f.Props["connects"].([]any)
+		conn := f.Props.Get("connects").([]any)
 		da, db := c.district(ls[0]), c.district(ls[1])
 		if len(conn) != 2 || conn[0] == conn[1] || da == nil || db == nil || da.Code != conn[0] || db.Code != conn[1] {
 			t.Errorf("%s connects %v; ends in %v and %v", f.ID, conn, da, db)
@@ -371,7 +371,7 @@ func TestBridges(t *testing.T) {
 		if l := distMetres(ls[0], ls[1]); l < 500 || l > 2000 {
 			t.Errorf("%s is %.0f m long", f.ID, l)
 		}
-		r := f.Props["restrictions"].(map[string]any)["muck_truck"].(map[string]any)["forbidden"].([]any)
+		r := f.Props.Get("restrictions").(map[string]any)["muck_truck"].(map[string]any)["forbidden"].([]any)
 		if len(r) != 2 || r[0] != "07:00-09:00" {
 			t.Errorf("%s restrictions %v", f.ID, r)
 		}
@@ -394,13 +394,13 @@ func TestDevicesVehiclesWorkers(t *testing.T) {
 			if buildings[d.Prop("attached_to")] == nil {
 				t.Fatalf("%s attached to %q", d.ID, d.Prop("attached_to"))
 			}
-			v := d.Props["values"].(map[string]any)
+			v := d.Props.Get("values").(map[string]any)
 			if ch4, _ := twin.ToFloat(v["ch4"]); ch4 <= 0 || ch4 >= 1 {
 				t.Fatalf("%s ch4 %v", d.ID, v["ch4"])
 			}
 		case "hydrant_pressure":
 			b := buildings[d.Prop("attached_to")]
-			if b == nil || !b.Props["high_rise"].(bool) {
+			if b == nil || !b.Props.Get("high_rise").(bool) {
 				t.Fatalf("%s on %q, want a high-rise", d.ID, d.Prop("attached_to"))
 			}
 		case "camera":
@@ -467,7 +467,7 @@ func TestGridsHook(t *testing.T) {
 		var out []*twin.Feature
 		for _, s := range streets {
 			out = append(out, &twin.Feature{ID: twin.NewID(twin.Grids, "g"+s.ID.Name), Geometry: s.Geometry,
-				Props: map[string]any{"code": "g" + s.ID.Name, "street": s.ID.Name}})
+				Props: twin.NewProps(map[string]any{"code": "g" + s.ID.Name, "street": s.ID.Name})})
 		}
 		return out
 	}})
@@ -548,7 +548,7 @@ func TestDisplayNamesZH(t *testing.T) {
 			t.Fatalf("%s and %s are both %q", other, f.ID, zh)
 		}
 		seen[zh] = f.ID.Name
-		own, zhs := twin.PropStrings(f.Props["owners"]), twin.PropStrings(f.Props["owners_zh"])
+		own, zhs := twin.PropStrings(f.Props.Get("owners")), twin.PropStrings(f.Props.Get("owners_zh"))
 		if len(own) != len(zhs) || !cjk(zhs[0]) {
 			t.Fatalf("%s owners %v owners_zh %v", f.ID, own, zhs)
 		}

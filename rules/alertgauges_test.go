@@ -49,7 +49,7 @@ func TestAlertGauges(t *testing.T) {
 	put := func(name string, g orb.Geometry, state, sev, tier string) {
 		t.Helper()
 		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: g,
-			Props: map[string]any{"state": state, "severity": sev, "tier": tier}}); err != nil {
+			Props: twin.NewProps(map[string]any{"state": state, "severity": sev, "tier": tier})}); err != nil {
 			t.Fatal(err)
 		}
 	}

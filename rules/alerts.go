@@ -98,28 +98,28 @@ func (e *Engine) fire(f firing) {
 			}
 			opened = true
 			n, _ := cur.Number("count")
-			cur.Props["count"] = n + 1
-			cur.Props["last"] = ts(f.at)
+			cur.Props.Set("count", n+1)
+			cur.Props.Set("last", ts(f.at))
 			sev := cur.Prop("severity")
 			if f.exact {
 				if f.severity != sev {
-					cur.Props["severity"] = f.severity
+					cur.Props.Set("severity", f.severity)
 				}
 				if f.tier != "" && f.tier != cur.Prop("tier") {
-					cur.Props["tier"] = f.tier
-					cur.Props["tier_since"] = ts(now)
+					cur.Props.Set("tier", f.tier)
+					cur.Props.Set("tier_since", ts(now))
 				}
 			} else if s := moreSevere(sev, f.severity); s != sev {
-				cur.Props["severity"] = s
+				cur.Props.Set("severity", s)
 			}
-			cur.Props["regions"] = mergeRegions(cur.Props["regions"], regions)
+			cur.Props.Set("regions", mergeRegions(cur.Props.Get("regions"), regions))
 			if f.message != "" {
-				cur.Props["message"] = f.message
+				cur.Props.Set("message", f.message)
 			}
 			for kk, vv := range f.detail {
-				cur.Props[kk] = vv
+				cur.Props.Set(kk, vv)
 			}
-			cur.Props["history"] = appendHistory(cur.Props["history"], entry)
+			cur.Props.Set("history", appendHistory(cur.Props.Get("history"), entry))
 			if geom != nil {
 				cur.Geometry = geom
 			}
@@ -163,7 +163,7 @@ func (e *Engine) fire(f firing) {
 	for kk, vv := range f.detail {
 		props[kk] = vv
 	}
-	ch, err := e.tw.PutAt(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: geom, Props: props}, f.at)
+	ch, err := e.tw.PutAt(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: geom, Props: twin.NewProps(props)}, f.at)
 	if err != nil {
 		e.log.Error("rules: open alert", "alert", name, "err", err)
 		return
@@ -202,10 +202,10 @@ func (e *Engine) resolveAt(a *active, subject twin.ID, why string, at time.Time)
 			return nil, nil
 		}
 		actor := "rule:" + a.spec.Name
-		cur.Props["state"] = StateClosed
-		cur.Props["closed_by"] = actor
-		cur.Props["closed_at"] = ts(now)
-		cur.Props["history"] = appendHistory(cur.Props["history"], map[string]any{"at": ts(now), "event": "cleared", "by": actor, "why": why})
+		cur.Props.Set("state", StateClosed)
+		cur.Props.Set("closed_by", actor)
+		cur.Props.Set("closed_at", ts(now))
+		cur.Props.Set("history", appendHistory(cur.Props.Get("history"), map[string]any{"at": ts(now), "event": "cleared", "by": actor, "why": why}))
 		return cur, nil
 	})
 	if err != nil {
@@ -248,11 +248,11 @@ func (e *Engine) escalate(now time.Time) {
 			if l := colourLevel(sev); l > 1 {
 				nsev = colours[l-1]
 			}
-			cur.Props["tier"] = tiers[ti+1]
-			cur.Props["tier_since"] = ts(now)
-			cur.Props["severity"] = nsev
-			cur.Props["history"] = appendHistory(cur.Props["history"], map[string]any{"at": ts(now), "event": "escalated",
-				"from": tier, "to": tiers[ti+1], "severity": nsev, "why": fmt.Sprintf("not acknowledged within %s", sla)})
+			cur.Props.Set("tier", tiers[ti+1])
+			cur.Props.Set("tier_since", ts(now))
+			cur.Props.Set("severity", nsev)
+			cur.Props.Set("history", appendHistory(cur.Props.Get("history"), map[string]any{"at": ts(now), "event": "escalated",
+				"from": tier, "to": tiers[ti+1], "severity": nsev, "why": fmt.Sprintf("not acknowledged within %s", sla)}))
 			return cur, nil
 		})
 		if err != nil {

@@ -28,8 +28,8 @@ func benchWorld(b *testing.B, n int) (*twin.Twin, *Engine, []twin.Sample) {
 		a := orb.Point{106.3 + r.Float64()*0.5, 29.3 + r.Float64()*0.5}
 		fences = append(fences, &twin.Feature{ID: twin.NewID(twin.Bridges, fmt.Sprintf("f%d", i)),
 			Geometry: orb.LineString{a, offset(a, r.Float64()*300-150, r.Float64()*300-150)},
-			Props: map[string]any{"connects": []any{"500103", "500105"},
-				"restrictions": map[string]any{"muck_truck": map[string]any{"forbidden": []any{"07:00-09:00", "17:00-19:30"}}}}})
+			Props: twin.NewProps(map[string]any{"connects": []any{"500103", "500105"},
+				"restrictions": map[string]any{"muck_truck": map[string]any{"forbidden": []any{"07:00-09:00", "17:00-19:30"}}}})})
 	}
 	tw.Load(fences)
 	const trucks = 1000
@@ -37,7 +37,7 @@ func benchWorld(b *testing.B, n int) (*twin.Twin, *Engine, []twin.Sample) {
 	for i := range pos {
 		pos[i] = orb.Point{106.3 + r.Float64()*0.5, 29.3 + r.Float64()*0.5}
 		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("t%d", i)), Geometry: pos[i],
-			Props: map[string]any{"kind": "muck_truck"}}); err != nil {
+			Props: twin.NewProps(map[string]any{"kind": "muck_truck"})}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -141,7 +141,7 @@ func (v *vars) ResolveName(name string) (any, bool) {
 		}
 		return v.prevM, true
 	case "values":
-		if m, ok := v.cur.Props["values"].(map[string]any); ok {
+		if m, ok := v.cur.Props.Get("values").(map[string]any); ok {
 			return m, true
 		}
 		return map[string]any{}, true
@@ -171,8 +171,8 @@ func (v *vars) Parent() interpreter.Activation { return nil }
 
 // featureMap is the CEL view of an object: its props plus id, layer, lon, lat.
 func featureMap(f *twin.Feature) map[string]any {
-	m := make(map[string]any, len(f.Props)+4)
-	for k, val := range f.Props {
+	m := make(map[string]any, f.Props.Len()+4)
+	for k, val := range f.Props.All() {
 		m[k] = val
 	}
 	m["id"] = f.ID.String()

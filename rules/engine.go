@@ -315,7 +315,7 @@ func (e *Engine) process(c *twin.Change) {
 
 func (e *Engine) varsFor(c *twin.Change) *vars {
 	v := &vars{cur: c.New, prev: c.Old, now: e.clk.Now()}
-	if at, _ := c.New.Props["attached_to"].(string); at != "" {
+	if at, _ := c.New.Props.Get("attached_to").(string); at != "" {
 		if jid, err := twin.ParseID(at); err == nil {
 			v.joined, _ = e.tw.Get(jid)
 		}

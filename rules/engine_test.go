@@ -98,7 +98,7 @@ func newFixture(t *testing.T, rulesYAML string) *fixture {
 }
 
 func (f *fixture) put(l twin.Layer, name string, g orb.Geometry, props map[string]any) {
-	if _, err := f.tw.Put(&twin.Feature{ID: twin.NewID(l, name), Geometry: g, Props: props}); err != nil {
+	if _, err := f.tw.Put(&twin.Feature{ID: twin.NewID(l, name), Geometry: g, Props: twin.NewProps(props)}); err != nil {
 		panic(err)
 	}
 }
@@ -189,7 +189,7 @@ func TestCrossingInForbiddenHoursRaisesOneAlert(t *testing.T) {
 	if a.Prop("target") != "bridges/qiansimen" || a.Prop("direction") != "forward" || a.Prop("from") != "500103" || a.Prop("to") != "500105" {
 		t.Errorf("detail %v", a.Props)
 	}
-	if got := strings.Join(twin.PropStrings(a.Props["regions"]), ","); got != "500000,500103,500105" {
+	if got := strings.Join(twin.PropStrings(a.Props.Get("regions")), ","); got != "500000,500103,500105" {
 		t.Errorf("regions = %s, want both districts", got)
 	}
 	// the panel's row reads the truck by its plate and name, without fetching it
@@ -389,7 +389,7 @@ func TestOverdueHazardEscalatesPerPeriod(t *testing.T) {
 	}
 	// Fixing the hazard brings the building back and closes the alert.
 	_, _, err := f.tw.Update(twin.NewID(twin.Buildings, "b2"), func(c *twin.Feature) (*twin.Feature, error) {
-		c.Props["hazards"] = []any{map[string]any{"name": "blocked fire exit", "deadline": deadline.Format(time.RFC3339), "fixed": true}}
+		c.Props.Set("hazards", []any{map[string]any{"name": "blocked fire exit", "deadline": deadline.Format(time.RFC3339), "fixed": true}})
 		return c, nil
 	})
 	if err != nil {

@@ -176,9 +176,15 @@ func (f *fenceRule) targetChanged(c *twin.Change, r *Rule) {
 }
 
 // windowsAt reads a list of "HH:MM-HH:MM" at a dotted path in props.
-func windowsAt(props map[string]any, path []string) ([]window, bool) {
-	var v any = props
-	for _, k := range path {
+func windowsAt(props twin.Props, path []string) ([]window, bool) {
+	if len(path) == 0 {
+		return nil, false
+	}
+	v, ok := props.Lookup(path[0])
+	if !ok {
+		return nil, false
+	}
+	for _, k := range path[1:] {
 		m, ok := v.(map[string]any)
 		if !ok {
 			return nil, false
@@ -451,7 +457,7 @@ func (f *fenceRule) crossed(t *fenceTarget, s0, s1 float64, p0, p1 orb.Point) (m
 	if math.Abs(d) < 0.5*t.lengthM {
 		return nil, false
 	}
-	conn := twin.PropStrings(t.f.Props["connects"])
+	conn := twin.PropStrings(t.f.Props.Get("connects"))
 	dir := map[string]any{"direction": "forward"}
 	if d < 0 {
 		dir["direction"] = "reverse"

@@ -269,17 +269,17 @@ func (e *Engine) apply(p auth.Principal, name, act string) (*twin.Feature, int, 
 		from = cur.Prop("state")
 		switch {
 		case act == "ack" && from == StateOpen:
-			cur.Props["state"] = StateAcked
-			cur.Props["acked_by"] = actor
-			cur.Props["acked_at"] = ts(now)
+			cur.Props.Set("state", StateAcked)
+			cur.Props.Set("acked_by", actor)
+			cur.Props.Set("acked_at", ts(now))
 		case act == "close" && (from == StateOpen || from == StateAcked):
-			cur.Props["state"] = StateClosed
-			cur.Props["closed_by"] = actor
-			cur.Props["closed_at"] = ts(now)
+			cur.Props.Set("state", StateClosed)
+			cur.Props.Set("closed_by", actor)
+			cur.Props.Set("closed_at", ts(now))
 		default:
 			return nil, errTransition
 		}
-		cur.Props["history"] = appendHistory(cur.Props["history"], map[string]any{"at": ts(now), "event": act, "by": actor})
+		cur.Props.Set("history", appendHistory(cur.Props.Get("history"), map[string]any{"at": ts(now), "event": act, "by": actor}))
 		return cur, nil
 	})
 	switch {

@@ -74,7 +74,7 @@ func (e *Engine) riskChanged(c *twin.Change) {
 	id := c.ID()
 	switch id.Layer {
 	case layer:
-		_, has := c.New.Props["hazards"]
+		_, has := c.New.Props.Lookup("hazards")
 		if has {
 			e.risk.watch[id] = true
 		}
@@ -137,7 +137,7 @@ type hazard struct {
 
 func (e *Engine) hazardsOf(b *twin.Feature) []hazard {
 	var out []hazard
-	if l, ok := b.Props["hazards"].([]any); ok {
+	if l, ok := b.Props.Get("hazards").([]any); ok {
 		for i, x := range l {
 			m, ok := x.(map[string]any)
 			if !ok {
@@ -184,7 +184,7 @@ func (e *Engine) hazardsOf(b *twin.Feature) []hazard {
 		}
 		n, _ := t.Number("escalations")
 		h.steps = int(n)
-		if o, _ := t.Props["overdue"].(bool); o && h.steps == 0 {
+		if o, _ := t.Props.Get("overdue").(bool); o && h.steps == 0 {
 			h.steps = 1
 		}
 		out = append(out, h)
@@ -286,12 +286,12 @@ func (e *Engine) updateRisk(bid twin.ID, now time.Time) {
 		if cur == nil {
 			return nil, nil
 		}
-		if _, ok := cur.Props["risk_base"]; !ok {
-			cur.Props["risk_base"] = float64(base)
+		if _, ok := cur.Props.Lookup("risk_base"); !ok {
+			cur.Props.Set("risk_base", float64(base))
 		}
-		cur.Props["risk_level"] = float64(lvl)
-		cur.Props["risk_color"] = colour
-		cur.Props["risk_tier"] = tier
+		cur.Props.Set("risk_level", float64(lvl))
+		cur.Props.Set("risk_color", colour)
+		cur.Props.Set("risk_tier", tier)
 		return cur, nil
 	})
 	if err != nil || !done {
@@ -302,7 +302,7 @@ func (e *Engine) updateRisk(bid twin.ID, now time.Time) {
 	}
 	sort.Strings(why)
 	if a.spec.Notify == nil || *a.spec.Notify {
-		e.notifyPersons(twin.PropStrings(ch.New.Props["owners"]), map[string]any{"event": "risk", "building": bid.String(),
+		e.notifyPersons(twin.PropStrings(ch.New.Props.Get("owners")), map[string]any{"event": "risk", "building": bid.String(),
 			"risk_level": lvl, "risk_color": colour, "tier": tier, "reasons": why})
 	}
 	if lvl < base {
@@ -331,7 +331,7 @@ func toAny(l []string) []any {
 func (e *Engine) seedRisk() {
 	layer := e.riskLayer()
 	e.tw.Range(layer, func(f *twin.Feature) bool {
-		if _, ok := f.Props["hazards"]; ok {
+		if _, ok := f.Props.Lookup("hazards"); ok {
 			e.risk.watch[f.ID] = true
 		}
 		return true

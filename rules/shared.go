@@ -71,7 +71,7 @@ func chunks(s []byte) []any {
 // sharedSource reads the rules text of a settings/rules object.
 func sharedSource(f *twin.Feature) []byte {
 	var b strings.Builder
-	for _, c := range twin.PropStrings(f.Props[propSource]) {
+	for _, c := range twin.PropStrings(f.Props.Get(propSource)) {
 		b.WriteString(c)
 	}
 	return []byte(b.String())
@@ -153,7 +153,7 @@ func (e *Engine) Publish(rs *RuleSet, by string, file *FileMark) error {
 		if mark != "" {
 			props[propFile] = mark
 		}
-		return &twin.Feature{ID: SettingsID, Props: props}, nil
+		return &twin.Feature{ID: SettingsID, Props: twin.NewProps(props)}, nil
 	})
 	if err != nil {
 		return err
@@ -191,7 +191,7 @@ func (e *Engine) Sync() bool {
 		e.log.Error("rules: the twin's rules do not parse here; the previous rules keep running", "err", err)
 		return true
 	}
-	if j, _ := f.Props[propJSON].(bool); j {
+	if j, _ := f.Props.Get(propJSON).(bool); j {
 		rs.JSON = true
 	}
 	e.Load(rs)

@@ -37,7 +37,7 @@ func TestSharedRules(t *testing.T) {
 		t.Fatal("another engine on the twin does not load the published rules")
 	}
 	st, _ := f.tw.Get(SettingsID)
-	if n := len(twin.PropStrings(st.Props[propSource])); n < 2 {
+	if n := len(twin.PropStrings(st.Props.Get(propSource))); n < 2 {
 		t.Fatalf("a %d-byte text in %d chunks", len(long), n)
 	}
 	v := st.Version

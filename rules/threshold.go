@@ -51,7 +51,7 @@ func (e *Engine) evalThreshold(a *active, c *twin.Change, v *vars) {
 			msg = fmt.Sprintf("%s: %s", id, a.spec.Tiers[best].When)
 		}
 		e.fire(firing{rule: a, subject: c.New, joined: v.joined, severity: a.spec.Tiers[best].Severity, at: at,
-			message: msg, exact: true, detail: map[string]any{"values": c.New.Props["values"]}})
+			message: msg, exact: true, detail: map[string]any{"values": c.New.Props.Get("values")}})
 		return
 	}
 	if cur == 0 {
@@ -120,7 +120,7 @@ func (e *Engine) tickOffline(a *active, now time.Time) {
 		if msg == "" {
 			msg = fmt.Sprintf("%s not heard for %s", f.ID, now.Sub(last).Round(time.Second))
 		}
-		if at, _ := f.Props["attached_to"].(string); at != "" {
+		if at, _ := f.Props.Get("attached_to").(string); at != "" {
 			if jid, err := twin.ParseID(at); err == nil {
 				v.joined, _ = e.tw.Get(jid)
 			}

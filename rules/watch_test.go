@@ -57,7 +57,7 @@ func TestRestartSeedsAlertsAndHazards(t *testing.T) {
 	}
 	// The old alert was closed by hand; the restarted engine opens .1 next.
 	if _, _, err := f.tw.Update(twin.NewID(twin.Alerts, "gas.devices.s1.0"), func(c *twin.Feature) (*twin.Feature, error) {
-		c.Props["state"] = StateClosed
+		c.Props.Set("state", StateClosed)
 		return c, nil
 	}); err != nil {
 		t.Fatal(err)

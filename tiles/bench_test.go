@@ -280,7 +280,7 @@ func loadPostGIS(b *testing.B, ctx context.Context, conn *pgx.Conn, tw *twin.Twi
 				return true
 			}
 			props := map[string]any{}
-			for k, v := range f.Props {
+			for k, v := range f.Props.All() {
 				if s, ok := scalar(v); ok {
 					props[k] = s
 				}

@@ -17,7 +17,7 @@ import (
 func Example() {
 	tw := twin.New(twin.Options{})
 	_, _ = tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, "BP2968"), Geometry: orb.Point{106.5772, 29.5628},
-		Props: map[string]any{"kind": "muck_truck"}})
+		Props: twin.NewProps(map[string]any{"kind": "muck_truck"})})
 	ts := tiles.New(tw, tiles.Options{BaseURL: "https://twin.example"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)

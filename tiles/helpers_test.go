@@ -127,7 +127,7 @@ func testTwin(t testing.TB) *twin.Twin {
 	t.Helper()
 	tw := twin.New(twin.Options{Clock: clock.NewFake(time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)), FeedSize: 1 << 12})
 	put := func(l twin.Layer, name string, g orb.Geometry, props map[string]any) {
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(l, name), Geometry: g, Props: props}); err != nil {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(l, name), Geometry: g, Props: twin.NewProps(props)}); err != nil {
 			t.Fatal(err)
 		}
 	}

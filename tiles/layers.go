@@ -91,7 +91,7 @@ func FeatureID(id twin.ID) uint64 {
 // lean set write only those (and id and version) below DetailZoom; see
 // newMemo.
 func attrList(f *twin.Feature) []kv {
-	out := make([]kv, 0, len(f.Props)+2)
+	out := make([]kv, 0, f.Props.Len()+2)
 	walkAttrs(f, func(k string, v any) {
 		if j, ok := v.(jsonAttr); ok {
 			b, err := json.Marshal(j.v)
@@ -123,7 +123,7 @@ type jsonAttr struct{ v any }
 // carry: attrList writes from it and TileJSON advertises from it.
 func walkAttrs(f *twin.Feature, add func(k string, v any)) {
 	sp := specs[f.ID.Layer]
-	for k, v := range f.Props {
+	for k, v := range f.Props.All() {
 		if k == "id" || k == "version" {
 			continue // the object's own id and version win
 		}
@@ -134,12 +134,12 @@ func walkAttrs(f *twin.Feature, add func(k string, v any)) {
 		}
 	}
 	if sp.readings {
-		if vals, ok := f.Props["values"].(map[string]any); ok {
+		if vals, ok := f.Props.Get("values").(map[string]any); ok {
 			for k, v := range vals {
 				if k == "id" || k == "version" {
 					continue
 				}
-				if p, taken := f.Props[k]; taken {
+				if p, taken := f.Props.Lookup(k); taken {
 					if _, ok := scalar(p); ok || sp.fields[k] == "String" && p != nil {
 						continue
 					}

@@ -28,14 +28,14 @@ import (
 // except advertised string fields, which are written as JSON; non-finite
 // numbers are dropped.
 func attributes(f *twin.Feature, z uint8) map[string]any {
-	out := make(map[string]any, len(f.Props)+2)
+	out := make(map[string]any, f.Props.Len()+2)
 	sp := specs[f.ID.Layer]
 	fields := sp.fields
 	lean := sp.lean
 	if z >= DetailZoom {
 		lean = nil
 	}
-	for k, v := range f.Props {
+	for k, v := range f.Props.All() {
 		if lean != nil && !lean[k] {
 			continue
 		}
@@ -50,7 +50,7 @@ func attributes(f *twin.Feature, z uint8) map[string]any {
 		}
 	}
 	if sp.readings {
-		if vals, ok := f.Props["values"].(map[string]any); ok {
+		if vals, ok := f.Props.Get("values").(map[string]any); ok {
 			for k, v := range vals {
 				if _, taken := out[k]; taken {
 					continue

@@ -171,7 +171,7 @@ func TestMinZoomAndPixelCulling(t *testing.T) {
 		t.Error("district missing at z9")
 	}
 	// z13: the 100 m building is several pixels and present; a 1 m shed is culled.
-	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, "shed"), Props: map[string]any{},
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, "shed"), Props: twin.NewProps(map[string]any{}),
 		Geometry: orb.Polygon{{{106.5720, 29.5610}, {106.57201, 29.5610}, {106.57201, 29.56101}, {106.5720, 29.56101}, {106.5720, 29.5610}}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestFeatureBudgetKeepsLargest(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		side := 0.0002 + 0.00002*float64(i)
 		x, y := origin[0]+0.001+float64(i)*0.001, origin[1]+0.001
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, fmt.Sprintf("g%02d", i)), Props: map[string]any{},
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, fmt.Sprintf("g%02d", i)), Props: twin.NewProps(map[string]any{}),
 			Geometry: orb.Polygon{{{x, y}, {x + side, y}, {x + side, y + side}, {x, y + side}, {x, y}}}}); err != nil {
 			t.Fatal(err)
 		}
@@ -226,7 +226,8 @@ func TestETagChangesExactlyWithContent(t *testing.T) {
 		t.Errorf("If-None-Match: %d, body %d bytes", nm.Code, nm.Body.Len())
 	}
 	if _, _, err := tw.Update(twin.NewID(twin.Buildings, "b1"), func(f *twin.Feature) (*twin.Feature, error) {
-		f.Props["risk_color"], f.Props["risk_level"] = "red", 1
+		f.Props.Set("risk_color", "red")
+		f.Props.Set("risk_level", 1)
 		return f, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -273,7 +274,7 @@ func TestRunInvalidatesAndLargeChangesScan(t *testing.T) {
 		t.Fatalf("cache holds %d entries, want 1", n)
 	}
 	if _, _, err := tw.Update(twin.NewID(twin.Regions, "500103"), func(f *twin.Feature) (*twin.Feature, error) {
-		f.Props["name"] = "渝中区"
+		f.Props.Set("name", "渝中区")
 		return f, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -603,7 +604,7 @@ func FuzzParseTilePath(f *testing.F) {
 // before the invalidator reads them, the cache is purged, not left stale.
 func TestFeedOverrunPurges(t *testing.T) {
 	tw := twin.New(twin.Options{FeedSize: 16})
-	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, "v1"), Geometry: vehiclePos, Props: map[string]any{"speed_kmh": 0}}); err != nil {
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, "v1"), Geometry: vehiclePos, Props: twin.NewProps(map[string]any{"speed_kmh": 0})}); err != nil {
 		t.Fatal(err)
 	}
 	s := New(tw, Options{Registerer: prometheus.NewRegistry()})
@@ -611,19 +612,19 @@ func TestFeedOverrunPurges(t *testing.T) {
 	e1 := get(t, s.Handler(), u, nil).Header().Get("ETag")
 	for i := 1; i <= 40; i++ { // other objects far away push the feed on
 		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("far%d", i)), Geometry: orb.Point{100, 20},
-			Props: map[string]any{}}); err != nil {
+			Props: twin.NewProps(map[string]any{})}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, _, err := tw.Update(twin.NewID(twin.Vehicles, "v1"), func(f *twin.Feature) (*twin.Feature, error) {
-		f.Props["speed_kmh"] = 40
+		f.Props.Set("speed_kmh", 40)
 		return f, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 41; i <= 60; i++ {
 		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("far%d", i)), Geometry: orb.Point{100, 20},
-			Props: map[string]any{}}); err != nil {
+			Props: twin.NewProps(map[string]any{})}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -703,7 +704,7 @@ func TestOddGeometriesNeverPanic(t *testing.T) {
 		"ring":      orb.Ring{{106.570, 29.560}, {106.571, 29.560}, {106.571, 29.561}, {106.570, 29.560}},
 	}
 	for name, g := range odd {
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Bridges, name), Geometry: g, Props: map[string]any{}}); err != nil {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Bridges, name), Geometry: g, Props: twin.NewProps(map[string]any{})}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -737,7 +738,7 @@ func TestTileJSONBoundsFollowChanges(t *testing.T) {
 	if b1[0] != vehiclePos[0] || b1[3] != vehiclePos[1] || u != "https://twin.example/tiles/vehicles/{z}/{x}/{y}.mvt" || cc != "public, max-age=2" {
 		t.Errorf("bounds %v url %s cache %s", b1, u, cc)
 	}
-	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, "p9"), Geometry: orb.Point{106.8, 29.9}, Props: map[string]any{}}); err != nil {
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, "p9"), Geometry: orb.Point{106.8, 29.9}, Props: twin.NewProps(map[string]any{})}); err != nil {
 		t.Fatal(err)
 	}
 	if b2, _, _ := bounds(); b2[2] != 106.8 || b2[3] != 29.9 || b2[0] != vehiclePos[0] {
@@ -808,7 +809,7 @@ func TestPolygonWithHoleWinding(t *testing.T) {
 	outer := orb.Ring{{106.5720, 29.5620}, {106.5720, 29.5630}, {106.5735, 29.5630}, {106.5735, 29.5620}, {106.5720, 29.5620}} // clockwise in lon/lat
 	hole := orb.Ring{{106.5725, 29.5623}, {106.5730, 29.5623}, {106.5730, 29.5627}, {106.5725, 29.5627}, {106.5725, 29.5623}}  // counter-clockwise
 	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, "court"), Geometry: orb.Polygon{outer, hole},
-		Props: map[string]any{}}); err != nil {
+		Props: twin.NewProps(map[string]any{})}); err != nil {
 		t.Fatal(err)
 	}
 	s := New(tw, Options{})

@@ -98,7 +98,7 @@ func TestDemoCityTiles(t *testing.T) {
 			props = map[string]any{"title": "t", "issuer": "500000", "due": "2026-12-01T10:00:00Z", "total": 3, "acked": 1,
 				"reported": 0, "overdue": 1}
 		}
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(l, fmt.Sprint("v", i)), Geometry: g, Props: props}); err != nil {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(l, fmt.Sprint("v", i)), Geometry: g, Props: twin.NewProps(props)}); err != nil {
 			t.Fatal(err)
 		}
 	}

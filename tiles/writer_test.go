@@ -79,8 +79,8 @@ func TestWriterMatchesOrbEncoder(t *testing.T) {
 		}
 		for i, f := range near {
 			g := f.Clone()
-			g.Props["name"] = fmt.Sprint("renamed ", i)
-			g.Props["height_m"] = 300.5
+			g.Props.Set("name", fmt.Sprint("renamed ", i))
+			g.Props.Set("height_m", 300.5)
 			if _, err := tw.Put(g); err != nil {
 				t.Fatal(err)
 			}

@@ -50,13 +50,13 @@ func (t *Twin) PutAt(f *Feature, at time.Time) (Change, error) {
 	if err := t.checkProps(f.Props); err != nil {
 		return Change{}, fmt.Errorf("%s: %w", f.ID, err)
 	}
-	nf := f.Clone()
+	nf := f.clonePacked()
 	t.locate(nf)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := t.get(nf.ID)
 	if old == nil && isTracked(nf.ID.Layer) {
-		if other, taken := t.tracked[nf.ID.Name]; taken && other != nf.ID {
+		if other, taken := t.resolve(nf.ID.Name); taken && other != nf.ID {
 			return Change{}, fmt.Errorf("%w: name %q is already used by %s", ErrConflict, nf.ID.Name, other)
 		}
 	}

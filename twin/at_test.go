@@ -15,12 +15,12 @@ func TestUpdateAt(t *testing.T) {
 	tw := New(Options{Clock: clock.NewFake(now)})
 	id := NewID(Alerts, "a1")
 	past := now.Add(-time.Hour)
-	c, err := tw.PutAt(&Feature{ID: id, Geometry: orb.Point{106, 29}, Props: map[string]any{"state": "open"}}, past)
+	c, err := tw.PutAt(&Feature{ID: id, Geometry: orb.Point{106, 29}, Props: NewProps(map[string]any{"state": "open"})}, past)
 	if err != nil || !c.New.Updated.Equal(past) || c.New.Version != 1 {
 		t.Fatalf("PutAt: %v %v", c.New, err)
 	}
 	set := func(at time.Time) *Feature {
-		c, ok, err := tw.UpdateAt(id, at, func(f *Feature) (*Feature, error) { f.Props["n"] = 1.0; return f, nil })
+		c, ok, err := tw.UpdateAt(id, at, func(f *Feature) (*Feature, error) { f.Props.Set("n", 1.0); return f, nil })
 		if err != nil || !ok {
 			t.Fatal(err)
 		}

@@ -31,7 +31,7 @@ type logChange struct {
 
 type logFeature struct {
 	Geometry json.RawMessage `json:"g,omitempty"`
-	Props    map[string]any  `json:"p,omitempty"`
+	Props    Props           `json:"p"`
 	Version  uint64          `json:"v"`
 	Updated  time.Time       `json:"u"`
 	Observed time.Time       `json:"o"`
@@ -82,20 +82,20 @@ func MarshalChange(c *Change) ([]byte, error) {
 	if err == nil {
 		return b, nil
 	}
-	if lc.New == nil || len(lc.New.Props) == 0 {
+	if lc.New == nil || lc.New.Props.Len() == 0 {
 		return nil, fmt.Errorf("twin: encode change %d: %w", c.Seq, err)
 	}
 	// Keep every prop JSON can carry.
-	props := make(map[string]any, len(lc.New.Props))
+	props := make(map[string]any, lc.New.Props.Len())
 	var dropped []string
-	for k, v := range lc.New.Props {
+	for k, v := range lc.New.Props.All() {
 		if _, e := json.Marshal(v); e != nil {
 			dropped = append(dropped, k)
 			continue
 		}
 		props[k] = v
 	}
-	lc.New.Props = props
+	lc.New.Props = NewProps(props)
 	b, err2 := json.Marshal(lc)
 	if err2 != nil {
 		return nil, fmt.Errorf("twin: encode change %d: %w", c.Seq, err2)
@@ -122,9 +122,6 @@ func UnmarshalChange(b []byte) (Change, error) {
 		}
 		f := &Feature{ID: id, Props: lc.New.Props, Version: lc.New.Version, Updated: lc.New.Updated, Observed: lc.New.Observed,
 			Region: lc.New.Region, Grid: lc.New.Grid, Cells: lc.New.Cells, Source: lc.New.Source}
-		if f.Props == nil {
-			f.Props = map[string]any{}
-		}
 		if len(lc.New.Geometry) > 0 && string(lc.New.Geometry) != "null" {
 			g, err := geojson.UnmarshalGeometry(lc.New.Geometry)
 			if err != nil {

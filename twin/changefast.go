@@ -35,12 +35,11 @@ func appendChange(b []byte, lc *logChange) (_ []byte, ok bool) {
 			b = append(b, f.Geometry...)
 			b = append(b, ',')
 		}
-		p, err := json.Marshal(f.Props)
-		if err != nil {
+		b = append(b, `"p":`...)
+		var err error
+		if b, err = f.Props.AppendJSON(b); err != nil { // packed props written from their bytes
 			return b, false
 		}
-		b = append(b, `"p":`...)
-		b = append(b, p...)
 		b = append(b, `,"v":`...)
 		b = strconv.AppendUint(b, f.Version, 10)
 		b = append(b, `,"u":`...)

@@ -20,12 +20,12 @@ func TestAppendChangeAsJSON(t *testing.T) {
 	id := NewID(Vehicles, `v"1\解放碑`)
 	cs := []Change{
 		{Seq: 42, Kind: Upsert, Time: ts, New: &Feature{ID: id, Geometry: orb.Point{106.123456789012345, 29.1},
-			Props: map[string]any{"name": "解放碑\n", "lanes": 4.0, "tags": []any{"a", 1e-9}}, Version: 7, Updated: ts,
+			Props: NewProps(map[string]any{"name": "解放碑\n", "lanes": 4.0, "tags": []any{"a", 1e-9}}), Version: 7, Updated: ts,
 			Observed: ts.Add(-time.Second), Region: []string{"500000", "500103"}, Grid: "g\t1", Cells: []uint64{1, math.MaxUint64}, Source: "osm:w1"},
 			Sample: &Sample{ID: id, Time: ts, HasPos: true, Pos: orb.Point{106.1, -29.000000000001}, HasSpeed: true, SpeedKmh: 33.3,
 				HasHeading: true, Heading: 359.9, Values: map[string]float64{"b": 0.1, "a": -2e300}}},
 		{Seq: 43, Kind: Remove, Time: ts},
-		{Seq: 44, Kind: History, Time: ts, New: &Feature{ID: id, Props: map[string]any{}}, Sample: &Sample{ID: id, Time: ts.Add(-time.Hour)}},
+		{Seq: 44, Kind: History, Time: ts, New: &Feature{ID: id, Props: NewProps(map[string]any{})}, Sample: &Sample{ID: id, Time: ts.Add(-time.Hour)}},
 	}
 	for _, c := range cs {
 		lc := logChange{Seq: c.Seq, Kind: c.Kind, Time: c.Time, Layer: id.Layer, Name: id.Name}

@@ -15,24 +15,30 @@ import (
 type Feature struct {
 	ID       ID
 	Geometry orb.Geometry // WGS84 lon/lat; nil for a device not yet placed
-	Props    map[string]any
-	Version  uint64    // per-object, increases by one on every change
-	Updated  time.Time // when the object last changed (telemetry ts for tracked objects)
-	Observed time.Time // ts of the newest applied telemetry; zero when none
-	Region   []string  // region codes, outermost first
-	Grid     string    // grid code, "" when outside every grid
-	Cells    []uint64  // H3 cells: res 9 for points, a cover for lines and polygons
-	Source   string    // source id for idempotent imports (e.g. "osm:w123"); optional
+	Props    Props        // packed once the twin holds the feature
+	Version  uint64       // per-object, increases by one on every change
+	Updated  time.Time    // when the object last changed (telemetry ts for tracked objects)
+	Observed time.Time    // ts of the newest applied telemetry; zero when none
+	Region   []string     // region codes, outermost first
+	Grid     string       // grid code, "" when outside every grid
+	Cells    []uint64     // H3 cells: res 9 for points, a cover for lines and polygons
+	Source   string       // source id for idempotent imports (e.g. "osm:w123"); optional
 }
 
 // Clone returns a copy whose Props map, Region and Cells may be modified.
 // The geometry is shared: replace it rather than mutate it.
 func (f *Feature) Clone() *Feature {
 	c := *f
-	c.Props = make(map[string]any, len(f.Props)+2)
-	for k, v := range f.Props {
-		c.Props[k] = v
-	}
+	c.Props = f.Props.Clone()
+	c.Region = append([]string(nil), f.Region...)
+	c.Cells = append([]uint64(nil), f.Cells...)
+	return &c
+}
+
+// clonePacked is Clone with the props packed (no map copy on the way).
+func (f *Feature) clonePacked() *Feature {
+	c := *f
+	c.Props = f.Props.Pack()
 	c.Region = append([]string(nil), f.Region...)
 	c.Cells = append([]uint64(nil), f.Cells...)
 	return &c
@@ -43,8 +49,7 @@ func (f *Feature) Prop(key string) string {
 	if f == nil {
 		return ""
 	}
-	s, _ := f.Props[key].(string)
-	return s
+	return f.Props.String(key)
 }
 
 // Number returns a numeric property and whether it was present and numeric.
@@ -52,7 +57,7 @@ func (f *Feature) Number(key string) (float64, bool) {
 	if f == nil {
 		return 0, false
 	}
-	return ToFloat(f.Props[key])
+	return f.Props.Number(key)
 }
 
 // ToFloat converts the numeric types found in decoded props to float64.
@@ -122,7 +127,7 @@ func (f *Feature) UnmarshalJSON(b []byte) error {
 	if w.Type != "" && w.Type != "Feature" {
 		return fmt.Errorf("geojson: type %q, want Feature", w.Type)
 	}
-	*f = Feature{Props: w.Props, Version: w.Version, Region: w.Region, Grid: w.Grid}
+	*f = Feature{Props: NewProps(w.Props), Version: w.Version, Region: w.Region, Grid: w.Grid}
 	if s, ok := w.ID.(string); ok && s != "" {
 		if id, err := ParseID(s); err == nil {
 			f.ID = id
@@ -148,9 +153,6 @@ func (f *Feature) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("observed: %w", err)
 		}
 		f.Observed = t
-	}
-	if f.Props == nil {
-		f.Props = map[string]any{}
 	}
 	return nil
 }

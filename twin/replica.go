@@ -123,9 +123,6 @@ func (t *Twin) drop(id ID) {
 		return
 	}
 	delete(t.objs[i], id.Name)
-	if isTracked(id.Layer) && t.tracked[id.Name] == id {
-		delete(t.tracked, id.Name)
-	}
 }
 
 // writable returns ErrNotLeader when local mutations are not allowed.

@@ -22,7 +22,7 @@ func TestReplicaLeaderFollower(t *testing.T) {
 	}
 	leader.Lead()
 	id := NewID(Vehicles, "v1")
-	if _, err := leader.Put(&Feature{ID: id, Geometry: orb.Point{106.5, 29.5}, Props: map[string]any{"kind": "bus", "n": 3.0}}); err != nil {
+	if _, err := leader.Put(&Feature{ID: id, Geometry: orb.Point{106.5, 29.5}, Props: NewProps(map[string]any{"kind": "bus", "n": 3.0})}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Second)
@@ -84,7 +84,7 @@ func TestReplicaLeaderFollower(t *testing.T) {
 	}
 
 	// Tentative changes are taken back by Fence.
-	if _, err := leader.Put(&Feature{ID: id, Props: map[string]any{"kind": "truck"}}); err != nil {
+	if _, err := leader.Put(&Feature{ID: id, Props: NewProps(map[string]any{"kind": "truck"})}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := leader.Put(&Feature{ID: NewID(Vehicles, "v2"), Geometry: orb.Point{1, 1}}); err != nil {
@@ -121,7 +121,7 @@ func TestReplicaLeaderFollower(t *testing.T) {
 func TestChangeCodecRoundTrip(t *testing.T) {
 	ts := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
 	c := Change{Seq: 42, Kind: Upsert, Time: ts, New: &Feature{ID: NewID(Roads, "r1"),
-		Geometry: orb.LineString{{106.123456789012, 29.1}, {106.2, 29.2}}, Props: map[string]any{"name": "解放碑", "lanes": 4.0, "tags": []any{"a"}},
+		Geometry: orb.LineString{{106.123456789012, 29.1}, {106.2, 29.2}}, Props: NewProps(map[string]any{"name": "解放碑", "lanes": 4.0, "tags": []any{"a"}}),
 		Version: 7, Updated: ts, Observed: ts.Add(-time.Second), Region: []string{"500000", "500103"}, Grid: "g1", Cells: []uint64{1, 2}, Source: "osm:w1"},
 		Sample: &Sample{ID: NewID(Roads, "r1"), Time: ts, HasPos: true, Pos: orb.Point{1, 2}, Values: map[string]float64{"x": 0.1}}}
 	b, err := MarshalChange(&c)
@@ -138,7 +138,7 @@ func TestChangeCodecRoundTrip(t *testing.T) {
 }
 
 func FuzzUnmarshalChange(f *testing.F) {
-	c := Change{Seq: 1, Kind: Upsert, Time: time.Unix(1, 0).UTC(), New: &Feature{ID: NewID(Vehicles, "v"), Geometry: orb.Point{1, 2}, Props: map[string]any{"a": 1.0}}}
+	c := Change{Seq: 1, Kind: Upsert, Time: time.Unix(1, 0).UTC(), New: &Feature{ID: NewID(Vehicles, "v"), Geometry: orb.Point{1, 2}, Props: NewProps(map[string]any{"a": 1.0})}}
 	b, _ := MarshalChange(&c)
 	f.Add(b)
 	f.Add([]byte(`{"seq":2,"k":2,"l":"vehicles","n":"v"}`))

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/paulmach/orb"
@@ -68,9 +69,11 @@ type Twin struct {
 	// edit here); objs and index are per layer in that order.
 	layers map[Layer]int
 	objs   []map[string]*Feature // by name
-	// tracked maps a telemetry name to its object (names are unique across
-	// TrackedLayers).
-	tracked map[string]ID
+	// tracked are the indexes in Layers of the layers telemetry names
+	// resolve in (names are unique across them): Resolve looks in each
+	// layer's map rather than in a map of its own, which cost ~110 B per
+	// tracked object (issue 16 goal 4).
+	tracked []int
 	index   []*rtree.RTreeG[*Feature]
 	feed    *Feed
 	// Buffers of the reads (read.go), reused so that a read storm is not
@@ -105,10 +108,13 @@ func New(opts Options) *Twin {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	t := &Twin{opts: opts, tracked: map[string]ID{}, feed: NewFeed(opts.FeedSize), layers: map[Layer]int{},
+	t := &Twin{opts: opts, feed: NewFeed(opts.FeedSize), layers: map[Layer]int{},
 		objs: make([]map[string]*Feature, len(StoredLayers)), index: make([]*rtree.RTreeG[*Feature], len(StoredLayers))}
 	for i, l := range StoredLayers {
 		t.layers[l] = i
+		if isTracked(l) {
+			t.tracked = append(t.tracked, i)
+		}
 		t.objs[i] = map[string]*Feature{}
 		t.index[i] = &rtree.RTreeG[*Feature]{}
 	}
@@ -132,9 +138,19 @@ func (t *Twin) Get(id ID) (*Feature, bool) {
 // Resolve finds a tracked object (vehicle, worker, device) by its telemetry name.
 func (t *Twin) Resolve(name string) (ID, bool) {
 	t.mu.RLock()
-	id, ok := t.tracked[name]
+	id, ok := t.resolve(name)
 	t.mu.RUnlock()
 	return id, ok
+}
+
+// resolve is Resolve under t.mu.
+func (t *Twin) resolve(name string) (ID, bool) {
+	for _, i := range t.tracked {
+		if f := t.objs[i][name]; f != nil {
+			return f.ID, true
+		}
+	}
+	return ID{}, false
 }
 
 // Load puts stored objects into the twin without producing changes; used
@@ -145,9 +161,7 @@ func (t *Twin) Resolve(name string) (ID, bool) {
 // whose store has no cells, so it runs on every CPU: the Enricher is safe
 // for concurrent use and each goroutine writes only its own features.
 func (t *Twin) Load(fs []*Feature) {
-	if t.opts.Enricher != nil {
-		t.enrichAll(fs)
-	}
+	t.prepareAll(fs)
 	add := make([]int, len(t.objs))
 	for _, f := range fs {
 		if i := t.layerIndex(f.ID.Layer); i >= 0 {
@@ -175,9 +189,9 @@ func (t *Twin) Load(fs []*Feature) {
 	}
 }
 
-// enrichAll locates the features of fs that have a geometry and no cells,
-// in parallel chunks.
-func (t *Twin) enrichAll(fs []*Feature) {
+// prepareAll packs the props of fs and locates the features that have a
+// geometry and no cells, in parallel chunks (outside the twin's lock).
+func (t *Twin) prepareAll(fs []*Feature) {
 	const chunk = 1024
 	workers := min(runtime.GOMAXPROCS(0), (len(fs)+chunk-1)/chunk)
 	var next atomic.Int64
@@ -191,7 +205,13 @@ func (t *Twin) enrichAll(fs []*Feature) {
 				return
 			}
 			for _, f := range fs[start:min(end, len(fs))] {
-				if f.Geometry != nil && f.Cells == nil {
+				f.Props = f.Props.Pack()
+				if f.Grid != "" {
+					// A store decodes each object's grid code anew (a
+					// few thousand codes, one string per object).
+					f.Grid = unique.Make(f.Grid).Value()
+				}
+				if t.opts.Enricher != nil && f.Geometry != nil && f.Cells == nil {
 					f.Cells, f.Region, f.Grid = t.opts.Enricher.Locate(f.Geometry)
 				}
 			}
@@ -220,7 +240,7 @@ func (t *Twin) Put(f *Feature) (Change, error) {
 	if err := t.checkProps(f.Props); err != nil {
 		return Change{}, fmt.Errorf("%s: %w", f.ID, err)
 	}
-	nf := f.Clone()
+	nf := f.clonePacked()
 	t.locate(nf)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -229,7 +249,7 @@ func (t *Twin) Put(f *Feature) (Change, error) {
 	}
 	old := t.get(nf.ID)
 	if old == nil && isTracked(nf.ID.Layer) {
-		if other, taken := t.tracked[nf.ID.Name]; taken && other != nf.ID {
+		if other, taken := t.resolve(nf.ID.Name); taken && other != nf.ID {
 			return Change{}, fmt.Errorf("%w: name %q is already used by %s (telemetry names are unique across vehicles, workers and devices)", ErrConflict, nf.ID.Name, other)
 		}
 	}
@@ -284,9 +304,6 @@ func (t *Twin) Delete(id ID) (Change, error) {
 	}
 	t.unindex(old)
 	delete(t.objs[t.layerIndex(id.Layer)], id.Name)
-	if isTracked(id.Layer) {
-		delete(t.tracked, id.Name)
-	}
 	c := Change{Kind: Remove, Time: t.opts.Clock.Now(), Old: old}
 	t.feed.append(&c)
 	return c, nil
@@ -344,8 +361,14 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	if s.Time.Equal(old.Observed) {
 		return 0, Change{}, ErrDuplicate
 	}
-	added := newValues(old, s.Values)
-	if held := len(valuesOf(old)); added > 0 && held+added > MaxValues && !t.opts.Unchecked {
+	prev := valuesOf(old)
+	added := 0
+	for k := range s.Values {
+		if _, ok := prev[k]; !ok {
+			added++
+		}
+	}
+	if held := len(prev); added > 0 && held+added > MaxValues && !t.opts.Unchecked {
 		return 0, Change{}, fmt.Errorf("%s: %w: holds %d readings, the sample adds %d, at most %d", s.ID, ErrTooManyValues, held, added, MaxValues)
 	}
 	if s.Time.Before(old.Observed) {
@@ -354,22 +377,6 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 		return HistoryOnly, c, nil
 	}
 	nf := *old
-	// Size the copy exactly: a Go map of up to 8 entries is one group
-	// (~300 B), a larger hint doubles it, and the feed keeps every version
-	// of a moving object for its window (1<<20 changes by default).
-	n := len(old.Props)
-	for _, k := range [...]struct {
-		has bool
-		key string
-	}{{s.HasSpeed, "speed_kmh"}, {s.HasHeading, "heading"}, {len(s.Values) > 0, "values"}} {
-		if _, ok := old.Props[k.key]; k.has && !ok {
-			n++
-		}
-	}
-	nf.Props = make(map[string]any, n)
-	for k, v := range old.Props {
-		nf.Props[k] = v
-	}
 	nf.Observed = s.Time
 	nf.Updated = s.Time
 	if s.HasPos {
@@ -378,14 +385,18 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 			nf.Cells, nf.Region, nf.Grid = cells, region, grid
 		}
 	}
+	// One packed copy of the props with the sample's fields (the feed
+	// keeps every version of a moving object for its window, 1<<20
+	// changes by default: a map per version was ~300 B).
+	var kv [3]propKV
+	set := kv[:0]
 	if s.HasSpeed {
-		nf.Props["speed_kmh"] = s.SpeedKmh
+		set = append(set, propKV{"speed_kmh", s.SpeedKmh})
 	}
 	if s.HasHeading {
-		nf.Props["heading"] = s.Heading
+		set = append(set, propKV{"heading", s.Heading})
 	}
 	if len(s.Values) > 0 {
-		prev := valuesOf(old)
 		vals := make(map[string]any, len(prev)+added)
 		for k, v := range prev {
 			vals[k] = v
@@ -393,13 +404,16 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 		for k, v := range s.Values {
 			vals[k] = v
 		}
-		nf.Props["values"] = vals
+		set = append(set, propKV{"values", vals})
+	}
+	if len(set) > 0 {
+		nf.Props = old.Props.with(set)
 	}
 	c := t.commitKeepTime(old, &nf, &s)
 	return Applied, c, nil
 }
 
-func (t *Twin) checkProps(props map[string]any) error {
+func (t *Twin) checkProps(props Props) error {
 	if t.opts.Unchecked {
 		return nil
 	}
@@ -408,20 +422,8 @@ func (t *Twin) checkProps(props map[string]any) error {
 
 // valuesOf returns an object's readings (props.values), nil when none.
 func valuesOf(f *Feature) map[string]any {
-	m, _ := f.Props["values"].(map[string]any)
+	m, _ := f.Props.Get("values").(map[string]any)
 	return m
-}
-
-// newValues counts the readings of vals the object does not hold yet.
-func newValues(f *Feature, vals map[string]float64) int {
-	held := valuesOf(f)
-	n := 0
-	for k := range vals {
-		if _, ok := held[k]; !ok {
-			n++
-		}
-	}
-	return n
 }
 
 // locate fills cells, region and grid from the geometry.
@@ -465,10 +467,8 @@ func (t *Twin) insert(f *Feature) {
 	if i < 0 {
 		return
 	}
+	f.Props = f.Props.Pack() // at once when the caller packed it
 	t.objs[i][f.ID.Name] = f
-	if isTracked(f.ID.Layer) {
-		t.tracked[f.ID.Name] = f.ID
-	}
 	if f.Geometry != nil {
 		b := f.Geometry.Bound()
 		t.index[i].Insert(b.Min, b.Max, f)

@@ -20,7 +20,7 @@ func newTestTwin(t *testing.T) (*Twin, *clock.Fake) {
 func TestApplySampleOrdering(t *testing.T) {
 	tw, _ := newTestTwin(t)
 	id := NewID(Vehicles, "BP2968")
-	if _, err := tw.Put(&Feature{ID: id, Props: map[string]any{"kind": "muck_truck"}}); err != nil {
+	if _, err := tw.Put(&Feature{ID: id, Props: NewProps(map[string]any{"kind": "muck_truck"})}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2016, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -83,11 +83,11 @@ func TestPutDeleteAndJSON(t *testing.T) {
 	tw, _ := newTestTwin(t)
 	id := NewID(Buildings, "b1")
 	poly := orb.Polygon{{{106.5, 29.5}, {106.51, 29.5}, {106.51, 29.51}, {106.5, 29.5}}}
-	c, err := tw.Put(&Feature{ID: id, Geometry: poly, Props: map[string]any{"height_m": 80.0}})
+	c, err := tw.Put(&Feature{ID: id, Geometry: poly, Props: NewProps(map[string]any{"height_m": 80.0})})
 	if err != nil || c.Old != nil || c.New.Version != 1 {
 		t.Fatal(err)
 	}
-	c, _ = tw.Put(&Feature{ID: id, Geometry: poly, Props: map[string]any{"height_m": 90.0}})
+	c, _ = tw.Put(&Feature{ID: id, Geometry: poly, Props: NewProps(map[string]any{"height_m": 90.0})})
 	if c.New.Version != 2 || tw.Count(Buildings) != 1 {
 		t.Fatalf("version %d count %d", c.New.Version, tw.Count(Buildings))
 	}
@@ -96,7 +96,7 @@ func TestPutDeleteAndJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back Feature
-	if err := json.Unmarshal(b, &back); err != nil || back.ID != id || back.Version != 2 || back.Props["height_m"] != 90.0 {
+	if err := json.Unmarshal(b, &back); err != nil || back.ID != id || back.Version != 2 || back.Props.Get("height_m") != 90.0 {
 		t.Fatalf("roundtrip %s: %+v %v", b, back, err)
 	}
 	if _, err := tw.Put(&Feature{ID: NewID(Devices, "BP1")}); err != nil {

@@ -74,9 +74,14 @@ func ValidKey(what, k string, max int) error {
 // maps and lists as decoded from JSON, and the typed maps and lists the
 // server writes itself), and the nesting depth. Numbers, booleans and other
 // values are not strings and pass. The error names the path of the bad
-// value (built only on failure: imports check millions of objects).
-func ValidProps(props map[string]any) error {
-	if err := validValue(props, 0); err != nil {
+// value (built only on failure: imports check millions of objects). A
+// packed Props passes: only the twin and the stores pack, and only props
+// they hold.
+func ValidProps(props Props) error {
+	if props.packed() {
+		return nil
+	}
+	if err := validValue(props.m, 0); err != nil {
 		return fmt.Errorf("%w: properties%s", ErrBadText, err.Error())
 	}
 	return nil

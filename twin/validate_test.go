@@ -30,7 +30,7 @@ func TestValidProps(t *testing.T) {
 		{map[string]any{"deep": nest(MaxPropsDepth + 2)}, "nested deeper"},
 		{map[string]any{"deep": nest(MaxPropsDepth - 2)}, ""},
 	} {
-		err := ValidProps(c.props)
+		err := ValidProps(NewProps(c.props))
 		if (c.want == "") != (err == nil) || (err != nil && (!strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrBadText))) {
 			t.Errorf("%.80v: err %v, want %q", c.props, err, c.want)
 		}
@@ -72,17 +72,17 @@ func TestValidNameText(t *testing.T) {
 func TestPutUpdateRefuseBadText(t *testing.T) {
 	tw, _ := newTestTwin(t)
 	id := NewID(Incidents, "i1")
-	if _, err := tw.Put(&Feature{ID: id, Props: map[string]any{"description": "x\x00"}}); !errors.Is(err, ErrBadText) {
+	if _, err := tw.Put(&Feature{ID: id, Props: NewProps(map[string]any{"description": "x\x00"})}); !errors.Is(err, ErrBadText) {
 		t.Fatalf("Put with NUL prop: %v, want ErrBadText", err)
 	}
 	if _, ok := tw.Get(id); ok {
 		t.Fatal("refused object stored")
 	}
-	if _, err := tw.Put(&Feature{ID: id, Props: map[string]any{"description": "ok"}}); err != nil {
+	if _, err := tw.Put(&Feature{ID: id, Props: NewProps(map[string]any{"description": "ok"})}); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := tw.Update(id, func(cur *Feature) (*Feature, error) {
-		cur.Props["description"] = "bad\xff"
+		cur.Props.Set("description", "bad\xff")
 		return cur, nil
 	})
 	if !errors.Is(err, ErrBadText) {
@@ -148,7 +148,7 @@ func TestApplySampleLimits(t *testing.T) {
 			t.Errorf("sample at %s: %v, want ErrBadTime", ts, err)
 		}
 	}
-	if f, _ := tw.Get(id); len(f.Props["values"].(map[string]any)) != MaxValues {
-		t.Fatalf("object holds %d readings, want %d", len(f.Props["values"].(map[string]any)), MaxValues)
+	if f, _ := tw.Get(id); len(f.Props.Get("values").(map[string]any)) != MaxValues {
+		t.Fatalf("object holds %d readings, want %d", len(f.Props.Get("values").(map[string]any)), MaxValues)
 	}
 }

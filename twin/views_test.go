@@ -72,7 +72,7 @@ type seen struct {
 }
 
 func observe(f *Feature) modelObj {
-	o := modelObj{step: f.Props["step"].(int)}
+	o := modelObj{step: f.Props.Get("step").(int)}
 	if p, ok := f.Geometry.(orb.Point); ok {
 		o.pos, o.has = p, true
 	}
@@ -190,7 +190,7 @@ func TestViewsConsistentUnderWrites(t *testing.T) {
 			if k == 0 {
 				o.obj = modelObj{step: step} // unplaced
 			}
-			f := &Feature{ID: id, Props: map[string]any{"step": step}}
+			f := &Feature{ID: id, Props: NewProps(map[string]any{"step": step})}
 			if o.obj.has {
 				f.Geometry = o.obj.pos
 			}
@@ -214,7 +214,7 @@ func TestViewsConsistentUnderWrites(t *testing.T) {
 			o = op{id: id, obj: modelObj{pos: pt(), has: true, step: step}}
 			c, _, err = tw.Update(id, func(cur *Feature) (*Feature, error) {
 				cur.Geometry = o.obj.pos
-				cur.Props["step"] = step
+				cur.Props.Set("step", step)
 				return cur, nil
 			})
 		}
@@ -281,10 +281,10 @@ func TestReadersNeverBlockTheWriter(t *testing.T) {
 	id := NewID(Vehicles, "v1")
 	gone := NewID(Incidents, "i1")
 	p0 := orb.Point{106.5, 29.5}
-	if _, err := tw.Put(&Feature{ID: id, Geometry: p0, Props: map[string]any{}}); err != nil {
+	if _, err := tw.Put(&Feature{ID: id, Geometry: p0, Props: NewProps(map[string]any{})}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tw.Put(&Feature{ID: gone, Geometry: p0, Props: map[string]any{}}); err != nil {
+	if _, err := tw.Put(&Feature{ID: gone, Geometry: p0, Props: NewProps(map[string]any{})}); err != nil {
 		t.Fatal(err)
 	}
 	world := orb.Bound{Min: orb.Point{-180, -90}, Max: orb.Point{180, 90}}
@@ -327,10 +327,10 @@ func TestReadersNeverBlockTheWriter(t *testing.T) {
 	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for name, read := range readers {
 		// Start from the same state for every reader.
-		if _, err := tw.Put(&Feature{ID: id, Geometry: p0, Props: map[string]any{}}); err != nil {
+		if _, err := tw.Put(&Feature{ID: id, Geometry: p0, Props: NewProps(map[string]any{})}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tw.Put(&Feature{ID: gone, Geometry: p0, Props: map[string]any{}}); err != nil {
+		if _, err := tw.Put(&Feature{ID: gone, Geometry: p0, Props: NewProps(map[string]any{})}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := tw.Delete(NewID(Vehicles, "v2")); err != nil && !errors.Is(err, ErrNotFound) {
@@ -347,7 +347,7 @@ func TestReadersNeverBlockTheWriter(t *testing.T) {
 		if _, _, err := tw.ApplySample(Sample{ID: id, Time: ts, HasPos: true, Pos: orb.Point{106.6, 29.6}}); err != nil {
 			t.Fatalf("%s: apply while a reader waits: %v", name, err)
 		}
-		if _, err := tw.Put(&Feature{ID: NewID(Vehicles, "v2"), Geometry: p0, Props: map[string]any{}}); err != nil {
+		if _, err := tw.Put(&Feature{ID: NewID(Vehicles, "v2"), Geometry: p0, Props: NewProps(map[string]any{})}); err != nil {
 			t.Fatalf("%s: put while a reader waits: %v", name, err)
 		}
 		if _, err := tw.Delete(gone); err != nil {
@@ -362,7 +362,7 @@ func TestReadersNeverBlockTheWriter(t *testing.T) {
 	}
 	// A callback may write to the twin (it held the read lock before).
 	tw.Range(Vehicles, func(f *Feature) bool {
-		if _, err := tw.Put(&Feature{ID: NewID(Incidents, "from-"+f.ID.Name), Props: map[string]any{}}); err != nil {
+		if _, err := tw.Put(&Feature{ID: NewID(Incidents, "from-"+f.ID.Name), Props: NewProps(map[string]any{})}); err != nil {
 			t.Fatal(err)
 		}
 		return true
@@ -388,7 +388,7 @@ func BenchmarkApplyUnderViews(b *testing.B) {
 	for i := range fs {
 		ids[i] = NewID(Vehicles, fmt.Sprintf("v%06d", i))
 		pos[i] = orb.Point{106.3 + rng.Float64()*0.5, 29.3 + rng.Float64()*0.5}
-		fs[i] = &Feature{ID: ids[i], Geometry: pos[i], Props: map[string]any{}}
+		fs[i] = &Feature{ID: ids[i], Geometry: pos[i], Props: NewProps(map[string]any{})}
 	}
 	tw.Load(fs)
 	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)

@@ -88,14 +88,17 @@ func (f *Feature) AppendGeoJSON(b []byte, keep []string) ([]byte, error) {
 // appendProps writes props as a JSON object, keys sorted as
 // encoding/json sorts them (only those in keep when keep is not nil).
 // Values of the common scalar types are written directly, byte for byte
-// as encoding/json writes them; others (nested readings, lists) go
-// through encoding/json.
-func appendProps(b []byte, props map[string]any, keep []string) ([]byte, error) {
+// as encoding/json writes them; a packed form is written from its bytes
+// without decoding (nested maps are stored with their keys sorted).
+func appendProps(b []byte, props Props, keep []string) ([]byte, error) {
+	if props.packed() {
+		return appendPackedProps(b, props, keep)
+	}
 	keys := keep
 	if keep == nil {
 		var arr [16]string
 		keys = arr[:0]
-		for k := range props {
+		for k := range props.m {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
@@ -103,7 +106,7 @@ func appendProps(b []byte, props map[string]any, keep []string) ([]byte, error) 
 	b = append(b, '{')
 	n := 0
 	for _, k := range keys {
-		v, ok := props[k]
+		v, ok := props.m[k]
 		if !ok {
 			continue
 		}
@@ -119,6 +122,87 @@ func appendProps(b []byte, props map[string]any, keep []string) ([]byte, error) 
 		}
 	}
 	return append(b, '}'), nil
+}
+
+func appendPackedProps(b []byte, props Props, keep []string) ([]byte, error) {
+	b = append(b, '{')
+	n := 0
+	ks, data := props.keys.Value(), props.data
+	for ks != "" {
+		var k string
+		k, ks = nextKey(ks)
+		l := valueLen(data)
+		raw := data[:l]
+		data = data[l:]
+		if keep != nil {
+			if _, found := slices.BinarySearch(keep, k); !found {
+				continue
+			}
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		var err error
+		if b, err = appendRaw(b, raw); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// appendRaw writes one packed value as encoding/json writes its decoded
+// form.
+func appendRaw(b []byte, raw string) ([]byte, error) {
+	switch raw[0] {
+	case tagNull:
+		return append(b, "null"...), nil
+	case tagFalse:
+		return append(b, "false"...), nil
+	case tagTrue:
+		return append(b, "true"...), nil
+	case tagStr:
+		s, _ := propStr(raw[1:])
+		return appendJSONString(b, s), nil
+	case tagF64Int, tagInt, tagI64, tagI32:
+		x, _ := propVarint(raw[1:])
+		return strconv.AppendInt(b, x, 10), nil
+	case tagList, tagStrings, tagMap:
+		body, w := propUvarint(raw[1:])
+		c := raw[1+w : 1+w+int(body)]
+		cnt, k := propUvarint(c)
+		c = c[k:]
+		open, close := byte('['), byte(']')
+		if raw[0] == tagMap {
+			open, close = '{', '}'
+		}
+		b = append(b, open)
+		for i := range cnt {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			switch raw[0] {
+			case tagStrings:
+				s, n := propStr(c)
+				b, c = appendJSONString(b, s), c[n:]
+				continue
+			case tagMap:
+				key, n := propStr(c)
+				b, c = append(appendJSONString(b, key), ':'), c[n:]
+			}
+			l := valueLen(c)
+			var err error
+			if b, err = appendRaw(b, c[:l]); err != nil {
+				return nil, err
+			}
+			c = c[l:]
+		}
+		return append(b, close), nil
+	}
+	v, _ := decodeValue(raw)
+	return appendValue(b, v)
 }
 
 // appendValue writes one property value as encoding/json does.

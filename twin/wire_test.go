@@ -15,7 +15,7 @@ import (
 // reference its output must equal byte for byte.
 func marshalReflect(f *Feature) ([]byte, error) {
 	w := wireFeature{Type: "Feature", ID: f.ID.String(), Layer: f.ID.Layer, Version: f.Version,
-		Region: f.Region, Grid: f.Grid, Props: f.Props}
+		Region: f.Region, Grid: f.Grid, Props: f.Props.Map()}
 	if w.Region == nil {
 		w.Region = []string{}
 	}
@@ -38,15 +38,15 @@ var wireCases = []*Feature{
 	{ID: NewID(Vehicles, "BP2968"), Geometry: orb.Point{106.5512345678, 29.5623}, Version: 7,
 		Updated:  time.Date(2026, 11, 23, 8, 0, 0, 123456789, time.FixedZone("CST", 8*3600)),
 		Observed: time.Date(2026, 11, 23, 0, 0, 1, 0, time.UTC), Region: []string{"500000", "500103", "500103001"}, Grid: "8930e1d8a2fffff",
-		Props: map[string]any{"kind": "muck_truck", "speed_kmh": 32.5, "heading": 90.0, "values": map[string]any{"b": 1.0, "a": math.Copysign(0, -1)}}},
+		Props: NewProps(map[string]any{"kind": "muck_truck", "speed_kmh": 32.5, "heading": 90.0, "values": map[string]any{"b": 1.0, "a": math.Copysign(0, -1)}})},
 	{ID: NewID(Devices, "d1")},
 	{ID: NewID(Buildings, "b<1>&\"x\"\\\u2028\u2029\x01\t\n\xff中"), Region: []string{}, Geometry: orb.Polygon{{{106.5, 29.5}, {106.51, 29.5}, {106.51, 29.51}, {106.5, 29.5}}},
-		Props: map[string]any{"name": "解放碑 <b>", "levels": 8, "owners": []any{"p1", nil, true}, "tiny": 1e-9, "huge": 1e22}},
-	{ID: NewID(Roads, "r"), Geometry: orb.LineString{{0, 0}, {1e-7, -2.5e21}}, Props: map[string]any{}},
+		Props: NewProps(map[string]any{"name": "解放碑 <b>", "levels": 8, "owners": []any{"p1", nil, true}, "tiny": 1e-9, "huge": 1e22})},
+	{ID: NewID(Roads, "r"), Geometry: orb.LineString{{0, 0}, {1e-7, -2.5e21}}, Props: NewProps(map[string]any{})},
 	{ID: NewID(Vehicles, "z"), Geometry: orb.Point{0, math.Copysign(0, -1)}},
 	{ID: NewID(Vehicles, "e"), Geometry: orb.Point{1e-7, 1e21}},
 	{ID: NewID(Vehicles, "e2"), Geometry: orb.Point{-3.2e-10, 123456789012345678}},
-	{ID: NewID(Devices, "many"), Props: manyProps()},
+	{ID: NewID(Devices, "many"), Props: NewProps(manyProps())},
 }
 
 // manyProps has more keys than appendProps sorts on the stack, and every
@@ -70,7 +70,7 @@ func TestAppendGeoJSONKeeps(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := *f
-	g.Props = map[string]any{"heading": f.Props["heading"], "values": f.Props["values"]}
+	g.Props = NewProps(map[string]any{"heading": f.Props.Get("heading"), "values": f.Props.Get("values")})
 	want, _ := marshalReflect(&g)
 	if string(got) != "x"+string(want) {
 		t.Fatalf("got %s\nwant x%s", got, want)
@@ -79,7 +79,7 @@ func TestAppendGeoJSONKeeps(t *testing.T) {
 	if err != nil || !bytes.Contains(none, []byte(`"properties":{}}`)) {
 		t.Fatalf("no props: %s %v", none, err)
 	}
-	bad := &Feature{ID: NewID(Vehicles, "nan"), Props: map[string]any{"x": math.Inf(1)}}
+	bad := &Feature{ID: NewID(Vehicles, "nan"), Props: NewProps(map[string]any{"x": math.Inf(1)})}
 	if _, err := bad.AppendGeoJSON(nil, nil); err == nil {
 		t.Fatal("Inf prop encoded")
 	}
@@ -96,6 +96,12 @@ func TestWireMatchesReflect(t *testing.T) {
 		}
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s:\n got %s\nwant %s", f.ID, got, want)
+		}
+		// The packed form the twin holds writes the same bytes.
+		g := *f
+		g.Props = f.Props.Pack()
+		if got, err := g.MarshalJSON(); (err == nil) != (werr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("%s packed:\n got %s %v\nwant %s", f.ID, got, err, want)
 		}
 	}
 	bad := &Feature{ID: NewID(Vehicles, "nan"), Geometry: orb.Point{math.NaN(), 1}}

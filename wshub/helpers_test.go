@@ -75,14 +75,14 @@ func newEnv(t *testing.T, opts Options, feedSize int) *env {
 func (e *env) put(name string, p orb.Point) {
 	e.t.Helper()
 	if _, err := e.tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, name), Geometry: p,
-		Props: map[string]any{"kind": "muck_truck"}}); err != nil {
+		Props: twin.NewProps(map[string]any{"kind": "muck_truck"})}); err != nil {
 		e.t.Fatalf("put %s: %v", name, err)
 	}
 }
 
 func (e *env) putProps(name string, p orb.Point, props map[string]any) {
 	e.t.Helper()
-	if _, err := e.tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, name), Geometry: p, Props: props}); err != nil {
+	if _, err := e.tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, name), Geometry: p, Props: twin.NewProps(props)}); err != nil {
 		e.t.Fatalf("put %s: %v", name, err)
 	}
 }

@@ -22,7 +22,7 @@ func TestRunAgainstTileServer(t *testing.T) {
 		x, y := 106.55+float64(i%20)*0.002, 29.55+float64(i/20)*0.002
 		poly := orb.Polygon{{{x, y}, {x + 0.001, y}, {x + 0.001, y + 0.001}, {x, y + 0.001}, {x, y}}}
 		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, "b"+string(rune('a'+i%26))+strings.Repeat("x", i/26)),
-			Geometry: poly, Props: map[string]any{"height_m": 10.5}}); err != nil {
+			Geometry: poly, Props: twin.NewProps(map[string]any{"height_m": 10.5})}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -34,7 +34,7 @@ func runIngest(ctx context.Context, cfg config, w io.Writer) error {
 	for i := range names {
 		names[i] = fmt.Sprintf("tb%06d", i)
 		id := twin.NewID(twin.Vehicles, names[i])
-		if _, err := tw.Put(&twin.Feature{ID: id, Props: map[string]any{"kind": "muck_truck"}}); err != nil {
+		if _, err := tw.Put(&twin.Feature{ID: id, Props: twin.NewProps(map[string]any{"kind": "muck_truck"})}); err != nil {
 			return err
 		}
 	}

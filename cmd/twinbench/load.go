@@ -61,6 +61,18 @@ func runLoad(ctx context.Context, cfg config, w io.Writer) error {
 			return err
 		}
 		all := city.All()
+		what := fmt.Sprintf("scale %d", cfg.scale)
+		if cfg.points > 0 {
+			// Only the regions and grids (to place the points) and the
+			// points: the fleet case, as loaded into a peer by geobench.
+			layer, err := twin.ParseLayer(cfg.pointsLayer)
+			if err != nil {
+				return err
+			}
+			all = append(append(append([]*twin.Feature(nil), city.Features[twin.Regions]...), city.Features[twin.Grids]...),
+				demo.Points(layer, cfg.points, 1)...)
+			what = fmt.Sprintf("%d %s points and the scale-%d regions and grids", cfg.points, layer, cfg.scale)
+		}
 		if cfg.placed {
 			// Store cells, region and grid too, as the writer does for
 			// changed objects: the load then places nothing.
@@ -75,7 +87,7 @@ func runLoad(ctx context.Context, cfg config, w io.Writer) error {
 				return err
 			}
 		}
-		fmt.Fprintf(w, "stored       %d objects (scale %d) in %s (generate %s)\n", len(all), cfg.scale,
+		fmt.Fprintf(w, "stored       %d objects (%s) in %s (generate %s)\n", len(all), what,
 			time.Since(t0).Round(time.Millisecond), tg.Round(time.Millisecond))
 		city, all = nil, nil
 	}

@@ -4,6 +4,7 @@
 // messages per second go through decode -> ApplySample -> feed (issue 3).
 //
 //	go run ./cmd/twinbench -mode load -scale 20 -data /tmp/tb20
+//	go run ./cmd/twinbench -mode load -points 1000000 -data /tmp/tb1m
 //	go run ./cmd/twinbench -mode ingest -objects 50000 -duration 10s
 //	go run ./cmd/twinbench -mode storm -objects 200000 -rate 20000 -duration 10s
 //	go run ./cmd/twinbench -mode failover -pid LEADER_PID -url http://SURVIVOR -token T -duration 60s
@@ -46,6 +47,8 @@ func main() {
 	flag.DurationVar(&cfg.every, "every", 50*time.Millisecond, "failover: least time between writes after the kill")
 	flag.DurationVar(&cfg.attempt, "attempt-timeout", 10*time.Second, "failover: a client's timeout for one write")
 	flag.BoolVar(&cfg.verbose, "v", false, "failover: log every write after the kill")
+	flag.IntVar(&cfg.points, "points", 0, "load: store this many fleet points (demo.Points: kind, plate, status, speed_kmh, heading) with the demo's regions and grids instead of the whole city, when -data is empty")
+	flag.StringVar(&cfg.pointsLayer, "points-layer", "vehicles", "load: the layer of -points")
 	flag.StringVar(&cfg.memprofile, "memprofile", "", "write a heap profile after loading")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase")
 	flag.Parse()
@@ -78,7 +81,8 @@ func main() {
 
 type config struct {
 	mode, data, memprofile  string
-	db                      string
+	db, pointsLayer         string
+	points                  int
 	scale, objects, workers int
 	rate, subscribes, h3    int
 	ogc                     int

@@ -58,7 +58,7 @@ func runStorm(ctx context.Context, cfg config, w io.Writer) error {
 		ids[i] = twin.NewID(twin.Vehicles, fmt.Sprintf("st%06d", i))
 		pos[i] = orb.Point{box.Min[0] + rng.Float64()*(box.Max[0]-box.Min[0]), box.Min[1] + rng.Float64()*(box.Max[1]-box.Min[1])}
 		vs[i] = &twin.Feature{ID: ids[i], Geometry: pos[i],
-			Props: map[string]any{"kind": "muck_truck", "speed_kmh": 30.0}}
+			Props: twin.NewProps(map[string]any{"kind": "muck_truck", "speed_kmh": 30.0})}
 	}
 	tw.Load(vs)
 	// A feed consumer keeps the window moving, as the hub and writer do.

@@ -114,7 +114,7 @@ func TestCityMostlyWorks(t *testing.T) {
 	}
 	var resolvedByWorker, escalated int
 	tw.Range(twin.Incidents, func(f *twin.Feature) bool {
-		if f.Props["arrived_position"] != nil && f.Prop("resolution") != "" {
+		if f.Props.Get("arrived_position") != nil && f.Prop("resolution") != "" {
 			resolvedByWorker++
 		}
 		if n, _ := f.Number("sla_breaches"); n > 0 {

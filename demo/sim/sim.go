@@ -568,7 +568,7 @@ type gas struct {
 
 func newGas(f *twin.Feature, o Options) *gas {
 	g := &gas{id: f.ID.Name, ch4: 0.3, h2s: 0.1, chance: o.GasAlarmChance}
-	if v, ok := f.Props["values"].(map[string]any); ok {
+	if v, ok := f.Props.Get("values").(map[string]any); ok {
 		if x, ok := twin.ToFloat(v["ch4"]); ok {
 			g.ch4 = x
 		}
@@ -606,7 +606,7 @@ type hydrant struct {
 
 func newHydrant(f *twin.Feature, o Options) *hydrant {
 	h := &hydrant{id: f.ID.Name, base: 0.3, chance: o.HydrantDropChance}
-	if v, ok := f.Props["values"].(map[string]any); ok {
+	if v, ok := f.Props.Get("values").(map[string]any); ok {
 		if x, ok := twin.ToFloat(v["pressure_mpa"]); ok {
 			h.base = x
 		}

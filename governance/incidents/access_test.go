@@ -35,7 +35,7 @@ func accessSetup(t *testing.T, workers map[string]orb.Point) (*twin.Twin, *Servi
 	clk := clock.NewFake(t0)
 	tw := twin.New(twin.Options{Clock: clk, Enricher: twoDistricts{}})
 	for name, p := range workers {
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Workers, name), Geometry: p, Props: map[string]any{"status": "available"}}); err != nil {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Workers, name), Geometry: p, Props: twin.NewProps(map[string]any{"status": "available"})}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -178,7 +178,7 @@ func TestConcurrentDispatchClaimsOnce(t *testing.T) {
 func TestNonPointIncident(t *testing.T) {
 	tw, s := accessSetup(t, map[string]orb.Point{"w": {106.5601, 29.5800}})
 	poly := orb.Polygon{{{106.5595, 29.5795}, {106.5605, 29.5795}, {106.5605, 29.5805}, {106.5595, 29.5805}, {106.5595, 29.5795}}}
-	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Incidents, "area"), Geometry: poly, Props: map[string]any{"state": Reported, "type": "flood", "tier": "street"}}); err != nil {
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Incidents, "area"), Geometry: poly, Props: twin.NewProps(map[string]any{"state": Reported, "type": "flood", "tier": "street"})}); err != nil {
 		t.Fatal(err)
 	}
 	op := auth.Principal{Subject: "op", Role: auth.Operator, Region: "500105"}

@@ -191,7 +191,7 @@ func (s *Service) AddEvidence(ctx context.Context, p auth.Principal, name string
 		if err := mayAddEvidence(p, f); err != nil {
 			return nil, err
 		}
-		list := asList(f.Props["evidence"])
+		list := asList(f.Props.Get("evidence"))
 		for _, e := range list {
 			if m, _ := e.(map[string]any); m["id"] == eid {
 				return nil, nil // the same photo again: nothing to add
@@ -200,8 +200,8 @@ func (s *Service) AddEvidence(ctx context.Context, p auth.Principal, name string
 		if len(list) >= MaxEvidencePerIncident {
 			return nil, fmt.Errorf("%w: at most %d photos per incident", ErrEvidenceSize, MaxEvidencePerIncident)
 		}
-		f.Props["evidence"] = append(list, ref)
-		f.Props["history"] = append(asList(f.Props["history"]), map[string]any{"action": "evidence", "actor": p.Subject, "at": stamp(now), "evidence": eid})
+		f.Props.Set("evidence", append(list, ref))
+		f.Props.Set("history", append(asList(f.Props.Get("history")), map[string]any{"action": "evidence", "actor": p.Subject, "at": stamp(now), "evidence": eid}))
 		return f, nil
 	})
 	if err != nil {
@@ -232,7 +232,7 @@ func (s *Service) Evidence(ctx context.Context, p auth.Principal, name, eid stri
 	if !ok || !p.Sees(f) || s.opts.Evidence == nil {
 		return nil, "", fmt.Errorf("%s: %w", name, ErrNotFound)
 	}
-	for _, e := range asList(f.Props["evidence"]) {
+	for _, e := range asList(f.Props.Get("evidence")) {
 		if m, _ := e.(map[string]any); m["id"] == eid {
 			b, err := s.opts.Evidence.Get(ctx, eid)
 			if err != nil {

@@ -33,7 +33,7 @@ func pngBytes(t testing.TB) []byte {
 func TestEvidence(t *testing.T) {
 	clk := clock.NewFake(t0)
 	tw := twin.New(twin.Options{Clock: clk, Enricher: fakeLocator{}})
-	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Workers, "mate"), Geometry: there, Props: map[string]any{"status": "available"}}); err != nil {
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Workers, "mate"), Geometry: there, Props: twin.NewProps(map[string]any{"status": "available"})}); err != nil {
 		t.Fatal(err)
 	}
 	s := New(tw, Options{Clock: clk, AutoDispatch: true, Enricher: fakeLocator{}, Evidence: DirEvidence(t.TempDir())})
@@ -61,15 +61,15 @@ func TestEvidence(t *testing.T) {
 	if err != nil || ref["type"] != "image/png" {
 		t.Fatalf("photo: %v %v", err, ref)
 	}
-	if l := asList(f.Props["evidence"]); len(l) != 1 {
-		t.Fatalf("evidence props %v", f.Props["evidence"])
+	if l := asList(f.Props.Get("evidence")); len(l) != 1 {
+		t.Fatalf("evidence props %v", f.Props.Get("evidence"))
 	}
 	if _, _, err := s.AddEvidence(ctx, mate, inc.ID.Name, photo); err != nil { // the same photo again: no second entry
 		t.Fatal(err)
 	}
 	cur, _ := tw.Get(inc.ID)
-	if l := asList(cur.Props["evidence"]); len(l) != 1 {
-		t.Fatalf("same photo twice: %v", cur.Props["evidence"])
+	if l := asList(cur.Props.Get("evidence")); len(l) != 1 {
+		t.Fatalf("same photo twice: %v", cur.Props.Get("evidence"))
 	}
 	id, _ := ref["id"].(string)
 	b, ct, err := s.Evidence(ctx, op, inc.ID.Name, id)

@@ -156,11 +156,11 @@ func (s *Service) Report(p auth.Principal, r Report) (*twin.Feature, bool, error
 		return f, true, nil
 	}
 	name := newName(now)
-	c, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Incidents, name), Geometry: at, Props: map[string]any{
+	c, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Incidents, name), Geometry: at, Props: twin.NewProps(map[string]any{
 		"type": r.Type, "description": r.Description, "reporter": reporter, "reporters": []any{reporter},
 		"state": Reported, "reports": 1.0, "reported_at": stamp(now), "tier": "street", "sla_breaches": 0.0,
 		"breached": []any{}, "history": []any{step("report", reporter, now)},
-	}})
+	})})
 	if err != nil {
 		return nil, false, err
 	}
@@ -202,9 +202,9 @@ func (s *Service) mergeInto(p auth.Principal, at orb.Point, typ, reporter string
 			return nil, nil
 		}
 		n, _ := cur.Number("reports")
-		cur.Props["reports"] = n + 1
-		cur.Props["reporters"] = append(asList(cur.Props["reporters"]), reporter)
-		cur.Props["history"] = append(asList(cur.Props["history"]), step("merge", reporter, now))
+		cur.Props.Set("reports", n+1)
+		cur.Props.Set("reporters", append(asList(cur.Props.Get("reporters")), reporter))
+		cur.Props.Set("history", append(asList(cur.Props.Get("history")), step("merge", reporter, now)))
 		return cur, nil
 	})
 	if err != nil || !ok {
@@ -314,13 +314,13 @@ func (s *Service) escalate(id twin.ID, actor string, now time.Time, note string)
 		if tier == "" {
 			tier = "district"
 		}
-		f.Props["tier"] = tier
-		f.Props["tier_code"] = tierCode(f.Region, tier)
+		f.Props.Set("tier", tier)
+		f.Props.Set("tier_code", tierCode(f.Region, tier))
 		st := step("escalate", actor, now)
 		if note = strings.TrimSpace(note); note != "" {
 			st["note"] = note
 		}
-		f.Props["history"] = append(asList(f.Props["history"]), st)
+		f.Props.Set("history", append(asList(f.Props.Get("history")), st))
 		return f, nil
 	})
 	if err != nil {
@@ -343,18 +343,18 @@ func (s *Service) commit(id twin.ID, action, actor string, now time.Time, note s
 			// after the state check: resolving too early is a 409 either way
 			return f, fmt.Errorf("%w: resolve needs a note (what was done)", ErrBadReport)
 		}
-		h := asList(f.Props["history"])
+		h := asList(f.Props.Get("history"))
 		last, _ := h[len(h)-1].(map[string]any)
 		if note != "" {
 			last["note"] = note
 			if action == "resolve" {
-				f.Props["resolution"] = note
+				f.Props.Set("resolution", note)
 			}
 		}
 		if at != nil {
 			pos := []any{at[0], at[1]}
 			last["at_position"] = pos
-			f.Props["arrived_position"] = pos
+			f.Props.Set("arrived_position", pos)
 		}
 		return f, nil
 	})
@@ -473,7 +473,7 @@ func (s *Service) claim(wid twin.ID) error {
 		if w.Prop("status") != "available" {
 			return nil, ErrWorkerBusy
 		}
-		w.Props["status"] = "busy"
+		w.Props.Set("status", "busy")
 		return w, nil
 	})
 	return err
@@ -488,7 +488,7 @@ func (s *Service) setStatus(wid twin.ID, status string) {
 		if w == nil || w.Prop("status") == status {
 			return nil, nil
 		}
-		w.Props["status"] = status
+		w.Props.Set("status", status)
 		return w, nil
 	})
 	if err != nil {
@@ -513,7 +513,7 @@ func transition(f *twin.Feature, action, actor string, now time.Time, worker *tw
 	if !ok {
 		return fmt.Errorf("%w: cannot %s an incident that is %s", ErrTransition, action, from)
 	}
-	deadlines, _ := f.Props["sla"].(map[string]any)
+	deadlines, _ := f.Props.Get("sla").(map[string]any)
 	if deadlines == nil {
 		deadlines = map[string]any{}
 	} else {
@@ -521,27 +521,27 @@ func transition(f *twin.Feature, action, actor string, now time.Time, worker *tw
 	}
 	switch action {
 	case "dispatch":
-		f.Props["state"] = Dispatched
-		f.Props["assignee"] = worker.ID.String()
-		f.Props["dispatched_at"] = stamp(now)
+		f.Props.Set("state", Dispatched)
+		f.Props.Set("assignee", worker.ID.String())
+		f.Props.Set("dispatched_at", stamp(now))
 		deadlines["accept_by"] = stamp(now.Add(sla.Accept))
 	case "accept":
-		f.Props["state"] = Accepted
-		f.Props["accepted_at"] = stamp(now)
+		f.Props.Set("state", Accepted)
+		f.Props.Set("accepted_at", stamp(now))
 		deadlines["arrive_by"] = stamp(now.Add(sla.Arrive))
 	case "arrive":
-		f.Props["state"] = Arrived
-		f.Props["arrived_at"] = stamp(now)
+		f.Props.Set("state", Arrived)
+		f.Props.Set("arrived_at", stamp(now))
 		deadlines["report_by"] = stamp(now.Add(sla.Report))
 	case "resolve":
-		f.Props["state"] = Resolved
-		f.Props["resolved_at"] = stamp(now)
+		f.Props.Set("state", Resolved)
+		f.Props.Set("resolved_at", stamp(now))
 	case "close":
-		f.Props["state"] = Closed
-		f.Props["closed_at"] = stamp(now)
+		f.Props.Set("state", Closed)
+		f.Props.Set("closed_at", stamp(now))
 	}
-	f.Props["sla"] = deadlines
-	f.Props["history"] = append(asList(f.Props["history"]), step(action, actor, now))
+	f.Props.Set("sla", deadlines)
+	f.Props.Set("history", append(asList(f.Props.Get("history")), step(action, actor, now)))
 	return nil
 }
 
@@ -626,7 +626,7 @@ func (s *Service) setTierCode(f *twin.Feature) *twin.Feature {
 		if cur == nil {
 			return nil, nil
 		}
-		cur.Props["tier_code"] = tierCode(cur.Region, cur.Prop("tier"))
+		cur.Props.Set("tier_code", tierCode(cur.Region, cur.Prop("tier")))
 		return cur, nil
 	})
 	if ok {

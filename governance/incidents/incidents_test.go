@@ -42,7 +42,7 @@ func setup(t *testing.T) (*twin.Twin, *Service, *clock.Fake) {
 		if name == "busy" {
 			status = "busy"
 		}
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Workers, name), Geometry: p, Props: map[string]any{"status": status}}); err != nil {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Workers, name), Geometry: p, Props: twin.NewProps(map[string]any{"status": status})}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -117,8 +117,8 @@ func TestLoopDispatchMergeAndSLA(t *testing.T) {
 	clk.Advance(5*time.Minute + time.Second)
 	s2.Tick(clk.Now())
 	cur, _ = tw2.Get(inc.ID)
-	if cur.Prop("tier") != "city" || len(asList(cur.Props["breached"])) != 2 {
-		t.Fatalf("after restart: tier %q breached %v", cur.Prop("tier"), cur.Props["breached"])
+	if cur.Prop("tier") != "city" || len(asList(cur.Props.Get("breached"))) != 2 {
+		t.Fatalf("after restart: tier %q breached %v", cur.Prop("tier"), cur.Props.Get("breached"))
 	}
 	// Walk to the incident, arrive, resolve, close.
 	if _, _, err := tw2.Update(twin.NewID(twin.Workers, "grid-mate"), func(w *twin.Feature) (*twin.Feature, error) {
@@ -137,8 +137,8 @@ func TestLoopDispatchMergeAndSLA(t *testing.T) {
 		t.Fatalf("resolve: %v", err)
 	}
 	f, err := s2.Act(op, inc.ID.Name, "close", Action{})
-	if err != nil || f.Prop("state") != Closed || len(asList(f.Props["history"])) < 7 {
-		t.Fatalf("close: %v %v", err, f.Props["history"])
+	if err != nil || f.Prop("state") != Closed || len(asList(f.Props.Get("history"))) < 7 {
+		t.Fatalf("close: %v %v", err, f.Props.Get("history"))
 	}
 	if w, _ := tw2.Get(twin.NewID(twin.Workers, "grid-mate")); w.Prop("status") != "available" {
 		t.Fatal("worker not released")
@@ -175,15 +175,15 @@ func TestArriveFromSentPosition(t *testing.T) {
 	if err != nil || f.Prop("state") != Arrived {
 		t.Fatalf("arrive from 30 m: %v", err)
 	}
-	pos, _ := f.Props["arrived_position"].([]any)
+	pos, _ := f.Props.Get("arrived_position").([]any)
 	if len(pos) != 2 || pos[0] != there[0]+0.0003 {
-		t.Fatalf("arrived_position %v", f.Props["arrived_position"])
+		t.Fatalf("arrived_position %v", f.Props.Get("arrived_position"))
 	}
 	f, err = s.Act(mate, inc.ID.Name, "resolve", Action{Note: "swept"})
 	if err != nil || f.Prop("resolution") != "swept" {
-		t.Fatalf("resolve: %v %v", err, f.Props["resolution"])
+		t.Fatalf("resolve: %v %v", err, f.Props.Get("resolution"))
 	}
-	h := asList(f.Props["history"])
+	h := asList(f.Props.Get("history"))
 	if last, _ := h[len(h)-1].(map[string]any); last["note"] != "swept" || last["action"] != "resolve" {
 		t.Fatalf("last step %v", h[len(h)-1])
 	}
@@ -209,7 +209,7 @@ func TestOperatorEscalates(t *testing.T) {
 	if err != nil || f.Prop("tier") != "district" || f.Prop("tier_code") != "500105" {
 		t.Fatalf("escalate: %v tier %q code %q", err, f.Prop("tier"), f.Prop("tier_code"))
 	}
-	if h := asList(f.Props["history"]); len(h) == 0 || h[len(h)-1].(map[string]any)["note"] != "needs the district's crew" {
+	if h := asList(f.Props.Get("history")); len(h) == 0 || h[len(h)-1].(map[string]any)["note"] != "needs the district's crew" {
 		t.Fatalf("history %v", h)
 	}
 	if n, _ := f.Number("sla_breaches"); n != 0 {

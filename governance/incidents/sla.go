@@ -37,7 +37,7 @@ func (s *Service) Tick(now time.Time) int {
 			if st != sd.state || breached(f, sd.step) {
 				continue
 			}
-			m, _ := f.Props["sla"].(map[string]any)
+			m, _ := f.Props.Get("sla").(map[string]any)
 			by, _ := m[sd.key].(string)
 			t, err := time.Parse(time.RFC3339Nano, by)
 			if err == nil && now.After(t) {
@@ -57,11 +57,11 @@ func (s *Service) Tick(now time.Time) int {
 				tier = "district"
 			}
 			b, _ := f.Number("sla_breaches")
-			f.Props["sla_breaches"] = b + 1
-			f.Props["breached"] = append(asList(f.Props["breached"]), d.step)
-			f.Props["tier"] = tier
-			f.Props["tier_code"] = tierCode(f.Region, tier)
-			f.Props["history"] = append(asList(f.Props["history"]), step("escalate:"+d.step, "system", now))
+			f.Props.Set("sla_breaches", b+1)
+			f.Props.Set("breached", append(asList(f.Props.Get("breached")), d.step))
+			f.Props.Set("tier", tier)
+			f.Props.Set("tier_code", tierCode(f.Region, tier))
+			f.Props.Set("history", append(asList(f.Props.Get("history")), step("escalate:"+d.step, "system", now)))
 			return f, nil
 		})
 		if err != nil || !ok {
@@ -74,7 +74,7 @@ func (s *Service) Tick(now time.Time) int {
 }
 
 func breached(f *twin.Feature, step string) bool {
-	for _, b := range asList(f.Props["breached"]) {
+	for _, b := range asList(f.Props.Get("breached")) {
 		if b == step {
 			return true
 		}
@@ -86,12 +86,12 @@ func breached(f *twin.Feature, step string) bool {
 func (s *Service) raiseAlert(inc *twin.Feature, step string, now time.Time) {
 	tier := inc.Prop("tier")
 	name := fmt.Sprintf("incident-sla.%s.%s", inc.ID.Name, step)
-	_, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: inc.Geometry, Props: map[string]any{
+	_, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: inc.Geometry, Props: twin.NewProps(map[string]any{
 		"rule": "incident-sla", "severity": tierColour[tier], "subject": inc.ID.String(), "state": "open",
 		"tier": tier, auth.AlsoRegionsProp: []any{tierCode(inc.Region, tier)}, "count": 1.0,
 		"message": fmt.Sprintf("incident %s (%s) missed its %s deadline; escalated to %s", inc.ID.Name, inc.Prop("type"), step, tier),
 		"first":   stamp(now), "last": stamp(now),
-	}})
+	})})
 	if err != nil {
 		s.log.Error("raise SLA alert", "incident", inc.ID.String(), "err", err)
 	}

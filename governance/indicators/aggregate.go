@@ -105,7 +105,7 @@ func hasEvents(l twin.Layer) bool { return l == twin.Alerts || l == twin.Inciden
 func attribution(f *twin.Feature) []string {
 	r := append([]string(nil), f.Region...)
 	if f.ID.Layer == twin.Alerts || f.ID.Layer == twin.Tasks {
-		for _, c := range twin.PropStrings(f.Props[auth.AlsoRegionsProp]) {
+		for _, c := range twin.PropStrings(f.Props.Get(auth.AlsoRegionsProp)) {
 			if c == "" || len(c) > 12 {
 				continue
 			}
@@ -150,7 +150,7 @@ func (a *aggregator) alert(s *objSum, f *twin.Feature, at time.Time) {
 // raisedColour is the colour an alert was raised in: the first entry of its
 // history (rules' alerts escalate their severity later), else its severity.
 func raisedColour(f *twin.Feature) string {
-	if h, ok := f.Props["history"].([]any); ok && len(h) > 0 {
+	if h, ok := f.Props.Get("history").([]any); ok && len(h) > 0 {
 		if e, ok := h[0].(map[string]any); ok {
 			if c, ok := e["severity"].(string); ok && c != "" {
 				return c
@@ -187,8 +187,8 @@ func (a *aggregator) incident(s *objSum, f *twin.Feature, at time.Time) {
 			}
 		}
 	}
-	sla, _ := f.Props["sla"].(map[string]any)
-	breached := twin.PropStrings(f.Props["breached"])
+	sla, _ := f.Props.Get("sla").(map[string]any)
+	breached := twin.PropStrings(f.Props.Get("breached"))
 	for j, st := range slaSteps {
 		bit := uint32(1) << (slaBit + j)
 		if s.Done&bit != 0 {
@@ -223,7 +223,7 @@ func (a *aggregator) incident(s *objSum, f *twin.Feature, at time.Time) {
 // breachTime is when a step was breached: its escalation in the incident's
 // history, else its deadline, else the change.
 func breachTime(f *twin.Feature, step string, by time.Time, hasBy bool, at time.Time) time.Time {
-	if h, ok := f.Props["history"].([]any); ok {
+	if h, ok := f.Props.Get("history").([]any); ok {
 		for _, e := range h {
 			m, _ := e.(map[string]any)
 			if a, _ := m["action"].(string); a == "escalate:"+step {

@@ -228,28 +228,29 @@ func differential(t *testing.T, seed uint64) {
 				p["regions"] = []any{extra}
 				ref.extras[id.String()] = []string{extra}
 			}
-			f := &twin.Feature{ID: id, Region: path, Props: p}
+			f := &twin.Feature{ID: id, Region: path, Props: twin.NewProps(p)}
 			ref.add(ref.paths(f), now, "raised", c)
 			put(f)
 		case 2: // escalate an alert
 			if f := pick(twin.Alerts, state("open", "acked")); f != nil {
-				f.Props["severity"] = colours[max(0, slices.Index(colours, f.Prop("severity"))-1)]
+				f.Props.Set("severity", colours[max(0, slices.Index(colours, f.Prop("severity"))-1)])
 				put(f)
 			}
 		case 3:
 			if f := pick(twin.Alerts, state("open")); f != nil {
-				f.Props["state"] = "acked"
+				f.Props.Set("state", "acked")
 				put(f)
 			}
 		case 4, 5:
 			if f := pick(twin.Alerts, state("open", "acked")); f != nil {
-				f.Props["state"], f.Props["closed_at"] = "closed", ts(now)
+				f.Props.Set("state", "closed")
+				f.Props.Set("closed_at", ts(now))
 				ref.add(ref.paths(f), now, "closed", f.Prop("severity"))
 				put(f)
 			}
 		case 6: // report an incident
 			f := &twin.Feature{ID: twin.NewID(twin.Incidents, fmt.Sprintf("i%d", seq)), Region: path,
-				Props: map[string]any{"state": "reported", "reported_at": ts(now), "sla": map[string]any{}, "breached": []any{}, "history": []any{}}}
+				Props: twin.NewProps(map[string]any{"state": "reported", "reported_at": ts(now), "sla": map[string]any{}, "breached": []any{}, "history": []any{}})}
 			ref.add(f.Region, now, "inc", "reported")
 			put(f)
 		case 7, 8, 9, 10: // move an incident one step
@@ -258,10 +259,10 @@ func differential(t *testing.T, seed uint64) {
 				break
 			}
 			sla := map[string]any{}
-			for k, v := range f.Props["sla"].(map[string]any) {
+			for k, v := range f.Props.Get("sla").(map[string]any) {
 				sla[k] = v
 			}
-			f.Props["sla"] = sla
+			f.Props.Set("sla", sla)
 			limit := map[string]time.Duration{"accept": time.Minute, "arrive": 5 * time.Minute, "report": 10 * time.Minute}
 			next := map[string][4]string{ // state -> next state, its stamp, step ending, next step's deadline key
 				"reported": {"dispatched", "dispatched_at", "", "accept_by"}, "dispatched": {"accepted", "accepted_at", "accept", "arrive_by"},
@@ -271,21 +272,22 @@ func differential(t *testing.T, seed uint64) {
 			if rng.IntN(6) == 0 && f.Prop("state") != "resolved" { // close early
 				next = [4]string{"closed", "closed_at", "", ""}
 			}
-			if step := next[2]; step != "" && rng.IntN(3) == 0 && !slices.Contains(twin.PropStrings(f.Props["breached"]), step) {
+			if step := next[2]; step != "" && rng.IntN(3) == 0 && !slices.Contains(twin.PropStrings(f.Props.Get("breached")), step) {
 				// The SLA clock escalates first (at a deadline in the past).
 				by, _ := time.Parse(time.RFC3339Nano, sla[step+"_by"].(string))
 				if by.Before(now) {
-					f.Props["breached"] = append(f.Props["breached"].([]any), step)
-					f.Props["history"] = append(f.Props["history"].([]any), map[string]any{"action": "escalate:" + step, "at": ts(now)})
+					f.Props.Set("breached", append(f.Props.Get("breached").([]any), step))
+					f.Props.Set("history", append(f.Props.Get("history").([]any), map[string]any{"action": "escalate:" + step, "at": ts(now)}))
 					ref.add(f.Region, now, "breach", step)
 					put(f)
 					f = clone(f)
 					now = now.Add(time.Duration(rng.IntN(120)) * time.Second)
 				}
 			}
-			f.Props["state"], f.Props[next[1]] = next[0], ts(now)
+			f.Props.Set("state", next[0])
+			f.Props.Set(next[1], ts(now))
 			ref.add(f.Region, now, "inc", next[0])
-			if step := next[2]; step != "" && !slices.Contains(twin.PropStrings(f.Props["breached"]), step) {
+			if step := next[2]; step != "" && !slices.Contains(twin.PropStrings(f.Props.Get("breached")), step) {
 				by, _ := time.Parse(time.RFC3339Nano, sla[step+"_by"].(string))
 				if now.After(by) {
 					ref.add(f.Region, now, "breach", step)
@@ -308,11 +310,11 @@ func differential(t *testing.T, seed uint64) {
 			put(f)
 		case 11: // issue a task
 			f := &twin.Feature{ID: twin.NewID(twin.Tasks, fmt.Sprintf("t%d", seq)), Region: path,
-				Props: map[string]any{"state": "issued", "issued_at": ts(now), "due": ts(now.Add(time.Duration(rng.IntN(240)) * time.Minute))}}
+				Props: twin.NewProps(map[string]any{"state": "issued", "issued_at": ts(now), "due": ts(now.Add(time.Duration(rng.IntN(240)) * time.Minute))})}
 			if rng.IntN(3) == 0 { // a directive's task: no position, its assignee region in regions
 				f.Region = nil
 				code := path[1+rng.IntN(2)]
-				f.Props["regions"] = []any{code}
+				f.Props.Set("regions", []any{code})
 				ref.extras[f.ID.String()] = []string{code}
 			}
 			ref.add(ref.paths(f), now, "task", "issued")
@@ -323,9 +325,9 @@ func differential(t *testing.T, seed uint64) {
 				break
 			}
 			nx := map[string]string{"issued": "acked", "acked": "reported", "reported": "closed"}[f.Prop("state")]
-			f.Props["state"] = nx
+			f.Props.Set("state", nx)
 			if rng.IntN(2) == 0 {
-				f.Props[nx+"_at"] = ts(now)
+				f.Props.Set(nx+"_at", ts(now))
 			}
 			ref.add(ref.paths(f), now, "task", nx)
 			put(f)
@@ -336,9 +338,9 @@ func differential(t *testing.T, seed uint64) {
 			}
 			f := pick(l, func(*twin.Feature) bool { return true })
 			if f == nil || rng.IntN(3) == 0 {
-				f = &twin.Feature{ID: twin.NewID(l, fmt.Sprintf("o%d", seq)), Region: path, Props: map[string]any{}}
+				f = &twin.Feature{ID: twin.NewID(l, fmt.Sprintf("o%d", seq)), Region: path, Props: twin.NewProps(map[string]any{})}
 			}
-			f.Props["status"] = statuses[rng.IntN(len(statuses))]
+			f.Props.Set("status", statuses[rng.IntN(len(statuses))])
 			put(f)
 		case 15: // a worker or an incident moves to another street
 			f := pick(twin.Workers, func(*twin.Feature) bool { return true })

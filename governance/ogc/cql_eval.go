@@ -413,14 +413,14 @@ func propValue(f *twin.Feature, name string) (any, bool) {
 	case "updated":
 		return f.Updated.UTC().Format("2006-01-02T15:04:05Z"), true
 	}
-	if v, ok := f.Props[name]; ok {
+	if v, ok := f.Props.Lookup(name); ok {
 		return v, true
 	}
 	head, rest, ok := strings.Cut(name, ".")
 	if !ok {
 		return nil, false
 	}
-	m, _ := f.Props[head].(map[string]any)
+	m, _ := f.Props.Get(head).(map[string]any)
 	v, ok := m[rest]
 	return v, ok
 }

@@ -38,7 +38,7 @@ func FuzzCQL2(f *testing.F) {
 		if i == 0 {
 			props = map[string]any{"name": nil}
 		}
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, string(rune('a'+i))), Geometry: g, Props: props}); err != nil {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, string(rune('a'+i))), Geometry: g, Props: twin.NewProps(props)}); err != nil {
 			f.Fatal(err)
 		}
 	}

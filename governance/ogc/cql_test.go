@@ -28,7 +28,7 @@ func cqlTwin(t *testing.T) (*twin.Twin, *API) {
 		return orb.Polygon{{{x, 0}, {x + 0.5, 0}, {x + 0.5, 0.5}, {x, 0.5}, {x, 0}}}
 	}
 	put := func(l twin.Layer, name string, g orb.Geometry, props map[string]any) {
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(l, name), Geometry: g, Props: props}); err != nil {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(l, name), Geometry: g, Props: twin.NewProps(props)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -244,7 +244,7 @@ func TestQueryablesFollowNewProps(t *testing.T) {
 		t.Fatal("floors accepted before any building has it")
 	}
 	time.Sleep(queryablesRefresh)
-	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, "b9"), Geometry: orb.Point{9, 0}, Props: map[string]any{"floors": 3.0}}); err != nil {
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, "b9"), Geometry: orb.Point{9, 0}, Props: twin.NewProps(map[string]any{"floors": 3.0})}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := run(t, a, twin.Buildings, "floors = 3")

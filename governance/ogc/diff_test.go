@@ -63,12 +63,12 @@ func TestDifferentialPostGIS(t *testing.T) {
 		if i%2 == 1 {
 			l, props = twin.Alerts, map[string]any{"rule": "r" + strconv.Itoa(i%5), "severity": []string{"red", "orange", "yellow"}[i%3], "state": "open"}
 		}
-		all = append(all, &twin.Feature{ID: twin.NewID(l, fmt.Sprintf("x%03d", i)), Geometry: p, Props: props})
+		all = append(all, &twin.Feature{ID: twin.NewID(l, fmt.Sprintf("x%03d", i)), Geometry: p, Props: twin.NewProps(props)})
 	}
 	// Devices not yet placed: they match every bbox, never a spatial predicate.
 	for i := 0; i < 3; i++ {
 		all = append(all, &twin.Feature{ID: twin.NewID(twin.Devices, fmt.Sprintf("unplaced-%d", i)),
-			Props: map[string]any{"kind": "septic_gas", "status": "offline"}})
+			Props: twin.NewProps(map[string]any{"kind": "septic_gas", "status": "offline"})})
 	}
 	for _, f := range all {
 		if _, err := tw.Put(f); err != nil {
@@ -207,7 +207,7 @@ func (d *differ) attributes(rng *rand.Rand, byLayer map[twin.Layer][]*twin.Featu
 	pick := func(l twin.Layer, key string) string {
 		fs := byLayer[l]
 		for {
-			if s, ok := fs[rng.IntN(len(fs))].Props[key].(string); ok {
+			if s, ok := fs[rng.IntN(len(fs))].Props.Get(key).(string); ok {
 				return s
 			}
 		}

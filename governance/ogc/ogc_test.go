@@ -24,7 +24,7 @@ func fixture(t *testing.T) *httptest.Server {
 			region = []string{"500000", "500103", "500103001"}
 		}
 		f := &twin.Feature{ID: twin.NewID(twin.Buildings, fmt.Sprintf("b%03d", i)), Geometry: orb.Point{lon, 29.56},
-			Props: map[string]any{"height_m": float64(10 + i), "high_rise": i%2 == 0, "name": fmt.Sprintf("B %d", i)}}
+			Props: twin.NewProps(map[string]any{"height_m": float64(10 + i), "high_rise": i%2 == 0, "name": fmt.Sprintf("B %d", i)})}
 		if _, err := tw.Put(f); err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +264,7 @@ func TestDatetimeKeepsUntimed(t *testing.T) {
 		}
 	}
 	tw := twin.New(twin.Options{})
-	tw.Load([]*twin.Feature{{ID: twin.NewID(twin.Roads, "r1"), Geometry: orb.LineString{{1, 1}, {2, 2}}, Props: map[string]any{"name": "a"}}})
+	tw.Load([]*twin.Feature{{ID: twin.NewID(twin.Roads, "r1"), Geometry: orb.LineString{{1, 1}, {2, 2}}, Props: twin.NewProps(map[string]any{"name": "a"})}})
 	a := New(tw, Options{})
 	mux := http.NewServeMux()
 	for _, rt := range a.Routes() {

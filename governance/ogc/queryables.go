@@ -150,7 +150,7 @@ func scanQueryables(tw *twin.Twin, l twin.Layer) Queryables {
 		if f.Geometry != nil {
 			geom = mergeType(geom, "geometry-"+strings.ToLower(f.Geometry.GeoJSONType()))
 		}
-		for k, v := range f.Props {
+		for k, v := range f.Props.All() {
 			if t := jsonType(v); t != "" {
 				types[k] = mergeType(types[k], t)
 			}

@@ -38,7 +38,7 @@ func scatter(tb testing.TB, n int) *twin.Twin {
 		pt := orb.Point{106.45 + rng.Float64()*0.2, 29.5 + rng.Float64()*0.18}
 		fs[i] = &twin.Feature{ID: twin.NewID(twin.Incidents, fmt.Sprintf("i%07d", i)), Version: 1,
 			Geometry: pt, Region: region, Cells: []uint64{uint64(h3.LatLngToCell(h3.NewLatLng(pt[1], pt[0]), 9))},
-			Props: map[string]any{"state": "reported", "type": "litter"}}
+			Props: twin.NewProps(map[string]any{"state": "reported", "type": "litter"})}
 	}
 	tw.Load(fs)
 	return tw
@@ -76,7 +76,7 @@ func TestNearbyMatchesBruteForce(t *testing.T) {
 func TestHandlers(t *testing.T) {
 	tw := scatter(t, 2000)
 	tw.Load([]*twin.Feature{{ID: twin.NewID(twin.Regions, "500105"), Version: 1, Region: []string{"500000", "500105"},
-		Props: map[string]any{"code": "500105", "name": "Jiangbei", "level": "district"}}})
+		Props: twin.NewProps(map[string]any{"code": "500105", "name": "Jiangbei", "level": "district"})}})
 	a := New(tw, Options{})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/nearby", a.NearbyHandler)
@@ -293,7 +293,7 @@ func (c *countingWriter) Write(b []byte) (int, error) { c.n += len(b); return le
 func FuzzNearbyAnswer(f *testing.F) {
 	tw := scatter(f, 200)
 	tw.Load([]*twin.Feature{{ID: twin.NewID(twin.Incidents, "odd\u2028<&>\x01"), Version: 1, Region: []string{"500000"},
-		Geometry: orb.Point{106.55, 29.58}, Props: map[string]any{"a\"b": "<x>", "n": 1.5, "l": []any{"p", 2.0}, "m": map[string]any{"k": true}}}})
+		Geometry: orb.Point{106.55, 29.58}, Props: twin.NewProps(map[string]any{"a\"b": "<x>", "n": 1.5, "l": []any{"p", 2.0}, "m": map[string]any{"k": true}})}})
 	a := New(tw, Options{})
 	ctx := auth.WithPrincipal(context.Background(), city)
 	f.Add("type,state", "")

@@ -69,7 +69,7 @@ func (a *API) Summarise(p auth.Principal, code string) (Summary, bool) {
 			return true
 		}
 		s.IncidentsState[f.Prop("state")]++
-		if tierCode, _ := f.Props["tier_code"].(string); tierCode == code {
+		if tierCode, _ := f.Props.Get("tier_code").(string); tierCode == code {
 			s.Escalated++
 		}
 		s.SLA.Incidents++

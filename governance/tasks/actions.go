@@ -101,25 +101,25 @@ func transition(f *twin.Feature, action, actor string, a ActionReq, now time.Tim
 	h := step(action, actor, now)
 	switch action {
 	case "ack":
-		f.Props["state"] = Acked
-		f.Props["acked_at"] = stamp(now)
-		f.Props["acked_by"] = actor
+		f.Props.Set("state", Acked)
+		f.Props.Set("acked_at", stamp(now))
+		f.Props.Set("acked_by", actor)
 	case "report":
-		f.Props["state"] = Reported
-		f.Props["reported_at"] = stamp(now)
+		f.Props.Set("state", Reported)
+		f.Props.Set("reported_at", stamp(now))
 		rep := map[string]any{"note": a.Note, "photos": anys(a.Photos), "by": actor, "at": stamp(now)}
-		f.Props["report"] = rep
+		f.Props.Set("report", rep)
 		h["note"] = a.Note
 		h["photos"] = anys(a.Photos)
-		if from == Issued && f.Props["acked_at"] == nil {
-			f.Props["acked_at"] = stamp(now) // a report acknowledges
+		if from == Issued && f.Props.Get("acked_at") == nil {
+			f.Props.Set("acked_at", stamp(now)) // a report acknowledges
 		}
 	case "close":
-		f.Props["state"] = Closed
-		f.Props["closed_at"] = stamp(now)
-		f.Props["closed_by"] = actor
+		f.Props.Set("state", Closed)
+		f.Props.Set("closed_at", stamp(now))
+		f.Props.Set("closed_by", actor)
 		if a.Outcome != "" {
-			f.Props["outcome"] = a.Outcome
+			f.Props.Set("outcome", a.Outcome)
 			h["outcome"] = a.Outcome
 		}
 		if a.Note != "" {
@@ -127,9 +127,9 @@ func transition(f *twin.Feature, action, actor string, a ActionReq, now time.Tim
 		}
 	}
 	if done(f) {
-		f.Props["overdue"] = false
+		f.Props.Set("overdue", false)
 	}
-	f.Props["history"] = append(asList(f.Props["history"]), h)
+	f.Props.Set("history", append(asList(f.Props.Get("history")), h))
 	return nil
 }
 
@@ -191,7 +191,7 @@ func (s *Service) rectify(p auth.Principal, b *twin.Feature, r RectifyReq, due, 
 	props := map[string]any{
 		"kind": KindRectification, "state": Issued, "title": title, "text": r.Text, "plan": r.Plan,
 		"subject": bid.String(), "assignee": assignee, auth.AlsoRegionsProp: []any{assignee},
-		"persons": anys(twin.PropStrings(b.Props["owners"])), "issuer": p.Region, "issued_by": p.Subject,
+		"persons": anys(twin.PropStrings(b.Props.Get("owners"))), "issuer": p.Region, "issued_by": p.Subject,
 		"issued_at": stamp(now), "tier": s.tierOf(assignee), "tier_code": assignee, "due": stamp(due),
 		"overdue": false, "escalations": 0.0, "evidence": []any{}, "history": []any{step("issue", p.Subject, now)},
 	}
@@ -204,7 +204,7 @@ func (s *Service) rectify(p auth.Principal, b *twin.Feature, r RectifyReq, due, 
 			geom = c
 		}
 	}
-	c, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Tasks, newName("rect", now)), Geometry: geom, Props: props})
+	c, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Tasks, newName("rect", now)), Geometry: geom, Props: twin.NewProps(props)})
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ type dueWork struct {
 func (s *Service) Tick(now time.Time) int {
 	var work []dueWork
 	s.tw.Range(twin.Tasks, func(f *twin.Feature) bool {
-		if done(f) || len(twin.PropStrings(f.Props["children"])) > 0 {
+		if done(f) || len(twin.PropStrings(f.Props.Get("children"))) > 0 {
 			return true
 		}
 		due, ok := parseTime(f.Prop("due"))
@@ -46,7 +46,7 @@ func (s *Service) Tick(now time.Time) int {
 			w.remind = !now.Before(due.Add(-lead))
 		}
 		if now.After(due) {
-			o, _ := f.Props["overdue"].(bool)
+			o, _ := f.Props.Get("overdue").(bool)
 			w.overdue = !o
 			w.escalate = s.wantSteps(f, due, now) > escalations(f)
 		}
@@ -72,12 +72,12 @@ func (s *Service) Tick(now time.Time) int {
 			}
 			changed := false
 			if w.remind && f.Prop("reminded_at") == "" {
-				f.Props["reminded_at"] = stamp(now)
-				f.Props["history"] = append(asList(f.Props["history"]), step("remind", "system", now))
+				f.Props.Set("reminded_at", stamp(now))
+				f.Props.Set("history", append(asList(f.Props.Get("history")), step("remind", "system", now)))
 				changed = true
 			}
-			if o, _ := f.Props["overdue"].(bool); w.overdue && !o {
-				f.Props["overdue"] = true
+			if o, _ := f.Props.Get("overdue").(bool); w.overdue && !o {
+				f.Props.Set("overdue", true)
 				changed = true
 			}
 			if w.escalate && toTier != "" && f.Prop("tier_code") == atTier {
@@ -86,13 +86,13 @@ func (s *Service) Tick(now time.Time) int {
 					from = f.Prop("tier")
 					tier, code := toTier, toCode
 					if tier != from || code != f.Prop("tier_code") {
-						f.Props["tier"] = tier
-						f.Props["tier_code"] = code
-						f.Props["escalations"] = float64(escalations(f) + 1)
-						f.Props["escalated_at"] = stamp(now)
+						f.Props.Set("tier", tier)
+						f.Props.Set("tier_code", code)
+						f.Props.Set("escalations", float64(escalations(f)+1))
+						f.Props.Set("escalated_at", stamp(now))
 						h := step("escalate", "system", now)
 						h["from"], h["to"] = from, tier
-						f.Props["history"] = append(asList(f.Props["history"]), h)
+						f.Props.Set("history", append(asList(f.Props.Get("history")), h))
 						changed = true
 					} else {
 						from = ""
@@ -178,13 +178,13 @@ func (s *Service) nextTier(f *twin.Feature) (tier, code string) {
 func (s *Service) raiseAlert(t *twin.Feature, now time.Time) {
 	tier := t.Prop("tier")
 	name := fmt.Sprintf("task-overdue.%s.%d", t.ID.Name, escalations(t))
-	_, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: t.Geometry, Props: map[string]any{
+	_, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: t.Geometry, Props: twin.NewProps(map[string]any{
 		"rule": "task-overdue", "kind": "task", "severity": tierColour[tier], "subject": t.ID.String(), "state": "open",
 		"tier": tier, "tier_since": stamp(now), auth.AlsoRegionsProp: []any{t.Prop("tier_code")}, "count": 1.0,
 		"message": fmt.Sprintf("%s task %q overdue since %s; escalated to the %s (%s)", t.Prop("kind"), t.Prop("title"),
 			t.Prop("due"), tier, t.Prop("tier_code")),
 		"first": stamp(now), "last": stamp(now), "task_kind": t.Prop("kind"),
-	}})
+	})})
 	if err != nil {
 		s.log.Error("tasks: raise overdue alert", "task", t.ID.String(), "err", err)
 	}

@@ -124,7 +124,7 @@ func (s *Service) demoDirective(r *rand.Rand) {
 func (s *Service) demoStep(r *rand.Rand) {
 	var open []*twin.Feature
 	s.tw.Range(twin.Tasks, func(f *twin.Feature) bool {
-		if f.Prop("kind") == KindDirective && f.Prop("issued_by") == demoActor && !done(f) && len(twin.PropStrings(f.Props["children"])) == 0 {
+		if f.Prop("kind") == KindDirective && f.Prop("issued_by") == demoActor && !done(f) && len(twin.PropStrings(f.Props.Get("children"))) == 0 {
 			open = append(open, f)
 		}
 		return true
@@ -162,7 +162,7 @@ func (s *Service) demoStep(r *rand.Rand) {
 func (s *Service) seedRectification(r *rand.Rand, n int) int {
 	var hs []*twin.Feature
 	s.tw.Range(twin.Buildings, func(f *twin.Feature) bool {
-		if hr, _ := f.Props["high_rise"].(bool); hr && len(f.Region) == 3 && len(twin.PropStrings(f.Props["owners"])) > 0 {
+		if hr, _ := f.Props.Get("high_rise").(bool); hr && len(f.Region) == 3 && len(twin.PropStrings(f.Props.Get("owners"))) > 0 {
 			hs = append(hs, f)
 		}
 		return true
@@ -242,8 +242,8 @@ func (s *Service) seedCases(r *rand.Rand, n int) int {
 			regions = append(regions, c)
 		}
 		al := &twin.Feature{ID: twin.NewID(twin.Alerts, fmt.Sprintf("bridge-muck.demo.%s", v.ID.Name)), Geometry: mid, Region: b.Region,
-			Props: map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": v.ID.String(), "target": b.ID.String(),
-				"message": "muck truck on a bridge in forbidden hours (demo replay)", "first": stamp(t0), auth.AlsoRegionsProp: regions}}
+			Props: twin.NewProps(map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": v.ID.String(), "target": b.ID.String(),
+				"message": "muck truck on a bridge in forbidden hours (demo replay)", "first": stamp(t0), auth.AlsoRegionsProp: regions})}
 		s.enf.openCase(al)
 		s.enf.finish(v.ID, "demo replay")
 		made++

@@ -124,17 +124,17 @@ func (s *Service) CreateDirective(p auth.Principal, r DirectiveReq) (*twin.Featu
 		names[i] = newName("tsk", now)
 		taskOf[c] = twin.NewID(twin.Tasks, names[i]).String()
 	}
-	if _, err := s.tw.Put(&twin.Feature{ID: did, Geometry: s.regionPoint(p.Region), Props: map[string]any{
+	if _, err := s.tw.Put(&twin.Feature{ID: did, Geometry: s.regionPoint(p.Region), Props: twin.NewProps(map[string]any{
 		"title": r.Title, "text": r.Text, "issuer": p.Region, "issued_by": p.Subject, "issued_at": stamp(now),
 		"due": stamp(due), "requires": anys(req), "targets": anys(targets), "tasks": taskOf,
 		auth.AlsoRegionsProp: anys(sortedUnique(append([]string{p.Region}, targets...))),
 		"history":            []any{step("issue", p.Subject, now)},
-	}}); err != nil {
+	})}); err != nil {
 		return nil, err
 	}
 	for i, c := range targets {
 		if _, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Tasks, names[i]), Geometry: s.regionPoint(c),
-			Props: s.directiveTask(p, r, req, did, c, p.Region, due, now)}); err != nil {
+			Props: twin.NewProps(s.directiveTask(p, r, req, did, c, p.Region, due, now))}); err != nil {
 			return nil, err
 		}
 		s.m.issued.WithLabelValues(KindDirective).Inc()
@@ -194,12 +194,12 @@ func (s *Service) Forward(p auth.Principal, name string, r ForwardReq) (*twin.Fe
 	}
 	did, _ := twin.ParseID(cur.Prop("directive"))
 	have := map[string]bool{}
-	for _, c := range twin.PropStrings(cur.Props["children"]) {
+	for _, c := range twin.PropStrings(cur.Props.Get("children")) {
 		if ch, ok := s.tw.Get(mustID(c)); ok {
 			have[ch.Prop("assignee")] = true
 		}
 	}
-	req := twin.PropStrings(cur.Props["requires"])
+	req := twin.PropStrings(cur.Props.Get("requires"))
 	dr := DirectiveReq{Title: cur.Prop("title"), Text: cur.Prop("text")}
 	var kids []string
 	for _, c := range targets {
@@ -209,7 +209,7 @@ func (s *Service) Forward(p auth.Principal, name string, r ForwardReq) (*twin.Fe
 		id := twin.NewID(twin.Tasks, newName("tsk", now))
 		props := s.directiveTask(p, dr, req, did, c, assignee, due, now)
 		props["parent"] = cur.ID.String()
-		if _, err := s.tw.Put(&twin.Feature{ID: id, Geometry: s.regionPoint(c), Props: props}); err != nil {
+		if _, err := s.tw.Put(&twin.Feature{ID: id, Geometry: s.regionPoint(c), Props: twin.NewProps(props)}); err != nil {
 			return nil, err
 		}
 		s.m.issued.WithLabelValues(KindDirective).Inc()
@@ -219,10 +219,10 @@ func (s *Service) Forward(p auth.Principal, name string, r ForwardReq) (*twin.Fe
 		if f == nil {
 			return nil, ErrNotFound
 		}
-		f.Props["children"] = anys(append(twin.PropStrings(f.Props["children"]), kids...))
+		f.Props.Set("children", anys(append(twin.PropStrings(f.Props.Get("children")), kids...)))
 		h := step("forward", p.Subject, now)
 		h["targets"] = anys(targets)
-		f.Props["history"] = append(asList(f.Props["history"]), h)
+		f.Props.Set("history", append(asList(f.Props.Get("history")), h))
 		return f, nil
 	})
 	if err != nil {
@@ -234,7 +234,7 @@ func (s *Service) Forward(p auth.Principal, name string, r ForwardReq) (*twin.Fe
 			if f == nil {
 				return nil, nil
 			}
-			f.Props[auth.AlsoRegionsProp] = anys(sortedUnique(append(twin.PropStrings(f.Props[auth.AlsoRegionsProp]), targets...)))
+			f.Props.Set(auth.AlsoRegionsProp, anys(sortedUnique(append(twin.PropStrings(f.Props.Get(auth.AlsoRegionsProp)), targets...))))
 			return f, nil
 		}); err != nil {
 			return nil, err
@@ -284,7 +284,7 @@ func (c counts) props() map[string]any {
 
 // leafCounts counts a task, or, once forwarded, its children (recursively).
 func (s *Service) leafCounts(f *twin.Feature, depth int) counts {
-	kids := twin.PropStrings(f.Props["children"])
+	kids := twin.PropStrings(f.Props.Get("children"))
 	if len(kids) > 0 && depth < 4 {
 		var c counts
 		for _, k := range kids {
@@ -305,7 +305,7 @@ func (s *Service) leafCounts(f *twin.Feature, depth int) counts {
 	if r >= rank(Closed) {
 		c.Closed = 1
 	}
-	if o, _ := f.Props["overdue"].(bool); o && !done(f) {
+	if o, _ := f.Props.Get("overdue").(bool); o && !done(f) {
 		c.Overdue = 1
 	}
 	return c
@@ -322,7 +322,7 @@ func (s *Service) rollup(did twin.ID) (*twin.Feature, error) {
 	}
 	per := map[string]any{}
 	var all counts
-	taskOf, _ := d.Props["tasks"].(map[string]any)
+	taskOf, _ := d.Props.Get("tasks").(map[string]any)
 	for code, v := range taskOf {
 		ref, _ := v.(string)
 		t, ok := s.tw.Get(mustID(ref))
@@ -334,22 +334,22 @@ func (s *Service) rollup(did twin.ID) (*twin.Feature, error) {
 		row := c.props()
 		row["state"] = t.Prop("state")
 		row["task"] = ref
-		row["forwarded"] = len(twin.PropStrings(t.Props["children"])) > 0
+		row["forwarded"] = len(twin.PropStrings(t.Props.Get("children"))) > 0
 		per[code] = row
 	}
 	ch, changed, err := s.tw.Update(did, func(f *twin.Feature) (*twin.Feature, error) {
 		if f == nil {
 			return nil, nil
 		}
-		old, _ := f.Props["rollup"].(map[string]any)
+		old, _ := f.Props.Get("rollup").(map[string]any)
 		if sameRollup(old, per) {
 			if n, _ := f.Number("total"); int(n) == all.Total {
 				return nil, nil
 			}
 		}
-		f.Props["rollup"] = per
+		f.Props.Set("rollup", per)
 		for k, v := range all.props() {
-			f.Props[k] = v
+			f.Props.Set(k, v)
 		}
 		return f, nil
 	})
@@ -445,9 +445,9 @@ func (s *Service) Directive(p auth.Principal, name string) (*DirectiveView, erro
 		return nil, fmt.Errorf("directive %s: %w", name, ErrNotFound)
 	}
 	v := &DirectiveView{Directive: d}
-	taskOf, _ := d.Props["tasks"].(map[string]any)
+	taskOf, _ := d.Props.Get("tasks").(map[string]any)
 	var all counts
-	for _, code := range twin.PropStrings(d.Props["targets"]) {
+	for _, code := range twin.PropStrings(d.Props.Get("targets")) {
 		ref, _ := taskOf[code].(string)
 		t, ok := s.tw.Get(mustID(ref))
 		if !ok {
@@ -476,7 +476,7 @@ func (s *Service) targetView(p auth.Principal, code string, t *twin.Feature, dep
 	var c counts
 	seenKid := false
 	if depth < 4 {
-		for _, k := range twin.PropStrings(t.Props["children"]) {
+		for _, k := range twin.PropStrings(t.Props.Get("children")) {
 			ch, ok := s.tw.Get(mustID(k))
 			if !ok {
 				continue

@@ -187,7 +187,7 @@ func (e *enforcer) openCase(al *twin.Feature) {
 	// The districts the bridge joins: its `connects` prop (the demo's and
 	// imported bridges name them) and the regions the rules placed the
 	// alert in (every vertex of the bridge).
-	for _, c := range append(append(twin.PropStrings(al.Props[auth.AlsoRegionsProp]), b.Region...), twin.PropStrings(b.Props["connects"])...) {
+	for _, c := range append(append(twin.PropStrings(al.Props.Get(auth.AlsoRegionsProp)), b.Region...), twin.PropStrings(b.Props.Get("connects"))...) {
 		if c != auth.CityCode && len(c) == 6 {
 			districts = append(districts, c)
 		}
@@ -204,7 +204,7 @@ func (e *enforcer) openCase(al *twin.Feature) {
 	}
 	now := s.opts.Clock.Now()
 	id := twin.NewID(twin.Tasks, caseName(al.ID.Name))
-	persons := append(twin.PropStrings(v.Props["owners"]), twin.PropStrings(v.Props["owner"])...)
+	persons := append(twin.PropStrings(v.Props.Get("owners")), twin.PropStrings(v.Props.Get("owner"))...)
 	plate := v.Prop("plate")
 	bname := nameZH(b)
 	ev, speed := e.evidence(vid, b)
@@ -214,7 +214,7 @@ func (e *enforcer) openCase(al *twin.Feature) {
 		if cur != nil {
 			return nil, nil // this alert's case exists
 		}
-		return &twin.Feature{ID: id, Geometry: al.Geometry, Props: map[string]any{
+		return &twin.Feature{ID: id, Geometry: al.Geometry, Props: twin.NewProps(map[string]any{
 			"kind": KindEnforcement, "state": Issued, "title": fmt.Sprintf("渣土车禁行时段过桥 %s %s", plate, bname),
 			"text": al.Prop("message"), "subject": vid.String(), "bridge": bid.String(), "alert": al.ID.String(),
 			"plate": plate, "speed_kmh": speed, "assignee": assignee, auth.AlsoRegionsProp: anys(districts),
@@ -222,7 +222,7 @@ func (e *enforcer) openCase(al *twin.Feature) {
 			"tier": tier, "tier_code": assignee, "due": stamp(now.Add(s.opts.EnforceDue)),
 			"overdue": false, "escalations": 0.0, "evidence": ev, "evidence_complete": false,
 			"crossed_at": al.Prop("first"), "history": []any{step("issue", actor, now)},
-		}}, nil
+		})}, nil
 	})
 	if err != nil {
 		s.log.Error("tasks: open enforcement case", "alert", al.ID.String(), "err", err)
@@ -263,20 +263,20 @@ func (e *enforcer) finish(vid twin.ID, why string) {
 		if f == nil {
 			return nil, nil
 		}
-		if trackLen(ev) < trackLen(asList(f.Props["evidence"])) {
+		if trackLen(ev) < trackLen(asList(f.Props.Get("evidence"))) {
 			// Fixes were lost meanwhile (a restart): what was seen stays.
-			ev, speed = asList(f.Props["evidence"]), 0
+			ev, speed = asList(f.Props.Get("evidence")), 0
 			if v, ok := f.Number("speed_kmh"); ok {
 				speed = v
 			}
 		}
-		f.Props["evidence"] = ev
-		f.Props["speed_kmh"] = speed
-		f.Props["evidence_complete"] = true
+		f.Props.Set("evidence", ev)
+		f.Props.Set("speed_kmh", speed)
+		f.Props.Set("evidence_complete", true)
 		h := step("evidence", "system", now)
 		h["why"] = why
 		h["captures"] = float64(n)
-		f.Props["history"] = append(asList(f.Props["history"]), h)
+		f.Props.Set("history", append(asList(f.Props.Get("history")), h))
 		return f, nil
 	})
 	if err != nil {
@@ -305,7 +305,7 @@ func (e *enforcer) resume() {
 	var cols []collecting
 	var vids []twin.ID
 	e.s.tw.Range(twin.Tasks, func(f *twin.Feature) bool {
-		if f.Prop("kind") != KindEnforcement || f.Props["evidence_complete"] != false {
+		if f.Prop("kind") != KindEnforcement || f.Props.Get("evidence_complete") != false {
 			return true
 		}
 		vid, err1 := twin.ParseID(f.Prop("subject"))

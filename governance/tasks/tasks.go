@@ -199,7 +199,7 @@ func mayAct(p auth.Principal, f *twin.Feature) bool {
 	if a := f.Prop("assignee"); a != "" && p.Covers(a) {
 		return true
 	}
-	for _, c := range twin.PropStrings(f.Props[auth.AlsoRegionsProp]) {
+	for _, c := range twin.PropStrings(f.Props.Get(auth.AlsoRegionsProp)) {
 		if p.Covers(c) {
 			return true
 		}
@@ -217,7 +217,7 @@ func done(f *twin.Feature) bool {
 	if f.Prop("kind") != KindDirective {
 		return false
 	}
-	req := twin.PropStrings(f.Props["requires"])
+	req := twin.PropStrings(f.Props.Get("requires"))
 	need := Acked
 	for _, r := range req {
 		if r == "report" {

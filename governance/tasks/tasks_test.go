@@ -16,7 +16,7 @@ import (
 var t0 = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
 
 func region(code, level, parent string) *twin.Feature {
-	return &twin.Feature{ID: twin.NewID(twin.Regions, code), Props: map[string]any{"code": code, "level": level, "parent": parent, "name": "r" + code}}
+	return &twin.Feature{ID: twin.NewID(twin.Regions, code), Props: twin.NewProps(map[string]any{"code": code, "level": level, "parent": parent, "name": "r" + code})}
 }
 
 // city builds a twin with the city, three districts, two streets of one of
@@ -32,14 +32,14 @@ func city(t *testing.T) (*twin.Twin, *clock.Fake, *Service) {
 	}
 	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Buildings, "b1"), Region: []string{"500000", "500105", "500105002"},
 		Geometry: orb.Polygon{{{106.50, 29.50}, {106.501, 29.50}, {106.501, 29.501}, {106.50, 29.501}, {106.50, 29.50}}},
-		Props:    map[string]any{"name": "tower", "name_zh": "观音桥锦绣大厦", "owners": []any{"p1", "p2"}, "risk_level": 4.0}})
+		Props:    twin.NewProps(map[string]any{"name": "tower", "name_zh": "观音桥锦绣大厦", "owners": []any{"p1", "p2"}, "risk_level": 4.0})})
 	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Bridges, "qiansimen"), Region: []string{"500000", "500103"},
-		Geometry: orb.LineString{{106.570, 29.570}, {106.580, 29.570}}, Props: map[string]any{"name": "千厮门大桥"}})
+		Geometry: orb.LineString{{106.570, 29.570}, {106.580, 29.570}}, Props: twin.NewProps(map[string]any{"name": "千厮门大桥"})})
 	// A camera 20 m north of the deck's middle, one 200 m away.
-	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Devices, "cam1"), Geometry: orb.Point{106.575, 29.57018}, Props: map[string]any{"kind": "camera"}})
-	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Devices, "cam2"), Geometry: orb.Point{106.575, 29.572}, Props: map[string]any{"kind": "camera"}})
+	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Devices, "cam1"), Geometry: orb.Point{106.575, 29.57018}, Props: twin.NewProps(map[string]any{"kind": "camera"})})
+	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Devices, "cam2"), Geometry: orb.Point{106.575, 29.572}, Props: twin.NewProps(map[string]any{"kind": "camera"})})
 	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Vehicles, "T1"), Geometry: orb.Point{106.560, 29.570},
-		Props: map[string]any{"kind": "muck_truck", "plate": "渝A12345", "owners": []any{"boss"}}})
+		Props: twin.NewProps(map[string]any{"kind": "muck_truck", "plate": "渝A12345", "owners": []any{"boss"}})})
 	s := New(tw, Options{Clock: clk, Period: time.Hour})
 	return tw, clk, s
 }
@@ -76,7 +76,7 @@ func TestDirectiveLoop(t *testing.T) {
 	if num(d, "total") != 3 || num(d, "acked") != 0 {
 		t.Fatalf("roll-up after issue: %v", d.Props)
 	}
-	taskOf := d.Props["tasks"].(map[string]any)
+	taskOf := d.Props.Get("tasks").(map[string]any)
 	t105 := mustID(taskOf["500105"].(string)).Name
 	t103 := mustID(taskOf["500103"].(string)).Name
 	// A street sees nothing of its district's task until it is forwarded.
@@ -123,7 +123,7 @@ func TestDirectiveLoop(t *testing.T) {
 		t.Fatalf("roll-up after acks: %v", v.Totals)
 	}
 	dv, _ := tw.Get(d.ID)
-	if row := dv.Props["rollup"].(map[string]any)["500105"].(map[string]any); row["total"] != 2.0 || row["reported"] != 1.0 {
+	if row := dv.Props.Get("rollup").(map[string]any)["500105"].(map[string]any); row["total"] != 2.0 || row["reported"] != 1.0 {
 		t.Fatalf("500105's row counts its children: %v", row)
 	}
 	sv, err := s.Directive(op("500105001"), d.ID.Name)
@@ -145,7 +145,7 @@ func TestDirectiveLoop(t *testing.T) {
 	}
 	dv, _ = tw.Get(d.ID)
 	if num(dv, "overdue") != 3 {
-		t.Fatalf("overdue in the roll-up: %v", dv.Props["overdue"])
+		t.Fatalf("overdue in the roll-up: %v", dv.Props.Get("overdue"))
 	}
 	alerts := 0
 	tw.Range(twin.Alerts, func(f *twin.Feature) bool {
@@ -168,7 +168,7 @@ func TestRectification(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Prop("assignee") != "500105002" || f.Prop("tier") != "street" || len(twin.PropStrings(f.Props["persons"])) != 2 {
+	if f.Prop("assignee") != "500105002" || f.Prop("tier") != "street" || len(twin.PropStrings(f.Props.Get("persons"))) != 2 {
 		t.Fatalf("task: %v", f.Props)
 	}
 	if f.Prop("title") != "隐患整改 观音桥锦绣大厦" { // the building's Chinese name, as operators read it
@@ -193,13 +193,13 @@ func TestRectification(t *testing.T) {
 	s.Tick(clk.Now())
 	g, _ = tw.Get(f.ID)
 	if g.Prop("tier") != "city" || num(g, "escalations") != 2 {
-		t.Fatalf("after two periods: %v %v", g.Prop("tier"), g.Props["escalations"])
+		t.Fatalf("after two periods: %v %v", g.Prop("tier"), g.Props.Get("escalations"))
 	}
 	if _, err := s.Act(op("500105002"), f.ID.Name, "close", ActionReq{Outcome: Penalised}); !errors.Is(err, ErrBad) {
 		t.Fatalf("outcome on rectification: %v", err)
 	}
 	c, err := s.Act(op("500105002"), f.ID.Name, "close", ActionReq{Note: "fixed"})
-	if err != nil || c.Prop("state") != Closed || c.Props["overdue"] != false {
+	if err != nil || c.Prop("state") != Closed || c.Props.Get("overdue") != false {
 		t.Fatalf("close: %v %v", err, c)
 	}
 }
@@ -229,8 +229,8 @@ func TestEnforcementEvidence(t *testing.T) {
 	move(106.5710, 10)
 	move(106.5740, 20)
 	al := &twin.Feature{ID: twin.NewID(twin.Alerts, "bridge-muck.vehicles.T1.0"), Geometry: orb.Point{106.574, 29.5701},
-		Region: []string{"500000", "500103"}, Props: map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": vid.String(),
-			"target": "bridges/qiansimen", "state": "open", "regions": []any{"500000", "500103", "500105"}, "first": stamp(t0.Add(20 * time.Second))}}
+		Region: []string{"500000", "500103"}, Props: twin.NewProps(map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": vid.String(),
+			"target": "bridges/qiansimen", "state": "open", "regions": []any{"500000", "500103", "500105"}, "first": stamp(t0.Add(20 * time.Second))})}
 	mustPut(t, tw, al)
 	drain()
 	// The alert firing again opens nothing more.
@@ -251,10 +251,10 @@ func TestEnforcementEvidence(t *testing.T) {
 		t.Fatalf("%d cases visible to 500106", n)
 	}
 	c := cases[0]
-	if c.Props["evidence_complete"] != true || c.Prop("plate") != "渝A12345" {
+	if c.Props.Get("evidence_complete") != true || c.Prop("plate") != "渝A12345" {
 		t.Fatalf("case: %v", c.Props)
 	}
-	ev := c.Props["evidence"].([]any)
+	ev := c.Props.Get("evidence").([]any)
 	var caps []map[string]any
 	for _, x := range ev {
 		if m := x.(map[string]any); m["type"] == "capture" {
@@ -287,9 +287,9 @@ func TestEnforcementEvidence(t *testing.T) {
 func TestDemoSeeds(t *testing.T) {
 	tw, _, s := city(t)
 	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Buildings, "b2"), Region: []string{"500000", "500105", "500105001"},
-		Geometry: orb.Point{106.51, 29.51}, Props: map[string]any{"high_rise": true, "owners": []any{"p3"}}})
+		Geometry: orb.Point{106.51, 29.51}, Props: twin.NewProps(map[string]any{"high_rise": true, "owners": []any{"p3"}})})
 	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Bridges, "qiansimen"), Region: []string{"500000", "500103"},
-		Geometry: orb.LineString{{106.570, 29.570}, {106.580, 29.570}}, Props: map[string]any{"name": "千厮门大桥", "connects": []any{"500103", "500105"}}})
+		Geometry: orb.LineString{{106.570, 29.570}, {106.580, 29.570}}, Props: twin.NewProps(map[string]any{"name": "千厮门大桥", "connects": []any{"500103", "500105"}})})
 	r := rand.New(rand.NewPCG(1, 2))
 	if n := s.seedRectification(r, 5); n != 1 {
 		t.Fatalf("seeded %d rectification tasks, want 1 (one high-rise)", n)
@@ -298,7 +298,7 @@ func TestDemoSeeds(t *testing.T) {
 		t.Fatalf("seeded %d cases, want 1 (one truck)", n)
 	}
 	c := s.List(op("500105"), Filter{Kind: KindEnforcement})
-	if len(c) != 1 || len(s.List(op("500103"), Filter{Kind: KindEnforcement})) != 1 || c[0].Props["evidence_complete"] != true {
+	if len(c) != 1 || len(s.List(op("500103"), Filter{Kind: KindEnforcement})) != 1 || c[0].Props.Get("evidence_complete") != true {
 		t.Fatalf("demo case: %d visible to 500105", len(c))
 	}
 	s.demoDirective(r)
@@ -311,7 +311,7 @@ func TestDemoSeeds(t *testing.T) {
 	}
 	moved := 0
 	for _, f := range ds {
-		if f.Prop("state") != Issued || len(twin.PropStrings(f.Props["children"])) > 0 {
+		if f.Prop("state") != Issued || len(twin.PropStrings(f.Props.Get("children"))) > 0 {
 			moved++
 		}
 	}
@@ -330,15 +330,15 @@ func TestEnforcementResumes(t *testing.T) {
 		s.enf.addFix(vid, fix{at: t0.Add(time.Duration(i) * 10 * time.Second), p: orb.Point{lon, 29.5701}})
 	}
 	al := &twin.Feature{ID: twin.NewID(twin.Alerts, "bridge-muck.vehicles.T1.0"), Geometry: orb.Point{106.575, 29.5701},
-		Props: map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": vid.String(), "target": "bridges/qiansimen",
-			"regions": []any{"500103", "500105"}}}
+		Props: twin.NewProps(map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": vid.String(), "target": "bridges/qiansimen",
+			"regions": []any{"500103", "500105"}})}
 	mustPut(t, tw, al)
 	s.enf.openCase(al)
 	s2 := New(tw, Options{Clock: clk}) // the restarted server
 	s2.enf.resume()
 	s2.enf.addFix(vid, fix{at: t0.Add(40 * time.Second), p: orb.Point{106.59, 29.5701}})
 	c := s2.List(op("500000"), Filter{Kind: KindEnforcement})[0]
-	if c.Props["evidence_complete"] != true || trackLen(asList(c.Props["evidence"])) != 3 {
-		t.Fatalf("resumed case: complete %v, track of %d fixes", c.Props["evidence_complete"], trackLen(asList(c.Props["evidence"])))
+	if c.Props.Get("evidence_complete") != true || trackLen(asList(c.Props.Get("evidence"))) != 3 {
+		t.Fatalf("resumed case: complete %v, track of %d fixes", c.Props.Get("evidence_complete"), trackLen(asList(c.Props.Get("evidence"))))
 	}
 }

@@ -145,7 +145,7 @@ func TestTelemetryRefusesBadText(t *testing.T) {
 		t.Errorf("dead letters %v, want 6", f.dead)
 	}
 	d, _ := f.tw.Get(twin.NewID(twin.Devices, "d1"))
-	if n := len(d.Props["values"].(map[string]any)); n != 61 {
+	if n := len(d.Props.Get("values").(map[string]any)); n != 61 {
 		t.Errorf("device holds %d readings, want 61", n)
 	}
 }

@@ -70,7 +70,7 @@ func (a *API) PutEntity(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	nf := &twin.Feature{ID: id, Geometry: in.Geometry, Props: in.Props}
-	if s, ok := in.Props["source"].(string); ok {
+	if s, ok := in.Props.Get("source").(string); ok {
 		nf.Source = s
 	}
 	ch, err := a.tw.Put(nf)

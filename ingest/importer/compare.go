@@ -27,16 +27,9 @@ func sameContent(old, nf *twin.Feature, enriched bool) bool {
 	if enriched && (!slices.Equal(old.Region, nf.Region) || old.Grid != nf.Grid) {
 		return false
 	}
-	a, err1 := json.Marshal(nonNil(old.Props))
-	b, err2 := json.Marshal(nonNil(nf.Props))
+	a, err1 := json.Marshal(old.Props)
+	b, err2 := json.Marshal(nf.Props)
 	return err1 == nil && err2 == nil && bytes.Equal(a, b)
-}
-
-func nonNil(m map[string]any) map[string]any {
-	if m == nil {
-		return map[string]any{}
-	}
-	return m
 }
 
 func sameGeometry(a, b orb.Geometry) bool {
@@ -113,7 +106,7 @@ func samePoint(a, b orb.Point) bool {
 // recognise a feature repeated verbatim in the same file.
 func fingerprint(f *twin.Feature) uint64 {
 	h := fnv.New64a()
-	b, _ := json.Marshal(nonNil(f.Props))
+	b, _ := json.Marshal(f.Props)
 	h.Write(b)
 	var buf [8]byte
 	var walk func(g orb.Geometry)

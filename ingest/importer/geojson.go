@@ -188,7 +188,7 @@ func (r *run) fromGeoJSON(raw json.RawMessage, index int) (*twin.Feature, string
 	return &twin.Feature{
 		ID:       twin.NewID(layer, name),
 		Geometry: gf.Geometry,
-		Props:    out,
+		Props:    twin.NewProps(out),
 		Source:   fileStem(r.sum.File) + ":" + name,
 	}, ""
 }

@@ -261,8 +261,8 @@ func (r *run) add(ctx context.Context, f *twin.Feature, line, index int) error {
 	if r.opts.Enricher != nil {
 		f.Cells, f.Region, f.Grid = r.opts.Enricher.Locate(f.Geometry)
 	}
-	if f.Props == nil {
-		f.Props = map[string]any{}
+	if f.Props.Len() == 0 {
+		f.Props = twin.NewProps(map[string]any{})
 	}
 	r.batch = append(r.batch, f)
 	r.prog.update(r.sum)

@@ -84,8 +84,8 @@ func TestDistrictsGCJ02(t *testing.T) {
 	}
 	want := map[string]any{"code": "500103", "name": "渝中区", "level": "district", "parent": "500000"}
 	for k, v := range want {
-		if f.Props[k] != v {
-			t.Errorf("prop %s = %v, want %v", k, f.Props[k], v)
+		if f.Props.Get(k) != v {
+			t.Errorf("prop %s = %v, want %v", k, f.Props.Get(k), v)
 		}
 	}
 	if f.Version != 1 || !f.Updated.Equal(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)) {
@@ -156,7 +156,7 @@ func TestShapingbaRoadsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Props["class"] != "primary" || f.Props["ROADLEVEL"] != "主干路" {
+	if f.Props.Get("class") != "primary" || f.Props.Get("ROADLEVEL") != "主干路" {
 		t.Errorf("road-9337 props %v", f.Props)
 	}
 	if ls := f.Geometry.(orb.LineString); ls[0] != (orb.Point{106.3267411, 29.6101073}) {
@@ -199,7 +199,7 @@ func TestChangedFeatureBumpsVersion(t *testing.T) {
 	}
 	a, _ := s.Get(context.Background(), twin.NewID(twin.Roads, "a"))
 	b, _ := s.Get(context.Background(), twin.NewID(twin.Roads, "b"))
-	if a.Version != 2 || a.Props["name"] != "New Road" || a.Props["class"] != "primary" {
+	if a.Version != 2 || a.Props.Get("name") != "New Road" || a.Props.Get("class") != "primary" {
 		t.Errorf("changed road: version %d props %v", a.Version, a.Props)
 	}
 	if b.Version != 1 {
@@ -276,7 +276,7 @@ func TestMeshGCJ02(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Props["oneway"] != false || f.Props["snode"] != "43467220013791353" {
+	if f.Props.Get("oneway") != false || f.Props.Get("snode") != "43467220013791353" {
 		t.Errorf("link props %v", f.Props)
 	}
 	// The file's first vertex is GCJ-02 (106.25000, 29.25516).
@@ -286,7 +286,7 @@ func TestMeshGCJ02(t *testing.T) {
 	}
 	oneways := 0
 	for _, r := range s.layer(twin.Roads) {
-		if r.Props["oneway"] == true {
+		if r.Props.Get("oneway") == true {
 			oneways++
 		}
 	}
@@ -326,7 +326,7 @@ func TestMeshDirection(t *testing.T) {
 	}
 	fwd, _ := s.Get(context.Background(), twin.NewID(twin.Roads, "mesh-1"))
 	rev, _ := s.Get(context.Background(), twin.NewID(twin.Roads, "mesh-2"))
-	if fwd.Props["oneway"] != true || rev.Props["oneway"] != true {
+	if fwd.Props.Get("oneway") != true || rev.Props.Get("oneway") != true {
 		t.Fatalf("oneway %v %v", fwd.Props, rev.Props)
 	}
 	if fwd.Geometry.(orb.LineString)[0] != (orb.Point{106.5, 29.5}) || rev.Geometry.(orb.LineString)[0] != (orb.Point{106.501, 29.501}) {
@@ -387,7 +387,7 @@ func TestBadFeaturesReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Props["height_m"] != 30.0 || b.Props["high_rise"] != true {
+	if b.Props.Get("height_m") != 30.0 || b.Props.Get("high_rise") != true {
 		t.Errorf("building props %v", b.Props)
 	}
 }
@@ -449,7 +449,7 @@ func TestForcedLayerAndRenames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Props["kind"] != "camera" || f.Props["typ"] != nil {
+	if f.Props.Get("kind") != "camera" || f.Props.Get("typ") != nil {
 		t.Errorf("props %v", f.Props)
 	}
 	if d := geo.Distance(f.Geometry.(orb.Point), orb.Point{106.55, 29.56}); d < 400 {

@@ -84,37 +84,37 @@ func TestOSMXML(t *testing.T) {
 		return f
 	}
 	road := get(twin.Roads, "osm-w10")
-	if road.Props["name"] != "嘉陵江滨江路" || road.Props["class"] != "primary" || road.Props["oneway"] != true {
+	if road.Props.Get("name") != "嘉陵江滨江路" || road.Props.Get("class") != "primary" || road.Props.Get("oneway") != true {
 		t.Errorf("road props %v", road.Props)
 	}
 	if ls := road.Geometry.(orb.LineString); ls[0] != (orb.Point{106.51, 29.50}) {
 		t.Errorf("oneway=-1 not reversed: %v", ls)
 	}
-	if get(twin.Roads, "osm-w18").Props["oneway"] != true {
+	if get(twin.Roads, "osm-w18").Props.Get("oneway") != true {
 		t.Error("roundabout not one-way")
 	}
-	if get(twin.Roads, "osm-w11").Props["oneway"] != false {
+	if get(twin.Roads, "osm-w11").Props.Get("oneway") != false {
 		t.Error("bridge road one-way")
 	}
-	if b := get(twin.Bridges, "osm-w11"); b.Props["name"] != "千厮门大桥" || b.Props["class"] != "trunk" {
+	if b := get(twin.Bridges, "osm-w11"); b.Props.Get("name") != "千厮门大桥" || b.Props.Get("class") != "trunk" {
 		t.Errorf("bridge props %v", b.Props)
 	}
 	tall := get(twin.Buildings, "osm-w12")
-	if tall.Props["height_m"] != 27.0 || tall.Props["levels"] != 9.0 || tall.Props["high_rise"] != true {
+	if tall.Props.Get("height_m") != 27.0 || tall.Props.Get("levels") != 9.0 || tall.Props.Get("high_rise") != true {
 		t.Errorf("building props %v", tall.Props)
 	}
 	if _, ok := tall.Geometry.(orb.Polygon); !ok {
 		t.Errorf("building geometry %T", tall.Geometry)
 	}
 	low := get(twin.Buildings, "osm-w13")
-	if low.Props["height_m"] != 12.0 || low.Props["high_rise"] != false || low.Props["name"] != "仓库" {
+	if low.Props.Get("height_m") != 12.0 || low.Props.Get("high_rise") != false || low.Props.Get("name") != "仓库" {
 		t.Errorf("building props %v", low.Props)
 	}
-	if r := get(twin.Rivers, "osm-w14"); r.Props["name"] != "嘉陵江" {
+	if r := get(twin.Rivers, "osm-w14"); r.Props.Get("name") != "嘉陵江" {
 		t.Errorf("river props %v", r.Props)
 	}
 	reg := get(twin.Regions, "500103")
-	if reg.Props["code"] != "500103" || reg.Props["level"] != "district" || reg.Props["admin_level"] != "6" {
+	if reg.Props.Get("code") != "500103" || reg.Props.Get("level") != "district" || reg.Props.Get("admin_level") != "6" {
 		t.Errorf("region props %v", reg.Props)
 	}
 	if p, ok := reg.Geometry.(orb.Polygon); !ok || len(p[0]) != 5 {

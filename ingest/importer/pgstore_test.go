@@ -87,14 +87,14 @@ func importRealFiles(t *testing.T, st twin.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(f.Region, []string{"500000", "500106"}) || f.Props["class"] != "primary" || len(f.Cells) == 0 {
+	if !slices.Equal(f.Region, []string{"500000", "500106"}) || f.Props.Get("class") != "primary" || len(f.Cells) == 0 {
 		t.Errorf("road-9337 region %v props %v cells %d", f.Region, f.Props, len(f.Cells))
 	}
 	r, err := st.Get(ctx, twin.NewID(twin.Regions, "500106"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Props["name"] != "沙坪坝区" || r.Props["level"] != "district" || r.Props["parent"] != "500000" {
+	if r.Props.Get("name") != "沙坪坝区" || r.Props.Get("level") != "district" || r.Props.Get("parent") != "500000" {
 		t.Errorf("region props %v", r.Props)
 	}
 

@@ -136,7 +136,7 @@ func count(h *harness, outcome string) float64 {
 
 func register(t *testing.T, tw *twin.Twin, name string) twin.ID {
 	id := twin.NewID(twin.Vehicles, name)
-	if _, err := tw.Put(&twin.Feature{ID: id, Props: map[string]any{"kind": "patrol"}}); err != nil {
+	if _, err := tw.Put(&twin.Feature{ID: id, Props: twin.NewProps(map[string]any{"kind": "patrol"})}); err != nil {
 		t.Fatal(err)
 	}
 	return id

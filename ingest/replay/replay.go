@@ -48,7 +48,7 @@ const DefaultSpeed = 20
 // with the given kind and the id as plate, no geometry until telemetry
 // places it.
 func RegisterFeature(id, kind string) *twin.Feature {
-	return &twin.Feature{ID: twin.NewID(twin.Vehicles, id), Props: map[string]any{"kind": kind, "plate": id}}
+	return &twin.Feature{ID: twin.NewID(twin.Vehicles, id), Props: twin.NewProps(map[string]any{"kind": kind, "plate": id})}
 }
 
 // Topic is the telemetry topic for a name (CONTRACT §3).

@@ -67,7 +67,7 @@ func autoRegister(tw *twin.Twin, name string) (twin.ID, error) {
 		if cur != nil {
 			return nil, nil
 		}
-		return &twin.Feature{ID: id, Props: map[string]any{"auto_registered": true}}, nil
+		return &twin.Feature{ID: id, Props: twin.NewProps(map[string]any{"auto_registered": true})}, nil
 	})
 	if err != nil {
 		return twin.ID{}, fmt.Errorf("auto-register %s: %w", id, err)

@@ -37,8 +37,8 @@ func TestApplyOutcomes(t *testing.T) {
 		}
 	}
 	f, _ := tw.Get(id)
-	if v := f.Props["values"].(map[string]any)["ch4"]; v != 3000.0 {
-		t.Fatalf("values %v", f.Props["values"])
+	if v := f.Props.Get("values").(map[string]any)["ch4"]; v != 3000.0 {
+		t.Fatalf("values %v", f.Props.Get("values"))
 	}
 	if _, err := Apply(tw, "nobody", msg(1), false); ReasonOf(err) != UnknownDevice {
 		t.Fatalf("unknown: %v", err)

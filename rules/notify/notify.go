@@ -288,7 +288,7 @@ func (n *Notifier) task(ctx context.Context, old, t *twin.Feature, fromFeed bool
 		m["outcome"] = o
 	}
 	key := t.ID.String()
-	n.notify(ctx, key, twin.PropStrings(t.Props["persons"]), m)
+	n.notify(ctx, key, twin.PropStrings(t.Props.Get("persons")), m)
 	if b, err := json.Marshal(map[string]any{"event": "task." + event, "task": t}); err == nil {
 		n.hook.send(ctx, b)
 	}
@@ -304,7 +304,7 @@ func (n *Notifier) owners(ctx context.Context, key string, al *twin.Feature, eve
 			continue
 		}
 		if f, ok := n.tw.Get(id); ok {
-			persons = append(persons, twin.PropStrings(f.Props["owners"])...)
+			persons = append(persons, twin.PropStrings(f.Props.Get("owners"))...)
 		}
 	}
 	n.notify(ctx, key, persons, map[string]any{"event": event, "alert": al.ID.String(), "rule": al.Prop("rule"),

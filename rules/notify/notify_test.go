@@ -72,7 +72,7 @@ func TestIncidentSLAAlertIsPublished(t *testing.T) {
 	pub := &recPub{failN: 2}
 	n := New(tw, Options{Publisher: pub, Logger: quiet, Backoff: time.Millisecond})
 	inc := incidents.New(tw, incidents.Options{Clock: clk, Enricher: oneCity{}})
-	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Workers, "w"), Geometry: orb.Point{106.56, 29.58}, Props: map[string]any{"status": "available"}}); err != nil {
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Workers, "w"), Geometry: orb.Point{106.56, 29.58}, Props: twin.NewProps(map[string]any{"status": "available"})}); err != nil {
 		t.Fatal(err)
 	}
 	op := auth.Principal{Subject: "op", Role: auth.Operator, Region: "500105"}
@@ -134,7 +134,7 @@ func TestBurstAllReachMQTT(t *testing.T) {
 	go func() { done <- n.Run(ctx) }()
 	for i := range total {
 		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, fmt.Sprintf("offline.devices.d%05d.0", i)), Geometry: orb.Point{106.5, 29.5},
-			Props: map[string]any{"rule": "offline", "severity": "red", "state": "open", "count": 1.0}}); err != nil {
+			Props: twin.NewProps(map[string]any{"rule": "offline", "severity": "red", "state": "open", "count": 1.0})}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -195,7 +195,7 @@ func TestWebhookRetriesAndCountsFailures(t *testing.T) {
 	defer dead.Close()
 	tw := twin.New(twin.Options{})
 	n := New(tw, Options{Webhooks: []string{ok.URL, dead.URL}, Logger: quiet, Backoff: time.Millisecond})
-	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, "gas.devices.s1.0"), Props: map[string]any{"rule": "gas", "severity": "red", "state": "open"}}); err != nil {
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, "gas.devices.s1.0"), Props: twin.NewProps(map[string]any{"rule": "gas", "severity": "red", "state": "open"})}); err != nil {
 		t.Fatal(err)
 	}
 	n.Drain(context.Background())
@@ -220,9 +220,9 @@ func TestTaskPersonsNotified(t *testing.T) {
 		t.Helper()
 		if _, _, err := tw.Update(id, func(f *twin.Feature) (*twin.Feature, error) {
 			if f == nil {
-				f = &twin.Feature{ID: id, Props: map[string]any{"kind": "rectification", "state": "issued", "tier": "street", "persons": []any{"p1", "p2"}}}
+				f = &twin.Feature{ID: id, Props: twin.NewProps(map[string]any{"kind": "rectification", "state": "issued", "tier": "street", "persons": []any{"p1", "p2"}})}
 			}
-			f.Props[k] = v
+			f.Props.Set(k, v)
 			return f, nil
 		}); err != nil {
 			t.Fatal(err)

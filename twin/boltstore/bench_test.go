@@ -21,7 +21,7 @@ func buildings(n, version int) []*twin.Feature {
 		fs[i] = &twin.Feature{ID: twin.NewID(twin.Buildings, fmt.Sprint("b", i)), Geometry: orb.Polygon{ring},
 			Version: uint64(version), Updated: now, Region: []string{"500000", "500105", "500105002"}, Grid: "g1",
 			Cells: []uint64{0x8930e1d8a2fffff}, Source: fmt.Sprint("osm:w", i),
-			Props: map[string]any{"name": "building", "height_m": 24.0, "levels": 8.0, "risk_level": 4.0, "risk_color": "blue"}}
+			Props: twin.NewProps(map[string]any{"name": "building", "height_m": 24.0, "levels": 8.0, "risk_level": 4.0, "risk_color": "blue"})}
 	}
 	return fs
 }
@@ -108,7 +108,7 @@ func BenchmarkFlush(b *testing.B) {
 	vehicles := make([]*twin.Feature, objects)
 	for i := range vehicles {
 		vehicles[i] = &twin.Feature{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("load-%d", i)), Geometry: orb.Point{106.5, 29.5},
-			Version: 1, Region: []string{"500000", "500103"}, Props: map[string]any{"kind": "muck_truck", "speed_kmh": 30.0}}
+			Version: 1, Region: []string{"500000", "500103"}, Props: twin.NewProps(map[string]any{"kind": "muck_truck", "speed_kmh": 30.0})}
 	}
 	t0 := time.Now()
 	batch := func(n int) ([]*twin.Feature, []twin.Sample) {

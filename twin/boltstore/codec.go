@@ -48,9 +48,9 @@ func encodeFeature(b []byte, f *twin.Feature) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(g)))
 		b = append(b, g...)
 	}
-	if len(f.Props) > 0 {
+	if f.Props.Len() > 0 {
 		var err error
-		if b, err = appendProps(b, f.Props); err != nil {
+		if b, err = f.Props.AppendJSON(b); err != nil {
 			return nil, fmt.Errorf("encode props: %w", err)
 		}
 	}
@@ -160,10 +160,10 @@ func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decode props: %w", err)
 		}
-		f.Props = p
+		f.Props = twin.NewProps(p)
 	}
-	if f.Props == nil {
-		f.Props = map[string]any{}
+	if f.Props.Len() == 0 {
+		f.Props = twin.NewProps(map[string]any{})
 	}
 	return f, nil
 }

@@ -35,7 +35,7 @@ func TestCorruptRecordQuarantined(t *testing.T) {
 			note = "MARKER-corrupt-me"
 		}
 		fs = append(fs, &twin.Feature{ID: twin.NewID(twin.Buildings, fmt.Sprintf("b%03d", i)), Version: 1,
-			Geometry: orb.Point{106.5, 29.5}, Props: map[string]any{"note": note}})
+			Geometry: orb.Point{106.5, 29.5}, Props: twin.NewProps(map[string]any{"note": note})})
 	}
 	if err := st.Upsert(ctx, fs); err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ func batch(i int) []*twin.Feature {
 	for j := range fs {
 		fs[j] = &twin.Feature{ID: twin.NewID(twin.Buildings, fmt.Sprintf("b%d-%d", i, j)), Version: uint64(i + 1),
 			Geometry: orb.Polygon{{{106, 29}, {106.1, 29}, {106.1, 29.1}, {106, 29}}},
-			Props:    map[string]any{"batch": float64(i), "pad": strings.Repeat("x", 200)}}
+			Props:    twin.NewProps(map[string]any{"batch": float64(i), "pad": strings.Repeat("x", 200)})}
 	}
 	return fs
 }
@@ -175,7 +175,7 @@ func kill9(t *testing.T, dir string, env ...string) (int, *boltstore.Store, map[
 	}
 	perBatch := map[int]int{}
 	err = s.Load(context.Background(), func(f *twin.Feature) error {
-		b, _ := twin.ToFloat(f.Props["batch"])
+		b, _ := twin.ToFloat(f.Props.Get("batch"))
 		perBatch[int(b)]++
 		return nil
 	})

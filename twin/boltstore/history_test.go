@@ -136,7 +136,7 @@ func TestWriteBatch(t *testing.T) {
 	}
 	f := func(name string, v uint64) *twin.Feature {
 		return &twin.Feature{ID: twin.NewID(twin.Vehicles, name), Version: v, Geometry: orb.Point{106, 29},
-			Props: map[string]any{"v": float64(v)}}
+			Props: twin.NewProps(map[string]any{"v": float64(v)})}
 	}
 	if err := s.Upsert(ctx, []*twin.Feature{f("a", 1), f("gone", 1), f("newer", 9)}); err != nil {
 		t.Fatal(err)

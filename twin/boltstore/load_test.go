@@ -25,8 +25,8 @@ func TestLoadManyInOrder(t *testing.T) {
 	bs := buildings(n, 3)
 	for i, f := range bs {
 		f.ID.Name = fmt.Sprintf("b%06d", i)
-		f.Props["levels"] = float64(i % 7)
-		f.Props["owners"] = []any{fmt.Sprint("person-", i%13)}
+		f.Props.Set("levels", float64(i%7))
+		f.Props.Set("owners", []any{fmt.Sprint("person-", i%13)})
 	}
 	ds := buildings(3, 1)
 	for i, f := range ds {

@@ -23,9 +23,9 @@ func TestLoadPlacesObjectsAndRestoresSeq(t *testing.T) {
 		return orb.Polygon{{{x0, y0}, {x1, y0}, {x1, y1}, {x0, y1}, {x0, y0}}}
 	}
 	fs := []*twin.Feature{
-		{ID: twin.NewID(twin.Vehicles, "v1"), Version: 3, Geometry: orb.Point{106.55, 29.55}, Props: map[string]any{}},
-		{ID: twin.NewID(twin.Regions, "500000"), Version: 1, Geometry: square(106, 29, 107, 30), Props: map[string]any{"level": "city", "code": "500000"}},
-		{ID: twin.NewID(twin.Regions, "500103"), Version: 1, Geometry: square(106.5, 29.5, 106.6, 29.6), Props: map[string]any{"level": "district", "code": "500103", "parent": "500000"}},
+		{ID: twin.NewID(twin.Vehicles, "v1"), Version: 3, Geometry: orb.Point{106.55, 29.55}, Props: twin.NewProps(map[string]any{})},
+		{ID: twin.NewID(twin.Regions, "500000"), Version: 1, Geometry: square(106, 29, 107, 30), Props: twin.NewProps(map[string]any{"level": "city", "code": "500000"})},
+		{ID: twin.NewID(twin.Regions, "500103"), Version: 1, Geometry: square(106.5, 29.5, 106.6, 29.6), Props: twin.NewProps(map[string]any{"level": "district", "code": "500103", "parent": "500000"})},
 	}
 	if err := StoreAll(ctx, st, fs); err != nil {
 		t.Fatal(err)

@@ -139,7 +139,7 @@ func TestLeaderFollowerFence(t *testing.T) {
 	}
 
 	// A rival record at seq 51 (what a deposed leader would publish).
-	rival := twin.Change{Seq: 51, Kind: twin.Upsert, Time: time.Now(), New: &twin.Feature{ID: twin.NewID(twin.Vehicles, "rival"), Version: 1, Props: map[string]any{}}}
+	rival := twin.Change{Seq: 51, Kind: twin.Upsert, Time: time.Now(), New: &twin.Feature{ID: twin.NewID(twin.Vehicles, "rival"), Version: 1, Props: twin.NewProps(map[string]any{})}}
 	data, _ := twin.MarshalChange(&rival)
 	js, _ := jetstream.New(a.sp.Conn())
 	msg := nats.NewMsg(spine.ChangeSubject)

@@ -26,7 +26,7 @@ func TestFollowReplacesOnSkeletonChange(t *testing.T) {
 	p := s1.Geometry.Bound().Center()
 	far := cell(3, 3).Bound().Center()
 	for name, at := range map[string]orb.Point{"v": p, "far": far} {
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, name), Geometry: at, Props: map[string]any{}}); err != nil {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, name), Geometry: at, Props: twin.NewProps(map[string]any{})}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,7 +73,7 @@ func TestFollowReplacesOnSkeletonChange(t *testing.T) {
 		t.Fatalf("an object far from the change was rewritten")
 	}
 	// A prop change that keeps geometry and code re-places nothing.
-	moved.Props["name"] = "renamed"
+	moved.Props.Set("name", "renamed")
 	if _, err := tw.Put(moved); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestFollowRuns(t *testing.T) {
 	l.Reset(regions, nil)
 	tw.Load(regions)
 	p := cell(0, 0).Bound().Center()
-	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, "v"), Geometry: p, Props: map[string]any{}}); err != nil {
+	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, "v"), Geometry: p, Props: twin.NewProps(map[string]any{})}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

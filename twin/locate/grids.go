@@ -77,7 +77,7 @@ func MakeGrids(streets []*twin.Feature) []*twin.Feature {
 		out = append(out, &twin.Feature{
 			ID:       twin.NewID(twin.Grids, code),
 			Geometry: hex.CellPolygon(g.cell),
-			Props:    map[string]any{"code": code, "street": g.street.code, "workers": []any{}},
+			Props:    twin.NewProps(map[string]any{"code": code, "street": g.street.code, "workers": []any{}}),
 			Region:   region,
 			Grid:     code,
 			Cells:    []uint64{g.cell},

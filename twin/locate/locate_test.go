@@ -71,7 +71,7 @@ func cell(i, j int) orb.Polygon { return orb.Polygon{outline(i, j, i+1, j+1)} }
 
 func regionFeature(level, code, parent string, g orb.Geometry) *twin.Feature {
 	return &twin.Feature{ID: twin.NewID(twin.Regions, code), Geometry: g,
-		Props: map[string]any{"level": level, "code": code, "parent": parent, "name": code}}
+		Props: twin.NewProps(map[string]any{"level": level, "code": code, "parent": parent, "name": code})}
 }
 
 // syntheticCity returns the city, 8 districts and 160 streets.
@@ -250,8 +250,8 @@ func TestMakeGrids(t *testing.T) {
 		if g.ID.Layer != twin.Grids || g.ID.Name != street+"-"+hex.CellString(c) || g.Prop("code") != g.ID.Name || g.Grid != g.ID.Name {
 			t.Fatalf("grid naming: %+v", g)
 		}
-		if w, ok := g.Props["workers"].([]any); !ok || len(w) != 0 {
-			t.Fatalf("workers %v", g.Props["workers"])
+		if w, ok := g.Props.Get("workers").([]any); !ok || len(w) != 0 {
+			t.Fatalf("workers %v", g.Props.Get("workers"))
 		}
 		if s := bruteStreet(streets, hex.CellCenter(c)); s == nil || s.Prop("code") != street {
 			t.Fatalf("grid %s centre not in its street", g.ID)

@@ -276,8 +276,8 @@ func scanFeature(l twin.Layer, rows pgx.Rows) (*twin.Feature, error) {
 	if err := json.Unmarshal(props, &f.Props); err != nil {
 		return nil, fmt.Errorf("%s: decode props: %w", f.ID, err)
 	}
-	if f.Props == nil {
-		f.Props = map[string]any{}
+	if f.Props.Len() == 0 {
+		f.Props = twin.NewProps(map[string]any{})
 	}
 	if len(cells) > 0 {
 		f.Cells = make([]uint64, len(cells))

@@ -35,7 +35,7 @@ func Equal(a, b *twin.Feature) error {
 	}
 	ja, _ := json.Marshal(a.Props)
 	jb, _ := json.Marshal(b.Props)
-	if len(a.Props) != 0 || len(b.Props) != 0 {
+	if a.Props.Len() != 0 || b.Props.Len() != 0 {
 		var va, vb any
 		_ = json.Unmarshal(ja, &va)
 		_ = json.Unmarshal(jb, &vb)
@@ -79,8 +79,8 @@ func Features() []*twin.Feature {
 	mk := func(l twin.Layer, name string, g orb.Geometry) *twin.Feature {
 		return &twin.Feature{
 			ID: twin.NewID(l, name), Geometry: g, Version: 3, Updated: t0, Observed: t0.Add(-time.Second),
-			Props: map[string]any{"name": "名字 " + name, "n": 2.5, "ok": true,
-				"nested": map[string]any{"a": []any{1.0, "x"}}},
+			Props: twin.NewProps(map[string]any{"name": "名字 " + name, "n": 2.5, "ok": true,
+				"nested": map[string]any{"a": []any{1.0, "x"}}}),
 			Region: []string{"500000", "500105"}, Grid: "g-1",
 			Cells: []uint64{0x8930e1d8a2fffff, 0x8930e1d8a27ffff}, Source: "osm:" + name,
 		}
@@ -94,11 +94,11 @@ func Features() []*twin.Feature {
 		mk(twin.Regions, "500105", orb.MultiPolygon{{ring}, {{{107, 30}, {107.1, 30}, {107.1, 30.1}, {107, 30}}}}),
 		mk(twin.Bridges, "br1", orb.Collection{orb.Point{106.5, 29.5}, line}),
 	}
-	bare := &twin.Feature{ID: twin.NewID(twin.Devices, "unplaced"), Version: 1, Props: map[string]any{}}
+	bare := &twin.Feature{ID: twin.NewID(twin.Devices, "unplaced"), Version: 1, Props: twin.NewProps(map[string]any{})}
 	// A setting (the running rules): no geometry, not a map layer, kept
 	// all the same.
 	setting := &twin.Feature{ID: twin.NewID(twin.Settings, "rules"), Version: 2, Updated: t0,
-		Props: map[string]any{"source": []any{"rules: []\n"}, "json": false}}
+		Props: twin.NewProps(map[string]any{"source": []any{"rules: []\n"}, "json": false})}
 	return append(fs, bare, setting)
 }
 
@@ -221,7 +221,7 @@ func testVersions(t *testing.T, s twin.Store) {
 	id := twin.NewID(twin.Vehicles, "v1")
 	at := func(v uint64, speed float64) *twin.Feature {
 		return &twin.Feature{ID: id, Geometry: orb.Point{106.5, 29.5}, Version: v,
-			Props: map[string]any{"speed_kmh": speed}}
+			Props: twin.NewProps(map[string]any{"speed_kmh": speed})}
 	}
 	if err := s.Upsert(ctx, []*twin.Feature{at(5, 50)}); err != nil {
 		t.Fatal(err)
@@ -229,21 +229,21 @@ func testVersions(t *testing.T, s twin.Store) {
 	if err := s.Upsert(ctx, []*twin.Feature{at(4, 40)}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Get(ctx, id); err != nil || got.Version != 5 || got.Props["speed_kmh"] != 50.0 {
+	if got, err := s.Get(ctx, id); err != nil || got.Version != 5 || got.Props.Get("speed_kmh") != 50.0 {
 		t.Fatalf("lower version overwrote: %+v, %v", got, err)
 	}
 	// Several states of one object in one batch: the highest version wins.
 	if err := s.Upsert(ctx, []*twin.Feature{at(7, 70), at(8, 80), at(6, 60)}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Get(ctx, id); err != nil || got.Version != 8 || got.Props["speed_kmh"] != 80.0 {
+	if got, err := s.Get(ctx, id); err != nil || got.Version != 8 || got.Props.Get("speed_kmh") != 80.0 {
 		t.Fatalf("batch: %+v, %v", got, err)
 	}
 	// Many objects in one batch.
 	var many []*twin.Feature
 	for i := 0; i < 500; i++ {
 		many = append(many, &twin.Feature{ID: twin.NewID(twin.Buildings, fmt.Sprint("b", i)), Version: 1,
-			Geometry: orb.Point{106 + float64(i)/1000, 29}, Props: map[string]any{"i": float64(i)}})
+			Geometry: orb.Point{106 + float64(i)/1000, 29}, Props: twin.NewProps(map[string]any{"i": float64(i)})})
 	}
 	if err := s.Upsert(ctx, many); err != nil {
 		t.Fatal(err)

@@ -29,12 +29,12 @@ func TestSnapshotAndChanges(t *testing.T) {
 	}
 	defer st.Close()
 	for _, n := range []string{"v1", "v2"} {
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, n), Geometry: orb.Point{106, 29}, Props: map[string]any{"kind": "muck_truck"}}); err != nil {
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, n), Geometry: orb.Point{106, 29}, Props: twin.NewProps(map[string]any{"kind": "muck_truck"})}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	b := &twin.Feature{ID: twin.NewID(twin.Buildings, "b1"), Geometry: orb.Polygon{{{106.5, 29.5}, {106.501, 29.5}, {106.501, 29.501}, {106.5, 29.5}}},
-		Props: map[string]any{"risk_color": "green"}}
+		Props: twin.NewProps(map[string]any{"risk_color": "green"})}
 	if _, err := tw.Put(b); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestSnapshotAndChanges(t *testing.T) {
 	}
 	clk.Set(t0.Add(4 * time.Minute))
 	// The building turns red at +4 min (Updated = the fake now).
-	if _, _, err := tw.Update(b.ID, func(f *twin.Feature) (*twin.Feature, error) { f.Props["risk_color"] = "red"; return f, nil }); err != nil {
+	if _, _, err := tw.Update(b.ID, func(f *twin.Feature) (*twin.Feature, error) { f.Props.Set("risk_color", "red"); return f, nil }); err != nil {
 		t.Fatal(err)
 	}
 	clk.Set(t0.Add(20 * time.Minute))
@@ -128,7 +128,7 @@ func TestSnapshotAndChanges(t *testing.T) {
 	// The building: green before +4 min, red after.
 	for at, want := range map[time.Duration]string{3 * time.Minute: "green", 5 * time.Minute: "red"} {
 		fs, err := rd.Snapshot(context.Background(), timeline.Query{At: t0.Add(at), Layers: []twin.Layer{twin.Buildings}})
-		if err != nil || len(fs) != 1 || fs[0].Props["risk_color"] != want {
+		if err != nil || len(fs) != 1 || fs[0].Props.Get("risk_color") != want {
 			t.Fatalf("building at +%s: %v %v, want %s", at, fs, err, want)
 		}
 	}

@@ -40,7 +40,7 @@ func TestPoisonedRows(t *testing.T) {
 	nulKeySample := twin.NewID(twin.Vehicles, "v3")
 	putWith := func(id twin.ID, props map[string]any) func(t *testing.T, tw *twin.Twin) {
 		return func(t *testing.T, tw *twin.Twin) {
-			if _, err := tw.Put(&twin.Feature{ID: id, Geometry: orb.Point{106.5, 29.5}, Props: props}); err != nil {
+			if _, err := tw.Put(&twin.Feature{ID: id, Geometry: orb.Point{106.5, 29.5}, Props: twin.NewProps(props)}); err != nil {
 				t.Fatal(err)
 			}
 		}

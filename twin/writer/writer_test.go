@@ -65,7 +65,7 @@ func flush(t *testing.T, w *writer.Writer) {
 func put(t *testing.T, tw *twin.Twin, l twin.Layer, name string, g orb.Geometry) {
 	t.Helper()
 	if _, err := tw.Put(&twin.Feature{ID: twin.NewID(l, name), Geometry: g,
-		Props: map[string]any{"kind": "muck_truck"}}); err != nil {
+		Props: twin.NewProps(map[string]any{"kind": "muck_truck"})}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,0 +1,528 @@
+package twin
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"maps"
+	"math"
+	"slices"
+	"unique"
+)
+
+// Props are an object's properties (GeoJSON "properties"): names to the
+// values JSON gives (string, float64, bool, nil, []any, map[string]any) or
+// the typed ones the server writes itself (int, int64, []string, ...).
+//
+// Props have two forms. An editable one, a map, is what NewProps wraps and
+// Set and Delete change; it aliases like a map (copies of the struct share
+// it; Clone does not). The twin packs every state it holds (Pack): the key
+// set interned process-wide with unique.Make (objects of a layer mostly
+// share one), the values in one immutable string, read back on demand.
+// A building's props went from ~450 B as a map with boxed values to ~80 B
+// (issue 16 goal 4); string values read from a packed form are substrings
+// of it (no copy). Set on a packed form unpacks into a new map first, so a
+// packed Props is a value: copying it and setting on the copy never
+// changes the original.
+//
+// Values of other types (map[string]string, map[string]float64, structs)
+// are kept as they are: Props holding one stay in the map form.
+//
+// The zero Props is empty. Props are safe for concurrent reads; Set and
+// Delete need the caller's exclusion, as a map's writes do.
+type Props struct {
+	m    map[string]any        // editable form; nil when packed or empty
+	keys unique.Handle[string] // packed: sorted keys, each a uvarint length then bytes
+	data string                // packed: the values in key order (see the tags below)
+}
+
+// NewProps wraps m (not copied) as editable props.
+func NewProps(m map[string]any) Props { return Props{m: m} }
+
+// Value tags of the packed form. Containers carry their byte length so a
+// lookup skips them without decoding.
+const (
+	tagNull    byte = iota
+	tagFalse        // bool
+	tagTrue         // bool
+	tagF64          // float64, 8 bytes little endian
+	tagF64Int       // float64 holding an integer below 2^53: zigzag varint
+	tagInt          // int: zigzag varint
+	tagI64          // int64: zigzag varint
+	tagI32          // int32: zigzag varint
+	tagU64          // uint64: uvarint
+	tagF32          // float32: 4 bytes
+	tagStr          // string: uvarint length, bytes
+	tagNumber       // json.Number: as a string
+	tagList         // []any: uvarint byte length, uvarint count, values
+	tagStrings      // []string: uvarint byte length, uvarint count, (uvarint length, bytes)...
+	tagMap          // map[string]any: uvarint byte length, uvarint count, (key, value)... keys sorted
+)
+
+func (p Props) packed() bool { return p.keys != unique.Handle[string]{} }
+
+// Len is the number of properties.
+func (p Props) Len() int {
+	if !p.packed() {
+		return len(p.m)
+	}
+	n := 0
+	for ks := p.keys.Value(); ks != ""; n++ {
+		_, ks = nextKey(ks)
+	}
+	return n
+}
+
+// Get returns the value of key (nil when absent). Containers read from a
+// packed form are new each call: the caller may keep or change them.
+func (p Props) Get(key string) any {
+	v, _ := p.Lookup(key)
+	return v
+}
+
+// Lookup returns the value of key and whether it is present.
+func (p Props) Lookup(key string) (any, bool) {
+	if !p.packed() {
+		v, ok := p.m[key]
+		return v, ok
+	}
+	raw, ok := p.raw(key)
+	if !ok {
+		return nil, false
+	}
+	v, _ := decodeValue(raw)
+	return v, true
+}
+
+// Has reports whether key is present.
+func (p Props) Has(key string) bool {
+	if !p.packed() {
+		_, ok := p.m[key]
+		return ok
+	}
+	_, ok := p.raw(key)
+	return ok
+}
+
+// String returns a string property ("" when absent or not a string)
+// without boxing.
+func (p Props) String(key string) string {
+	if !p.packed() {
+		s, _ := p.m[key].(string)
+		return s
+	}
+	raw, ok := p.raw(key)
+	if !ok || raw[0] != tagStr {
+		return ""
+	}
+	s, _ := propStr(raw[1:])
+	return s
+}
+
+// Number returns a numeric property as ToFloat reads it, without boxing.
+func (p Props) Number(key string) (float64, bool) {
+	if !p.packed() {
+		return ToFloat(p.m[key])
+	}
+	raw, ok := p.raw(key)
+	if !ok {
+		return 0, false
+	}
+	switch raw[0] {
+	case tagF64:
+		return math.Float64frombits(binary.LittleEndian.Uint64([]byte(raw[1:9]))), true
+	case tagStr, tagList, tagStrings, tagMap, tagNull, tagTrue, tagFalse:
+		return 0, false
+	}
+	v, _ := decodeValue(raw)
+	return ToFloat(v)
+}
+
+// raw returns the encoded value of key in a packed form.
+func (p Props) raw(key string) (string, bool) {
+	ks, data := p.keys.Value(), p.data
+	for ks != "" {
+		var k string
+		k, ks = nextKey(ks)
+		n := valueLen(data)
+		if k == key {
+			return data[:n], true
+		}
+		data = data[n:]
+	}
+	return "", false
+}
+
+// All yields every property, keys in no particular order for the map form
+// and sorted for the packed one.
+func (p Props) All() iter.Seq2[string, any] {
+	return func(yield func(string, any) bool) {
+		if !p.packed() {
+			for k, v := range p.m {
+				if !yield(k, v) {
+					return
+				}
+			}
+			return
+		}
+		ks, data := p.keys.Value(), p.data
+		for ks != "" {
+			var k string
+			k, ks = nextKey(ks)
+			v, n := decodeValue(data)
+			data = data[n:]
+			if !yield(k, v) {
+				return
+			}
+		}
+	}
+}
+
+// Keys returns the property names, sorted.
+func (p Props) Keys() []string {
+	if !p.packed() {
+		return slices.Sorted(maps.Keys(p.m))
+	}
+	out := make([]string, 0, p.Len())
+	for ks := p.keys.Value(); ks != ""; {
+		var k string
+		k, ks = nextKey(ks)
+		out = append(out, k)
+	}
+	return out
+}
+
+// Map returns the properties as a new map the caller owns.
+func (p Props) Map() map[string]any {
+	m := make(map[string]any, p.Len())
+	for k, v := range p.All() {
+		m[k] = v
+	}
+	return m
+}
+
+// Set sets key to v; a packed form is unpacked into a new map first.
+func (p *Props) Set(key string, v any) {
+	p.edit()
+	p.m[key] = v
+}
+
+// Delete removes key.
+func (p *Props) Delete(key string) {
+	if !p.packed() && p.m == nil {
+		return
+	}
+	p.edit()
+	delete(p.m, key)
+}
+
+// edit makes p the editable form with a map of its own when packed.
+func (p *Props) edit() {
+	if p.packed() {
+		*p = Props{m: p.Map()}
+		return
+	}
+	if p.m == nil {
+		p.m = map[string]any{}
+	}
+}
+
+// Clone returns props whose map form the caller may change without
+// changing p's (a packed form is shared: it never changes).
+func (p Props) Clone() Props {
+	if p.packed() || p.m == nil {
+		return p
+	}
+	return Props{m: maps.Clone(p.m)}
+}
+
+// Pack returns the packed form of p (p itself when already packed, or when
+// a value has a type the packed form does not hold).
+func (p Props) Pack() Props {
+	if p.packed() {
+		return p
+	}
+	keys := slices.Sorted(maps.Keys(p.m))
+	var ks []byte
+	var data []byte
+	for _, k := range keys {
+		ks = appendStrBytes(ks, k)
+		var ok bool
+		if data, ok = appendValueBytes(data, p.m[k]); !ok {
+			return p
+		}
+	}
+	return Props{keys: unique.Make(string(ks)), data: string(data)}
+}
+
+// propKV is one property for with.
+type propKV struct {
+	k string
+	v any
+}
+
+// with returns the packed props of p with the given keys set: the apply
+// path's one allocation for a sample's speed, heading and readings, keeping
+// the interned key set when no key is new.
+func (p Props) with(set []propKV) Props {
+	slow := func() Props {
+		c := Props{m: p.Map()}
+		for _, kv := range set {
+			c.m[kv.k] = kv.v
+		}
+		return c.Pack()
+	}
+	if !p.packed() {
+		return slow()
+	}
+	for _, kv := range set {
+		if !p.Has(kv.k) {
+			return slow()
+		}
+	}
+	data := make([]byte, 0, len(p.data)+16)
+	ks, old := p.keys.Value(), p.data
+	for ks != "" {
+		var k string
+		k, ks = nextKey(ks)
+		n := valueLen(old)
+		i := slices.IndexFunc(set, func(kv propKV) bool { return kv.k == k })
+		if i < 0 {
+			data = append(data, old[:n]...)
+		} else {
+			var good bool
+			if data, good = appendValueBytes(data, set[i].v); !good {
+				return slow()
+			}
+		}
+		old = old[n:]
+	}
+	return Props{keys: p.keys, data: string(data)}
+}
+
+// MarshalJSON writes the properties as a JSON object, keys sorted, as
+// encoding/json writes a map.
+func (p Props) MarshalJSON() ([]byte, error) {
+	return appendProps(make([]byte, 0, 64+len(p.data)), p, nil)
+}
+
+// AppendJSON appends what MarshalJSON writes to b (the stores' encoders
+// write a packed form from its bytes, without boxing a value).
+func (p Props) AppendJSON(b []byte) ([]byte, error) { return appendProps(b, p, nil) }
+
+// UnmarshalJSON reads a JSON object into the editable form.
+func (p *Props) UnmarshalJSON(b []byte) error {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*p = Props{m: m}
+	return nil
+}
+
+// Equal reports whether p and q hold the same properties (as JSON).
+func (p Props) Equal(q Props) bool {
+	if p.packed() && q.packed() && p.keys == q.keys && p.data == q.data {
+		return true
+	}
+	a, err1 := p.MarshalJSON()
+	b, err2 := q.MarshalJSON()
+	return err1 == nil && err2 == nil && string(a) == string(b)
+}
+
+// Format prints the properties as their JSON object (for %v in logs and
+// test failures).
+func (p Props) Format(f fmt.State, verb rune) {
+	b, err := p.MarshalJSON()
+	if err != nil {
+		fmt.Fprintf(f, "%%!%c(props: %v)", verb, err)
+		return
+	}
+	_, _ = f.Write(b)
+}
+
+func nextKey(ks string) (string, string) {
+	n, w := propUvarint(ks)
+	return ks[w : w+int(n)], ks[w+int(n):]
+}
+
+func appendStrBytes(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// uvarint reads a uvarint at the start of s and its width.
+func propUvarint(s string) (uint64, int) {
+	var x uint64
+	var sh uint
+	for i := 0; i < len(s) && i < binary.MaxVarintLen64; i++ {
+		c := s[i]
+		if c < 0x80 {
+			return x | uint64(c)<<sh, i + 1
+		}
+		x |= uint64(c&0x7f) << sh
+		sh += 7
+	}
+	return 0, len(s)
+}
+
+func propVarint(s string) (int64, int) {
+	u, n := propUvarint(s)
+	x := int64(u >> 1)
+	if u&1 != 0 {
+		x = ^x
+	}
+	return x, n
+}
+
+func propStr(s string) (string, int) {
+	n, w := propUvarint(s)
+	return s[w : w+int(n)], w + int(n)
+}
+
+// valueLen is the encoded length of the value at the start of s.
+func valueLen(s string) int {
+	switch s[0] {
+	case tagNull, tagFalse, tagTrue:
+		return 1
+	case tagF64:
+		return 9
+	case tagF32:
+		return 5
+	case tagF64Int, tagInt, tagI64, tagI32, tagU64:
+		_, n := propUvarint(s[1:])
+		return 1 + n
+	default: // strings and containers: a length then that many bytes
+		n, w := propUvarint(s[1:])
+		return 1 + w + int(n)
+	}
+}
+
+// decodeValue decodes the value at the start of s and returns its length.
+func decodeValue(s string) (any, int) {
+	switch s[0] {
+	case tagNull:
+		return nil, 1
+	case tagFalse:
+		return false, 1
+	case tagTrue:
+		return true, 1
+	case tagF64:
+		return math.Float64frombits(binary.LittleEndian.Uint64([]byte(s[1:9]))), 9
+	case tagF32:
+		return math.Float32frombits(binary.LittleEndian.Uint32([]byte(s[1:5]))), 5
+	case tagF64Int:
+		x, n := propVarint(s[1:])
+		return float64(x), 1 + n
+	case tagInt:
+		x, n := propVarint(s[1:])
+		return int(x), 1 + n
+	case tagI64:
+		x, n := propVarint(s[1:])
+		return x, 1 + n
+	case tagI32:
+		x, n := propVarint(s[1:])
+		return int32(x), 1 + n
+	case tagU64:
+		x, n := propUvarint(s[1:])
+		return x, 1 + n
+	case tagStr:
+		v, n := propStr(s[1:])
+		return v, 1 + n
+	case tagNumber:
+		v, n := propStr(s[1:])
+		return json.Number(v), 1 + n
+	}
+	body, w := propUvarint(s[1:])
+	end := 1 + w + int(body)
+	c := s[1+w : end]
+	cnt, k := propUvarint(c)
+	c = c[k:]
+	switch s[0] {
+	case tagList:
+		out := make([]any, cnt)
+		for i := range out {
+			v, n := decodeValue(c)
+			out[i], c = v, c[n:]
+		}
+		return out, end
+	case tagStrings:
+		out := make([]string, cnt)
+		for i := range out {
+			v, n := propStr(c)
+			out[i], c = v, c[n:]
+		}
+		return out, end
+	default: // tagMap
+		out := make(map[string]any, cnt)
+		for range cnt {
+			key, n := propStr(c)
+			v, m := decodeValue(c[n:])
+			out[key], c = v, c[n+m:]
+		}
+		return out, end
+	}
+}
+
+// appendValueBytes encodes v; false when v's type is not one the packed
+// form holds.
+func appendValueBytes(b []byte, v any) ([]byte, bool) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, tagNull), true
+	case bool:
+		if x {
+			return append(b, tagTrue), true
+		}
+		return append(b, tagFalse), true
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 && !(x == 0 && math.Signbit(x)) {
+			return binary.AppendVarint(append(b, tagF64Int), int64(x)), true
+		}
+		return binary.LittleEndian.AppendUint64(append(b, tagF64), math.Float64bits(x)), true
+	case float32:
+		return binary.LittleEndian.AppendUint32(append(b, tagF32), math.Float32bits(x)), true
+	case int:
+		return binary.AppendVarint(append(b, tagInt), int64(x)), true
+	case int64:
+		return binary.AppendVarint(append(b, tagI64), x), true
+	case int32:
+		return binary.AppendVarint(append(b, tagI32), int64(x)), true
+	case uint64:
+		return binary.AppendUvarint(append(b, tagU64), x), true
+	case string:
+		return appendStrBytes(append(b, tagStr), x), true
+	case json.Number:
+		return appendStrBytes(append(b, tagNumber), string(x)), true
+	case []any:
+		var body []byte
+		body = binary.AppendUvarint(body, uint64(len(x)))
+		for _, e := range x {
+			var ok bool
+			if body, ok = appendValueBytes(body, e); !ok {
+				return b, false
+			}
+		}
+		return appendStrBytes(append(b, tagList), string(body)), true
+	case []string:
+		var body []byte
+		body = binary.AppendUvarint(body, uint64(len(x)))
+		for _, e := range x {
+			body = appendStrBytes(body, e)
+		}
+		return appendStrBytes(append(b, tagStrings), string(body)), true
+	case map[string]any:
+		var body []byte
+		body = binary.AppendUvarint(body, uint64(len(x)))
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			body = appendStrBytes(body, k)
+			var ok bool
+			if body, ok = appendValueBytes(body, x[k]); !ok {
+				return b, false
+			}
+		}
+		return appendStrBytes(append(b, tagMap), string(body)), true
+	}
+	return b, false
+}

@@ -1,0 +1,66 @@
+package twin
+
+import (
+	"encoding/json"
+	"math"
+	"reflect"
+	"testing"
+	"unique"
+)
+
+// TestPropsPackRoundTrip: a packed form reads back every value with the
+// type it was set with, and Set on a copy never changes the original.
+func TestPropsPackRoundTrip(t *testing.T) {
+	m := manyProps()
+	m["list"] = []any{"a", 1.5, nil, map[string]any{"z": 1.0, "a": []string{"x", ""}}}
+	m["strs"] = []string{"p1", "p2"}
+	m["values"] = map[string]any{"ch4": 0.25, "h2s": 3.0}
+	m["int"] = 5
+	m["big"] = float64(1 << 60)
+	p := NewProps(m).Pack()
+	if !p.packed() {
+		t.Fatal("not packed")
+	}
+	if !reflect.DeepEqual(p.Map(), m) || p.Len() != len(m) {
+		t.Fatalf("round trip:\n got %#v\nwant %#v", p.Map(), m)
+	}
+	for k, want := range m {
+		if got, ok := p.Lookup(k); !ok || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: %#v, want %#v", k, got, want)
+		}
+		if n, ok := p.Number(k); ok != func() bool { _, ok := ToFloat(want); return ok }() || (ok && n != func() float64 { f, _ := ToFloat(want); return f }()) {
+			t.Fatalf("Number(%s) = %v %v", k, n, ok)
+		}
+	}
+	if _, ok := p.Lookup("absent"); ok || p.String("<&>") != "a<b>&c" || p.String("int") != "" {
+		t.Fatal("lookup")
+	}
+	q := p
+	q.Set("int", 6)
+	q.Delete("list")
+	if p.Get("int") != 5 || !p.Has("list") || q.Get("int") != 6 || q.Has("list") {
+		t.Fatal("Set on a copy changed the original")
+	}
+	a, _ := json.Marshal(p)
+	b, _ := json.Marshal(m)
+	if string(a) != string(b) {
+		t.Fatalf("json:\n got %s\nwant %s", a, b)
+	}
+	// Keys interned: another object with the same keys shares them.
+	if r := NewProps(manyProps()).Pack(); r.keys != NewProps(manyProps()).Pack().keys || r.keys == (unique.Handle[string]{}) {
+		t.Fatal("keys not shared")
+	}
+	// A type the packed form does not hold keeps the map form.
+	odd := NewProps(map[string]any{"m": map[string]float64{"x": 1}})
+	if odd.Pack().packed() || odd.Pack().Get("m") == nil {
+		t.Fatal("unsupported type packed")
+	}
+	// with: the apply path's update keeps the key set.
+	w := p.with([]propKV{{"int", 7}, {"big", math.Pi}})
+	if w.keys != p.keys || w.Get("int") != 7 || w.Get("big") != math.Pi || p.Get("int") != 5 {
+		t.Fatalf("with: %v", w)
+	}
+	if w2 := p.with([]propKV{{"new", "x"}}); w2.Get("new") != "x" || w2.Len() != p.Len()+1 {
+		t.Fatalf("with a new key: %v", w2)
+	}
+}
