@@ -387,6 +387,9 @@ try {
     await settle()
     const big = await page.evaluate(() => parseFloat(getComputedStyle(document.querySelector('.kpi-value')).fontSize))
     assert(big >= 40, `wall-mode numbers are ${big}px`)
+    // nothing of the right column is cut at the bottom of the wall (no one scrolls a wall)
+    const cut = await page.evaluate(() => ({ legend: document.getElementById('legend').getBoundingClientRect().bottom, h: innerHeight }))
+    assert(cut.legend <= cut.h + 1, `wall legend cut at the bottom: ${JSON.stringify(cut)}`)
     writeFileSync(join(artifacts, 'wall-1920x1080.png'), await page.screenshot())
     await page.evaluate(() => window.__twin.setWall(false))
     return { cjk, latinWords: words, times: r.times.length, sample: r.times[0], alertsPanel: r.alerts, incidentsPanel: r.incidents, wallFontPx: big }

@@ -130,7 +130,7 @@ export function buildToggles(map, box) {
 export function buildLegend(box) {
   const ring = (px) => `<span class="ring-box"><span class="ring" style="width:${2 * px}px;height:${2 * px}px"></span></span>`
   const dot = (c, extra = '') => `<span class="dot" style="background:${c};${extra}"></span>`
-  box.innerHTML = `<h4>${esc(t('legend.risk'))}</h4>` + RISK.map((r) => `<div>${dot(r.hex)}${esc(t('colour.' + r.name))}</div>`).join('') +
+  box.innerHTML = `<h4>${esc(t('legend.risk'))}</h4><div class="risks">` + RISK.map((r) => `<div>${dot(r.hex)}${esc(t('colour.' + r.name))}</div>`).join('') + '</div>' +
     `<h4>${esc(t('legend.alert_tier'))}</h4><div class="tiers">` + Object.entries(TIER_RADIUS).map(([tr, px]) => `<div class="tier-entry" data-tier="${tr}">${ring(px)}${esc(t('tier.' + tr))}</div>`).join('') + '</div>' +
     `<h4>${esc(t('legend.title'))}</h4><div class="cols">` +
     Object.entries(VEHICLE_COLOURS).map(([k, c]) => `<div>${dot(c)}${esc(i18n.term('kinds', k))}</div>`).join('') +
