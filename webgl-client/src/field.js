@@ -120,6 +120,8 @@ function renderWorkers() {
   const opts = nearWorkers.map((f) => {
     const name = String(f.id).split('/').slice(1).join('/')
     const st = (f.properties || {}).status
+    // me: my name alone (the closed picker is narrow on a phone; my own distance says nothing)
+    if (name === worker) return { name, text: i18n.label(f) }
     return { name, text: `${i18n.label(f)} · ${fmtDistance(f.distance_m ?? (f.properties || {}).distance_m)}${st ? ' · ' + i18n.term('state', st) : ''}` }
   })
   if (worker && !opts.some((o) => o.name === worker)) opts.push({ name: worker, text: `${workerLabel('workers/' + worker)} · ${t('field.not_nearby')}` })
