@@ -50,6 +50,98 @@ type Relay struct {
 	sub   *nats.Subscription
 	local bool   // this server leads
 	blobs *Blobs // RelayBucket, opened at the first large body
+	// holder is the lease holder last seen by Run; moved is closed (and
+	// replaced) when it changes.
+	holder string
+	moved  chan struct{}
+}
+
+// errLeaderMoved: the leader a write was sent to was replaced before it
+// answered.
+var errLeaderMoved = errors.New("spine: the leader changed while the write was in flight")
+
+// Run watches the lease (RelayOptions.LeaseKey) until ctx ends, so that a
+// write in flight to a leader that dies is answered as soon as another
+// server takes over. Without a LeaseKey it returns at once.
+func (r *Relay) Run(ctx context.Context) error {
+	if r.opts.LeaseKey == "" {
+		return nil
+	}
+	for ctx.Err() == nil {
+		w, err := r.sp.leases.Watch(ctx, r.opts.LeaseKey)
+		if err != nil {
+			r.log.Warn("relay: cannot watch the lease; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		initial := true
+		for e := range w.Updates() {
+			if e == nil {
+				initial = false // the current value is in
+				continue
+			}
+			// Only a new holder counts: a leader stepping down deletes the
+			// lease and still answers what it has; a dead one's expires
+			// silently, and its successor's Create is the sign.
+			if e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			holder := string(e.Value())
+			r.mu.Lock()
+			if holder != r.holder {
+				r.holder = holder
+				if !initial {
+					close(r.moved)
+					r.moved = make(chan struct{})
+				}
+			}
+			r.mu.Unlock()
+		}
+		_ = w.Stop()
+	}
+	return nil
+}
+
+// Holder returns the lease holder Run last saw ("" before it saw one, or
+// without a LeaseKey).
+func (r *Relay) Holder() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.holder
+}
+
+// leaderMoved returns a channel closed when the lease holder changes.
+func (r *Relay) leaderMoved() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.moved
+}
+
+// request sends m to the leader and waits for the answer, or errLeaderMoved
+// when the lease holder changes meanwhile (the leader died or stepped
+// down: it may or may not have run the write, and will not answer).
+func (r *Relay) request(ctx context.Context, m *nats.Msg) (*nats.Msg, error) {
+	moved := r.leaderMoved()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		m   *nats.Msg
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp, err := r.sp.nc.RequestMsgWithContext(ctx, m)
+		done <- answer{resp, err}
+	}()
+	select {
+	case a := <-done:
+		return a.m, a.err
+	case <-moved:
+		return nil, errLeaderMoved
+	}
 }
 
 // RelayBucket is the object store bucket through which a follower hands
@@ -105,6 +197,11 @@ type RelayOptions struct {
 	Committed func(ctx context.Context) (uint64, error)
 	// Reached waits until this server's twin has installed seq. Required.
 	Reached func(ctx context.Context, seq uint64) error
+	// LeaseKey is the leader's lease (spine.RunLeader's key). With it, Run
+	// watches who holds it, and a write in flight to a leader that is
+	// replaced meanwhile (killed mid-request: it will never answer) is
+	// answered 503 at once instead of at Timeout. Empty: not watched.
+	LeaseKey string
 	// Timeout bounds one relayed request; default 15s. NoLeaderWait is how
 	// long a follower retries while no leader answers (a failover) before
 	// answering 503; default 3s.
@@ -152,7 +249,7 @@ func NewRelay(sp *Spine, next http.Handler, opts RelayOptions) *Relay {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	r := &Relay{sp: sp, next: next, opts: opts, log: opts.Logger.With("component", "relay")}
+	r := &Relay{sp: sp, next: next, opts: opts, log: opts.Logger.With("component", "relay"), moved: make(chan struct{})}
 	r.m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "twin_relay_requests_total",
 		Help: "HTTP writes by how they were served: local (this server leads), forwarded (to the leader), served (for a follower), no_leader (503)"}, []string{"how"})
 	if opts.Registerer != nil {
@@ -344,7 +441,12 @@ func (r *Relay) forward(w http.ResponseWriter, req *http.Request) {
 	deadline := time.Now().Add(r.opts.NoLeaderWait)
 	var resp *nats.Msg
 	for {
-		resp, err = r.sp.nc.RequestMsgWithContext(ctx, m)
+		resp, err = r.request(ctx, m)
+		if errors.Is(err, errLeaderMoved) {
+			r.m.forwarded.WithLabelValues("no_leader").Inc()
+			writeJSONError(w, http.StatusServiceUnavailable, "leader changed", "the leader was replaced while it had this write: it may or may not have been applied; retry (a PUT or DELETE safely)", true)
+			return
+		}
 		retry := errors.Is(err, nats.ErrNoResponders) || (err == nil && resp.Header.Get(relayStatus) == "503" && len(resp.Data) == 0)
 		if !retry || time.Now().After(deadline) || ctx.Err() != nil {
 			break

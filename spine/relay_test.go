@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/citytwin/citytwin/spine"
 )
 
@@ -140,5 +142,54 @@ func TestBlobs(t *testing.T) {
 	}
 	if _, err := b.Get(ctx, "y.jpg"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("missing blob: %v", err)
+	}
+}
+
+// TestRelayLeaderDiesMidRequest: a write delivered to a leader that never
+// answers (killed with -9 while it had it) is answered 503 "leader
+// changed" as soon as another server holds the lease, not at the relay's
+// timeout.
+func TestRelayLeaderDiesMidRequest(t *testing.T) {
+	url := natsServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	followerSp := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "b"})
+	dead := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "a"})
+	kv, err := followerSp.JetStream().KeyValue(ctx, spine.LeaseBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "applier", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{}, 1)
+	sub, err := dead.Conn().Subscribe(spine.RelaySubject, func(*nats.Msg) { got <- struct{}{} }) // takes it, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	follower := spine.NewRelay(followerSp, http.NotFoundHandler(), spine.RelayOptions{LeaseKey: "applier", Timeout: time.Minute,
+		Committed: func(context.Context) (uint64, error) { return 1, nil },
+		Reached:   func(context.Context, uint64) error { return nil }})
+	done := make(chan error, 1)
+	go func() { done <- follower.Run(ctx) }()
+	eventually(t, "the relay watching the lease", func() bool { return follower.Holder() == "a" })
+	answered := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		w := httptest.NewRecorder()
+		follower.ServeHTTP(w, httptest.NewRequest(http.MethodPut, "/api/entities/vehicles/x", strings.NewReader("{}")))
+		answered <- w
+	}()
+	<-got                                                          // the dead leader has the write
+	if _, err := kv.Put(ctx, "applier", []byte("c")); err != nil { // another server takes over
+		t.Fatal(err)
+	}
+	w := <-answered
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "leader changed") || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("write in flight to a dead leader: %d %s", w.Code, w.Body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

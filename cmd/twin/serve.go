@@ -554,7 +554,8 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// Writes go to the leader (spine.Relay). Reads, GET /api/rules too,
 	// are served here: the rules are the twin's.
 	relay = spine.NewRelay(sp, srv, spine.RelayOptions{Logger: log, Registerer: reg,
-		Committed: node.Committed, Reached: node.Reached})
+		Committed: node.Committed, Reached: node.Reached, LeaseKey: journal.LeaseKey})
+	stg.run(egress, "relay-lease-watch", relay.Run) // a write in flight to a leader that dies: 503 once another leads
 	if rf != nil {
 		// The file goes to the twin unless the twin's rules were set after
 		// it was modified; then, with --rules, every edit (hot reload: a
