@@ -75,7 +75,11 @@ type Twin struct {
 	// tracked object (issue 16 goal 4).
 	tracked []int
 	index   []*rtree.RTreeG[*Feature]
-	feed    *Feed
+	// gen counts the changes to the indexes (insert, unindex): a reader
+	// that sees the same gen twice under the read lock saw the same trees
+	// (Nearest's later chunks).
+	gen  uint64
+	feed *Feed
 	// Buffers of the reads (read.go), reused so that a read storm is not
 	// an allocation storm.
 	fpool, hpool sync.Pool
@@ -469,6 +473,7 @@ func (t *Twin) insert(f *Feature) {
 	}
 	f.Props = f.Props.Pack() // at once when the caller packed it
 	t.objs[i][f.ID.Name] = f
+	t.gen++
 	if f.Geometry != nil {
 		b := f.Geometry.Bound()
 		t.index[i].Insert(b.Min, b.Max, f)
@@ -482,6 +487,7 @@ func (t *Twin) unindex(f *Feature) {
 	if i := t.layerIndex(f.ID.Layer); i >= 0 {
 		b := f.Geometry.Bound()
 		t.index[i].Delete(b.Min, b.Max, f)
+		t.gen++
 	}
 }
 
