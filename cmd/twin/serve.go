@@ -155,7 +155,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	if err != nil {
 		return err
 	}
-	if n == 0 && c.demo {
+	if n == tw.Count(twin.Settings) && c.demo { // no city yet (settings alone, e.g. rules PUT on an empty twin, are no city)
 		city, err := demo.Generate(demo.Options{Seed: c.seed, Scale: c.scale})
 		if err != nil {
 			return fmt.Errorf("generate demo city: %w", err)
