@@ -236,6 +236,12 @@ export function createI18n(o = {}) {
     time(v, style = 'datetime') {
       const t = toMs(v)
       if (isNaN(t)) return ''
+      // Chinese: dates as the time bar's field writes them, 2026-11-24 07:30:05
+      // (Intl's zh-CN "2026/11/24" reads as a foreign format on a Chinese screen)
+      if (api.zh && (style === 'datetime' || style === 'full')) {
+        const s = cityInputValue(t)
+        return style === 'full' ? s : s.slice(5)
+      }
       const opts = {
         time: { hour: '2-digit', minute: '2-digit', second: '2-digit' },
         short: { hour: '2-digit', minute: '2-digit' },
@@ -253,7 +259,7 @@ export function createI18n(o = {}) {
     timeHTML(v, style = 'datetime') {
       const iso = cityISO(v)
       if (!iso) return ''
-      return `<time datetime="${iso}" title="${api.time(v, 'full')} (${CITY_TZ})">${api.time(v, style)}</time>`
+      return `<time datetime="${iso}" title="${api.time(v, 'full')} (${api.t('app.city_time')})">${api.time(v, style)}</time>`
     },
 
     /** Relative age "3 分钟前" / "3 minutes ago" of a past time at now (ms). */

@@ -79,6 +79,15 @@ describe('history actors', () => {
 })
 
 describe('time bar times in Asia/Shanghai', () => {
+  it('writes dates in Chinese as the field does, in English by Intl', () => {
+    const i = createI18n({ storage: null })
+    expect(i.time('2026-11-23T23:30:05Z', 'datetime')).toBe('11-24 07:30:05')
+    expect(i.time('2026-11-23T23:30:05Z', 'full')).toBe('2026-11-24 07:30:05')
+    expect(i.time('2026-11-23T23:30:05Z', 'time')).toBe('07:30:05')
+    i.setLang('en')
+    expect(i.time('2026-11-23T23:30:05Z', 'datetime')).toMatch(/11.24.*07:30:05/)
+  })
+
   it('formats a time for the field in the city zone', () => {
     expect(cityInputValue('2026-11-23T08:00:00Z')).toBe('2026-11-23 16:00:00')
     expect(cityInputValue(Date.parse('2026-12-31T16:30:05Z'))).toBe('2027-01-01 00:30:05')
