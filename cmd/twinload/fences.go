@@ -91,13 +91,21 @@ type walker struct {
 	r              *rand.Rand
 }
 
+// walkSeed places every vehicle's start (registration and every
+// connection's walker agree on it).
+const walkSeed = 1
+
+// newWalker starts n objects where seed puts them; each walker then turns
+// with its own randomness (rnd), so connections can walk their own objects.
 func newWalker(n int, seed uint64) *walker {
-	w := &walker{lon: make([]float64, n), lat: make([]float64, n), head: make([]float64, n), r: rand.New(rand.NewPCG(seed, 7))}
+	r := rand.New(rand.NewPCG(seed, 7))
+	w := &walker{lon: make([]float64, n), lat: make([]float64, n), head: make([]float64, n)}
 	for i := range n {
-		w.lon[i] = minLon + w.r.Float64()*(maxLon-minLon)
-		w.lat[i] = minLat + w.r.Float64()*(maxLat-minLat)
-		w.head[i] = w.r.Float64() * 2 * math.Pi
+		w.lon[i] = minLon + r.Float64()*(maxLon-minLon)
+		w.lat[i] = minLat + r.Float64()*(maxLat-minLat)
+		w.head[i] = r.Float64() * 2 * math.Pi
 	}
+	w.r = r
 	return w
 }
 
@@ -139,7 +147,7 @@ func RunFences(ctx context.Context, cfg FenceConfig, log io.Writer) (FenceReport
 		}
 	case "resp":
 		if !cfg.Skip {
-			if err := setupRESP(cfg, fences, log); err != nil {
+			if err := setupRESP(cfg, names, fences, log); err != nil {
 				return rep, err
 			}
 		}
@@ -185,7 +193,9 @@ func RunFences(ctx context.Context, cfg FenceConfig, log io.Writer) (FenceReport
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			u, e, err := drive(dctx, mine, newWalker(cfg.Objects, uint64(c)+1))
+			w := newWalker(cfg.Objects, walkSeed)
+			w.r = rand.New(rand.NewPCG(uint64(c)+2, 11))
+			u, e, err := drive(dctx, mine, w)
 			updates.Add(u)
 			errs.Add(e)
 			if err != nil && dctx.Err() == nil {
@@ -244,9 +254,10 @@ func procCPU(pid int) (time.Duration, error) {
 func setupHTTP(ctx context.Context, hc *http.Client, cfg FenceConfig, names []string, fences []fenceBox, log io.Writer) error {
 	lcfg := Config{Server: cfg.Server, Token: cfg.Token, Parallel: 32}
 	fmt.Fprintf(log, "registering %d objects and %d fences on %s ...\n", len(names), len(fences), cfg.Server)
-	if _, err := register(ctx, hc, lcfg, names); err != nil {
-		return err
-	}
+	// Each vehicle where its walk starts: a first fix far from where it
+	// was registered would be a long jump, which a geofence engine tests
+	// against every fence along it (not what a fleet's updates cost).
+	start := newWalker(len(names), walkSeed)
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	var firstErr error
@@ -256,16 +267,22 @@ func setupHTTP(ctx context.Context, hc *http.Client, cfg FenceConfig, names []st
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				f := fences[i]
-				body := fmt.Sprintf(`{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[%f,%f],[%f,%f],[%f,%f],[%f,%f],[%f,%f]]]},"properties":{"name":"fence %d"}}`,
-					f.minLon, f.minLat, f.maxLon, f.minLat, f.maxLon, f.maxLat, f.minLon, f.maxLat, f.minLon, f.minLat, i)
-				if err := putLayer(ctx, hc, lcfg, "rivers", cfg.Prefix+"fence-"+strconv.Itoa(i), body); err != nil {
+				var err error
+				if i < len(names) {
+					err = putLayer(ctx, hc, lcfg, "vehicles", names[i], fmt.Sprintf(`{"type":"Feature","geometry":{"type":"Point","coordinates":[%.7f,%.7f]},"properties":{"kind":"patrol"}}`, start.lon[i], start.lat[i]))
+				} else {
+					k := i - len(names)
+					f := fences[k]
+					err = putLayer(ctx, hc, lcfg, "rivers", cfg.Prefix+"fence-"+strconv.Itoa(k), fmt.Sprintf(`{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[%f,%f],[%f,%f],[%f,%f],[%f,%f],[%f,%f]]]},"properties":{"name":"fence %d"}}`,
+						f.minLon, f.minLat, f.maxLon, f.minLat, f.maxLon, f.maxLat, f.minLon, f.maxLat, f.minLon, f.minLat, k))
+				}
+				if err != nil {
 					once.Do(func() { firstErr = err })
 				}
 			}
 		}()
 	}
-	for i := range fences {
+	for i := range len(names) + len(fences) {
 		jobs <- i
 	}
 	close(jobs)
@@ -364,16 +381,29 @@ func driveHTTP(ctx context.Context, hc *http.Client, cfg FenceConfig, names []st
 	return updates, errs, nil
 }
 
-// setupRESP makes one SETCHAN fence per square: WITHIN the fleet
-// collection, FENCE DETECT enter,exit, BOUNDS.
-func setupRESP(cfg FenceConfig, fences []fenceBox, log io.Writer) error {
-	fmt.Fprintf(log, "making %d fences on %s ...\n", len(fences), cfg.RESP)
+// setupRESP puts every vehicle where its walk starts (as http mode
+// registers them) and makes one SETCHAN fence per square: WITHIN the
+// fleet collection, FENCE DETECT enter,exit, BOUNDS.
+func setupRESP(cfg FenceConfig, names []string, fences []fenceBox, log io.Writer) error {
+	fmt.Fprintf(log, "placing %d objects, making %d fences on %s ...\n", len(names), len(fences), cfg.RESP)
 	c, err := net.Dial("tcp", cfg.RESP)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	bw, br := bufio.NewWriter(c), bufio.NewReader(c)
+	start := newWalker(len(names), walkSeed)
+	for i, name := range names {
+		writeCmd(bw, "SET", "fleet", name, "POINT", ftoa(start.lat[i]), ftoa(start.lon[i]))
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	for range names {
+		if _, _, err := readReply(br); err != nil {
+			return fmt.Errorf("SET: %w", err)
+		}
+	}
 	for i := 0; i < len(fences); i += 500 {
 		n := min(500, len(fences)-i)
 		for j := i; j < i+n; j++ {
