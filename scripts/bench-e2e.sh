@@ -11,6 +11,8 @@
 #   BENCH_TWINLOAD="-objects 50000 -rate 50000 -duration 20s"
 #   BENCH_WSLOAD="-clients 200 -rate 20000" BENCH_TILELOAD="-concurrency 32 -duration 10s"
 #   BENCH_SCALE=1 (demo city scale)  BENCH_ONLY="tileload wsload twinload"
+#   BENCH_TOOL_CPUS=1 pins the load tools to those CPUs (taskset -c), so
+#   the tool does not take the server's core; BENCH_SERVER_CPUS likewise.
 set -euo pipefail
 BIN=${1:?usage: bench-e2e.sh path/to/twin}
 GO=${GO:-go}
@@ -37,7 +39,7 @@ echo "== building the load tools"
 for t in tileload twinload wsload; do "$GO" build -o "$tools/$t" "./cmd/$t"; done
 
 echo "== starting $BIN serve --demo --scale $SCALE --sim-rate 0 on $HTTP (MQTT $MQTT), data in $dir"
-"$BIN" serve --demo --scale "$SCALE" --sim-rate 0 --listen "$HTTP" --mqtt-listen "$MQTT" \
+${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$BIN" serve --demo --scale "$SCALE" --sim-rate 0 --listen "$HTTP" --mqtt-listen "$MQTT" \
 	--data "$dir/data" --log-level warn --ws-max-per-principal -1 --ws-max-per-ip -1 >"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
@@ -56,7 +58,7 @@ run() {
 	echo "before: $(uptime)"
 	# A tool that hangs (e.g. a websocket dial refused without an answer)
 	# must not hang the run.
-	timeout "${BENCH_TOOL_TIMEOUT:-900}" "$tools/$name" "$@" || echo "$name failed: $?"
+	${BENCH_TOOL_CPUS:+taskset -c "$BENCH_TOOL_CPUS"} timeout "${BENCH_TOOL_TIMEOUT:-900}" "$tools/$name" "$@" || echo "$name failed: $?"
 	echo "after:  $(uptime)"
 }
 for t in $ONLY; do
