@@ -205,11 +205,14 @@ export function createI18n(o = {}) {
     /**
      * Who did a step of a history: "system" -> 系统, "rule:NAME" -> the
      * rule's title, "demo-operator" -> 演示值班员, an object id through
-     * nameOf (a worker's name); other accounts as they are.
+     * nameOf (a worker's name), account@region with the region's name
+     * (regionName); other accounts as they are.
      */
-    actor(a, nameOf) {
+    actor(a, nameOf, regionName) {
       const s = String(a ?? '')
       if (!s) return ''
+      const acct = s.match(/^(.+)@(\d{6,9})$/) // an account of a region: admin@500000 -> admin（重庆市）
+      if (acct && regionName && regionName(acct[2])) return `${acct[1]}（${regionName(acct[2])}）`
       if (api.has(`actor.${s}`)) return api.t(`actor.${s}`)
       if (s.startsWith('rule:')) return api.t('actor.rule', { rule: api.rule(s.slice(5)) })
       if (/^demo-/.test(s)) return api.t('actor.demo', { who: s.slice(5) })

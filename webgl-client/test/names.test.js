@@ -74,6 +74,7 @@ describe('history actors', () => {
     expect(i.actor('demo-operator')).toBe('演示值班员')
     expect(i.actor('workers/w0001', () => '张伟')).toBe('张伟')
     expect(i.actor('admin@500000')).toBe('admin@500000')
+    expect(i.actor('admin@500000', null, (c) => (c === '500000' ? '重庆市' : ''))).toBe('admin（重庆市）')
     expect(i.actor('')).toBe('')
   })
 })

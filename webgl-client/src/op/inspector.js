@@ -150,7 +150,7 @@ export function createInspector(o) {
       ${p.reported_at ? `<button type="button" data-replay-from="${esc(p.reported_at)}">${esc(t('replay.from_here'))}</button>` : ''}
       <select id="insp-worker" hidden></select></div>
     ${evidenceHTML(p)}
-    <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('action', h.action))}${h.actor ? ` · <span class="muted">${esc(i18n.actor(h.actor, o.nameOf))}</span>` : ''}${h.note ? ` · ${esc(h.note)}` : ''}</li>`).join('')}</ol>`
+    <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('action', h.action))}${h.actor ? ` · <span class="muted">${esc(i18n.actor(h.actor, o.nameOf, o.regionName))}</span>` : ''}${h.note ? ` · ${esc(h.note)}` : ''}</li>`).join('')}</ol>`
   }
 
   function alert(f) {
@@ -168,7 +168,7 @@ export function createInspector(o) {
       ${row('insp.region', esc(where(f)))}
     </table>
     <div class="actions">${p.state === 'open' ? `<button type="button" data-kind="alert" data-act="ack">${esc(t('panel.ack'))}</button>` : ''}${p.state !== 'closed' ? `<button type="button" data-kind="alert" data-act="close">${esc(t('action.close'))}</button>` : ''}${p.first ? `<button type="button" data-replay-from="${esc(p.first)}">${esc(t('replay.from_here'))}</button>` : ''}</div>
-    <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('event', h.event))}${h.severity ? ` <span class="dot" style="background:${colourHex(h.severity)}"></span>` : ''}${h.by ? ` · <span class="muted">${esc(i18n.actor(h.by, o.nameOf))}</span>` : ''}</li>`).join('')}</ol>`
+    <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('event', h.event))}${h.severity ? ` <span class="dot" style="background:${colourHex(h.severity)}"></span>` : ''}${h.by ? ` · <span class="muted">${esc(i18n.actor(h.by, o.nameOf, o.regionName))}</span>` : ''}</li>`).join('')}</ol>`
   }
 
   function mover(f, layer) {
