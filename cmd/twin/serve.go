@@ -267,9 +267,9 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// Every alert, whoever writes it (rules, incident SLAs, acks), goes out
 	// through this one consumer of the alerts layer: MQTT and webhooks.
 	notifier := notify.New(tw, notify.Options{Publisher: in, Logger: log, Registerer: reg})
-	// Photos workers attach: in the twin's JetStream Object Store with
-	// --nats, so any server serves a photo any other received; on the
-	// local disk for a server on its own.
+	// Photos workers attach, to incidents and to tasks' reports: in the
+	// twin's JetStream Object Store with --nats, so any server serves a
+	// photo any other received; on the local disk for a server on its own.
 	var evidence incidents.EvidenceStore = incidents.DirEvidence(filepath.Join(c.data, "evidence"))
 	if c.nats != "" {
 		blobs, err := sp.Blobs(ctx, spine.EvidenceBucket)
@@ -283,7 +283,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// The work loops (directives, rectification, enforcement): the due
 	// clock and the enforcement cases' feed consumer are effects, run in
 	// the leader's term like the incidents' SLA loop (leadFn).
-	work := tasks.New(tw, tasks.Options{Clock: clk, Logger: log, Registerer: reg, Period: c.taskPeriod})
+	work := tasks.New(tw, tasks.Options{Clock: clk, Logger: log, Registerer: reg, Period: c.taskPeriod, Evidence: evidence})
 
 	system := auth.Principal{Subject: "rules", Role: auth.Admin, Region: auth.CityCode}
 	eng := rules.New(tw, rules.Options{Logger: log, Registerer: reg, Clock: clk, Notifier: notifier, Place: loc.Path,

@@ -270,7 +270,7 @@ func (e *enforcer) finish(vid twin.ID, why string) {
 				speed = v
 			}
 		}
-		f.Props.Set("evidence", ev)
+		f.Props.Set("evidence", withPhotos(ev, asList(f.Props.Get("evidence"))))
 		f.Props.Set("speed_kmh", speed)
 		f.Props.Set("evidence_complete", true)
 		h := step("evidence", "system", now)
@@ -284,6 +284,23 @@ func (e *enforcer) finish(vid twin.ID, why string) {
 		return
 	}
 	e.s.m.captures.Add(float64(n))
+}
+
+// withPhotos is the evidence ev with the photos of old (POST
+// .../evidence while the case collected) after it, each once.
+func withPhotos(ev, old []any) []any {
+	out := make([]any, 0, len(ev)+len(old))
+	for _, x := range ev {
+		if m, _ := x.(map[string]any); m["type"] != "photo" {
+			out = append(out, x)
+		}
+	}
+	for _, x := range old {
+		if m, _ := x.(map[string]any); m["type"] == "photo" {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // trackLen is the number of fixes of the track in an evidence list.

@@ -35,6 +35,8 @@ func (s *Service) Routes() []Route {
 		{"POST /api/tasks", s.taskCreate, true},
 		{"GET /api/tasks/{name}", s.taskGet, false},
 		{"POST /api/tasks/{name}/{action}", s.taskAction, true},
+		{"POST /api/tasks/{name}/evidence", s.evidencePost, true},
+		{"GET /api/tasks/{name}/evidence/{id}", s.evidenceGet, false},
 	}
 }
 

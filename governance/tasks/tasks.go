@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/citytwin/citytwin/auth"
+	"github.com/citytwin/citytwin/governance/incidents"
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/twin"
 )
@@ -84,6 +85,10 @@ type Options struct {
 	CameraRadiusM float64
 	// TickEvery is how often Run checks due times; default 1 s.
 	TickEvery time.Duration
+	// Evidence keeps the photos a task's report carries (POST
+	// /api/tasks/{name}/evidence): the same store the incidents' photos
+	// go to, whichever implementation the server builds. Nil: no photos.
+	Evidence incidents.EvidenceStore
 }
 
 // Service runs the loop over a twin. Safe for concurrent use: every
