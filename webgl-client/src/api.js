@@ -89,23 +89,36 @@ export async function demoToken(role, extra = {}) {
 }
 
 /**
- * Call the API. opts.action marks a write: when no token is known (or the
+ * A demo token for role (and extra: subject, region) without making it the
+ * page's token: the field page acts on its street's tasks with a token of
+ * the worker's street while its incidents keep the page's token.
+ */
+export async function demoTokenFor(role, extra = {}) {
+  const q = new URLSearchParams({ role, ...extra })
+  const r = await fetch(`/api/demo/token?${q}`)
+  if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => null), '/api/demo/token')
+  return (await r.json()).token
+}
+
+/**
+ * Call the API. opts.token sends that bearer token as is (no demo token
+ * logic). opts.action marks a write: when no token is known (or the
  * anonymous call is refused with 401) a demo token for opts.role (and
  * opts.subject, e.g. the field worker's name) is fetched and the call
  * retried once. A token given in the URL is never replaced.
  * @returns {Promise<any>} the decoded JSON body (or text)
  */
 export async function api(path, opts = {}) {
-  const { method = 'GET', body, action = false, role = 'operator', subject = '', raw = false, headers = {} } = opts
+  const { method = 'GET', body, action = false, role = 'operator', subject = '', raw = false, headers = {}, token: bearer = null } = opts
   const extra = subject ? { subject } : {}
   const who = getWho()
   const demo = who !== 'url'
   const wrongRole = demo && (!who || who.split(':')[0] !== role)
   const wrongSubject = demo && subject && who !== `${role}:${subject}`
-  if (action && (!getToken() || wrongRole || wrongSubject)) await demoToken(role, extra)
+  if (!bearer && action && (!getToken() || wrongRole || wrongSubject)) await demoToken(role, extra)
   const call = async () => {
     const h = { ...headers }
-    const t = getToken()
+    const t = bearer || getToken()
     if (t) h.Authorization = `Bearer ${t}`
     let b = body
     if (body !== undefined && typeof body !== 'string' && !(typeof Blob !== 'undefined' && body instanceof Blob)) {
@@ -115,7 +128,7 @@ export async function api(path, opts = {}) {
     return fetch(path, { method, headers: h, body: b })
   }
   let r = await call()
-  if (r.status === 401 && getWho() !== 'url') {
+  if (r.status === 401 && !bearer && getWho() !== 'url') {
     await demoToken(role, extra)
     r = await call()
   }

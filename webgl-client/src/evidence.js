@@ -17,13 +17,13 @@ export function evidenceHTML(p) {
     `<a target="_blank" rel="noopener" data-ev="${esc(e.id)}"><img alt="${esc(t('insp.evidence'))}" data-ev="${esc(e.id)}" width="96" height="96"></a>`).join('')}</div>`
 }
 
-/** Fill the placeholders under root for incident name. */
-export async function loadEvidence(root, name) {
+/** Fill the placeholders under root for the photos of `layer`/name (an incident's, or a task's). */
+export async function loadEvidence(root, name, layer = 'incidents') {
   for (const img of root.querySelectorAll('img[data-ev]')) {
     const id = img.dataset.ev
     let u = urls.get(id)
     if (!u) {
-      u = api(`/api/incidents/${encodeURIComponent(name)}/evidence/${encodeURIComponent(id)}`, { raw: true })
+      u = api(`/api/${layer}/${encodeURIComponent(name)}/evidence/${encodeURIComponent(id)}`, { raw: true })
         .then((r) => (r.ok ? r.blob() : null))
         .then((b) => (b ? URL.createObjectURL(b) : ''))
       urls.set(id, u)

@@ -7,15 +7,22 @@
 //   sticky bar at the bottom; actions are offered only on my own incidents.
 // - Resolving asks for a note and optionally a photo (evidence, uploaded
 //   first, then the resolve).
+// - My tasks (governance/tasks: directives, rectification) beside my
+//   incidents: acknowledge (签收) and report (反馈: a note and a photo,
+//   uploaded to the task's evidence first) in reach of the thumb; the
+//   sticky bar offers a task's next step when no incident waits. In the
+//   demo the page acts on tasks with a token of the worker's street.
 // - Nearby incidents nearest first, and a folded report form.
 // Text comes from the message catalogue (i18n.js), zh-CN by default.
 import { maplibregl, createMap, esc, fmtDistance, toast } from './common.js'
-import { initToken, api, isDemo } from './api.js'
+import { initToken, api, isDemo, getToken, demoTokenFor } from './api.js'
 import { slaStatus, formatCountdown } from './sla.js'
 import { mineFirst } from './panels.js'
 import { i18n, t, langButton } from './i18n.js'
 import { createDuty, metres } from './field/duty.js'
-import { current, actionsFor, isMine, mergeById, NEXT } from './field/tasks.js'
+import { current, actionsFor, isMine, mergeById, NEXT, streetOf, tasksFor } from './field/tasks.js'
+import { myTasks, nextStep, isOverdue, tokenRegion } from './loops.js'
+import { dueRel } from './op/tasks.js'
 
 initToken()
 const $ = (id) => document.getElementById(id)
@@ -36,6 +43,8 @@ let listed = []
 let nearWorkers = []
 let busy = false
 let lastGPS = null
+let tasks = [] // my open tasks, in the order to do them
+let taskAuth = { worker: '', region: '', token: null } // who acts on tasks, with which token
 
 // ---- position and duty ------------------------------------------------------
 
@@ -148,6 +157,7 @@ async function refresh() {
     ])
     lastNearby = (fc.features || []).filter((f) => (f.properties || {}).state !== 'closed')
     myIncidents = (mine.features || []).filter((f) => NEXT[(f.properties || {}).state])
+    await refreshTasks()
     render()
     const src = map.getSource('nearby')
     if (src) src.setData({ type: 'FeatureCollection', features: mergeById(lastNearby, myIncidents) })
@@ -175,6 +185,78 @@ function workerLabel(id) {
     api(`/api/entities/workers/${encodeURIComponent(String(id).slice('workers/'.length))}`).then((w) => { workerCache.set(id, w); render(); renderWorkers() }, () => {})
   }
   return i18n.label(f ? { ...f, id } : { id, properties: {} })
+}
+
+// ---- my tasks ---------------------------------------------------------------
+
+/**
+ * The region my tasks are in and the token to act on them with: in the
+ * demo a field token of my worker's street (fetched once per worker); with
+ * a token given in the URL, that token and its region.
+ */
+async function taskAccess() {
+  if (!worker) return null
+  if (!demo) return { worker, region: tokenRegion(getToken()), token: null }
+  if (taskAuth.worker === worker && taskAuth.token) return taskAuth
+  const w = await api(`/api/entities/workers/${encodeURIComponent(worker)}`)
+  const region = streetOf(w)
+  if (!region) return null
+  const token = await demoTokenFor('field', { subject: worker, region })
+  taskAuth = { worker, region, token }
+  return taskAuth
+}
+
+async function refreshTasks() {
+  try {
+    const a = await taskAccess()
+    if (!a) { tasks = []; return }
+    const fc = await api('/api/tasks?open=true&limit=200', a.token ? { token: a.token } : {})
+    tasks = myTasks(tasksFor(fc.features || [], a.region))
+  } catch (err) {
+    tasks = []
+    if (err && err.status !== 404) toast(i18n.error(err), true)
+  }
+}
+
+const taskName = (f) => String(f.id).split('/').slice(1).join('/')
+
+function taskRowHTML(f, now) {
+  const p = f.properties || {}
+  const step = nextStep(f)
+  const late = isOverdue(f, now)
+  const rel = dueRel(p, now)
+  return `<li class="row task-row${late ? ' overdue' : ''}" data-id="${esc(f.id)}"><div class="grow"><b>${esc(p.title || i18n.term('task_kind', p.kind))}</b>
+    <div class="muted small">${esc(i18n.term('task_kind', p.kind))} · <span class="state task-${esc(p.state)}">${esc(i18n.term('task_state', p.state))}</span>${rel ? ` · <span class="sla ${late ? 'overdue' : ''}">${esc(rel)}</span>` : ''}</div>
+    ${p.text ? `<div class="small">${esc(p.text)}</div>` : ''}</div>
+    ${step ? `<button type="button" data-task="${esc(taskName(f))}" data-step="${step}">${esc(t('task_action.' + step))}</button>` : ''}</li>`
+}
+
+async function taskAct(name, step) {
+  if (!worker) return toast(t('field.need_worker'), true)
+  if (step === 'report') return openReport(name)
+  busy = true
+  render()
+  try {
+    const a = await taskAccess()
+    await api(`/api/tasks/${encodeURIComponent(name)}/${step}`, { method: 'POST', action: true, role: 'field', subject: worker, body: {}, ...(a && a.token ? { token: a.token } : {}) })
+    const f = tasks.find((x) => taskName(x) === name)
+    toast(t('loops.done', { action: t('task_action.' + step), title: (f && f.properties.title) || name }))
+  } catch (err) {
+    toast(i18n.error(err), true)
+  } finally {
+    busy = false
+  }
+  await refresh()
+}
+
+let reporting = ''
+function openReport(name) {
+  reporting = name
+  $('tnote').value = ''
+  $('tphoto').value = ''
+  $('task-sheet').querySelector('.photo-name').textContent = t('loops.no_photo')
+  $('task-sheet').hidden = false
+  $('tnote').focus()
 }
 
 function distanceTo(f) {
@@ -209,11 +291,30 @@ function render() {
   listed = mineFirst(lastNearby, worker ? 'workers/' + worker : '')
   $('ncount').textContent = String(lastNearby.length)
   $('nearby').innerHTML = listed.filter((f) => !cur || f.id !== cur.id).map((f) => rowHTML(f, now)).join('') || `<li class="muted">${esc(t('field.no_nearby'))}</li>`
+  // my tasks, the one to do first on top (rebuilt only when they change: a tap must not land on a replaced button)
+  const html = tasks.map((f) => taskRowHTML(f, now)).join('') || `<li class="muted small">${esc(t('loops.no_my_tasks'))}</li>`
+  if ($('tasks').dataset.html !== html) { $('tasks').innerHTML = html; $('tasks').dataset.html = html }
+  $('tcount').textContent = String(tasks.length)
   renderPrimary(cur)
 }
 
 function renderPrimary(cur) {
   const b = $('primary-btn')
+  if (!cur && tasks.length) {
+    // no incident waits: my first task's next step
+    const f = tasks[0]
+    const step = nextStep(f)
+    b.disabled = busy
+    b.dataset.name = ''
+    b.dataset.action = ''
+    b.dataset.task = taskName(f)
+    b.dataset.step = step
+    b.textContent = t('task_action.' + step)
+    $('primary-what').textContent = `${t('loops.task')} · ${(f.properties || {}).title || ''}`
+    return
+  }
+  b.dataset.task = ''
+  b.dataset.step = ''
   if (!cur) {
     b.disabled = true
     b.textContent = t('field.primary_none')
@@ -262,6 +363,7 @@ function openResolve(name) {
   resolving = name
   $('rnote').value = ''
   $('rphoto').value = ''
+  $('resolve-sheet').querySelector('.photo-name').textContent = t('loops.no_photo')
   $('resolve-sheet').hidden = false
   $('rnote').focus()
 }
@@ -328,6 +430,50 @@ $('mine').addEventListener('click', (e) => {
 $('primary-btn').addEventListener('click', (e) => {
   const b = e.currentTarget
   if (b.dataset.name && b.dataset.action) act(b.dataset.name, b.dataset.action)
+  else if (b.dataset.task && b.dataset.step) taskAct(b.dataset.task, b.dataset.step)
+})
+$('tasks').addEventListener('click', (e) => {
+  const b = e.target.closest('button[data-task]')
+  if (b) taskAct(b.dataset.task, b.dataset.step)
+})
+// the chosen photo's name beside the (translated) picker: the browser's own file button is hidden
+for (const input of document.querySelectorAll('.photo-pick input[type=file]')) {
+  input.addEventListener('change', () => {
+    const f = input.files && input.files[0]
+    const el = input.parentElement.querySelector('.photo-name')
+    el.textContent = f ? `${f.name} · ${Math.max(1, Math.round(f.size / 1024))} KB` : t('loops.no_photo')
+  })
+}
+$('tcancel').addEventListener('click', () => { $('task-sheet').hidden = true; reporting = '' })
+$('task-sheet').addEventListener('submit', async (e) => {
+  e.preventDefault()
+  const note = $('tnote').value.trim()
+  if (!note) return toast(t('field.note_required'), true)
+  const file = $('tphoto').files && $('tphoto').files[0]
+  if (file && file.size > 4 * 1024 * 1024) return toast(t('field.photo_too_big'), true)
+  const name = reporting
+  busy = true
+  try {
+    const a = await taskAccess()
+    const tok = a && a.token ? { token: a.token } : {}
+    const photos = []
+    if (file) {
+      // the photo first (the task's evidence), then the report naming it
+      toast(t('field.uploading'))
+      const r = await api(`/api/tasks/${encodeURIComponent(name)}/evidence`, { method: 'POST', action: true, role: 'field', subject: worker, body: file, headers: { 'Content-Type': file.type || 'application/octet-stream' }, ...tok })
+      if (r && r.evidence && r.evidence.id) photos.push(r.evidence.id)
+    }
+    await api(`/api/tasks/${encodeURIComponent(name)}/report`, { method: 'POST', action: true, role: 'field', subject: worker, body: { note, photos }, ...tok })
+    $('task-sheet').hidden = true
+    reporting = ''
+    const f = tasks.find((x) => taskName(x) === name)
+    toast(t('loops.done', { action: t('task_action.report'), title: (f && f.properties.title) || name }))
+  } catch (err) {
+    toast(i18n.error(err), true)
+  } finally {
+    busy = false
+  }
+  await refresh()
 })
 $('worker').value = worker
 $('worker').addEventListener('change', (e) => setWorker(e.target.value.trim()))
@@ -367,6 +513,7 @@ window.__twin = {
   nearby: () => lastNearby, // as /api/nearby returned them: nearest first
   listed: () => listed.map((f) => f.id), // as shown: mine first
   mine: () => myIncidents.map((f) => f.id),
+  tasks: () => tasks.map((f) => f.id),
   current: () => { const c = current(mergeById(lastNearby, myIncidents), worker); return c ? c.id : null },
   workers: () => nearWorkers.map((f) => f.id),
   worker: () => worker,

@@ -6,6 +6,8 @@
 //   op/kpis.js       big numbers, trend, district ranking
 //   op/inspector.js  each object as an operator reads it, with its actions
 //   op/maplayers.js  live map layers (incremental updateData), labels, legend
+//   op/directives.js directives: send one from the map, follow its roll-up
+//   op/tasks.js      tasks and enforcement cases in the inspector
 //
 // Two websockets: `link` follows the map view and feeds the map's live
 // layers; `tierLink` subscribes to alerts and incidents over the chosen
@@ -26,12 +28,17 @@ import { createKpis } from './op/kpis.js'
 import { createInspector } from './op/inspector.js'
 import { LIVE, addLayers, sourceWriter, setDistrictLabels, buildToggles, buildLegend } from './op/maplayers.js'
 import { createTimebar } from './timebar.js'
+import { createDirectives } from './op/directives.js'
+import { addCaseLayers, showCaseOnMap } from './op/tasks.js'
+import { regionAt } from './loops.js'
 
 initToken()
 
 const $ = (id) => document.getElementById(id)
 const CITY = '500000'
-const PANEL_LAYERS = ['alerts', 'incidents']
+// tasks and directives ride the panels' link too: the directives panel and
+// the inspector's roll-ups follow them live
+const PANEL_LAYERS = ['alerts', 'incidents', 'tasks', 'directives']
 // Start looking straight down at the middle of the urban districts; the
 // regions' bounds refine it once loaded.
 const map = createMap('map', { center: [106.53, 29.6], zoom: 10.3, pitch: 0, bearing: 0 })
@@ -215,6 +222,14 @@ const inspector = createInspector({
   flyTo: (c) => map.flyTo({ center: c, zoom: Math.max(map.getZoom(), 15) }),
   nameOf,
   lookup,
+  showCase: (fc) => { shownCase = fc; showCaseOnMap(map, fc) },
+  fitBounds: (b) => map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { padding: 120, maxZoom: 16.5, duration: 600 }),
+  tasks: () => tierStore.layer('tasks'),
+})
+let shownCase = null // the enforcement case's evidence on the map (test hook)
+const directives = createDirectives({
+  root: $('directives-panel'), host: document.querySelector('.center'), map, regions: () => regions, regionName,
+  tier: () => tier, directives: () => tierStore.layer('directives'), open: (id) => inspector.open(id),
 })
 
 function renderPanels() {
@@ -227,6 +242,7 @@ function renderPanels() {
 // alerts only where nothing else is.
 const CLICK_ORDER = ['ws-workers', 'ws-vehicles', 'ws-incidents', 'devices', 'buildings-3d', 'ws-alerts', 'bridges', 'grids-line']
 function onMapClick(e) {
+  if (directives.mapClick(e.lngLat)) return // picking a directive's targets
   const pad = 5
   const layers = CLICK_ORDER.filter((id) => map.getLayer(id))
   const hits = map.queryRenderedFeatures([[e.point.x - pad, e.point.y - pad], [e.point.x + pad, e.point.y + pad]], { layers })
@@ -337,6 +353,14 @@ window.__twin = {
   selectTier: (code) => { $('tier').value = code; return selectTier(code) },
   inspect: (id) => inspector.open(id),
   inspected: () => inspector.current,
+  /** directive ids listed in the directives panel, newest first */
+  directives: () => directives.listed(),
+  directiveTargets: () => directives.targets(),
+  directiveView: () => inspector.view,
+  /** the region code of a level under a point (what a click picks for a directive) */
+  regionAt: (lon, lat, level) => regionAt(regions, [lon, lat], level),
+  /** the features of the case drawn on the map (track, fixes, cameras) */
+  caseShown: () => shownCase,
   setWall,
   /** the style's vector tiles are loaded (the live GeoJSON sources re-tile all the time as the city moves) */
   tilesLoaded: () => ['twin', 'live'].every((id) => !map.getSource(id) || map.isSourceLoaded(id)),
@@ -357,6 +381,7 @@ i18n.onChange(() => {
   incidentsPanel.relabel()
   kpis.render()
   inspector.relabel()
+  directives.relabel()
   timebar.relabel()
   toggles.relabel()
   buildLegend($('legend'))
@@ -374,6 +399,8 @@ setWall(wallOn)
 tierStore.listeners.add((layers) => {
   if (layers.has('alerts')) alertsPanel.render()
   if (layers.has('incidents')) incidentsPanel.render()
+  if (layers.has('directives')) directives.render()
+  if (layers.has('tasks') || layers.has('directives')) inspector.tasksChanged()
   if (inspector.current && !inspector.current.startsWith('workers/') && !inspector.current.startsWith('vehicles/')) inspector.changed(tierStore.get(inspector.current))
 })
 const showCounts = () => { $('counts').textContent = LIVE.map((l) => `${t('layers.' + l)} ${i18n.num(store.count(l))}`).join(' · ') }
@@ -388,6 +415,8 @@ tickClock()
 
 map.on('load', () => {
   addLayers(map)
+  addCaseLayers(map)
+  directives.addLayers()
   if (regions.length) {
     setDistrictLabels(map, districts().map((d) => regionByCode.get(d.code)))
     fitCity()

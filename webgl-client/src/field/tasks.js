@@ -37,3 +37,26 @@ export function mergeById(...lists) {
   for (const l of lists) for (const f of l || []) m.set(f.id, f)
   return [...m.values()]
 }
+
+/** Whether region code c is r or inside it (the city holds all). */
+const within = (c, r) => !!c && !!r && (r === '500000' || c === r || c.startsWith(r))
+
+/**
+ * The street a worker works in: the last street code (9 digits) of its
+ * region path, else its innermost region.
+ */
+export function streetOf(worker) {
+  const r = Array.isArray(worker && worker.region) ? worker.region : []
+  return r.filter((c) => String(c).length >= 9).pop() || r[r.length - 1] || ''
+}
+
+/**
+ * The tasks of my region that I may act on: assigned to it (or to a
+ * region inside it), or shared with it (an enforcement case's regions).
+ */
+export function tasksFor(features, region) {
+  return (features || []).filter((f) => {
+    const p = f.properties || {}
+    return within(String(p.assignee || ''), region) || (Array.isArray(p.regions) && p.regions.some((c) => within(String(c), region)))
+  })
+}

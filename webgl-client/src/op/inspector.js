@@ -5,11 +5,14 @@
 // worker or vehicle: live position and latest track. An alert: rule, colour,
 // tier, subject (one click to the subject), ack / close. Internal ids are
 // never the heading; they appear at most as a small code for support.
-import { esc, colourHex, fmtValue, toast, geomCenter } from '../common.js'
+import { esc, colourHex, fmtValue, toast, geomCenter, geomBBox } from '../common.js'
 import { api } from '../api.js'
 import { i18n, t } from '../i18n.js'
 import { formatCountdown, runningDeadline } from '../sla.js'
 import { evidenceHTML, loadEvidence } from '../evidence.js'
+import { taskHTML, taskListHTML, fetchTasks, actTask, caseFeatures, emptyCase } from './tasks.js'
+import { directiveHTML } from './directives.js'
+import { tasksOf } from '../loops.js'
 
 const TRACK_LAYERS = new Set(['vehicles', 'workers'])
 const HISTORY_LAYERS = new Set(['vehicles', 'workers', 'devices'])
@@ -24,11 +27,22 @@ const HISTORY_LAYERS = new Set(['vehicles', 'workers', 'devices'])
  * @param {(c:number[]) => void} o.flyTo
  * @param {(id:string) => string} o.nameOf display name of an object id (a worker's name)
  * @param {(id:string) => object|undefined} [o.lookup] the page's copy of an object, if it holds one
+ * @param {(fc:object) => void} [o.showCase] draw an enforcement case's evidence (track, cameras); empty clears
+ * @param {(b:number[]) => void} [o.fitBounds] show a [w,s,e,n] box
+ * @param {() => object[]} [o.tasks] the tasks the panels' store holds (live)
  */
 export function createInspector(o) {
   const { box } = o
   let current = null // id
   let feature = null
+  // work loops: a directive's roll-up view, the drill-down rows opened,
+  // the tasks about the inspected object, display names a case needs
+  let view = null
+  const opened = new Set()
+  let subjectTasks = null
+  const names = new Map() // object id -> display name (bridges, cameras)
+  let refetchT = null
+  const showCase = o.showCase || (() => {})
 
   box.addEventListener('click', async (e) => {
     if (e.target.closest('#insp-close')) return close()
@@ -36,6 +50,15 @@ export function createInspector(o) {
     if (link) return open(link.dataset.open)
     const act = e.target.closest('button[data-act]')
     if (act) return act.dataset.kind === 'alert' ? alertAction(act) : incidentAction(act)
+    const tact = e.target.closest('button[data-task-act]')
+    if (tact) return taskAction(tact)
+    const tw = e.target.closest('button[data-toggle]')
+    if (tw) {
+      const c = tw.dataset.toggle
+      if (opened.has(c)) opened.delete(c)
+      else opened.add(c)
+      return render()
+    }
   })
 
   function close() {
@@ -44,6 +67,9 @@ export function createInspector(o) {
     box.classList.remove('open')
     box.innerHTML = ''
     o.showTrack({ type: 'FeatureCollection', features: [] })
+    showCase(emptyCase)
+    view = null
+    subjectTasks = null
   }
 
   async function open(id) {
@@ -51,10 +77,19 @@ export function createInspector(o) {
     const [layer, ...rest] = id.split('/')
     const name = rest.join('/')
     box.classList.add('open')
+    if (view && layer !== 'directives') view = null
+    if (layer !== 'directives') opened.clear()
+    subjectTasks = null
+    showCase(emptyCase)
     let f = o.live(id)
     try {
+      if (layer === 'directives') {
+        // the roll-up per target with the forwarded children
+        view = await api(`/api/directives/${encodeURIComponent(name)}`)
+        f = view.directive
+      }
       // the live copy of a panel row is complete; other objects (buildings, devices) come from the API
-      if (!f) f = await api(`/api/entities/${encodeURIComponent(layer)}/${encodeURIComponent(name)}`)
+      if (!f) f = await api(layer === 'tasks' ? `/api/tasks/${encodeURIComponent(name)}` : `/api/entities/${encodeURIComponent(layer)}/${encodeURIComponent(name)}`)
     } catch (err) {
       if (current !== id) return
       box.innerHTML = head(t('insp.not_found'), '') + `<div class="muted">${esc(i18n.error(err))}</div>`
@@ -65,6 +100,8 @@ export function createInspector(o) {
     render()
     if (TRACK_LAYERS.has(layer) || HISTORY_LAYERS.has(layer)) loadHistory(layer, name, id)
     else o.showTrack({ type: 'FeatureCollection', features: [] })
+    if (layer === 'buildings' || layer === 'vehicles' || (layer === 'alerts' && f.properties && f.properties.rule === 'bridge-muck')) loadSubjectTasks(id)
+    if (layer === 'tasks' && (f.properties || {}).kind === 'enforcement') drawCase(id, true)
   }
 
   function head(title, kind, colour) {
@@ -92,9 +129,110 @@ export function createInspector(o) {
     const f = feature
     if (!f) return
     const layer = f.layer || String(f.id).split('/')[0]
-    const fn = { buildings: building, incidents: incident, alerts: alert, workers: mover, vehicles: mover, devices: device }[layer] || generic
+    const fn = { buildings: building, incidents: incident, alerts: alert, workers: mover, vehicles: mover, devices: device, tasks: task, directives: directive }[layer] || generic
+    // keep the history folds as they were across a live re-render
+    const folds = [...box.querySelectorAll('details.task-hist')].map((d) => d.open)
     box.innerHTML = fn(f, layer)
+    box.querySelectorAll('details.task-hist').forEach((d, i) => { if (i < folds.length) d.open = folds[i] })
     if (layer === 'incidents') loadEvidence(box, String(f.id).split('/').slice(1).join('/'))
+    if (layer === 'tasks') loadEvidence(box, String(f.id).split('/').slice(1).join('/'), 'tasks')
+  }
+
+  // ---- work loops: tasks, cases, directives ------------------------------------
+
+  const loopCtx = () => ({
+    head, row, objLink, regionName: o.regionName, opened,
+    bridgeName: (id) => nameFor(id, (f) => i18n.name(f.properties, String(id).split('/').pop())),
+    cameraName: (id) => `${t('loops.camera')} ${String(id).split('/').pop().replace(/^cam-/, '')}`,
+  })
+  /** A display name fetched once per object (bridges: name_zh); the short name until it comes. */
+  function nameFor(id, fmt) {
+    if (names.has(id)) return names.get(id) || String(id).split('/').pop()
+    names.set(id, null)
+    const [l, ...r] = String(id).split('/')
+    api(`/api/entities/${encodeURIComponent(l)}/${encodeURIComponent(r.join('/'))}`).then((f) => {
+      names.set(id, fmt(f))
+      if (current && feature && (feature.properties || {}).bridge === id) render()
+    }, () => {})
+    return String(id).split('/').pop()
+  }
+
+  function task(f) { return taskHTML(f, loopCtx()) }
+
+  function directive() {
+    return view ? directiveHTML(view, loopCtx()) : head(t('loops.loading'), t('loops.directive'))
+  }
+
+  /** The tasks about the inspected object: the fetched list, with the live copies the panels' store holds. */
+  function subjectSection(id) {
+    if (!subjectTasks || subjectTasks.id !== id) return `<div class="muted small">${esc(t('app.loading'))}</div>`
+    const live = new Map((o.tasks ? o.tasks() : []).filter((x) => (x.properties || {}).subject === id).map((x) => [x.id, x]))
+    const list = subjectTasks.list.map((x) => live.get(x.id) || x)
+    for (const [k, x] of live) if (!list.some((y) => y.id === k)) list.push(x)
+    const layer = id.split('/')[0]
+    if (layer === 'buildings') return taskListHTML(tasksOf(list, id, 'rectification'), t('loops.no_tasks'))
+    let cases = tasksOf(list, id, 'enforcement')
+    if (layer === 'alerts') cases = tasksOf(list.filter((x) => (x.properties || {}).alert === id), (feature.properties || {}).subject, 'enforcement')
+    return taskListHTML(cases, t('app.none'))
+  }
+
+  async function loadSubjectTasks(id) {
+    const subject = id.startsWith('alerts/') ? (feature.properties || {}).subject : id
+    if (!subject) return
+    try {
+      const list = await fetchTasks(subject)
+      if (current !== id) return
+      subjectTasks = { id, list }
+      const el = box.querySelector('#insp-tasks')
+      if (el) el.innerHTML = subjectSection(id)
+    } catch (err) {
+      const el = box.querySelector('#insp-tasks')
+      if (current === id && el) el.textContent = i18n.error(err)
+    }
+  }
+
+  async function drawCase(id, fit) {
+    const f = feature
+    if (!f || f.id !== id) return
+    const fc = await caseFeatures(f.properties || {}, loopCtx().cameraName)
+    if (current !== id) return
+    showCase(fc)
+    const track = fc.features.find((x) => x.properties.what === 'track')
+    const b = track && geomBBox(track.geometry)
+    if (fit && b && o.fitBounds) o.fitBounds(b)
+  }
+
+  async function taskAction(btn) {
+    const f = feature
+    if (!f || !String(f.id).startsWith('tasks/')) return
+    const act = btn.dataset.taskAct
+    const outcome = btn.dataset.outcome
+    btn.disabled = true
+    try {
+      const r = await actTask(f, act, outcome)
+      const label = outcome ? t(outcome === 'penalised' ? 'loops.close_penalised' : 'loops.close_rectified') : t('task_action.' + act)
+      toast(t('loops.done', { action: label, title: (f.properties || {}).title || '' }))
+      if (r && r.id === current) { feature = r; render() }
+    } catch (err) {
+      toast(i18n.error(err), true)
+      btn.disabled = false
+    }
+  }
+
+  /** Fetch the inspected directive's roll-up again (a task of it changed). */
+  function refetchDirective() {
+    if (!current || !current.startsWith('directives/')) return
+    clearTimeout(refetchT)
+    const id = current
+    refetchT = setTimeout(async () => {
+      try {
+        const v = await api(`/api/directives/${encodeURIComponent(id.slice('directives/'.length))}`)
+        if (current !== id) return
+        view = v
+        feature = v.directive
+        render()
+      } catch { /* keep what is shown */ }
+    }, 250)
   }
 
   function building(f) {
@@ -116,7 +254,8 @@ export function createInspector(o) {
       ${row('insp.updated', i18n.timeHTML(f.updated))}
     </table>
     <h4>${esc(t('insp.hazards'))}</h4>${hazards.length ? `<ul class="plain">${hazards.map((h) => `<li>${esc(h.name || h.type || JSON.stringify(h))}${h.deadline ? ` · ${i18n.timeHTML(h.deadline, 'datetime')}` : ''}</li>`).join('')}</ul>` : `<div class="muted small">${esc(t('insp.no_hazards'))}</div>`}
-    <h4>${esc(t('insp.alerts_here'))}</h4>${alerts.length ? `<ul class="plain">${alerts.map((a) => `<li><a href="#" data-open="${esc(a.id)}"><span class="dot" style="background:${colourHex(a.properties.severity)}"></span>${esc(i18n.rule(a.properties.rule))}</a> · ${esc(i18n.term('state', a.properties.state))}</li>`).join('')}</ul>` : `<div class="muted small">${esc(t('app.none'))}</div>`}`
+    <h4>${esc(t('insp.alerts_here'))}</h4>${alerts.length ? `<ul class="plain">${alerts.map((a) => `<li><a href="#" data-open="${esc(a.id)}"><span class="dot" style="background:${colourHex(a.properties.severity)}"></span>${esc(i18n.rule(a.properties.rule))}</a> · ${esc(i18n.term('state', a.properties.state))}</li>`).join('')}</ul>` : `<div class="muted small">${esc(t('app.none'))}</div>`}
+    <h4>${esc(t('loops.tasks'))}</h4><div id="insp-tasks">${subjectSection(f.id)}</div>`
   }
 
   function clock(p) {
@@ -167,6 +306,7 @@ export function createInspector(o) {
       ${row('insp.count', esc(p.count ?? 1))}
       ${row('insp.region', esc(where(f)))}
     </table>
+    ${p.rule === 'bridge-muck' ? `<h4>${esc(t('loops.cases'))}</h4><div id="insp-tasks">${subjectSection(f.id)}</div>` : ''}
     <div class="actions">${p.state === 'open' ? `<button type="button" data-kind="alert" data-act="ack">${esc(t('panel.ack'))}</button>` : ''}${p.state !== 'closed' ? `<button type="button" data-kind="alert" data-act="close">${esc(t('action.close'))}</button>` : ''}${p.first ? `<button type="button" data-replay-from="${esc(p.first)}">${esc(t('replay.from_here'))}</button>` : ''}</div>
     <h4>${esc(t('insp.timeline'))}</h4><ol class="timeline">${hist.map((h) => `<li>${i18n.timeHTML(h.at, 'datetime')} · ${esc(i18n.term('event', h.event))}${h.severity ? ` <span class="dot" style="background:${colourHex(h.severity)}"></span>` : ''}${h.by ? ` · <span class="muted">${esc(i18n.actor(h.by, o.nameOf, o.regionName))}</span>` : ''}</li>`).join('')}</ol>`
   }
@@ -183,7 +323,7 @@ export function createInspector(o) {
       ${row('insp.speed_kmh', p.speed_kmh != null ? `${esc(fmtValue(p.speed_kmh))} km/h` : '')}
       ${row('insp.region', esc(where(f)))}
       ${row('insp.updated', `<span class="live-upd">${i18n.timeHTML(f.updated, 'time')}</span>`)}
-    </table><h4>${esc(t('insp.history'))}</h4><div id="insp-history" class="muted small">${esc(t('app.loading'))}</div>`
+    </table>${layer === 'vehicles' ? `<h4>${esc(t('loops.cases'))}</h4><div id="insp-tasks">${subjectSection(f.id)}</div>` : ''}<h4>${esc(t('insp.history'))}</h4><div id="insp-history" class="muted small">${esc(t('app.loading'))}</div>`
   }
 
   function device(f) {
@@ -282,6 +422,7 @@ export function createInspector(o) {
     changed(f) {
       if (!current || !f || f.id !== current) return
       const layer = current.split('/')[0]
+      if (layer === 'directives') return refetchDirective()
       feature = f
       if (TRACK_LAYERS.has(layer)) {
         // live position only: keep the loaded track table
@@ -305,5 +446,14 @@ export function createInspector(o) {
       el.classList.toggle('overdue', left < 0)
     },
     relabel() { render() },
+    /** Tasks changed on the websocket: a directive's roll-up, the inspected object's tasks follow. */
+    tasksChanged() {
+      if (!current) return
+      if (current.startsWith('directives/')) return refetchDirective()
+      const el = box.querySelector('#insp-tasks')
+      if (el && subjectTasks && subjectTasks.id === current) el.innerHTML = subjectSection(current)
+    },
+    /** The inspected directive's roll-up view (test hook). */
+    get view() { return view },
   }
 }
