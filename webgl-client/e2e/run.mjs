@@ -889,7 +889,7 @@ try {
     const field = await browser.newPage()
     await field.setViewportSize({ width: 390, height: 844 })
     watch(field, 'field-tasks')
-    await field.goto(`${base}/field?worker=${me}&lon=${at[0]}&lat=${at[1]}`, { waitUntil: 'load' })
+    await field.goto(`${base}/field?worker=${me}&lon=${at[0]}&lat=${at[1]}`, { waitUntil: 'load', timeout: 90000 })
     await field.waitForFunction(() => window.__twin && window.__twin.ready, null, { timeout: 60000 })
     await field.waitForFunction((id) => window.__twin.tasks().includes(id), taskId, { timeout: 30000 })
     await field.waitForFunction(() => window.__twin.map.areTilesLoaded(), null, { timeout: 20000 }).catch(() => log('field tasks: tiles still loading'))

@@ -50,6 +50,7 @@ export function createDirectives(o) {
   let pickLevel = 'district'
   let sending = false
   let shown = [] // ids of the listed rows
+  let lastHTML = ''
 
   const regions = () => o.regions() || []
   // The issuing tier: the region of the token given in the URL; the demo's
@@ -63,8 +64,9 @@ export function createDirectives(o) {
   function render() {
     const ds = [...o.directives()].sort((a, b) => String((b.properties || {}).issued_at || '').localeCompare(String((a.properties || {}).issued_at || ''))).slice(0, 8)
     shown = ds.map((d) => d.id)
-    o.root.innerHTML = `<div class="dir-head"><h3>${esc(t('loops.directives'))} <span class="count">${esc(i18n.num(o.directives().length))}</span></h3><button type="button" class="dir-new">${esc(t('loops.issue'))}</button></div>` +
+    const html = `<div class="dir-head"><h3>${esc(t('loops.directives'))} <span class="count">${esc(i18n.num(o.directives().length))}</span></h3><button type="button" class="dir-new">${esc(t('loops.issue'))}</button></div>` +
       (ds.length ? `<ul class="list dir-list">${ds.map(rowHTML).join('')}</ul>` : `<div class="muted small empty">${esc(t('loops.none'))}</div>`)
+    if (html !== lastHTML) { o.root.innerHTML = html; lastHTML = html } // unchanged: leave rows (and focus) alone
   }
 
   function rowHTML(d) {

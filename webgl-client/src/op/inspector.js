@@ -41,7 +41,10 @@ export function createInspector(o) {
   const opened = new Set()
   let subjectTasks = null
   const names = new Map() // object id -> display name (bridges, cameras)
-  let refetchT = null
+  let again = false // the directive changed while its view was being fetched
+  let refetching = false
+  let lastHTML = ''
+  let seenVersion = null // the inspected directive's version its view was fetched at
   const showCase = o.showCase || (() => {})
 
   box.addEventListener('click', async (e) => {
@@ -66,6 +69,7 @@ export function createInspector(o) {
     feature = null
     box.classList.remove('open')
     box.innerHTML = ''
+    lastHTML = ''
     o.showTrack({ type: 'FeatureCollection', features: [] })
     showCase(emptyCase)
     view = null
@@ -87,6 +91,7 @@ export function createInspector(o) {
         // the roll-up per target with the forwarded children
         view = await api(`/api/directives/${encodeURIComponent(name)}`)
         f = view.directive
+        seenVersion = f && f.version
       }
       // the live copy of a panel row is complete; other objects (buildings, devices) come from the API
       if (!f) f = await api(layer === 'tasks' ? `/api/tasks/${encodeURIComponent(name)}` : `/api/entities/${encodeURIComponent(layer)}/${encodeURIComponent(name)}`)
@@ -130,9 +135,14 @@ export function createInspector(o) {
     if (!f) return
     const layer = f.layer || String(f.id).split('/')[0]
     const fn = { buildings: building, incidents: incident, alerts: alert, workers: mover, vehicles: mover, devices: device, tasks: task, directives: directive }[layer] || generic
+    const html = fn(f, layer)
+    // a live refresh that changes nothing leaves the DOM alone (a click in
+    // flight must not land on a replaced button)
+    if (html === lastHTML && box.firstChild) return
+    lastHTML = html
     // keep the history folds as they were across a live re-render
     const folds = [...box.querySelectorAll('details.task-hist')].map((d) => d.open)
-    box.innerHTML = fn(f, layer)
+    box.innerHTML = html
     box.querySelectorAll('details.task-hist').forEach((d, i) => { if (i < folds.length) d.open = folds[i] })
     if (layer === 'incidents') loadEvidence(box, String(f.id).split('/').slice(1).join('/'))
     if (layer === 'tasks') loadEvidence(box, String(f.id).split('/').slice(1).join('/'), 'tasks')
@@ -183,8 +193,7 @@ export function createInspector(o) {
       const list = await fetchTasks(subject)
       if (current !== id) return
       subjectTasks = { id, list }
-      const el = box.querySelector('#insp-tasks')
-      if (el) el.innerHTML = subjectSection(id)
+      setSubject(id)
     } catch (err) {
       const el = box.querySelector('#insp-tasks')
       if (current === id && el) el.textContent = i18n.error(err)
@@ -219,20 +228,36 @@ export function createInspector(o) {
     }
   }
 
-  /** Fetch the inspected directive's roll-up again (a task of it changed). */
-  function refetchDirective() {
+  /** Fill the inspected object's task list (only when it changed). */
+  function setSubject(id) {
+    const el = box.querySelector('#insp-tasks')
+    if (!el) return
+    const html = subjectSection(id)
+    if (el.dataset.html !== html) { el.innerHTML = html; el.dataset.html = html }
+  }
+
+  /**
+   * Fetch the inspected directive's roll-up again: its version moved (each
+   * change of one of its tasks rewrites the directive's roll-up, and the
+   * websocket brings the directive). One fetch at a time; a change during
+   * one fetches once more after it.
+   */
+  function refetchDirective(version) {
     if (!current || !current.startsWith('directives/')) return
-    clearTimeout(refetchT)
+    if (version != null && version === seenVersion) return
+    if (refetching) { again = true; return }
+    refetching = true
     const id = current
-    refetchT = setTimeout(async () => {
-      try {
-        const v = await api(`/api/directives/${encodeURIComponent(id.slice('directives/'.length))}`)
-        if (current !== id) return
-        view = v
-        feature = v.directive
-        render()
-      } catch { /* keep what is shown */ }
-    }, 250)
+    api(`/api/directives/${encodeURIComponent(id.slice('directives/'.length))}`).then((v) => {
+      if (current !== id) return
+      view = v
+      feature = v.directive
+      seenVersion = v.directive && v.directive.version
+      render()
+    }, () => { /* keep what is shown */ }).finally(() => {
+      refetching = false
+      if (again) { again = false; refetchDirective() }
+    })
   }
 
   function building(f) {
@@ -422,7 +447,7 @@ export function createInspector(o) {
     changed(f) {
       if (!current || !f || f.id !== current) return
       const layer = current.split('/')[0]
-      if (layer === 'directives') return refetchDirective()
+      if (layer === 'directives') return refetchDirective(f.version)
       feature = f
       if (TRACK_LAYERS.has(layer)) {
         // live position only: keep the loaded track table
@@ -448,10 +473,8 @@ export function createInspector(o) {
     relabel() { render() },
     /** Tasks changed on the websocket: a directive's roll-up, the inspected object's tasks follow. */
     tasksChanged() {
-      if (!current) return
-      if (current.startsWith('directives/')) return refetchDirective()
-      const el = box.querySelector('#insp-tasks')
-      if (el && subjectTasks && subjectTasks.id === current) el.innerHTML = subjectSection(current)
+      if (!current || current.startsWith('directives/')) return // they follow the directive's version (changed)
+      if (subjectTasks && subjectTasks.id === current) setSubject(current)
     },
     /** The inspected directive's roll-up view (test hook). */
     get view() { return view },
