@@ -198,6 +198,11 @@ func (s *Service) rectify(p auth.Principal, b *twin.Feature, r RectifyReq, due, 
 	if r.RiskLevel != nil {
 		props["risk_level"] = *r.RiskLevel
 	}
+	// The persons' display names, index for index, when the building
+	// carries them (the demo's owners_zh): pages show names, not ids.
+	if zh := twin.PropStrings(b.Props.Get("owners_zh")); len(zh) > 0 && len(zh) == len(twin.PropStrings(b.Props.Get("owners"))) {
+		props["persons_zh"] = anys(zh)
+	}
 	var geom orb.Geometry
 	if b.Geometry != nil {
 		if c, ok := planar.Centroid(b.Geometry); ok {

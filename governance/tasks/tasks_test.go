@@ -342,3 +342,20 @@ func TestEnforcementResumes(t *testing.T) {
 		t.Fatalf("resumed case: complete %v, track of %d fixes", c.Props.Get("evidence_complete"), trackLen(asList(c.Props.Get("evidence"))))
 	}
 }
+
+// TestRectificationPersonsZH: a building's owners' display names
+// (owners_zh, index for index) travel with the task as persons_zh.
+func TestRectificationPersonsZH(t *testing.T) {
+	tw, _, s := city(t)
+	b, _ := tw.Get(twin.NewID(twin.Buildings, "b1"))
+	c := b.Clone()
+	c.Props.Set("owners_zh", []any{"张伟", "李娜"})
+	mustPut(t, tw, c)
+	f, err := s.CreateRectification(op("500000"), RectifyReq{Kind: KindRectification, Subject: "buildings/b1", Due: stamp(t0.Add(time.Hour))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := twin.PropStrings(f.Props.Get("persons_zh")); len(got) != 2 || got[0] != "张伟" {
+		t.Fatalf("persons_zh %v", f.Props.Get("persons_zh"))
+	}
+}

@@ -78,6 +78,7 @@ export function createInspector(o) {
 
   async function open(id) {
     current = id
+    lastHTML = ''
     const [layer, ...rest] = id.split('/')
     const name = rest.join('/')
     box.classList.add('open')

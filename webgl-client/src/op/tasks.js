@@ -25,14 +25,18 @@ export function dueRel(p, now = Date.now()) {
   return due > now ? t('loops.due_in', { left: spanText(due - now) }) : ''
 }
 
-/** Who did a step, as an operator reads it (the system, a rule, the demo, else the subject). */
-export function actorName(a) {
+/** Who did a step, as an operator reads it (the system, a rule, the demo's scheduler, a person by name). */
+export function actorName(a, nameOf) {
   const s = String(a || '')
-  if (!s) return ''
-  if (s === 'system') return t('loops.actor_system')
   if (s === 'demo') return t('loops.actor_demo')
-  if (s.startsWith('rule:')) return t('loops.actor_rule', { rule: i18n.rule(s.slice(5)) })
-  return s
+  return i18n.actor(s, nameOf)
+}
+
+/** A task's responsible persons by name (persons_zh in Chinese when the server carries them). */
+export function personsText(p) {
+  const ids = Array.isArray(p.persons) ? p.persons : []
+  const zh = Array.isArray(p.persons_zh) && p.persons_zh.length === ids.length ? p.persons_zh : null
+  return (i18n.zh && zh ? zh : ids).map(esc).join('、')
 }
 
 const name = (f) => String(f.id).split('/').slice(1).join('/')
@@ -94,7 +98,7 @@ export function taskHTML(f, ctx) {
       ${row('loops.assignee', esc(ctx.regionName(p.assignee) || p.assignee || ''))}
       ${row('loops.tier', esc(i18n.term('tier', p.tier)) + (p.escalations ? ` · ${esc(t('loops.escalations', { n: p.escalations }))}` : ''))}
       ${row('loops.issuer', p.issuer ? esc(ctx.regionName(p.issuer) || p.issuer) : '')}
-      ${row('loops.persons', (Array.isArray(p.persons) ? p.persons : []).map(esc).join('、'))}
+      ${row('loops.persons', personsText(p))}
       ${row('insp.subject', p.subject ? ctx.objLink(p.subject) : '')}
       ${row('loops.directive', p.directive ? `<a href="#" data-open="${esc(p.directive)}">${esc(t('loops.rollup'))}</a>` : '')}
       ${row('loops.forwarded', kids ? esc(t('loops.forwarded_n', { n: kids })) : '')}
@@ -122,7 +126,7 @@ export function caseHTML(f, ctx) {
       ${row('loops.districts', caseDistricts(p).map((c) => esc(ctx.regionName(c) || c)).join('、'))}
       ${row('loops.crossed', p.crossed_at ? i18n.timeHTML(p.crossed_at, 'datetime') : '')}
       ${row('loops.due', dueHTML(p))}
-      ${row('loops.persons', (Array.isArray(p.persons) ? p.persons : []).map(esc).join('、'))}
+      ${row('loops.persons', personsText(p))}
       ${row('loops.tier', esc(i18n.term('tier', p.tier)))}
     </table>
     <h4>${esc(t('loops.track'))}</h4><div class="small">${track ? esc(t('loops.track_span', { from: i18n.time(track.from, 'time'), to: i18n.time(track.to, 'time'), n })) : esc(t(p.evidence_complete === false ? 'loops.collecting' : 'loops.no_track'))}</div>
@@ -136,7 +140,7 @@ export function taskListHTML(list, empty) {
     const p = f.properties || {}
     const late = isOverdue(f)
     return `<li><a href="#" data-open="${esc(f.id)}">${esc(p.title || i18n.term('task_kind', p.kind))}</a> ${stateChip(p)}${late ? ` <span class="flag-overdue">${esc(t('loops.overdue_flag'))}</span>` : ''}
-      <div class="muted small">${esc(t('loops.due'))} ${dueHTML(p)}${Array.isArray(p.persons) && p.persons.length ? ` · ${esc(t('loops.persons'))} ${p.persons.map(esc).join('、')}` : ''}</div>
+      <div class="muted small">${esc(t('loops.due'))} ${dueHTML(p)}${Array.isArray(p.persons) && p.persons.length ? ` · ${esc(t('loops.persons'))} ${personsText(p)}` : ''}</div>
       ${p.plan ? `<div class="small">${esc(t('loops.plan'))}：${esc(p.plan)}</div>` : ''}${historyHTML(p)}</li>`
   }).join('')}</ul>`
 }
