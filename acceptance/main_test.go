@@ -1,7 +1,7 @@
 // Package acceptance checks CONTRACT.md against the real twin binary: it
 // builds cmd/twin once, starts `twin serve` as a subprocess on free ports per
 // test group, and talks to it only over HTTP, websockets and MQTT, as a user
-// would. Tests that need the shared Mosquitto (127.0.0.1:1883) or PostgreSQL
+// would. Tests that need Mosquitto (one of the binary's own, on a free port) or PostgreSQL
 // (internal/pgtest) use them for real; -short skips the slowest.
 package acceptance
 
@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/citytwin/citytwin/internal/mqtttest"
 )
 
 // twinBin is the binary built once by TestMain; read-only afterwards.
@@ -44,7 +46,20 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	mb, err := mqtttest.Start()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			fmt.Fprintln(os.Stderr, "acceptance:", err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "acceptance: no Mosquitto of our own, using 127.0.0.1:1883:", err)
+		mosquitto = "tcp://127.0.0.1:1883"
+	} else {
+		mosquitto = mb.URL
+	}
 	code := m.Run()
+	mb.Stop()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -12,7 +12,9 @@ import (
 	"time"
 )
 
-const mosquitto = "tcp://127.0.0.1:1883"
+// mosquitto is the URL of this test binary's own Mosquitto (TestMain
+// starts it; see internal/mqtttest).
+var mosquitto string
 
 func fix(ts time.Time, lon, lat float64) []byte {
 	b, _ := json.Marshal(map[string]any{"ts": ts.UTC().Format(time.RFC3339Nano), "lon": lon, "lat": lat, "speed_kmh": 30.0, "heading": 90.0})

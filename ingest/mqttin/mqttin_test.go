@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -25,7 +24,8 @@ import (
 	"github.com/citytwin/citytwin/twin"
 )
 
-const mosquittoURL = "tcp://127.0.0.1:1883"
+// mosquittoURL is the package's own Mosquitto (TestMain), "" when none.
+var mosquittoURL string
 
 func quiet() *slog.Logger {
 	if os.Getenv("MQTTIN_DEBUG") != "" {
@@ -44,11 +44,10 @@ func uniq(t *testing.T) string {
 // (skipped when unreachable) and a fresh embedded broker.
 func brokers(t *testing.T) map[string]string {
 	out := map[string]string{}
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:1883", time.Second); err == nil {
-		c.Close()
+	if mosquittoURL != "" {
 		out["mosquitto"] = mosquittoURL
 	} else {
-		t.Log("Mosquitto at 127.0.0.1:1883 unreachable; embedded broker only")
+		t.Log("no Mosquitto; embedded broker only")
 	}
 	b, err := broker.Start(context.Background(), "127.0.0.1:0", quiet())
 	if err != nil {
