@@ -6,8 +6,6 @@ import (
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/paulmach/orb"
 )
 
 // TestAppendChangeAsJSON: the hand-written record decodes to exactly what
@@ -16,18 +14,26 @@ import (
 // removal and a history sample; a non-finite number is left to
 // encoding/json.
 func TestAppendChangeAsJSON(t *testing.T) {
-	ts := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("CST", 8*3600))
-	id := NewID(Vehicles, `v"1\解放碑`)
-	cs := []Change{
-		{Seq: 42, Kind: Upsert, Time: ts, New: &Feature{ID: id, Geometry: orb.Point{106.123456789012345, 29.1},
-			Props: NewProps(map[string]any{"name": "解放碑\n", "lanes": 4.0, "tags": []any{"a", 1e-9}}), Version: 7, Updated: ts,
-			Observed: ts.Add(-time.Second), Region: []string{"500000", "500103"}, Grid: "g\t1", Cells: []uint64{1, math.MaxUint64}, Source: "osm:w1"},
-			Sample: &Sample{ID: id, Time: ts, HasPos: true, Pos: orb.Point{106.1, -29.000000000001}, HasSpeed: true, SpeedKmh: 33.3,
-				HasHeading: true, Heading: 359.9, Values: map[string]float64{"b": 0.1, "a": -2e300}}},
-		{Seq: 43, Kind: Remove, Time: ts},
-		{Seq: 44, Kind: History, Time: ts, New: &Feature{ID: id, Props: NewProps(map[string]any{})}, Sample: &Sample{ID: id, Time: ts.Add(-time.Hour)}},
+	// Changes read from records, so the test holds whatever type the
+	// props have.
+	var cs []Change
+	for _, rec := range []string{
+		`{"seq":42,"k":1,"t":"2026-01-02T03:04:05.123456789+08:00","l":"vehicles","n":"v\"1\\解放碑",` +
+			`"new":{"g":{"type":"Point","coordinates":[106.123456789012345,29.1]},"p":{"name":"解放碑\n","lanes":4,"tags":["a",1e-9]},` +
+			`"v":7,"u":"2026-01-02T03:04:05.123456789+08:00","o":"2026-01-02T03:04:04.123456789+08:00","r":["500000","500103"],` +
+			`"grid":"g\t1","c":[1,18446744073709551615],"src":"osm:w1"},` +
+			`"s":{"t":"2026-01-02T03:04:05.123456789+08:00","hp":true,"p":[106.1,-29.000000000001],"hs":true,"sp":33.3,"hh":true,"hd":359.9,"vals":{"b":0.1,"a":-2e300}}}`,
+		`{"seq":43,"k":2,"t":"2026-01-02T03:04:05Z","l":"vehicles","n":"v1"}`,
+		`{"seq":44,"k":3,"t":"2026-01-02T03:04:05Z","l":"vehicles","n":"v1","new":{"v":1,"u":"2026-01-02T03:04:05Z","o":"0001-01-01T00:00:00Z"},"s":{"t":"2026-01-02T02:04:05Z","p":[0,0]}}`,
+	} {
+		c, err := UnmarshalChange([]byte(rec))
+		if err != nil {
+			t.Fatalf("%v in %s", err, rec)
+		}
+		cs = append(cs, c)
 	}
 	for _, c := range cs {
+		id := c.ID()
 		lc := logChange{Seq: c.Seq, Kind: c.Kind, Time: c.Time, Layer: id.Layer, Name: id.Name}
 		if c.New != nil {
 			lc.New = &logFeature{Props: c.New.Props, Version: c.New.Version, Updated: c.New.Updated, Observed: c.New.Observed,
@@ -60,6 +66,7 @@ func TestAppendChangeAsJSON(t *testing.T) {
 			t.Fatalf("change %d:\nfast %s\njson %s", c.Seq, fast, std)
 		}
 	}
+	ts := time.Unix(1, 0)
 	bad := logChange{Seq: 1, Kind: History, Time: ts, Sample: &logSample{Time: ts, SpeedKmh: math.NaN()}}
 	if _, ok := appendChange(nil, &bad); ok {
 		t.Fatal("NaN written")
