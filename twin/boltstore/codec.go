@@ -160,10 +160,9 @@ func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decode props: %w", err)
 		}
-		f.Props = twin.NewProps(p)
-	}
-	if f.Props.Len() == 0 {
-		f.Props = twin.NewProps(map[string]any{})
+		// Packed here, as the twin holds it: a load of a million
+		// objects then never holds a million maps at once.
+		f.Props = twin.NewProps(p).Pack()
 	}
 	return f, nil
 }

@@ -276,9 +276,9 @@ func scanFeature(l twin.Layer, rows pgx.Rows) (*twin.Feature, error) {
 	if err := json.Unmarshal(props, &f.Props); err != nil {
 		return nil, fmt.Errorf("%s: decode props: %w", f.ID, err)
 	}
-	if f.Props.Len() == 0 {
-		f.Props = twin.NewProps(map[string]any{})
-	}
+	// Packed here, as the twin holds it: a load of a million objects then
+	// never holds a million maps at once.
+	f.Props = f.Props.Pack()
 	if len(cells) > 0 {
 		f.Cells = make([]uint64, len(cells))
 		for i, c := range cells {
