@@ -209,7 +209,9 @@ func (t *Twin) prepareAll(fs []*Feature) {
 				return
 			}
 			for _, f := range fs[start:min(end, len(fs))] {
-				f.Props = f.Props.Pack()
+				if !f.Props.packed() {
+					f.Props = f.Props.Pack()
+				}
 				if f.Grid != "" {
 					// A store decodes each object's grid code anew (a
 					// few thousand codes, one string per object).
@@ -471,7 +473,11 @@ func (t *Twin) insert(f *Feature) {
 	if i < 0 {
 		return
 	}
-	f.Props = f.Props.Pack() // at once when the caller packed it
+	if !f.Props.packed() {
+		// Only then: a state put back by undo (replica.go) is read by
+		// consumers of the feed at the same time, so no write to it.
+		f.Props = f.Props.Pack()
+	}
 	t.objs[i][f.ID.Name] = f
 	t.gen++
 	if f.Geometry != nil {
