@@ -106,7 +106,7 @@ export function createInspector(o) {
     render()
     if (TRACK_LAYERS.has(layer) || HISTORY_LAYERS.has(layer)) loadHistory(layer, name, id)
     else o.showTrack({ type: 'FeatureCollection', features: [] })
-    if (layer === 'buildings' || layer === 'vehicles' || (layer === 'alerts' && f.properties && f.properties.rule === 'bridge-muck')) loadSubjectTasks(id)
+    if (layer === 'buildings' || (layer === 'vehicles' && (f.properties || {}).kind === 'muck_truck') || (layer === 'alerts' && f.properties && f.properties.rule === 'bridge-muck')) loadSubjectTasks(id)
     if (layer === 'tasks' && (f.properties || {}).kind === 'enforcement') drawCase(id, true)
   }
 
@@ -349,7 +349,7 @@ export function createInspector(o) {
       ${row('insp.speed_kmh', p.speed_kmh != null ? `${esc(fmtValue(p.speed_kmh))} km/h` : '')}
       ${row('insp.region', esc(where(f)))}
       ${row('insp.updated', `<span class="live-upd">${i18n.timeHTML(f.updated, 'time')}</span>`)}
-    </table>${layer === 'vehicles' ? `<h4>${esc(t('loops.cases'))}</h4><div id="insp-tasks">${subjectSection(f.id)}</div>` : ''}<h4>${esc(t('insp.history'))}</h4><div id="insp-history" class="muted small">${esc(t('app.loading'))}</div>`
+    </table>${layer === 'vehicles' && p.kind === 'muck_truck' ? `<h4>${esc(t('loops.cases'))}</h4><div id="insp-tasks">${subjectSection(f.id)}</div>` : ''}<h4>${esc(t('insp.history'))}</h4><div id="insp-history" class="muted small">${esc(t('app.loading'))}</div>`
   }
 
   function device(f) {

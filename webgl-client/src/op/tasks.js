@@ -10,6 +10,7 @@ import { esc, fmtDistance, fmtValue, maplibregl } from '../common.js'
 import { api } from '../api.js'
 import { i18n, t } from '../i18n.js'
 import { nextStep, isOverdue, caseEvidence, caseDistricts, span } from '../loops.js'
+import { metres } from '../field/duty.js'
 
 /** A span of time as words: "2 天 3 小时", "3 小时 5 分", "12 分钟". */
 export function spanText(ms) {
@@ -181,17 +182,16 @@ export function showCaseOnMap(map, fc) {
   map.getSource('case')?.setData(fc)
   for (const m of markers) m.remove()
   markers = []
-  const spots = new Map() // cameras at one spot (two on a pole) share a marker: "1·2"
+  const spots = [] // cameras within 8 m of each other (two on a pole) share a marker: "1·2"
   for (const f of fc.features) {
     if (f.properties.what !== 'camera') continue
     const c = f.geometry.coordinates
-    const k = `${c[0].toFixed(4)},${c[1].toFixed(4)}`
-    const s = spots.get(k) || { at: c, n: [], title: [] }
+    let s = spots.find((x) => metres(x.at, c) < 8)
+    if (!s) spots.push((s = { at: c, n: [], title: [] }))
     s.n.push(f.properties.n)
     s.title.push(f.properties.label)
-    spots.set(k, s)
   }
-  for (const s of spots.values()) {
+  for (const s of spots) {
     const el = document.createElement('div')
     el.className = 'cam-marker'
     el.textContent = s.n.join('·')
