@@ -2,95 +2,13 @@ package acceptance
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/citytwin/citytwin/internal/pgtest"
+	"github.com/citytwin/citytwin/internal/tcpproxy"
 )
-
-// tcpProxy is a TCP proxy the test can cut (every link closed, new ones
-// refused) and restore: PostgreSQL going away under running servers, as
-// twin/writer's outage test does in-process.
-type tcpProxy struct {
-	ln       net.Listener
-	upstream string
-	mu       sync.Mutex
-	cut      bool
-	conns    map[net.Conn]struct{}
-	wg       sync.WaitGroup
-}
-
-func newTCPProxy(t *testing.T, upstream string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, upstream: upstream, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		p.setCut(true)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *tcpProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		u, err := net.Dial("tcp", p.upstream)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c], p.conns[u] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		go p.pipe(c, u)
-		go p.pipe(u, c)
-	}
-}
-
-func (p *tcpProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-	p.mu.Lock()
-	delete(p.conns, dst)
-	delete(p.conns, src)
-	p.mu.Unlock()
-}
-
-// setCut closes every open link and refuses new ones (true), or lets new
-// links through again (false).
-func (p *tcpProxy) setCut(cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = cut
-	if cut {
-		for c := range p.conns {
-			c.Close()
-		}
-	}
-}
 
 // TestStoreCutTwoServers (issue 13): two servers of one twin (one
 // nats-server, the shared Mosquitto) take MQTT telemetry while their
@@ -110,9 +28,9 @@ func TestStoreCutTwoServers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := newTCPProxy(t, u.Host)
+	px := tcpproxy.New(t, u.Host)
 	pu := *u
-	pu.Host = px.ln.Addr().String()
+	pu.Host = px.Addr()
 	q := pu.Query()
 	q.Set("connect_timeout", "2")
 	pu.RawQuery = q.Encode()
@@ -149,7 +67,7 @@ func TestStoreCutTwoServers(t *testing.T) {
 		switch k {
 		case perVehicle / 3:
 			pub.wait(t)
-			px.setCut(true)
+			px.SetCut(true)
 			cutAt = time.Now()
 		case 2 * perVehicle / 3:
 			pub.wait(t)
@@ -161,7 +79,7 @@ func TestStoreCutTwoServers(t *testing.T) {
 				return a.metrics(t, "twin_writer_flush_errors_total")[""] > 0
 			})
 			cutFor = time.Since(cutAt)
-			px.setCut(false)
+			px.SetCut(false)
 		}
 		for v, n := range names {
 			pub.publish(t, "twin/telemetry/"+n, fix(t0.Add(time.Duration(k)*time.Second), lon(k), lat(v)))

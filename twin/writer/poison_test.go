@@ -13,6 +13,7 @@ import (
 
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/internal/pgtest"
+	"github.com/citytwin/citytwin/internal/tcpproxy"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
 	"github.com/citytwin/citytwin/twin/pgstore"
@@ -204,9 +205,9 @@ func TestPoisonedRows(t *testing.T) {
 func TestReadyTurnsRed(t *testing.T) {
 	dbURL := pgtest.Migrated(t)
 	u, _ := url.Parse(dbURL)
-	px := newProxy(t, u.Host)
+	px := tcpproxy.New(t, u.Host)
 	pu := *u
-	pu.Host = px.addr()
+	pu.Host = px.Addr()
 	q := pu.Query()
 	q.Set("connect_timeout", "2")
 	pu.RawQuery = q.Encode()
@@ -224,11 +225,11 @@ func TestReadyTurnsRed(t *testing.T) {
 	if err := w.Ready(context.Background()); err != nil {
 		t.Fatalf("ready with the database up: %v", err)
 	}
-	px.setCut(true)
+	px.SetCut(true)
 	put(t, tw, twin.Vehicles, "v1", orb.Point{106.5, 29.5})
 	waitFor(t, "writer not ready while the database is away", func() bool { return w.Ready(context.Background()) != nil })
 	t.Logf("ready: %v", w.Ready(context.Background()))
-	px.setCut(false)
+	px.SetCut(false)
 	waitFor(t, "writer ready again", func() bool { return w.Ready(context.Background()) == nil })
 	if _, err := st.Get(context.Background(), twin.NewID(twin.Vehicles, "v1")); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/internal/pgtest"
+	"github.com/citytwin/citytwin/internal/tcpproxy"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
 	"github.com/citytwin/citytwin/twin/pgstore"
@@ -95,9 +96,9 @@ func assertSame(t *testing.T, tw *twin.Twin, st twin.Store) {
 func TestOutage(t *testing.T) {
 	dbURL := pgtest.Migrated(t)
 	u, _ := url.Parse(dbURL)
-	px := newProxy(t, u.Host)
+	px := tcpproxy.New(t, u.Host)
 	pu := *u
-	pu.Host = px.addr()
+	pu.Host = px.Addr()
 	q := pu.Query()
 	q.Set("connect_timeout", "2")
 	pu.RawQuery = q.Encode()
@@ -138,7 +139,7 @@ func TestOutage(t *testing.T) {
 	apply(0, n/3)
 	flush(t, w)
 
-	px.setCut(true)
+	px.SetCut(true)
 	apply(n/3, 2*n/3)
 	if _, err := tw.Delete(twin.NewID(twin.Vehicles, "doomed")); err != nil {
 		t.Fatal(err)
@@ -153,7 +154,7 @@ func TestOutage(t *testing.T) {
 		t.Fatalf("flush errors = %v", v)
 	}
 	apply(2*n/3, n)
-	px.setCut(false)
+	px.SetCut(false)
 	flush(t, w)
 
 	db, err := sql.Open("pgx", dbURL)
