@@ -16,6 +16,9 @@ func (t *Twin) UpdateAt(id ID, at time.Time, fn func(cur *Feature) (*Feature, er
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.writable(); err != nil {
+		return Change{}, false, err
+	}
 	old := t.get(id)
 	var arg *Feature
 	if old != nil {
@@ -30,7 +33,7 @@ func (t *Twin) UpdateAt(id ID, at time.Time, fn func(cur *Feature) (*Feature, er
 	}
 	nf.ID = id
 	if old == nil || !sameGeometry(old.Geometry, nf.Geometry) {
-		t.locate(nf)
+		t.locate(nf) // geometry changed: recompute cells, region, grid
 	}
 	return t.commitAt(old, nf, at), true, nil
 }
@@ -54,10 +57,13 @@ func (t *Twin) PutAt(f *Feature, at time.Time) (Change, error) {
 	t.locate(nf)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.writable(); err != nil {
+		return Change{}, err
+	}
 	old := t.get(nf.ID)
 	if old == nil && isTracked(nf.ID.Layer) {
 		if other, taken := t.resolve(nf.ID.Name); taken && other != nf.ID {
-			return Change{}, fmt.Errorf("%w: name %q is already used by %s", ErrConflict, nf.ID.Name, other)
+			return Change{}, fmt.Errorf("%w: name %q is already used by %s (telemetry names are unique across vehicles, workers and devices)", ErrConflict, nf.ID.Name, other)
 		}
 	}
 	return t.commitAt(old, nf, at), nil

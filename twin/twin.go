@@ -232,66 +232,16 @@ func (t *Twin) prepareAll(fs []*Feature) {
 
 // Put registers or replaces an object (an import, PUT /api/entities, a rule
 // writing an alert). The version becomes the old version plus one (or 1);
-// Updated is set to now; Observed is kept from the old state when unset.
-func (t *Twin) Put(f *Feature) (Change, error) {
-	if err := ValidName(f.ID.Name); err != nil && !t.opts.Unchecked {
-		return Change{}, err
-	}
-	if _, err := ParseStoredLayer(string(f.ID.Layer)); err != nil {
-		return Change{}, err
-	}
-	if err := t.feed.waitSeq(); err != nil {
-		return Change{}, err
-	}
-	if err := t.checkProps(f.Props); err != nil {
-		return Change{}, fmt.Errorf("%s: %w", f.ID, err)
-	}
-	nf := f.clonePacked()
-	t.locate(nf)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err := t.writable(); err != nil {
-		return Change{}, err
-	}
-	old := t.get(nf.ID)
-	if old == nil && isTracked(nf.ID.Layer) {
-		if other, taken := t.resolve(nf.ID.Name); taken && other != nf.ID {
-			return Change{}, fmt.Errorf("%w: name %q is already used by %s (telemetry names are unique across vehicles, workers and devices)", ErrConflict, nf.ID.Name, other)
-		}
-	}
-	return t.commit(old, nf, nil), nil
-}
+// Updated is set to now (never before the old state's); Observed is kept
+// from the old state when unset.
+func (t *Twin) Put(f *Feature) (Change, error) { return t.PutAt(f, time.Time{}) }
 
 // Update applies fn to the object's current state under the twin's lock and
 // commits what it returns (nil = no change). fn receives a clone it may
 // modify; it must be quick and must not call the twin. If the object does not
 // exist, fn receives nil and may return a new object to create it.
 func (t *Twin) Update(id ID, fn func(cur *Feature) (*Feature, error)) (Change, bool, error) {
-	if err := t.feed.waitSeq(); err != nil {
-		return Change{}, false, err
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err := t.writable(); err != nil {
-		return Change{}, false, err
-	}
-	old := t.get(id)
-	var arg *Feature
-	if old != nil {
-		arg = old.Clone()
-	}
-	nf, err := fn(arg)
-	if err != nil || nf == nil {
-		return Change{}, false, err
-	}
-	if err := t.checkProps(nf.Props); err != nil {
-		return Change{}, false, fmt.Errorf("%s: %w", id, err)
-	}
-	nf.ID = id
-	if old == nil || !sameGeometry(old.Geometry, nf.Geometry) {
-		t.locate(nf) // geometry changed: recompute cells, region, grid
-	}
-	return t.commit(old, nf, nil), true, nil
+	return t.UpdateAt(id, time.Time{}, fn)
 }
 
 // Delete removes an object.
