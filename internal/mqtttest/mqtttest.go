@@ -71,6 +71,7 @@ func start(bin string) (*Broker, error) {
 	}
 	cmd := exec.Command(bin, "-c", conf)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("mqtttest: start mosquitto: %w", err)
