@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
 
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/governance/incidents"
@@ -131,17 +129,13 @@ func (s *Service) Evidence(ctx context.Context, p auth.Principal, name, eid stri
 // photo itself (JPEG, PNG or WebP by its bytes, at most
 // incidents.MaxEvidenceBytes). 201 {"evidence": ref, "task": task}.
 func (s *Service) evidencePost(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, incidents.MaxEvidenceBytes))
-	if err != nil {
-		httpx.Error(w, http.StatusRequestEntityTooLarge, "evidence too large", fmt.Sprintf("limit %d bytes", incidents.MaxEvidenceBytes))
+	b, ok := incidents.ReadPhoto(w, r)
+	if !ok {
 		return
 	}
 	f, ref, err := s.AddEvidence(r.Context(), auth.Of(r.Context()), r.PathValue("name"), b)
 	switch {
-	case errors.Is(err, incidents.ErrEvidenceType):
-		httpx.Error(w, http.StatusUnsupportedMediaType, "unsupported evidence type", err.Error())
-	case errors.Is(err, incidents.ErrEvidenceSize):
-		httpx.Error(w, http.StatusRequestEntityTooLarge, "evidence too large", err.Error())
+	case incidents.PhotoError(w, err):
 	case err != nil:
 		writeErr(w, err)
 	default:
@@ -157,12 +151,5 @@ func (s *Service) evidenceGet(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", ct)
-	h.Set("Content-Length", strconv.Itoa(len(b)))
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "private, max-age=86400, immutable") // content-addressed
-	h.Set("Content-Security-Policy", "default-src 'none'")
-	h.Set("ETag", `"`+r.PathValue("id")+`"`)
-	_, _ = w.Write(b)
+	incidents.WritePhoto(w, b, ct, r.PathValue("id"))
 }
