@@ -394,16 +394,8 @@ func (t *Twin) locate(f *Feature) {
 	f.Cells, f.Region, f.Grid = t.opts.Enricher.Locate(f.Geometry)
 }
 
-// commit stores nf as the new state of its object, stamping version and time.
-// Caller holds t.mu.
-func (t *Twin) commit(old, nf *Feature, s *Sample) Change {
-	nf.Updated = t.opts.Clock.Now()
-	if old != nil && nf.Observed.IsZero() {
-		nf.Observed = old.Observed
-	}
-	return t.commitKeepTime(old, nf, s)
-}
-
+// commitKeepTime stores nf as the new state of its object, stamping its
+// version; its times are the caller's (commitAt). Caller holds t.mu.
 func (t *Twin) commitKeepTime(old, nf *Feature, s *Sample) Change {
 	if old != nil {
 		nf.Version = old.Version + 1
