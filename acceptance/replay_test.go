@@ -29,7 +29,7 @@ const replayRules = `rules:
 // the state recorded at several minutes during the run (every object read
 // back right after that minute's telemetry was applied) equals
 // GET /api/snapshot at those minutes; a window replayed over the websocket
-// at 120x gives the changes sent in that window, in time order.
+// at 60x (the issue's speed) gives the changes sent in that window, in time order.
 func TestReplay(t *testing.T) {
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(rules, []byte(replayRules), 0o600); err != nil {
@@ -162,7 +162,7 @@ func TestReplay(t *testing.T) {
 		t.Errorf("no checkpoint built (%v)", n)
 	}
 
-	// Replay minutes 12..16 at 120x: the deltas are the telemetry sent in
+	// Replay minutes 12..16 at 60x: the deltas are the telemetry sent in
 	// that window (and the alert it cleared), in time order.
 	from, to := tick(12, 5).Add(5*time.Second), tick(16, 5).Add(5*time.Second)
 	u := "ws" + strings.TrimPrefix(s.url, "http") + "/ws?access_token=" + url.QueryEscape(tok)
@@ -172,7 +172,7 @@ func TestReplay(t *testing.T) {
 	}
 	defer c.Close()
 	sub := map[string]any{"op": "subscribe", "layers": []string{"vehicles", "devices", "alerts", "incidents"},
-		"bbox": []float64{106.4, 29.4, 106.7, 29.7}, "at": from.Format(time.RFC3339Nano), "speed": 120}
+		"bbox": []float64{106.4, 29.4, 106.7, 29.7}, "at": from.Format(time.RFC3339Nano), "speed": 60}
 	if err := c.WriteJSON(sub); err != nil {
 		t.Fatal(err)
 	}
