@@ -235,7 +235,29 @@ func (e *enforcer) openCase(al *twin.Feature) {
 	s.m.cases.Inc()
 	e.mu.Lock()
 	e.open[vid] = collecting{task: c.New.ID, bridge: bid, since: now}
+	fs := e.fixes[vid]
 	e.mu.Unlock()
+	// The rules write the alert after the fix that made it, and ingest may
+	// have applied the truck's next fixes, off the deck, before that: no
+	// later fix would then complete the case. Its last fix off the deck
+	// after one on it means the truck has left already.
+	if leftDeck(fs, b.Geometry) {
+		e.finish(vid, "left the deck")
+	}
+}
+
+// leftDeck reports whether the last of fs is off the deck of a bridge
+// with geometry g, after an earlier fix on it.
+func leftDeck(fs []fix, g orb.Geometry) bool {
+	if g == nil || len(fs) < 2 || sphere.PointGeometryDistance(fs[len(fs)-1].p, g) <= deckM {
+		return false
+	}
+	for _, f := range fs[:len(fs)-1] {
+		if sphere.PointGeometryDistance(f.p, g) <= deckM {
+			return true
+		}
+	}
+	return false
 }
 
 // finish fixes a collecting case's evidence from the track as it stands.

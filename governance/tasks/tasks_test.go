@@ -359,3 +359,38 @@ func TestRectificationPersonsZH(t *testing.T) {
 		t.Fatalf("persons_zh %v", f.Props.Get("persons_zh"))
 	}
 }
+
+// TestEnforcementAlertAfterTheTruckLeft: the rules write the crossing
+// alert after ingest applied the truck's fix off the deck (a burst of
+// fixes outruns the rules engine); the case completes at once instead of
+// waiting for a fix that never comes (seen as a flaky acceptance test).
+func TestEnforcementAlertAfterTheTruckLeft(t *testing.T) {
+	tw, _, s := city(t)
+	after := tw.Feed().Last()
+	drain := func() {
+		cs, err := tw.Feed().Since(after, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range cs {
+			s.Handle(&cs[i])
+			after = cs[i].Seq
+		}
+	}
+	vid := twin.NewID(twin.Vehicles, "T1")
+	for i, lon := range []float64{106.5690, 106.5710, 106.5740, 106.5770, 106.5800, 106.5830} {
+		if _, _, err := tw.ApplySample(twin.Sample{ID: vid, Time: t0.Add(time.Duration(10*i) * time.Second), HasPos: true,
+			Pos: orb.Point{lon, 29.5701}, HasSpeed: true, SpeedKmh: 36}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drain() // every fix seen before the alert
+	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Alerts, "bridge-muck.vehicles.T1.0"), Geometry: orb.Point{106.574, 29.5701},
+		Region: []string{"500000", "500103"}, Props: twin.NewProps(map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": vid.String(),
+			"target": "bridges/qiansimen", "state": "open", "regions": []any{"500000", "500103", "500105"}, "first": stamp(t0.Add(20 * time.Second))})})
+	drain()
+	cases := s.List(op("500105"), Filter{Kind: KindEnforcement})
+	if len(cases) != 1 || cases[0].Props.Get("evidence_complete") != true || trackLen(asList(cases[0].Props.Get("evidence"))) < 3 {
+		t.Fatalf("cases %d, first %v", len(cases), cases)
+	}
+}
