@@ -206,17 +206,7 @@ func TestRectification(t *testing.T) {
 
 func TestEnforcementEvidence(t *testing.T) {
 	tw, clk, s := city(t)
-	after := tw.Feed().Last()
-	drain := func() {
-		cs, err := tw.Feed().Since(after, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range cs {
-			s.Handle(&cs[i])
-			after = cs[i].Seq
-		}
-	}
+	drain := drainer(t, tw, s)
 	vid := twin.NewID(twin.Vehicles, "T1")
 	move := func(lon float64, sec int) {
 		if _, _, err := tw.ApplySample(twin.Sample{ID: vid, Time: t0.Add(time.Duration(sec) * time.Second), HasPos: true,
@@ -366,17 +356,7 @@ func TestRectificationPersonsZH(t *testing.T) {
 // waiting for a fix that never comes (seen as a flaky acceptance test).
 func TestEnforcementAlertAfterTheTruckLeft(t *testing.T) {
 	tw, _, s := city(t)
-	after := tw.Feed().Last()
-	drain := func() {
-		cs, err := tw.Feed().Since(after, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range cs {
-			s.Handle(&cs[i])
-			after = cs[i].Seq
-		}
-	}
+	drain := drainer(t, tw, s)
 	vid := twin.NewID(twin.Vehicles, "T1")
 	for i, lon := range []float64{106.5690, 106.5710, 106.5740, 106.5770, 106.5800, 106.5830} {
 		if _, _, err := tw.ApplySample(twin.Sample{ID: vid, Time: t0.Add(time.Duration(10*i) * time.Second), HasPos: true,
@@ -392,5 +372,21 @@ func TestEnforcementAlertAfterTheTruckLeft(t *testing.T) {
 	cases := s.List(op("500105"), Filter{Kind: KindEnforcement})
 	if len(cases) != 1 || cases[0].Props.Get("evidence_complete") != true || trackLen(asList(cases[0].Props.Get("evidence"))) < 3 {
 		t.Fatalf("cases %d, first %v", len(cases), cases)
+	}
+}
+
+// drainer returns a func handing s every change of tw's feed since the
+// last call (from now on), as the service's feed consumer would.
+func drainer(t *testing.T, tw *twin.Twin, s *Service) func() {
+	after := tw.Feed().Last()
+	return func() {
+		cs, err := tw.Feed().Since(after, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range cs {
+			s.Handle(&cs[i])
+			after = cs[i].Seq
+		}
 	}
 }
