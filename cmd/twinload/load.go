@@ -16,8 +16,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 // Config is one load run.
@@ -99,7 +97,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 	}
 	defer func() {
 		for _, c := range clients {
-			c.Disconnect(250)
+			c.Close()
 		}
 	}()
 	fmt.Fprintf(log, "publishing %d msgs/s for %s on %d connection(s) ...\n", cfg.Rate, cfg.Duration, cfg.Conns)
@@ -262,17 +260,16 @@ func parseCounts(r io.Reader) (counts, error) {
 	return c, sc.Err()
 }
 
-func connect(cfg Config) ([]paho.Client, error) {
-	var out []paho.Client
+// connect opens cfg.Conns publishing connections (wire.go).
+func connect(cfg Config) ([]*wireConn, error) {
+	var out []*wireConn
 	for i := range cfg.Conns {
-		c := paho.NewClient(paho.NewClientOptions().AddBroker(cfg.Broker).
-			SetClientID(fmt.Sprintf("twinload-%d-%d", time.Now().UnixNano(), i)).SetCleanSession(true).
-			SetMessageChannelDepth(10000))
-		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		c, err := dialWire(cfg.Broker, fmt.Sprintf("twinload-%d-%d", time.Now().UnixNano(), i), byte(cfg.QoS))
+		if err != nil {
 			for _, o := range out {
-				o.Disconnect(0)
+				o.Close()
 			}
-			return nil, fmt.Errorf("connect %s: %w", cfg.Broker, tok.Error())
+			return nil, err
 		}
 		out = append(out, c)
 	}
@@ -285,45 +282,34 @@ const window = 4096
 
 // publish sends cfg.Rate msgs/s round-robin over the objects for
 // cfg.Duration. Each object's ts strictly increases (internal/loadgen).
-// With QoS 1 each connection's PUBACKs are awaited on a goroutine of its
-// own, in order, and counted: acked, or failed.
-func publish(ctx context.Context, cfg Config, clients []paho.Client, names []string) (sent, acked, failed int64) {
+// Each connection flushes once per pacing tick; with QoS 1 its PUBACKs are
+// counted as they come and awaited (up to a minute) at the end: acked, or
+// failed (never acked, or not written because the connection broke).
+func publish(ctx context.Context, cfg Config, clients []*wireConn, names []string) (sent, acked, failed int64) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	bufs := make([][]byte, len(clients)) // one per connection: emit runs on its goroutine
-	var nAcked, nFailed atomic.Int64
-	toks := make([]chan paho.Token, len(clients))
-	var wg sync.WaitGroup
-	if cfg.QoS > 0 {
-		for c := range clients {
-			toks[c] = make(chan paho.Token, window)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for tok := range toks[c] {
-					if tok.WaitTimeout(time.Minute) && tok.Error() == nil {
-						nAcked.Add(1)
-					} else {
-						nFailed.Add(1)
-					}
-				}
-			}()
-		}
+	topics := make([]string, len(names))
+	for i, n := range names {
+		topics[i] = "twin/telemetry/" + n
 	}
-	sent = loadgen.Pace(ctx, len(clients), len(names), cfg.Rate, func(conn, obj int, ts int64) {
+	var notWritten atomic.Int64
+	sent = loadgen.PaceTicks(ctx, len(clients), len(names), cfg.Rate, func(conn, obj int, ts int64) {
 		bufs[conn] = appendPayload(bufs[conn][:0], ts)
-		tok := clients[conn].Publish("twin/telemetry/"+names[obj], byte(cfg.QoS), false, bytes.Clone(bufs[conn]))
-		if cfg.QoS > 0 {
-			toks[conn] <- tok
+		if err := clients[conn].Publish(topics[obj], bufs[conn]); err != nil {
+			notWritten.Add(1)
 		}
-	})
-	for _, ch := range toks {
-		if ch != nil {
-			close(ch)
+	}, func(conn int) { _ = clients[conn].Flush() })
+	if cfg.QoS == 0 {
+		for _, c := range clients {
+			c.Wait(0)
 		}
+		return sent, 0, notWritten.Load()
 	}
-	wg.Wait()
-	return sent, nAcked.Load(), nFailed.Load()
+	for _, c := range clients {
+		acked += c.Wait(time.Minute)
+	}
+	return sent, acked, sent - acked
 }
 
 // loadAvg is the 1-minute load average, or "?" off Linux.

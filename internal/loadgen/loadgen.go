@@ -19,6 +19,13 @@ type Emit func(conn, obj int, ts int64)
 // c+conns, c+2*conns, ... round-robin. Pacing follows elapsed time in 10 ms
 // ticks, so a late tick catches up instead of lowering the rate.
 func Pace(ctx context.Context, conns, objects, rate int, emit Emit) int64 {
+	return PaceTicks(ctx, conns, objects, rate, emit, nil)
+}
+
+// PaceTicks is Pace that also calls tick(conn) on connection conn's
+// goroutine after each 10 ms tick's messages, so a publisher that buffers
+// its writes can flush once per tick instead of once per message.
+func PaceTicks(ctx context.Context, conns, objects, rate int, emit Emit, tick func(conn int)) int64 {
 	var sent atomic.Int64
 	var wg sync.WaitGroup
 	for c := range conns {
@@ -34,14 +41,14 @@ func Pace(ctx context.Context, conns, objects, rate int, emit Emit) int64 {
 			defer wg.Done()
 			lastTS := make([]int64, len(mine))
 			perSec := float64(rate) / float64(conns)
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
+			ticker := time.NewTicker(10 * time.Millisecond)
+			defer ticker.Stop()
 			t0, next := time.Now(), 0
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case <-tick.C:
+				case <-ticker.C:
 				}
 				for due := int(perSec * time.Since(t0).Seconds()); next < due && ctx.Err() == nil; next++ {
 					k := next % len(mine)
@@ -49,6 +56,9 @@ func Pace(ctx context.Context, conns, objects, rate int, emit Emit) int64 {
 					lastTS[k] = ts
 					emit(c, mine[k], ts)
 					sent.Add(1)
+				}
+				if tick != nil {
+					tick(c)
 				}
 			}
 		}()
