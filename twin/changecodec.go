@@ -39,6 +39,11 @@ type logFeature struct {
 	Grid     string          `json:"grid,omitempty"`
 	Cells    []uint64        `json:"c,omitempty"`
 	Source   string          `json:"src,omitempty"`
+
+	// point is the geometry when it is a finite point (isPoint), written
+	// by appendChange without building Geometry first.
+	point   orb.Point
+	isPoint bool
 }
 
 type logSample struct {
@@ -56,13 +61,22 @@ type logSample struct {
 // carry (a NaN slipped past validation) is dropped with the error
 // reported, never blocking the log: the change is still encoded.
 func MarshalChange(c *Change) ([]byte, error) {
+	return AppendChange(make([]byte, 0, 512), c)
+}
+
+// AppendChange appends c's change log record to b (MarshalChange's
+// encoding): the leader writes every change of a record into one reused
+// buffer instead of a fresh slice per change.
+func AppendChange(b []byte, c *Change) ([]byte, error) {
 	id := c.ID()
 	lc := logChange{Seq: c.Seq, Kind: c.Kind, Time: c.Time, Layer: id.Layer, Name: id.Name}
 	if c.Kind == Upsert && c.New != nil {
 		f := c.New
 		lf := &logFeature{Props: f.Props, Version: f.Version, Updated: f.Updated, Observed: f.Observed,
 			Region: f.Region, Grid: f.Grid, Cells: f.Cells, Source: f.Source}
-		if f.Geometry != nil {
+		if p, ok := f.Geometry.(orb.Point); ok && finite(p[0]) && finite(p[1]) {
+			lf.point, lf.isPoint = p, true // written by appendChange as orb would
+		} else if f.Geometry != nil {
 			g, err := geojson.NewGeometry(f.Geometry).MarshalJSON()
 			if err != nil {
 				return nil, fmt.Errorf("twin: encode change %d geometry: %w", c.Seq, err)
@@ -75,12 +89,17 @@ func MarshalChange(c *Change) ([]byte, error) {
 		lc.Sample = &logSample{Time: s.Time, HasPos: s.HasPos, Pos: s.Pos, HasSpeed: s.HasSpeed, SpeedKmh: s.SpeedKmh,
 			HasHeading: s.HasHeading, Heading: s.Heading, Values: s.Values}
 	}
-	if b, ok := appendChange(make([]byte, 0, 512), &lc); ok {
-		return b, nil
+	b0 := len(b)
+	if out, ok := appendChange(b, &lc); ok {
+		return out, nil
 	}
-	b, err := json.Marshal(lc)
+	b = b[:b0]
+	if lc.New != nil && lc.New.isPoint {
+		lc.New.Geometry = appendPointJSON(nil, lc.New.point)
+	}
+	j, err := json.Marshal(lc)
 	if err == nil {
-		return b, nil
+		return append(b, j...), nil
 	}
 	if lc.New == nil || lc.New.Props.Len() == 0 {
 		return nil, fmt.Errorf("twin: encode change %d: %w", c.Seq, err)
@@ -96,11 +115,11 @@ func MarshalChange(c *Change) ([]byte, error) {
 		props[k] = v
 	}
 	lc.New.Props = NewProps(props)
-	b, err2 := json.Marshal(lc)
+	j, err2 := json.Marshal(lc)
 	if err2 != nil {
 		return nil, fmt.Errorf("twin: encode change %d: %w", c.Seq, err2)
 	}
-	return b, fmt.Errorf("twin: change %d: props %v dropped: %w", c.Seq, dropped, errors.Join(ErrBadData, err))
+	return append(b, j...), fmt.Errorf("twin: change %d: props %v dropped: %w", c.Seq, dropped, errors.Join(ErrBadData, err))
 }
 
 // UnmarshalChange decodes a change log record. The change's Old is nil

@@ -16,12 +16,13 @@ import (
 // encoding/json. ok is false for what it does not write itself (a
 // non-finite number): the caller then uses json.Marshal, which reports it.
 func appendChange(b []byte, lc *logChange) (_ []byte, ok bool) {
+	var tm timeMemo
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, lc.Seq, 10)
 	b = append(b, `,"k":`...)
 	b = strconv.AppendUint(b, uint64(lc.Kind), 10)
 	b = append(b, `,"t":`...)
-	if b, ok = appendTime(b, lc.Time); !ok {
+	if b, ok = tm.append(b, lc.Time); !ok {
 		return b, false
 	}
 	b = append(b, `,"l":`...)
@@ -30,7 +31,11 @@ func appendChange(b []byte, lc *logChange) (_ []byte, ok bool) {
 	b = appendString(b, lc.Name)
 	if f := lc.New; f != nil {
 		b = append(b, `,"new":{`...)
-		if len(f.Geometry) > 0 {
+		if f.isPoint {
+			b = append(b, `"g":`...)
+			b = appendPointJSON(b, f.point)
+			b = append(b, ',')
+		} else if len(f.Geometry) > 0 {
 			b = append(b, `"g":`...)
 			b = append(b, f.Geometry...)
 			b = append(b, ',')
@@ -43,11 +48,11 @@ func appendChange(b []byte, lc *logChange) (_ []byte, ok bool) {
 		b = append(b, `,"v":`...)
 		b = strconv.AppendUint(b, f.Version, 10)
 		b = append(b, `,"u":`...)
-		if b, ok = appendTime(b, f.Updated); !ok {
+		if b, ok = tm.append(b, f.Updated); !ok {
 			return b, false
 		}
 		b = append(b, `,"o":`...)
-		if b, ok = appendTime(b, f.Observed); !ok {
+		if b, ok = tm.append(b, f.Observed); !ok {
 			return b, false
 		}
 		if len(f.Region) > 0 {
@@ -82,7 +87,7 @@ func appendChange(b []byte, lc *logChange) (_ []byte, ok bool) {
 	}
 	if s := lc.Sample; s != nil {
 		b = append(b, `,"s":{"t":`...)
-		if b, ok = appendTime(b, s.Time); !ok {
+		if b, ok = tm.append(b, s.Time); !ok {
 			return b, false
 		}
 		if s.HasPos {
@@ -149,6 +154,26 @@ func appendTime(b []byte, t time.Time) ([]byte, bool) {
 	return append(b, '"'), true
 }
 
+// timeMemo writes a change's times, which are mostly one instant (the
+// change's, the state's updated and observed, the sample's): an instant
+// equal to the last one written is copied, not formatted again.
+type timeMemo struct {
+	t      time.Time
+	lo, hi int // where its text is in the record
+}
+
+func (m *timeMemo) append(b []byte, t time.Time) ([]byte, bool) {
+	if m.hi > 0 && t == m.t {
+		return append(b, b[m.lo:m.hi]...), true
+	}
+	lo := len(b)
+	b, ok := appendTime(b, t)
+	if ok {
+		m.t, m.lo, m.hi = t, lo, len(b)
+	}
+	return b, ok
+}
+
 // appendFloat writes a finite f as a JSON number (any valid number reads
 // back to the same float64).
 func appendFloat(b []byte, f float64) ([]byte, bool) {
@@ -156,6 +181,18 @@ func appendFloat(b []byte, f float64) ([]byte, bool) {
 		return b, false
 	}
 	return strconv.AppendFloat(b, f, 'g', -1, 64), true
+}
+
+// appendPointJSON writes p as a GeoJSON Point, byte for byte what orb's
+// geojson marshaller (through encoding/json) writes, without its
+// allocations: most changes are moving points, and this was a quarter of
+// MarshalChange. p's coordinates must be finite.
+func appendPointJSON(b []byte, p [2]float64) []byte {
+	b = append(b, `{"type":"Point","coordinates":[`...)
+	b = appendJSONFloat(b, p[0])
+	b = append(b, ',')
+	b = appendJSONFloat(b, p[1])
+	return append(b, "]}"...)
 }
 
 // appendString writes s as a JSON string: plain printable ASCII as it is,

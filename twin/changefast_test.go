@@ -3,9 +3,13 @@ package twin
 import (
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/paulmach/orb"
+	"github.com/paulmach/orb/geojson"
 )
 
 // TestAppendChangeAsJSON: the hand-written record decodes to exactly what
@@ -70,5 +74,57 @@ func TestAppendChangeAsJSON(t *testing.T) {
 	bad := logChange{Seq: 1, Kind: History, Time: ts, Sample: &logSample{Time: ts, SpeedKmh: math.NaN()}}
 	if _, ok := appendChange(nil, &bad); ok {
 		t.Fatal("NaN written")
+	}
+}
+
+// TestPointJSONMatchesOrb: the fast point encoding is byte for byte orb's
+// geojson marshaller (what followers and older records were written with).
+func TestPointJSONMatchesOrb(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(uint64(seed), 7))
+	pts := []orb.Point{{0, 0}, {-0.0, 1e-7}, {106.5, 29.5}, {180, -90}, {1e21, -1e-6}, {123456789.123, 5e-324}, {-179.9999999, 85.0511287798}}
+	for range 20000 {
+		var p orb.Point
+		for i := range p {
+			switch r.IntN(3) {
+			case 0:
+				p[i] = r.Float64()*360 - 180
+			case 1:
+				p[i] = math.Round((r.Float64()*360-180)*1e6) / 1e6
+			default:
+				p[i] = math.Ldexp(r.Float64(), r.IntN(200)-100)
+			}
+		}
+		pts = append(pts, p)
+	}
+	for _, p := range pts {
+		want, err := geojson.NewGeometry(p).MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendPointJSON(nil, p); string(got) != string(want) {
+			t.Fatalf("%v: got %s, orb writes %s", p, got, want)
+		}
+	}
+}
+
+// BenchmarkAppendChange: the leader's per-change cost of the change log
+// encoding, for a moving vehicle (point, props, cells, region, sample).
+func BenchmarkAppendChange(b *testing.B) {
+	now := time.Date(2026, 12, 3, 9, 0, 0, 123456789, time.UTC)
+	f := &Feature{ID: ID{Layer: "vehicles", Name: "load-42"}, Geometry: orb.Point{106.5512345, 29.5623456},
+		Props: NewProps(map[string]any{"kind": "patrol", "plate": "渝A12345", "speed_kmh": 42.5}), Version: 17,
+		Updated: now, Observed: now, Region: []string{"500000", "500103", "500103001"}, Grid: "g-12", Cells: []uint64{0x8840c9a4c5fffff}}
+	c := &Change{Seq: 123456, Kind: Upsert, Time: now, New: f,
+		Sample: &Sample{ID: f.ID, Time: now, HasPos: true, Pos: [2]float64{106.5512345, 29.5623456}, HasSpeed: true, SpeedKmh: 42.5, HasHeading: true, Heading: 90}}
+	b.ReportAllocs()
+	var buf []byte
+	for b.Loop() {
+		out, err := AppendChange(buf[:0], c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf = out
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/citytwin/citytwin/internal/loadgen"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -25,6 +26,12 @@ type Config struct {
 	Conns, QoS                    int
 	Duration, Drain               time.Duration
 	SkipRegister                  bool
+	// Jump sends every fix at a uniformly random place in the area (each
+	// vehicle teleports); without it each vehicle drives: 5-50 m from its
+	// last fix, on a heading that drifts, as trucks reporting every few
+	// seconds do. Jumping defeats the server's same-cell fast paths, so it
+	// is the worst case, not the city's.
+	Jump bool
 }
 
 // Report is what a run measured. Applied etc. are deltas of the server's
@@ -294,8 +301,18 @@ func publish(ctx context.Context, cfg Config, clients []*wireConn, names []strin
 		topics[i] = "twin/telemetry/" + n
 	}
 	var notWritten atomic.Int64
+	cars := make([]car, len(names)) // each touched only by its connection's goroutine
+	for i := range cars {
+		cars[i] = car{lon: minLon + rand.Float64()*(maxLon-minLon), lat: minLat + rand.Float64()*(maxLat-minLat), heading: rand.Float64() * 360}
+	}
 	sent = loadgen.PaceTicks(ctx, len(clients), len(names), cfg.Rate, func(conn, obj int, ts int64) {
-		bufs[conn] = appendPayload(bufs[conn][:0], ts)
+		c := &cars[obj]
+		if cfg.Jump {
+			c.lon, c.lat, c.heading = minLon+rand.Float64()*(maxLon-minLon), minLat+rand.Float64()*(maxLat-minLat), rand.Float64()*360
+		} else {
+			c.drive()
+		}
+		bufs[conn] = appendPayload(bufs[conn][:0], ts, c)
 		if err := clients[conn].Publish(topics[obj], bufs[conn]); err != nil {
 			notWritten.Add(1)
 		}
@@ -324,16 +341,33 @@ func loadAvg() string {
 	return "?"
 }
 
-func appendPayload(b []byte, ts int64) []byte {
+// car is one simulated vehicle's last fix.
+type car struct{ lon, lat, heading float64 }
+
+// drive moves c 5-50 m on a heading that drifts by up to ±30°, turning
+// back into the area at its edges.
+func (c *car) drive() {
+	c.heading = math.Mod(c.heading+rand.Float64()*60-30+360, 360)
+	d := 5 + rand.Float64()*45 // metres
+	rad := c.heading * math.Pi / 180
+	c.lat += d * math.Cos(rad) / 111320
+	c.lon += d * math.Sin(rad) / (111320 * math.Cos(c.lat*math.Pi/180))
+	if c.lon < minLon || c.lon > maxLon || c.lat < minLat || c.lat > maxLat {
+		c.lon, c.lat = min(max(c.lon, minLon), maxLon), min(max(c.lat, minLat), maxLat)
+		c.heading = math.Mod(c.heading+180, 360)
+	}
+}
+
+func appendPayload(b []byte, ts int64, c *car) []byte {
 	b = append(b, `{"ts":`...)
 	b = strconv.AppendInt(b, ts, 10)
 	b = append(b, `,"lon":`...)
-	b = strconv.AppendFloat(b, minLon+rand.Float64()*(maxLon-minLon), 'f', 6, 64)
+	b = strconv.AppendFloat(b, c.lon, 'f', 6, 64)
 	b = append(b, `,"lat":`...)
-	b = strconv.AppendFloat(b, minLat+rand.Float64()*(maxLat-minLat), 'f', 6, 64)
+	b = strconv.AppendFloat(b, c.lat, 'f', 6, 64)
 	b = append(b, `,"speed_kmh":`...)
 	b = strconv.AppendFloat(b, rand.Float64()*60, 'f', 1, 64)
 	b = append(b, `,"heading":`...)
-	b = strconv.AppendInt(b, rand.Int64N(360), 10)
+	b = strconv.AppendInt(b, int64(c.heading), 10)
 	return append(b, '}')
 }

@@ -42,6 +42,7 @@ func main() {
 	flag.IntVar(&cfg.Conns, "conns", 4, "MQTT connections to publish on")
 	flag.IntVar(&cfg.QoS, "qos", 0, "MQTT QoS for telemetry (0 or 1)")
 	flag.StringVar(&cfg.Token, "token", os.Getenv("TWIN_TOKEN"), "bearer token for the server (env TWIN_TOKEN)")
+	flag.BoolVar(&cfg.Jump, "jump", false, "mqtt: send each fix at a random place (vehicles teleport: the worst case for the server's same-cell fast paths) instead of driving 5-50 m from the last one")
 	flag.BoolVar(&cfg.SkipRegister, "skip-register", false, "assume the objects are already registered")
 	flag.DurationVar(&cfg.Drain, "drain", 10*time.Second, "how long to wait for the server to catch up after publishing")
 	mode := flag.String("mode", "mqtt", "mqtt (MQTT telemetry, the default), http (POST /api/telemetry with -fences) or resp (pipelined SET to a RESP server such as Tile38, fences by SETCHAN)")

@@ -178,22 +178,52 @@ func decodeRecord(h nats.Header, data []byte) ([]twin.Change, error) {
 // recordMsg makes the record of consecutive changes lo..hi (their
 // encodings in blobs).
 func recordMsg(blobs [][]byte, lo, hi uint64) *nats.Msg {
+	var r record
+	for i, b := range blobs {
+		r.add(lo+uint64(i), b, 0)
+	}
+	r.hi = hi
+	return r.msg()
+}
+
+// record builds one record's body as its changes are encoded: each change
+// framed by its length, written once into the body (no slice per change,
+// no copy into the message at the end).
+type record struct {
+	data   []byte // uvarint length + encoding, per change
+	first  int    // where the first change's encoding starts in data
+	n      int    // changes in the record
+	lo, hi uint64 // their seqs
+}
+
+// add appends the encoding b of change seq; hint sizes a new body.
+func (r *record) add(seq uint64, b []byte, hint int) {
+	if r.n == 0 {
+		r.data = make([]byte, 0, max(hint, len(b)+binary.MaxVarintLen32))
+		r.lo = seq
+	}
+	r.data = binary.AppendUvarint(r.data, uint64(len(b)))
+	if r.n == 0 {
+		r.first = len(r.data)
+	}
+	r.data = append(r.data, b...)
+	r.n++
+	r.hi = seq
+}
+
+// size is the body's length so far (about what the changes weigh).
+func (r *record) size() int { return len(r.data) }
+
+// msg makes the record message: a lone change as it is, several framed
+// with the record header naming their seqs.
+func (r *record) msg() *nats.Msg {
 	m := nats.NewMsg(spine.ChangeSubject)
-	if len(blobs) == 1 {
-		m.Data = blobs[0]
+	if r.n == 1 {
+		m.Data = r.data[r.first:]
 		return m
 	}
-	size := 0
-	for _, b := range blobs {
-		size += len(b) + binary.MaxVarintLen32
-	}
-	data := make([]byte, 0, size)
-	for _, b := range blobs {
-		data = binary.AppendUvarint(data, uint64(len(b)))
-		data = append(data, b...)
-	}
-	m.Data = data
-	m.Header[RecordHeader] = []string{strconv.FormatUint(lo, 10) + "-" + strconv.FormatUint(hi, 10)}
+	m.Data = r.data
+	m.Header[RecordHeader] = []string{strconv.FormatUint(r.lo, 10) + "-" + strconv.FormatUint(r.hi, 10)}
 	return m
 }
 
@@ -689,14 +719,15 @@ func (n *Node) publish(ctx context.Context) error {
 		}
 		return err
 	}
-	var blobs [][]byte
-	var lo, hi uint64
-	size := 0
+	var rec record
+	var scratch []byte // one change's encoding, reused
+	hint := 16 << 10   // the last record's size, to size the next
 	send := func() error {
-		if len(blobs) == 0 {
+		if rec.n == 0 {
 			return nil
 		}
-		m := recordMsg(blobs, lo, hi)
+		lo, hi := rec.lo, rec.hi
+		m := rec.msg()
 		m.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(expect, 10)}
 		f, err := n.js.PublishMsgAsync(m, jetstream.WithExpectStream(spine.ChangeStream), jetstream.WithStallWait(5*time.Second))
 		if err != nil {
@@ -709,7 +740,8 @@ func (n *Node) publish(ctx context.Context) error {
 			return err
 		}
 		pos = hi
-		blobs, size = blobs[:0], 0
+		hint = min(rec.size()+rec.size()/8, maxRecordBytes+maxRecordBytes/8)
+		rec = record{}
 		return nil
 	}
 	for {
@@ -719,22 +751,20 @@ func (n *Node) publish(ctx context.Context) error {
 		}
 		for i := range cs {
 			c := &cs[i]
-			b, err := twin.MarshalChange(c)
+			b, err := twin.AppendChange(scratch[:0], c)
 			if b == nil {
 				return finish(err)
 			}
+			scratch = b
 			if err != nil {
 				n.log.Error("change logged without some props", "err", err)
 			}
-			if len(blobs) > 0 && (len(blobs) == maxRecordChanges || size+len(b) > maxRecordBytes) {
+			if rec.n > 0 && (rec.n == maxRecordChanges || rec.size()+len(b) > maxRecordBytes) {
 				if err := send(); err != nil {
 					return finish(err)
 				}
 			}
-			if len(blobs) == 0 {
-				lo = c.Seq
-			}
-			blobs, hi, size = append(blobs, b), c.Seq, size+len(b)
+			rec.add(c.Seq, b, hint)
 		}
 		// What was tentative goes now: a record never waits for more.
 		if err := send(); err != nil {
