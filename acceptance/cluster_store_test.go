@@ -1,10 +1,16 @@
 package acceptance
 
 import (
+	"context"
+	"encoding/binary"
 	"fmt"
+	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/citytwin/citytwin/internal/pgtest"
 	"github.com/citytwin/citytwin/internal/tcpproxy"
@@ -121,5 +127,227 @@ func TestStoreCutTwoServers(t *testing.T) {
 	t.Logf("%d fixes: lost %d, doubled %d", vehicles*perVehicle, lost, doubled)
 	if lost != 0 || doubled != 0 {
 		t.Errorf("history after the store outage: lost %d, doubled %d of %d fixes; want 0 and 0", lost, doubled, vehicles*perVehicle)
+	}
+}
+
+// TestStoreRestartTwoServers (issue 13, "PostgreSQL restarted
+// mid-stream"): two servers of one twin (one nats-server, the test's
+// Mosquitto) take QoS 1 telemetry while their PostgreSQL server itself is
+// restarted, not just cut away as in TestStoreCutTwoServers: pg_ctl stop
+// -m fast (every session terminated, a shutdown checkpoint) or -m
+// immediate (a crash: the start replays the WAL), held down until the
+// leader's writer has failed a flush and /readyz shows the store away,
+// started again; later a back-to-back restart while changes wait to be
+// written. The restarts hit a PostgreSQL of the test's own
+// (pgtest.StartCluster), never the machine's shared one. Afterwards, read
+// from PostGIS itself: history holds every fix exactly once (lost and
+// doubled both 0), every vehicle's stored state is its last fix, nothing
+// was dead-lettered or quarantined, and both servers are ready again
+// without anyone restarting them.
+func TestStoreRestartTwoServers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the PostgreSQL restarts under two servers")
+	}
+	for _, mode := range []string{pgtest.Fast, pgtest.Immediate} {
+		t.Run(mode, func(t *testing.T) { storeRestartCheck(t, mode) })
+	}
+}
+
+func storeRestartCheck(t *testing.T, mode string) {
+	pg := pgtest.StartCluster(t)
+	u, err := url.Parse(pg.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("connect_timeout", "2")
+	u.RawQuery = q.Encode()
+	db := u.String()
+	nats := startNATS(t)
+	key := writeKey(t)
+	sfx := suffix(t)
+	o := serveOpts{mqtt: mosquitto, db: db, key: key, args: []string{"--nats", nats}}
+	a := startServer(t, o)
+	eventually(t, 30*time.Second, "A leads", func() bool { return a.metrics(t, "twin_changelog_leader")[""] == 1 })
+	b := startServer(t, o)
+	tok := a.token(t, "operator", "500000")
+
+	const vehicles, perVehicle = 10, 60
+	names := make([]string, vehicles)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	for v := range names {
+		names[v] = fmt.Sprintf("acc-pgrestart-%d-%s", v, sfx)
+		b.putVehicle(t, tok, names[v], 106.5, 29.5, nil) // through the relay
+	}
+	dead := dialMQTT(t, mosquitto)
+	dead.subscribe(t, "twin/deadletter", func(_ string, p []byte) bool { return strings.Contains(string(p), sfx) })
+	pub := newPacedPublisher(t)
+	lon := func(k int) float64 { return 106.5 + float64(k+1)*1e-5 }
+	lat := func(v int) float64 { return 29.5 + float64(v)*1e-3 }
+	ts := func(k int) time.Time { return t0.Add(time.Duration(k) * time.Second) }
+	journaled := func(s *server) int {
+		n := 0.0
+		for _, fam := range []string{"twin_journal_appended_total", "twin_journal_duplicates_total"} {
+			for _, v := range s.metrics(t, fam) {
+				n += v
+			}
+		}
+		return int(n)
+	}
+	readyChecks := func(s *server) (int, map[string]string) {
+		r := s.do(t, http.MethodGet, "/readyz", "", nil)
+		var ready struct {
+			Checks map[string]string `json:"checks"`
+		}
+		r.json(t, &ready)
+		return r.status, ready.Checks
+	}
+	down := false
+	for k := range perVehicle {
+		switch k {
+		case perVehicle / 4:
+			pub.wait(t)
+			pg.Stop(t, mode)
+			down = true
+		case perVehicle / 2:
+			pub.wait(t)
+			// Ingest went on: the fixes sent while PostgreSQL is down are
+			// in the log.
+			sent := pub.sent()
+			eventually(t, 30*time.Second, "the fixes sent while PostgreSQL is down journaled", func() bool { return journaled(a) >= sent-vehicles })
+			// The leader's writer met the stopped server, and readiness
+			// says so.
+			eventually(t, 30*time.Second, "a failed flush on the leader", func() bool {
+				return a.metrics(t, "twin_writer_flush_errors_total")[""] > 0
+			})
+			eventually(t, 30*time.Second, "/readyz 503 naming the store", func() bool {
+				st, checks := readyChecks(a)
+				return st == http.StatusServiceUnavailable && checks["store"] != "ok"
+			})
+			pg.Start(t)
+			down = false
+		case 3 * perVehicle / 4:
+			// Back to back, without waiting for the broker's PUBACKs:
+			// changes wait to be written while the server goes and comes.
+			pg.Restart(t, mode)
+		}
+		for v, n := range names {
+			pub.publish(t, "twin/telemetry/"+n, fix(ts(k), lon(k), lat(v)))
+		}
+		if down {
+			time.Sleep(100 * time.Millisecond) // a stream, not one burst, while the store is away
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	pub.wait(t)
+	if pub.sent() != vehicles*perVehicle {
+		t.Fatalf("published %d, want %d", pub.sent(), vehicles*perVehicle)
+	}
+
+	// The writer recovers by itself: both servers ready again.
+	for _, s := range []*server{a, b} {
+		eventually(t, 60*time.Second, "/readyz 200 again on "+s.url, func() bool {
+			st, _ := readyChecks(s)
+			return st == http.StatusOK
+		})
+	}
+	for v, n := range names {
+		for _, s := range []*server{a, b} {
+			eventually(t, 30*time.Second, n+" at its last fix on "+s.url, func() bool {
+				f, _ := s.get(t, tok, "vehicles", n)
+				return near(f.point(t), lon(perVehicle-1), lat(v))
+			})
+		}
+	}
+
+	// What PostGIS holds, read from PostGIS. First the writer's position:
+	// every change of the leader's feed is written.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows := func() int {
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM telemetry WHERE layer = 'vehicles' AND name = ANY($1)`, names).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	feedSeq := func() float64 {
+		var v []byte
+		if err := conn.QueryRow(ctx, `SELECT value FROM meta WHERE key = 'feed_seq'`).Scan(&v); err != nil || len(v) != 8 {
+			t.Fatalf("meta feed_seq %x: %v", v, err)
+		}
+		return float64(binary.BigEndian.Uint64(v))
+	}
+	eventually(t, 60*time.Second, "the store's feed_seq at the leader's last change", func() bool {
+		return feedSeq() == a.metrics(t, "twin_feed_last_seq")[""]
+	})
+	seen := map[string]int{}
+	hr, err := conn.Query(ctx, `SELECT name, ts FROM telemetry WHERE layer = 'vehicles' AND name = ANY($1)`, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for hr.Next() {
+		var n string
+		var at time.Time
+		if err := hr.Scan(&n, &at); err != nil {
+			t.Fatal(err)
+		}
+		seen[fmt.Sprintf("%s@%d", n, at.UnixNano())]++
+	}
+	if err := hr.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		for k := range perVehicle {
+			want[fmt.Sprintf("%s@%d", n, ts(k).UnixNano())] = true
+		}
+	}
+	lost, doubled := 0, 0
+	for key := range want {
+		if seen[key] == 0 {
+			lost++
+		}
+	}
+	for key, c := range seen {
+		if want[key] {
+			c-- // the fix itself
+		}
+		doubled += c // copies, and rows that are no fix
+	}
+	t.Logf("%d fixes published, %d history rows in PostGIS: lost %d, doubled %d", vehicles*perVehicle, rows(), lost, doubled)
+	if lost != 0 || doubled != 0 || rows() != vehicles*perVehicle {
+		t.Errorf("history after the %s restarts: %d rows for %d fixes, lost %d, doubled %d; want every fix once",
+			mode, rows(), vehicles*perVehicle, lost, doubled)
+	}
+	stored := func(n string) (lon, lat float64, observed time.Time) {
+		if err := conn.QueryRow(ctx, `SELECT ST_X(geom), ST_Y(geom), observed FROM vehicles WHERE name = $1`, n).Scan(&lon, &lat, &observed); err != nil {
+			t.Fatalf("%s in PostGIS: %v", n, err)
+		}
+		return lon, lat, observed
+	}
+	for v, n := range names {
+		eventually(t, 30*time.Second, n+" stored at its last fix", func() bool {
+			x, y, obs := stored(n)
+			return near([2]float64{x, y}, lon(perVehicle-1), lat(v)) && obs.Equal(ts(perVehicle-1))
+		})
+	}
+
+	// Nothing dead-lettered (of this test's: the broker may carry other
+	// traffic), nothing quarantined by a writer.
+	if n := len(dead.msgs); n != 0 {
+		m := <-dead.msgs
+		t.Errorf("%d dead letters for this test's vehicles, want 0; the first: %s", n, m.payload)
+	}
+	for _, s := range []*server{a, b} {
+		if q := s.metrics(t, "twin_writer_quarantined_total")[""]; q != 0 {
+			t.Errorf("%s quarantined %v rows, want 0", s.url, q)
+		}
 	}
 }

@@ -1,6 +1,8 @@
 // Package pgtest gives tests a fresh PostGIS database of their own, created
 // on the server named by TWIN_TEST_DB and dropped when the test ends, so
-// tests against real PostGIS run in parallel without sharing state.
+// tests against real PostGIS run in parallel without sharing state. A test
+// that stops or restarts PostgreSQL itself starts a server of its own
+// instead (StartCluster).
 package pgtest
 
 import (
@@ -35,9 +37,22 @@ func AdminURL() string {
 // It fails the test, with the fix, when the server is down or lacks PostGIS.
 func New(t testing.TB) string {
 	t.Helper()
+	return create(t, AdminURL(), true)
+}
+
+// New creates a database with PostGIS enabled in the cluster and returns
+// its URL. It is not dropped: the cluster goes away whole.
+func (c *Cluster) New(t testing.TB) string {
+	t.Helper()
+	return create(t, c.AdminURL(), false)
+}
+
+// create makes a twin_test_<random> database with PostGIS on the server
+// of admin, dropped at t.Cleanup when drop is set.
+func create(t testing.TB, admin string, drop bool) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin := AdminURL()
 	adb, err := sql.Open("pgx", admin)
 	if err != nil {
 		t.Fatalf("pgtest: open %s: %v", redact(admin), err)
@@ -53,6 +68,9 @@ func New(t testing.TB) string {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
 	t.Cleanup(func() {
+		if !drop {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		db, err := sql.Open("pgx", admin)
