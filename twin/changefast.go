@@ -163,7 +163,8 @@ type timeMemo struct {
 }
 
 func (m *timeMemo) append(b []byte, t time.Time) ([]byte, bool) {
-	if m.hi > 0 && t == m.t {
+	// Same instant and same zone: the text would be the same.
+	if m.hi > 0 && t.Equal(m.t) && t.Location() == m.t.Location() {
 		return append(b, b[m.lo:m.hi]...), true
 	}
 	lo := len(b)

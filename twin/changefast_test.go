@@ -83,7 +83,7 @@ func TestPointJSONMatchesOrb(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(uint64(seed), 7))
-	pts := []orb.Point{{0, 0}, {-0.0, 1e-7}, {106.5, 29.5}, {180, -90}, {1e21, -1e-6}, {123456789.123, 5e-324}, {-179.9999999, 85.0511287798}}
+	pts := []orb.Point{{0, 0}, {math.Copysign(0, -1), 1e-7}, {106.5, 29.5}, {180, -90}, {1e21, -1e-6}, {123456789.123, 5e-324}, {-179.9999999, 85.0511287798}}
 	for range 20000 {
 		var p orb.Point
 		for i := range p {

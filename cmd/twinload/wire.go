@@ -75,9 +75,13 @@ func dialWire(broker, clientID string, qos byte) (*wireConn, error) {
 	}
 	r := bufio.NewReaderSize(c, 64<<10)
 	typ, body, err := readWirePacket(r)
-	if err != nil || typ != packets.Connack || len(body) < 2 {
+	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("connect %s: no CONNACK (%v)", broker, err)
+		return nil, fmt.Errorf("connect %s: no CONNACK: %w", broker, err)
+	}
+	if typ != packets.Connack || len(body) < 2 {
+		c.Close()
+		return nil, fmt.Errorf("connect %s: no CONNACK (packet type %d)", broker, typ)
 	}
 	if body[1] != 0 {
 		c.Close()
