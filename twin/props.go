@@ -41,7 +41,8 @@ type Props struct {
 func NewProps(m map[string]any) Props { return Props{m: m} }
 
 // Value tags of the packed form. Containers carry their byte length so a
-// lookup skips them without decoding.
+// lookup skips them without decoding. The timeline stores packed forms
+// (timelinefeature.go): a tag keeps its value; add new ones at the end.
 const (
 	tagNull    byte = iota
 	tagFalse        // bool

@@ -88,6 +88,7 @@ func (s *ckptState) encode() (map[uint32][]byte, error) {
 	}
 	out := make(map[uint32][]byte, len(byCell))
 	for c, rs := range byCell {
+		slices.SortFunc(rs, cmpObject) // one order for a state, and smaller
 		b, err := twin.EncodeRecords(rs)
 		if err != nil {
 			return nil, err
@@ -179,11 +180,10 @@ func (r *Reader) Snapshot(ctx context.Context, q Query) ([]*twin.Feature, error)
 			if q.HasBBox && (!rec.HasBound || !intersects(q.BBox, rec.Bound)) {
 				continue
 			}
-			f := &twin.Feature{}
-			if err := f.UnmarshalJSON(rec.Data); err != nil {
+			f, err := rec.DecodeFeature()
+			if err != nil {
 				return nil, fmt.Errorf("timeline: snapshot %s: %w", rec.ID, err)
 			}
-			f.ID = rec.ID
 			keep(f)
 		}
 	}
@@ -221,11 +221,10 @@ func (r *Reader) buildings(ctx context.Context, q Query, at int64, keep func(*tw
 			continue // created (imported) after at, or changed in a gap of the recording
 		}
 		err = twin.DecodeRecords(v.Data, func(rec *twin.TimelineRecord) error {
-			f := &twin.Feature{}
-			if err := f.UnmarshalJSON(rec.Data); err != nil {
+			f, err := rec.DecodeFeature()
+			if err != nil || f == nil {
 				return err
 			}
-			f.ID = rec.ID
 			keep(f)
 			return nil
 		})
@@ -275,11 +274,10 @@ func (r *Reader) Changes(ctx context.Context, from, to time.Time, layers []twin.
 	for _, rec := range recs {
 		c := Change{Time: time.Unix(0, rec.Time).UTC(), Seq: rec.Seq, ID: rec.ID, Removed: rec.Removed}
 		if !rec.Removed && rec.Data != nil {
-			f := &twin.Feature{}
-			if err := f.UnmarshalJSON(rec.Data); err != nil {
+			f, err := rec.DecodeFeature()
+			if err != nil {
 				return nil, fmt.Errorf("timeline: changes %s: %w", rec.ID, err)
 			}
-			f.ID = rec.ID
 			c.Feature = f
 		}
 		out = append(out, c)

@@ -37,6 +37,7 @@
 package timeline
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -245,9 +246,7 @@ func (r *Recorder) start(ctx context.Context) error {
 	now := r.opts.Clock.Now().UnixNano()
 	for _, l := range checkpointed {
 		r.tw.Range(l, func(f *twin.Feature) bool {
-			if rec, err := record(f, max(now, twin.UnixNano(f.Updated)), r.pos); err == nil {
-				r.pending = append(r.pending, rec)
-			}
+			r.pending = append(r.pending, record(f, max(now, twin.UnixNano(f.Updated)), r.pos))
 			return true
 		})
 	}
@@ -255,16 +254,15 @@ func (r *Recorder) start(ctx context.Context) error {
 	return r.flush(ctx)
 }
 
-func record(f *twin.Feature, at int64, seq uint64) (twin.TimelineRecord, error) {
-	data, err := f.MarshalJSON()
-	if err != nil {
-		return twin.TimelineRecord{}, fmt.Errorf("timeline: encode %s: %w", f.ID, err)
-	}
-	rec := twin.TimelineRecord{Time: at, Seq: seq, ID: f.ID, Data: data}
+// record makes f's record. It holds f itself (the twin's features are
+// immutable), encoded once when the chunk is written: nothing is encoded
+// per change on the way.
+func record(f *twin.Feature, at int64, seq uint64) twin.TimelineRecord {
+	rec := twin.TimelineRecord{Time: at, Seq: seq, ID: f.ID, Feature: f}
 	if f.Geometry != nil {
 		rec.HasBound, rec.Bound = true, f.Geometry.Bound()
 	}
-	return rec, nil
+	return rec
 }
 
 // read moves feed changes into the pending records.
@@ -305,9 +303,7 @@ func (r *Recorder) add(c *twin.Change) {
 		r.version(c.New)
 		// In the change chunks too, for the websocket replay's deltas
 		// (checkpoints leave buildings out).
-		if rec, err := record(c.New, twin.UnixNano(c.New.Updated), c.Seq); err == nil {
-			r.pending = append(r.pending, rec)
-		}
+		r.pending = append(r.pending, record(c.New, twin.UnixNano(c.New.Updated), c.Seq))
 	case !isCheckpointed(id.Layer):
 		return
 	case c.Kind == twin.Remove:
@@ -318,21 +314,12 @@ func (r *Recorder) add(c *twin.Change) {
 		if at.IsZero() {
 			at = c.Time
 		}
-		rec, err := record(c.New, at.UnixNano(), c.Seq)
-		if err != nil {
-			r.log.Error("timeline: change not recorded", "err", err)
-			return
-		}
-		r.pending = append(r.pending, rec)
+		r.pending = append(r.pending, record(c.New, at.UnixNano(), c.Seq))
 	}
 }
 
 func (r *Recorder) version(f *twin.Feature) {
-	rec, err := record(f, twin.UnixNano(f.Updated), f.Version)
-	if err != nil {
-		r.log.Error("timeline: version not recorded", "err", err)
-		return
-	}
+	rec := record(f, twin.UnixNano(f.Updated), f.Version)
 	blob, err := twin.EncodeRecords([]twin.TimelineRecord{rec})
 	if err != nil {
 		r.log.Error("timeline: version not recorded", "err", err)
@@ -354,25 +341,39 @@ func floorTo(t, step int64) int64 {
 
 // flush writes the pending records (one chunk per bucket they fall in,
 // keyed by the last feed seq, so a retry rewrites the same chunks) and
-// versions, then the recorded seq.
+// versions, then the recorded seq. Each flush adds new chunks: nothing
+// stored is rewritten (a key repeats only when a failed flush is retried).
 func (r *Recorder) flush(ctx context.Context) error {
 	if len(r.pending) == 0 && len(r.versions) == 0 {
 		return r.putSeq(ctx)
 	}
 	start := time.Now()
-	byBucket := map[int64][]twin.TimelineRecord{}
-	for _, rec := range r.pending {
-		b := r.bucketOf(rec.Time)
-		byBucket[b] = append(byBucket[b], rec)
-	}
-	chunks := make([]twin.TimelineChunk, 0, len(byBucket))
-	for b, rs := range byBucket {
-		slices.SortFunc(rs, cmpRecord)
-		blob, err := twin.EncodeRecords(rs)
+	// A chunk's records: those of one object side by side (by ID, then
+	// seq), which compress to about two thirds of the size in time order,
+	// in less time; the readers order by time and seq themselves. Sorted
+	// by bucket first, a chunk is a run of pending.
+	slices.SortFunc(r.pending, func(a, b twin.TimelineRecord) int {
+		if ba, bb := r.bucketOf(a.Time), r.bucketOf(b.Time); ba != bb {
+			return cmp.Compare(ba, bb)
+		}
+		return cmpObject(a, b)
+	})
+	var chunks []twin.TimelineChunk
+	for rest := r.pending; len(rest) > 0; {
+		b := r.bucketOf(rest[0].Time)
+		n := 1
+		for n < len(rest) && r.bucketOf(rest[n].Time) == b {
+			n++
+		}
+		blob, lo, hi, err := r.encode(rest[:n])
 		if err != nil {
 			return err
 		}
-		chunks = append(chunks, twin.TimelineChunk{Bucket: b, Key: r.pos, Min: rs[0].Time, Max: rs[len(rs)-1].Time, Data: blob})
+		rest = rest[n:]
+		if blob == nil {
+			continue
+		}
+		chunks = append(chunks, twin.TimelineChunk{Bucket: b, Key: r.pos, Min: lo, Max: hi, Data: blob})
 		r.m.bytes.Add(float64(len(blob)))
 	}
 	if err := r.tl.AppendChanges(ctx, chunks); err != nil {
@@ -387,6 +388,34 @@ func (r *Recorder) flush(ctx context.Context) error {
 	r.m.flushSeconds.Observe(time.Since(start).Seconds())
 	r.pending, r.versions = r.pending[:0], r.versions[:0]
 	return r.putSeq(ctx)
+}
+
+// encode makes one chunk's blob and its time range; a record that cannot
+// be encoded (a value the encoder refuses) is left out and logged, never
+// holding the others back. blob is nil when none is left.
+func (r *Recorder) encode(rs []twin.TimelineRecord) (blob []byte, lo, hi int64, err error) {
+	blob, err = twin.EncodeRecords(rs)
+	if err != nil {
+		good := rs[:0:0]
+		for _, rec := range rs {
+			if _, err := twin.EncodeRecords([]twin.TimelineRecord{rec}); err != nil {
+				r.log.Error("timeline: change not recorded", "id", rec.ID, "seq", rec.Seq, "err", err)
+				continue
+			}
+			good = append(good, rec)
+		}
+		if rs = good; len(rs) == 0 {
+			return nil, 0, 0, nil
+		}
+		if blob, err = twin.EncodeRecords(rs); err != nil {
+			return nil, 0, 0, err
+		}
+	}
+	lo, hi = rs[0].Time, rs[0].Time
+	for _, rec := range rs[1:] {
+		lo, hi = min(lo, rec.Time), max(hi, rec.Time)
+	}
+	return blob, lo, hi, nil
 }
 
 func (r *Recorder) putSeq(ctx context.Context) error {
@@ -412,6 +441,14 @@ func cmpRecord(a, b twin.TimelineRecord) int {
 		return 1
 	}
 	return 0
+}
+
+// cmpObject orders records by object, then seq: the order of a chunk.
+func cmpObject(a, b twin.TimelineRecord) int {
+	if c := cmpID(a.ID, b.ID); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Seq, b.Seq)
 }
 
 // maxBuilds and buildBudget bound the checkpoints built per round, so
