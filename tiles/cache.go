@@ -88,6 +88,9 @@ type cache struct {
 	lru    *list.List // of *entry, most recent first
 	items  map[cacheKey]*list.Element
 	byTile map[tileKey]map[cacheKey]struct{}
+	// zooms counts the entries of each layer by zoom, so that a change
+	// skips the zooms where nothing it could drop is cached.
+	zooms map[twin.Layer]*zoomCounts
 
 	processed uint64 // feed seq up to which invalidation has been applied
 	ring      []recent
@@ -99,7 +102,7 @@ type cache struct {
 
 func newCache(maxBytes int64) *cache {
 	return &cache{max: maxBytes, lru: list.New(), items: map[cacheKey]*list.Element{},
-		byTile: map[tileKey]map[cacheKey]struct{}{}, ring: make([]recent, 0, recentSize), ringFloor: 1}
+		byTile: map[tileKey]map[cacheKey]struct{}{}, zooms: map[twin.Layer]*zoomCounts{}, ring: make([]recent, 0, recentSize), ringFloor: 1}
 }
 
 func (c *cache) get(k cacheKey) (*entry, bool) {
@@ -119,7 +122,9 @@ func (c *cache) get(k cacheKey) (*entry, bool) {
 func (c *cache) put(e *entry, seq uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e.cost() > c.max {
+	// Tiles beyond MaxZoom are never requested (ParseTilePath) nor
+	// counted (zoomCounts).
+	if e.cost() > c.max || e.key.Tile.Z > MaxZoom {
 		return false
 	}
 	if c.processed > seq {
@@ -150,6 +155,7 @@ func (c *cache) put(e *entry, seq uint64) bool {
 		c.byTile[e.key.Tile] = set
 	}
 	set[e.key] = struct{}{}
+	c.count(e, 1)
 	c.size += e.cost()
 	for c.size > c.max {
 		c.removeElement(c.lru.Back())
@@ -168,14 +174,39 @@ func (c *cache) removeElement(el *list.Element) {
 			delete(c.byTile, e.key.Tile)
 		}
 	}
+	c.count(e, -1)
 	c.size -= e.cost()
+}
+
+// zoomCounts counts the cached entries that include one layer: per zoom
+// and in all.
+type zoomCounts struct {
+	n     [MaxZoom + 1]int32
+	total int
+}
+
+// count adds d to the zoom counts of e's layers. Caller holds mu.
+func (c *cache) count(e *entry, d int32) {
+	for _, l := range e.layers {
+		zc := c.zooms[l]
+		if zc == nil {
+			zc = &zoomCounts{}
+			c.zooms[l] = zc
+		}
+		zc.n[e.key.Tile.Z] += d
+		zc.total += int(d)
+	}
 }
 
 // dropTile removes the entries of one tile that include layer l and
 // returns how many. Caller holds mu.
 func (c *cache) dropTile(t tileKey, l twin.Layer) int {
+	set := c.byTile[t]
+	if len(set) == 0 {
+		return 0
+	}
 	n := 0
-	for k := range c.byTile[t] {
+	for k := range set {
 		el := c.items[k]
 		if el.Value.(*entry).hasLayer(l) {
 			c.removeElement(el)
@@ -206,6 +237,7 @@ func (c *cache) purge() {
 	c.lru.Init()
 	c.items = map[cacheKey]*list.Element{}
 	c.byTile = map[tileKey]map[cacheKey]struct{}{}
+	c.zooms = map[twin.Layer]*zoomCounts{}
 	c.size = 0
 }
 

@@ -80,6 +80,12 @@ func (s *Server) drain() {
 }
 
 // applyChange invalidates what one change touches. Caller holds cache.mu.
+//
+// It runs once per change on the feed (every vehicle fix), so it does the
+// least work that drops exactly the tiles coverRange says each bound
+// covers: each bound is projected once (project), every zoom's tiles
+// follow by integer shifts (rangeAt), and zooms where the cache holds
+// no entry with the change's layer are skipped (there is nothing to drop).
 func (s *Server) applyChange(c *twin.Change) {
 	if c.Kind != twin.Upsert && c.Kind != twin.Remove {
 		return
@@ -89,7 +95,7 @@ func (s *Server) applyChange(c *twin.Change) {
 	s.markDirty(l)
 	r := recent{seq: c.Seq, layer: l}
 	minZ := uint8(MaxZoom)
-	for _, f := range []*twin.Feature{c.Old, c.New} {
+	for _, f := range [2]*twin.Feature{c.Old, c.New} {
 		if f == nil || f.Geometry == nil {
 			continue
 		}
@@ -101,22 +107,43 @@ func (s *Server) applyChange(c *twin.Change) {
 		return
 	}
 	s.cache.remember(r)
+	zc := s.cache.zooms[l]
+	if zc == nil || zc.total == 0 {
+		return
+	}
+	// An unmoved object (a property change) covers one bound.
+	bounds := r.bounds[:r.n]
+	if r.n == 2 && r.bounds[0] == r.bounds[1] {
+		bounds = bounds[:1]
+	}
+	var covers [2]projected
+	for i, b := range bounds {
+		covers[i] = project(b)
+	}
+	cs := covers[:len(bounds)]
 	dropped := 0
 	scanFrom := -1
 	for z := int(minZ); z <= s.opts.MaxCachedZoom; z++ {
+		if zc.n[z] == 0 {
+			continue
+		}
 		var ranges [2]tileRange
 		total := 0
-		for i, b := range r.bounds[:r.n] {
-			ranges[i] = coverRange(b, uint8(z))
+		for i := range cs {
+			ranges[i] = cs[i].rangeAt(uint8(z))
 			total += ranges[i].count()
 		}
 		if total > maxTilesPerZoom {
 			scanFrom = z
 			break
 		}
-		for _, tr := range ranges[:r.n] {
+		for i, tr := range ranges[:len(cs)] {
 			for x := tr.minX; x <= tr.maxX; x++ {
 				for y := tr.minY; y <= tr.maxY; y++ {
+					// A tile of both ranges was done with the first.
+					if i == 1 && ranges[0].contains(x, y) {
+						continue
+					}
 					dropped += s.cache.dropTile(tileKey{Z: uint8(z), X: x, Y: y}, l)
 				}
 			}
@@ -127,15 +154,17 @@ func (s *Server) applyChange(c *twin.Change) {
 			if int(t.Z) < scanFrom {
 				return false
 			}
-			for _, b := range r.bounds[:r.n] {
-				if coverRange(b, t.Z).contains(t.X, t.Y) {
+			for i := range cs {
+				if cs[i].rangeAt(t.Z).contains(t.X, t.Y) {
 					return true
 				}
 			}
 			return false
 		})
 	}
-	s.metrics.invalidated.Add(float64(dropped))
+	if dropped > 0 {
+		s.metrics.invalidated.Add(float64(dropped))
+	}
 }
 
 // tileRange is an inclusive block of tiles at one zoom.
@@ -150,7 +179,9 @@ func (t tileRange) contains(x, y uint32) bool {
 }
 
 // coverRange is the block of tiles at zoom z whose buffered area (the tile
-// plus Buffer units on each side, as built) intersects b.
+// plus Buffer units on each side, as built) intersects b. It is the
+// definition; applyChange computes the same blocks with project and
+// rangeAt, which the tests check against it.
 func coverRange(b orb.Bound, z uint8) tileRange {
 	n := math.Ldexp(1, int(z))
 	buf := float64(Buffer) / Extent
@@ -169,6 +200,88 @@ func coverRange(b orb.Bound, z uint8) tileRange {
 		maxX: clamp((b.Max[0]+180)/360*n + buf),
 		minY: clamp(mercY(b.Max[1])*n - buf),
 		maxY: clamp(mercY(b.Min[1])*n + buf),
+	}
+}
+
+// Projected coordinates are in units of one Buffer at MaxZoom, 2^-fixedBits
+// of the world: at zoom z a tile is 2^(MaxZoom-z+bufBits) units wide.
+const (
+	bufBits   = 6 // Extent/Buffer == 1<<bufBits
+	fixedBits = MaxZoom + bufBits
+)
+
+// Compile-time check that Buffer<<bufBits == Extent (each is >= the other).
+const (
+	_ uint = Extent - Buffer<<bufBits
+	_ uint = Buffer<<bufBits - Extent
+)
+
+// projected is a bound in Web Mercator, computed once per change: for each
+// edge, P = floor(f * 2^fixedBits), where f is the world fraction
+// coverRange computes for that edge ((lon+180)/360 or mercY(lat)),
+// clamped to [0, 1].
+//
+// Why rangeAt equals coverRange: at zoom z, n = 2^z, coverRange takes
+// floor(fl(f*n ± 1/64)) clamped to [0, n-1]. Clamping f to [0, 1] first
+// changes no result (below 0 both edges give tile 0, above 1 tile n-1).
+// f*n is exact (a power-of-two scaling), so the one rounding is of the
+// sum, and it cannot carry the sum up to an integer: f*n - 1/64 is exact
+// (a multiple of ulp(f*n) no larger than f*n) or in [-1/64, 0) (tile 0
+// either way); f*n + 1/64 is exact unless it carries into the next
+// binade, and then it lies within 1/64 above a power of two, nowhere near
+// the next integer. So coverRange's index is the exact floor(f*n ± 1/64)
+// = floor((f*2^(z+bufBits) ± 1) / 2^bufBits) = (A ± 1) >> bufBits, where
+// A = floor(f*2^(z+bufBits)) = P >> (MaxZoom-z) (the floor of a floor
+// divided by an integer).
+type projected struct {
+	x0, x1, y0, y1 int64 // west, east, north, south edges
+	// nan: a coordinate is NaN (the twin accepts none); rangeAt then
+	// falls back to coverRange, whose result for NaN is the platform's
+	// float-to-integer conversion.
+	nan bool
+	b   orb.Bound
+}
+
+// project projects b once for rangeAt at every zoom.
+func project(b orb.Bound) projected {
+	north := mercY(b.Max[1])
+	south := north // a point, or a horizontal line
+	if b.Min[1] != b.Max[1] {
+		south = mercY(b.Min[1])
+	}
+	p := projected{b: b}
+	p.x0, p.nan = toFixed((b.Min[0]+180)/360, p.nan)
+	p.x1, p.nan = toFixed((b.Max[0]+180)/360, p.nan)
+	p.y0, p.nan = toFixed(north, p.nan)
+	p.y1, p.nan = toFixed(south, p.nan)
+	return p
+}
+
+// toFixed is floor(f * 2^fixedBits) with f clamped to [0, 1]; nan is
+// set when f is NaN.
+func toFixed(f float64, nan bool) (int64, bool) {
+	if math.IsNaN(f) {
+		return 0, true
+	}
+	f = max(0, min(1, f))
+	return int64(math.Floor(f * (1 << fixedBits))), nan
+}
+
+// rangeAt is coverRange(p's bound, z).
+func (p *projected) rangeAt(z uint8) tileRange {
+	if p.nan {
+		return coverRange(p.b, z)
+	}
+	shift := MaxZoom - uint(z)
+	last := int64(1)<<z - 1
+	tile := func(a int64) uint32 {
+		return uint32(max(0, min(last, a>>bufBits)))
+	}
+	return tileRange{
+		minX: tile(p.x0>>shift - 1),
+		maxX: tile(p.x1>>shift + 1),
+		minY: tile(p.y0>>shift - 1),
+		maxY: tile(p.y1>>shift + 1),
 	}
 }
 
