@@ -94,14 +94,13 @@ func (s *Server) applyChange(c *twin.Change) {
 	s.memo.forget(c.Old)
 	s.markDirty(l)
 	r := recent{seq: c.Seq, layer: l}
-	minZ := uint8(MaxZoom)
-	for _, f := range [2]*twin.Feature{c.Old, c.New} {
+	placed := [2]*twin.Feature{c.Old, c.New}
+	for _, f := range placed {
 		if f == nil || f.Geometry == nil {
 			continue
 		}
 		r.bounds[r.n] = f.Geometry.Bound()
 		r.n++
-		minZ = min(minZ, minZoomFor(f))
 	}
 	if r.n == 0 {
 		return
@@ -110,6 +109,12 @@ func (s *Server) applyChange(c *twin.Change) {
 	zc := s.cache.zooms[l]
 	if zc == nil || zc.total == 0 {
 		return
+	}
+	minZ := uint8(MaxZoom)
+	for _, f := range placed {
+		if f != nil && f.Geometry != nil {
+			minZ = min(minZ, minZoomFor(f))
+		}
 	}
 	// An unmoved object (a property change) covers one bound.
 	bounds := r.bounds[:r.n]

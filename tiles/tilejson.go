@@ -21,11 +21,15 @@ type layerBounds struct {
 	clean bool
 }
 
+// markDirty forgets the data extent and fields of layer l. Called for
+// every change of the layer (each vehicle fix).
 func (s *Server) markDirty(l twin.Layer) {
 	s.boundsMu.Lock()
-	lb := s.bounds[l]
-	lb.clean = false
-	s.bounds[l] = lb
+	// Only a clean extent needs a write: a missing one reads as dirty.
+	if lb, ok := s.bounds[l]; ok && lb.clean {
+		lb.clean = false
+		s.bounds[l] = lb
+	}
 	s.boundsMu.Unlock()
 	s.fieldsDirty(l)
 }
