@@ -134,6 +134,7 @@ func (o *Options) defaults() {
 	if o.MaxPending <= 0 {
 		o.MaxPending = 1 << 18
 	}
+	o.MaxPending = min(o.MaxPending, 1<<30) // indexes in int32 (chunkKey)
 	if o.BuildEvery <= 0 {
 		o.BuildEvery = 10 * time.Second
 	}
@@ -161,6 +162,7 @@ type Recorder struct {
 	// Owned by Run.
 	pos       uint64
 	pending   []twin.TimelineRecord
+	order     []chunkKey // flush's scratch: pending's chunk order
 	versions  []twin.TimelineVersion
 	seen      map[twin.ID]struct{} // buildings whose previous version is recorded
 	cache     *ckptState           // the last checkpoint built or read
@@ -352,12 +354,7 @@ func (r *Recorder) flush(ctx context.Context) error {
 	// seq), which compress to about two thirds of the size in time order,
 	// in less time; the readers order by time and seq themselves. Sorted
 	// by bucket first, a chunk is a run of pending.
-	slices.SortFunc(r.pending, func(a, b twin.TimelineRecord) int {
-		if ba, bb := r.bucketOf(a.Time), r.bucketOf(b.Time); ba != bb {
-			return cmp.Compare(ba, bb)
-		}
-		return cmpObject(a, b)
-	})
+	r.sortPending()
 	var chunks []twin.TimelineChunk
 	for rest := r.pending; len(rest) > 0; {
 		b := r.bucketOf(rest[0].Time)
@@ -388,6 +385,54 @@ func (r *Recorder) flush(ctx context.Context) error {
 	r.m.flushSeconds.Observe(time.Since(start).Seconds())
 	r.pending, r.versions = r.pending[:0], r.versions[:0]
 	return r.putSeq(ctx)
+}
+
+// chunkKey is a pending record's bucket and index, sorted in its place:
+// no pointers, so the sort's swaps are 12 bytes without write barriers
+// (sorting the 128-byte records themselves was a third of the recorder's
+// CPU in a server at 14k msgs/s).
+type chunkKey struct {
+	bucket int64
+	i      int32 // < Options.MaxPending
+}
+
+// sortPending puts the pending records in chunk order: by bucket, ID,
+// seq. Each record moves once.
+func (r *Recorder) sortPending() {
+	ps := r.pending
+	keys := r.order[:0]
+	for i := range ps {
+		keys = append(keys, chunkKey{bucket: r.bucketOf(ps[i].Time), i: int32(i)})
+	}
+	slices.SortFunc(keys, func(a, b chunkKey) int {
+		if a.bucket != b.bucket {
+			return cmp.Compare(a.bucket, b.bucket)
+		}
+		x, y := &ps[a.i], &ps[b.i]
+		if c := cmpID(x.ID, y.ID); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Seq, y.Seq)
+	})
+	// Position p takes the record at keys[p].i: follow each cycle of that
+	// permutation once, marking the positions done.
+	for start := range keys {
+		if keys[start].i < 0 {
+			continue
+		}
+		tmp := ps[start]
+		for j := start; ; {
+			k := int(keys[j].i)
+			keys[j].i = -1
+			if k == start {
+				ps[j] = tmp
+				break
+			}
+			ps[j] = ps[k]
+			j = k
+		}
+	}
+	r.order = keys
 }
 
 // encode makes one chunk's blob and its time range; a record that cannot
@@ -443,7 +488,8 @@ func cmpRecord(a, b twin.TimelineRecord) int {
 	return 0
 }
 
-// cmpObject orders records by object, then seq: the order of a chunk.
+// cmpObject orders records by object, then seq: the order of a chunk's
+// records (sortPending) and a checkpoint cell's.
 func cmpObject(a, b twin.TimelineRecord) int {
 	if c := cmpID(a.ID, b.ID); c != 0 {
 		return c

@@ -1,0 +1,45 @@
+package timeline
+
+import (
+	"testing"
+
+	"github.com/citytwin/citytwin/twin"
+)
+
+// TestSortPending: the chunk order holds every pending record once, by
+// bucket, then each object's records side by side by seq, objects by ID
+// (twice, the second time with the scratch of the first).
+func TestSortPending(t *testing.T) {
+	r, err := NewRecorder(twin.New(twin.Options{}), &sinkStore{}, Options{Bucket: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round, n := range []int{1000, 300} {
+		r.pending = r.pending[:0]
+		for i := range n {
+			id := twin.NewID(twin.Vehicles, string(rune('a'+(i*5+round)%7)))
+			if i%3 == 0 {
+				id.Layer = twin.Devices
+			}
+			r.pending = append(r.pending, twin.TimelineRecord{Time: int64((i * 37) % 50), Seq: uint64(n - i), ID: id})
+		}
+		r.sortPending()
+		seen := map[uint64]bool{}
+		for i, rec := range r.pending {
+			if seen[rec.Seq] {
+				t.Fatalf("round %d: seq %d twice", round, rec.Seq)
+			}
+			seen[rec.Seq] = true
+			if i == 0 {
+				continue
+			}
+			prev := &r.pending[i-1]
+			if pb, b := r.bucketOf(prev.Time), r.bucketOf(rec.Time); pb > b || pb == b && cmpObject(*prev, rec) >= 0 {
+				t.Fatalf("round %d: %s seq %d (bucket %d) after %s seq %d (bucket %d)", round, rec.ID, rec.Seq, b, prev.ID, prev.Seq, pb)
+			}
+		}
+		if len(seen) != n {
+			t.Fatalf("round %d: %d records, want %d", round, len(seen), n)
+		}
+	}
+}
