@@ -41,6 +41,7 @@ type Options struct {
 // figures); Series reads them (on any server: from the store, plus what
 // this server's consumer has not flushed yet).
 type Service struct {
+	scan []twin.Change // the last read from the feed, reused for the next (Feed.SinceAppend)
 	tw   *twin.Twin
 	st   twin.IndicatorStore
 	opts Options
@@ -207,7 +208,8 @@ func (s *Service) close() {
 func (s *Service) drain() {
 	for {
 		s.mu.Lock()
-		cs, err := s.tw.Feed().Since(s.after, 2048)
+		cs, err := s.tw.Feed().SinceAppend(s.scan[:0], s.after, 2048)
+		s.scan = cs
 		if errors.Is(err, twin.ErrTooOld) {
 			// Cut loose (hung for long): the changes are gone, the objects
 			// are not; reconciling counts what they record.

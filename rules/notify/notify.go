@@ -56,6 +56,7 @@ type Options struct {
 // Notifier follows the feed and publishes alerts. Make it with New, start
 // it with Run.
 type Notifier struct {
+	scan  []twin.Change // the last read from the feed, reused for the next (Feed.SinceAppend)
 	tw    *twin.Twin
 	opts  Options
 	log   *slog.Logger
@@ -175,7 +176,8 @@ func (n *Notifier) Drain(ctx context.Context) int {
 
 func (n *Notifier) drain(ctx context.Context) {
 	for ctx.Err() == nil {
-		cs, err := n.tw.Feed().Since(n.after, 1024)
+		cs, err := n.tw.Feed().SinceAppend(n.scan[:0], n.after, 1024)
+		n.scan = cs
 		if errors.Is(err, twin.ErrTooOld) {
 			n.m.resyncs.Inc()
 			n.log.Warn("notify: fell behind the feed; republishing every alert that changed meanwhile")

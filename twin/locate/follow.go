@@ -25,6 +25,7 @@ import (
 // the same way but nothing is re-placed (SetPlacing(false)): the leader
 // re-places and the change log brings its upserts.
 type Follower struct {
+	scan    []twin.Change // the last read from the feed, reused for the next (Feed.SinceAppend)
 	l       *Locator
 	tw      *twin.Twin
 	log     *slog.Logger
@@ -66,7 +67,8 @@ func (fl *Follower) Run(ctx context.Context) error {
 func (fl *Follower) drain() int {
 	n := 0
 	for {
-		cs, err := fl.tw.Feed().Since(fl.after, 4096)
+		cs, err := fl.tw.Feed().SinceAppend(fl.scan[:0], fl.after, 4096)
+		fl.scan = cs
 		if errors.Is(err, twin.ErrTooOld) {
 			// Missed changes: the skeleton may have changed; rebuild and
 			// re-place everything.

@@ -5,9 +5,10 @@
 // Batching: upserts are coalesced to the latest state per object, deletes
 // are remembered per object, and telemetry samples (Change.Sample of Upsert
 // and History changes) are appended in order. A batch is flushed
-// FlushInterval after the previous flush ended, or earlier once MaxBatch
-// items are pending: under load the store sees one big batch per interval
-// (for boltstore one transaction, one fsync), not a stream of small ones.
+// FlushInterval after the previous flush ended (BusyInterval after a big
+// one), or earlier once MaxBatch items are pending: under load the store
+// sees one big batch per interval (for boltstore one transaction, one
+// fsync), not a stream of small ones.
 // With the flush the last persisted feed sequence is stored in meta key
 // "feed_seq" (in the same transaction when the store is a BatchWriter).
 //
@@ -56,7 +57,16 @@ var ErrStopped = errors.New("writer: stopped")
 // Options configure a Writer. Zero values take defaults.
 type Options struct {
 	FlushInterval time.Duration // default 200ms
-	BatchSize     int           // items per store call for stores that are not BatchWriters; default 5000
+	// BusyInterval replaces FlushInterval after a flush of at least
+	// BusyItems items (default 1 s after 2,000): under a stream of
+	// telemetry a longer wait coalesces more states per object (a vehicle
+	// reporting 5 times a second is written once, not 5 times) and pays one
+	// transaction instead of five, while a quiet twin is still persisted
+	// within FlushInterval. Acknowledged telemetry does not wait for the
+	// store (the change log holds it), so only the store's lag grows.
+	BusyInterval time.Duration
+	BusyItems    int
+	BatchSize    int // items per store call for stores that are not BatchWriters; default 5000
 	// MaxBatch flushes before FlushInterval is up once this many items are
 	// pending; default 1<<18 (at 50,000 msgs/s a 200 ms batch is ~20,000).
 	MaxBatch     int
@@ -79,6 +89,13 @@ type Options struct {
 func (o *Options) defaults() {
 	if o.FlushInterval <= 0 {
 		o.FlushInterval = 200 * time.Millisecond
+	}
+	if o.BusyInterval <= 0 {
+		o.BusyInterval = time.Second
+	}
+	o.BusyInterval = max(o.BusyInterval, o.FlushInterval)
+	if o.BusyItems <= 0 {
+		o.BusyItems = 2000
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 5000
@@ -126,6 +143,7 @@ type BatchWriter interface {
 // Writer moves feed changes into a store. Run owns all batch state; Flush
 // and the metrics are safe to use from other goroutines.
 type Writer struct {
+	scan []twin.Change // the last read from the feed, reused for the next (Feed.SinceAppend)
 	tw   *twin.Twin
 	st   twin.Store
 	opts Options
@@ -249,6 +267,7 @@ func (w *Writer) run(ctx context.Context) error {
 	var retryAt time.Time
 	backoff := w.opts.RetryMin
 	attempt := func(ctx context.Context) error {
+		n := w.pending()
 		if err := w.flush(ctx); err != nil {
 			retryAt = time.Now().Add(backoff)
 			tick.Reset(backoff)
@@ -258,7 +277,11 @@ func (w *Writer) run(ctx context.Context) error {
 			return err
 		}
 		retryAt, backoff = time.Time{}, w.opts.RetryMin
-		tick.Reset(w.opts.FlushInterval)
+		if n >= w.opts.BusyItems {
+			tick.Reset(w.opts.BusyInterval)
+		} else {
+			tick.Reset(w.opts.FlushInterval)
+		}
 		return nil
 	}
 	for {
@@ -349,7 +372,8 @@ func (w *Writer) read() {
 		if room <= 0 {
 			return
 		}
-		cs, err := w.tw.Feed().Since(w.pos, min(room, w.opts.BatchSize))
+		cs, err := w.tw.Feed().SinceAppend(w.scan[:0], w.pos, min(room, w.opts.BatchSize))
+		w.scan = cs
 		if errors.Is(err, twin.ErrTooOld) {
 			w.resync()
 			continue
