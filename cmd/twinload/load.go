@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -56,6 +57,9 @@ type Report struct {
 	// LoadBefore and LoadAfter are the machine's 1-minute load average
 	// (/proc/loadavg) when publishing started and when the server caught up.
 	LoadBefore, LoadAfter string
+	// ToolCPU is this process's own CPU (user + system) while publishing:
+	// on a shared machine the load tool's share is part of the figure.
+	ToolCPU time.Duration
 }
 
 // Processed is every message the server accounted for.
@@ -109,9 +113,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 	}()
 	fmt.Fprintf(log, "publishing %d msgs/s for %s on %d connection(s) ...\n", cfg.Rate, cfg.Duration, cfg.Conns)
 	rep.LoadBefore = loadAvg()
-	start := time.Now()
+	start, cpu0 := time.Now(), selfCPU()
 	rep.Published, rep.Acked, rep.PubErrors = publish(ctx, cfg, clients, names)
-	rep.PublishTime = time.Since(start)
+	rep.PublishTime, rep.ToolCPU = time.Since(start), selfCPU()-cpu0
 
 	// Wait until the server's counters stop moving (it has caught up).
 	last, lastChange := before, time.Now()
@@ -327,6 +331,15 @@ func publish(ctx context.Context, cfg Config, clients []*wireConn, names []strin
 		acked += c.Wait(time.Minute)
 	}
 	return sent, acked, sent - acked
+}
+
+// selfCPU is the CPU time this process has used (0 where getrusage fails).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // loadAvg is the 1-minute load average, or "?" off Linux.

@@ -92,6 +92,9 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "not settled  %d not yet seen by the server when -drain ran out (still catching up: not a loss figure); broker dropped %d\n", r.Lost(), r.BrokerDropped)
 	}
 	fmt.Fprintf(w, "load average %s before, %s after (1 min)\n", r.LoadBefore, r.LoadAfter)
+	if r.Published > 0 && r.ToolCPU > 0 {
+		fmt.Fprintf(w, "tool CPU     %.2f s publishing (%.1f us per message)\n", r.ToolCPU.Seconds(), float64(r.ToolCPU.Microseconds())/float64(r.Published))
+	}
 }
 
 func rate(n int64, d time.Duration) float64 {

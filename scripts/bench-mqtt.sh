@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# bench-mqtt.sh BIN: the README's MQTT QoS 1 ingest figure (issue 13 item 5).
+# One `BIN serve` as `make run` starts it (embedded NATS JetStream log,
+# embedded store) takes telemetry from a Mosquitto of its own with default
+# settings (only a listener on a free port) over MQTT 5 subscriber
+# connections; twinload registers the vehicles, publishes QoS 1 (each
+# message counted once the broker PUBACKs it) and reads the server's
+# counters until it has caught up. Prints twinload's report, then the CPU
+# seconds the server and Mosquitto used over the whole run (from /proc,
+# registration included) and per message published. Asserts nothing.
+#   BENCH_RATE=31000 BENCH_DURATION=20s BENCH_OBJECTS=5000
+#   BENCH_PUB_CONNS=8 (publisher connections) BENCH_SUB_CONNS=4 (--mqtt-connections)
+#   BENCH_TWINLOAD="-jump" (more twinload flags) BENCH_SERVE_ARGS="--pprof 127.0.0.1:6060"
+#   BENCH_KEEP=1 (keep the temp directory and its logs)
+set -euo pipefail
+BIN=${1:?usage: bench-mqtt.sh path/to/twin}
+GO=${GO:-go}
+RATE=${BENCH_RATE:-31000}
+DURATION=${BENCH_DURATION:-20s}
+OBJECTS=${BENCH_OBJECTS:-5000}
+PUB=${BENCH_PUB_CONNS:-8}
+SUB=${BENCH_SUB_CONNS:-4}
+
+dir=$(mktemp -d /tmp/citytwin-mqtt-XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $dir"; else rm -rf "$dir"; fi
+}
+trap cleanup EXIT INT TERM
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# cpu PID: the process's CPU seconds so far (user + system).
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/hz}' "/proc/$1/stat"; }
+
+"$GO" build -o "$dir/twinload" ./cmd/twinload
+
+mport=$(port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mport" >"$dir/mosquitto.conf"
+mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
+mpid=$!
+pids+=("$mpid")
+head -c 48 /dev/urandom >"$dir/auth.key"
+hport=$(port)
+# shellcheck disable=SC2086 # BENCH_SERVE_ARGS is a list of flags
+"$BIN" serve --listen "127.0.0.1:$hport" --data "$dir/data" --auth-key "$dir/auth.key" \
+	--mqtt "tcp://127.0.0.1:$mport" --mqtt-connections "$SUB" --log-level warn ${BENCH_SERVE_ARGS:-} >"$dir/server.log" 2>&1 &
+spid=$!
+pids+=("$spid")
+for _ in $(seq 1 240); do
+	if curl -fsS "http://127.0.0.1:$hport/readyz" >/dev/null 2>&1; then break; fi
+	if ! kill -0 "$spid" 2>/dev/null; then echo "server exited:"; tail -20 "$dir/server.log"; exit 1; fi
+	sleep 0.5
+done
+TWIN_TOKEN=$("$BIN" token --role operator --region 500000 --auth-key "$dir/auth.key" | awk '{print $NF}' | tail -1)
+export TWIN_TOKEN
+
+s0=$(cpu "$spid"); m0=$(cpu "$mpid")
+echo "== twinload -qos 1 -conns $PUB -objects $OBJECTS -rate $RATE -duration $DURATION; server --mqtt-connections $SUB"
+echo "before: $(uptime)"
+# shellcheck disable=SC2086 # BENCH_TWINLOAD is a list of flags
+"$dir/twinload" -broker "tcp://127.0.0.1:$mport" -server "http://127.0.0.1:$hport" -qos 1 -conns "$PUB" \
+	-objects "$OBJECTS" -rate "$RATE" -duration "$DURATION" -drain 60s ${BENCH_TWINLOAD:-} | tee "$dir/report.txt"
+echo "after:  $(uptime)"
+s1=$(cpu "$spid"); m1=$(cpu "$mpid")
+n=$(awk '/^published/ {print $2}' "$dir/report.txt")
+awk -v s="$s0" -v S="$s1" -v m="$m0" -v M="$m1" -v n="$n" 'BEGIN {
+	printf "server CPU   %.2f s (%.1f us per message)\n", S-s, (S-s)*1e6/n
+	printf "broker CPU   %.2f s (%.1f us per message)\n", M-m, (M-m)*1e6/n
+}'
+if grep -q 'level=ERROR' "$dir/server.log"; then echo "server errors:"; grep 'level=ERROR' "$dir/server.log" | cut -c1-300 | sort | uniq -c | head; fi
