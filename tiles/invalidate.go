@@ -51,7 +51,8 @@ func (s *Server) drain() {
 		s.cache.mu.Lock()
 		after := s.cache.processed
 		s.cache.mu.Unlock()
-		changes, err := feed.Since(after, drainBatch)
+		changes, err := feed.SinceAppend(s.scan[:0], after, drainBatch)
+		s.scan = changes
 		if errors.Is(err, twin.ErrTooOld) {
 			last := feed.Last()
 			s.cache.mu.Lock()

@@ -102,6 +102,7 @@ const (
 
 // Server builds, caches and serves tiles. Safe for concurrent use.
 type Server struct {
+	scan     []twin.Change // drain's last read from the feed, reused (under drainMu)
 	opts     Options
 	tw       *twin.Twin
 	cache    *cache

@@ -68,32 +68,73 @@ func MarshalChange(c *Change) ([]byte, error) {
 // encoding): the leader writes every change of a record into one reused
 // buffer instead of a fresh slice per change.
 func AppendChange(b []byte, c *Change) ([]byte, error) {
+	// The record's parts live on the stack (appendChange keeps no
+	// pointer to them); only a change it cannot write itself takes the
+	// slow path, which builds its own.
+	var lf logFeature
+	var ls logSample
+	lc, hasNew, hasSample, err := fillLogChange(c, &lf, &ls)
+	if err != nil {
+		return nil, err
+	}
+	var f *logFeature
+	var s *logSample
+	if hasNew {
+		f = &lf
+	}
+	if hasSample {
+		s = &ls
+	}
+	if out, ok := appendChangeParts(b, &lc, f, s); ok {
+		return out, nil
+	}
+	return appendChangeJSON(b, c)
+}
+
+// fillLogChange makes c's record envelope and fills lf with its state and
+// ls with its sample when it has them; the envelope does not point to them
+// (the caller does, so that the fast path's parts stay on its stack).
+func fillLogChange(c *Change, lf *logFeature, ls *logSample) (lc logChange, hasNew, hasSample bool, err error) {
 	id := c.ID()
-	lc := logChange{Seq: c.Seq, Kind: c.Kind, Time: c.Time, Layer: id.Layer, Name: id.Name}
+	lc = logChange{Seq: c.Seq, Kind: c.Kind, Time: c.Time, Layer: id.Layer, Name: id.Name}
 	if c.Kind == Upsert && c.New != nil {
 		f := c.New
-		lf := &logFeature{Props: f.Props, Version: f.Version, Updated: f.Updated, Observed: f.Observed,
+		*lf = logFeature{Props: f.Props, Version: f.Version, Updated: f.Updated, Observed: f.Observed,
 			Region: f.Region, Grid: f.Grid, Cells: f.Cells, Source: f.Source}
 		if p, ok := f.Geometry.(orb.Point); ok && finite(p[0]) && finite(p[1]) {
 			lf.point, lf.isPoint = p, true // written by appendChange as orb would
 		} else if f.Geometry != nil {
-			g, err := geojson.NewGeometry(f.Geometry).MarshalJSON()
-			if err != nil {
-				return nil, fmt.Errorf("twin: encode change %d geometry: %w", c.Seq, err)
+			g, gerr := geojson.NewGeometry(f.Geometry).MarshalJSON()
+			if gerr != nil {
+				return lc, false, false, fmt.Errorf("twin: encode change %d geometry: %w", c.Seq, gerr)
 			}
 			lf.Geometry = g
 		}
-		lc.New = lf
+		hasNew = true
 	}
 	if s := c.Sample; s != nil {
-		lc.Sample = &logSample{Time: s.Time, HasPos: s.HasPos, Pos: s.Pos, HasSpeed: s.HasSpeed, SpeedKmh: s.SpeedKmh,
+		*ls = logSample{Time: s.Time, HasPos: s.HasPos, Pos: s.Pos, HasSpeed: s.HasSpeed, SpeedKmh: s.SpeedKmh,
 			HasHeading: s.HasHeading, Heading: s.Heading, Values: s.Values}
+		hasSample = true
 	}
-	b0 := len(b)
-	if out, ok := appendChange(b, &lc); ok {
-		return out, nil
+	return lc, hasNew, hasSample, nil
+}
+
+// appendChangeJSON is AppendChange through encoding/json, for what
+// appendChange does not write (a non-finite number): json reports it, and
+// a prop JSON cannot carry is dropped with the error returned.
+func appendChangeJSON(b []byte, c *Change) ([]byte, error) {
+	lf, ls := new(logFeature), new(logSample)
+	lc, hasNew, hasSample, err := fillLogChange(c, lf, ls)
+	if err != nil {
+		return nil, err
 	}
-	b = b[:b0]
+	if hasNew {
+		lc.New = lf
+	}
+	if hasSample {
+		lc.Sample = ls
+	}
 	if lc.New != nil && lc.New.isPoint {
 		lc.New.Geometry = appendPointJSON(nil, lc.New.point)
 	}

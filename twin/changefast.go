@@ -15,7 +15,14 @@ import (
 // which the leader runs once per change. Only the props go through
 // encoding/json. ok is false for what it does not write itself (a
 // non-finite number): the caller then uses json.Marshal, which reports it.
-func appendChange(b []byte, lc *logChange) (_ []byte, ok bool) {
+func appendChange(b []byte, lc *logChange) ([]byte, bool) {
+	return appendChangeParts(b, lc, lc.New, lc.Sample)
+}
+
+// appendChangeParts is appendChange with the record's state and sample
+// given apart from the envelope (whose New and Sample it ignores), so a
+// caller's parts on the stack stay there.
+func appendChangeParts(b []byte, lc *logChange, f *logFeature, s *logSample) (_ []byte, ok bool) {
 	var tm timeMemo
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, lc.Seq, 10)
@@ -29,7 +36,7 @@ func appendChange(b []byte, lc *logChange) (_ []byte, ok bool) {
 	b = appendString(b, string(lc.Layer))
 	b = append(b, `,"n":`...)
 	b = appendString(b, lc.Name)
-	if f := lc.New; f != nil {
+	if f != nil {
 		b = append(b, `,"new":{`...)
 		if f.isPoint {
 			b = append(b, `"g":`...)
@@ -85,7 +92,7 @@ func appendChange(b []byte, lc *logChange) (_ []byte, ok bool) {
 		}
 		b = append(b, '}')
 	}
-	if s := lc.Sample; s != nil {
+	if s != nil {
 		b = append(b, `,"s":{"t":`...)
 		if b, ok = tm.append(b, s.Time); !ok {
 			return b, false

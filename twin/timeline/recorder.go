@@ -152,6 +152,7 @@ var ErrNoTimeline = errors.New("timeline: the store keeps no timeline")
 // Recorder writes the live layers' changes to the store's timeline and
 // builds its checkpoints. Create with NewRecorder, start with Run.
 type Recorder struct {
+	scan []twin.Change // the last read from the feed, reused for the next (Feed.SinceAppend)
 	tw   *twin.Twin
 	st   twin.Store
 	tl   twin.Timeline
@@ -271,7 +272,8 @@ func record(f *twin.Feature, at int64, seq uint64) twin.TimelineRecord {
 func (r *Recorder) read(cur *twin.Cursor) {
 	defer cur.Done(r.pos)
 	for len(r.pending) < r.opts.MaxPending {
-		cs, err := r.tw.Feed().Since(r.pos, 4096)
+		cs, err := r.tw.Feed().SinceAppend(r.scan[:0], r.pos, 4096)
+		r.scan = cs
 		if errors.Is(err, twin.ErrTooOld) {
 			// Cut loose by the feed: same as a gap at start.
 			r.log.Error("timeline fell out of the feed window; versions of the gap are lost", "from_seq", r.pos)
