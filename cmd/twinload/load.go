@@ -50,6 +50,11 @@ type Report struct {
 	// BrokerDropped is the rise of the server's twin_broker_dropped_total
 	// (the broker's own $SYS drop counter) over the run.
 	BrokerDropped int64
+	// Journaled and JournalDup are the rise of the server's mqtt journal
+	// counters (in the log / already there): with Processed they tell
+	// whether a lost message never reached the server or was lost after
+	// the log took it.
+	Journaled, JournalDup int64
 	// Settled is true when the server's counters stopped moving before
 	// the drain deadline: only then is Lost final (else the server was
 	// still working through its backlog).
@@ -143,6 +148,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 	rep.Duplicate = last.duplicate - before.duplicate
 	rep.Deadletter = last.deadletter - before.deadletter
 	rep.BrokerDropped = last.dropped - before.dropped
+	rep.Journaled = last.journaled - before.journaled
+	rep.JournalDup = last.journalDup - before.journalDup
 	return rep, nil
 }
 
@@ -204,8 +211,10 @@ func put(ctx context.Context, hc *http.Client, cfg Config, name, body string) er
 	return nil
 }
 
-// counts are the server's mqtt ingest counters and the broker's drops.
-type counts struct{ applied, history, duplicate, deadletter, dropped int64 }
+// counts are the server's mqtt ingest counters, the broker's drops, and
+// the mqtt messages the server's journal took (stored in the log) or
+// found there already (a loss is then placed: before the log, or after).
+type counts struct{ applied, history, duplicate, deadletter, dropped, journaled, journalDup int64 }
 
 func (c counts) total() int64 { return c.applied + c.history + c.duplicate + c.deadletter }
 
@@ -244,6 +253,18 @@ func parseCounts(r io.Reader) (counts, error) {
 			}
 			c.dropped = int64(f)
 			continue
+		}
+		for _, j := range []struct {
+			prefix string
+			to     *int64
+		}{{`twin_journal_appended_total{source="mqtt"} `, &c.journaled}, {`twin_journal_duplicates_total{source="mqtt"} `, &c.journalDup}} {
+			if v, ok := strings.CutPrefix(line, j.prefix); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil {
+					return c, fmt.Errorf("metrics line %q: %w", line, err)
+				}
+				*j.to = int64(f)
+			}
 		}
 		rest, ok := strings.CutPrefix(line, "twin_ingest_messages_total{")
 		if !ok || !strings.Contains(rest, `source="mqtt"`) {

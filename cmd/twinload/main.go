@@ -85,6 +85,7 @@ func (r Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "server       applied %d, history %d, duplicate %d, deadletter %d (mqtt) in %s\n",
 		r.Applied, r.History, r.Duplicate, r.Deadletter, r.IngestTime.Round(time.Millisecond))
+	fmt.Fprintf(w, "journaled    %d taken into the server's log, %d found there already\n", r.Journaled, r.JournalDup)
 	fmt.Fprintf(w, "applied rate %.0f msgs/s (all outcomes: %.0f msgs/s)\n", rate(r.Applied, r.IngestTime), rate(r.Processed(), r.IngestTime))
 	if r.Settled {
 		fmt.Fprintf(w, "lost         %d (acknowledged by the broker, never seen by the server); broker dropped %d (twin_broker_dropped_total)\n", r.Lost(), r.BrokerDropped)
