@@ -40,21 +40,9 @@ func TestStoreCutTwoServers(t *testing.T) {
 	q := pu.Query()
 	q.Set("connect_timeout", "2")
 	pu.RawQuery = q.Encode()
-	key := writeKey(t)
-	sfx := suffix(t)
-	o := serveOpts{mqtt: mosquitto, db: pu.String(), key: key, args: []string{"--nats", nats}}
-	a := startServer(t, o)
-	eventually(t, 30*time.Second, "A leads", func() bool { return a.metrics(t, "twin_changelog_leader")[""] == 1 })
-	b := startServer(t, o)
-	tok := a.token(t, "operator", "500000")
-
 	const vehicles, perVehicle = 10, 60
-	names := make([]string, vehicles)
+	a, b, tok, names := twoServersWithVehicles(t, pu.String(), nats, "acc-pgcut", vehicles)
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
-	for v := range names {
-		names[v] = fmt.Sprintf("acc-pgcut-%d-%s", v, sfx)
-		b.putVehicle(t, tok, names[v], 106.5, 29.5, nil) // through the relay
-	}
 	pub := newPacedPublisher(t)
 	lon := func(k int) float64 { return 106.5 + float64(k+1)*1e-5 }
 	lat := func(v int) float64 { return 29.5 + float64(v)*1e-3 }
@@ -164,22 +152,11 @@ func storeRestartCheck(t *testing.T, mode string) {
 	u.RawQuery = q.Encode()
 	db := u.String()
 	nats := startNATS(t)
-	key := writeKey(t)
-	sfx := suffix(t)
-	o := serveOpts{mqtt: mosquitto, db: db, key: key, args: []string{"--nats", nats}}
-	a := startServer(t, o)
-	eventually(t, 30*time.Second, "A leads", func() bool { return a.metrics(t, "twin_changelog_leader")[""] == 1 })
-	b := startServer(t, o)
-	tok := a.token(t, "operator", "500000")
-
 	const vehicles, perVehicle = 10, 60
-	names := make([]string, vehicles)
+	a, b, tok, names := twoServersWithVehicles(t, db, nats, "acc-pgrestart", vehicles)
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
-	for v := range names {
-		names[v] = fmt.Sprintf("acc-pgrestart-%d-%s", v, sfx)
-		b.putVehicle(t, tok, names[v], 106.5, 29.5, nil) // through the relay
-	}
 	dead := dialMQTT(t, mosquitto)
+	sfx := names[0][strings.LastIndexByte(names[0], '-')+1:] // this test's vehicles' suffix
 	dead.subscribe(t, "twin/deadletter", func(_ string, p []byte) bool { return strings.Contains(string(p), sfx) })
 	pub := newPacedPublisher(t)
 	lon := func(k int) float64 { return 106.5 + float64(k+1)*1e-5 }
@@ -350,4 +327,23 @@ func storeRestartCheck(t *testing.T, mode string) {
 			t.Errorf("%s quarantined %v rows, want 0", s.url, q)
 		}
 	}
+}
+
+// twoServersWithVehicles starts two servers of one twin on db and nats (A
+// leading), and registers n vehicles named prefix-i-suffix through B (the
+// relay). It returns the servers, an operator token and the names.
+func twoServersWithVehicles(t *testing.T, db, nats, prefix string, n int) (a, b *server, tok string, names []string) {
+	t.Helper()
+	o := serveOpts{mqtt: mosquitto, db: db, key: writeKey(t), args: []string{"--nats", nats}}
+	a = startServer(t, o)
+	eventually(t, 30*time.Second, "A leads", func() bool { return a.metrics(t, "twin_changelog_leader")[""] == 1 })
+	b = startServer(t, o)
+	tok = a.token(t, "operator", "500000")
+	sfx := suffix(t)
+	names = make([]string, n)
+	for v := range names {
+		names[v] = fmt.Sprintf("%s-%d-%s", prefix, v, sfx)
+		b.putVehicle(t, tok, names[v], 106.5, 29.5, nil)
+	}
+	return a, b, tok, names
 }

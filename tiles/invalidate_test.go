@@ -14,32 +14,9 @@ import (
 	"github.com/citytwin/citytwin/twin"
 )
 
-// refCoverRange is coverRange as it was before applyChange projected each
-// bound once (a copy, so the tests keep their reference if coverRange
-// changes): the plain float computation per zoom.
-func refCoverRange(b orb.Bound, z uint8) tileRange {
-	n := math.Ldexp(1, int(z))
-	buf := float64(Buffer) / Extent
-	clamp := func(v float64) uint32 {
-		v = math.Floor(v)
-		if v < 0 {
-			return 0
-		}
-		if v > n-1 {
-			return uint32(n - 1)
-		}
-		return uint32(v)
-	}
-	return tileRange{
-		minX: clamp((b.Min[0]+180)/360*n - buf),
-		maxX: clamp((b.Max[0]+180)/360*n + buf),
-		minY: clamp(mercY(b.Max[1])*n - buf),
-		maxY: clamp(mercY(b.Min[1])*n + buf),
-	}
-}
 
 // refApplyChange is applyChange as it was before (every zoom from the
-// layer's minimum to MaxCachedZoom, refCoverRange per zoom and bound, no
+// layer's minimum to MaxCachedZoom, coverRange per zoom and bound, no
 // skipping). Caller holds s.cache.mu.
 func refApplyChange(s *Server, c *twin.Change) {
 	if c.Kind != twin.Upsert && c.Kind != twin.Remove {
@@ -68,7 +45,7 @@ func refApplyChange(s *Server, c *twin.Change) {
 		var ranges [2]tileRange
 		total := 0
 		for i, b := range r.bounds[:r.n] {
-			ranges[i] = refCoverRange(b, uint8(z))
+			ranges[i] = coverRange(b, uint8(z))
 			total += ranges[i].count()
 		}
 		if total > maxTilesPerZoom {
@@ -89,7 +66,7 @@ func refApplyChange(s *Server, c *twin.Change) {
 				return false
 			}
 			for _, b := range r.bounds[:r.n] {
-				if refCoverRange(b, t.Z).contains(t.X, t.Y) {
+				if coverRange(b, t.Z).contains(t.X, t.Y) {
 					return true
 				}
 			}
@@ -206,7 +183,7 @@ func TestRangeAtMatchesCoverRange(t *testing.T) {
 		t.Helper()
 		p := project(b)
 		for z := uint8(0); z <= MaxZoom; z++ {
-			if got, want := p.rangeAt(z), refCoverRange(b, z); got != want {
+			if got, want := p.rangeAt(z), coverRange(b, z); got != want {
 				t.Fatalf("bound %v (%#v) z%d: rangeAt %+v, coverRange %+v", b, b, z, got, want)
 			}
 		}
@@ -326,7 +303,7 @@ func TestApplyChangeMatchesReference(t *testing.T) {
 			last := int64(1)<<z - 1
 			clampT := func(v int64) uint32 { return uint32(max(0, min(last, v))) }
 			for _, b := range []orb.Bound{ob, nb} {
-				r := refCoverRange(b, uint8(z))
+				r := coverRange(b, uint8(z))
 				x0, x1 := int64(r.minX)-1, int64(r.maxX)+1
 				y0, y1 := int64(r.minY)-1, int64(r.maxY)+1
 				if (x1-x0+1)*(y1-y0+1) <= 36 {
@@ -368,7 +345,7 @@ func TestApplyChangeMatchesReference(t *testing.T) {
 		dropped += before - len(p.ref.cache.items)
 		checked += before
 		for z := 0; z <= p.ref.opts.MaxCachedZoom; z++ {
-			if refCoverRange(ob, uint8(z)).count()+refCoverRange(nb, uint8(z)).count() > maxTilesPerZoom {
+			if coverRange(ob, uint8(z)).count()+coverRange(nb, uint8(z)).count() > maxTilesPerZoom {
 				scans++
 				break
 			}
