@@ -14,7 +14,6 @@ import (
 	"github.com/citytwin/citytwin/twin"
 )
 
-
 // refApplyChange is applyChange as it was before (every zoom from the
 // layer's minimum to MaxCachedZoom, coverRange per zoom and bound, no
 // skipping). Caller holds s.cache.mu.
