@@ -79,7 +79,14 @@ func TestEvidenceOnEveryServer(t *testing.T) {
 		if r.Evidence.ID == "" {
 			t.Fatalf("%s: no evidence id", c.what)
 		}
-		got := c.down.must(t, http.StatusOK, http.MethodGet, "/api/incidents/"+name+"/evidence/"+r.Evidence.ID, tok, nil)
+		// On every server within a second or so (the contract's "visible
+		// on every server"), not at the instant the uploading server
+		// answers: the other one may not have installed the change yet.
+		var got response
+		eventually(t, 10*time.Second, c.what+": the photo on the other server", func() bool {
+			got = c.down.do(t, http.MethodGet, "/api/incidents/"+name+"/evidence/"+r.Evidence.ID, tok, nil)
+			return got.status == http.StatusOK
+		})
 		if !bytes.Equal(got.body, c.photo) || got.header.Get("Content-Type") != "image/png" {
 			t.Fatalf("%s: got %d bytes (%s), want the %d uploaded", c.what, len(got.body), got.header.Get("Content-Type"), len(c.photo))
 		}

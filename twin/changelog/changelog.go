@@ -511,20 +511,40 @@ func (n *Node) installUntil(ctx context.Context, last uint64) error {
 // consume installs log records from the feed's head on; with until > 0 it
 // returns once the head reaches until.
 func (n *Node) consume(ctx context.Context, until uint64) error {
-	start, err := n.locate(ctx, n.tw.Feed().Head())
-	if err != nil {
+	// Finding the head's record and creating the consumer ask JetStream;
+	// while a NATS node restarts or the stream's leader moves they time
+	// out. That is no reason to stop the server (it used to: the twin
+	// "fell out of step" when it had not): try again until it answers.
+	// Anything else (a record it cannot read) is final.
+	var start uint64
+	var cons jetstream.Consumer
+	backoff := 100 * time.Millisecond
+	for {
+		var err error
+		start, err = n.locate(ctx, n.tw.Feed().Head())
+		if err == nil {
+			cons, err = n.js.OrderedConsumer(ctx, spine.ChangeStream, jetstream.OrderedConsumerConfig{
+				DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(start, 1)})
+			if err != nil {
+				err = fmt.Errorf("changelog: consumer from %d: %w", start, err)
+			}
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		return err
-	}
-	cons, err := n.js.OrderedConsumer(ctx, spine.ChangeStream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: max(start, 1)})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+		if err == nil {
+			break
 		}
-		return fmt.Errorf("changelog: consumer from %d: %w", start, err)
+		if !unreachable(err) {
+			return err
+		}
+		n.log.Warn("change log not reachable; trying again", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
 	if err != nil {
@@ -853,4 +873,21 @@ func (n *Node) Reached(ctx context.Context, seq uint64) error {
 		}
 	}
 	return nil
+}
+
+// unreachable tells errors of a JetStream that does not answer for now (a
+// node restarting, a stream leader being elected, the connection
+// reconnecting) from errors about the log itself.
+func unreachable(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.Code == 503 {
+		return true
+	}
+	for _, e := range []error{context.DeadlineExceeded, nats.ErrTimeout, nats.ErrNoResponders,
+		nats.ErrConnectionReconnecting, jetstream.ErrNoStreamResponse} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
