@@ -85,7 +85,7 @@ func AppendChange(b []byte, c *Change) ([]byte, error) {
 	if hasSample {
 		s = &ls
 	}
-	if out, ok := appendChangeParts(b, &lc, f, s); ok {
+	if out, ok := appendChange(b, &lc, f, s); ok {
 		return out, nil
 	}
 	return appendChangeJSON(b, c)

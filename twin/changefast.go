@@ -15,14 +15,9 @@ import (
 // which the leader runs once per change. Only the props go through
 // encoding/json. ok is false for what it does not write itself (a
 // non-finite number): the caller then uses json.Marshal, which reports it.
-func appendChange(b []byte, lc *logChange) ([]byte, bool) {
-	return appendChangeParts(b, lc, lc.New, lc.Sample)
-}
-
-// appendChangeParts is appendChange with the record's state and sample
-// given apart from the envelope (whose New and Sample it ignores), so a
-// caller's parts on the stack stay there.
-func appendChangeParts(b []byte, lc *logChange, f *logFeature, s *logSample) (_ []byte, ok bool) {
+// The state f and sample s are given apart from the envelope (whose New
+// and Sample it ignores), so a caller's parts on the stack stay there.
+func appendChange(b []byte, lc *logChange, f *logFeature, s *logSample) (_ []byte, ok bool) {
 	var tm timeMemo
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, lc.Seq, 10)

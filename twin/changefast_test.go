@@ -50,7 +50,7 @@ func TestAppendChangeAsJSON(t *testing.T) {
 			lc.Sample = &logSample{Time: s.Time, HasPos: s.HasPos, Pos: s.Pos, HasSpeed: s.HasSpeed, SpeedKmh: s.SpeedKmh,
 				HasHeading: s.HasHeading, Heading: s.Heading, Values: s.Values}
 		}
-		fast, ok := appendChange(nil, &lc)
+		fast, ok := appendChange(nil, &lc, lc.New, lc.Sample)
 		if !ok {
 			t.Fatalf("change %d not written", c.Seq)
 		}
@@ -72,7 +72,7 @@ func TestAppendChangeAsJSON(t *testing.T) {
 	}
 	ts := time.Unix(1, 0)
 	bad := logChange{Seq: 1, Kind: History, Time: ts, Sample: &logSample{Time: ts, SpeedKmh: math.NaN()}}
-	if _, ok := appendChange(nil, &bad); ok {
+	if _, ok := appendChange(nil, &bad, bad.New, bad.Sample); ok {
 		t.Fatal("NaN written")
 	}
 }

@@ -180,17 +180,6 @@ func decodeRecord(h nats.Header, data []byte) ([]twin.Change, error) {
 	return out, nil
 }
 
-// recordMsg makes the record of consecutive changes lo..hi (their
-// encodings in blobs).
-func recordMsg(blobs [][]byte, lo, hi uint64) *nats.Msg {
-	var r record
-	for i, b := range blobs {
-		r.add(lo+uint64(i), b, 0, nil)
-	}
-	r.hi = hi
-	return r.msg()
-}
-
 // record builds one record's body as its changes are encoded: each change
 // framed by its length, written once into the body (no slice per change,
 // no copy into the message at the end).

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
 	"github.com/citytwin/citytwin/spine"
 	"github.com/citytwin/citytwin/twin"
@@ -82,4 +83,15 @@ func TestRecordsAndLocate(t *testing.T) {
 	if last, err := n.refresh(ctx); err != nil || last != 9 || n.tail.Load() != 3 {
 		t.Errorf("refresh: last %d tail %d %v, want 9 and 3", last, n.tail.Load(), err)
 	}
+}
+
+// recordMsg makes (through record, as the leader does) the record of consecutive changes lo..hi (their
+// encodings in blobs).
+func recordMsg(blobs [][]byte, lo, hi uint64) *nats.Msg {
+	var r record
+	for i, b := range blobs {
+		r.add(lo+uint64(i), b, 0, nil)
+	}
+	r.hi = hi
+	return r.msg()
 }
