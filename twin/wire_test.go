@@ -97,6 +97,11 @@ func TestWireMatchesReflect(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("%s:\n got %s\nwant %s", f.ID, got, want)
 		}
+		// json.Marshal(f) only re-compacts MarshalJSON's output: callers
+		// (the notifier) may skip it for the same bytes.
+		if viaJSON, err := json.Marshal(f); err == nil && !bytes.Equal(viaJSON, got) {
+			t.Fatalf("%s: json.Marshal differs:\n got %s\nwant %s", f.ID, viaJSON, got)
+		}
 		// The packed form the twin holds writes the same bytes.
 		g := *f
 		g.Props = f.Props.Pack()
