@@ -39,11 +39,17 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 	}
 	p, scoped := auth.FromContext(r.Context())
 	now := a.opts.Clock.Now()
-	resp := TelemetryResponse{Results: []LineResult{}}
+	// One result per line: sized once for the body (a 500-line body grew
+	// these slices a dozen times per request).
+	lines := bytes.Count(body, []byte{'\n'}) + 1
+	resp := TelemetryResponse{Results: make([]LineResult, 0, lines)}
 	// With SubmitAll, valid lines are collected (batch, at their result's
 	// index) and go to the log together after the loop.
 	var batch []Line
 	var at []int
+	if a.opts.SubmitAll != nil {
+		batch, at = make([]Line, 0, lines), make([]int, 0, lines)
+	}
 	for n := 1; len(body) > 0; n++ {
 		var line []byte
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -56,13 +62,12 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		res := LineResult{Line: n}
-		outcome, err := a.line(r.Context(), line, now, &res, scoped, p)
+		outcome, later, err := a.line(r.Context(), line, now, &res, scoped, p)
 		var sub *submitError
-		var later *deferred
 		switch {
-		case errors.As(err, &later):
+		case later.Name != "":
 			at = append(at, len(resp.Results))
-			batch = append(batch, later.l)
+			batch = append(batch, later)
 		case errors.As(err, &sub):
 			// The log's applier dead-lettered and counted it, or the log
 			// could not take it; either way nothing more to do here.
@@ -117,26 +122,23 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 // submitError is what Options.Submit refused: already handled.
 type submitError struct{ err error }
 
-// deferred is a valid line left for Options.SubmitAll.
-type deferred struct{ l Line }
-
-func (d *deferred) Error() string { return "submitted with the body's other lines" }
-
 func (e *submitError) Error() string { return e.err.Error() }
 func (e *submitError) Unwrap() error { return e.err }
 
-// line decodes and applies (or journals) one NDJSON line.
-func (a *API) line(ctx context.Context, line []byte, now time.Time, res *LineResult, scoped bool, p auth.Principal) (string, error) {
+// line decodes and applies (or journals) one NDJSON line. With
+// Options.SubmitAll a valid line is not submitted but returned as later
+// (its Name set), to go to the log with the body's other lines.
+func (a *API) line(ctx context.Context, line []byte, now time.Time, res *LineResult, scoped bool, p auth.Principal) (outcome string, later Line, err error) {
 	m, err := telemetry.Decode(line, now, a.opts.Limits)
 	res.ID = m.Name
 	if err != nil {
-		return "", err
+		return "", Line{}, err
 	}
 	if m.Name == "" {
-		return "", &telemetry.Error{Reason: telemetry.BadField, Detail: `"id" (the object's name) is required`}
+		return "", Line{}, &telemetry.Error{Reason: telemetry.BadField, Detail: `"id" (the object's name) is required`}
 	}
 	if err := telemetry.ValidName(m.Name); err != nil {
-		return "", err
+		return "", Line{}, err
 	}
 	if scoped && p.Role == auth.Field {
 		// A grid worker's phone moves its own worker object and nothing
@@ -144,26 +146,27 @@ func (a *API) line(ctx context.Context, line []byte, now time.Time, res *LineRes
 		// worker (never a vehicle or device of the same name, never an
 		// auto-registered new object).
 		if id, ok := a.tw.Resolve(m.Name); !ok || m.Name != p.Subject || id != twin.NewID(twin.Workers, p.Subject) {
-			return "", telemetry.Errorf(telemetry.NotYours, "a field token reports only its own worker (workers/%s), not %q", p.Subject, m.Name)
+			return "", Line{}, telemetry.Errorf(telemetry.NotYours, "a field token reports only its own worker (workers/%s), not %q", p.Subject, m.Name)
 		}
 	}
 	if scoped {
 		// Out of scope is as if absent (CONTRACT §7).
 		if id, ok := a.tw.Resolve(m.Name); ok {
 			if f, ok := a.tw.Get(id); ok && !p.Sees(f) {
-				return "", telemetry.Errorf(telemetry.UnknownDevice, "no vehicle, worker or device named %q", m.Name)
+				return "", Line{}, telemetry.Errorf(telemetry.UnknownDevice, "no vehicle, worker or device named %q", m.Name)
 			}
 		}
 	}
 	if a.opts.SubmitAll != nil {
-		return "", &deferred{Line{Name: m.Name, TS: m.TS, Body: line}}
+		return "", Line{Name: m.Name, TS: m.TS, Body: line}, nil
 	}
 	if a.opts.Submit != nil {
 		out, err := a.opts.Submit(ctx, m.Name, m.TS, line)
 		if err != nil {
-			return "", &submitError{err}
+			return "", Line{}, &submitError{err}
 		}
-		return out, nil
+		return out, Line{}, nil
 	}
-	return telemetry.Apply(a.tw, m.Name, m, a.opts.AutoRegister)
+	outcome, err = telemetry.Apply(a.tw, m.Name, m, a.opts.AutoRegister)
+	return outcome, Line{}, err
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/citytwin/citytwin/ingest/telemetry"
 	"github.com/citytwin/citytwin/internal/clock"
@@ -98,6 +99,24 @@ type applier struct {
 	opts ApplierOptions
 	seed maphash.Seed
 	log  *slog.Logger
+
+	// counters caches twin_ingest_messages_total's series by source and
+	// outcome: WithLabelValues hashes both labels on every call, once per
+	// line applied.
+	counters sync.Map // counterKey -> prometheus.Counter
+}
+
+type counterKey struct{ source, outcome string }
+
+// counter is Metrics.Messages.WithLabelValues(source, outcome), cached.
+func (a *applier) counter(source, outcome string) prometheus.Counter {
+	k := counterKey{source, outcome}
+	if c, ok := a.counters.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c := a.opts.Metrics.Messages.WithLabelValues(source, outcome)
+	a.counters.Store(k, c)
+	return c
 }
 
 // lead applies the stream until ctx ends (lease lost or shutdown).
@@ -209,9 +228,14 @@ type batch struct {
 func (a *applier) apply(w work, gate *spine.AckGate) {
 	l := w.l
 	msg, err := telemetry.Decode(l.payload, a.opts.Clock.Now(), a.opts.Limits)
-	id := w.id
-	if w.b != nil && err == nil && a.j.nwait.Load() > 0 {
-		id = MsgID(l.name, msg.TS) // a Submit may wait for it
+	var id waitKey // who may wait for it (Submit), when anyone waits
+	if a.j.nwait.Load() > 0 {
+		switch {
+		case w.b == nil: // its message id says what the sender journaled
+			id = keyOfMsgID(w.id)
+		case err == nil:
+			id = keyOf(l.name, msg.TS)
+		}
 	}
 	var outcome string
 	if err == nil {
@@ -222,7 +246,7 @@ func (a *applier) apply(w work, gate *spine.AckGate) {
 		// here (unknown device, removed object). Nothing to store.
 		a.opts.DeadLetter(l.source, string(l.topic), l.payload, err)
 	} else {
-		a.opts.Metrics.Messages.WithLabelValues(l.source, outcome).Inc()
+		a.counter(l.source, outcome).Inc()
 	}
 	// The feed's head covers this entry's changes (and, for a duplicate,
 	// the earlier delivery's, which may still be unpersisted; in a
@@ -236,7 +260,7 @@ func (a *applier) apply(w work, gate *spine.AckGate) {
 	case w.b.left.Add(-1) == 0:
 		gate.Add(w.b.m, a.tw.Feed().Head())
 	}
-	if id != "" {
+	if id.name != "" {
 		a.j.notify(id, result{outcome: outcome, err: err})
 	}
 }

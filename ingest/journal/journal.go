@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,29 @@ func MsgID(name string, ts time.Time) string {
 	return name + "@" + strconv.FormatInt(ts.UnixMicro(), 10)
 }
 
+// waitKey is MsgID as a map key for the Submit callers waiting for their
+// outcome: built per line on both sides (caller and applier), so the
+// string concatenation MsgID costs is left out of the hot path.
+type waitKey struct {
+	name string
+	us   int64 // ts in microseconds
+}
+
+func keyOf(name string, ts time.Time) waitKey { return waitKey{name, ts.UnixMicro()} }
+
+// keyOfMsgID reads MsgID's form back ("" name when it is not one).
+func keyOfMsgID(id string) waitKey {
+	i := strings.LastIndexByte(id, '@')
+	if i < 0 {
+		return waitKey{}
+	}
+	us, err := strconv.ParseInt(id[i+1:], 10, 64)
+	if err != nil {
+		return waitKey{}
+	}
+	return waitKey{id[:i], us}
+}
+
 // Journal appends telemetry to the log and, when this server leads, applies
 // it (RunApplier). Safe for concurrent use.
 type Journal struct {
@@ -64,7 +88,7 @@ type Journal struct {
 	leading atomic.Bool
 	nwait   atomic.Int64
 	wmu     sync.Mutex
-	waiters map[string][]chan result
+	waiters map[waitKey][]chan result
 }
 
 type result struct {
@@ -78,7 +102,7 @@ func New(sp *spine.Spine, log *slog.Logger, reg prometheus.Registerer) *Journal 
 		log = slog.Default()
 	}
 	j := &Journal{sp: sp, js: sp.JetStream(), log: log.With("component", "journal"),
-		waiters: map[string][]chan result{}, window: make(chan struct{}, AppendWindow)}
+		waiters: map[waitKey][]chan result{}, window: make(chan struct{}, AppendWindow)}
 	j.m = newMetrics(reg, j)
 	return j
 }
@@ -230,7 +254,7 @@ func (j *Journal) counted(es []Entry, pa *jetstream.PubAck) {
 // a standby, or if the applier does not get to it within ctx, it answers
 // OutcomeAccepted: journaled, to be applied by the lease holder.
 func (j *Journal) Submit(ctx context.Context, e Entry) (string, error) {
-	id := MsgID(e.Name, e.TS)
+	id := keyOf(e.Name, e.TS)
 	var ch chan result
 	if j.leading.Load() {
 		ch = make(chan result, 1)
@@ -278,11 +302,11 @@ type Result struct {
 func (j *Journal) SubmitAll(ctx context.Context, es []Entry) []Result {
 	out := make([]Result, len(es))
 	waits := make([]chan result, len(es))
-	ids := make([]string, len(es))
+	ids := make([]waitKey, len(es))
 	if j.leading.Load() {
 		j.wmu.Lock()
 		for k, e := range es {
-			ids[k] = MsgID(e.Name, e.TS)
+			ids[k] = keyOf(e.Name, e.TS)
 			waits[k] = make(chan result, 1)
 			j.waiters[ids[k]] = append(j.waiters[ids[k]], waits[k])
 		}
@@ -352,7 +376,7 @@ func (j *Journal) SubmitAll(ctx context.Context, es []Entry) []Result {
 	return out
 }
 
-func (j *Journal) unwait(id string, ch chan result) {
+func (j *Journal) unwait(id waitKey, ch chan result) {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	ws := j.waiters[id]
@@ -374,7 +398,7 @@ func (j *Journal) unwait(id string, ch chan result) {
 // went, and forgets it: the same line twice (in one body, or in two
 // requests; each copy is in the log, batches are not deduplicated per
 // line) gets one outcome per apply, in order: applied, then duplicate.
-func (j *Journal) notify(id string, r result) {
+func (j *Journal) notify(id waitKey, r result) {
 	if j.nwait.Load() == 0 {
 		return
 	}
