@@ -13,6 +13,11 @@
 #   BENCH_SCALE=1 (demo city scale)  BENCH_ONLY="tileload wsload twinload"
 #   BENCH_TOOL_CPUS=1 pins the load tools to those CPUs (taskset -c), so
 #   the tool does not take the server's core; BENCH_SERVER_CPUS likewise.
+#   BENCH_PPROF=127.0.0.1:6060 serves the server's Go profiles there.
+# Each tool's run also prints the server's CPU time over it (utime+stime
+# from /proc, all threads): divided by the messages the tool published it
+# is the server's CPU per message, a figure that holds up on a busy machine
+# where latencies do not.
 set -euo pipefail
 BIN=${1:?usage: bench-e2e.sh path/to/twin}
 GO=${GO:-go}
@@ -40,7 +45,7 @@ for t in tileload twinload wsload; do "$GO" build -o "$tools/$t" "./cmd/$t"; don
 
 echo "== starting $BIN serve --demo --scale $SCALE --sim-rate 0 on $HTTP (MQTT $MQTT), data in $dir"
 ${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$BIN" serve --demo --scale "$SCALE" --sim-rate 0 --listen "$HTTP" --mqtt-listen "$MQTT" \
-	--data "$dir/data" --log-level warn --ws-max-per-principal -1 --ws-max-per-ip -1 >"$dir/server.log" 2>&1 &
+	--data "$dir/data" --log-level warn --ws-max-per-principal -1 --ws-max-per-ip -1 ${BENCH_PPROF:+--pprof "$BENCH_PPROF"} >"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
 	if curl -fsS "http://$HTTP/readyz" >/dev/null 2>&1; then break; fi
@@ -51,15 +56,19 @@ curl -fsS "http://$HTTP/readyz" >/dev/null || { echo "server not ready after 300
 TWIN_TOKEN=$(curl -fsS "http://$HTTP/api/demo/token?role=admin" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
 export TWIN_TOKEN
 
+# cpu prints the server's utime+stime in seconds.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/hz}' "/proc/$pid/stat"; }
 run() {
 	local name=$1; shift
 	echo
 	echo "== $name $*"
 	echo "before: $(uptime)"
+	local c0; c0=$(cpu)
 	# A tool that hangs (e.g. a websocket dial refused without an answer)
 	# must not hang the run.
 	${BENCH_TOOL_CPUS:+taskset -c "$BENCH_TOOL_CPUS"} timeout "${BENCH_TOOL_TIMEOUT:-900}" "$tools/$name" "$@" || echo "$name failed: $?"
 	echo "after:  $(uptime)"
+	echo "server CPU during $name: $(awk -v a="$c0" -v b="$(cpu)" 'BEGIN{printf "%.2f", b-a}') s"
 }
 for t in $ONLY; do
 	case $t in

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // batchMax bounds what a batch gathers before it is written out (bytes), so
@@ -19,20 +21,62 @@ const batchMax = 64 << 10
 // straight through, after anything still buffered, so frames never
 // reorder. Close writes out what is buffered (a close frame queued by
 // another goroutine) before closing. Safe for concurrent use.
+//
+// gorilla sets the write deadline before every frame; during a batch a
+// later deadline is only recorded, and set on the socket right before the
+// write that carries the frames, since setting it on the poller costs more
+// than buffering a small frame. An earlier deadline (the close frame's,
+// from another goroutine) goes through at once: it must cut short a write
+// blocked on a client that stopped reading.
 type batchConn struct {
 	net.Conn
-	mu    sync.Mutex
-	batch bool
+	mu    sync.Mutex // guards buf and the writes to the socket
+	batch atomic.Bool
 	buf   []byte
+	// dmu guards deadline, the write deadline last asked for, and set,
+	// what the socket has. It is never held across a write, so a
+	// deadline can be set while a write blocks.
+	dmu           sync.Mutex
+	deadline, set time.Time
 }
 
-var _ net.Conn = (*batchConn)(nil)
+// SetWriteDeadline records t; it sets it on the socket unless a batch is
+// gathering and t is later than what the socket has.
+func (b *batchConn) SetWriteDeadline(t time.Time) error {
+	b.dmu.Lock()
+	defer b.dmu.Unlock()
+	b.deadline = t
+	if b.batch.Load() && !b.set.IsZero() && !t.Before(b.set) {
+		return nil
+	}
+	b.set = t
+	return b.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both deadlines at once.
+func (b *batchConn) SetDeadline(t time.Time) error {
+	b.dmu.Lock()
+	defer b.dmu.Unlock()
+	b.deadline, b.set = t, t
+	return b.Conn.SetDeadline(t)
+}
+
+// applyDeadline sets the recorded deadline on the socket before a write.
+func (b *batchConn) applyDeadline() error {
+	b.dmu.Lock()
+	defer b.dmu.Unlock()
+	if b.deadline.Equal(b.set) {
+		return nil
+	}
+	b.set = b.deadline
+	return b.Conn.SetWriteDeadline(b.deadline)
+}
 
 // Write buffers p during a batch, else writes it (after the buffer).
 func (b *batchConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.batch {
+	if b.batch.Load() {
 		if len(b.buf)+len(p) > batchMax {
 			if err := b.flushLocked(); err != nil {
 				return 0, err
@@ -44,13 +88,16 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	if err := b.flushLocked(); err != nil {
 		return 0, err
 	}
+	if err := b.applyDeadline(); err != nil {
+		return 0, err
+	}
 	return b.Conn.Write(p)
 }
 
 // begin starts gathering writes.
 func (b *batchConn) begin() {
 	b.mu.Lock()
-	b.batch = true
+	b.batch.Store(true)
 	b.mu.Unlock()
 }
 
@@ -59,13 +106,16 @@ func (b *batchConn) begin() {
 func (b *batchConn) flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.batch = false
+	b.batch.Store(false)
 	return b.flushLocked()
 }
 
 func (b *batchConn) flushLocked() error {
 	if len(b.buf) == 0 {
 		return nil
+	}
+	if err := b.applyDeadline(); err != nil {
+		return err
 	}
 	_, err := b.Conn.Write(b.buf)
 	if cap(b.buf) > 2*batchMax {

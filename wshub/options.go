@@ -80,6 +80,14 @@ type Options struct {
 	// QueueBytes it bounds the memory a client that stops reading holds,
 	// and it makes such a client block (and be found behind) sooner.
 	SendBuffer int
+	// FlushInterval is the least time between two writes of one client's
+	// queue to its socket (default DefaultFlushInterval; negative writes
+	// each delta as soon as it is routed). What is routed meanwhile goes
+	// out in one write: at high fan-out a write per delta (a syscall and a
+	// wake-up of the client's writer each) was most of the server's CPU.
+	// It adds at most this much latency, and none to a client's first
+	// delta after a quiet spell.
+	FlushInterval time.Duration
 	// MaxResume bounds how many feed changes a resume (`since`) may replay
 	// (default 65536); further back answers resync and a fresh snapshot.
 	MaxResume int
@@ -97,6 +105,7 @@ const (
 	DefaultMaxClients      = 4096
 	DefaultMaxPerPrincipal = 64
 	DefaultMaxPerIP        = 256
+	DefaultFlushInterval   = 10 * time.Millisecond
 )
 
 func (o Options) withDefaults() Options {
@@ -138,6 +147,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SendBuffer == 0 {
 		o.SendBuffer = DefaultSendBuffer
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = DefaultFlushInterval
 	}
 	if o.MaxResume <= 0 {
 		o.MaxResume = 65536
