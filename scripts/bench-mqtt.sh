@@ -12,6 +12,10 @@
 #   BENCH_PUB_CONNS=8 (publisher connections) BENCH_SUB_CONNS=4 (--mqtt-connections)
 #   BENCH_TWINLOAD="-jump" (more twinload flags) BENCH_SERVE_ARGS="--pprof 127.0.0.1:6060"
 #   BENCH_KEEP=1 (keep the temp directory and its logs)
+#   BENCH_BROKER_ONLY=1: no CityTwin server; BENCH_SUB_CONNS mosquitto_sub
+#     clients share the subscription ($share/bench/twin/#, QoS 1, output
+#     discarded): the broker's own ceiling on this machine, to set the
+#     server's figure against (issue 16 goal 2: "when the broker allows it").
 set -euo pipefail
 BIN=${1:?usage: bench-mqtt.sh path/to/twin}
 GO=${GO:-go}
@@ -41,6 +45,39 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mport" >"$dir/mosquitto
 mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
 mpid=$!
 pids+=("$mpid")
+if [ -n "${BENCH_BROKER_ONLY:-}" ]; then
+	subs=()
+	for k in $(seq 1 "$SUB"); do
+		mosquitto_sub -h 127.0.0.1 -p "$mport" -q 1 -i "bench-sub-$k" -t '$share/bench/twin/#' >/dev/null 2>>"$dir/sub.log" &
+		subs+=("$!")
+		pids+=("$!")
+	done
+	sleep 1
+	# A subscriber that went away (keepalive lapsed on a saturated machine)
+	# is left out and reported.
+	subcpu() {
+		local t=0
+		for p in "${subs[@]}"; do
+			if [ -r "/proc/$p/stat" ]; then t=$(awk -v t="$t" -v c="$(cpu "$p")" 'BEGIN {print t+c}'); else echo "subscriber $p exited" >&2; fi
+		done
+		echo "$t"
+	}
+	b0=$(subcpu); m0=$(cpu "$mpid")
+	echo "== broker only: twinload -qos 1 -conns $PUB -objects $OBJECTS -rate $RATE -duration $DURATION; $SUB mosquitto_sub"
+	echo "before: $(uptime)"
+	# shellcheck disable=SC2086 # BENCH_TWINLOAD is a list of flags
+	"$dir/twinload" -broker "tcp://127.0.0.1:$mport" -server none -qos 1 -conns "$PUB" \
+		-objects "$OBJECTS" -rate "$RATE" -duration "$DURATION" ${BENCH_TWINLOAD:-} | tee "$dir/report.txt"
+	echo "after:  $(uptime)"
+	sleep 1
+	b1=$(subcpu); m1=$(cpu "$mpid")
+	n=$(awk '/^published/ {print $2}' "$dir/report.txt")
+	awk -v b="$b0" -v B="$b1" -v m="$m0" -v M="$m1" -v n="$n" 'BEGIN {
+		printf "broker CPU   %.2f s (%.1f us per message)\n", M-m, (M-m)*1e6/n
+		printf "subscribers  %.2f s (%.1f us per message)\n", B-b, (B-b)*1e6/n
+	}'
+	exit 0
+fi
 head -c 48 /dev/urandom >"$dir/auth.key"
 hport=$(port)
 # shellcheck disable=SC2086 # BENCH_SERVE_ARGS is a list of flags

@@ -94,7 +94,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 	for i := range names {
 		names[i] = cfg.Prefix + strconv.Itoa(i)
 	}
-	if !cfg.SkipRegister {
+	if !cfg.SkipRegister && !cfg.brokerOnly() {
 		fmt.Fprintf(log, "registering %d objects on %s ...\n", cfg.Objects, cfg.Server)
 		start := time.Now()
 		n, err := register(ctx, hc, cfg, names)
@@ -125,6 +125,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 	// Wait until the server's counters stop moving (it has caught up).
 	last, lastChange := before, time.Now()
 	deadline := time.Now().Add(cfg.Drain)
+	if cfg.brokerOnly() {
+		deadline = time.Now()
+	}
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(500 * time.Millisecond) // polling a remote server
 		cur, err := scrape(ctx, hc, cfg)
@@ -218,9 +221,19 @@ type counts struct{ applied, history, duplicate, deadletter, dropped, journaled,
 
 func (c counts) total() int64 { return c.applied + c.history + c.duplicate + c.deadletter }
 
+// BrokerOnly is the -server value for a run with no CityTwin server:
+// the broker's own ceiling (publish to a broker whose subscribers are
+// plain clients such as mosquitto_sub), nothing registered or scraped.
+const BrokerOnly = "none"
+
+func (c Config) brokerOnly() bool { return c.Server == BrokerOnly }
+
 // scrape reads twin_ingest_messages_total{source="mqtt"} from /metrics.
 func scrape(ctx context.Context, hc *http.Client, cfg Config) (counts, error) {
 	var c counts
+	if cfg.brokerOnly() {
+		return c, nil
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.Server+"/metrics", nil)
 	if err != nil {
 		return c, err

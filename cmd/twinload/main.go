@@ -33,7 +33,7 @@ import (
 func main() {
 	var cfg Config
 	flag.StringVar(&cfg.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
-	flag.StringVar(&cfg.Server, "server", "http://127.0.0.1:8080", "CityTwin server base URL (registration and /metrics)")
+	flag.StringVar(&cfg.Server, "server", "http://127.0.0.1:8080", "CityTwin server base URL (registration and /metrics); mqtt: \"none\" publishes to the broker alone (its ceiling with plain subscribers such as mosquitto_sub)")
 	flag.IntVar(&cfg.Objects, "objects", 50000, "vehicles to register and drive")
 	flag.IntVar(&cfg.Rate, "rate", 50000, "telemetry messages per second (all objects together)")
 	flag.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long to publish")
@@ -73,7 +73,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, "twinload:", err)
 		os.Exit(1)
 	}
+	if cfg.brokerOnly() {
+		rep.PrintBrokerOnly(os.Stdout)
+		return
+	}
 	rep.Print(os.Stdout)
+}
+
+// PrintBrokerOnly writes the publishing half of the report (-server none).
+func (r Report) PrintBrokerOnly(w io.Writer) {
+	fmt.Fprintf(w, "published    %d msgs in %s (%.0f msgs/s), broker only\n", r.Published, r.PublishTime.Round(time.Millisecond), rate(r.Published, r.PublishTime))
+	if r.Acked > 0 || r.PubErrors > 0 {
+		fmt.Fprintf(w, "pubacked     %d by the broker, %d failed\n", r.Acked, r.PubErrors)
+	}
+	fmt.Fprintf(w, "load average %s before, %s after (1 min)\n", r.LoadBefore, r.LoadAfter)
+	if r.Published > 0 && r.ToolCPU > 0 {
+		fmt.Fprintf(w, "tool CPU     %.2f s publishing (%.1f us per message)\n", r.ToolCPU.Seconds(), float64(r.ToolCPU.Microseconds())/float64(r.Published))
+	}
 }
 
 // Print writes the report for humans.
