@@ -236,6 +236,8 @@ func (j *Journal) counted(es []Entry, pa *jetstream.PubAck) {
 	vec := j.m.appended
 	if pa.Duplicate {
 		vec = j.m.duplicates
+	} else {
+		j.m.messages.WithLabelValues(es[0].Source).Inc()
 	}
 	src, n := es[0].Source, 0
 	for _, e := range es {

@@ -13,6 +13,7 @@ import (
 // applied and acknowledged, what came back, how far behind the applier is.
 type metrics struct {
 	appended     *prometheus.CounterVec
+	messages     *prometheus.CounterVec
 	duplicates   *prometheus.CounterVec
 	appendErrors prometheus.Counter
 	acked        prometheus.Counter
@@ -29,6 +30,10 @@ func newMetrics(reg prometheus.Registerer, j *Journal) *metrics {
 		appended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "twin_journal_appended_total",
 			Help: "Telemetry messages JetStream took into the log, by source (the sender was acknowledged after this).",
+		}, []string{"source"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twin_journal_log_messages_total",
+			Help: "Log messages JetStream took, by source of their first entry: a batch of entries counts once, so twin_journal_appended_total divided by this is the mean batch (what JetStream's per-message cost is spread over).",
 		}, []string{"source"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "twin_journal_duplicates_total",
@@ -67,7 +72,7 @@ func newMetrics(reg prometheus.Registerer, j *Journal) *metrics {
 		return float64(m.gate.Pending())
 	})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.appended, m.duplicates, m.appendErrors, m.acked, m.redelivered, m.backlog, m.leader, ackPending} {
+		for _, c := range []prometheus.Collector{m.appended, m.messages, m.duplicates, m.appendErrors, m.acked, m.redelivered, m.backlog, m.leader, ackPending} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {
