@@ -158,3 +158,86 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition not met in 20 s")
 }
+
+// TestBaseInParts: a first start with more objects than one base part
+// holds writes the base as several parts that overwrite none of each
+// other, then the recorded seq: a snapshot sees every object, and the
+// changes that follow are recorded on top.
+func TestBaseInParts(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(t0)
+	tw := twin.New(twin.Options{Clock: clk})
+	const n = 2*(1<<15) + 5 // three parts of the recorder's baseChunk
+	fs := make([]*twin.Feature, n)
+	for i := range fs {
+		fs[i] = &twin.Feature{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("v%d", i)), Version: 1,
+			Geometry: orb.Point{106 + float64(i%1000)*0.001, 29 + float64(i/1000)*0.001}}
+	}
+	tw.Load(fs)
+	st, err := boltstore.Open(t.TempDir(), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	opts := timeline.Options{FlushInterval: 5 * time.Millisecond, Clock: clk}
+	rec, err := timeline.NewRecorder(tw, st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := timeline.NewReader(tw, st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitFor(t, func() bool {
+		v, err := st.GetMeta(context.Background(), timeline.MetaSeq)
+		return err == nil && v != nil
+	})
+	keys := map[uint64]bool{}
+	if err := st.ScanChanges(context.Background(), math.MinInt64, math.MaxInt64, func(c twin.TimelineChunk) error {
+		keys[c.Key] = true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 {
+		t.Fatalf("base chunks under %d keys, want 3", len(keys))
+	}
+	clk.Set(t0.Add(time.Second))
+	moved := orb.Point{107, 30}
+	if _, _, err := tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Vehicles, "v7"), Time: t0.Add(time.Second), HasPos: true, Pos: moved}); err != nil {
+		t.Fatal(err)
+	}
+	waitRecorded(t, tw, st)
+	snap, err := rd.Snapshot(context.Background(), timeline.Query{At: t0.Add(2 * time.Second), Layers: []twin.Layer{twin.Vehicles}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap) != n {
+		t.Fatalf("snapshot holds %d vehicles, want %d", len(snap), n)
+	}
+	for _, f := range snap {
+		if f.ID.Name == "v7" && f.Geometry != orb.Geometry(moved) {
+			t.Fatalf("v7 at %v in the snapshot, want %v", f.Geometry, moved)
+		}
+	}
+}
+
+// waitRecorded waits until the recorder has written every change of
+// the twin.
+func waitRecorded(t *testing.T, tw *twin.Twin, st *boltstore.Store) {
+	t.Helper()
+	want := tw.Feed().Last()
+	waitFor(t, func() bool {
+		v, err := st.GetMeta(context.Background(), timeline.MetaSeq)
+		return err == nil && len(v) == 8 && binary.BigEndian.Uint64(v) >= want
+	})
+}
