@@ -31,7 +31,7 @@ func (t *Twin) Count(l Layer) int {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return len(t.objs[i])
+	return t.objs[i].Len()
 }
 
 // Unlocated returns how many objects of a layer have no geometry (and so
@@ -43,7 +43,7 @@ func (t *Twin) Unlocated(l Layer) int {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return len(t.objs[i]) - t.index[i].Len()
+	return t.objs[i].Len() - t.index[i].Len()
 }
 
 // Len returns the number of objects in the twin.
@@ -51,8 +51,8 @@ func (t *Twin) Len() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	n := 0
-	for _, m := range t.objs {
-		n += len(m)
+	for i := range t.objs {
+		n += t.objs[i].Len()
 	}
 	return n
 }
@@ -105,7 +105,7 @@ func (t *Twin) Range(l Layer, fn func(*Feature) bool) uint64 {
 		defer t.mu.RUnlock()
 		if i := t.layerIndex(l); i >= 0 {
 			fs := *buf
-			for _, f := range t.objs[i] {
+			for f := range t.objs[i].All() {
 				fs = append(fs, f)
 			}
 			*buf = fs

@@ -119,10 +119,10 @@ func (t *Twin) undo(c *Change) {
 // holds t.mu.
 func (t *Twin) drop(id ID) {
 	i := t.layerIndex(id.Layer)
-	if i < 0 || t.objs[i][id.Name] == nil {
+	if i < 0 {
 		return
 	}
-	delete(t.objs[i], id.Name)
+	t.objs[i].Delete(id.Name)
 }
 
 // writable returns ErrNotLeader when local mutations are not allowed.

@@ -68,7 +68,7 @@ type Twin struct {
 	// layers numbers Layers (a map, not a switch, so a new layer needs no
 	// edit here); objs and index are per layer in that order.
 	layers map[Layer]int
-	objs   []map[string]*Feature // by name
+	objs   []names // by name
 	// tracked are the indexes in Layers of the layers telemetry names
 	// resolve in (names are unique across them): Resolve looks in each
 	// layer's map rather than in a map of its own, which cost ~110 B per
@@ -96,7 +96,7 @@ func (t *Twin) layerIndex(l Layer) int {
 // get returns the current state of id (nil when absent). Caller holds mu.
 func (t *Twin) get(id ID) *Feature {
 	if i := t.layerIndex(id.Layer); i >= 0 {
-		return t.objs[i][id.Name]
+		return t.objs[i].Get(id.Name)
 	}
 	return nil
 }
@@ -113,13 +113,12 @@ func New(opts Options) *Twin {
 		opts.Logger = slog.Default()
 	}
 	t := &Twin{opts: opts, feed: NewFeed(opts.FeedSize), layers: map[Layer]int{},
-		objs: make([]map[string]*Feature, len(StoredLayers)), index: make([]*rtree.RTreeG[*Feature], len(StoredLayers))}
+		objs: make([]names, len(StoredLayers)), index: make([]*rtree.RTreeG[*Feature], len(StoredLayers))}
 	for i, l := range StoredLayers {
 		t.layers[l] = i
 		if isTracked(l) {
 			t.tracked = append(t.tracked, i)
 		}
-		t.objs[i] = map[string]*Feature{}
 		t.index[i] = &rtree.RTreeG[*Feature]{}
 	}
 	return t
@@ -150,7 +149,7 @@ func (t *Twin) Resolve(name string) (ID, bool) {
 // resolve is Resolve under t.mu.
 func (t *Twin) resolve(name string) (ID, bool) {
 	for _, i := range t.tracked {
-		if f := t.objs[i][name]; f != nil {
+		if f := t.objs[i].Get(name); f != nil {
 			return f.ID, true
 		}
 	}
@@ -175,15 +174,9 @@ func (t *Twin) Load(fs []*Feature) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i, n := range add {
-		if n > len(t.objs[i]) {
-			// One allocation instead of a dozen doublings (and rehashes)
-			// of a million-entry map.
-			objs := make(map[string]*Feature, len(t.objs[i])+n)
-			for k, f := range t.objs[i] {
-				objs[k] = f
-			}
-			t.objs[i] = objs
-		}
+		// One allocation instead of a dozen doublings (and rehashes)
+		// of a million-entry table.
+		t.objs[i].Grow(t.objs[i].Len() + n)
 	}
 	for _, f := range fs {
 		if old := t.get(f.ID); old != nil {
@@ -259,7 +252,7 @@ func (t *Twin) Delete(id ID) (Change, error) {
 		return Change{}, fmt.Errorf("%s: %w", id, ErrNotFound)
 	}
 	t.unindex(old)
-	delete(t.objs[t.layerIndex(id.Layer)], id.Name)
+	t.objs[t.layerIndex(id.Layer)].Delete(id.Name)
 	c := Change{Kind: Remove, Time: t.opts.Clock.Now(), Old: old}
 	t.feed.append(&c)
 	return c, nil
@@ -420,7 +413,7 @@ func (t *Twin) insert(f *Feature) {
 		// consumers of the feed at the same time, so no write to it.
 		f.Props = f.Props.Pack()
 	}
-	t.objs[i][f.ID.Name] = f
+	t.objs[i].Put(f)
 	t.gen++
 	if f.Geometry != nil {
 		b := f.Geometry.Bound()
