@@ -161,12 +161,18 @@ type Recorder struct {
 	m    *metrics
 
 	// Owned by Run.
-	pos       uint64
-	pending   []twin.TimelineRecord
-	order     []chunkKey // flush's scratch: pending's chunk order
-	versions  []twin.TimelineVersion
-	seen      map[twin.ID]struct{} // buildings whose previous version is recorded
-	cache     *ckptState           // the last checkpoint built or read
+	pos      uint64
+	pending  []twin.TimelineRecord
+	order    []chunkKey // flush's scratch: pending's chunk order
+	versions []twin.TimelineVersion
+	seen     map[twin.ID]struct{} // buildings whose previous version is recorded
+	// cache is the last checkpoint built or read, kept for the next
+	// build when it holds at most maxCachedState records. A larger one is
+	// read back from the store at the next build instead (about a second
+	// per million objects every Interval): kept, a million vehicles'
+	// state was ~360 MB of the server's heap for good (issue 16 goal 4).
+	cache     *ckptState
+	maxCached int // maxCachedState; tests lower it
 	lastPrune time.Time
 }
 
@@ -179,7 +185,7 @@ func NewRecorder(tw *twin.Twin, st twin.Store, opts Options) (*Recorder, error) 
 		return nil, fmt.Errorf("%w (%T)", ErrNoTimeline, st)
 	}
 	return &Recorder{tw: tw, st: st, tl: tl, opts: opts, log: opts.Logger.With("component", "timeline"),
-		m: newMetrics(opts.Registerer), seen: map[twin.ID]struct{}{}}, nil
+		m: newMetrics(opts.Registerer), seen: map[twin.ID]struct{}{}, maxCached: maxCachedState}, nil
 }
 
 // Run records until ctx is done, then flushes what it holds (bounded by
@@ -551,6 +557,10 @@ func cmpObject(a, b twin.TimelineRecord) int {
 	return cmp.Compare(a.Seq, b.Seq)
 }
 
+// maxCachedState is the largest checkpoint state the recorder keeps
+// between builds (records).
+const maxCachedState = 1 << 16
+
 // maxBuilds and buildBudget bound the checkpoints built per round, so
 // recording goes on while a long stretch is rebuilt.
 const (
@@ -604,13 +614,21 @@ func (r *Recorder) checkpoints(ctx context.Context) {
 			return
 		}
 	}
-	r.cache = nil // st changes in place: a failed step leaves it half-advanced
+	// st changes in place: a failed step leaves it half-advanced, so it is
+	// the cache only between a written checkpoint and the next step.
+	r.cache = nil
+	defer func() {
+		if r.cache != nil && len(r.cache.recs) > r.maxCached {
+			r.cache = nil
+		}
+	}()
 	// Building runs on the goroutine that reads the feed: a long rebuild
 	// (late data made many checkpoints stale) goes on at the next round
 	// rather than hold the feed for long.
 	roundStart := time.Now()
 	for i := 0; i < maxBuilds && st.at < target && time.Since(roundStart) < buildBudget; i++ {
 		start := time.Now()
+		r.cache = nil
 		if err := st.advance(ctx, r.tl, st.at+step, int64(r.opts.Bucket), nil); err != nil {
 			r.log.Warn("timeline checkpoint", "err", err)
 			return
@@ -622,7 +640,6 @@ func (r *Recorder) checkpoints(ctx context.Context) {
 		}
 		if err := r.tl.PutCheckpoint(ctx, st.at, blobs); err != nil {
 			r.log.Warn("timeline checkpoint", "err", err)
-			r.cache = nil
 			return
 		}
 		r.cache = st

@@ -19,7 +19,17 @@ import (
 // then checks snapshots at several times (from checkpoints and changes,
 // with and without a bbox), the ordered changes of a window, a late
 // object that makes checkpoints stale, and buildings by version.
+//
+// Twice: with the recorder keeping the last checkpoint's state between
+// builds, and reading it back from the store each time (as it does for a
+// large state).
 func TestSnapshotAndChanges(t *testing.T) {
+	for _, cached := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cached=%v", cached), func(t *testing.T) { testSnapshotAndChanges(t, cached) })
+	}
+}
+
+func testSnapshotAndChanges(t *testing.T, cached bool) {
 	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 	clk := clock.NewFake(t0)
 	tw := twin.New(twin.Options{Clock: clk})
@@ -42,6 +52,9 @@ func TestSnapshotAndChanges(t *testing.T) {
 	rec, err := timeline.NewRecorder(tw, st, opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !cached {
+		rec.SetMaxCachedState(0)
 	}
 	rd, err := timeline.NewReader(tw, st, opts)
 	if err != nil {
