@@ -65,12 +65,25 @@ func (s *Server) build(ctx context.Context, req Request) (_ []byte, _ uint64, er
 			return nil, 0, fmt.Errorf("build tile: %w", err)
 		}
 		found := w.found[:0]
-		got := s.tw.Search(l, search, func(f *twin.Feature) bool {
-			if f.Geometry != nil && req.Z >= minZoomFor(f) {
-				found = append(found, f)
-			}
-			return true
-		})
+		var got uint64
+		if req.Z < specs[l].minZoom || (l == twin.Roads && req.Z < roadMinZoom) {
+			got = s.tw.Search(l, search, func(f *twin.Feature) bool {
+				if f.Geometry != nil && req.Z >= minZoomFor(f) {
+					found = append(found, f)
+				}
+				return true
+			})
+		} else {
+			// Every feature of the layer is shown at this zoom: no
+			// per-feature minimum zoom lookup (a map access each, a
+			// tenth of a dense tile's search).
+			got = s.tw.Search(l, search, func(f *twin.Feature) bool {
+				if f.Geometry != nil {
+					found = append(found, f)
+				}
+				return true
+			})
+		}
 		seq = min(seq, got)
 		s.writeLayer(ctx, w, l, req, found)
 		clear(found) // do not keep features alive in the pool

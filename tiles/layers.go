@@ -33,9 +33,12 @@ const DetailZoom = 15
 // maxJSONAttr bounds a structured prop written as a JSON string, in bytes.
 const maxJSONAttr = 1024
 
-// majorRoadMinZoom is where motorways, trunks and primaries start (roads
-// as a whole start at zoom 10).
-const majorRoadMinZoom = 8
+// majorRoadMinZoom is where motorways, trunks and primaries start,
+// roadMinZoom where the other roads do.
+const (
+	majorRoadMinZoom = 8
+	roadMinZoom      = 10
+)
 
 var majorRoad = map[string]bool{"motorway": true, "trunk": true, "primary": true,
 	"motorway_link": true, "trunk_link": true, "primary_link": true}
@@ -70,7 +73,7 @@ func minZoomFor(f *twin.Feature) uint8 {
 		if majorRoad[f.Prop("class")] {
 			return majorRoadMinZoom
 		}
-		return 10
+		return roadMinZoom
 	}
 	return specs[f.ID.Layer].minZoom
 }
