@@ -128,16 +128,41 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 	filt := s.filterFor(req.Attrs, l)
 	w.beginLayer()
 	n := 0
+	cacheShapes := req.Z <= maxShapeZoom
 	for _, c := range cands {
 		m := c.m
-		if m.world.kind == kindNone {
+		kind := m.world.kind
+		if kind == kindNone {
 			continue
 		}
-		if !w.shape(func() bool { return w.project(m, p) }, tol) {
-			continue
+		keep := cacheShapes && kind != kindLine
+		if keep {
+			if zs := m.shapeAt(req.Z); zs != nil && zs.inside(p) {
+				if zs.drawn {
+					w.appendCached(m, zs, p, req.Z, &filt)
+					n++
+				}
+				continue
+			}
 		}
-		w.appendFeature(m, req.Z, &filt)
-		n++
+		// shape's first load is this projection; a redo projects again.
+		inside := w.project(m, p)
+		lo, hi := w.lo, w.hi
+		loaded := false
+		drawn := w.shape(func() bool {
+			if !loaded {
+				loaded = true
+				return inside
+			}
+			return w.project(m, p)
+		}, tol)
+		if drawn {
+			w.appendFeature(m, req.Z, &filt)
+			n++
+		}
+		if keep && inside {
+			m.addShape(w.newZshape(req.Z, p, lo, hi, drawn))
+		}
 	}
 	w.endLayer(string(l), n)
 	clear(cands)

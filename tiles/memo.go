@@ -206,6 +206,85 @@ type memo struct {
 	world            shape
 	full             []kv // every attribute (DetailZoom and up)
 	lean             []kv // below DetailZoom; nil when the layer has no lean set
+	// shapes are the feature's tile geometry at the last few zooms it was
+	// drawn at wholly inside a tile (zshape); replaced, never modified.
+	shapes atomic.Pointer[[]zshape]
+}
+
+// zshape is a polygon's or points' tile geometry at zoom z as the writer
+// made it (projected, simplified, tidied, made valid, encoded) in a tile
+// whose buffer held the whole feature. Inside a tile, every step is
+// exact arithmetic on integer tile units (flooring world coordinates
+// times 2^z is exact, and so is shifting them by a tile's origin; the
+// polygon simplification measures distances from differences of points),
+// so the geometry of any other tile of that zoom that holds the whole
+// feature is the same translated: only the first point of the command
+// stream, relative to the tile's corner, changes. A dense z13 tile draws
+// thousands of such buildings; reusing their geometry skips most of the
+// per-feature work of every tile after the first. Lines are left out:
+// their simplification is orb's, on absolute tile coordinates, whose
+// rounding depends on the tile.
+type zshape struct {
+	lo, hi [2]int32 // bound of the projected points, world tile units at z
+	first  [2]int32 // the command stream's first point, world tile units
+	z      uint8
+	drawn  bool   // false: nothing drawable is left at z
+	cmd0   uint32 // the stream's first command
+	rest   []byte // packed varints of the stream after cmd0 and the first point
+}
+
+// Limits of the zshape cache: zooms up to maxShapeZoom (world tile units
+// then fit an int32), at most maxShapes zooms per feature (a map session
+// moves between a few neighbouring zooms; about 60 bytes each).
+const (
+	maxShapeZoom = 18
+	maxShapes    = 3
+)
+
+// shapeAt is m's zshape at zoom z, or nil.
+func (m *memo) shapeAt(z uint8) *zshape {
+	p := m.shapes.Load()
+	if p == nil {
+		return nil
+	}
+	for i := range *p {
+		if (*p)[i].z == z {
+			return &(*p)[i]
+		}
+	}
+	return nil
+}
+
+// addShape records zs, replacing the oldest when maxShapes are kept.
+// Concurrent builders of the same tile make equal zshapes, so a lost race
+// loses nothing.
+func (m *memo) addShape(zs zshape) {
+	for range 4 {
+		old := m.shapes.Load()
+		var next []zshape
+		if old != nil {
+			for _, o := range *old {
+				if o.z != zs.z {
+					next = append(next, o)
+				}
+			}
+		}
+		if len(next) >= maxShapes {
+			next = next[len(next)-maxShapes+1:]
+		}
+		next = append(next, zs)
+		if m.shapes.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+// inside reports whether the whole feature lies within the buffered tile
+// of projector p (as writer.project would find).
+func (zs *zshape) inside(p projector) bool {
+	ox, oy := int64(p.ox), int64(p.oy)
+	return int64(zs.lo[0])-ox >= -Buffer && int64(zs.hi[0])-ox <= extentWithBuffer &&
+		int64(zs.lo[1])-oy >= -Buffer && int64(zs.hi[1])-oy <= extentWithBuffer
 }
 
 func newMemo(f *twin.Feature) *memo {

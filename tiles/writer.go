@@ -24,6 +24,7 @@ type writer struct {
 	body  []byte // the current layer's features
 	feat  []byte // the current feature's packed fields
 	geom  []uint32
+	gpack []byte // geom as packed varints
 	tags  []uint32
 	keys  []string
 	keyIx index
@@ -36,6 +37,8 @@ type writer struct {
 	cands []candidate
 	segs  []seg
 	polys []polyRef
+	// lo, hi bound the points of the last project, in tile units.
+	lo, hi orb.Point
 }
 
 var writerPool = sync.Pool{New: func() any { return new(writer) }}
@@ -240,6 +243,8 @@ func (w *writer) project(m *memo, p projector) (inside bool) {
 	sh.parts = append(sh.parts[:0], m.world.parts...)
 	sh.pts = sh.pts[:0]
 	inside = true
+	lo := orb.Point{math.Inf(1), math.Inf(1)}
+	hi := orb.Point{math.Inf(-1), math.Inf(-1)}
 	for _, q := range m.world.pts {
 		x := math.Floor(q[0]*p.scale - p.ox)
 		y := math.Floor(q[1]*p.scale - p.oy)
@@ -247,8 +252,11 @@ func (w *writer) project(m *memo, p projector) (inside bool) {
 		if !(x >= -Buffer && x <= extentWithBuffer && y >= -Buffer && y <= extentWithBuffer) {
 			inside = false
 		}
+		lo = orb.Point{min(lo[0], x), min(lo[1], y)}
+		hi = orb.Point{max(hi[0], x), max(hi[1], y)}
 		sh.pts = append(sh.pts, orb.Point{x, y})
 	}
+	w.lo, w.hi = lo, hi
 	return inside
 }
 
@@ -282,19 +290,24 @@ func (w *writer) clipShape() bool {
 }
 
 // simplify runs Douglas-Peucker with tolerance tol (tile units) on every
-// line and ring of w.sh in place; the algorithm and results are those of
-// orb's simplify.DouglasPeucker.
+// line and ring of w.sh in place; the algorithm is orb's
+// simplify.DouglasPeucker, and so are the results for lines. Rings measure
+// a point's distance from a segment in coordinates relative to the
+// segment's start (exact for integer points, so the same in every tile:
+// zshape); orb's absolute form rounds differently by where the tile is,
+// which can move a point lying exactly at the tolerance.
 func (w *writer) simplify(tol float64) {
 	sh := &w.sh
 	if sh.kind == kindPoint {
 		return
 	}
+	rel := sh.kind == kindPolygon
 	start, n := int32(0), int32(0)
 	for i, p := range sh.parts {
 		seg := sh.pts[start:p.end]
 		start = p.end
 		if len(seg) > 2 {
-			seg = w.dp(seg, tol)
+			seg = w.dp(seg, tol, rel)
 		}
 		n += int32(copy(sh.pts[n:], seg))
 		sh.parts[i].end = n
@@ -302,8 +315,9 @@ func (w *writer) simplify(tol float64) {
 	sh.pts = sh.pts[:n]
 }
 
-// dp is orb's dpWorker and compaction with reused mask and stack buffers.
-func (w *writer) dp(ls []orb.Point, tol float64) []orb.Point {
+// dp is orb's dpWorker and compaction with reused mask and stack
+// buffers; rel measures distances with distanceFromSegmentSquaredRel.
+func (w *writer) dp(ls []orb.Point, tol float64, rel bool) []orb.Point {
 	if cap(w.mask) < len(ls) {
 		w.mask = make([]byte, len(ls))
 	}
@@ -315,7 +329,13 @@ func (w *writer) dp(ls []orb.Point, tol float64) []orb.Point {
 		start, end := stack[len(stack)-2], stack[len(stack)-1]
 		maxDist, maxIndex := 0.0, 0
 		for i := start + 1; i < end; i++ {
-			if d := distanceFromSegmentSquared(ls[start], ls[end], ls[i]); d > maxDist {
+			var d float64
+			if rel {
+				d = distanceFromSegmentSquaredRel(ls[start], ls[end], ls[i])
+			} else {
+				d = distanceFromSegmentSquared(ls[start], ls[end], ls[i])
+			}
+			if d > maxDist {
 				maxDist, maxIndex = d, i
 			}
 		}
@@ -353,6 +373,25 @@ func distanceFromSegmentSquared(a, b, p orb.Point) float64 {
 	}
 	dx, dy = p[0]-x, p[1]-y
 	return dx*dx + dy*dy
+}
+
+// distanceFromSegmentSquaredRel is distanceFromSegmentSquared computed
+// from p and b relative to a: for integer points every operation before
+// the projection's division is exact, so the result does not depend on
+// where the points are, only on their differences.
+func distanceFromSegmentSquaredRel(a, b, p orb.Point) float64 {
+	dx, dy := b[0]-a[0], b[1]-a[1]
+	px, py := p[0]-a[0], p[1]-a[1]
+	if dx != 0 || dy != 0 {
+		t := (px*dx + py*dy) / (dx*dx + dy*dy)
+		if t > 1 {
+			px, py = px-dx, py-dy
+		} else if t > 0 {
+			px -= dx * t
+			py -= dy * t
+		}
+	}
+	return px*px + py*py
 }
 
 // tidy rounds w.sh to integers, drops repeated points, the spikes of rings
@@ -445,6 +484,44 @@ func (w *writer) encodeGeometry() {
 
 // appendFeature writes the feature in w.sh with m's id and attributes.
 func (w *writer) appendFeature(m *memo, z uint8, filt *attrFilter) {
+	w.encodeGeometry()
+	w.gpack = packVarints(w.gpack[:0], w.geom)
+	w.appendFeatureGeom(m, z, filt, w.sh.kind, w.gpack)
+}
+
+// appendCached writes m's feature from its zshape zs in the tile of p.
+func (w *writer) appendCached(m *memo, zs *zshape, p projector, z uint8, filt *attrFilter) {
+	dx := int32(int64(zs.first[0]) - int64(p.ox))
+	dy := int32(int64(zs.first[1]) - int64(p.oy))
+	g := appendVarint(w.gpack[:0], uint64(zs.cmd0))
+	g = appendVarint(g, uint64(uint32((dx<<1)^(dx>>31))))
+	g = appendVarint(g, uint64(uint32((dy<<1)^(dy>>31))))
+	g = append(g, zs.rest...)
+	w.gpack = g
+	w.appendFeatureGeom(m, z, filt, m.world.kind, g)
+}
+
+// newZshape makes the zshape of the feature just shaped in w.sh (inside
+// the tile of p, bound w.lo..w.hi from project; drawn: shape's verdict),
+// after appendFeature when drawn (it reads w.geom and w.gpack).
+func (w *writer) newZshape(z uint8, p projector, lo, hi orb.Point, drawn bool) zshape {
+	zs := zshape{z: z, drawn: drawn,
+		lo: [2]int32{int32(lo[0] + p.ox), int32(lo[1] + p.oy)},
+		hi: [2]int32{int32(hi[0] + p.ox), int32(hi[1] + p.oy)}}
+	if !drawn {
+		return zs
+	}
+	g := w.geom
+	zs.cmd0 = g[0]
+	zs.first = [2]int32{int32(w.sh.pts[0][0] + p.ox), int32(w.sh.pts[0][1] + p.oy)}
+	skip := varintLen(uint64(g[0])) + varintLen(uint64(g[1])) + varintLen(uint64(g[2]))
+	zs.rest = append([]byte(nil), w.gpack[skip:]...)
+	return zs
+}
+
+// appendFeatureGeom writes a feature with m's id and attributes and the
+// packed geometry command stream g.
+func (w *writer) appendFeatureGeom(m *memo, z uint8, filt *attrFilter, kind uint8, g []byte) {
 	tags := w.tags[:0]
 	attrs := m.attrs(z)
 	for i := range attrs {
@@ -455,15 +532,24 @@ func (w *writer) appendFeature(m *memo, z uint8, filt *attrFilter) {
 		tags = append(tags, w.keyIndex(a.key, a.keyHash), w.valueIndex(a.val, a.valHash))
 	}
 	w.tags = tags
-	w.encodeGeometry()
 	f := w.feat[:0]
 	f = append(f, tagFeatureID)
 	f = appendVarint(f, m.id)
 	f = appendPacked(f, tagFeatureTags, tags)
-	f = append(f, tagFeatureType, w.sh.kind)
-	f = appendPacked(f, tagFeatureGeom, w.geom)
+	f = append(f, tagFeatureType, kind)
+	if len(g) > 0 {
+		f = appendBytesField(f, tagFeatureGeom, g)
+	}
 	w.body = appendBytesField(w.body, tagLayerFeature, f)
 	w.feat = f[:0]
+}
+
+// packVarints appends vs as varints.
+func packVarints(b []byte, vs []uint32) []byte {
+	for _, v := range vs {
+		b = appendVarint(b, uint64(v))
+	}
+	return b
 }
 
 func appendPacked(b []byte, tag byte, vs []uint32) []byte {
