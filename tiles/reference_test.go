@@ -5,6 +5,7 @@ package tiles
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -113,7 +114,129 @@ func refBuild(s *Server, ctx context.Context, req Request) (_ []byte, _ uint64, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("marshal tile %d/%d/%d: %w", req.Z, req.X, req.Y, err)
 	}
-	return b, seq, nil
+	return refNumberValues(b), seq, nil
+}
+
+// pbField is one protobuf field: its number and its whole encoding (tag,
+// length, body) and body.
+type pbField struct {
+	num         uint64
+	whole, body []byte
+}
+
+// pbFields splits a message into its fields (varint, fixed64,
+// length-delimited and fixed32 wire types).
+func pbFields(b []byte) []pbField {
+	var out []pbField
+	for len(b) > 0 {
+		k, n := binary.Uvarint(b)
+		start := b
+		b = b[n:]
+		var body []byte
+		switch k & 7 {
+		case 0:
+			_, m := binary.Uvarint(b)
+			body, b = b[:m], b[m:]
+		case 1:
+			body, b = b[:8], b[8:]
+		case 2:
+			l, m := binary.Uvarint(b)
+			body, b = b[m:m+int(l)], b[m+int(l):]
+		case 5:
+			body, b = b[:4], b[4:]
+		default:
+			panic("bad wire type")
+		}
+		out = append(out, pbField{num: k >> 3, whole: start[:len(start)-len(b)], body: body})
+	}
+	return out
+}
+
+func pbAppendBytes(b []byte, num uint64, body []byte) []byte {
+	b = binary.AppendUvarint(b, num<<3|2)
+	b = binary.AppendUvarint(b, uint64(len(body)))
+	return append(b, body...)
+}
+
+// refNumberValues renumbers every layer's values of an encoded tile by
+// use, most used first and ties in their first-seen order, rewriting the
+// features' tags: the writer's numbering (writer.numberValues), done here
+// on the encoded protobuf, apart from the writer's code.
+func refNumberValues(tile []byte) []byte {
+	var out []byte
+	for _, tf := range pbFields(tile) {
+		if tf.num != 3 {
+			out = append(out, tf.whole...)
+			continue
+		}
+		fields := pbFields(tf.body)
+		var vals [][]byte
+		var uses []int
+		for _, f := range fields {
+			if f.num == 4 {
+				vals = append(vals, f.whole)
+				uses = append(uses, 0)
+			}
+		}
+		tagsOf := func(feat []byte) []uint64 {
+			var tags []uint64
+			for _, ff := range pbFields(feat) {
+				for b := ff.body; ff.num == 2 && len(b) > 0; {
+					v, n := binary.Uvarint(b)
+					tags, b = append(tags, v), b[n:]
+				}
+			}
+			return tags
+		}
+		for _, f := range fields {
+			if f.num == 2 {
+				for i, v := range tagsOf(f.body) {
+					if i%2 == 1 {
+						uses[v]++
+					}
+				}
+			}
+		}
+		order := make([]int, len(vals))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(a, b int) bool { return uses[order[a]] > uses[order[b]] })
+		num := make([]uint64, len(vals))
+		for i, v := range order {
+			num[v] = uint64(i)
+		}
+		var layer []byte
+		k := 0
+		for _, f := range fields {
+			switch f.num {
+			case 2:
+				var feat []byte
+				for _, ff := range pbFields(f.body) {
+					if ff.num != 2 {
+						feat = append(feat, ff.whole...)
+						continue
+					}
+					var packed []byte
+					for i, v := range tagsOf(f.body) {
+						if i%2 == 1 {
+							v = num[v]
+						}
+						packed = binary.AppendUvarint(packed, v)
+					}
+					feat = pbAppendBytes(feat, 2, packed)
+				}
+				layer = pbAppendBytes(layer, 2, feat)
+			case 4:
+				layer = append(layer, vals[order[k]]...)
+				k++
+			default:
+				layer = append(layer, f.whole...)
+			}
+		}
+		out = pbAppendBytes(out, 3, layer)
+	}
+	return out
 }
 
 // buildLayer filters, ranks, budgets, projects, clips and simplifies one
