@@ -123,11 +123,16 @@ func (c *client) enqueueDelta(it *item) {
 	if c.closed || c.resync {
 		return
 	}
-	if c.q.push(it) {
-		c.h.m.coalesced.Inc()
-	}
+	n := c.q.push(it)
 	if c.q.bytes > c.h.opts.QueueBytes && c.q.n > 1 {
-		c.overflowLocked(true)
+		// Over budget: drop the superseded deltas first.
+		n += c.q.coalesce()
+		if c.q.bytes > c.h.opts.QueueBytes && c.q.n > 1 {
+			c.overflowLocked(true)
+		}
+	}
+	if n > 0 {
+		c.h.m.coalesced.Add(float64(n))
 	}
 	c.signal()
 }
@@ -196,6 +201,10 @@ func (c *client) replaceQueue(items ...*item) {
 	}
 	c.q.reset()
 	c.resync = false
+	if len(items) > 1 {
+		// A catch-up: only the latest delta per object is worth sending.
+		c.q.coalesce()
+	}
 	for _, it := range items {
 		c.q.push(it)
 	}

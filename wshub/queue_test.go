@@ -1,0 +1,87 @@
+package wshub
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/citytwin/citytwin/twin"
+)
+
+func deltaItem(obj string, seq uint64) *item {
+	return &item{id: twin.NewID(twin.Vehicles, obj), seq: seq, msg: []byte(fmt.Sprintf("%s@%d", obj, seq))}
+}
+
+// drainSeqs pops everything and returns the items' seqs in order.
+func drainSeqs(q *queue) []uint64 {
+	var out []uint64
+	for it := q.pop(); it != nil; it = q.pop() {
+		out = append(out, it.seq)
+	}
+	return out
+}
+
+// A queue that stays short keeps every version (no map work per delta);
+// once it holds coalesceAfter items only the latest delta per object is
+// left, in seq order, and control items are kept.
+func TestQueueCoalescesOnlyWhenBehind(t *testing.T) {
+	var q queue
+	q.push(deltaItem("a", 1))
+	q.push(deltaItem("b", 2))
+	q.push(deltaItem("a", 3))
+	if got := drainSeqs(&q); fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("short queue: got %v, want every version", got)
+	}
+
+	q.push(&item{resync: true})
+	dropped := 0
+	for i := range coalesceAfter - 1 {
+		dropped += q.push(deltaItem(fmt.Sprintf("o%d", i%4), uint64(10+i)))
+	}
+	if !q.coalescing || q.n != 5 {
+		t.Fatalf("after %d pushes: coalescing %v, %d pending, want on and 5 (resync + 4 objects)", coalesceAfter, q.coalescing, q.n)
+	}
+	if dropped != coalesceAfter-1-4 {
+		t.Errorf("dropped %d, want %d", dropped, coalesceAfter-1-4)
+	}
+	if n := q.push(deltaItem("o0", 1000)); n != 1 {
+		t.Errorf("push while coalescing replaced %d, want 1", n)
+	}
+	want := 0
+	for it := q.head; it != nil; it = it.next {
+		want += it.size()
+	}
+	if q.bytes != want {
+		t.Errorf("bytes %d, items add up to %d", q.bytes, want)
+	}
+	got := drainSeqs(&q)
+	// o3, o1 and o2 at their last versions; o0 replaced by 1000.
+	if fmt.Sprint(got) != fmt.Sprint([]uint64{0, coalesceAfter + 5, coalesceAfter + 7, coalesceAfter + 8, 1000}) {
+		t.Fatalf("coalesced queue: got %v", got)
+	}
+	if q.coalescing || len(q.pending) != 0 {
+		t.Fatal("an emptied queue still coalesces")
+	}
+}
+
+// A client over its byte budget first drops superseded deltas; it resyncs
+// only when the latest states alone are over it.
+func TestEnqueueCoalescesBeforeOverflow(t *testing.T) {
+	fx := newRouteFixture(t, 1, 1)
+	var c *client
+	for cl := range fx.h.clients {
+		c = cl
+	}
+	c.h.opts.QueueBytes = 10 * (itemOverhead + 8)
+	for i := range 40 {
+		c.enqueueDelta(deltaItem(fmt.Sprintf("o%d", i%3), uint64(i+1)))
+	}
+	if c.resync || c.q.n != 3 {
+		t.Fatalf("3 objects updated 40 times: resync %v, %d pending, want no resync and 3", c.resync, c.q.n)
+	}
+	for i := range 40 {
+		c.enqueueDelta(deltaItem(fmt.Sprintf("p%d", i), uint64(100+i)))
+	}
+	if !c.resync {
+		t.Fatal("40 distinct objects over a 10-message budget did not resync")
+	}
+}
