@@ -2,10 +2,17 @@ package wshub
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // recConn records each Write call on a socket.
@@ -69,5 +76,67 @@ func TestBatchConn(t *testing.T) {
 	}
 	if err := b.Close(); err != nil || !rc.closed || len(rc.writes) != 1 || rc.writes[0] != "close-frame" {
 		t.Fatalf("close: %q closed=%v %v", rc.writes, rc.closed, err)
+	}
+}
+
+// TestWriteFrame: frames built by writeFrame, of every length encoding
+// (7-bit, 16-bit, 64-bit) and across batch boundaries, read back as the
+// same messages by gorilla's client; once a close frame is on its way no
+// frame is written.
+func TestWriteFrame(t *testing.T) {
+	sizes := []int{0, 1, 125, 126, 127, 65535, 65536, 200000, 3}
+	done := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj := &hijacker{ResponseWriter: w}
+		up := websocket.Upgrader{}
+		conn, err := up.Upgrade(hj, r, nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer conn.Close()
+		dl := time.Now().Add(10 * time.Second)
+		hj.bc.begin()
+		for i, n := range sizes {
+			if i == 4 { // some frames outside a batch
+				if err := hj.bc.flush(); err != nil {
+					done <- err
+					return
+				}
+			}
+			if err := hj.bc.writeFrame(bytes.Repeat([]byte{byte('a' + i)}, n), dl); err != nil {
+				done <- err
+				return
+			}
+		}
+		if err := hj.bc.flush(); err != nil {
+			done <- err
+			return
+		}
+		hj.bc.closing.Store(true)
+		if err := hj.bc.writeFrame([]byte("late"), dl); !errors.Is(err, errClosing) {
+			done <- fmt.Errorf("write after close: %w", err)
+			return
+		}
+		done <- nil
+		_, _, _ = conn.ReadMessage() // until the client goes
+	}))
+	defer srv.Close()
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, n := range sizes {
+		typ, p, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("message %d (%d bytes): %v", i, n, err)
+		}
+		if typ != websocket.TextMessage || !bytes.Equal(p, bytes.Repeat([]byte{byte('a' + i)}, n)) {
+			t.Fatalf("message %d: type %d, %d bytes, want text of %d", i, typ, len(p), n)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -91,8 +91,11 @@ type client struct {
 	playState // the replay, when one runs (replay.go)
 
 	// Writer goroutine only: the messages and bytes written since the
-	// metrics were last updated.
+	// metrics were last updated, and the write deadline of the deltas
+	// (HopelessAfter after the drain started, pushed on every 256 items:
+	// reading the clock per delta cost more than framing it).
 	sentN, sentSize int
+	deadline        time.Time
 
 	wake       chan struct{} // capacity 1: coalesced wake-ups for the writer
 	done       chan struct{} // closed by close
@@ -236,6 +239,9 @@ func (c *client) close(code int, reason string) {
 			close(c.closerDone)
 			return
 		}
+		if c.bc != nil && code != 0 {
+			c.bc.closing.Store(true)
+		}
 		go func() {
 			defer close(c.closerDone)
 			if code != 0 {
@@ -255,6 +261,15 @@ func (c *client) readLoop() {
 	_ = c.conn.SetReadDeadline(time.Now().Add(idle))
 	c.conn.SetPongHandler(func(string) error {
 		return c.conn.SetReadDeadline(time.Now().Add(idle))
+	})
+	// gorilla's default reply to the peer's close frame, after telling
+	// the batch that no data frame may follow it.
+	c.conn.SetCloseHandler(func(code int, _ string) error {
+		if c.bc != nil {
+			c.bc.closing.Store(true)
+		}
+		_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(time.Second))
+		return nil
 	})
 	msgs := newBucket(c.h.opts.MessageRate, c.h.opts.MessageBurst)
 	for {
@@ -352,7 +367,10 @@ func (c *client) drain() (wrote bool, wait time.Duration, err error) {
 		c.bc.begin()
 	}
 	defer c.countSent()
-	for {
+	for i := 0; ; i++ {
+		if i%256 == 0 {
+			c.deadline = time.Now().Add(c.h.opts.HopelessAfter)
+		}
 		var req *subscription
 		var resnap bool
 		if req, resnap, wait = c.nextSubscribe(); req != nil {
@@ -426,9 +444,15 @@ func (c *client) write(it *item) error {
 	}
 }
 
+// writeMsg writes one text message: straight into the socket's batch
+// (batchConn.writeFrame) under the drain's deadline, or through gorilla
+// when there is no batchConn.
 func (c *client) writeMsg(b []byte) error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.h.opts.HopelessAfter))
-	if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
+	if c.bc != nil {
+		if err := c.bc.writeFrame(b, c.deadline); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+	} else if err := c.conn.WriteMessage(websocket.TextMessage, b); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
 	c.sentN++
