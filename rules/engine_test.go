@@ -318,10 +318,10 @@ func TestHydrantPressureZeroTurnsBuildingOrange(t *testing.T) {
 	}
 	// Stamped with the reading's time, not the clock's (a replay shows
 	// the colour when the pressure dropped: twin/timeline).
-	if !b.Updated.Equal(at.Add(time.Minute)) {
+	if !b.Updated.Time().Equal(at.Add(time.Minute)) {
 		t.Errorf("building updated %v, want the reading's ts %v", b.Updated, at.Add(time.Minute))
 	}
-	if as := f.alerts("hydrant-zero"); len(as) != 1 || !as[0].Updated.Equal(at.Add(time.Minute)) {
+	if as := f.alerts("hydrant-zero"); len(as) != 1 || !as[0].Updated.Time().Equal(at.Add(time.Minute)) {
 		t.Errorf("alert updated: %v", as)
 	}
 	if f.count("twin/notify/p1") == 0 || f.count("twin/notify/p2") == 0 {
@@ -336,7 +336,7 @@ func TestHydrantPressureZeroTurnsBuildingOrange(t *testing.T) {
 	if b, _ = f.tw.Get(b.ID); b.Prop("risk_color") != "green" {
 		t.Fatalf("risk after restore = %v", b.Prop("risk_color"))
 	}
-	if !b.Updated.Equal(at.Add(3 * time.Minute)) {
+	if !b.Updated.Time().Equal(at.Add(3 * time.Minute)) {
 		t.Errorf("building updated %v after the restore, want %v", b.Updated, at.Add(3*time.Minute))
 	}
 	if as := f.alerts("hydrant-zero"); len(as) != 1 || as[0].Prop("state") != "closed" {

@@ -215,8 +215,8 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 	var prevAt time.Time
 	if c.Old != nil {
 		q, hasPrev = c.Old.Geometry.(orb.Point)
-		if prevAt = c.Old.Observed; prevAt.IsZero() {
-			prevAt = c.Old.Updated
+		if prevAt = c.Old.Observed.Time(); prevAt.IsZero() {
+			prevAt = c.Old.Updated.Time()
 		}
 	}
 	seg := orb.Bound{Min: p, Max: p}
@@ -247,7 +247,7 @@ func (e *Engine) evalFence(a *active, c *twin.Change, v *vars) {
 	if ok, _ := a.c.filter.eval(v); !ok {
 		return
 	}
-	at := c.New.Updated
+	at := c.New.Updated.Time()
 	if c.Sample != nil {
 		at = c.Sample.Time
 	}

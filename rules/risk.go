@@ -60,7 +60,7 @@ func (e *Engine) alertStateChanged(al *twin.Feature) {
 		}
 		m[al.ID.Name] = al.Prop("severity")
 	}
-	e.risk.at = al.Updated
+	e.risk.at = al.Updated.Time()
 	e.updateRisk(bid, e.clk.Now())
 	e.risk.at = time.Time{}
 }

@@ -34,7 +34,7 @@ func (e *Engine) evalThreshold(a *active, c *twin.Change, v *vars) {
 	}
 	id := c.New.ID
 	cur := a.thr.level[id]
-	at := c.New.Updated
+	at := c.New.Updated.Time()
 	if c.Sample != nil {
 		at = c.Sample.Time
 	}
@@ -91,9 +91,9 @@ func (e *Engine) tickOffline(a *active, now time.Time) {
 	after := time.Duration(a.spec.After)
 	var late []*twin.Feature
 	e.tw.Range(a.subj, func(f *twin.Feature) bool {
-		last := f.Observed
+		last := f.Observed.Time()
 		if last.IsZero() {
-			last = f.Updated
+			last = f.Updated.Time()
 		}
 		if last.Before(a.off.since) {
 			last = a.off.since
@@ -112,9 +112,9 @@ func (e *Engine) tickOffline(a *active, now time.Time) {
 			continue
 		}
 		a.off.down[f.ID] = true
-		last := f.Observed
+		last := f.Observed.Time()
 		if last.IsZero() {
-			last = f.Updated
+			last = f.Updated.Time()
 		}
 		msg := a.spec.Message
 		if msg == "" {

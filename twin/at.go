@@ -75,10 +75,10 @@ func (t *Twin) commitAt(old, nf *Feature, at time.Time) Change {
 	if at.IsZero() {
 		at = t.opts.Clock.Now()
 	}
-	if old != nil && at.Before(old.Updated) {
-		at = old.Updated
+	nf.Updated = StampOf(at)
+	if old != nil && old.Updated != 0 && nf.Updated < old.Updated {
+		nf.Updated = old.Updated
 	}
-	nf.Updated = at
 	if old != nil && nf.Observed.IsZero() {
 		nf.Observed = old.Observed
 	}

@@ -16,7 +16,7 @@ func TestUpdateAt(t *testing.T) {
 	id := NewID(Alerts, "a1")
 	past := now.Add(-time.Hour)
 	c, err := tw.PutAt(&Feature{ID: id, Geometry: orb.Point{106, 29}, Props: NewProps(map[string]any{"state": "open"})}, past)
-	if err != nil || !c.New.Updated.Equal(past) || c.New.Version != 1 {
+	if err != nil || !c.New.Updated.Time().Equal(past) || c.New.Version != 1 {
 		t.Fatalf("PutAt: %v %v", c.New, err)
 	}
 	set := func(at time.Time) *Feature {
@@ -26,13 +26,13 @@ func TestUpdateAt(t *testing.T) {
 		}
 		return c.New
 	}
-	if f := set(past.Add(time.Minute)); !f.Updated.Equal(past.Add(time.Minute)) {
+	if f := set(past.Add(time.Minute)); !f.Updated.Time().Equal(past.Add(time.Minute)) {
 		t.Fatalf("updated %v", f.Updated)
 	}
-	if f := set(past); !f.Updated.Equal(past.Add(time.Minute)) {
+	if f := set(past); !f.Updated.Time().Equal(past.Add(time.Minute)) {
 		t.Fatalf("went back in time: %v", f.Updated)
 	}
-	if f := set(time.Time{}); !f.Updated.Equal(now) {
+	if f := set(time.Time{}); !f.Updated.Time().Equal(now) {
 		t.Fatalf("zero at: %v, want the clock", f.Updated)
 	}
 }

@@ -99,7 +99,7 @@ func fillLogChange(c *Change, lf *logFeature, ls *logSample) (lc logChange, hasN
 	lc = logChange{Seq: c.Seq, Kind: c.Kind, Time: c.Time, Layer: id.Layer, Name: id.Name}
 	if c.Kind == Upsert && c.New != nil {
 		f := c.New
-		*lf = logFeature{Props: f.Props, Version: f.Version, Updated: f.Updated, Observed: f.Observed,
+		*lf = logFeature{Props: f.Props, Version: f.Version, Updated: f.Updated.Time(), Observed: f.Observed.Time(),
 			Region: f.Region, Grid: f.Grid, Cells: f.Cells, Source: f.Source}
 		if p, ok := f.Geometry.(orb.Point); ok && finite(p[0]) && finite(p[1]) {
 			lf.point, lf.isPoint = p, true // written by appendChange as orb would
@@ -180,7 +180,7 @@ func UnmarshalChange(b []byte) (Change, error) {
 		if lc.New == nil {
 			return Change{}, fmt.Errorf("twin: decode change %d: upsert without a state", lc.Seq)
 		}
-		f := &Feature{ID: id, Props: lc.New.Props, Version: lc.New.Version, Updated: lc.New.Updated, Observed: lc.New.Observed,
+		f := &Feature{ID: id, Props: lc.New.Props, Version: lc.New.Version, Updated: StampOf(lc.New.Updated), Observed: StampOf(lc.New.Observed),
 			Region: lc.New.Region, Grid: lc.New.Grid, Cells: lc.New.Cells, Source: lc.New.Source}
 		if len(lc.New.Geometry) > 0 && string(lc.New.Geometry) != "null" {
 			g, err := geojson.UnmarshalGeometry(lc.New.Geometry)

@@ -17,8 +17,8 @@ type Feature struct {
 	Geometry orb.Geometry // WGS84 lon/lat; nil for a device not yet placed
 	Props    Props        // packed once the twin holds the feature
 	Version  uint64       // per-object, increases by one on every change
-	Updated  time.Time    // when the object last changed (telemetry ts for tracked objects)
-	Observed time.Time    // ts of the newest applied telemetry; zero when none
+	Updated  Stamp        // when the object last changed (telemetry ts for tracked objects)
+	Observed Stamp        // ts of the newest applied telemetry; zero when none
 	Region   []string     // region codes, outermost first
 	Grid     string       // grid code, "" when outside every grid
 	Cells    []uint64     // H3 cells: res 9 for points, a cover for lines and polygons
@@ -145,14 +145,14 @@ func (f *Feature) UnmarshalJSON(b []byte) error {
 		if err != nil {
 			return fmt.Errorf("updated: %w", err)
 		}
-		f.Updated = t
+		f.Updated = StampOf(t)
 	}
 	if w.Observed != "" {
 		t, err := time.Parse(time.RFC3339Nano, w.Observed)
 		if err != nil {
 			return fmt.Errorf("observed: %w", err)
 		}
-		f.Observed = t
+		f.Observed = StampOf(t)
 	}
 	return nil
 }

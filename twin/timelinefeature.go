@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 	"unique"
 
 	"github.com/paulmach/orb"
@@ -46,8 +45,8 @@ const (
 // appendFeatureRecord appends f's binary form.
 func appendFeatureRecord(b []byte, f *Feature) ([]byte, error) {
 	b = binary.AppendUvarint(b, f.Version)
-	b = binary.AppendVarint(b, UnixNano(f.Updated))
-	b = binary.AppendVarint(b, UnixNano(f.Observed))
+	b = binary.AppendVarint(b, int64(f.Updated))
+	b = binary.AppendVarint(b, int64(f.Observed))
 	b = binary.AppendUvarint(b, uint64(len(f.Region)))
 	for _, r := range f.Region {
 		b = appendStr(b, r)
@@ -99,8 +98,8 @@ func decodeFeatureRecord(id ID, b []byte) (*Feature, error) {
 	var n uint64
 	rd := recReader{b: b}
 	f.Version = rd.uvarint()
-	f.Updated = fromUnixNano(rd.varint())
-	f.Observed = fromUnixNano(rd.varint())
+	f.Updated = Stamp(rd.varint())
+	f.Observed = Stamp(rd.varint())
 	if n = rd.uvarint(); n > uint64(len(rd.b)) {
 		return nil, fmt.Errorf("%w: %w: regions", ErrBadTimeline, errBadFeature)
 	}
@@ -153,13 +152,6 @@ func decodeFeatureRecord(id ID, b []byte) (*Feature, error) {
 		return nil, fmt.Errorf("%w: %w", ErrBadTimeline, errBadFeature)
 	}
 	return f, nil
-}
-
-func fromUnixNano(ns int64) time.Time {
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns).UTC()
 }
 
 // recReader walks a binary record; the first error sticks.

@@ -307,7 +307,8 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	if old == nil {
 		return 0, Change{}, fmt.Errorf("%s: %w", s.ID, ErrNotFound)
 	}
-	if s.Time.Equal(old.Observed) {
+	ts := StampOf(s.Time)
+	if ts == old.Observed {
 		return 0, Change{}, ErrDuplicate
 	}
 	prev := valuesOf(old)
@@ -320,14 +321,14 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	if held := len(prev); added > 0 && held+added > MaxValues && !t.opts.Unchecked {
 		return 0, Change{}, fmt.Errorf("%s: %w: holds %d readings, the sample adds %d, at most %d", s.ID, ErrTooManyValues, held, added, MaxValues)
 	}
-	if s.Time.Before(old.Observed) {
+	if old.Observed != 0 && ts < old.Observed {
 		c := Change{Kind: History, Time: t.opts.Clock.Now(), Old: old, New: old, Sample: &s}
 		t.feed.append(&c)
 		return HistoryOnly, c, nil
 	}
 	nf := *old
-	nf.Observed = s.Time
-	nf.Updated = s.Time
+	nf.Observed = ts
+	nf.Updated = ts
 	if s.HasPos {
 		nf.Geometry = s.Pos
 		if t.opts.Enricher != nil {

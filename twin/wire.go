@@ -28,12 +28,12 @@ func (f *Feature) appendWire(b []byte, keep []string) ([]byte, error) {
 	b = strconv.AppendUint(b, f.Version, 10)
 	if !f.Updated.IsZero() {
 		b = append(b, `,"updated":"`...)
-		b = f.Updated.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = f.Updated.Time().AppendFormat(b, time.RFC3339Nano)
 		b = append(b, '"')
 	}
 	if !f.Observed.IsZero() {
 		b = append(b, `,"observed":"`...)
-		b = f.Observed.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = f.Observed.Time().AppendFormat(b, time.RFC3339Nano)
 		b = append(b, '"')
 	}
 	b = append(b, `,"region":[`...)

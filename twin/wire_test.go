@@ -23,10 +23,10 @@ func marshalReflect(f *Feature) ([]byte, error) {
 		w.Props = map[string]any{}
 	}
 	if !f.Updated.IsZero() {
-		w.Updated = f.Updated.UTC().Format(time.RFC3339Nano)
+		w.Updated = f.Updated.Time().Format(time.RFC3339Nano)
 	}
 	if !f.Observed.IsZero() {
-		w.Observed = f.Observed.UTC().Format(time.RFC3339Nano)
+		w.Observed = f.Observed.Time().Format(time.RFC3339Nano)
 	}
 	if f.Geometry != nil {
 		w.Geometry = geojson.NewGeometry(orb.Round(orb.Clone(f.Geometry), CoordFactor))
@@ -36,8 +36,8 @@ func marshalReflect(f *Feature) ([]byte, error) {
 
 var wireCases = []*Feature{
 	{ID: NewID(Vehicles, "BP2968"), Geometry: orb.Point{106.5512345678, 29.5623}, Version: 7,
-		Updated:  time.Date(2026, 11, 23, 8, 0, 0, 123456789, time.FixedZone("CST", 8*3600)),
-		Observed: time.Date(2026, 11, 23, 0, 0, 1, 0, time.UTC), Region: []string{"500000", "500103", "500103001"}, Grid: "8930e1d8a2fffff",
+		Updated:  StampOf(time.Date(2026, 11, 23, 8, 0, 0, 123456789, time.FixedZone("CST", 8*3600))),
+		Observed: StampOf(time.Date(2026, 11, 23, 0, 0, 1, 0, time.UTC)), Region: []string{"500000", "500103", "500103001"}, Grid: "8930e1d8a2fffff",
 		Props: NewProps(map[string]any{"kind": "muck_truck", "speed_kmh": 32.5, "heading": 90.0, "values": map[string]any{"b": 1.0, "a": math.Copysign(0, -1)}})},
 	{ID: NewID(Devices, "d1")},
 	{ID: NewID(Buildings, "b<1>&\"x\"\\\u2028\u2029\x01\t\n\xff中"), Region: []string{}, Geometry: orb.Polygon{{{106.5, 29.5}, {106.51, 29.5}, {106.51, 29.51}, {106.5, 29.5}}},

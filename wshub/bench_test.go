@@ -50,7 +50,7 @@ func newRouteFixture(b testing.TB, subs, objects int) *routeFixture {
 		p := old.Geometry.(orb.Point)
 		nf.Geometry = orb.Point{p[0] + (r.Float64()-0.5)*0.004, p[1] + (r.Float64()-0.5)*0.003}
 		nf.Version++
-		nf.Updated = t0.Add(time.Duration(i) * time.Millisecond)
+		nf.Updated = twin.StampOf(t0.Add(time.Duration(i) * time.Millisecond))
 		cur[k] = &nf
 		fx.changes[i] = twin.Change{Seq: uint64(i + 1), Kind: twin.Upsert, Old: old, New: &nf}
 	}

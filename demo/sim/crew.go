@@ -513,8 +513,8 @@ func (w *worker) observe(tw *twin.Twin, now time.Time) {
 	if !ok {
 		return
 	}
-	if f, ok := tw.Get(id); ok && f.Observed.After(w.lastSent) && f.Observed.After(w.humanSeen) {
-		w.humanSeen = f.Observed // each new fix from the phone renews the hold, once
+	if f, ok := tw.Get(id); ok && f.Observed.Time().After(w.lastSent) && f.Observed.Time().After(w.humanSeen) {
+		w.humanSeen = f.Observed.Time() // each new fix from the phone renews the hold, once
 		w.handsOffUntil = now.Add(HandsOff)
 	}
 }

@@ -136,7 +136,7 @@ func (o propOp) value(e *env) value { return e.prop(o.slot, o.name) }
 
 func readProp(f *twin.Feature, name string) value {
 	if name == "updated" {
-		return value{k: vTime, t: f.Updated}
+		return value{k: vTime, t: f.Updated.Time()}
 	}
 	v, ok := propValue(f, name)
 	if !ok {
@@ -411,7 +411,7 @@ func propValue(f *twin.Feature, name string) (any, bool) {
 	case "grid":
 		return f.Grid, true
 	case "updated":
-		return f.Updated.UTC().Format("2006-01-02T15:04:05Z"), true
+		return f.Updated.Time().Format("2006-01-02T15:04:05Z"), true
 	}
 	if v, ok := f.Props.Lookup(name); ok {
 		return v, true

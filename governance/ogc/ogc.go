@@ -112,7 +112,7 @@ func (a *API) collection(r *http.Request, l twin.Layer) map[string]any {
 		if !p.Sees(f) {
 			return true
 		}
-		if t := f.Updated; t.IsZero() {
+		if t := f.Updated.Time(); t.IsZero() {
 			untimed++
 		} else {
 			timed++
@@ -357,10 +357,10 @@ func (q query) match(f *twin.Feature) bool {
 		return false
 	}
 	if q.hasTime && !f.Updated.IsZero() {
-		if !q.from.IsZero() && f.Updated.Before(q.from) {
+		if !q.from.IsZero() && f.Updated.Time().Before(q.from) {
 			return false
 		}
-		if !q.to.IsZero() && f.Updated.After(q.to) {
+		if !q.to.IsZero() && f.Updated.Time().After(q.to) {
 			return false
 		}
 	}

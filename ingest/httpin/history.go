@@ -128,8 +128,8 @@ func (a *API) latest(ctx context.Context, f *twin.Feature, from, to time.Time, l
 	end := to
 	if end.IsZero() {
 		end = a.opts.Clock.Now().Add(24 * time.Hour)
-		if !f.Observed.IsZero() && f.Observed.Before(end) {
-			end = f.Observed.Add(time.Microsecond)
+		if obs := f.Observed.Time(); !obs.IsZero() && obs.Before(end) {
+			end = obs.Add(time.Microsecond)
 		}
 	}
 	floor := from

@@ -278,7 +278,7 @@ func TestTelemetryNDJSON(t *testing.T) {
 		t.Errorf("id %q", resp.Results[0].ID)
 	}
 	feat, _ := f.tw.Get(twin.NewID(twin.Vehicles, "v1"))
-	if feat.Geometry != (orb.Point{106.5, 29.5}) || !feat.Observed.Equal(t0.Add(-time.Hour+10*time.Second)) {
+	if feat.Geometry != (orb.Point{106.5, 29.5}) || !feat.Observed.Time().Equal(t0.Add(-time.Hour+10*time.Second)) {
 		t.Fatalf("twin %v %v", feat.Geometry, feat.Observed)
 	}
 	if len(f.dead) != 6 {

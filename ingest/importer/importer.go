@@ -293,7 +293,7 @@ func (r *run) flush(ctx context.Context) error {
 			continue
 		}
 		f.Version = 1
-		f.Updated = now
+		f.Updated = twin.StampOf(now)
 		if old != nil {
 			f.Version = old.Version + 1
 			f.Observed = old.Observed

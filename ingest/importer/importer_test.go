@@ -88,7 +88,7 @@ func TestDistrictsGCJ02(t *testing.T) {
 			t.Errorf("prop %s = %v, want %v", k, f.Props.Get(k), v)
 		}
 	}
-	if f.Version != 1 || !f.Updated.Equal(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)) {
+	if f.Version != 1 || !f.Updated.Time().Equal(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)) {
 		t.Errorf("version %d updated %v", f.Version, f.Updated)
 	}
 	// The first vertex in the file (GCJ-02) is 106.588191, 29.571262; the

@@ -169,7 +169,7 @@ func TestAppendConfirm(t *testing.T) {
 	}
 	eventually(t, "burst applied", func() bool {
 		f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1"))
-		return f.Observed.Equal(t0.Add((n - 1) * time.Second))
+		return f.Observed.Time().Equal(t0.Add((n - 1) * time.Second))
 	})
 	r.persisted.Store(r.tw.Feed().Last())
 	eventually(t, "burst acked", func() bool { return r.backlog(t) == 0 })
@@ -214,11 +214,11 @@ func TestSubmitAll(t *testing.T) {
 	}
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1"))
-		if f.Observed.Equal(t0.Add(time.Duration(n) * time.Millisecond)) {
+		if f.Observed.Time().Equal(t0.Add(time.Duration(n) * time.Millisecond)) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("v1 at %v (version %d), want every line applied", f.Observed.Sub(t0), f.Version)
+			t.Fatalf("v1 at %v (version %d), want every line applied", f.Observed.Time().Sub(t0), f.Version)
 		}
 	}
 	if f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1")); f.Version != uint64(n+2) {
@@ -256,7 +256,7 @@ func TestBatchOneMessage(t *testing.T) {
 	}
 	eventually(t, "batch applied", func() bool {
 		f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1"))
-		return f.Observed.Equal(t0.Add(39 * time.Second))
+		return f.Observed.Time().Equal(t0.Add(39 * time.Second))
 	})
 	if f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1")); f.Version != 41 {
 		t.Fatalf("version %d, want 41 (one per entry, in order)", f.Version)

@@ -261,7 +261,7 @@ func TestQoS1BurstNoLoss(t *testing.T) {
 					t.Fatalf("%s: %d history rows, want %d", name, rows, perVehicle)
 				}
 				f, _ := r.tw.Get(id)
-				if want := (orb.Point{106.5 + float64(perVehicle-1)*1e-5, 29.5 + float64(v)*1e-4}); !f.Observed.Equal(t0.Add((perVehicle-1)*time.Second)) || f.Geometry != want {
+				if want := (orb.Point{106.5 + float64(perVehicle-1)*1e-5, 29.5 + float64(v)*1e-4}); !f.Observed.Time().Equal(t0.Add((perVehicle-1)*time.Second)) || f.Geometry != want {
 					t.Fatalf("%s at %v %v, want its last fix", name, f.Observed, f.Geometry)
 				}
 			}

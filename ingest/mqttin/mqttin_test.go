@@ -157,7 +157,7 @@ func TestApplyDuplicatesAndDisorder(t *testing.T) {
 				return count(h, "applied") == 2 && count(h, "duplicate") == 1 && count(h, "history") == 1
 			})
 			f, _ := h.tw.Get(id)
-			if !f.Observed.Equal(time.Date(2026, 3, 1, 10, 0, 20, 0, time.UTC)) || f.Geometry != (orb.Point{106.6, 29.6}) {
+			if !f.Observed.Time().Equal(time.Date(2026, 3, 1, 10, 0, 20, 0, time.UTC)) || f.Geometry != (orb.Point{106.6, 29.6}) {
 				t.Fatalf("state %v %v", f.Observed, f.Geometry)
 			}
 			if v, _ := f.Number("speed_kmh"); v != 30 {

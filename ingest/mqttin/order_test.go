@@ -105,7 +105,7 @@ func feedTrace(t *testing.T, url string, rows []replay.Row) {
 	}
 	got, _ := h.tw.Get(id)
 	want, _ := ref.Get(id)
-	if !got.Observed.Equal(want.Observed) || got.Geometry != want.Geometry {
+	if got.Observed != want.Observed || got.Geometry != want.Geometry {
 		t.Fatalf("twin ended at %v %v, sorted replay at %v %v", got.Observed, got.Geometry, want.Observed, want.Geometry)
 	}
 

@@ -26,8 +26,8 @@ var errShort = errors.New("truncated record")
 
 func encodeFeature(b []byte, f *twin.Feature) ([]byte, error) {
 	b = binary.AppendUvarint(b, f.Version)
-	b = binary.AppendVarint(b, unixNano(f.Updated))
-	b = binary.AppendVarint(b, unixNano(f.Observed))
+	b = binary.AppendVarint(b, int64(f.Updated))
+	b = binary.AppendVarint(b, int64(f.Observed))
 	b = appendString(b, f.Grid)
 	b = appendString(b, f.Source)
 	b = binary.AppendUvarint(b, uint64(len(f.Region)))
@@ -123,8 +123,8 @@ func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 	r := &reader{b: v}
 	f := &twin.Feature{ID: id}
 	f.Version = r.uvarint()
-	f.Updated = fromNano(r.varint())
-	f.Observed = fromNano(r.varint())
+	f.Updated = twin.Stamp(r.varint())
+	f.Observed = twin.Stamp(r.varint())
 	f.Grid = in.str(r.bytes())
 	f.Source = string(r.bytes())
 	if n := r.uvarint(); n > 0 && n <= uint64(len(r.b)) {
@@ -170,20 +170,6 @@ func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
 }
 
 // Sample record: a flags byte, then the present fields as 8-byte LE floats

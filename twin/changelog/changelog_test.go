@@ -125,7 +125,7 @@ func TestLeaderFollowerFence(t *testing.T) {
 				}
 				continue
 			}
-			if fa.Version != fb.Version || !reflect.DeepEqual(fa.Geometry, fb.Geometry) || !fa.Updated.Equal(fb.Updated) {
+			if fa.Version != fb.Version || !reflect.DeepEqual(fa.Geometry, fb.Geometry) || fa.Updated != fb.Updated {
 				return false
 			}
 		}

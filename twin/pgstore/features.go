@@ -157,8 +157,8 @@ func featureRow(f *twin.Feature, sources map[string]twin.ID) ([]any, error) {
 	if f.Grid != "" {
 		grid = f.Grid
 	}
-	return []any{string(f.ID.Layer), f.ID.Name, geom, props, int64(f.Version), tsOrNil(f.Updated),
-		tsOrNil(f.Observed), region, grid, h3, cells, src}, nil
+	return []any{string(f.ID.Layer), f.ID.Name, geom, props, int64(f.Version), tsOrNil(f.Updated.Time()),
+		tsOrNil(f.Observed.Time()), region, grid, h3, cells, src}, nil
 }
 
 // Delete removes objects; absent ones are ignored.
@@ -261,10 +261,10 @@ func scanFeature(l twin.Layer, rows pgx.Rows) (*twin.Feature, error) {
 	f := &twin.Feature{ID: twin.NewID(l, name), Version: uint64(version), Region: region,
 		Grid: grid.String, Source: source.String}
 	if updated.Valid {
-		f.Updated = updated.Time
+		f.Updated = twin.StampOf(updated.Time)
 	}
 	if observed.Valid {
-		f.Observed = observed.Time
+		f.Observed = twin.StampOf(observed.Time)
 	}
 	if geom != nil {
 		g, err := wkb.Unmarshal(geom)

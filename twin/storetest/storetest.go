@@ -46,7 +46,7 @@ func Equal(a, b *twin.Feature) error {
 	if a.Version != b.Version {
 		return fmt.Errorf("%s: version %d vs %d", a.ID, a.Version, b.Version)
 	}
-	if !sameTime(a.Updated, b.Updated) || !sameTime(a.Observed, b.Observed) {
+	if !sameTime(a.Updated.Time(), b.Updated.Time()) || !sameTime(a.Observed.Time(), b.Observed.Time()) {
 		return fmt.Errorf("%s: times %v/%v vs %v/%v", a.ID, a.Updated, a.Observed, b.Updated, b.Observed)
 	}
 	if len(a.Region) != 0 || len(b.Region) != 0 {
@@ -78,7 +78,7 @@ func Features() []*twin.Feature {
 	line := orb.LineString{{106.5, 29.5}, {106.55, 29.52}, {106.6, 29.53}}
 	mk := func(l twin.Layer, name string, g orb.Geometry) *twin.Feature {
 		return &twin.Feature{
-			ID: twin.NewID(l, name), Geometry: g, Version: 3, Updated: t0, Observed: t0.Add(-time.Second),
+			ID: twin.NewID(l, name), Geometry: g, Version: 3, Updated: twin.StampOf(t0), Observed: twin.StampOf(t0.Add(-time.Second)),
 			Props: twin.NewProps(map[string]any{"name": "名字 " + name, "n": 2.5, "ok": true,
 				"nested": map[string]any{"a": []any{1.0, "x"}}}),
 			Region: []string{"500000", "500105"}, Grid: "g-1",
@@ -97,7 +97,7 @@ func Features() []*twin.Feature {
 	bare := &twin.Feature{ID: twin.NewID(twin.Devices, "unplaced"), Version: 1, Props: twin.NewProps(map[string]any{})}
 	// A setting (the running rules): no geometry, not a map layer, kept
 	// all the same.
-	setting := &twin.Feature{ID: twin.NewID(twin.Settings, "rules"), Version: 2, Updated: t0,
+	setting := &twin.Feature{ID: twin.NewID(twin.Settings, "rules"), Version: 2, Updated: twin.StampOf(t0),
 		Props: twin.NewProps(map[string]any{"source": []any{"rules: []\n"}, "json": false})}
 	return append(fs, bare, setting)
 }

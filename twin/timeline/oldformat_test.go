@@ -32,7 +32,7 @@ func TestOldChunksReplay(t *testing.T) {
 	bucketNs := int64(opts.Bucket)
 	at := time.Date(2026, 5, 1, 8, 0, 10, 123456789, time.UTC) // the old blob's records: at+0..at+5 ns
 	v1 := twin.NewID(twin.Vehicles, "v1")
-	moved := &twin.Feature{ID: v1, Geometry: orb.Point{106.6, 29.6}, Version: 8, Updated: at.Add(20 * time.Second),
+	moved := &twin.Feature{ID: v1, Geometry: orb.Point{106.6, 29.6}, Version: 8, Updated: twin.StampOf(at.Add(20 * time.Second)),
 		Props: twin.NewProps(map[string]any{"kind": "muck_truck"}).Pack()}
 	blob, err := twin.EncodeRecords([]twin.TimelineRecord{record(moved, moved.Updated.UnixNano(), 30)})
 	if err != nil {

@@ -261,7 +261,7 @@ func (r *Recorder) start(ctx context.Context) error {
 	n, part := 0, uint64(0)
 	for _, l := range checkpointed {
 		r.tw.Range(l, func(f *twin.Feature) bool {
-			r.pending = append(r.pending, record(f, max(now, twin.UnixNano(f.Updated)), r.pos))
+			r.pending = append(r.pending, record(f, max(now, f.Updated.UnixNano()), r.pos))
 			n++
 			if len(r.pending) < baseChunk {
 				return true
@@ -347,23 +347,23 @@ func (r *Recorder) add(c *twin.Change) {
 		r.version(c.New)
 		// In the change chunks too, for the websocket replay's deltas
 		// (checkpoints leave buildings out).
-		r.pending = append(r.pending, record(c.New, twin.UnixNano(c.New.Updated), c.Seq))
+		r.pending = append(r.pending, record(c.New, c.New.Updated.UnixNano(), c.Seq))
 	case !isCheckpointed(id.Layer):
 		return
 	case c.Kind == twin.Remove:
 		rec := twin.TimelineRecord{Time: c.Time.UnixNano(), Seq: c.Seq, ID: id, Removed: true}
 		r.pending = append(r.pending, rec)
 	default:
-		at := c.New.Updated
-		if at.IsZero() {
-			at = c.Time
+		at := c.New.Updated.UnixNano()
+		if at == 0 {
+			at = c.Time.UnixNano()
 		}
-		r.pending = append(r.pending, record(c.New, at.UnixNano(), c.Seq))
+		r.pending = append(r.pending, record(c.New, at, c.Seq))
 	}
 }
 
 func (r *Recorder) version(f *twin.Feature) {
-	rec := record(f, twin.UnixNano(f.Updated), f.Version)
+	rec := record(f, f.Updated.UnixNano(), f.Version)
 	blob, err := twin.EncodeRecords([]twin.TimelineRecord{rec})
 	if err != nil {
 		r.log.Error("timeline: version not recorded", "err", err)
