@@ -57,11 +57,14 @@ func newRouteFixture(b testing.TB, subs, objects int) *routeFixture {
 	return fx
 }
 
-// drain empties every client's queue, as their writers would.
+// drain empties every client's queue, as their writers would (they give
+// the written delta items back to the hub's pool).
 func (fx *routeFixture) drain() {
 	for c := range fx.h.clients {
 		c.mu.Lock()
-		c.q.reset()
+		for it := c.q.pop(); it != nil; it = c.q.pop() {
+			fx.h.recycle(it)
+		}
 		c.mu.Unlock()
 	}
 }

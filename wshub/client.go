@@ -391,6 +391,7 @@ func (c *client) drain() (wrote bool, wait time.Duration, err error) {
 		if err := c.write(it); err != nil {
 			return wrote, 0, err
 		}
+		c.h.recycle(it)
 	}
 	if c.bc != nil {
 		if err := c.bc.flush(); err != nil {

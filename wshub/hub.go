@@ -65,6 +65,31 @@ type Hub struct {
 
 	pos       uint64    // last routed seq: written by the router under mu (read), read by it freely or by others under mu (write)
 	lastCheck time.Time // router: last hopeless scan
+
+	// deltas recycles the router's delta items: the router takes one per
+	// delivery (several per change), the client's writer gives it back once
+	// written, so a steady fan-out allocates none.
+	deltas sync.Pool
+}
+
+// newDelta is a delta item from the pool.
+func (h *Hub) newDelta(id twin.ID, seq uint64, msg []byte) *item {
+	it, _ := h.deltas.Get().(*item)
+	if it == nil {
+		it = new(item)
+	}
+	it.id, it.seq, it.msg = id, seq, msg
+	return it
+}
+
+// recycle gives a written delta item back to the pool. Only the writer
+// that popped it holds it by then.
+func (h *Hub) recycle(it *item) {
+	if it.id.IsZero() || it.msgs != nil || it.snap != nil || it.resync {
+		return
+	}
+	*it = item{}
+	h.deltas.Put(it)
 }
 
 var _ http.Handler = (*Hub)(nil)
@@ -171,7 +196,7 @@ func (h *Hub) route(c *twin.Change) {
 					return
 				}
 			}
-			s.c.enqueueDelta(&item{id: id, seq: c.Seq, msg: up})
+			s.c.enqueueDelta(h.newDelta(id, c.Seq, up))
 		case s.sees(c.Old, ob):
 			if rm == nil {
 				if rm, err = encodeDelta(c.Seq, twin.Remove, c.Old); err != nil {
@@ -179,7 +204,7 @@ func (h *Hub) route(c *twin.Change) {
 					return
 				}
 			}
-			s.c.enqueueDelta(&item{id: id, seq: c.Seq, msg: rm})
+			s.c.enqueueDelta(h.newDelta(id, c.Seq, rm))
 		}
 	})
 }

@@ -56,11 +56,14 @@ func tilesOf(b orb.Bound) tileRange {
 	return tileRange{x0, y0, x1, y1}
 }
 
-// layerIndex holds one layer's subscriptions.
+// layerIndex holds one layer's subscriptions. Buckets are slices, not
+// sets: the router walks them for every change (a map's iteration cost
+// several times a slice's), while subscribers join and leave a few times a
+// second at most.
 type layerIndex struct {
-	tiles  map[tileKey]map[*sub]struct{}
-	global map[*sub]struct{} // bboxes too large for tile buckets
-	all    map[*sub]struct{} // every subscription of the layer
+	tiles  map[tileKey][]*sub
+	global []*sub // bboxes too large for tile buckets
+	all    []*sub // every subscription of the layer
 }
 
 // index maps layers and tiles to subscriptions. It is guarded by Hub.mu:
@@ -79,23 +82,29 @@ func (ix *index) add(s *sub) {
 	for _, l := range s.layers {
 		li := ix.layers[l]
 		if li == nil {
-			li = &layerIndex{tiles: map[tileKey]map[*sub]struct{}{}, global: map[*sub]struct{}{}, all: map[*sub]struct{}{}}
+			li = &layerIndex{tiles: map[tileKey][]*sub{}}
 			ix.layers[l] = li
 		}
-		li.all[s] = struct{}{}
+		li.all = append(li.all, s)
 		if s.global {
-			li.global[s] = struct{}{}
+			li.global = append(li.global, s)
 			continue
 		}
-		r.each(func(k tileKey) {
-			m := li.tiles[k]
-			if m == nil {
-				m = map[*sub]struct{}{}
-				li.tiles[k] = m
-			}
-			m[s] = struct{}{}
-		})
+		r.each(func(k tileKey) { li.tiles[k] = append(li.tiles[k], s) })
 	}
+}
+
+// without removes s from subs (order is not kept).
+func without(subs []*sub, s *sub) []*sub {
+	for i, x := range subs {
+		if x == s {
+			last := len(subs) - 1
+			subs[i] = subs[last]
+			subs[last] = nil
+			return subs[:last]
+		}
+	}
+	return subs
 }
 
 func (ix *index) remove(s *sub) {
@@ -105,18 +114,18 @@ func (ix *index) remove(s *sub) {
 		if li == nil {
 			continue
 		}
-		delete(li.all, s)
-		delete(li.global, s)
-		if !s.global {
-			r.each(func(k tileKey) {
-				if m := li.tiles[k]; m != nil {
-					delete(m, s)
-					if len(m) == 0 {
-						delete(li.tiles, k)
-					}
-				}
-			})
+		li.all = without(li.all, s)
+		if s.global {
+			li.global = without(li.global, s)
+			continue
 		}
+		r.each(func(k tileKey) {
+			if m := without(li.tiles[k], s); len(m) > 0 {
+				li.tiles[k] = m
+			} else {
+				delete(li.tiles, k)
+			}
+		})
 	}
 }
 
@@ -130,16 +139,11 @@ func (ix *index) candidates(l twin.Layer, a, b *orb.Bound, fn func(*sub)) {
 	}
 	ix.gen++
 	gen := ix.gen
-	visit := func(s *sub) {
-		if s.mark != gen {
-			s.mark = gen
-			fn(s)
-		}
+	for _, s := range li.global {
+		s.mark = gen
+		fn(s)
 	}
-	for s := range li.global {
-		visit(s)
-	}
-	for _, bd := range []*orb.Bound{a, b} {
+	for _, bd := range [2]*orb.Bound{a, b} {
 		if bd == nil {
 			continue
 		}
@@ -147,15 +151,23 @@ func (ix *index) candidates(l twin.Layer, a, b *orb.Bound, fn func(*sub)) {
 		if r.count() > len(li.tiles) {
 			// A huge feature (a district polygon): scanning the occupied
 			// buckets is cheaper than enumerating its tiles.
-			for s := range li.all {
-				visit(s)
+			for _, s := range li.all {
+				if s.mark != gen {
+					s.mark = gen
+					fn(s)
+				}
 			}
 			return
 		}
-		r.each(func(k tileKey) {
-			for s := range li.tiles[k] {
-				visit(s)
+		for x := r.x0; x <= r.x1; x++ {
+			for y := r.y0; y <= r.y1; y++ {
+				for _, s := range li.tiles[tileKey(x<<bucketZoom|y)] {
+					if s.mark != gen {
+						s.mark = gen
+						fn(s)
+					}
+				}
 			}
-		})
+		}
 	}
 }
