@@ -2,6 +2,7 @@ package timeline
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -79,16 +80,29 @@ func (s *ckptState) advance(ctx context.Context, tl twin.Timeline, to, bucket in
 	return nil
 }
 
-// encode renders the state as one blob per cell.
+// encode renders the state as one blob per cell. The records are grouped
+// by pointer and copied one cell at a time: a copy of the whole state was
+// 128 MB more at the peak of a build at a million vehicles.
 func (s *ckptState) encode() (map[uint32][]byte, error) {
-	byCell := map[uint32][]twin.TimelineRecord{}
+	byCell := map[uint32][]*twin.TimelineRecord{}
 	for _, rec := range s.recs {
 		c := rec.Cell()
-		byCell[c] = append(byCell[c], *rec)
+		byCell[c] = append(byCell[c], rec)
 	}
 	out := make(map[uint32][]byte, len(byCell))
-	for c, rs := range byCell {
-		slices.SortFunc(rs, cmpObject) // one order for a state, and smaller
+	var rs []twin.TimelineRecord
+	for c, ps := range byCell {
+		// One order for a state (cmpObject's), and smaller.
+		slices.SortFunc(ps, func(a, b *twin.TimelineRecord) int {
+			if c := cmpID(a.ID, b.ID); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.Seq, b.Seq)
+		})
+		rs = rs[:0]
+		for _, p := range ps {
+			rs = append(rs, *p)
+		}
 		b, err := twin.EncodeRecords(rs)
 		if err != nil {
 			return nil, err
