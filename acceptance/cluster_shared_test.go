@@ -170,7 +170,13 @@ func TestRulesOneTwin(t *testing.T) {
 	}
 
 	a.kill9(t)
-	eventually(t, 60*time.Second, "B takes over", func() bool { return b.metrics(t, "twin_changelog_leader")[""] == 1 })
+	// Leading the change log comes first, then the duties (the telemetry
+	// applier among them): a reading posted in between is journaled and
+	// answered "accepted", not "applied". Wait for both (a loaded CI
+	// machine showed the gap).
+	eventually(t, 60*time.Second, "B takes over", func() bool {
+		return b.metrics(t, "twin_changelog_leader")[""] == 1 && b.metrics(t, "twin_journal_leader")[""] == 1
+	})
 	dev := "acc-shared-th-" + suffix(t)
 	b.must(t, http.StatusCreated, http.MethodPut, "/api/entities/devices/"+dev, op, pointFeature(106.55, 29.56, map[string]any{"kind": "thermo"}))
 	res := b.postTelemetry(t, op, map[string]any{"id": dev, "ts": time.Now().UTC().Format(time.RFC3339Nano), "values": map[string]any{"temp": -20.0}})

@@ -201,10 +201,59 @@ func startEmbedded(opts Options, log *slog.Logger) (*server.Server, error) {
 	return ns, nil
 }
 
-// ensure creates or updates the streams and the lease bucket.
+// Unreachable tells errors of a JetStream that does not answer for now
+// (a node restarting, a meta or stream leader being elected, the
+// connection reconnecting, a machine too busy to answer in time) from
+// errors about the log itself.
+func Unreachable(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.Code == 503 {
+		return true
+	}
+	for _, e := range []error{context.DeadlineExceeded, nats.ErrTimeout, nats.ErrNoResponders,
+		nats.ErrConnectionReconnecting, jetstream.ErrNoStreamResponse} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureWait bounds how long Open keeps trying to create the streams
+// while JetStream does not answer; each try gets ensureTry.
+const (
+	ensureWait = 2 * time.Minute
+	ensureTry  = 15 * time.Second
+)
+
+// ensure creates or updates the streams and the lease bucket, trying
+// again while JetStream does not answer (a cluster electing its meta
+// leader when servers start together, or too busy to answer in time: a
+// server exited on "stream TWIN_TELEMETRY: context deadline exceeded"
+// while CI loaded the machine) until ensureWait has passed.
 func (s *Spine) ensure(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, ensureWait)
 	defer cancel()
+	backoff := 250 * time.Millisecond
+	for {
+		tctx, tcancel := context.WithTimeout(ctx, ensureTry)
+		err := s.ensureOnce(tctx)
+		tcancel()
+		if err == nil || !Unreachable(err) || ctx.Err() != nil {
+			return err
+		}
+		s.log.Warn("JetStream does not answer; creating the streams again", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 4*time.Second)
+	}
+}
+
+// ensureOnce is one try of ensure.
+func (s *Spine) ensureOnce(ctx context.Context) error {
 	_, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        TelemetryStream,
 		Description: "CityTwin telemetry accepted and not yet applied and stored",

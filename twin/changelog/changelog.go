@@ -864,19 +864,5 @@ func (n *Node) Reached(ctx context.Context, seq uint64) error {
 	return nil
 }
 
-// unreachable tells errors of a JetStream that does not answer for now (a
-// node restarting, a stream leader being elected, the connection
-// reconnecting) from errors about the log itself.
-func unreachable(err error) bool {
-	var api *jetstream.APIError
-	if errors.As(err, &api) && api.Code == 503 {
-		return true
-	}
-	for _, e := range []error{context.DeadlineExceeded, nats.ErrTimeout, nats.ErrNoResponders,
-		nats.ErrConnectionReconnecting, jetstream.ErrNoStreamResponse} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
-}
+// unreachable is spine.Unreachable (the follower retries what it says).
+func unreachable(err error) bool { return spine.Unreachable(err) }
