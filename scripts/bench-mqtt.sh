@@ -45,6 +45,8 @@ printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mport" >"$dir/mosquitto
 mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
 mpid=$!
 pids+=("$mpid")
+# Mosquitto listening before anything connects to it.
+for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null && break; sleep 0.1; done
 if [ -n "${BENCH_BROKER_ONLY:-}" ]; then
 	subs=()
 	for k in $(seq 1 "$SUB"); do
