@@ -116,11 +116,16 @@ func runLoad(ctx context.Context, cfg config, w io.Writer) error {
 	debug.FreeOSMemory()
 	rssFree := procStatus("VmRSS")
 	inuse := int64(after.HeapInuse) - int64(before.HeapInuse)
+	alloc := int64(after.HeapAlloc) - int64(before.HeapAlloc)
 	b := tw.Count(twin.Buildings)
 	fmt.Fprintf(w, "loaded       %d objects (%d buildings) in %s (%.0f objects/s), GOMAXPROCS %d, load average %s\n",
 		n, b, took.Round(time.Millisecond), float64(n)/took.Seconds(), runtime.GOMAXPROCS(0), loadAvg())
 	fmt.Fprintf(w, "heap in use  %d MB after GC (+%d MB for the twin, %d B/object)\n",
 		after.HeapInuse>>20, inuse>>20, inuse/int64(max(n, 1)))
+	// Allocated (live objects, without the free slots of the spans in
+	// use) is what Tile38's SERVER heap_size reports (HeapAlloc).
+	fmt.Fprintf(w, "heap alloc   %d MB after GC (+%d MB for the twin, %d B/object; Tile38's heap_size is this figure)\n",
+		after.HeapAlloc>>20, alloc>>20, alloc/int64(max(n, 1)))
 	fmt.Fprintf(w, "rss          before %d MB, peak %d MB, after GC %d MB, after FreeOSMemory %d MB = anonymous %d MB + file %d MB (the store's mmap, reclaimable)\n",
 		rss0>>20, peak>>20, rssGC>>20, rssFree>>20, procStatus("RssAnon")>>20, procStatus("RssFile")>>20)
 	if cfg.memprofile != "" {
