@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"sync"
 	"unique"
 )
 
@@ -244,18 +245,47 @@ func (p Props) Pack() Props {
 	if p.packed() {
 		return p
 	}
-	keys := slices.Sorted(maps.Keys(p.m))
-	var ks []byte
-	var data []byte
+	sc, _ := packScratches.Get().(*packScratch)
+	if sc == nil {
+		sc = &packScratch{}
+	}
+	defer packScratches.Put(sc)
+	keys := sc.keys[:0]
+	for k := range p.m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	ks, data := sc.ks[:0], sc.data[:0]
+	ok := true
 	for _, k := range keys {
 		ks = appendStrBytes(ks, k)
-		var ok bool
 		if data, ok = appendValueBytes(data, p.m[k]); !ok {
-			return p
+			break
 		}
 	}
-	return Props{keys: unique.Make(string(ks)), data: string(data)}
+	clear(keys) // the scratch does not keep the map's keys alive
+	sc.keys, sc.ks, sc.data = keys[:0], ks, data
+	if !ok {
+		return p
+	}
+	if !sc.hasLast || string(ks) != sc.last.Value() {
+		sc.last, sc.hasLast = unique.Make(string(ks)), true
+	}
+	return Props{keys: sc.last, data: string(data)}
 }
+
+// packScratch is Pack's working memory, reused: the sorted keys, the
+// buffers, and the last key set's handle (objects of a layer mostly share
+// one). A load packs a million props: their garbage, in the size classes
+// of the packed values kept, left the heap's spans part empty.
+type packScratch struct {
+	keys     []string
+	ks, data []byte
+	last     unique.Handle[string]
+	hasLast  bool
+}
+
+var packScratches sync.Pool // *packScratch
 
 // propKV is one property for with.
 type propKV struct {
