@@ -85,20 +85,47 @@ type attrFilter struct {
 	all    bool     // write every memoised attribute
 	noID   bool     // every attribute but id and version
 	keys   []string // else only these (sorted)
-	hashes []uint64 // fnv64 of keys, compared before the strings
+	hashes []uint32 // kv.keyHash of keys, compared before the strings
+	// bits says, for the keys numbered below n in the memo table's
+	// keyTable when the filter was made, whether each is kept; a key
+	// numbered later (or never) takes the string path.
+	bits []uint64
+	n    uint16
 }
 
 // filterFor resolves a request's selection for layer l.
 func (s *Server) filterFor(a Attrs, l twin.Layer) attrFilter {
+	var kt *keyTable
+	if s.memo != nil {
+		kt = &s.memo.keys
+	}
 	if a.Only {
-		f := attrFilter{keys: a.Keys, hashes: make([]uint64, len(a.Keys))}
+		f := attrFilter{keys: a.Keys, hashes: make([]uint32, len(a.Keys))}
 		for i, k := range a.Keys {
-			f.hashes[i] = fnv64(fnvOffset, k)
+			f.hashes[i] = uint32(fnv64(fnvOffset, k))
+		}
+		ids, n := kt.lookup(a.Keys)
+		f.n, f.bits = n, make([]uint64, int(n)/64+1)
+		for _, id := range ids {
+			if id != 0 {
+				f.bits[id/64] |= 1 << (id % 64)
+			}
 		}
 		return f
 	}
 	if s.opts.OmitID[l] {
-		return attrFilter{noID: true}
+		f := attrFilter{noID: true}
+		ids, n := kt.lookup([]string{"id", "version"})
+		f.n, f.bits = n, make([]uint64, int(n)/64+1)
+		for i := range f.bits {
+			f.bits[i] = ^uint64(0)
+		}
+		for _, id := range ids {
+			if id != 0 {
+				f.bits[id/64] &^= 1 << (id % 64)
+			}
+		}
+		return f
 	}
 	return attrFilter{all: true}
 }
@@ -108,6 +135,8 @@ func (f *attrFilter) keep(a *kv) bool {
 	switch {
 	case f.all:
 		return true
+	case a.kid != 0 && a.kid < f.n:
+		return f.bits[a.kid/64]&(1<<(a.kid%64)) != 0
 	case f.noID:
 		return a.key != "id" && a.key != "version"
 	}
@@ -121,5 +150,5 @@ func (f *attrFilter) keep(a *kv) bool {
 
 // keepField reports whether a TileJSON field is advertised under the filter.
 func (f *attrFilter) keepField(k string) bool {
-	return f.keep(&kv{key: k, keyHash: fnv64(fnvOffset, k)})
+	return f.keep(&kv{key: k, keyHash: uint32(fnv64(fnvOffset, k))})
 }

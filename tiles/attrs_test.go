@@ -1,6 +1,8 @@
 package tiles
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -124,4 +126,50 @@ func FuzzParseAttrs(f *testing.F) {
 			t.Fatalf("%q -> %q -> %q (%v)", raw, a.key(), b.key(), err)
 		}
 	})
+}
+
+// TestAttrFilterKeyNumbers: selections resolved by key number (kv.kid,
+// keyTable) write the same tiles as the string comparisons of a server
+// without memos, whether the filter was made before the keys were
+// numbered (the first tile of a fresh server), after, or names keys no
+// feature has; with OmitID too.
+func TestAttrFilterKeyNumbers(t *testing.T) {
+	tw := testTwin(t)
+	omit := map[twin.Layer]bool{twin.Buildings: true, twin.Devices: true}
+	layers := []twin.Layer{twin.Regions, twin.Roads, twin.Bridges, twin.Buildings, twin.Devices, twin.Vehicles}
+	for _, sel := range []string{"", "height_m,levels", "id,name,zz1", "version", "nosuch", "class,height_m,high_rise,levels,name,oneway,risk_color,risk_level,status,kind"} {
+		for _, omitID := range []bool{false, true} {
+			opts := Options{}
+			if omitID {
+				opts.OmitID = omit
+			}
+			s := New(tw, opts) // fresh: the first build numbers the keys
+			opts.MemoFeatures = -1
+			plain := New(tw, opts)
+			var a Attrs
+			if sel != "nosuch" || omitID {
+				var err error
+				if a, err = ParseAttrs(url.Values{"attrs": {sel}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, z := range []maptile.Zoom{13, 15, 17} {
+				tl := maptile.At(building[0][0], z)
+				req := Request{Kind: KindTile, Z: uint8(z), X: tl.X, Y: tl.Y, Layers: layers, Attrs: a}
+				for round := 0; round < 2; round++ {
+					got, _, err := s.build(context.Background(), req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want, _, err := plain.build(context.Background(), req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(got, want) {
+						t.Fatalf("attrs %q omitID %v z%d round %d: %s", sel, omitID, z, round, firstDiff(t, got, want))
+					}
+				}
+			}
+		}
+	}
 }

@@ -322,6 +322,6 @@ func BenchmarkNewMemo(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		newMemo(fs[i%len(fs)])
+		newMemo(fs[i%len(fs)], nil)
 	}
 }

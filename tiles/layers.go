@@ -104,7 +104,7 @@ func attrList(f *twin.Feature) []kv {
 			v = string(b)
 		}
 		if val, ok := toValue(v); ok {
-			out = append(out, kv{key: k, val: val, keyHash: fnv64(fnvOffset, k), valHash: val.hash()})
+			out = append(out, kv{key: k, val: val, keyHash: uint32(fnv64(fnvOffset, k)), valHash: val.hash()})
 		}
 	})
 	slices.SortFunc(out, func(a, b kv) int { return strings.Compare(a.key, b.key) })

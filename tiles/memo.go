@@ -3,6 +3,8 @@ package tiles
 import (
 	"math"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -121,8 +123,57 @@ func (s *shape) geometry() orb.Geometry {
 type kv struct {
 	key     string
 	val     value
-	keyHash uint64
 	valHash uint64
+	keyHash uint32 // low half of fnv64 (the rest fits kv in 64 bytes with kid)
+	// kid is the key's number in the server's keyTable, 0 when it has
+	// none: filters and the writer's key table look it up in an array
+	// instead of comparing strings (reading each feature's key bytes
+	// was a cache miss per attribute).
+	kid uint16
+}
+
+// keyTable numbers the attribute keys seen in memos, 1 to maxKeyIDs
+// (attribute keys are few: layers' fields and props; more than that are
+// left unnumbered, and take the string path). Safe for concurrent use.
+type keyTable struct {
+	mu  sync.Mutex
+	ids map[string]uint16
+}
+
+const maxKeyIDs = 4095
+
+// id is k's number, numbering it first when add and there is room; 0
+// when it has none.
+func (t *keyTable) id(k string, add bool) uint16 {
+	if t == nil {
+		return 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if id, ok := t.ids[k]; ok || !add || len(t.ids) >= maxKeyIDs {
+		return id
+	}
+	if t.ids == nil {
+		t.ids = map[string]uint16{}
+	}
+	id := uint16(len(t.ids) + 1)
+	t.ids[strings.Clone(k)] = id
+	return id
+}
+
+// ids looks up keys under one lock, with the count of numbered keys then
+// (every key numbered later has a larger number).
+func (t *keyTable) lookup(keys []string) (ids []uint16, n uint16) {
+	ids = make([]uint16, len(keys))
+	if t == nil {
+		return ids, 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, k := range keys {
+		ids[i] = t.ids[k]
+	}
+	return ids, uint16(len(t.ids))
 }
 
 // fnv64 is FNV-1a 64 of s continuing from h.
@@ -287,7 +338,7 @@ func (zs *zshape) inside(p projector) bool {
 		int64(zs.lo[1])-oy >= -Buffer && int64(zs.hi[1])-oy <= extentWithBuffer
 }
 
-func newMemo(f *twin.Feature) *memo {
+func newMemo(f *twin.Feature, keys *keyTable) *memo {
 	m := &memo{f: f, id: FeatureID(f.ID)}
 	m.rankAdd = importance(f, 0)
 	m.rankMul = importance(f, 1) - m.rankAdd
@@ -302,6 +353,9 @@ func newMemo(f *twin.Feature) *memo {
 		m.world.pts[i] = orb.Point{(q[0] + 180) / 360, mercY(q[1])}
 	}
 	m.full = attrList(f)
+	for i := range m.full {
+		m.full[i].kid = keys.id(m.full[i].key, true)
+	}
 	if lean := specs[f.ID.Layer].lean; lean != nil {
 		// What is written below DetailZoom: the lean props, id and
 		// version (which always win over props of those names).
@@ -329,6 +383,7 @@ func (m *memo) attrs(z uint8) []kv {
 // chosen one. Run forgets replaced features so they are not kept alive.
 // Lock-free; safe for concurrent use. A nil table caches nothing.
 type memoTable struct {
+	keys  keyTable
 	slots []atomic.Pointer[memo]
 	shift uint // 64 - log2(number of sets)
 }
@@ -357,7 +412,7 @@ func (t *memoTable) set(f *twin.Feature) ([]atomic.Pointer[memo], uint64) {
 
 func (t *memoTable) get(f *twin.Feature) *memo {
 	if t == nil {
-		return newMemo(f)
+		return newMemo(f, nil)
 	}
 	set, h := t.set(f)
 	free := -1
@@ -371,7 +426,7 @@ func (t *memoTable) get(f *twin.Feature) *memo {
 			return m
 		}
 	}
-	m := newMemo(f)
+	m := newMemo(f, &t.keys)
 	if free < 0 {
 		free = int(h>>7) % memoWays
 	}

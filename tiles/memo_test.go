@@ -16,7 +16,7 @@ func TestSizeAtMatchesSizeOf(t *testing.T) {
 			if f.Geometry == nil {
 				return true
 			}
-			m := newMemo(f)
+			m := newMemo(f, nil)
 			for z := 0; z <= MaxZoom; z++ {
 				scale := math.Ldexp(Extent, z)
 				s1, k1 := sizeOf(f.Geometry.Bound(), f.Geometry.Dimensions(), scale)

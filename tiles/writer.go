@@ -28,6 +28,10 @@ type writer struct {
 	tags  []uint32
 	keys  []string
 	keyIx index
+	// kmap caches keyIndex by key number (kv.kid): index+1, 0 unknown;
+	// kused are the numbers set in the current layer.
+	kmap  []uint32
+	kused []uint16
 	vals  []value
 	valIx index
 	// The layer's features are kept until endLayer numbers the values by
@@ -102,6 +106,10 @@ func (w *writer) beginLayer() {
 	w.vals = w.vals[:0]
 	w.keyIx.reset()
 	w.valIx.reset()
+	for _, id := range w.kused {
+		w.kmap[id] = 0
+	}
+	w.kused = w.kused[:0]
 	w.feats = w.feats[:0]
 	w.ftags = w.ftags[:0]
 	w.fgeom = w.fgeom[:0]
@@ -239,6 +247,24 @@ func (w *writer) keyIndex(k string, h uint64) uint32 {
 			return uint32(e - 1)
 		}
 	}
+}
+
+// keyIndexOf is keyIndex(a.key, a.keyHash), looked up by a.kid in an
+// array when a's key is numbered.
+func (w *writer) keyIndexOf(a *kv) uint32 {
+	if a.kid == 0 {
+		return w.keyIndex(a.key, uint64(a.keyHash))
+	}
+	if int(a.kid) >= len(w.kmap) {
+		w.kmap = slices.Grow(w.kmap, int(a.kid)+1-len(w.kmap))[:int(a.kid)+1]
+	}
+	if e := w.kmap[a.kid]; e != 0 {
+		return e - 1
+	}
+	k := w.keyIndex(a.key, uint64(a.keyHash))
+	w.kmap[a.kid] = k + 1
+	w.kused = append(w.kused, a.kid)
+	return k
 }
 
 // valueIndex is v's index in the layer's value table, adding it if new;
@@ -603,7 +629,7 @@ func (w *writer) appendFeatureGeom(m *memo, z uint8, filt *attrFilter, kind uint
 		if !filt.keep(a) {
 			continue
 		}
-		k := w.keyIndex(a.key, a.keyHash)
+		k := w.keyIndexOf(a)
 		w.ftags = append(w.ftags, k, w.valueIndex(a.val, a.valHash))
 	}
 	w.fgeom = append(w.fgeom, g...)
