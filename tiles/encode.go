@@ -64,9 +64,15 @@ func (s *Server) build(ctx context.Context, req Request) (_ []byte, _ uint64, er
 		if err := ctx.Err(); err != nil {
 			return nil, 0, fmt.Errorf("build tile: %w", err)
 		}
+		if req.Z < specs[l].minZoom {
+			// No feature of the layer shows this low (minZoomFor is never
+			// below the layer's): searching would visit all of them in a
+			// large tile (every building of the city at z10) to drop each.
+			continue
+		}
 		found := w.found[:0]
 		var got uint64
-		if req.Z < specs[l].minZoom || (l == twin.Roads && req.Z < roadMinZoom) {
+		if l == twin.Roads && req.Z < roadMinZoom {
 			got = s.tw.Search(l, search, func(f *twin.Feature) bool {
 				if f.Geometry != nil && req.Z >= minZoomFor(f) {
 					found = append(found, f)
