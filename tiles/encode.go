@@ -41,6 +41,7 @@ func tolerance(z uint8) float64 {
 type candidate struct {
 	m    *memo
 	rank float64 // importance: higher is drawn first and kept under the budget
+	name uint64  // m.name8: ties in rank compare it before the names
 }
 
 // build renders one tile of the requested layers from the twin. It returns
@@ -115,11 +116,17 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 		if !keep {
 			continue // smaller than a pixel at this zoom
 		}
-		cands = append(cands, candidate{m: m, rank: size*m.rankMul + m.rankAdd})
+		cands = append(cands, candidate{m: m, rank: size*m.rankMul + m.rankAdd, name: m.name8})
 	}
 	slices.SortFunc(cands, func(a, b candidate) int {
 		if a.rank != b.rank {
 			if a.rank > b.rank {
+				return -1
+			}
+			return 1
+		}
+		if a.name != b.name {
+			if a.name < b.name {
 				return -1
 			}
 			return 1

@@ -1,6 +1,7 @@
 package tiles
 
 import (
+	"encoding/binary"
 	"math"
 	"slices"
 	"strings"
@@ -132,15 +133,57 @@ type kv struct {
 	kid uint16
 }
 
-// keyTable numbers the attribute keys seen in memos, 1 to maxKeyIDs
-// (attribute keys are few: layers' fields and props; more than that are
-// left unnumbered, and take the string path). Safe for concurrent use.
+// keyTable numbers the attribute keys seen in memos, 1 to max (default
+// maxKeyIDs; attribute keys are few: layers' fields and props; more than
+// that are left unnumbered, and take the string path). Safe for
+// concurrent use.
 type keyTable struct {
 	mu  sync.Mutex
 	ids map[string]uint16
+	max int
 }
 
 const maxKeyIDs = 4095
+
+// valueTable numbers the attribute values of the static layers' memos, 1
+// to max (default maxValueIDs, about 100 bytes each), so that a tile finds
+// a value's index by number instead of comparing it (reading each
+// feature's string was a cache miss, a fifth of a dense tile). Live
+// layers' values (speeds, times) change with every update and are not
+// numbered; neither are values once the table is full. Safe for
+// concurrent use.
+type valueTable struct {
+	mu  sync.Mutex
+	ids map[value]uint32
+	max int
+}
+
+const maxValueIDs = 1 << 18
+
+// id is v's number, numbering it when there is room; 0 when it has none.
+func (t *valueTable) id(v value) uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if id, ok := t.ids[v]; ok || len(t.ids) >= t.max {
+		return id
+	}
+	if t.ids == nil {
+		t.ids = map[value]uint32{}
+	}
+	id := uint32(len(t.ids) + 1)
+	if v.kind == valString {
+		v.s = strings.Clone(v.s) // do not keep the feature's props alive
+	}
+	t.ids[v] = id
+	return id
+}
+
+// tagRef is an attribute's key and value numbers, 8 bytes where its kv
+// is 64: the writer's common path reads only these.
+type tagRef struct {
+	kid uint16
+	vid uint32
+}
 
 // id is k's number, numbering it first when add and there is room; 0
 // when it has none.
@@ -150,7 +193,7 @@ func (t *keyTable) id(k string, add bool) uint16 {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if id, ok := t.ids[k]; ok || !add || len(t.ids) >= maxKeyIDs {
+	if id, ok := t.ids[k]; ok || !add || len(t.ids) >= t.max {
 		return id
 	}
 	if t.ids == nil {
@@ -254,9 +297,17 @@ type memo struct {
 	worldW, worldH float64
 	// rank is importance(f, size) = size*rankMul + rankAdd.
 	rankMul, rankAdd float64
-	world            shape
-	full             []kv // every attribute (DetailZoom and up)
-	lean             []kv // below DetailZoom; nil when the layer has no lean set
+	// name8 is the first 8 bytes of f.ID.Name, big-endian, zero-padded:
+	// names compare as these do, unless these are equal. Features of
+	// equal rank (same-sized buildings) were sorted by reading both
+	// names, a cache miss each.
+	name8 uint64
+	world shape
+	full  []kv // every attribute (DetailZoom and up)
+	lean  []kv // below DetailZoom; nil when the layer has no lean set
+	// fullRefs and leanRefs number full and lean; nil unless every
+	// attribute of the list has a key and a value number.
+	fullRefs, leanRefs []tagRef
 	// shapes are the feature's tile geometry at the last few zooms it was
 	// drawn at wholly inside a tile (zshape); replaced, never modified.
 	shapes atomic.Pointer[[]zshape]
@@ -338,8 +389,8 @@ func (zs *zshape) inside(p projector) bool {
 		int64(zs.lo[1])-oy >= -Buffer && int64(zs.hi[1])-oy <= extentWithBuffer
 }
 
-func newMemo(f *twin.Feature, keys *keyTable) *memo {
-	m := &memo{f: f, id: FeatureID(f.ID)}
+func newMemo(f *twin.Feature, t *memoTable) *memo {
+	m := &memo{f: f, id: FeatureID(f.ID), name8: namePrefix(f.ID.Name)}
 	m.rankAdd = importance(f, 0)
 	m.rankMul = importance(f, 1) - m.rankAdd
 	if f.Geometry != nil {
@@ -353,6 +404,10 @@ func newMemo(f *twin.Feature, keys *keyTable) *memo {
 		m.world.pts[i] = orb.Point{(q[0] + 180) / 360, mercY(q[1])}
 	}
 	m.full = attrList(f)
+	var keys *keyTable
+	if t != nil {
+		keys = &t.keys
+	}
 	for i := range m.full {
 		m.full[i].kid = keys.id(m.full[i].key, true)
 	}
@@ -366,7 +421,42 @@ func newMemo(f *twin.Feature, keys *keyTable) *memo {
 			}
 		}
 	}
+	if t != nil && !f.ID.Layer.Live() {
+		m.fullRefs = t.refs(m.full)
+		if m.lean != nil {
+			m.leanRefs = t.refs(m.lean)
+		}
+	}
 	return m
+}
+
+// namePrefix is memo.name8 of a name.
+func namePrefix(s string) uint64 {
+	var b [8]byte
+	copy(b[:], s)
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// refs numbers the values of attrs, nil unless every key and value has
+// a number.
+func (t *memoTable) refs(attrs []kv) []tagRef {
+	refs := make([]tagRef, len(attrs))
+	for i := range attrs {
+		vid := t.vals.id(attrs[i].val)
+		if vid == 0 || attrs[i].kid == 0 {
+			return nil
+		}
+		refs[i] = tagRef{kid: attrs[i].kid, vid: vid}
+	}
+	return refs
+}
+
+// refs is attrs(z)'s numbers, or nil.
+func (m *memo) refs(z uint8) []tagRef {
+	if z < DetailZoom && m.lean != nil {
+		return m.leanRefs
+	}
+	return m.fullRefs
 }
 
 func (m *memo) attrs(z uint8) []kv {
@@ -384,6 +474,7 @@ func (m *memo) attrs(z uint8) []kv {
 // Lock-free; safe for concurrent use. A nil table caches nothing.
 type memoTable struct {
 	keys  keyTable
+	vals  valueTable
 	slots []atomic.Pointer[memo]
 	shift uint // 64 - log2(number of sets)
 }
@@ -398,7 +489,8 @@ func newMemoTable(size int) *memoTable {
 	for memoWays<<bits < size {
 		bits++
 	}
-	return &memoTable{slots: make([]atomic.Pointer[memo], memoWays<<bits), shift: 64 - bits}
+	return &memoTable{slots: make([]atomic.Pointer[memo], memoWays<<bits), shift: 64 - bits,
+		keys: keyTable{max: maxKeyIDs}, vals: valueTable{max: maxValueIDs}}
 }
 
 // set hashes the feature's address (Go's heap does not move objects; the
@@ -426,7 +518,7 @@ func (t *memoTable) get(f *twin.Feature) *memo {
 			return m
 		}
 	}
-	m := newMemo(f, &t.keys)
+	m := newMemo(f, t)
 	if free < 0 {
 		free = int(h>>7) % memoWays
 	}

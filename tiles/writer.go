@@ -32,8 +32,12 @@ type writer struct {
 	// kused are the numbers set in the current layer.
 	kmap  []uint32
 	kused []uint16
-	vals  []value
-	valIx index
+	// vidIx finds a value number's index in the layer's value table
+	// (vidVal, per vidIx entry).
+	vidIx  index
+	vidVal []uint32
+	vals   []value
+	valIx  index
 	// The layer's features are kept until endLayer numbers the values by
 	// use: feats (id, type, ends in ftags and fgeom), their tags with
 	// values in first-seen numbering, their packed geometry; vcount
@@ -110,6 +114,8 @@ func (w *writer) beginLayer() {
 		w.kmap[id] = 0
 	}
 	w.kused = w.kused[:0]
+	w.vidIx.reset()
+	w.vidVal = w.vidVal[:0]
 	w.feats = w.feats[:0]
 	w.ftags = w.ftags[:0]
 	w.fgeom = w.fgeom[:0]
@@ -130,7 +136,12 @@ func (w *writer) numberValues() {
 	for i := range n {
 		order = append(order, int32(i))
 	}
-	slices.SortStableFunc(order, func(a, b int32) int { return int(w.vcount[b] - w.vcount[a]) })
+	slices.SortFunc(order, func(a, b int32) int {
+		if c := w.vcount[b] - w.vcount[a]; c != 0 {
+			return int(c)
+		}
+		return int(a - b) // first seen first: a total order, no stable sort needed
+	})
 	num := slices.Grow(w.vnum[:0], n)[:n]
 	for i, v := range order {
 		num[v] = uint32(i)
@@ -249,22 +260,47 @@ func (w *writer) keyIndex(k string, h uint64) uint32 {
 	}
 }
 
-// keyIndexOf is keyIndex(a.key, a.keyHash), looked up by a.kid in an
-// array when a's key is numbered.
-func (w *writer) keyIndexOf(a *kv) uint32 {
-	if a.kid == 0 {
+// keyIndexOf is keyIndex(a.key, a.keyHash), looked up by a's key number
+// kid in an array when it has one.
+func (w *writer) keyIndexOf(kid uint16, a *kv) uint32 {
+	if kid == 0 {
 		return w.keyIndex(a.key, uint64(a.keyHash))
 	}
-	if int(a.kid) >= len(w.kmap) {
-		w.kmap = slices.Grow(w.kmap, int(a.kid)+1-len(w.kmap))[:int(a.kid)+1]
+	if int(kid) >= len(w.kmap) {
+		w.kmap = slices.Grow(w.kmap, int(kid)+1-len(w.kmap))[:int(kid)+1]
 	}
-	if e := w.kmap[a.kid]; e != 0 {
+	if e := w.kmap[kid]; e != 0 {
 		return e - 1
 	}
 	k := w.keyIndex(a.key, uint64(a.keyHash))
-	w.kmap[a.kid] = k + 1
-	w.kused = append(w.kused, a.kid)
+	w.kmap[kid] = k + 1
+	w.kused = append(w.kused, kid)
 	return k
+}
+
+// valueIndexOf is valueIndex(a.val, a.valHash) for a value numbered vid,
+// found by its number (vidIx: the hash is the number times an odd
+// constant, so equal hashes are equal numbers). A number new to the layer
+// goes through valueIndex, which may find the value added by an
+// unnumbered feature, so each value is in the table once.
+func (w *writer) valueIndexOf(vid uint32, a *kv) uint32 {
+	h := uint64(vid) * 0x9E3779B97F4A7C15
+	x := &w.vidIx
+	x.reserve(len(x.hashes) + 1)
+	for i := h & x.mask; ; i = (i + 1) & x.mask {
+		e := x.slots[i]
+		if e == 0 {
+			v := w.valueIndex(a.val, a.valHash)
+			x.add(i, h)
+			w.vidVal = append(w.vidVal, v)
+			return v
+		}
+		if x.hashes[e-1] == h {
+			v := w.vidVal[e-1]
+			w.vcount[v]++
+			return v
+		}
+	}
 }
 
 // valueIndex is v's index in the layer's value table, adding it if new;
@@ -624,13 +660,26 @@ func (w *writer) newZshape(z uint8, p projector, lo, hi orb.Point, drawn bool) z
 // packed geometry command stream g.
 func (w *writer) appendFeatureGeom(m *memo, z uint8, filt *attrFilter, kind uint8, g []byte) {
 	attrs := m.attrs(z)
-	for i := range attrs {
-		a := &attrs[i]
-		if !filt.keep(a) {
-			continue
+	if refs := m.refs(z); refs != nil {
+		// Numbered attributes: the kv is read only for what the
+		// tile has not seen yet.
+		for i, r := range refs {
+			a := &attrs[i]
+			if !filt.keepRef(r.kid, a) {
+				continue
+			}
+			k := w.keyIndexOf(r.kid, a)
+			w.ftags = append(w.ftags, k, w.valueIndexOf(r.vid, a))
 		}
-		k := w.keyIndexOf(a)
-		w.ftags = append(w.ftags, k, w.valueIndex(a.val, a.valHash))
+	} else {
+		for i := range attrs {
+			a := &attrs[i]
+			if !filt.keep(a) {
+				continue
+			}
+			k := w.keyIndexOf(a.kid, a)
+			w.ftags = append(w.ftags, k, w.valueIndex(a.val, a.valHash))
+		}
 	}
 	w.fgeom = append(w.fgeom, g...)
 	w.feats = append(w.feats, featRec{id: m.id, kind: kind, tagEnd: int32(len(w.ftags)), geoEnd: int32(len(w.fgeom))})

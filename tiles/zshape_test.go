@@ -185,8 +185,9 @@ func TestZshapesMatchPlainBuild(t *testing.T) {
 var world4326 = orb.Bound{Min: orb.Point{-180, -90}, Max: orb.Point{180, 90}}
 
 // TestZshapesDemoCentre builds the demo city's densest 3x3 tiles at z13 to
-// z16 twice in two orders with geometry reuse and requires the bytes of
-// the build without memos.
+// z16 twice in two orders with geometry reuse and numbered keys and
+// values (with the default tables and with tables too small for the
+// city) and requires the bytes of the build without memos.
 func TestZshapesDemoCentre(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates the demo city")
@@ -198,8 +199,22 @@ func TestZshapesDemoCentre(t *testing.T) {
 	tw := twin.New(twin.Options{FeedSize: 1 << 10})
 	tw.Load(city.All())
 	ctx := context.Background()
-	s := New(tw, Options{})
 	plain := New(tw, Options{MemoFeatures: -1})
+	// Default tables, and tables too small for the city's keys and values,
+	// so that numbered and unnumbered attributes meet in one layer.
+	s := New(tw, Options{})
+	small := New(tw, Options{})
+	small.memo.keys.max, small.memo.vals.max = 4, 300
+	for _, s := range []*Server{s, small} {
+		compareDemoCentre(t, ctx, s, plain)
+	}
+	if n := len(small.memo.vals.ids); n != 300 {
+		t.Errorf("small value table holds %d values", n)
+	}
+}
+
+func compareDemoCentre(t *testing.T, ctx context.Context, s, plain *Server) {
+	t.Helper()
 	for _, z := range []maptile.Zoom{13, 14, 15, 16} {
 		ts := benchTiles(z)
 		for round := 0; round < 2; round++ {
