@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# bench-tiles.sh BIN PG_TILESERV [PGURL]: the README's cold-tile figures
+# (issue 16 goal 5), CityTwin against pg_tileserv on the same demo city,
+# tiles and attributes, both over HTTP on loopback with a 64-unit buffer.
+#   BIN          a twin binary (go build -o bin/twin ./cmd/twin)
+#   PG_TILESERV  a pg_tileserv binary built apart from this repository
+#                (github.com/CrunchyData/pg_tileserv; never built here)
+#   PGURL        a PostgreSQL database of your own where PostGIS can be
+#                created (default postgres://postgres@127.0.0.1:5432/tilecmp);
+#                its tables buildings, roads and bridges are replaced
+# CityTwin: `BIN serve --demo --scale S --sim-rate 0` (embedded store and
+# NATS); every request carries ?attrs= with the attributes pg_tileserv's
+# tables hold plus zz{n}, an attribute no feature has that is new in every
+# request, so each one misses the tile cache and is built, gzipped and
+# hashed (the per-feature memos stay warm, as in service). pg_tileserv:
+# `tileload -pg-load` writes the same city into one table per layer (fid
+# bigint primary key = the MVT feature id, typed attribute columns, geometry
+# in EPSG:3857 under a GiST index: no per-row transform), DefaultBuffer 64,
+# JIT off; below z15 ?properties= keeps what CityTwin's lean tiles carry,
+# at z10 only roads and bridges are asked for (CityTwin's buildings start
+# at z13). Both get the tile list warmed once first (memos; shared buffers).
+# Then per round, zoom and client count, alternating servers: tiles/s, p50,
+# p99 and the servers' CPU per tile (/proc: twin; pg_tileserv and its
+# PostgreSQL backends), with the load average; and once per zoom the raw
+# (uncompressed) bytes and features per layer of every tile of the list
+# fetched once without gzip. Asserts nothing.
+#   BENCH_ZOOMS="10 13 14 15 16" BENCH_CLIENTS="1 8" BENCH_ROUNDS=2
+#   BENCH_DURATION=10s BENCH_SCALE=1 BENCH_SETS="city centre"
+set -euo pipefail
+BIN=${1:?usage: bench-tiles.sh path/to/twin path/to/pg_tileserv [postgres://...]}
+PGTS=${2:?usage: bench-tiles.sh path/to/twin path/to/pg_tileserv [postgres://...]}
+PGURL=${3:-postgres://postgres@127.0.0.1:5432/tilecmp}
+GO=${GO:-go}
+dir=$(mktemp -d /tmp/citytwin-tiles-XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+"$GO" build -o "$dir/tileload" ./cmd/tileload
+scale=${BENCH_SCALE:-1}
+
+echo "== loading the demo city (scale $scale) into $PGURL"
+"$dir/tileload" -pg-load "$PGURL" -scale "$scale"
+
+tp=$(port)
+mkdir -p "$dir/data"
+"$BIN" serve --demo --scale "$scale" --sim-rate 0 --listen "127.0.0.1:$tp" --mqtt-listen "127.0.0.1:$(port)" \
+	--data "$dir/data" --log-level warn >"$dir/twin.log" 2>&1 &
+twin=$!
+pids+=("$twin")
+pp=$(port)
+sep='?'
+case "$PGURL" in *\?*) sep='&' ;; esac
+cat >"$dir/pg_tileserv.toml" <<EOF
+DbConnection = "${PGURL}${sep}application_name=bench_tiles_pgts&jit=off"
+HttpHost = "127.0.0.1"
+HttpPort = $pp
+HttpsPort = $(port)
+DefaultBuffer = 64
+ShowPreview = false
+EOF
+"$PGTS" --config "$dir/pg_tileserv.toml" >"$dir/pgts.log" 2>&1 &
+pgts=$!
+pids+=("$pgts")
+for _ in $(seq 1 240); do curl -fsS "http://127.0.0.1:$tp/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+# The demo city is generated and stored after readyz: wait for the first
+# tiles, then for the server's start-up work (store, timeline) to settle.
+for _ in $(seq 1 240); do
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$tp/tiles/buildings.json")" = 200 ] && break
+	sleep 0.5
+done
+sleep 20
+bounds=$(curl -fsS "http://127.0.0.1:$tp/tiles/buildings,roads,bridges.json" | python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["bounds"])))')
+centre=106.533,29.52,106.622,29.596 # Jiefangbei: the densest 3x3 z13 tiles
+
+ctattrs='attrs=class,height_m,high_rise,levels,name,oneway,risk_color,risk_level'
+urls() { # zoom -> "twin-url pg-url"
+	local z=$1 pg
+	if [ "$z" -lt 13 ]; then
+		pg="http://127.0.0.1:$pp/public.roads,public.bridges/{z}/{x}/{y}.pbf?properties=name,class,oneway"
+	elif [ "$z" -lt 15 ]; then
+		pg="http://127.0.0.1:$pp/public.buildings,public.roads,public.bridges/{z}/{x}/{y}.pbf?properties=height_m,levels,high_rise,risk_level,risk_color"
+	else
+		pg="http://127.0.0.1:$pp/public.buildings,public.roads,public.bridges/{z}/{x}/{y}.pbf?properties=name,height_m,levels,high_rise,risk_level,risk_color,class,oneway"
+	fi
+	echo "http://127.0.0.1:$tp/tiles/buildings,roads,bridges/{z}/{x}/{y}.mvt?$ctattrs,zz{n} $pg"
+}
+pgpids() {
+	local b
+	b=$(psql "$PGURL" -Atc "SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE application_name = 'bench_tiles_pgts'")
+	echo "$pgts${b:+,$b}"
+}
+run() { # name url pids flags...
+	local name=$1 url=$2 p=$3
+	shift 3
+	echo "-- $name (load $(load))"
+	"$dir/tileload" -url "$url" -pids "$p" "$@"
+}
+
+for set in ${BENCH_SETS:-city centre}; do
+	b=$bounds
+	[ "$set" = centre ] && b=$centre
+	for z in ${BENCH_ZOOMS:-10 13 14 15 16}; do
+		read -r ct pg < <(urls "$z")
+		common=(-bounds "$b" -minzoom "$z" -maxzoom "$z" -tiles 300)
+		echo "== $set z$z bytes: every tile of the list once, raw, 1 client"
+		run twin "$ct" "$twin" "${common[@]}" -warm -once -nogzip -count -concurrency 1
+		run pg_tileserv "$pg" "$(pgpids)" "${common[@]}" -warm -once -nogzip -count -concurrency 1
+	done
+done
+for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
+	for set in ${BENCH_SETS:-city centre}; do
+		b=$bounds
+		[ "$set" = centre ] && b=$centre
+		for z in ${BENCH_ZOOMS:-10 13 14 15 16}; do
+			read -r ct pg < <(urls "$z")
+			for c in ${BENCH_CLIENTS:-1 8}; do
+				common=(-bounds "$b" -minzoom "$z" -maxzoom "$z" -tiles 300 -warm=false -concurrency "$c"
+					-duration "${BENCH_DURATION:-10s}")
+				echo "== round $round $set z$z, $c clients, cold, gzip"
+				run twin "$ct" "$twin" "${common[@]}"
+				run pg_tileserv "$pg" "$(pgpids)" "${common[@]}"
+			done
+		done
+	done
+done
