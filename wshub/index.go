@@ -51,6 +51,10 @@ func tileOf(p orb.Point) (x, y uint32) {
 }
 
 func tilesOf(b orb.Bound) tileRange {
+	if b.Min == b.Max { // a point (most changes: vehicles): one projection, not two
+		x, y := tileOf(b.Min)
+		return tileRange{x, y, x, y}
+	}
 	x0, y0 := tileOf(orb.Point{b.Min[0], b.Max[1]}) // north-west
 	x1, y1 := tileOf(orb.Point{b.Max[0], b.Min[1]}) // south-east
 	return tileRange{x0, y0, x1, y1}
