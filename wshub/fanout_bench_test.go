@@ -19,20 +19,23 @@ import (
 // BenchmarkFanout is wsload in one process, for FlushInterval off, at its
 // default and longer: 200 websocket clients on
 // random viewports of the city (as wsload picks them) over loopback, and
-// vehicle moves applied to the twin at 20,000 a second in 5 ms bursts.
+// vehicle moves applied to the twin at 5,000 and 20,000 a second in 5 ms
+// bursts.
 // It reports the process's CPU time per move (cpu-µs/move: the twin's
 // apply, the router, the writers, the clients' reads of whole batches)
 // and the deltas each move became, a figure that holds on a busy machine
 // where wall times do not. The clients only count bytes, so their cost is
 // a read per batch, not a JSON decode.
 func BenchmarkFanout(b *testing.B) {
-	for _, fl := range []time.Duration{-1, 10 * time.Millisecond, 25 * time.Millisecond} {
-		b.Run(fmt.Sprintf("flush=%v", max(fl, 0)), func(b *testing.B) { benchFanout(b, fl) })
+	for _, rate := range []int{5000, 20000} {
+		for _, fl := range []time.Duration{-1, 10 * time.Millisecond, 25 * time.Millisecond} {
+			b.Run(fmt.Sprintf("rate=%d/flush=%v", rate, max(fl, 0)), func(b *testing.B) { benchFanout(b, rate, fl) })
+		}
 	}
 }
 
-func benchFanout(b *testing.B, flush time.Duration) {
-	const clients, objects, rate = 200, 2000, 20000
+func benchFanout(b *testing.B, rate int, flush time.Duration) {
+	const clients, objects = 200, 2000
 	r := rand.New(rand.NewPCG(1, 2))
 	tw := twin.New(twin.Options{FeedSize: 1 << 16, Enricher: westEast{}})
 	pos := make([]orb.Point, objects)
@@ -89,7 +92,7 @@ func benchFanout(b *testing.B, flush time.Duration) {
 			b.Fatal(err)
 		}
 	}
-	const burst = rate / 200 // every 5 ms
+	burst := rate / 200 // every 5 ms
 	time.Sleep(100 * time.Millisecond)
 	var ru0, ru1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
@@ -101,7 +104,7 @@ func benchFanout(b *testing.B, flush time.Duration) {
 			move(j)
 		}
 		// Pace to the rate; a machine too busy to keep it just runs late.
-		if d := time.Until(start.Add(time.Duration(i+burst) * time.Second / rate)); d > 0 {
+		if d := time.Until(start.Add(time.Duration(i+burst) * time.Second / time.Duration(rate))); d > 0 {
 			time.Sleep(d)
 		}
 	}
