@@ -9,6 +9,7 @@
 package wshub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -70,6 +71,19 @@ type Hub struct {
 	// delivery (several per change), the client's writer gives it back once
 	// written, so a steady fan-out allocates none.
 	deltas sync.Pool
+	// scratch is the router's encoding buffer: a delta is encoded there
+	// and copied out at its exact size (it is held while queued).
+	scratch []byte
+}
+
+// encodeRouted is encodeDelta for the router goroutine.
+func (h *Hub) encodeRouted(seq uint64, kind twin.ChangeKind, f *twin.Feature) ([]byte, error) {
+	b, err := appendDelta(h.scratch[:0], seq, kind, f)
+	if err != nil {
+		return nil, err
+	}
+	h.scratch = b
+	return bytes.Clone(b), nil
 }
 
 // newDelta is a delta item from the pool.
@@ -191,7 +205,7 @@ func (h *Hub) route(c *twin.Change) {
 		switch {
 		case s.sees(c.New, nb):
 			if up == nil {
-				if up, err = encodeDelta(c.Seq, twin.Upsert, c.New); err != nil {
+				if up, err = h.encodeRouted(c.Seq, twin.Upsert, c.New); err != nil {
 					h.log.Error("websocket delta", "err", err)
 					return
 				}
@@ -199,7 +213,7 @@ func (h *Hub) route(c *twin.Change) {
 			s.c.enqueueDelta(h.newDelta(id, c.Seq, up))
 		case s.sees(c.Old, ob):
 			if rm == nil {
-				if rm, err = encodeDelta(c.Seq, twin.Remove, c.Old); err != nil {
+				if rm, err = h.encodeRouted(c.Seq, twin.Remove, c.Old); err != nil {
 					h.log.Error("websocket delta", "err", err)
 					return
 				}

@@ -116,17 +116,21 @@ func parseRequest(data []byte) (subscription, error) {
 // encodeDelta renders one delta message; the bytes are shared by every
 // recipient of the change and must not be modified.
 func encodeDelta(seq uint64, kind twin.ChangeKind, f *twin.Feature) ([]byte, error) {
-	fb, err := f.MarshalJSON()
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", f.ID, err)
-	}
-	b := make([]byte, 0, len(fb)+64)
+	return appendDelta(nil, seq, kind, f)
+}
+
+// appendDelta appends the delta message to b (the feature is written in
+// place, not marshalled and copied).
+func appendDelta(b []byte, seq uint64, kind twin.ChangeKind, f *twin.Feature) ([]byte, error) {
 	b = append(b, `{"op":"delta","seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"kind":"`...)
 	b = append(b, kind.String()...)
 	b = append(b, `","feature":`...)
-	b = append(b, fb...)
+	b, err := f.AppendGeoJSON(b, nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", f.ID, err)
+	}
 	return append(b, '}'), nil
 }
 

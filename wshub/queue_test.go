@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/citytwin/citytwin/twin"
+	"github.com/paulmach/orb"
 )
 
 func deltaItem(obj string, seq uint64) *item {
@@ -83,5 +84,24 @@ func TestEnqueueCoalescesBeforeOverflow(t *testing.T) {
 	}
 	if !c.resync {
 		t.Fatal("40 distinct objects over a 10-message budget did not resync")
+	}
+}
+
+// encodeDelta's message is the envelope around the feature's own JSON,
+// byte for byte.
+func TestEncodeDelta(t *testing.T) {
+	f := &twin.Feature{ID: twin.NewID(twin.Vehicles, "v1"), Geometry: orb.Point{106.5, 29.6}, Version: 3,
+		Props: twin.NewProps(map[string]any{"speed_kmh": 30.0, "kind": "muck_truck"})}
+	fj, err := f.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := encodeDelta(42, twin.Remove, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"op":"delta","seq":42,"kind":"remove","feature":` + string(fj) + `}`
+	if string(got) != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }
