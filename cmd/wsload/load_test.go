@@ -53,7 +53,9 @@ func TestRunEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	if rep.Connected != 20 || rep.Published < 1000 {
+	// Something published and measured; how much in the second depends on
+	// the machine (a loaded CI published fewer than 1,000 once): no rate.
+	if rep.Connected != 20 || rep.Published == 0 {
 		t.Fatalf("report %+v", rep)
 	}
 	if len(rep.Latency) == 0 || rep.Regressions != 0 {
