@@ -14,6 +14,9 @@
 #   BENCH_TOOL_CPUS=1 pins the load tools to those CPUs (taskset -c), so
 #   the tool does not take the server's core; BENCH_SERVER_CPUS likewise.
 #   BENCH_PPROF=127.0.0.1:6060 serves the server's Go profiles there.
+#   BENCH_MOSQUITTO=1 starts a Mosquitto of its own (default settings, a
+#   listener on the BENCH_MQTT address) and runs the server with --mqtt
+#   against it instead of the embedded broker.
 # Each tool's run also prints the server's CPU time over it (utime+stime
 # from /proc, all threads): divided by the messages the tool published it
 # is the server's CPU per message, a figure that holds up on a busy machine
@@ -36,6 +39,7 @@ mkdir -p "$tools"
 pid=
 cleanup() {
 	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+	if [ -n "${mpid:-}" ]; then kill "$mpid" 2>/dev/null || true; wait "$mpid" 2>/dev/null || true; fi
 	rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
@@ -43,8 +47,18 @@ trap cleanup EXIT INT TERM
 echo "== building the load tools"
 for t in tileload twinload wsload; do "$GO" build -o "$tools/$t" "./cmd/$t"; done
 
+brokerArgs=(--mqtt-listen "$MQTT")
+mpid=
+if [ -n "${BENCH_MOSQUITTO:-}" ]; then
+	printf 'listener %s %s\nallow_anonymous true\n' "${MQTT##*:}" "${MQTT%:*}" >"$dir/mosquitto.conf"
+	mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
+	mpid=$!
+	for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/${MQTT%:*}/${MQTT##*:}") 2>/dev/null && break; sleep 0.1; done
+	brokerArgs=(--mqtt "tcp://$MQTT")
+	echo "== Mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}') on $MQTT"
+fi
 echo "== starting $BIN serve --demo --scale $SCALE --sim-rate 0 on $HTTP (MQTT $MQTT), data in $dir"
-${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$BIN" serve --demo --scale "$SCALE" --sim-rate 0 --listen "$HTTP" --mqtt-listen "$MQTT" \
+${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$BIN" serve --demo --scale "$SCALE" --sim-rate 0 --listen "$HTTP" "${brokerArgs[@]}" \
 	--data "$dir/data" --log-level warn --ws-max-per-principal -1 --ws-max-per-ip -1 ${BENCH_PPROF:+--pprof "$BENCH_PPROF"} >"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
