@@ -166,11 +166,11 @@ type Recorder struct {
 	order    []chunkKey // flush's scratch: pending's chunk order
 	versions []twin.TimelineVersion
 	seen     map[twin.ID]struct{} // buildings whose previous version is recorded
-	// cache is the last checkpoint built or read, kept for the next
-	// build when it holds at most maxCachedState records. A larger one is
-	// read back from the store at the next build instead (about a second
-	// per million objects every Interval): kept, a million vehicles'
-	// state was ~360 MB of the server's heap for good (issue 16 goal 4).
+	// cache is the last checkpoint built, kept for the next build when
+	// it holds at most maxCachedState records. Without it the next build
+	// streams from the stored checkpoint (buildStreamed): kept, a million
+	// vehicles' state was ~360 MB of the server's heap for good (issue 16
+	// goal 4).
 	cache     *ckptState
 	maxCached int // maxCachedState; tests lower it
 	lastPrune time.Time
@@ -592,12 +592,14 @@ func (r *Recorder) checkpoints(ctx context.Context) {
 	}
 	var st *ckptState
 	if ok {
-		if r.cache != nil && r.cache.at == last {
-			st = r.cache
-		} else if st, err = loadCheckpoint(ctx, r.tl, last, nil, nil); err != nil {
-			r.log.Warn("timeline checkpoint", "err", err)
+		if r.cache == nil || r.cache.at != last {
+			// Not in memory: build from the stored checkpoint, a cell
+			// at a time.
+			r.cache = nil
+			r.streamCheckpoints(ctx, last, target, step)
 			return
 		}
+		st = r.cache
 	} else {
 		// No checkpoint yet: the first one covers every change before it.
 		first, any, err := earliest(ctx, r.tl)
@@ -646,6 +648,24 @@ func (r *Recorder) checkpoints(ctx context.Context) {
 		r.m.checkpoints.Inc()
 		r.m.ckptSeconds.Observe(time.Since(start).Seconds())
 		r.m.ckptObjects.Set(float64(len(st.recs)))
+	}
+}
+
+// streamCheckpoints builds the checkpoints after prev up to target from
+// the stored ones (buildStreamed), within the bounds of one round.
+func (r *Recorder) streamCheckpoints(ctx context.Context, prev, target, step int64) {
+	roundStart := time.Now()
+	for i := 0; i < maxBuilds && prev < target && time.Since(roundStart) < buildBudget; i++ {
+		start := time.Now()
+		n, err := r.buildStreamed(ctx, prev, prev+step)
+		if err != nil {
+			r.log.Warn("timeline checkpoint", "err", err)
+			return
+		}
+		prev += step
+		r.m.checkpoints.Inc()
+		r.m.ckptSeconds.Observe(time.Since(start).Seconds())
+		r.m.ckptObjects.Set(float64(n))
 	}
 }
 
