@@ -70,6 +70,28 @@ func (r *Recorder) buildStreamed(ctx context.Context, prev, to int64) (int, erro
 		return nil
 	}
 	err := r.tl.ScanCheckpoint(ctx, prev, nil, func(cell uint32, blob []byte) error {
+		// A cell the window leaves as it was is copied as it is (most
+		// of them when little moved): no records held, nothing encoded.
+		kept, same := 0, len(byCell[cell]) == 0
+		if same {
+			err := twin.DecodeRecords(blob, func(rec *twin.TimelineRecord) error {
+				if _, ok := win.recs[rec.ID]; ok {
+					same = false
+				}
+				kept++
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if same {
+			if _, ok := out[cell]; ok {
+				return fmt.Errorf("timeline: checkpoint %d holds cell %d twice", prev, cell)
+			}
+			out[cell], n = bytes.Clone(blob), n+kept
+			return nil
+		}
 		err := twin.DecodeRecords(blob, func(rec *twin.TimelineRecord) error {
 			if _, ok := win.recs[rec.ID]; ok {
 				return nil // the window holds its newer state

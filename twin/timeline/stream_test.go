@@ -106,6 +106,30 @@ func TestBuildStreamedMatchesMemory(t *testing.T) {
 	if w := want.recs[twin.NewID(twin.Vehicles, "v399")]; w == nil || w.Seq != 1<<40 {
 		t.Fatalf("a window record of v399 won over its checkpoint record: %+v", w)
 	}
+
+	// The next window changes one object only: the other cells are
+	// copied as they were.
+	next := to + int64(5*time.Minute)
+	if err := appendByBucket(ctx, st, []twin.TimelineRecord{rec("v1", to+int64(time.Second), false)}, int64(opts.Bucket)); err != nil {
+		t.Fatal(err)
+	}
+	if err := want.advance(ctx, st, next, int64(opts.Bucket), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err = r.buildStreamed(ctx, to, next); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = loadCheckpoint(ctx, st, next, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want.recs) || len(got.recs) != len(want.recs) {
+		t.Fatalf("next: streamed checkpoint holds %d records (reported %d), the in-memory one %d", len(got.recs), n, len(want.recs))
+	}
+	for id, w := range want.recs {
+		if g := got.recs[id]; g == nil || g.Seq != w.Seq || g.Removed != w.Removed || !bytes.Equal(g.Data, w.Data) {
+			t.Fatalf("next: %s: streamed %+v, in memory %+v", id, g, w)
+		}
+	}
 }
 
 // encodeOne returns x as the decoder gives it back (Data, not Feature).
