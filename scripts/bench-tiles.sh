@@ -19,7 +19,9 @@
 # JIT off; below z15 ?properties= keeps what CityTwin's lean tiles carry,
 # at z10 only roads and bridges are asked for (CityTwin's buildings start
 # at z13). Both get the tile list warmed once first (memos; shared buffers).
-# Then per round, zoom and client count, alternating servers: tiles/s, p50,
+# Then (after opening pg_tileserv's whole connection pool, so that every
+# backend's CPU is counted) per round, zoom and client count, alternating
+# servers: tiles/s, p50,
 # p99 and the servers' CPU per tile (/proc: twin; pg_tileserv and its
 # PostgreSQL backends), with the load average; and once per zoom the raw
 # (uncompressed) bytes and features per layer of every tile of the list
@@ -112,6 +114,11 @@ for set in ${BENCH_SETS:-city centre}; do
 		run pg_tileserv "$pg" "$(pgpids)" "${common[@]}" -warm -once -nogzip -count -concurrency 1
 	done
 done
+# pg_tileserv opens pool connections (PostgreSQL backends) as clients
+# come; open them all now, so that every backend is counted from a run's
+# start.
+read -r _ pg < <(urls 16)
+"$dir/tileload" -url "$pg" -bounds "$bounds" -minzoom 16 -maxzoom 16 -tiles 100 -warm=false -once -concurrency 16 >/dev/null
 for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
 	for set in ${BENCH_SETS:-city centre}; do
 		b=$bounds
