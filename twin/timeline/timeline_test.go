@@ -60,19 +60,7 @@ func testSnapshotAndChanges(t *testing.T, cached bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rec.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	waitFor(t, func() bool {
-		v, err := st.GetMeta(context.Background(), timeline.MetaSeq)
-		return err == nil && v != nil
-	})
+	defer runRecorder(t, rec, st)()
 	pos := func(v, k int) orb.Point { return orb.Point{106.5 + 0.001*float64(k), 29.5 + 0.1*float64(v)} }
 	for k := 1; k <= 60; k++ {
 		for v := 1; v <= 2; v++ {
@@ -162,6 +150,33 @@ func waitCheckpoint(t *testing.T, tw *twin.Twin, st *boltstore.Store, at time.Ti
 	})
 }
 
+// runRecorder runs rec until the returned stop is called (deferred before
+// the store closes), once it has recorded its first sequence.
+func runRecorder(t *testing.T, rec *timeline.Recorder, st *boltstore.Store) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(ctx) }()
+	started := false
+	defer func() { // waitFor failed the test: stop the recorder all the same
+		if !started {
+			cancel()
+			<-done
+		}
+	}()
+	waitFor(t, func() bool {
+		v, err := st.GetMeta(context.Background(), timeline.MetaSeq)
+		return err == nil && v != nil
+	})
+	started = true
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -201,19 +216,7 @@ func TestBaseInParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rec.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	waitFor(t, func() bool {
-		v, err := st.GetMeta(context.Background(), timeline.MetaSeq)
-		return err == nil && v != nil
-	})
+	defer runRecorder(t, rec, st)()
 	keys := map[uint64]bool{}
 	if err := st.ScanChanges(context.Background(), math.MinInt64, math.MaxInt64, func(c twin.TimelineChunk) error {
 		keys[c.Key] = true
