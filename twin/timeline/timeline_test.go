@@ -161,7 +161,9 @@ func runRecorder(t *testing.T, rec *timeline.Recorder, st *boltstore.Store) (sto
 	defer func() { // waitFor failed the test: stop the recorder all the same
 		if !started {
 			cancel()
-			<-done
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
 		}
 	}()
 	waitFor(t, func() bool {
