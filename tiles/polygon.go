@@ -136,6 +136,13 @@ func clipPolygon(rings [][]orb.Point) [][][]orb.Point {
 		}
 		polys = append(polys, [][]orb.Point{ring})
 	}
+	// A piece can never cover more than the exterior's bounds within the
+	// box (the clip of P lies in P, which lies in its bounds). Walking a
+	// self-crossing ring's inverted loop the wrong way round the box makes
+	// exactly that: the whole tile frame with a notch. Such a piece is
+	// dropped, as the reference clip drops it.
+	lim := boundsArea(oriented[0])
+	polys = slices.DeleteFunc(polys, func(p [][]orb.Point) bool { return surveyor(p[0]) > 2*lim }) // surveyor is twice the area
 	// Holes wholly inside go to the piece that contains them.
 	for _, h := range inside {
 		for i := range polys {
@@ -146,6 +153,16 @@ func clipPolygon(rings [][]orb.Point) [][][]orb.Point {
 		}
 	}
 	return polys
+}
+
+// boundsArea is the area of r's bounds clamped to the snapped box.
+func boundsArea(r []orb.Point) float64 {
+	lo, hi := orb.Point{clipHi, clipHi}, orb.Point{clipLo, clipLo}
+	for _, q := range r {
+		lo = orb.Point{min(lo[0], max(q[0], clipLo)), min(lo[1], max(q[1], clipLo))}
+		hi = orb.Point{max(hi[0], min(q[0], clipHi)), max(hi[1], min(q[1], clipHi))}
+	}
+	return max(0, hi[0]-lo[0]) * max(0, hi[1]-lo[1])
 }
 
 // openRing drops the closing point and consecutive repeats, in place.

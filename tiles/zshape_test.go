@@ -26,10 +26,10 @@ import (
 // reference. It fails if no geometry was reused.
 //
 // It runs fixed seeds unless TWIN_TILES_SEED names one ("random" draws
-// one): about 1 random seed in 20 draws a self-crossing ring that the
-// writer clips into the whole tile frame where the orb reference drops
-// it (TestZshapesSelfCrossingFrame, skipped until that is fixed), and a
-// known open bug must not fail unrelated changes' CI at random.
+// one). About 1 random seed in 15 still draws a tile whose bytes differ
+// from the reference by a few bytes with the same features
+// (TestZshapesKnownDiff, skipped until understood): a known open
+// difference must not fail unrelated changes' CI at random.
 func TestZshapesMatchPlainBuild(t *testing.T) {
 	seeds := []uint64{1, 2, 3, 20261203}
 	if s := os.Getenv("TWIN_TILES_SEED"); s == "random" {
@@ -44,16 +44,24 @@ func TestZshapesMatchPlainBuild(t *testing.T) {
 	}
 }
 
-// TestZshapesSelfCrossingFrame reproduces the open bug: with this seed a
-// random self-crossing ring near a z15 tile's left edge comes out of the
-// writer (with or without zshapes) as the tile's whole buffer frame with
-// a notch, [[-64 2256] ... [-64 -64] [4160 -64] [4160 4160] [-64 4160]],
-// a building covering the tile, where the orb reference drops it.
+// TestZshapesSelfCrossingFrame: seeds whose random self-crossing rings
+// came out of the writer as the tile's whole buffer frame with a notch
+// ([[-64 2256] ... [-64 -64] [4160 -64] [4160 4160] [-64 4160]], a
+// building covering the tile) where the orb reference drops them; the
+// clip now drops a piece larger than its exterior's bounds.
 func TestZshapesSelfCrossingFrame(t *testing.T) {
-	if os.Getenv("TWIN_TILES_KNOWN_BUGS") == "" {
-		t.Skip("open bug: a self-crossing ring clipped into the tile frame (set TWIN_TILES_KNOWN_BUGS=1 to run)")
+	for _, seed := range []uint64{1521972023324464949, 7386463105867370376, 8275107037925919208} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { zshapesMatch(t, seed) })
 	}
-	zshapesMatch(t, 1521972023324464949)
+}
+
+// TestZshapesKnownDiff reproduces the open difference: a tile 2 bytes
+// longer than the reference's with the same features (cause not found).
+func TestZshapesKnownDiff(t *testing.T) {
+	if os.Getenv("TWIN_TILES_KNOWN_BUGS") == "" {
+		t.Skip("open: a tile 2 bytes off the reference with this seed (set TWIN_TILES_KNOWN_BUGS=1 to run)")
+	}
+	zshapesMatch(t, 9068395108097627075)
 }
 
 func zshapesMatch(t *testing.T, seed uint64) {
