@@ -16,6 +16,7 @@ import (
 
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/demo"
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/twin"
 )
@@ -146,6 +147,22 @@ func testTwin(t testing.TB) *twin.Twin {
 		"status": "ok", "values": map[string]any{"ch4": 0.8, "h2s": 2.0}})
 	put(twin.Regions, "500103", orb.Polygon{{{106.52, 29.53}, {106.60, 29.53}, {106.60, 29.58}, {106.52, 29.58}, {106.52, 29.53}}},
 		map[string]any{"level": "district", "code": "500103", "name": "Yuzhong", "parent": "500000"})
+	return tw
+}
+
+// demoCityTwin is a twin holding the scale-1 demo city (skipped with
+// -short: generating it takes seconds).
+func demoCityTwin(t *testing.T) *twin.Twin {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("generates the demo city")
+	}
+	city, err := demo.Generate(demo.Options{NoGrids: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := twin.New(twin.Options{FeedSize: 1 << 10})
+	tw.Load(city.All())
 	return tw
 }
 

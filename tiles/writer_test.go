@@ -10,7 +10,6 @@ import (
 	"github.com/paulmach/orb/encoding/mvt"
 	"github.com/paulmach/orb/maptile"
 
-	"github.com/citytwin/citytwin/demo"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -21,15 +20,7 @@ import (
 // attributes and geometry. The memo table is shared across zooms, as in
 // service, and a change in the middle must not leave stale memos.
 func TestWriterMatchesOrbEncoder(t *testing.T) {
-	if testing.Short() {
-		t.Skip("generates the demo city")
-	}
-	city, err := demo.Generate(demo.Options{NoGrids: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw := twin.New(twin.Options{FeedSize: 1 << 10})
-	tw.Load(city.All())
+	tw := demoCityTwin(t)
 	layers := []twin.Layer{twin.Regions, twin.Rivers, twin.Roads, twin.Bridges, twin.Buildings, twin.Devices,
 		twin.Vehicles, twin.Workers, twin.Incidents, twin.Alerts}
 	compare := func(t *testing.T, s *Server, small bool) {

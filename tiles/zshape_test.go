@@ -12,7 +12,6 @@ import (
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/maptile"
 
-	"github.com/citytwin/citytwin/demo"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -225,15 +224,7 @@ var world4326 = orb.Bound{Min: orb.Point{-180, -90}, Max: orb.Point{180, 90}}
 // values (with the default tables and with tables too small for the
 // city) and requires the bytes of the build without memos.
 func TestZshapesDemoCentre(t *testing.T) {
-	if testing.Short() {
-		t.Skip("generates the demo city")
-	}
-	city, err := demo.Generate(demo.Options{NoGrids: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw := twin.New(twin.Options{FeedSize: 1 << 10})
-	tw.Load(city.All())
+	tw := demoCityTwin(t)
 	ctx := context.Background()
 	plain := New(tw, Options{MemoFeatures: -1})
 	// Default tables, and tables too small for the city's keys and values,
