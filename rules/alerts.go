@@ -119,7 +119,7 @@ func (e *Engine) fire(f firing) {
 			for kk, vv := range f.detail {
 				cur.Props.Set(kk, vv)
 			}
-			cur.Props.Set("history", appendHistory(cur.Props.Get("history"), entry))
+			cur.Props.AppendList("history", entry, maxHistory)
 			if geom != nil {
 				cur.Geometry = geom
 			}
@@ -205,7 +205,7 @@ func (e *Engine) resolveAt(a *active, subject twin.ID, why string, at time.Time)
 		cur.Props.Set("state", StateClosed)
 		cur.Props.Set("closed_by", actor)
 		cur.Props.Set("closed_at", ts(now))
-		cur.Props.Set("history", appendHistory(cur.Props.Get("history"), map[string]any{"at": ts(now), "event": "cleared", "by": actor, "why": why}))
+		cur.Props.AppendList("history", map[string]any{"at": ts(now), "event": "cleared", "by": actor, "why": why}, maxHistory)
 		return cur, nil
 	})
 	if err != nil {
@@ -251,8 +251,8 @@ func (e *Engine) escalate(now time.Time) {
 			cur.Props.Set("tier", tiers[ti+1])
 			cur.Props.Set("tier_since", ts(now))
 			cur.Props.Set("severity", nsev)
-			cur.Props.Set("history", appendHistory(cur.Props.Get("history"), map[string]any{"at": ts(now), "event": "escalated",
-				"from": tier, "to": tiers[ti+1], "severity": nsev, "why": fmt.Sprintf("not acknowledged within %s", sla)}))
+			cur.Props.AppendList("history", map[string]any{"at": ts(now), "event": "escalated",
+				"from": tier, "to": tiers[ti+1], "severity": nsev, "why": fmt.Sprintf("not acknowledged within %s", sla)}, maxHistory)
 			return cur, nil
 		})
 		if err != nil {
@@ -279,23 +279,6 @@ func (e *Engine) due(al *twin.Feature, now time.Time) bool {
 
 func (e *Engine) published(al *twin.Feature, f firing, isNew bool) {
 	e.alertStateChanged(al)
-}
-
-func appendHistory(h any, entry map[string]any) []any {
-	var out []any
-	switch l := h.(type) {
-	case []any:
-		out = append(out, l...)
-	case []map[string]any:
-		for _, x := range l {
-			out = append(out, x)
-		}
-	}
-	out = append(out, entry)
-	if len(out) > maxHistory {
-		out = out[len(out)-maxHistory:]
-	}
-	return out
 }
 
 // regionsOf lists every region code an alert concerns (auth.AlsoRegionsProp),

@@ -279,7 +279,7 @@ func (e *Engine) apply(p auth.Principal, name, act string) (*twin.Feature, int, 
 		default:
 			return nil, errTransition
 		}
-		cur.Props.Set("history", appendHistory(cur.Props.Get("history"), map[string]any{"at": ts(now), "event": act, "by": actor}))
+		cur.Props.AppendList("history", map[string]any{"at": ts(now), "event": act, "by": actor}, maxHistory)
 		return cur, nil
 	})
 	switch {

@@ -16,16 +16,20 @@ import (
 // values JSON gives (string, float64, bool, nil, []any, map[string]any) or
 // the typed ones the server writes itself (int, int64, []string, ...).
 //
-// Props have two forms. An editable one, a map, is what NewProps wraps and
+// Props have three forms. An editable one, a map, is what NewProps wraps and
 // Set and Delete change; it aliases like a map (copies of the struct share
 // it; Clone does not). The twin packs every state it holds (Pack): the key
 // set interned process-wide with unique.Make (objects of a layer mostly
 // share one), the values in one immutable string, read back on demand.
 // A building's props went from ~450 B as a map with boxed values to ~80 B
 // (issue 16 goal 4); string values read from a packed form are substrings
-// of it (no copy). Set on a packed form unpacks into a new map first, so a
-// packed Props is a value: copying it and setting on the copy never
-// changes the original.
+// of it (no copy). Set, Delete and AppendList on a packed form keep it as
+// the base of the third form, an overlay: a new map holds only the edits,
+// and Pack copies the untouched values' bytes as they are. An update that
+// sets a few keys of an object with a long list (an alert's 50-entry
+// history) so costs those keys, not a decode and encode of every value
+// (issue 16 goal 1). A packed Props is a value: copying it and setting on
+// the copy never changes the original; an overlay aliases like a map.
 //
 // Values of other types (map[string]string, map[string]float64, structs)
 // are kept as they are: Props holding one stay in the map form.
@@ -33,10 +37,20 @@ import (
 // The zero Props is empty. Props are safe for concurrent reads; Set and
 // Delete need the caller's exclusion, as a map's writes do.
 type Props struct {
-	m    map[string]any        // editable form; nil when packed or empty
-	keys unique.Handle[string] // packed: sorted keys, each a uvarint length then bytes
-	data string                // packed: the values in key order (see the tags below)
+	m    map[string]any        // editable form, or an overlay's edits; nil when packed or empty
+	keys unique.Handle[string] // packed base: sorted keys, each a uvarint length then bytes
+	data string                // packed base: the values in key order (see the tags below)
 }
+
+// An overlay's map holds a key's new value, or one of these: the key was
+// deleted from the base, or entries were appended to the base's list.
+type (
+	propDeleted struct{}
+	listAppend  struct {
+		skip  int   // entries dropped from the head of the base's list
+		items []any // new entries after the base's, oldest first; never changed once made
+	}
+)
 
 // NewProps wraps m (not copied) as editable props.
 func NewProps(m map[string]any) Props { return Props{m: m} }
@@ -62,10 +76,20 @@ const (
 	tagMap          // map[string]any: uvarint byte length, uvarint count, (key, value)... keys sorted
 )
 
-func (p Props) packed() bool { return p.keys != unique.Handle[string]{} }
+// base reports a packed base: the packed form, or an overlay on it.
+func (p Props) base() bool { return p.keys != unique.Handle[string]{} }
+
+// packed reports the packed form (no edits over it).
+func (p Props) packed() bool { return p.base() && p.m == nil }
+
+// overlay reports the overlay form: edits in m over a packed base.
+func (p Props) overlay() bool { return p.base() && p.m != nil }
 
 // Len is the number of properties.
 func (p Props) Len() int {
+	if p.overlay() {
+		return p.flat().Len()
+	}
 	if !p.packed() {
 		return len(p.m)
 	}
@@ -85,9 +109,12 @@ func (p Props) Get(key string) any {
 
 // Lookup returns the value of key and whether it is present.
 func (p Props) Lookup(key string) (any, bool) {
-	if !p.packed() {
+	if !p.base() {
 		v, ok := p.m[key]
 		return v, ok
+	}
+	if v, ok := p.m[key]; ok {
+		return p.overlaid(key, v)
 	}
 	raw, ok := p.raw(key)
 	if !ok {
@@ -99,19 +126,40 @@ func (p Props) Lookup(key string) (any, bool) {
 
 // Has reports whether key is present.
 func (p Props) Has(key string) bool {
-	if !p.packed() {
+	if !p.base() {
 		_, ok := p.m[key]
 		return ok
 	}
+	if v, ok := p.m[key]; ok {
+		_, del := v.(propDeleted)
+		return !del
+	}
 	_, ok := p.raw(key)
 	return ok
+}
+
+// overlaid is the value an overlay's edit v gives key.
+func (p Props) overlaid(key string, v any) (any, bool) {
+	switch x := v.(type) {
+	case propDeleted:
+		return nil, false
+	case *listAppend:
+		var list []any
+		if raw, ok := p.raw(key); ok && raw[0] == tagList {
+			v, _ := decodeValue(raw)
+			list, _ = v.([]any)
+		}
+		return append(list[x.skip:], x.items...), true
+	}
+	return v, true
 }
 
 // String returns a string property ("" when absent or not a string)
 // without boxing.
 func (p Props) String(key string) string {
 	if !p.packed() {
-		s, _ := p.m[key].(string)
+		v, _ := p.Lookup(key)
+		s, _ := v.(string)
 		return s
 	}
 	raw, ok := p.raw(key)
@@ -125,7 +173,8 @@ func (p Props) String(key string) string {
 // Number returns a numeric property as ToFloat reads it, without boxing.
 func (p Props) Number(key string) (float64, bool) {
 	if !p.packed() {
-		return ToFloat(p.m[key])
+		v, _ := p.Lookup(key)
+		return ToFloat(v)
 	}
 	raw, ok := p.raw(key)
 	if !ok {
@@ -159,6 +208,7 @@ func (p Props) raw(key string) (string, bool) {
 // All yields every property, keys in no particular order for the map form
 // and sorted for the packed one.
 func (p Props) All() iter.Seq2[string, any] {
+	p = p.flat()
 	return func(yield func(string, any) bool) {
 		if !p.packed() {
 			for k, v := range p.m {
@@ -183,6 +233,7 @@ func (p Props) All() iter.Seq2[string, any] {
 
 // Keys returns the property names, sorted.
 func (p Props) Keys() []string {
+	p = p.flat()
 	if !p.packed() {
 		return slices.Sorted(maps.Keys(p.m))
 	}
@@ -197,6 +248,9 @@ func (p Props) Keys() []string {
 
 // Map returns the properties as a new map the caller owns.
 func (p Props) Map() map[string]any {
+	if p.overlay() {
+		return p.materialize()
+	}
 	m := make(map[string]any, p.Len())
 	for k, v := range p.All() {
 		m[k] = v
@@ -204,39 +258,116 @@ func (p Props) Map() map[string]any {
 	return m
 }
 
-// Set sets key to v; a packed form is unpacked into a new map first.
+// Set sets key to v; on a packed form it starts an overlay (see Props).
 func (p *Props) Set(key string, v any) {
-	p.edit()
+	if p.m == nil {
+		p.m = make(map[string]any, 4)
+	}
 	p.m[key] = v
 }
 
 // Delete removes key.
 func (p *Props) Delete(key string) {
-	if !p.packed() && p.m == nil {
+	if !p.base() {
+		delete(p.m, key) // a no-op on a nil map
 		return
 	}
-	p.edit()
-	delete(p.m, key)
-}
-
-// edit makes p the editable form with a map of its own when packed.
-func (p *Props) edit() {
-	if p.packed() {
-		*p = Props{m: p.Map()}
+	if _, inBase := p.raw(key); !inBase {
+		delete(p.m, key)
 		return
 	}
 	if p.m == nil {
-		p.m = map[string]any{}
+		p.m = make(map[string]any, 4)
 	}
+	p.m[key] = propDeleted{}
+}
+
+// AppendList appends v to the list at key and keeps its last keep entries
+// (every entry when keep <= 0); a key that is absent or holds no []any
+// becomes [v]. On a packed base the list is not decoded: the entry is
+// encoded after the kept ones' bytes when the props are packed again.
+func (p *Props) AppendList(key string, v any, keep int) {
+	if p.base() {
+		la, ok := p.m[key].(*listAppend)
+		if _, edited := p.m[key]; !edited {
+			la, ok = &listAppend{}, false
+			if raw, inBase := p.raw(key); inBase && raw[0] == tagList {
+				ok = true
+			}
+		}
+		if ok {
+			raw, _ := p.raw(key)
+			n := listLen(raw) - la.skip
+			next := &listAppend{skip: la.skip, items: append(slices.Clip(la.items), v)}
+			if drop := n + len(next.items) - keep; keep > 0 && drop > 0 {
+				fromBase := min(drop, n)
+				next.skip += fromBase
+				next.items = next.items[drop-fromBase:]
+			}
+			p.Set(key, next)
+			return
+		}
+	}
+	cur, _ := p.Lookup(key)
+	var out []any
+	switch l := cur.(type) {
+	case []any:
+		out = append(out, l...) // a copy: the old list may be another state's
+	case []map[string]any:
+		for _, x := range l {
+			out = append(out, x)
+		}
+	}
+	p.Set(key, trimList(append(out, v), keep))
+}
+
+// listLen is the number of entries of a packed tagList value.
+func listLen(raw string) int {
+	_, w := propUvarint(raw[1:])
+	n, _ := propUvarint(raw[1+w:])
+	return int(n)
+}
+
+// trimList keeps l's last keep entries (all when keep <= 0).
+func trimList(l []any, keep int) []any {
+	if keep > 0 && len(l) > keep {
+		return l[len(l)-keep:]
+	}
+	return l
 }
 
 // Clone returns props whose map form the caller may change without
 // changing p's (a packed form is shared: it never changes).
 func (p Props) Clone() Props {
-	if p.packed() || p.m == nil {
+	if p.m == nil {
 		return p
 	}
-	return Props{m: maps.Clone(p.m)}
+	return Props{m: maps.Clone(p.m), keys: p.keys, data: p.data}
+}
+
+// flat returns p with an overlay's edits applied: packed, or the map form
+// when an edit holds a type the packed form does not.
+func (p Props) flat() Props {
+	if !p.overlay() {
+		return p
+	}
+	if q := p.Pack(); q.packed() {
+		return q
+	}
+	return Props{m: p.materialize()}
+}
+
+// materialize returns an overlay's properties as a new map.
+func (p Props) materialize() map[string]any {
+	m := Props{keys: p.keys, data: p.data}.Map()
+	for k, v := range p.m {
+		if v, ok := p.overlaid(k, v); ok {
+			m[k] = v
+		} else {
+			delete(m, k)
+		}
+	}
+	return m
 }
 
 // Pack returns the packed form of p (p itself when already packed, or when
@@ -244,6 +375,9 @@ func (p Props) Clone() Props {
 func (p Props) Pack() Props {
 	if p.packed() {
 		return p
+	}
+	if p.overlay() {
+		return p.packOverlay()
 	}
 	sc, _ := packScratches.Get().(*packScratch)
 	if sc == nil {
@@ -272,6 +406,99 @@ func (p Props) Pack() Props {
 		sc.last, sc.hasLast = unique.Make(string(ks)), true
 	}
 	return Props{keys: sc.last, data: string(data)}
+}
+
+// packOverlay packs an overlay: the base's sorted keys and the edits'
+// sorted keys are merged; an untouched value's bytes are copied as they are.
+// When an edit holds a type the packed form does not, the map form is
+// returned instead.
+func (p Props) packOverlay() Props {
+	sc, _ := packScratches.Get().(*packScratch)
+	if sc == nil {
+		sc = &packScratch{}
+	}
+	defer packScratches.Put(sc)
+	all := sc.keys[:0]
+	for k := range p.m {
+		all = append(all, k)
+	}
+	slices.Sort(all)
+	edits := all
+	ks, data := sc.ks[:0], sc.data[:0]
+	bks, bdata := p.keys.Value(), p.data
+	ok := true
+	for ok && (bks != "" || len(edits) > 0) {
+		var bk string
+		var braw string
+		if bks != "" {
+			var rest string
+			bk, rest = nextKey(bks)
+			n := valueLen(bdata)
+			braw = bdata[:n]
+			if len(edits) == 0 || bk < edits[0] {
+				ks = appendStrBytes(ks, bk)
+				data = append(data, braw...)
+				bks, bdata = rest, bdata[n:]
+				continue
+			}
+			if bk == edits[0] {
+				bks, bdata = rest, bdata[n:]
+			} else {
+				braw = "" // the edit's key is not in the base
+			}
+		}
+		k := edits[0]
+		edits = edits[1:]
+		switch v := p.m[k].(type) {
+		case propDeleted:
+			continue
+		case *listAppend:
+			ks = appendStrBytes(ks, k)
+			data, ok = appendListRaw(data, braw, v)
+		default:
+			ks = appendStrBytes(ks, k)
+			data, ok = appendValueBytes(data, v)
+		}
+	}
+	clear(all) // the scratch does not keep the map's keys alive
+	sc.keys, sc.ks, sc.data = all[:0], ks, data
+	if !ok {
+		return Props{m: p.materialize()}
+	}
+	if string(ks) == p.keys.Value() {
+		return Props{keys: p.keys, data: string(data)}
+	}
+	if !sc.hasLast || string(ks) != sc.last.Value() {
+		sc.last, sc.hasLast = unique.Make(string(ks)), true
+	}
+	return Props{keys: sc.last, data: string(data)}
+}
+
+// appendListRaw encodes the list raw (a packed tagList value, or "" for
+// none) with la's entries appended, copying the kept entries' bytes.
+func appendListRaw(b []byte, raw string, la *listAppend) ([]byte, bool) {
+	var old string
+	var cnt uint64
+	if raw != "" && raw[0] == tagList {
+		body, w := propUvarint(raw[1:])
+		old = raw[1+w : 1+w+int(body)]
+		var k int
+		cnt, k = propUvarint(old)
+		old = old[k:]
+	}
+	for skip := la.skip; skip > 0 && cnt > 0; skip, cnt = skip-1, cnt-1 {
+		old = old[valueLen(old):]
+	}
+	body := binary.AppendUvarint(make([]byte, 0, len(old)+16+32*len(la.items)), cnt+uint64(len(la.items)))
+	body = append(body, old...)
+	for _, e := range la.items {
+		var ok bool
+		if body, ok = appendValueBytes(body, e); !ok {
+			return b, false
+		}
+	}
+	b = binary.AppendUvarint(append(b, tagList), uint64(len(body)))
+	return append(b, body...), true
 }
 
 // packScratch is Pack's working memory, reused: the sorted keys, the

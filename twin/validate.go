@@ -81,6 +81,24 @@ func ValidProps(props Props) error {
 	if props.packed() {
 		return nil
 	}
+	if props.overlay() {
+		// The base passed when it was packed: only the edits are new.
+		for k, v := range props.m {
+			switch x := v.(type) {
+			case propDeleted:
+				continue
+			case *listAppend:
+				v = x.items
+			}
+			if err := keyProblem(k); err != nil {
+				return fmt.Errorf("%w: properties%s", ErrBadText, under(" key "+strconvQuote(k), err).Error())
+			}
+			if err := validValue(v, 1); err != nil {
+				return fmt.Errorf("%w: properties%s", ErrBadText, under("."+k, err).Error())
+			}
+		}
+		return nil
+	}
 	if err := validValue(props.m, 0); err != nil {
 		return fmt.Errorf("%w: properties%s", ErrBadText, err.Error())
 	}

@@ -91,6 +91,7 @@ func (f *Feature) AppendGeoJSON(b []byte, keep []string) ([]byte, error) {
 // as encoding/json writes them; a packed form is written from its bytes
 // without decoding (nested maps are stored with their keys sorted).
 func appendProps(b []byte, props Props, keep []string) ([]byte, error) {
+	props = props.flat()
 	if props.packed() {
 		return appendPackedProps(b, props, keep)
 	}
