@@ -214,6 +214,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 
 	// Broker and MQTT ingest.
 	brokerURL := c.mqtt
+	var embedded *broker.Broker
 	if brokerURL == "" {
 		// The broker outlives the components (closed by the defer below,
 		// after they stopped), so that ingest disconnects cleanly and
@@ -228,6 +229,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 			return err
 		}
 		defer b.Close()
+		embedded = b
 		brokerURL = b.URL()
 		log.Info("embedded MQTT broker", "url", brokerURL)
 	}
@@ -266,7 +268,13 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// handlers read), but run only while this server leads (leadFn).
 	// Every alert, whoever writes it (rules, incident SLAs, acks), goes out
 	// through this one consumer of the alerts layer: MQTT and webhooks.
-	notifier := notify.New(tw, notify.Options{Publisher: in, Logger: log, Registerer: reg})
+	// With the embedded broker, alerts go to it in process, not through
+	// the ingest's client connection (ingest/broker Publish).
+	var alertsOut notify.Publisher = in
+	if embedded != nil {
+		alertsOut = embedded
+	}
+	notifier := notify.New(tw, notify.Options{Publisher: alertsOut, Logger: log, Registerer: reg})
 	// Photos workers attach, to incidents and to tasks' reports: in the
 	// twin's JetStream Object Store with --nats, so any server serves a
 	// photo any other received; on the local disk for a server on its own.

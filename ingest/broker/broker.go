@@ -59,7 +59,7 @@ func start(ctx context.Context, addr string, logger *slog.Logger, holdAt int) (*
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumInflight = 65535
 	caps.MaximumClientWritesPending = 1 << 16
-	srv := mqtt.New(&mqtt.Options{InlineClient: false, Capabilities: caps, Logger: logger.With("component", "mqtt-broker")})
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Capabilities: caps, Logger: logger.With("component", "mqtt-broker")})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}

@@ -186,3 +186,62 @@ func TestBackPressureInsteadOfDrops(t *testing.T) {
 		t.Fatalf("dropped %d", d)
 	}
 }
+
+// TestInlinePublish: a message the server publishes in process reaches a
+// client's subscription with the QoS it asked for, a retained one reaches a
+// later subscriber, and Publish after Close fails instead of hanging.
+func TestInlinePublish(t *testing.T) {
+	b, err := Start(context.Background(), "127.0.0.1:0", quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got := make(chan paho.Message, 4)
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("inline-test"))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	if tok := c.Subscribe("twin/alerts/#", 1, func(_ paho.Client, m paho.Message) { got <- m }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	ctx := context.Background()
+	if err := b.Publish(ctx, "twin/alerts/red/fence", 1, false, []byte(`{"a":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m.Topic() != "twin/alerts/red/fence" || string(m.Payload()) != `{"a":1}` || m.Qos() != 1 {
+			t.Fatalf("got %s %q qos %d", m.Topic(), m.Payload(), m.Qos())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("inline publish not delivered")
+	}
+	if err := b.Publish(ctx, "twin/alerts/state", 1, true, []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	late := make(chan string, 1)
+	c2 := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("inline-late"))
+	if tok := c2.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	c2.Subscribe("twin/alerts/state", 1, func(_ paho.Client, m paho.Message) { late <- string(m.Payload()) })
+	select {
+	case s := <-late:
+		if s != "kept" {
+			t.Fatalf("retained %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("retained message not delivered")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := b.Publish(cctx, "twin/alerts/x", 1, false, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled ctx: %v", err)
+	}
+	c.Disconnect(100)
+	c2.Disconnect(100)
+	b.Close()
+	if err := b.Publish(ctx, "twin/alerts/x", 1, false, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after close: %v", err)
+	}
+}
