@@ -32,6 +32,12 @@ type hit struct {
 // the read lock in chunks (64, then four times as many each time fn wants
 // more), and a later chunk is brought back to the first chunk's seq with
 // the feed's changes in between (see pastState), so fn sees one state.
+//
+// The index walks in order of its float32 boxes' distances, lower bounds
+// of the exact ones (boxTree.nearby); an object the walk gave waits in a
+// heap by its exact distance until the walk has passed that distance (no
+// later object can be nearer), so fn gets the exact order, and the objects
+// are read outside the lock, about as many as fn takes.
 func (t *Twin) Nearest(l Layer, p orb.Point, fn func(f *Feature, approxMetres float64) bool) uint64 {
 	li := t.layerIndex(l)
 	if li < 0 {
@@ -44,13 +50,28 @@ func (t *Twin) Nearest(l Layer, p orb.Point, fn func(f *Feature, approxMetres fl
 		dy := axisGap(p[1], min[1], max[1]) * ky
 		return dx*dx + dy*dy
 	}
-	dist := func(min, max [2]float64, _ *Feature, _ bool) float64 { return boxDist(min, max) }
 	var (
 		seq, gen uint64
 		past     *pastState
-		yielded  map[ID]bool // once the trees changed between chunks: what fn has had
-		prevHits []hit       // the previous chunk, all of which fn has had
+		taken    map[ID]bool // once the trees changed between chunks: what pend or fn has had
+		prevHits []hit       // the previous chunk, all of which pend or fn has had
 	)
+	// pend holds the objects the walk gave, by exact distance, until fn
+	// may have them (give).
+	pb := t.getHits()
+	pend := hitHeap((*pb)[:0])
+	defer func() {
+		*pb = pend[:0]
+		t.putHits(pb)
+	}()
+	give := func(upTo float64) bool {
+		for len(pend) > 0 && pend[0].d <= upTo {
+			if h := pend.pop(); !fn(h.f, math.Sqrt(h.d)) {
+				return false
+			}
+		}
+		return true
+	}
 	// Two buffers: a chunk is collected beside the previous one.
 	bufs := [2]*[]hit{t.getHits(), nil}
 	defer func() {
@@ -74,7 +95,7 @@ func (t *Twin) Nearest(l Layer, p orb.Point, fn func(f *Feature, approxMetres fl
 		hits := (*buf)[:0]
 		t.mu.RLock()
 		last, g := t.feed.Last(), t.gen
-		t.index[li].Nearby(dist, func(_, _ [2]float64, f *Feature, d float64) bool {
+		t.index[li].nearby(boxDist, func(f *Feature, d float64) bool { // d: a lower bound
 			hits = append(hits, hit{f, d})
 			return len(hits) < k
 		})
@@ -85,18 +106,18 @@ func (t *Twin) Nearest(l Layer, p orb.Point, fn func(f *Feature, approxMetres fl
 		switch {
 		case i == 0:
 			seq, gen = last, g
-		case yielded == nil && g == gen:
+		case taken == nil && g == gen:
 			// The trees are as they were: the walk, a prefix of the same
 			// order, starts with the previous chunk, which fn has had
-			// (no map of what it had: within 500 m of a million points
+			// (no map of what it took: within 500 m of a million points
 			// spent a fifth of its time hashing ids).
 			skip = len(prevHits)
 		default:
-			if yielded == nil {
+			if taken == nil {
 				past = t.pastState(seq)
-				yielded = make(map[ID]bool, len(prevHits))
+				taken = make(map[ID]bool, len(prevHits))
 				for _, h := range prevHits {
-					yielded[h.f.ID] = true
+					taken[h.f.ID] = true
 				}
 			}
 			if last > seq {
@@ -128,17 +149,20 @@ func (t *Twin) Nearest(l Layer, p orb.Point, fn func(f *Feature, approxMetres fl
 			}
 		}
 		for _, h := range hits[min(skip, len(hits)):] {
-			if yielded != nil {
-				if yielded[h.f.ID] {
+			if taken != nil {
+				if taken[h.f.ID] {
 					continue
 				}
-				yielded[h.f.ID] = true
+				taken[h.f.ID] = true
 			}
-			if !fn(h.f, math.Sqrt(h.d)) {
+			if !give(h.d) {
 				return seq
 			}
+			b := h.f.Geometry.Bound()
+			pend.push(hit{h.f, boxDist(b.Min, b.Max)})
 		}
 		if exhausted {
+			give(math.Inf(1))
 			return seq
 		}
 		prevHits = hits

@@ -81,7 +81,7 @@ func (t *Twin) collect(l Layer, b orb.Bound, buf *[]*Feature) uint64 {
 	defer t.mu.RUnlock()
 	if i >= 0 {
 		fs := *buf
-		t.index[i].Search(b.Min, b.Max, func(_, _ [2]float64, f *Feature) bool {
+		t.index[i].search(b, func(f *Feature) bool {
 			fs = append(fs, f)
 			return true
 		})

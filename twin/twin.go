@@ -12,7 +12,6 @@ import (
 
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/paulmach/orb"
-	"github.com/tidwall/rtree"
 )
 
 // Errors a caller can act on.
@@ -74,7 +73,7 @@ type Twin struct {
 	// layer's map rather than in a map of its own, which cost ~110 B per
 	// tracked object (issue 16 goal 4).
 	tracked []int
-	index   []*rtree.RTreeG[*Feature]
+	index   []boxTree
 	// gen counts the changes to the indexes (insert, unindex): a reader
 	// that sees the same gen twice under the read lock saw the same trees
 	// (Nearest's later chunks).
@@ -113,13 +112,12 @@ func New(opts Options) *Twin {
 		opts.Logger = slog.Default()
 	}
 	t := &Twin{opts: opts, feed: NewFeed(opts.FeedSize), layers: map[Layer]int{},
-		objs: make([]names, len(StoredLayers)), index: make([]*rtree.RTreeG[*Feature], len(StoredLayers))}
+		objs: make([]names, len(StoredLayers)), index: make([]boxTree, len(StoredLayers))}
 	for i, l := range StoredLayers {
 		t.layers[l] = i
 		if isTracked(l) {
 			t.tracked = append(t.tracked, i)
 		}
-		t.index[i] = &rtree.RTreeG[*Feature]{}
 	}
 	return t
 }
@@ -417,8 +415,7 @@ func (t *Twin) insert(f *Feature) {
 	t.objs[i].Put(f)
 	t.gen++
 	if f.Geometry != nil {
-		b := f.Geometry.Bound()
-		t.index[i].Insert(b.Min, b.Max, f)
+		t.index[i].insert(f)
 	}
 }
 
@@ -427,8 +424,7 @@ func (t *Twin) unindex(f *Feature) {
 		return
 	}
 	if i := t.layerIndex(f.ID.Layer); i >= 0 {
-		b := f.Geometry.Bound()
-		t.index[i].Delete(b.Min, b.Max, f)
+		t.index[i].remove(f)
 		t.gen++
 	}
 }

@@ -1,0 +1,200 @@
+package twin
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/paulmach/orb"
+)
+
+// TestBoxTreeMatchesScan checks the float32 R-tree (boxtree.go) against a
+// brute-force scan of the exact float64 bounds: Search must return exactly
+// the objects whose bounds intersect the box (edges included) and Nearest
+// every object in the order and at the distances of the exact boxes. The
+// coordinates come from a small lattice, and query edges are set on object
+// coordinates and one float64 step beside them, where float32 rounding
+// would otherwise add or drop an object. TWIN_BOXTREE_SEED=N reruns a seed.
+func TestBoxTreeMatchesScan(t *testing.T) {
+	seed := rand.Uint64()
+	if s := os.Getenv("TWIN_BOXTREE_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed = v
+	}
+	t.Logf("seed %d (rerun with TWIN_BOXTREE_SEED=%d)", seed, seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	coord := func(base float64) float64 {
+		switch r.IntN(3) {
+		case 0: // a lattice: many objects share coordinates and edges
+			return base + float64(r.IntN(200))*1e-4
+		case 1: // float32-exact values
+			return float64(float32(base + r.Float64()*0.02))
+		}
+		return base + r.Float64()*0.02
+	}
+	point := func() orb.Point { return orb.Point{coord(106.5), coord(29.5)} }
+	geom := func() orb.Geometry {
+		p := point()
+		switch r.IntN(4) {
+		case 0:
+			w, h := 1e-5+r.Float64()*1e-3, 1e-5+r.Float64()*1e-3
+			return orb.Polygon{{p, {p[0] + w, p[1]}, {p[0] + w, p[1] + h}, {p[0], p[1] + h}, p}}
+		case 1:
+			return orb.LineString{p, point()}
+		}
+		return p
+	}
+	tw := New(Options{})
+	model := map[ID]orb.Geometry{}
+	var ids []ID
+	for i := range 3000 {
+		id := NewID(Buildings, fmt.Sprintf("b%d", i))
+		f := &Feature{ID: id, Geometry: geom()}
+		if _, err := tw.Put(f); err != nil {
+			t.Fatal(err)
+		}
+		model[id] = f.Geometry
+		ids = append(ids, id)
+	}
+	// Moves and removals, so that removal finds the rounded boxes.
+	for range 1500 {
+		id := ids[r.IntN(len(ids))]
+		if _, ok := model[id]; ok && r.IntN(3) == 0 {
+			if _, err := tw.Delete(id); err != nil {
+				t.Fatal(err)
+			}
+			delete(model, id)
+			continue
+		}
+		f := &Feature{ID: id, Geometry: geom()}
+		if _, err := tw.Put(f); err != nil {
+			t.Fatal(err)
+		}
+		model[id] = f.Geometry
+	}
+	// Query edges: an object's coordinate, one float64 step either side
+	// of it, or anywhere.
+	var xs, ys []float64
+	for _, id := range ids { // not the map: a seed must give the same queries
+		g, ok := model[id]
+		if !ok {
+			continue
+		}
+		b := g.Bound()
+		xs = append(xs, b.Min[0], b.Max[0])
+		ys = append(ys, b.Min[1], b.Max[1])
+	}
+	edge := func(vs []float64, base float64) float64 {
+		switch r.IntN(4) {
+		case 0:
+			return coord(base)
+		case 1:
+			v := vs[r.IntN(len(vs))]
+			return math.Nextafter(v, math.Inf(1-2*r.IntN(2)))
+		}
+		return vs[r.IntN(len(vs))]
+	}
+	for q := range 400 {
+		x0, x1 := edge(xs, 106.5), edge(xs, 106.5)
+		y0, y1 := edge(ys, 29.5), edge(ys, 29.5)
+		b := orb.Bound{Min: orb.Point{min(x0, x1), min(y0, y1)}, Max: orb.Point{max(x0, x1), max(y0, y1)}}
+		var want, got []string
+		for id, g := range model {
+			if g.Bound().Intersects(b) {
+				want = append(want, id.Name)
+			}
+		}
+		tw.Search(Buildings, b, func(f *Feature) bool {
+			got = append(got, f.ID.Name)
+			return true
+		})
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("query %d: Search(%v) = %d objects, the scan finds %d\n got %v\nwant %v", q, b, len(got), len(want), got, want)
+		}
+	}
+	for q := range 100 {
+		p := orb.Point{edge(xs, 106.5), edge(ys, 29.5)}
+		kx := math.Cos(p[1]*math.Pi/180) * metresPerDegree
+		dist := map[ID]float64{}
+		var want []float64
+		for id, g := range model {
+			b := g.Bound()
+			dx := axisGap(p[0], b.Min[0], b.Max[0]) * kx
+			dy := axisGap(p[1], b.Min[1], b.Max[1]) * metresPerDegree
+			dist[id] = math.Sqrt(dx*dx + dy*dy)
+			want = append(want, dist[id])
+		}
+		slices.Sort(want)
+		k := 1 + r.IntN(300) // past the first chunk of 64
+		var got []float64
+		seen := map[ID]bool{}
+		tw.Nearest(Buildings, p, func(f *Feature, d float64) bool {
+			if seen[f.ID] {
+				t.Fatalf("query %d: Nearest(%v) yielded %s twice", q, p, f.ID)
+			}
+			seen[f.ID] = true
+			if d != dist[f.ID] {
+				t.Fatalf("query %d: Nearest(%v) gave %s at %v m, its exact box is at %v m", q, p, f.ID, d, dist[f.ID])
+			}
+			got = append(got, d)
+			return len(got) < k
+		})
+		if !slices.Equal(got, want[:k]) {
+			t.Fatalf("query %d: Nearest(%v) distances\n got %v\nwant %v", q, p, got, want[:k])
+		}
+	}
+}
+
+// TestBox32Outward: a float32 box rounded outward contains the float64 one
+// and is the tightest that does.
+func TestBox32Outward(t *testing.T) {
+	for _, v := range []float64{0, 1, -1, 106.55, -29.123456789, 180, -180, 90, math.SmallestNonzeroFloat64, float64(float32(106.55))} {
+		lo, hi := down32(v), up32(v)
+		if float64(lo) > v || float64(hi) < v {
+			t.Fatalf("%v: [%v, %v] does not contain it", v, lo, hi)
+		}
+		if float64(lo) != v && float64(math.Nextafter32(lo, float32(math.Inf(1)))) <= v {
+			t.Fatalf("%v: %v is not the largest float32 at or below it", v, lo)
+		}
+		if float64(hi) != v && float64(math.Nextafter32(hi, float32(math.Inf(-1)))) >= v {
+			t.Fatalf("%v: %v is not the smallest float32 at or above it", v, hi)
+		}
+		if float64(float32(v)) == v && (lo != float32(v) || hi != float32(v)) {
+			t.Fatalf("%v is a float32 and was rounded to [%v, %v]", v, lo, hi)
+		}
+	}
+}
+
+// BenchmarkSearchPoints: a viewport search and a 10-nearest query over
+// 200k points, the reads the float32 boxes must not slow down.
+func BenchmarkSearchPoints(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	tw := New(Options{})
+	fs := make([]*Feature, 200_000)
+	for i := range fs {
+		fs[i] = &Feature{ID: NewID(Vehicles, fmt.Sprintf("v%d", i)), Geometry: orb.Point{106.4 + r.Float64()*0.4, 29.4 + r.Float64()*0.4}}
+	}
+	tw.Load(fs)
+	b.Run("search", func(b *testing.B) {
+		n := 0
+		for b.Loop() {
+			x, y := 106.4+r.Float64()*0.36, 29.4+r.Float64()*0.36
+			tw.Search(Vehicles, orb.Bound{Min: orb.Point{x, y}, Max: orb.Point{x + 0.04, y + 0.04}}, func(*Feature) bool { n++; return true })
+		}
+	})
+	b.Run("nearest10", func(b *testing.B) {
+		for b.Loop() {
+			k := 0
+			tw.Nearest(Vehicles, orb.Point{106.4 + r.Float64()*0.4, 29.4 + r.Float64()*0.4}, func(*Feature, float64) bool { k++; return k < 10 })
+		}
+	})
+}
