@@ -79,7 +79,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.mqttClientID, "mqtt-client-id", "", "MQTT client id, stable across restarts so the broker keeps the session (default citytwin-HOSTNAME; give each server sharing a broker its own)")
 	fs.StringVar(&c.nats, "nats", "", "NATS URL with JetStream (2.9+): servers with the same --db and --nats are one twin (empty: embedded NATS in --data/nats)")
 	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "replicas of the JetStream streams (3 on a three-node NATS cluster)")
-	fs.IntVar(&c.mqttConns, "mqtt-connections", 1, "MQTT subscriber connections sharing the telemetry subscription ($share/CLIENT-ID/...; each has its own QoS 1 window)")
+	fs.IntVar(&c.mqttConns, "mqtt-connections", 1, "MQTT subscriber connections sharing the telemetry subscription ($share/CLIENT-ID/...; each has its own QoS 1 window); with --mqtt only: the embedded broker hands telemetry over in process")
 	fs.IntVar(&c.mqttProtocol, "mqtt-protocol", 5, "MQTT version of the subscriber connections: 5 (Receive Maximum lifts the broker's in-flight cap) or 3 (v3.1.1, for brokers without MQTT 5: Mosquitto then allows 20 in flight per connection)")
 	fs.IntVar(&c.mqttReceiveMax, "mqtt-receive-maximum", 65535, "MQTT 5 Receive Maximum: QoS 1 messages the broker may have in flight to each subscriber connection (1-65535; EMQX caps it at its max_inflight)")
 	fs.StringVar(&c.mqttShare, "mqtt-share-group", "", "MQTT shared-subscription group ($share/GROUP/twin/telemetry/+) for servers to split the telemetry (default: none, each server takes every message and the log stores it once, so a dead server's share never waits in its broker session)")
@@ -218,26 +218,28 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	if brokerURL == "" {
 		// The broker outlives the components (closed by the defer below,
 		// after they stopped), so that ingest disconnects cleanly and
-		// publishes its last dead letters and alerts on shutdown.
+		// publishes its last dead letters and alerts on shutdown. It hands
+		// telemetry to the ingest in process (Handoff): no loopback
+		// subscriber session.
 		bctx := context.WithoutCancel(ctx)
-		b, err := broker.Start(bctx, c.mqttListen, log)
+		bo := broker.Options{Logger: log, Handoff: true}
+		b, err := broker.StartWith(bctx, c.mqttListen, bo)
 		if errors.Is(err, broker.ErrAddrInUse) && !explicitMQTTListen {
 			log.Warn("MQTT port taken, starting the embedded broker on a free port instead", "wanted", c.mqttListen, "err", err)
-			b, err = broker.Start(bctx, "127.0.0.1:0", log)
+			b, err = broker.StartWith(bctx, "127.0.0.1:0", bo)
 		}
 		if err != nil {
 			return err
 		}
 		defer b.Close()
-		embedded = b
-		brokerURL = b.URL()
+		brokerURL, embedded = b.URL(), b
 		log.Info("embedded MQTT broker", "url", brokerURL)
 	}
 	// Telemetry is acked to its sender only once it is in the JetStream
 	// log; the leader applies the log (ingest/journal).
 	jr := journal.New(sp, log, reg)
 	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, ClientID: c.mqttClientID, AutoRegister: c.autoRegister, Logger: log, Registerer: reg,
-		Journal: jr, Connections: c.mqttConns, ShareGroup: c.mqttShare, Protocol: c.mqttProtocol, ReceiveMaximum: uint16(c.mqttReceiveMax)})
+		Journal: jr, Connections: c.mqttConns, ShareGroup: c.mqttShare, Protocol: c.mqttProtocol, ReceiveMaximum: uint16(c.mqttReceiveMax), Embedded: embedded})
 
 	// Components stop in stages, in this order (see stages). The leader's
 	// duties (leadFn) stop first, in their own order, inside "cluster".

@@ -1,7 +1,13 @@
 // Package broker runs the embedded MQTT broker (mochi-mqtt) that `twin serve`
-// starts when no external broker is configured (--mqtt empty). The ingest
-// client (ingest/mqttin) connects to it over TCP exactly as it would to an
-// external broker, so there is one code path for both.
+// starts when no external broker is configured (--mqtt empty). Devices,
+// and the ingest's publishing connections (alerts, dead letters), connect
+// to it over TCP as to any broker. Telemetry is the exception: `twin serve`
+// starts it with Options.Handoff, and the broker hands each telemetry
+// publish to the ingest (ingest/mqttin) in process through a Sink
+// (handoff.go) instead of routing it to an ingest subscriber over loopback
+// TCP, which cost as much CPU as the rest of the ingest at 20k msgs/s. A
+// broker started without Handoff routes telemetry like any topic (the
+// ingest then subscribes over TCP, as it does to an external broker).
 package broker
 
 import (
@@ -35,6 +41,7 @@ type Broker struct {
 	stopCh chan struct{}
 	log    *slog.Logger
 	bp     *backPressure
+	ho     *handoff // nil unless started with Options.Handoff
 }
 
 // HeldBack returns how many telemetry publishes waited because a
@@ -45,13 +52,29 @@ func (b *Broker) HeldBack() int64 { return b.bp.waits.Load() }
 // until ctx is cancelled or Close is called. When the port is taken the error
 // wraps ErrAddrInUse and tells the operator what to do.
 func Start(ctx context.Context, addr string, logger *slog.Logger) (*Broker, error) {
-	return start(ctx, addr, logger, BackPressureInflight)
+	return StartWith(ctx, addr, Options{Logger: logger})
 }
 
-// start is Start with the back-pressure threshold (tests use a small one).
-func start(ctx context.Context, addr string, logger *slog.Logger, holdAt int) (*Broker, error) {
+// Options configure StartWith.
+type Options struct {
+	Logger *slog.Logger // default slog.Default()
+	// Handoff hands telemetry publishes (twin/telemetry/+) to the Sink
+	// given to SetSink, in process, instead of routing them (handoff.go).
+	// They wait from the start until a sink is set, so none is routed to
+	// nobody and acknowledged in between.
+	Handoff bool
+
+	holdAt int // back-pressure threshold; default BackPressureInflight (tests use a small one)
+}
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, addr string, o Options) (*Broker, error) {
+	logger, holdAt := o.Logger, o.holdAt
 	if logger == nil {
 		logger = slog.Default()
+	}
+	if holdAt <= 0 {
+		holdAt = BackPressureInflight
 	}
 	// More headroom than mochi's defaults (8,192) for a subscriber that
 	// falls behind a telemetry burst: beyond these the broker drops QoS 1
@@ -59,6 +82,8 @@ func start(ctx context.Context, addr string, logger *slog.Logger, holdAt int) (*
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumInflight = 65535
 	caps.MaximumClientWritesPending = 1 << 16
+	// The inline client takes the server's own publishes (publish.go) and
+	// routes handed-off telemetry to other subscribers (handoff.go).
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Capabilities: caps, Logger: logger.With("component", "mqtt-broker")})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
@@ -69,6 +94,16 @@ func start(ctx context.Context, addr string, logger *slog.Logger, holdAt int) (*
 	bp := &backPressure{srv: srv, log: logger, holdAt: holdAt}
 	if err := srv.AddHook(bp, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
+	}
+	stopCh := make(chan struct{})
+	var ho *handoff
+	if o.Handoff {
+		// After back-pressure: a slow subscriber of telemetry of someone
+		// else's still holds publishers back as before.
+		ho = newHandoff(srv, stopCh)
+		if err := srv.AddHook(ho, nil); err != nil {
+			return nil, fmt.Errorf("broker: add hook: %w", err)
+		}
 	}
 	tcp := newTCPListener("tcp", addr)
 	tcp.clients = srv.Clients.GetAll
@@ -84,7 +119,7 @@ func start(ctx context.Context, addr string, logger *slog.Logger, holdAt int) (*
 		_ = srv.Close()
 		return nil, fmt.Errorf("broker: serve: %w", err)
 	}
-	b := &Broker{srv: srv, addr: tcp.Address(), stopCh: make(chan struct{}), log: logger, bp: bp}
+	b := &Broker{srv: srv, addr: tcp.Address(), stopCh: stopCh, log: logger, bp: bp, ho: ho}
 	bp.stop = b.stopCh
 	go bp.watch()
 	go func() {
@@ -97,6 +132,19 @@ func start(ctx context.Context, addr string, logger *slog.Logger, holdAt int) (*
 	logger.Info("embedded MQTT broker listening", "addr", b.addr)
 	return b, nil
 }
+
+// SetSink makes s the taker of telemetry publishes; nil stops handing
+// them over (they are left unacknowledged from then on). It panics on a
+// broker started without Options.Handoff: nothing would take telemetry.
+func (b *Broker) SetSink(s Sink) {
+	if b.ho == nil {
+		panic("broker: SetSink on a broker started without Options.Handoff")
+	}
+	b.ho.attach(s)
+}
+
+// Handoff reports whether the broker hands telemetry over (Options.Handoff).
+func (b *Broker) Handoff() bool { return b.ho != nil }
 
 // Addr returns the address the broker listens on (host:port), with the
 // real port when Start was given port 0.

@@ -104,7 +104,7 @@ func TestRestartSamePortAndContextStop(t *testing.T) {
 // again every message arrives: nothing dropped.
 func TestBackPressureInsteadOfDrops(t *testing.T) {
 	const holdAt = 500 // BackPressureInflight in production
-	b, err := start(context.Background(), "127.0.0.1:0", quiet(), holdAt)
+	b, err := StartWith(context.Background(), "127.0.0.1:0", Options{Logger: quiet(), holdAt: holdAt})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,6 +111,7 @@ func startDurable(t *testing.T, url string, opts Options) *durableRig {
 	wr := writer.New(r.tw, st, writer.Options{Logger: quiet(), FlushInterval: 50 * time.Millisecond})
 	j := journal.New(sp, quiet(), r.reg)
 	opts.BrokerURL, opts.Logger, opts.Registerer, opts.Journal = url, quiet(), r.reg, j
+	opts.Embedded = embeddedFor(url)
 	opts.ClientID = "durable-" + uniq(t)
 	opts.MaxReconnectInterval = 200 * time.Millisecond
 	r.ing = New(r.tw, opts)
@@ -227,6 +228,7 @@ func TestQoS1BurstNoLoss(t *testing.T) {
 	}
 	t.Cleanup(b.Close)
 	urls["embedded"] = b.URL()
+	urls["handoff"] = handoffBroker(t)
 	for bname, url := range urls {
 		t.Run(bname, func(t *testing.T) {
 			r := startDurable(t, url, Options{Connections: 2})
@@ -267,6 +269,9 @@ func TestQoS1BurstNoLoss(t *testing.T) {
 			}
 			if bname == "embedded" && b.Dropped() != 0 {
 				t.Fatalf("the embedded broker dropped %d messages", b.Dropped())
+			}
+			if eb := embeddedFor(url); eb != nil && eb.Dropped() != 0 {
+				t.Fatalf("the handoff broker dropped %d messages", eb.Dropped())
 			}
 			if mosqLog != nil && bname == "mosquitto" && strings.Contains(mosqLog.String(), "dropped") {
 				t.Fatalf("Mosquitto dropped messages:\n%s", mosqLog.String())

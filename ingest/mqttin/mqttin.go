@@ -1,8 +1,12 @@
 // Package mqttin subscribes to telemetry over MQTT and applies it to the
-// twin (CONTRACT §3). The same paho client serves the embedded broker
-// (ingest/broker) and an external one: only the URL differs. Messages that
-// cannot be applied go to twin/deadletter and are counted; ingest never stops
-// for a bad message.
+// twin (CONTRACT §3). From an external broker it takes telemetry through
+// subscriber connections of its own (conn5.go, or paho with v3.1.1); the
+// embedded broker (ingest/broker) hands it over in process instead
+// (Options.Embedded, handoff.go), the same validation and journal behind
+// both. Alerts, notifications and dead letters are published over a
+// client connection to either broker. Messages that cannot be applied go
+// to twin/deadletter and are counted; ingest never stops for a bad
+// message.
 package mqttin
 
 import (
@@ -26,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/net/proxy"
 
+	"github.com/citytwin/citytwin/ingest/broker"
 	"github.com/citytwin/citytwin/ingest/journal"
 	"github.com/citytwin/citytwin/ingest/telemetry"
 	"github.com/citytwin/citytwin/internal/clock"
@@ -114,6 +119,13 @@ type Options struct {
 	// a server gone for longer is a server removed, whose queue should not
 	// fill and count as the broker's drops forever.
 	SessionExpiry time.Duration
+	// Embedded, when set, is the embedded broker BrokerURL points at,
+	// started with broker.Options.Handoff: Run makes the Ingest its Sink
+	// and takes telemetry from it in process (handoff.go) instead of
+	// subscribing over TCP, so Connections, ShareGroup, Protocol and
+	// ReceiveMaximum do not apply. BrokerURL still carries alerts,
+	// notifications, dead letters and the broker's $SYS counters.
+	Embedded *broker.Broker
 }
 
 func (o *Options) defaults(tw *twin.Twin) {
@@ -182,6 +194,7 @@ type Ingest struct {
 	buffered   bool         // plain TCP through dialBuffered
 	subscribed atomic.Int32 // connections currently subscribed
 	running    atomic.Bool
+	handing    atomic.Bool // the embedded broker hands telemetry to us
 	acks       chan pending // journal mode: appended, waiting to be PUBACKed
 	ackCtx     context.Context
 	sys        *sysWatch // the broker's $SYS dropped counters
@@ -190,6 +203,9 @@ type Ingest struct {
 	gate   sync.RWMutex
 	closed bool
 	shards []chan inbound
+	// handedIn queues telemetry the embedded broker handed over (nil until
+	// Run starts taking it; closed with the shards).
+	handedIn chan handed
 }
 
 // inbound is a telemetry message taken from the broker.
@@ -210,6 +226,12 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 		i.filter = "$share/" + opts.ShareGroup + "/" + TelemetryFilter
 	}
 	i.sys = newSysWatch(i.log, opts.Registerer)
+	if opts.Embedded != nil {
+		// Telemetry comes in process; the one connection publishes and
+		// watches $SYS.
+		i.client = i.newPublisher(opts.ClientID+"-pub", true)
+		return i
+	}
 	for n := range opts.Connections {
 		id := opts.ClientID
 		if n > 0 {
@@ -234,7 +256,7 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 		i.clients = append(i.clients, i.newClient(id, n == 0))
 	}
 	if opts.Protocol == 5 {
-		i.client = i.newPublisher(opts.ClientID + "-pub")
+		i.client = i.newPublisher(opts.ClientID+"-pub", false)
 	} else {
 		i.client = i.clients[0]
 	}
@@ -242,8 +264,10 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 }
 
 // newPublisher makes the connection that publishes alerts and
-// notifications when the subscribers speak MQTT 5: it keeps no session.
-func (i *Ingest) newPublisher(clientID string) paho.Client {
+// notifications when the subscribers speak MQTT 5 or the embedded broker
+// hands telemetry over: it keeps no session. With watchSys it also
+// follows the broker's $SYS dropped counters (no subscriber does).
+func (i *Ingest) newPublisher(clientID string, watchSys bool) paho.Client {
 	opts := i.opts
 	co := paho.NewClientOptions().
 		AddBroker(opts.BrokerURL).
@@ -259,6 +283,9 @@ func (i *Ingest) newPublisher(clientID string) paho.Client {
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			i.log.Warn("MQTT publisher connection lost; reconnecting", "broker", opts.BrokerURL, "client", clientID, "err", err)
 		})
+	if watchSys {
+		co.SetOnConnectHandler(i.sys.subscribe)
+	}
 	if u, err := url.Parse(opts.BrokerURL); err == nil && (u.Scheme == "tcp" || u.Scheme == "mqtt") {
 		co.SetCustomOpenConnectionFn(dialBuffered)
 		i.buffered = true
@@ -342,6 +369,9 @@ func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // Connected reports that the client is connected and subscribed (for /readyz).
 func (i *Ingest) Connected() bool {
+	if i.opts.Embedded != nil {
+		return i.client.IsConnectionOpen() && i.handing.Load()
+	}
 	return i.client.IsConnectionOpen() && int(i.subscribed.Load()) == i.opts.Connections
 }
 
@@ -372,6 +402,9 @@ func (i *Ingest) Run(ctx context.Context) error {
 	if !i.running.CompareAndSwap(false, true) {
 		return errors.New("mqttin: Run called twice")
 	}
+	if i.opts.Embedded != nil && !i.opts.Embedded.Handoff() {
+		return errors.New("mqttin: Options.Embedded is a broker started without broker.Options.Handoff")
+	}
 	var wg sync.WaitGroup
 	i.shards = make([]chan inbound, i.opts.Workers)
 	for n := range i.shards {
@@ -399,8 +432,25 @@ func (i *Ingest) Run(ctx context.Context) error {
 	}
 
 	pahos := i.clients
-	if i.opts.Protocol == 5 {
+	if i.opts.Protocol == 5 || i.opts.Embedded != nil {
 		pahos = []paho.Client{i.client}
+	}
+	handedDone := make(chan struct{})
+	if i.opts.Embedded == nil {
+		close(handedDone)
+	} else {
+		i.gate.Lock()
+		i.handedIn = make(chan handed, i.opts.QueueSize)
+		i.gate.Unlock()
+		if i.opts.Journal != nil {
+			batches := make(chan handedBatch, handedBatches)
+			go i.batchHanded(batches)
+			go i.ackHanded(batches, handedDone)
+		} else {
+			close(handedDone)
+		}
+		i.opts.Embedded.SetSink(i)
+		i.handing.Store(true)
 	}
 	errc := make(chan error, len(pahos))
 	for _, c := range pahos {
@@ -441,7 +491,13 @@ func (i *Ingest) Run(ctx context.Context) error {
 	stopAcking := time.AfterFunc(5*time.Second, stopAcks)
 	defer stopAcking.Stop()
 	// MQTT 5 links stop reading at once, PUBACK what the log has and
-	// disconnect; only then may the shards close under them.
+	// disconnect; only then may the shards close under them. The
+	// embedded broker stops handing telemetry over (what comes later is
+	// left unacknowledged); the calls already in Telemetry finish first.
+	if i.opts.Embedded != nil {
+		i.handing.Store(false)
+		i.opts.Embedded.SetSink(nil)
+	}
 	stopSubs()
 	subWG.Wait()
 	i.gate.Lock()
@@ -449,8 +505,12 @@ func (i *Ingest) Run(ctx context.Context) error {
 	for _, ch := range i.shards {
 		close(ch)
 	}
+	if i.handedIn != nil {
+		close(i.handedIn)
+	}
 	i.gate.Unlock()
 	wg.Wait()
+	<-handedDone
 	if i.acks != nil {
 		close(i.acks)
 		<-ackDone
@@ -501,7 +561,13 @@ func (i *Ingest) dispatch(in inbound) {
 		i.log.Warn("telemetry after shutdown not applied", "topic", in.topic)
 		return
 	}
-	i.shards[maphash.String(i.seed, name)%uint64(len(i.shards))] <- in
+	i.shards[i.shardOf(name)] <- in
+}
+
+// shardOf is the worker of an object's name: always the same one, so its
+// messages are applied in arrival order.
+func (i *Ingest) shardOf(name string) int {
+	return int(maphash.String(i.seed, name) % uint64(len(i.shards)))
 }
 
 // edge checks a telemetry message as it arrives: topic, name, payload.

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -55,7 +56,35 @@ func brokers(t *testing.T) map[string]string {
 	}
 	t.Cleanup(b.Close)
 	out["embedded"] = b.URL()
+	out["handoff"] = handoffBroker(t)
 	return out
+}
+
+// handoffBrokers maps the URL of an embedded broker started with Handoff
+// to it: an Ingest for that URL takes telemetry in process (as in `twin
+// serve`), not over TCP.
+var handoffBrokers sync.Map
+
+// handoffBroker starts an embedded broker that hands telemetry over and
+// returns its URL (see embeddedFor).
+func handoffBroker(t *testing.T) string {
+	t.Helper()
+	b, err := broker.StartWith(context.Background(), "127.0.0.1:0", broker.Options{Logger: quiet(), Handoff: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	handoffBrokers.Store(b.URL(), b)
+	t.Cleanup(func() { handoffBrokers.Delete(b.URL()) })
+	return b.URL()
+}
+
+// embeddedFor is the handoff broker behind url, or nil.
+func embeddedFor(url string) *broker.Broker {
+	if b, ok := handoffBrokers.Load(url); ok {
+		return b.(*broker.Broker)
+	}
+	return nil
 }
 
 type harness struct {
@@ -69,7 +98,7 @@ func startIngest(t *testing.T, url string, opts Options) *harness {
 	t.Helper()
 	tw := twin.New(twin.Options{Logger: quiet()})
 	reg := prometheus.NewRegistry()
-	opts.BrokerURL = url
+	opts.BrokerURL, opts.Embedded = url, embeddedFor(url)
 	if opts.ClientID == "" {
 		opts.ClientID = "ingest-" + uniq(t)
 	}
