@@ -194,7 +194,7 @@ type Ingest struct {
 	buffered   bool         // plain TCP through dialBuffered
 	subscribed atomic.Int32 // connections currently subscribed
 	running    atomic.Bool
-	handing    atomic.Bool // the embedded broker hands telemetry to us
+	handing    atomic.Bool  // the embedded broker hands telemetry to us
 	acks       chan pending // journal mode: appended, waiting to be PUBACKed
 	ackCtx     context.Context
 	sys        *sysWatch // the broker's $SYS dropped counters
