@@ -29,7 +29,7 @@ func TestKill9EmbeddedBrokerKeepsAcked(t *testing.T) {
 		names[v] = fmt.Sprintf("acc-ho-%d-%s", v, sfx)
 		s.putVehicle(t, tok, names[v], 106.5, 29.5, nil)
 	}
-	pub := paho.NewClient(paho.NewClientOptions().AddBroker(s.mqttURL).SetClientID("acc-ho-pub-"+sfx).
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker(s.mqttURL).SetClientID("acc-ho-pub-" + sfx).
 		SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(true))
 	if ct := pub.Connect(); !ct.WaitTimeout(10*time.Second) || ct.Error() != nil {
 		t.Fatalf("connect to the embedded broker: %v", ct.Error())
