@@ -1,7 +1,10 @@
 package mqttin
 
 import (
+	"context"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -114,6 +117,27 @@ func (i *Ingest) ackHanded(in <-chan handedBatch, done chan<- struct{}) {
 			if d != nil {
 				d()
 			}
+		}
+	}
+}
+
+// embeddedDropped is the topic mochi publishes its drop counter on; the
+// embedded broker's count is read in process under that name.
+const embeddedDropped = "$SYS/broker/messages/dropped"
+
+// watchEmbedded feeds the embedded broker's drop count (messages it
+// dropped for other subscribers: queue or in-flight limits) to the
+// twin_broker_dropped_* metrics every second until ctx ends, as the $SYS
+// subscription does for an external broker.
+func (i *Ingest) watchEmbedded(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		i.sys.observe(embeddedDropped, strconv.AppendInt(nil, i.opts.Embedded.Dropped(), 10))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

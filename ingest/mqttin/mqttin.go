@@ -227,9 +227,9 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 	}
 	i.sys = newSysWatch(i.log, opts.Registerer)
 	if opts.Embedded != nil {
-		// Telemetry comes in process; the one connection publishes and
-		// watches $SYS.
-		i.client = i.newPublisher(opts.ClientID+"-pub", true)
+		// Telemetry comes in process (and the broker's drop counter,
+		// watchEmbedded); the one connection publishes.
+		i.client = i.newPublisher(opts.ClientID + "-pub")
 		return i
 	}
 	for n := range opts.Connections {
@@ -256,7 +256,7 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 		i.clients = append(i.clients, i.newClient(id, n == 0))
 	}
 	if opts.Protocol == 5 {
-		i.client = i.newPublisher(opts.ClientID+"-pub", false)
+		i.client = i.newPublisher(opts.ClientID + "-pub")
 	} else {
 		i.client = i.clients[0]
 	}
@@ -265,9 +265,8 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 
 // newPublisher makes the connection that publishes alerts and
 // notifications when the subscribers speak MQTT 5 or the embedded broker
-// hands telemetry over: it keeps no session. With watchSys it also
-// follows the broker's $SYS dropped counters (no subscriber does).
-func (i *Ingest) newPublisher(clientID string, watchSys bool) paho.Client {
+// hands telemetry over: it keeps no session.
+func (i *Ingest) newPublisher(clientID string) paho.Client {
 	opts := i.opts
 	co := paho.NewClientOptions().
 		AddBroker(opts.BrokerURL).
@@ -283,9 +282,6 @@ func (i *Ingest) newPublisher(clientID string, watchSys bool) paho.Client {
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			i.log.Warn("MQTT publisher connection lost; reconnecting", "broker", opts.BrokerURL, "client", clientID, "err", err)
 		})
-	if watchSys {
-		co.SetOnConnectHandler(i.sys.subscribe)
-	}
 	if u, err := url.Parse(opts.BrokerURL); err == nil && (u.Scheme == "tcp" || u.Scheme == "mqtt") {
 		co.SetCustomOpenConnectionFn(dialBuffered)
 		i.buffered = true
@@ -435,9 +431,10 @@ func (i *Ingest) Run(ctx context.Context) error {
 	if i.opts.Protocol == 5 || i.opts.Embedded != nil {
 		pahos = []paho.Client{i.client}
 	}
-	handedDone := make(chan struct{})
+	handedDone, watchDone := make(chan struct{}), make(chan struct{})
 	if i.opts.Embedded == nil {
 		close(handedDone)
+		close(watchDone)
 	} else {
 		i.gate.Lock()
 		i.handedIn = make(chan handed, i.opts.QueueSize)
@@ -451,6 +448,10 @@ func (i *Ingest) Run(ctx context.Context) error {
 		}
 		i.opts.Embedded.SetSink(i)
 		i.handing.Store(true)
+		go func() {
+			defer close(watchDone)
+			i.watchEmbedded(ctx)
+		}()
 	}
 	errc := make(chan error, len(pahos))
 	for _, c := range pahos {
@@ -511,6 +512,7 @@ func (i *Ingest) Run(ctx context.Context) error {
 	i.gate.Unlock()
 	wg.Wait()
 	<-handedDone
+	<-watchDone
 	if i.acks != nil {
 		close(i.acks)
 		<-ackDone
