@@ -379,16 +379,9 @@ func (p Props) Pack() Props {
 	if p.overlay() {
 		return p.packOverlay()
 	}
-	sc, _ := packScratches.Get().(*packScratch)
-	if sc == nil {
-		sc = &packScratch{}
-	}
+	sc := sortedKeysScratch(p.m)
 	defer packScratches.Put(sc)
-	keys := sc.keys[:0]
-	for k := range p.m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := sc.keys
 	ks, data := sc.ks[:0], sc.data[:0]
 	ok := true
 	for _, k := range keys {
@@ -402,10 +395,32 @@ func (p Props) Pack() Props {
 	if !ok {
 		return p
 	}
+	return Props{keys: sc.keySet(ks), data: string(data)}
+}
+
+// sortedKeysScratch takes a scratch from the pool with m's keys, sorted,
+// in its keys.
+func sortedKeysScratch(m map[string]any) *packScratch {
+	sc, _ := packScratches.Get().(*packScratch)
+	if sc == nil {
+		sc = &packScratch{}
+	}
+	keys := sc.keys[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	sc.keys = keys
+	return sc
+}
+
+// keySet interns the encoded key set ks (the last one is kept: objects of
+// a layer mostly share one).
+func (sc *packScratch) keySet(ks []byte) unique.Handle[string] {
 	if !sc.hasLast || string(ks) != sc.last.Value() {
 		sc.last, sc.hasLast = unique.Make(string(ks)), true
 	}
-	return Props{keys: sc.last, data: string(data)}
+	return sc.last
 }
 
 // packOverlay packs an overlay: the base's sorted keys and the edits'
@@ -413,16 +428,9 @@ func (p Props) Pack() Props {
 // When an edit holds a type the packed form does not, the map form is
 // returned instead.
 func (p Props) packOverlay() Props {
-	sc, _ := packScratches.Get().(*packScratch)
-	if sc == nil {
-		sc = &packScratch{}
-	}
+	sc := sortedKeysScratch(p.m)
 	defer packScratches.Put(sc)
-	all := sc.keys[:0]
-	for k := range p.m {
-		all = append(all, k)
-	}
-	slices.Sort(all)
+	all := sc.keys
 	edits := all
 	ks, data := sc.ks[:0], sc.data[:0]
 	bks, bdata := p.keys.Value(), p.data
@@ -468,10 +476,7 @@ func (p Props) packOverlay() Props {
 	if string(ks) == p.keys.Value() {
 		return Props{keys: p.keys, data: string(data)}
 	}
-	if !sc.hasLast || string(ks) != sc.last.Value() {
-		sc.last, sc.hasLast = unique.Make(string(ks)), true
-	}
-	return Props{keys: sc.last, data: string(data)}
+	return Props{keys: sc.keySet(ks), data: string(data)}
 }
 
 // appendListRaw encodes the list raw (a packed tagList value, or "" for
