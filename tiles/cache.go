@@ -27,7 +27,8 @@ type cacheKey struct {
 
 // entry is one built tile with its response headers. Cached entries keep
 // only the gzip form (clients nearly all accept it; the rest get it
-// inflated), uncached ones only raw. Immutable once made.
+// inflated, but for the request that built it, which is answered from the
+// raw bytes), uncached ones only raw. Immutable once made.
 type entry struct {
 	key    cacheKey
 	layers []twin.Layer
@@ -41,7 +42,8 @@ type entry struct {
 }
 
 // newEntry makes the entry of a built tile; cacheable ones are gzipped now
-// and keep only that form.
+// and keep only that form (raw may then be the writer's buffer: it is not
+// kept), uncacheable ones keep raw.
 func newEntry(key cacheKey, layers []twin.Layer, raw []byte, cacheable bool) *entry {
 	etag := etagOf(raw)
 	e := &entry{key: key, layers: layers, raw: raw, etagRaw: []string{etag},

@@ -48,7 +48,20 @@ type candidate struct {
 // the uncompressed MVT and the lowest feed sequence number the content is
 // consistent with (the twin's Search result). Features are read from
 // immutable snapshots; nothing of the twin is modified.
-func (s *Server) build(ctx context.Context, req Request) (_ []byte, _ uint64, err error) {
+func (s *Server) build(ctx context.Context, req Request) ([]byte, uint64, error) {
+	w := writerPool.Get().(*writer)
+	defer writerPool.Put(w)
+	seq, err := s.buildTo(ctx, w, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	return append([]byte(nil), w.out...), seq, nil
+}
+
+// buildTo is build leaving the tile in w.out (valid until w is reused):
+// a cached tile is gzipped and hashed from there, and its raw bytes (a
+// dense tile's 140 KB) are never copied.
+func (s *Server) buildTo(ctx context.Context, w *writer, req Request) (_ uint64, err error) {
 	defer func() {
 		// A bad object must cost one tile an error, never the process.
 		if v := recover(); v != nil {
@@ -57,13 +70,11 @@ func (s *Server) build(ctx context.Context, req Request) (_ []byte, _ uint64, er
 	}()
 	tile := maptile.New(req.X, req.Y, maptile.Zoom(req.Z))
 	search := tile.Bound(float64(Buffer) / Extent)
-	w := writerPool.Get().(*writer)
-	defer writerPool.Put(w)
 	w.out = w.out[:0]
 	var seq uint64 = math.MaxUint64
 	for _, l := range req.Layers {
 		if err := ctx.Err(); err != nil {
-			return nil, 0, fmt.Errorf("build tile: %w", err)
+			return 0, fmt.Errorf("build tile: %w", err)
 		}
 		if req.Z < specs[l].minZoom {
 			// No feature of the layer shows this low (minZoomFor is never
@@ -99,7 +110,7 @@ func (s *Server) build(ctx context.Context, req Request) (_ []byte, _ uint64, er
 	if seq == math.MaxUint64 {
 		seq = s.tw.Feed().Last()
 	}
-	return append([]byte(nil), w.out...), seq, nil
+	return seq, nil
 }
 
 // writeLayer filters, ranks, budgets, projects, clips, simplifies and

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -310,6 +312,17 @@ func TestGzip(t *testing.T) {
 	}
 	if n := len(decodeMVT(t, zipped.Body.Bytes()).Layers); n == 0 {
 		t.Error("gzipped tile decodes empty")
+	}
+	// The first plain request built the tile and was answered from its
+	// raw bytes; this one is answered from the cached gzip form, inflated.
+	again := get(t, s.Handler(), u, nil)
+	if !bytes.Equal(again.Body.Bytes(), plain.Body.Bytes()) || again.Header().Get("ETag") != plain.Header().Get("ETag") {
+		t.Error("a cached tile inflated differs from the one built for a plain request")
+	}
+	for _, r := range []*httptest.ResponseRecorder{plain, zipped, again} {
+		if cl := r.Header().Get("Content-Length"); cl != strconv.Itoa(r.Body.Len()) {
+			t.Errorf("Content-Length %s for %d bytes", cl, r.Body.Len())
+		}
 	}
 }
 
