@@ -155,7 +155,7 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 	cacheShapes := req.Z <= maxShapeZoom
 	for _, c := range cands {
 		m := c.m
-		kind := m.world.kind
+		kind := m.kind
 		if kind == kindNone {
 			continue
 		}

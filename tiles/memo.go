@@ -287,11 +287,18 @@ func toValue(v any) (value, bool) {
 // deterministic) and geometry in Web Mercator world fractions (x 0..1 east,
 // y 0..1 south), so a tile projects with a multiply and a floor instead of
 // a logarithm per point. Immutable once made.
+//
+// The fields a tile reads of every feature come first, in the memo's
+// first two cache lines (a memo is 256 bytes (TestMemoLayout), a size
+// class whose objects start 256-byte aligned): a dense tile reads thousands of memos, each a
+// cache miss per line touched, and with the zshapes and attribute numbers
+// at the end a feature cost four lines.
 type memo struct {
-	f     *twin.Feature
-	id    uint64
-	bound orb.Bound // of f.Geometry, lon/lat
-	dim   int       // f.Geometry.Dimensions()
+	// First line: the memo table's check, the ranking and the zshapes.
+	f *twin.Feature
+	// shapes are the feature's tile geometry at the last few zooms it was
+	// drawn at wholly inside a tile (zshape); replaced, never modified.
+	shapes atomic.Pointer[zshapes]
 	// worldW, worldH are bound's width and height in world fractions
 	// (sizeAt).
 	worldW, worldH float64
@@ -301,16 +308,21 @@ type memo struct {
 	// names compare as these do, unless these are equal. Features of
 	// equal rank (same-sized buildings) were sorted by reading both
 	// names, a cache miss each.
-	name8 uint64
-	world shape
-	full  []kv // every attribute (DetailZoom and up)
-	lean  []kv // below DetailZoom; nil when the layer has no lean set
+	name8   uint64
+	dim     int8  // f.Geometry.Dimensions()
+	kind    uint8 // world.kind
+	hasLean bool  // lean != nil
+	// Second line: what the writer reads of a feature from its zshape.
 	// fullRefs and leanRefs number full and lean; nil unless every
 	// attribute of the list has a key and a value number.
 	fullRefs, leanRefs []tagRef
-	// shapes are the feature's tile geometry at the last few zooms it was
-	// drawn at wholly inside a tile (zshape); replaced, never modified.
-	shapes atomic.Pointer[[]zshape]
+	id                 uint64
+	// The rest: read when a feature is shaped, or an attribute is new
+	// to the tile.
+	full  []kv // every attribute (DetailZoom and up)
+	lean  []kv // below DetailZoom; nil when the layer has no lean set
+	world shape
+	bound orb.Bound // of f.Geometry, lon/lat
 }
 
 // zshape is a polygon's or points' tile geometry at zoom z as the writer
@@ -327,12 +339,19 @@ type memo struct {
 // their simplification is orb's, on absolute tile coordinates, whose
 // rounding depends on the tile.
 type zshape struct {
+	z      uint8
+	drawn  bool     // false: nothing drawable is left at z
+	cmd0   uint32   // the stream's first command
 	lo, hi [2]int32 // bound of the projected points, world tile units at z
 	first  [2]int32 // the command stream's first point, world tile units
-	z      uint8
-	drawn  bool   // false: nothing drawable is left at z
-	cmd0   uint32 // the stream's first command
-	rest   []byte // packed varints of the stream after cmd0 and the first point
+	rest   []byte   // packed varints of the stream after cmd0 and the first point
+}
+
+// zshapes are a memo's zshapes, inline: one pointer from the memo to
+// the one a tile wants (a pointer to a slice was two).
+type zshapes struct {
+	n int
+	s [maxShapes]zshape
 }
 
 // Limits of the zshape cache: zooms up to maxShapeZoom (world tile units
@@ -349,9 +368,9 @@ func (m *memo) shapeAt(z uint8) *zshape {
 	if p == nil {
 		return nil
 	}
-	for i := range *p {
-		if (*p)[i].z == z {
-			return &(*p)[i]
+	for i := range p.s[:p.n] {
+		if p.s[i].z == z {
+			return &p.s[i]
 		}
 	}
 	return nil
@@ -363,19 +382,22 @@ func (m *memo) shapeAt(z uint8) *zshape {
 func (m *memo) addShape(zs zshape) {
 	for range 4 {
 		old := m.shapes.Load()
-		var next []zshape
+		next := new(zshapes)
 		if old != nil {
-			for _, o := range *old {
+			for _, o := range old.s[:old.n] {
 				if o.z != zs.z {
-					next = append(next, o)
+					next.s[next.n] = o
+					next.n++
 				}
 			}
 		}
-		if len(next) >= maxShapes {
-			next = next[len(next)-maxShapes+1:]
+		if next.n >= maxShapes {
+			copy(next.s[:], next.s[next.n-maxShapes+1:next.n])
+			next.n = maxShapes - 1
 		}
-		next = append(next, zs)
-		if m.shapes.CompareAndSwap(old, &next) {
+		next.s[next.n] = zs
+		next.n++
+		if m.shapes.CompareAndSwap(old, next) {
 			return
 		}
 	}
@@ -395,11 +417,12 @@ func newMemo(f *twin.Feature, t *memoTable) *memo {
 	m.rankMul = importance(f, 1) - m.rankAdd
 	if f.Geometry != nil {
 		m.bound = f.Geometry.Bound()
-		m.dim = f.Geometry.Dimensions()
+		m.dim = int8(f.Geometry.Dimensions())
 		m.worldW = (m.bound.Max[0] - m.bound.Min[0]) / 360
 		m.worldH = mercY(m.bound.Min[1]) - mercY(m.bound.Max[1])
 	}
 	m.world.flatten(f.Geometry)
+	m.kind = m.world.kind
 	for i, q := range m.world.pts {
 		m.world.pts[i] = orb.Point{(q[0] + 180) / 360, mercY(q[1])}
 	}
@@ -420,10 +443,11 @@ func newMemo(f *twin.Feature, t *memoTable) *memo {
 				m.lean = append(m.lean, a)
 			}
 		}
+		m.hasLean = true
 	}
 	if t != nil && !f.ID.Layer.Live() {
 		m.fullRefs = t.refs(m.full)
-		if m.lean != nil {
+		if m.hasLean {
 			m.leanRefs = t.refs(m.lean)
 		}
 	}
@@ -453,14 +477,14 @@ func (t *memoTable) refs(attrs []kv) []tagRef {
 
 // refs is attrs(z)'s numbers, or nil.
 func (m *memo) refs(z uint8) []tagRef {
-	if z < DetailZoom && m.lean != nil {
+	if z < DetailZoom && m.hasLean {
 		return m.leanRefs
 	}
 	return m.fullRefs
 }
 
 func (m *memo) attrs(z uint8) []kv {
-	if z < DetailZoom && m.lean != nil {
+	if z < DetailZoom && m.hasLean {
 		return m.lean
 	}
 	return m.full

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/citytwin/citytwin/twin"
 )
@@ -55,6 +56,29 @@ func TestNamePrefixOrder(t *testing.T) {
 		}
 		if got, want := pa < pb, strings.Compare(a, b) < 0; got != want {
 			t.Fatalf("%q %q: prefixes %x %x order %v, names %v", a, b, pa, pb, got, want)
+		}
+	}
+}
+
+// TestMemoLayout: the fields a tile reads of every feature lie in the
+// memo's first two cache lines, and a memo fills its size class exactly
+// (256 bytes: allocated 256-byte aligned, so the lines are the object's).
+func TestMemoLayout(t *testing.T) {
+	var m memo
+	if n := unsafe.Sizeof(m); n != 256 {
+		t.Errorf("memo is %d bytes, want 256", n)
+	}
+	for name, off := range map[string]uintptr{"f": unsafe.Offsetof(m.f), "shapes": unsafe.Offsetof(m.shapes),
+		"rankAdd": unsafe.Offsetof(m.rankAdd), "name8": unsafe.Offsetof(m.name8), "dim": unsafe.Offsetof(m.dim),
+		"kind": unsafe.Offsetof(m.kind), "hasLean": unsafe.Offsetof(m.hasLean)} {
+		if off >= 64 {
+			t.Errorf("memo.%s at offset %d, not in the first line", name, off)
+		}
+	}
+	for name, off := range map[string]uintptr{"fullRefs": unsafe.Offsetof(m.fullRefs), "leanRefs": unsafe.Offsetof(m.leanRefs),
+		"id": unsafe.Offsetof(m.id)} {
+		if off < 64 || off >= 128 {
+			t.Errorf("memo.%s at offset %d, not in the second line", name, off)
 		}
 	}
 }

@@ -635,7 +635,7 @@ func (w *writer) appendCached(m *memo, zs *zshape, p projector, z uint8, filt *a
 	g = appendVarint(g, uint64(uint32((dy<<1)^(dy>>31))))
 	g = append(g, zs.rest...)
 	w.gpack = g
-	w.appendFeatureGeom(m, z, filt, m.world.kind, g)
+	w.appendFeatureGeom(m, z, filt, m.kind, g)
 }
 
 // newZshape makes the zshape of the feature just shaped in w.sh (inside
