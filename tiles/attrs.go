@@ -130,16 +130,16 @@ func (s *Server) filterFor(a Attrs, l twin.Layer) attrFilter {
 	return attrFilter{all: true}
 }
 
-// keepRef is keep(a) for a's key number kid, reading a only for a key
-// numbered after the filter was made.
-func (f *attrFilter) keepRef(kid uint16, a *kv) bool {
+// keepRef is keep for the attribute at at with key number kid, reading
+// it only for a key numbered after the filter was made.
+func (f *attrFilter) keepRef(kid uint16, at attrAt) bool {
 	switch {
 	case f.all:
 		return true
 	case kid < f.n:
 		return f.bits[kid/64]&(1<<(kid%64)) != 0
 	}
-	return f.keep(a)
+	return f.keep(at.kv())
 }
 
 // keep reports whether attribute a is written under the filter.

@@ -39,9 +39,14 @@ func tolerance(z uint8) float64 {
 
 // candidate is a feature chosen for a tile.
 type candidate struct {
-	m    *memo
+	m *memo
+	// zs is m's zshape at the tile's zoom, if any, and kind m.kind: read
+	// while the memo is in cache (after the ranking sort, reading them
+	// from thousands of memos was a cache miss each).
+	zs   *zshape
 	rank float64 // importance: higher is drawn first and kept under the budget
 	name uint64  // m.name8: ties in rank compare it before the names
+	kind uint8
 }
 
 // build renders one tile of the requested layers from the twin. It returns
@@ -117,6 +122,7 @@ func (s *Server) buildTo(ctx context.Context, w *writer, req Request) (_ uint64,
 // writes one layer's features to w.
 func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Request, found []*twin.Feature) {
 	scale := math.Ldexp(Extent, int(req.Z)) // tile units per world width
+	cacheShapes := req.Z <= maxShapeZoom
 	cands := w.cands[:0]
 	for _, f := range found {
 		if s.opts.Filter != nil && !s.opts.Filter(ctx, f) {
@@ -127,7 +133,11 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 		if !keep {
 			continue // smaller than a pixel at this zoom
 		}
-		cands = append(cands, candidate{m: m, rank: size*m.rankMul + m.rankAdd, name: m.name8})
+		c := candidate{m: m, rank: size*m.rankMul + m.rankAdd, name: m.name8, kind: m.kind}
+		if cacheShapes && c.kind != kindLine && c.kind != kindNone {
+			c.zs = m.shapeAt(req.Z)
+		}
+		cands = append(cands, c)
 	}
 	slices.SortFunc(cands, func(a, b candidate) int {
 		if a.rank != b.rank {
@@ -152,16 +162,14 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 	filt := s.filterFor(req.Attrs, l)
 	w.beginLayer()
 	n := 0
-	cacheShapes := req.Z <= maxShapeZoom
 	for _, c := range cands {
 		m := c.m
-		kind := m.kind
-		if kind == kindNone {
+		if c.kind == kindNone {
 			continue
 		}
-		keep := cacheShapes && kind != kindLine
+		keep := cacheShapes && c.kind != kindLine
 		if keep {
-			if zs := m.shapeAt(req.Z); zs != nil && zs.inside(p) {
+			if zs := c.zs; zs != nil && zs.inside(p) {
 				if zs.drawn {
 					w.appendCached(m, zs, p, req.Z, &filt)
 					n++

@@ -260,10 +260,23 @@ func (w *writer) keyIndex(k string, h uint64) uint32 {
 	}
 }
 
-// keyIndexOf is keyIndex(a.key, a.keyHash), looked up by a's key number
-// kid in an array when it has one.
-func (w *writer) keyIndexOf(kid uint16, a *kv) uint32 {
+// attrAt is a memo's attribute i at zoom z, found only when read: the
+// writer's common path knows an attribute by its numbers (tagRef) and
+// reads its kv (the memo's attribute list, a cache miss) only when the
+// tile has not seen the key or the value yet.
+type attrAt struct {
+	m *memo
+	i int
+	z uint8
+}
+
+func (at attrAt) kv() *kv { return &at.m.attrs(at.z)[at.i] }
+
+// keyIndexOf is keyIndex(a.key, a.keyHash) of the attribute a at at,
+// looked up by its key number kid in an array when it has one.
+func (w *writer) keyIndexOf(kid uint16, at attrAt) uint32 {
 	if kid == 0 {
+		a := at.kv()
 		return w.keyIndex(a.key, uint64(a.keyHash))
 	}
 	if int(kid) >= len(w.kmap) {
@@ -272,6 +285,7 @@ func (w *writer) keyIndexOf(kid uint16, a *kv) uint32 {
 	if e := w.kmap[kid]; e != 0 {
 		return e - 1
 	}
+	a := at.kv()
 	k := w.keyIndex(a.key, uint64(a.keyHash))
 	w.kmap[kid] = k + 1
 	w.kused = append(w.kused, kid)
@@ -283,13 +297,14 @@ func (w *writer) keyIndexOf(kid uint16, a *kv) uint32 {
 // constant, so equal hashes are equal numbers). A number new to the layer
 // goes through valueIndex, which may find the value added by an
 // unnumbered feature, so each value is in the table once.
-func (w *writer) valueIndexOf(vid uint32, a *kv) uint32 {
+func (w *writer) valueIndexOf(vid uint32, at attrAt) uint32 {
 	h := uint64(vid) * 0x9E3779B97F4A7C15
 	x := &w.vidIx
 	x.reserve(len(x.hashes) + 1)
 	for i := h & x.mask; ; i = (i + 1) & x.mask {
 		e := x.slots[i]
 		if e == 0 {
+			a := at.kv()
 			v := w.valueIndex(a.val, a.valHash)
 			x.add(i, h)
 			w.vidVal = append(w.vidVal, v)
@@ -659,25 +674,25 @@ func (w *writer) newZshape(z uint8, p projector, lo, hi orb.Point, drawn bool) z
 // appendFeatureGeom writes a feature with m's id and attributes and the
 // packed geometry command stream g.
 func (w *writer) appendFeatureGeom(m *memo, z uint8, filt *attrFilter, kind uint8, g []byte) {
-	attrs := m.attrs(z)
 	if refs := m.refs(z); refs != nil {
 		// Numbered attributes: the kv is read only for what the
 		// tile has not seen yet.
 		for i, r := range refs {
-			a := &attrs[i]
-			if !filt.keepRef(r.kid, a) {
+			at := attrAt{m: m, i: i, z: z}
+			if !filt.keepRef(r.kid, at) {
 				continue
 			}
-			k := w.keyIndexOf(r.kid, a)
-			w.ftags = append(w.ftags, k, w.valueIndexOf(r.vid, a))
+			k := w.keyIndexOf(r.kid, at)
+			w.ftags = append(w.ftags, k, w.valueIndexOf(r.vid, at))
 		}
 	} else {
+		attrs := m.attrs(z)
 		for i := range attrs {
 			a := &attrs[i]
 			if !filt.keep(a) {
 				continue
 			}
-			k := w.keyIndexOf(a.kid, a)
+			k := w.keyIndexOf(a.kid, attrAt{m: m, i: i, z: z})
 			w.ftags = append(w.ftags, k, w.valueIndex(a.val, a.valHash))
 		}
 	}
