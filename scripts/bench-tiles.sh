@@ -28,6 +28,9 @@
 # fetched once without gzip. Asserts nothing.
 #   BENCH_ZOOMS="10 13 14 15 16" BENCH_CLIENTS="1 8" BENCH_ROUNDS=2
 #   BENCH_DURATION=10s BENCH_SCALE=1 BENCH_SETS="city centre"
+#   BENCH_BEFORE=path/to/older/twin: a second CityTwin (e.g. main before a
+#   change) served alongside and measured in the same alternation, after
+#   the first ("twin-before"), for before/after figures in one sitting.
 set -euo pipefail
 BIN=${1:?usage: bench-tiles.sh path/to/twin path/to/pg_tileserv [postgres://...]}
 PGTS=${2:?usage: bench-tiles.sh path/to/twin path/to/pg_tileserv [postgres://...]}
@@ -54,6 +57,15 @@ mkdir -p "$dir/data"
 	--data "$dir/data" --log-level warn >"$dir/twin.log" 2>&1 &
 twin=$!
 pids+=("$twin")
+before=${BENCH_BEFORE:-}
+if [ -n "$before" ]; then
+	bp=$(port)
+	mkdir -p "$dir/data-before"
+	"$before" serve --demo --scale "$scale" --sim-rate 0 --listen "127.0.0.1:$bp" --mqtt-listen "127.0.0.1:$(port)" \
+		--data "$dir/data-before" --log-level warn >"$dir/twin-before.log" 2>&1 &
+	twinb=$!
+	pids+=("$twinb")
+fi
 pp=$(port)
 sep='?'
 case "$PGURL" in *\?*) sep='&' ;; esac
@@ -68,19 +80,22 @@ EOF
 "$PGTS" --config "$dir/pg_tileserv.toml" >"$dir/pgts.log" 2>&1 &
 pgts=$!
 pids+=("$pgts")
-for _ in $(seq 1 240); do curl -fsS "http://127.0.0.1:$tp/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
-# The demo city is generated and stored after readyz: wait for the first
-# tiles, then for the server's start-up work (store, timeline) to settle.
-for _ in $(seq 1 240); do
-	[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$tp/tiles/buildings.json")" = 200 ] && break
-	sleep 0.5
+for p in $tp ${bp:-}; do
+	for _ in $(seq 1 240); do curl -fsS "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
+	# The demo city is generated and stored after readyz: wait for the
+	# first tiles, then for the server's start-up work (store, timeline)
+	# to settle.
+	for _ in $(seq 1 240); do
+		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/tiles/buildings.json")" = 200 ] && break
+		sleep 0.5
+	done
 done
 sleep 20
 bounds=$(curl -fsS "http://127.0.0.1:$tp/tiles/buildings,roads,bridges.json" | python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["bounds"])))')
 centre=106.533,29.52,106.622,29.596 # Jiefangbei: the densest 3x3 z13 tiles
 
 ctattrs='attrs=class,height_m,high_rise,levels,name,oneway,risk_color,risk_level'
-urls() { # zoom -> "twin-url pg-url"
+urls() { # zoom -> "twin-url pg-url twin-before-url"
 	local z=$1 pg
 	if [ "$z" -lt 13 ]; then
 		pg="http://127.0.0.1:$pp/public.roads,public.bridges/{z}/{x}/{y}.pbf?properties=name,class,oneway"
@@ -89,7 +104,8 @@ urls() { # zoom -> "twin-url pg-url"
 	else
 		pg="http://127.0.0.1:$pp/public.buildings,public.roads,public.bridges/{z}/{x}/{y}.pbf?properties=name,height_m,levels,high_rise,risk_level,risk_color,class,oneway"
 	fi
-	echo "http://127.0.0.1:$tp/tiles/buildings,roads,bridges/{z}/{x}/{y}.mvt?$ctattrs,zz{n} $pg"
+	echo "http://127.0.0.1:$tp/tiles/buildings,roads,bridges/{z}/{x}/{y}.mvt?$ctattrs,zz{n} $pg" \
+		"http://127.0.0.1:${bp:-0}/tiles/buildings,roads,bridges/{z}/{x}/{y}.mvt?$ctattrs,zz{n}"
 }
 pgpids() {
 	local b
@@ -107,29 +123,31 @@ for set in ${BENCH_SETS:-city centre}; do
 	b=$bounds
 	[ "$set" = centre ] && b=$centre
 	for z in ${BENCH_ZOOMS:-10 13 14 15 16}; do
-		read -r ct pg < <(urls "$z")
+		read -r ct pg cb < <(urls "$z")
 		common=(-bounds "$b" -minzoom "$z" -maxzoom "$z" -tiles 300)
 		echo "== $set z$z bytes: every tile of the list once, raw, 1 client"
 		run twin "$ct" "$twin" "${common[@]}" -warm -once -nogzip -count -concurrency 1
+		[ -z "$before" ] || run twin-before "$cb" "$twinb" "${common[@]}" -warm -once -nogzip -count -concurrency 1
 		run pg_tileserv "$pg" "$(pgpids)" "${common[@]}" -warm -once -nogzip -count -concurrency 1
 	done
 done
 # pg_tileserv opens pool connections (PostgreSQL backends) as clients
 # come; open them all now, so that every backend is counted from a run's
 # start.
-read -r _ pg < <(urls 16)
+read -r _ pg _ < <(urls 16)
 "$dir/tileload" -url "$pg" -bounds "$bounds" -minzoom 16 -maxzoom 16 -tiles 100 -warm=false -once -concurrency 16 >/dev/null
 for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
 	for set in ${BENCH_SETS:-city centre}; do
 		b=$bounds
 		[ "$set" = centre ] && b=$centre
 		for z in ${BENCH_ZOOMS:-10 13 14 15 16}; do
-			read -r ct pg < <(urls "$z")
+			read -r ct pg cb < <(urls "$z")
 			for c in ${BENCH_CLIENTS:-1 8}; do
 				common=(-bounds "$b" -minzoom "$z" -maxzoom "$z" -tiles 300 -warm=false -concurrency "$c"
 					-duration "${BENCH_DURATION:-10s}")
 				echo "== round $round $set z$z, $c clients, cold, gzip"
 				run twin "$ct" "$twin" "${common[@]}"
+				[ -z "$before" ] || run twin-before "$cb" "$twinb" "${common[@]}"
 				run pg_tileserv "$pg" "$(pgpids)" "${common[@]}"
 			done
 		done
