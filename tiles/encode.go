@@ -171,7 +171,7 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 		if keep {
 			if zs := c.zs; zs != nil && zs.inside(p) {
 				if zs.drawn {
-					w.appendCached(m, zs, p, req.Z, &filt)
+					w.appendCached(m, c.kind, zs, p, req.Z, &filt)
 					n++
 				}
 				continue
@@ -193,7 +193,7 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 			n++
 		}
 		if keep && inside {
-			m.addShape(w.newZshape(req.Z, p, lo, hi, drawn))
+			m.addShape(w.newZshape(m, req.Z, p, lo, hi, drawn))
 		}
 	}
 	w.endLayer(string(l), n)
@@ -315,3 +315,4 @@ func reverse(pts []orb.Point) {
 		pts[i], pts[j] = pts[j], pts[i]
 	}
 }
+

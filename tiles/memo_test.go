@@ -82,3 +82,10 @@ func TestMemoLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestZshapeSize: a zshape stays one cache line.
+func TestZshapeSize(t *testing.T) {
+	if n := unsafe.Sizeof(zshape{}); n != 64 {
+		t.Errorf("zshape is %d bytes, want 64", n)
+	}
+}

@@ -26,6 +26,7 @@ type writer struct {
 	geom  []uint32
 	gpack []byte // geom as packed varints
 	tags  []uint32
+	refs  []tagRef // a zshape's attribute numbers
 	keys  []string
 	keyIx index
 	// kmap caches keyIndex by key number (kv.kid): index+1, 0 unknown;
@@ -641,23 +642,34 @@ func (w *writer) appendFeature(m *memo, z uint8, filt *attrFilter) {
 	w.appendFeatureGeom(m, z, filt, w.sh.kind, w.gpack)
 }
 
-// appendCached writes m's feature from its zshape zs in the tile of p.
-func (w *writer) appendCached(m *memo, zs *zshape, p projector, z uint8, filt *attrFilter) {
+// appendCached writes m's feature (of kind kind) from its zshape zs in
+// the tile of p; m is read only for attributes new to the tile.
+func (w *writer) appendCached(m *memo, kind uint8, zs *zshape, p projector, z uint8, filt *attrFilter) {
+	var refs []tagRef
+	if zs.hasRefs {
+		refs = zs.appendRefs(w.refs[:0])
+		w.refs = refs
+		if refs == nil {
+			refs = []tagRef{}
+		}
+	} else {
+		refs = m.refs(z)
+	}
+	w.appendTags(m, z, filt, refs)
 	dx := int32(int64(zs.first[0]) - int64(p.ox))
 	dy := int32(int64(zs.first[1]) - int64(p.oy))
-	g := appendVarint(w.gpack[:0], uint64(zs.cmd0))
+	g := appendVarint(w.fgeom, uint64(zs.cmd0))
 	g = appendVarint(g, uint64(uint32((dx<<1)^(dx>>31))))
 	g = appendVarint(g, uint64(uint32((dy<<1)^(dy>>31))))
-	g = append(g, zs.rest...)
-	w.gpack = g
-	w.appendFeatureGeom(m, z, filt, m.kind, g)
+	w.fgeom = append(g, zs.geom()...)
+	w.feats = append(w.feats, featRec{id: zs.id, kind: kind, tagEnd: int32(len(w.ftags)), geoEnd: int32(len(w.fgeom))})
 }
 
-// newZshape makes the zshape of the feature just shaped in w.sh (inside
+// newZshape makes m's zshape of the feature just shaped in w.sh (inside
 // the tile of p, bound w.lo..w.hi from project; drawn: shape's verdict),
 // after appendFeature when drawn (it reads w.geom and w.gpack).
-func (w *writer) newZshape(z uint8, p projector, lo, hi orb.Point, drawn bool) zshape {
-	zs := zshape{z: z, drawn: drawn,
+func (w *writer) newZshape(m *memo, z uint8, p projector, lo, hi orb.Point, drawn bool) zshape {
+	zs := zshape{z: z, drawn: drawn, id: m.id,
 		lo: [2]int32{int32(lo[0] + p.ox), int32(lo[1] + p.oy)},
 		hi: [2]int32{int32(hi[0] + p.ox), int32(hi[1] + p.oy)}}
 	if !drawn {
@@ -667,14 +679,34 @@ func (w *writer) newZshape(z uint8, p projector, lo, hi orb.Point, drawn bool) z
 	zs.cmd0 = g[0]
 	zs.first = [2]int32{int32(w.sh.pts[0][0] + p.ox), int32(w.sh.pts[0][1] + p.oy)}
 	skip := varintLen(uint64(g[0])) + varintLen(uint64(g[1])) + varintLen(uint64(g[2]))
-	zs.rest = append([]byte(nil), w.gpack[skip:]...)
+	refs := m.refs(z)
+	if refs == nil || len(refs) > math.MaxUint8 {
+		refs = nil
+	} else {
+		zs.hasRefs, zs.nrefs = true, uint8(len(refs))
+	}
+	data := make([]byte, 0, len(w.gpack)-skip+refSize*len(refs))
+	data = append(data, w.gpack[skip:]...)
+	for _, r := range refs {
+		data = binary.LittleEndian.AppendUint16(data, r.kid)
+		data = binary.LittleEndian.AppendUint32(data, r.vid)
+	}
+	zs.data = data
 	return zs
 }
 
 // appendFeatureGeom writes a feature with m's id and attributes and the
 // packed geometry command stream g.
 func (w *writer) appendFeatureGeom(m *memo, z uint8, filt *attrFilter, kind uint8, g []byte) {
-	if refs := m.refs(z); refs != nil {
+	w.appendTags(m, z, filt, m.refs(z))
+	w.fgeom = append(w.fgeom, g...)
+	w.feats = append(w.feats, featRec{id: m.id, kind: kind, tagEnd: int32(len(w.ftags)), geoEnd: int32(len(w.fgeom))})
+}
+
+// appendTags appends m's attributes at z that filt keeps to w.ftags, by
+// their numbers refs (m.refs(z)) when not nil.
+func (w *writer) appendTags(m *memo, z uint8, filt *attrFilter, refs []tagRef) {
+	if refs != nil {
 		// Numbered attributes: the kv is read only for what the
 		// tile has not seen yet.
 		for i, r := range refs {
@@ -696,8 +728,6 @@ func (w *writer) appendFeatureGeom(m *memo, z uint8, filt *attrFilter, kind uint
 			w.ftags = append(w.ftags, k, w.valueIndex(a.val, a.valHash))
 		}
 	}
-	w.fgeom = append(w.fgeom, g...)
-	w.feats = append(w.feats, featRec{id: m.id, kind: kind, tagEnd: int32(len(w.ftags)), geoEnd: int32(len(w.fgeom))})
 }
 
 // packVarints appends vs as varints.
