@@ -139,21 +139,7 @@ func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Re
 		}
 		cands = append(cands, c)
 	}
-	slices.SortFunc(cands, func(a, b candidate) int {
-		if a.rank != b.rank {
-			if a.rank > b.rank {
-				return -1
-			}
-			return 1
-		}
-		if a.name != b.name {
-			if a.name < b.name {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.m.f.ID.Name, b.m.f.ID.Name)
-	})
+	w.sortCands(cands)
 	if len(cands) > s.opts.MaxFeatures {
 		cands = cands[:s.opts.MaxFeatures]
 	}
@@ -316,3 +302,107 @@ func reverse(pts []orb.Point) {
 	}
 }
 
+// candCmp orders candidates by rank, highest first, then by name (name8,
+// then the whole name): a total order (names are unique in a layer), so
+// tiles are deterministic.
+func candCmp(a, b candidate) int {
+	if a.rank != b.rank {
+		if a.rank > b.rank {
+			return -1
+		}
+		return 1
+	}
+	return candNameCmp(a, b)
+}
+
+func candNameCmp(a, b candidate) int {
+	if a.name != b.name {
+		if a.name < b.name {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a.m.f.ID.Name, b.m.f.ID.Name)
+}
+
+// rankKey is a candidate's rank as an unsigned key that sorts ascending
+// as the ranks do descending, and its index.
+type rankKey struct {
+	k uint64
+	i uint32
+}
+
+// descKey maps a rank to rankKey.k: equal ranks (-0 and 0 too) to equal
+// keys, a higher rank to a lower key.
+func descKey(r float64) uint64 {
+	if r == 0 {
+		r = 0 // -0
+	}
+	b := math.Float64bits(r)
+	if b>>63 == 1 {
+		b = ^b
+	} else {
+		b |= 1 << 63
+	}
+	return ^b
+}
+
+// minRadixSort is the candidate count from which sortCands radix sorts.
+const minRadixSort = 64
+
+// sortCands sorts cands in candCmp's order: by rank with a radix sort on
+// descKey (8 bits a pass, skipping the bytes every key shares), then the
+// runs of equal rank by name. A comparison sort of a dense tile's 3,200
+// buildings was an eighth of its CPU, mostly mispredicted branches on
+// ranks in random order.
+func (w *writer) sortCands(cands []candidate) {
+	n := len(cands)
+	if n < minRadixSort {
+		slices.SortFunc(cands, candCmp)
+		return
+	}
+	keys := slices.Grow(w.rkeys[:0], n)[:n]
+	tmp := slices.Grow(w.rtmp[:0], n)[:n]
+	var counts [8][256]uint32
+	for i := range cands {
+		k := descKey(cands[i].rank)
+		keys[i] = rankKey{k: k, i: uint32(i)}
+		for b := range 8 {
+			counts[b][byte(k>>(8*b))]++
+		}
+	}
+	src, dst := keys, tmp
+	for b := range 8 {
+		c := &counts[b]
+		if c[byte(src[0].k>>(8*b))] == uint32(n) {
+			continue // every key has this byte
+		}
+		sum := uint32(0)
+		for d := range c {
+			c[d], sum = sum, sum+c[d]
+		}
+		for _, k := range src {
+			d := byte(k.k >> (8 * b))
+			dst[c[d]] = k
+			c[d]++
+		}
+		src, dst = dst, src
+	}
+	out := slices.Grow(w.cscr[:0], n)[:n]
+	for j, k := range src {
+		out[j] = cands[k.i]
+	}
+	for i := 0; i < n; {
+		j := i + 1
+		for j < n && src[j].k == src[i].k {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortFunc(out[i:j], candNameCmp)
+		}
+		i = j
+	}
+	copy(cands, out)
+	clear(out) // keep no memos alive in the pool
+	w.rkeys, w.rtmp, w.cscr = keys[:0], tmp[:0], out[:0]
+}

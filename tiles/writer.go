@@ -55,8 +55,11 @@ type writer struct {
 	stack  []int
 	found  []*twin.Feature
 	cands  []candidate
-	segs   []seg
-	polys  []polyRef
+	// sortCands' scratch.
+	rkeys, rtmp []rankKey
+	cscr        []candidate
+	segs        []seg
+	polys       []polyRef
 	// lo, hi bound the points of the last project, in tile units.
 	lo, hi orb.Point
 }
