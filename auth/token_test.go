@@ -38,10 +38,10 @@ func TestSignParse(t *testing.T) {
 }
 
 func TestSees(t *testing.T) {
-	in := &twin.Feature{Region: []string{"500000", "500105", "500105002"}}
-	out := &twin.Feature{Region: []string{"500000", "500103", "500103001"}}
-	alert := &twin.Feature{ID: twin.NewID(twin.Alerts, "a"), Region: []string{"500000", "500103"}, Props: twin.NewProps(map[string]any{"regions": []any{"500103", "500105"}})}
-	forged := &twin.Feature{ID: twin.NewID(twin.Vehicles, "v"), Region: []string{"500000", "500103"}, Props: twin.NewProps(map[string]any{"regions": []any{"500105"}})}
+	in := &twin.Feature{Place: twin.NewPlace([]string{"500000", "500105", "500105002"}, "")}
+	out := &twin.Feature{Place: twin.NewPlace([]string{"500000", "500103", "500103001"}, "")}
+	alert := &twin.Feature{ID: twin.NewID(twin.Alerts, "a"), Place: twin.NewPlace([]string{"500000", "500103"}, ""), Props: twin.NewProps(map[string]any{"regions": []any{"500103", "500105"}})}
+	forged := &twin.Feature{ID: twin.NewID(twin.Vehicles, "v"), Place: twin.NewPlace([]string{"500000", "500103"}, ""), Props: twin.NewProps(map[string]any{"regions": []any{"500105"}})}
 	street := Principal{Role: Operator, Region: "500105002"}
 	district := Principal{Role: Operator, Region: "500105"}
 	city := Principal{Role: Operator, Region: CityCode}
@@ -56,7 +56,7 @@ func TestSees(t *testing.T) {
 	}
 	// A directive's task to a district has no geometry: its regions prop
 	// is its scope; the district and the city see it, its streets do not.
-	task := &twin.Feature{ID: twin.NewID(twin.Tasks, "t"), Region: []string{"500000", "500105", "500105002"}, Props: twin.NewProps(map[string]any{"regions": []any{"500105"}})}
+	task := &twin.Feature{ID: twin.NewID(twin.Tasks, "t"), Place: twin.NewPlace([]string{"500000", "500105", "500105002"}, ""), Props: twin.NewProps(map[string]any{"regions": []any{"500105"}})}
 	other := Principal{Role: Operator, Region: "500103"}
 	if !district.Sees(task) || !city.Sees(task) || street.Sees(task) || other.Sees(task) {
 		t.Fatal("task regions: its district and the city see it, its street and other districts do not")
@@ -79,7 +79,7 @@ func TestCheckClientProps(t *testing.T) {
 }
 
 func TestOfFailsClosed(t *testing.T) {
-	f := &twin.Feature{Region: []string{"500000", "500105"}}
+	f := &twin.Feature{Place: twin.NewPlace([]string{"500000", "500105"}, "")}
 	if Of(context.Background()).Sees(f) {
 		t.Fatal("a request without a principal sees objects")
 	}

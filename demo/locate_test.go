@@ -15,7 +15,8 @@ func TestLocatorAgrees(t *testing.T) {
 	loc := locate.New()
 	loc.Reset(c.Features[twin.Regions], c.Features[twin.Grids])
 	for _, w := range c.Features[twin.Workers] {
-		_, region, grid := loc.Locate(w.Geometry)
+		_, place := loc.Locate(w.Geometry)
+		region, grid := place.Region, place.Grid
 		if len(region) != 3 || region[0] != CityCode || region[2] != w.Prop("street") || region[1] != w.Prop("street")[:6] {
 			t.Fatalf("%s: region %v, street %s", w.ID, region, w.Prop("street"))
 		}
@@ -29,14 +30,15 @@ func TestLocatorAgrees(t *testing.T) {
 		}
 		// Buildings carry no street prop (the region path has it); the
 		// generator's own record of the street must agree with the locator.
-		_, region, _ := loc.Locate(b.Geometry)
+		_, place := loc.Locate(b.Geometry)
+		region := place.Region
 		if site := c.sites[i]; site.name != b.ID.Name || len(region) != 3 || region[2] != site.street {
 			t.Fatalf("%s: region %v, generated in street %s (%s)", b.ID, region, site.street, site.name)
 		}
 	}
 	for _, f := range c.Features[twin.Vehicles] {
-		if _, region, _ := loc.Locate(f.Geometry); len(region) != 3 {
-			t.Fatalf("%s: region %v", f.ID, region)
+		if _, place := loc.Locate(f.Geometry); place == nil || len(place.Region) != 3 {
+			t.Fatalf("%s: place %v", f.ID, place)
 		}
 	}
 }

@@ -293,7 +293,7 @@ func (e *Engine) regionsOf(fs ...*twin.Feature) []string {
 		if f == nil {
 			continue
 		}
-		for _, c := range f.Region {
+		for _, c := range f.Region() {
 			set[c] = true
 		}
 		if e.opts.Place == nil {

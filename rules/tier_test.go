@@ -81,7 +81,7 @@ func TestRulesBelongToTheirTier(t *testing.T) {
 
 	// The street's rule fires inside the street only.
 	for name, region := range map[string][]string{"in": {"500000", "500105", "500105002"}, "out": {"500000", "500103", "500103001"}} {
-		if _, err := f.tw.Put(&twin.Feature{ID: twin.NewID(twin.Devices, name), Geometry: orb.Point{106.55, 29.55}, Region: region, Props: twin.NewProps(map[string]any{"kind": "septic_gas"})}); err != nil {
+		if _, err := f.tw.Put(&twin.Feature{ID: twin.NewID(twin.Devices, name), Geometry: orb.Point{106.55, 29.55}, Place: twin.NewPlace(region, ""), Props: twin.NewProps(map[string]any{"kind": "septic_gas"})}); err != nil {
 			t.Fatal(err)
 		}
 		f.reading(t, name, f.clk.Now(), map[string]float64{"ch4": 7})

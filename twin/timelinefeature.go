@@ -47,11 +47,12 @@ func appendFeatureRecord(b []byte, f *Feature) ([]byte, error) {
 	b = binary.AppendUvarint(b, f.Version)
 	b = binary.AppendVarint(b, int64(f.Updated))
 	b = binary.AppendVarint(b, int64(f.Observed))
-	b = binary.AppendUvarint(b, uint64(len(f.Region)))
-	for _, r := range f.Region {
+	region := f.Region()
+	b = binary.AppendUvarint(b, uint64(len(region)))
+	for _, r := range region {
 		b = appendStr(b, r)
 	}
-	b = appendStr(b, f.Grid)
+	b = appendStr(b, f.Grid())
 	switch g := f.Geometry.(type) {
 	case nil:
 		b = append(b, featGeomNone)
@@ -103,13 +104,14 @@ func decodeFeatureRecord(id ID, b []byte) (*Feature, error) {
 	if n = rd.uvarint(); n > uint64(len(rd.b)) {
 		return nil, fmt.Errorf("%w: %w: regions", ErrBadTimeline, errBadFeature)
 	}
+	var region []string
 	if n > 0 {
-		f.Region = make([]string, n)
-		for i := range f.Region {
-			f.Region[i] = string(rd.str())
+		region = make([]string, n)
+		for i := range region {
+			region[i] = string(rd.str())
 		}
 	}
-	f.Grid = string(rd.str())
+	f.Place = NewPlace(region, string(rd.str()))
 	switch rd.byte() {
 	case featGeomNone:
 	case featGeomPoint:

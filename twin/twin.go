@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unique"
 
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/paulmach/orb"
@@ -21,11 +20,13 @@ var (
 	ErrConflict  = errors.New("version conflict")
 )
 
-// Enricher computes where an object is: its H3 cells, region path and grid.
-// The twin calls it whenever an object's geometry is set or moves.
-// Implementations must be safe for concurrent use.
+// Enricher computes where an object is: its H3 cells and its place (region
+// path and grid; nil when in none). The twin calls it whenever an object's
+// geometry is set or moves. Implementations must be safe for concurrent
+// use, and should hand out one *Place per answer (Places): every object
+// holding the place keeps it.
 type Enricher interface {
-	Locate(g orb.Geometry) (cells []uint64, region []string, grid string)
+	Locate(g orb.Geometry) (cells []uint64, place *Place)
 }
 
 // MoveEnricher is an optional fast path of an Enricher for a point object
@@ -34,7 +35,7 @@ type Enricher interface {
 // did not change, such as the H3 cell. Its answer must equal Locate(p)'s.
 // ApplySample uses it when the Enricher implements it.
 type MoveEnricher interface {
-	LocateMove(p orb.Point, prev *Feature) (cells []uint64, region []string, grid string)
+	LocateMove(p orb.Point, prev *Feature) (cells []uint64, place *Place)
 }
 
 // Options configure a Twin. Zero values take defaults.
@@ -203,13 +204,8 @@ func (t *Twin) prepareAll(fs []*Feature) {
 				if !f.Props.packed() {
 					f.Props = f.Props.Pack()
 				}
-				if f.Grid != "" {
-					// A store decodes each object's grid code anew (a
-					// few thousand codes, one string per object).
-					f.Grid = unique.Make(f.Grid).Value()
-				}
 				if t.opts.Enricher != nil && f.Geometry != nil && f.Cells == nil {
-					f.Cells, f.Region, f.Grid = t.opts.Enricher.Locate(f.Geometry)
+					f.Cells, f.Place = t.opts.Enricher.Locate(f.Geometry)
 				}
 			}
 		}
@@ -284,16 +280,15 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	}
 	t.feed.waitRoom() // back-pressure from a lagging required consumer (Feed)
 	var cells []uint64
-	var region []string
-	var grid string
+	var place *Place
 	if s.HasPos && t.opts.Enricher != nil {
 		if me, ok := t.opts.Enricher.(MoveEnricher); ok {
 			t.mu.RLock()
 			prev := t.get(s.ID)
 			t.mu.RUnlock()
-			cells, region, grid = me.LocateMove(s.Pos, prev)
+			cells, place = me.LocateMove(s.Pos, prev)
 		} else {
-			cells, region, grid = t.opts.Enricher.Locate(s.Pos)
+			cells, place = t.opts.Enricher.Locate(s.Pos)
 		}
 	}
 	t.mu.Lock()
@@ -330,7 +325,7 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	if s.HasPos {
 		nf.Geometry = s.Pos
 		if t.opts.Enricher != nil {
-			nf.Cells, nf.Region, nf.Grid = cells, region, grid
+			nf.Cells, nf.Place = cells, place
 		}
 	}
 	// One packed copy of the props with the sample's fields (the feed
@@ -380,10 +375,10 @@ func (t *Twin) locate(f *Feature) {
 		return
 	}
 	if f.Geometry == nil {
-		f.Cells, f.Region, f.Grid = nil, nil, ""
+		f.Cells, f.Place = nil, nil
 		return
 	}
-	f.Cells, f.Region, f.Grid = t.opts.Enricher.Locate(f.Geometry)
+	f.Cells, f.Place = t.opts.Enricher.Locate(f.Geometry)
 }
 
 // commitKeepTime stores nf as the new state of its object, stamping its

@@ -156,9 +156,9 @@ func TestFeedGrows(t *testing.T) {
 // concurrent use.
 type cellEnricher struct{}
 
-func (cellEnricher) Locate(g orb.Geometry) ([]uint64, []string, string) {
+func (cellEnricher) Locate(g orb.Geometry) ([]uint64, *Place) {
 	p := g.(orb.Point)
-	return []uint64{uint64(p[0]*1000) + 1}, []string{"500000"}, "g"
+	return []uint64{uint64(p[0]*1000) + 1}, NewPlace([]string{"500000"}, "g")
 }
 
 // TestLoadEnrichesInParallel: Load places every feature without cells (in
@@ -177,7 +177,7 @@ func TestLoadEnrichesInParallel(t *testing.T) {
 		if i == 7 {
 			want = 42
 		}
-		if !ok || len(got.Cells) != 1 || got.Cells[0] != want || (i != 7 && got.Grid != "g") {
+		if !ok || len(got.Cells) != 1 || got.Cells[0] != want || (i != 7 && got.Grid() != "g") {
 			t.Fatalf("%s: %+v", f.ID, got)
 		}
 	}

@@ -37,16 +37,16 @@ func (f *Feature) appendWire(b []byte, keep []string) ([]byte, error) {
 		b = append(b, '"')
 	}
 	b = append(b, `,"region":[`...)
-	for i, r := range f.Region {
+	for i, r := range f.Region() {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = appendJSONString(b, r)
 	}
 	b = append(b, ']')
-	if f.Grid != "" {
+	if f.Grid() != "" {
 		b = append(b, `,"grid":`...)
-		b = appendJSONString(b, f.Grid)
+		b = appendJSONString(b, f.Grid())
 	}
 	b = append(b, `,"geometry":`...)
 	switch g := f.Geometry.(type) {

@@ -15,7 +15,7 @@ import (
 // reference its output must equal byte for byte.
 func marshalReflect(f *Feature) ([]byte, error) {
 	w := wireFeature{Type: "Feature", ID: f.ID.String(), Layer: f.ID.Layer, Version: f.Version,
-		Region: f.Region, Grid: f.Grid, Props: f.Props.Map()}
+		Region: f.Region(), Grid: f.Grid(), Props: f.Props.Map()}
 	if w.Region == nil {
 		w.Region = []string{}
 	}
@@ -37,10 +37,10 @@ func marshalReflect(f *Feature) ([]byte, error) {
 var wireCases = []*Feature{
 	{ID: NewID(Vehicles, "BP2968"), Geometry: orb.Point{106.5512345678, 29.5623}, Version: 7,
 		Updated:  StampOf(time.Date(2026, 11, 23, 8, 0, 0, 123456789, time.FixedZone("CST", 8*3600))),
-		Observed: StampOf(time.Date(2026, 11, 23, 0, 0, 1, 0, time.UTC)), Region: []string{"500000", "500103", "500103001"}, Grid: "8930e1d8a2fffff",
+		Observed: StampOf(time.Date(2026, 11, 23, 0, 0, 1, 0, time.UTC)), Place: NewPlace([]string{"500000", "500103", "500103001"}, "8930e1d8a2fffff"),
 		Props: NewProps(map[string]any{"kind": "muck_truck", "speed_kmh": 32.5, "heading": 90.0, "values": map[string]any{"b": 1.0, "a": math.Copysign(0, -1)}})},
 	{ID: NewID(Devices, "d1")},
-	{ID: NewID(Buildings, "b<1>&\"x\"\\\u2028\u2029\x01\t\n\xff中"), Region: []string{}, Geometry: orb.Polygon{{{106.5, 29.5}, {106.51, 29.5}, {106.51, 29.51}, {106.5, 29.5}}},
+	{ID: NewID(Buildings, "b<1>&\"x\"\\\u2028\u2029\x01\t\n\xff中"), Place: NewPlace([]string{}, ""), Geometry: orb.Polygon{{{106.5, 29.5}, {106.51, 29.5}, {106.51, 29.51}, {106.5, 29.5}}},
 		Props: NewProps(map[string]any{"name": "解放碑 <b>", "levels": 8, "owners": []any{"p1", nil, true}, "tiny": 1e-9, "huge": 1e22})},
 	{ID: NewID(Roads, "r"), Geometry: orb.LineString{{0, 0}, {1e-7, -2.5e21}}, Props: NewProps(map[string]any{})},
 	{ID: NewID(Vehicles, "z"), Geometry: orb.Point{0, math.Copysign(0, -1)}},
@@ -123,7 +123,7 @@ func FuzzWireString(f *testing.F) {
 		f.Add(s, 1.5)
 	}
 	f.Fuzz(func(t *testing.T, s string, x float64) {
-		ft := &Feature{ID: ID{Layer: Vehicles, Name: s}, Region: []string{s}, Grid: s, Geometry: orb.Point{x, -x}}
+		ft := &Feature{ID: ID{Layer: Vehicles, Name: s}, Place: NewPlace([]string{s}, s), Geometry: orb.Point{x, -x}}
 		want, werr := marshalReflect(ft)
 		got, err := ft.MarshalJSON()
 		if (err == nil) != (werr == nil) || !bytes.Equal(got, want) {

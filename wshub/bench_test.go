@@ -38,7 +38,7 @@ func newRouteFixture(b testing.TB, subs, objects int) *routeFixture {
 	cur := make([]*twin.Feature, objects)
 	for i := range cur {
 		cur[i] = &twin.Feature{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("v%d", i)), Geometry: randIn(r, city),
-			Version: 1, Region: []string{"500000"}, Props: twin.NewProps(map[string]any{"speed_kmh": 30.0, "heading": 90.0})}
+			Version: 1, Place: twin.NewPlace([]string{"500000"}, ""), Props: twin.NewProps(map[string]any{"speed_kmh": 30.0, "heading": 90.0})}
 	}
 	const n = 1 << 14
 	fx := &routeFixture{h: h, changes: make([]twin.Change, n)}

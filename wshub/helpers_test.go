@@ -28,11 +28,11 @@ var city = orb.Bound{Min: orb.Point{106.35, 29.45}, Max: orb.Point{106.75, 29.75
 // westEast assigns regions by longitude: a stand-in for twin/locate.
 type westEast struct{}
 
-func (westEast) Locate(g orb.Geometry) ([]uint64, []string, string) {
+func (westEast) Locate(g orb.Geometry) ([]uint64, *twin.Place) {
 	if g.Bound().Center()[0] < 106.55 {
-		return nil, []string{"500000", "500103"}, ""
+		return nil, twin.NewPlace([]string{"500000", "500103"}, "")
 	}
-	return nil, []string{"500000", "500105"}, ""
+	return nil, twin.NewPlace([]string{"500000", "500105"}, "")
 }
 
 type env struct {

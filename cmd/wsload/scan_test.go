@@ -26,7 +26,7 @@ func deltaMsg(t *testing.T, seq uint64, kind string, f *twin.Feature) []byte {
 // from the server's deltas, and leaves what it cannot read to it.
 func TestScanDeltaAgreesWithJSON(t *testing.T) {
 	f := &twin.Feature{ID: twin.NewID("vehicles", "wsl-7"), Geometry: orb.Point{106.5, 29.6}, Version: 42,
-		Updated: twin.StampOf(time.UnixMilli(1_700_000_000_123)), Region: []string{"500000"},
+		Updated: twin.StampOf(time.UnixMilli(1_700_000_000_123)), Place: twin.NewPlace([]string{"500000"}, ""),
 		Props: twin.NewProps(map[string]any{"kind": "patrol", "id": "x", "version": 1.0,
 			"speed_kmh": 31.5, "values": map[string]any{"sent_ms": 1700000000123.456}})}
 	noSent := &twin.Feature{ID: twin.NewID("vehicles", "wsl-8"), Geometry: orb.Point{106.5, 29.6}, Version: 3,

@@ -18,11 +18,11 @@ import (
 // in street 500103001; every point is in grid "g".
 type twoDistricts struct{}
 
-func (twoDistricts) Locate(g orb.Geometry) ([]uint64, []string, string) {
+func (twoDistricts) Locate(g orb.Geometry) ([]uint64, *twin.Place) {
 	if g.Bound().Center()[0] < 106.58 {
-		return []uint64{1}, []string{"500000", "500105", "500105002"}, "g"
+		return []uint64{1}, twin.NewPlace([]string{"500000", "500105", "500105002"}, "g")
 	}
-	return []uint64{2}, []string{"500000", "500103", "500103001"}, "g"
+	return []uint64{2}, twin.NewPlace([]string{"500000", "500103", "500103001"}, "g")
 }
 
 var (

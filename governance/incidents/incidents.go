@@ -147,7 +147,7 @@ func (s *Service) Report(p auth.Principal, r Report) (*twin.Feature, bool, error
 	at := orb.Point{r.Lon, r.Lat}
 	probe := &twin.Feature{ID: twin.NewID(twin.Incidents, "probe"), Geometry: at}
 	if s.opts.Enricher != nil {
-		_, probe.Region, probe.Grid = s.opts.Enricher.Locate(at)
+		_, probe.Place = s.opts.Enricher.Locate(at)
 	}
 	if !p.Sees(probe) {
 		return nil, false, fmt.Errorf("%w: position is outside your region", ErrForbidden)
@@ -315,7 +315,7 @@ func (s *Service) escalate(id twin.ID, actor string, now time.Time, note string)
 			tier = "district"
 		}
 		f.Props.Set("tier", tier)
-		f.Props.Set("tier_code", tierCode(f.Region, tier))
+		f.Props.Set("tier_code", tierCode(f.Region(), tier))
 		st := step("escalate", actor, now)
 		if note = strings.TrimSpace(note); note != "" {
 			st["note"] = note
@@ -459,7 +459,7 @@ func (s *Service) mayAssign(p auth.Principal, inc, w *twin.Feature) bool {
 	if !p.Sees(w) {
 		return false
 	}
-	code := tierCode(inc.Region, inc.Prop("tier"))
+	code := tierCode(inc.Region(), inc.Prop("tier"))
 	return code == auth.CityCode || w.InRegion(code)
 }
 
@@ -566,8 +566,8 @@ func (s *Service) pickWorker(p auth.Principal, inc *twin.Feature, skip map[twin.
 		return nil, fmt.Errorf("%w: the incident has no position", ErrNoWorker)
 	}
 	street := ""
-	if len(inc.Region) > 0 {
-		street = inc.Region[len(inc.Region)-1]
+	if len(inc.Region()) > 0 {
+		street = inc.Region()[len(inc.Region())-1]
 	}
 	var inGrid, inStreet *twin.Feature
 	var dGrid, dStreet float64
@@ -587,9 +587,9 @@ func (s *Service) pickWorker(p auth.Principal, inc *twin.Feature, skip map[twin.
 		d := sphere.PointGeometryDistance(at, w.Geometry)
 		grid := w.Prop("grid")
 		if grid == "" {
-			grid = w.Grid
+			grid = w.Grid()
 		}
-		if inc.Grid != "" && grid == inc.Grid && (inGrid == nil || d < dGrid) {
+		if inc.Grid() != "" && grid == inc.Grid() && (inGrid == nil || d < dGrid) {
 			inGrid, dGrid = w, d
 		}
 		if street != "" && w.InRegion(street) && (inStreet == nil || d < dStreet) {
@@ -626,7 +626,7 @@ func (s *Service) setTierCode(f *twin.Feature) *twin.Feature {
 		if cur == nil {
 			return nil, nil
 		}
-		cur.Props.Set("tier_code", tierCode(cur.Region, cur.Prop("tier")))
+		cur.Props.Set("tier_code", tierCode(cur.Region(), cur.Prop("tier")))
 		return cur, nil
 	})
 	if ok {

@@ -20,12 +20,12 @@ var (
 // fakeLocator puts everything in street 500105002; grid g1 west of 106.561, g2 east.
 type fakeLocator struct{}
 
-func (fakeLocator) Locate(g orb.Geometry) ([]uint64, []string, string) {
+func (fakeLocator) Locate(g orb.Geometry) ([]uint64, *twin.Place) {
 	grid := "g1"
 	if g.Bound().Center()[0] > 106.561 {
 		grid = "g2"
 	}
-	return []uint64{1}, []string{"500000", "500105", "500105002"}, grid
+	return []uint64{1}, twin.NewPlace([]string{"500000", "500105", "500105002"}, grid)
 }
 
 func setup(t *testing.T) (*twin.Twin, *Service, *clock.Fake) {

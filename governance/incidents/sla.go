@@ -60,7 +60,7 @@ func (s *Service) Tick(now time.Time) int {
 			f.Props.Set("sla_breaches", b+1)
 			f.Props.Set("breached", append(asList(f.Props.Get("breached")), d.step))
 			f.Props.Set("tier", tier)
-			f.Props.Set("tier_code", tierCode(f.Region, tier))
+			f.Props.Set("tier_code", tierCode(f.Region(), tier))
 			f.Props.Set("history", append(asList(f.Props.Get("history")), step("escalate:"+d.step, "system", now)))
 			return f, nil
 		})
@@ -88,7 +88,7 @@ func (s *Service) raiseAlert(inc *twin.Feature, step string, now time.Time) {
 	name := fmt.Sprintf("incident-sla.%s.%s", inc.ID.Name, step)
 	_, err := s.tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Geometry: inc.Geometry, Props: twin.NewProps(map[string]any{
 		"rule": "incident-sla", "severity": tierColour[tier], "subject": inc.ID.String(), "state": "open",
-		"tier": tier, auth.AlsoRegionsProp: []any{tierCode(inc.Region, tier)}, "count": 1.0,
+		"tier": tier, auth.AlsoRegionsProp: []any{tierCode(inc.Region(), tier)}, "count": 1.0,
 		"message": fmt.Sprintf("incident %s (%s) missed its %s deadline; escalated to %s", inc.ID.Name, inc.Prop("type"), step, tier),
 		"first":   stamp(now), "last": stamp(now),
 	})})

@@ -103,7 +103,7 @@ func hasEvents(l twin.Layer) bool { return l == twin.Alerts || l == twin.Inciden
 // (auth.AlsoRegionsProp: the other district of a bridge, a task's assignee
 // region when it has no position) with their paths, as scope reads them.
 func attribution(f *twin.Feature) []string {
-	r := append([]string(nil), f.Region...)
+	r := append([]string(nil), f.Region()...)
 	if f.ID.Layer == twin.Alerts || f.ID.Layer == twin.Tasks {
 		for _, c := range twin.PropStrings(f.Props.Get(auth.AlsoRegionsProp)) {
 			if c == "" || len(c) > 12 {

@@ -45,7 +45,7 @@ func (m *refModel) addDur(path []string, t time.Time, name string, ms int64) {
 // paths is the attribution of an object: its path, and an alert's extras
 // with their paths, without repeats.
 func (m *refModel) paths(f *twin.Feature) []string {
-	out := append([]string(nil), f.Region...)
+	out := append([]string(nil), f.Region()...)
 	for _, c := range m.extras[f.ID.String()] {
 		cands := []string{"500000", c[:6]}
 		if len(c) > 6 {
@@ -228,7 +228,7 @@ func differential(t *testing.T, seed uint64) {
 				p["regions"] = []any{extra}
 				ref.extras[id.String()] = []string{extra}
 			}
-			f := &twin.Feature{ID: id, Region: path, Props: twin.NewProps(p)}
+			f := &twin.Feature{ID: id, Place: twin.NewPlace(path, ""), Props: twin.NewProps(p)}
 			ref.add(ref.paths(f), now, "raised", c)
 			put(f)
 		case 2: // escalate an alert
@@ -249,9 +249,9 @@ func differential(t *testing.T, seed uint64) {
 				put(f)
 			}
 		case 6: // report an incident
-			f := &twin.Feature{ID: twin.NewID(twin.Incidents, fmt.Sprintf("i%d", seq)), Region: path,
+			f := &twin.Feature{ID: twin.NewID(twin.Incidents, fmt.Sprintf("i%d", seq)), Place: twin.NewPlace(path, ""),
 				Props: twin.NewProps(map[string]any{"state": "reported", "reported_at": ts(now), "sla": map[string]any{}, "breached": []any{}, "history": []any{}})}
-			ref.add(f.Region, now, "inc", "reported")
+			ref.add(f.Region(), now, "inc", "reported")
 			put(f)
 		case 7, 8, 9, 10: // move an incident one step
 			f := pick(twin.Incidents, state("reported", "dispatched", "accepted", "arrived", "resolved"))
@@ -278,7 +278,7 @@ func differential(t *testing.T, seed uint64) {
 				if by.Before(now) {
 					f.Props.Set("breached", append(f.Props.Get("breached").([]any), step))
 					f.Props.Set("history", append(f.Props.Get("history").([]any), map[string]any{"action": "escalate:" + step, "at": ts(now)}))
-					ref.add(f.Region, now, "breach", step)
+					ref.add(f.Region(), now, "breach", step)
 					put(f)
 					f = clone(f)
 					now = now.Add(time.Duration(rng.IntN(120)) * time.Second)
@@ -286,13 +286,13 @@ func differential(t *testing.T, seed uint64) {
 			}
 			f.Props.Set("state", next[0])
 			f.Props.Set(next[1], ts(now))
-			ref.add(f.Region, now, "inc", next[0])
+			ref.add(f.Region(), now, "inc", next[0])
 			if step := next[2]; step != "" && !slices.Contains(twin.PropStrings(f.Props.Get("breached")), step) {
 				by, _ := time.Parse(time.RFC3339Nano, sla[step+"_by"].(string))
 				if now.After(by) {
-					ref.add(f.Region, now, "breach", step)
+					ref.add(f.Region(), now, "breach", step)
 				} else {
-					ref.add(f.Region, now, "met", step)
+					ref.add(f.Region(), now, "met", step)
 				}
 			}
 			if next[3] != "" {
@@ -303,16 +303,16 @@ func differential(t *testing.T, seed uint64) {
 			for _, d := range durations {
 				if d.to == next[1] {
 					if from, ok := propTime(f, d.from); ok {
-						ref.addDur(f.Region, now, d.name, now.Sub(from).Milliseconds())
+						ref.addDur(f.Region(), now, d.name, now.Sub(from).Milliseconds())
 					}
 				}
 			}
 			put(f)
 		case 11: // issue a task
-			f := &twin.Feature{ID: twin.NewID(twin.Tasks, fmt.Sprintf("t%d", seq)), Region: path,
+			f := &twin.Feature{ID: twin.NewID(twin.Tasks, fmt.Sprintf("t%d", seq)), Place: twin.NewPlace(path, ""),
 				Props: twin.NewProps(map[string]any{"state": "issued", "issued_at": ts(now), "due": ts(now.Add(time.Duration(rng.IntN(240)) * time.Minute))})}
 			if rng.IntN(3) == 0 { // a directive's task: no position, its assignee region in regions
-				f.Region = nil
+				f.Place = nil
 				code := path[1+rng.IntN(2)]
 				f.Props.Set("regions", []any{code})
 				ref.extras[f.ID.String()] = []string{code}
@@ -338,7 +338,7 @@ func differential(t *testing.T, seed uint64) {
 			}
 			f := pick(l, func(*twin.Feature) bool { return true })
 			if f == nil || rng.IntN(3) == 0 {
-				f = &twin.Feature{ID: twin.NewID(l, fmt.Sprintf("o%d", seq)), Region: path, Props: twin.NewProps(map[string]any{})}
+				f = &twin.Feature{ID: twin.NewID(l, fmt.Sprintf("o%d", seq)), Place: twin.NewPlace(path, ""), Props: twin.NewProps(map[string]any{})}
 			}
 			f.Props.Set("status", statuses[rng.IntN(len(statuses))])
 			put(f)
@@ -348,7 +348,7 @@ func differential(t *testing.T, seed uint64) {
 				f = pick(twin.Incidents, state("dispatched", "accepted"))
 			}
 			if f != nil {
-				f.Region = path
+				f.Place = twin.NewPlace(path, f.Grid())
 				put(f)
 			}
 		case 16: // an object is removed

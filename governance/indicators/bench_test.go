@@ -17,7 +17,7 @@ func BenchmarkDrainTelemetry(b *testing.B) {
 	const n = 1000
 	for i := range n {
 		_, _ = tw.Put(&twin.Feature{ID: twin.NewID(twin.Devices, fmt.Sprint("d", i)), Geometry: orb.Point{106.5, 29.5},
-			Region: []string{"500000", "500105", "500105001"}, Props: twin.NewProps(map[string]any{"status": "online"})})
+			Place: twin.NewPlace([]string{"500000", "500105", "500105001"}, ""), Props: twin.NewProps(map[string]any{"status": "online"})})
 	}
 	s := New(tw, nil, Options{})
 	s.cur = tw.Feed().Follow("indicators", twin.Required, tw.Feed().Last())

@@ -231,7 +231,7 @@ func (s *Service) Handler(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, http.StatusNotFound, "not found", "region "+code)
 		return
 	}
-	if !p.Sees(&twin.Feature{Region: regionPath(code)}) {
+	if !p.Sees(&twin.Feature{Place: twin.NewPlace(regionPath(code), "")}) {
 		httpx.Error(w, http.StatusNotFound, "not found", "region "+code)
 		return
 	}

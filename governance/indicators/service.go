@@ -281,7 +281,7 @@ func unchanged(c *twin.Change) bool {
 	if c.Old == nil || c.New == nil || (c.New.ID.Layer != twin.Devices && c.New.ID.Layer != twin.Workers) {
 		return false
 	}
-	return c.Old.Prop("status") == c.New.Prop("status") && slices.Equal(c.Old.Region, c.New.Region)
+	return c.Old.Prop("status") == c.New.Prop("status") && slices.Equal(c.Old.Region(), c.New.Region())
 }
 
 func encodeFigures(g *figures) ([]byte, error) { return json.Marshal(g) }

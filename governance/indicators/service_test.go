@@ -120,7 +120,7 @@ func testRestart(t *testing.T, open func() testStore) {
 	}
 	alert := func(name string, region []string, colour string) {
 		t.Helper()
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Region: region, Props: twin.NewProps(map[string]any{
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, name), Place: twin.NewPlace(region, ""), Props: twin.NewProps(map[string]any{
 			"state": "open", "severity": colour, "first": ts(clk.Now()), "history": []any{map[string]any{"severity": colour}}})}); err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +139,7 @@ func testRestart(t *testing.T, open func() testStore) {
 		t.Helper()
 		if _, _, err := tw.Update(twin.NewID(twin.Incidents, name), func(f *twin.Feature) (*twin.Feature, error) {
 			if f == nil {
-				f = &twin.Feature{ID: twin.NewID(twin.Incidents, name), Region: jiangbei, Props: twin.NewProps(map[string]any{"sla": map[string]any{}})}
+				f = &twin.Feature{ID: twin.NewID(twin.Incidents, name), Place: twin.NewPlace(jiangbei, ""), Props: twin.NewProps(map[string]any{"sla": map[string]any{}})}
 			}
 			for _, s := range steps {
 				f.Props.Set("state", s)
@@ -167,7 +167,7 @@ func testRestart(t *testing.T, open func() testStore) {
 	alert("a2", yuzhong, "yellow")
 	incident("i1", "reported", "dispatched")
 	for i := range 20 {
-		_, _ = tw.Put(&twin.Feature{ID: twin.NewID(twin.Devices, fmt.Sprintf("d%d", i)), Region: jiangbei, Props: twin.NewProps(map[string]any{"status": map[bool]string{true: "offline", false: "online"}[i%4 == 0]})})
+		_, _ = tw.Put(&twin.Feature{ID: twin.NewID(twin.Devices, fmt.Sprintf("d%d", i)), Place: twin.NewPlace(jiangbei, ""), Props: twin.NewProps(map[string]any{"status": map[bool]string{true: "offline", false: "online"}[i%4 == 0]})})
 	}
 	svc.drain()
 	if err := svc.Flush(ctx); err != nil {
@@ -258,9 +258,9 @@ func TestHandler(t *testing.T) {
 	defer st.Close()
 	tw := twin.New(twin.Options{Clock: clk})
 	for _, r := range []struct{ code, level string }{{"500105", "district"}, {"500103", "district"}} {
-		_, _ = tw.Put(&twin.Feature{ID: twin.NewID(twin.Regions, r.code), Region: []string{"500000", r.code}, Props: twin.NewProps(map[string]any{"code": r.code, "level": r.level, "name": "R" + r.code})})
+		_, _ = tw.Put(&twin.Feature{ID: twin.NewID(twin.Regions, r.code), Place: twin.NewPlace([]string{"500000", r.code}, ""), Props: twin.NewProps(map[string]any{"code": r.code, "level": r.level, "name": "R" + r.code})})
 	}
-	_, _ = tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, "a"), Region: jiangbei, Props: twin.NewProps(map[string]any{"state": "open", "severity": "red", "first": ts(t0)})})
+	_, _ = tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, "a"), Place: twin.NewPlace(jiangbei, ""), Props: twin.NewProps(map[string]any{"state": "open", "severity": "red", "first": ts(t0)})})
 	svc := New(tw, st, Options{})
 	if err := svc.open(ctx); err != nil {
 		t.Fatal(err)
@@ -330,7 +330,7 @@ func TestCutLooseReconciles(t *testing.T) {
 	defer svc.close()
 	for i := range 100 {
 		first := t0.Add(time.Duration(i) * time.Minute)
-		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, fmt.Sprint("a", i)), Region: jiangbei,
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, fmt.Sprint("a", i)), Place: twin.NewPlace(jiangbei, ""),
 			Props: twin.NewProps(map[string]any{"state": "open", "severity": "red", "first": ts(first)})}); err != nil {
 			t.Fatal(err)
 		}

@@ -409,7 +409,7 @@ func propValue(f *twin.Feature, name string) (any, bool) {
 	case "version":
 		return float64(f.Version), true
 	case "grid":
-		return f.Grid, true
+		return f.Grid(), true
 	case "updated":
 		return f.Updated.Time().Format("2006-01-02T15:04:05Z"), true
 	}

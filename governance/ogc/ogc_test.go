@@ -29,7 +29,7 @@ func fixture(t *testing.T) *httptest.Server {
 			t.Fatal(err)
 		}
 		// Region is computed by the enricher in the server; set it directly here.
-		if _, _, err := tw.Update(f.ID, func(c *twin.Feature) (*twin.Feature, error) { c.Region = region; return c, nil }); err != nil {
+		if _, _, err := tw.Update(f.ID, func(c *twin.Feature) (*twin.Feature, error) { c.Place = twin.NewPlace(region, c.Grid()); return c, nil }); err != nil {
 			t.Fatal(err)
 		}
 	}

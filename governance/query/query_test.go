@@ -37,7 +37,7 @@ func scatter(tb testing.TB, n int) *twin.Twin {
 		}
 		pt := orb.Point{106.45 + rng.Float64()*0.2, 29.5 + rng.Float64()*0.18}
 		fs[i] = &twin.Feature{ID: twin.NewID(twin.Incidents, fmt.Sprintf("i%07d", i)), Version: 1,
-			Geometry: pt, Region: region, Cells: []uint64{uint64(h3.LatLngToCell(h3.NewLatLng(pt[1], pt[0]), 9))},
+			Geometry: pt, Place: twin.NewPlace(region, ""), Cells: []uint64{uint64(h3.LatLngToCell(h3.NewLatLng(pt[1], pt[0]), 9))},
 			Props: twin.NewProps(map[string]any{"state": "reported", "type": "litter"})}
 	}
 	tw.Load(fs)
@@ -75,7 +75,7 @@ func TestNearbyMatchesBruteForce(t *testing.T) {
 
 func TestHandlers(t *testing.T) {
 	tw := scatter(t, 2000)
-	tw.Load([]*twin.Feature{{ID: twin.NewID(twin.Regions, "500105"), Version: 1, Region: []string{"500000", "500105"},
+	tw.Load([]*twin.Feature{{ID: twin.NewID(twin.Regions, "500105"), Version: 1, Place: twin.NewPlace([]string{"500000", "500105"}, ""),
 		Props: twin.NewProps(map[string]any{"code": "500105", "name": "Jiangbei", "level": "district"})}})
 	a := New(tw, Options{})
 	mux := http.NewServeMux()
@@ -292,7 +292,7 @@ func (c *countingWriter) Write(b []byte) (int, error) { c.n += len(b); return le
 // 200 with valid JSON (properties= names are echoed as JSON keys) or a 400.
 func FuzzNearbyAnswer(f *testing.F) {
 	tw := scatter(f, 200)
-	tw.Load([]*twin.Feature{{ID: twin.NewID(twin.Incidents, "odd\u2028<&>\x01"), Version: 1, Region: []string{"500000"},
+	tw.Load([]*twin.Feature{{ID: twin.NewID(twin.Incidents, "odd\u2028<&>\x01"), Version: 1, Place: twin.NewPlace([]string{"500000"}, ""),
 		Geometry: orb.Point{106.55, 29.58}, Props: twin.NewProps(map[string]any{"a\"b": "<x>", "n": 1.5, "l": []any{"p", 2.0}, "m": map[string]any{"k": true}})}})
 	a := New(tw, Options{})
 	ctx := auth.WithPrincipal(context.Background(), city)

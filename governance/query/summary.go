@@ -46,7 +46,7 @@ func (a *API) Summarise(p auth.Principal, code string) (Summary, bool) {
 	if code != auth.CityCode && (!ok || !p.Sees(region)) {
 		return Summary{}, false
 	}
-	if !p.Sees(&twin.Feature{Region: regionPath(code)}) {
+	if !p.Sees(&twin.Feature{Place: twin.NewPlace(regionPath(code), "")}) {
 		return Summary{}, false
 	}
 	s := Summary{Code: code, AlertsOpen: map[string]int{}, IncidentsState: map[string]int{},

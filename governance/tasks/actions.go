@@ -181,8 +181,8 @@ func (s *Service) CreateRectification(p auth.Principal, r RectifyReq) (*twin.Fea
 func (s *Service) rectify(p auth.Principal, b *twin.Feature, r RectifyReq, due, now time.Time) (*twin.Feature, error) {
 	bid := b.ID
 	assignee := auth.CityCode
-	if len(b.Region) > 0 {
-		assignee = b.Region[len(b.Region)-1]
+	if len(b.Region()) > 0 {
+		assignee = b.Region()[len(b.Region())-1]
 	}
 	title := r.Title
 	if title == "" {

@@ -164,8 +164,8 @@ func (s *Service) nextTier(f *twin.Feature) (tier, code string) {
 	}
 	code = auth.CityCode
 	if tier == "district" {
-		if len(f.Region) > 1 {
-			code = f.Region[1]
+		if len(f.Region()) > 1 {
+			code = f.Region()[1]
 		} else {
 			code = s.parentCode(f.Prop("tier_code"))
 		}

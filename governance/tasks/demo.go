@@ -162,7 +162,7 @@ func (s *Service) demoStep(r *rand.Rand) {
 func (s *Service) seedRectification(r *rand.Rand, n int) int {
 	var hs []*twin.Feature
 	s.tw.Range(twin.Buildings, func(f *twin.Feature) bool {
-		if hr, _ := f.Props.Get("high_rise").(bool); hr && len(f.Region) == 3 && len(twin.PropStrings(f.Props.Get("owners"))) > 0 {
+		if hr, _ := f.Props.Get("high_rise").(bool); hr && len(f.Region()) == 3 && len(twin.PropStrings(f.Props.Get("owners"))) > 0 {
 			hs = append(hs, f)
 		}
 		return true
@@ -181,7 +181,7 @@ func (s *Service) seedRectification(r *rand.Rand, n int) int {
 			issued, due = now.Add(-72*time.Hour), now.Add(-time.Duration(1+r.IntN(30))*time.Hour)
 		}
 		h := hazards[r.IntN(len(hazards))]
-		p := auth.Principal{Subject: demoActor, Role: auth.Operator, Region: b.Region[1]}
+		p := auth.Principal{Subject: demoActor, Role: auth.Operator, Region: b.Region()[1]}
 		if _, err := s.rectify(p, b, RectifyReq{Kind: KindRectification, Subject: b.ID.String(), Title: h,
 			Text: h + " (演示)", Plan: "一楼一策: 责任人限期整改, 街道复查"}, due, issued); err != nil {
 			s.log.Warn("demo rectification", "building", b.ID.String(), "err", err)
@@ -238,10 +238,10 @@ func (s *Service) seedCases(r *rand.Rand, n int) int {
 		}
 		mid := orb.Point{(a[0] + z[0]) / 2, (a[1] + z[1]) / 2}
 		var regions []any
-		for _, c := range b.Region {
+		for _, c := range b.Region() {
 			regions = append(regions, c)
 		}
-		al := &twin.Feature{ID: twin.NewID(twin.Alerts, fmt.Sprintf("bridge-muck.demo.%s", v.ID.Name)), Geometry: mid, Region: b.Region,
+		al := &twin.Feature{ID: twin.NewID(twin.Alerts, fmt.Sprintf("bridge-muck.demo.%s", v.ID.Name)), Geometry: mid, Place: twin.NewPlace(b.Region(), ""),
 			Props: twin.NewProps(map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": v.ID.String(), "target": b.ID.String(),
 				"message": "muck truck on a bridge in forbidden hours (demo replay)", "first": stamp(t0), auth.AlsoRegionsProp: regions})}
 		s.enf.openCase(al)

@@ -187,15 +187,15 @@ func (e *enforcer) openCase(al *twin.Feature) {
 	// The districts the bridge joins: its `connects` prop (the demo's and
 	// imported bridges name them) and the regions the rules placed the
 	// alert in (every vertex of the bridge).
-	for _, c := range append(append(twin.PropStrings(al.Props.Get(auth.AlsoRegionsProp)), b.Region...), twin.PropStrings(b.Props.Get("connects"))...) {
+	for _, c := range append(append(twin.PropStrings(al.Props.Get(auth.AlsoRegionsProp)), b.Region()...), twin.PropStrings(b.Props.Get("connects"))...) {
 		if c != auth.CityCode && len(c) == 6 {
 			districts = append(districts, c)
 		}
 	}
 	districts = sortedUnique(districts)
 	assignee := auth.CityCode
-	if len(al.Region) > 1 {
-		assignee = al.Region[1]
+	if len(al.Region()) > 1 {
+		assignee = al.Region()[1]
 	} else if len(districts) > 0 {
 		assignee = districts[0]
 	}

@@ -30,10 +30,10 @@ func city(t *testing.T) (*twin.Twin, *clock.Fake, *Service) {
 		region("500105001", "street", "500105"), region("500105002", "street", "500105")} {
 		mustPut(t, tw, r)
 	}
-	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Buildings, "b1"), Region: []string{"500000", "500105", "500105002"},
+	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Buildings, "b1"), Place: twin.NewPlace([]string{"500000", "500105", "500105002"}, ""),
 		Geometry: orb.Polygon{{{106.50, 29.50}, {106.501, 29.50}, {106.501, 29.501}, {106.50, 29.501}, {106.50, 29.50}}},
 		Props:    twin.NewProps(map[string]any{"name": "tower", "name_zh": "观音桥锦绣大厦", "owners": []any{"p1", "p2"}, "risk_level": 4.0})})
-	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Bridges, "qiansimen"), Region: []string{"500000", "500103"},
+	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Bridges, "qiansimen"), Place: twin.NewPlace([]string{"500000", "500103"}, ""),
 		Geometry: orb.LineString{{106.570, 29.570}, {106.580, 29.570}}, Props: twin.NewProps(map[string]any{"name": "千厮门大桥"})})
 	// A camera 20 m north of the deck's middle, one 200 m away.
 	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Devices, "cam1"), Geometry: orb.Point{106.575, 29.57018}, Props: twin.NewProps(map[string]any{"kind": "camera"})})
@@ -219,7 +219,7 @@ func TestEnforcementEvidence(t *testing.T) {
 	move(106.5710, 10)
 	move(106.5740, 20)
 	al := &twin.Feature{ID: twin.NewID(twin.Alerts, "bridge-muck.vehicles.T1.0"), Geometry: orb.Point{106.574, 29.5701},
-		Region: []string{"500000", "500103"}, Props: twin.NewProps(map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": vid.String(),
+		Place: twin.NewPlace([]string{"500000", "500103"}, ""), Props: twin.NewProps(map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": vid.String(),
 			"target": "bridges/qiansimen", "state": "open", "regions": []any{"500000", "500103", "500105"}, "first": stamp(t0.Add(20 * time.Second))})}
 	mustPut(t, tw, al)
 	drain()
@@ -276,9 +276,9 @@ func TestEnforcementEvidence(t *testing.T) {
 
 func TestDemoSeeds(t *testing.T) {
 	tw, _, s := city(t)
-	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Buildings, "b2"), Region: []string{"500000", "500105", "500105001"},
+	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Buildings, "b2"), Place: twin.NewPlace([]string{"500000", "500105", "500105001"}, ""),
 		Geometry: orb.Point{106.51, 29.51}, Props: twin.NewProps(map[string]any{"high_rise": true, "owners": []any{"p3"}})})
-	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Bridges, "qiansimen"), Region: []string{"500000", "500103"},
+	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Bridges, "qiansimen"), Place: twin.NewPlace([]string{"500000", "500103"}, ""),
 		Geometry: orb.LineString{{106.570, 29.570}, {106.580, 29.570}}, Props: twin.NewProps(map[string]any{"name": "千厮门大桥", "connects": []any{"500103", "500105"}})})
 	r := rand.New(rand.NewPCG(1, 2))
 	if n := s.seedRectification(r, 5); n != 1 {
@@ -366,7 +366,7 @@ func TestEnforcementAlertAfterTheTruckLeft(t *testing.T) {
 	}
 	drain() // every fix seen before the alert
 	mustPut(t, tw, &twin.Feature{ID: twin.NewID(twin.Alerts, "bridge-muck.vehicles.T1.0"), Geometry: orb.Point{106.574, 29.5701},
-		Region: []string{"500000", "500103"}, Props: twin.NewProps(map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": vid.String(),
+		Place: twin.NewPlace([]string{"500000", "500103"}, ""), Props: twin.NewProps(map[string]any{"kind": "geofence", "rule": "bridge-muck", "subject": vid.String(),
 			"target": "bridges/qiansimen", "state": "open", "regions": []any{"500000", "500103", "500105"}, "first": stamp(t0.Add(20 * time.Second))})})
 	drain()
 	cases := s.List(op("500105"), Filter{Kind: KindEnforcement})

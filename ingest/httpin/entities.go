@@ -143,7 +143,7 @@ func (a *API) placedInScope(w http.ResponseWriter, r *http.Request, id twin.ID, 
 		return true // empty: ValidGeometry refuses it next
 	}
 	probe := &twin.Feature{ID: id}
-	probe.Cells, probe.Region, probe.Grid = a.opts.Enricher.Locate(rep)
+	probe.Cells, probe.Place = a.opts.Enricher.Locate(rep)
 	if !p.Sees(probe) {
 		httpx.Error(w, http.StatusForbidden, "geometry lies outside your region", map[string]string{"region": p.Region})
 		return false

@@ -82,11 +82,11 @@ var t0 = time.Date(2026, 3, 1, 2, 0, 0, 0, time.UTC)
 // regionEnricher puts everything east of lon 106.5 in district 500105.
 type regionEnricher struct{}
 
-func (regionEnricher) Locate(g orb.Geometry) ([]uint64, []string, string) {
+func (regionEnricher) Locate(g orb.Geometry) ([]uint64, *twin.Place) {
 	if g.Bound().Center()[0] > 106.5 {
-		return nil, []string{"500000", "500105"}, ""
+		return nil, twin.NewPlace([]string{"500000", "500105"}, "")
 	}
-	return nil, []string{"500000", "500106"}, ""
+	return nil, twin.NewPlace([]string{"500000", "500106"}, "")
 }
 
 func newFixture(t *testing.T, opts Options) *fixture {
@@ -154,7 +154,7 @@ func TestEntityLifecycle(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.ID.String() != "vehicles/BP2968" || got.Version != 1 || got.Prop("kind") != "muck_truck" || got.Geometry != (orb.Point{106.6, 29.6}) || len(got.Region) != 2 {
+	if got.ID.String() != "vehicles/BP2968" || got.Version != 1 || got.Prop("kind") != "muck_truck" || got.Geometry != (orb.Point{106.6, 29.6}) || len(got.Region()) != 2 {
 		t.Fatalf("created %+v", got)
 	}
 	code, b = f.do(t, "PUT", "/api/entities/vehicles/BP2968", `{"type":"Feature","id":"vehicles/BP2968","geometry":null,"properties":{"kind":"patrol"}}`)

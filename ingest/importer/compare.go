@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"math"
-	"slices"
 
 	"github.com/citytwin/citytwin/twin"
 	"github.com/paulmach/orb"
@@ -24,7 +23,7 @@ func sameContent(old, nf *twin.Feature, enriched bool) bool {
 	if !sameGeometry(old.Geometry, nf.Geometry) {
 		return false
 	}
-	if enriched && (!slices.Equal(old.Region, nf.Region) || old.Grid != nf.Grid) {
+	if enriched && !old.Place.Equal(nf.Place) {
 		return false
 	}
 	a, err1 := json.Marshal(old.Props)

@@ -259,7 +259,7 @@ func (r *run) add(ctx context.Context, f *twin.Feature, line, index int) error {
 		f.Geometry = gcj02.ToWGS84Geometry(f.Geometry)
 	}
 	if r.opts.Enricher != nil {
-		f.Cells, f.Region, f.Grid = r.opts.Enricher.Locate(f.Geometry)
+		f.Cells, f.Place = r.opts.Enricher.Locate(f.Geometry)
 	}
 	if f.Props.Len() == 0 {
 		f.Props = twin.NewProps(map[string]any{})

@@ -227,8 +227,8 @@ func TestRegionAssignment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(f.Region, []string{"500000", "500106"}) {
-		t.Errorf("road-9337 region %v, want [500000 500106]", f.Region)
+	if !slices.Equal(f.Region(), []string{"500000", "500106"}) {
+		t.Errorf("road-9337 region %v, want [500000 500106]", f.Region())
 	}
 	if len(f.Cells) == 0 {
 		t.Error("no H3 cells")
@@ -237,8 +237,8 @@ func TestRegionAssignment(t *testing.T) {
 	// links in 沙坪坝区, the rest (east of ~106.447E) in 江北区 and 渝北区.
 	perDistrict := map[string]int{}
 	for _, r := range s.layer(twin.Roads) {
-		if len(r.Region) == 2 && r.Region[0] == "500000" {
-			perDistrict[r.Region[1]]++
+		if len(r.Region()) == 2 && r.Region()[0] == "500000" {
+			perDistrict[r.Region()[1]]++
 		}
 	}
 	if perDistrict["500106"] != 320 || perDistrict["500105"]+perDistrict["500112"] != 866 {

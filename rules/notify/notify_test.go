@@ -59,8 +59,8 @@ func (p *recPub) count(prefix string) int {
 // oneCity places everything in street 500105002.
 type oneCity struct{}
 
-func (oneCity) Locate(orb.Geometry) ([]uint64, []string, string) {
-	return []uint64{1}, []string{"500000", "500105", "500105002"}, "g"
+func (oneCity) Locate(orb.Geometry) ([]uint64, *twin.Place) {
+	return []uint64{1}, twin.NewPlace([]string{"500000", "500105", "500105002"}, "g")
 }
 
 // TestIncidentSLAAlertIsPublished (issue 11 item 16): the incident

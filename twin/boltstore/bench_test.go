@@ -19,7 +19,7 @@ func buildings(n, version int) []*twin.Feature {
 		x, y := 106.4+float64(i%1000)*1e-4, 29.5+float64(i/1000)*1e-4
 		ring := orb.Ring{{x, y}, {x + 5e-5, y}, {x + 5e-5, y + 5e-5}, {x, y + 5e-5}, {x, y}}
 		fs[i] = &twin.Feature{ID: twin.NewID(twin.Buildings, fmt.Sprint("b", i)), Geometry: orb.Polygon{ring},
-			Version: uint64(version), Updated: twin.StampOf(now), Region: []string{"500000", "500105", "500105002"}, Grid: "g1",
+			Version: uint64(version), Updated: twin.StampOf(now), Place: twin.NewPlace([]string{"500000", "500105", "500105002"}, "g1"),
 			Cells: []uint64{0x8930e1d8a2fffff}, Source: fmt.Sprint("osm:w", i),
 			Props: twin.NewProps(map[string]any{"name": "building", "height_m": 24.0, "levels": 8.0, "risk_level": 4.0, "risk_color": "blue"})}
 	}
@@ -108,7 +108,7 @@ func BenchmarkFlush(b *testing.B) {
 	vehicles := make([]*twin.Feature, objects)
 	for i := range vehicles {
 		vehicles[i] = &twin.Feature{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("load-%d", i)), Geometry: orb.Point{106.5, 29.5},
-			Version: 1, Region: []string{"500000", "500103"}, Props: twin.NewProps(map[string]any{"kind": "muck_truck", "speed_kmh": 30.0})}
+			Version: 1, Place: twin.NewPlace([]string{"500000", "500103"}, ""), Props: twin.NewProps(map[string]any{"kind": "muck_truck", "speed_kmh": 30.0})}
 	}
 	t0 := time.Now()
 	batch := func(n int) ([]*twin.Feature, []twin.Sample) {

@@ -28,10 +28,10 @@ func encodeFeature(b []byte, f *twin.Feature) ([]byte, error) {
 	b = binary.AppendUvarint(b, f.Version)
 	b = binary.AppendVarint(b, int64(f.Updated))
 	b = binary.AppendVarint(b, int64(f.Observed))
-	b = appendString(b, f.Grid)
+	b = appendString(b, f.Grid())
 	b = appendString(b, f.Source)
-	b = binary.AppendUvarint(b, uint64(len(f.Region)))
-	for _, r := range f.Region {
+	b = binary.AppendUvarint(b, uint64(len(f.Region())))
+	for _, r := range f.Region() {
 		b = appendString(b, r)
 	}
 	b = binary.AppendUvarint(b, uint64(len(f.Cells)))
@@ -118,22 +118,23 @@ func (r *reader) f64() float64 {
 
 // decodeFeature decodes a record; v may be bbolt's mmap'd memory, so nothing
 // returned aliases it. in (nil for none) shares repeated strings, numbers and
-// region paths between the features of one load.
+// places between the features of one load.
 func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 	r := &reader{b: v}
 	f := &twin.Feature{ID: id}
 	f.Version = r.uvarint()
 	f.Updated = twin.Stamp(r.varint())
 	f.Observed = twin.Stamp(r.varint())
-	f.Grid = in.str(r.bytes())
+	grid := in.str(r.bytes())
 	f.Source = string(r.bytes())
+	var region []string
 	if n := r.uvarint(); n > 0 && n <= uint64(len(r.b)) {
-		f.Region = make([]string, n)
-		for i := range f.Region {
-			f.Region[i] = in.str(r.bytes())
+		region = make([]string, n)
+		for i := range region {
+			region[i] = in.str(r.bytes())
 		}
-		f.Region = in.path(f.Region)
 	}
+	f.Place = in.place(region, grid)
 	if n := r.uvarint(); n > 0 && r.err == nil {
 		if n*8 > uint64(len(r.b)) {
 			return nil, errShort

@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/citytwin/citytwin/twin"
 )
 
 // interner shares the strings and boxed numbers that repeat across stored
@@ -13,24 +15,21 @@ import (
 // loaded buildings hold one copy of each instead of a million. It is a
 // direct-mapped cache (a slot per hash, the newest value wins), not a map:
 // a lookup is one hash and one compare in 200 KB that stay in cache, unique
-// values (names) only evict, and its size never grows. Region paths, few and
-// all repeated, are in a bounded map. Not safe for concurrent use: each
-// decoding goroutine has its own.
+// values (names) only evict, and its size never grows. Places (region path
+// and grid), few and all repeated, are in a bounded map. Not safe for
+// concurrent use: each decoding goroutine has its own.
 type interner struct {
-	seed  maphash.Seed
-	strs  [internSlots]string
-	nums  [internSlots]any
-	paths map[string][]string
+	seed   maphash.Seed
+	strs   [internSlots]string
+	nums   [internSlots]any
+	places twin.Places
 }
 
-// internSlots is the cache size (a power of two); internMax bounds paths.
-const (
-	internSlots = 1 << 12
-	internMax   = 1 << 16
-)
+// internSlots is the cache size (a power of two).
+const internSlots = 1 << 12
 
 func newInterner() *interner {
-	return &interner{seed: maphash.MakeSeed(), paths: map[string][]string{}}
+	return &interner{seed: maphash.MakeSeed()}
 }
 
 // str returns b as a string, shared when it was seen before.
@@ -62,28 +61,13 @@ func (in *interner) num(f float64) any {
 	return v
 }
 
-// path returns a region path shared by every object with the same codes.
-// Features are immutable, so sharing is safe; Feature.Clone copies it.
-func (in *interner) path(codes []string) []string {
-	if in == nil || len(codes) == 0 {
-		return codes
+// place returns the place of region and grid, shared by every object of
+// the load with the same codes (twin.Places).
+func (in *interner) place(region []string, grid string) *twin.Place {
+	if in == nil {
+		return twin.NewPlace(region, grid)
 	}
-	n := 0
-	for _, c := range codes {
-		n += len(c) + 1
-	}
-	key := make([]byte, 0, n)
-	for _, c := range codes {
-		key = append(key, c...)
-		key = append(key, 0)
-	}
-	if p, ok := in.paths[string(key)]; ok {
-		return p
-	}
-	if len(in.paths) < internMax {
-		in.paths[string(key)] = codes
-	}
-	return codes
+	return in.places.Get(region, grid)
 }
 
 // decodeProps decodes a props JSON object exactly as encoding/json decodes

@@ -70,12 +70,12 @@ func TestInternerShares(t *testing.T) {
 	if a["levels"] != 8.0 || b["levels"] != 8.0 {
 		t.Fatal("number")
 	}
-	p1 := in.path([]string{"500000", "500103", "500103001"})
-	p2 := in.path([]string{"500000", "500103", "500103001"})
-	if &p1[0] != &p2[0] {
-		t.Fatal("path not shared")
+	p1 := in.place([]string{"500000", "500103", "500103001"}, "g1")
+	p2 := in.place([]string{"500000", "500103", "500103001"}, "g1")
+	if p1 != p2 {
+		t.Fatal("place not shared")
 	}
-	for i := 0; i < internMax+10; i++ {
+	for i := 0; i < 1<<16+10; i++ {
 		if v := in.num(float64(i) + 0.5); v != float64(i)+0.5 {
 			t.Fatalf("num %d gave %v", i, v)
 		}

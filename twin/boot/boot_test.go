@@ -42,7 +42,7 @@ func TestLoadPlacesObjectsAndRestoresSeq(t *testing.T) {
 		t.Fatalf("loaded %d: %v", n, err)
 	}
 	v, ok := tw.Get(twin.NewID(twin.Vehicles, "v1"))
-	if !ok || v.Version != 3 || len(v.Region) < 2 || v.Region[1] != "500103" {
+	if !ok || v.Version != 3 || len(v.Region()) < 2 || v.Region()[1] != "500103" {
 		t.Fatalf("vehicle not placed: %+v", v)
 	}
 	c, _ := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, "v2"), Geometry: orb.Point{106.55, 29.55}})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync/atomic"
 
 	"github.com/paulmach/orb"
@@ -172,18 +171,18 @@ func (fl *Follower) replace(dirty []orb.Bound, all bool) int {
 // and commits them when they differ. An object that moved meanwhile was
 // placed by its move and is left alone.
 func (fl *Follower) replaceOne(f *twin.Feature) bool {
-	region, grid := fl.l.place(f.Geometry)
-	if slices.Equal(region, f.Region) && grid == f.Grid {
+	place := fl.l.place(f.Geometry)
+	if place.Equal(f.Place) {
 		return false
 	}
 	_, ok, err := fl.tw.Update(f.ID, func(cur *twin.Feature) (*twin.Feature, error) {
 		if cur == nil || cur.Geometry == nil || !orb.Equal(cur.Geometry, f.Geometry) {
 			return nil, nil
 		}
-		if slices.Equal(region, cur.Region) && grid == cur.Grid {
+		if place.Equal(cur.Place) {
 			return nil, nil
 		}
-		cur.Region, cur.Grid = region, grid
+		cur.Place = place
 		return cur, nil
 	})
 	if err != nil {
@@ -193,9 +192,9 @@ func (fl *Follower) replaceOne(f *twin.Feature) bool {
 }
 
 // place is Locate without the H3 cover: region path and grid only.
-func (l *Locator) place(g orb.Geometry) ([]string, string) {
+func (l *Locator) place(g orb.Geometry) *twin.Place {
 	if g == nil {
-		return nil, ""
+		return nil
 	}
 	var rep orb.Point
 	var repCell uint64
@@ -208,14 +207,13 @@ func (l *Locator) place(g orb.Geometry) ([]string, string) {
 		} else {
 			var ok bool
 			if rep, ok = planar.Centroid(g); !ok {
-				return nil, ""
+				return nil
 			}
 			repCell = hex.PointCell(rep, hex.PointRes)
 		}
 	}
 	if repCell == 0 {
-		return nil, ""
+		return nil
 	}
-	idx := l.idx.Load()
-	return idx.path(rep, repCell), idx.grids[repCell]
+	return l.placeAt(l.idx.Load(), rep, repCell)
 }

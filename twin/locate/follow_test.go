@@ -32,7 +32,7 @@ func TestFollowReplacesOnSkeletonChange(t *testing.T) {
 	}
 	v, _ := tw.Get(twin.NewID(twin.Vehicles, "v"))
 	if !v.InRegion("500101001") {
-		t.Fatalf("vehicle placed in %v", v.Region)
+		t.Fatalf("vehicle placed in %v", v.Region())
 	}
 	farBefore, _ := tw.Get(twin.NewID(twin.Vehicles, "far"))
 	fl := NewFollower(l, tw, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -46,8 +46,8 @@ func TestFollowReplacesOnSkeletonChange(t *testing.T) {
 		t.Fatalf("re-placed %d objects, want 1", n)
 	}
 	v, _ = tw.Get(v.ID)
-	if !slices.Equal(v.Region, []string{"500000", "500101"}) {
-		t.Fatalf("after removing its street the vehicle is in %v", v.Region)
+	if !slices.Equal(v.Region(), []string{"500000", "500101"}) {
+		t.Fatalf("after removing its street the vehicle is in %v", v.Region())
 	}
 	upserts := 0
 	cs, _ := tw.Feed().Since(seq, 100)
@@ -67,7 +67,7 @@ func TestFollowReplacesOnSkeletonChange(t *testing.T) {
 	fl.drain()
 	v, _ = tw.Get(v.ID)
 	if !v.InRegion("500101099") {
-		t.Fatalf("after adding a street the vehicle is in %v", v.Region)
+		t.Fatalf("after adding a street the vehicle is in %v", v.Region())
 	}
 	if f, _ := tw.Get(farBefore.ID); f.Version != farBefore.Version {
 		t.Fatalf("an object far from the change was rewritten")

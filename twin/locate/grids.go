@@ -66,8 +66,8 @@ func MakeGrids(streets []*twin.Feature) []*twin.Feature {
 	for _, g := range gs {
 		code := g.street.code + "-" + hex.CellString(g.cell)
 		city := DefaultCity
-		if len(g.street.f.Region) > 0 {
-			city = g.street.f.Region[0]
+		if r := g.street.f.Region(); len(r) > 0 {
+			city = r[0]
 		}
 		region := []string{city}
 		if g.street.parent != "" {
@@ -78,8 +78,7 @@ func MakeGrids(streets []*twin.Feature) []*twin.Feature {
 			ID:       twin.NewID(twin.Grids, code),
 			Geometry: hex.CellPolygon(g.cell),
 			Props:    twin.NewProps(map[string]any{"code": code, "street": g.street.code, "workers": []any{}}),
-			Region:   region,
-			Grid:     code,
+			Place:    twin.NewPlace(region, code),
 			Cells:    []uint64{g.cell},
 		})
 	}

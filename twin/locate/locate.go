@@ -44,6 +44,9 @@ type Locator struct {
 	wmu sync.Mutex
 	// shapes caches res-9 cell outlines for LocateMove.
 	shapes shapes
+	// places hands out one *twin.Place per region path and grid, which
+	// every object there shares.
+	places twin.Places
 }
 
 var _ twin.Enricher = (*Locator)(nil)
@@ -100,9 +103,9 @@ func (l *Locator) SetGrids(grids []*twin.Feature) {
 // codes containing g's representative point (planar.Centroid) outermost
 // first, and the code of the grid whose cell holds that point ("" when none).
 // The region path is nil when the point is in no known region.
-func (l *Locator) Locate(g orb.Geometry) (cells []uint64, region []string, grid string) {
+func (l *Locator) Locate(g orb.Geometry) (cells []uint64, place *twin.Place) {
 	if g == nil {
-		return nil, nil, ""
+		return nil, nil
 	}
 	idx := l.idx.Load()
 	var rep orb.Point
@@ -121,14 +124,19 @@ func (l *Locator) Locate(g orb.Geometry) (cells []uint64, region []string, grid 
 		cells = hex.Cover(g, hex.PointRes)
 		var ok bool
 		if rep, ok = planar.Centroid(g); !ok {
-			return cells, nil, ""
+			return cells, nil
 		}
 		repCell = hex.PointCell(rep, hex.PointRes)
 	}
 	if repCell == 0 {
-		return cells, nil, "" // invalid coordinates
+		return cells, nil // invalid coordinates
 	}
-	return cells, idx.path(rep, repCell), idx.grids[repCell]
+	return cells, l.placeAt(idx, rep, repCell)
+}
+
+// placeAt is the place of point p in res-9 cell cell.
+func (l *Locator) placeAt(idx *index, p orb.Point, cell uint64) *twin.Place {
+	return l.places.Get(idx.path(p, cell), idx.grids[cell])
 }
 
 // Path returns the region path of one point, as Locate would.

@@ -132,7 +132,7 @@ func TestLocateMatchesBruteForce(t *testing.T) {
 			l.Reset(regions, nil)
 			inside := 0
 			for _, p := range randomPoints(3000) {
-				cells, path, grid := l.Locate(p)
+				cells, path, grid := locate3(l, p)
 				if len(cells) != 1 || cells[0] != hex.PointCell(p, 9) || grid != "" {
 					t.Fatalf("Locate(%v) cells %v grid %q", p, cells, grid)
 				}
@@ -161,24 +161,24 @@ func TestLocateKnownPoints(t *testing.T) {
 	l := New()
 	// Before Reset: cells only.
 	p := orb.Point{originLon + 0.01, originLat + 0.01}
-	if cells, path, grid := l.Locate(p); len(cells) != 1 || path != nil || grid != "" {
+	if cells, path, grid := locate3(l, p); len(cells) != 1 || path != nil || grid != "" {
 		t.Fatalf("empty locator: %v %v %q", cells, path, grid)
 	}
 	l.Reset(regions, nil)
 	// Middle of the first street of the first district (lattice cell 0,0).
-	if _, path, _ := l.Locate(p); !slices.Equal(path, []string{"500000", "500101", "500101001"}) {
+	if _, path, _ := locate3(l, p); !slices.Equal(path, []string{"500000", "500101", "500101001"}) {
 		t.Errorf("first street: %v", path)
 	}
 	// Centre of the city's east-most, north-most street.
 	q := orb.Point{originLon + 4*districtW - 0.01, originLat + 2*districtH - 0.01}
-	if _, path, _ := l.Locate(q); !slices.Equal(path, []string{"500000", "500108", "500108020"}) {
+	if _, path, _ := locate3(l, q); !slices.Equal(path, []string{"500000", "500108", "500108020"}) {
 		t.Errorf("last street: %v", path)
 	}
-	if _, path, _ := l.Locate(orb.Point{originLon - 0.5, originLat}); path != nil {
+	if _, path, _ := locate3(l, orb.Point{originLon - 0.5, originLat}); path != nil {
 		t.Errorf("outside: %v", path)
 	}
 	for _, bad := range []orb.Geometry{nil, orb.Point{math.NaN(), 0}, orb.LineString{}, orb.Polygon{}} {
-		if cells, path, grid := l.Locate(bad); path != nil || grid != "" || len(cells) > 0 {
+		if cells, path, grid := locate3(l, bad); path != nil || grid != "" || len(cells) > 0 {
 			t.Errorf("Locate(%#v) = %v %v %q", bad, cells, path, grid)
 		}
 	}
@@ -188,7 +188,7 @@ func TestLocateKnownPoints(t *testing.T) {
 	// A road from the first street eastwards: region of its midpoint, cells
 	// along it.
 	road := orb.LineString{{originLon + 0.005, originLat + 0.01}, {originLon + 0.035, originLat + 0.01}}
-	cells, path, _ := l.Locate(road)
+	cells, path, _ := locate3(l, road)
 	mid, _ := planar.Centroid(road)
 	if !slices.Equal(path, l.Path(mid)) || len(cells) < 5 {
 		t.Errorf("road: %v cells %d", path, len(cells))
@@ -196,12 +196,12 @@ func TestLocateKnownPoints(t *testing.T) {
 	// District-only region set: path stops at the district; a street whose
 	// parent is unknown keeps its parent code.
 	l.Reset([]*twin.Feature{regions[1]}, nil)
-	if _, path, _ := l.Locate(p); !slices.Equal(path, []string{"500000", "500101"}) {
+	if _, path, _ := locate3(l, p); !slices.Equal(path, []string{"500000", "500101"}) {
 		t.Errorf("district only: %v", path)
 	}
 	orphan := regionFeature(LevelStreet, "500199001", "500199", orb.Polygon{{{106, 29}, {106.1, 29}, {106.1, 29.1}, {106, 29.1}, {106, 29}}})
 	l.Reset([]*twin.Feature{orphan}, nil)
-	if _, path, _ := l.Locate(orb.Point{106.05, 29.05}); !slices.Equal(path, []string{"500000", "500199", "500199001"}) {
+	if _, path, _ := locate3(l, orb.Point{106.05, 29.05}); !slices.Equal(path, []string{"500000", "500199", "500199001"}) {
 		t.Errorf("orphan street: %v", path)
 	}
 }
@@ -215,10 +215,10 @@ func TestLocateHole(t *testing.T) {
 			regionFeature(LevelDistrict, "500101", "500000", orb.Polygon{outer, hole}),
 			regionFeature(LevelDistrict, "500102", "500000", orb.Polygon{hole}),
 		}, nil)
-		if _, path, _ := l.Locate(orb.Point{106.1, 29.1}); !slices.Equal(path, []string{"500000", "500102"}) {
+		if _, path, _ := locate3(l, orb.Point{106.1, 29.1}); !slices.Equal(path, []string{"500000", "500102"}) {
 			t.Errorf("%s: in hole: %v", name, path)
 		}
-		if _, path, _ := l.Locate(orb.Point{106.02, 29.1}); !slices.Equal(path, []string{"500000", "500101"}) {
+		if _, path, _ := locate3(l, orb.Point{106.02, 29.1}); !slices.Equal(path, []string{"500000", "500101"}) {
 			t.Errorf("%s: in ring: %v", name, path)
 		}
 	}
@@ -247,7 +247,7 @@ func TestMakeGrids(t *testing.T) {
 		}
 		cells[c] = true
 		street := g.Prop("street")
-		if g.ID.Layer != twin.Grids || g.ID.Name != street+"-"+hex.CellString(c) || g.Prop("code") != g.ID.Name || g.Grid != g.ID.Name {
+		if g.ID.Layer != twin.Grids || g.ID.Name != street+"-"+hex.CellString(c) || g.Prop("code") != g.ID.Name || g.Grid() != g.ID.Name {
 			t.Fatalf("grid naming: %+v", g)
 		}
 		if w, ok := g.Props.Get("workers").([]any); !ok || len(w) != 0 {
@@ -256,8 +256,8 @@ func TestMakeGrids(t *testing.T) {
 		if s := bruteStreet(streets, hex.CellCenter(c)); s == nil || s.Prop("code") != street {
 			t.Fatalf("grid %s centre not in its street", g.ID)
 		}
-		if !strings.HasPrefix(street, g.Region[1]) || g.Region[2] != street || g.Region[0] != "500000" {
-			t.Fatalf("grid region %v", g.Region)
+		if !strings.HasPrefix(street, g.Region()[1]) || g.Region()[2] != street || g.Region()[0] != "500000" {
+			t.Fatalf("grid region %v", g.Region())
 		}
 		if i > 0 && grids[i-1].Prop("street") > street {
 			t.Fatal("not sorted by street")
@@ -269,7 +269,7 @@ func TestMakeGrids(t *testing.T) {
 	n := 0
 	for _, p := range randomPoints(2000) {
 		s := bruteStreet(streets, p)
-		_, path, grid := l.Locate(p)
+		_, path, grid := locate3(l, p)
 		c := hex.PointCell(p, 9)
 		if cells[c] {
 			n++
@@ -292,17 +292,17 @@ func TestMakeGrids(t *testing.T) {
 	}
 	// A grid's own outline locates into itself, with its one cell and the
 	// region MakeGrids gave it.
-	cs, path, grid := l.Locate(grids[7].Geometry)
-	if grid != grids[7].ID.Name || !slices.Equal(cs, grids[7].Cells) || !slices.Equal(path, grids[7].Region) {
-		t.Errorf("grid outline locates to %v %v %q, want %v %v %q", cs, path, grid, grids[7].Cells, grids[7].Region, grids[7].ID.Name)
+	cs, path, grid := locate3(l, grids[7].Geometry)
+	if grid != grids[7].ID.Name || !slices.Equal(cs, grids[7].Cells) || !slices.Equal(path, grids[7].Region()) {
+		t.Errorf("grid outline locates to %v %v %q, want %v %v %q", cs, path, grid, grids[7].Cells, grids[7].Region(), grids[7].ID.Name)
 	}
 	// SetGrids swaps grids only: regions stay.
 	l.SetGrids(grids[:1])
 	p := hex.CellCenter(grids[1].Cells[0])
-	if _, path, grid := l.Locate(p); grid != "" || len(path) != 3 {
+	if _, path, grid := locate3(l, p); grid != "" || len(path) != 3 {
 		t.Errorf("after SetGrids: %v %q", path, grid)
 	}
-	if _, _, grid := l.Locate(hex.CellCenter(grids[0].Cells[0])); grid != grids[0].ID.Name {
+	if _, _, grid := locate3(l, hex.CellCenter(grids[0].Cells[0])); grid != grids[0].ID.Name {
 		t.Errorf("kept grid: %q", grid)
 	}
 }
@@ -318,7 +318,7 @@ func TestConcurrentReset(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for _, p := range pts {
-				_, path, _ := l.Locate(p)
+				_, path, _ := locate3(l, p)
 				if path != nil && path[0] != "500000" {
 					t.Errorf("bad path %v", path)
 					return
@@ -331,4 +331,18 @@ func TestConcurrentReset(t *testing.T) {
 		l.SetGrids(nil)
 	}
 	wg.Wait()
+}
+
+// locate3 is Locate with the place's parts apart, as the tests compare them.
+func locate3(l *Locator, g orb.Geometry) ([]uint64, []string, string) {
+	cells, p := l.Locate(g)
+	f := twin.Feature{Place: p}
+	return cells, f.Region(), f.Grid()
+}
+
+// locateMove3 is LocateMove with the place's parts apart.
+func locateMove3(l *Locator, p orb.Point, prev *twin.Feature) ([]uint64, []string, string) {
+	cells, pl := l.LocateMove(p, prev)
+	f := twin.Feature{Place: pl}
+	return cells, f.Region(), f.Grid()
 }

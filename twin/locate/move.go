@@ -114,7 +114,7 @@ func (s *shapes) get(c uint64) *cellShape {
 // telemetry sample); region and grid are always looked up for p. Objects
 // move a few metres between samples and a cell is ~350 m across, so most
 // samples take the fast path.
-func (l *Locator) LocateMove(p orb.Point, prev *twin.Feature) (cells []uint64, region []string, grid string) {
+func (l *Locator) LocateMove(p orb.Point, prev *twin.Feature) (cells []uint64, place *twin.Place) {
 	if prev == nil || len(prev.Cells) != 1 {
 		return l.Locate(p)
 	}
@@ -127,15 +127,14 @@ func (l *Locator) LocateMove(p orb.Point, prev *twin.Feature) (cells []uint64, r
 		// Outlines are built (one more cgo call) only for cells an object
 		// was seen staying in, so objects that jump far between samples
 		// cost no more than Locate.
-		cells, region, grid = l.Locate(p)
+		cells, place = l.Locate(p)
 		if len(cells) == 1 && cells[0] == c {
 			l.shapes.get(c)
 		}
-		return cells, region, grid
+		return cells, place
 	}
 	if !sh.inside(p) {
 		return l.Locate(p)
 	}
-	idx := l.idx.Load()
-	return prev.Cells, idx.path(p, c), idx.grids[c]
+	return prev.Cells, l.placeAt(l.idx.Load(), p, c)
 }

@@ -35,8 +35,8 @@ func TestMoveMatchesH3(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 9))
 	check := func(p orb.Point, prev *twin.Feature) bool {
 		t.Helper()
-		gc, gr, gg := l.LocateMove(p, prev)
-		wc, wr, wg := l.Locate(p)
+		gc, gr, gg := locateMove3(l, p, prev)
+		wc, wr, wg := locate3(l, p)
 		if !slices.Equal(gc, wc) || !slices.Equal(gr, wr) || gg != wg {
 			t.Fatalf("move to %v from %v: got %v %v %q, want %v %v %q", p, prev.Cells, gc, gr, gg, wc, wr, wg)
 		}
@@ -89,7 +89,7 @@ func TestMoveMatchesH3(t *testing.T) {
 	p := starts[0]
 	check(p, &twin.Feature{})
 	check(p, &twin.Feature{Geometry: orb.Polygon{{p, p, p}}, Cells: []uint64{1}})
-	if gc, _, _ := l.LocateMove(p, nil); len(gc) != 1 || gc[0] != hex.PointCell(p, hex.PointRes) {
+	if gc, _, _ := locateMove3(l, p, nil); len(gc) != 1 || gc[0] != hex.PointCell(p, hex.PointRes) {
 		t.Fatalf("nil prev: %v", gc)
 	}
 }
@@ -133,13 +133,13 @@ func BenchmarkLocateMove(b *testing.B) {
 	b.Run("move", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			j := i % len(pts)
-			_, _, _ = l.LocateMove(orb.Point{pts[j][0] + 1e-4, pts[j][1]}, prevs[j])
+			_, _, _ = locateMove3(l, orb.Point{pts[j][0] + 1e-4, pts[j][1]}, prevs[j])
 		}
 	})
 	b.Run("locate", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			j := i % len(pts)
-			_, _, _ = l.Locate(orb.Point{pts[j][0] + 1e-4, pts[j][1]})
+			_, _, _ = locate3(l, orb.Point{pts[j][0] + 1e-4, pts[j][1]})
 		}
 	})
 }

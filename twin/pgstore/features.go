@@ -142,7 +142,7 @@ func featureRow(f *twin.Feature, sources map[string]twin.ID) ([]any, error) {
 			cells[i] = int64(c)
 		}
 	}
-	region := f.Region
+	region := f.Region()
 	if region == nil {
 		region = []string{}
 	}
@@ -154,8 +154,8 @@ func featureRow(f *twin.Feature, sources map[string]twin.ID) ([]any, error) {
 			src = f.Source
 		}
 	}
-	if f.Grid != "" {
-		grid = f.Grid
+	if f.Grid() != "" {
+		grid = f.Grid()
 	}
 	return []any{string(f.ID.Layer), f.ID.Name, geom, props, int64(f.Version), tsOrNil(f.Updated.Time()),
 		tsOrNil(f.Observed.Time()), region, grid, h3, cells, src}, nil
@@ -206,7 +206,7 @@ func (s *Store) Get(ctx context.Context, id twin.ID) (*twin.Feature, error) {
 		}
 		return nil, fmt.Errorf("pgstore: get %s: %w", id, twin.ErrNotFound)
 	}
-	f, err := scanFeature(id.Layer, rows)
+	f, err := scanFeature(id.Layer, rows, nil)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: get %s: %w", id, err)
 	}
@@ -216,22 +216,23 @@ func (s *Store) Get(ctx context.Context, id twin.ID) (*twin.Feature, error) {
 // Load streams every object, layer by layer; rows are decoded as they arrive
 // from the server, so memory stays flat however large the city.
 func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
+	var places twin.Places // objects in one place share it
 	for _, l := range twin.StoredLayers {
-		if err := s.loadLayer(ctx, l, fn); err != nil {
+		if err := s.loadLayer(ctx, l, &places, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Store) loadLayer(ctx context.Context, l twin.Layer, fn func(*twin.Feature) error) error {
+func (s *Store) loadLayer(ctx context.Context, l twin.Layer, places *twin.Places, fn func(*twin.Feature) error) error {
 	rows, err := s.pool.Query(ctx, `SELECT `+selectCols+` FROM `+string(l))
 	if err != nil {
 		return fmt.Errorf("pgstore: load %s: %w", l, classify(err))
 	}
 	defer rows.Close()
 	for rows.Next() {
-		f, err := scanFeature(l, rows)
+		f, err := scanFeature(l, rows, places)
 		if err != nil {
 			return fmt.Errorf("pgstore: load %s: %w", l, err)
 		}
@@ -245,7 +246,8 @@ func (s *Store) loadLayer(ctx context.Context, l twin.Layer, fn func(*twin.Featu
 	return nil
 }
 
-func scanFeature(l twin.Layer, rows pgx.Rows) (*twin.Feature, error) {
+// scanFeature decodes one row; places (nil for none) shares places.
+func scanFeature(l twin.Layer, rows pgx.Rows, places *twin.Places) (*twin.Feature, error) {
 	var (
 		name              string
 		geom, props       []byte
@@ -258,8 +260,15 @@ func scanFeature(l twin.Layer, rows pgx.Rows) (*twin.Feature, error) {
 	if err := rows.Scan(&name, &geom, &props, &version, &updated, &observed, &region, &grid, &cells, &source); err != nil {
 		return nil, fmt.Errorf("scan: %w", err)
 	}
-	f := &twin.Feature{ID: twin.NewID(l, name), Version: uint64(version), Region: region,
-		Grid: grid.String, Source: source.String}
+	f := &twin.Feature{ID: twin.NewID(l, name), Version: uint64(version), Source: source.String}
+	if len(region) == 0 {
+		region = nil
+	}
+	if places != nil {
+		f.Place = places.Get(region, grid.String)
+	} else {
+		f.Place = twin.NewPlace(region, grid.String)
+	}
 	if updated.Valid {
 		f.Updated = twin.StampOf(updated.Time)
 	}
@@ -284,9 +293,6 @@ func scanFeature(l twin.Layer, rows pgx.Rows) (*twin.Feature, error) {
 		for i, c := range cells {
 			f.Cells[i] = uint64(c)
 		}
-	}
-	if len(f.Region) == 0 {
-		f.Region = nil
 	}
 	return f, nil
 }

@@ -49,9 +49,9 @@ func Equal(a, b *twin.Feature) error {
 	if !sameTime(a.Updated.Time(), b.Updated.Time()) || !sameTime(a.Observed.Time(), b.Observed.Time()) {
 		return fmt.Errorf("%s: times %v/%v vs %v/%v", a.ID, a.Updated, a.Observed, b.Updated, b.Observed)
 	}
-	if len(a.Region) != 0 || len(b.Region) != 0 {
-		if !reflect.DeepEqual(a.Region, b.Region) {
-			return fmt.Errorf("%s: region %v vs %v", a.ID, a.Region, b.Region)
+	if len(a.Region()) != 0 || len(b.Region()) != 0 {
+		if !reflect.DeepEqual(a.Region(), b.Region()) {
+			return fmt.Errorf("%s: region %v vs %v", a.ID, a.Region(), b.Region())
 		}
 	}
 	if len(a.Cells) != 0 || len(b.Cells) != 0 {
@@ -59,8 +59,8 @@ func Equal(a, b *twin.Feature) error {
 			return fmt.Errorf("%s: cells %v vs %v", a.ID, a.Cells, b.Cells)
 		}
 	}
-	if a.Grid != b.Grid || a.Source != b.Source {
-		return fmt.Errorf("%s: grid/source %q/%q vs %q/%q", a.ID, a.Grid, a.Source, b.Grid, b.Source)
+	if a.Grid() != b.Grid() || a.Source != b.Source {
+		return fmt.Errorf("%s: grid/source %q/%q vs %q/%q", a.ID, a.Grid(), a.Source, b.Grid(), b.Source)
 	}
 	return nil
 }
@@ -81,7 +81,7 @@ func Features() []*twin.Feature {
 			ID: twin.NewID(l, name), Geometry: g, Version: 3, Updated: twin.StampOf(t0), Observed: twin.StampOf(t0.Add(-time.Second)),
 			Props: twin.NewProps(map[string]any{"name": "名字 " + name, "n": 2.5, "ok": true,
 				"nested": map[string]any{"a": []any{1.0, "x"}}}),
-			Region: []string{"500000", "500105"}, Grid: "g-1",
+			Place: twin.NewPlace([]string{"500000", "500105"}, "g-1"),
 			Cells: []uint64{0x8930e1d8a2fffff, 0x8930e1d8a27ffff}, Source: "osm:" + name,
 		}
 	}
