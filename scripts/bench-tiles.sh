@@ -51,20 +51,23 @@ scale=${BENCH_SCALE:-1}
 echo "== loading the demo city (scale $scale) into $PGURL"
 "$dir/tileload" -pg-load "$PGURL" -scale "$scale"
 
+# serve BIN PORT NAME: a CityTwin on the demo city in $dir/NAME (log
+# $dir/NAME.log); its pid is added to pids and left in served.
+serve() {
+	mkdir -p "$dir/$3"
+	"$1" serve --demo --scale "$scale" --sim-rate 0 --listen "127.0.0.1:$2" --mqtt-listen "127.0.0.1:$(port)" \
+		--data "$dir/$3" --log-level warn >"$dir/$3.log" 2>&1 &
+	served=$!
+	pids+=("$served")
+}
 tp=$(port)
-mkdir -p "$dir/data"
-"$BIN" serve --demo --scale "$scale" --sim-rate 0 --listen "127.0.0.1:$tp" --mqtt-listen "127.0.0.1:$(port)" \
-	--data "$dir/data" --log-level warn >"$dir/twin.log" 2>&1 &
-twin=$!
-pids+=("$twin")
+serve "$BIN" "$tp" data
+twin=$served
 before=${BENCH_BEFORE:-}
 if [ -n "$before" ]; then
 	bp=$(port)
-	mkdir -p "$dir/data-before"
-	"$before" serve --demo --scale "$scale" --sim-rate 0 --listen "127.0.0.1:$bp" --mqtt-listen "127.0.0.1:$(port)" \
-		--data "$dir/data-before" --log-level warn >"$dir/twin-before.log" 2>&1 &
-	twinb=$!
-	pids+=("$twinb")
+	serve "$before" "$bp" data-before
+	twinb=$served
 fi
 pp=$(port)
 sep='?'
