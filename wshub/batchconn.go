@@ -58,6 +58,37 @@ var errClosing = errors.New("websocket: close sent")
 // frames written through gorilla (snapshots, control frames) go through
 // Write and keep their order with these.
 func (b *batchConn) writeFrame(payload []byte, dl time.Time) error {
+	return b.writeFrames([][]byte{payload}, dl)
+}
+
+// writeFrames is writeFrame for several payloads in order, under one
+// round of the locks (a writer drains its deltas in runs of them).
+func (b *batchConn) writeFrames(payloads [][]byte, dl time.Time) error {
+	b.dmu.Lock()
+	if dl.After(b.deadline) {
+		b.deadline = dl
+	}
+	b.dmu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range payloads {
+		if err := b.appendFrameLocked(p); err != nil {
+			return err
+		}
+	}
+	if !b.batch.Load() {
+		return b.flushLocked()
+	}
+	return nil
+}
+
+// appendFrameLocked appends one text frame to the buffer, writing the
+// buffer out first when the frame would take it over batchMax (and after,
+// when the frame alone is larger). Caller holds mu.
+func (b *batchConn) appendFrameLocked(payload []byte) error {
+	if b.closing.Load() {
+		return errClosing
+	}
 	var hdr [10]byte
 	hdr[0] = 0x81 // FIN, text
 	n := len(payload)
@@ -74,16 +105,6 @@ func (b *batchConn) writeFrame(payload []byte, dl time.Time) error {
 		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
 		h = 10
 	}
-	b.dmu.Lock()
-	if dl.After(b.deadline) {
-		b.deadline = dl
-	}
-	b.dmu.Unlock()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closing.Load() {
-		return errClosing
-	}
 	if len(b.buf) > 0 && len(b.buf)+h+n > batchMax {
 		if err := b.flushLocked(); err != nil {
 			return err
@@ -91,7 +112,7 @@ func (b *batchConn) writeFrame(payload []byte, dl time.Time) error {
 	}
 	b.buf = append(b.buf, hdr[:h]...)
 	b.buf = append(b.buf, payload...)
-	if !b.batch.Load() || len(b.buf) > batchMax {
+	if len(b.buf) > batchMax {
 		return b.flushLocked()
 	}
 	return nil

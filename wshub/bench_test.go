@@ -1,8 +1,10 @@
 package wshub
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"testing"
 	"time"
 
@@ -166,4 +168,38 @@ func TestRouteVisitsFewCandidates(t *testing.T) {
 		t.Errorf("visited %.0f%% of subscriptions per change", frac*100)
 	}
 	t.Logf("per change: %.1f candidates, %.1f in view, of %d", float64(visited)/2000, float64(matched)/2000, len(all))
+}
+
+// discardConn is a socket that takes every write at once: BenchmarkDrain
+// measures the writer's own work, not the kernel's.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+
+// BenchmarkDrain measures a busy client's writer per delta: the router
+// queues a flush interval's worth of deltas (perDrain, about what a client
+// of wsload's gets in 10 ms at 20,000 moves a second), the writer takes
+// them, frames them into its batch and writes it (to a socket that
+// discards).
+func BenchmarkDrain(b *testing.B) {
+	for _, perDrain := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("perDrain=%d", perDrain), func(b *testing.B) {
+			tw := twin.New(twin.Options{FeedSize: 16})
+			h := New(tw, Options{})
+			c := newClient(h, nil, auth.Principal{Region: auth.CityCode}, "bench")
+			c.bc = &batchConn{Conn: discardConn{}}
+			msg := bytes.Repeat([]byte{'x'}, 270)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += perDrain {
+				for j := range perDrain {
+					c.enqueueDelta(h.newDelta(twin.NewID(twin.Vehicles, "v"), uint64(i+j+1), msg))
+				}
+				if _, _, err := c.drain(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

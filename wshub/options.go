@@ -49,7 +49,8 @@ type Options struct {
 	// HopelessAfter is how long a client may stay behind (its queue went
 	// over QueueBytes and it has not caught up since) before it is closed
 	// with code 4008 "too slow" (default 5 s, measured on Clock). It is also
-	// how long one websocket write may make no progress (wall clock).
+	// about how long one websocket write may make no progress (wall clock;
+	// the deadline is moved in steps, so a write may be cut after 7/8 of it).
 	HopelessAfter time.Duration
 	// SnapshotRate bounds how many snapshots (or resumes) per second one
 	// client gets built (default 2, with bursts of SnapshotBurst, default
