@@ -287,26 +287,8 @@ func (p *Props) Delete(key string) {
 // becomes [v]. On a packed base the list is not decoded: the entry is
 // encoded after the kept ones' bytes when the props are packed again.
 func (p *Props) AppendList(key string, v any, keep int) {
-	if p.base() {
-		la, ok := p.m[key].(*listAppend)
-		if _, edited := p.m[key]; !edited {
-			la, ok = &listAppend{}, false
-			if raw, inBase := p.raw(key); inBase && raw[0] == tagList {
-				ok = true
-			}
-		}
-		if ok {
-			raw, _ := p.raw(key)
-			n := listLen(raw) - la.skip
-			next := &listAppend{skip: la.skip, items: append(slices.Clip(la.items), v)}
-			if drop := n + len(next.items) - keep; keep > 0 && drop > 0 {
-				fromBase := min(drop, n)
-				next.skip += fromBase
-				next.items = next.items[drop-fromBase:]
-			}
-			p.Set(key, next)
-			return
-		}
+	if p.base() && p.appendBase(key, v, keep) {
+		return
 	}
 	cur, _ := p.Lookup(key)
 	var out []any
@@ -319,6 +301,34 @@ func (p *Props) AppendList(key string, v any, keep int) {
 		}
 	}
 	p.Set(key, trimList(append(out, v), keep))
+}
+
+// appendBase is AppendList on a packed base whose key holds a list, and
+// is not edited or edited only by appends: it records the entry (a
+// listAppend) without decoding the list. It reports false, changing
+// nothing, for any other key. One look at the edit and one at the base's
+// bytes.
+func (p *Props) appendBase(key string, v any, keep int) bool {
+	e, edited := p.m[key]
+	var la listAppend
+	if x, ok := e.(*listAppend); ok {
+		la = *x
+	} else if edited {
+		return false // set or deleted: the edit is the value
+	}
+	raw, inBase := p.raw(key)
+	if !inBase || raw[0] != tagList {
+		return false
+	}
+	n := listLen(raw) - la.skip
+	next := &listAppend{skip: la.skip, items: append(slices.Clip(la.items), v)}
+	if drop := n + len(next.items) - keep; keep > 0 && drop > 0 {
+		fromBase := min(drop, n)
+		next.skip += fromBase
+		next.items = next.items[drop-fromBase:]
+	}
+	p.Set(key, next)
+	return true
 }
 
 // listLen is the number of entries of a packed tagList value.
