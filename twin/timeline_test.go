@@ -271,3 +271,39 @@ func sameBound(a, b orb.Bound) bool {
 	same := func(x, y float64) bool { return x == y || math.IsNaN(x) && math.IsNaN(y) }
 	return same(a.Min[0], b.Min[0]) && same(a.Min[1], b.Min[1]) && same(a.Max[0], b.Max[0]) && same(a.Max[1], b.Max[1])
 }
+
+// TestEncodeRecordsWith: the caller's scratch gives the same blob as
+// EncodeRecords, and is kept, grown, for the next call (whose blob does
+// not alias it).
+func TestEncodeRecordsWith(t *testing.T) {
+	var scratch []byte
+	var blobs [][]byte
+	for n := 1; n <= 300; n *= 10 {
+		rs := make([]TimelineRecord, n)
+		for i := range rs {
+			rs[i] = TimelineRecord{Time: int64(i), Seq: uint64(i + 1), ID: NewID(Vehicles, string(rune('a'+i%26))),
+				Feature: &Feature{ID: NewID(Vehicles, string(rune('a'+i%26))), Geometry: orb.Point{106.5, 29.5 + float64(i)/1e4}, Version: uint64(i)}}
+		}
+		want, err := EncodeRecords(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := EncodeRecordsWith(&scratch, rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%d records: EncodeRecordsWith differs from EncodeRecords", n)
+		}
+		if cap(scratch) == 0 {
+			t.Fatalf("%d records: scratch not kept", n)
+		}
+		blobs = append(blobs, got)
+	}
+	for i, b := range blobs { // still readable: none was overwritten by the next encode
+		k := 0
+		if err := DecodeRecords(b, func(*TimelineRecord) error { k++; return nil }); err != nil || k != []int{1, 10, 100}[i] {
+			t.Fatalf("blob %d: %d records, %v", i, k, err)
+		}
+	}
+}

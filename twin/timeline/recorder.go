@@ -164,6 +164,7 @@ type Recorder struct {
 	pos      uint64
 	pending  []twin.TimelineRecord
 	order    []chunkKey // flush's scratch: pending's chunk order
+	raw      []byte     // flush's scratch: a chunk's records before compression
 	versions []twin.TimelineVersion
 	seen     map[twin.ID]struct{} // buildings whose previous version is recorded
 	// cache is the last checkpoint built, kept for the next build when
@@ -394,10 +395,18 @@ func (r *Recorder) flush(ctx context.Context) error {
 	return r.putSeq(ctx)
 }
 
-// maxKeptPending is the capacity of the pending records kept for the next
-// flush: a larger one (a store away for long, MaxPending records) is let
-// go rather than held for good.
+// maxKeptPending is the capacity of the pending records always kept for
+// the next flush. A larger one is kept while a flush fills at least half
+// of it (a steady rate above maxKeptPending records a flush: 50k updates
+// a second let it go and grew it again from nothing every flush, copying
+// the records a dozen times, ~3 % of the server's CPU, issue 16 goal 1);
+// one grown by a store away for long (MaxPending records) is let go
+// rather than held for good.
 const maxKeptPending = 1 << 16
+
+// keepPending reports whether a pending slice of capacity c, of which a
+// flush used n, is kept for the next.
+func keepPending(c, n int) bool { return c <= max(maxKeptPending, 2*n) }
 
 // writePending writes the pending records and versions as chunks keyed
 // key, and empties them; the recorded seq is the caller's.
@@ -440,9 +449,10 @@ func (r *Recorder) writePending(ctx context.Context, key uint64) error {
 	r.m.records.Add(float64(len(r.pending) + len(r.versions)))
 	r.m.flushSeconds.Observe(time.Since(start).Seconds())
 	clear(r.pending) // the features they hold may leave the twin
+	n := len(r.pending)
 	r.pending, r.versions = r.pending[:0], r.versions[:0]
-	if cap(r.pending) > maxKeptPending {
-		r.pending, r.order = nil, nil
+	if !keepPending(cap(r.pending), n) {
+		r.pending, r.order, r.raw = nil, nil, nil
 	}
 	return nil
 }
@@ -499,7 +509,7 @@ func (r *Recorder) sortPending() {
 // be encoded (a value the encoder refuses) is left out and logged, never
 // holding the others back. blob is nil when none is left.
 func (r *Recorder) encode(rs []twin.TimelineRecord) (blob []byte, lo, hi int64, err error) {
-	blob, err = twin.EncodeRecords(rs)
+	blob, err = twin.EncodeRecordsWith(&r.raw, rs)
 	if err != nil {
 		good := rs[:0:0]
 		for _, rec := range rs {

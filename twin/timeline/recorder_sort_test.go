@@ -43,3 +43,22 @@ func TestSortPending(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepPending: a steady rate above maxKeptPending keeps its slice; one
+// grown by a backlog is let go once the flushes are small again.
+func TestKeepPending(t *testing.T) {
+	for _, c := range []struct {
+		cap, used int
+		keep      bool
+	}{
+		{maxKeptPending, 0, true},
+		{maxKeptPending, maxKeptPending, true},
+		{100_000, 60_000, true},  // 60k records a flush, every flush
+		{1 << 18, 60_000, false}, // after a store away for long
+		{1 << 18, 1 << 18, true}, // still catching up
+	} {
+		if got := keepPending(c.cap, c.used); got != c.keep {
+			t.Errorf("keepPending(%d, %d) = %v, want %v", c.cap, c.used, got, c.keep)
+		}
+	}
+}
