@@ -65,6 +65,10 @@ func CheckClientProps(props twin.Props) error {
 	return nil
 }
 
+// SeesAll reports whether p sees every object (a principal of the whole
+// city), so a caller may skip looking an object up just to ask Sees.
+func (p Principal) SeesAll() bool { return p.Region == "" || p.Region == CityCode }
+
 // Sees reports whether the principal may see the object: the city code sees
 // everything; any other region sees only objects whose region path (computed
 // by the server from the geometry) holds it. Alerts additionally carry every
@@ -76,7 +80,7 @@ func CheckClientProps(props twin.Props) error {
 // every region containing it, never by the regions inside it: a street
 // does not see its district's task.
 func (p Principal) Sees(f *twin.Feature) bool {
-	if p.Region == "" || p.Region == CityCode {
+	if p.SeesAll() {
 		return true
 	}
 	l := f.ID.Layer

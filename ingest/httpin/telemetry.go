@@ -177,8 +177,9 @@ func (a *API) line(ctx context.Context, line []byte, now time.Time, res *LineRes
 			return "", Line{}, telemetry.Errorf(telemetry.NotYours, "a field token reports only its own worker (workers/%s), not %q", p.Subject, m.Name)
 		}
 	}
-	if scoped {
-		// Out of scope is as if absent (CONTRACT §7).
+	if scoped && !p.SeesAll() {
+		// Out of scope is as if absent (CONTRACT §7); a principal of the
+		// whole city sees everything, no look-up needed.
 		if id, ok := a.tw.Resolve(m.Name); ok {
 			if f, ok := a.tw.Get(id); ok && !p.Sees(f) {
 				return "", Line{}, telemetry.Errorf(telemetry.UnknownDevice, "no vehicle, worker or device named %q", m.Name)
