@@ -69,7 +69,8 @@ type Engine struct {
 	mu    sync.Mutex
 	rs    *RuleSet
 	rules []*active
-	after uint64 // feed position processed
+	after uint64        // feed position processed
+	scan  []twin.Change // the last read from the feed, reused for the next (Feed.SinceAppend)
 	// cur is the engine's required feed cursor while Run runs (nil
 	// otherwise): the feed keeps every change until the engine is done
 	// with it, so no crossing or alarm is skipped (twin.Required).
@@ -244,7 +245,8 @@ func (e *Engine) drainBatch() (int, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for {
-		cs, err := e.tw.Feed().Since(e.after, 4096)
+		cs, err := e.tw.Feed().SinceAppend(e.scan[:0], e.after, 4096)
+		e.scan = cs
 		if errors.Is(err, twin.ErrTooOld) {
 			last := e.tw.Feed().Last()
 			e.log.Warn("rules: fell behind the feed; skipping", "from", e.after, "to", last)
