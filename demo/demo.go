@@ -179,7 +179,9 @@ func Generate(opts Options) (*City, error) {
 }
 
 func feature(l twin.Layer, name string, g orb.Geometry, props map[string]any) *twin.Feature {
-	return &twin.Feature{ID: twin.NewID(l, name), Geometry: g, Props: twin.NewProps(props), Source: "demo:" + name}
+	f := &twin.Feature{ID: twin.NewID(l, name), Geometry: g, Props: twin.NewProps(props)}
+	f.SetSource("demo:" + name)
+	return f
 }
 
 func (c *City) add(f *twin.Feature) { c.Features[f.ID.Layer] = append(c.Features[f.ID.Layer], f) }

@@ -306,8 +306,8 @@ func (c *City) addWorkers(r *rand.Rand) {
 	cellGrid := map[uint64]*twin.Feature{}
 	for _, g := range c.Features[twin.Grids] {
 		grids[g.Prop("street")] = append(grids[g.Prop("street")], g)
-		if len(g.Cells) == 1 {
-			cellGrid[g.Cells[0]] = g
+		if len(g.Cells()) == 1 {
+			cellGrid[g.Cell()] = g
 		}
 	}
 	for i := 1; i <= baseWorkers*c.Options.Scale; i++ {

@@ -100,7 +100,7 @@ func fillLogChange(c *Change, lf *logFeature, ls *logSample) (lc logChange, hasN
 	if c.Kind == Upsert && c.New != nil {
 		f := c.New
 		*lf = logFeature{Props: f.Props, Version: f.Version, Updated: f.Updated.Time(), Observed: f.Observed.Time(),
-			Region: f.Region(), Grid: f.Grid(), Cells: f.Cells, Source: f.Source}
+			Region: f.Region(), Grid: f.Grid(), Cells: f.Cells(), Source: f.Source()}
 		if p, ok := f.Geometry.(orb.Point); ok && finite(p[0]) && finite(p[1]) {
 			lf.point, lf.isPoint = p, true // written by appendChange as orb would
 		} else if f.Geometry != nil {
@@ -181,7 +181,9 @@ func UnmarshalChange(b []byte) (Change, error) {
 			return Change{}, fmt.Errorf("twin: decode change %d: upsert without a state", lc.Seq)
 		}
 		f := &Feature{ID: id, Props: lc.New.Props, Version: lc.New.Version, Updated: StampOf(lc.New.Updated), Observed: StampOf(lc.New.Observed),
-			Place: NewPlace(lc.New.Region, lc.New.Grid), Cells: lc.New.Cells, Source: lc.New.Source}
+			Place: NewPlace(lc.New.Region, lc.New.Grid)}
+		f.SetCells(lc.New.Cells)
+		f.SetSource(lc.New.Source)
 		if len(lc.New.Geometry) > 0 && string(lc.New.Geometry) != "null" {
 			g, err := geojson.UnmarshalGeometry(lc.New.Geometry)
 			if err != nil {

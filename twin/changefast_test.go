@@ -41,7 +41,7 @@ func TestAppendChangeAsJSON(t *testing.T) {
 		lc := logChange{Seq: c.Seq, Kind: c.Kind, Time: c.Time, Layer: id.Layer, Name: id.Name}
 		if c.New != nil {
 			lc.New = &logFeature{Props: c.New.Props, Version: c.New.Version, Updated: c.New.Updated.Time(), Observed: c.New.Observed.Time(),
-				Region: c.New.Region(), Grid: c.New.Grid(), Cells: c.New.Cells, Source: c.New.Source}
+				Region: c.New.Region(), Grid: c.New.Grid(), Cells: c.New.Cells(), Source: c.New.Source()}
 			if c.New.Geometry != nil {
 				lc.New.Geometry = json.RawMessage(`{"type":"Point","coordinates":[106.123456789012345,29.1]}`)
 			}
@@ -115,7 +115,8 @@ func BenchmarkAppendChange(b *testing.B) {
 	now := time.Date(2026, 12, 3, 9, 0, 0, 123456789, time.UTC)
 	f := &Feature{ID: ID{Layer: "vehicles", Name: "load-42"}, Geometry: orb.Point{106.5512345, 29.5623456},
 		Props: NewProps(map[string]any{"kind": "patrol", "plate": "渝A12345", "speed_kmh": 42.5}), Version: 17,
-		Updated: StampOf(now), Observed: StampOf(now), Place: NewPlace([]string{"500000", "500103", "500103001"}, "g-12"), Cells: []uint64{0x8840c9a4c5fffff}}
+		Updated: StampOf(now), Observed: StampOf(now), Place: NewPlace([]string{"500000", "500103", "500103001"}, "g-12")}
+	f.SetCell(0x8840c9a4c5fffff)
 	c := &Change{Seq: 123456, Kind: Upsert, Time: now, New: f,
 		Sample: &Sample{ID: f.ID, Time: now, HasPos: true, Pos: [2]float64{106.5512345, 29.5623456}, HasSpeed: true, SpeedKmh: 42.5, HasHeading: true, Heading: 90}}
 	b.ReportAllocs()

@@ -22,8 +22,23 @@ type Feature struct {
 	Updated  Stamp        // when the object last changed (telemetry ts for tracked objects)
 	Observed Stamp        // ts of the newest applied telemetry; zero when none
 	Place    *Place       // region path and grid (shared, immutable); nil when unplaced
-	Cells    []uint64     // H3 cells: res 9 for points, a cover for lines and polygons
-	Source   string       // source id for idempotent imports (e.g. "osm:w123"); optional
+	// The H3 cells (res 9 for points, a cover for lines and polygons) and
+	// the import source, read and set through Cells, SetCells, Source and
+	// SetSource: the one cell of a point is held inline and the rest,
+	// which most objects lack, behind one pointer. A cells slice and a
+	// source string were 40 B of every object, and a point's cell one
+	// more allocation of 8 B: a Feature went from the 160-B size class to
+	// the 128-B one (issue 16 goal 4).
+	cell [1]uint64 // the object's one cell; 0 when it has none or more than one
+	more *more     // a cover of more than one cell and the source; nil when neither
+}
+
+// more is what few objects have: a cover of several cells, an import
+// source. Shared by the clones of a feature, so immutable: SetCells and
+// SetSource make a new one.
+type more struct {
+	source string
+	cells  *[]uint64 // when more than one cell (a pointer: a source alone is 24 B)
 }
 
 // Place is where an object lies: its region path and its grid. Objects in
@@ -80,12 +95,12 @@ func (f *Feature) Grid() string {
 	return f.Place.Grid
 }
 
-// Clone returns a copy whose Props map and Cells may be modified. The
-// geometry and the place are shared: replace them rather than mutate them.
+// Clone returns a copy whose Props map may be modified. The geometry,
+// the place and the cells are shared: replace them (SetCells) rather than
+// mutate them.
 func (f *Feature) Clone() *Feature {
 	c := *f
 	c.Props = f.Props.Clone()
-	c.Cells = append([]uint64(nil), f.Cells...)
 	return &c
 }
 
@@ -93,8 +108,88 @@ func (f *Feature) Clone() *Feature {
 func (f *Feature) clonePacked() *Feature {
 	c := *f
 	c.Props = f.Props.Pack()
-	c.Cells = append([]uint64(nil), f.Cells...)
 	return &c
+}
+
+// Cells returns the object's H3 cells (nil when none): one at res 9 for a
+// point, a cover for a line or a polygon. The slice is shared with the
+// feature (for a single cell, it is the feature's own memory): do not
+// modify it.
+func (f *Feature) Cells() []uint64 {
+	switch {
+	case f == nil:
+		return nil
+	case f.cell[0] != 0:
+		return f.cell[:]
+	case f.more != nil && f.more.cells != nil:
+		return *f.more.cells
+	}
+	return nil
+}
+
+// Cell returns the object's first H3 cell (0 when it has none).
+func (f *Feature) Cell() uint64 {
+	if cs := f.Cells(); len(cs) > 0 {
+		return cs[0]
+	}
+	return 0
+}
+
+// SetCells sets the object's H3 cells; cs is kept when it holds more than
+// one (the caller must not modify it afterwards). A cell of 0 (H3's null
+// index) is not a cell: a single 0 clears the cells.
+func (f *Feature) SetCells(cs []uint64) {
+	f.cell[0] = 0
+	var src string
+	if f.more != nil {
+		src = f.more.source
+	}
+	switch len(cs) {
+	case 0:
+		f.setMore(src, nil)
+	case 1:
+		f.cell[0] = cs[0]
+		f.setMore(src, nil)
+	default:
+		kept := cs // only this branch allocates the header
+		f.setMore(src, &kept)
+	}
+}
+
+// SetCell sets the object's one H3 cell (0: none), as SetCells with one
+// cell and no slice.
+func (f *Feature) SetCell(c uint64) {
+	f.cell[0] = c
+	if f.more != nil && f.more.cells != nil {
+		f.setMore(f.more.source, nil)
+	}
+}
+
+// Source returns the object's source id for idempotent imports (e.g.
+// "osm:w123"; "" when none).
+func (f *Feature) Source() string {
+	if f == nil || f.more == nil {
+		return ""
+	}
+	return f.more.source
+}
+
+// SetSource sets the object's source id ("" for none).
+func (f *Feature) SetSource(s string) {
+	var cs *[]uint64
+	if f.more != nil {
+		cs = f.more.cells
+	}
+	f.setMore(s, cs)
+}
+
+// setMore replaces f.more (never modified: clones share it).
+func (f *Feature) setMore(src string, cs *[]uint64) {
+	if src == "" && cs == nil {
+		f.more = nil
+		return
+	}
+	f.more = &more{source: src, cells: cs}
 }
 
 // Prop returns a property as a string ("" when absent or not a string).

@@ -122,7 +122,7 @@ func TestChangeCodecRoundTrip(t *testing.T) {
 	ts := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
 	c := Change{Seq: 42, Kind: Upsert, Time: ts, New: &Feature{ID: NewID(Roads, "r1"),
 		Geometry: orb.LineString{{106.123456789012, 29.1}, {106.2, 29.2}}, Props: NewProps(map[string]any{"name": "解放碑", "lanes": 4.0, "tags": []any{"a"}}),
-		Version: 7, Updated: StampOf(ts), Observed: StampOf(ts.Add(-time.Second)), Place: NewPlace([]string{"500000", "500103"}, "g1"), Cells: []uint64{1, 2}, Source: "osm:w1"},
+		Version: 7, Updated: StampOf(ts), Observed: StampOf(ts.Add(-time.Second)), Place: NewPlace([]string{"500000", "500103"}, "g1"), more: &more{source: "osm:w1", cells: &[]uint64{1, 2}}},
 		Sample: &Sample{ID: NewID(Roads, "r1"), Time: ts, HasPos: true, Pos: orb.Point{1, 2}, Values: map[string]float64{"x": 0.1}}}
 	b, err := MarshalChange(&c)
 	if err != nil {

@@ -59,7 +59,7 @@ func timelineFeatures() []*Feature {
 	at := time.Date(2026, 5, 1, 8, 0, 10, 123456789, time.UTC)
 	return []*Feature{
 		{ID: NewID(Vehicles, "v1"), Geometry: orb.Point{106.51234567891, 29.5}, Version: 7, Updated: StampOf(at), Observed: StampOf(at.Add(-time.Second)),
-			Place: NewPlace([]string{"cq", "cq-yz"}, "g1"), Cells: []uint64{1, 2}, Source: "src",
+			Place: NewPlace([]string{"cq", "cq-yz"}, "g1"), more: &more{source: "src", cells: &[]uint64{1, 2}},
 			Props: NewProps(map[string]any{"kind": "muck_truck", "speed_kmh": 42.5, "plate": "渝A<1>", "n": 3, "big": int64(1) << 40,
 				"tags": []any{"a", 1.5, nil, true}, "names": []string{"x", "y"}, "units": map[string]any{"x": "y", "z": map[string]any{}}}).Pack()},
 		{ID: NewID(Buildings, "b1"), Geometry: orb.Polygon{{{106.5, 29.5}, {106.501, 29.5}, {106.501, 29.501}, {106.5, 29.5}}}, Version: 2, Updated: StampOf(at),

@@ -204,8 +204,10 @@ func (t *Twin) prepareAll(fs []*Feature) {
 				if !f.Props.packed() {
 					f.Props = f.Props.Pack()
 				}
-				if t.opts.Enricher != nil && f.Geometry != nil && f.Cells == nil {
-					f.Cells, f.Place = t.opts.Enricher.Locate(f.Geometry)
+				if t.opts.Enricher != nil && f.Geometry != nil && f.Cells() == nil {
+					var cs []uint64
+					cs, f.Place = t.opts.Enricher.Locate(f.Geometry)
+					f.SetCells(cs)
 				}
 			}
 		}
@@ -325,7 +327,8 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	if s.HasPos {
 		nf.Geometry = s.Pos
 		if t.opts.Enricher != nil {
-			nf.Cells, nf.Place = cells, place
+			nf.SetCells(cells)
+			nf.Place = place
 		}
 	}
 	// One packed copy of the props with the sample's fields (the feed
@@ -375,10 +378,13 @@ func (t *Twin) locate(f *Feature) {
 		return
 	}
 	if f.Geometry == nil {
-		f.Cells, f.Place = nil, nil
+		f.SetCells(nil)
+		f.Place = nil
 		return
 	}
-	f.Cells, f.Place = t.opts.Enricher.Locate(f.Geometry)
+	cs, place := t.opts.Enricher.Locate(f.Geometry)
+	f.SetCells(cs)
+	f.Place = place
 }
 
 // commitKeepTime stores nf as the new state of its object, stamping its

@@ -169,7 +169,7 @@ func TestLoadEnrichesInParallel(t *testing.T) {
 	for i := range fs {
 		fs[i] = &Feature{ID: NewID(Devices, "d"+strconv.Itoa(i)), Geometry: orb.Point{float64(i), 29}, Version: 3}
 	}
-	fs[7].Cells = []uint64{42}
+	fs[7].SetCell(42)
 	tw.Load(fs)
 	for i, f := range fs {
 		got, ok := tw.Get(f.ID)
@@ -177,7 +177,7 @@ func TestLoadEnrichesInParallel(t *testing.T) {
 		if i == 7 {
 			want = 42
 		}
-		if !ok || len(got.Cells) != 1 || got.Cells[0] != want || (i != 7 && got.Grid() != "g") {
+		if !ok || len(got.Cells()) != 1 || got.Cell() != want || (i != 7 && got.Grid() != "g") {
 			t.Fatalf("%s: %+v", f.ID, got)
 		}
 	}

@@ -263,8 +263,8 @@ func (a *API) Aggregate(p auth.Principal, l twin.Layer, res int, bbox orb.Bound,
 			return true
 		}
 		var c h3.Cell
-		if len(f.Cells) > 0 {
-			c = h3.Cell(hex.ParentOfValid(f.Cells[0], res))
+		if fc := f.Cell(); fc != 0 {
+			c = h3.Cell(hex.ParentOfValid(fc, res))
 		} else if pt, ok := f.Geometry.(orb.Point); ok {
 			c = h3.LatLngToCell(h3.NewLatLng(pt[1], pt[0]), res)
 		} else {

@@ -37,8 +37,9 @@ func scatter(tb testing.TB, n int) *twin.Twin {
 		}
 		pt := orb.Point{106.45 + rng.Float64()*0.2, 29.5 + rng.Float64()*0.18}
 		fs[i] = &twin.Feature{ID: twin.NewID(twin.Incidents, fmt.Sprintf("i%07d", i)), Version: 1,
-			Geometry: pt, Place: twin.NewPlace(region, ""), Cells: []uint64{uint64(h3.LatLngToCell(h3.NewLatLng(pt[1], pt[0]), 9))},
+			Geometry: pt, Place: twin.NewPlace(region, ""),
 			Props: twin.NewProps(map[string]any{"state": "reported", "type": "litter"})}
+		fs[i].SetCell(uint64(h3.LatLngToCell(h3.NewLatLng(pt[1], pt[0]), 9)))
 	}
 	tw.Load(fs)
 	return tw

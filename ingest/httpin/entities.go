@@ -71,7 +71,7 @@ func (a *API) PutEntity(w http.ResponseWriter, r *http.Request) {
 	}
 	nf := &twin.Feature{ID: id, Geometry: in.Geometry, Props: in.Props}
 	if s, ok := in.Props.Get("source").(string); ok {
-		nf.Source = s
+		nf.SetSource(s)
 	}
 	ch, err := a.tw.Put(nf)
 	if err != nil {
@@ -143,7 +143,7 @@ func (a *API) placedInScope(w http.ResponseWriter, r *http.Request, id twin.ID, 
 		return true // empty: ValidGeometry refuses it next
 	}
 	probe := &twin.Feature{ID: id}
-	probe.Cells, probe.Place = a.opts.Enricher.Locate(rep)
+	_, probe.Place = a.opts.Enricher.Locate(rep)
 	if !p.Sees(probe) {
 		httpx.Error(w, http.StatusForbidden, "geometry lies outside your region", map[string]string{"region": p.Region})
 		return false

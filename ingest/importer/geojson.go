@@ -185,12 +185,13 @@ func (r *run) fromGeoJSON(raw json.RawMessage, index int) (*twin.Feature, string
 	default:
 		out = props
 	}
-	return &twin.Feature{
+	f := &twin.Feature{
 		ID:       twin.NewID(layer, name),
 		Geometry: gf.Geometry,
 		Props:    twin.NewProps(out),
-		Source:   fileStem(r.sum.File) + ":" + name,
-	}, ""
+	}
+	f.SetSource(fileStem(r.sum.File) + ":" + name)
+	return f, ""
 }
 
 // layerOf picks the layer: Options.Layer, a "layer" property, or one

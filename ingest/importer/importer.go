@@ -237,9 +237,9 @@ func (r *run) add(ctx context.Context, f *twin.Feature, line, index int) error {
 		return nil
 	}
 	if err := twin.ValidGeometry(f.Geometry); err != nil {
-		if line == 0 && f.Source != "" {
+		if line == 0 && f.Source() != "" {
 			// No line to point at (OSM): name the element instead.
-			r.problem(line, index, "%s: %v", f.Source, err)
+			r.problem(line, index, "%s: %v", f.Source(), err)
 		} else {
 			r.problem(line, index, "%v", err)
 		}
@@ -259,7 +259,9 @@ func (r *run) add(ctx context.Context, f *twin.Feature, line, index int) error {
 		f.Geometry = gcj02.ToWGS84Geometry(f.Geometry)
 	}
 	if r.opts.Enricher != nil {
-		f.Cells, f.Place = r.opts.Enricher.Locate(f.Geometry)
+		var cs []uint64
+		cs, f.Place = r.opts.Enricher.Locate(f.Geometry)
+		f.SetCells(cs)
 	}
 	if f.Props.Len() == 0 {
 		f.Props = twin.NewProps(map[string]any{})

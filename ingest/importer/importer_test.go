@@ -230,7 +230,7 @@ func TestRegionAssignment(t *testing.T) {
 	if !slices.Equal(f.Region(), []string{"500000", "500106"}) {
 		t.Errorf("road-9337 region %v, want [500000 500106]", f.Region())
 	}
-	if len(f.Cells) == 0 {
+	if len(f.Cells()) == 0 {
 		t.Error("no H3 cells")
 	}
 	// By the DataV outlines the network spans the Jialing river: 320

@@ -131,5 +131,7 @@ func meshLink(attrs []xml.Attr, text string) (*twin.Feature, string) {
 		ls = slices.Clone(ls)
 		slices.Reverse(ls)
 	}
-	return &twin.Feature{ID: twin.NewID(twin.Roads, "mesh-"+link), Geometry: ls, Props: twin.NewProps(props), Source: "mesh:" + link}, ""
+	f := &twin.Feature{ID: twin.NewID(twin.Roads, "mesh-"+link), Geometry: ls, Props: twin.NewProps(props)}
+	f.SetSource("mesh:" + link)
+	return f, ""
 }

@@ -130,7 +130,8 @@ func (r *run) osmWay(ctx context.Context, st *osmState, w *osm.Way, index int) e
 				g = orb.Polygon{orb.Ring(pts)}
 			}
 		}
-		f := &twin.Feature{ID: twin.NewID(l, name), Geometry: g, Props: twin.NewProps(props), Source: fmt.Sprintf("osm:w%d", w.ID)}
+		f := &twin.Feature{ID: twin.NewID(l, name), Geometry: g, Props: twin.NewProps(props)}
+		f.SetSource(fmt.Sprintf("osm:w%d", w.ID))
 		if err := r.add(ctx, f, 0, index); err != nil {
 			return err
 		}
@@ -292,7 +293,8 @@ func (r *run) osmRelation(ctx context.Context, st *osmState, rel *osm.Relation, 
 		r.problem(0, index, "relation %d: %v", rel.ID, err)
 		return nil
 	}
-	f := &twin.Feature{ID: twin.NewID(layer, name), Geometry: g, Props: twin.NewProps(props), Source: fmt.Sprintf("osm:r%d", rel.ID)}
+	f := &twin.Feature{ID: twin.NewID(layer, name), Geometry: g, Props: twin.NewProps(props)}
+	f.SetSource(fmt.Sprintf("osm:r%d", rel.ID))
 	return r.add(ctx, f, 0, index)
 }
 

@@ -87,8 +87,8 @@ func importRealFiles(t *testing.T, st twin.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(f.Region(), []string{"500000", "500106"}) || f.Props.Get("class") != "primary" || len(f.Cells) == 0 {
-		t.Errorf("road-9337 region %v props %v cells %d", f.Region(), f.Props, len(f.Cells))
+	if !slices.Equal(f.Region(), []string{"500000", "500106"}) || f.Props.Get("class") != "primary" || len(f.Cells()) == 0 {
+		t.Errorf("road-9337 region %v props %v cells %d", f.Region(), f.Props, len(f.Cells()))
 	}
 	r, err := st.Get(ctx, twin.NewID(twin.Regions, "500106"))
 	if err != nil {

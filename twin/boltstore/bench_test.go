@@ -20,8 +20,9 @@ func buildings(n, version int) []*twin.Feature {
 		ring := orb.Ring{{x, y}, {x + 5e-5, y}, {x + 5e-5, y + 5e-5}, {x, y + 5e-5}, {x, y}}
 		fs[i] = &twin.Feature{ID: twin.NewID(twin.Buildings, fmt.Sprint("b", i)), Geometry: orb.Polygon{ring},
 			Version: uint64(version), Updated: twin.StampOf(now), Place: twin.NewPlace([]string{"500000", "500105", "500105002"}, "g1"),
-			Cells: []uint64{0x8930e1d8a2fffff}, Source: fmt.Sprint("osm:w", i),
 			Props: twin.NewProps(map[string]any{"name": "building", "height_m": 24.0, "levels": 8.0, "risk_level": 4.0, "risk_color": "blue"})}
+		fs[i].SetCell(0x8930e1d8a2fffff)
+		fs[i].SetSource(fmt.Sprint("osm:w", i))
 	}
 	return fs
 }

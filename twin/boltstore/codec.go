@@ -29,13 +29,14 @@ func encodeFeature(b []byte, f *twin.Feature) ([]byte, error) {
 	b = binary.AppendVarint(b, int64(f.Updated))
 	b = binary.AppendVarint(b, int64(f.Observed))
 	b = appendString(b, f.Grid())
-	b = appendString(b, f.Source)
+	b = appendString(b, f.Source())
 	b = binary.AppendUvarint(b, uint64(len(f.Region())))
 	for _, r := range f.Region() {
 		b = appendString(b, r)
 	}
-	b = binary.AppendUvarint(b, uint64(len(f.Cells)))
-	for _, c := range f.Cells {
+	cells := f.Cells()
+	b = binary.AppendUvarint(b, uint64(len(cells)))
+	for _, c := range cells {
 		b = binary.LittleEndian.AppendUint64(b, c)
 	}
 	if f.Geometry == nil {
@@ -126,7 +127,9 @@ func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 	f.Updated = twin.Stamp(r.varint())
 	f.Observed = twin.Stamp(r.varint())
 	grid := in.str(r.bytes())
-	f.Source = string(r.bytes())
+	if src := r.bytes(); len(src) > 0 {
+		f.SetSource(string(src))
+	}
 	var region []string
 	if n := r.uvarint(); n > 0 && n <= uint64(len(r.b)) {
 		region = make([]string, n)
@@ -139,9 +142,14 @@ func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 		if n*8 > uint64(len(r.b)) {
 			return nil, errShort
 		}
-		f.Cells = make([]uint64, n)
-		for i := range f.Cells {
-			f.Cells[i] = binary.LittleEndian.Uint64(r.b[i*8:])
+		if n == 1 {
+			f.SetCell(binary.LittleEndian.Uint64(r.b))
+		} else {
+			cells := make([]uint64, n)
+			for i := range cells {
+				cells[i] = binary.LittleEndian.Uint64(r.b[i*8:])
+			}
+			f.SetCells(cells)
 		}
 		r.b = r.b[n*8:]
 	}

@@ -74,13 +74,14 @@ func MakeGrids(streets []*twin.Feature) []*twin.Feature {
 			region = append(region, g.street.parent)
 		}
 		region = append(region, g.street.code)
-		out = append(out, &twin.Feature{
+		f := &twin.Feature{
 			ID:       twin.NewID(twin.Grids, code),
 			Geometry: hex.CellPolygon(g.cell),
 			Props:    twin.NewProps(map[string]any{"code": code, "street": g.street.code, "workers": []any{}}),
 			Place:    twin.NewPlace(region, code),
-			Cells:    []uint64{g.cell},
-		})
+		}
+		f.SetCell(g.cell)
+		out = append(out, f)
 	}
 	return out
 }

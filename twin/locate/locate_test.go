@@ -241,7 +241,7 @@ func TestMakeGrids(t *testing.T) {
 		if g.ID != again[i].ID {
 			t.Fatal("order not deterministic")
 		}
-		c := g.Cells[0]
+		c := g.Cell()
 		if cells[c] {
 			t.Fatalf("cell %x in two grids", c)
 		}
@@ -275,7 +275,7 @@ func TestMakeGrids(t *testing.T) {
 			n++
 			want := ""
 			for _, g := range grids {
-				if g.Cells[0] == c {
+				if g.Cell() == c {
 					want = g.ID.Name
 				}
 			}
@@ -293,16 +293,16 @@ func TestMakeGrids(t *testing.T) {
 	// A grid's own outline locates into itself, with its one cell and the
 	// region MakeGrids gave it.
 	cs, path, grid := locate3(l, grids[7].Geometry)
-	if grid != grids[7].ID.Name || !slices.Equal(cs, grids[7].Cells) || !slices.Equal(path, grids[7].Region()) {
-		t.Errorf("grid outline locates to %v %v %q, want %v %v %q", cs, path, grid, grids[7].Cells, grids[7].Region(), grids[7].ID.Name)
+	if grid != grids[7].ID.Name || !slices.Equal(cs, grids[7].Cells()) || !slices.Equal(path, grids[7].Region()) {
+		t.Errorf("grid outline locates to %v %v %q, want %v %v %q", cs, path, grid, grids[7].Cells(), grids[7].Region(), grids[7].ID.Name)
 	}
 	// SetGrids swaps grids only: regions stay.
 	l.SetGrids(grids[:1])
-	p := hex.CellCenter(grids[1].Cells[0])
+	p := hex.CellCenter(grids[1].Cell())
 	if _, path, grid := locate3(l, p); grid != "" || len(path) != 3 {
 		t.Errorf("after SetGrids: %v %q", path, grid)
 	}
-	if _, _, grid := locate3(l, hex.CellCenter(grids[0].Cells[0])); grid != grids[0].ID.Name {
+	if _, _, grid := locate3(l, hex.CellCenter(grids[0].Cell())); grid != grids[0].ID.Name {
 		t.Errorf("kept grid: %q", grid)
 	}
 }

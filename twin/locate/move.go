@@ -109,19 +109,19 @@ func (s *shapes) get(c uint64) *cellShape {
 
 // LocateMove is Locate for a point object that moved from prev (its state
 // before, possibly nil or stale): when p is still well inside prev's res-9
-// cell it keeps that cell (and prev's Cells slice, which is immutable)
+// cell it keeps that cell (and prev's cells, which are immutable)
 // instead of asking H3 (~1 µs of cgo, the largest cost of applying a
 // telemetry sample); region and grid are always looked up for p. Objects
 // move a few metres between samples and a cell is ~350 m across, so most
 // samples take the fast path.
 func (l *Locator) LocateMove(p orb.Point, prev *twin.Feature) (cells []uint64, place *twin.Place) {
-	if prev == nil || len(prev.Cells) != 1 {
+	if prev == nil || len(prev.Cells()) != 1 {
 		return l.Locate(p)
 	}
 	if _, ok := prev.Geometry.(orb.Point); !ok {
 		return l.Locate(p)
 	}
-	c := prev.Cells[0]
+	c := prev.Cell()
 	sh := l.shapes.lookup(c)
 	if sh == nil {
 		// Outlines are built (one more cgo call) only for cells an object
@@ -136,5 +136,5 @@ func (l *Locator) LocateMove(p orb.Point, prev *twin.Feature) (cells []uint64, p
 	if !sh.inside(p) {
 		return l.Locate(p)
 	}
-	return prev.Cells, l.placeAt(l.idx.Load(), p, c)
+	return prev.Cells(), l.placeAt(l.idx.Load(), p, c)
 }

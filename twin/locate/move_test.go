@@ -33,19 +33,25 @@ func TestMoveMatchesH3(t *testing.T) {
 	l := New()
 	l.Reset(regions, MakeGrids(streets))
 	rng := rand.New(rand.NewPCG(7, 9))
+	// withCell is a previous state: geometry g, one cell c.
+	withCell := func(g orb.Geometry, c uint64) *twin.Feature {
+		f := &twin.Feature{Geometry: g}
+		f.SetCell(c)
+		return f
+	}
 	check := func(p orb.Point, prev *twin.Feature) bool {
 		t.Helper()
 		gc, gr, gg := locateMove3(l, p, prev)
 		wc, wr, wg := locate3(l, p)
 		if !slices.Equal(gc, wc) || !slices.Equal(gr, wr) || gg != wg {
-			t.Fatalf("move to %v from %v: got %v %v %q, want %v %v %q", p, prev.Cells, gc, gr, gg, wc, wr, wg)
+			t.Fatalf("move to %v from %v: got %v %v %q, want %v %v %q", p, prev.Cells(), gc, gr, gg, wc, wr, wg)
 		}
-		return len(prev.Cells) == 1 && len(gc) == 1 && &gc[0] == &prev.Cells[0]
+		return len(prev.Cells()) == 1 && len(gc) == 1 && &gc[0] == &prev.Cells()[0]
 	}
 	// Warm the outline cache as lingering objects do.
 	for _, q := range randomPoints(4096) {
 		c := hex.PointCell(q, hex.PointRes)
-		check(q, &twin.Feature{Geometry: q, Cells: []uint64{c}})
+		check(q, withCell(q, c))
 	}
 	starts := randomPoints(4096)
 	n := movePairs(100000)
@@ -55,7 +61,7 @@ func TestMoveMatchesH3(t *testing.T) {
 		step := 0.005 * rng.Float64() * rng.Float64() // mostly short moves
 		a := rng.Float64() * 2 * math.Pi
 		p := orb.Point{q[0] + step*math.Cos(a), q[1] + step*math.Sin(a)}
-		prev := &twin.Feature{Geometry: q, Cells: []uint64{hex.PointCell(q, hex.PointRes)}}
+		prev := withCell(q, hex.PointCell(q, hex.PointRes))
 		if check(p, prev) {
 			fast++
 		}
@@ -71,7 +77,7 @@ func TestMoveMatchesH3(t *testing.T) {
 	for i := 0; edge < m; i++ {
 		c := hex.PointCell(starts[i%len(starts)], hex.PointRes)
 		r := hex.CellPolygon(c)[0]
-		prev := &twin.Feature{Geometry: hex.CellCenter(c), Cells: []uint64{c}}
+		prev := withCell(hex.CellCenter(c), c)
 		l.shapes.get(c)
 		for k := 0; k+1 < len(r); k++ {
 			a, b := r[k], r[k+1]
@@ -88,7 +94,7 @@ func TestMoveMatchesH3(t *testing.T) {
 	// No previous cell, a polygon, or nil: plain Locate.
 	p := starts[0]
 	check(p, &twin.Feature{})
-	check(p, &twin.Feature{Geometry: orb.Polygon{{p, p, p}}, Cells: []uint64{1}})
+	check(p, withCell(orb.Polygon{{p, p, p}}, 1))
 	if gc, _, _ := locateMove3(l, p, nil); len(gc) != 1 || gc[0] != hex.PointCell(p, hex.PointRes) {
 		t.Fatalf("nil prev: %v", gc)
 	}
@@ -127,7 +133,8 @@ func BenchmarkLocateMove(b *testing.B) {
 	pts := randomPoints(4096)
 	prevs := make([]*twin.Feature, len(pts))
 	for i, p := range pts {
-		prevs[i] = &twin.Feature{Geometry: p, Cells: []uint64{hex.PointCell(p, hex.PointRes)}}
+		prevs[i] = &twin.Feature{Geometry: p}
+		prevs[i].SetCell(hex.PointCell(p, hex.PointRes))
 		l.LocateMove(p, prevs[i]) // stays: caches the outline
 	}
 	b.Run("move", func(b *testing.B) {

@@ -135,10 +135,10 @@ func featureRow(f *twin.Feature, sources map[string]twin.ID) ([]any, error) {
 	}
 	var h3 any
 	var cells []int64
-	if len(f.Cells) > 0 {
-		h3 = int64(f.Cells[0])
-		cells = make([]int64, len(f.Cells))
-		for i, c := range f.Cells {
+	if fc := f.Cells(); len(fc) > 0 {
+		h3 = int64(fc[0])
+		cells = make([]int64, len(fc))
+		for i, c := range fc {
 			cells[i] = int64(c)
 		}
 	}
@@ -147,11 +147,11 @@ func featureRow(f *twin.Feature, sources map[string]twin.ID) ([]any, error) {
 		region = []string{}
 	}
 	var src, grid any
-	if f.Source != "" {
-		key := string(f.ID.Layer) + "\x00" + f.Source
+	if s := f.Source(); s != "" {
+		key := string(f.ID.Layer) + "\x00" + s
 		if other, dup := sources[key]; !dup || other == f.ID {
 			sources[key] = f.ID
-			src = f.Source
+			src = s
 		}
 	}
 	if f.Grid() != "" {
@@ -260,7 +260,8 @@ func scanFeature(l twin.Layer, rows pgx.Rows, places *twin.Places) (*twin.Featur
 	if err := rows.Scan(&name, &geom, &props, &version, &updated, &observed, &region, &grid, &cells, &source); err != nil {
 		return nil, fmt.Errorf("scan: %w", err)
 	}
-	f := &twin.Feature{ID: twin.NewID(l, name), Version: uint64(version), Source: source.String}
+	f := &twin.Feature{ID: twin.NewID(l, name), Version: uint64(version)}
+	f.SetSource(source.String)
 	if len(region) == 0 {
 		region = nil
 	}
@@ -289,10 +290,11 @@ func scanFeature(l twin.Layer, rows pgx.Rows, places *twin.Places) (*twin.Featur
 	// never holds a million maps at once.
 	f.Props = f.Props.Pack()
 	if len(cells) > 0 {
-		f.Cells = make([]uint64, len(cells))
+		cs := make([]uint64, len(cells))
 		for i, c := range cells {
-			f.Cells[i] = uint64(c)
+			cs[i] = uint64(c)
 		}
+		f.SetCells(cs)
 	}
 	return f, nil
 }

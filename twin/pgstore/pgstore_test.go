@@ -50,8 +50,10 @@ func TestSourceMoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	a := &twin.Feature{ID: twin.NewID(twin.Buildings, "a"), Version: 1, Source: "osm:w1"}
-	b := &twin.Feature{ID: twin.NewID(twin.Buildings, "b"), Version: 1, Source: "osm:w1"}
+	a := &twin.Feature{ID: twin.NewID(twin.Buildings, "a"), Version: 1}
+	a.SetSource("osm:w1")
+	b := &twin.Feature{ID: twin.NewID(twin.Buildings, "b"), Version: 1}
+	b.SetSource("osm:w1")
 	if err := s.Upsert(ctx, []*twin.Feature{a}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func TestSourceMoves(t *testing.T) {
 	}
 	ga, _ := s.Get(ctx, a.ID)
 	gb, _ := s.Get(ctx, b.ID)
-	if ga == nil || gb == nil || ga.Source != "" || gb.Source != "osm:w1" {
+	if ga == nil || gb == nil || ga.Source() != "" || gb.Source() != "osm:w1" {
 		t.Fatalf("sources: %+v %+v", ga, gb)
 	}
 }

@@ -54,13 +54,13 @@ func Equal(a, b *twin.Feature) error {
 			return fmt.Errorf("%s: region %v vs %v", a.ID, a.Region(), b.Region())
 		}
 	}
-	if len(a.Cells) != 0 || len(b.Cells) != 0 {
-		if !reflect.DeepEqual(a.Cells, b.Cells) {
-			return fmt.Errorf("%s: cells %v vs %v", a.ID, a.Cells, b.Cells)
+	if len(a.Cells()) != 0 || len(b.Cells()) != 0 {
+		if !reflect.DeepEqual(a.Cells(), b.Cells()) {
+			return fmt.Errorf("%s: cells %v vs %v", a.ID, a.Cells(), b.Cells())
 		}
 	}
-	if a.Grid() != b.Grid() || a.Source != b.Source {
-		return fmt.Errorf("%s: grid/source %q/%q vs %q/%q", a.ID, a.Grid(), a.Source, b.Grid(), b.Source)
+	if a.Grid() != b.Grid() || a.Source() != b.Source() {
+		return fmt.Errorf("%s: grid/source %q/%q vs %q/%q", a.ID, a.Grid(), a.Source(), b.Grid(), b.Source())
 	}
 	return nil
 }
@@ -77,13 +77,19 @@ func Features() []*twin.Feature {
 	hole := orb.Ring{{106.502, 29.502}, {106.504, 29.502}, {106.504, 29.504}, {106.502, 29.502}}
 	line := orb.LineString{{106.5, 29.5}, {106.55, 29.52}, {106.6, 29.53}}
 	mk := func(l twin.Layer, name string, g orb.Geometry) *twin.Feature {
-		return &twin.Feature{
+		f := &twin.Feature{
 			ID: twin.NewID(l, name), Geometry: g, Version: 3, Updated: twin.StampOf(t0), Observed: twin.StampOf(t0.Add(-time.Second)),
 			Props: twin.NewProps(map[string]any{"name": "名字 " + name, "n": 2.5, "ok": true,
 				"nested": map[string]any{"a": []any{1.0, "x"}}}),
 			Place: twin.NewPlace([]string{"500000", "500105"}, "g-1"),
-			Cells: []uint64{0x8930e1d8a2fffff, 0x8930e1d8a27ffff}, Source: "osm:" + name,
 		}
+		if _, ok := g.(orb.Point); ok {
+			f.SetCell(0x8930e1d8a2fffff) // a point's one cell, held inline
+		} else {
+			f.SetCells([]uint64{0x8930e1d8a2fffff, 0x8930e1d8a27ffff})
+		}
+		f.SetSource("osm:" + name)
+		return f
 	}
 	fs := []*twin.Feature{
 		mk(twin.Vehicles, "BP2968", orb.Point{106.55, 29.56}),
