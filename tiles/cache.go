@@ -47,7 +47,7 @@ type entry struct {
 func newEntry(key cacheKey, layers []twin.Layer, raw []byte, cacheable bool) *entry {
 	etag := etagOf(raw)
 	e := &entry{key: key, layers: layers, raw: raw, etagRaw: []string{etag},
-		etagGz: []string{etag[:len(etag)-1] + `-gz"`}, cacheControl: []string{cacheControl(layers)}}
+		etagGz: []string{etag[:len(etag)-1] + `-gz"`}, cacheControl: cacheControlHeader(layers)}
 	if cacheable {
 		e.gz = gzipBytes(raw)
 		e.raw = nil

@@ -383,14 +383,23 @@ func (s *Server) buildEntry(ctx context.Context, req Request, key cacheKey, cach
 
 // cacheControl is short for tiles with a live layer (positions move every
 // few seconds) and long for the static city.
-func cacheControl(ls []twin.Layer) string {
+func cacheControl(ls []twin.Layer) string { return cacheControlHeader(ls)[0] }
+
+// cacheControlHeader is cacheControl as a shared header value (never
+// modified).
+func cacheControlHeader(ls []twin.Layer) []string {
 	for _, l := range ls {
 		if l.Live() {
-			return "public, max-age=2"
+			return hdrCacheLive
 		}
 	}
-	return "public, max-age=3600"
+	return hdrCacheStatic
 }
+
+var (
+	hdrCacheLive   = []string{"public, max-age=2"}
+	hdrCacheStatic = []string{"public, max-age=3600"}
+)
 
 // etagOf is a strong ETag from a 64-bit hash of the tile bytes: FNV-1a
 // taken a little-endian 64-bit word at a time (then the tail a byte at a
@@ -409,7 +418,14 @@ func etagOf(b []byte) string {
 	h ^= h >> 29
 	h *= 0xbf58476d1ce4e5b9
 	h ^= h >> 32
-	return fmt.Sprintf(`"%016x"`, h)
+	const hex = "0123456789abcdef"
+	var q [18]byte
+	q[0], q[17] = '"', '"'
+	for i := 16; i >= 1; i-- {
+		q[i] = hex[h&0xf]
+		h >>= 4
+	}
+	return string(q[:])
 }
 
 // matchETag implements If-None-Match: "*" or any listed tag (weak or strong).
@@ -428,7 +444,9 @@ func matchETag(header, etag string) bool {
 
 // acceptsGzip reports whether Accept-Encoding allows gzip (q > 0).
 func acceptsGzip(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+	for rest := r.Header.Get("Accept-Encoding"); rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
 		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
 		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
 			continue
@@ -474,7 +492,6 @@ func gzipBytes(b []byte) []byte {
 	_, _ = g.zw.Write(b)
 	_ = g.zw.Close()
 	out := append([]byte(nil), g.buf.Bytes()...)
-	g.zw.Reset(io.Discard)
 	if g.buf.Cap() > maxPooledGzipBuf {
 		g.buf = bytes.Buffer{}
 	}
