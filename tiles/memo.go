@@ -356,23 +356,106 @@ type zshape struct {
 	first   [2]int32 // the command stream's first point, world tile units
 	id      uint64   // the memo's MVT feature id
 	// data is the packed varints of the stream after cmd0 and the first
-	// point, then the nrefs attribute numbers (refSize bytes each: key,
-	// value, little-endian).
+	// point; with hasRefs, then the nrefs attribute numbers (refSize
+	// bytes each: key, value, little-endian), the values of those
+	// attributes (appendZValue, in the same order) and the values'
+	// length (2 bytes, little-endian). A value new to the tile is read
+	// from here: from the memo's attribute list it was two cache misses
+	// (the list's header, the kv) and a third to copy a string out of
+	// the feature's props, on every building of a dense tile with a
+	// unique name (a value new to the tile per feature).
 	data []byte
 }
 
 // refSize is the bytes of one tagRef in zshape.data.
 const refSize = 6
 
-// geom is the packed stream after cmd0 and the first point.
-func (zs *zshape) geom() []byte { return zs.data[:len(zs.data)-refSize*int(zs.nrefs)] }
+// maxZValues bounds the bytes of a zshape's values (their length takes
+// 2 bytes); a feature with more keeps no numbers in its zshapes.
+const maxZValues = math.MaxUint16
 
-// appendRefs appends zs's attribute numbers to refs.
-func (zs *zshape) appendRefs(refs []tagRef) []tagRef {
-	for b := zs.data[len(zs.data)-refSize*int(zs.nrefs):]; len(b) >= refSize; b = b[refSize:] {
+// split cuts data into the packed stream after cmd0 and the first
+// point, the attribute numbers and the values (nil without hasRefs).
+func (zs *zshape) split() (geom, refs, vals []byte) {
+	d := zs.data
+	if !zs.hasRefs {
+		return d, nil, nil
+	}
+	n := len(d) - 2
+	v := n - int(binary.LittleEndian.Uint16(d[n:]))
+	r := v - refSize*int(zs.nrefs)
+	return d[:r], d[r:v], d[v:n]
+}
+
+// appendRefs appends the attribute numbers b (zshape.split's refs) to
+// refs.
+func appendRefs(refs []tagRef, b []byte) []tagRef {
+	for ; len(b) >= refSize; b = b[refSize:] {
 		refs = append(refs, tagRef{kid: binary.LittleEndian.Uint16(b), vid: binary.LittleEndian.Uint32(b[2:])})
 	}
 	return refs
+}
+
+// appendZValue appends v to a zshape's values: its kind, then a string's
+// length (varint) and bytes, a double's 8 bytes (little-endian), or
+// another kind's n as a varint.
+func appendZValue(b []byte, v value) []byte {
+	b = append(b, v.kind)
+	switch v.kind {
+	case valString:
+		b = appendVarint(b, uint64(len(v.s)))
+		return append(b, v.s...)
+	case valDouble:
+		return binary.LittleEndian.AppendUint64(b, v.n)
+	}
+	return appendVarint(b, v.n)
+}
+
+// zValueLen is the encoded size of v in a zshape's values.
+func zValueLen(v value) int {
+	switch v.kind {
+	case valString:
+		return 1 + varintLen(uint64(len(v.s))) + len(v.s)
+	case valDouble:
+		return 9
+	}
+	return 1 + varintLen(v.n)
+}
+
+// nextZValue splits the first value off b (a zshape's values, well
+// formed: written by appendZValue). A string's bytes are not copied: the
+// value's s is b's memory, which is never modified.
+func nextZValue(b []byte) (value, []byte) {
+	v := value{kind: b[0]}
+	b = b[1:]
+	switch v.kind {
+	case valString:
+		n, k := binary.Uvarint(b)
+		b = b[k:]
+		if n > 0 {
+			v.s = unsafe.String(&b[0], int(n))
+		}
+		return v, b[n:]
+	case valDouble:
+		v.n = binary.LittleEndian.Uint64(b)
+		return v, b[8:]
+	}
+	n, k := binary.Uvarint(b)
+	v.n = n
+	return v, b[k:]
+}
+
+// skipZValue is nextZValue's rest alone, reading no string.
+func skipZValue(b []byte) []byte {
+	switch b[0] {
+	case valString:
+		n, k := binary.Uvarint(b[1:])
+		return b[1+k+int(n):]
+	case valDouble:
+		return b[9:]
+	}
+	_, k := binary.Uvarint(b[1:])
+	return b[1+k:]
 }
 
 // zshapes are a memo's zshapes, inline: one pointer from the memo to

@@ -89,3 +89,41 @@ func TestZshapeSize(t *testing.T) {
 		t.Errorf("zshape is %d bytes, want 64", n)
 	}
 }
+
+// TestZValuesRoundTrip: a zshape's values read back as the values written,
+// in order, and skipping one lands where reading it does.
+func TestZValuesRoundTrip(t *testing.T) {
+	neg := int64(-3)
+	vals := []value{
+		{kind: valString, s: "Jiefangbei Tower 7"},
+		{kind: valString},
+		{kind: valString, s: strings.Repeat("x", 300)},
+		{kind: valDouble, n: math.Float64bits(-12.5)},
+		{kind: valSint, n: uint64(neg)},
+		{kind: valUint, n: 1 << 40},
+		{kind: valBool, n: 1},
+		{kind: valBool},
+	}
+	var b []byte
+	n := 0
+	for _, v := range vals {
+		b = appendZValue(b, v)
+		n += zValueLen(v)
+	}
+	if n != len(b) {
+		t.Fatalf("zValueLen sums to %d, wrote %d", n, len(b))
+	}
+	for i, want := range vals {
+		got, rest := nextZValue(b)
+		if got != want {
+			t.Fatalf("value %d: got %+v, want %+v", i, got, want)
+		}
+		if skip := skipZValue(b); len(skip) != len(rest) {
+			t.Fatalf("value %d: skip leaves %d bytes, read %d", i, len(skip), len(rest))
+		}
+		b = rest
+	}
+	if len(b) != 0 {
+		t.Fatalf("%d bytes left", len(b))
+	}
+}

@@ -39,6 +39,9 @@ type writer struct {
 	vidVal []uint32
 	vals   []value
 	valIx  index
+	// valIxAll: valIx indexes every value of vals (after the layer's
+	// first unnumbered value; before, numbered values skip it).
+	valIxAll bool
 	// The layer's features are kept until endLayer numbers the values by
 	// use: feats (id, type, ends in ftags and fgeom), their tags with
 	// values in first-seen numbering, their packed geometry; vcount
@@ -114,6 +117,7 @@ func (w *writer) beginLayer() {
 	w.vals = w.vals[:0]
 	w.keyIx.reset()
 	w.valIx.reset()
+	w.valIxAll = false
 	for _, id := range w.kused {
 		w.kmap[id] = 0
 	}
@@ -298,18 +302,26 @@ func (w *writer) keyIndexOf(kid uint16, at attrAt) uint32 {
 
 // valueIndexOf is valueIndex(a.val, a.valHash) for a value numbered vid,
 // found by its number (vidIx: the hash is the number times an odd
-// constant, so equal hashes are equal numbers). A number new to the layer
-// goes through valueIndex, which may find the value added by an
-// unnumbered feature, so each value is in the table once.
-func (w *writer) valueIndexOf(vid uint32, at attrAt) uint32 {
+// constant, so equal hashes are equal numbers). A number new to the
+// layer is added to the table with its value read from zv (the value's
+// bytes in a zshape, appendZValue) or else from the memo. Numbered values
+// are equal exactly when their numbers are, so they skip the table's
+// index by value (valIx) until an unnumbered value comes (numberedValue),
+// and each value is in the table once.
+func (w *writer) valueIndexOf(vid uint32, at attrAt, zv []byte) uint32 {
 	h := uint64(vid) * 0x9E3779B97F4A7C15
 	x := &w.vidIx
 	x.reserve(len(x.hashes) + 1)
 	for i := h & x.mask; ; i = (i + 1) & x.mask {
 		e := x.slots[i]
 		if e == 0 {
-			a := at.kv()
-			v := w.valueIndex(a.val, a.valHash)
+			var val value
+			if zv != nil {
+				val, _ = nextZValue(zv)
+			} else {
+				val = at.kv().val
+			}
+			v := w.numberedValue(val)
 			x.add(i, h)
 			w.vidVal = append(w.vidVal, v)
 			return v
@@ -322,10 +334,28 @@ func (w *writer) valueIndexOf(vid uint32, at attrAt) uint32 {
 	}
 }
 
+// numberedValue is the index of a numbered value new to the layer: a
+// new entry, unless an unnumbered feature added it already.
+func (w *writer) numberedValue(v value) uint32 {
+	if w.valIxAll {
+		return w.valueIndex(v, v.hash())
+	}
+	w.vals = append(w.vals, v)
+	w.vcount = append(w.vcount, 1)
+	return uint32(len(w.vals) - 1)
+}
+
 // valueIndex is v's index in the layer's value table, adding it if new;
-// h is v's hash.
+// h is v's hash. The first call in a layer indexes the numbered values
+// added before it.
 func (w *writer) valueIndex(v value, h uint64) uint32 {
 	x := &w.valIx
+	if !w.valIxAll {
+		w.valIxAll = true
+		for _, u := range w.vals {
+			w.indexValue(u.hash())
+		}
+	}
 	x.reserve(len(w.vals) + 1)
 	for i := h & x.mask; ; i = (i + 1) & x.mask {
 		e := x.slots[i]
@@ -339,6 +369,18 @@ func (w *writer) valueIndex(v value, h uint64) uint32 {
 			return uint32(e - 1)
 		}
 	}
+}
+
+// indexValue adds the next entry of valIx, with hash h (the values in
+// the table are distinct).
+func (w *writer) indexValue(h uint64) {
+	x := &w.valIx
+	x.reserve(len(x.hashes) + 1)
+	i := h & x.mask
+	for x.slots[i] != 0 {
+		i = (i + 1) & x.mask
+	}
+	x.add(i, h)
 }
 
 // index is an open-addressing (linear probing) hash index over a table of
@@ -649,8 +691,9 @@ func (w *writer) appendFeature(m *memo, z uint8, filt *attrFilter) {
 // the tile of p; m is read only for attributes new to the tile.
 func (w *writer) appendCached(m *memo, kind uint8, zs *zshape, p projector, z uint8, filt *attrFilter) {
 	var refs []tagRef
+	geom, rb, vals := zs.split()
 	if zs.hasRefs {
-		refs = zs.appendRefs(w.refs[:0])
+		refs = appendRefs(w.refs[:0], rb)
 		w.refs = refs
 		if refs == nil {
 			refs = []tagRef{}
@@ -658,13 +701,13 @@ func (w *writer) appendCached(m *memo, kind uint8, zs *zshape, p projector, z ui
 	} else {
 		refs = m.refs(z)
 	}
-	w.appendTags(m, z, filt, refs)
+	w.appendTags(m, z, filt, refs, vals)
 	dx := int32(int64(zs.first[0]) - int64(p.ox))
 	dy := int32(int64(zs.first[1]) - int64(p.oy))
 	g := appendVarint(w.fgeom, uint64(zs.cmd0))
 	g = appendVarint(g, uint64(uint32((dx<<1)^(dx>>31))))
 	g = appendVarint(g, uint64(uint32((dy<<1)^(dy>>31))))
-	w.fgeom = append(g, zs.geom()...)
+	w.fgeom = append(g, geom...)
 	w.feats = append(w.feats, featRec{id: zs.id, kind: kind, tagEnd: int32(len(w.ftags)), geoEnd: int32(len(w.fgeom))})
 }
 
@@ -683,16 +726,27 @@ func (w *writer) newZshape(m *memo, z uint8, p projector, lo, hi orb.Point, draw
 	zs.first = [2]int32{int32(w.sh.pts[0][0] + p.ox), int32(w.sh.pts[0][1] + p.oy)}
 	skip := varintLen(uint64(g[0])) + varintLen(uint64(g[1])) + varintLen(uint64(g[2]))
 	refs := m.refs(z)
-	if refs == nil || len(refs) > math.MaxUint8 {
-		refs = nil
+	attrs := m.attrs(z)
+	nvals := 0
+	for i := range attrs {
+		nvals += zValueLen(attrs[i].val)
+	}
+	if refs == nil || len(refs) > math.MaxUint8 || nvals > maxZValues {
+		refs, nvals = nil, 0
 	} else {
 		zs.hasRefs, zs.nrefs = true, uint8(len(refs))
 	}
-	data := make([]byte, 0, len(w.gpack)-skip+refSize*len(refs))
+	data := make([]byte, 0, len(w.gpack)-skip+refSize*len(refs)+nvals+2)
 	data = append(data, w.gpack[skip:]...)
-	for _, r := range refs {
-		data = binary.LittleEndian.AppendUint16(data, r.kid)
-		data = binary.LittleEndian.AppendUint32(data, r.vid)
+	if zs.hasRefs {
+		for _, r := range refs {
+			data = binary.LittleEndian.AppendUint16(data, r.kid)
+			data = binary.LittleEndian.AppendUint32(data, r.vid)
+		}
+		for i := range attrs {
+			data = appendZValue(data, attrs[i].val)
+		}
+		data = binary.LittleEndian.AppendUint16(data, uint16(nvals))
 	}
 	zs.data = data
 	return zs
@@ -701,24 +755,29 @@ func (w *writer) newZshape(m *memo, z uint8, p projector, lo, hi orb.Point, draw
 // appendFeatureGeom writes a feature with m's id and attributes and the
 // packed geometry command stream g.
 func (w *writer) appendFeatureGeom(m *memo, z uint8, filt *attrFilter, kind uint8, g []byte) {
-	w.appendTags(m, z, filt, m.refs(z))
+	w.appendTags(m, z, filt, m.refs(z), nil)
 	w.fgeom = append(w.fgeom, g...)
 	w.feats = append(w.feats, featRec{id: m.id, kind: kind, tagEnd: int32(len(w.ftags)), geoEnd: int32(len(w.fgeom))})
 }
 
 // appendTags appends m's attributes at z that filt keeps to w.ftags, by
-// their numbers refs (m.refs(z)) when not nil.
-func (w *writer) appendTags(m *memo, z uint8, filt *attrFilter, refs []tagRef) {
+// their numbers refs (m.refs(z)) when not nil, with their values vals
+// (a zshape's, in refs' order) when not nil.
+func (w *writer) appendTags(m *memo, z uint8, filt *attrFilter, refs []tagRef, vals []byte) {
 	if refs != nil {
 		// Numbered attributes: the kv is read only for what the
-		// tile has not seen yet.
+		// tile has not seen yet, and not at all with vals.
 		for i, r := range refs {
 			at := attrAt{m: m, i: i, z: z}
+			v := vals
+			if vals != nil {
+				vals = skipZValue(vals)
+			}
 			if !filt.keepRef(r.kid, at) {
 				continue
 			}
 			k := w.keyIndexOf(r.kid, at)
-			w.ftags = append(w.ftags, k, w.valueIndexOf(r.vid, at))
+			w.ftags = append(w.ftags, k, w.valueIndexOf(r.vid, at, v))
 		}
 	} else {
 		attrs := m.attrs(z)
