@@ -75,6 +75,10 @@ func (s *Server) buildTo(ctx context.Context, w *writer, req Request) (_ uint64,
 	}()
 	tile := maptile.New(req.X, req.Y, maptile.Zoom(req.Z))
 	search := tile.Bound(float64(Buffer) / Extent)
+	var visible func(*twin.Feature) bool
+	if s.opts.Filter != nil {
+		visible = s.opts.Filter(ctx)
+	}
 	w.out = w.out[:0]
 	var seq uint64 = math.MaxUint64
 	for _, l := range req.Layers {
@@ -108,7 +112,7 @@ func (s *Server) buildTo(ctx context.Context, w *writer, req Request) (_ uint64,
 			})
 		}
 		seq = min(seq, got)
-		s.writeLayer(ctx, w, l, req, found)
+		s.writeLayer(w, l, req, found, visible)
 		clear(found) // do not keep features alive in the pool
 		w.found = found[:0]
 	}
@@ -118,14 +122,14 @@ func (s *Server) buildTo(ctx context.Context, w *writer, req Request) (_ uint64,
 	return seq, nil
 }
 
-// writeLayer filters, ranks, budgets, projects, clips, simplifies and
-// writes one layer's features to w.
-func (s *Server) writeLayer(ctx context.Context, w *writer, l twin.Layer, req Request, found []*twin.Feature) {
+// writeLayer filters (by visible, when not nil), ranks, budgets,
+// projects, clips, simplifies and writes one layer's features to w.
+func (s *Server) writeLayer(w *writer, l twin.Layer, req Request, found []*twin.Feature, visible func(*twin.Feature) bool) {
 	scale := math.Ldexp(Extent, int(req.Z)) // tile units per world width
 	cacheShapes := req.Z <= maxShapeZoom
 	cands := w.cands[:0]
 	for _, f := range found {
-		if s.opts.Filter != nil && !s.opts.Filter(ctx, f) {
+		if visible != nil && !visible(f) {
 			continue
 		}
 		m := s.memo.get(f)

@@ -245,7 +245,7 @@ func refBuildLayer(s *Server, ctx context.Context, l twin.Layer, req Request, fo
 	scale := math.Ldexp(Extent, int(req.Z)) // tile units per world width
 	cands := make([]refCandidate, 0, len(found))
 	for _, f := range found {
-		if s.opts.Filter != nil && !s.opts.Filter(ctx, f) {
+		if s.opts.Filter != nil && s.opts.Filter(ctx) != nil && !s.opts.Filter(ctx)(f) {
 			continue
 		}
 		size, keep := sizeOf(f.Geometry.Bound(), f.Geometry.Dimensions(), scale)

@@ -40,10 +40,14 @@ type Options struct {
 	Registerer prometheus.Registerer // metrics; nil registers nothing
 	// CacheBytes bounds the tile cache (raw plus gzip bytes); default 256 MiB.
 	CacheBytes int64
-	// Filter, when set, decides per request which features a caller may
-	// see (the server passes the auth scope check). Tiles are cached per
-	// Scope(ctx); with a Filter but no Scope, tiles are not cached at all.
-	Filter func(ctx context.Context, f *twin.Feature) bool
+	// Filter, when set, is asked once per tile built for the test of
+	// which features the request's caller may see (the server passes the
+	// auth scope check); nil: every feature. Once per tile, not per
+	// feature: finding the caller in the context for each of a dense
+	// tile's thousands of features was a context walk each. Tiles are
+	// cached per Scope(ctx); with a Filter but no Scope, tiles are not
+	// cached at all.
+	Filter func(ctx context.Context) func(f *twin.Feature) bool
 	// Scope names the caller's visibility class (e.g. its region code) for
 	// the cache key; requests with equal scopes must see equal features.
 	Scope func(ctx context.Context) string

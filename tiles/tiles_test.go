@@ -372,8 +372,11 @@ func TestScopeFilterAndCacheKey(t *testing.T) {
 	tw := testTwin(t)
 	type scopeKey struct{}
 	s := New(tw, Options{
-		Filter: func(ctx context.Context, f *twin.Feature) bool {
-			return ctx.Value(scopeKey{}) == "all" || f.ID.Name != "b1"
+		Filter: func(ctx context.Context) func(*twin.Feature) bool {
+			if ctx.Value(scopeKey{}) == "all" {
+				return nil
+			}
+			return func(f *twin.Feature) bool { return f.ID.Name != "b1" }
 		},
 		Scope: func(ctx context.Context) string { v, _ := ctx.Value(scopeKey{}).(string); return v },
 	})
@@ -769,7 +772,7 @@ func TestConcurrentMissesBuildOnce(t *testing.T) {
 	calls := 0
 	s := New(tw, Options{
 		Scope: func(context.Context) string { return "all" },
-		Filter: func(_ context.Context, f *twin.Feature) bool {
+		Filter: func(context.Context) func(*twin.Feature) bool {
 			mu.Lock()
 			calls++
 			first := calls == 1
@@ -777,7 +780,7 @@ func TestConcurrentMissesBuildOnce(t *testing.T) {
 			if first {
 				<-release
 			}
-			return true
+			return nil
 		},
 	})
 	u := tileURL("vehicles", maptile.At(vehiclePos, 15))

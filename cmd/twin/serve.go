@@ -329,9 +329,15 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		}
 		omitID[l] = true
 	}
-	tl := tiles.New(tw, tiles.Options{Logger: log, Registerer: reg, Scope: scope, OmitID: omitID, Filter: func(ctx context.Context, f *twin.Feature) bool {
+	tl := tiles.New(tw, tiles.Options{Logger: log, Registerer: reg, Scope: scope, OmitID: omitID, Filter: func(ctx context.Context) func(*twin.Feature) bool {
 		p, ok := auth.FromContext(ctx)
-		return ok && p.Sees(f)
+		switch {
+		case !ok:
+			return func(*twin.Feature) bool { return false }
+		case p.SeesAll():
+			return nil
+		}
+		return p.Sees
 	}, ScopeBounds: func(ctx context.Context) (orb.Bound, bool) {
 		p := auth.Of(ctx)
 		if p.Region == auth.CityCode {
