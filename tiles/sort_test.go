@@ -53,3 +53,32 @@ func TestSortCandsMatchesComparison(t *testing.T) {
 		}
 	}
 }
+
+// TestOrderValuesMatchesSort: the counting sort of the value table is the
+// comparison sort by use count, most used first, ties in first-seen order.
+func TestOrderValuesMatchesSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	var w writer
+	for round := range 200 {
+		n := rng.IntN(300)
+		w.vals = make([]value, n)
+		w.vcount = w.vcount[:0]
+		for range n {
+			c := int32(1)
+			if round%2 == 0 {
+				c += int32(rng.IntN(5))
+			} else {
+				c += int32(rng.IntN(400))
+			}
+			w.vcount = append(w.vcount, c)
+		}
+		want := make([]int32, n)
+		for i := range want {
+			want[i] = int32(i)
+		}
+		slices.SortStableFunc(want, func(a, b int32) int { return int(w.vcount[b] - w.vcount[a]) })
+		if got := w.orderValues(); !slices.Equal(got, want) {
+			t.Fatalf("round %d: %v, want %v", round, got, want)
+		}
+	}
+}

@@ -51,6 +51,7 @@ type writer struct {
 	fgeom  []byte
 	vcount []int32
 	vorder []int32
+	vstart []int32 // orderValues' scratch
 	vnum   []uint32
 	vscr   []value
 	sh     shape // the current feature in tile units
@@ -140,16 +141,7 @@ func (w *writer) beginLayer() {
 // tile's tags were 7% larger than ST_AsMVT's.
 func (w *writer) numberValues() {
 	n := len(w.vals)
-	order := w.vorder[:0]
-	for i := range n {
-		order = append(order, int32(i))
-	}
-	slices.SortFunc(order, func(a, b int32) int {
-		if c := w.vcount[b] - w.vcount[a]; c != 0 {
-			return int(c)
-		}
-		return int(a - b) // first seen first: a total order, no stable sort needed
-	})
+	order := w.orderValues()
 	num := slices.Grow(w.vnum[:0], n)[:n]
 	for i, v := range order {
 		num[v] = uint32(i)
@@ -183,6 +175,36 @@ func (w *writer) numberValues() {
 		w.feat = f[:0]
 		tags, geo = fr.tagEnd, fr.geoEnd
 	}
+}
+
+// orderValues is the layer's value indices by use count, most used
+// first, ties in first-seen order: a counting sort (counts are at most the
+// layer's features; a comparison sort of a z15 tile's 700 values was 5%
+// of its CPU).
+func (w *writer) orderValues() []int32 {
+	n := len(w.vals)
+	order := slices.Grow(w.vorder[:0], n)[:n]
+	top := int32(0)
+	for _, c := range w.vcount {
+		top = max(top, c)
+	}
+	// starts[c] is where the values used c times begin in order: after
+	// every value used more often.
+	starts := slices.Grow(w.vstart[:0], int(top)+2)[:top+2]
+	clear(starts)
+	for _, c := range w.vcount {
+		starts[c]++
+	}
+	at := int32(0)
+	for c := top; c >= 0; c-- {
+		at, starts[c] = at+starts[c], at
+	}
+	for i, c := range w.vcount {
+		order[starts[c]] = int32(i)
+		starts[c]++
+	}
+	w.vstart = starts[:0]
+	return order
 }
 
 // endLayer appends the layer (if it has features) to the tile: name,
