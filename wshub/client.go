@@ -362,9 +362,9 @@ func (c *client) writeLoop() {
 // writes everything queued, as one batch of frames on the socket. It
 // returns how long until the next token when a subscribe must wait; the
 // queue (deltas of the view the client still shows) is written meanwhile.
-// It takes the whole queue under one lock and frames runs of deltas under
-// one round of the socket's locks: per delta it costs a copy into the
-// batch, no lock.
+// It takes the queue a socket batch at a time under one lock and frames
+// runs of deltas under one round of the socket's locks: per delta it
+// costs a copy into the batch, no lock.
 func (c *client) drain() (wrote bool, wait time.Duration, err error) {
 	if c.bc != nil {
 		c.bc.begin()
@@ -380,7 +380,7 @@ func (c *client) drain() (wrote bool, wait time.Duration, err error) {
 			c.h.resnapshot(c)
 		}
 		c.mu.Lock()
-		it := c.q.take()
+		it := c.q.take(batchMax)
 		if it == nil && !c.resync {
 			c.laggingSince = time.Time{}
 		}

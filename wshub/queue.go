@@ -151,19 +151,46 @@ func (q *queue) pop() *item {
 	return it
 }
 
-// take removes every pending item at once and returns the oldest; the
-// rest follow through next (nil-terminated), in order. The writer takes
-// its whole queue under one lock instead of popping item by item (a lock
-// round per delta, which the router contends for). Coalescing stops: the
-// taken items are no longer pending.
-func (q *queue) take() *item {
-	it := q.head
-	q.head, q.tail, q.n, q.bytes = nil, nil, 0, 0
-	if q.coalescing {
-		q.coalescing = false
-		clear(q.pending)
+// take removes the oldest pending items, the first and as many more as
+// fit in limit bytes (of size()), and returns the first; the rest follow
+// through next (nil-terminated), in order. The writer takes its queue a
+// batch at a time under one lock instead of item by item (a lock round per
+// delta, which the router contends for); the limit keeps what it holds
+// outside the queue's budget, while it writes, to about one socket batch.
+func (q *queue) take(limit int) *item {
+	first := q.head
+	if first == nil {
+		return nil
 	}
-	return it
+	last, size, k := first, first.size(), 1
+	for last.next != nil && size+last.next.size() <= limit {
+		last = last.next
+		size += last.size()
+		k++
+	}
+	q.head = last.next
+	if q.head != nil {
+		q.head.prev = nil
+	} else {
+		q.tail = nil
+	}
+	last.next = nil
+	q.n -= k
+	q.bytes -= size
+	if q.coalescing {
+		if q.n == 0 {
+			q.coalescing = false
+			clear(q.pending)
+		} else {
+			// A later delta for a taken object must not unlink it.
+			for it := first; it != nil; it = it.next {
+				if !it.id.IsZero() && q.pending[it.id] == it {
+					delete(q.pending, it.id)
+				}
+			}
+		}
+	}
+	return first
 }
 
 // reset drops everything pending.

@@ -105,3 +105,58 @@ func TestEncodeDelta(t *testing.T) {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }
+
+// takeSeqs returns the seqs of a taken list, in order.
+func takeSeqs(it *item) []uint64 {
+	var out []uint64
+	for ; it != nil; it = it.next {
+		out = append(out, it.seq)
+	}
+	return out
+}
+
+// TestQueueTake: take removes the oldest items up to its byte limit (at
+// least one, even one over the limit), in order, keeps the counts right,
+// and a delta pushed afterwards for a taken object leaves the taken list
+// alone, coalescing or not.
+func TestQueueTake(t *testing.T) {
+	var q queue
+	if q.take(1<<20) != nil {
+		t.Fatal("take of an empty queue")
+	}
+	for i := range 5 {
+		q.push(deltaItem(fmt.Sprintf("o%d", i), uint64(i+1)))
+	}
+	one := q.head.size()
+	if got := takeSeqs(q.take(0)); fmt.Sprint(got) != "[1]" {
+		t.Fatalf("take(0): %v, want the first item alone", got)
+	}
+	if got := takeSeqs(q.take(2*one + one/2)); fmt.Sprint(got) != "[2 3]" {
+		t.Fatalf("take of two and a half items' bytes: %v, want [2 3]", got)
+	}
+	if q.n != 2 || q.bytes != 2*one {
+		t.Fatalf("left %d items, %d bytes; want 2, %d", q.n, q.bytes, 2*one)
+	}
+	if got := takeSeqs(q.take(1 << 20)); fmt.Sprint(got) != "[4 5]" || q.head != nil || q.tail != nil || q.n != 0 || q.bytes != 0 {
+		t.Fatalf("take of the rest: %v, queue left %d items, %d bytes", got, q.n, q.bytes)
+	}
+
+	// Coalescing: objects a..d pending, the oldest two taken, then new
+	// deltas for a (taken) and c (still pending).
+	for i := range coalesceAfter {
+		q.push(deltaItem(fmt.Sprintf("%c", 'a'+i%4), uint64(100+i)))
+	}
+	if !q.coalescing || q.n != 4 {
+		t.Fatalf("coalescing %v with %d items, want on with 4", q.coalescing, q.n)
+	}
+	one = q.head.size()
+	taken := q.take(2*one + one/2)
+	q.push(deltaItem("a", 1000))
+	q.push(deltaItem("c", 1001))
+	if got, want := takeSeqs(taken), fmt.Sprint([]uint64{100 + coalesceAfter - 4, 100 + coalesceAfter - 3}); fmt.Sprint(got) != want {
+		t.Fatalf("taken while coalescing: %v, want %v", got, want)
+	}
+	if got, want := drainSeqs(&q), fmt.Sprint([]uint64{100 + coalesceAfter - 1, 1000, 1001}); fmt.Sprint(got) != want {
+		t.Fatalf("left after take: %v, want %v (d, then a and c anew)", got, want)
+	}
+}
