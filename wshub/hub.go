@@ -74,6 +74,9 @@ type Hub struct {
 	// scratch is the router's encoding buffer: a delta is encoded there
 	// and copied out at its exact size (it is held while queued).
 	scratch []byte
+	// batch is the router's feed batch, read into the same slice each
+	// step (Feed.SinceAppend) instead of a fresh one per step.
+	batch []twin.Change
 }
 
 // encodeRouted is encodeDelta for the router goroutine.
@@ -151,7 +154,9 @@ func (h *Hub) Run(ctx context.Context) error {
 // step routes one batch of changes; it returns how many it read.
 func (h *Hub) step() int {
 	feed := h.tw.Feed()
-	batch, err := feed.Since(h.pos, routeBatch)
+	batch, err := feed.SinceAppend(h.batch[:0], h.pos, routeBatch)
+	h.batch = batch
+	defer clear(batch) // the routed changes' features are not kept alive until the next step
 	if errors.Is(err, twin.ErrTooOld) {
 		// The router itself fell out of the window (it cannot, short of a
 		// stalled process): every client re-snapshots.
