@@ -64,3 +64,26 @@ func TestPropsPackRoundTrip(t *testing.T) {
 		t.Fatalf("with a new key: %v", w2)
 	}
 }
+
+// TestPackTenths: a float64 holding tenths packs in a few bytes and reads
+// back with the same bits; others keep their 8 bytes.
+func TestPackTenths(t *testing.T) {
+	for _, x := range []float64{42.3, -0.1, 0.1, 59.9, 1e14 + 0.5, -7.5, 0.05, 1.0 / 3, 1e300, math.Copysign(0, -1), 4503599627370495.5} {
+		p := NewProps(map[string]any{"v": x}).Pack()
+		got, ok := p.Number("v")
+		if !ok || math.Float64bits(got) != math.Float64bits(x) {
+			t.Fatalf("%v packed reads %v", x, got)
+		}
+		if v, _ := p.Lookup("v"); math.Float64bits(v.(float64)) != math.Float64bits(x) {
+			t.Fatalf("%v packed looks up %v", x, v)
+		}
+		b, err := p.MarshalJSON()
+		want, _ := json.Marshal(map[string]any{"v": x})
+		if err != nil || string(b) != string(want) {
+			t.Fatalf("%v: JSON %s, want %s (%v)", x, b, want, err)
+		}
+	}
+	if p := NewProps(map[string]any{"v": 42.3}).Pack(); len(p.data) > 3 {
+		t.Fatalf("42.3 packs in %d bytes", len(p.data))
+	}
+}

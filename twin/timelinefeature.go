@@ -284,7 +284,7 @@ func checkValue(s string, depth int) (int, bool) {
 		return 9, len(s) >= 9
 	case tagF32:
 		return 5, len(s) >= 5
-	case tagF64Int, tagInt, tagI64, tagI32, tagU64:
+	case tagF64Int, tagInt, tagI64, tagI32, tagU64, tagF64Tenths:
 		_, w, ok := checkedUvarint(s[1:])
 		return 1 + w, ok
 	case tagStr, tagNumber:
