@@ -3,6 +3,7 @@ package wshub
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"testing"
@@ -64,8 +65,10 @@ func newRouteFixture(b testing.TB, subs, objects int) *routeFixture {
 func (fx *routeFixture) drain() {
 	for c := range fx.h.clients {
 		c.mu.Lock()
-		for it := c.q.pop(); it != nil; it = c.q.pop() {
+		for it := c.q.take(math.MaxInt); it != nil; {
+			next := it.next
 			fx.h.recycle(it)
+			it = next
 		}
 		c.mu.Unlock()
 	}

@@ -100,7 +100,7 @@ func (h *Hub) newDelta(id twin.ID, seq uint64, msg []byte) *item {
 }
 
 // recycle gives a written delta item back to the pool. Only the writer
-// that popped it holds it by then.
+// that took it holds it by then.
 func (h *Hub) recycle(it *item) {
 	if it.id.IsZero() || it.msgs != nil || it.snap != nil || it.resync {
 		return

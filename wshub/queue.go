@@ -44,7 +44,7 @@ type snapshot struct {
 // that already has one pending replaces it (the old entry is unlinked and
 // the new one appended), so the client receives the object's latest state.
 // A client that keeps up gets every version instead, and its queue costs
-// no map work per delta (a map insert on push and a delete on pop were a
+// no map work per delta (a map insert on push and a delete on take were a
 // tenth of the hub's CPU at 35,000 deltas a second): coalescing turns on
 // when the queue holds coalesceAfter items or goes over its byte budget
 // (then it first drops the superseded deltas and checks again), or when
@@ -129,26 +129,6 @@ func (q *queue) unlink(it *item) {
 	it.prev, it.next = nil, nil
 	q.n--
 	q.bytes -= it.size()
-}
-
-// pop removes and returns the oldest item, or nil. An emptied queue stops
-// coalescing.
-func (q *queue) pop() *item {
-	it := q.head
-	if it == nil {
-		return nil
-	}
-	q.unlink(it)
-	if q.coalescing {
-		if !it.id.IsZero() && q.pending[it.id] == it {
-			delete(q.pending, it.id)
-		}
-		if q.n == 0 {
-			q.coalescing = false
-			clear(q.pending)
-		}
-	}
-	return it
 }
 
 // take removes the oldest pending items, the first and as many more as

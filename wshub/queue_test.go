@@ -2,6 +2,7 @@ package wshub
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/citytwin/citytwin/twin"
@@ -12,13 +13,10 @@ func deltaItem(obj string, seq uint64) *item {
 	return &item{id: twin.NewID(twin.Vehicles, obj), seq: seq, msg: []byte(fmt.Sprintf("%s@%d", obj, seq))}
 }
 
-// drainSeqs pops everything and returns the items' seqs in order.
+// drainSeqs takes everything, as a writer would, and returns the items'
+// seqs in order.
 func drainSeqs(q *queue) []uint64 {
-	var out []uint64
-	for it := q.pop(); it != nil; it = q.pop() {
-		out = append(out, it.seq)
-	}
-	return out
+	return takeSeqs(q.take(math.MaxInt))
 }
 
 // A queue that stays short keeps every version (no map work per delta);
