@@ -14,6 +14,11 @@
 #   BENCH_TOOL_CPUS=1 pins the load tools to those CPUs (taskset -c), so
 #   the tool does not take the server's core; BENCH_SERVER_CPUS likewise.
 #   BENCH_PPROF=127.0.0.1:6060 serves the server's Go profiles there.
+#   BENCH_SERVER_ARGS="--ws-flush-interval 20ms" adds flags to twin serve.
+#   BENCH_RT=1 runs the server and the tools at real-time priority
+#   (chrt -f 10, root only), so other jobs on a shared machine (builds,
+#   tests) run only when they are idle: latencies then are the server's,
+#   not the neighbours'. Say so next to any figure measured that way.
 #   BENCH_MOSQUITTO=1 starts a Mosquitto of its own (default settings, a
 #   listener on the BENCH_MQTT address) and runs the server with --mqtt
 #   against it instead of the embedded broker.
@@ -58,8 +63,11 @@ if [ -n "${BENCH_MOSQUITTO:-}" ]; then
 	echo "== Mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}') on $MQTT"
 fi
 echo "== starting $BIN serve --demo --scale $SCALE --sim-rate 0 on $HTTP (MQTT $MQTT), data in $dir"
-${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$BIN" serve --demo --scale "$SCALE" --sim-rate 0 --listen "$HTTP" "${brokerArgs[@]}" \
-	--data "$dir/data" --log-level warn --ws-max-per-principal -1 --ws-max-per-ip -1 ${BENCH_PPROF:+--pprof "$BENCH_PPROF"} >"$dir/server.log" 2>&1 &
+rt=()
+if [ -n "${BENCH_RT:-}" ]; then rt=(chrt -f 10); fi
+# shellcheck disable=SC2086 # BENCH_SERVER_ARGS is a list of flags
+"${rt[@]}" ${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$BIN" serve --demo --scale "$SCALE" --sim-rate 0 --listen "$HTTP" "${brokerArgs[@]}" \
+	--data "$dir/data" --log-level warn --ws-max-per-principal -1 --ws-max-per-ip -1 ${BENCH_PPROF:+--pprof "$BENCH_PPROF"} ${BENCH_SERVER_ARGS:-} >"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
 	if curl -fsS "http://$HTTP/readyz" >/dev/null 2>&1; then break; fi
@@ -80,7 +88,7 @@ run() {
 	local c0; c0=$(cpu)
 	# A tool that hangs (e.g. a websocket dial refused without an answer)
 	# must not hang the run.
-	${BENCH_TOOL_CPUS:+taskset -c "$BENCH_TOOL_CPUS"} timeout "${BENCH_TOOL_TIMEOUT:-900}" "$tools/$name" "$@" || echo "$name failed: $?"
+	"${rt[@]}" ${BENCH_TOOL_CPUS:+taskset -c "$BENCH_TOOL_CPUS"} timeout "${BENCH_TOOL_TIMEOUT:-900}" "$tools/$name" "$@" || echo "$name failed: $?"
 	echo "after:  $(uptime)"
 	echo "server CPU during $name: $(awk -v a="$c0" -v b="$(cpu)" 'BEGIN{printf "%.2f", b-a}') s"
 }

@@ -21,6 +21,7 @@ func (lc *limitConfig) applyWS(o *wshub.Options) {
 	o.QueueBytes, o.HopelessAfter, o.SendBuffer = lc.ws.QueueBytes, lc.ws.HopelessAfter, lc.ws.SendBuffer
 	o.SnapshotRate, o.MessageRate = lc.ws.SnapshotRate, lc.ws.MessageRate
 	o.MaxClients, o.MaxPerPrincipal, o.MaxPerIP = lc.ws.MaxClients, lc.ws.MaxPerPrincipal, lc.ws.MaxPerIP
+	o.FlushInterval = lc.ws.FlushInterval
 }
 
 // addLimitFlags registers the limit flags on fs (documented in README.md).
@@ -43,6 +44,7 @@ func addLimitFlags(fs *flag.FlagSet) *limitConfig {
 	fs.IntVar(&w.MaxClients, "ws-max-clients", 0, "websockets open at once (0: 4096, at most half of --http-max-conns; -1: no cap)")
 	fs.IntVar(&w.MaxPerPrincipal, "ws-max-per-principal", wshub.DefaultMaxPerPrincipal, "websockets per token subject (-1: no cap)")
 	fs.IntVar(&w.MaxPerIP, "ws-max-per-ip", wshub.DefaultMaxPerIP, "websockets per remote address (-1: no cap)")
+	fs.DurationVar(&w.FlushInterval, "ws-flush-interval", wshub.DefaultFlushInterval, "least time between two writes to one websocket: deltas routed meanwhile go out in one write (a syscall each); adds at most this much latency (negative: write each delta at once)")
 	return lc
 }
 

@@ -41,6 +41,7 @@ type Report struct {
 	PublishTime        time.Duration
 	Msgs, Bytes        []int64   // per client
 	Latency            []float64 // ms, publish -> receive, every delta with sent_ms
+	Sent               []float64 // the publish time (Unix ms) of each Latency entry
 	Gaps, Regressions  int64
 	Resyncs, Closed    int64
 	CloseCodes         map[int]int
@@ -135,6 +136,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 		rep.Msgs = append(rep.Msgs, c.msgs)
 		rep.Bytes = append(rep.Bytes, c.bytes)
 		rep.Latency = append(rep.Latency, c.lat...)
+		rep.Sent = append(rep.Sent, c.sent...)
 		rep.Gaps += c.gaps
 		rep.Regressions += c.regressions
 		rep.Resyncs += c.resyncs
@@ -234,7 +236,7 @@ type wsClient struct {
 	conn                           *websocket.Conn
 	msgs, bytes, gaps, regressions int64
 	resyncs                        int64
-	lat                            []float64
+	lat, sent                      []float64
 	last                           map[string]uint64 // version per object id
 	closeCode                      int
 }
@@ -357,6 +359,7 @@ func (c *wsClient) receive(data []byte, now float64) {
 	c.last[d.id] = d.version
 	if d.hasSent {
 		c.lat = append(c.lat, now-d.sentMS)
+		c.sent = append(c.sent, d.sentMS)
 	}
 }
 
@@ -454,7 +457,37 @@ func (r Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "latency      %d deltas: p50 %.1f ms, p99 %.1f ms, max %.1f ms (publish -> client receive)\n",
 			len(l), l[len(l)/2], l[len(l)*99/100], l[len(l)-1])
 	}
+	r.printBySecond(w)
 	fmt.Fprintf(w, "versions     %d skipped (coalesced or out of view), %d regressions/duplicates\n", r.Gaps, r.Regressions)
+}
+
+// printBySecond writes p50 and p99 of the deltas published in each
+// second of the run: a tail that comes from one stall (a store commit, a
+// GC, the first seconds' warm-up) shows as one bad second, a server that
+// cannot keep up as a latency that grows second after second.
+func (r Report) printBySecond(w io.Writer) {
+	if len(r.Sent) != len(r.Latency) || len(r.Sent) == 0 {
+		return
+	}
+	t0 := slices.Min(r.Sent)
+	var secs [][]float64
+	for i, s := range r.Sent {
+		k := int((s - t0) / 1000)
+		for len(secs) <= k {
+			secs = append(secs, nil)
+		}
+		secs[k] = append(secs[k], r.Latency[i])
+	}
+	fmt.Fprintf(w, "by second    p50/p99 ms of the deltas published in each second:")
+	for _, l := range secs {
+		if len(l) == 0 {
+			fmt.Fprintf(w, " -")
+			continue
+		}
+		slices.Sort(l)
+		fmt.Fprintf(w, " %.0f/%.0f", l[len(l)/2], l[len(l)*99/100])
+	}
+	fmt.Fprintln(w)
 }
 
 func spread(v []int64) string {

@@ -68,3 +68,23 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	t.Log("\n" + out.String())
 }
+
+// TestPrintBySecond: deltas are grouped by the second of the run they
+// were published in (from the first publish), and an empty second shows.
+func TestPrintBySecond(t *testing.T) {
+	r := Report{
+		Sent:    []float64{1000, 1500, 1999, 3100},
+		Latency: []float64{10, 20, 30, 400},
+	}
+	var b strings.Builder
+	r.printBySecond(&b)
+	want := "by second    p50/p99 ms of the deltas published in each second: 20/30 - 400/400\n"
+	if b.String() != want {
+		t.Fatalf("got %q\nwant %q", b.String(), want)
+	}
+	var none strings.Builder
+	Report{Latency: []float64{1}}.printBySecond(&none)
+	if none.Len() != 0 {
+		t.Fatalf("printed %q without publish times", none.String())
+	}
+}
