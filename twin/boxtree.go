@@ -3,24 +3,26 @@ package twin
 import (
 	"math"
 
+	"github.com/citytwin/citytwin/twin/internal/rtree"
 	"github.com/paulmach/orb"
-	"github.com/tidwall/rtree"
 )
 
 // boxTree is one layer's spatial index: an R-tree of the features by their
 // bounds, held as float32 boxes rounded outward. A leaf entry of float64
 // boxes cost ~57 B per object at a million vehicles (a 2.6 KB leaf of 64
 // entries, about 45 used); float32 boxes make the leaf 1.5 KB (issue 16
-// goal 4). A rounded box contains the exact one, so the tree finds every
-// object the exact box would, and a few more by at most one float32 step
-// (under a metre at city longitudes); search drops those with the exact
-// bounds (only for an object whose rounded box is not inside the query),
-// and Nearest orders objects by their exact box distance (nearby).
+// goal 4), and 63 entries a node (twin/internal/rtree) keep it in the
+// 1536-B size class rather than the 1792-B one. A rounded box contains the
+// exact one, so the tree finds every object the exact box would, and a few
+// more by at most one float32 step (under a metre at city longitudes);
+// search drops those with the exact bounds (only for an object whose
+// rounded box is not inside the query), and Nearest orders objects by
+// their exact box distance (nearby).
 //
 // The zero boxTree is empty and ready; it is not safe for concurrent writes
 // (the twin's lock guards it).
 type boxTree struct {
-	tr rtree.RTreeGN[float32, *Feature]
+	tr rtree.Tree[*Feature]
 }
 
 // down32 is the largest float32 at or below v.
@@ -53,6 +55,23 @@ func (x *boxTree) Len() int { return x.tr.Len() }
 func (x *boxTree) insert(f *Feature) {
 	lo, hi := box32(f.Geometry.Bound())
 	x.tr.Insert(lo, hi, f)
+}
+
+// packedPerNode is how many entries fill puts in a node: 56 of 63, so a
+// packed tree holds a point in ~27 B (an insertion-built one, its nodes
+// about 60 % full, in ~43 B), and a node takes seven more objects (moving
+// vehicles, new ones) before it splits (issue 16 goal 4).
+const packedPerNode = 56
+
+// fill adds fs, which have geometries, packed (rtree.Tree.Fill) when the
+// tree is empty (a layer's first load), otherwise one by one.
+func (x *boxTree) fill(fs []*Feature) {
+	es := make([]rtree.Entry[*Feature], len(fs))
+	for i, f := range fs {
+		lo, hi := box32(f.Geometry.Bound())
+		es[i] = rtree.Entry[*Feature]{Min: lo, Max: hi, Data: f}
+	}
+	x.tr.Fill(es, packedPerNode)
 }
 
 // remove removes f, inserted with the same geometry (features are

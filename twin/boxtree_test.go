@@ -18,7 +18,9 @@ import (
 // every object in the order and at the distances of the exact boxes. The
 // coordinates come from a small lattice, and query edges are set on object
 // coordinates and one float64 step beside them, where float32 rounding
-// would otherwise add or drop an object. TWIN_BOXTREE_SEED=N reruns a seed.
+// would otherwise add or drop an object. Once with a tree built by Put,
+// once with one packed by Load (boxTree.fill) and then changed by Put and
+// Delete. TWIN_BOXTREE_SEED=N reruns a seed.
 func TestBoxTreeMatchesScan(t *testing.T) {
 	seed := rand.Uint64()
 	if s := os.Getenv("TWIN_BOXTREE_SEED"); s != "" {
@@ -51,105 +53,125 @@ func TestBoxTreeMatchesScan(t *testing.T) {
 		}
 		return p
 	}
-	tw := New(Options{})
-	model := map[ID]orb.Geometry{}
-	var ids []ID
-	for i := range 3000 {
-		id := NewID(Buildings, fmt.Sprintf("b%d", i))
-		f := &Feature{ID: id, Geometry: geom()}
-		if _, err := tw.Put(f); err != nil {
-			t.Fatal(err)
-		}
-		model[id] = f.Geometry
-		ids = append(ids, id)
-	}
-	// Moves and removals, so that removal finds the rounded boxes.
-	for range 1500 {
-		id := ids[r.IntN(len(ids))]
-		if _, ok := model[id]; ok && r.IntN(3) == 0 {
-			if _, err := tw.Delete(id); err != nil {
+	for _, load := range []bool{false, true} {
+		tw := New(Options{})
+		model := map[ID]orb.Geometry{}
+		var ids []ID
+		// With load, the objects are loaded (a packed tree, boxTree.fill),
+		// some of them twice (the later one stays) and some without a
+		// geometry.
+		var loaded []*Feature
+		for i := range 3000 {
+			id := NewID(Buildings, fmt.Sprintf("b%d", i))
+			f := &Feature{ID: id, Geometry: geom()}
+			ids = append(ids, id)
+			if load {
+				if r.IntN(10) == 0 {
+					loaded = append(loaded, &Feature{ID: id, Geometry: geom()})
+				}
+				if r.IntN(20) == 0 {
+					f.Geometry = nil
+				}
+				loaded = append(loaded, f)
+				if f.Geometry != nil {
+					model[id] = f.Geometry
+				}
+				continue
+			}
+			if _, err := tw.Put(f); err != nil {
 				t.Fatal(err)
 			}
-			delete(model, id)
-			continue
+			model[id] = f.Geometry
 		}
-		f := &Feature{ID: id, Geometry: geom()}
-		if _, err := tw.Put(f); err != nil {
-			t.Fatal(err)
-		}
-		model[id] = f.Geometry
-	}
-	// Query edges: an object's coordinate, one float64 step either side
-	// of it, or anywhere.
-	var xs, ys []float64
-	for _, id := range ids { // not the map: a seed must give the same queries
-		g, ok := model[id]
-		if !ok {
-			continue
-		}
-		b := g.Bound()
-		xs = append(xs, b.Min[0], b.Max[0])
-		ys = append(ys, b.Min[1], b.Max[1])
-	}
-	edge := func(vs []float64, base float64) float64 {
-		switch r.IntN(4) {
-		case 0:
-			return coord(base)
-		case 1:
-			v := vs[r.IntN(len(vs))]
-			return math.Nextafter(v, math.Inf(1-2*r.IntN(2)))
-		}
-		return vs[r.IntN(len(vs))]
-	}
-	for q := range 400 {
-		x0, x1 := edge(xs, 106.5), edge(xs, 106.5)
-		y0, y1 := edge(ys, 29.5), edge(ys, 29.5)
-		b := orb.Bound{Min: orb.Point{min(x0, x1), min(y0, y1)}, Max: orb.Point{max(x0, x1), max(y0, y1)}}
-		var want, got []string
-		for id, g := range model {
-			if g.Bound().Intersects(b) {
-				want = append(want, id.Name)
+		tw.Load(loaded)
+		// Moves and removals, so that removal finds the rounded boxes.
+		for range 1500 {
+			id := ids[r.IntN(len(ids))]
+			if _, ok := model[id]; ok && r.IntN(3) == 0 {
+				if _, err := tw.Delete(id); err != nil {
+					t.Fatal(err)
+				}
+				delete(model, id)
+				continue
 			}
+			f := &Feature{ID: id, Geometry: geom()}
+			if _, err := tw.Put(f); err != nil {
+				t.Fatal(err)
+			}
+			model[id] = f.Geometry
 		}
-		tw.Search(Buildings, b, func(f *Feature) bool {
-			got = append(got, f.ID.Name)
-			return true
-		})
-		slices.Sort(want)
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
-			t.Fatalf("query %d: Search(%v) = %d objects, the scan finds %d\n got %v\nwant %v", q, b, len(got), len(want), got, want)
-		}
-	}
-	for q := range 100 {
-		p := orb.Point{edge(xs, 106.5), edge(ys, 29.5)}
-		kx := math.Cos(p[1]*math.Pi/180) * metresPerDegree
-		dist := map[ID]float64{}
-		var want []float64
-		for id, g := range model {
+		// Query edges: an object's coordinate, one float64 step either side
+		// of it, or anywhere.
+		var xs, ys []float64
+		for _, id := range ids { // not the map: a seed must give the same queries
+			g, ok := model[id]
+			if !ok {
+				continue
+			}
 			b := g.Bound()
-			dx := axisGap(p[0], b.Min[0], b.Max[0]) * kx
-			dy := axisGap(p[1], b.Min[1], b.Max[1]) * metresPerDegree
-			dist[id] = math.Sqrt(dx*dx + dy*dy)
-			want = append(want, dist[id])
+			xs = append(xs, b.Min[0], b.Max[0])
+			ys = append(ys, b.Min[1], b.Max[1])
 		}
-		slices.Sort(want)
-		k := 1 + r.IntN(300) // past the first chunk of 64
-		var got []float64
-		seen := map[ID]bool{}
-		tw.Nearest(Buildings, p, func(f *Feature, d float64) bool {
-			if seen[f.ID] {
-				t.Fatalf("query %d: Nearest(%v) yielded %s twice", q, p, f.ID)
+		edge := func(vs []float64, base float64) float64 {
+			switch r.IntN(4) {
+			case 0:
+				return coord(base)
+			case 1:
+				v := vs[r.IntN(len(vs))]
+				return math.Nextafter(v, math.Inf(1-2*r.IntN(2)))
 			}
-			seen[f.ID] = true
-			if d != dist[f.ID] {
-				t.Fatalf("query %d: Nearest(%v) gave %s at %v m, its exact box is at %v m", q, p, f.ID, d, dist[f.ID])
+			return vs[r.IntN(len(vs))]
+		}
+		for q := range 400 {
+			x0, x1 := edge(xs, 106.5), edge(xs, 106.5)
+			y0, y1 := edge(ys, 29.5), edge(ys, 29.5)
+			b := orb.Bound{Min: orb.Point{min(x0, x1), min(y0, y1)}, Max: orb.Point{max(x0, x1), max(y0, y1)}}
+			var want, got []string
+			for id, g := range model {
+				if g.Bound().Intersects(b) {
+					want = append(want, id.Name)
+				}
 			}
-			got = append(got, d)
-			return len(got) < k
-		})
-		if !slices.Equal(got, want[:k]) {
-			t.Fatalf("query %d: Nearest(%v) distances\n got %v\nwant %v", q, p, got, want[:k])
+			tw.Search(Buildings, b, func(f *Feature) bool {
+				got = append(got, f.ID.Name)
+				return true
+			})
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Fatalf("load %v, query %d: Search(%v) = %d objects, the scan finds %d\n got %v\nwant %v", load, q, b, len(got), len(want), got, want)
+			}
+		}
+		for q := range 100 {
+			p := orb.Point{edge(xs, 106.5), edge(ys, 29.5)}
+			kx := math.Cos(p[1]*math.Pi/180) * metresPerDegree
+			dist := map[ID]float64{}
+			var want []float64
+			for id, g := range model {
+				b := g.Bound()
+				dx := axisGap(p[0], b.Min[0], b.Max[0]) * kx
+				dy := axisGap(p[1], b.Min[1], b.Max[1]) * metresPerDegree
+				dist[id] = math.Sqrt(dx*dx + dy*dy)
+				want = append(want, dist[id])
+			}
+			slices.Sort(want)
+			k := 1 + r.IntN(300) // past the first chunk of 64
+			var got []float64
+			seen := map[ID]bool{}
+			tw.Nearest(Buildings, p, func(f *Feature, d float64) bool {
+				if seen[f.ID] {
+					t.Fatalf("load %v, query %d: Nearest(%v) yielded %s twice", load, q, p, f.ID)
+				}
+				seen[f.ID] = true
+				if d != dist[f.ID] {
+					t.Fatalf("load %v, query %d: Nearest(%v) gave %s at %v m, its exact box is at %v m", load, q, p, f.ID, d, dist[f.ID])
+				}
+				got = append(got, d)
+				return len(got) < k
+			})
+			if !slices.Equal(got, want[:k]) {
+				t.Fatalf("load %v, query %d: Nearest(%v) distances\n got %v\nwant %v", load, q, p, got, want[:k])
+			}
 		}
 	}
 }

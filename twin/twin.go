@@ -177,11 +177,40 @@ func (t *Twin) Load(fs []*Feature) {
 		// of a million-entry table.
 		t.objs[i].Grow(t.objs[i].Len() + n)
 	}
+	// A layer whose index is empty (the first load of it, at start) gets
+	// a packed one (boxTree.fill): fuller nodes than one built insert by
+	// insert, ~16 B less per point (issue 16 goal 4).
+	packed := make([]bool, len(t.objs))
+	for i := range packed {
+		packed[i] = add[i] > 0 && t.index[i].Len() == 0
+	}
 	for _, f := range fs {
-		if old := t.get(f.ID); old != nil {
-			t.unindex(old)
+		i := t.layerIndex(f.ID.Layer)
+		if i < 0 || !packed[i] {
+			if old := t.get(f.ID); old != nil {
+				t.unindex(old)
+			}
+			t.insert(f)
+			continue
 		}
-		t.insert(f)
+		if !f.Props.packed() {
+			f.Props = f.Props.Pack()
+		}
+		t.objs[i].Put(f)
+	}
+	// The objects of fs that stayed (a later one of a name replaces an
+	// earlier) and have a geometry, by layer.
+	geo := make([][]*Feature, len(t.objs))
+	for _, f := range fs {
+		if i := t.layerIndex(f.ID.Layer); i >= 0 && packed[i] && f.Geometry != nil && t.objs[i].Get(f.ID.Name) == f {
+			geo[i] = append(geo[i], f)
+		}
+	}
+	for i, l := range geo {
+		if len(l) > 0 {
+			t.index[i].fill(l)
+			t.gen++
+		}
 	}
 }
 

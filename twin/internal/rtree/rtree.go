@@ -1,0 +1,834 @@
+// Package rtree is an R-tree of float32 boxes: github.com/tidwall/rtree
+// v1.10.0's RTreeGN (MIT, Copyright (c) 2021 Josh Baker; LICENSE in this
+// directory), cut to what the twin's index uses and changed where memory
+// per object is decided (issue 16 goal 4):
+//
+//   - a node holds 63 entries, not 64, so that a leaf (16-B boxes and
+//     8-B pointers) is 1520 B and lies in Go's 1536-B size class; 64
+//     entries made it 1552 B, in the 1792-B class, 13 % of every leaf
+//     wasted;
+//   - no copy-on-write (Copy, and the 8-B generation each node carried);
+//   - Fill builds a tree from many items at once by Sort-Tile-Recursive
+//     packing (Leutenegger, Lopez and Edgington, ICDE 1997), its leaves
+//     as full as asked. Built by insertion, leaves split in halves and
+//     hover about 60 % full: ~43 B per point at a million, where a packed
+//     tree needs ~28.
+//
+// Insert, Delete, Search and Nearby are upstream's: entries of a node
+// ordered by min x, splits along the node's largest axis by the nearer
+// edge, deletes that reinsert what an emptied node held.
+//
+// A Tree is not safe for concurrent writes; the zero Tree is empty and
+// ready.
+package rtree
+
+import (
+	"math"
+	"slices"
+	"sync"
+	"unsafe"
+)
+
+// MaxEntries is the most entries a node holds (see the package comment).
+const MaxEntries = 63
+
+// Tree is an R-tree of items of type T (a pointer type, compared with ==
+// on Delete) by float32 boxes.
+type Tree[T comparable] struct {
+	count int
+	rect  rect
+	root  *node[T]
+	empty T
+	qpool *sync.Pool
+}
+
+type rect struct {
+	min [2]float32
+	max [2]float32
+}
+
+func (r *rect) expand(b *rect) {
+	if b.min[0] < r.min[0] {
+		r.min[0] = b.min[0]
+	}
+	if b.max[0] > r.max[0] {
+		r.max[0] = b.max[0]
+	}
+	if b.min[1] < r.min[1] {
+		r.min[1] = b.min[1]
+	}
+	if b.max[1] > r.max[1] {
+		r.max[1] = b.max[1]
+	}
+}
+
+type kind int8
+
+const (
+	none kind = iota
+	leaf
+	branch
+)
+
+// node is the header of a leafNode or a branchNode (one allocation per
+// node: the items or children follow the boxes; see upstream's SAFETY
+// note). kind says which.
+type node[T comparable] struct {
+	kind  kind
+	count int16
+	rects [MaxEntries]rect
+}
+
+func (n *node[T]) leaf() bool { return n.kind == leaf }
+
+type leafNode[T comparable] struct {
+	node[T]
+	items [MaxEntries]T
+}
+
+type branchNode[T comparable] struct {
+	node[T]
+	children [MaxEntries]*node[T]
+}
+
+func (n *node[T]) children() []*node[T] {
+	if n.kind != branch {
+		return nil
+	}
+	return (*branchNode[T])(unsafe.Pointer(n)).children[:]
+}
+
+func (n *node[T]) items() []T {
+	if n.kind != leaf {
+		return nil
+	}
+	return (*leafNode[T])(unsafe.Pointer(n)).items[:]
+}
+
+func newNode[T comparable](isleaf bool) *node[T] {
+	if isleaf {
+		n := &leafNode[T]{node: node[T]{kind: leaf}}
+		return (*node[T])(unsafe.Pointer(n))
+	}
+	n := &branchNode[T]{node: node[T]{kind: branch}}
+	return (*node[T])(unsafe.Pointer(n))
+}
+
+func (n *node[T]) rect() rect {
+	rect := n.rects[0]
+	for i := 1; i < int(n.count); i++ {
+		rect.expand(&n.rects[i])
+	}
+	return rect
+}
+
+func (tr *Tree[T]) init() {
+	if tr.qpool == nil {
+		tr.qpool = &sync.Pool{New: func() any { return &queue[T]{} }}
+	}
+}
+
+// Insert adds data with the box min, max.
+func (tr *Tree[T]) Insert(min, max [2]float32, data T) {
+	ir := rect{min, max}
+	if tr.root == nil {
+		tr.init()
+		tr.root = newNode[T](true)
+		tr.rect = ir
+	}
+	split, grown := tr.nodeInsert(&tr.rect, tr.root, &ir, data)
+	if split {
+		left := tr.root
+		right := tr.splitNode(tr.rect, left)
+		tr.root = newNode[T](false)
+		tr.root.rects[0] = left.rect()
+		tr.root.rects[1] = right.rect()
+		tr.root.children()[0] = left
+		tr.root.children()[1] = right
+		tr.root.count = 2
+		tr.Insert(min, max, data)
+		tr.root.sort()
+		return
+	}
+	if grown {
+		tr.rect.expand(&ir)
+		if !tr.root.leaf() {
+			tr.root.sort()
+		}
+	}
+	tr.count++
+}
+
+func (n *node[T]) orderToRight(idx int) int {
+	for idx < int(n.count)-1 && n.rects[idx+1].min[0] < n.rects[idx].min[0] {
+		n.swap(idx+1, idx)
+		idx++
+	}
+	return idx
+}
+
+func (n *node[T]) orderToLeft(idx int) int {
+	for idx > 0 && n.rects[idx].min[0] < n.rects[idx-1].min[0] {
+		n.swap(idx, idx-1)
+		idx--
+	}
+	return idx
+}
+
+func (n *node[T]) rsearch(key float32) int {
+	rects := n.rects[:n.count]
+	for i := range rects {
+		if !(n.rects[i].min[0] < key) {
+			return i
+		}
+	}
+	return int(n.count)
+}
+
+func (tr *Tree[T]) nodeInsert(nr *rect, n *node[T], ir *rect, data T) (split, grown bool) {
+	if n.leaf() {
+		if n.count == MaxEntries {
+			return true, false
+		}
+		items := n.items()
+		index := n.rsearch(ir.min[0])
+		copy(n.rects[index+1:int(n.count)+1], n.rects[index:int(n.count)])
+		copy(items[index+1:int(n.count)+1], items[index:int(n.count)])
+		n.rects[index] = *ir
+		items[index] = data
+		n.count++
+		grown = !nr.contains(ir)
+		return false, grown
+	}
+
+	// choose a subtree
+	rects := n.rects[:n.count]
+	index := -1
+	var narea float32
+	// take a quick look for any nodes that contain the rect
+	for i := range rects {
+		if rects[i].contains(ir) {
+			area := rects[i].area()
+			if index == -1 || area < narea {
+				index = i
+				narea = area
+			}
+		}
+	}
+	if index == -1 {
+		index = n.chooseLeastEnlargement(ir)
+	}
+
+	children := n.children()
+	split, grown = tr.nodeInsert(&n.rects[index], children[index], ir, data)
+	if split {
+		if n.count == MaxEntries {
+			return true, false
+		}
+		// split the child node
+		left := children[index]
+		right := tr.splitNode(n.rects[index], left)
+		n.rects[index] = left.rect()
+		copy(n.rects[index+2:int(n.count)+1], n.rects[index+1:int(n.count)])
+		copy(children[index+2:int(n.count)+1], children[index+1:int(n.count)])
+		n.rects[index+1] = right.rect()
+		children[index+1] = right
+		n.count++
+		if n.rects[index].min[0] > n.rects[index+1].min[0] {
+			n.swap(index+1, index)
+		}
+		index++
+		_ = n.orderToRight(index)
+		return tr.nodeInsert(nr, n, ir, data)
+	}
+	if grown {
+		// The child rectangle must expand to accommodate the new item.
+		n.rects[index].expand(ir)
+		n.orderToLeft(index)
+		grown = !nr.contains(ir)
+	}
+	return false, grown
+}
+
+func (r *rect) area() float32 {
+	return (r.max[0] - r.min[0]) * (r.max[1] - r.min[1])
+}
+
+// contains reports whether b is fully inside r.
+func (r *rect) contains(b *rect) bool {
+	if b.min[0] < r.min[0] || b.max[0] > r.max[0] {
+		return false
+	}
+	if b.min[1] < r.min[1] || b.max[1] > r.max[1] {
+		return false
+	}
+	return true
+}
+
+// intersects reports whether r and b intersect (edges included).
+func (r *rect) intersects(b *rect) bool {
+	if b.min[0] > r.max[0] || b.max[0] < r.min[0] {
+		return false
+	}
+	if b.min[1] > r.max[1] || b.max[1] < r.min[1] {
+		return false
+	}
+	return true
+}
+
+func (n *node[T]) chooseLeastEnlargement(ir *rect) (index int) {
+	rects := n.rects[:int(n.count)]
+	j := -1
+	var jenlargement, jarea float32
+	for i := range rects {
+		// calculate the enlarged area
+		uarea := rects[i].unionedArea(ir)
+		area := rects[i].area()
+		enlargement := uarea - area
+		if j == -1 || enlargement < jenlargement ||
+			(!(enlargement > jenlargement) && area < jarea) {
+			j, jenlargement, jarea = i, enlargement, area
+		}
+	}
+	return j
+}
+
+// unionedArea is the area of the box holding r and b.
+func (r *rect) unionedArea(b *rect) float32 {
+	return (max(r.max[0], b.max[0]) - min(r.min[0], b.min[0])) *
+		(max(r.max[1], b.max[1]) - min(r.min[1], b.min[1]))
+}
+
+func (r rect) largestAxis() (axis int) {
+	if r.max[1]-r.min[1] > r.max[0]-r.min[0] {
+		return 1
+	}
+	return 0
+}
+
+// splitNode moves the entries of left nearer r's max edge on r's largest
+// axis to a new node (upstream's splitNodeLargestAxisEdgeSnap).
+func (tr *Tree[T]) splitNode(r rect, left *node[T]) (right *node[T]) {
+	axis := r.largestAxis()
+	right = newNode[T](left.leaf())
+	for i := 0; i < int(left.count); i++ {
+		minDist := left.rects[i].min[axis] - r.min[axis]
+		maxDist := r.max[axis] - left.rects[i].max[axis]
+		if minDist >= maxDist {
+			tr.moveRectAtIndexInto(left, i, right)
+			i--
+		}
+	}
+	// Make sure that both left and right nodes have at least
+	// two by moving items into underflowed nodes.
+	if left.count < 2 {
+		// reverse sort by min axis
+		right.sortByAxis(axis, true, false)
+		for left.count < 2 {
+			tr.moveRectAtIndexInto(right, int(right.count)-1, left)
+		}
+	} else if right.count < 2 {
+		// reverse sort by max axis
+		left.sortByAxis(axis, true, true)
+		for right.count < 2 {
+			tr.moveRectAtIndexInto(left, int(left.count)-1, right)
+		}
+	}
+	// It's not uncommon that the nodes to be already ordered.
+	if !right.issorted() {
+		right.sort()
+	}
+	if !left.issorted() {
+		left.sort()
+	}
+	return right
+}
+
+func (tr *Tree[T]) moveRectAtIndexInto(from *node[T], index int, into *node[T]) {
+	into.rects[into.count] = from.rects[index]
+	from.rects[index] = from.rects[from.count-1]
+	if from.leaf() {
+		into.items()[into.count] = from.items()[index]
+		from.items()[index] = from.items()[from.count-1]
+		from.items()[from.count-1] = tr.empty
+	} else {
+		into.children()[into.count] = from.children()[index]
+		from.children()[index] = from.children()[from.count-1]
+		from.children()[from.count-1] = nil
+	}
+	from.count--
+	into.count++
+}
+
+func (n *node[T]) search(target rect, iter func(min, max [2]float32, data T) bool) bool {
+	rects := n.rects[:n.count]
+	if n.leaf() {
+		items := n.items()
+		for i := range rects {
+			if rects[i].intersects(&target) {
+				if !iter(rects[i].min, rects[i].max, items[i]) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	children := n.children()
+	for i := range rects {
+		if target.intersects(&rects[i]) {
+			if !children[i].search(target, iter) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Len returns the number of items in the tree.
+func (tr *Tree[T]) Len() int { return tr.count }
+
+// Search calls iter for the items whose boxes intersect min, max (edges
+// included), until it returns false.
+func (tr *Tree[T]) Search(min, max [2]float32, iter func(min, max [2]float32, data T) bool) {
+	target := rect{min, max}
+	if tr.root == nil {
+		return
+	}
+	if target.intersects(&tr.rect) {
+		tr.root.search(target, iter)
+	}
+}
+
+// Scan calls iter for every item, until it returns false.
+func (tr *Tree[T]) Scan(iter func(min, max [2]float32, data T) bool) {
+	if tr.root != nil {
+		tr.root.scan(iter)
+	}
+}
+
+func (n *node[T]) scan(iter func(min, max [2]float32, data T) bool) bool {
+	if n.leaf() {
+		for i := 0; i < int(n.count); i++ {
+			if !iter(n.rects[i].min, n.rects[i].max, n.items()[i]) {
+				return false
+			}
+		}
+	} else {
+		for i := 0; i < int(n.count); i++ {
+			if !n.children()[i].scan(iter) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// swap two rectangles
+func (n *node[T]) swap(i, j int) {
+	n.rects[i], n.rects[j] = n.rects[j], n.rects[i]
+	if n.leaf() {
+		n.items()[i], n.items()[j] = n.items()[j], n.items()[i]
+	} else {
+		n.children()[i], n.children()[j] = n.children()[j], n.children()[i]
+	}
+}
+
+func (n *node[T]) sortByAxis(axis int, rev, max bool) {
+	n.qsort(0, int(n.count), axis, rev, max)
+}
+
+func (n *node[T]) sort() {
+	n.qsort(0, int(n.count), 0, false, false)
+}
+
+func (n *node[T]) issorted() bool {
+	rects := n.rects[:n.count]
+	for i := 1; i < len(rects); i++ {
+		if rects[i].min[0] < rects[i-1].min[0] {
+			return false
+		}
+	}
+	return true
+}
+
+func (n *node[T]) qsort(s, e int, axis int, rev, max bool) {
+	nrects := e - s
+	if nrects < 2 {
+		return
+	}
+	left, right := 0, nrects-1
+	pivot := nrects / 2 // rand and mod not worth it
+	n.swap(s+pivot, s+right)
+	rects := n.rects[s:e]
+	if !rev {
+		if !max {
+			for i := range rects {
+				if rects[i].min[axis] < rects[right].min[axis] {
+					n.swap(s+i, s+left)
+					left++
+				}
+			}
+		} else {
+			for i := range rects {
+				if rects[i].max[axis] < rects[right].max[axis] {
+					n.swap(s+i, s+left)
+					left++
+				}
+			}
+		}
+	} else {
+		if !max {
+			for i := range rects {
+				if rects[right].min[axis] < rects[i].min[axis] {
+					n.swap(s+i, s+left)
+					left++
+				}
+			}
+		} else {
+			for i := range rects {
+				if rects[right].max[axis] < rects[i].max[axis] {
+					n.swap(s+i, s+left)
+					left++
+				}
+			}
+		}
+	}
+	n.swap(s+left, s+right)
+	n.qsort(s, s+left, axis, rev, max)
+	n.qsort(s+left+1, e, axis, rev, max)
+}
+
+// Delete removes data, inserted with the box min, max.
+func (tr *Tree[T]) Delete(min, max [2]float32, data T) {
+	ir := rect{min, max}
+	if tr.root == nil || !tr.rect.contains(&ir) {
+		return
+	}
+	var reinsert []*node[T]
+	removed, _ := tr.nodeDelete(&tr.rect, tr.root, &ir, data, &reinsert)
+	if !removed {
+		return
+	}
+	tr.count--
+	for _, n := range reinsert {
+		tr.count -= n.deepCount()
+	}
+	if tr.count == 0 {
+		tr.root = nil
+		tr.rect.min = [2]float32{0, 0}
+		tr.rect.max = [2]float32{0, 0}
+	} else {
+		for !tr.root.leaf() && tr.root.count == 1 {
+			tr.root = tr.root.children()[0]
+		}
+	}
+	for i := range reinsert {
+		tr.nodeReinsert(reinsert[i])
+	}
+}
+
+func (tr *Tree[T]) nodeDelete(nr *rect, n *node[T], ir *rect, data T, reinsert *[]*node[T]) (removed, shrunk bool) {
+	rects := n.rects[:n.count]
+	if n.leaf() {
+		items := n.items()
+		for i := range rects {
+			if ir.contains(&rects[i]) && items[i] == data {
+				// found the target item to delete
+				copy(n.rects[i:n.count], n.rects[i+1:n.count])
+				copy(items[i:n.count], items[i+1:n.count])
+				items[len(rects)-1] = tr.empty
+				n.count--
+				shrunk = ir.onedge(nr)
+				if shrunk {
+					*nr = n.rect()
+				}
+				return true, shrunk
+			}
+		}
+		return false, false
+	}
+	children := n.children()
+	for i := range rects {
+		if !rects[i].contains(ir) {
+			continue
+		}
+		crect := rects[i]
+		removed, shrunk = tr.nodeDelete(&rects[i], children[i], ir, data, reinsert)
+		if !removed {
+			continue
+		}
+		if children[i].count == 0 {
+			*reinsert = append(*reinsert, children[i])
+			copy(n.rects[i:n.count], n.rects[i+1:n.count])
+			copy(children[i:n.count], children[i+1:n.count])
+			children[n.count-1] = nil
+			n.count--
+			*nr = n.rect()
+			return true, true
+		}
+		if shrunk {
+			shrunk = !rects[i].equals(&crect)
+			if shrunk {
+				*nr = n.rect()
+			}
+			_ = n.orderToRight(i)
+		}
+		return true, shrunk
+	}
+	return false, false
+}
+
+func (r *rect) equals(b *rect) bool {
+	return !(r.min[0] < b.min[0] || r.min[0] > b.min[0] ||
+		r.min[1] < b.min[1] || r.min[1] > b.min[1] ||
+		r.max[0] < b.max[0] || r.max[0] > b.max[0] ||
+		r.max[1] < b.max[1] || r.max[1] > b.max[1])
+}
+
+func (n *node[T]) deepCount() int {
+	if n.leaf() {
+		return int(n.count)
+	}
+	var count int
+	for _, c := range n.children()[:n.count] {
+		count += c.deepCount()
+	}
+	return count
+}
+
+func (tr *Tree[T]) nodeReinsert(n *node[T]) {
+	if n.leaf() {
+		rects := n.rects[:n.count]
+		items := n.items()[:n.count]
+		for i := range rects {
+			tr.Insert(rects[i].min, rects[i].max, items[i])
+		}
+	} else {
+		for _, c := range n.children()[:n.count] {
+			tr.nodeReinsert(c)
+		}
+	}
+}
+
+// onedge reports whether r is on the edge of b.
+func (r *rect) onedge(b *rect) bool {
+	return !(r.min[0] > b.min[0] && r.min[1] > b.min[1] &&
+		r.max[0] < b.max[0] && r.max[1] < b.max[1])
+}
+
+// Nearby calls iter for the items in increasing order of dist, until it
+// returns false. dist gives the distance of an item's box (item true) or
+// of a node's box, which must not exceed that of any box inside it.
+func (tr *Tree[T]) Nearby(dist func(min, max [2]float32, data T, item bool) float64,
+	iter func(min, max [2]float32, data T, dist float64) bool,
+) {
+	if tr.root == nil {
+		return
+	}
+	q := tr.qpool.Get().(*queue[T])
+	defer func() {
+		*q = (*q)[:0]
+		tr.qpool.Put(q)
+	}()
+	q.push(qnode[T]{rect: tr.rect, node: tr.root})
+	for {
+		qn, ok := q.pop()
+		if !ok {
+			return
+		}
+		if qn.node == nil {
+			if !iter(qn.rect.min, qn.rect.max, qn.data, qn.dist) {
+				return
+			}
+			continue
+		}
+		rects := qn.node.rects[:qn.node.count]
+		if qn.node.leaf() {
+			items := qn.node.items()[:qn.node.count]
+			for i := range items {
+				q.push(qnode[T]{dist: dist(rects[i].min, rects[i].max, items[i], true), rect: rects[i], data: items[i]})
+			}
+		} else {
+			children := qn.node.children()[:qn.node.count]
+			for i := range children {
+				q.push(qnode[T]{dist: dist(rects[i].min, rects[i].max, tr.empty, false), rect: rects[i], node: children[i]})
+			}
+		}
+	}
+}
+
+type qnode[T comparable] struct {
+	dist float64  // distance to
+	rect rect     // item or node rect
+	data T        // item data (or empty for node)
+	node *node[T] // node (or nil for leaf data)
+}
+
+type queue[T comparable] []qnode[T]
+
+func (q *queue[T]) push(node qnode[T]) {
+	*q = append(*q, node)
+	nodes := *q
+	i := len(nodes) - 1
+	parent := (i - 1) / 2
+	for ; i != 0 && nodes[parent].dist > nodes[i].dist; parent = (i - 1) / 2 {
+		nodes[parent], nodes[i] = nodes[i], nodes[parent]
+		i = parent
+	}
+}
+
+func (q *queue[T]) pop() (qnode[T], bool) {
+	nodes := *q
+	if len(nodes) == 0 {
+		return qnode[T]{}, false
+	}
+	var n qnode[T]
+	n, nodes[0] = nodes[0], nodes[len(*q)-1]
+	nodes = nodes[:len(nodes)-1]
+	*q = nodes
+	i := 0
+	for {
+		smallest := i
+		left := i*2 + 1
+		right := i*2 + 2
+		if left < len(nodes) && nodes[left].dist <= nodes[smallest].dist {
+			smallest = left
+		}
+		if right < len(nodes) && nodes[right].dist <= nodes[smallest].dist {
+			smallest = right
+		}
+		if smallest == i {
+			break
+		}
+		nodes[smallest], nodes[i] = nodes[i], nodes[smallest]
+		i = smallest
+	}
+	return n, true
+}
+
+// Entry is one item of Fill and its box.
+type Entry[T comparable] struct {
+	Min, Max [2]float32
+	Data     T
+}
+
+// Fill adds the items of es, the tree being empty, as a tree packed by
+// Sort-Tile-Recursive: the boxes sorted by their centres' x and cut into
+// about sqrt(leaves) vertical strips of whole nodes, each sorted by y and
+// cut into nodes of perNode entries (the last one fewer), then the same
+// for each level above. A tree that is not empty gets them by Insert. es
+// is reordered.
+//
+// perNode (clamped to [2, MaxEntries]) trades memory for the cost of the
+// next inserts: a full node splits at its next one, after which later
+// inserts and deletes keep about the fill an insertion-built tree has.
+func (tr *Tree[T]) Fill(es []Entry[T], perNode int) {
+	if tr.root != nil {
+		for _, e := range es {
+			tr.Insert(e.Min, e.Max, e.Data)
+		}
+		return
+	}
+	if len(es) == 0 {
+		return
+	}
+	perNode = min(max(perNode, 2), MaxEntries)
+	tr.init()
+	leaves := packLevel(es, perNode, func(e Entry[T]) rect { return rect{e.Min, e.Max} },
+		func(group []Entry[T]) *node[T] {
+			n := newNode[T](true)
+			for i := range group {
+				n.rects[i] = rect{group[i].Min, group[i].Max}
+				n.items()[i] = group[i].Data
+			}
+			n.count = int16(len(group))
+			return n
+		})
+	level := leaves
+	for len(level) > 1 {
+		cs := make([]child[T], len(level))
+		for i, n := range level {
+			cs[i] = child[T]{n.rect(), n}
+		}
+		level = packLevel(cs, perNode, func(c child[T]) rect { return c.r },
+			func(group []child[T]) *node[T] {
+				n := newNode[T](false)
+				for i, c := range group {
+					n.rects[i] = c.r
+					n.children()[i] = c.n
+				}
+				n.count = int16(len(group))
+				return n
+			})
+	}
+	tr.root = level[0]
+	tr.rect = tr.root.rect()
+	tr.count = len(es)
+}
+
+// child is a node and its box, an entry of a level above the leaves.
+type child[T comparable] struct {
+	r rect
+	n *node[T]
+}
+
+// packLevel cuts es into groups of at most perNode by STR (see Fill) and
+// makes a node of each with build, its entries ordered by min x as Insert
+// keeps them.
+func packLevel[E any, T comparable](es []E, perNode int, box func(E) rect, build func([]E) *node[T]) []*node[T] {
+	nodes := (len(es) + perNode - 1) / perNode
+	strips := int(math.Ceil(math.Sqrt(float64(nodes))))
+	var sorter keySorter[E]
+	sorter.sort(es, func(e E) float32 { r := box(e); return r.min[0] + r.max[0] })
+	out := make([]*node[T], 0, nodes)
+	perStrip := (nodes + strips - 1) / strips * perNode
+	for len(es) > 0 {
+		s := es[:min(perStrip, len(es))]
+		es = es[len(s):]
+		sorter.sort(s, func(e E) float32 { r := box(e); return r.min[1] + r.max[1] })
+		for len(s) > 0 {
+			g := s[:min(perNode, len(s))]
+			s = s[len(g):]
+			sorter.sort(g, func(e E) float32 { return box(e).min[0] })
+			out = append(out, build(g))
+		}
+	}
+	return out
+}
+
+// keySorter sorts by a float32 key through a slice of uint64s, the key's
+// bits made to order as unsigned integers above the index: a sort of
+// plain integers, several times faster than a sort by a comparison
+// function (most of a packed load's time at a million points). Its
+// buffers are kept for the next sort.
+type keySorter[E any] struct {
+	keys    []uint64
+	scratch []E
+}
+
+func (ks *keySorter[E]) sort(es []E, key func(E) float32) {
+	if len(es) < 2 {
+		return
+	}
+	if cap(ks.keys) < len(es) {
+		ks.keys, ks.scratch = make([]uint64, len(es)), make([]E, len(es))
+	}
+	keys, scratch := ks.keys[:len(es)], ks.scratch[:len(es)]
+	for i, e := range es {
+		keys[i] = uint64(orderedBits(key(e)))<<32 | uint64(i)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		scratch[i] = es[uint32(k)]
+	}
+	copy(es, scratch)
+}
+
+// orderedBits maps a float32 (not NaN) to a uint32 of the same order.
+func orderedBits(f float32) uint32 {
+	b := math.Float32bits(f)
+	if b>>31 == 1 {
+		return ^b
+	}
+	return b | 1<<31
+}

@@ -1,0 +1,199 @@
+package rtree
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"unsafe"
+)
+
+// TestNodeSizeClass: a node of float32 boxes and pointers stays in Go's
+// 1536-B size class (the reason MaxEntries is 63, not upstream's 64).
+func TestNodeSizeClass(t *testing.T) {
+	if s := unsafe.Sizeof(leafNode[*int]{}); s > 1536 {
+		t.Fatalf("leaf node %d B, over the 1536-B size class", s)
+	}
+	if s := unsafe.Sizeof(branchNode[*int]{}); s > 1536 {
+		t.Fatalf("branch node %d B, over the 1536-B size class", s)
+	}
+}
+
+type item struct {
+	id       int
+	min, max [2]float32
+}
+
+func randomItems(r *rand.Rand, n int) []*item {
+	its := make([]*item, n)
+	for i := range its {
+		x, y := float32(r.IntN(1000)), float32(r.IntN(1000))
+		w, h := float32(0), float32(0)
+		if r.IntN(3) == 0 { // a third boxes, the rest points
+			w, h = float32(r.IntN(30)), float32(r.IntN(30))
+		}
+		its[i] = &item{id: i, min: [2]float32{x, y}, max: [2]float32{x + w, y + h}}
+	}
+	return its
+}
+
+func (it *item) intersects(min, max [2]float32) bool {
+	return !(it.min[0] > max[0] || it.max[0] < min[0] || it.min[1] > max[1] || it.max[1] < min[1])
+}
+
+// check compares Search, Scan and Nearby with a scan of live.
+func check(t *testing.T, r *rand.Rand, tr *Tree[*item], live map[*item]bool) {
+	t.Helper()
+	if tr.Len() != len(live) {
+		t.Fatalf("Len %d, want %d", tr.Len(), len(live))
+	}
+	n := 0
+	tr.Scan(func(_, _ [2]float32, it *item) bool {
+		if !live[it] {
+			t.Fatalf("Scan yields %d, not in the tree", it.id)
+		}
+		n++
+		return true
+	})
+	if n != len(live) {
+		t.Fatalf("Scan yields %d items, want %d", n, len(live))
+	}
+	for range 100 {
+		x, y := float32(r.IntN(1000)), float32(r.IntN(1000))
+		min, max := [2]float32{x, y}, [2]float32{x + float32(r.IntN(200)), y + float32(r.IntN(200))}
+		var got, want []int
+		tr.Search(min, max, func(_, _ [2]float32, it *item) bool { got = append(got, it.id); return true })
+		for it := range live {
+			if it.intersects(min, max) {
+				want = append(want, it.id)
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("Search(%v, %v) = %v, want %v", min, max, got, want)
+		}
+	}
+	for range 20 {
+		p := [2]float32{float32(r.IntN(1000)), float32(r.IntN(1000))}
+		dist := func(lo, hi [2]float32, _ *item, _ bool) float64 {
+			var d float64
+			for a := range 2 {
+				g := float64(max(lo[a]-p[a], p[a]-hi[a], 0))
+				d += g * g
+			}
+			return d
+		}
+		var want []float64
+		for it := range live {
+			want = append(want, dist(it.min, it.max, it, true))
+		}
+		slices.Sort(want)
+		k := min(len(want), 1+r.IntN(200))
+		var got []float64
+		tr.Nearby(dist, func(_, _ [2]float32, _ *item, d float64) bool {
+			got = append(got, d)
+			return len(got) < k
+		})
+		if !slices.Equal(got, want[:k]) {
+			t.Fatalf("Nearby(%v) = %v, want %v", p, got, want[:k])
+		}
+	}
+}
+
+// TestFillMatchesScan: a tree packed by Fill, then changed by Insert and
+// Delete (which split its full nodes and empty some), answers Search,
+// Scan and Nearby as a scan does.
+func TestFillMatchesScan(t *testing.T) {
+	for _, perNode := range []int{2, 7, 56, MaxEntries, 1000} {
+		for _, n := range []int{0, 1, 5, 63, 64, 1000, 20_000} {
+			r := rand.New(rand.NewPCG(uint64(n), uint64(perNode)))
+			its := randomItems(r, n)
+			es := make([]Entry[*item], n)
+			live := map[*item]bool{}
+			for i, it := range its {
+				es[i] = Entry[*item]{it.min, it.max, it}
+				live[it] = true
+			}
+			var tr Tree[*item]
+			tr.Fill(es, perNode)
+			check(t, r, &tr, live)
+			for _, it := range its {
+				if r.IntN(2) == 0 {
+					tr.Delete(it.min, it.max, it)
+					delete(live, it)
+				}
+			}
+			for _, it := range randomItems(r, n/2) {
+				it.id += n
+				tr.Insert(it.min, it.max, it)
+				live[it] = true
+			}
+			check(t, r, &tr, live)
+		}
+	}
+}
+
+// TestFillPacks: Fill's leaves hold perNode entries but the last one; and
+// Fill on a tree that has items inserts them.
+func TestFillPacks(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	its := randomItems(r, 100_000)
+	es := make([]Entry[*item], len(its))
+	for i, it := range its {
+		es[i] = Entry[*item]{it.min, it.max, it}
+	}
+	const perNode = 56
+	var tr Tree[*item]
+	tr.Fill(es[:90_000], perNode)
+	leaves, items, short := 0, 0, 0
+	var walk func(n *node[*item])
+	walk = func(n *node[*item]) {
+		if n.leaf() {
+			if n.count != perNode {
+				short++
+			}
+			leaves++
+			items += int(n.count)
+			return
+		}
+		for _, c := range n.children()[:n.count] {
+			walk(c)
+		}
+	}
+	walk(tr.root)
+	if short > 1 || leaves != (90_000+perNode-1)/perNode {
+		t.Fatalf("%d leaves, %d of them not full; want %d, at most one not full", leaves, short, (90_000+perNode-1)/perNode)
+	}
+	t.Logf("%d items in %d leaves", items, leaves)
+	tr.Fill(es[90_000:], perNode)
+	live := map[*item]bool{}
+	for _, it := range its {
+		live[it] = true
+	}
+	check(t, r, &tr, live)
+}
+
+// BenchmarkFill packs 200k points.
+func BenchmarkFill(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	its := randomItems(r, 200_000)
+	es := make([]Entry[*item], len(its))
+	for b.Loop() {
+		for i, it := range its {
+			es[i] = Entry[*item]{it.min, it.max, it}
+		}
+		var tr Tree[*item]
+		tr.Fill(es, 56)
+	}
+}
+
+// TestOrderedBits: the integers order as the floats do.
+func TestOrderedBits(t *testing.T) {
+	fs := []float32{float32(math.Inf(-1)), -math.MaxFloat32, -106.5, -1, -math.SmallestNonzeroFloat32, 0, math.SmallestNonzeroFloat32, 1, 29.5, 106.5, math.MaxFloat32, float32(math.Inf(1))}
+	for i := 1; i < len(fs); i++ {
+		if orderedBits(fs[i-1]) >= orderedBits(fs[i]) {
+			t.Fatalf("%v -> %#x, %v -> %#x", fs[i-1], orderedBits(fs[i-1]), fs[i], orderedBits(fs[i]))
+		}
+	}
+}
