@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/paulmach/orb"
 )
@@ -219,4 +220,58 @@ func BenchmarkSearchPoints(b *testing.B) {
 			tw.Nearest(Vehicles, orb.Point{106.4 + r.Float64()*0.4, 29.4 + r.Float64()*0.4}, func(*Feature, float64) bool { k++; return k < 10 })
 		}
 	})
+}
+
+// BenchmarkIndexChurn reports the index's bytes per point (index-B/obj:
+// its nodes at 1536 B each) for 200k vehicles in a 0.5-degree box, loaded
+// (a packed tree, boxTree.fill) or put one by one (built by insertion),
+// then after every vehicle moved once and twice: a step of up to ~100 m
+// (a fleet's telemetry), or a jump to anywhere in the box (each move
+// leaves a hole in one leaf and adds to another).
+func BenchmarkIndexChurn(b *testing.B) {
+	const vehicles = 200_000
+	for _, how := range []string{"load", "put"} {
+		for _, move := range []string{"step", "jump"} {
+			b.Run(how+"/"+move, func(b *testing.B) {
+				for b.Loop() {
+					r := rand.New(rand.NewPCG(1, 2))
+					pos := func() orb.Point { return orb.Point{106.3 + r.Float64()*0.5, 29.3 + r.Float64()*0.5} }
+					tw := New(Options{FeedSize: 1 << 10})
+					fs := make([]*Feature, vehicles)
+					at := make([]orb.Point, vehicles)
+					for i := range fs {
+						at[i] = pos()
+						fs[i] = &Feature{ID: NewID(Vehicles, fmt.Sprintf("v%06d", i)), Geometry: at[i]}
+					}
+					if how == "load" {
+						tw.Load(fs)
+					} else {
+						for _, f := range fs {
+							if _, err := tw.Put(f); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+					perObject := func() float64 {
+						return float64(tw.index[tw.layerIndex(Vehicles)].tr.Nodes()*1536) / vehicles
+					}
+					b.ReportMetric(perObject(), "index-B/obj")
+					t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+					for round := 1; round <= 2; round++ {
+						for i, f := range fs {
+							if move == "jump" {
+								at[i] = pos()
+							} else {
+								at[i] = orb.Point{at[i][0] + (r.Float64()-0.5)*2e-3, at[i][1] + (r.Float64()-0.5)*2e-3}
+							}
+							if _, _, err := tw.ApplySample(Sample{ID: f.ID, Time: t0.Add(time.Duration(round*vehicles+i) * time.Millisecond), HasPos: true, Pos: at[i]}); err != nil {
+								b.Fatal(err)
+							}
+						}
+						b.ReportMetric(perObject(), fmt.Sprintf("moved%d-index-B/obj", round))
+					}
+				}
+			})
+		}
+	}
 }
