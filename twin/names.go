@@ -3,33 +3,59 @@ package twin
 import (
 	"hash/maphash"
 	"iter"
+	"math/bits"
 )
 
 // names holds one layer's objects by name: an open-addressing hash table
 // (linear probing, deletion by backward shift) of the features themselves,
 // the key being each one's ID.Name. A map[string]*Feature cost ~57 B per
 // object at a million vehicles (a 16-byte key copy and the value in 8-slot
-// groups, sized to a power of two); this costs 9 B per slot at 3/8 to 3/4
-// full, 12-24 B per object (issue 16 goal 4).
+// groups, sized to a power of two); this costs 9 B per slot at up to 3/4
+// full. A slot's home is the hash scaled to the table (Lemire's
+// fastrange), not masked, so the table need not be a power of two: Grow
+// (a load of n objects) makes it 4n/3 slots, 12 B per object, where a
+// power of two held a million in 2^21, 19 B each (issue 16 goal 4).
 //
 // The zero names is empty and ready; it is not safe for concurrent
 // writes (the twin's lock guards it, as it did the map).
 type names struct {
 	slots []*Feature
-	// tags holds 7 bits of each slot's hash with the top bit set (0: the
-	// slot is empty), so that a probe rarely reads a feature it does not
-	// want (a cache miss each).
+	// tags holds 7 low bits of each slot's hash (its home comes from the
+	// high ones) with the top bit set (0: the slot is empty), so that a
+	// probe rarely reads a feature it does not want (a cache miss each).
 	tags []uint8
 	n    int
 	seed maphash.Seed
 }
 
-// minNames is the smallest table, in slots (a power of two).
+// minNames is the smallest table, in slots.
 const minNames = 8
 
 func (s *names) hash(name string) uint64 { return maphash.String(s.seed, name) }
 
-func tagOf(h uint64) uint8 { return uint8(h>>57) | 0x80 }
+func tagOf(h uint64) uint8 { return uint8(h) | 0x80 }
+
+// home is the slot a hash starts its probe at: h scaled to the table.
+func (s *names) home(h uint64) int {
+	hi, _ := bits.Mul64(h, uint64(len(s.slots)))
+	return int(hi)
+}
+
+// next is the slot after i, wrapping at the end.
+func (s *names) next(i int) int {
+	if i++; i == len(s.slots) {
+		return 0
+	}
+	return i
+}
+
+// gap is how many slots a probe from i walks to reach j.
+func (s *names) gap(j, i int) int {
+	if j >= i {
+		return j - i
+	}
+	return j + len(s.slots) - i
+}
 
 // Len is the number of objects held.
 func (s *names) Len() int { return s.n }
@@ -40,8 +66,8 @@ func (s *names) Get(name string) *Feature {
 		return nil
 	}
 	h := s.hash(name)
-	tag, mask := tagOf(h), uint64(len(s.slots)-1)
-	for i := h & mask; ; i = (i + 1) & mask {
+	tag := tagOf(h)
+	for i := s.home(h); ; i = s.next(i) {
 		switch s.tags[i] {
 		case 0:
 			return nil
@@ -56,11 +82,11 @@ func (s *names) Get(name string) *Feature {
 // Put stores f under f.ID.Name, replacing the object of that name.
 func (s *names) Put(f *Feature) {
 	if (s.n+1)*4 > len(s.slots)*3 {
-		s.Grow(s.n + 1)
+		s.resize(max(minNames, 2*len(s.slots)))
 	}
 	h := s.hash(f.ID.Name)
-	tag, mask := tagOf(h), uint64(len(s.slots)-1)
-	for i := h & mask; ; i = (i + 1) & mask {
+	tag := tagOf(h)
+	for i := s.home(h); ; i = s.next(i) {
 		switch s.tags[i] {
 		case 0:
 			s.slots[i], s.tags[i] = f, tag
@@ -81,9 +107,9 @@ func (s *names) Delete(name string) {
 		return
 	}
 	h := s.hash(name)
-	tag, mask := tagOf(h), uint64(len(s.slots)-1)
-	i := h & mask
-	for ; ; i = (i + 1) & mask {
+	tag := tagOf(h)
+	i := s.home(h)
+	for ; ; i = s.next(i) {
 		if s.tags[i] == 0 {
 			return
 		}
@@ -94,9 +120,8 @@ func (s *names) Delete(name string) {
 	// Backward shift: move each following entry of the run into the hole
 	// when the hole lies between its home slot and it, so that every
 	// entry stays reachable from its home without tombstones.
-	for j := (i + 1) & mask; s.tags[j] != 0; j = (j + 1) & mask {
-		home := s.hash(s.slots[j].ID.Name) & mask
-		if (j-home)&mask >= (j-i)&mask {
+	for j := s.next(i); s.tags[j] != 0; j = s.next(j) {
+		if s.gap(j, s.home(s.hash(s.slots[j].ID.Name))) >= s.gap(j, i) {
 			s.slots[i], s.tags[i] = s.slots[j], s.tags[j]
 			i = j
 		}
@@ -105,15 +130,17 @@ func (s *names) Delete(name string) {
 	s.n--
 }
 
-// Grow makes room for n objects without growing again.
+// Grow makes room for n objects without growing again: a table of 4n/3
+// slots (Put, when full, doubles it).
 func (s *names) Grow(n int) {
-	size := minNames
-	for size*3 < n*4 {
-		size *= 2
+	if size := max(minNames, (n*4+2)/3); size > len(s.slots) {
+		s.resize(size)
 	}
-	if size <= len(s.slots) {
-		return
-	}
+}
+
+// resize moves the objects to a table of size slots (3/4 of it at least
+// as many as held).
+func (s *names) resize(size int) {
 	if s.slots == nil {
 		s.seed = maphash.MakeSeed()
 	}

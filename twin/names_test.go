@@ -7,12 +7,17 @@ import (
 )
 
 // TestNamesAgainstMap: random puts, replacements and deletes (on a table
-// small enough that runs wrap around its end) answer as a map does, and
-// All yields each object once.
+// small enough that runs wrap around its end; grown by doubling from the
+// smallest, or sized first by Grow to no power of two) answer as a map
+// does, and All yields each object once.
 func TestNamesAgainstMap(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, keys := range []int{3, 40, 2000} {
+	for _, keys := range []int{3, 40, 2000, -3, -40, -2000} {
 		var s names
+		if keys < 0 {
+			keys = -keys
+			s.Grow(keys)
+		}
 		want := map[string]*Feature{}
 		for op := range 20000 {
 			name := fmt.Sprintf("n%d", rng.IntN(keys))
