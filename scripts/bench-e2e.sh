@@ -19,6 +19,9 @@
 #   (chrt -f 10, root only), so other jobs on a shared machine (builds,
 #   tests) run only when they are idle: latencies then are the server's,
 #   not the neighbours'. Say so next to any figure measured that way.
+#   Never with GOMAXPROCS above the CPUs the server is pinned to: Go's
+#   spinning threads at FIFO priority on one CPU starve each other (a
+#   server with GOMAXPROCS=2 on one CPU never got ready).
 #   BENCH_MOSQUITTO=1 starts a Mosquitto of its own (default settings, a
 #   listener on the BENCH_MQTT address) and runs the server with --mqtt
 #   against it instead of the embedded broker.
@@ -42,8 +45,17 @@ dir=$(mktemp -d /tmp/citytwin-bench-XXXXXX)
 tools=$dir/tools
 mkdir -p "$tools"
 pid=
+# stop PID: SIGTERM, then SIGKILL if it has not exited within 20 s (a
+# server that cannot shut down must not keep its core, least of all at
+# real-time priority).
+stop() {
+	kill "$1" 2>/dev/null || return 0
+	for _ in $(seq 1 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
 cleanup() {
-	if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+	if [ -n "$pid" ]; then stop "$pid"; fi
 	if [ -n "${mpid:-}" ]; then kill "$mpid" 2>/dev/null || true; wait "$mpid" 2>/dev/null || true; fi
 	rm -rf "$dir"
 }
