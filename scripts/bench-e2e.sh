@@ -21,7 +21,11 @@
 #   not the neighbours'. Say so next to any figure measured that way.
 #   Never with GOMAXPROCS above the CPUs the server is pinned to: Go's
 #   spinning threads at FIFO priority on one CPU starve each other (a
-#   server with GOMAXPROCS=2 on one CPU never got ready).
+#   server with GOMAXPROCS=2 on one CPU never got ready). On one CPU at
+#   FIFO priority Go's sysmon cannot run while a goroutine does, so
+#   goroutines are not preempted after 10 ms (a trace showed the store
+#   writer's commit run 61 ms in one slice): tails measured so are an
+#   upper bound of a quiet machine's.
 #   BENCH_MOSQUITTO=1 starts a Mosquitto of its own (default settings, a
 #   listener on the BENCH_MQTT address) and runs the server with --mqtt
 #   against it instead of the embedded broker.
