@@ -37,20 +37,60 @@ const (
 var boxCorners = [4]orb.Point{{clipLo, clipLo}, {clipHi, clipLo}, {clipHi, clipHi}, {clipLo, clipHi}}
 
 // chain is a piece of a ring inside the box, from where it enters to where
-// it leaves; in and out are perimeter positions of its ends.
+// it leaves: clipper.chainPts[start:end]; in and out are perimeter
+// positions of its ends.
 type chain struct {
-	pts     []orb.Point
-	in, out float64
-	next    int
-	done    bool
+	start, end int32
+	in, out    float64
+	next       int
+	done       bool
 }
 
-// clipPolygon clips one polygon (rings[0] the exterior, then holes; integer
-// points, rings open or closed, any winding) to the buffered tile. It
-// returns polygons, each exterior ring first, rings open, exteriors
-// positive and holes negative (surveyor's formula in tile units).
+// clipper is clipPolygon's scratch, kept in the writer and reused for
+// every clipped polygon: the copied rings, the chains and their points,
+// the joined rings and the result's slices. Allocated per clipped
+// polygon, they were about a dozen objects per building crossing a tile
+// edge (a fifth of a centre z15 tile's allocation besides its gzip form,
+// and the GC and page faults that come with it). Not safe for concurrent
+// use.
+type clipper struct {
+	in       []orb.Point   // clipPolygons' copy of the shape's points
+	src      [][]orb.Point // clipPolygons' rings, slices of in
+	ends     []int         // where each of clipPolygons' polygons ends in src
+	rings    [][]orb.Point // the oriented rings of the polygon clipped
+	inside   [][]orb.Point // holes wholly inside the box
+	chains   []chain
+	chainPts []orb.Point
+	order    []int
+	ringPts  []orb.Point // the joined rings
+	polys    [][][]orb.Point
+}
+
+// clipPolygon clips one polygon with a clipper of its own (tests).
 func clipPolygon(rings [][]orb.Point) [][][]orb.Point {
-	oriented := make([][]orb.Point, 0, len(rings))
+	var c clipper
+	return c.clip(rings)
+}
+
+// addPoly appends a polygon of the one ring r to polys, reusing the slice
+// of rings a previous clip left in its place.
+func addPoly(polys [][][]orb.Point, r []orb.Point) [][][]orb.Point {
+	if n := len(polys); n < cap(polys) {
+		polys = polys[:n+1]
+		polys[n] = append(polys[n][:0], r)
+		return polys
+	}
+	return append(polys, [][]orb.Point{r})
+}
+
+// clip clips one polygon (rings[0] the exterior, then holes; integer
+// points, rings open or closed, any winding; modified in place) to the
+// buffered tile. It returns polygons, each exterior ring first, rings
+// open, exteriors positive and holes negative (surveyor's formula in tile
+// units). The result and its rings are c's: valid until c's next clip.
+func (c *clipper) clip(rings [][]orb.Point) [][][]orb.Point {
+	oriented := c.rings[:0]
+	defer func() { c.rings = oriented[:0] }()
 	for i, r := range rings {
 		r = openRing(r)
 		if len(r) < 3 {
@@ -74,15 +114,20 @@ func clipPolygon(rings [][]orb.Point) [][][]orb.Point {
 	if len(oriented) == 0 {
 		return nil
 	}
+	polys := c.polys[:0]
+	defer func() { c.polys = polys[:0] }()
 	if allInside(oriented[0]) {
 		// The exterior is inside the box, and so are its holes.
-		return [][][]orb.Point{oriented}
+		polys = addPoly(polys, oriented[0])
+		polys[0] = append(polys[0], oriented[1:]...)
+		return polys
 	}
-	var chains []chain
-	var inside [][]orb.Point // holes wholly inside the box
+	chains, pts := c.chains[:0], c.chainPts[:0]
+	inside := c.inside[:0]
+	defer func() { c.chains, c.chainPts, c.inside = chains[:0], pts[:0], inside[:0] }()
 	for i, r := range oriented {
 		n0 := len(chains)
-		chains = ringChains(r, chains)
+		chains, pts = ringChains(r, chains, pts)
 		if len(chains) == n0 && i > 0 && allInside(r) {
 			inside = append(inside, r)
 		}
@@ -93,15 +138,17 @@ func clipPolygon(rings [][]orb.Point) [][][]orb.Point {
 		if !boxInside(oriented) {
 			return nil
 		}
-		poly := [][]orb.Point{boxCorners[:]}
-		return [][][]orb.Point{append(poly, inside...)}
+		polys = addPoly(polys, boxCorners[:])
+		polys[0] = append(polys[0], inside...)
+		return polys
 	}
 	// Join every exit to the next entry along the box edge in the
 	// positive direction.
-	order := make([]int, len(chains))
-	for i := range order {
-		order[i] = i
+	order := c.order[:0]
+	for i := range chains {
+		order = append(order, i)
 	}
+	c.order = order
 	slices.SortFunc(order, func(a, b int) int {
 		switch {
 		case chains[a].in < chains[b].in:
@@ -121,20 +168,21 @@ func clipPolygon(rings [][]orb.Point) [][][]orb.Point {
 		})
 		chains[i].next = order[k%len(order)]
 	}
-	var polys [][][]orb.Point
+	joined := c.ringPts[:0]
+	defer func() { c.ringPts = joined[:0] }()
 	for i := range chains {
 		if chains[i].done {
 			continue
 		}
-		var ring []orb.Point
+		start := len(joined)
 		for j := i; !chains[j].done; {
-			c := &chains[j]
-			c.done = true
-			ring = append(ring, c.pts...)
-			ring = appendCorners(ring, c.out, chains[c.next].in)
-			j = c.next
+			ch := &chains[j]
+			ch.done = true
+			joined = append(joined, pts[ch.start:ch.end]...)
+			joined = appendCorners(joined, ch.out, chains[ch.next].in)
+			j = ch.next
 		}
-		polys = append(polys, [][]orb.Point{ring})
+		polys = addPoly(polys, joined[start:len(joined):len(joined)])
 	}
 	// A piece can never cover more than the exterior's bounds within the
 	// box (the clip of P lies in P, which lies in its bounds). Walking a
@@ -194,8 +242,9 @@ func allInside(r []orb.Point) bool {
 }
 
 // ringChains appends the pieces of ring r (open, at least one vertex
-// outside the box, or none crossing it) inside the box.
-func ringChains(r []orb.Point, chains []chain) []chain {
+// outside the box, or none crossing it) inside the box to chains, and
+// their points to pts (each chain's points follow the previous chain's).
+func ringChains(r []orb.Point, chains []chain, pts []orb.Point) ([]chain, []orb.Point) {
 	s := -1
 	for i, q := range r {
 		if !strictlyInside(q) {
@@ -204,10 +253,10 @@ func ringChains(r []orb.Point, chains []chain) []chain {
 		}
 	}
 	if s < 0 {
-		return chains
+		return chains, pts
 	}
 	n := len(r)
-	var cur *chain
+	cur := -1
 	for k := 0; k < n; k++ {
 		a, b := r[(s+k)%n], r[(s+k+1)%n]
 		side0, side1, ok := clipSegment(a, b)
@@ -216,22 +265,23 @@ func ringChains(r []orb.Point, chains []chain) []chain {
 		}
 		if side0 >= 0 {
 			pos, p := boxPoint(a, b, side0)
-			chains = append(chains, chain{pts: []orb.Point{p}, in: pos})
-			cur = &chains[len(chains)-1]
+			chains = append(chains, chain{start: int32(len(pts)), in: pos})
+			pts = append(pts, p)
+			cur = len(chains) - 1
 		}
-		if cur == nil {
+		if cur < 0 {
 			continue // cannot happen: the walk starts outside
 		}
 		if side1 >= 0 {
 			pos, p := boxPoint(a, b, side1)
-			cur.pts = append(cur.pts, p)
-			cur.out = pos
-			cur = nil
+			pts = append(pts, p)
+			chains[cur].end, chains[cur].out = int32(len(pts)), pos
+			cur = -1
 		} else {
-			cur.pts = append(cur.pts, b)
+			pts = append(pts, b)
 		}
 	}
-	return chains
+	return chains, pts
 }
 
 // Sides of the box, numbered in perimeter order.
@@ -602,24 +652,31 @@ func (w *writer) repair() bool {
 // clipPolygons clips the polygon shape w.sh to the buffered tile.
 func (w *writer) clipPolygons() bool {
 	sh := &w.sh
-	var polys [][][]orb.Point
+	c := &w.clip
+	// The rings are copied: clipped parts replace them in sh.
+	c.in = append(c.in[:0], sh.pts...)
+	src, ends := c.src[:0], c.ends[:0]
+	defer func() { clear(src); c.src, c.ends = src[:0], ends[:0] }()
 	start := int32(0)
-	for _, p := range sh.parts {
-		ring := slices.Clone(sh.pts[start:p.end])
-		start = p.end
-		if p.outer || len(polys) == 0 {
-			polys = append(polys, [][]orb.Point{ring})
-		} else {
-			polys[len(polys)-1] = append(polys[len(polys)-1], ring)
+	for i, p := range sh.parts {
+		// A polygon is an exterior and the holes up to the next exterior
+		// (leading holes with no exterior make one of their own).
+		if i > 0 && p.outer {
+			ends = append(ends, len(src))
 		}
+		src = append(src, c.in[start:p.end:p.end])
+		start = p.end
 	}
+	ends = append(ends, len(src))
 	sh.reset(kindPolygon)
-	for _, poly := range polys {
-		for _, out := range clipPolygon(poly) {
-			for i, r := range out {
-				sh.addPart(r, i == 0)
+	i := 0
+	for _, j := range ends {
+		for _, out := range c.clip(src[i:j]) {
+			for k, r := range out {
+				sh.addPart(r, k == 0)
 			}
 		}
+		i = j
 	}
 	return len(sh.parts) > 0
 }

@@ -1,6 +1,8 @@
 package tiles
 
 import (
+	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/paulmach/orb"
@@ -84,6 +86,42 @@ func TestShapeMakesPolygonsValid(t *testing.T) {
 		}
 		if c.name == "simplified crossing" && ok && len(w.sh.pts) != 8 {
 			t.Errorf("%s: %v, want the unsimplified ring", c.name, w.sh.pts)
+		}
+	}
+}
+
+// TestClipperReuse: one writer clipping shapes one after another (its
+// clipper's scratch reused) gives each the parts a fresh writer gives it,
+// multipolygons and holes included.
+func TestClipperReuse(t *testing.T) {
+	rect := func(x0, y0, x1, y1 float64) orb.Ring {
+		return orb.Ring{{x0, y0}, {x1, y0}, {x1, y1}, {x0, y1}, {x0, y0}}
+	}
+	arch := orb.Ring{{100, 1000}, {100, -500}, {900, -500}, {900, 1000}, {700, 1000}, {700, -300}, {300, -300}, {300, 1000}, {100, 1000}}
+	shapes := []orb.Geometry{
+		orb.Polygon{arch},
+		orb.MultiPolygon{{rect(-9000, 0, 9000, 1000), rect(4000, 100, 5000, 200), rect(100, 100, 200, 200)},
+			{rect(-100, 2000, 300, 2500)}, {rect(10, 3000, 20, 3010)}},
+		orb.Polygon{rect(-9000, -9000, 9000, 9000), rect(10, 10, 20, 20)},
+		orb.Polygon{rect(5000, 0, 5010, 10)},
+		orb.MultiPolygon{{arch}, {rect(-50, -50, 4200, 50), rect(0, 0, 10, 10)}},
+		orb.Polygon{rect(-100, 4000, 50, 4300)},
+	}
+	clipped := func(w *writer, g orb.Geometry) shape {
+		w.sh.flatten(g)
+		if !w.clipPolygons() {
+			return shape{}
+		}
+		return shape{kind: w.sh.kind, pts: slices.Clone(w.sh.pts), parts: slices.Clone(w.sh.parts)}
+	}
+	var reused writer
+	for round := range 2 {
+		for i, g := range shapes {
+			var fresh writer
+			want := clipped(&fresh, g)
+			if got := clipped(&reused, g); !reflect.DeepEqual(got, want) {
+				t.Errorf("round %d, shape %d: %+v, want %+v", round, i, got, want)
+			}
 		}
 	}
 }

@@ -54,7 +54,8 @@ type writer struct {
 	vstart []int32 // orderValues' scratch
 	vnum   []uint32
 	vscr   []value
-	sh     shape // the current feature in tile units
+	sh     shape   // the current feature in tile units
+	clip   clipper // clipPolygons' scratch
 	mask   []byte
 	stack  []int
 	found  []*twin.Feature
