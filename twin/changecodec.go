@@ -10,7 +10,9 @@ import (
 	"github.com/paulmach/orb/geojson"
 )
 
-// The change log's record (twin/changelog): one Change as JSON. It carries
+// The change log's record (twin/changelog): one Change, in the binary
+// form (changebin.go) or, for what that does not write and in logs written
+// before it, as JSON. The JSON record carries
 // what a follower needs to install the change exactly as the leader made it
 // (Twin.Install): the new state whole (version, times, cells, region, grid,
 // source; coordinates at full precision, unlike the websocket wire), or
@@ -57,7 +59,8 @@ type logSample struct {
 	Values     map[string]float64 `json:"vals,omitempty"`
 }
 
-// MarshalChange encodes c for the change log. A prop that JSON cannot
+// MarshalChange encodes c for the change log (the binary record, or JSON
+// for a change it does not write; UnmarshalChange reads both). A prop that JSON cannot
 // carry (a NaN slipped past validation) is dropped with the error
 // reported, never blocking the log: the change is still encoded.
 func MarshalChange(c *Change) ([]byte, error) {
@@ -68,6 +71,16 @@ func MarshalChange(c *Change) ([]byte, error) {
 // encoding): the leader writes every change of a record into one reused
 // buffer instead of a fresh slice per change.
 func AppendChange(b []byte, c *Change) ([]byte, error) {
+	if out, ok := appendChangeBinary(b, c); ok {
+		return out, nil
+	}
+	return appendChangeJSONRecord(b, c)
+}
+
+// appendChangeJSONRecord appends c's JSON record: what AppendChange wrote
+// before the binary record, and still writes for a change the binary
+// form does not (see changebin.go).
+func appendChangeJSONRecord(b []byte, c *Change) ([]byte, error) {
 	// The record's parts live on the stack (appendChange keeps no
 	// pointer to them); only a change it cannot write itself takes the
 	// slow path, which builds its own.
@@ -166,6 +179,9 @@ func appendChangeJSON(b []byte, c *Change) ([]byte, error) {
 // UnmarshalChange decodes a change log record. The change's Old is nil
 // (Install fills it in).
 func UnmarshalChange(b []byte) (Change, error) {
+	if len(b) > 0 && b[0] == changeBinary {
+		return unmarshalChangeBinary(b)
+	}
 	var lc logChange
 	if err := json.Unmarshal(b, &lc); err != nil {
 		return Change{}, fmt.Errorf("twin: decode change: %w", err)

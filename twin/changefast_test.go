@@ -110,22 +110,31 @@ func TestPointJSONMatchesOrb(t *testing.T) {
 }
 
 // BenchmarkAppendChange: the leader's per-change cost of the change log
-// encoding, for a moving vehicle (point, props, cells, region, sample).
+// encoding, for a moving vehicle (point, props, cells, region, sample):
+// the binary record AppendChange writes, and the JSON one it wrote before.
 func BenchmarkAppendChange(b *testing.B) {
 	now := time.Date(2026, 12, 3, 9, 0, 0, 123456789, time.UTC)
 	f := &Feature{ID: ID{Layer: "vehicles", Name: "load-42"}, Geometry: orb.Point{106.5512345, 29.5623456},
-		Props: NewProps(map[string]any{"kind": "patrol", "plate": "渝A12345", "speed_kmh": 42.5}), Version: 17,
+		Props: NewProps(map[string]any{"kind": "patrol", "plate": "渝A12345", "speed_kmh": 42.5}).Pack(), Version: 17,
 		Updated: StampOf(now), Observed: StampOf(now), Place: NewPlace([]string{"500000", "500103", "500103001"}, "g-12")}
 	f.SetCell(0x8840c9a4c5fffff)
 	c := &Change{Seq: 123456, Kind: Upsert, Time: now, New: f,
 		Sample: &Sample{ID: f.ID, Time: now, HasPos: true, Pos: [2]float64{106.5512345, 29.5623456}, HasSpeed: true, SpeedKmh: 42.5, HasHeading: true, Heading: 90}}
-	b.ReportAllocs()
-	var buf []byte
-	for b.Loop() {
-		out, err := AppendChange(buf[:0], c)
-		if err != nil {
-			b.Fatal(err)
-		}
-		buf = out
+	for _, form := range []struct {
+		name string
+		enc  func([]byte, *Change) ([]byte, error)
+	}{{"binary", AppendChange}, {"json", appendChangeJSONRecord}} {
+		b.Run(form.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var buf []byte
+			for b.Loop() {
+				out, err := form.enc(buf[:0], c)
+				if err != nil {
+					b.Fatal(err)
+				}
+				buf = out
+			}
+			b.ReportMetric(float64(len(buf)), "B/record")
+		})
 	}
 }

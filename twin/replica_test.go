@@ -124,6 +124,7 @@ func TestChangeCodecRoundTrip(t *testing.T) {
 		Geometry: orb.LineString{{106.123456789012, 29.1}, {106.2, 29.2}}, Props: NewProps(map[string]any{"name": "解放碑", "lanes": 4.0, "tags": []any{"a"}}),
 		Version: 7, Updated: StampOf(ts), Observed: StampOf(ts.Add(-time.Second)), Place: NewPlace([]string{"500000", "500103"}, "g1"), more: &more{source: "osm:w1", cells: &[]uint64{1, 2}}},
 		Sample: &Sample{ID: NewID(Roads, "r1"), Time: ts, HasPos: true, Pos: orb.Point{1, 2}, Values: map[string]float64{"x": 0.1}}}
+	c.New.Props = c.New.Props.Pack() // as the twin holds them
 	b, err := MarshalChange(&c)
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +141,10 @@ func TestChangeCodecRoundTrip(t *testing.T) {
 func FuzzUnmarshalChange(f *testing.F) {
 	c := Change{Seq: 1, Kind: Upsert, Time: time.Unix(1, 0).UTC(), New: &Feature{ID: NewID(Vehicles, "v"), Geometry: orb.Point{1, 2}, Props: NewProps(map[string]any{"a": 1.0})}}
 	b, _ := MarshalChange(&c)
+	f.Add(b)
+	c.New.Props = c.New.Props.Pack()
+	c.Sample = &Sample{ID: c.New.ID, Time: c.Time, HasPos: true, Pos: orb.Point{1, 2}, Values: map[string]float64{"x": 1}}
+	b, _ = MarshalChange(&c) // binary
 	f.Add(b)
 	f.Add([]byte(`{"seq":2,"k":2,"l":"vehicles","n":"v"}`))
 	f.Add([]byte(`{"seq":3,"k":3,"l":"vehicles","n":"v","s":{"t":"2026-01-01T00:00:00Z"}}`))

@@ -1,0 +1,114 @@
+package twin
+
+import (
+	"math"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/paulmach/orb"
+)
+
+// TestChangeBinaryMatchesJSON: the binary change record decodes to what
+// the JSON record of the same change decodes to (props with the types a
+// JSON round trip gives, full-precision coordinates, times as instants),
+// and is the smaller; a change it cannot write goes as JSON.
+func TestChangeBinaryMatchesJSON(t *testing.T) {
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.FixedZone("CST", 8*3600))
+	v := NewID(Vehicles, "渝A·12345")
+	point := &Feature{ID: v, Geometry: orb.Point{106.123456789012345, 29.000000000001},
+		Props: NewProps(map[string]any{"kind": "bus", "speed": 42.3, "n": 3.0, "load": 0.123456789, "ok": true, "none": nil,
+			"tags": []any{"a", 1.5, map[string]any{"x": "y"}}}).Pack(),
+		Version: 9, Updated: StampOf(ts), Observed: StampOf(ts.Add(-time.Second)), Place: NewPlace([]string{"500000", "500103"}, "g7")}
+	point.SetCells([]uint64{1, math.MaxUint64})
+	point.SetSource("gps")
+	// Go types JSON does not keep: they come back as float64 and []any,
+	// as from the JSON record.
+	typed := &Feature{ID: v, Geometry: orb.Point{106.5, 29.5}, Version: 2,
+		Props: NewProps(map[string]any{"n": 3, "i64": int64(-4), "f32": float32(1.5), "names": []string{"a", "b"}}).Pack()}
+	road := &Feature{ID: NewID(Roads, "r1"), Geometry: orb.LineString{{106.123456789012, 29.1}, {106.2, 29.2}},
+		Props: NewProps(map[string]any{"name": "解放碑"}), Version: 1}
+	sample := &Sample{ID: v, Time: ts, HasPos: true, Pos: orb.Point{106.1, -29.000000000001}, HasSpeed: true, SpeedKmh: 33.3,
+		HasHeading: true, Heading: 359.9, Values: map[string]float64{"co": 0.1, "pm25": -2e300}}
+	changes := []Change{
+		{Seq: 1, Kind: Upsert, Time: ts, New: point, Sample: sample},
+		{Seq: 2, Kind: Upsert, Time: ts, New: typed},
+		{Seq: 3, Kind: Upsert, New: road},
+		{Seq: 4, Kind: Upsert, Time: ts, New: &Feature{ID: v}},
+		{Seq: 5, Kind: Remove, Time: ts, Old: point},
+		{Seq: 6, Kind: History, Time: ts, Old: point, Sample: &Sample{ID: v, Pos: orb.Point{1, 2}}},
+	}
+	for _, c := range changes {
+		bin, err := MarshalChange(&c)
+		if err != nil || bin[0] != changeBinary {
+			t.Fatalf("change %d: not binary (%v): %q", c.Seq, err, bin)
+		}
+		js, err := appendChangeJSONRecord(nil, &c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bin) >= len(js) {
+			t.Errorf("change %d: binary %d bytes, JSON %d", c.Seq, len(bin), len(js))
+		}
+		a, err := UnmarshalChange(bin)
+		if err != nil {
+			t.Fatalf("change %d: %v", c.Seq, err)
+		}
+		b, err := UnmarshalChange(js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameChange(t, a, b)
+	}
+
+	// A NaN prop: the binary form leaves it to JSON, which drops it and
+	// says so.
+	bad := Change{Seq: 7, Kind: Upsert, Time: ts, New: &Feature{ID: v, Props: NewProps(map[string]any{"x": math.NaN(), "y": 1.0}).Pack()}}
+	out, err := MarshalChange(&bad)
+	if err == nil || len(out) == 0 || out[0] != '{' {
+		t.Fatalf("NaN prop: %v %q", err, out)
+	}
+	if d, err := UnmarshalChange(out); err != nil || d.New.Props.Has("x") || !d.New.Props.Has("y") {
+		t.Fatalf("NaN prop decoded: %v %v", err, d.New)
+	}
+	// A time a Unix ns cannot hold goes as JSON too.
+	old := Change{Seq: 8, Kind: Remove, Time: time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC), Old: point}
+	if out, err := MarshalChange(&old); err != nil || out[0] != '{' {
+		t.Fatalf("year 1600: %v %q", err, out)
+	}
+}
+
+// sameChange fails unless a and b are the same change: equal instants,
+// and props equal with the same Go types.
+func sameChange(t *testing.T, a, b Change) {
+	t.Helper()
+	if a.Seq != b.Seq || a.Kind != b.Kind || !a.Time.Equal(b.Time) || a.ID() != b.ID() {
+		t.Fatalf("change %d: envelope %+v vs %+v", a.Seq, a, b)
+	}
+	if (a.New == nil) != (b.New == nil) {
+		t.Fatalf("change %d: new %v vs %v", a.Seq, a.New, b.New)
+	}
+	if a.New != nil {
+		x, y := *a.New, *b.New
+		if !reflect.DeepEqual(x.Props.Map(), y.Props.Map()) {
+			t.Fatalf("change %d: props %#v vs %#v", a.Seq, x.Props.Map(), y.Props.Map())
+		}
+		x.Props, y.Props = Props{}, Props{}
+		if !reflect.DeepEqual(x, y) {
+			t.Fatalf("change %d: state\n%+v\n%+v", a.Seq, x, y)
+		}
+	}
+	if (a.Sample == nil) != (b.Sample == nil) {
+		t.Fatalf("change %d: sample %v vs %v", a.Seq, a.Sample, b.Sample)
+	}
+	if a.Sample != nil {
+		x, y := *a.Sample, *b.Sample
+		if !x.Time.Equal(y.Time) {
+			t.Fatalf("change %d: sample time %v vs %v", a.Seq, x.Time, y.Time)
+		}
+		x.Time, y.Time = time.Time{}, time.Time{}
+		if !reflect.DeepEqual(x, y) {
+			t.Fatalf("change %d: sample\n%+v\n%+v", a.Seq, x, y)
+		}
+	}
+}
