@@ -163,8 +163,12 @@ type Recorder struct {
 	// Owned by Run.
 	pos      uint64
 	pending  []twin.TimelineRecord
-	order    []chunkKey // flush's scratch: pending's chunk order
-	raw      []byte     // flush's scratch: a chunk's records before compression
+	order    []chunkKey        // flush's scratch: pending's chunk order
+	objects  map[twin.ID]int32 // flush's scratch: pending's objects, by first record
+	ids      []twin.ID         // flush's scratch: the objects in that order
+	byID     []int32           // flush's scratch: the objects in ID order
+	rank     []int32           // flush's scratch: each object's place in ID order
+	raw      []byte            // flush's scratch: a chunk's records before compression
 	versions []twin.TimelineVersion
 	seen     map[twin.ID]struct{} // buildings whose previous version is recorded
 	// cache is the last checkpoint built, kept for the next build when
@@ -453,16 +457,23 @@ func (r *Recorder) writePending(ctx context.Context, key uint64) error {
 	r.pending, r.versions = r.pending[:0], r.versions[:0]
 	if !keepPending(cap(r.pending), n) {
 		r.pending, r.order, r.raw = nil, nil, nil
+		r.objects, r.ids, r.byID, r.rank = nil, nil, nil, nil
 	}
 	return nil
 }
 
-// chunkKey is a pending record's bucket and index, sorted in its place:
-// no pointers, so the sort's swaps are 12 bytes without write barriers
-// (sorting the 128-byte records themselves was a third of the recorder's
-// CPU in a server at 14k msgs/s).
+// chunkKey is a pending record's place in chunk order and its index,
+// sorted in its place: no pointers, so the sort's swaps are 24 bytes
+// without write barriers (sorting the 128-byte records themselves was a
+// third of the recorder's CPU in a server at 14k msgs/s), and the object
+// is its rank in ID order among the flush's objects, so the sort compares
+// integers and never reaches into the records (a string compare through
+// the record per step was most of the sort's cost, ~2 % of the server's
+// CPU at 35k updates/s; issue 16 goal 1).
 type chunkKey struct {
 	bucket int64
+	seq    uint64
+	object int32 // first the object's index in objects, then its rank
 	i      int32 // < Options.MaxPending
 }
 
@@ -471,18 +482,40 @@ type chunkKey struct {
 func (r *Recorder) sortPending() {
 	ps := r.pending
 	keys := r.order[:0]
+	if r.objects == nil {
+		r.objects = map[twin.ID]int32{}
+	}
+	ids := r.ids[:0]
 	for i := range ps {
-		keys = append(keys, chunkKey{bucket: r.bucketOf(ps[i].Time), i: int32(i)})
+		o, ok := r.objects[ps[i].ID]
+		if !ok {
+			o = int32(len(ids))
+			r.objects[ps[i].ID] = o
+			ids = append(ids, ps[i].ID)
+		}
+		keys = append(keys, chunkKey{bucket: r.bucketOf(ps[i].Time), seq: ps[i].Seq, object: o, i: int32(i)})
+	}
+	// Rank the objects by ID: rank[o] is object o's place.
+	byID := r.byID[:0]
+	for o := range ids {
+		byID = append(byID, int32(o))
+	}
+	slices.SortFunc(byID, func(a, b int32) int { return cmpID(ids[a], ids[b]) })
+	rank := slices.Grow(r.rank[:0], len(ids))[:len(ids)]
+	for at, o := range byID {
+		rank[o] = int32(at)
+	}
+	for i := range keys {
+		keys[i].object = rank[keys[i].object]
 	}
 	slices.SortFunc(keys, func(a, b chunkKey) int {
 		if a.bucket != b.bucket {
 			return cmp.Compare(a.bucket, b.bucket)
 		}
-		x, y := &ps[a.i], &ps[b.i]
-		if c := cmpID(x.ID, y.ID); c != 0 {
-			return c
+		if a.object != b.object {
+			return cmp.Compare(a.object, b.object)
 		}
-		return cmp.Compare(x.Seq, y.Seq)
+		return cmp.Compare(a.seq, b.seq)
 	})
 	// Position p takes the record at keys[p].i: follow each cycle of that
 	// permutation once, marking the positions done.
@@ -502,7 +535,9 @@ func (r *Recorder) sortPending() {
 			j = k
 		}
 	}
-	r.order = keys
+	clear(r.objects) // keeps no ID's strings alive
+	clear(ids)
+	r.order, r.ids, r.byID, r.rank = keys, ids[:0], byID, rank
 }
 
 // encode makes one chunk's blob and its time range; a record that cannot
