@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/paulmach/orb"
 
@@ -28,7 +29,8 @@ type cacheKey struct {
 // entry is one built tile with its response headers. Cached entries keep
 // only the gzip form (clients nearly all accept it; the rest get it
 // inflated, but for the request that built it, which is answered from the
-// raw bytes), uncached ones only raw. Immutable once made.
+// raw bytes), uncached ones only raw. Immutable once made, but for
+// queued; a thorough gzip body comes in a new entry (recompress.go).
 type entry struct {
 	key    cacheKey
 	layers []twin.Layer
@@ -39,6 +41,12 @@ type entry struct {
 	etagRaw, etagGz []string
 	lengthGz        []string // Content-Length of gz, when set
 	cacheControl    []string
+	// better: gz is the thorough body (recompress.go), not the fast one,
+	// whose ETag is etagFast (still answered with a 304); queued: offered
+	// to the recompression queue (the one mutable field).
+	better   bool
+	etagFast []string
+	queued   atomic.Bool
 }
 
 // newEntry makes the entry of a built tile; cacheable ones are gzipped now
@@ -47,7 +55,7 @@ type entry struct {
 func newEntry(key cacheKey, layers []twin.Layer, raw []byte, cacheable bool) *entry {
 	etag := etagOf(raw)
 	e := &entry{key: key, layers: layers, raw: raw, etagRaw: []string{etag},
-		etagGz: []string{etag[:len(etag)-1] + `-gz"`}, cacheControl: cacheControlHeader(layers)}
+		etagGz: []string{etag[:len(etag)-1] + fastSuffix}, cacheControl: cacheControlHeader(layers)}
 	if cacheable {
 		e.gz = gzipBytes(raw)
 		e.raw = nil

@@ -25,11 +25,20 @@ const drainBatch = 4096
 // changes not yet read (twin.ErrTooOld), the whole cache is purged.
 // Handlers also catch up before answering from the cache, so a tile is
 // never served stale even if Run lags; Run keeps that catch-up short.
+// Run also runs the worker that gzips cached tiles served again a second
+// time, thoroughly (recompress.go).
 func (s *Server) Run(ctx context.Context) error {
 	// Best effort: out of the window the cache is purged. The cursor
 	// reports the invalidator's position for the lag metrics.
 	cur := s.tw.Feed().Follow("tiles", twin.BestEffort, s.processed())
 	defer cur.Close()
+	// The recompression worker of cached tiles served again, stopped
+	// with Run.
+	wctx, stop := context.WithCancel(ctx)
+	worker := make(chan struct{})
+	s.recompressing.Store(true)
+	go func() { defer close(worker); s.recompressLoop(wctx) }()
+	defer func() { s.recompressing.Store(false); stop(); <-worker }()
 	for {
 		s.drain()
 		cur.Done(s.processed())

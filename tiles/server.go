@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -123,6 +124,11 @@ type Server struct {
 
 	flightMu sync.Mutex
 	flight   map[cacheKey]*flight
+
+	// recompressQ feeds Run's recompression worker, which sets
+	// recompressing while it runs (recompress.go).
+	recompressQ   chan *entry
+	recompressing atomic.Bool
 }
 
 // flight is one tile build that concurrent requests for the same key wait
@@ -148,6 +154,8 @@ type metrics struct {
 	invalidated prometheus.Counter
 	purges      prometheus.Counter
 	cacheBytes  prometheus.GaugeFunc
+	// Recompression of cached tiles served again (recompress.go).
+	recompressed, recompressDropped, recompressSaved prometheus.Counter
 }
 
 // New makes a tile server over tw. Call Run to keep the cache in step
@@ -160,7 +168,7 @@ func New(tw *twin.Twin, opts Options) *Server {
 	s := &Server{opts: opts, tw: tw, cache: newCache(opts.CacheBytes),
 		memo: newMemoTable(opts.MemoFeatures), bounds: map[twin.Layer]layerBounds{},
 		fields: map[twin.Layer]layerFields{},
-		flight: map[cacheKey]*flight{}}
+		flight: map[cacheKey]*flight{}, recompressQ: make(chan *entry, recompressQueue)}
 	// Nothing is cached yet, so changes before now need no invalidation.
 	s.cache.processed = tw.Feed().Last()
 	s.cache.ringFloor = s.cache.processed + 1
@@ -175,13 +183,20 @@ func New(tw *twin.Twin, opts Options) *Server {
 			Help: "Whole-cache purges after the invalidator fell behind the feed window."}),
 		cacheBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "twin_tiles_cache_bytes",
 			Help: "Bytes held by the tile cache."}, func() float64 { _, b := s.cache.stats(); return float64(b) }),
+		recompressed: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_tiles_recompressed_total",
+			Help: "Cached tiles served again whose fast gzip body was replaced by a smaller thorough one."}),
+		recompressDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_tiles_recompress_dropped_total",
+			Help: "Cached tiles served again not queued for a thorough gzip (queue full; offered again on a later hit)."}),
+		recompressSaved: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_tiles_recompress_saved_bytes_total",
+			Help: "Bytes the thorough gzip bodies saved over the fast ones (once per tile)."}),
 	}
 	rq := s.metrics.requests
 	s.counters = counters{hit: rq.WithLabelValues("hit"), miss: rq.WithLabelValues("miss"),
 		notModified: rq.WithLabelValues("not_modified"), errors: rq.WithLabelValues("error")}
 	if opts.Registerer != nil {
 		for _, c := range []prometheus.Collector{s.metrics.requests, s.metrics.generate, s.metrics.invalidated,
-			s.metrics.purges, s.metrics.cacheBytes} {
+			s.metrics.purges, s.metrics.cacheBytes, s.metrics.recompressed, s.metrics.recompressDropped,
+			s.metrics.recompressSaved} {
 			if err := opts.Registerer.Register(c); err != nil {
 				opts.Logger.Warn("tiles: register metric", "err", err)
 			}
@@ -264,7 +279,16 @@ func (s *Server) Tile(w http.ResponseWriter, r *http.Request) {
 		h["Content-Encoding"] = hdrGzip
 	}
 	h["Etag"] = etag
-	if inm := r.Header["If-None-Match"]; len(inm) > 0 && matchETag(inm[0], etag[0]) {
+	if inm := r.Header["If-None-Match"]; len(inm) > 0 && (matchETag(inm[0], etag[0]) ||
+		gz && e.etagFast != nil && matchETag(inm[0], e.etagFast[0])) {
+		// A client holding the fast gzip body of a tile since gzipped
+		// thoroughly (recompress.go) keeps it: it is the same tile, and a
+		// 304 costs less than the bytes the thorough body saves. The 304
+		// carries the tag of what the client holds, so that its cache
+		// freshens that response (RFC 9111 §4.3.4).
+		if !matchETag(inm[0], etag[0]) {
+			h["Etag"] = e.etagFast
+		}
 		delete(h, "Content-Encoding")
 		s.counters.notModified.Inc()
 		w.WriteHeader(http.StatusNotModified)
@@ -294,6 +318,9 @@ func (s *Server) Tile(w http.ResponseWriter, r *http.Request) {
 	}
 	if hit {
 		s.counters.hit.Inc()
+		if gz {
+			s.offerRecompress(e)
+		}
 	} else {
 		s.counters.miss.Inc()
 	}
