@@ -16,7 +16,8 @@ import (
 // exact one, so the tree finds every object the exact box would, and a few
 // more by at most one float32 step (under a metre at city longitudes);
 // search drops those with the exact bounds (only for an object whose
-// rounded box is not inside the query), and Nearest orders objects by
+// rounded box overlaps the query by a float32 step or less:
+// surelyIntersects), and Nearest orders objects by
 // their exact box distance (nearby).
 //
 // The zero boxTree is empty and ready; it is not safe for concurrent writes
@@ -89,13 +90,24 @@ func (x *boxTree) remove(f *Feature) {
 func (x *boxTree) search(b orb.Bound, fn func(*Feature) bool) {
 	lo, hi := box32(b)
 	x.tr.Search(lo, hi, func(min, max [2]float32, f *Feature) bool {
-		inside := float64(min[0]) >= b.Min[0] && float64(min[1]) >= b.Min[1] &&
-			float64(max[0]) <= b.Max[0] && float64(max[1]) <= b.Max[1]
-		if !inside && !f.Geometry.Bound().Intersects(b) {
+		if !surelyIntersects(min, max, b) && !f.Geometry.Bound().Intersects(b) {
 			return true
 		}
 		return fn(f)
 	})
+}
+
+// surelyIntersects reports whether the exact box that rounded outward to
+// min, max intersects b, by the rounded box alone: the exact box's
+// minimum lies below the float32 after min, its maximum above the one
+// before max, so a rounded box overlapping b by more than a float32 step
+// has an exact box that intersects it. Only the hits along b's edges are
+// then read (a polygon's bounds walked through its interface: 2-4 % of a
+// centre z15 tile's CPU when every hit not inside b was).
+func surelyIntersects(min, max [2]float32, b orb.Bound) bool {
+	up, down := float32(math.Inf(1)), float32(math.Inf(-1))
+	return float64(math.Nextafter32(min[0], up)) <= b.Max[0] && float64(math.Nextafter32(min[1], up)) <= b.Max[1] &&
+		float64(math.Nextafter32(max[0], down)) >= b.Min[0] && float64(math.Nextafter32(max[1], down)) >= b.Min[1]
 }
 
 // nearby calls fn for the objects in increasing order of dist of their
