@@ -135,7 +135,7 @@ func TestDamagedPagesFailClearly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	page := os.Getpagesize()
+	page := max(os.Getpagesize(), boltstore.PageSize) // a file's two meta pages are its first two
 	if _, err := f.WriteAt(bytes.Repeat([]byte{0xEE}, 2*page), 0); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -185,4 +186,31 @@ func sameSamples(a, b []twin.Sample) bool {
 		return x.ID == y.ID && x.Time.Equal(y.Time) && x.HasPos == y.HasPos && x.Pos == y.Pos &&
 			x.HasSpeed == y.HasSpeed && x.SpeedKmh == y.SpeedKmh
 	})
+}
+
+// TestNewFilePageSize: a file Open creates has PageSize pages, and one
+// made with another size keeps it.
+func TestNewFilePageSize(t *testing.T) {
+	dir := t.TempDir()
+	st, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.db.Info().PageSize; got != PageSize {
+		t.Fatalf("new file: %d-byte pages, want %d", got, PageSize)
+	}
+	st.Close()
+	old := t.TempDir()
+	db, err := bolt.Open(filepath.Join(old, "twin.db"), 0o600, &bolt.Options{PageSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if st, err = Open(old, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got := st.db.Info().PageSize; got != 4096 {
+		t.Fatalf("a 4 KiB file reopened with %d-byte pages", got)
+	}
 }
