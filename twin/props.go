@@ -758,13 +758,7 @@ func appendValueBytes(b []byte, v any) ([]byte, bool) {
 		}
 		return append(b, tagFalse), true
 	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1<<53 && !(x == 0 && math.Signbit(x)) {
-			return binary.AppendVarint(append(b, tagF64Int), int64(x)), true
-		}
-		if t := math.Round(x * 10); t != 0 && math.Abs(t) < 1<<53 && math.Float64bits(t/10) == math.Float64bits(x) {
-			return binary.AppendVarint(append(b, tagF64Tenths), int64(t)), true
-		}
-		return binary.LittleEndian.AppendUint64(append(b, tagF64), math.Float64bits(x)), true
+		return appendF64(b, x), true
 	case float32:
 		return binary.LittleEndian.AppendUint32(append(b, tagF32), math.Float32bits(x)), true
 	case int:
@@ -809,4 +803,16 @@ func appendValueBytes(b []byte, v any) ([]byte, bool) {
 		return appendStrBytes(append(b, tagMap), string(body)), true
 	}
 	return b, false
+}
+
+// appendF64 encodes a float64 in the shortest of its tags: an integer as a
+// varint, tenths as a varint of ten times it, anything else in 8 bytes.
+func appendF64(b []byte, x float64) []byte {
+	if x == math.Trunc(x) && math.Abs(x) < 1<<53 && !(x == 0 && math.Signbit(x)) {
+		return binary.AppendVarint(append(b, tagF64Int), int64(x))
+	}
+	if t := math.Round(x * 10); t != 0 && math.Abs(t) < 1<<53 && math.Float64bits(t/10) == math.Float64bits(x) {
+		return binary.AppendVarint(append(b, tagF64Tenths), int64(t))
+	}
+	return binary.LittleEndian.AppendUint64(append(b, tagF64), math.Float64bits(x))
 }

@@ -118,8 +118,8 @@ func (r *reader) f64() float64 {
 }
 
 // decodeFeature decodes a record; v may be bbolt's mmap'd memory, so nothing
-// returned aliases it. in (nil for none) shares repeated strings, numbers and
-// places between the features of one load.
+// returned aliases it. in (nil for none) shares repeated strings and places
+// between the features of one load.
 func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 	r := &reader{b: v}
 	f := &twin.Feature{ID: id}
@@ -165,13 +165,14 @@ func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 		f.Geometry = geom
 	}
 	if len(r.b) > 0 {
-		p, err := decodeProps(r.b, in)
+		// Straight into the packed form the twin holds: no map, boxed
+		// numbers or strings per object, dropped between the objects
+		// kept (twin.PackJSON).
+		p, err := twin.PackJSON(r.b)
 		if err != nil {
 			return nil, fmt.Errorf("decode props: %w", err)
 		}
-		// Packed here, as the twin holds it: a load of a million
-		// objects then never holds a million maps at once.
-		f.Props = twin.NewProps(p).Pack()
+		f.Props = p
 	}
 	return f, nil
 }
