@@ -118,26 +118,28 @@ func (r *reader) f64() float64 {
 }
 
 // decodeFeature decodes a record; v may be bbolt's mmap'd memory, so nothing
-// returned aliases it. in (nil for none) shares repeated strings and places
-// between the features of one load.
+// returned aliases it. in (nil for none) shares places between the
+// features of one load.
 func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 	r := &reader{b: v}
 	f := &twin.Feature{ID: id}
 	f.Version = r.uvarint()
 	f.Updated = twin.Stamp(r.varint())
 	f.Observed = twin.Stamp(r.varint())
-	grid := in.str(r.bytes())
+	grid := r.bytes()
 	if src := r.bytes(); len(src) > 0 {
 		f.SetSource(string(src))
 	}
-	var region []string
+	region := r.b
 	if n := r.uvarint(); n > 0 && n <= uint64(len(r.b)) {
-		region = make([]string, n)
-		for i := range region {
-			region[i] = in.str(r.bytes())
+		for range n {
+			r.bytes()
 		}
 	}
-	f.Place = in.place(region, grid)
+	if r.err != nil {
+		return nil, r.err
+	}
+	f.Place = in.place(grid, region[:len(region)-len(r.b)])
 	if n := r.uvarint(); n > 0 && r.err == nil {
 		if n*8 > uint64(len(r.b)) {
 			return nil, errShort

@@ -1,9 +1,13 @@
 package boltstore
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"unsafe"
+
+	"github.com/citytwin/citytwin/twin"
 )
 
 var propSeeds = []string{
@@ -16,27 +20,44 @@ var propSeeds = []string{
 	"\t{\n\"a\" : [ 1 , 2 ] }\r\n",
 }
 
-// TestInternerShares: repeated strings and paths come back as the same
-// memory; unique ones stop being added once the interner is full.
+// TestInternerShares: objects with the same grid and region bytes get one
+// place, equal to what decoding them gives; past the bound, places are
+// still right, only not kept.
 func TestInternerShares(t *testing.T) {
 	in := newInterner()
-	a, b := in.str([]byte("500103001")), in.str([]byte("500103001"))
-	if unsafeData(a) != unsafeData(b) {
-		t.Fatal("string not shared")
+	region := func(codes ...string) []byte {
+		b := binary.AppendUvarint(nil, uint64(len(codes)))
+		for _, c := range codes {
+			b = appendString(b, c)
+		}
+		return b
 	}
-	p1 := in.place([]string{"500000", "500103", "500103001"}, "g1")
-	p2 := in.place([]string{"500000", "500103", "500103001"}, "g1")
+	r := region("500000", "500103", "500103001")
+	p1 := in.place([]byte("g1"), r)
+	p2 := in.place([]byte("g1"), bytes.Clone(r))
 	if p1 != p2 {
 		t.Fatal("place not shared")
 	}
-	for i := 0; i < 1<<16+10; i++ {
-		if s := in.str([]byte(fmt.Sprint(i))); s != fmt.Sprint(i) {
-			t.Fatalf("str %d gave %q", i, s)
+	if want := twin.NewPlace([]string{"500000", "500103", "500103001"}, "g1"); !p1.Equal(want) {
+		t.Fatalf("place %+v, want %+v", p1, want)
+	}
+	p3 := in.place([]byte("g"), region("1g1", "500103", "500103001"))
+	if p3 == p1 || p3.Grid != "g" || p3.Region[0] != "1g1" {
+		t.Fatalf("grid and region not told apart: %+v", p3)
+	}
+	if unsafe.StringData(p3.Region[1]) != unsafe.StringData(p1.Region[1]) {
+		t.Fatal("region code not shared")
+	}
+	if in.place(nil, region()) != nil || (*interner)(nil).place(nil, region()) != nil {
+		t.Fatal("empty place")
+	}
+	for i := 0; i < maxInterned+10; i++ {
+		g := fmt.Sprint(i)
+		if p := in.place([]byte(g), r); p.Grid != g {
+			t.Fatalf("place %d gave %+v", i, p)
 		}
 	}
-	if in.str(nil) != "" || in.str([]byte{}) != "" {
-		t.Fatal("empty string")
+	if len(in.places) > maxInterned {
+		t.Fatalf("%d places kept", len(in.places))
 	}
 }
-
-func unsafeData(s string) *byte { return unsafe.StringData(s) }
