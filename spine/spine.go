@@ -239,10 +239,10 @@ func (s *Spine) ensure(ctx context.Context) error {
 		tctx, tcancel := context.WithTimeout(ctx, ensureTry)
 		err := s.ensureOnce(tctx)
 		tcancel()
-		if err == nil || !Unreachable(err) || ctx.Err() != nil {
+		if err == nil || !(Unreachable(err) || placementPending(err)) || ctx.Err() != nil {
 			return err
 		}
-		s.log.Warn("JetStream does not answer; creating the streams again", "err", err, "retry_in", backoff)
+		s.log.Warn("JetStream does not answer or cannot place the streams yet; creating them again", "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return err
@@ -250,6 +250,21 @@ func (s *Spine) ensure(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, 4*time.Second)
 	}
+}
+
+// errClusterNoPeers is nats-server's JSClusterNoPeersErrF ("no suitable
+// peers for placement"), which nats.go has no constant for.
+const errClusterNoPeers jetstream.ErrorCode = 10005
+
+// placementPending tells a replicated stream that cannot be placed yet:
+// a cluster whose meta leader is elected but has not yet heard from
+// enough peers for the replicas asked (CI saw a server exit so when it
+// started as a three-node cluster formed). Open waits for the peers as it
+// waits for a JetStream that does not answer; a cluster really too small
+// for --nats-replicas fails after ensureWait with this error.
+func placementPending(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == errClusterNoPeers
 }
 
 // ensureOnce is one try of ensure.

@@ -1,13 +1,21 @@
 package spine_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
@@ -289,4 +297,92 @@ func TestLeaseReclaimedAfterRestart(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the restarted server did not reclaim its lease")
 	}
+}
+
+// clusterNode runs one nats-server process (the packaged binary, as the
+// acceptance tests do) of a three-node JetStream cluster on loopback;
+// routes are the cluster's three route URLs.
+func clusterNode(t *testing.T, name, route string, routes []string) string {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		bin = "/usr/sbin/nats-server"
+		if _, serr := os.Stat(bin); serr != nil {
+			t.Skipf("nats-server not found (apt-get install nats-server): %v", err)
+		}
+	}
+	client := freePort(t)
+	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(client), "-js", "-sd", t.TempDir(), "-n", name,
+		"--cluster_name", "twin", "--cluster", route, "--routes", strings.Join(routes, ","))
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return fmt.Sprintf("nats://127.0.0.1:%d", client)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestOpenWaitsForPeers: a server started while a three-node cluster forms
+// (meta leader elected, third node not yet up) asks for streams of three
+// replicas; JetStream answers "no suitable peers for placement" until the
+// third node joins, and Open waits for it instead of failing (CI saw
+// `twin serve` exit so).
+func TestOpenWaitsForPeers(t *testing.T) {
+	var routes []string
+	for range 3 {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", freePort(t)))
+	}
+	a := clusterNode(t, "a", routes[0], routes)
+	clusterNode(t, "b", routes[1], routes)
+	eventually(t, "a JetStream meta leader of two nodes", func() bool {
+		nc, err := nats.Connect(a)
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err = js.AccountInfo(ctx)
+		return err == nil
+	})
+	type result struct {
+		sp  *spine.Spine
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		sp, err := spine.Open(ctx, spine.Options{URL: a, Name: "peers", Replicas: 3})
+		done <- result{sp, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err == nil {
+			r.sp.Close()
+		}
+		t.Fatalf("Open returned before the third node was up (err %v); want it to wait", r.err)
+	case <-time.After(2 * time.Second):
+	}
+	clusterNode(t, "c", routes[2], routes)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Open after the third node joined: %v", r.err)
+	}
+	r.sp.Close()
 }
