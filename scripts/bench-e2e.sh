@@ -14,7 +14,8 @@
 #   BENCH_TOOL_CPUS=1 pins the load tools to those CPUs (taskset -c), so
 #   the tool does not take the server's core; BENCH_SERVER_CPUS likewise.
 #   BENCH_PPROF=127.0.0.1:6060 serves the server's Go profiles there.
-#   BENCH_SERVER_ARGS="--ws-flush-interval 20ms" adds flags to twin serve.
+#   BENCH_SERVE_ARGS="--ws-flush-interval 20ms" adds flags to twin serve (as
+#   in bench-mqtt.sh and bench-cluster.sh; BENCH_SERVER_ARGS is read too).
 #   BENCH_RT=1 runs the server and the tools at real-time priority
 #   (chrt -f 10, root only), so other jobs on a shared machine (builds,
 #   tests) run only when they are idle: latencies then are the server's,
@@ -81,9 +82,10 @@ fi
 echo "== starting $BIN serve --demo --scale $SCALE --sim-rate 0 on $HTTP (MQTT $MQTT), data in $dir"
 rt=()
 if [ -n "${BENCH_RT:-}" ]; then rt=(chrt -f 10); fi
-# shellcheck disable=SC2086 # BENCH_SERVER_ARGS is a list of flags
+SERVE_ARGS=${BENCH_SERVE_ARGS:-${BENCH_SERVER_ARGS:-}}
+# shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
 "${rt[@]}" ${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$BIN" serve --demo --scale "$SCALE" --sim-rate 0 --listen "$HTTP" "${brokerArgs[@]}" \
-	--data "$dir/data" --log-level warn --ws-max-per-principal -1 --ws-max-per-ip -1 ${BENCH_PPROF:+--pprof "$BENCH_PPROF"} ${BENCH_SERVER_ARGS:-} >"$dir/server.log" 2>&1 &
+	--data "$dir/data" --log-level warn --ws-max-per-principal -1 --ws-max-per-ip -1 ${BENCH_PPROF:+--pprof "$BENCH_PPROF"} ${SERVE_ARGS} >"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
 	if curl -fsS "http://$HTTP/readyz" >/dev/null 2>&1; then break; fi

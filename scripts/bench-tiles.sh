@@ -6,8 +6,9 @@
 #   PG_TILESERV  a pg_tileserv binary built apart from this repository
 #                (github.com/CrunchyData/pg_tileserv; never built here)
 #   PGURL        a PostgreSQL database of your own where PostGIS can be
-#                created (default postgres://postgres@127.0.0.1:5432/tilecmp);
-#                its tables buildings, roads and bridges are replaced
+#                created (default postgres://postgres@127.0.0.1:5432/tilecmp;
+#                created, with PostGIS, when it does not exist); its tables
+#                buildings, roads and bridges are replaced
 # CityTwin: `BIN serve --demo --scale S --sim-rate 0` (embedded store and
 # NATS); every request carries ?attrs= with the attributes pg_tileserv's
 # tables hold plus zz{n}, an attribute no feature has that is new in every
@@ -48,6 +49,15 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 "$GO" build -o "$dir/tileload" ./cmd/tileload
 scale=${BENCH_SCALE:-1}
 
+# A fresh machine has no such database: create it (and PostGIS in it) when
+# the URL names one that does not exist yet.
+if ! psql "$PGURL" -Atc 'SELECT 1' >/dev/null 2>&1; then
+	db=${PGURL##*/}
+	db=${db%%\?*}
+	echo "== creating database $db"
+	psql "${PGURL%/*}/postgres" -qc "CREATE DATABASE \"$db\""
+fi
+psql "$PGURL" -qc 'CREATE EXTENSION IF NOT EXISTS postgis' >/dev/null
 echo "== loading the demo city (scale $scale) into $PGURL"
 "$dir/tileload" -pg-load "$PGURL" -scale "$scale"
 
