@@ -239,7 +239,7 @@ func (s *Spine) ensure(ctx context.Context) error {
 		tctx, tcancel := context.WithTimeout(ctx, ensureTry)
 		err := s.ensureOnce(tctx)
 		tcancel()
-		if err == nil || !(Unreachable(err) || placementPending(err)) || ctx.Err() != nil {
+		if err == nil || (!Unreachable(err) && !placementPending(err)) || ctx.Err() != nil {
 			return err
 		}
 		s.log.Warn("JetStream does not answer or cannot place the streams yet; creating them again", "err", err, "retry_in", backoff)
