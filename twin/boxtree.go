@@ -8,7 +8,8 @@ import (
 )
 
 // boxTree is one layer's spatial index: an R-tree of the features by their
-// bounds, held as float32 boxes rounded outward. A leaf entry of float64
+// bounds, held as float32 boxes rounded outward (a point's one float32 step
+// wide, held in a leaf of points: ~18 B a point packed, not ~27). A leaf entry of float64
 // boxes cost ~57 B per object at a million vehicles (a 2.6 KB leaf of 64
 // entries, about 45 used); float32 boxes make the leaf 1.5 KB (issue 16
 // goal 4), and 63 entries a node (twin/internal/rtree) keep it in the
@@ -44,9 +45,18 @@ func up32(v float64) float32 {
 	return f
 }
 
-// box32 is b rounded outward to float32.
+// box32 is b rounded outward to float32, at least one float32 step wide on
+// each axis: a point's box is then always one step wide (rtree.IsPoint),
+// even where its coordinates are float32s already, and the index holds it
+// in 8 B, not 16 (rtree's leaves of points).
 func box32(b orb.Bound) (lo, hi [2]float32) {
-	return [2]float32{down32(b.Min[0]), down32(b.Min[1])}, [2]float32{up32(b.Max[0]), up32(b.Max[1])}
+	for i := range 2 {
+		lo[i], hi[i] = down32(b.Min[i]), up32(b.Max[i])
+		if lo[i] == hi[i] {
+			hi[i] = math.Nextafter32(hi[i], float32(math.Inf(1)))
+		}
+	}
+	return lo, hi
 }
 
 // Len is the number of objects indexed.
@@ -59,12 +69,13 @@ func (x *boxTree) insert(f *Feature) {
 }
 
 // packedPerNode is how many entries fill puts in a node: 56 of 63, so a
-// packed tree holds a point in ~28 B (an insertion-built one, its nodes
-// about 70 % full, in ~35 B), and a node takes seven more objects (moving
-// vehicles, new ones) before it splits (issue 16 goal 4). Full nodes
-// (63) hold a point in ~25 B but split at the first arrival: after 200k
-// vehicles each stepped ~100 m twice, 40.0 B against 34.8 with 56
-// (BenchmarkIndexChurn).
+// packed tree holds a point in ~19 B (leaves of points; ~28 B in leaves
+// of boxes; an insertion-built one, its nodes about 70 % full, ~24 and
+// ~35 B), and a node takes seven more objects (moving vehicles, new ones)
+// before it splits (issue 16 goal 4). Full nodes (63) hold a box in ~25 B
+// but split at the first arrival: after 200k vehicles each stepped ~100 m
+// twice, 40.0 B against 34.8 with 56 in leaves of boxes (23.5 in leaves of
+// points; BenchmarkIndexChurn).
 const packedPerNode = 56
 
 // fill adds fs, which have geometries, packed (rtree.Tree.Fill) when the

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/citytwin/citytwin/twin/internal/rtree"
 	"github.com/paulmach/orb"
 )
 
@@ -223,7 +224,7 @@ func BenchmarkSearchPoints(b *testing.B) {
 }
 
 // BenchmarkIndexChurn reports the index's bytes per point (index-B/obj:
-// its nodes at 1536 B each) for 200k vehicles in a 0.5-degree box, loaded
+// its nodes in their size classes) for 200k vehicles in a 0.5-degree box, loaded
 // (a packed tree, boxTree.fill) or put one by one (built by insertion),
 // then after every vehicle moved once and twice: a step of up to ~100 m
 // (a fleet's telemetry), or a jump to anywhere in the box (each move
@@ -253,7 +254,7 @@ func BenchmarkIndexChurn(b *testing.B) {
 						}
 					}
 					perObject := func() float64 {
-						return float64(tw.index[tw.layerIndex(Vehicles)].tr.Nodes()*1536) / vehicles
+						return float64(tw.index[tw.layerIndex(Vehicles)].tr.Bytes()) / vehicles
 					}
 					b.ReportMetric(perObject(), "index-B/obj")
 					t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
@@ -273,5 +274,26 @@ func BenchmarkIndexChurn(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestBox32Point: a point's box is one float32 step wide on each axis,
+// float32 coordinates or not (the index holds it in a leaf of points),
+// and contains the point; other boxes keep their tightest rounding.
+func TestBox32Point(t *testing.T) {
+	for _, p := range []orb.Point{{106.55, 29.5}, {float64(float32(106.55)), 29.5}, {0, 0}, {-180, 90}, {106.5, float64(float32(29.123))}} {
+		lo, hi := box32(orb.Bound{Min: p, Max: p})
+		if !rtree.IsPoint(lo, hi) {
+			t.Fatalf("%v: box [%v, %v] is not a point's", p, lo, hi)
+		}
+		for i := range 2 {
+			if float64(lo[i]) > p[i] || float64(hi[i]) < p[i] {
+				t.Fatalf("%v: box [%v, %v] does not contain it", p, lo, hi)
+			}
+		}
+	}
+	lo, hi := box32(orb.Bound{Min: orb.Point{1, 2}, Max: orb.Point{3, 4}})
+	if lo != [2]float32{1, 2} || hi != [2]float32{3, 4} {
+		t.Fatalf("box [1 2, 3 4] rounded to [%v, %v]", lo, hi)
 	}
 }

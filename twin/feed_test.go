@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/paulmach/orb"
 	"github.com/prometheus/client_golang/prometheus"
@@ -300,5 +301,13 @@ func BenchmarkApplySample(b *testing.B) {
 				<-done
 			}
 		})
+	}
+}
+
+// TestSampleSize: a Sample stays in the 112-B size class (its flags
+// together after the fields, not each padded to 8 B).
+func TestSampleSize(t *testing.T) {
+	if s := unsafe.Sizeof(Sample{}); s > 112 {
+		t.Fatalf("Sample %d B, over the 112-B size class", s)
 	}
 }

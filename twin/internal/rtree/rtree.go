@@ -13,6 +13,12 @@
 //     as full as asked. Built by insertion, leaves split in halves and
 //     hover about 70 % full: ~35 B per point (~43 B in upstream's 1792-B
 //     nodes at a million), where a tree packed 56 a node needs ~28;
+//   - a leaf whose entries are all points (boxes one float32 step wide,
+//     as a point rounded outward to float32 is: IsPoint) holds each as
+//     its minimum corner alone, 8 B instead of 16: 1016 B a leaf, in the
+//     1024-B size class, ~18 B per point packed 56 a leaf instead of ~27
+//     (issue 16 goal 4). A box other than a point arriving in it turns it
+//     into a leaf of boxes;
 //   - a delete that leaves a leaf under minLeaf entries (24, 38 %)
 //     removes it and inserts its entries again, as Guttman's
 //     CondenseTree does; upstream let leaves drain to one entry. Under
@@ -78,27 +84,50 @@ const (
 	none kind = iota
 	leaf
 	branch
+	pointLeaf // a leaf of points only (IsPoint), held as their minimum corners
 )
 
-// node is the header of a leafNode or a branchNode (one allocation per
-// node: the items or children follow the boxes; see upstream's SAFETY
-// note). kind says which.
+// node is the header of a leafNode, a branchNode or a pointNode (one
+// allocation per node: the boxes or points follow it, then the items or
+// children; see upstream's SAFETY note). kind says which.
 type node[T comparable] struct {
 	kind  kind
 	count int16
+}
+
+// leaf reports a leaf of either kind.
+func (n *node[T]) leaf() bool { return n.kind != branch }
+
+// boxNode is the part of a leafNode and a branchNode up to their boxes.
+type boxNode[T comparable] struct {
+	node[T]
 	rects [MaxEntries]rect
 }
 
-func (n *node[T]) leaf() bool { return n.kind == leaf }
-
 type leafNode[T comparable] struct {
-	node[T]
+	boxNode[T]
 	items [MaxEntries]T
 }
 
 type branchNode[T comparable] struct {
-	node[T]
+	boxNode[T]
 	children [MaxEntries]*node[T]
+}
+
+// pointNode is a leaf of points: their boxes' minimum corners (the maximum
+// is the next float32 up on each axis).
+type pointNode[T comparable] struct {
+	node[T]
+	pts   [MaxEntries][2]float32
+	items [MaxEntries]T
+}
+
+// boxes are the boxes of a leaf of boxes or a branch.
+func (n *node[T]) boxes() []rect {
+	if n.kind == pointLeaf {
+		panic("rtree: boxes of a leaf of points")
+	}
+	return (*boxNode[T])(unsafe.Pointer(n)).rects[:]
 }
 
 func (n *node[T]) children() []*node[T] {
@@ -109,25 +138,121 @@ func (n *node[T]) children() []*node[T] {
 }
 
 func (n *node[T]) items() []T {
-	if n.kind != leaf {
-		return nil
+	switch n.kind {
+	case leaf:
+		return (*leafNode[T])(unsafe.Pointer(n)).items[:]
+	case pointLeaf:
+		return (*pointNode[T])(unsafe.Pointer(n)).items[:]
 	}
-	return (*leafNode[T])(unsafe.Pointer(n)).items[:]
+	return nil
 }
 
-func newNode[T comparable](isleaf bool) *node[T] {
-	if isleaf {
-		n := &leafNode[T]{node: node[T]{kind: leaf}}
+func (n *node[T]) points() *[MaxEntries][2]float32 {
+	return &(*pointNode[T])(unsafe.Pointer(n)).pts
+}
+
+// IsPoint reports whether the box min, max is a point's: one float32 step
+// wide on each axis (max the next float32 above min), what a point's
+// coordinates rounded outward give, or give once widened to a step where
+// they are float32s already (the twin's index does). Such entries are held
+// in 8 B (see the package comment).
+func IsPoint(min, max [2]float32) bool {
+	return max[0] == next32(min[0]) && max[1] == next32(min[1])
+}
+
+// next32 is math.Nextafter32(f, +Inf) by the bits, without its branches
+// for the general case: the search of a leaf of points reads it for each
+// hit (a fifth of a viewport search's CPU through math.Nextafter32).
+func next32(f float32) float32 {
+	switch b := math.Float32bits(f); {
+	case b < 0x7f800000: // +0 and positive finite numbers
+		return math.Float32frombits(b + 1)
+	case b == 0x80000000: // -0
+		return math.Float32frombits(1)
+	case b > 0x80000000 && b <= 0xff800000: // negative numbers, -Inf
+		return math.Float32frombits(b - 1)
+	}
+	return f // +Inf, NaN
+}
+
+// prev32 is math.Nextafter32(f, -Inf), as next32.
+func prev32(f float32) float32 {
+	switch b := math.Float32bits(f); {
+	case b == 0: // +0
+		return math.Float32frombits(0x80000001)
+	case b <= 0x7f800000: // positive numbers, +Inf
+		return math.Float32frombits(b - 1)
+	case b >= 0x80000000 && b < 0xff800000: // -0 and negative finite numbers
+		return math.Float32frombits(b + 1)
+	}
+	return f // -Inf, NaN
+}
+
+func (r *rect) isPoint() bool { return IsPoint(r.min, r.max) }
+
+// at is the box of entry i.
+func (n *node[T]) at(i int) rect {
+	if n.kind == pointLeaf {
+		p := n.points()[i]
+		return rect{p, [2]float32{next32(p[0]), next32(p[1])}}
+	}
+	return n.boxes()[i]
+}
+
+// minX is the minimum x of entry i's box.
+func (n *node[T]) minX(i int) float32 {
+	if n.kind == pointLeaf {
+		return n.points()[i][0]
+	}
+	return n.boxes()[i].min[0]
+}
+
+// set sets the box of entry i (a point's, in a leaf of points).
+func (n *node[T]) set(i int, r rect) {
+	if n.kind == pointLeaf {
+		n.points()[i] = r.min
+		return
+	}
+	n.boxes()[i] = r
+}
+
+func newNode[T comparable](k kind) *node[T] {
+	switch k {
+	case leaf:
+		n := &leafNode[T]{boxNode: boxNode[T]{node: node[T]{kind: leaf}}}
+		return (*node[T])(unsafe.Pointer(n))
+	case pointLeaf:
+		n := &pointNode[T]{node: node[T]{kind: pointLeaf}}
 		return (*node[T])(unsafe.Pointer(n))
 	}
-	n := &branchNode[T]{node: node[T]{kind: branch}}
+	n := &branchNode[T]{boxNode: boxNode[T]{node: node[T]{kind: branch}}}
 	return (*node[T])(unsafe.Pointer(n))
 }
 
+// leafFor is the kind of a new leaf for an entry box r.
+func leafFor(r *rect) kind {
+	if r.isPoint() {
+		return pointLeaf
+	}
+	return leaf
+}
+
+// boxLeaf returns a leaf of boxes with n's entries, n a leaf of points.
+func (n *node[T]) boxLeaf() *node[T] {
+	b := newNode[T](leaf)
+	for i := 0; i < int(n.count); i++ {
+		b.boxes()[i] = n.at(i)
+	}
+	copy(b.items(), n.items()[:n.count])
+	b.count = n.count
+	return b
+}
+
 func (n *node[T]) rect() rect {
-	rect := n.rects[0]
+	rect := n.at(0)
 	for i := 1; i < int(n.count); i++ {
-		rect.expand(&n.rects[i])
+		r := n.at(i)
+		rect.expand(&r)
 	}
 	return rect
 }
@@ -143,16 +268,16 @@ func (tr *Tree[T]) Insert(min, max [2]float32, data T) {
 	ir := rect{min, max}
 	if tr.root == nil {
 		tr.init()
-		tr.root = newNode[T](true)
+		tr.root = newNode[T](leafFor(&ir))
 		tr.rect = ir
 	}
-	split, grown := tr.nodeInsert(&tr.rect, tr.root, &ir, data)
+	split, grown := tr.nodeInsert(&tr.rect, &tr.root, &ir, data)
 	if split {
 		left := tr.root
 		right := tr.splitNode(tr.rect, left)
-		tr.root = newNode[T](false)
-		tr.root.rects[0] = left.rect()
-		tr.root.rects[1] = right.rect()
+		tr.root = newNode[T](branch)
+		tr.root.boxes()[0] = left.rect()
+		tr.root.boxes()[1] = right.rect()
 		tr.root.children()[0] = left
 		tr.root.children()[1] = right
 		tr.root.count = 2
@@ -170,7 +295,7 @@ func (tr *Tree[T]) Insert(min, max [2]float32, data T) {
 }
 
 func (n *node[T]) orderToRight(idx int) int {
-	for idx < int(n.count)-1 && n.rects[idx+1].min[0] < n.rects[idx].min[0] {
+	for idx < int(n.count)-1 && n.minX(idx+1) < n.minX(idx) {
 		n.swap(idx+1, idx)
 		idx++
 	}
@@ -178,7 +303,7 @@ func (n *node[T]) orderToRight(idx int) int {
 }
 
 func (n *node[T]) orderToLeft(idx int) int {
-	for idx > 0 && n.rects[idx].min[0] < n.rects[idx-1].min[0] {
+	for idx > 0 && n.minX(idx) < n.minX(idx-1) {
 		n.swap(idx, idx-1)
 		idx--
 	}
@@ -186,25 +311,36 @@ func (n *node[T]) orderToLeft(idx int) int {
 }
 
 func (n *node[T]) rsearch(key float32) int {
-	rects := n.rects[:n.count]
-	for i := range rects {
-		if !(n.rects[i].min[0] < key) {
+	for i := 0; i < int(n.count); i++ {
+		if !(n.minX(i) < key) {
 			return i
 		}
 	}
 	return int(n.count)
 }
 
-func (tr *Tree[T]) nodeInsert(nr *rect, n *node[T], ir *rect, data T) (split, grown bool) {
+// nodeInsert inserts into *np, which it replaces by a leaf of boxes when
+// it is a leaf of points and ir is not a point.
+func (tr *Tree[T]) nodeInsert(nr *rect, np **node[T], ir *rect, data T) (split, grown bool) {
+	n := *np
 	if n.leaf() {
 		if n.count == MaxEntries {
 			return true, false
 		}
+		if n.kind == pointLeaf && !ir.isPoint() {
+			n = n.boxLeaf()
+			*np = n
+		}
 		items := n.items()
 		index := n.rsearch(ir.min[0])
-		copy(n.rects[index+1:int(n.count)+1], n.rects[index:int(n.count)])
+		if n.kind == pointLeaf {
+			pts := n.points()
+			copy(pts[index+1:int(n.count)+1], pts[index:int(n.count)])
+		} else {
+			copy(n.boxes()[index+1:int(n.count)+1], n.boxes()[index:int(n.count)])
+		}
 		copy(items[index+1:int(n.count)+1], items[index:int(n.count)])
-		n.rects[index] = *ir
+		n.set(index, *ir)
 		items[index] = data
 		n.count++
 		grown = !nr.contains(ir)
@@ -212,7 +348,7 @@ func (tr *Tree[T]) nodeInsert(nr *rect, n *node[T], ir *rect, data T) (split, gr
 	}
 
 	// choose a subtree
-	rects := n.rects[:n.count]
+	rects := n.boxes()[:n.count]
 	index := -1
 	var narea float32
 	// take a quick look for any nodes that contain the rect
@@ -230,30 +366,31 @@ func (tr *Tree[T]) nodeInsert(nr *rect, n *node[T], ir *rect, data T) (split, gr
 	}
 
 	children := n.children()
-	split, grown = tr.nodeInsert(&n.rects[index], children[index], ir, data)
+	split, grown = tr.nodeInsert(&rects[index], &children[index], ir, data)
 	if split {
 		if n.count == MaxEntries {
 			return true, false
 		}
 		// split the child node
 		left := children[index]
-		right := tr.splitNode(n.rects[index], left)
-		n.rects[index] = left.rect()
-		copy(n.rects[index+2:int(n.count)+1], n.rects[index+1:int(n.count)])
+		right := tr.splitNode(rects[index], left)
+		rects = n.boxes()
+		rects[index] = left.rect()
+		copy(rects[index+2:int(n.count)+1], rects[index+1:int(n.count)])
 		copy(children[index+2:int(n.count)+1], children[index+1:int(n.count)])
-		n.rects[index+1] = right.rect()
+		rects[index+1] = right.rect()
 		children[index+1] = right
 		n.count++
-		if n.rects[index].min[0] > n.rects[index+1].min[0] {
+		if rects[index].min[0] > rects[index+1].min[0] {
 			n.swap(index+1, index)
 		}
 		index++
 		_ = n.orderToRight(index)
-		return tr.nodeInsert(nr, n, ir, data)
+		return tr.nodeInsert(nr, np, ir, data)
 	}
 	if grown {
 		// The child rectangle must expand to accommodate the new item.
-		n.rects[index].expand(ir)
+		rects[index].expand(ir)
 		n.orderToLeft(index)
 		grown = !nr.contains(ir)
 	}
@@ -287,7 +424,7 @@ func (r *rect) intersects(b *rect) bool {
 }
 
 func (n *node[T]) chooseLeastEnlargement(ir *rect) (index int) {
-	rects := n.rects[:int(n.count)]
+	rects := n.boxes()[:int(n.count)]
 	j := -1
 	var jenlargement, jarea float32
 	for i := range rects {
@@ -320,10 +457,11 @@ func (r rect) largestAxis() (axis int) {
 // axis to a new node (upstream's splitNodeLargestAxisEdgeSnap).
 func (tr *Tree[T]) splitNode(r rect, left *node[T]) (right *node[T]) {
 	axis := r.largestAxis()
-	right = newNode[T](left.leaf())
+	right = newNode[T](left.kind)
 	for i := 0; i < int(left.count); i++ {
-		minDist := left.rects[i].min[axis] - r.min[axis]
-		maxDist := r.max[axis] - left.rects[i].max[axis]
+		b := left.at(i)
+		minDist := b.min[axis] - r.min[axis]
+		maxDist := r.max[axis] - b.max[axis]
 		if minDist >= maxDist {
 			tr.moveRectAtIndexInto(left, i, right)
 			i--
@@ -354,9 +492,10 @@ func (tr *Tree[T]) splitNode(r rect, left *node[T]) (right *node[T]) {
 	return right
 }
 
+// moveRectAtIndexInto moves an entry between two nodes of one kind.
 func (tr *Tree[T]) moveRectAtIndexInto(from *node[T], index int, into *node[T]) {
-	into.rects[into.count] = from.rects[index]
-	from.rects[index] = from.rects[from.count-1]
+	into.set(int(into.count), from.at(index))
+	from.set(index, from.at(int(from.count)-1))
 	if from.leaf() {
 		into.items()[into.count] = from.items()[index]
 		from.items()[index] = from.items()[from.count-1]
@@ -371,7 +510,21 @@ func (tr *Tree[T]) moveRectAtIndexInto(from *node[T], index int, into *node[T]) 
 }
 
 func (n *node[T]) search(target rect, iter func(min, max [2]float32, data T) bool) bool {
-	rects := n.rects[:n.count]
+	if n.kind == pointLeaf {
+		// The box p, next32(p) intersects the target when p <= its max
+		// and next32(p) >= its min, that is p >= prev32(min).
+		lo := [2]float32{prev32(target.min[0]), prev32(target.min[1])}
+		items := n.items()
+		for i, p := range n.points()[:n.count] {
+			if p[0] <= target.max[0] && p[1] <= target.max[1] && p[0] >= lo[0] && p[1] >= lo[1] {
+				if !iter(p, [2]float32{next32(p[0]), next32(p[1])}, items[i]) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	rects := n.boxes()[:n.count]
 	if n.leaf() {
 		items := n.items()
 		for i := range rects {
@@ -394,24 +547,39 @@ func (n *node[T]) search(target rect, iter func(min, max [2]float32, data T) boo
 	return true
 }
 
-// Nodes is the number of nodes, each MaxEntries entries' worth of memory
-// (1536 B for pointer items).
-func (tr *Tree[T]) Nodes() int {
+// Bytes is the memory of the nodes, in Go's size classes: a leaf of boxes
+// or a branch (1520 B for pointer items) in the 1536-B class, a leaf of
+// points (1016 B) in the 1024-B one.
+func (tr *Tree[T]) Bytes() int {
 	if tr.root == nil {
 		return 0
 	}
-	return tr.root.nodes()
+	return tr.root.bytes()
 }
 
-func (n *node[T]) nodes() int {
-	c := 1
-	if n.leaf() {
-		return c
+func (n *node[T]) bytes() int {
+	switch n.kind {
+	case pointLeaf:
+		return sizeClass(unsafe.Sizeof(pointNode[T]{}))
+	case leaf:
+		return sizeClass(unsafe.Sizeof(leafNode[T]{}))
 	}
+	c := sizeClass(unsafe.Sizeof(branchNode[T]{}))
 	for _, ch := range n.children()[:n.count] {
-		c += ch.nodes()
+		c += ch.bytes()
 	}
 	return c
+}
+
+// sizeClass is the size class of Go's allocator an object of size s lies
+// in, for the sizes of the nodes (a multiple of 128 B above them).
+func sizeClass(s uintptr) int {
+	for _, c := range [...]uintptr{512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792, 2048} {
+		if s <= c {
+			return int(c)
+		}
+	}
+	return int((s + 127) / 128 * 128)
 }
 
 // Len returns the number of items in the tree.
@@ -439,7 +607,8 @@ func (tr *Tree[T]) Scan(iter func(min, max [2]float32, data T) bool) {
 func (n *node[T]) scan(iter func(min, max [2]float32, data T) bool) bool {
 	if n.leaf() {
 		for i := 0; i < int(n.count); i++ {
-			if !iter(n.rects[i].min, n.rects[i].max, n.items()[i]) {
+			r := n.at(i)
+			if !iter(r.min, r.max, n.items()[i]) {
 				return false
 			}
 		}
@@ -455,7 +624,13 @@ func (n *node[T]) scan(iter func(min, max [2]float32, data T) bool) bool {
 
 // swap two rectangles
 func (n *node[T]) swap(i, j int) {
-	n.rects[i], n.rects[j] = n.rects[j], n.rects[i]
+	if n.kind == pointLeaf {
+		pts := n.points()
+		pts[i], pts[j] = pts[j], pts[i]
+	} else {
+		rects := n.boxes()
+		rects[i], rects[j] = rects[j], rects[i]
+	}
 	if n.leaf() {
 		n.items()[i], n.items()[j] = n.items()[j], n.items()[i]
 	} else {
@@ -472,9 +647,8 @@ func (n *node[T]) sort() {
 }
 
 func (n *node[T]) issorted() bool {
-	rects := n.rects[:n.count]
-	for i := 1; i < len(rects); i++ {
-		if rects[i].min[0] < rects[i-1].min[0] {
+	for i := 1; i < int(n.count); i++ {
+		if n.minX(i) < n.minX(i-1) {
 			return false
 		}
 	}
@@ -489,38 +663,19 @@ func (n *node[T]) qsort(s, e int, axis int, rev, max bool) {
 	left, right := 0, nrects-1
 	pivot := nrects / 2 // rand and mod not worth it
 	n.swap(s+pivot, s+right)
-	rects := n.rects[s:e]
-	if !rev {
-		if !max {
-			for i := range rects {
-				if rects[i].min[axis] < rects[right].min[axis] {
-					n.swap(s+i, s+left)
-					left++
-				}
-			}
-		} else {
-			for i := range rects {
-				if rects[i].max[axis] < rects[right].max[axis] {
-					n.swap(s+i, s+left)
-					left++
-				}
-			}
+	// key is the value entries are ordered by.
+	key := func(i int) float32 {
+		r := n.at(s + i)
+		if max {
+			return r.max[axis]
 		}
-	} else {
-		if !max {
-			for i := range rects {
-				if rects[right].min[axis] < rects[i].min[axis] {
-					n.swap(s+i, s+left)
-					left++
-				}
-			}
-		} else {
-			for i := range rects {
-				if rects[right].max[axis] < rects[i].max[axis] {
-					n.swap(s+i, s+left)
-					left++
-				}
-			}
+		return r.min[axis]
+	}
+	pk := key(right)
+	for i := 0; i < nrects; i++ {
+		if k := key(i); (!rev && k < pk) || (rev && pk < k) {
+			n.swap(s+i, s+left)
+			left++
 		}
 	}
 	n.swap(s+left, s+right)
@@ -558,15 +713,19 @@ func (tr *Tree[T]) Delete(min, max [2]float32, data T) {
 }
 
 func (tr *Tree[T]) nodeDelete(nr *rect, n *node[T], ir *rect, data T, reinsert *[]*node[T]) (removed, shrunk bool) {
-	rects := n.rects[:n.count]
 	if n.leaf() {
 		items := n.items()
-		for i := range rects {
-			if ir.contains(&rects[i]) && items[i] == data {
+		for i := 0; i < int(n.count); i++ {
+			if r := n.at(i); ir.contains(&r) && items[i] == data {
 				// found the target item to delete
-				copy(n.rects[i:n.count], n.rects[i+1:n.count])
+				if n.kind == pointLeaf {
+					pts := n.points()
+					copy(pts[i:n.count], pts[i+1:n.count])
+				} else {
+					copy(n.boxes()[i:n.count], n.boxes()[i+1:n.count])
+				}
 				copy(items[i:n.count], items[i+1:n.count])
-				items[len(rects)-1] = tr.empty
+				items[n.count-1] = tr.empty
 				n.count--
 				shrunk = ir.onedge(nr)
 				if shrunk {
@@ -577,6 +736,7 @@ func (tr *Tree[T]) nodeDelete(nr *rect, n *node[T], ir *rect, data T, reinsert *
 		}
 		return false, false
 	}
+	rects := n.boxes()[:n.count]
 	children := n.children()
 	for i := range rects {
 		if !rects[i].contains(ir) {
@@ -589,7 +749,7 @@ func (tr *Tree[T]) nodeDelete(nr *rect, n *node[T], ir *rect, data T, reinsert *
 		}
 		if children[i].count == 0 || children[i].leaf() && children[i].count < minLeaf {
 			*reinsert = append(*reinsert, children[i])
-			copy(n.rects[i:n.count], n.rects[i+1:n.count])
+			copy(rects[i:], rects[i+1:])
 			copy(children[i:n.count], children[i+1:n.count])
 			children[n.count-1] = nil
 			n.count--
@@ -628,10 +788,10 @@ func (n *node[T]) deepCount() int {
 
 func (tr *Tree[T]) nodeReinsert(n *node[T]) {
 	if n.leaf() {
-		rects := n.rects[:n.count]
 		items := n.items()[:n.count]
-		for i := range rects {
-			tr.Insert(rects[i].min, rects[i].max, items[i])
+		for i := range items {
+			r := n.at(i)
+			tr.Insert(r.min, r.max, items[i])
 		}
 	} else {
 		for _, c := range n.children()[:n.count] {
@@ -672,13 +832,14 @@ func (tr *Tree[T]) Nearby(dist func(min, max [2]float32, data T, item bool) floa
 			}
 			continue
 		}
-		rects := qn.node.rects[:qn.node.count]
 		if qn.node.leaf() {
 			items := qn.node.items()[:qn.node.count]
 			for i := range items {
-				q.push(qnode[T]{dist: dist(rects[i].min, rects[i].max, items[i], true), rect: rects[i], data: items[i]})
+				r := qn.node.at(i)
+				q.push(qnode[T]{dist: dist(r.min, r.max, items[i], true), rect: r, data: items[i]})
 			}
 		} else {
+			rects := qn.node.boxes()[:qn.node.count]
 			children := qn.node.children()[:qn.node.count]
 			for i := range children {
 				q.push(qnode[T]{dist: dist(rects[i].min, rects[i].max, tr.empty, false), rect: rects[i], node: children[i]})
@@ -766,9 +927,16 @@ func (tr *Tree[T]) Fill(es []Entry[T], perNode int) {
 	tr.init()
 	leaves := packLevel(es, perNode, func(e Entry[T]) rect { return rect{e.Min, e.Max} },
 		func(group []Entry[T]) *node[T] {
-			n := newNode[T](true)
+			k := pointLeaf
 			for i := range group {
-				n.rects[i] = rect{group[i].Min, group[i].Max}
+				if !IsPoint(group[i].Min, group[i].Max) {
+					k = leaf
+					break
+				}
+			}
+			n := newNode[T](k)
+			for i := range group {
+				n.set(i, rect{group[i].Min, group[i].Max})
 				n.items()[i] = group[i].Data
 			}
 			n.count = int16(len(group))
@@ -782,9 +950,9 @@ func (tr *Tree[T]) Fill(es []Entry[T], perNode int) {
 		}
 		level = packLevel(cs, perNode, func(c child[T]) rect { return c.r },
 			func(group []child[T]) *node[T] {
-				n := newNode[T](false)
+				n := newNode[T](branch)
 				for i, c := range group {
-					n.rects[i] = c.r
+					n.boxes()[i] = c.r
 					n.children()[i] = c.n
 				}
 				n.count = int16(len(group))

@@ -24,15 +24,24 @@ type item struct {
 	min, max [2]float32
 }
 
-func randomItems(r *rand.Rand, n int) []*item {
+func randomItems(r *rand.Rand, n int) []*item { return mixedItems(r, n, 3) }
+
+// mixedItems returns n items: one in boxes a box (up to 30 a side), the
+// rest points, half of them one float32 step wide (IsPoint: held in leaves
+// of points) and half of no width (held as boxes). boxes 0: points only,
+// all one step wide.
+func mixedItems(r *rand.Rand, n, boxes int) []*item {
 	its := make([]*item, n)
 	for i := range its {
-		x, y := float32(r.IntN(1000)), float32(r.IntN(1000))
-		w, h := float32(0), float32(0)
-		if r.IntN(3) == 0 { // a third boxes, the rest points
-			w, h = float32(r.IntN(30)), float32(r.IntN(30))
+		x, y := float32(r.IntN(1000))+float32(r.IntN(8))/8, float32(r.IntN(1000))+float32(r.IntN(8))/8
+		it := &item{id: i, min: [2]float32{x, y}, max: [2]float32{next32(x), next32(y)}}
+		switch {
+		case boxes > 0 && r.IntN(boxes) == 0:
+			it.max = [2]float32{x + float32(r.IntN(30)), y + float32(r.IntN(30))}
+		case boxes > 0 && r.IntN(2) == 0:
+			it.max = it.min
 		}
-		its[i] = &item{id: i, min: [2]float32{x, y}, max: [2]float32{x + w, y + h}}
+		its[i] = it
 	}
 	return its
 }
@@ -104,34 +113,48 @@ func check(t *testing.T, r *rand.Rand, tr *Tree[*item], live map[*item]bool) {
 // TestFillMatchesScan: a tree packed by Fill, then changed by Insert and
 // Delete (which split its full nodes and empty some), answers Search,
 // Scan and Nearby as a scan does.
+//
+// boxes is mixedItems': 3, mostly leaves of boxes; 0, leaves of points
+// only, then Insert adds boxes among them (one in 50), which turns those
+// leaves into leaves of boxes; 1000, a few such.
 func TestFillMatchesScan(t *testing.T) {
-	for _, perNode := range []int{2, 7, 56, MaxEntries, 1000} {
-		for _, n := range []int{0, 1, 5, 63, 64, 1000, 20_000} {
-			r := rand.New(rand.NewPCG(uint64(n), uint64(perNode)))
-			its := randomItems(r, n)
-			es := make([]Entry[*item], n)
-			live := map[*item]bool{}
-			for i, it := range its {
-				es[i] = Entry[*item]{it.min, it.max, it}
-				live[it] = true
+	for _, boxes := range []int{3, 0, 1000} {
+		for _, perNode := range []int{2, 7, 56, MaxEntries, 1000} {
+			for _, n := range []int{0, 1, 5, 63, 64, 1000, 20_000} {
+				fillMatchesScan(t, boxes, perNode, n)
 			}
-			var tr Tree[*item]
-			tr.Fill(es, perNode)
-			check(t, r, &tr, live)
-			for _, it := range its {
-				if r.IntN(2) == 0 {
-					tr.Delete(it.min, it.max, it)
-					delete(live, it)
-				}
-			}
-			for _, it := range randomItems(r, n/2) {
-				it.id += n
-				tr.Insert(it.min, it.max, it)
-				live[it] = true
-			}
-			check(t, r, &tr, live)
 		}
 	}
+}
+
+func fillMatchesScan(t *testing.T, boxes, perNode, n int) {
+	r := rand.New(rand.NewPCG(uint64(n), uint64(perNode)))
+	its := mixedItems(r, n, boxes)
+	es := make([]Entry[*item], n)
+	live := map[*item]bool{}
+	for i, it := range its {
+		es[i] = Entry[*item]{it.min, it.max, it}
+		live[it] = true
+	}
+	var tr Tree[*item]
+	tr.Fill(es, perNode)
+	check(t, r, &tr, live)
+	for _, it := range its {
+		if r.IntN(2) == 0 {
+			tr.Delete(it.min, it.max, it)
+			delete(live, it)
+		}
+	}
+	more := boxes
+	if more == 0 {
+		more = 50
+	}
+	for _, it := range mixedItems(r, n/2, more) {
+		it.id += n
+		tr.Insert(it.min, it.max, it)
+		live[it] = true
+	}
+	check(t, r, &tr, live)
 }
 
 // TestFillPacks: Fill's leaves hold perNode entries but the last one; and
@@ -194,6 +217,95 @@ func TestOrderedBits(t *testing.T) {
 	for i := 1; i < len(fs); i++ {
 		if orderedBits(fs[i-1]) >= orderedBits(fs[i]) {
 			t.Fatalf("%v -> %#x, %v -> %#x", fs[i-1], orderedBits(fs[i-1]), fs[i], orderedBits(fs[i]))
+		}
+	}
+}
+
+// TestPointLeafSizeClass: a leaf of points is in the 1024-B size class.
+func TestPointLeafSizeClass(t *testing.T) {
+	if s := unsafe.Sizeof(pointNode[*int]{}); s > 1024 {
+		t.Fatalf("leaf of points %d B, over the 1024-B size class", s)
+	}
+}
+
+// TestPointLeaves: points one step wide fill leaves of points, by Fill and
+// by Insert; a box inserted among them turns its leaf into one of boxes,
+// and deletes find the points in either.
+func TestPointLeaves(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	its := mixedItems(r, 5000, 0)
+	kinds := func(tr *Tree[*item]) (points, boxes int) {
+		var walk func(n *node[*item])
+		walk = func(n *node[*item]) {
+			switch n.kind {
+			case pointLeaf:
+				points++
+			case leaf:
+				boxes++
+			default:
+				for _, c := range n.children()[:n.count] {
+					walk(c)
+				}
+			}
+		}
+		walk(tr.root)
+		return points, boxes
+	}
+	var filled, inserted Tree[*item]
+	es := make([]Entry[*item], len(its))
+	for i, it := range its {
+		es[i] = Entry[*item]{it.min, it.max, it}
+		inserted.Insert(it.min, it.max, it)
+	}
+	filled.Fill(es, 56)
+	live := map[*item]bool{}
+	for _, it := range its {
+		live[it] = true
+	}
+	for _, tr := range []*Tree[*item]{&filled, &inserted} {
+		if p, b := kinds(tr); p == 0 || b != 0 {
+			t.Fatalf("%d leaves of points, %d of boxes; want only of points", p, b)
+		}
+		box := &item{id: -1, min: [2]float32{500, 500}, max: [2]float32{501, 502}}
+		tr.Insert(box.min, box.max, box)
+		live[box] = true
+		if _, b := kinds(tr); b != 1 {
+			t.Fatalf("%d leaves of boxes after a box, want 1", b)
+		}
+		check(t, r, tr, live)
+		for _, it := range its[:2500] {
+			tr.Delete(it.min, it.max, it)
+		}
+		tr.Delete(box.min, box.max, box)
+		for _, it := range its[:2500] {
+			delete(live, it)
+		}
+		delete(live, box)
+		check(t, r, tr, live)
+		for _, it := range its[:2500] {
+			live[it] = true
+		}
+	}
+	if fb, ib := filled.Bytes(), inserted.Bytes(); fb == 0 || ib == 0 {
+		t.Fatalf("Bytes %d, %d", fb, ib)
+	}
+}
+
+// TestNext32: next32 and prev32 are math.Nextafter32 towards +Inf and -Inf.
+func TestNext32(t *testing.T) {
+	inf := float32(math.Inf(1))
+	fs := []float32{0, float32(math.Copysign(0, -1)), 1, -1, math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32,
+		-math.SmallestNonzeroFloat32, inf, -inf, float32(math.NaN()), 106.55, -29.5}
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 100_000 {
+		fs = append(fs, math.Float32frombits(r.Uint32()))
+	}
+	for _, f := range fs {
+		if a, b := next32(f), math.Nextafter32(f, inf); math.Float32bits(a) != math.Float32bits(b) && !(a != a && b != b) {
+			t.Fatalf("next32(%v) = %v, Nextafter32 %v", f, a, b)
+		}
+		if a, b := prev32(f), math.Nextafter32(f, -inf); math.Float32bits(a) != math.Float32bits(b) && !(a != a && b != b) {
+			t.Fatalf("prev32(%v) = %v, Nextafter32 %v", f, a, b)
 		}
 	}
 }
