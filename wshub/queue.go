@@ -137,13 +137,26 @@ func (q *queue) unlink(it *item) {
 // batch at a time under one lock instead of item by item (a lock round per
 // delta, which the router contends for); the limit keeps what it holds
 // outside the queue's budget, while it writes, to about one socket batch.
-func (q *queue) take(limit int) *item {
+func (q *queue) take(limit int) *item { return q.takeRun(limit, false) }
+
+// takePlain is take of the plain messages at the head only (deltas and
+// control messages, each one frame): it stops before a snapshot, a resume
+// or a resync, which only the client's writer writes, and takes nothing
+// when one is first.
+func (q *queue) takePlain(limit int) *item { return q.takeRun(limit, true) }
+
+// plain reports whether it is one ready frame (see takePlain).
+func (it *item) plain() bool {
+	return it.msg != nil && !it.resync && it.snap == nil && it.msgs == nil
+}
+
+func (q *queue) takeRun(limit int, plainOnly bool) *item {
 	first := q.head
-	if first == nil {
+	if first == nil || plainOnly && !first.plain() {
 		return nil
 	}
 	last, size, k := first, first.size(), 1
-	for last.next != nil && size+last.next.size() <= limit {
+	for last.next != nil && size+last.next.size() <= limit && (!plainOnly || last.next.plain()) {
 		last = last.next
 		size += last.size()
 		k++
