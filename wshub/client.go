@@ -104,6 +104,7 @@ type client struct {
 	sentN, sentSize int
 	deadline        time.Time
 	frames          [][]byte
+	taken           []item
 
 	wake       chan struct{} // capacity 1: coalesced wake-ups for the writer
 	done       chan struct{} // closed by close
@@ -384,16 +385,18 @@ func (c *client) drain() (wrote bool, wait time.Duration, err error) {
 			c.h.resnapshot(c)
 		}
 		c.mu.Lock()
-		it := c.q.take(batchMax)
-		if it == nil && !c.resync {
+		c.taken = c.q.take(c.taken[:0], batchMax)
+		if len(c.taken) == 0 && !c.resync {
 			c.laggingSince = time.Time{}
 		}
 		c.mu.Unlock()
-		if it == nil {
+		if len(c.taken) == 0 {
 			break
 		}
 		wrote = true
-		if err := c.writeItems(it); err != nil {
+		err := c.writeItems(c.taken)
+		clear(c.taken) // no message kept alive until the next drain
+		if err != nil {
 			return wrote, 0, err
 		}
 	}
@@ -423,12 +426,11 @@ func (c *client) refreshDeadline() {
 	}
 }
 
-// writeItems writes the taken items it, it.next, ... in order and gives
-// the deltas back to the pool. Runs of plain messages are framed into the
-// socket's batch together.
-func (c *client) writeItems(it *item) error {
-	for k := 1; it != nil; k++ {
-		next := it.next
+// writeItems writes the taken items in order. Runs of plain messages are
+// framed into the socket's batch together.
+func (c *client) writeItems(items []item) error {
+	for k := range items {
+		it := &items[k]
 		if c.bc != nil && it.plain() {
 			c.frames = append(c.frames, it.msg)
 			c.sentN++
@@ -441,9 +443,7 @@ func (c *client) writeItems(it *item) error {
 				return err
 			}
 		}
-		c.h.recycle(it) // its bytes stay in c.frames until written
-		it = next
-		if k%256 == 0 { // a long queue, maybe on a slow link
+		if (k+1)%256 == 0 { // a long queue, maybe on a slow link
 			if err := c.writeFrames(); err != nil {
 				return err
 			}
@@ -477,15 +477,20 @@ func (c *client) countSent() {
 	}
 }
 
+// flushScratch is the flusher's reused memory for a client's turn.
+type flushScratch struct {
+	taken  []item
+	frames [][]byte
+}
+
 // flushTurn is the flusher's turn at c (Hub.flushLoop): it writes the
 // plain messages at the head of c's queue to the socket without blocking,
-// a socket batch at a time, into frames (the flusher's scratch), and
-// returns how many messages and bytes it wrote. It hands c over to its
-// writer (signal) for anything it cannot finish: a snapshot, resume or
-// resync next in the queue, a socket that took less than it was given, a
-// write error, a connection it cannot write to by descriptor, or a writer
-// busy with c.
-func (c *client) flushTurn(frames *[][]byte) (n, size int) {
+// a socket batch at a time, and returns how many messages and bytes it
+// wrote. It hands c over to its writer (signal) for anything it cannot
+// finish: a snapshot, resume or resync next in the queue, a socket that
+// took less than it was given, a write error, a connection it cannot
+// write to by descriptor, or a writer busy with c.
+func (c *client) flushTurn(sc *flushScratch) (n, size int) {
 	c.mu.Lock()
 	c.listed = false
 	c.mu.Unlock()
@@ -505,9 +510,9 @@ func (c *client) flushTurn(frames *[][]byte) (n, size int) {
 	}
 	for {
 		c.mu.Lock()
-		it := c.q.takePlain(batchMax)
-		if it == nil {
-			more := c.q.head != nil
+		sc.taken = c.q.takePlain(sc.taken[:0], batchMax)
+		if len(sc.taken) == 0 {
+			more := !c.q.empty()
 			if !more && !c.resync {
 				c.laggingSince = time.Time{}
 			}
@@ -518,17 +523,15 @@ func (c *client) flushTurn(frames *[][]byte) (n, size int) {
 			return n, size
 		}
 		c.mu.Unlock()
-		for it != nil {
-			next := it.next
-			*frames = append(*frames, it.msg)
+		for k := range sc.taken {
+			sc.frames = append(sc.frames, sc.taken[k].msg)
 			n++
-			size += len(it.msg)
-			c.h.recycle(it) // its bytes stay in frames until written
-			it = next
+			size += len(sc.taken[k].msg)
 		}
-		ok := c.bc.tryWriteFrames(*frames)
-		clear(*frames)
-		*frames = (*frames)[:0]
+		ok := c.bc.tryWriteFrames(sc.frames)
+		clear(sc.frames)
+		sc.frames = sc.frames[:0]
+		clear(sc.taken)
 		if !ok {
 			c.signal()
 			return n, size

@@ -67,10 +67,6 @@ type Hub struct {
 	pos       uint64    // last routed seq: written by the router under mu (read), read by it freely or by others under mu (write)
 	lastCheck time.Time // router: last hopeless scan
 
-	// deltas recycles the router's delta items: the router takes one per
-	// delivery (several per change), the client's writer gives it back once
-	// written, so a steady fan-out allocates none.
-	deltas sync.Pool
 	// scratch is the router's encoding buffer: a delta is encoded there
 	// and copied out at its exact size (it is held while queued).
 	scratch []byte
@@ -96,26 +92,6 @@ func (h *Hub) encodeRouted(seq uint64, kind twin.ChangeKind, f *twin.Feature) ([
 	}
 	h.scratch = b
 	return bytes.Clone(b), nil
-}
-
-// newDelta is a delta item from the pool.
-func (h *Hub) newDelta(id twin.ID, seq uint64, msg []byte) *item {
-	it, _ := h.deltas.Get().(*item)
-	if it == nil {
-		it = new(item)
-	}
-	it.id, it.seq, it.msg = id, seq, msg
-	return it
-}
-
-// recycle gives a written delta item back to the pool. Only the writer
-// that took it holds it by then.
-func (h *Hub) recycle(it *item) {
-	if it.id.IsZero() || it.msgs != nil || it.snap != nil || it.resync {
-		return
-	}
-	*it = item{}
-	h.deltas.Put(it)
 }
 
 var _ http.Handler = (*Hub)(nil)
@@ -186,7 +162,7 @@ func (h *Hub) flushLoop(ctx context.Context) {
 		defer pause.Stop()
 	}
 	var round []*client
-	var frames [][]byte
+	var sc flushScratch
 	for {
 		select {
 		case <-ctx.Done():
@@ -200,7 +176,7 @@ func (h *Hub) flushLoop(ctx context.Context) {
 		h.flushMu.Unlock()
 		sent, size := 0, 0
 		for _, c := range round {
-			n, b := c.flushTurn(&frames)
+			n, b := c.flushTurn(&sc)
 			sent += n
 			size += b
 		}
@@ -301,7 +277,7 @@ func (h *Hub) route(c *twin.Change) {
 					return
 				}
 			}
-			s.c.enqueueDelta(h.newDelta(id, c.Seq, up))
+			s.c.enqueueDelta(&item{id: id, seq: c.Seq, msg: up})
 		case s.sees(c.Old, ob):
 			if rm == nil {
 				if rm, err = h.encodeRouted(c.Seq, twin.Remove, c.Old); err != nil {
@@ -309,7 +285,7 @@ func (h *Hub) route(c *twin.Change) {
 					return
 				}
 			}
-			s.c.enqueueDelta(h.newDelta(id, c.Seq, rm))
+			s.c.enqueueDelta(&item{id: id, seq: c.Seq, msg: rm})
 		}
 	})
 }
