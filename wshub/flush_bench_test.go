@@ -18,13 +18,19 @@ import (
 // on one thread, so that a busy machine changes neither what is done nor
 // what is counted: 200 websocket clients over loopback on random city
 // viewports (as wsload picks them), vehicle moves routed a round at a
-// time (200 moves: 10 ms at 20,000 a second) and each round flushed as
-// the flusher does. It reports the CPU time of the benchmark's thread per
+// time (200 moves: 10 ms at 20,000 a second, the default FlushInterval;
+// 500: 25 ms) and each round flushed as the flusher does. It reports the CPU time of the benchmark's thread per
 // move (cpu-ns/move: routing, encoding, queueing, framing and the write
 // syscalls with the loopback delivery they do in the kernel), not the
 // clients' reads, which run on other threads.
 func BenchmarkRouteFlush(b *testing.B) {
-	const clients, objects, round = 200, 2000, 200
+	for _, round := range []int{200, 500} {
+		b.Run(fmt.Sprintf("round=%d", round), func(b *testing.B) { benchRouteFlush(b, round) })
+	}
+}
+
+func benchRouteFlush(b *testing.B, round int) {
+	const clients, objects = 200, 2000
 	fx := newRouteFixture(b, 0, objects)
 	h := fx.h
 	srv := httptest.NewServer(h)

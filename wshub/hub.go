@@ -145,9 +145,9 @@ func (h *Hub) Run(ctx context.Context) error {
 
 // flushLoop writes the clients' queued deltas to their sockets, one round
 // over the clients the router queued for since the last round, then
-// waits Options.FlushInterval before the next, so what is routed
-// meanwhile goes out in one write per client; an idle hub's first delta
-// goes out at once. One goroutine writes for every client, by descriptor
+// waits before the next (flushPause: Options.FlushInterval, longer after
+// a long round), so what is routed meanwhile goes out in one write per
+// client; an idle hub's first delta goes out at once. One goroutine writes for every client, by descriptor
 // and never waiting on a socket (client.flushTurn): with 200 busy clients
 // a writer goroutine per client woken on its own timer every interval
 // (20,000 wake-ups, timers and selects a second at 10 ms) was a fifth of
@@ -174,6 +174,7 @@ func (h *Hub) flushLoop(ctx context.Context) {
 		clear(h.flushing)
 		h.flushing = h.flushing[:0]
 		h.flushMu.Unlock()
+		start := time.Now()
 		sent, size := 0, 0
 		for _, c := range round {
 			n, b := c.flushTurn(&sc)
@@ -186,7 +187,7 @@ func (h *Hub) flushLoop(ctx context.Context) {
 			h.m.sentBytes.Add(float64(size))
 		}
 		if pause != nil {
-			pause.Reset(h.opts.FlushInterval)
+			pause.Reset(flushPause(h.opts.FlushInterval, time.Since(start)))
 			select {
 			case <-ctx.Done():
 				return
@@ -194,6 +195,27 @@ func (h *Hub) flushLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// The flusher's pause after a round is flushDuty times what the round
+// took, at least Options.FlushInterval and at most flushStretch times it.
+// A round costs a write syscall per client with deltas, whatever the
+// pause (about 8 µs each over loopback, the kernel's delivery to the
+// reader included: BenchmarkRouteFlush, 200 clients, ~7 deltas a client a
+// round: 10-14 cpu-µs per move at 200 moves a round, 7 at 500), so at
+// 200 busy clients and 10 ms the writes alone took a sixth of a core; a
+// round that long (~2 ms) now waits ~16 ms instead, and the fewer, larger
+// writes leave that CPU to ingest, whose queueing is what makes the
+// latency on a full core. A light load (few clients a round, a short
+// round) keeps the interval, and its latency.
+const (
+	flushDuty    = 8
+	flushStretch = 3
+)
+
+// flushPause is the wait after a round that took took, for the interval fi.
+func flushPause(fi, took time.Duration) time.Duration {
+	return min(max(fi, flushDuty*took), flushStretch*fi)
 }
 
 // handOff gives the clients the router queued for to the flusher.

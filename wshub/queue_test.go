@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/citytwin/citytwin/twin"
 	"github.com/paulmach/orb"
@@ -211,5 +212,21 @@ func TestQueueSlots(t *testing.T) {
 	q.take(nil, math.MaxInt)
 	if q.n != 0 || q.bytes != 0 || q.coalescing || len(q.items) != 0 {
 		t.Fatalf("emptied: %d items, %d bytes, coalescing %v, %d slots", q.n, q.bytes, q.coalescing, len(q.items))
+	}
+}
+
+// flushPause keeps the interval after short rounds, stretches it after
+// long ones, up to flushStretch times.
+func TestFlushPause(t *testing.T) {
+	const fi = 10 * time.Millisecond
+	for _, c := range []struct{ took, want time.Duration }{
+		{0, fi},
+		{fi / flushDuty, fi},
+		{2 * fi / flushDuty, 2 * fi},
+		{time.Second, flushStretch * fi},
+	} {
+		if got := flushPause(fi, c.took); got != c.want {
+			t.Errorf("after a round of %v: %v, want %v", c.took, got, c.want)
+		}
 	}
 }
