@@ -63,8 +63,9 @@ func intersects(a, b orb.Bound) bool {
 }
 
 // client is one websocket connection. The router only ever appends to its
-// queue under mu; one writer goroutine drains it to the socket, so a slow
-// socket never blocks the router.
+// queue under mu; the hub's flusher (flushTurn) or, for what it cannot
+// write without waiting, the client's own writer goroutine (writeLoop)
+// drains it to the socket, so a slow socket never blocks the router.
 type client struct {
 	h      *Hub
 	conn   *websocket.Conn // nil for routing benchmarks

@@ -3,9 +3,12 @@
 // deltas in feed order, may resume after a reconnect with `since`, and sees
 // only what its principal may see. One router goroutine reads the twin's
 // feed once and routes each change through a tile-bucket index to the few
-// subscriptions near it; each client has a bounded, coalescing queue and
-// its own writer, so no client can stall the router or ingest. See
-// protocol.go for the messages.
+// subscriptions near it; each client has a bounded, coalescing queue. One
+// flusher goroutine writes the queued deltas of every client without ever
+// waiting on a socket, and each client's own writer goroutine writes its
+// snapshots and whatever the flusher could not (a full socket), so no
+// client can stall the router, the flusher or ingest. See protocol.go for
+// the messages.
 package wshub
 
 import (
