@@ -59,7 +59,7 @@ type snapshot struct {
 type queue struct {
 	items []item // items[head:] are pending, dead slots among them
 	head  int
-	off   int // the absolute position of items[0] (see pending)
+	off   int // the absolute position of items[0] (see pending), moved on when the queue empties
 	n     int // live items
 	bytes int // sum of the live items' size()
 	// pending indexes the coalescable deltas by object, at their absolute
@@ -80,13 +80,8 @@ const keepItems = 1024
 // push appends a copy of it; it reports how many pending deltas it made
 // redundant (replaced, or dropped when coalescing turned on).
 func (q *queue) push(it *item) (coalesced int) {
-	if len(q.items) == cap(q.items) && q.head > 0 {
-		// Full, with taken slots at the front: move the rest down.
-		k := copy(q.items, q.items[q.head:])
-		clear(q.items[k:])
-		q.items = q.items[:k]
-		q.off += q.head
-		q.head = 0
+	if len(q.items) == cap(q.items) && len(q.items)-q.n >= len(q.items)/2 {
+		q.compact()
 	}
 	if q.coalescing && !it.id.IsZero() {
 		if a, ok := q.pending[it.id]; ok {
@@ -102,6 +97,33 @@ func (q *queue) push(it *item) (coalesced int) {
 		coalesced += q.coalesce()
 	}
 	return coalesced
+}
+
+// compact moves the live items to the front of the slice, dropping the
+// taken and dead slots, and indexes them anew. push calls it when the
+// slice is full and at least half of it is such slots, so a queue that
+// coalesces and is never emptied (a writer blocked on a client that
+// stopped reading) does not grow its slice with dead slots, and the work
+// is at most a slot moved per push.
+func (q *queue) compact() {
+	k := 0
+	for i := q.head; i < len(q.items); i++ {
+		if !q.items[i].dead {
+			q.items[k] = q.items[i]
+			k++
+		}
+	}
+	clear(q.items[k:])
+	q.items = q.items[:k]
+	q.head, q.off = 0, 0
+	if q.coalescing {
+		clear(q.pending)
+		for i := range q.items {
+			if id := q.items[i].id; !id.IsZero() {
+				q.pending[id] = i
+			}
+		}
+	}
 }
 
 // kill drops the live item at index i.

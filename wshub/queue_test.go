@@ -163,9 +163,10 @@ func TestQueueTake(t *testing.T) {
 }
 
 // TestQueueSlots: a queue that is never emptied, pushed to faster than it
-// is taken from and coalescing, moves its slots down when its slice is
-// full (absolute positions keep the coalescing index right) and keeps its
-// counts, its order and one pending delta per object throughout.
+// is taken from and coalescing, compacts its slice when it is full of
+// taken and dead slots (the coalescing index follows) instead of growing
+// it, and keeps its counts, its order and one pending delta per object
+// throughout.
 func TestQueueSlots(t *testing.T) {
 	var q queue
 	last := uint64(0)
@@ -206,8 +207,8 @@ func TestQueueSlots(t *testing.T) {
 			t.Fatalf("push %d: %d items of %d bytes pending, counted %d and %d", i, n, b, q.n, q.bytes)
 		}
 	}
-	if !q.coalescing || q.off == 0 {
-		t.Fatalf("coalescing %v, slots moved down by %d: the test did not reach its case", q.coalescing, q.off)
+	if !q.coalescing || cap(q.items) > 4*coalesceAfter {
+		t.Fatalf("coalescing %v, %d slots for %d items", q.coalescing, cap(q.items), q.n)
 	}
 	q.take(nil, math.MaxInt)
 	if q.n != 0 || q.bytes != 0 || q.coalescing || len(q.items) != 0 {
@@ -228,5 +229,20 @@ func TestFlushPause(t *testing.T) {
 		if got := flushPause(fi, c.took); got != c.want {
 			t.Errorf("after a round of %v: %v, want %v", c.took, got, c.want)
 		}
+	}
+}
+
+// A coalescing queue nothing is taken from (its writer blocked on a full
+// socket) keeps its slice small: a replaced delta's dead slot is reused.
+func TestQueueDeadSlotsReused(t *testing.T) {
+	var q queue
+	for i := 1; i <= 100000; i++ {
+		q.push(deltaItem(fmt.Sprintf("o%d", i%4), uint64(i)))
+	}
+	if q.n != 4 || cap(q.items) > 4*coalesceAfter {
+		t.Fatalf("%d items pending in %d slots, want 4 in a few hundred", q.n, cap(q.items))
+	}
+	if got := drainSeqs(&q); fmt.Sprint(got) != "[99997 99998 99999 100000]" {
+		t.Fatalf("pending %v", got)
 	}
 }
