@@ -2,10 +2,12 @@ package server
 
 import (
 	"container/list"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,6 +75,19 @@ type limitedConn struct {
 // NetConn returns the underlying connection (as tls.Conn does), so that
 // the websocket hub can tune the socket.
 func (c *limitedConn) NetConn() net.Conn { return c.Conn }
+
+// SyscallConn returns the socket's raw descriptor when the connection is a
+// socket, so that the websocket hub can write to it without blocking (a
+// limitedConn changes no byte on the wire).
+func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
+	if s, ok := c.Conn.(syscall.Conn); ok {
+		return s.SyscallConn()
+	}
+	return nil, errNotSocket
+}
+
+// errNotSocket is SyscallConn's answer for a connection that is no socket.
+var errNotSocket = errors.New("not a socket")
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +45,9 @@ type batchConn struct {
 	// the reply to the peer's close); writeFrame refuses from then on, so
 	// no data frame follows a close frame on the wire.
 	closing atomic.Bool
+	// raw is the socket's descriptor for the hub's flusher (tryWrite),
+	// nil when the connection is not a plain socket (TLS, a pipe).
+	raw syscall.RawConn
 }
 
 // errClosing is writeFrame's answer once a close frame is on its way.
@@ -64,11 +68,7 @@ func (b *batchConn) writeFrame(payload []byte, dl time.Time) error {
 // writeFrames is writeFrame for several payloads in order, under one
 // round of the locks (a writer drains its deltas in runs of them).
 func (b *batchConn) writeFrames(payloads [][]byte, dl time.Time) error {
-	b.dmu.Lock()
-	if dl.After(b.deadline) {
-		b.deadline = dl
-	}
-	b.dmu.Unlock()
+	b.extendDeadline(dl)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, p := range payloads {
@@ -89,33 +89,28 @@ func (b *batchConn) appendFrameLocked(payload []byte) error {
 	if b.closing.Load() {
 		return errClosing
 	}
-	var hdr [10]byte
-	hdr[0] = 0x81 // FIN, text
-	n := len(payload)
-	h := 2
-	switch {
-	case n <= 125:
-		hdr[1] = byte(n)
-	case n <= 0xffff:
-		hdr[1] = 126
-		binary.BigEndian.PutUint16(hdr[2:], uint16(n))
-		h = 4
-	default:
-		hdr[1] = 127
-		binary.BigEndian.PutUint64(hdr[2:], uint64(n))
-		h = 10
-	}
-	if len(b.buf) > 0 && len(b.buf)+h+n > batchMax {
+	if n := len(payload); len(b.buf) > 0 && len(b.buf)+maxFrameHeader+n > batchMax {
 		if err := b.flushLocked(); err != nil {
 			return err
 		}
 	}
-	b.buf = append(b.buf, hdr[:h]...)
-	b.buf = append(b.buf, payload...)
+	b.buf = appendFrame(b.buf, payload)
 	if len(b.buf) > batchMax {
 		return b.flushLocked()
 	}
 	return nil
+}
+
+// extendDeadline records dl as the deadline of the next write when it is
+// later than the one recorded: the client's writer calls it when it
+// drains, so that what the flusher left buffered (it writes without a
+// deadline) goes out under the drain's deadline, not an expired one.
+func (b *batchConn) extendDeadline(dl time.Time) {
+	b.dmu.Lock()
+	if dl.After(b.deadline) {
+		b.deadline = dl
+	}
+	b.dmu.Unlock()
 }
 
 // SetWriteDeadline records t; it sets it on the socket unless a batch is
@@ -204,6 +199,57 @@ func (b *batchConn) flushLocked() error {
 	return err
 }
 
+// tryWriteFrames is the flusher's write (Hub.flushLoop): it frames
+// payloads into the buffer and writes it with one non-blocking write
+// syscall, so one goroutine can write every client's deltas in turn and
+// none waits on a socket that is full. It reports whether the buffer went
+// out whole; what did not stays buffered, ahead of any later frame, for
+// the client's writer to write with its deadline. Caller holds mu (the
+// flusher takes it with TryLock: a writer blocked on a full socket holds
+// it) and has checked raw != nil and that nothing was buffered.
+func (b *batchConn) tryWriteFrames(payloads [][]byte) bool {
+	for _, p := range payloads {
+		if b.closing.Load() {
+			return false
+		}
+		b.buf = appendFrame(b.buf, p)
+	}
+	var n int
+	var werr error
+	err := b.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), b.buf)
+			if werr != syscall.EINTR {
+				return true // never wait for the socket: EAGAIN is the writer's
+			}
+		}
+	})
+	if n > 0 {
+		b.buf = b.buf[:copy(b.buf, b.buf[n:])]
+	}
+	return err == nil && werr == nil && len(b.buf) == 0
+}
+
+// maxFrameHeader is the longest header appendFrame writes.
+const maxFrameHeader = 10
+
+// appendFrame appends one unfragmented, unmasked text frame (RFC 6455
+// §5.2: a server's frames are not masked) carrying payload to buf.
+func appendFrame(buf, payload []byte) []byte {
+	n := len(payload)
+	switch {
+	case n <= 125:
+		buf = append(buf, 0x81, byte(n))
+	case n <= 0xffff:
+		buf = append(buf, 0x81, 126)
+		buf = binary.BigEndian.AppendUint16(buf, uint16(n))
+	default:
+		buf = append(buf, 0x81, 127)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(n))
+	}
+	return append(buf, payload...)
+}
+
 // Close writes out what is buffered, then closes the socket. When a write
 // is blocked on the socket (a client that stopped reading) it closes at
 // once, which ends that write, instead of waiting out its deadline.
@@ -232,6 +278,14 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		setSendBuffer(c, h.sendBuffer)
 	}
 	h.bc = &batchConn{Conn: c}
+	// Only a connection that is itself the socket (or says so, as the
+	// server's connection limiter does) is written to by descriptor: a
+	// TLS connection's bytes are not the socket's.
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			h.bc.raw = raw
+		}
+	}
 	return h.bc, rw, nil
 }
 

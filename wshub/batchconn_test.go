@@ -140,3 +140,72 @@ func TestWriteFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTryWriteFramesKeepsRest: the flusher's non-blocking write on a
+// socket whose reader stopped takes what fits and keeps the rest
+// buffered, and the writer's blocking flush later sends it: the reader
+// gets every message, whole and in order.
+func TestTryWriteFramesKeepsRest(t *testing.T) {
+	sizes := []int{1, 125, 126, 4000, 65535, 65536, 70000}
+	payload := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i%26)}, sizes[i%len(sizes)]) }
+	full := make(chan int, 1)
+	read := make(chan struct{})
+	done := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hj := &hijacker{ResponseWriter: w, sendBuffer: 16 << 10}
+		conn, err := (&websocket.Upgrader{}).Upgrade(hj, r, nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer conn.Close()
+		b := hj.bc
+		if b.raw == nil {
+			done <- errors.New("no descriptor for a TCP socket")
+			return
+		}
+		n := 0
+		for ok := true; ok; n++ {
+			if n > 10000 {
+				done <- errors.New("the socket never filled")
+				return
+			}
+			b.mu.Lock()
+			ok = b.tryWriteFrames([][]byte{payload(n)})
+			b.mu.Unlock()
+		}
+		if len(b.buf) == 0 {
+			done <- errors.New("a write the socket did not take whole left nothing buffered")
+			return
+		}
+		full <- n
+		<-read
+		done <- b.flush()
+		_, _, _ = conn.ReadMessage() // until the client goes
+	}))
+	defer srv.Close()
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var n int
+	select {
+	case n = <-full:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	close(read)
+	for i := range n {
+		typ, p, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("message %d of %d: %v", i, n, err)
+		}
+		if typ != websocket.TextMessage || !bytes.Equal(p, payload(i)) {
+			t.Fatalf("message %d: type %d, %d bytes, want text of %d", i, typ, len(p), len(payload(i)))
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

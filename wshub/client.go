@@ -63,8 +63,9 @@ func intersects(a, b orb.Bound) bool {
 }
 
 // client is one websocket connection. The router only ever appends to its
-// queue under mu; one writer goroutine drains it to the socket, so a slow
-// socket never blocks the router.
+// queue under mu; the hub's flusher (flushTurn) or, for what it cannot
+// write without waiting, the client's own writer goroutine (writeLoop)
+// drains it to the socket, so a slow socket never blocks the router.
 type client struct {
 	h      *Hub
 	conn   *websocket.Conn // nil for routing benchmarks
@@ -87,6 +88,14 @@ type client struct {
 	// emptied it (zero when caught up), on Options.Clock.
 	laggingSince time.Time
 	closed       bool
+	// listed: the client waits in the flusher's next round (Hub.flushLoop)
+	// since deltas were queued; cleared when the flusher takes it up.
+	listed bool
+
+	// wmu is held by whoever writes the queue to the socket: the client's
+	// writer for a whole drain, or the flusher (TryLock) for its turn, so
+	// the two never interleave frames.
+	wmu sync.Mutex
 
 	playState // the replay, when one runs (replay.go)
 
@@ -96,6 +105,7 @@ type client struct {
 	sentN, sentSize int
 	deadline        time.Time
 	frames          [][]byte
+	taken           []item
 
 	wake       chan struct{} // capacity 1: coalesced wake-ups for the writer
 	done       chan struct{} // closed by close
@@ -119,7 +129,9 @@ func (c *client) signal() {
 // enqueueDelta queues a delta without ever blocking: a delta for an object
 // already pending replaces it (coalescing); when the pending bytes go over
 // Options.QueueBytes the queue is cleared and replaced by a resync, and the
-// client counts as lagging. Called by the router under Hub.mu (read).
+// client counts as lagging. The client's writer is not woken: the client
+// goes on the router's list for the flusher's next round (Hub.routed).
+// Called by the router under Hub.mu (read).
 func (c *client) enqueueDelta(it *item) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -137,7 +149,10 @@ func (c *client) enqueueDelta(it *item) {
 	if n > 0 {
 		c.h.m.coalesced.Add(float64(n))
 	}
-	c.signal()
+	if !c.listed {
+		c.listed = true
+		c.h.routed = append(c.h.routed, c)
+	}
 }
 
 // overflowLocked drops the pending messages for a resync; lagging marks the
@@ -308,22 +323,16 @@ func (c *client) readLoop() {
 	}
 }
 
-// writeLoop serves subscribes, drains the queue to the socket and pings
-// the link. A write that makes no progress for HopelessAfter (wall clock)
-// ends the link. After a drain that wrote something it waits
-// Options.FlushInterval before the next one, so the deltas routed meanwhile
-// go out together in one write: a busy client costs one syscall (and one
-// wake-up of the writer) per interval instead of one per delta, which was
-// most of the server's CPU at high fan-out, while an idle client's first
-// delta still goes out at once.
+// writeLoop serves subscribes, snapshots, resyncs and control messages,
+// drains the queue to the socket when the flusher hands the client over
+// (a socket that was full, a connection it cannot write to without
+// blocking) and pings the link. A write that makes no progress for
+// HopelessAfter (wall clock) ends the link. Deltas do not wake it: the
+// flusher writes them, every client's in turn, once per
+// Options.FlushInterval.
 func (c *client) writeLoop() {
 	ping := time.NewTicker(c.h.opts.PingInterval)
 	defer ping.Stop()
-	var pause *time.Timer
-	if c.h.opts.FlushInterval > 0 {
-		pause = time.NewTimer(time.Hour)
-		pause.Stop()
-	}
 	var retry <-chan time.Time // the next snapshot token
 	for {
 		select {
@@ -338,7 +347,7 @@ func (c *client) writeLoop() {
 		case <-c.wake:
 		case <-retry:
 		}
-		wrote, wait, err := c.drain()
+		_, wait, err := c.drain()
 		if err != nil {
 			c.fail(err)
 			return
@@ -346,14 +355,6 @@ func (c *client) writeLoop() {
 		retry = nil
 		if wait > 0 {
 			retry = time.After(wait)
-		}
-		if wrote && pause != nil {
-			pause.Reset(c.h.opts.FlushInterval)
-			select {
-			case <-c.done:
-				return
-			case <-pause.C:
-			}
 		}
 	}
 }
@@ -366,11 +367,16 @@ func (c *client) writeLoop() {
 // runs of deltas under one round of the socket's locks: per delta it
 // costs a copy into the batch, no lock.
 func (c *client) drain() (wrote bool, wait time.Duration, err error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	if c.bc != nil {
 		c.bc.begin()
 	}
 	defer c.countSent()
 	c.refreshDeadline()
+	if c.bc != nil {
+		c.bc.extendDeadline(c.deadline)
+	}
 	for {
 		var req *subscription
 		var resnap bool
@@ -380,16 +386,18 @@ func (c *client) drain() (wrote bool, wait time.Duration, err error) {
 			c.h.resnapshot(c)
 		}
 		c.mu.Lock()
-		it := c.q.take(batchMax)
-		if it == nil && !c.resync {
+		c.taken = c.q.take(c.taken[:0], batchMax)
+		if len(c.taken) == 0 && !c.resync {
 			c.laggingSince = time.Time{}
 		}
 		c.mu.Unlock()
-		if it == nil {
+		if len(c.taken) == 0 {
 			break
 		}
 		wrote = true
-		if err := c.writeItems(it); err != nil {
+		err := c.writeItems(c.taken)
+		clear(c.taken) // no message kept alive until the next drain
+		if err != nil {
 			return wrote, 0, err
 		}
 	}
@@ -419,13 +427,12 @@ func (c *client) refreshDeadline() {
 	}
 }
 
-// writeItems writes the taken items it, it.next, ... in order and gives
-// the deltas back to the pool. Runs of plain messages are framed into the
-// socket's batch together.
-func (c *client) writeItems(it *item) error {
-	for k := 1; it != nil; k++ {
-		next := it.next
-		if c.bc != nil && it.msg != nil && !it.resync && it.snap == nil && it.msgs == nil {
+// writeItems writes the taken items in order. Runs of plain messages are
+// framed into the socket's batch together.
+func (c *client) writeItems(items []item) error {
+	for k := range items {
+		it := &items[k]
+		if c.bc != nil && it.plain() {
 			c.frames = append(c.frames, it.msg)
 			c.sentN++
 			c.sentSize += len(it.msg)
@@ -437,9 +444,7 @@ func (c *client) writeItems(it *item) error {
 				return err
 			}
 		}
-		c.h.recycle(it) // its bytes stay in c.frames until written
-		it = next
-		if k%256 == 0 { // a long queue, maybe on a slow link
+		if (k+1)%256 == 0 { // a long queue, maybe on a slow link
 			if err := c.writeFrames(); err != nil {
 				return err
 			}
@@ -470,6 +475,68 @@ func (c *client) countSent() {
 		c.h.m.sent.Add(float64(c.sentN))
 		c.h.m.sentBytes.Add(float64(c.sentSize))
 		c.sentN, c.sentSize = 0, 0
+	}
+}
+
+// flushScratch is the flusher's reused memory for a client's turn.
+type flushScratch struct {
+	taken  []item
+	frames [][]byte
+}
+
+// flushTurn is the flusher's turn at c (Hub.flushLoop): it writes the
+// plain messages at the head of c's queue to the socket without blocking,
+// a socket batch at a time, and returns how many messages and bytes it
+// wrote. It hands c over to its writer (signal) for anything it cannot
+// finish: a snapshot, resume or resync next in the queue, a socket that
+// took less than it was given, a write error, a connection it cannot
+// write to by descriptor, or a writer busy with c.
+func (c *client) flushTurn(sc *flushScratch) (n, size int) {
+	c.mu.Lock()
+	c.listed = false
+	c.mu.Unlock()
+	if c.bc == nil || c.bc.raw == nil || !c.wmu.TryLock() {
+		c.signal()
+		return 0, 0
+	}
+	defer c.wmu.Unlock()
+	if !c.bc.mu.TryLock() { // a control frame is being written, maybe blocked
+		c.signal()
+		return 0, 0
+	}
+	defer c.bc.mu.Unlock()
+	if len(c.bc.buf) > 0 { // left by a write the socket did not take whole
+		c.signal()
+		return 0, 0
+	}
+	for {
+		c.mu.Lock()
+		sc.taken = c.q.takePlain(sc.taken[:0], batchMax)
+		if len(sc.taken) == 0 {
+			more := !c.q.empty()
+			if !more && !c.resync {
+				c.laggingSince = time.Time{}
+			}
+			c.mu.Unlock()
+			if more {
+				c.signal()
+			}
+			return n, size
+		}
+		c.mu.Unlock()
+		for k := range sc.taken {
+			sc.frames = append(sc.frames, sc.taken[k].msg)
+			n++
+			size += len(sc.taken[k].msg)
+		}
+		ok := c.bc.tryWriteFrames(sc.frames)
+		clear(sc.frames)
+		sc.frames = sc.frames[:0]
+		clear(sc.taken)
+		if !ok {
+			c.signal()
+			return n, size
+		}
 	}
 }
 

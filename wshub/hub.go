@@ -3,9 +3,12 @@
 // deltas in feed order, may resume after a reconnect with `since`, and sees
 // only what its principal may see. One router goroutine reads the twin's
 // feed once and routes each change through a tile-bucket index to the few
-// subscriptions near it; each client has a bounded, coalescing queue and
-// its own writer, so no client can stall the router or ingest. See
-// protocol.go for the messages.
+// subscriptions near it; each client has a bounded, coalescing queue. One
+// flusher goroutine writes the queued deltas of every client without ever
+// waiting on a socket, and each client's own writer goroutine writes its
+// snapshots and whatever the flusher could not (a full socket), so no
+// client can stall the router, the flusher or ingest. See protocol.go for
+// the messages.
 package wshub
 
 import (
@@ -67,16 +70,21 @@ type Hub struct {
 	pos       uint64    // last routed seq: written by the router under mu (read), read by it freely or by others under mu (write)
 	lastCheck time.Time // router: last hopeless scan
 
-	// deltas recycles the router's delta items: the router takes one per
-	// delivery (several per change), the client's writer gives it back once
-	// written, so a steady fan-out allocates none.
-	deltas sync.Pool
 	// scratch is the router's encoding buffer: a delta is encoded there
 	// and copied out at its exact size (it is held while queued).
 	scratch []byte
 	// batch is the router's feed batch, read into the same slice each
 	// step (Feed.SinceAppend) instead of a fresh one per step.
 	batch []twin.Change
+	// routed lists the clients the router queued deltas for in this step
+	// (client.enqueueDelta; router goroutine only); the step hands them
+	// to the flusher.
+	routed []*client
+	// flushing is what waits for the flusher's next round (under
+	// flushMu); flushC (capacity 1) wakes the flusher.
+	flushMu  sync.Mutex
+	flushing []*client
+	flushC   chan struct{}
 }
 
 // encodeRouted is encodeDelta for the router goroutine.
@@ -89,26 +97,6 @@ func (h *Hub) encodeRouted(seq uint64, kind twin.ChangeKind, f *twin.Feature) ([
 	return bytes.Clone(b), nil
 }
 
-// newDelta is a delta item from the pool.
-func (h *Hub) newDelta(id twin.ID, seq uint64, msg []byte) *item {
-	it, _ := h.deltas.Get().(*item)
-	if it == nil {
-		it = new(item)
-	}
-	it.id, it.seq, it.msg = id, seq, msg
-	return it
-}
-
-// recycle gives a written delta item back to the pool. Only the writer
-// that took it holds it by then.
-func (h *Hub) recycle(it *item) {
-	if it.id.IsZero() || it.msgs != nil || it.snap != nil || it.resync {
-		return
-	}
-	*it = item{}
-	h.deltas.Put(it)
-}
-
 var _ http.Handler = (*Hub)(nil)
 
 // New makes a hub over the twin's feed. It starts routing from the feed's
@@ -117,7 +105,8 @@ func New(tw *twin.Twin, opts Options) *Hub {
 	opts = opts.withDefaults()
 	h := &Hub{tw: tw, opts: opts, log: opts.Logger, m: newMetrics(opts.Registerer),
 		ix: newIndex(), clients: map[*client]struct{}{}, pos: tw.Feed().Last(),
-		perIP: map[string]int{}, perSubject: map[string]int{}, all: map[*client]struct{}{}}
+		perIP: map[string]int{}, perSubject: map[string]int{}, all: map[*client]struct{}{},
+		flushC: make(chan struct{}, 1)}
 	h.m.queued(h.queuedBytes)
 	// The origin is checked in ServeHTTP to answer with a JSON error.
 	h.upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true },
@@ -133,6 +122,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	// cursor reports the router's position for the lag metrics.
 	cur := h.tw.Feed().Follow("wshub", twin.BestEffort, h.pos)
 	defer cur.Close()
+	flushDone := make(chan struct{})
+	go func() {
+		defer close(flushDone)
+		h.flushLoop(ctx)
+	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for ctx.Err() == nil {
@@ -147,8 +141,100 @@ func (h *Hub) Run(ctx context.Context) error {
 			h.checkHopeless(true)
 		}
 	}
+	<-flushDone
 	h.shutdown()
 	return nil
+}
+
+// flushLoop writes the clients' queued deltas to their sockets, one round
+// over the clients the router queued for since the last round, then
+// waits before the next (flushPause: Options.FlushInterval, longer after
+// a long round), so what is routed meanwhile goes out in one write per
+// client; an idle hub's first delta goes out at once. One goroutine writes for every client, by descriptor
+// and never waiting on a socket (client.flushTurn): with 200 busy clients
+// a writer goroutine per client woken on its own timer every interval
+// (20,000 wake-ups, timers and selects a second at 10 ms) was a fifth of
+// the hub's CPU beside the writes, and 200 runnable goroutines queued
+// ahead of ingest on a busy core. A client the flusher cannot finish
+// goes to its own writer, which writes with a deadline.
+func (h *Hub) flushLoop(ctx context.Context) {
+	var pause *time.Timer
+	if h.opts.FlushInterval > 0 {
+		pause = time.NewTimer(time.Hour)
+		pause.Stop()
+		defer pause.Stop()
+	}
+	var round []*client
+	var sc flushScratch
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.flushC:
+		}
+		h.flushMu.Lock()
+		round = append(round[:0], h.flushing...)
+		clear(h.flushing)
+		h.flushing = h.flushing[:0]
+		h.flushMu.Unlock()
+		start := time.Now()
+		sent, size := 0, 0
+		for _, c := range round {
+			n, b := c.flushTurn(&sc)
+			sent += n
+			size += b
+		}
+		clear(round)
+		if sent > 0 {
+			h.m.sent.Add(float64(sent))
+			h.m.sentBytes.Add(float64(size))
+		}
+		if pause != nil {
+			pause.Reset(flushPause(h.opts.FlushInterval, time.Since(start)))
+			select {
+			case <-ctx.Done():
+				return
+			case <-pause.C:
+			}
+		}
+	}
+}
+
+// The flusher's pause after a round is flushDuty times what the round
+// took, at least Options.FlushInterval and at most flushStretch times it.
+// A round costs a write syscall per client with deltas, whatever the
+// pause (about 8 µs each over loopback, the kernel's delivery to the
+// reader included: BenchmarkRouteFlush, 200 clients, ~7 deltas a client a
+// round: 10-14 cpu-µs per move at 200 moves a round, 7 at 500), so at
+// 200 busy clients and 10 ms the writes alone took a sixth of a core; a
+// round that long (~2 ms) now waits ~16 ms instead, and the fewer, larger
+// writes leave that CPU to ingest, whose queueing is what makes the
+// latency on a full core. A light load (few clients a round, a short
+// round) keeps the interval, and its latency.
+const (
+	flushDuty    = 8
+	flushStretch = 3
+)
+
+// flushPause is the wait after a round that took took, for the interval fi.
+func flushPause(fi, took time.Duration) time.Duration {
+	return min(max(fi, flushDuty*took), flushStretch*fi)
+}
+
+// handOff gives the clients the router queued for to the flusher.
+func (h *Hub) handOff() {
+	if len(h.routed) == 0 {
+		return
+	}
+	h.flushMu.Lock()
+	h.flushing = append(h.flushing, h.routed...)
+	h.flushMu.Unlock()
+	clear(h.routed)
+	h.routed = h.routed[:0]
+	select {
+	case h.flushC <- struct{}{}:
+	default:
+	}
 }
 
 // step routes one batch of changes; it returns how many it read.
@@ -178,6 +264,7 @@ func (h *Hub) step() int {
 	// know what was routed before its subscription joined the index.
 	h.pos = batch[len(batch)-1].Seq
 	h.mu.RUnlock()
+	h.handOff()
 	h.checkHopeless(false)
 	return len(batch)
 }
@@ -215,7 +302,7 @@ func (h *Hub) route(c *twin.Change) {
 					return
 				}
 			}
-			s.c.enqueueDelta(h.newDelta(id, c.Seq, up))
+			s.c.enqueueDelta(&item{id: id, seq: c.Seq, msg: up})
 		case s.sees(c.Old, ob):
 			if rm == nil {
 				if rm, err = h.encodeRouted(c.Seq, twin.Remove, c.Old); err != nil {
@@ -223,7 +310,7 @@ func (h *Hub) route(c *twin.Change) {
 					return
 				}
 			}
-			s.c.enqueueDelta(h.newDelta(id, c.Seq, rm))
+			s.c.enqueueDelta(&item{id: id, seq: c.Seq, msg: rm})
 		}
 	})
 }

@@ -389,3 +389,22 @@ func TestHopelessClientGetsCloseCode(t *testing.T) {
 		t.Fatalf("close code %d, want %d", code, CloseTooSlow)
 	}
 }
+
+// TestDeltasAfterSocketDeadlinePassed: the flusher writes without a
+// deadline, but the socket keeps the last one set (the snapshot's, a
+// ping's); once it has passed, the flusher's write fails and the client's
+// writer takes over with a fresh deadline: the deltas still arrive and
+// the client is not closed.
+func TestDeltasAfterSocketDeadlinePassed(t *testing.T) {
+	const hop = 200 * time.Millisecond
+	e := newEnv(t, Options{HopelessAfter: hop}, 0)
+	e.put("a", view.Center())
+	c := dial(t, e)
+	c.subscribe(view, nil)
+	c.untilSnapshot()
+	for i := range 3 {
+		time.Sleep(2 * hop) // the snapshot's deadline (or the last drain's) has passed
+		e.move("a", orb.Point{106.51 + float64(i)*0.001, 29.61})
+		c.untilUpsert("vehicles/a", uint64(2+i))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/citytwin/citytwin/twin"
 	"github.com/paulmach/orb"
@@ -16,7 +17,7 @@ func deltaItem(obj string, seq uint64) *item {
 // drainSeqs takes everything, as a writer would, and returns the items'
 // seqs in order.
 func drainSeqs(q *queue) []uint64 {
-	return takeSeqs(q.take(math.MaxInt))
+	return takeSeqs(q.take(nil, math.MaxInt))
 }
 
 // A queue that stays short keeps every version (no map work per delta);
@@ -46,8 +47,10 @@ func TestQueueCoalescesOnlyWhenBehind(t *testing.T) {
 		t.Errorf("push while coalescing replaced %d, want 1", n)
 	}
 	want := 0
-	for it := q.head; it != nil; it = it.next {
-		want += it.size()
+	for i := q.head; i < len(q.items); i++ {
+		if !q.items[i].dead {
+			want += q.items[i].size()
+		}
 	}
 	if q.bytes != want {
 		t.Errorf("bytes %d, items add up to %d", q.bytes, want)
@@ -105,12 +108,12 @@ func TestEncodeDelta(t *testing.T) {
 }
 
 // takeSeqs returns the seqs of a taken list, in order.
-func takeSeqs(it *item) []uint64 {
-	var out []uint64
-	for ; it != nil; it = it.next {
-		out = append(out, it.seq)
+func takeSeqs(items []item) []uint64 {
+	seqs := []uint64{}
+	for _, it := range items {
+		seqs = append(seqs, it.seq)
 	}
-	return out
+	return seqs
 }
 
 // TestQueueTake: take removes the oldest items up to its byte limit (at
@@ -119,23 +122,23 @@ func takeSeqs(it *item) []uint64 {
 // alone, coalescing or not.
 func TestQueueTake(t *testing.T) {
 	var q queue
-	if q.take(1<<20) != nil {
+	if q.take(nil, 1<<20) != nil {
 		t.Fatal("take of an empty queue")
 	}
 	for i := range 5 {
 		q.push(deltaItem(fmt.Sprintf("o%d", i), uint64(i+1)))
 	}
-	one := q.head.size()
-	if got := takeSeqs(q.take(0)); fmt.Sprint(got) != "[1]" {
+	one := q.items[q.head].size()
+	if got := takeSeqs(q.take(nil, 0)); fmt.Sprint(got) != "[1]" {
 		t.Fatalf("take(0): %v, want the first item alone", got)
 	}
-	if got := takeSeqs(q.take(2*one + one/2)); fmt.Sprint(got) != "[2 3]" {
+	if got := takeSeqs(q.take(nil, 2*one+one/2)); fmt.Sprint(got) != "[2 3]" {
 		t.Fatalf("take of two and a half items' bytes: %v, want [2 3]", got)
 	}
 	if q.n != 2 || q.bytes != 2*one {
 		t.Fatalf("left %d items, %d bytes; want 2, %d", q.n, q.bytes, 2*one)
 	}
-	if got := takeSeqs(q.take(1 << 20)); fmt.Sprint(got) != "[4 5]" || q.head != nil || q.tail != nil || q.n != 0 || q.bytes != 0 {
+	if got := takeSeqs(q.take(nil, 1<<20)); fmt.Sprint(got) != "[4 5]" || len(q.items) != 0 || q.n != 0 || q.bytes != 0 {
 		t.Fatalf("take of the rest: %v, queue left %d items, %d bytes", got, q.n, q.bytes)
 	}
 
@@ -147,8 +150,8 @@ func TestQueueTake(t *testing.T) {
 	if !q.coalescing || q.n != 4 {
 		t.Fatalf("coalescing %v with %d items, want on with 4", q.coalescing, q.n)
 	}
-	one = q.head.size()
-	taken := q.take(2*one + one/2)
+	one = q.items[q.head].size()
+	taken := q.take(nil, 2*one+one/2)
 	q.push(deltaItem("a", 1000))
 	q.push(deltaItem("c", 1001))
 	if got, want := takeSeqs(taken), fmt.Sprint([]uint64{100 + coalesceAfter - 4, 100 + coalesceAfter - 3}); fmt.Sprint(got) != want {
@@ -156,5 +159,90 @@ func TestQueueTake(t *testing.T) {
 	}
 	if got, want := drainSeqs(&q), fmt.Sprint([]uint64{100 + coalesceAfter - 1, 1000, 1001}); fmt.Sprint(got) != want {
 		t.Fatalf("left after take: %v, want %v (d, then a and c anew)", got, want)
+	}
+}
+
+// TestQueueSlots: a queue that is never emptied, pushed to faster than it
+// is taken from and coalescing, compacts its slice when it is full of
+// taken and dead slots (the coalescing index follows) instead of growing
+// it, and keeps its counts, its order and one pending delta per object
+// throughout.
+func TestQueueSlots(t *testing.T) {
+	var q queue
+	last := uint64(0)
+	for i := 1; i <= 5000; i++ {
+		q.push(deltaItem(fmt.Sprintf("o%d", i%7), uint64(i)))
+		if i%3 == 0 {
+			for _, it := range q.take(nil, 0) {
+				if it.seq <= last {
+					t.Fatalf("took seq %d after %d", it.seq, last)
+				}
+				last = it.seq
+			}
+		}
+		n, b, prev := 0, 0, last
+		seen := map[twin.ID]bool{}
+		for k := q.head; k < len(q.items); k++ {
+			it := &q.items[k]
+			if it.dead {
+				continue
+			}
+			n++
+			b += it.size()
+			if it.seq <= prev {
+				t.Fatalf("push %d: seq %d pending after %d", i, it.seq, prev)
+			}
+			prev = it.seq
+			if q.coalescing {
+				if seen[it.id] {
+					t.Fatalf("push %d: two deltas pending for %v", i, it.id)
+				}
+				seen[it.id] = true
+				if q.pending[it.id] != q.off+k {
+					t.Fatalf("push %d: %v indexed at %d, is at %d", i, it.id, q.pending[it.id], q.off+k)
+				}
+			}
+		}
+		if n != q.n || b != q.bytes {
+			t.Fatalf("push %d: %d items of %d bytes pending, counted %d and %d", i, n, b, q.n, q.bytes)
+		}
+	}
+	if !q.coalescing || cap(q.items) > 4*coalesceAfter {
+		t.Fatalf("coalescing %v, %d slots for %d items", q.coalescing, cap(q.items), q.n)
+	}
+	q.take(nil, math.MaxInt)
+	if q.n != 0 || q.bytes != 0 || q.coalescing || len(q.items) != 0 {
+		t.Fatalf("emptied: %d items, %d bytes, coalescing %v, %d slots", q.n, q.bytes, q.coalescing, len(q.items))
+	}
+}
+
+// flushPause keeps the interval after short rounds, stretches it after
+// long ones, up to flushStretch times.
+func TestFlushPause(t *testing.T) {
+	const fi = 10 * time.Millisecond
+	for _, c := range []struct{ took, want time.Duration }{
+		{0, fi},
+		{fi / flushDuty, fi},
+		{2 * fi / flushDuty, 2 * fi},
+		{time.Second, flushStretch * fi},
+	} {
+		if got := flushPause(fi, c.took); got != c.want {
+			t.Errorf("after a round of %v: %v, want %v", c.took, got, c.want)
+		}
+	}
+}
+
+// A coalescing queue nothing is taken from (its writer blocked on a full
+// socket) keeps its slice small: a replaced delta's dead slot is reused.
+func TestQueueDeadSlotsReused(t *testing.T) {
+	var q queue
+	for i := 1; i <= 100000; i++ {
+		q.push(deltaItem(fmt.Sprintf("o%d", i%4), uint64(i)))
+	}
+	if q.n != 4 || cap(q.items) > 4*coalesceAfter {
+		t.Fatalf("%d items pending in %d slots, want 4 in a few hundred", q.n, cap(q.items))
+	}
+	if got := drainSeqs(&q); fmt.Sprint(got) != "[99997 99998 99999 100000]" {
+		t.Fatalf("pending %v", got)
 	}
 }
