@@ -59,6 +59,7 @@ type writer struct {
 	mask   []byte
 	stack  []int
 	found  []*twin.Feature
+	memos  []*memo // found's, in writeLayer
 	cands  []candidate
 	// sortCands' scratch.
 	rkeys, rtmp []rankKey
@@ -67,6 +68,8 @@ type writer struct {
 	polys       []polyRef
 	// lo, hi bound the points of the last project, in tile units.
 	lo, hi orb.Point
+	// touch is findShapes' sum of the bytes it reads ahead (unused).
+	touch byte
 }
 
 var writerPool = sync.Pool{New: func() any { return new(writer) }}
