@@ -103,11 +103,12 @@ func (s *Server) buildTo(ctx context.Context, w *writer, req Request) (_ uint64,
 		} else {
 			// Every feature of the layer is shown at this zoom: no
 			// per-feature minimum zoom lookup (a map access each, a
-			// tenth of a dense tile's search).
+			// tenth of a dense tile's search). Nor is the feature read
+			// for its geometry (a cache miss each: nothing else of it
+			// is read when its memo is cached): the index holds only
+			// features with one, and writeLayer drops a memo without.
 			got = s.tw.Search(l, search, func(f *twin.Feature) bool {
-				if f.Geometry != nil {
-					found = append(found, f)
-				}
+				found = append(found, f)
 				return true
 			})
 		}
@@ -128,20 +129,33 @@ func (s *Server) writeLayer(w *writer, l twin.Layer, req Request, found []*twin.
 	scale := math.Ldexp(Extent, int(req.Z)) // tile units per world width
 	cacheShapes := req.Z <= maxShapeZoom
 	cands := w.cands[:0]
-	for _, f := range found {
-		if visible != nil && !visible(f) {
-			continue
+	if visible != nil {
+		n := 0
+		for _, f := range found {
+			if visible(f) {
+				found[n] = f
+				n++
+			}
 		}
-		m := s.memo.get(f)
+		clear(found[n:])
+		found = found[:n]
+	}
+	ms := slices.Grow(w.memos[:0], len(found))[:len(found)]
+	s.memo.getAll(found, ms)
+	for _, m := range ms {
+		if m.kind == kindNone {
+			continue // no geometry: nothing to draw
+		}
 		size, keep := m.sizeAt(scale)
 		if !keep {
 			continue // smaller than a pixel at this zoom
 		}
-		c := candidate{m: m, rank: size*m.rankMul + m.rankAdd, name: m.name8, kind: m.kind}
-		if cacheShapes && c.kind != kindLine && c.kind != kindNone {
-			c.zs = m.shapeAt(req.Z)
-		}
-		cands = append(cands, c)
+		cands = append(cands, candidate{m: m, rank: size*m.rankMul + m.rankAdd, name: m.name8, kind: m.kind})
+	}
+	clear(ms) // do not keep memos alive in the pool
+	w.memos = ms[:0]
+	if cacheShapes {
+		w.findShapes(cands, req.Z)
 	}
 	w.sortCands(cands)
 	if len(cands) > s.opts.MaxFeatures {
@@ -189,6 +203,32 @@ func (s *Server) writeLayer(w *writer, l twin.Layer, req Request, found []*twin.
 	w.endLayer(string(l), n)
 	clear(cands)
 	w.cands = cands[:0]
+}
+
+// findShapes sets each candidate's zshape at zoom z (lines have none),
+// and reads the start, middle and end of its data, which appendCached
+// reads after the ranking sort. A pass of its own, after the memos are
+// found: each zshape is a cache miss, and so is its data, but in a loop
+// this small the misses of successive candidates overlap (the loads of
+// one do not wait for another's), where within the pass that finds the
+// memos each waited in turn (two thirds of that pass's own time was
+// the load of the zshapes' count).
+func (w *writer) findShapes(cands []candidate, z uint8) {
+	var touch byte
+	for i := range cands {
+		c := &cands[i]
+		if c.kind == kindLine {
+			continue
+		}
+		zs := c.m.shapeAt(z)
+		c.zs = zs
+		if zs != nil {
+			if d := zs.data; len(d) > 0 {
+				touch += d[0] + d[len(d)/2] + d[len(d)-1]
+			}
+		}
+	}
+	w.touch = touch // kept, so that the reads are not dropped
 }
 
 // shape sets w.sh to a feature's tile geometry: load puts it in tile units

@@ -661,6 +661,37 @@ func (t *memoTable) get(f *twin.Feature) *memo {
 	return m
 }
 
+// getAll sets ms[i] to get(fs[i]) (ms is as long as fs). The cached
+// memos are found first, in a loop of their own: a feature's set of slots
+// and then its memo are a cache miss each, which in this small loop
+// overlap with the next features' (in a loop doing a tile's work per
+// feature they were waited for in turn, 5% of a dense tile's CPU); the
+// memos not cached are made after.
+func (t *memoTable) getAll(fs []*twin.Feature, ms []*memo) {
+	if t == nil {
+		for i, f := range fs {
+			ms[i] = newMemo(f, nil)
+		}
+		return
+	}
+	for i, f := range fs {
+		set, _ := t.set(f)
+		var hit *memo
+		for j := range set {
+			if m := set[j].Load(); m != nil && m.f == f {
+				hit = m
+				break
+			}
+		}
+		ms[i] = hit
+	}
+	for i, m := range ms {
+		if m == nil {
+			ms[i] = t.get(fs[i])
+		}
+	}
+}
+
 // forget drops f's memo, if cached.
 func (t *memoTable) forget(f *twin.Feature) {
 	if t == nil || f == nil {

@@ -127,3 +127,44 @@ func TestZValuesRoundTrip(t *testing.T) {
 		t.Fatalf("%d bytes left", len(b))
 	}
 }
+
+// TestMemoGetAll: getAll gives each feature the memo get gives it: the
+// cached one where there is one, else a new one that is then cached
+// (and with no table, a new memo each).
+func TestMemoGetAll(t *testing.T) {
+	tw := testTwin(t)
+	var fs []*twin.Feature
+	for _, l := range twin.Layers {
+		tw.Range(l, func(f *twin.Feature) bool {
+			fs = append(fs, f)
+			return true
+		})
+	}
+	if len(fs) < 4 {
+		t.Fatalf("%d buildings", len(fs))
+	}
+	tab := newMemoTable(1 << 16)
+	cached := map[*twin.Feature]*memo{}
+	for _, f := range fs[:len(fs)/2] {
+		cached[f] = tab.get(f)
+	}
+	ms := make([]*memo, len(fs))
+	tab.getAll(fs, ms)
+	for i, f := range fs {
+		m := ms[i]
+		if m == nil || m.f != f {
+			t.Fatalf("%s: memo of %v", f.ID, m)
+		}
+		if c, ok := cached[f]; ok && c != m {
+			t.Fatalf("%s: a new memo, not the cached one", f.ID)
+		}
+		if tab.get(f) != m {
+			t.Fatalf("%s: getAll's memo is not cached", f.ID)
+		}
+	}
+	var none *memoTable
+	none.getAll(fs[:2], ms[:2])
+	if ms[0] == nil || ms[0].f != fs[0] || ms[1].f != fs[1] {
+		t.Fatal("no table: want new memos")
+	}
+}

@@ -33,12 +33,10 @@ type writer struct {
 	// kused are the numbers set in the current layer.
 	kmap  []uint32
 	kused []uint16
-	// vidIx finds a value number's index in the layer's value table
-	// (vidVal, per vidIx entry).
-	vidIx  index
-	vidVal []uint32
-	vals   []value
-	valIx  index
+	// vids finds a value number's index in the layer's value table.
+	vids  vidMap
+	vals  []value
+	valIx index
 	// valIxAll: valIx indexes every value of vals (after the layer's
 	// first unnumbered value; before, numbered values skip it).
 	valIxAll bool
@@ -59,6 +57,7 @@ type writer struct {
 	mask   []byte
 	stack  []int
 	found  []*twin.Feature
+	memos  []*memo // found's, in writeLayer
 	cands  []candidate
 	// sortCands' scratch.
 	rkeys, rtmp []rankKey
@@ -67,6 +66,8 @@ type writer struct {
 	polys       []polyRef
 	// lo, hi bound the points of the last project, in tile units.
 	lo, hi orb.Point
+	// touch is findShapes' sum of the bytes it reads ahead (unused).
+	touch byte
 }
 
 var writerPool = sync.Pool{New: func() any { return new(writer) }}
@@ -124,8 +125,7 @@ func (w *writer) beginLayer() {
 		w.kmap[id] = 0
 	}
 	w.kused = w.kused[:0]
-	w.vidIx.reset()
-	w.vidVal = w.vidVal[:0]
+	w.vids.reset()
 	w.feats = w.feats[:0]
 	w.ftags = w.ftags[:0]
 	w.fgeom = w.fgeom[:0]
@@ -324,19 +324,19 @@ func (w *writer) keyIndexOf(kid uint16, at attrAt) uint32 {
 }
 
 // valueIndexOf is valueIndex(a.val, a.valHash) for a value numbered vid,
-// found by its number (vidIx: the hash is the number times an odd
-// constant, so equal hashes are equal numbers). A number new to the
-// layer is added to the table with its value read from zv (the value's
-// bytes in a zshape, appendZValue) or else from the memo. Numbered values
-// are equal exactly when their numbers are, so they skip the table's
-// index by value (valIx) until an unnumbered value comes (numberedValue),
-// and each value is in the table once.
+// found by its number (vids). A number new to the layer is added to the
+// table with its value read from zv (the value's bytes in a zshape,
+// appendZValue) or else from the memo. Numbered values are equal exactly
+// when their numbers are, so they skip the table's index by value (valIx)
+// until an unnumbered value comes (numberedValue), and each value is in
+// the table once.
 func (w *writer) valueIndexOf(vid uint32, at attrAt, zv []byte) uint32 {
-	h := uint64(vid) * 0x9E3779B97F4A7C15
-	x := &w.vidIx
-	x.reserve(len(x.hashes) + 1)
-	for i := h & x.mask; ; i = (i + 1) & x.mask {
-		e := x.slots[i]
+	m := &w.vids
+	if 2*(len(m.used)+1) > len(m.slots) {
+		m.grow()
+	}
+	for i := uint64(vid) * 0x9E3779B97F4A7C15 & m.mask; ; i = (i + 1) & m.mask {
+		e := m.slots[i]
 		if e == 0 {
 			var val value
 			if zv != nil {
@@ -345,15 +345,55 @@ func (w *writer) valueIndexOf(vid uint32, at attrAt, zv []byte) uint32 {
 				val = at.kv().val
 			}
 			v := w.numberedValue(val)
-			x.add(i, h)
-			w.vidVal = append(w.vidVal, v)
+			m.slots[i] = uint64(vid)<<32 | uint64(v)
+			m.used = append(m.used, uint32(i))
 			return v
 		}
-		if x.hashes[e-1] == h {
-			v := w.vidVal[e-1]
+		if uint32(e>>32) == vid {
+			v := uint32(e)
 			w.vcount[v]++
 			return v
 		}
+	}
+}
+
+// vidMap maps the value numbers (valueTable ids, from 1) of a layer to
+// their indices in its value table: open addressing with linear probing,
+// a slot holding the number and the index in one word, so that a probe
+// reads one word (with the index type, a slot, an entry's hash and its
+// value index were three reads, each a cache miss in a dense tile's
+// tables). Resetting clears only the slots used.
+type vidMap struct {
+	slots []uint64 // number<<32 | index; 0 empty
+	used  []uint32 // the slots set
+	mask  uint64
+}
+
+func (m *vidMap) reset() {
+	for _, i := range m.used {
+		m.slots[i] = 0
+	}
+	m.used = m.used[:0]
+}
+
+// grow doubles the slots (at least 64), keeping the load factor at most
+// 1/2.
+func (m *vidMap) grow() {
+	old := m.slots
+	size := max(64, 2*len(old))
+	m.slots = make([]uint64, size)
+	m.mask = uint64(size - 1)
+	m.used = m.used[:0]
+	for _, e := range old {
+		if e == 0 {
+			continue
+		}
+		i := uint64(uint32(e>>32)) * 0x9E3779B97F4A7C15 & m.mask
+		for m.slots[i] != 0 {
+			i = (i + 1) & m.mask
+		}
+		m.slots[i] = e
+		m.used = append(m.used, uint32(i))
 	}
 }
 
