@@ -96,6 +96,14 @@ func (x *boxTree) remove(f *Feature) {
 	x.tr.Delete(lo, hi, f)
 }
 
+// replace puts f in the place of old, both with geometries (Tree.Replace:
+// in place when f's box lies in old's leaf's box).
+func (x *boxTree) replace(old, f *Feature) {
+	olo, ohi := box32(old.Geometry.Bound())
+	lo, hi := box32(f.Geometry.Bound())
+	x.tr.Replace(olo, ohi, old, lo, hi, f)
+}
+
 // search calls fn for each object whose exact bounds intersect b (edges
 // included, as orb.Bound.Intersects), until fn returns false.
 func (x *boxTree) search(b orb.Bound, fn func(*Feature) bool) {

@@ -169,9 +169,10 @@ func (t *Twin) Install(c Change) (bool, error) {
 			return false, fmt.Errorf("twin: install %d: upsert without a state", c.Seq)
 		}
 		if old != nil {
-			t.unindex(old)
+			t.replace(old, c.New)
+		} else {
+			t.insert(c.New)
 		}
-		t.insert(c.New)
 	case Remove:
 		if old != nil {
 			t.unindex(old)

@@ -421,11 +421,13 @@ func (t *Twin) locate(f *Feature) {
 func (t *Twin) commitKeepTime(old, nf *Feature, s *Sample) Change {
 	if old != nil {
 		nf.Version = old.Version + 1
-		t.unindex(old)
-	} else if nf.Version == 0 {
-		nf.Version = 1
+		t.replace(old, nf)
+	} else {
+		if nf.Version == 0 {
+			nf.Version = 1
+		}
+		t.insert(nf)
 	}
-	t.insert(nf)
 	c := Change{Kind: Upsert, Time: t.opts.Clock.Now(), Old: old, New: nf, Sample: s}
 	t.feed.append(&c)
 	return c
@@ -447,6 +449,23 @@ func (t *Twin) insert(f *Feature) {
 	if f.Geometry != nil {
 		t.index[i].insert(f)
 	}
+}
+
+// replace puts nf, the next state of old's object, in the maps and index
+// in old's place. Caller holds t.mu.
+func (t *Twin) replace(old, nf *Feature) {
+	i := t.layerIndex(nf.ID.Layer)
+	if i < 0 || old.Geometry == nil || nf.Geometry == nil {
+		t.unindex(old)
+		t.insert(nf)
+		return
+	}
+	if !nf.Props.packed() {
+		nf.Props = nf.Props.Pack()
+	}
+	t.objs[i].Put(nf)
+	t.gen++
+	t.index[i].replace(old, nf)
 }
 
 func (t *Twin) unindex(f *Feature) {

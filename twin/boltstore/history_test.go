@@ -2,7 +2,9 @@ package boltstore
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -212,5 +214,92 @@ func TestNewFilePageSize(t *testing.T) {
 	defer st.Close()
 	if got := st.db.Info().PageSize; got != 4096 {
 		t.Fatalf("a 4 KiB file reopened with %d-byte pages", got)
+	}
+}
+
+// TestHistoryGroups: a flush writes one key per object and chunk; the
+// keys of one sample each that files hold from before groups are read
+// with them; of a sample written again (same object and ts), the last
+// write is read, once.
+func TestHistoryGroups(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir(), Options{HistoryChunk: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id, other := twin.NewID(twin.Vehicles, "v"), twin.NewID(twin.Vehicles, "v2")
+	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	mk := func(id twin.ID, i int, speed float64) twin.Sample {
+		sm := twin.Sample{ID: id, Time: t0.Add(time.Duration(i) * time.Second), HasSpeed: true, SpeedKmh: speed,
+			Values: map[string]float64{"i": float64(i)}}
+		if i%2 == 0 {
+			sm.HasPos, sm.Pos = true, orb.Point{106, 29 + float64(i)}
+		}
+		return sm
+	}
+	sameSamples := func(a, b []twin.Sample) bool {
+		return slices.EqualFunc(a, b, func(x, y twin.Sample) bool {
+			return sameSamples([]twin.Sample{x}, []twin.Sample{y}) && maps.Equal(x.Values, y.Values)
+		})
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error { // one key a sample, as written before groups
+		for _, i := range []int{0, 2, 4} {
+			v, _ := encodeSample(nil, mk(id, i, float64(i)))
+			k := binary.BigEndian.AppendUint64(nil, s.chunkOf(mk(id, i, 0).Time))
+			if err := tx.Bucket(chunkBucket).Put(tsKey(append(k, historyPrefix(id)...), mk(id, i, 0).Time), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := func() int {
+		n := 0
+		_ = s.db.View(func(tx *bolt.Tx) error {
+			return tx.Bucket(chunkBucket).ForEach(func(_, _ []byte) error { n++; return nil })
+		})
+		return n
+	}
+	// Out of time order, two objects, one ts again within the batch (the
+	// later one wins), a sample the old keys hold again.
+	batch := []twin.Sample{mk(id, 5, 5), mk(other, 1, 1), mk(id, 1, 1), mk(id, 4, 40), mk(id, 3, 3), mk(id, 3, 33), mk(id, 70, 70)}
+	if err := s.AppendHistory(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if n := keys(); n != 3+3 { // id's chunks 0 and 1, other's chunk 0
+		t.Fatalf("%d keys, want 6", n)
+	}
+	if err := s.AppendHistory(ctx, []twin.Sample{mk(id, 5, 55), mk(id, 6, 6), mk(id, 1, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	want := []twin.Sample{mk(id, 0, 0), mk(id, 1, 1), mk(id, 2, 2), mk(id, 3, 33), mk(id, 4, 40), mk(id, 5, 55), mk(id, 6, 6), mk(id, 70, 70)}
+	got, err := s.History(ctx, id, time.Time{}, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameSamples(got, want) {
+		t.Fatalf("got %v,\nwant %v", got, want)
+	}
+	for _, q := range []struct{ from, to, limit int }{{3, 0, 0}, {3, 6, 0}, {1, 0, 3}, {5, 71, 2}, {6, 70, 0}, {71, 0, 0}, {0, 1, 0}} {
+		var from, to time.Time
+		var w []twin.Sample
+		from = t0.Add(time.Duration(q.from) * time.Second)
+		if q.to > 0 {
+			to = t0.Add(time.Duration(q.to) * time.Second)
+		}
+		for _, sm := range want {
+			if !sm.Time.Before(from) && (to.IsZero() || sm.Time.Before(to)) && (q.limit == 0 || len(w) < q.limit) {
+				w = append(w, sm)
+			}
+		}
+		if got, err := s.History(ctx, id, from, to, q.limit); err != nil || !sameSamples(got, w) {
+			t.Fatalf("%+v: got %v, want %v (%v)", q, got, w, err)
+		}
+	}
+	if got, _ := s.History(ctx, other, time.Time{}, time.Time{}, 0); !sameSamples(got, []twin.Sample{mk(other, 1, 1)}) {
+		t.Fatalf("other: %v", got)
 	}
 }

@@ -21,22 +21,32 @@ var _ twin.MoveEnricher = (*Locator)(nil)
 // against h3-go on random and edge-hugging points.
 const cellMargin = 1e-6
 
-// maxShapes bounds the cell outline cache (~200 B each): 65,536 res-9
+// maxShapes bounds the cell outline cache (256 B each): 65,536 res-9
 // cells are ~6,900 km², the whole of a city's built-up area. When full it
 // is dropped and refilled, so memory stays bounded for roaming fleets.
 const maxShapes = 1 << 16
 
 // cellShape is one res-9 cell's outline as inward edge half-planes:
 // p is inside with margin m when nx*p.x + ny*p.y >= d + m for every edge.
+// The edges are in the struct, not behind a slice of their own: every
+// moving object's sample reads its cell's outline, and the second pointer
+// to follow (a cache miss at thousands of cells) made inside ~4 % of the
+// server's CPU under moving vehicles (issue 16 goal 1).
 type cellShape struct {
-	edges []halfPlane
+	n     int
+	edges [maxCellEdges]halfPlane
 }
+
+// maxCellEdges is the most vertices an H3 cell's boundary has (H3's
+// MAX_CELL_BNDRY_VERTS: a hexagon or pentagon with distortion vertices
+// where it crosses an icosahedron edge).
+const maxCellEdges = 10
 
 type halfPlane struct{ nx, ny, d float64 }
 
 func newCellShape(c uint64) *cellShape {
 	poly := hex.CellPolygon(c)
-	if len(poly) == 0 || len(poly[0]) < 4 {
+	if len(poly) == 0 || len(poly[0]) < 4 || len(poly[0])-1 > maxCellEdges {
 		return nil
 	}
 	r := poly[0]
@@ -49,7 +59,7 @@ func newCellShape(c uint64) *cellShape {
 	if area < 0 {
 		sign = -1
 	}
-	s := &cellShape{edges: make([]halfPlane, 0, n)}
+	s := &cellShape{}
 	for i := 0; i < n; i++ {
 		a, b := r[i], r[i+1]
 		ex, ey := b[0]-a[0], b[1]-a[1]
@@ -59,14 +69,15 @@ func newCellShape(c uint64) *cellShape {
 		}
 		// Inward unit normal of a counter-clockwise ring: (-ey, ex).
 		nx, ny := -ey/l*sign, ex/l*sign
-		s.edges = append(s.edges, halfPlane{nx, ny, nx*a[0] + ny*a[1]})
+		s.edges[s.n] = halfPlane{nx, ny, nx*a[0] + ny*a[1]}
+		s.n++
 	}
 	return s
 }
 
 // inside reports whether p is inside the outline by at least cellMargin.
 func (s *cellShape) inside(p orb.Point) bool {
-	for _, e := range s.edges {
+	for _, e := range s.edges[:s.n] {
 		if e.nx*p[0]+e.ny*p[1] < e.d+cellMargin {
 			return false
 		}

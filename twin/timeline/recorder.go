@@ -179,6 +179,7 @@ type Recorder struct {
 	cache     *ckptState
 	maxCached int // maxCachedState; tests lower it
 	lastPrune time.Time
+	peak      int // recent flushes' largest record count, decaying (nextPeak)
 }
 
 // NewRecorder makes a recorder over the twin's feed; st must implement
@@ -408,9 +409,17 @@ func (r *Recorder) flush(ctx context.Context) error {
 // rather than held for good.
 const maxKeptPending = 1 << 16
 
-// keepPending reports whether a pending slice of capacity c, of which a
-// flush used n, is kept for the next.
+// keepPending reports whether a pending slice of capacity c, of which the
+// recent flushes used up to n (nextPeak), is kept for the next.
 func keepPending(c, n int) bool { return c <= max(maxKeptPending, 2*n) }
+
+// nextPeak is the recent flushes' peak record count after a flush of n:
+// it decays by a sixteenth a flush rather than follow each flush, since a
+// small flush among large ones (the checkpoint tick's, a few ms after the
+// last) let the slice go and the next grew it again from nothing, ~8 MB a
+// second of garbage at 50k updates a second (issue 16 goal 1); a slice
+// grown by a backlog (MaxPending) is let go a dozen flushes after it.
+func nextPeak(peak, n int) int { return max(n, peak-peak/16) }
 
 // writePending writes the pending records and versions as chunks keyed
 // key, and empties them; the recorded seq is the caller's.
@@ -453,9 +462,9 @@ func (r *Recorder) writePending(ctx context.Context, key uint64) error {
 	r.m.records.Add(float64(len(r.pending) + len(r.versions)))
 	r.m.flushSeconds.Observe(time.Since(start).Seconds())
 	clear(r.pending) // the features they hold may leave the twin
-	n := len(r.pending)
+	r.peak = nextPeak(r.peak, len(r.pending))
 	r.pending, r.versions = r.pending[:0], r.versions[:0]
-	if !keepPending(cap(r.pending), n) {
+	if !keepPending(cap(r.pending), r.peak) {
 		r.pending, r.order, r.raw = nil, nil, nil
 		r.objects, r.ids, r.byID, r.rank = nil, nil, nil, nil
 	}

@@ -64,6 +64,27 @@ func TestKeepPending(t *testing.T) {
 	}
 }
 
+// TestPendingPeak: a small flush among large ones (the checkpoint tick's)
+// keeps the slice; one grown by a backlog goes within a few dozen flushes
+// once they are small again.
+func TestPendingPeak(t *testing.T) {
+	const c = 100_000 // grown by 60k-record flushes
+	peak := 0
+	for i, n := range []int{60_000, 60_000, 2_000, 60_000, 500, 10, 60_000} {
+		if peak = nextPeak(peak, n); !keepPending(c, peak) {
+			t.Fatalf("flush %d of %d records: the slice goes", i, n)
+		}
+	}
+	peak = 1 << 18
+	for i := range 40 {
+		if peak = nextPeak(peak, 60_000); !keepPending(1<<18, peak) {
+			t.Logf("a backlog's slice goes at the %dth small flush", i+1)
+			return
+		}
+	}
+	t.Fatal("a backlog's slice is kept for good")
+}
+
 // BenchmarkSortPending: one flush's chunk order at 35k updates a second
 // from 5000 vehicles (in feed order, one bucket).
 func BenchmarkSortPending(b *testing.B) {

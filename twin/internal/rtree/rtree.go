@@ -768,6 +768,75 @@ func (tr *Tree[T]) nodeDelete(nr *rect, n *node[T], ir *rect, data T, reinsert *
 	return false, false
 }
 
+// Replace puts data, boxed min, max, in the place of old, inserted with
+// the box oldMin, oldMax. When the new box lies inside the box of old's
+// leaf (a vehicle's step of a few tens of metres, mostly) the entry is
+// rewritten where it is, and the leaf's box and its parents' shrink as a
+// delete would shrink them: the walk down to the leaf is a delete's, but
+// without a delete's removal and an insert's second walk, choice of
+// subtree and shifting of entries (~9 % of the server's CPU under moving
+// vehicles, issue 16 goal 1). Otherwise it is Delete then Insert.
+func (tr *Tree[T]) Replace(oldMin, oldMax [2]float32, old T, min, max [2]float32, data T) {
+	or, ir := rect{oldMin, oldMax}, rect{min, max}
+	if tr.root != nil && tr.rect.contains(&or) {
+		if found, _ := tr.nodeReplace(&tr.rect, tr.root, &or, old, &ir, data); found {
+			return
+		}
+	}
+	tr.Delete(oldMin, oldMax, old)
+	tr.Insert(min, max, data)
+}
+
+// nodeReplace is Replace's in-place walk: found reports that old's entry
+// was rewritten (false when old is absent or its leaf's box does not hold
+// ir, and then nothing changed); shrunk, that nr shrank.
+func (tr *Tree[T]) nodeReplace(nr *rect, n *node[T], or *rect, old T, ir *rect, data T) (found, shrunk bool) {
+	if n.leaf() {
+		items := n.items()
+		for i := 0; i < int(n.count); i++ {
+			if r := n.at(i); !or.contains(&r) || items[i] != old {
+				continue
+			}
+			// A leaf of points takes only a point in place; a box moves
+			// to a leaf of boxes by Delete + Insert.
+			if !nr.contains(ir) || n.kind == pointLeaf && !ir.isPoint() {
+				return false, false
+			}
+			n.set(i, *ir)
+			items[i] = data
+			n.orderToRight(n.orderToLeft(i))
+			if or.onedge(nr) {
+				r := n.rect()
+				shrunk = !r.equals(nr)
+				*nr = r
+			}
+			return true, shrunk
+		}
+		return false, false
+	}
+	rects := n.boxes()[:n.count]
+	children := n.children()
+	for i := range rects {
+		if !rects[i].contains(or) {
+			continue
+		}
+		crect := rects[i]
+		found, shrunk = tr.nodeReplace(&rects[i], children[i], or, old, ir, data)
+		if !found {
+			continue
+		}
+		if shrunk {
+			shrunk = !rects[i].equals(&crect)
+			if shrunk {
+				*nr = n.rect()
+			}
+			_ = n.orderToRight(i)
+		}
+		return true, shrunk
+	}
+	return false, false
+}
+
 func (r *rect) equals(b *rect) bool {
 	return !(r.min[0] < b.min[0] || r.min[0] > b.min[0] ||
 		r.min[1] < b.min[1] || r.min[1] > b.min[1] ||

@@ -309,3 +309,76 @@ func TestNext32(t *testing.T) {
 		}
 	}
 }
+
+// checkNodes checks that every node's box is its entries' union (tight:
+// what a delete's shrinking keeps) and that entries are ordered by min x.
+func checkNodes[T comparable](t *testing.T, nr rect, n *node[T]) {
+	t.Helper()
+	if n.count == 0 {
+		t.Fatal("empty node")
+	}
+	if r := n.rect(); !r.equals(&nr) {
+		t.Fatalf("node box %v, its entries' union %v", nr, r)
+	}
+	if !n.issorted() {
+		t.Fatal("entries not ordered by min x")
+	}
+	if n.leaf() {
+		return
+	}
+	for i, c := range n.children()[:n.count] {
+		checkNodes(t, n.boxes()[i], c)
+	}
+}
+
+// TestReplace: objects that step (most within their leaf's box, some far
+// away, some back and forth across edges) are found where they are and
+// never where they were, and the nodes' boxes stay tight, as with
+// Delete + Insert.
+func TestReplace(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for _, c := range []struct{ n, boxes int }{{1, 3}, {40, 3}, {3000, 3}, {3000, 0}} {
+		n := c.n
+		var tr Tree[*item]
+		live := map[*item]bool{}
+		its := mixedItems(r, n, c.boxes) // boxes 0: points only, in leaves of points
+		for _, it := range its {
+			tr.Insert(it.min, it.max, it)
+			live[it] = true
+		}
+		for step := range 20 * n {
+			k := r.IntN(len(its))
+			old := its[k]
+			nw := &item{id: old.id, min: old.min, max: old.max}
+			d := float32(3)
+			if r.IntN(20) == 0 {
+				d = 500
+			}
+			dx, dy := (r.Float32()*2-1)*d, (r.Float32()*2-1)*d
+			nw.min[0], nw.max[0] = nw.min[0]+dx, nw.max[0]+dx
+			nw.min[1], nw.max[1] = nw.min[1]+dy, nw.max[1]+dy
+			if IsPoint(old.min, old.max) {
+				// A point stays one float32 step wide, as the twin's
+				// index boxes it (else it would leave its leaf of points).
+				nw.max = [2]float32{next32(nw.min[0]), next32(nw.min[1])}
+			}
+			tr.Replace(old.min, old.max, old, nw.min, nw.max, nw)
+			delete(live, old)
+			live[nw] = true
+			its[k] = nw
+			if step%(2*n) == 0 {
+				check(t, r, &tr, live)
+				checkNodes(t, tr.rect, tr.root)
+			}
+		}
+		check(t, r, &tr, live)
+		checkNodes(t, tr.rect, tr.root)
+		// An absent old one: the new one goes in as by Insert.
+		nw := &item{id: -1, min: [2]float32{5, 5}, max: [2]float32{5, 5}}
+		tr.Replace(nw.min, nw.max, &item{}, nw.min, nw.max, nw)
+		live[nw] = true
+		check(t, r, &tr, live)
+	}
+}
