@@ -54,31 +54,8 @@ func benchFanout(b *testing.B, rate int, flush time.Duration) {
 	defer func() { cancel(); <-runDone; srv.Close() }()
 
 	var got atomic.Int64 // bytes the clients read
-	for range clients {
-		conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
+	for _, conn := range dialViewers(b, srv.URL, r, clients, func(n int) { got.Add(int64(n)) }) {
 		defer conn.Close()
-		w := 0.02 + r.Float64()*0.08
-		min := randIn(r, orb.Bound{Min: city.Min, Max: orb.Point{city.Max[0] - w, city.Max[1] - w*0.75}})
-		req := fmt.Sprintf(`{"op":"subscribe","layers":["vehicles"],"bbox":[%f,%f,%f,%f]}`, min[0], min[1], min[0]+w, min[1]+w*0.75)
-		if err := conn.WriteMessage(websocket.TextMessage, []byte(req)); err != nil {
-			b.Fatal(err)
-		}
-		if _, _, err := conn.ReadMessage(); err != nil { // the snapshot
-			b.Fatal(err)
-		}
-		go func() {
-			buf := make([]byte, 64<<10)
-			for {
-				n, err := conn.NetConn().Read(buf)
-				got.Add(int64(n))
-				if err != nil {
-					return
-				}
-			}
-		}()
 	}
 	ts := time.Now()
 	move := func(i int) {
@@ -115,4 +92,41 @@ func benchFanout(b *testing.B, rate int, flush time.Duration) {
 	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/move")
 	b.ReportMetric(float64(got.Load()-got0)/float64(b.N), "B-delivered/move")
+}
+
+// dialViewers connects n websocket clients to the hub at url, each
+// subscribed to vehicles on a random city viewport (as wsload picks
+// them), and past its snapshot; each then reads whole batches in a
+// goroutine of its own and passes read the bytes of each read, until its
+// connection is closed.
+func dialViewers(b *testing.B, url string, r *rand.Rand, n int, read func(int)) []*websocket.Conn {
+	b.Helper()
+	conns := make([]*websocket.Conn, 0, n)
+	for range n {
+		conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(url, "http"), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, conn)
+		w := 0.02 + r.Float64()*0.08
+		min := randIn(r, orb.Bound{Min: city.Min, Max: orb.Point{city.Max[0] - w, city.Max[1] - w*0.75}})
+		req := fmt.Sprintf(`{"op":"subscribe","layers":["vehicles"],"bbox":[%f,%f,%f,%f]}`, min[0], min[1], min[0]+w, min[1]+w*0.75)
+		if err := conn.WriteMessage(websocket.TextMessage, []byte(req)); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := conn.ReadMessage(); err != nil { // the snapshot
+			b.Fatal(err)
+		}
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				k, err := conn.NetConn().Read(buf)
+				read(k)
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return conns
 }

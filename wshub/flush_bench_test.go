@@ -5,13 +5,9 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"runtime"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
-	"github.com/paulmach/orb"
 )
 
 // BenchmarkRouteFlush is the hub's own work per change, in lockstep and
@@ -36,36 +32,12 @@ func benchRouteFlush(b *testing.B, round int) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	r := rand.New(rand.NewPCG(1, 2))
-	conns := make([]*websocket.Conn, 0, clients)
+	conns := dialViewers(b, srv.URL, r, clients, func(int) {})
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
-	for range clients {
-		conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		conns = append(conns, conn)
-		w := 0.02 + r.Float64()*0.08
-		min := randIn(r, orb.Bound{Min: city.Min, Max: orb.Point{city.Max[0] - w, city.Max[1] - w*0.75}})
-		req := fmt.Sprintf(`{"op":"subscribe","layers":["vehicles"],"bbox":[%f,%f,%f,%f]}`, min[0], min[1], min[0]+w, min[1]+w*0.75)
-		if err := conn.WriteMessage(websocket.TextMessage, []byte(req)); err != nil {
-			b.Fatal(err)
-		}
-		if _, _, err := conn.ReadMessage(); err != nil { // the snapshot
-			b.Fatal(err)
-		}
-		go func() {
-			buf := make([]byte, 64<<10)
-			for {
-				if _, err := conn.NetConn().Read(buf); err != nil {
-					return
-				}
-			}
-		}()
-	}
 	time.Sleep(50 * time.Millisecond) // the writers are back waiting
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
