@@ -757,11 +757,7 @@ func (tr *Tree[T]) nodeDelete(nr *rect, n *node[T], ir *rect, data T, reinsert *
 			return true, true
 		}
 		if shrunk {
-			shrunk = !rects[i].equals(&crect)
-			if shrunk {
-				*nr = n.rect()
-			}
-			_ = n.orderToRight(i)
+			shrunk = n.childShrank(nr, i, &crect)
 		}
 		return true, shrunk
 	}
@@ -826,15 +822,24 @@ func (tr *Tree[T]) nodeReplace(nr *rect, n *node[T], or *rect, old T, ir *rect, 
 			continue
 		}
 		if shrunk {
-			shrunk = !rects[i].equals(&crect)
-			if shrunk {
-				*nr = n.rect()
-			}
-			_ = n.orderToRight(i)
+			shrunk = n.childShrank(nr, i, &crect)
 		}
 		return true, shrunk
 	}
 	return false, false
+}
+
+// childShrank is what a delete (or an in-place replace) below child i
+// leaves to do: it reports whether the child's box shrank from before, and
+// then recomputes n's box into nr; either way child i is moved right to
+// keep the entries ordered by min x.
+func (n *node[T]) childShrank(nr *rect, i int, before *rect) bool {
+	shrank := !n.boxes()[i].equals(before)
+	if shrank {
+		*nr = n.rect()
+	}
+	_ = n.orderToRight(i)
+	return shrank
 }
 
 func (r *rect) equals(b *rect) bool {
