@@ -540,14 +540,20 @@ type propKV struct {
 	v any
 }
 
-// with returns the packed props of p with the given keys set: the apply
-// path's one allocation for a sample's speed, heading and readings, keeping
-// the interned key set when no key is new.
-func (p Props) with(set []propKV) Props {
+// with returns the packed props of p with the given keys set, and
+// "values" set to the packed value readings when that is not nil
+// (ApplySample's merged readings; apart from set, whose values' contents
+// escape, so that they stay on its stack): the apply path's one
+// allocation for a sample's speed, heading and readings, keeping the
+// interned key set when no key is new.
+func (p Props) with(set []propKV, readings []byte) Props {
 	slow := func() Props {
 		c := Props{m: p.Map()}
 		for _, kv := range set {
 			c.m[kv.k] = kv.v
+		}
+		if readings != nil {
+			c.m["values"], _ = decodeValue(string(readings))
 		}
 		return c.Pack()
 	}
@@ -559,6 +565,9 @@ func (p Props) with(set []propKV) Props {
 			return slow()
 		}
 	}
+	if readings != nil && !p.Has("values") {
+		return slow()
+	}
 	data := make([]byte, 0, len(p.data)+16)
 	ks, old := p.keys.Value(), p.data
 	for ks != "" {
@@ -566,7 +575,9 @@ func (p Props) with(set []propKV) Props {
 		k, ks = nextKey(ks)
 		n := valueLen(old)
 		i := slices.IndexFunc(set, func(kv propKV) bool { return kv.k == k })
-		if i < 0 {
+		if readings != nil && k == "values" {
+			data = append(data, readings...)
+		} else if i < 0 {
 			data = append(data, old[:n]...)
 		} else {
 			var good bool

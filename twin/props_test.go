@@ -56,11 +56,11 @@ func TestPropsPackRoundTrip(t *testing.T) {
 		t.Fatal("unsupported type packed")
 	}
 	// with: the apply path's update keeps the key set.
-	w := p.with([]propKV{{"int", 7}, {"big", math.Pi}})
+	w := p.with([]propKV{{"int", 7}, {"big", math.Pi}}, nil)
 	if w.keys != p.keys || w.Get("int") != 7 || w.Get("big") != math.Pi || p.Get("int") != 5 {
 		t.Fatalf("with: %v", w)
 	}
-	if w2 := p.with([]propKV{{"new", "x"}}); w2.Get("new") != "x" || w2.Len() != p.Len()+1 {
+	if w2 := p.with([]propKV{{"new", "x"}}, nil); w2.Get("new") != "x" || w2.Len() != p.Len()+1 {
 		t.Fatalf("with a new key: %v", w2)
 	}
 }

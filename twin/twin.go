@@ -335,14 +335,30 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	if ts == old.Observed {
 		return 0, Change{}, ErrDuplicate
 	}
-	prev := valuesOf(old)
+	// The old readings are merged as packed bytes when they are packed
+	// (packedReadings), else decoded into prev.
+	var prev map[string]any
+	var keyBuf [MaxValues]string
+	var keys []string
+	entries, held, packed := packedReadings(old.Props)
 	added := 0
-	for k := range s.Values {
-		if _, ok := prev[k]; !ok {
-			added++
+	if packed {
+		if len(s.Values) <= MaxValues {
+			keys = sortedReadingKeys(keyBuf[:0], s.Values)
+		} else {
+			keys = sortedReadingKeys(nil, s.Values) // Unchecked only
+		}
+		added = readingsAdded(entries, keys)
+	} else {
+		prev = valuesOf(old)
+		held = len(prev)
+		for k := range s.Values {
+			if _, ok := prev[k]; !ok {
+				added++
+			}
 		}
 	}
-	if held := len(prev); added > 0 && held+added > MaxValues && !t.opts.Unchecked {
+	if added > 0 && held+added > MaxValues && !t.opts.Unchecked {
 		return 0, Change{}, fmt.Errorf("%s: %w: holds %d readings, the sample adds %d, at most %d", s.ID, ErrTooManyValues, held, added, MaxValues)
 	}
 	if old.Observed != 0 && ts < old.Observed {
@@ -371,7 +387,11 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	if s.HasHeading {
 		set = append(set, propKV{"heading", s.Heading})
 	}
-	if len(s.Values) > 0 {
+	var readings []byte
+	if len(s.Values) > 0 && packed {
+		var rb [512]byte
+		readings = appendMergedReadings(rb[:0], entries, held, keys, s.Values, added)
+	} else if len(s.Values) > 0 {
 		vals := make(map[string]any, len(prev)+added)
 		for k, v := range prev {
 			vals[k] = v
@@ -381,8 +401,8 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 		}
 		set = append(set, propKV{"values", vals})
 	}
-	if len(set) > 0 {
-		nf.Props = old.Props.with(set)
+	if len(set) > 0 || readings != nil {
+		nf.Props = old.Props.with(set, readings)
 	}
 	c := t.commitKeepTime(old, &nf, &s)
 	return Applied, c, nil
