@@ -1,6 +1,7 @@
 package twin
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"testing"
@@ -33,32 +34,7 @@ func TestMergedReadings(t *testing.T) {
 		}
 		p := NewProps(base).Pack()
 		for _, vals := range samples {
-			entries, held, ok := packedReadings(p)
-			if !ok {
-				t.Fatalf("packedReadings(%v) not ok", p)
-			}
-			prev := valuesOf(&Feature{Props: p})
-			if held != len(prev) {
-				t.Fatalf("held %d, want %d", held, len(prev))
-			}
-			keys := sortedReadingKeys(nil, vals)
-			added := readingsAdded(entries, keys)
-			want := map[string]any{}
-			for k, v := range prev {
-				want[k] = v
-			}
-			for k, v := range vals {
-				want[k] = v
-			}
-			if added != len(want)-len(prev) {
-				t.Errorf("old %v, sample %v: added %d, want %d", old, vals, added, len(want)-len(prev))
-			}
-			raw := appendMergedReadings(nil, entries, held, keys, vals, added)
-			got := p.with(nil, raw)
-			exp := p.with([]propKV{{"values", want}}, nil)
-			if got.keys != exp.keys || got.data != exp.data {
-				t.Errorf("old %v, sample %v: merged %v, want %v", old, vals, got, exp)
-			}
+			checkMerge(t, p, vals)
 		}
 	}
 	// An overlay or a map form is not merged; values not a map neither.
@@ -68,6 +44,57 @@ func TestMergedReadings(t *testing.T) {
 			t.Errorf("packedReadings(%v) ok", p)
 		}
 	}
+}
+
+// checkMerge checks the merge of vals into p's packed readings against
+// the map path.
+func checkMerge(t *testing.T, p Props, vals map[string]float64) {
+	t.Helper()
+	entries, held, ok := packedReadings(p)
+	if !ok {
+		t.Fatalf("packedReadings(%v) not ok", p)
+	}
+	prev := valuesOf(&Feature{Props: p})
+	if held != len(prev) {
+		t.Fatalf("held %d, want %d", held, len(prev))
+	}
+	keys := sortedReadingKeys(nil, vals)
+	added := readingsAdded(entries, keys)
+	want := map[string]any{}
+	for k, v := range prev {
+		want[k] = v
+	}
+	for k, v := range vals {
+		want[k] = v
+	}
+	if added != len(want)-len(prev) {
+		t.Errorf("old %v, sample %v: added %d, want %d", prev, vals, added, len(want)-len(prev))
+	}
+	raw := appendMergedReadings(nil, entries, held, keys, vals, added)
+	got := p.with(nil, raw)
+	exp := p.with([]propKV{{"values", want}}, nil)
+	if got.keys != exp.keys || got.data != exp.data {
+		t.Errorf("old %v, sample %v: merged %v, want %v", prev, vals, got, exp)
+	}
+}
+
+// FuzzMergedReadings: any stored readings (a JSON object) and any two
+// readings of a sample merge as the map path merges them.
+func FuzzMergedReadings(f *testing.F) {
+	f.Add(`{"sent_ms":1234.5}`, "sent_ms", 99.125, "b", 0.1)
+	f.Add(`{"a":1,"m":2.5,"s":"text","n":null,"l":[1,"x"]}`, "a", 3.0, "", math.Copysign(0, -1))
+	f.Add(`{}`, "co2", math.Inf(1), "co2", 1e300)
+	f.Fuzz(func(t *testing.T, oldJSON, k1 string, v1 float64, k2 string, v2 float64) {
+		var old map[string]any
+		if json.Unmarshal([]byte(oldJSON), &old) != nil || old == nil || v1 != v1 || v2 != v2 {
+			return // not an object, or a NaN reading (refused before the twin)
+		}
+		p := NewProps(map[string]any{"speed_kmh": 12.3, "values": old}).Pack()
+		if _, _, ok := packedReadings(p); !ok {
+			return
+		}
+		checkMerge(t, p, map[string]float64{k1: v1, k2: v2})
+	})
 }
 
 // BenchmarkApplySampleReading applies samples with one reading (wsload's
