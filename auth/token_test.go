@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -86,5 +88,69 @@ func TestOfFailsClosed(t *testing.T) {
 	ctx := WithPrincipal(context.Background(), Principal{Role: Planner, Region: "500105"})
 	if !Of(ctx).Sees(f) {
 		t.Fatal("principal in context not used")
+	}
+}
+
+// TestVerifier checks a Verifier answers as Key.Parse does, a remembered
+// token included: accepted within its window only, never one that failed.
+func TestVerifier(t *testing.T) {
+	k := Key(strings.Repeat("k", 32))
+	v := NewVerifier(k)
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	tok, err := k.Sign(Principal{Subject: "ops1", Role: Operator, Region: "500105"}, time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // the first verifies, the second is remembered
+		p, err := v.Parse(tok, now.Add(time.Minute))
+		if err != nil || p != (Principal{Subject: "ops1", Role: Operator, Region: "500105"}) {
+			t.Fatalf("parse %d: %+v %v", i, p, err)
+		}
+	}
+	if _, err := v.Parse(tok, now.Add(time.Hour)); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("remembered token accepted at its expiry: %v", err)
+	}
+	if _, err := v.Parse(tok, now.Add(2*time.Hour)); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("remembered token accepted after its expiry: %v", err)
+	}
+	tampered := tok[:len(tok)-2] + "xx"
+	for range 2 {
+		if _, err := v.Parse(tampered, now); !errors.Is(err, ErrBadToken) {
+			t.Fatalf("tampered token accepted: %v", err)
+		}
+	}
+	if _, err := NewVerifier(Key(strings.Repeat("o", 32))).Parse(tok, now); !errors.Is(err, ErrBadToken) {
+		t.Fatal("token from another key accepted")
+	}
+	// A token with a not-before is refused before it, also once remembered.
+	c := claims{Role: Admin, Region: CityCode, RegisteredClaims: jwt.RegisteredClaims{
+		ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+		NotBefore: jwt.NewNumericDate(now.Add(time.Minute)),
+	}}
+	nbf, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Parse(nbf, now); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("token accepted before its not-before: %v", err)
+	}
+	if _, err := v.Parse(nbf, now.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Parse(nbf, now); !errors.Is(err, ErrBadToken) {
+		t.Fatalf("remembered token accepted before its not-before: %v", err)
+	}
+	// Past maxVerified tokens it forgets and still answers.
+	for i := range maxVerified + 1 {
+		tk, err := k.Sign(Principal{Subject: "u" + strings.Repeat("x", i%7), Role: Field, Region: "500105"}, time.Duration(i+1)*time.Second+time.Hour, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Parse(tk, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(v.ok) > maxVerified {
+		t.Fatalf("%d tokens remembered, bound %d", len(v.ok), maxVerified)
 	}
 }

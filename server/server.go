@@ -90,6 +90,9 @@ type Server struct {
 	opts Options
 	mux  *http.ServeMux
 	log  *slog.Logger
+	// tokens verifies bearer tokens and remembers the good ones (nil
+	// without opts.Key).
+	tokens *auth.Verifier
 }
 
 // New builds the server's handler tree.
@@ -104,6 +107,9 @@ func New(opts Options) *Server {
 		opts.Clock = clock.Real{}
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux(), log: opts.Logger}
+	if len(opts.Key) > 0 {
+		s.tokens = auth.NewVerifier(opts.Key)
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -257,10 +263,10 @@ func (s *Server) authenticate(r *http.Request, query bool) (auth.Principal, erro
 	if tok == "" {
 		return auth.Principal{}, auth.ErrNoToken
 	}
-	if len(s.opts.Key) == 0 {
+	if s.tokens == nil {
 		return auth.Principal{}, fmt.Errorf("%w: server has no signing key", auth.ErrBadToken)
 	}
-	return s.opts.Key.Parse(tok, s.opts.Clock.Now())
+	return s.tokens.Parse(tok, s.opts.Clock.Now())
 }
 
 func hasRole(r auth.Role, roles []auth.Role) bool {
