@@ -459,6 +459,14 @@ func (t *Twin) insert(f *Feature) {
 	if i < 0 {
 		return
 	}
+	t.put(i, f)
+	if f.Geometry != nil {
+		t.index[i].insert(f)
+	}
+}
+
+// put puts f in layer i's map, its props packed. Caller holds t.mu.
+func (t *Twin) put(i int, f *Feature) {
 	if !f.Props.packed() {
 		// Only then: a state put back by undo (replica.go) is read by
 		// consumers of the feed at the same time, so no write to it.
@@ -466,9 +474,6 @@ func (t *Twin) insert(f *Feature) {
 	}
 	t.objs[i].Put(f)
 	t.gen++
-	if f.Geometry != nil {
-		t.index[i].insert(f)
-	}
 }
 
 // replace puts nf, the next state of old's object, in the maps and index
@@ -480,11 +485,7 @@ func (t *Twin) replace(old, nf *Feature) {
 		t.insert(nf)
 		return
 	}
-	if !nf.Props.packed() {
-		nf.Props = nf.Props.Pack()
-	}
-	t.objs[i].Put(nf)
-	t.gen++
+	t.put(i, nf)
 	t.index[i].replace(old, nf)
 }
 

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -295,6 +296,9 @@ func (s *Store) chunkedHistory(ctx context.Context, tx *bolt.Tx, id twin.ID, pre
 }
 
 // readGroup appends the samples of a group value with lo <= ts < end.
+// errGroupTs is a group whose sample's ts delta overflows its min ts.
+var errGroupTs = errors.New("history group: sample ts beyond the range")
+
 func readGroup(got []written, id twin.ID, minTs, wseq uint64, v []byte, lo, end uint64) ([]written, error) {
 	for len(v) > 0 {
 		d, n := binary.Uvarint(v)
@@ -309,7 +313,10 @@ func readGroup(got []written, id twin.ID, minTs, wseq uint64, v []byte, lo, end 
 		rec := v[n : n+int(l)]
 		v = v[n+int(l):]
 		ts := minTs + d
-		if ts < minTs || ts < lo || ts >= end {
+		if ts < minTs {
+			return got, errGroupTs // a corrupt delta: said, not skipped
+		}
+		if ts < lo || ts >= end {
 			continue
 		}
 		sm, err := decodeSample(id, time.Unix(0, int64(ts^(1<<63))).UTC(), rec)

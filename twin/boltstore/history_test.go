@@ -303,3 +303,21 @@ func TestHistoryGroups(t *testing.T) {
 		t.Fatalf("other: %v", got)
 	}
 }
+
+// FuzzReadGroup: any bytes as a group's value either read or fail with an
+// error, never panic, and every sample read lies in [lo, end).
+func FuzzReadGroup(f *testing.F) {
+	f.Add(uint64(1<<63), []byte{0, 1, 0}, uint64(0), uint64(1<<64-1))
+	f.Add(uint64(1<<64-2), []byte{5, 0}, uint64(0), uint64(1<<64-1))
+	f.Fuzz(func(t *testing.T, minTs uint64, v []byte, lo, end uint64) {
+		got, err := readGroup(nil, twin.NewID(twin.Vehicles, "v"), minTs, 1, v, lo, end)
+		if err != nil {
+			return
+		}
+		for _, w := range got {
+			if ts := uint64(w.sm.Time.UnixNano()) ^ (1 << 63); ts < lo || ts >= end {
+				t.Fatalf("sample at %d outside [%d, %d)", ts, lo, end)
+			}
+		}
+	})
+}
