@@ -319,13 +319,13 @@ func (s *Store) Get(ctx context.Context, id twin.ID) (*twin.Feature, error) {
 //
 // Decoding (props JSON, WKB) is most of a load's cost, so records are
 // decoded in waves of loadChunk per CPU in parallel, each goroutine with its
-// own interner, then handed to fn in order: a million demo buildings decode
+// own place cache, then handed to fn in order: a million demo buildings decode
 // in about half the time on two cores.
 func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
 	workers := max(1, runtime.GOMAXPROCS(0))
-	ins := make([]*interner, workers)
+	ins := make([]*twin.PlaceCache, workers)
 	for i := range ins {
-		ins[i] = newInterner()
+		ins[i] = twin.NewPlaceCache()
 	}
 	type rec struct{ k, v []byte }
 	recs := make([]rec, 0, workers*loadChunk)
@@ -409,7 +409,7 @@ func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
 
 // safeDecode decodes a record, turning a panic on malformed bytes into an
 // error: a damaged record is quarantined, never a crash at start.
-func safeDecode(id twin.ID, v []byte, in *interner) (f *twin.Feature, err error) {
+func safeDecode(id twin.ID, v []byte, in *twin.PlaceCache) (f *twin.Feature, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			f, err = nil, fmt.Errorf("decode: %v", r)

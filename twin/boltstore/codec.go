@@ -120,7 +120,7 @@ func (r *reader) f64() float64 {
 // decodeFeature decodes a record; v may be bbolt's mmap'd memory, so nothing
 // returned aliases it. in (nil for none) shares places between the
 // features of one load.
-func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
+func decodeFeature(id twin.ID, v []byte, in *twin.PlaceCache) (*twin.Feature, error) {
 	r := &reader{b: v}
 	f := &twin.Feature{ID: id}
 	f.Version = r.uvarint()
@@ -139,7 +139,11 @@ func decodeFeature(id twin.ID, v []byte, in *interner) (*twin.Feature, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	f.Place = in.place(grid, region[:len(region)-len(r.b)])
+	place, err := in.Get(grid, region[:len(region)-len(r.b)], decodeRegion)
+	if err != nil {
+		return nil, err
+	}
+	f.Place = place
 	if n := r.uvarint(); n > 0 && r.err == nil {
 		if n*8 > uint64(len(r.b)) {
 			return nil, errShort
@@ -251,4 +255,19 @@ func decodeSample(id twin.ID, ts time.Time, v []byte) (twin.Sample, error) {
 		}
 	}
 	return s, nil
+}
+
+// decodeRegion decodes a record's region bytes: the count then each code
+// (a uvarint length then its bytes), checked by the caller; a count the
+// bytes cannot hold reads as no codes.
+func decodeRegion(region []byte) ([]string, error) {
+	r := &reader{b: region}
+	var codes []string
+	if n := r.uvarint(); n > 0 && n <= uint64(len(r.b)) {
+		codes = make([]string, n)
+		for i := range codes {
+			codes[i] = string(r.bytes())
+		}
+	}
+	return codes, nil
 }

@@ -20,11 +20,20 @@ var propSeeds = []string{
 	"\t{\n\"a\" : [ 1 , 2 ] }\r\n",
 }
 
-// TestInternerShares: objects with the same grid and region bytes get one
-// place, equal to what decoding them gives; past the bound, places are
-// still right, only not kept.
-func TestInternerShares(t *testing.T) {
-	in := newInterner()
+// TestPlaceCacheShares: objects with the same grid and region bytes get
+// one place from a load's twin.PlaceCache through decodeRegion, equal to
+// what decoding them gives; past the cache's bound, places are still
+// right, only not kept.
+func TestPlaceCacheShares(t *testing.T) {
+	in := twin.NewPlaceCache()
+	place := func(in *twin.PlaceCache, grid, region []byte) *twin.Place {
+		t.Helper()
+		p, err := in.Get(grid, region, decodeRegion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
 	region := func(codes ...string) []byte {
 		b := binary.AppendUvarint(nil, uint64(len(codes)))
 		for _, c := range codes {
@@ -33,31 +42,28 @@ func TestInternerShares(t *testing.T) {
 		return b
 	}
 	r := region("500000", "500103", "500103001")
-	p1 := in.place([]byte("g1"), r)
-	p2 := in.place([]byte("g1"), bytes.Clone(r))
+	p1 := place(in, []byte("g1"), r)
+	p2 := place(in, []byte("g1"), bytes.Clone(r))
 	if p1 != p2 {
 		t.Fatal("place not shared")
 	}
 	if want := twin.NewPlace([]string{"500000", "500103", "500103001"}, "g1"); !p1.Equal(want) {
 		t.Fatalf("place %+v, want %+v", p1, want)
 	}
-	p3 := in.place([]byte("g"), region("1g1", "500103", "500103001"))
+	p3 := place(in, []byte("g"), region("1g1", "500103", "500103001"))
 	if p3 == p1 || p3.Grid != "g" || p3.Region[0] != "1g1" {
 		t.Fatalf("grid and region not told apart: %+v", p3)
 	}
 	if unsafe.StringData(p3.Region[1]) != unsafe.StringData(p1.Region[1]) {
 		t.Fatal("region code not shared")
 	}
-	if in.place(nil, region()) != nil || (*interner)(nil).place(nil, region()) != nil {
+	if place(in, nil, region()) != nil || place(nil, nil, region()) != nil {
 		t.Fatal("empty place")
 	}
-	for i := 0; i < maxInterned+10; i++ {
+	for i := 0; i < 1<<16+10; i++ {
 		g := fmt.Sprint(i)
-		if p := in.place([]byte(g), r); p.Grid != g {
+		if p := place(in, []byte(g), r); p.Grid != g {
 			t.Fatalf("place %d gave %+v", i, p)
 		}
-	}
-	if len(in.places) > maxInterned {
-		t.Fatalf("%d places kept", len(in.places))
 	}
 }

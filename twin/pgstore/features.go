@@ -2,7 +2,6 @@ package pgstore
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -223,7 +222,7 @@ func (s *Store) Get(ctx context.Context, id twin.ID) (*twin.Feature, error) {
 // Load streams every object, layer by layer; rows are decoded as they arrive
 // from the server, so memory stays flat however large the city.
 func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
-	places := newPlaceCache() // objects in one place share it
+	places := twin.NewPlaceCache() // objects in one place share it
 	for _, l := range twin.StoredLayers {
 		if err := s.loadLayer(ctx, l, places, fn); err != nil {
 			return err
@@ -232,7 +231,7 @@ func (s *Store) Load(ctx context.Context, fn func(*twin.Feature) error) error {
 	return nil
 }
 
-func (s *Store) loadLayer(ctx context.Context, l twin.Layer, places *placeCache, fn func(*twin.Feature) error) error {
+func (s *Store) loadLayer(ctx context.Context, l twin.Layer, places *twin.PlaceCache, fn func(*twin.Feature) error) error {
 	rows, err := s.pool.Query(ctx, `SELECT `+selectCols+` FROM `+string(l))
 	if err != nil {
 		return fmt.Errorf("pgstore: load %s: %w", l, classify(err))
@@ -260,7 +259,7 @@ func (s *Store) loadLayer(ctx context.Context, l twin.Layer, places *placeCache,
 // the embedded store's load: no map, boxed numbers and strings per object)
 // and the cells of a cover. Through maps and []string each row left ~0.5 KB
 // of garbage between the objects kept (issue 16 goal 4).
-func scanFeature(l twin.Layer, rows pgx.Rows, places *placeCache) (*twin.Feature, error) {
+func scanFeature(l twin.Layer, rows pgx.Rows, places *twin.PlaceCache) (*twin.Feature, error) {
 	var (
 		name                      string
 		geom, props, region, grid pgtype.DriverBytes
@@ -275,7 +274,7 @@ func scanFeature(l twin.Layer, rows pgx.Rows, places *placeCache) (*twin.Feature
 	}
 	f := &twin.Feature{ID: twin.NewID(l, name), Version: uint64(version)}
 	f.SetSource(source.String)
-	place, err := places.get(rows.Conn().TypeMap(), grid, region)
+	place, err := regionPlace(places, rows.Conn().TypeMap(), grid, region)
 	if err != nil {
 		return nil, fmt.Errorf("%s: decode region: %w", f.ID, err)
 	}
@@ -311,58 +310,19 @@ func scanFeature(l twin.Layer, rows pgx.Rows, places *placeCache) (*twin.Feature
 	return f, nil
 }
 
-// placeCache hands out one *twin.Place per grid and region path to the
-// objects of a load, found by the row's own bytes (the grid and the
-// array's text): an object whose place was seen before costs no
-// allocation. The nil cache makes a new place each call (Get).
-type placeCache struct {
-	places map[string]*twin.Place
-	codes  map[string]string // region codes of the places made: paths share them
-	key    []byte
-}
-
-// maxPlaces bounds a placeCache: a city has a few thousand places.
-const maxPlaces = 1 << 16
-
-func newPlaceCache() *placeCache {
-	return &placeCache{places: map[string]*twin.Place{}, codes: map[string]string{}}
-}
-
-// get returns the place of grid and region (a text[] in PostgreSQL's text
-// form; nil for NULL), decoding the array with tm on a miss.
-func (c *placeCache) get(tm *pgtype.Map, grid, region []byte) (*twin.Place, error) {
+// regionPlace returns the place of a row's grid and region (a text[] in
+// PostgreSQL's text form; nil for NULL) from places, decoding the array
+// with tm on a miss.
+func regionPlace(places *twin.PlaceCache, tm *pgtype.Map, grid, region []byte) (*twin.Place, error) {
 	if len(grid) == 0 && (len(region) == 0 || string(region) == "{}") {
 		return nil, nil
 	}
-	if c != nil {
-		c.key = append(binary.AppendUvarint(c.key[:0], uint64(len(grid))), grid...)
-		c.key = append(c.key, region...)
-		if p, ok := c.places[string(c.key)]; ok { // no allocation for the lookup
-			return p, nil
+	return places.Get(grid, region, func(region []byte) ([]string, error) {
+		if region == nil {
+			return nil, nil
 		}
-	}
-	var codes []string
-	if region != nil {
-		if err := tm.Scan(pgtype.TextArrayOID, pgtype.TextFormatCode, region, &codes); err != nil {
-			return nil, err
-		}
-	}
-	if len(codes) == 0 {
-		codes = nil
-	}
-	if c == nil {
-		return twin.NewPlace(codes, string(grid)), nil
-	}
-	for i, s := range codes {
-		if k, ok := c.codes[s]; ok {
-			codes[i] = k
-		} else if len(c.codes) < maxPlaces {
-			c.codes[s] = s
-		}
-	}
-	p := twin.NewPlace(codes, string(grid))
-	if len(c.places) < maxPlaces {
-		c.places[string(c.key)] = p
-	}
-	return p, nil
+		var codes []string
+		err := tm.Scan(pgtype.TextArrayOID, pgtype.TextFormatCode, region, &codes)
+		return codes, err
+	})
 }
