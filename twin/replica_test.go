@@ -47,6 +47,20 @@ func TestReplicaLeaderFollower(t *testing.T) {
 	if err != nil || len(cs) != 5 {
 		t.Fatalf("tentative: %d %v", len(cs), err)
 	}
+	// TentativeAppend reads the same into the caller's buffer, in pieces.
+	buf := make([]Change, 0, 2)
+	for after, part := uint64(0), 0; after < 5; part++ {
+		got, err := leader.Feed().TentativeAppend(buf[:0], after, 2)
+		if err != nil || len(got) == 0 || len(got) > 2 || (part < 2 && &got[0] != &buf[:1][0]) {
+			t.Fatalf("tentative append after %d: %d changes, %v (buffer reused: %v)", after, len(got), err, len(got) > 0 && &got[0] == &buf[:1][0])
+		}
+		for _, c := range got {
+			if want := cs[c.Seq-1]; c.Seq != after+1 || c.New != want.New || c.Kind != want.Kind {
+				t.Fatalf("tentative append after %d gave seq %d %v, want seq %d", after, c.Seq, c.Kind, after+1)
+			}
+			after = c.Seq
+		}
+	}
 	for _, c := range cs {
 		raw, err := MarshalChange(&c)
 		if err != nil {

@@ -775,8 +775,10 @@ func (n *Node) publish(ctx context.Context) error {
 		rec = record{}
 		return nil
 	}
+	var cs []twin.Change // the scan buffer, reused
 	for {
-		cs, err := feed.Tentative(pos, 512)
+		var err error
+		cs, err = feed.TentativeAppend(cs[:0], pos, 512)
 		if err != nil {
 			return finish(fmt.Errorf("changelog: tentative changes after %d: %w", pos, err))
 		}
