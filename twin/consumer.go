@@ -15,6 +15,7 @@ type Cursor struct {
 	feed     *Feed
 	name     string // "" for Subscribe
 	required bool
+	urgent   bool          // signalled after the others (see Feed.wake); guarded by feed.mu
 	pos      uint64        // last seq the consumer is done with; guarded by feed.mu
 	cuts     atomic.Uint64 // times a required consumer was cut loose (hard cap)
 }
@@ -34,6 +35,24 @@ const (
 
 // C is signalled after appends; several appends may give one signal.
 func (c *Cursor) C() <-chan struct{} { return c.c }
+
+// signal wakes the consumer unless a wake-up is already pending.
+func (c *Cursor) signal() {
+	select {
+	case c.c <- struct{}{}:
+	default:
+	}
+}
+
+// Urgent marks the consumer as one a person waits on (the websocket
+// router): on each new change it is signalled after every other consumer,
+// which on a busy core makes it the first to run (see Feed.wake). Only
+// the order of the signals changes, never what a consumer reads.
+func (c *Cursor) Urgent() {
+	c.feed.mu.Lock()
+	c.urgent = true
+	c.feed.mu.Unlock()
+}
 
 // Close unregisters the cursor; a required consumer's unread changes are
 // no longer kept and producers waiting for it go on.

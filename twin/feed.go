@@ -67,6 +67,8 @@ type Feed struct {
 	maxTentative uint64        // producers wait while this many changes are tentative
 	open         atomic.Bool   // local mutations allowed (this server leads); changed under the twin's lock
 	appended     chan struct{} // signalled on every tentative append (the change publisher)
+
+	signalled func(*Cursor) // tests: sees each wake-up in order; nil otherwise
 }
 
 // SeqSlack is how far below the limit producers start waiting: a producer
@@ -256,11 +258,29 @@ func (f *Feed) append(c *Change) {
 // wake signals every cursor. Caller holds f.mu.
 func (f *Feed) wake() {
 	for s := range f.subs {
-		select {
-		case s.c <- struct{}{}:
-		default:
+		if !s.urgent {
+			f.signal(s)
 		}
 	}
+	// The urgent ones last: the Go scheduler runs the goroutine readied
+	// last first (runnext) and the others in the order they were readied,
+	// so on a busy core the consumer a person waits on (the websocket
+	// router) reads the new changes before the store writer, the replay
+	// recorder, rules, tiles and the rest. Woken in map order, it waited
+	// behind a random half of a dozen consumers at every commit (issue 16
+	// goal 6: the single core of the fan-out benchmark).
+	for s := range f.subs {
+		if s.urgent {
+			f.signal(s)
+		}
+	}
+}
+
+func (f *Feed) signal(s *Cursor) {
+	if f.signalled != nil {
+		f.signalled(s)
+	}
+	s.signal()
 }
 
 // Last returns the sequence number of the newest change consumers may read

@@ -3,6 +3,7 @@ package twin
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -309,5 +310,52 @@ func BenchmarkApplySample(b *testing.B) {
 func TestSampleSize(t *testing.T) {
 	if s := unsafe.Sizeof(Sample{}); s > 112 {
 		t.Fatalf("Sample %d B, over the 112-B size class", s)
+	}
+}
+
+// TestUrgentCursorSignalledLast: at every append the urgent cursor's
+// wake-up comes after every other consumer's (so on a busy core the Go
+// scheduler runs it first), whatever the map order; every cursor is
+// still signalled once per wake, and what each reads is the same.
+func TestUrgentCursorSignalledLast(t *testing.T) {
+	tw := New(Options{FeedSize: 64})
+	f := tw.Feed()
+	var others []*Cursor
+	for i := range 12 {
+		others = append(others, f.Follow(fmt.Sprint("c", i), Mode(i%2), f.Last()))
+	}
+	urgent := f.Follow("router", BestEffort, f.Last())
+	urgent.Urgent()
+	anon := f.Subscribe()
+	var order []*Cursor
+	f.signalled = func(c *Cursor) { order = append(order, c) } // under f.mu
+	for i := range 20 {
+		order = order[:0]
+		if _, err := tw.Put(&Feature{ID: NewID(Vehicles, fmt.Sprint("v", i)), Geometry: orb.Point{106, 29}}); err != nil {
+			t.Fatal(err)
+		}
+		if len(order) != len(others)+2 || order[len(order)-1] != urgent {
+			t.Fatalf("append %d: %d wake-ups, the urgent cursor's at %d", i, len(order), slices.Index(order, urgent))
+		}
+		seen := map[*Cursor]bool{}
+		for _, c := range order {
+			if seen[c] {
+				t.Fatalf("append %d: a cursor woken twice", i)
+			}
+			seen[c] = true
+		}
+		if !seen[anon] {
+			t.Fatalf("append %d: the anonymous cursor was not woken", i)
+		}
+	}
+	for _, c := range append(others, urgent, anon) {
+		select {
+		case <-c.C():
+		default:
+			t.Fatal("a cursor has no wake-up pending")
+		}
+	}
+	if cs, err := f.Since(0, 0); err != nil || len(cs) != 20 {
+		t.Fatalf("read %d changes, %v", len(cs), err)
 	}
 }

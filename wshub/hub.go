@@ -121,6 +121,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	// Best effort: a router out of the window resyncs every client. The
 	// cursor reports the router's position for the lag metrics.
 	cur := h.tw.Feed().Follow("wshub", twin.BestEffort, h.pos)
+	cur.Urgent()
 	defer cur.Close()
 	flushDone := make(chan struct{})
 	go func() {
