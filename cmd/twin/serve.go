@@ -239,7 +239,8 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	// log; the leader applies the log (ingest/journal).
 	jr := journal.New(sp, log, reg)
 	in := mqttin.New(tw, mqttin.Options{BrokerURL: brokerURL, ClientID: c.mqttClientID, AutoRegister: c.autoRegister, Logger: log, Registerer: reg,
-		Journal: jr, Connections: c.mqttConns, ShareGroup: c.mqttShare, Protocol: c.mqttProtocol, ReceiveMaximum: uint16(c.mqttReceiveMax), Embedded: embedded})
+		Journal: jr, Connections: c.mqttConns, ShareGroup: c.mqttShare, Protocol: c.mqttProtocol, ReceiveMaximum: uint16(c.mqttReceiveMax), Embedded: embedded,
+		Local: jr.Leading})
 
 	// Components stop in stages, in this order (see stages). The leader's
 	// duties (leadFn) stop first, in their own order, inside "cluster".
@@ -470,6 +471,13 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 				out[k] = httpin.Submitted{Outcome: r.Outcome, Err: r.Err}
 			}
 			return out
+		},
+		// The server that applies the log applies a body's lines itself
+		// and answers once the change log holds them.
+		Local: jr.Leading,
+		Committed: func(ctx context.Context) error {
+			_, err := node.Committed(ctx)
+			return err
 		}})
 	ogcAPI := ogc.New(tw, ogc.Options{})
 	q := query.New(tw, query.Options{})

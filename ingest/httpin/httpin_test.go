@@ -3,10 +3,12 @@ package httpin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -462,5 +464,91 @@ func TestTelemetrySubmitAll(t *testing.T) {
 	}
 	if len(calls) != 1 || len(calls[0]) != 4 || calls[0][3].Name != "v1" || calls[0][2].Name != "nobody" {
 		t.Fatalf("SubmitAll calls %+v", calls)
+	}
+}
+
+// TestTelemetryLocal: on the server that leads (Options.Local) a body's
+// lines go straight into the twin, with the same answers as through the
+// log, and the answer waits for the change log (Committed) once; if it
+// fails, the lines the twin took answer unavailable; a twin that no longer
+// leads sends the lines to the log after all.
+func TestTelemetryLocal(t *testing.T) {
+	var submitted [][]Line
+	var commits int
+	var commitErr error
+	local := true
+	f := newFixture(t, Options{SubmitAll: func(_ context.Context, lines []Line) []Submitted {
+		submitted = append(submitted, lines)
+		out := make([]Submitted, len(lines))
+		for k := range lines {
+			out[k].Outcome = "applied"
+		}
+		return out
+	}, Local: func() bool { return local }, Committed: func(context.Context) error { commits++; return commitErr }})
+	f.do(t, "PUT", "/api/entities/vehicles/v1", `{"type":"Feature","geometry":null}`)
+	post := func(lines ...string) []LineResult {
+		t.Helper()
+		code, b := f.do(t, "POST", "/api/telemetry", strings.Join(lines, "\n"))
+		if code != 200 {
+			t.Fatalf("%d %s", code, b)
+		}
+		var resp TelemetryResponse
+		if err := json.Unmarshal(b, &resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp.Results
+	}
+	type want struct{ outcome, reason string }
+	check := func(got []LineResult, ws ...want) {
+		t.Helper()
+		if len(got) != len(ws) {
+			t.Fatalf("results %+v", got)
+		}
+		for i, w := range ws {
+			if got[i].Line != i+1 || got[i].Outcome != w.outcome || got[i].Reason != w.reason {
+				t.Errorf("result %d: %+v, want %+v", i, got[i], w)
+			}
+		}
+	}
+	check(post(
+		`{"id":"v1","ts":"2026-03-01T01:00:10Z","lon":106.5,"lat":29.5}`,
+		`{"id":"v1"`,
+		`{"id":"v1","ts":"2026-03-01T01:00:10Z","lon":106.5,"lat":29.5}`,
+		`{"id":"nobody","ts":1700000000000}`,
+		`{"id":"v1","ts":"2026-03-01T01:00:00Z","lon":106.4,"lat":29.4}`,
+	), want{"applied", ""}, want{"error", "bad_json"}, want{"duplicate", ""}, want{"error", "unknown_device"}, want{"history", ""})
+	if o, _ := f.tw.Get(twin.NewID(twin.Vehicles, "v1")); o.Geometry.(orb.Point) != (orb.Point{106.5, 29.5}) {
+		t.Errorf("v1 at %v", o.Geometry)
+	}
+	if len(submitted) != 0 || commits != 1 {
+		t.Fatalf("%d bodies went to the log, %d waits for the change log; want 0 and 1", len(submitted), commits)
+	}
+	f.mu.Lock()
+	dead := slices.Clone(f.dead)
+	f.mu.Unlock()
+	if !slices.Equal(dead, []string{"bad_json", "unknown_device"}) {
+		t.Errorf("dead letters %v", dead)
+	}
+
+	// The change log did not take them (leadership lost): unavailable.
+	commitErr = errors.New("leadership lost")
+	check(post(
+		`{"id":"v1","ts":"2026-03-01T01:00:20Z","lon":106.6,"lat":29.6}`,
+		`{"id":"nobody","ts":1700000000000}`,
+	), want{"error", "unavailable"}, want{"error", "unknown_device"})
+	commitErr = nil
+
+	// A twin that no longer leads refuses the write: the log takes it.
+	f.tw.Replicate()
+	check(post(`{"id":"v1","ts":"2026-03-01T01:00:30Z","lon":106.7,"lat":29.7}`), want{"applied", ""})
+	if len(submitted) != 1 || len(submitted[0]) != 1 || submitted[0][0].Name != "v1" || commits != 2 {
+		t.Fatalf("log took %+v, %d waits for the change log; want v1's line and 2", submitted, commits)
+	}
+
+	// Not local: the log, as before, and no wait here.
+	local = false
+	check(post(`{"id":"v1","ts":"2026-03-01T01:00:40Z","lon":106.8,"lat":29.8}`), want{"applied", ""})
+	if len(submitted) != 2 || commits != 2 {
+		t.Fatalf("%d bodies to the log, %d waits", len(submitted), commits)
 	}
 }

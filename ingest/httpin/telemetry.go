@@ -51,6 +51,10 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 	if a.opts.SubmitAll != nil {
 		batch, at = make([]Line, 0, lines), make([]int, 0, lines)
 	}
+	// On the leader the lines go straight into the twin (Options.Local);
+	// applied holds their results' indexes, for the change log's word.
+	local := a.opts.Local != nil && a.opts.Committed != nil && a.opts.Local()
+	var applied []int
 	for n := 1; len(body) > 0; n++ {
 		var line []byte
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -63,7 +67,7 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		res := LineResult{Line: n}
-		outcome, later, err := a.line(r.Context(), line, now, &res, scoped, p)
+		outcome, later, err := a.line(r.Context(), line, now, &res, scoped, p, local)
 		var sub *submitError
 		switch {
 		case later.Name != "":
@@ -92,11 +96,25 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 			}
 		default:
 			res.Outcome = outcome
-			if a.opts.Submit == nil && a.opts.SubmitAll == nil { // else the applier counts it
+			if local || (a.opts.Submit == nil && a.opts.SubmitAll == nil) { // else the applier counts it
 				a.metrics.Messages.WithLabelValues("http", outcome).Inc()
+			}
+			if local {
+				applied = append(applied, len(resp.Results))
 			}
 		}
 		resp.Results = append(resp.Results, res)
+	}
+	if len(applied) > 0 {
+		if err := a.opts.Committed(r.Context()); err != nil {
+			// Leadership lost before the change log took them: they may
+			// be taken back. Not the lines' fault; sent again, a line the
+			// log did take answers duplicate.
+			for _, k := range applied {
+				res := &resp.Results[k]
+				res.Outcome, res.Reason, res.Error = "error", "unavailable", err.Error()
+			}
+		}
 	}
 	if len(batch) > 0 {
 		for k, sub := range a.opts.SubmitAll(r.Context(), batch) {
@@ -156,7 +174,7 @@ func (e *submitError) Unwrap() error { return e.err }
 // line decodes and applies (or journals) one NDJSON line. With
 // Options.SubmitAll a valid line is not submitted but returned as later
 // (its Name set), to go to the log with the body's other lines.
-func (a *API) line(ctx context.Context, line []byte, now time.Time, res *LineResult, scoped bool, p auth.Principal) (outcome string, later Line, err error) {
+func (a *API) line(ctx context.Context, line []byte, now time.Time, res *LineResult, scoped bool, p auth.Principal, local bool) (outcome string, later Line, err error) {
 	m, err := telemetry.Decode(line, now, a.opts.Limits)
 	res.ID = m.Name
 	if err != nil {
@@ -185,6 +203,13 @@ func (a *API) line(ctx context.Context, line []byte, now time.Time, res *LineRes
 				return "", Line{}, telemetry.Errorf(telemetry.UnknownDevice, "no vehicle, worker or device named %q", m.Name)
 			}
 		}
+	}
+	if local {
+		outcome, err = telemetry.Apply(a.tw, m.Name, m, a.opts.AutoRegister)
+		if !errors.Is(err, twin.ErrNotLeader) {
+			return outcome, Line{}, err
+		}
+		// No longer the leader: the log takes it, as on any server.
 	}
 	if a.opts.SubmitAll != nil {
 		return "", Line{Name: m.Name, TS: m.TS, Body: line}, nil
