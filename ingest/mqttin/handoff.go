@@ -2,13 +2,17 @@ package mqttin
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/citytwin/citytwin/ingest/journal"
+	"github.com/citytwin/citytwin/ingest/telemetry"
+	"github.com/citytwin/citytwin/twin"
 )
 
 // The embedded broker hands telemetry over in process (Options.Embedded,
@@ -66,6 +70,19 @@ func (i *Ingest) Telemetry(topic string, payload []byte, done func()) bool {
 			done()
 		}
 		return true
+	}
+	if done == nil && i.opts.Local != nil && i.opts.Local() {
+		// QoS 0 on the leader: straight into the twin (Options.Local).
+		outcome, err := telemetry.Apply(i.tw, name, msg, i.opts.AutoRegister)
+		switch {
+		case errors.Is(err, twin.ErrNotLeader): // no longer: the log takes it
+		case err != nil:
+			i.deadLetter(topic, payload, err)
+			return true
+		default:
+			i.counted(outcome).Inc()
+			return true
+		}
 	}
 	i.handedIn <- handed{e: journal.Entry{Source: "mqtt", Topic: topic, Name: name, TS: msg.TS, Payload: payload}, done: done}
 	return true
@@ -140,4 +157,16 @@ func (i *Ingest) watchEmbedded(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// counted is twin_ingest_messages_total{source="mqtt",outcome}, its series
+// looked up once per outcome (WithLabelValues hashes both labels on every
+// call, once per message applied here).
+func (i *Ingest) counted(outcome string) prometheus.Counter {
+	if c, ok := i.outcomes.Load(outcome); ok {
+		return c.(prometheus.Counter)
+	}
+	c := i.metrics.Messages.WithLabelValues("mqtt", outcome)
+	i.outcomes.Store(outcome, c)
+	return c
 }
