@@ -1,6 +1,7 @@
 package twin
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -192,8 +193,10 @@ func appendLogSample(b []byte, s *Sample) ([]byte, bool) {
 		}
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 	}
-	b = binary.AppendUvarint(b, uint64(len(s.Values)))
-	for k, v := range s.Values {
+	// Sorted by name since readings are packed; before, in map order: the
+	// reader takes either.
+	b = binary.AppendUvarint(b, uint64(s.Values.Len()))
+	for k, v := range s.Values.All() {
 		if !finite(v) {
 			return b, false
 		}
@@ -384,14 +387,42 @@ func readLogSample(rd *recReader, id ID) *Sample {
 		rd.fail()
 		return s
 	}
-	if n > 0 {
-		s.Values = make(map[string]float64, n)
-		for range n {
-			k := string(rd.str())
-			if s.Values[k] = rd.f64(); !finite(s.Values[k]) {
-				rd.fail()
-			}
-		}
-	}
+	s.Values = readLogReadings(rd, n)
 	return s
+}
+
+// readLogReadings reads a sample's n readings. Written since readings are
+// packed, they come in name order and are packed into one buffer; an
+// older record's come in map order, and from the first name out of order
+// on they are Set one by one (of a name twice the last wins, as in the
+// map the old reader made).
+func readLogReadings(rd *recReader, n uint64) Readings {
+	var b []byte
+	var r Readings
+	var last []byte
+	for range n {
+		k := rd.str()
+		v := rd.f64()
+		if !finite(v) {
+			rd.fail()
+		}
+		if rd.err != nil {
+			return Readings{}
+		}
+		if b != nil && bytes.Compare(k, last) <= 0 {
+			r, b = readingsOwning(b), nil
+		}
+		if !r.IsZero() {
+			r.Set(string(k), v)
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+		last = b[len(b)-len(k):]
+		b = appendF64(b, v)
+	}
+	if b != nil {
+		r = readingsOwning(b)
+	}
+	return r
 }

@@ -30,7 +30,7 @@ func TestDecodeAccepts(t *testing.T) {
 		{"epoch ms as float integer", `{"ts":1.77236634e12}`,
 			Message{TS: time.UnixMilli(1772366340000).UTC()}},
 		{"sensor values", ` { "id" : "gas-1", "ts":"2026-03-01T19:59:00+08:00", "values":{"ch4":1.25,"h2s":0,"skip":null}} `,
-			Message{Name: "gas-1", TS: time.Date(2026, 3, 1, 11, 59, 0, 0, time.UTC), Values: map[string]float64{"ch4": 1.25, "h2s": 0}}},
+			Message{Name: "gas-1", TS: time.Date(2026, 3, 1, 11, 59, 0, 0, time.UTC), Values: twin.ReadingsOf(map[string]float64{"ch4": 1.25, "h2s": 0})}},
 		{"unknown fields ignored", `{"ts":1700000000000,"extra":[1,{"a":"b\"c"},true,false,null,-1.5e3],"lat":null,"lon":null}`,
 			Message{TS: time.UnixMilli(1700000000000).UTC()}},
 		{"escaped id", `{"id":"a\u00e9\/b","ts":1700000000000}`, Message{Name: "aé/b", TS: time.UnixMilli(1700000000000).UTC()}},
@@ -56,15 +56,7 @@ func TestDecodeAccepts(t *testing.T) {
 }
 
 func equalMsg(a, b Message) bool {
-	if len(a.Values) != len(b.Values) {
-		return false
-	}
-	for k, v := range a.Values {
-		if w, ok := b.Values[k]; !ok || w != v {
-			return false
-		}
-	}
-	return a.Name == b.Name && a.HasPos == b.HasPos && a.Lon == b.Lon && a.Lat == b.Lat &&
+	return a.Values == b.Values && a.Name == b.Name && a.HasPos == b.HasPos && a.Lon == b.Lon && a.Lat == b.Lat &&
 		a.HasSpeed == b.HasSpeed && a.SpeedKmh == b.SpeedKmh && a.HasHeading == b.HasHeading && a.Heading == b.Heading
 }
 
@@ -152,12 +144,12 @@ func manyValues(n int) string {
 
 func TestDecodeValuesLimit(t *testing.T) {
 	m, err := Decode([]byte(manyValues(64)), now, Limits{})
-	if err != nil || len(m.Values) != 64 {
-		t.Fatalf("64 readings: %d, %v", len(m.Values), err)
+	if err != nil || m.Values.Len() != 64 {
+		t.Fatalf("64 readings: %d, %v", m.Values.Len(), err)
 	}
-	// Repeating a name does not count twice.
-	if _, err := Decode([]byte(`{"ts":1700000000000,"values":{"a":1,"a":2}}`), now, Limits{}); err != nil {
-		t.Fatal(err)
+	// Repeating a name does not count twice; the last value wins.
+	if m, err := Decode([]byte(`{"ts":1700000000000,"values":{"a":1,"a":2}}`), now, Limits{}); err != nil || m.Values.String() != `{"a":2}` {
+		t.Fatal(m.Values, err)
 	}
 }
 
@@ -200,7 +192,7 @@ func TestToSample(t *testing.T) {
 	id := twin.NewID(twin.Vehicles, "BP1")
 	s := ToSample(id, m)
 	if s.ID != id || !s.HasPos || s.Pos[0] != 106.5 || s.Pos[1] != 29.5 || !s.HasHeading || s.Heading != 10 ||
-		s.HasSpeed || s.Values["v"] != 1 || !s.Time.Equal(time.UnixMilli(1700000000000)) {
+		s.HasSpeed || s.Values.String() != `{"v":1}` || !s.Time.Equal(time.UnixMilli(1700000000000)) {
 		t.Fatalf("sample %+v", s)
 	}
 }
@@ -227,11 +219,7 @@ func FuzzDecode(f *testing.F) {
 		if !fin(m.Lon) || !fin(m.Lat) || !fin(m.SpeedKmh) || !fin(m.Heading) {
 			t.Fatalf("non-finite accepted: %+v", m)
 		}
-		for k, v := range m.Values {
-			if !fin(v) {
-				t.Fatalf("non-finite value %s accepted", k)
-			}
-		}
+		checkReadings(t, m.Values)
 		if m.HasPos && (m.Lon < -180 || m.Lon > 180 || m.Lat < -90 || m.Lat > 90) {
 			t.Fatalf("out of range accepted: %+v", m)
 		}
@@ -240,6 +228,14 @@ func FuzzDecode(f *testing.F) {
 		}
 		if !json.Valid(b) {
 			t.Fatalf("invalid JSON accepted: %q", b)
+		}
+		// The readings are their own bytes, not the payload's.
+		before := m.Values.String()
+		for i := range b {
+			b[i] = 'x'
+		}
+		if after := m.Values.String(); after != before {
+			t.Fatalf("readings changed with the payload: %s, then %s", before, after)
 		}
 	})
 }
@@ -294,5 +290,39 @@ func TestMetricsShared(t *testing.T) {
 	// One family, every source x outcome series once (all there from start).
 	if n, err := testutil.GatherAndCount(reg, "twin_ingest_messages_total"); err != nil || n != 8 {
 		t.Fatalf("series %d err %v", n, err)
+	}
+}
+
+// checkReadings checks what the decoder's readings promise: finite
+// values under valid names, at most twin.MaxValues, in name order, each
+// found by Get, their JSON read back as the same readings.
+func checkReadings(t *testing.T, r twin.Readings) {
+	t.Helper()
+	n, prev := 0, ""
+	for k, v := range r.All() {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			t.Fatalf("non-finite value %q accepted", k)
+		}
+		if err := twin.ValidKey("values", k, twin.MaxValueKeyBytes); err != nil {
+			t.Fatalf("reading name accepted: %v", err)
+		}
+		if n > 0 && k <= prev {
+			t.Fatalf("readings out of order: %q after %q", k, prev)
+		}
+		if g, ok := r.Get(k); !ok || math.Float64bits(g) != math.Float64bits(v) {
+			t.Fatalf("Get(%q) = %v, %v; All gave %v", k, g, ok, v)
+		}
+		n, prev = n+1, k
+	}
+	if n != r.Len() || n > twin.MaxValues {
+		t.Fatalf("%d readings, Len %d", n, r.Len())
+	}
+	j, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back twin.Readings
+	if err := json.Unmarshal(j, &back); err != nil || back != r {
+		t.Fatalf("readings %s read back as %s, %v", j, back, err)
 	}
 }
