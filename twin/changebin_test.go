@@ -154,3 +154,31 @@ func TestChangeBinaryOldReadings(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkChangeReadings: a History change with a sample of two
+// readings, encoded (binary) and decoded.
+func BenchmarkChangeReadings(b *testing.B) {
+	now := time.Date(2026, 12, 3, 9, 0, 0, 123456789, time.UTC)
+	id := ID{Layer: "devices", Name: "gas-42"}
+	c := &Change{Seq: 123456, Kind: History, Time: now, Old: &Feature{ID: id}, New: &Feature{ID: id},
+		Sample: &Sample{ID: id, Time: now, Values: ReadingsOf(map[string]float64{"ch4": 1.25, "h2s": 0.02})}}
+	rec, err := AppendChange(nil, c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("append", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		for b.Loop() {
+			buf, _ = AppendChange(buf[:0], c)
+		}
+	})
+	b.Run("unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := UnmarshalChange(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -183,7 +183,7 @@ func checkReadingsAgainst(t *testing.T, r Readings, m map[string]float64) {
 	if r != ReadingsOf(m) {
 		t.Fatalf("readings %q, ReadingsOf the map %q", r.s, ReadingsOf(m).s)
 	}
-	if !maps.Equal(r.Map(), m) && !(len(m) == 0 && r.Map() == nil) {
+	if !maps.Equal(r.Map(), m) || (len(m) == 0) != (r.Map() == nil) {
 		t.Fatalf("Map %v, want %v", r.Map(), m)
 	}
 	want, werr := json.Marshal(m)

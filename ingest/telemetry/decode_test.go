@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -324,5 +325,47 @@ func checkReadings(t *testing.T, r twin.Readings) {
 	var back twin.Readings
 	if err := json.Unmarshal(j, &back); err != nil || back != r {
 		t.Fatalf("readings %s read back as %s, %v", j, back, err)
+	}
+}
+
+// wsloadPayload is what cmd/wsload sends: a position and one reading.
+const wsloadPayload = `{"ts":1772366340000,"lon":106.626815,"lat":29.625598,"speed_kmh":38.5,"values":{"sent_ms":1772366340123}}`
+
+func BenchmarkDecodeReadings(b *testing.B) {
+	for _, c := range []struct{ name, payload string }{{"wsload", wsloadPayload}, {"sensor", sensorPayload}} {
+		b.Run(c.name, func(b *testing.B) {
+			p := []byte(c.payload)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(p, now, Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHeldSamples: the live heap of decoded samples kept (as the
+// feed keeps them for its window), per sample, after a GC.
+func BenchmarkHeldSamples(b *testing.B) {
+	p := []byte(sensorPayload)
+	const n = 100000
+	for b.Loop() {
+		held := make([]*twin.Sample, n)
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		for i := range held {
+			m, err := Decode(p, now, Limits{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := ToSample(twin.ID{}, m)
+			held[i] = &s
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "heapB/sample")
+		runtime.KeepAlive(held)
 	}
 }
