@@ -128,6 +128,12 @@ func FuzzReadings(f *testing.F) {
 	f.Add([]byte("\x03sent_ms\x00\x00\x00\x00\x00\x00\xf0\x3f\x01a\x00\x00\x00\x00\x00\x00\x00\x80"))
 	f.Add([]byte("\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02<>\x9a\x99\x99\x99\x99\x99\xb9\x3f\x02<>\x00\x00\x00\x00\x00\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, ops []byte) {
+		seed := slices.Clone(ops)
+		defer func() {
+			if t.Failed() {
+				t.Logf("ops (the seed) %q", seed)
+			}
+		}()
 		var r Readings
 		m := map[string]float64{}
 		// Each op: a name length byte (mod 8, from a small alphabet so
