@@ -159,6 +159,43 @@ func FuzzReadings(f *testing.F) {
 	})
 }
 
+// FuzzReadingsJSON: any bytes read as Readings as json reads them into a
+// map[string]float64 (the same readings, or both an error), whether
+// readStoredJSON takes them or the map path does.
+func FuzzReadingsJSON(f *testing.F) {
+	for _, s := range []string{`{}`, `null`, `{"a":1,"b":-2.5e-7}`, `{"b":1,"a":2}`, `{"a":1,"a":2}`, `{"a":01}`,
+		`{"\u003c":1}`, `{"a":1e999}`, `{"a":-0,"b":0.1,"c":1E+2}`, `{"a":1,}`, `{"a" :1}`, "{\"\xff\":1}"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m map[string]float64
+		var r Readings
+		errM, errR := json.Unmarshal(b, &m), json.Unmarshal(b, &r)
+		if (errM == nil) != (errR == nil) {
+			t.Fatalf("%q: readings %v, map %v", b, errR, errM)
+		}
+		if errM == nil && r != ReadingsOf(m) {
+			t.Fatalf("%q: readings %v, map %v", b, r, m)
+		}
+		if _, ok := readStoredJSON(b); ok && errM != nil {
+			t.Fatalf("%q taken by readStoredJSON, json: %v", b, errM)
+		}
+	})
+}
+
+// TestReadingsStoredJSON: what AppendJSON writes is read without the map.
+func TestReadingsStoredJSON(t *testing.T) {
+	r := ReadingsOf(map[string]float64{"sent_ms": 1772366340123, "co2": 412.3, "a": -1e-7, "é": math.Pi, "z": math.Copysign(0, -1)})
+	b, _ := r.AppendJSON(nil)
+	got, ok := readStoredJSON(b)
+	if !ok || got != r {
+		t.Fatalf("%s read as %v, %v", b, got, ok)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = got.UnmarshalJSON(b) }); n != 1 {
+		t.Errorf("%v allocations reading %s, want 1", n, b)
+	}
+}
+
 // checkReadingsAgainst checks r against the map it should equal: Len,
 // Get of each name and of absent ones, All in sorted order with the same
 // bits, Map, ReadingsOf, and the JSON byte for byte.
@@ -222,3 +259,28 @@ func hasInvalidUTF8(m map[string]float64) bool {
 }
 
 func unsafeData(r Readings) *byte { return unsafe.StringData(r.s) }
+
+// BenchmarkReadingsUnmarshal: a stored sample's readings read back (the
+// stores' history reads), into the map they were read into before
+// readings were packed, and into Readings.
+func BenchmarkReadingsUnmarshal(b *testing.B) {
+	stored := []byte(`{"ch4":1.25,"h2s":0.02,"sent_ms":1772366340123}`)
+	b.Run("map", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var m map[string]float64
+			if err := json.Unmarshal(stored, &m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("readings", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var r Readings
+			if err := r.UnmarshalJSON(stored); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
