@@ -204,6 +204,7 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		trackerPayload, sensorPayload, `{}`, `{"ts":"2026-03-01T11:59:00.123+08:00"}`,
 		`{"ts":1700000000000,"lon":1e999,"lat":0}`, `{"ts":1700000000000,"values":{"a":"NaN"}}`, `{"id":"x\ud800","ts":1}`,
+		`{"ts":1700000000000,"values":{"a\u0062":1,"ab":2,"b":null,"a":-0.5,"\u00e9":1e-9}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -368,4 +369,17 @@ func BenchmarkHeldSamples(b *testing.B) {
 		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "heapB/sample")
 		runtime.KeepAlive(held)
 	}
+}
+
+// TestDecodeReadings: names escaped or not are one name (the last value
+// wins), null readings are skipped, and the readings come sorted.
+func TestDecodeReadings(t *testing.T) {
+	m, err := Decode([]byte(`{"ts":1700000000000,"values":{"a\u0062":1,"ab":2,"b":null,"a":-0.5,"\u00e9":1e-9}}`), now, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Values.String(), `{"a":-0.5,"ab":2,"é":1e-9}`; got != want {
+		t.Fatalf("readings %s, want %s", got, want)
+	}
+	checkReadings(t, m.Values)
 }
