@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"unicode/utf8"
 	"unsafe"
@@ -122,8 +123,9 @@ func TestReadingsJSON(t *testing.T) {
 	}
 }
 
-// FuzzReadings applies random sets to a Readings and a map[string]float64
-// side by side, and checks that they agree (Get, All, Len, JSON).
+// FuzzReadings applies random sets to a Readings, a ReadingsBuilder and a
+// map[string]float64 side by side, and checks that they agree (Get, All,
+// Len, JSON).
 func FuzzReadings(f *testing.F) {
 	f.Add([]byte("\x03sent_ms\x00\x00\x00\x00\x00\x00\xf0\x3f\x01a\x00\x00\x00\x00\x00\x00\x00\x80"))
 	f.Add([]byte("\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02<>\x9a\x99\x99\x99\x99\x99\xb9\x3f\x02<>\x00\x00\x00\x00\x00\x00\x00\x00"))
@@ -135,6 +137,7 @@ func FuzzReadings(f *testing.F) {
 			}
 		}()
 		var r Readings
+		var rb ReadingsBuilder
 		m := map[string]float64{}
 		// Each op: a name length byte (mod 8, from a small alphabet so
 		// names repeat), the name, and 8 bytes of float64.
@@ -150,12 +153,22 @@ func FuzzReadings(f *testing.F) {
 				v = 0 // NaN != NaN; the twin refuses it before Readings
 			}
 			r.Set(k, v)
+			rb.Set(k, v)
 			m[k] = v
+			if g, ok := rb.Get(k); !ok || math.Float64bits(g) != math.Float64bits(v) || rb.Len() != len(m) {
+				t.Fatalf("builder: Get(%q) = %v, %v, Len %d; want %v, %d", k, g, ok, rb.Len(), v, len(m))
+			}
+			if len(m)%5 == 0 {
+				rb.Reset(rb.Readings()) // the same readings, from a copy
+			}
 			if len(m) > 4*MaxValues {
 				break
 			}
 		}
 		checkReadingsAgainst(t, r, m)
+		if got := rb.Readings(); got != r {
+			t.Fatalf("builder's readings %v, Set's %v", got, r)
+		}
 	})
 }
 
@@ -283,4 +296,29 @@ func BenchmarkReadingsUnmarshal(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestReadingsBuilder: readings past the builder's own buffer go to the
+// heap and come out the same; Readings costs one allocation.
+func TestReadingsBuilder(t *testing.T) {
+	var rb ReadingsBuilder
+	if !rb.Readings().IsZero() || rb.Len() != 0 {
+		t.Fatal("empty builder holds readings")
+	}
+	m := map[string]float64{}
+	for i := range MaxValues {
+		k := strings.Repeat(string(rune('a'+i%26)), 1+i/26) // 20 B and more past the buffer
+		rb.Set(k, float64(i)+0.5)
+		m[k] = float64(i) + 0.5
+		rb.Set(k, math.Pi) // replaced, longer
+		m[k] = math.Pi
+	}
+	checkReadingsAgainst(t, rb.Readings(), m)
+	rb.Reset(Readings{})
+	rb.Set("temperature_c", 21.5) // more than 32 B, so the string is
+	rb.Set("humidity_pct", 40)    // not on the stack where it could be
+	rb.Set("pressure_hpa", 1013.2)
+	if n := testing.AllocsPerRun(100, func() { _ = rb.Readings() }); n != 1 {
+		t.Errorf("Readings: %v allocations, want 1", n)
+	}
 }

@@ -555,8 +555,9 @@ func (s *scanner) name(dst *string) *Error {
 // must be valid text of at most twin.MaxValueKeyBytes (bad_text), and at
 // most twin.MaxValues distinct names are read (too_many_values): the
 // decoder stops there, so a hostile message costs no more memory than a
-// full one. The readings are set into dst as they come (twin.Readings,
-// packed, no map); a name is read without a copy of its own.
+// full one. The readings are packed as they come (a twin.ReadingsBuilder
+// on the stack, no map; a name read without a copy of its own), then
+// copied into dst at once.
 func (s *scanner) values(dst *twin.Readings) *Error {
 	if s.literal("null") {
 		return nil
@@ -571,6 +572,8 @@ func (s *scanner) values(dst *twin.Readings) *Error {
 	if s.consume('}') {
 		return nil
 	}
+	var rb twin.ReadingsBuilder
+	rb.Reset(*dst) // a second "values" adds to the first, as into one map
 	for {
 		s.ws()
 		k, ok := s.key()
@@ -592,18 +595,19 @@ func (s *scanner) values(dst *twin.Readings) *Error {
 			return err
 		}
 		if has {
-			if dst.Len() >= twin.MaxValues {
-				if _, dup := dst.Get(k); !dup {
+			if rb.Len() >= twin.MaxValues {
+				if _, dup := rb.Get(k); !dup {
 					return Errorf(TooManyValues, "more than %d readings in one message", twin.MaxValues)
 				}
 			}
-			dst.Set(k, v)
+			rb.Set(k, v)
 		}
 		s.ws()
 		if s.consume(',') {
 			continue
 		}
 		if s.consume('}') {
+			*dst = rb.Readings()
 			return nil
 		}
 		return s.syntax("want ',' or '}' in values")
