@@ -2,6 +2,7 @@ package twin
 
 import (
 	"encoding/binary"
+	"math"
 	"slices"
 	"unsafe"
 )
@@ -12,17 +13,32 @@ import (
 // made 64), where the builder inserts into its own buffer, which lives
 // where the builder does (a decoder's stack) and holds 256 B of entries,
 // about a dozen readings; more go to the heap, growing as append grows.
+// It keeps the offsets of its first MaxValues entries, so Set finds a
+// name by binary search: a linear one over 64 entries per reading made a
+// message of 64 readings slower to decode than with a map.
 // The zero value is empty and ready. Not for concurrent use; not to be
 // copied once used.
 type ReadingsBuilder struct {
-	n   int       // bytes of entries in buf, when big is nil
-	buf [256]byte //
-	big []byte    // the entries, once they outgrew buf
+	n     int               // bytes of entries in buf, when big is nil
+	cnt   int               // readings held
+	noIdx bool              // off is not kept (more than MaxValues readings, or 64 KiB)
+	off   [MaxValues]uint16 // off[:cnt]: each entry's offset, unless noIdx
+	buf   [256]byte         //
+	big   []byte            // the entries, once they outgrew buf
 }
 
 // Reset empties rb and starts it from r's readings.
 func (rb *ReadingsBuilder) Reset(r Readings) {
-	rb.n, rb.big = 0, nil
+	rb.n, rb.big, rb.cnt, rb.noIdx = 0, nil, 0, len(r.s) > math.MaxUint16
+	for e := r.s; e != ""; rb.cnt++ {
+		_, l := nextReading(e)
+		if rb.cnt >= len(rb.off) {
+			rb.noIdx = true
+		} else if !rb.noIdx {
+			rb.off[rb.cnt] = uint16(len(r.s) - len(e))
+		}
+		e = e[l:]
+	}
 	if len(r.s) <= len(rb.buf) {
 		rb.n = copy(rb.buf[:], r.s)
 	} else {
@@ -46,55 +62,98 @@ func (rb *ReadingsBuilder) view() Readings {
 }
 
 // Len is how many readings rb holds.
-func (rb *ReadingsBuilder) Len() int { return rb.view().Len() }
+func (rb *ReadingsBuilder) Len() int { return rb.cnt }
 
 // Get is the reading named key.
-func (rb *ReadingsBuilder) Get(key string) (float64, bool) { return rb.view().Get(key) }
+func (rb *ReadingsBuilder) Get(key string) (float64, bool) {
+	_, at, found := rb.find(key)
+	if !found {
+		return 0, false
+	}
+	e := rb.view().s[at:]
+	_, w := propStr(e)
+	v, _ := readingValue(e[w:])
+	return v, true
+}
+
+// find is the index and offset of the first entry whose name is >= key,
+// and whether it is key.
+func (rb *ReadingsBuilder) find(key string) (j, at int, found bool) {
+	e := rb.view().s
+	if !rb.noIdx {
+		j, found = slices.BinarySearchFunc(rb.off[:rb.cnt], key, func(o uint16, key string) int {
+			k, _ := propStr(e[o:])
+			switch {
+			case k < key:
+				return -1
+			case k > key:
+				return 1
+			}
+			return 0
+		})
+		if j == rb.cnt {
+			return j, len(e), false
+		}
+		return j, int(rb.off[j]), found
+	}
+	for at < len(e) {
+		k, l := nextReading(e[at:])
+		if k >= key {
+			return j, at, k == key
+		}
+		at += l
+		j++
+	}
+	return j, at, false
+}
 
 // Set sets the reading named key to v, inserting it in name order or
 // replacing its value (the last of a name set wins), in place.
 func (rb *ReadingsBuilder) Set(key string, v float64) {
 	var vb [binary.MaxVarintLen64 + 1]byte
 	val := appendF64(vb[:0], v)
-	e := rb.entries()
-	i, w, l := 0, 0, 0 // the entry at i is the first whose name is >= key; w and l its name's and value's lengths when it is key
-	for i < len(e) {
-		k, kw := propStr(unsafe.String(&e[i], len(e)-i))
-		vl := valueLen(unsafe.String(&e[i+kw], len(e)-i-kw))
-		if k == key {
-			w, l = kw, vl
-			break
-		}
-		if k > key {
-			break
-		}
-		i += kw + vl
-	}
-	if l > 0 { // replace the value
-		i += w
-		switch {
-		case rb.big != nil:
-			rb.big = slices.Replace(rb.big, i, i+l, val...)
-		case rb.n-l+len(val) <= len(rb.buf):
-			copy(rb.buf[i+len(val):], rb.buf[i+l:rb.n])
-			copy(rb.buf[i:], val)
-			rb.n += len(val) - l
-		default:
-			rb.spill(i, i+l, val)
-		}
-		return
-	}
+	j, at, found := rb.find(key)
+	var lo, hi int // the bytes replaced, by ent
+	var ent []byte
 	var eb [96]byte
-	ent := append(append(binary.AppendUvarint(eb[:0], uint64(len(key))), key...), val...)
+	if found {
+		e := rb.view().s[at:]
+		_, w := propStr(e)
+		lo, hi, ent = at+w, at+w+valueLen(e[w:]), val
+	} else {
+		lo, hi = at, at
+		ent = append(append(binary.AppendUvarint(eb[:0], uint64(len(key))), key...), val...)
+	}
+	d := len(ent) - (hi - lo)
 	switch {
 	case rb.big != nil:
-		rb.big = slices.Insert(rb.big, i, ent...)
-	case rb.n+len(ent) <= len(rb.buf):
-		copy(rb.buf[i+len(ent):], rb.buf[i:rb.n])
-		copy(rb.buf[i:], ent)
-		rb.n += len(ent)
+		rb.big = slices.Replace(rb.big, lo, hi, ent...)
+	case rb.n+d <= len(rb.buf):
+		copy(rb.buf[hi+d:], rb.buf[hi:rb.n])
+		copy(rb.buf[lo:], ent)
+		rb.n += d
 	default:
-		rb.spill(i, i, ent)
+		rb.spill(lo, hi, ent)
+	}
+	if !found {
+		rb.cnt++
+	}
+	if rb.noIdx {
+		return
+	}
+	if rb.cnt > len(rb.off) || len(rb.entries()) > math.MaxUint16 {
+		rb.noIdx = true
+		return
+	}
+	if !found {
+		copy(rb.off[j+1:rb.cnt], rb.off[j:rb.cnt-1])
+		rb.off[j] = uint16(at)
+		j++
+	} else {
+		j++ // the entries after the replaced value's
+	}
+	for i := j; i < rb.cnt; i++ {
+		rb.off[i] = uint16(int(rb.off[i]) + d)
 	}
 }
 

@@ -314,6 +314,17 @@ func TestReadingsBuilder(t *testing.T) {
 		m[k] = math.Pi
 	}
 	checkReadingsAgainst(t, rb.Readings(), m)
+	// Past MaxValues (Unchecked callers) the builder searches without its
+	// index, from a Reset too.
+	for i := 3 * MaxValues; i > 0; i-- {
+		k := strings.Repeat("k", i%7) + string(rune('0'+i%10)) + strings.Repeat("z", i/10)
+		rb.Set(k, float64(i))
+		m[k] = float64(i)
+		if i%50 == 0 {
+			rb.Reset(rb.Readings())
+		}
+	}
+	checkReadingsAgainst(t, rb.Readings(), m)
 	rb.Reset(Readings{})
 	rb.Set("temperature_c", 21.5) // more than 32 B, so the string is
 	rb.Set("humidity_pct", 40)    // not on the stack where it could be

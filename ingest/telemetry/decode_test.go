@@ -333,7 +333,7 @@ func checkReadings(t *testing.T, r twin.Readings) {
 const wsloadPayload = `{"ts":1772366340000,"lon":106.626815,"lat":29.625598,"speed_kmh":38.5,"values":{"sent_ms":1772366340123}}`
 
 func BenchmarkDecodeReadings(b *testing.B) {
-	for _, c := range []struct{ name, payload string }{{"wsload", wsloadPayload}, {"sensor", sensorPayload}} {
+	for _, c := range []struct{ name, payload string }{{"wsload", wsloadPayload}, {"sensor", sensorPayload}, {"max", manyValues(twin.MaxValues)}} {
 		b.Run(c.name, func(b *testing.B) {
 			p := []byte(c.payload)
 			b.ReportAllocs()
