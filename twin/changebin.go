@@ -1,12 +1,12 @@
 package twin
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/geojson"
@@ -391,15 +391,11 @@ func readLogSample(rd *recReader, id ID) *Sample {
 	return s
 }
 
-// readLogReadings reads a sample's n readings. Written since readings are
-// packed, they come in name order and are packed into one buffer; an
-// older record's come in map order, and from the first name out of order
-// on they are Set one by one (of a name twice the last wins, as in the
-// map the old reader made).
+// readLogReadings reads a sample's n readings: in name order, as written
+// since readings are packed, or in map order, as before (of a name twice,
+// a corrupt record's, the last wins, as in the map the old reader made).
 func readLogReadings(rd *recReader, n uint64) Readings {
-	var b []byte
-	var r Readings
-	var last []byte
+	var rb ReadingsBuilder
 	for range n {
 		k := rd.str()
 		v := rd.f64()
@@ -409,20 +405,7 @@ func readLogReadings(rd *recReader, n uint64) Readings {
 		if rd.err != nil {
 			return Readings{}
 		}
-		if b != nil && bytes.Compare(k, last) <= 0 {
-			r, b = readingsOwning(b), nil
-		}
-		if !r.IsZero() {
-			r.Set(string(k), v)
-			continue
-		}
-		b = binary.AppendUvarint(b, uint64(len(k)))
-		b = append(b, k...)
-		last = b[len(b)-len(k):]
-		b = appendF64(b, v)
+		rb.Set(unsafe.String(unsafe.SliceData(k), len(k)), v) // copied by Set
 	}
-	if b != nil {
-		r = readingsOwning(b)
-	}
-	return r
+	return rb.Readings()
 }
