@@ -113,7 +113,7 @@ func (f *fixture) fix(t *testing.T, name string, at time.Time, p orb.Point) {
 
 func (f *fixture) reading(t *testing.T, name string, at time.Time, vals map[string]float64) {
 	t.Helper()
-	if _, _, err := f.tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Devices, name), Time: at, Values: vals}); err != nil {
+	if _, _, err := f.tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Devices, name), Time: at, Values: twin.ReadingsOf(vals)}); err != nil {
 		t.Fatal(err)
 	}
 	f.e.Drain()

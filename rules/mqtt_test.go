@@ -61,7 +61,7 @@ func TestAlertsReachMQTT(t *testing.T) {
 	}
 	e.Load(rs)
 	f.put(twin.Devices, "m1", orb.Point{106.55, 29.55}, map[string]any{"kind": "septic_gas"})
-	if _, _, err := f.tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Devices, "m1"), Time: f.clk.Now(), Values: map[string]float64{"ch4": 60}}); err != nil {
+	if _, _, err := f.tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Devices, "m1"), Time: f.clk.Now(), Values: twin.ReadingsOf(map[string]float64{"ch4": 60})}); err != nil {
 		t.Fatal(err)
 	}
 	e.Drain()

@@ -24,7 +24,7 @@ func TestRunFollowsFeed(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.e.Run(ctx) }()
-	if _, _, err := f.tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Devices, "r1"), Time: f.clk.Now(), Values: map[string]float64{"ch4": 40}}); err != nil {
+	if _, _, err := f.tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Devices, "r1"), Time: f.clk.Now(), Values: twin.ReadingsOf(map[string]float64{"ch4": 40})}); err != nil {
 		t.Fatal(err)
 	}
 	timeout := time.After(10 * time.Second)

@@ -65,7 +65,7 @@ func TestRestartSeedsAlertsAndHazards(t *testing.T) {
 	e3 := New(f.tw, Options{Clock: f.clk, Logger: f.e.log})
 	e3.Load(rs)
 	f.reading(t, "s1", f.clk.Now().Add(time.Second), map[string]float64{"ch4": 1})
-	if _, _, err := f.tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Devices, "s1"), Time: f.clk.Now().Add(2 * time.Second), Values: map[string]float64{"ch4": 30}}); err != nil {
+	if _, _, err := f.tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Devices, "s1"), Time: f.clk.Now().Add(2 * time.Second), Values: twin.ReadingsOf(map[string]float64{"ch4": 30})}); err != nil {
 		t.Fatal(err)
 	}
 	e3.Drain()

@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/geojson"
@@ -192,8 +193,10 @@ func appendLogSample(b []byte, s *Sample) ([]byte, bool) {
 		}
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 	}
-	b = binary.AppendUvarint(b, uint64(len(s.Values)))
-	for k, v := range s.Values {
+	// Sorted by name since readings are packed; before, in map order: the
+	// reader takes either.
+	b = binary.AppendUvarint(b, uint64(s.Values.Len()))
+	for k, v := range s.Values.All() {
 		if !finite(v) {
 			return b, false
 		}
@@ -384,14 +387,25 @@ func readLogSample(rd *recReader, id ID) *Sample {
 		rd.fail()
 		return s
 	}
-	if n > 0 {
-		s.Values = make(map[string]float64, n)
-		for range n {
-			k := string(rd.str())
-			if s.Values[k] = rd.f64(); !finite(s.Values[k]) {
-				rd.fail()
-			}
-		}
-	}
+	s.Values = readLogReadings(rd, n)
 	return s
+}
+
+// readLogReadings reads a sample's n readings: in name order, as written
+// since readings are packed, or in map order, as before (of a name twice,
+// a corrupt record's, the last wins, as in the map the old reader made).
+func readLogReadings(rd *recReader, n uint64) Readings {
+	var rb ReadingsBuilder
+	for range n {
+		k := rd.str()
+		v := rd.f64()
+		if !finite(v) {
+			rd.fail()
+		}
+		if rd.err != nil {
+			return Readings{}
+		}
+		rb.Set(unsafe.String(unsafe.SliceData(k), len(k)), v) // copied by Set
+	}
+	return rb.Readings()
 }

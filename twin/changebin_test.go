@@ -1,8 +1,11 @@
 package twin
 
 import (
+	"bytes"
+	"encoding/binary"
 	"math"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -29,7 +32,7 @@ func TestChangeBinaryMatchesJSON(t *testing.T) {
 	road := &Feature{ID: NewID(Roads, "r1"), Geometry: orb.LineString{{106.123456789012, 29.1}, {106.2, 29.2}},
 		Props: NewProps(map[string]any{"name": "解放碑"}), Version: 1}
 	sample := &Sample{ID: v, Time: ts, HasPos: true, Pos: orb.Point{106.1, -29.000000000001}, HasSpeed: true, SpeedKmh: 33.3,
-		HasHeading: true, Heading: 359.9, Values: map[string]float64{"co": 0.1, "pm25": -2e300}}
+		HasHeading: true, Heading: 359.9, Values: ReadingsOf(map[string]float64{"co": 0.1, "pm25": -2e300})}
 	changes := []Change{
 		{Seq: 1, Kind: Upsert, Time: ts, New: point, Sample: sample},
 		{Seq: 2, Kind: Upsert, Time: ts, New: typed},
@@ -111,4 +114,71 @@ func sameChange(t *testing.T, a, b Change) {
 			t.Fatalf("change %d: sample\n%+v\n%+v", a.Seq, x, y)
 		}
 	}
+}
+
+// TestChangeBinaryOldReadings: a record written before readings were
+// packed has them in map order, maybe a name twice (a corrupt one): it
+// reads as the old reader read it, into a map (the last value wins).
+func TestChangeBinaryOldReadings(t *testing.T) {
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	v := NewID(Devices, "gas-1")
+	vals := map[string]float64{"a": 1, "b": 2.5, "c": -3}
+	c := Change{Seq: 1, Kind: History, Time: ts, Old: &Feature{ID: v}, Sample: &Sample{ID: v, Time: ts, Values: ReadingsOf(vals)}}
+	rec, err := MarshalChange(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(k string, x float64) []byte {
+		return binary.LittleEndian.AppendUint64(appendStr(nil, k), math.Float64bits(x))
+	}
+	sorted := slices.Concat(entry("a", 1), entry("b", 2.5), entry("c", -3))
+	at := bytes.Index(rec, sorted)
+	if at < 0 {
+		t.Fatalf("record %q does not hold the readings in name order", rec)
+	}
+	for _, tc := range []struct {
+		wire []byte
+		want map[string]float64
+	}{
+		{slices.Concat(entry("c", -3), entry("a", 1), entry("b", 2.5)), vals},
+		{slices.Concat(entry("b", 2.5), entry("c", -3), entry("a", 1)), vals},
+		{slices.Concat(entry("a", 1), entry("c", 7), entry("c", -3)), map[string]float64{"a": 1, "c": -3}},
+	} {
+		old := slices.Concat(rec[:at], tc.wire, rec[at+len(sorted):])
+		got, err := UnmarshalChange(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := ReadingsOf(tc.want); got.Sample.Values != want {
+			t.Errorf("wire %q: readings %v, want %v", tc.wire, got.Sample.Values, want)
+		}
+	}
+}
+
+// BenchmarkChangeReadings: a History change with a sample of two
+// readings, encoded (binary) and decoded.
+func BenchmarkChangeReadings(b *testing.B) {
+	now := time.Date(2026, 12, 3, 9, 0, 0, 123456789, time.UTC)
+	id := ID{Layer: "devices", Name: "gas-42"}
+	c := &Change{Seq: 123456, Kind: History, Time: now, Old: &Feature{ID: id}, New: &Feature{ID: id},
+		Sample: &Sample{ID: id, Time: now, Values: ReadingsOf(map[string]float64{"ch4": 1.25, "h2s": 0.02})}}
+	rec, err := AppendChange(nil, c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("append", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		for b.Loop() {
+			buf, _ = AppendChange(buf[:0], c)
+		}
+	})
+	b.Run("unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := UnmarshalChange(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

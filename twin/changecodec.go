@@ -49,14 +49,14 @@ type logFeature struct {
 }
 
 type logSample struct {
-	Time       time.Time          `json:"t"`
-	HasPos     bool               `json:"hp,omitempty"`
-	Pos        orb.Point          `json:"p"`
-	HasSpeed   bool               `json:"hs,omitempty"`
-	SpeedKmh   float64            `json:"sp,omitempty"`
-	HasHeading bool               `json:"hh,omitempty"`
-	Heading    float64            `json:"hd,omitempty"`
-	Values     map[string]float64 `json:"vals,omitempty"`
+	Time       time.Time `json:"t"`
+	HasPos     bool      `json:"hp,omitempty"`
+	Pos        orb.Point `json:"p"`
+	HasSpeed   bool      `json:"hs,omitempty"`
+	SpeedKmh   float64   `json:"sp,omitempty"`
+	HasHeading bool      `json:"hh,omitempty"`
+	Heading    float64   `json:"hd,omitempty"`
+	Values     Readings  `json:"vals,omitzero"`
 }
 
 // MarshalChange encodes c for the change log (the binary record, or JSON

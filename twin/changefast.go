@@ -3,7 +3,6 @@ package twin
 import (
 	"encoding/json"
 	"math"
-	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -122,20 +121,17 @@ func appendChange(b []byte, lc *logChange, f *logFeature, s *logSample) (_ []byt
 				return b, false
 			}
 		}
-		if len(s.Values) > 0 {
+		if !s.Values.IsZero() {
 			b = append(b, `,"vals":{`...)
-			keys := make([]string, 0, len(s.Values))
-			for k := range s.Values {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			for i, k := range keys {
+			i := 0
+			for k, v := range s.Values.All() { // sorted, as json sorts a map's keys
 				if i > 0 {
 					b = append(b, ',')
 				}
+				i++
 				b = appendString(b, k)
 				b = append(b, ':')
-				if b, ok = appendFloat(b, s.Values[k]); !ok {
+				if b, ok = appendFloat(b, v); !ok {
 					return b, false
 				}
 			}

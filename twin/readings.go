@@ -1,9 +1,6 @@
 package twin
 
-import (
-	"encoding/binary"
-	"slices"
-)
+import "encoding/binary"
 
 // packedReadings is the readings (props "values") of a packed props p as
 // their encoded tagMap entries (key, value)..., keys sorted, and their
@@ -36,20 +33,13 @@ func nextEntry(entries string) (key, val, rest string) {
 	return key, entries[n : n+m], entries[n+m:]
 }
 
-// sortedReadingKeys appends vals' keys to dst, sorted as a packed map's.
-func sortedReadingKeys(dst []string, vals map[string]float64) []string {
-	for k := range vals {
-		dst = append(dst, k)
-	}
-	slices.Sort(dst)
-	return dst
-}
-
-// readingsAdded is how many of keys (sorted) entries (a packed map's,
-// sorted) lacks.
-func readingsAdded(entries string, keys []string) int {
+// readingsAdded is how many of r's names entries (a packed map's, sorted)
+// lacks: both sorted, one walk over each.
+func readingsAdded(entries string, r Readings) int {
 	added := 0
-	for _, k := range keys {
+	for e := r.s; e != ""; {
+		k, l := nextReading(e)
+		e = e[l:]
 		for {
 			if entries == "" {
 				added++
@@ -70,29 +60,31 @@ func readingsAdded(entries string, keys []string) int {
 }
 
 // appendMergedReadings appends the packed tagMap value of entries (a
-// packed map's, count n) with vals set at keys (vals' keys, sorted), added
-// of them new: the bytes appendValueBytes writes for the map[string]any of
-// the old readings decoded with vals set over them, as an old value's
-// bytes are what its decoded value encodes to.
-func appendMergedReadings(b []byte, entries string, n int, keys []string, vals map[string]float64, added int) []byte {
+// packed map's, count n) with r's readings set over them, added of them
+// new: the bytes appendValueBytes writes for the map[string]any of the old
+// readings decoded with r's set over them, as an old value's bytes are
+// what its decoded value encodes to. r's entries are the map's entry
+// bytes (see Readings), so both sides are copied, neither decoded.
+func appendMergedReadings(b []byte, entries string, n int, r Readings, added int) []byte {
 	var sb [256]byte
 	body := binary.AppendUvarint(sb[:0], uint64(n+added))
-	for _, k := range keys {
+	for e := r.s; e != ""; {
+		k, l := nextReading(e)
 		for entries != "" {
 			ek, _, rest := nextEntry(entries)
-			if ek >= k {
+			if ek > k {
 				break
 			}
-			body = append(body, entries[:len(entries)-len(rest)]...)
-			entries = rest
-		}
-		if entries != "" {
-			if ek, _, rest := nextEntry(entries); ek == k {
-				entries = rest // replaced by the sample's reading
+			if ek < k {
+				body = append(body, entries[:len(entries)-len(rest)]...)
+			}
+			entries = rest // or replaced by the sample's reading
+			if ek == k {
+				break
 			}
 		}
-		body = appendStrBytes(body, k)
-		body = appendF64(body, vals[k])
+		body = append(body, e[:l]...)
+		e = e[l:]
 	}
 	body = append(body, entries...)
 	b = append(b, tagMap)

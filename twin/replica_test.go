@@ -27,7 +27,7 @@ func TestReplicaLeaderFollower(t *testing.T) {
 	}
 	clk.Advance(time.Second)
 	t0 := time.Date(2026, 11, 23, 8, 0, 1, 0, time.UTC)
-	if _, _, err := leader.ApplySample(Sample{ID: id, Time: t0, HasPos: true, Pos: orb.Point{106.6, 29.6}, Values: map[string]float64{"co": 1.5}}); err != nil {
+	if _, _, err := leader.ApplySample(Sample{ID: id, Time: t0, HasPos: true, Pos: orb.Point{106.6, 29.6}, Values: ReadingsOf(map[string]float64{"co": 1.5})}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := leader.ApplySample(Sample{ID: id, Time: t0.Add(-time.Minute), HasPos: true, Pos: orb.Point{106.4, 29.4}}); err != nil {
@@ -137,7 +137,7 @@ func TestChangeCodecRoundTrip(t *testing.T) {
 	c := Change{Seq: 42, Kind: Upsert, Time: ts, New: &Feature{ID: NewID(Roads, "r1"),
 		Geometry: orb.LineString{{106.123456789012, 29.1}, {106.2, 29.2}}, Props: NewProps(map[string]any{"name": "解放碑", "lanes": 4.0, "tags": []any{"a"}}),
 		Version: 7, Updated: StampOf(ts), Observed: StampOf(ts.Add(-time.Second)), Place: NewPlace([]string{"500000", "500103"}, "g1"), more: &more{source: "osm:w1", cells: &[]uint64{1, 2}}},
-		Sample: &Sample{ID: NewID(Roads, "r1"), Time: ts, HasPos: true, Pos: orb.Point{1, 2}, Values: map[string]float64{"x": 0.1}}}
+		Sample: &Sample{ID: NewID(Roads, "r1"), Time: ts, HasPos: true, Pos: orb.Point{1, 2}, Values: ReadingsOf(map[string]float64{"x": 0.1})}}
 	c.New.Props = c.New.Props.Pack() // as the twin holds them
 	b, err := MarshalChange(&c)
 	if err != nil {
@@ -157,7 +157,7 @@ func FuzzUnmarshalChange(f *testing.F) {
 	b, _ := MarshalChange(&c)
 	f.Add(b)
 	c.New.Props = c.New.Props.Pack()
-	c.Sample = &Sample{ID: c.New.ID, Time: c.Time, HasPos: true, Pos: orb.Point{1, 2}, Values: map[string]float64{"x": 1}}
+	c.Sample = &Sample{ID: c.New.ID, Time: c.Time, HasPos: true, Pos: orb.Point{1, 2}, Values: ReadingsOf(map[string]float64{"x": 1})}
 	b, _ = MarshalChange(&c) // binary
 	f.Add(b)
 	f.Add([]byte(`{"seq":2,"k":2,"l":"vehicles","n":"v"}`))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -338,21 +339,14 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 	// The old readings are merged as packed bytes when they are packed
 	// (packedReadings), else decoded into prev.
 	var prev map[string]any
-	var keyBuf [MaxValues]string
-	var keys []string
 	entries, held, packed := packedReadings(old.Props)
 	added := 0
 	if packed {
-		if len(s.Values) <= MaxValues {
-			keys = sortedReadingKeys(keyBuf[:0], s.Values)
-		} else {
-			keys = sortedReadingKeys(nil, s.Values) // Unchecked only
-		}
-		added = readingsAdded(entries, keys)
+		added = readingsAdded(entries, s.Values)
 	} else {
 		prev = valuesOf(old)
 		held = len(prev)
-		for k := range s.Values {
+		for k := range s.Values.All() {
 			if _, ok := prev[k]; !ok {
 				added++
 			}
@@ -388,16 +382,16 @@ func (t *Twin) ApplySample(s Sample) (Outcome, Change, error) {
 		set = append(set, propKV{"heading", s.Heading})
 	}
 	var readings []byte
-	if len(s.Values) > 0 && packed {
+	if !s.Values.IsZero() && packed {
 		var rb [512]byte
-		readings = appendMergedReadings(rb[:0], entries, held, keys, s.Values, added)
-	} else if len(s.Values) > 0 {
+		readings = appendMergedReadings(rb[:0], entries, held, s.Values, added)
+	} else if !s.Values.IsZero() {
 		vals := make(map[string]any, len(prev)+added)
 		for k, v := range prev {
 			vals[k] = v
 		}
-		for k, v := range s.Values {
-			vals[k] = v
+		for k, v := range s.Values.All() {
+			vals[strings.Clone(k)] = v // k points into the sample's bytes
 		}
 		set = append(set, propKV{"values", vals})
 	}

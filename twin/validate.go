@@ -221,11 +221,11 @@ func validSample(s *Sample) error {
 	return validValues(s.Values)
 }
 
-func validValues(vals map[string]float64) error {
-	if len(vals) > MaxValues {
-		return fmt.Errorf("%w: %d readings in one sample, at most %d", ErrTooManyValues, len(vals), MaxValues)
+func validValues(vals Readings) error {
+	if n := vals.Len(); n > MaxValues {
+		return fmt.Errorf("%w: %d readings in one sample, at most %d", ErrTooManyValues, n, MaxValues)
 	}
-	for k := range vals {
+	for k := range vals.All() {
 		if err := ValidKey("values", k, MaxValueKeyBytes); err != nil {
 			return err
 		}

@@ -113,7 +113,7 @@ func TestApplySampleLimits(t *testing.T) {
 		return m
 	}
 	apply := func(sec int, v map[string]float64) error {
-		_, _, err := tw.ApplySample(Sample{ID: id, Time: t0.Add(time.Duration(sec) * time.Second), Values: v})
+		_, _, err := tw.ApplySample(Sample{ID: id, Time: t0.Add(time.Duration(sec) * time.Second), Values: ReadingsOf(v)})
 		return err
 	}
 	if err := apply(1, vals(0, MaxValues-4)); err != nil {
@@ -144,7 +144,7 @@ func TestApplySampleLimits(t *testing.T) {
 		t.Fatalf("long reading name: %v", err)
 	}
 	for _, ts := range []time.Time{{}, time.Unix(0, 0), time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC)} {
-		if _, _, err := tw.ApplySample(Sample{ID: id, Time: ts, Values: vals(0, 1)}); !errors.Is(err, ErrBadTime) {
+		if _, _, err := tw.ApplySample(Sample{ID: id, Time: ts, Values: ReadingsOf(vals(0, 1))}); !errors.Is(err, ErrBadTime) {
 			t.Errorf("sample at %s: %v, want ErrBadTime", ts, err)
 		}
 	}

@@ -87,7 +87,7 @@ func TestStepRateAndPayloads(t *testing.T) {
 		seen[strings.SplitN(k, "/", 2)[0]]++
 		switch {
 		case strings.HasPrefix(k, "devices/"):
-			if dm.HasPos || len(dm.Values) == 0 {
+			if dm.HasPos || dm.Values.IsZero() {
 				t.Fatalf("%s: sensor payload %s", name, m.Payload)
 			}
 		default:
@@ -205,14 +205,14 @@ func TestAlarms(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ch4, ok := dm.Values["ch4"]; ok {
+			if ch4, ok := dm.Values.Get("ch4"); ok {
 				if ch4 > GasAlarmCH4 {
 					gasAlarm++
 				} else {
 					gasMax++
 				}
 			}
-			if p, ok := dm.Values["pressure_mpa"]; ok {
+			if p, ok := dm.Values.Get("pressure_mpa"); ok {
 				if p < HydrantLowMPa {
 					lowPressure++
 				} else if p > 0.2 && p < 0.4 {

@@ -34,7 +34,7 @@ func BenchmarkDrainTelemetry(b *testing.B) {
 		k := min(b.N-done, 1<<19)
 		for i := range k {
 			_, _, _ = tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Devices, fmt.Sprint("d", (done+i)%n)), Time: t0.Add(time.Duration(done+i) * time.Millisecond),
-				Values: map[string]float64{"ch4": 0.1}})
+				Values: twin.ReadingsOf(map[string]float64{"ch4": 0.1})})
 		}
 		b.StartTimer()
 		s.drain()

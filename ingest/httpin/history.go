@@ -22,10 +22,10 @@ type historyFeature struct {
 }
 
 type historyProps struct {
-	TS       string             `json:"ts"`
-	SpeedKmh *float64           `json:"speed_kmh,omitempty"`
-	Heading  *float64           `json:"heading,omitempty"`
-	Values   map[string]float64 `json:"values,omitempty"`
+	TS       string        `json:"ts"`
+	SpeedKmh *float64      `json:"speed_kmh,omitempty"`
+	Heading  *float64      `json:"heading,omitempty"`
+	Values   twin.Readings `json:"values,omitzero"`
 }
 
 type historyCollection struct {

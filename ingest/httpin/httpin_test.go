@@ -320,7 +320,7 @@ func TestHistory(t *testing.T) {
 	id := twin.NewID(twin.Devices, "gas-1")
 	_ = f.st.AppendHistory(context.Background(), []twin.Sample{
 		{ID: id, Time: t0.Add(2 * time.Minute), HasPos: true, Pos: orb.Point{106.61, 29.61}, HasSpeed: true, SpeedKmh: 3},
-		{ID: id, Time: t0, Values: map[string]float64{"ch4": 1.5}},
+		{ID: id, Time: t0, Values: twin.ReadingsOf(map[string]float64{"ch4": 1.5})},
 		{ID: id, Time: t0.Add(time.Minute), HasHeading: true, Heading: 90, HasPos: true, Pos: orb.Point{106.6, 29.6}},
 	})
 	code, b := f.do(t, "GET", "/api/entities/devices/gas-1/history?order=asc", "")

@@ -24,7 +24,7 @@ func TestApplyOutcomes(t *testing.T) {
 	}
 	const base = 1700000000000 // 2023-11-14, within the accepted range
 	msg := func(ms int64) Message {
-		return Message{TS: time.UnixMilli(base + ms), Values: map[string]float64{"ch4": float64(ms)}}
+		return Message{TS: time.UnixMilli(base + ms), Values: twin.ReadingsOf(map[string]float64{"ch4": float64(ms)})}
 	}
 	steps := []struct {
 		ms   int64

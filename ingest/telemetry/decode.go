@@ -10,8 +10,10 @@ package telemetry
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/citytwin/citytwin/twin"
 	"github.com/paulmach/orb"
@@ -27,8 +29,8 @@ type Message struct {
 	HasSpeed   bool
 	SpeedKmh   float64 // km/h, >= 0
 	HasHeading bool
-	Heading    float64            // degrees clockwise from north
-	Values     map[string]float64 // readings; nil when none
+	Heading    float64       // degrees clockwise from north
+	Values     twin.Readings // readings; the zero Readings when none
 }
 
 // Limits bound what Decode accepts. Zero values take defaults.
@@ -154,15 +156,12 @@ func Decode(payload []byte, now time.Time, lim Limits) (Message, error) {
 }
 
 // ToSample turns a decoded message into the twin's sample for object id.
-// The Values map is shared, not copied: messages are not reused.
+// Readings are immutable values: the sample shares the message's.
 func ToSample(id twin.ID, m Message) twin.Sample {
 	s := twin.Sample{ID: id, Time: m.TS, HasPos: m.HasPos, HasSpeed: m.HasSpeed, SpeedKmh: m.SpeedKmh,
-		HasHeading: m.HasHeading, Heading: m.Heading}
+		HasHeading: m.HasHeading, Heading: m.Heading, Values: m.Values}
 	if m.HasPos {
 		s.Pos = orb.Point{m.Lon, m.Lat}
-	}
-	if len(m.Values) > 0 {
-		s.Values = m.Values
 	}
 	return s
 }
@@ -270,6 +269,21 @@ func (s *scanner) str() (string, bool) {
 		}
 	}
 	return string(raw), true
+}
+
+// key is str for a name that is only looked at and copied (a reading's,
+// which Readings.Set copies into its bytes): without escapes it is the
+// payload's bytes, not a copy of them, so it must not be kept. The errors
+// that name it format it into their own text.
+func (s *scanner) key() (string, bool) {
+	raw, ok := s.rawString()
+	if !ok {
+		return "", false
+	}
+	if slices.Contains(raw, '\\') {
+		return unescape(raw)
+	}
+	return unsafe.String(unsafe.SliceData(raw), len(raw)), true
 }
 
 // unescape decodes a raw JSON string body with escapes; rare, so it leans
@@ -541,8 +555,10 @@ func (s *scanner) name(dst *string) *Error {
 // must be valid text of at most twin.MaxValueKeyBytes (bad_text), and at
 // most twin.MaxValues distinct names are read (too_many_values): the
 // decoder stops there, so a hostile message costs no more memory than a
-// full one.
-func (s *scanner) values(dst *map[string]float64) *Error {
+// full one. The readings are packed as they come (a twin.ReadingsBuilder
+// on the stack, no map; a name read without a copy of its own), then
+// copied into dst at once.
+func (s *scanner) values(dst *twin.Readings) *Error {
 	if s.literal("null") {
 		return nil
 	}
@@ -556,9 +572,11 @@ func (s *scanner) values(dst *map[string]float64) *Error {
 	if s.consume('}') {
 		return nil
 	}
+	var rb twin.ReadingsBuilder
+	rb.Reset(*dst) // a second "values" adds to the first, as into one map
 	for {
 		s.ws()
-		k, ok := s.str()
+		k, ok := s.key()
 		if !ok {
 			return s.syntax("want a reading name")
 		}
@@ -577,19 +595,19 @@ func (s *scanner) values(dst *map[string]float64) *Error {
 			return err
 		}
 		if has {
-			if *dst == nil {
-				*dst = make(map[string]float64, 4)
+			if rb.Len() >= twin.MaxValues {
+				if _, dup := rb.Get(k); !dup {
+					return Errorf(TooManyValues, "more than %d readings in one message", twin.MaxValues)
+				}
 			}
-			if _, dup := (*dst)[k]; !dup && len(*dst) >= twin.MaxValues {
-				return Errorf(TooManyValues, "more than %d readings in one message", twin.MaxValues)
-			}
-			(*dst)[k] = v
+			rb.Set(k, v)
 		}
 		s.ws()
 		if s.consume(',') {
 			continue
 		}
 		if s.consume('}') {
+			*dst = rb.Readings()
 			return nil
 		}
 		return s.syntax("want ',' or '}' in values")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestDecodeAccepts(t *testing.T) {
 		{"epoch ms as float integer", `{"ts":1.77236634e12}`,
 			Message{TS: time.UnixMilli(1772366340000).UTC()}},
 		{"sensor values", ` { "id" : "gas-1", "ts":"2026-03-01T19:59:00+08:00", "values":{"ch4":1.25,"h2s":0,"skip":null}} `,
-			Message{Name: "gas-1", TS: time.Date(2026, 3, 1, 11, 59, 0, 0, time.UTC), Values: map[string]float64{"ch4": 1.25, "h2s": 0}}},
+			Message{Name: "gas-1", TS: time.Date(2026, 3, 1, 11, 59, 0, 0, time.UTC), Values: twin.ReadingsOf(map[string]float64{"ch4": 1.25, "h2s": 0})}},
 		{"unknown fields ignored", `{"ts":1700000000000,"extra":[1,{"a":"b\"c"},true,false,null,-1.5e3],"lat":null,"lon":null}`,
 			Message{TS: time.UnixMilli(1700000000000).UTC()}},
 		{"escaped id", `{"id":"a\u00e9\/b","ts":1700000000000}`, Message{Name: "aé/b", TS: time.UnixMilli(1700000000000).UTC()}},
@@ -56,15 +57,7 @@ func TestDecodeAccepts(t *testing.T) {
 }
 
 func equalMsg(a, b Message) bool {
-	if len(a.Values) != len(b.Values) {
-		return false
-	}
-	for k, v := range a.Values {
-		if w, ok := b.Values[k]; !ok || w != v {
-			return false
-		}
-	}
-	return a.Name == b.Name && a.HasPos == b.HasPos && a.Lon == b.Lon && a.Lat == b.Lat &&
+	return a.Values == b.Values && a.Name == b.Name && a.HasPos == b.HasPos && a.Lon == b.Lon && a.Lat == b.Lat &&
 		a.HasSpeed == b.HasSpeed && a.SpeedKmh == b.SpeedKmh && a.HasHeading == b.HasHeading && a.Heading == b.Heading
 }
 
@@ -152,12 +145,12 @@ func manyValues(n int) string {
 
 func TestDecodeValuesLimit(t *testing.T) {
 	m, err := Decode([]byte(manyValues(64)), now, Limits{})
-	if err != nil || len(m.Values) != 64 {
-		t.Fatalf("64 readings: %d, %v", len(m.Values), err)
+	if err != nil || m.Values.Len() != 64 {
+		t.Fatalf("64 readings: %d, %v", m.Values.Len(), err)
 	}
-	// Repeating a name does not count twice.
-	if _, err := Decode([]byte(`{"ts":1700000000000,"values":{"a":1,"a":2}}`), now, Limits{}); err != nil {
-		t.Fatal(err)
+	// Repeating a name does not count twice; the last value wins.
+	if m, err := Decode([]byte(`{"ts":1700000000000,"values":{"a":1,"a":2}}`), now, Limits{}); err != nil || m.Values.String() != `{"a":2}` {
+		t.Fatal(m.Values, err)
 	}
 }
 
@@ -200,7 +193,7 @@ func TestToSample(t *testing.T) {
 	id := twin.NewID(twin.Vehicles, "BP1")
 	s := ToSample(id, m)
 	if s.ID != id || !s.HasPos || s.Pos[0] != 106.5 || s.Pos[1] != 29.5 || !s.HasHeading || s.Heading != 10 ||
-		s.HasSpeed || s.Values["v"] != 1 || !s.Time.Equal(time.UnixMilli(1700000000000)) {
+		s.HasSpeed || s.Values.String() != `{"v":1}` || !s.Time.Equal(time.UnixMilli(1700000000000)) {
 		t.Fatalf("sample %+v", s)
 	}
 }
@@ -211,6 +204,7 @@ func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		trackerPayload, sensorPayload, `{}`, `{"ts":"2026-03-01T11:59:00.123+08:00"}`,
 		`{"ts":1700000000000,"lon":1e999,"lat":0}`, `{"ts":1700000000000,"values":{"a":"NaN"}}`, `{"id":"x\ud800","ts":1}`,
+		`{"ts":1700000000000,"values":{"a\u0062":1,"ab":2,"b":null,"a":-0.5,"\u00e9":1e-9}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -227,11 +221,7 @@ func FuzzDecode(f *testing.F) {
 		if !fin(m.Lon) || !fin(m.Lat) || !fin(m.SpeedKmh) || !fin(m.Heading) {
 			t.Fatalf("non-finite accepted: %+v", m)
 		}
-		for k, v := range m.Values {
-			if !fin(v) {
-				t.Fatalf("non-finite value %s accepted", k)
-			}
-		}
+		checkReadings(t, m.Values)
 		if m.HasPos && (m.Lon < -180 || m.Lon > 180 || m.Lat < -90 || m.Lat > 90) {
 			t.Fatalf("out of range accepted: %+v", m)
 		}
@@ -240,6 +230,14 @@ func FuzzDecode(f *testing.F) {
 		}
 		if !json.Valid(b) {
 			t.Fatalf("invalid JSON accepted: %q", b)
+		}
+		// The readings are their own bytes, not the payload's.
+		before := m.Values.String()
+		for i := range b {
+			b[i] = 'x'
+		}
+		if after := m.Values.String(); after != before {
+			t.Fatalf("readings changed with the payload: %s, then %s", before, after)
 		}
 	})
 }
@@ -295,4 +293,93 @@ func TestMetricsShared(t *testing.T) {
 	if n, err := testutil.GatherAndCount(reg, "twin_ingest_messages_total"); err != nil || n != 8 {
 		t.Fatalf("series %d err %v", n, err)
 	}
+}
+
+// checkReadings checks what the decoder's readings promise: finite
+// values under valid names, at most twin.MaxValues, in name order, each
+// found by Get, their JSON read back as the same readings.
+func checkReadings(t *testing.T, r twin.Readings) {
+	t.Helper()
+	n, prev := 0, ""
+	for k, v := range r.All() {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			t.Fatalf("non-finite value %q accepted", k)
+		}
+		if err := twin.ValidKey("values", k, twin.MaxValueKeyBytes); err != nil {
+			t.Fatalf("reading name accepted: %v", err)
+		}
+		if n > 0 && k <= prev {
+			t.Fatalf("readings out of order: %q after %q", k, prev)
+		}
+		if g, ok := r.Get(k); !ok || math.Float64bits(g) != math.Float64bits(v) {
+			t.Fatalf("Get(%q) = %v, %v; All gave %v", k, g, ok, v)
+		}
+		n, prev = n+1, k
+	}
+	if n != r.Len() || n > twin.MaxValues {
+		t.Fatalf("%d readings, Len %d", n, r.Len())
+	}
+	j, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back twin.Readings
+	if err := json.Unmarshal(j, &back); err != nil || back != r {
+		t.Fatalf("readings %s read back as %s, %v", j, back, err)
+	}
+}
+
+// wsloadPayload is what cmd/wsload sends: a position and one reading.
+const wsloadPayload = `{"ts":1772366340000,"lon":106.626815,"lat":29.625598,"speed_kmh":38.5,"values":{"sent_ms":1772366340123}}`
+
+func BenchmarkDecodeReadings(b *testing.B) {
+	for _, c := range []struct{ name, payload string }{{"wsload", wsloadPayload}, {"sensor", sensorPayload}, {"max", manyValues(twin.MaxValues)}} {
+		b.Run(c.name, func(b *testing.B) {
+			p := []byte(c.payload)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(p, now, Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHeldSamples: the live heap of decoded samples kept (as the
+// feed keeps them for its window), per sample, after a GC.
+func BenchmarkHeldSamples(b *testing.B) {
+	p := []byte(sensorPayload)
+	const n = 100000
+	for b.Loop() {
+		held := make([]*twin.Sample, n)
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		for i := range held {
+			m, err := Decode(p, now, Limits{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := ToSample(twin.ID{}, m)
+			held[i] = &s
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "heapB/sample")
+		runtime.KeepAlive(held)
+	}
+}
+
+// TestDecodeReadings: names escaped or not are one name (the last value
+// wins), null readings are skipped, and the readings come sorted.
+func TestDecodeReadings(t *testing.T) {
+	m, err := Decode([]byte(`{"ts":1700000000000,"values":{"a\u0062":1,"ab":2,"b":null,"a":-0.5,"\u00e9":1e-9}}`), now, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Values.String(), `{"a":-0.5,"ab":2,"é":1e-9}`; got != want {
+		t.Fatalf("readings %s, want %s", got, want)
+	}
+	checkReadings(t, m.Values)
 }

@@ -219,12 +219,12 @@ func encodeSample(b []byte, s twin.Sample) ([]byte, error) {
 	if s.HasHeading {
 		put(s.Heading)
 	}
-	if len(s.Values) > 0 {
-		v, err := json.Marshal(s.Values)
-		if err != nil {
+	if !s.Values.IsZero() {
+		// The JSON of a map[string]float64, as before readings were packed.
+		var err error
+		if b, err = s.Values.AppendJSON(b); err != nil {
 			return nil, fmt.Errorf("encode values: %w", err)
 		}
-		b = append(b, v...)
 	}
 	return b, nil
 }

@@ -1,10 +1,12 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
-	"maps"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -232,7 +234,7 @@ func TestHistoryGroups(t *testing.T) {
 	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 	mk := func(id twin.ID, i int, speed float64) twin.Sample {
 		sm := twin.Sample{ID: id, Time: t0.Add(time.Duration(i) * time.Second), HasSpeed: true, SpeedKmh: speed,
-			Values: map[string]float64{"i": float64(i)}}
+			Values: twin.ReadingsOf(map[string]float64{"i": float64(i)})}
 		if i%2 == 0 {
 			sm.HasPos, sm.Pos = true, orb.Point{106, 29 + float64(i)}
 		}
@@ -240,7 +242,7 @@ func TestHistoryGroups(t *testing.T) {
 	}
 	sameSamples := func(a, b []twin.Sample) bool {
 		return slices.EqualFunc(a, b, func(x, y twin.Sample) bool {
-			return sameSamples([]twin.Sample{x}, []twin.Sample{y}) && maps.Equal(x.Values, y.Values)
+			return sameSamples([]twin.Sample{x}, []twin.Sample{y}) && x.Values == y.Values
 		})
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error { // one key a sample, as written before groups
@@ -320,4 +322,24 @@ func FuzzReadGroup(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSampleReadingsStoredAsMap: a sample's readings are stored as the
+// JSON of a map[string]float64 (what was stored before readings were
+// packed), byte for byte, and such bytes read back as the same readings.
+func TestSampleReadingsStoredAsMap(t *testing.T) {
+	vals := map[string]float64{"sent_ms": 1772366340123, "co2": 412.3, "<&>": -1e-7, "a\u2028": math.Pi}
+	sm := twin.Sample{ID: twin.NewID(twin.Devices, "d"), HasSpeed: true, SpeedKmh: 3, Values: twin.ReadingsOf(vals)}
+	b, err := encodeSample(nil, sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := json.Marshal(vals)
+	if !bytes.HasSuffix(b, old) {
+		t.Fatalf("stored %q, want the map's JSON %s at the end", b, old)
+	}
+	got, err := decodeSample(sm.ID, sm.Time, b)
+	if err != nil || got.Values != sm.Values {
+		t.Fatalf("read back %v, %v; want %v", got.Values, err, sm.Values)
+	}
 }

@@ -37,8 +37,9 @@ func (s *Store) AppendHistory(ctx context.Context, ss []twin.Sample) error {
 		if sm.HasHeading {
 			row[6] = sm.Heading
 		}
-		if len(sm.Values) > 0 {
-			b, err := json.Marshal(sm.Values)
+		if !sm.Values.IsZero() {
+			// The JSON of a map[string]float64, as before readings were packed.
+			b, err := sm.Values.MarshalJSON()
 			if err != nil {
 				return fmt.Errorf("pgstore: append history %s: %w: %w", sm.ID, twin.ErrBadData, err)
 			}

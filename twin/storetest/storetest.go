@@ -298,7 +298,7 @@ func testHistory(t *testing.T, s twin.Store) {
 			s.HasSpeed, s.SpeedKmh = true, float64(i)
 			s.HasHeading, s.Heading = true, 90
 		} else {
-			s.Values = map[string]float64{"ch4": float64(i) / 10}
+			s.Values = twin.ReadingsOf(map[string]float64{"ch4": float64(i) / 10})
 		}
 		return s
 	}
@@ -306,7 +306,7 @@ func testHistory(t *testing.T, s twin.Store) {
 	for _, i := range []int{5, 1, 3, 0, 2, 4, 9, 8, 7, 6} { // out of order
 		batch = append(batch, sample(i))
 	}
-	batch = append(batch, sample(3), twin.Sample{ID: other, Time: t0, Values: map[string]float64{"p": 1}})
+	batch = append(batch, sample(3), twin.Sample{ID: other, Time: t0, Values: twin.ReadingsOf(map[string]float64{"p": 1})})
 	if err := s.AppendHistory(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func testHistory(t *testing.T, s twin.Store) {
 		t.Fatalf("limit: %d samples, %v", len(got), err)
 	}
 	got, err = s.History(ctx, other, time.Time{}, time.Time{}, 0)
-	if err != nil || len(got) != 1 || got[0].Values["p"] != 1 {
+	if err != nil || len(got) != 1 || !hasReading(got[0].Values, "p", 1) {
 		t.Fatalf("other layer: %+v, %v", got, err)
 	}
 	if got, err := s.History(ctx, twin.NewID(twin.Workers, "none"), time.Time{}, time.Time{}, 0); err != nil || len(got) != 0 {
@@ -342,13 +342,17 @@ func testHistory(t *testing.T, s twin.Store) {
 	}
 }
 
-// normSample puts a sample in comparable form (UTC time, empty values nil).
+// normSample puts a sample in comparable form (UTC time; readings are
+// canonical: the same readings are the same bytes).
 func normSample(s twin.Sample) twin.Sample {
 	s.Time = s.Time.UTC()
-	if len(s.Values) == 0 {
-		s.Values = nil
-	}
 	return s
+}
+
+// hasReading reports whether r holds name with value v.
+func hasReading(r twin.Readings, name string, v float64) bool {
+	got, ok := r.Get(name)
+	return ok && got == v
 }
 
 func testMeta(t *testing.T, s twin.Store) {

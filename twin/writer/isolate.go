@@ -159,12 +159,12 @@ func (w *Writer) writeItems(ctx context.Context, its []item) error {
 
 // sampleRecord is a quarantined sample's JSON form.
 type sampleRecord struct {
-	ID       string             `json:"id"`
-	Time     time.Time          `json:"ts"`
-	Pos      []float64          `json:"pos,omitempty"`
-	SpeedKmh *float64           `json:"speed_kmh,omitempty"`
-	Heading  *float64           `json:"heading,omitempty"`
-	Values   map[string]float64 `json:"values,omitempty"`
+	ID       string        `json:"id"`
+	Time     time.Time     `json:"ts"`
+	Pos      []float64     `json:"pos,omitempty"`
+	SpeedKmh *float64      `json:"speed_kmh,omitempty"`
+	Heading  *float64      `json:"heading,omitempty"`
+	Values   twin.Readings `json:"values,omitzero"`
 }
 
 func quarantineRecord(b failure, at time.Time) twin.Quarantined {

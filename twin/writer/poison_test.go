@@ -66,7 +66,7 @@ func TestPoisonedRows(t *testing.T) {
 				{twin.QuarantineUpsert, badName, putWith(badName, map[string]any{"kind": "muck_truck"})},
 				{twin.QuarantineSample, nulKeySample, func(t *testing.T, tw *twin.Twin) {
 					if _, _, err := tw.ApplySample(twin.Sample{ID: nulKeySample, Time: t0.Add(time.Hour),
-						Values: map[string]float64{"\x00": 1}}); err != nil {
+						Values: twin.ReadingsOf(map[string]float64{"\x00": 1})}); err != nil {
 						t.Fatal(err)
 					}
 				}},
@@ -107,7 +107,7 @@ func TestPoisonedRows(t *testing.T) {
 				for i := from; i < to; i++ {
 					s := twin.Sample{ID: twin.NewID(twin.Vehicles, fmt.Sprint("v", i%vehicles)),
 						Time: t0.Add(time.Duration(i) * time.Second), HasPos: true, Pos: orb.Point{106.5 + float64(i)*1e-5, 29.5},
-						Values: map[string]float64{"fuel": float64(i)}}
+						Values: twin.ReadingsOf(map[string]float64{"fuel": float64(i)})}
 					if _, _, err := tw.ApplySample(s); err != nil {
 						t.Fatal(err)
 					}

@@ -235,7 +235,7 @@ func TestRestart(t *testing.T) {
 			put(t, old, twin.Workers, "w1", nil)
 			for i := 0; i < 100; i++ {
 				s := twin.Sample{ID: twin.NewID(twin.Workers, "w1"), Time: t0.Add(time.Duration(i) * time.Second),
-					HasPos: true, Pos: orb.Point{106.5, 29.5 + float64(i)*1e-4}, Values: map[string]float64{"hr": 70}}
+					HasPos: true, Pos: orb.Point{106.5, 29.5 + float64(i)*1e-4}, Values: twin.ReadingsOf(map[string]float64{"hr": 70})}
 				if _, _, err := old.ApplySample(s); err != nil {
 					t.Fatal(err)
 				}
