@@ -2,8 +2,10 @@ package twin
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -305,5 +307,54 @@ func TestEncodeRecordsWith(t *testing.T) {
 		if err := DecodeRecords(b, func(*TimelineRecord) error { k++; return nil }); err != nil || k != []int{1, 10, 100}[i] {
 			t.Fatalf("blob %d: %d records, %v", i, k, err)
 		}
+	}
+}
+
+// TestEncodeRecordsPaced: a paced blob (several zstd frames, pause called
+// between the steps) reads back as the same records, in order, as one
+// encoded at once; without a pause it is byte for byte EncodeRecordsWith's.
+func TestEncodeRecordsPaced(t *testing.T) {
+	fs := timelineFeatures()
+	var in []TimelineRecord
+	for i := range 3000 { // > pacedRecords, and > pacedFrame of raw bytes
+		f := fs[i%len(fs)]
+		in = append(in, TimelineRecord{Time: int64(i), Seq: uint64(i), ID: f.ID, Feature: f, HasBound: f.Geometry != nil, Bound: bound(f)})
+	}
+	var scratch []byte
+	whole, err := EncodeRecordsWith(&scratch, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := len(scratch)
+	pauses := 0
+	paced, err := EncodeRecordsPaced(&scratch, in, func() { pauses++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := (len(in)+pacedRecords-1)/pacedRecords - 1 + (raw+pacedFrame-1)/pacedFrame
+	if raw <= pacedFrame || pauses != steps {
+		t.Fatalf("%d raw bytes, %d pauses; want more than %d bytes and %d pauses", raw, pauses, pacedFrame, steps)
+	}
+	read := func(blob []byte) (out []string) {
+		t.Helper()
+		if err := DecodeRecords(blob, func(r *TimelineRecord) error {
+			f, err := r.DecodeFeature()
+			if err != nil {
+				return err
+			}
+			wire, _ := f.MarshalJSON()
+			out = append(out, fmt.Sprint(r.Time, r.Seq, r.ID, string(wire)))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if a, b := read(whole), read(paced); len(a) != len(in) || !slices.Equal(a, b) {
+		t.Fatalf("paced blob reads %d records, at once %d; same: %v", len(b), len(a), slices.Equal(a, b))
+	}
+	again, _ := EncodeRecordsPaced(&scratch, in, nil)
+	if !bytes.Equal(again, whole) {
+		t.Fatal("without a pause the blob differs from EncodeRecordsWith's")
 	}
 }
