@@ -697,16 +697,10 @@ func decodeValue(s string) (any, int) {
 		return false, 1
 	case tagTrue:
 		return true, 1
-	case tagF64:
-		return math.Float64frombits(binary.LittleEndian.Uint64([]byte(s[1:9]))), 9
+	case tagF64, tagF64Int, tagF64Tenths: // a float64, as readings hold them
+		return readingValue(s)
 	case tagF32:
 		return math.Float32frombits(binary.LittleEndian.Uint32([]byte(s[1:5]))), 5
-	case tagF64Int:
-		x, n := propVarint(s[1:])
-		return float64(x), 1 + n
-	case tagF64Tenths:
-		x, n := propVarint(s[1:])
-		return float64(x) / 10, 1 + n
 	case tagInt:
 		x, n := propVarint(s[1:])
 		return int(x), 1 + n
