@@ -14,6 +14,8 @@
 #   BENCH_TOOL_CPUS=1 pins the load tools to those CPUs (taskset -c), so
 #   the tool does not take the server's core; BENCH_SERVER_CPUS likewise.
 #   BENCH_PPROF=127.0.0.1:6060 serves the server's Go profiles there.
+#   BENCH_TMP=/dev/shm puts the server's data directory (store, NATS)
+#   there instead of /tmp, e.g. on tmpfs to see the disk's share.
 #   BENCH_SERVE_ARGS="--ws-flush-interval 20ms" adds flags to twin serve (as
 #   in bench-mqtt.sh and bench-cluster.sh; BENCH_SERVER_ARGS is read too).
 #   BENCH_RT=1 runs the server and the tools at real-time priority
@@ -46,7 +48,7 @@ SCALE=${BENCH_SCALE:-1}
 # twinload last: a server still draining its backlog would skew the others.
 ONLY=${BENCH_ONLY:-tileload wsload twinload}
 
-dir=$(mktemp -d /tmp/citytwin-bench-XXXXXX)
+dir=$(mktemp -d "${BENCH_TMP:-/tmp}/citytwin-bench-XXXXXX")
 tools=$dir/tools
 mkdir -p "$tools"
 pid=
