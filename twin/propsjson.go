@@ -329,44 +329,15 @@ func (pk *jsonPacker) str(dst []byte) ([]byte, bool) {
 // number reads a JSON number (strict grammar) and appends it as Pack
 // writes a float64.
 func (pk *jsonPacker) number() bool {
-	in := pk.in
-	start, j := pk.i, pk.i
-	if in[j] == '-' {
-		j++
-	}
-	digits := func() int {
-		n := 0
-		for j < len(in) && in[j] >= '0' && in[j] <= '9' {
-			j++
-			n++
-		}
-		return n
-	}
-	if j < len(in) && in[j] == '0' {
-		j++
-	} else if digits() == 0 {
+	n := jsonNumberLen(pk.in[pk.i:])
+	if n == 0 {
 		return false
 	}
-	if j < len(in) && in[j] == '.' {
-		j++
-		if digits() == 0 {
-			return false
-		}
-	}
-	if j < len(in) && (in[j] == 'e' || in[j] == 'E') {
-		j++
-		if j < len(in) && (in[j] == '+' || in[j] == '-') {
-			j++
-		}
-		if digits() == 0 {
-			return false
-		}
-	}
-	f, err := strconv.ParseFloat(string(in[start:j]), 64)
+	f, err := strconv.ParseFloat(string(pk.in[pk.i:pk.i+n]), 64)
 	if err != nil {
 		return false // out of range: encoding/json reports it
 	}
-	pk.i = j
+	pk.i += n
 	pk.vals = appendF64(pk.vals, f)
 	return true
 }

@@ -248,7 +248,8 @@ func readStoredJSON(b []byte) (Readings, bool) {
 }
 
 // jsonNumberLen is the length of the JSON number (RFC 8259's grammar) at
-// the start of b, 0 when there is none.
+// the start of b, 0 when there is none. Props' JSON packer reads numbers
+// with it too.
 func jsonNumberLen(b []byte) int {
 	i := 0
 	digits := func() int {

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -96,24 +95,11 @@ const DeadLetterTopic = "POST /api/telemetry"
 
 // API holds the handlers. Safe for concurrent use.
 type API struct {
-	tw       *twin.Twin
-	st       twin.Store
-	opts     Options
-	log      *slog.Logger
-	metrics  *telemetry.Metrics
-	outcomes sync.Map // outcome -> prometheus.Counter (counted)
-}
-
-// counted is twin_ingest_messages_total{source="http",outcome}, its
-// series looked up once per outcome: WithLabelValues hashes both labels
-// on every call, once per line applied here (~1 % of a geofenced write).
-func (a *API) counted(outcome string) prometheus.Counter {
-	if c, ok := a.outcomes.Load(outcome); ok {
-		return c.(prometheus.Counter)
-	}
-	c := a.metrics.Messages.WithLabelValues("http", outcome)
-	a.outcomes.Store(outcome, c)
-	return c
+	tw      *twin.Twin
+	st      twin.Store
+	opts    Options
+	log     *slog.Logger
+	metrics *telemetry.Metrics
 }
 
 // New builds the handlers over the twin and its store (history reads).

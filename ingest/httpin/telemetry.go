@@ -90,14 +90,14 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 			}
 			res.Error = err.Error()
 			a.metrics.DeadLetters.WithLabelValues(res.Reason).Inc()
-			a.counted(telemetry.OutcomeDeadletter).Inc()
+			a.metrics.Message("http", telemetry.OutcomeDeadletter).Inc()
 			if a.opts.DeadLetter != nil {
 				a.opts.DeadLetter(r.Context(), DeadLetterTopic, bytes.Clone(line), res.Reason)
 			}
 		default:
 			res.Outcome = outcome
 			if local || (a.opts.Submit == nil && a.opts.SubmitAll == nil) { // else the applier counts it
-				a.counted(outcome).Inc()
+				a.metrics.Message("http", outcome).Inc()
 			}
 			if local {
 				applied = append(applied, len(resp.Results))

@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/citytwin/citytwin/ingest/telemetry"
 	"github.com/citytwin/citytwin/internal/clock"
@@ -99,24 +98,6 @@ type applier struct {
 	opts ApplierOptions
 	seed maphash.Seed
 	log  *slog.Logger
-
-	// counters caches twin_ingest_messages_total's series by source and
-	// outcome: WithLabelValues hashes both labels on every call, once per
-	// line applied.
-	counters sync.Map // counterKey -> prometheus.Counter
-}
-
-type counterKey struct{ source, outcome string }
-
-// counter is Metrics.Messages.WithLabelValues(source, outcome), cached.
-func (a *applier) counter(source, outcome string) prometheus.Counter {
-	k := counterKey{source, outcome}
-	if c, ok := a.counters.Load(k); ok {
-		return c.(prometheus.Counter)
-	}
-	c := a.opts.Metrics.Messages.WithLabelValues(source, outcome)
-	a.counters.Store(k, c)
-	return c
 }
 
 // lead applies the stream until ctx ends (lease lost or shutdown).
@@ -246,7 +227,7 @@ func (a *applier) apply(w work, gate *spine.AckGate) {
 		// here (unknown device, removed object). Nothing to store.
 		a.opts.DeadLetter(l.source, string(l.topic), l.payload, err)
 	} else {
-		a.counter(l.source, outcome).Inc()
+		a.opts.Metrics.Message(l.source, outcome).Inc()
 	}
 	// The feed's head covers this entry's changes (and, for a duplicate,
 	// the earlier delivery's, which may still be unpersisted; in a

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/citytwin/citytwin/ingest/journal"
 	"github.com/citytwin/citytwin/ingest/telemetry"
@@ -80,7 +79,7 @@ func (i *Ingest) Telemetry(topic string, payload []byte, done func()) bool {
 			i.deadLetter(topic, payload, err)
 			return true
 		default:
-			i.counted(outcome).Inc()
+			i.metrics.Message("mqtt", outcome).Inc()
 			return true
 		}
 	}
@@ -157,16 +156,4 @@ func (i *Ingest) watchEmbedded(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-// counted is twin_ingest_messages_total{source="mqtt",outcome}, its series
-// looked up once per outcome (WithLabelValues hashes both labels on every
-// call, once per message applied here).
-func (i *Ingest) counted(outcome string) prometheus.Counter {
-	if c, ok := i.outcomes.Load(outcome); ok {
-		return c.(prometheus.Counter)
-	}
-	c := i.metrics.Messages.WithLabelValues("mqtt", outcome)
-	i.outcomes.Store(outcome, c)
-	return c
 }

@@ -65,7 +65,7 @@ func (i *Ingest) ackJournaled(ctx context.Context, done chan<- struct{}) {
 func (i *Ingest) Reject(source, topic string, payload []byte, err error) {
 	d := NewDeadLetter(topic, payload, err)
 	i.metrics.DeadLetters.WithLabelValues(d.Reason).Inc()
-	i.metrics.Messages.WithLabelValues(source, "deadletter").Inc()
+	i.metrics.Message(source, "deadletter").Inc()
 	i.gate.RLock()
 	defer i.gate.RUnlock()
 	if i.closed {

@@ -217,7 +217,6 @@ type Ingest struct {
 	// handedIn queues telemetry the embedded broker handed over (nil until
 	// Run starts taking it; closed with the shards).
 	handedIn chan handed
-	outcomes sync.Map // outcome -> prometheus.Counter (counted)
 }
 
 // inbound is a telemetry message taken from the broker.
@@ -623,7 +622,7 @@ func (i *Ingest) process(in inbound) {
 		i.deadLetter(in.topic, in.payload, err)
 		return
 	}
-	i.metrics.Messages.WithLabelValues("mqtt", outcome).Inc()
+	i.metrics.Message("mqtt", outcome).Inc()
 }
 
 // DeadLetter is the JSON published on twin/deadletter (CONTRACT §3).
@@ -676,6 +675,6 @@ func NewDeadLetter(topic string, payload []byte, err error) DeadLetter {
 func (i *Ingest) deadLetter(topic string, payload []byte, err error) {
 	d := NewDeadLetter(topic, payload, err)
 	i.metrics.DeadLetters.WithLabelValues(d.Reason).Inc()
-	i.metrics.Messages.WithLabelValues("mqtt", telemetry.OutcomeDeadletter).Inc()
+	i.metrics.Message("mqtt", telemetry.OutcomeDeadletter).Inc()
 	i.enqueueDeadLetter(context.Background(), d)
 }

@@ -77,3 +77,23 @@ func TestMetricsPresentFromStart(t *testing.T) {
 		t.Errorf("lint: %v %v", err, problems)
 	}
 }
+
+// TestMetricsMessage: Message counts into the same series as
+// Messages.WithLabelValues, for the series made at start and for others,
+// and two NewMetrics on one registerer count into one series.
+func TestMetricsMessage(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, again := NewMetrics(reg), NewMetrics(reg)
+	m.Message("http", OutcomeApplied).Inc()
+	again.Message("http", OutcomeApplied).Inc()
+	m.Message("replay", OutcomeHistory).Inc()
+	if got := testutil.ToFloat64(m.Messages.WithLabelValues("http", OutcomeApplied)); got != 2 {
+		t.Fatalf("http applied %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.Messages.WithLabelValues("replay", OutcomeHistory)); got != 1 {
+		t.Fatalf("replay history %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.Messages.WithLabelValues("mqtt", OutcomeApplied)); got != 0 {
+		t.Fatalf("mqtt applied %v, want 0", got)
+	}
+}
