@@ -541,3 +541,20 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// metricsLine returns the /metrics lines whose name starts with one of the
+// prefixes, for a failure's message.
+func (s *server) metricsLine(t testing.TB, prefixes ...string) string {
+	t.Helper()
+	r := s.do(t, http.MethodGet, "/metrics", "", nil)
+	var out []string
+	for _, line := range strings.Split(string(r.body), "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(line, p) {
+				out = append(out, line)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "; ")
+}

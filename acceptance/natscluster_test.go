@@ -138,11 +138,24 @@ func TestNATSClusterNodeRestart(t *testing.T) {
 				return near(f.point(t), lon(perVehicle-1), lat(v))
 			})
 		}
-		eventually(t, 30*time.Second, n+": every fix in history", func() bool {
-			return len(a.historyTimes(t, tok, "vehicles", n)) >= perVehicle
-		})
-		if h := a.historyTimes(t, tok, "vehicles", n); len(h) != perVehicle {
-			t.Errorf("%s: %d history rows, want %d (each fix once)", n, len(h), perVehicle)
+		var h []time.Time
+		deadline := time.Now().Add(30 * time.Second)
+		for h = a.historyTimes(t, tok, "vehicles", n); len(h) < perVehicle && time.Now().Before(deadline); h = a.historyTimes(t, tok, "vehicles", n) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(h) != perVehicle {
+			have := map[int64]bool{}
+			for _, ts := range h {
+				have[ts.UnixMilli()] = true
+			}
+			var missing []int
+			for k := range perVehicle {
+				if !have[ft0.Add(time.Duration(k)*time.Second).UnixMilli()] {
+					missing = append(missing, k)
+				}
+			}
+			t.Fatalf("%s: %d history rows, want %d (each fix once); fixes missing: %v\nA: %s\nB: %s", n, len(h), perVehicle, missing,
+				a.metricsLine(t, "twin_changelog_leader", "twin_feed_last_seq", "twin_writer"), b.metricsLine(t, "twin_changelog_leader", "twin_feed_last_seq", "twin_writer"))
 		}
 	}
 	// A write still works from the follower, and both agree on the seq.

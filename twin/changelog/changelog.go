@@ -703,7 +703,11 @@ type inflight struct {
 // decides what comes next.
 func (n *Node) publish(ctx context.Context) error {
 	feed := n.tw.Feed()
-	pos := feed.Head()      // committed == head at the start of a term
+	// The last change the log holds: every change after it is tentative
+	// and only this publisher commits. Not the head: the twin takes writes
+	// from Lead on, so by the time this goroutine runs the head may hold
+	// some, and starting after them left them tentative for the term.
+	pos := feed.Last()
 	expect := n.tail.Load() // the log's last record (installed to its end)
 	q := make(chan inflight, n.opts.MaxInFlight)
 	ackErr := make(chan error, 1)
