@@ -70,7 +70,12 @@ func (s *Spine) lead(ctx context.Context, key string, rev uint64, fn func(contex
 			s.release(key, rev) //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
 			return
 		case <-tick.C:
-			rctx, cancel := context.WithTimeout(lctx, ttl/3)
+			// Renewed until fn returns, even once lctx ended: a term that
+			// is stopping still drains (the change log takes its last
+			// changes), and the lease must not lapse to another server
+			// meanwhile. A renewal under lctx failed at once then ("context
+			// canceled") and the lease expired mid-drain.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(lctx), ttl/3)
 			nrev, err := s.leases.Update(rctx, key, []byte(s.opts.Name), rev)
 			cancel()
 			switch {

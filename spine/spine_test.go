@@ -386,3 +386,51 @@ func TestOpenWaitsForPeers(t *testing.T) {
 	}
 	r.sp.Close()
 }
+
+// TestLeaseHeldWhileStopping: a leader whose context ended keeps the lease
+// while its fn is still stopping (a term draining its last changes into
+// the change log), for longer than the TTL, so no other server takes over
+// until it returns; then the lease is released at once. Renewals used to
+// run under the ended context, failed at once ("context canceled"), and
+// the lease lapsed mid-drain.
+func TestLeaseHeldWhileStopping(t *testing.T) {
+	url := natsServer(t)
+	ttl := time.Second
+	a := open(t, spine.Options{URL: url, LeaseTTL: ttl, Name: "a"})
+	b := open(t, spine.Options{URL: url, LeaseTTL: ttl, Name: "b"})
+	actx, stopA := context.WithCancel(context.Background())
+	leading, stopping, drained := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	aDone := make(chan struct{})
+	go func() {
+		defer close(aDone)
+		_ = a.RunLeader(actx, "test", func(ctx context.Context) error {
+			close(leading)
+			<-ctx.Done()
+			close(stopping)
+			<-drained // the drain outlasts the TTL
+			return nil
+		}, nil)
+	}()
+	<-leading
+	var bLed atomic.Bool
+	bctx, stopB := context.WithCancel(context.Background())
+	bDone := make(chan struct{})
+	go func() {
+		defer close(bDone)
+		_ = b.RunLeader(bctx, "test", func(ctx context.Context) error { bLed.Store(true); <-ctx.Done(); return nil }, nil)
+	}()
+	defer func() { stopB(); <-bDone }()
+
+	stopA()
+	<-stopping
+	time.Sleep(3 * ttl) // three TTLs of draining
+	if bLed.Load() {
+		t.Fatal("b took the lease while a was still stopping")
+	}
+	if h, err := b.Holder(context.Background(), "test"); err != nil || h != "a" {
+		t.Fatalf("holder while a stops: %q, %v; want a", h, err)
+	}
+	close(drained)
+	<-aDone
+	eventually(t, "b takes over once a returned", bLed.Load)
+}
