@@ -88,7 +88,17 @@ type Options struct {
 	// log holds reloads from the store instead of catching up.
 	ChangeMaxAge   time.Duration
 	ChangeMaxBytes int64
-	Logger         *slog.Logger // default slog.Default()
+	// AckTimeout bounds the wait for JetStream's answer to an async
+	// publish of the telemetry log, counted from that publish; default
+	// 10s. An answer can be lost without the connection dropping (a
+	// clustered stream's leader died after taking the message); the
+	// journal then publishes the batch again. Each pending publish times
+	// out on its own clock, so after a stall of the stream every
+	// unanswered batch is published again at once: a wait started by the
+	// caller for each in turn took ten seconds per batch (a minute for six
+	// after a NATS node restart).
+	AckTimeout time.Duration
+	Logger     *slog.Logger // default slog.Default()
 }
 
 func (o *Options) defaults() {
@@ -110,6 +120,9 @@ func (o *Options) defaults() {
 	}
 	if o.ChangeMaxBytes <= 0 {
 		o.ChangeMaxBytes = 4 << 30
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -160,7 +173,7 @@ func Open(ctx context.Context, opts Options) (*Spine, error) {
 	s.nc = nc
 	// A large async window: MQTT ingest keeps thousands of publishes in
 	// flight across its connections.
-	s.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1<<14))
+	s.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1<<14), jetstream.WithPublishAsyncTimeout(s.opts.AckTimeout))
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("spine: jetstream: %w", err)

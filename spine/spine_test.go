@@ -3,6 +3,7 @@ package spine_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -433,4 +434,39 @@ func TestLeaseHeldWhileStopping(t *testing.T) {
 	close(drained)
 	<-aDone
 	eventually(t, "b takes over once a returned", bLed.Load)
+}
+
+// TestLostPublishAnswerFails: an async publish whose answer never comes
+// (a plain subscriber takes it and stays silent, as a clustered stream's
+// leader that died after taking a message would) fails once
+// Options.AckTimeout has passed since it was published, each on its own
+// clock: three unanswered publishes all fail within about one timeout.
+func TestLostPublishAnswerFails(t *testing.T) {
+	url := natsServer(t)
+	sp := open(t, spine.Options{URL: url, Name: "a", AckTimeout: 300 * time.Millisecond})
+	sub, err := sp.Conn().SubscribeSync("twin.blackhole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	var fs []jetstream.PubAckFuture
+	for range 3 {
+		f, err := sp.JetStream().PublishAsync("twin.blackhole", []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, f)
+	}
+	for i, f := range fs {
+		select {
+		case pa := <-f.Ok():
+			t.Fatalf("publish %d answered %+v by a silent subscriber", i, pa)
+		case err := <-f.Err():
+			if !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+				t.Fatalf("publish %d: err %v, want ErrAsyncPublishTimeout", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("publish %d still waits for its answer after 30 s", i)
+		}
+	}
 }

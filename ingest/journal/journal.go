@@ -152,9 +152,12 @@ func (j *Journal) AppendBatch(es []Entry) (jetstream.PubAckFuture, error) {
 // publishes e again, with the same message id, until JetStream takes it or
 // ctx ends. It counts the outcome.
 //
-// A PubAck that never comes (lost in a NATS reconnect: nats.go keeps such
-// a future open) would hold the caller's pipeline forever, so after
-// confirmWait without an answer e is published again the same way.
+// A PubAck that never comes (lost in a NATS reconnect, or a clustered
+// stream's leader died before answering) would hold the caller's pipeline
+// forever. The spine's JetStream context fails such a future
+// spine.Options.AckTimeout after its own publish, so the callers' futures
+// waiting in line fail together and are published again the same way at
+// once; confirmWait, counted from this call, is the fallback.
 func (j *Journal) Confirm(ctx context.Context, f jetstream.PubAckFuture, e Entry) (*jetstream.PubAck, error) {
 	return j.ConfirmBatch(ctx, f, []Entry{e})
 }
