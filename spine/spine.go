@@ -89,14 +89,14 @@ type Options struct {
 	ChangeMaxAge   time.Duration
 	ChangeMaxBytes int64
 	// AckTimeout bounds the wait for JetStream's answer to an async
-	// publish of the telemetry log, counted from that publish; default
-	// 10s. An answer can be lost without the connection dropping (a
-	// clustered stream's leader died after taking the message); the
-	// journal then publishes the batch again. Each pending publish times
-	// out on its own clock, so after a stall of the stream every
-	// unanswered batch is published again at once: a wait started by the
-	// caller for each in turn took ten seconds per batch (a minute for six
-	// after a NATS node restart).
+	// publish (a telemetry-log batch, a change-log record), counted from
+	// that publish; default 10s. An answer can be lost without the
+	// connection dropping (a clustered stream's leader died after taking
+	// the message): the journal then publishes the batch again, the change
+	// log's leader steps down. Each pending publish times out on its own
+	// clock, so after a stall of the stream every unanswered batch goes
+	// again at once: a wait started by the caller for each in turn took
+	// ten seconds per batch (a minute for six after a NATS node restart).
 	AckTimeout time.Duration
 	Logger     *slog.Logger // default slog.Default()
 }
@@ -375,6 +375,10 @@ func (s *Spine) PurgeChangeLog(ctx context.Context) error {
 
 // JetStream returns the JetStream context.
 func (s *Spine) JetStream() jetstream.JetStream { return s.js }
+
+// AckTimeout is Options.AckTimeout, for a JetStream context of a caller's
+// own (the change log's) that must time out its publishes the same way.
+func (s *Spine) AckTimeout() time.Duration { return s.opts.AckTimeout }
 
 // Name is this server's name towards NATS.
 func (s *Spine) Name() string { return s.opts.Name }

@@ -440,7 +440,8 @@ func TestLeaseHeldWhileStopping(t *testing.T) {
 // (a plain subscriber takes it and stays silent, as a clustered stream's
 // leader that died after taking a message would) fails once
 // Options.AckTimeout has passed since it was published, each on its own
-// clock: three unanswered publishes all fail within about one timeout.
+// clock, with ErrAsyncPublishTimeout: the journal publishes such a batch
+// again (spine.Options.AckTimeout says why a timer per publish).
 func TestLostPublishAnswerFails(t *testing.T) {
 	url := natsServer(t)
 	sp := open(t, spine.Options{URL: url, Name: "a", AckTimeout: 300 * time.Millisecond})

@@ -148,16 +148,18 @@ func (j *Journal) AppendBatch(es []Entry) (jetstream.PubAckFuture, error) {
 	return f, nil
 }
 
-// Confirm waits for f; when it failed (NATS unreachable, stream full) it
-// publishes e again, with the same message id, until JetStream takes it or
-// ctx ends. It counts the outcome.
+// Confirm waits for f; when it failed (NATS unreachable, stream full, or
+// no answer) it publishes e again, with the same message id (a second copy
+// is a duplicate, not a second message), until JetStream takes it or ctx
+// ends. It counts the outcome.
 //
 // A PubAck that never comes (lost in a NATS reconnect, or a clustered
-// stream's leader died before answering) would hold the caller's pipeline
-// forever. The spine's JetStream context fails such a future
-// spine.Options.AckTimeout after its own publish, so the callers' futures
-// waiting in line fail together and are published again the same way at
-// once; confirmWait, counted from this call, is the fallback.
+// stream's leader died before answering) fails the future
+// spine.Options.AckTimeout after its own publish (the spine's JetStream
+// context), so the futures waiting in line behind it fail together and
+// are published again at once. A timer per call, which this used to
+// start, counted from when the caller got to each one: ten seconds per
+// batch, in turn.
 func (j *Journal) Confirm(ctx context.Context, f jetstream.PubAckFuture, e Entry) (*jetstream.PubAck, error) {
 	return j.ConfirmBatch(ctx, f, []Entry{e})
 }
@@ -167,15 +169,6 @@ func (j *Journal) Confirm(ctx context.Context, f jetstream.PubAckFuture, e Entry
 // the same message id when the first try failed).
 func (j *Journal) ConfirmBatch(ctx context.Context, f jetstream.PubAckFuture, es []Entry) (*jetstream.PubAck, error) {
 	if f != nil {
-		select { // the common case, answered already: no timer
-		case pa := <-f.Ok():
-			<-j.window
-			j.counted(es, pa)
-			return pa, nil
-		default:
-		}
-		t := time.NewTimer(confirmWait)
-		defer t.Stop()
 		select {
 		case pa := <-f.Ok():
 			<-j.window
@@ -185,10 +178,6 @@ func (j *Journal) ConfirmBatch(ctx context.Context, f jetstream.PubAckFuture, es
 			<-j.window
 			j.m.appendErrors.Inc()
 			j.log.Warn("journal append failed; retrying", "name", es[0].Name, "entries", len(es), "err", err)
-		case <-t.C:
-			<-j.window
-			j.m.appendErrors.Inc()
-			j.log.Warn("journal append unanswered; publishing it again", "name", es[0].Name, "entries", len(es), "waited", confirmWait)
 		case <-ctx.Done():
 			<-j.window
 			return nil, ctx.Err()
@@ -196,11 +185,6 @@ func (j *Journal) ConfirmBatch(ctx context.Context, f jetstream.PubAckFuture, es
 	}
 	return j.appendWait(ctx, es)
 }
-
-// confirmWait is how long Confirm waits for a PubAck before publishing
-// again (the message id makes a second copy a duplicate, not a second
-// message).
-const confirmWait = 10 * time.Second
 
 // AppendWait publishes e and waits for JetStream's acknowledgement,
 // retrying with back-off until it is taken or ctx ends.

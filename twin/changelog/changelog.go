@@ -355,7 +355,7 @@ func New(tw *twin.Twin, sp *spine.Spine, opts Options) (*Node, error) {
 	}
 	// Its own JetStream context: the change log's pending publishes are
 	// bounded apart from telemetry's.
-	js, err := jetstream.New(sp.Conn(), jetstream.WithPublishAsyncMaxPending(opts.MaxInFlight), jetstream.WithPublishAsyncTimeout(10*time.Second))
+	js, err := jetstream.New(sp.Conn(), jetstream.WithPublishAsyncMaxPending(opts.MaxInFlight), jetstream.WithPublishAsyncTimeout(sp.AckTimeout()))
 	if err != nil {
 		return nil, fmt.Errorf("changelog: jetstream: %w", err)
 	}
