@@ -8,6 +8,7 @@ package acceptance
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -157,7 +158,10 @@ func startServer(t testing.TB, o serveOpts) *server {
 		o.key = writeKey(t)
 	}
 	listen := freeAddr(t)
-	args := []string{"serve", "--listen", listen, "--data", o.data, "--auth-key", o.key, "--log-level", "warn"}
+	// ACCEPTANCE_LOG_LEVEL (default warn) is for chasing a rare failure:
+	// a test that fails prints its servers' last lines (server.tail).
+	level := cmp.Or(os.Getenv("ACCEPTANCE_LOG_LEVEL"), "warn")
+	args := []string{"serve", "--listen", listen, "--data", o.data, "--auth-key", o.key, "--log-level", level}
 	mqttURL := o.mqtt
 	if o.mqtt != "" {
 		// A client id of our own: the server's default (citytwin-HOSTNAME)

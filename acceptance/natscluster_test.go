@@ -154,8 +154,9 @@ func TestNATSClusterNodeRestart(t *testing.T) {
 					missing = append(missing, k)
 				}
 			}
-			t.Fatalf("%s: %d history rows, want %d (each fix once); fixes missing: %v\nA: %s\nB: %s", n, len(h), perVehicle, missing,
-				a.metricsLine(t, "twin_changelog_leader", "twin_feed_last_seq", "twin_writer"), b.metricsLine(t, "twin_changelog_leader", "twin_feed_last_seq", "twin_writer"))
+			t.Fatalf("%s: %d history rows, want %d (each fix once); fixes missing: %v\nA: %s\nB: %s\nA's log:\n%s\nB's log:\n%s", n, len(h), perVehicle, missing,
+				a.metricsLine(t, "twin_changelog_leader", "twin_feed_last_seq", "twin_writer"), b.metricsLine(t, "twin_changelog_leader", "twin_feed_last_seq", "twin_writer"),
+				a.tail(400), b.tail(400))
 		}
 	}
 	// A write still works from the follower, and both agree on the seq.

@@ -2,10 +2,12 @@
 // ones refused) and restore: a database or broker going away under running
 // code, mid-stream, without stopping the real server behind it (the writer's
 // outage test in-process, two twin servers losing PostgreSQL in acceptance).
+// It can also hold its links: nothing is forwarded, nothing is closed, and
+// what was sent meanwhile arrives late, at once, when they are let go (a
+// stalled route; a client's buffered publishes after a reconnect).
 package tcpproxy
 
 import (
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ type Proxy struct {
 	upstream string
 	mu       sync.Mutex
 	cut      bool
+	held     chan struct{} // closed when links may forward; replaced by Hold
 	conns    map[net.Conn]struct{}
 	wg       sync.WaitGroup
 }
@@ -29,12 +32,14 @@ func New(t testing.TB, upstream string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{ln: ln, upstream: upstream, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, upstream: upstream, conns: map[net.Conn]struct{}{}, held: make(chan struct{})}
+	close(p.held)
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
 		ln.Close()
 		p.SetCut(true)
+		p.SetHeld(false)
 		p.wg.Wait()
 	})
 	return p
@@ -72,7 +77,22 @@ func (p *Proxy) serve() {
 
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			held := p.held
+			p.mu.Unlock()
+			<-held
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
@@ -92,5 +112,23 @@ func (p *Proxy) SetCut(cut bool) {
 			c.Close()
 		}
 		clear(p.conns)
+	}
+}
+
+// SetHeld stops forwarding on every link, keeping them open (true): bytes
+// read meanwhile wait and go on, in order, when the links are let go
+// (false).
+func (p *Proxy) SetHeld(held bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.held: // forwarding
+		if held {
+			p.held = make(chan struct{})
+		}
+	default:
+		if !held {
+			close(p.held)
+		}
 	}
 }

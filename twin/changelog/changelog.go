@@ -9,8 +9,10 @@
 // (asynchronously, pipelined) and JetStream has confirmed it at exactly
 // that stream sequence; then the feed commits it and only then do the
 // feed's consumers (rules, notifications, store writer, websockets, tiles)
-// see it. The expected-sequence check is the fence: a deposed leader still
-// publishing can never fork the log, its publish fails, and it steps down.
+// see it. The expected-sequence check, and after a term's first record the
+// expected previous record of the same term (Nats-Expected-Last-Msg-Id),
+// is the fence: a deposed leader still publishing can never fork the log,
+// its publish fails, and it steps down.
 //
 // Every other server follows: an ordered consumer of the log installs each
 // change into its twin exactly as recorded (twin.Install: same seq, same
@@ -45,6 +47,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/citytwin/citytwin/spine"
@@ -752,6 +755,18 @@ func (n *Node) publish(ctx context.Context) error {
 	var rec record
 	var scratch []byte // one change's encoding, reused
 	hint := 16 << 10   // the last record's size, to size the next
+	// Each record has an id of this term's, and every record after the
+	// term's first also expects the term's previous one as the log's last
+	// (Nats-Expected-Last-Msg-Id): the expected stream seq alone is no
+	// fence for records in flight. A deposed leader's queued records
+	// (a stalled link, a client flushing its buffer after a reconnect)
+	// each expect a later seq, and once the new leader's records bring the
+	// log to one of them, that one and the rest of the run were stored
+	// after the new leader's (TestStalePublishesCannotInterleave). A
+	// record can now follow only its own term's last one; the term's first
+	// expects the seq it read at the start, which any later record moved.
+	term := nuid.Next()
+	var prevID string
 	send := func() error {
 		if rec.n == 0 {
 			return nil
@@ -764,6 +779,12 @@ func (n *Node) publish(ctx context.Context) error {
 		}
 		*body = rec.data
 		m.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(expect, 10)}
+		id := term + "." + strconv.FormatUint(lo, 10) // lo: unique in the term
+		m.Header[jetstream.MsgIDHeader] = []string{id}
+		if prevID != "" {
+			m.Header[jetstream.ExpectedLastMsgIDHeader] = []string{prevID}
+		}
+		prevID = id
 		f, err := n.js.PublishMsgAsync(m, jetstream.WithExpectStream(spine.ChangeStream), jetstream.WithStallWait(5*time.Second))
 		if err != nil {
 			return fmt.Errorf("changelog: publish %d-%d: %w", lo, hi, err)

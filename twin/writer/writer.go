@@ -434,7 +434,7 @@ func (w *Writer) flush(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, w.opts.FlushTimeout)
 	defer cancel()
-	start := time.Now()
+	start, from := time.Now(), w.flushed
 	w.quarantined = 0
 	err := w.write(ctx)
 	if errors.Is(err, twin.ErrBadData) {
@@ -452,6 +452,8 @@ func (w *Writer) flush(ctx context.Context) error {
 		return err
 	}
 	w.succeeded()
+	w.log.Debug("flushed", "from_seq", from, "to_seq", w.pos, "upserts", len(w.upserts), "deletes", len(w.deletes), "samples", len(w.samples),
+		"quarantined", w.quarantined, "took", time.Since(start))
 	w.m.flushed.Add(float64(w.pending() - w.quarantined))
 	clear(w.upserts)
 	clear(w.deletes)

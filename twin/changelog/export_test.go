@@ -1,0 +1,4 @@
+package changelog
+
+// DecodeRecord is decodeRecord, for the external tests that read the log.
+var DecodeRecord = decodeRecord
