@@ -236,11 +236,13 @@ func (r *record) msg() *nats.Msg {
 // log's last change (the head a leader must reach; this twin's head when
 // the log holds no record) and sets tail to the log's last stream seq.
 func (n *Node) refresh(ctx context.Context) (uint64, error) {
-	m, err := n.sp.ChangeLogLast(ctx)
+	// The stream's last seq first: a record stored after this read is
+	// either the one read next or makes the first publish fail.
+	_, last, err := n.sp.ChangeLogState(ctx)
 	if err != nil {
 		return 0, err
 	}
-	_, last, err := n.sp.ChangeLogState(ctx)
+	m, err := n.sp.ChangeLogLast(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -252,7 +254,12 @@ func (n *Node) refresh(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("changelog: newest record %d: %w", m.Sequence, err)
 	}
-	n.tail.Store(max(last, m.Sequence))
+	// The record read, not the stream's last seq read after it: a record
+	// stored in between (a deposed leader's run still arriving) is not
+	// installed, so a first publish expecting the later seq would give its
+	// changes' seqs a second time. Expecting this record's, it fails, and
+	// the next term reads again.
+	n.tail.Store(m.Sequence)
 	return hi, nil
 }
 
