@@ -58,6 +58,52 @@ func ValidGeometry(g orb.Geometry) error {
 	return fmt.Errorf("unsupported geometry type %s", g.GeoJSONType())
 }
 
+// ValidCoords checks only that every coordinate of g is a finite lon in
+// [-180, 180] and lat in [-90, 90]: what a store checks of a geometry it
+// reads back, where a damaged record must not put a NaN into the spatial
+// index, while a shape stored under older rules still loads.
+func ValidCoords(g orb.Geometry) error {
+	switch g := g.(type) {
+	case nil:
+		return nil
+	case orb.Point:
+		return validPoint(g)
+	case orb.MultiPoint:
+		return validPoints(g)
+	case orb.LineString:
+		return validPoints(g)
+	case orb.Ring:
+		return validPoints(g)
+	case orb.MultiLineString:
+		for _, ls := range g {
+			if err := validPoints(ls); err != nil {
+				return err
+			}
+		}
+	case orb.Polygon:
+		for _, r := range g {
+			if err := validPoints(r); err != nil {
+				return err
+			}
+		}
+	case orb.MultiPolygon:
+		for _, p := range g {
+			if err := ValidCoords(p); err != nil {
+				return err
+			}
+		}
+	case orb.Collection:
+		for _, c := range g {
+			if err := ValidCoords(c); err != nil {
+				return err
+			}
+		}
+	case orb.Bound:
+		return validPoints([]orb.Point{g.Min, g.Max})
+	}
+	return nil
+}
+
 func validPoint(p orb.Point) error {
 	lon, lat := p[0], p[1]
 	if math.IsNaN(lon) || math.IsNaN(lat) || math.IsInf(lon, 0) || math.IsInf(lat, 0) {

@@ -168,6 +168,11 @@ func decodeFeature(id twin.ID, v []byte, in *twin.PlaceCache) (*twin.Feature, er
 		if err != nil {
 			return nil, fmt.Errorf("decode geometry: %w", err)
 		}
+		// A damaged record may still be WKB: a NaN or a lon of 1e300 would
+		// go into the spatial index as it is (FuzzDecodeFeature).
+		if err := twin.ValidCoords(geom); err != nil {
+			return nil, fmt.Errorf("decode geometry: %w", err)
+		}
 		f.Geometry = geom
 	}
 	if len(r.b) > 0 {
