@@ -237,10 +237,20 @@ func (s *Store) loadLayer(ctx context.Context, l twin.Layer, places *twin.PlaceC
 		return fmt.Errorf("pgstore: load %s: %w", l, classify(err))
 	}
 	defer rows.Close()
+	var bad []twin.Quarantined
 	for rows.Next() {
 		f, err := scanFeature(l, rows, places)
 		if err != nil {
 			return fmt.Errorf("pgstore: load %s: %w", l, err)
+		}
+		// PostGIS takes a NaN or a lon of 12,000,000 in an EPSG:4326
+		// column (metres loaded without reprojecting are the usual way in):
+		// the twin starts without that object rather than put it into the
+		// spatial index, and says so. The row stays for its owner to fix.
+		if err := twin.ValidCoords(f.Geometry); err != nil {
+			bad = append(bad, twin.Quarantined{Kind: twin.QuarantineLoad, ID: f.ID, Version: f.Version,
+				Err: "geometry is not a place on Earth: " + err.Error()})
+			continue
 		}
 		if err := fn(f); err != nil {
 			return err
@@ -248,6 +258,14 @@ func (s *Store) loadLayer(ctx context.Context, l twin.Layer, places *twin.PlaceC
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("pgstore: load %s: %w", l, classify(err))
+	}
+	rows.Close()
+	for _, q := range bad {
+		s.log.Error("object in PostGIS with coordinates outside lon -180..180 / lat -90..90 (or not numbers): the twin starts without it; fix the row (is it in EPSG:4326?)",
+			"id", q.ID.String(), "err", q.Err)
+	}
+	if err := s.Quarantine(ctx, bad); err != nil {
+		return err
 	}
 	return nil
 }

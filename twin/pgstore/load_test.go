@@ -9,6 +9,7 @@ import (
 	"github.com/citytwin/citytwin/internal/pgtest"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/pgstore"
+	"github.com/jackc/pgx/v5"
 	"github.com/paulmach/orb"
 )
 
@@ -77,5 +78,57 @@ func TestLoadDecodes(t *testing.T) {
 	}
 	if a, b := got[in[0].ID].Place, got[in[1].ID].Place; a != b {
 		t.Errorf("objects in one place hold two: %p %p", a, b)
+	}
+}
+
+// TestLoadSkipsObjectsOffEarth: PostGIS keeps a NaN or metres in an
+// EPSG:4326 column (a layer loaded in EPSG:3857 without reprojecting);
+// the load starts the twin without such an object, quarantines a record
+// naming it, and leaves its row for its owner to fix.
+func TestLoadSkipsObjectsOffEarth(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.Migrated(t)
+	s, err := pgstore.Open(ctx, url, pgstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	good := &twin.Feature{ID: twin.NewID(twin.Buildings, "ok"), Version: 1, Geometry: orb.Point{106.5, 29.5}, Props: twin.NewProps(nil)}
+	if err := s.Upsert(ctx, []*twin.Feature{good}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for name, wkt := range map[string]string{"metres": "POINT(11858000 3437000)", "nan": "POINT(NaN 29.5)"} {
+		if _, err := conn.Exec(ctx, `INSERT INTO buildings (name, geom, props, version) VALUES ($1, ST_GeomFromText($2, 4326), '{}', 1)`, name, wkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	if err := s.Load(ctx, func(f *twin.Feature) error { got = append(got, f.ID.String()); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"buildings/ok"}) {
+		t.Fatalf("loaded %v, want only buildings/ok", got)
+	}
+	qs, err := s.Quarantined(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, q := range qs {
+		if q.Kind == twin.QuarantineLoad {
+			names[q.ID.Name] = true
+		}
+	}
+	if len(qs) != 2 || !names["metres"] || !names["nan"] {
+		t.Fatalf("quarantined %+v, want the two rows off Earth", qs)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM buildings`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("%d rows left in buildings (%v), want all 3", n, err)
 	}
 }
