@@ -64,8 +64,6 @@ func ValidGeometry(g orb.Geometry) error {
 // index, while a shape stored under older rules still loads.
 func ValidCoords(g orb.Geometry) error {
 	switch g := g.(type) {
-	case nil:
-		return nil
 	case orb.Point:
 		return validPoint(g)
 	case orb.MultiPoint:
@@ -75,31 +73,25 @@ func ValidCoords(g orb.Geometry) error {
 	case orb.Ring:
 		return validPoints(g)
 	case orb.MultiLineString:
-		for _, ls := range g {
-			if err := validPoints(ls); err != nil {
-				return err
-			}
-		}
+		return validCoordsAll(g)
 	case orb.Polygon:
-		for _, r := range g {
-			if err := validPoints(r); err != nil {
-				return err
-			}
-		}
+		return validCoordsAll(g)
 	case orb.MultiPolygon:
-		for _, p := range g {
-			if err := ValidCoords(p); err != nil {
-				return err
-			}
-		}
+		return validCoordsAll(g)
 	case orb.Collection:
-		for _, c := range g {
-			if err := ValidCoords(c); err != nil {
-				return err
-			}
-		}
+		return validCoordsAll(g)
 	case orb.Bound:
 		return validPoints([]orb.Point{g.Min, g.Max})
+	}
+	return nil
+}
+
+// validCoordsAll is ValidCoords of each part.
+func validCoordsAll[G orb.Geometry](parts []G) error {
+	for _, p := range parts {
+		if err := ValidCoords(p); err != nil {
+			return err
+		}
 	}
 	return nil
 }
