@@ -19,7 +19,7 @@ type Proxy struct {
 	upstream string
 	mu       sync.Mutex
 	cut      bool
-	held     chan struct{} // closed when links may forward; replaced by Hold
+	held     chan struct{} // closed when links may forward; a new one while held (SetHeld)
 	conns    map[net.Conn]struct{}
 	wg       sync.WaitGroup
 }

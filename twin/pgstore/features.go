@@ -260,14 +260,29 @@ func (s *Store) loadLayer(ctx context.Context, l twin.Layer, places *twin.PlaceC
 		return fmt.Errorf("pgstore: load %s: %w", l, classify(err))
 	}
 	rows.Close()
+	if len(bad) == 0 {
+		return nil
+	}
 	for _, q := range bad {
 		s.log.Error("object in PostGIS with coordinates outside lon -180..180 / lat -90..90 (or not numbers): the twin starts without it; fix the row (is it in EPSG:4326?)",
 			"id", q.ID.String(), "err", q.Err)
 	}
-	if err := s.Quarantine(ctx, bad); err != nil {
-		return err
+	// The row stays, so every load (each server's start, the writer's
+	// prune) finds it again: record it once, not once per load.
+	fresh := bad[:0]
+	for _, q := range bad {
+		var seen bool
+		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM quarantine
+			WHERE kind = $1 AND layer = $2 AND name_raw = $3 AND version = $4 AND error = $5)`,
+			string(q.Kind), string(q.ID.Layer), []byte(q.ID.Name), int64(q.Version), twin.PrintableName(q.Err)).Scan(&seen)
+		if err != nil {
+			return fmt.Errorf("pgstore: load %s: quarantine: %w", l, classify(err))
+		}
+		if !seen {
+			fresh = append(fresh, q)
+		}
 	}
-	return nil
+	return s.Quarantine(ctx, fresh)
 }
 
 // scanFeature decodes one row (selectCols); places (nil for none) shares

@@ -84,7 +84,8 @@ func TestLoadDecodes(t *testing.T) {
 // TestLoadSkipsObjectsOffEarth: PostGIS keeps a NaN or metres in an
 // EPSG:4326 column (a layer loaded in EPSG:3857 without reprojecting);
 // the load starts the twin without such an object, quarantines a record
-// naming it, and leaves its row for its owner to fix.
+// naming it (once, however many loads find it), and leaves its row for its
+// owner to fix.
 func TestLoadSkipsObjectsOffEarth(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.Migrated(t)
@@ -107,12 +108,14 @@ func TestLoadSkipsObjectsOffEarth(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var got []string
-	if err := s.Load(ctx, func(f *twin.Feature) error { got = append(got, f.ID.String()); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(got, []string{"buildings/ok"}) {
-		t.Fatalf("loaded %v, want only buildings/ok", got)
+	for range 2 { // a second load (another server's start) records nothing more
+		var got []string
+		if err := s.Load(ctx, func(f *twin.Feature) error { got = append(got, f.ID.String()); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, []string{"buildings/ok"}) {
+			t.Fatalf("loaded %v, want only buildings/ok", got)
+		}
 	}
 	qs, err := s.Quarantined(ctx, 0)
 	if err != nil {
