@@ -151,10 +151,10 @@ func appendLogFeature(b []byte, f *Feature) ([]byte, bool) {
 		b = append(b, chgGeomJSON)
 		b = appendStr(b, string(j))
 	}
-	if p := f.Props.Pack(); p.packed() && jsonTyped(p.data) && utf8.ValidString(p.keys.Value()) {
+	if p := f.Props.Pack(); p.packed() && jsonTyped(p.values()) && utf8.ValidString(p.keySet()) {
 		b = append(b, featPropsPacked)
-		b = appendStr(b, p.keys.Value())
-		return appendStr(b, p.data), true
+		b = appendStr(b, p.keySet())
+		return appendStr(b, p.values()), true
 	}
 	b = append(b, featPropsJSON)
 	at := len(b)

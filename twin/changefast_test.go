@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
-	"reflect"
 	"testing"
 	"time"
 
@@ -66,9 +65,7 @@ func TestAppendChangeAsJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reflect.DeepEqual(a, b) {
-			t.Fatalf("change %d:\nfast %s\njson %s", c.Seq, fast, std)
-		}
+		sameChange(t, a, b)
 	}
 	ts := time.Unix(1, 0)
 	bad := logChange{Seq: 1, Kind: History, Time: ts, Sample: &logSample{Time: ts, SpeedKmh: math.NaN()}}

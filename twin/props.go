@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"unique"
+	"unsafe"
 )
 
 // Props are an object's properties (GeoJSON "properties"): names to the
@@ -37,9 +38,131 @@ import (
 // The zero Props is empty. Props are safe for concurrent reads; Set and
 // Delete need the caller's exclusion, as a map's writes do.
 type Props struct {
-	m    map[string]any        // editable form, or an overlay's edits; nil when packed or empty
-	keys unique.Handle[string] // packed base: sorted keys, each a uvarint length then bytes
-	data string                // packed base: the values in key order (see the tags below)
+	// The packed form: ref is the interned key set (the *string behind a
+	// unique.Handle[string]: sorted keys, each a uvarint length then
+	// bytes) and vals the first byte of the values in key order (see the
+	// tags below), whose length follows from them and the keys. The map
+	// and overlay forms: vals is nil and ref a *propsMap. The zero Props
+	// is the packed form of no properties. Two words, not the four of a
+	// map, a handle and a string: a Feature went from the 128-B size class
+	// to the 112-B one (issue 16 goal 4). Only the constructors below set
+	// the fields; everything else reads them through edits, keySet and
+	// values.
+	ref  unsafe.Pointer
+	vals *byte
+}
+
+// propsMap is the map form (base zero) or an overlay: edits in m over a
+// packed base. Copies of a Props share it, as copies of a map share it.
+type propsMap struct {
+	m    map[string]any // never nil
+	base Props          // packed
+}
+
+// packedProps returns the packed form of a key set and its values (data
+// is kept, not copied: strings do not change). Empty values are the empty
+// form.
+func packedProps(keys unique.Handle[string], data string) Props {
+	if data == "" {
+		return Props{}
+	}
+	return Props{ref: handlePointer(keys), vals: unsafe.StringData(data)}
+}
+
+// packedLike is packedProps with the key set of the packed form p.
+func packedLike(p Props, data string) Props {
+	if data == "" {
+		return Props{}
+	}
+	return Props{ref: p.ref, vals: unsafe.StringData(data)}
+}
+
+// handlePointer is the pointer a unique.Handle[string] is (its one field,
+// which keeps the canonical string alive like any pointer). The layout is
+// checked by TestHandleIsOnePointer.
+func handlePointer(h unique.Handle[string]) unsafe.Pointer {
+	return *(*unsafe.Pointer)(unsafe.Pointer(&h))
+}
+
+// mapForm returns the map or overlay form's propsMap, nil for the packed.
+func (p Props) mapForm() *propsMap {
+	if p.vals != nil || p.ref == nil {
+		return nil
+	}
+	return (*propsMap)(p.ref)
+}
+
+// edits returns the map form's map, or an overlay's edits (nil when packed).
+func (p Props) edits() map[string]any {
+	if pm := p.mapForm(); pm != nil {
+		return pm.m
+	}
+	return nil
+}
+
+// basePacked returns the packed form p is or is an overlay on (zero when
+// p is in the map form).
+func (p Props) basePacked() Props {
+	if pm := p.mapForm(); pm != nil {
+		return pm.base
+	}
+	return p
+}
+
+// keySet returns the packed base's encoded key set ("" when none).
+func (p Props) keySet() string {
+	b := p.basePacked()
+	if b.vals == nil {
+		return ""
+	}
+	return *(*string)(b.ref)
+}
+
+// values returns the packed base's values ("" when none): as many values
+// as the key set has keys, their length read off their own bytes (a
+// packed form was written by Pack or checked by unpackChecked).
+func (p Props) values() string {
+	b := p.basePacked()
+	if b.vals == nil {
+		return ""
+	}
+	n := 0
+	for ks := *(*string)(b.ref); ks != ""; {
+		_, ks = nextKey(ks)
+		n += valueLenAt(unsafe.Add(unsafe.Pointer(b.vals), n))
+	}
+	return unsafe.String(b.vals, n)
+}
+
+// valueLenAt is valueLen of the value at v, read a byte at a time: the
+// length of the values it belongs to is not known yet.
+func valueLenAt(v unsafe.Pointer) int {
+	at := func(i int) byte { return *(*byte)(unsafe.Add(v, i)) }
+	uvarint := func() (uint64, int) {
+		var x uint64
+		for i := 0; i < binary.MaxVarintLen64; i++ {
+			c := at(1 + i)
+			if c < 0x80 {
+				return x | uint64(c)<<(7*i), i + 1
+			}
+			x |= uint64(c&0x7f) << (7 * i)
+		}
+		panic("twin: packed props: bad varint")
+	}
+	switch at(0) {
+	case tagNull, tagFalse, tagTrue:
+		return 1
+	case tagF64:
+		return 9
+	case tagF32:
+		return 5
+	case tagF64Int, tagInt, tagI64, tagI32, tagU64, tagF64Tenths:
+		_, n := uvarint()
+		return 1 + n
+	default: // strings and containers: a length then that many bytes
+		n, w := uvarint()
+		return 1 + w + int(n)
+	}
 }
 
 // An overlay's map holds a key's new value, or one of these: the key was
@@ -53,7 +176,12 @@ type (
 )
 
 // NewProps wraps m (not copied) as editable props.
-func NewProps(m map[string]any) Props { return Props{m: m} }
+func NewProps(m map[string]any) Props {
+	if m == nil {
+		return Props{}
+	}
+	return Props{ref: unsafe.Pointer(&propsMap{m: m})}
+}
 
 // Value tags of the packed form. Containers carry their byte length so a
 // lookup skips them without decoding. The timeline stores packed forms
@@ -82,13 +210,16 @@ const (
 )
 
 // base reports a packed base: the packed form, or an overlay on it.
-func (p Props) base() bool { return p.keys != unique.Handle[string]{} }
+func (p Props) base() bool { return p.packed() || p.overlay() }
 
-// packed reports the packed form (no edits over it).
-func (p Props) packed() bool { return p.base() && p.m == nil }
+// packed reports the packed form (no edits over it; the zero Props too).
+func (p Props) packed() bool { return p.vals != nil || p.ref == nil }
 
-// overlay reports the overlay form: edits in m over a packed base.
-func (p Props) overlay() bool { return p.base() && p.m != nil }
+// overlay reports the overlay form: edits over a packed base.
+func (p Props) overlay() bool {
+	pm := p.mapForm()
+	return pm != nil && pm.base.vals != nil
+}
 
 // Len is the number of properties.
 func (p Props) Len() int {
@@ -96,10 +227,10 @@ func (p Props) Len() int {
 		return p.flat().Len()
 	}
 	if !p.packed() {
-		return len(p.m)
+		return len(p.edits())
 	}
 	n := 0
-	for ks := p.keys.Value(); ks != ""; n++ {
+	for ks := p.keySet(); ks != ""; n++ {
 		_, ks = nextKey(ks)
 	}
 	return n
@@ -115,10 +246,10 @@ func (p Props) Get(key string) any {
 // Lookup returns the value of key and whether it is present.
 func (p Props) Lookup(key string) (any, bool) {
 	if !p.base() {
-		v, ok := p.m[key]
+		v, ok := p.edits()[key]
 		return v, ok
 	}
-	if v, ok := p.m[key]; ok {
+	if v, ok := p.edits()[key]; ok {
 		return p.overlaid(key, v)
 	}
 	raw, ok := p.raw(key)
@@ -132,10 +263,10 @@ func (p Props) Lookup(key string) (any, bool) {
 // Has reports whether key is present.
 func (p Props) Has(key string) bool {
 	if !p.base() {
-		_, ok := p.m[key]
+		_, ok := p.edits()[key]
 		return ok
 	}
-	if v, ok := p.m[key]; ok {
+	if v, ok := p.edits()[key]; ok {
 		_, del := v.(propDeleted)
 		return !del
 	}
@@ -197,7 +328,7 @@ func (p Props) Number(key string) (float64, bool) {
 
 // raw returns the encoded value of key in a packed form.
 func (p Props) raw(key string) (string, bool) {
-	ks, data := p.keys.Value(), p.data
+	ks, data := p.keySet(), p.values()
 	for ks != "" {
 		var k string
 		k, ks = nextKey(ks)
@@ -216,14 +347,14 @@ func (p Props) All() iter.Seq2[string, any] {
 	p = p.flat()
 	return func(yield func(string, any) bool) {
 		if !p.packed() {
-			for k, v := range p.m {
+			for k, v := range p.edits() {
 				if !yield(k, v) {
 					return
 				}
 			}
 			return
 		}
-		ks, data := p.keys.Value(), p.data
+		ks, data := p.keySet(), p.values()
 		for ks != "" {
 			var k string
 			k, ks = nextKey(ks)
@@ -240,10 +371,10 @@ func (p Props) All() iter.Seq2[string, any] {
 func (p Props) Keys() []string {
 	p = p.flat()
 	if !p.packed() {
-		return slices.Sorted(maps.Keys(p.m))
+		return slices.Sorted(maps.Keys(p.edits()))
 	}
 	out := make([]string, 0, p.Len())
-	for ks := p.keys.Value(); ks != ""; {
+	for ks := p.keySet(); ks != ""; {
 		var k string
 		k, ks = nextKey(ks)
 		out = append(out, k)
@@ -265,26 +396,31 @@ func (p Props) Map() map[string]any {
 
 // Set sets key to v; on a packed form it starts an overlay (see Props).
 func (p *Props) Set(key string, v any) {
-	if p.m == nil {
-		p.m = make(map[string]any, 4)
+	p.editable()[key] = v
+}
+
+// editable returns the map of p's map or overlay form, making p an
+// overlay on itself (or an empty map form) first when it is packed.
+func (p *Props) editable() map[string]any {
+	if pm := p.mapForm(); pm != nil {
+		return pm.m
 	}
-	p.m[key] = v
+	pm := &propsMap{m: make(map[string]any, 4), base: *p}
+	*p = Props{ref: unsafe.Pointer(pm)}
+	return pm.m
 }
 
 // Delete removes key.
 func (p *Props) Delete(key string) {
 	if !p.base() {
-		delete(p.m, key) // a no-op on a nil map
+		delete(p.edits(), key)
 		return
 	}
 	if _, inBase := p.raw(key); !inBase {
-		delete(p.m, key)
+		delete(p.edits(), key) // a no-op on a nil map
 		return
 	}
-	if p.m == nil {
-		p.m = make(map[string]any, 4)
-	}
-	p.m[key] = propDeleted{}
+	p.editable()[key] = propDeleted{}
 }
 
 // AppendList appends v to the list at key and keeps its last keep entries
@@ -314,7 +450,7 @@ func (p *Props) AppendList(key string, v any, keep int) {
 // nothing, for any other key. One look at the edit and one at the base's
 // bytes.
 func (p *Props) appendBase(key string, v any, keep int) bool {
-	e, edited := p.m[key]
+	e, edited := p.edits()[key]
 	var la listAppend
 	if x, ok := e.(*listAppend); ok {
 		la = *x
@@ -354,10 +490,11 @@ func trimList(l []any, keep int) []any {
 // Clone returns props whose map form the caller may change without
 // changing p's (a packed form is shared: it never changes).
 func (p Props) Clone() Props {
-	if p.m == nil {
+	pm := p.mapForm()
+	if pm == nil {
 		return p
 	}
-	return Props{m: maps.Clone(p.m), keys: p.keys, data: p.data}
+	return Props{ref: unsafe.Pointer(&propsMap{m: maps.Clone(pm.m), base: pm.base})}
 }
 
 // flat returns p with an overlay's edits applied: packed, or the map form
@@ -369,13 +506,13 @@ func (p Props) flat() Props {
 	if q := p.Pack(); q.packed() {
 		return q
 	}
-	return Props{m: p.materialize()}
+	return NewProps(p.materialize())
 }
 
 // materialize returns an overlay's properties as a new map.
 func (p Props) materialize() map[string]any {
-	m := Props{keys: p.keys, data: p.data}.Map()
-	for k, v := range p.m {
+	m := p.basePacked().Map()
+	for k, v := range p.edits() {
 		if v, ok := p.overlaid(k, v); ok {
 			m[k] = v
 		} else {
@@ -394,14 +531,14 @@ func (p Props) Pack() Props {
 	if p.overlay() {
 		return p.packOverlay()
 	}
-	sc := sortedKeysScratch(p.m)
+	sc := sortedKeysScratch(p.edits())
 	defer packScratches.Put(sc)
 	keys := sc.keys
 	ks, data := sc.ks[:0], sc.data[:0]
 	ok := true
 	for _, k := range keys {
 		ks = appendStrBytes(ks, k)
-		if data, ok = appendValueBytes(data, p.m[k]); !ok {
+		if data, ok = appendValueBytes(data, p.edits()[k]); !ok {
 			break
 		}
 	}
@@ -410,7 +547,7 @@ func (p Props) Pack() Props {
 	if !ok {
 		return p
 	}
-	return Props{keys: sc.keySet(ks), data: string(data)}
+	return packedProps(sc.keySet(ks), string(data))
 }
 
 // sortedKeysScratch takes a scratch from the pool with m's keys, sorted,
@@ -443,12 +580,12 @@ func (sc *packScratch) keySet(ks []byte) unique.Handle[string] {
 // When an edit holds a type the packed form does not, the map form is
 // returned instead.
 func (p Props) packOverlay() Props {
-	sc := sortedKeysScratch(p.m)
+	sc := sortedKeysScratch(p.edits())
 	defer packScratches.Put(sc)
 	all := sc.keys
 	edits := all
 	ks, data := sc.ks[:0], sc.data[:0]
-	bks, bdata := p.keys.Value(), p.data
+	bks, bdata := p.keySet(), p.values()
 	ok := true
 	for ok && (bks != "" || len(edits) > 0) {
 		var bk string
@@ -472,7 +609,7 @@ func (p Props) packOverlay() Props {
 		}
 		k := edits[0]
 		edits = edits[1:]
-		switch v := p.m[k].(type) {
+		switch v := p.edits()[k].(type) {
 		case propDeleted:
 			continue
 		case *listAppend:
@@ -486,12 +623,12 @@ func (p Props) packOverlay() Props {
 	clear(all) // the scratch does not keep the map's keys alive
 	sc.keys, sc.ks, sc.data = all[:0], ks, data
 	if !ok {
-		return Props{m: p.materialize()}
+		return NewProps(p.materialize())
 	}
-	if string(ks) == p.keys.Value() {
-		return Props{keys: p.keys, data: string(data)}
+	if string(ks) == p.keySet() {
+		return packedLike(p.basePacked(), string(data))
 	}
-	return Props{keys: sc.keySet(ks), data: string(data)}
+	return packedProps(sc.keySet(ks), string(data))
 }
 
 // appendListRaw encodes the list raw (a packed tagList value, or "" for
@@ -548,18 +685,19 @@ type propKV struct {
 // interned key set when no key is new.
 func (p Props) with(set []propKV, readings []byte) Props {
 	slow := func() Props {
-		c := Props{m: p.Map()}
+		m := p.Map()
 		for _, kv := range set {
-			c.m[kv.k] = kv.v
+			m[kv.k] = kv.v
 		}
 		if readings != nil {
-			c.m["values"], _ = decodeValue(string(readings))
+			m["values"], _ = decodeValue(string(readings))
 		}
-		return c.Pack()
+		return NewProps(m).Pack()
 	}
 	if !p.packed() {
 		return slow()
 	}
+	ks, old := p.keySet(), p.values()
 	for _, kv := range set {
 		if !p.Has(kv.k) {
 			return slow()
@@ -568,8 +706,7 @@ func (p Props) with(set []propKV, readings []byte) Props {
 	if readings != nil && !p.Has("values") {
 		return slow()
 	}
-	data := make([]byte, 0, len(p.data)+16)
-	ks, old := p.keys.Value(), p.data
+	data := make([]byte, 0, len(old)+16)
 	for ks != "" {
 		var k string
 		k, ks = nextKey(ks)
@@ -587,13 +724,13 @@ func (p Props) with(set []propKV, readings []byte) Props {
 		}
 		old = old[n:]
 	}
-	return Props{keys: p.keys, data: string(data)}
+	return packedLike(p, string(data))
 }
 
 // MarshalJSON writes the properties as a JSON object, keys sorted, as
 // encoding/json writes a map.
 func (p Props) MarshalJSON() ([]byte, error) {
-	return appendProps(make([]byte, 0, 64+len(p.data)), p, nil)
+	return appendProps(make([]byte, 0, 64+len(p.values())), p, nil)
 }
 
 // AppendJSON appends what MarshalJSON writes to b (the stores' encoders
@@ -606,13 +743,13 @@ func (p *Props) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return err
 	}
-	*p = Props{m: m}
+	*p = NewProps(m)
 	return nil
 }
 
 // Equal reports whether p and q hold the same properties (as JSON).
 func (p Props) Equal(q Props) bool {
-	if p.packed() && q.packed() && p.keys == q.keys && p.data == q.data {
+	if p.packed() && q.packed() && p.ref == q.ref && p.values() == q.values() {
 		return true
 	}
 	a, err1 := p.MarshalJSON()

@@ -108,7 +108,7 @@ func TestPropsOverlayMatchesMap(t *testing.T) {
 					t.Fatalf("%s: packed %v, want %v", where, q.Map(), ref)
 				}
 				want := NewProps(cloneMap(ref)).Pack()
-				if q.keys != want.keys || q.data != want.data {
+				if q.ref != want.ref || q.values() != want.values() {
 					t.Fatalf("%s: packed bytes differ from a fresh pack", where)
 				}
 				p = q

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"testing"
 	"unique"
+	"unsafe"
 )
 
 // TestPropsPackRoundTrip: a packed form reads back every value with the
@@ -47,7 +48,7 @@ func TestPropsPackRoundTrip(t *testing.T) {
 		t.Fatalf("json:\n got %s\nwant %s", a, b)
 	}
 	// Keys interned: another object with the same keys shares them.
-	if r := NewProps(manyProps()).Pack(); r.keys != NewProps(manyProps()).Pack().keys || r.keys == (unique.Handle[string]{}) {
+	if r := NewProps(manyProps()).Pack(); r.ref != NewProps(manyProps()).Pack().ref || r.ref == nil {
 		t.Fatal("keys not shared")
 	}
 	// A type the packed form does not hold keeps the map form.
@@ -57,7 +58,7 @@ func TestPropsPackRoundTrip(t *testing.T) {
 	}
 	// with: the apply path's update keeps the key set.
 	w := p.with([]propKV{{"int", 7}, {"big", math.Pi}}, nil)
-	if w.keys != p.keys || w.Get("int") != 7 || w.Get("big") != math.Pi || p.Get("int") != 5 {
+	if w.ref != p.ref || w.Get("int") != 7 || w.Get("big") != math.Pi || p.Get("int") != 5 {
 		t.Fatalf("with: %v", w)
 	}
 	if w2 := p.with([]propKV{{"new", "x"}}, nil); w2.Get("new") != "x" || w2.Len() != p.Len()+1 {
@@ -83,7 +84,30 @@ func TestPackTenths(t *testing.T) {
 			t.Fatalf("%v: JSON %s, want %s (%v)", x, b, want, err)
 		}
 	}
-	if p := NewProps(map[string]any{"v": 42.3}).Pack(); len(p.data) > 3 {
-		t.Fatalf("42.3 packs in %d bytes", len(p.data))
+	if p := NewProps(map[string]any{"v": 42.3}).Pack(); len(p.values()) > 3 {
+		t.Fatalf("42.3 packs in %d bytes", len(p.values()))
+	}
+}
+
+// TestHandleIsOnePointer guards handlePointer: a packed form keeps the
+// pointer a unique.Handle[string] is, and reads the key set through it.
+func TestHandleIsOnePointer(t *testing.T) {
+	if unsafe.Sizeof(unique.Handle[string]{}) != unsafe.Sizeof(unsafe.Pointer(nil)) {
+		t.Fatalf("unique.Handle[string] is %d bytes, not one pointer", unsafe.Sizeof(unique.Handle[string]{}))
+	}
+	ks := string(appendStrBytes(nil, "speed"))
+	h := unique.Make(ks)
+	if *(*string)(handlePointer(h)) != ks || handlePointer(h) != handlePointer(unique.Make(ks)) {
+		t.Fatal("a handle's pointer does not lead to its canonical value")
+	}
+}
+
+// TestPropsAreTwoWords holds the Feature in the 112-B size class.
+func TestPropsAreTwoWords(t *testing.T) {
+	if got := unsafe.Sizeof(Props{}); got != 16 {
+		t.Fatalf("Props is %d bytes", got)
+	}
+	if got := unsafe.Sizeof(Feature{}); got > 112 {
+		t.Fatalf("Feature is %d bytes, over the 112-B size class", got)
 	}
 }

@@ -41,8 +41,8 @@ func checkPackJSON(t *testing.T, b []byte) {
 		return
 	}
 	want := NewProps(m).Pack()
-	if !got.packed() || got.keys.Value() != want.keys.Value() || got.data != want.data {
-		t.Fatalf("%q:\n got  %v %q %q\n want %v %q %q", b, got, got.keys.Value(), got.data, want, want.keys.Value(), want.data)
+	if !got.packed() || got.keySet() != want.keySet() || got.values() != want.values() {
+		t.Fatalf("%q:\n got  %v %q %q\n want %v %q %q", b, got, got.keySet(), got.values(), want, want.keySet(), want.values())
 	}
 }
 
@@ -187,7 +187,7 @@ func TestPackJSONReadsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.keys != in.keys || got.data != in.data {
+	if got.ref != in.ref || got.values() != in.values() {
 		t.Fatalf("%s packed as %v, want %v", b, got, in)
 	}
 	if v, _ := got.Number("speed_kmh"); v != 42.3 {

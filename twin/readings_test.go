@@ -73,7 +73,7 @@ func checkMerge(t *testing.T, p Props, vals map[string]float64) {
 	raw := appendMergedReadings(nil, entries, held, r, added)
 	got := p.with(nil, raw)
 	exp := p.with([]propKV{{"values", want}}, nil)
-	if got.keys != exp.keys || got.data != exp.data {
+	if got.ref != exp.ref || got.values() != exp.values() {
 		t.Errorf("old %v, sample %v: merged %v, want %v", prev, vals, got, exp)
 	}
 }

@@ -2,7 +2,6 @@ package twin
 
 import (
 	"errors"
-	"reflect"
 	"testing"
 	"time"
 
@@ -83,7 +82,7 @@ func TestReplicaLeaderFollower(t *testing.T) {
 	}
 	lf, _ := leader.Get(id)
 	ff, _ := follower.Get(id)
-	if !reflect.DeepEqual(lf, ff) {
+	if !sameFeature(lf, ff) {
 		t.Fatalf("follower differs:\n%+v\n%+v", lf, ff)
 	}
 	if _, ok := follower.Get(b); ok || follower.Count(Buildings) != 0 {
@@ -112,7 +111,7 @@ func TestReplicaLeaderFollower(t *testing.T) {
 		t.Fatalf("fence took back %d: %v", n, err)
 	}
 	after, _ := leader.Get(id)
-	if !reflect.DeepEqual(after, lf) || leader.Len() != 1 || leader.Feed().Head() != 5 {
+	if !sameFeature(after, lf) || leader.Len() != 1 || leader.Feed().Head() != 5 {
 		t.Fatalf("fence left %+v, %d objects, head %d", after, leader.Len(), leader.Feed().Head())
 	}
 	var hits int
@@ -147,9 +146,7 @@ func TestChangeCodecRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(c, d) {
-		t.Fatalf("round trip:\n%+v\n%+v", c.New, d.New)
-	}
+	sameChange(t, c, d)
 }
 
 func FuzzUnmarshalChange(f *testing.F) {

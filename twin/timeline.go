@@ -265,11 +265,11 @@ func recordsSizeHint(rs []TimelineRecord) int {
 		r := &rs[i]
 		n += 64 + len(r.ID.Layer) + len(r.ID.Name) + len(r.Data)
 		if f := r.Feature; f != nil && !r.Removed {
-			n += 64 + len(f.Props.data) + len(f.Grid()) + 8*len(f.Cells())
+			n += 64 + len(f.Props.values()) + len(f.Grid()) + 8*len(f.Cells())
 			if f.Props.base() {
-				n += len(f.Props.keys.Value())
+				n += len(f.Props.keySet())
 			} else {
-				n += 64 * len(f.Props.m)
+				n += 64 * len(f.Props.edits())
 			}
 			for _, s := range f.Region() {
 				n += 1 + len(s)

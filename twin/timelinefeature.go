@@ -75,8 +75,8 @@ func appendFeatureRecord(b []byte, f *Feature) ([]byte, error) {
 	p := f.Props.Pack() // the twin's features are packed already
 	if p.packed() {
 		b = append(b, featPropsPacked)
-		b = appendStr(b, p.keys.Value())
-		return appendStr(b, p.data), nil
+		b = appendStr(b, p.keySet())
+		return appendStr(b, p.values()), nil
 	}
 	b = append(b, featPropsJSON)
 	start := len(b)
@@ -241,7 +241,7 @@ func unpackChecked(keys, data []byte) (Props, bool) {
 	if ds != "" {
 		return Props{}, false
 	}
-	return Props{keys: unique.Make(ks), data: string(data)}, true
+	return packedProps(unique.Make(ks), string(data)), true
 }
 
 // checkedUvarint reads a uvarint at the start of s; ok false when s does

@@ -83,7 +83,7 @@ func ValidProps(props Props) error {
 	}
 	if props.overlay() {
 		// The base passed when it was packed: only the edits are new.
-		for k, v := range props.m {
+		for k, v := range props.edits() {
 			switch x := v.(type) {
 			case propDeleted:
 				continue
@@ -99,7 +99,7 @@ func ValidProps(props Props) error {
 		}
 		return nil
 	}
-	if err := validValue(props.m, 0); err != nil {
+	if err := validValue(props.edits(), 0); err != nil {
 		return fmt.Errorf("%w: properties%s", ErrBadText, err.Error())
 	}
 	return nil

@@ -99,7 +99,7 @@ func appendProps(b []byte, props Props, keep []string) ([]byte, error) {
 	if keep == nil {
 		var arr [16]string
 		keys = arr[:0]
-		for k := range props.m {
+		for k := range props.edits() {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
@@ -107,7 +107,7 @@ func appendProps(b []byte, props Props, keep []string) ([]byte, error) {
 	b = append(b, '{')
 	n := 0
 	for _, k := range keys {
-		v, ok := props.m[k]
+		v, ok := props.edits()[k]
 		if !ok {
 			continue
 		}
@@ -128,7 +128,7 @@ func appendProps(b []byte, props Props, keep []string) ([]byte, error) {
 func appendPackedProps(b []byte, props Props, keep []string) ([]byte, error) {
 	b = append(b, '{')
 	n := 0
-	ks, data := props.keys.Value(), props.data
+	ks, data := props.keySet(), props.values()
 	for ks != "" {
 		var k string
 		k, ks = nextKey(ks)
