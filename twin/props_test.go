@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"unique"
 	"unsafe"
@@ -109,5 +110,24 @@ func TestPropsAreTwoWords(t *testing.T) {
 	}
 	if got := unsafe.Sizeof(Feature{}); got > 112 {
 		t.Fatalf("Feature is %d bytes, over the 112-B size class", got)
+	}
+}
+
+// TestValueLenAt checks the byte-at-a-time reader of a value's length
+// against valueLen for every tag, with lengths and varints of one to ten
+// bytes.
+func TestValueLenAt(t *testing.T) {
+	long := strings.Repeat("长", 100)
+	for _, v := range []any{nil, true, false, 1.5, 42.3, 7.0, -1e300, float32(2), int(-300), int64(math.MaxInt64),
+		int32(-5), uint64(math.MaxUint64), "", "a", long, json.Number("12.5"), []any{"a", 1.0, nil},
+		[]string{"x", long}, map[string]any{"k": []any{long}}} {
+		b, ok := appendValueBytes(nil, v)
+		if !ok {
+			t.Fatalf("%T not packed", v)
+		}
+		b = append(b, 0xff, 0xff) // what follows must not count
+		if got, want := valueLenAt(unsafe.Pointer(&b[0])), valueLen(string(b)); got != want || want != len(b)-2 {
+			t.Fatalf("%T %v: valueLenAt %d, valueLen %d, encoded %d", v, v, got, want, len(b)-2)
+		}
 	}
 }
