@@ -265,9 +265,12 @@ func recordsSizeHint(rs []TimelineRecord) int {
 		r := &rs[i]
 		n += 64 + len(r.ID.Layer) + len(r.ID.Name) + len(r.Data)
 		if f := r.Feature; f != nil && !r.Removed {
-			n += 64 + len(f.Props.values()) + len(f.Grid()) + 8*len(f.Cells())
+			n += 64 + len(f.Grid()) + 8*len(f.Cells())
 			if f.Props.base() {
-				n += len(f.Props.keySet())
+				// The keys, twice for the values: their length is only
+				// known by walking them (Props.values), a cost this
+				// guess need not pay.
+				n += 2 * len(f.Props.keySet())
 			} else {
 				n += 64 * len(f.Props.edits())
 			}
