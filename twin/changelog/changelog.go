@@ -45,6 +45,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -131,6 +132,71 @@ const (
 	maxRecordBytes   = 256 << 10
 )
 
+// EncodingHeader names how a record's body is compressed: absent for
+// none, "s2" for S2 (github.com/klauspost/compress/s2, Snappy's faster
+// successor). The leader compresses a record when that saves an eighth
+// of it: a run of a moving fleet's changes goes from ~270 to ~70 B a
+// change, so JetStream copies, hashes, writes and replicates a quarter of
+// the bytes (at 20k changes/s the embedded server's read loop and stream
+// copied ~13 MB/s, a quarter of the server's allocations, and the disk
+// took ~4 MB/s for the log; issue 16 goals 1 and 6). S2 rather than zstd:
+// ~0.2 µs a change to encode, a third of zstd's fastest level, for about
+// the same ratio on these records. A server that predates the header
+// cannot read such a record: upgrade the servers of one twin together.
+const EncodingHeader = "Twin-Encoding"
+
+// compressMin is the least body worth compressing (a lone small change
+// is sent as it is).
+const compressMin = 512
+
+// maxDecoded bounds what a compressed record may decode to: a record is
+// at most maxRecordBytes, or one change that went alone and JetStream's
+// largest message (8 MB by default for the embedded server, 1 MB in
+// nats-server's own default), so more is damage, not a record.
+const maxDecoded = 64 << 20
+
+// compressRecord replaces m's body with its S2 encoding, written into
+// dst, when that is an eighth smaller, and reports whether it did.
+func compressRecord(m *nats.Msg, dst *[]byte) bool {
+	if len(m.Data) < compressMin {
+		return false
+	}
+	enc := s2.Encode((*dst)[:cap(*dst)], m.Data)
+	if len(enc) > len(m.Data)-len(m.Data)/8 {
+		return false
+	}
+	*dst = enc
+	m.Data = enc
+	if m.Header == nil {
+		m.Header = nats.Header{}
+	}
+	m.Header[EncodingHeader] = []string{"s2"}
+	return true
+}
+
+// recordData returns a record's body as it was before compression.
+func recordData(h nats.Header, data []byte) ([]byte, error) {
+	switch enc := h.Get(EncodingHeader); enc {
+	case "":
+		return data, nil
+	case "s2":
+		n, err := s2.DecodedLen(data)
+		if err != nil {
+			return nil, fmt.Errorf("changelog: compressed record: %w", err)
+		}
+		if n > maxDecoded {
+			return nil, fmt.Errorf("changelog: compressed record of %d bytes", n)
+		}
+		out, err := s2.Decode(nil, data)
+		if err != nil {
+			return nil, fmt.Errorf("changelog: compressed record: %w", err)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("changelog: record encoding %q unknown (a newer server's?)", enc)
+	}
+}
+
 // recordRange returns the feed seqs a record holds, lo..hi; for a base
 // record lo = hi = the base (the next change is base+1).
 func recordRange(h nats.Header, data []byte) (lo, hi uint64, base bool, err error) {
@@ -147,6 +213,10 @@ func recordRange(h nats.Header, data []byte) (lo, hi uint64, base bool, err erro
 		}
 		return lo, hi, false, nil
 	}
+	data, err = recordData(h, data)
+	if err != nil {
+		return 0, 0, false, err
+	}
 	c, err := twin.UnmarshalChange(data)
 	return c.Seq, c.Seq, false, err
 }
@@ -156,6 +226,9 @@ func recordRange(h nats.Header, data []byte) (lo, hi uint64, base bool, err erro
 func decodeRecord(h nats.Header, data []byte) ([]twin.Change, error) {
 	lo, hi, _, err := recordRange(h, data)
 	if err != nil {
+		return nil, err
+	}
+	if data, err = recordData(h, data); err != nil {
 		return nil, err
 	}
 	if h.Get(RecordHeader) == "" {
@@ -785,6 +858,18 @@ func (n *Node) publish(ctx context.Context) error {
 			body = new([]byte)
 		}
 		*body = rec.data
+		zb, _ := n.bodies.Get().(*[]byte)
+		if zb == nil {
+			zb = new([]byte)
+		}
+		if compressRecord(m, zb) {
+			// The compressed copy is what goes, and is kept until
+			// JetStream answers; the raw body can take the next record.
+			n.bodies.Put(body)
+			body = zb
+		} else {
+			n.bodies.Put(zb)
+		}
 		m.Header[jetstream.ExpectedLastSeqHeader] = []string{strconv.FormatUint(expect, 10)}
 		id := term + "." + strconv.FormatUint(lo, 10) // lo: unique in the term
 		m.Header[jetstream.MsgIDHeader] = []string{id}

@@ -2,12 +2,16 @@ package changelog
 
 import (
 	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/paulmach/orb"
 
 	"github.com/citytwin/citytwin/spine"
 	"github.com/citytwin/citytwin/twin"
@@ -93,5 +97,67 @@ func recordMsg(blobs [][]byte, lo, hi uint64) *nats.Msg {
 		r.add(lo+uint64(i), b, 0, nil)
 	}
 	r.hi = hi
-	return r.msg()
+	m := r.msg()
+	compressRecord(m, new([]byte))
+	return m
+}
+
+// TestCompressedRecords: a run of a moving fleet's changes is sent S2
+// compressed, to a third of its bytes or less, and decodes to the same
+// changes; a record whose encoding is unknown, or whose compressed body
+// is damaged or claims to decode to more than any record, is refused.
+func TestCompressedRecords(t *testing.T) {
+	var blobs [][]byte
+	var want []twin.Change
+	for seq := uint64(100); seq < 100+maxRecordChanges; seq++ {
+		i := seq % 50
+		f := &twin.Feature{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("veh-%04d", i)), Version: seq,
+			Geometry: orb.Point{106.5 + float64(seq)*1e-4, 29.5 + float64(i)*1e-3}, Updated: twin.Stamp(seq * 1e9),
+			Props: twin.NewProps(map[string]any{"kind": "muck_truck", "plate": fmt.Sprintf("渝A%05d", i), "speed_kmh": 42.5, "heading": float64(seq % 360)}).Pack(),
+			Place: twin.NewPlace([]string{"500000", "500103", "500103001"}, "g-500103-0042")}
+		c := twin.Change{Seq: seq, Kind: twin.Upsert, Time: time.Unix(int64(seq), 0).UTC(), New: f}
+		b, err := twin.AppendChange(nil, &c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs = append(blobs, b)
+		want = append(want, c)
+	}
+	m := recordMsg(blobs, 100, 100+maxRecordChanges-1)
+	raw := 0
+	for _, b := range blobs {
+		raw += len(b)
+	}
+	if m.Header.Get(EncodingHeader) != "s2" || len(m.Data)*3 > raw {
+		t.Fatalf("record of %d B sent as %d B, encoding %q", raw, len(m.Data), m.Header.Get(EncodingHeader))
+	}
+	got, err := decodeRecord(m.Header, m.Data)
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("decoded %d changes, %v", len(got), err)
+	}
+	for i := range got {
+		g, w := got[i].New, want[i].New
+		if got[i].Seq != want[i].Seq || g.ID != w.ID || g.Geometry != w.Geometry || g.Version != w.Version || !g.Props.Equal(w.Props) || g.Grid() != w.Grid() {
+			t.Fatalf("change %d: %+v, want %+v", i, g, w)
+		}
+	}
+	// A lone change: too small to be worth it, sent as it is.
+	one := recordMsg(blobs[:1], 100, 100)
+	if one.Header.Get(EncodingHeader) != "" {
+		t.Fatalf("a lone change of %d B was compressed", len(blobs[0]))
+	}
+	bad := func(name string, h nats.Header, data []byte) {
+		t.Helper()
+		if _, err := decodeRecord(h, data); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+	h := nats.Header{RecordHeader: m.Header[RecordHeader], EncodingHeader: []string{"zstd"}}
+	bad("unknown encoding", h, m.Data)
+	damaged := slices.Clone(m.Data)
+	damaged[len(damaged)/2] ^= 0xff
+	bad("damaged", m.Header, damaged)
+	bad("truncated", m.Header, m.Data[:len(m.Data)/2])
+	huge := binary.AppendUvarint(nil, maxDecoded+1) // S2's block header: the decoded length
+	bad("too large", m.Header, append(huge, 0))
 }
