@@ -139,13 +139,8 @@ func (p Props) values() string {
 // one loop, so that it stays cheap: values walks every value of an object
 // to find where they end (issue 16 goal 1).
 func valueLenAt(v unsafe.Pointer) int {
-	switch tag := *(*byte)(v); tag {
-	case tagNull, tagFalse, tagTrue:
-		return 1
-	case tagF64:
-		return 9
-	case tagF32:
-		return 5
+	if n := fixedLen(*(*byte)(v)); n > 0 {
+		return n
 	}
 	// A uvarint follows the tag: the value itself, or the length of what
 	// follows it.
@@ -808,15 +803,26 @@ func propStr(s string) (string, int) {
 	return s[w : w+int(n)], w + int(n)
 }
 
-// valueLen is the encoded length of the value at the start of s.
-func valueLen(s string) int {
-	switch s[0] {
+// fixedLen is the encoded length of a value of a fixed-size tag, 0 for
+// the others (a uvarint follows their tag).
+func fixedLen(tag byte) int {
+	switch tag {
 	case tagNull, tagFalse, tagTrue:
 		return 1
 	case tagF64:
 		return 9
 	case tagF32:
 		return 5
+	}
+	return 0
+}
+
+// valueLen is the encoded length of the value at the start of s.
+func valueLen(s string) int {
+	if n := fixedLen(s[0]); n > 0 {
+		return n
+	}
+	switch s[0] {
 	case tagF64Int, tagInt, tagI64, tagI32, tagU64, tagF64Tenths:
 		_, n := propUvarint(s[1:])
 		return 1 + n
