@@ -179,6 +179,8 @@ type Recorder struct {
 	ids      []twin.ID         // flush's scratch: the objects in that order
 	byID     []int32           // flush's scratch: the objects in ID order
 	rank     []int32           // flush's scratch: each object's place in ID order
+	grouped  []chunkKey        // flush's scratch: order, grouped (groupKeys)
+	counts   []int32           // flush's scratch: records per group (groupKeys)
 	raw      []byte            // flush's scratch: a chunk's records before compression
 	versions []twin.TimelineVersion
 	seen     map[twin.ID]struct{} // buildings whose previous version is recorded
@@ -499,7 +501,7 @@ func (r *Recorder) writePending(ctx context.Context, key uint64) error {
 	r.peak = nextPeak(r.peak, len(r.pending))
 	r.pending, r.versions = r.pending[:0], r.versions[:0]
 	if !keepPending(cap(r.pending), r.peak) {
-		r.pending, r.order, r.raw = nil, nil, nil
+		r.pending, r.order, r.raw, r.grouped, r.counts = nil, nil, nil, nil, nil
 		r.objects, r.ids, r.byID, r.rank = nil, nil, nil, nil
 	}
 	return nil
@@ -551,15 +553,21 @@ func (r *Recorder) sortPending() {
 	for i := range keys {
 		keys[i].object = rank[keys[i].object]
 	}
-	slices.SortFunc(keys, func(a, b chunkKey) int {
-		if a.bucket != b.bucket {
-			return cmp.Compare(a.bucket, b.bucket)
-		}
-		if a.object != b.object {
-			return cmp.Compare(a.object, b.object)
-		}
-		return cmp.Compare(a.seq, b.seq)
-	})
+	if grouped, ok := r.groupKeys(keys, len(ids)); ok {
+		// The permutation below reads keys, the grouped order: swap the
+		// two scratch slices.
+		keys, r.grouped = grouped, keys
+	} else {
+		slices.SortFunc(keys, func(a, b chunkKey) int {
+			if a.bucket != b.bucket {
+				return cmp.Compare(a.bucket, b.bucket)
+			}
+			if a.object != b.object {
+				return cmp.Compare(a.object, b.object)
+			}
+			return cmp.Compare(a.seq, b.seq)
+		})
+	}
 	// Position p takes the record at keys[p].i: follow each cycle of that
 	// permutation once, marking the positions done.
 	for start := range keys {
@@ -581,6 +589,65 @@ func (r *Recorder) sortPending() {
 	clear(r.objects) // keeps no ID's strings alive
 	clear(ids)
 	r.order, r.ids, r.byID, r.rank = keys, ids[:0], byID, rank
+}
+
+// maxGroupBuckets is the most buckets a flush's records may span for
+// groupKeys to order them; more (telemetry with scattered old times) are
+// sorted.
+const maxGroupBuckets = 16
+
+// groupKeys returns keys in chunk order (bucket, object rank, seq) in
+// linear time, a counting sort by (bucket, object) that keeps the order
+// within a group: the feed's records come in seq order, so that is the
+// seq order. It reports false, doing nothing, when the seqs are not
+// ascending or the records span more than maxGroupBuckets buckets or far
+// more groups than records. A comparison sort of the keys was ~2 % of the
+// server's CPU at 150k updates/s (issue 16 goal 1). objects is the number
+// of object ranks.
+func (r *Recorder) groupKeys(keys []chunkKey, objects int) ([]chunkKey, bool) {
+	var buckets [maxGroupBuckets]int64
+	nb := 0
+	for i := range keys {
+		if i > 0 && keys[i].seq <= keys[i-1].seq {
+			return nil, false
+		}
+		if nb > 0 && buckets[nb-1] == keys[i].bucket {
+			continue
+		}
+		if !slices.Contains(buckets[:nb], keys[i].bucket) {
+			if nb == maxGroupBuckets {
+				return nil, false
+			}
+			buckets[nb] = keys[i].bucket
+			nb++
+		}
+	}
+	groups := nb * objects
+	if groups > 4*len(keys)+1024 {
+		return nil, false
+	}
+	bs := buckets[:nb]
+	slices.Sort(bs)
+	group := func(k chunkKey) int {
+		b, _ := slices.BinarySearch(bs, k.bucket)
+		return b*objects + int(k.object)
+	}
+	counts := slices.Grow(r.counts[:0], groups+1)[:groups+1]
+	clear(counts)
+	for _, k := range keys {
+		counts[group(k)+1]++
+	}
+	for g := 1; g <= groups; g++ {
+		counts[g] += counts[g-1]
+	}
+	out := slices.Grow(r.grouped[:0], len(keys))[:len(keys)]
+	for _, k := range keys {
+		g := group(k)
+		out[counts[g]] = k
+		counts[g]++
+	}
+	r.counts = counts
+	return out, true
 }
 
 // encode makes one chunk's blob and its time range; a record that cannot

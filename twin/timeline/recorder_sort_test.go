@@ -9,20 +9,42 @@ import (
 
 // TestSortPending: the chunk order holds every pending record once, by
 // bucket, then each object's records side by side by seq, objects by ID
-// (twice, the second time with the scratch of the first).
+// (each case twice, the second time with the scratch of the first): for
+// records in seq order over a few buckets, as the feed gives them (the
+// counting sort, groupKeys), and for seqs out of order or over more
+// buckets than it takes (the comparison sort).
 func TestSortPending(t *testing.T) {
 	r, err := NewRecorder(twin.New(twin.Options{}), &sinkStore{}, Options{Bucket: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for round, n := range []int{1000, 300} {
+	type sortCase struct {
+		n          int
+		descending bool
+		span       int // times in [0, span): span/10 buckets
+		grouped    bool
+	}
+	for round, c := range []sortCase{{1000, true, 50, false}, {300, true, 50, false}, {1000, false, 50, true},
+		{300, false, 50, true}, {1000, false, 10 * (maxGroupBuckets + 4), false}, {5, false, 50, true}} {
 		r.pending = r.pending[:0]
+		n := c.n
 		for i := range n {
 			id := twin.NewID(twin.Vehicles, string(rune('a'+(i*5+round)%7)))
 			if i%3 == 0 {
 				id.Layer = twin.Devices
 			}
-			r.pending = append(r.pending, twin.TimelineRecord{Time: int64((i * 37) % 50), Seq: uint64(n - i), ID: id})
+			seq := uint64(i + 1)
+			if c.descending {
+				seq = uint64(n - i)
+			}
+			r.pending = append(r.pending, twin.TimelineRecord{Time: int64((i * 37) % c.span), Seq: seq, ID: id})
+		}
+		keys := make([]chunkKey, n)
+		for i, rec := range r.pending {
+			keys[i] = chunkKey{bucket: r.bucketOf(rec.Time), seq: rec.Seq, object: int32(i % 7), i: int32(i)}
+		}
+		if _, ok := r.groupKeys(keys, 7); ok != c.grouped {
+			t.Fatalf("round %d: groupKeys took it: %v, want %v", round, ok, c.grouped)
 		}
 		r.sortPending()
 		seen := map[uint64]bool{}
