@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/citytwin/citytwin/twin"
@@ -54,6 +55,12 @@ type Store struct {
 	chunk uint64 // history chunk in ns, fixed per file
 	// corrupt counts records found undecodable by Load and quarantined.
 	corrupt prometheus.Counter
+	// sampleBytes is about what the last flush's samples took each in
+	// history values, to size the next flush's arena at once: grown by
+	// doubling from a guess of 40 B, the arena's copies were half of the
+	// history's allocations, ~2.5 MB/s at 20k samples/s (issue 16 goal 6:
+	// what is allocated sets how often the GC runs).
+	sampleBytes atomic.Int64
 }
 
 var (

@@ -157,7 +157,11 @@ func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample) error {
 		gs[g].k = keys[k0:len(keys):len(keys)]
 	}
 	slices.SortFunc(gs, func(a, b group) int { return bytes.Compare(a.k, b.k) })
-	vals := make([]byte, 0, len(ss)*40)
+	per := s.sampleBytes.Load()
+	if per <= 0 {
+		per = 40
+	}
+	vals := make([]byte, 0, len(ss)*int(per)+len(ss)/8*int(per)) // an eighth of room more
 	var rec []byte
 	// Split full pages at 90%, not bbolt's default 50%: a chunk stops
 	// changing once its time has passed, so half-empty pages would stay
@@ -180,6 +184,7 @@ func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample) error {
 			return fmt.Errorf("%q: %w", g.k, markBadKey(err))
 		}
 	}
+	s.sampleBytes.Store(int64(len(vals)/len(ss) + 1))
 	return nil
 }
 
