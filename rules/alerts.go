@@ -112,7 +112,7 @@ func (e *Engine) fire(f firing) {
 			} else if s := moreSevere(sev, f.severity); s != sev {
 				cur.Props.Set("severity", s)
 			}
-			cur.Props.Set("regions", mergeRegions(cur.Props.Get("regions"), regions))
+			cur.Props.Set("regions", twin.PropList(mergeRegions(cur.Props.Get("regions"), regions)))
 			if f.message != "" {
 				cur.Props.Set("message", f.message)
 			}
@@ -146,7 +146,7 @@ func (e *Engine) fire(f firing) {
 	props := map[string]any{
 		"rule": f.rule.spec.Name, "kind": f.rule.spec.Kind, "severity": f.severity, "subject": f.subject.ID.String(),
 		"state": StateOpen, "tier": tier, "tier_since": ts(now), "message": f.message, "count": 1.0,
-		"first": ts(f.at), "last": ts(f.at), "regions": regions,
+		"first": ts(f.at), "last": ts(f.at), "regions": twin.PropList(regions),
 		"history": []any{entry},
 	}
 	if f.target != nil {

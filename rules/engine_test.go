@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -191,6 +192,16 @@ func TestCrossingInForbiddenHoursRaisesOneAlert(t *testing.T) {
 	}
 	if got := strings.Join(twin.PropStrings(a.Props.Get("regions")), ","); got != "500000,500103,500105" {
 		t.Errorf("regions = %s, want both districts", got)
+	}
+	// Only types JSON gives back, so that the change log carries the
+	// alert packed, not through encoding/json (issue 16 goal 1).
+	for k, v := range a.Props.All() {
+		if b, err := json.Marshal(v); err == nil {
+			var back any
+			if json.Unmarshal(b, &back) == nil && reflect.TypeOf(back) != reflect.TypeOf(v) {
+				t.Errorf("prop %s is a %T, which JSON gives back as %T", k, v, back)
+			}
+		}
 	}
 	// the panel's row reads the truck by its plate and name, without fetching it
 	if a.Prop("subject_plate") != "渝A·BP001" || a.Prop("subject_name_zh") != "顺达运输 1号车" {

@@ -107,10 +107,10 @@ func transition(f *twin.Feature, action, actor string, a ActionReq, now time.Tim
 	case "report":
 		f.Props.Set("state", Reported)
 		f.Props.Set("reported_at", stamp(now))
-		rep := map[string]any{"note": a.Note, "photos": anys(a.Photos), "by": actor, "at": stamp(now)}
+		rep := map[string]any{"note": a.Note, "photos": twin.PropList(a.Photos), "by": actor, "at": stamp(now)}
 		f.Props.Set("report", rep)
 		h["note"] = a.Note
-		h["photos"] = anys(a.Photos)
+		h["photos"] = twin.PropList(a.Photos)
 		if from == Issued && f.Props.Get("acked_at") == nil {
 			f.Props.Set("acked_at", stamp(now)) // a report acknowledges
 		}
@@ -191,7 +191,7 @@ func (s *Service) rectify(p auth.Principal, b *twin.Feature, r RectifyReq, due, 
 	props := map[string]any{
 		"kind": KindRectification, "state": Issued, "title": title, "text": r.Text, "plan": r.Plan,
 		"subject": bid.String(), "assignee": assignee, auth.AlsoRegionsProp: []any{assignee},
-		"persons": anys(twin.PropStrings(b.Props.Get("owners"))), "issuer": p.Region, "issued_by": p.Subject,
+		"persons": twin.PropList(twin.PropStrings(b.Props.Get("owners"))), "issuer": p.Region, "issued_by": p.Subject,
 		"issued_at": stamp(now), "tier": s.tierOf(assignee), "tier_code": assignee, "due": stamp(due),
 		"overdue": false, "escalations": 0.0, "evidence": []any{}, "history": []any{step("issue", p.Subject, now)},
 	}
@@ -201,7 +201,7 @@ func (s *Service) rectify(p auth.Principal, b *twin.Feature, r RectifyReq, due, 
 	// The persons' display names, index for index, when the building
 	// carries them (the demo's owners_zh): pages show names, not ids.
 	if zh := twin.PropStrings(b.Props.Get("owners_zh")); len(zh) > 0 && len(zh) == len(twin.PropStrings(b.Props.Get("owners"))) {
-		props["persons_zh"] = anys(zh)
+		props["persons_zh"] = twin.PropList(zh)
 	}
 	var geom orb.Geometry
 	if b.Geometry != nil {

@@ -126,8 +126,8 @@ func (s *Service) CreateDirective(p auth.Principal, r DirectiveReq) (*twin.Featu
 	}
 	if _, err := s.tw.Put(&twin.Feature{ID: did, Geometry: s.regionPoint(p.Region), Props: twin.NewProps(map[string]any{
 		"title": r.Title, "text": r.Text, "issuer": p.Region, "issued_by": p.Subject, "issued_at": stamp(now),
-		"due": stamp(due), "requires": anys(req), "targets": anys(targets), "tasks": taskOf,
-		auth.AlsoRegionsProp: anys(sortedUnique(append([]string{p.Region}, targets...))),
+		"due": stamp(due), "requires": twin.PropList(req), "targets": twin.PropList(targets), "tasks": taskOf,
+		auth.AlsoRegionsProp: twin.PropList(sortedUnique(append([]string{p.Region}, targets...))),
 		"history":            []any{step("issue", p.Subject, now)},
 	})}); err != nil {
 		return nil, err
@@ -148,7 +148,7 @@ func (s *Service) directiveTask(p auth.Principal, r DirectiveReq, req []string, 
 		"kind": KindDirective, "state": Issued, "title": r.Title, "text": r.Text, "assignee": target,
 		auth.AlsoRegionsProp: []any{target}, "issuer": issuerCode, "issued_by": p.Subject, "issued_at": stamp(now),
 		"tier": s.tierOf(target), "tier_code": target, "due": stamp(due), "overdue": false, "escalations": 0.0,
-		"requires": anys(req), "directive": did.String(), "evidence": []any{},
+		"requires": twin.PropList(req), "directive": did.String(), "evidence": []any{},
 		"history": []any{step("issue", p.Subject, now)},
 	}
 }
@@ -219,9 +219,9 @@ func (s *Service) Forward(p auth.Principal, name string, r ForwardReq) (*twin.Fe
 		if f == nil {
 			return nil, ErrNotFound
 		}
-		f.Props.Set("children", anys(append(twin.PropStrings(f.Props.Get("children")), kids...)))
+		f.Props.Set("children", twin.PropList(append(twin.PropStrings(f.Props.Get("children")), kids...)))
 		h := step("forward", p.Subject, now)
-		h["targets"] = anys(targets)
+		h["targets"] = twin.PropList(targets)
 		f.Props.Set("history", append(asList(f.Props.Get("history")), h))
 		return f, nil
 	})
@@ -234,7 +234,7 @@ func (s *Service) Forward(p auth.Principal, name string, r ForwardReq) (*twin.Fe
 			if f == nil {
 				return nil, nil
 			}
-			f.Props.Set(auth.AlsoRegionsProp, anys(sortedUnique(append(twin.PropStrings(f.Props.Get(auth.AlsoRegionsProp)), targets...))))
+			f.Props.Set(auth.AlsoRegionsProp, twin.PropList(sortedUnique(append(twin.PropStrings(f.Props.Get(auth.AlsoRegionsProp)), targets...))))
 			return f, nil
 		}); err != nil {
 			return nil, err

@@ -221,8 +221,8 @@ func (e *enforcer) openCase(al *twin.Feature) {
 		return &twin.Feature{ID: id, Geometry: al.Geometry, Props: twin.NewProps(map[string]any{
 			"kind": KindEnforcement, "state": Issued, "title": fmt.Sprintf("渣土车禁行时段过桥 %s %s", plate, bname),
 			"text": al.Prop("message"), "subject": vid.String(), "bridge": bid.String(), "alert": al.ID.String(),
-			"plate": plate, "speed_kmh": speed, "assignee": assignee, auth.AlsoRegionsProp: anys(districts),
-			"persons": anys(sortedUnique(persons)), "issuer": auth.CityCode, "issued_by": actor, "issued_at": stamp(now),
+			"plate": plate, "speed_kmh": speed, "assignee": assignee, auth.AlsoRegionsProp: twin.PropList(districts),
+			"persons": twin.PropList(sortedUnique(persons)), "issuer": auth.CityCode, "issued_by": actor, "issued_at": stamp(now),
 			"tier": tier, "tier_code": assignee, "due": stamp(now.Add(s.opts.EnforceDue)),
 			"overdue": false, "escalations": 0.0, "evidence": ev, "evidence_complete": false,
 			"crossed_at": al.Prop("first"), "history": []any{step("issue", actor, now)},

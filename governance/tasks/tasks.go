@@ -269,14 +269,6 @@ func asList(v any) []any {
 	return append([]any(nil), l...)
 }
 
-func anys(l []string) []any {
-	out := make([]any, len(l))
-	for i, s := range l {
-		out[i] = s
-	}
-	return out
-}
-
 func sortedUnique(l []string) []string {
 	sort.Strings(l)
 	out := l[:0]
