@@ -122,16 +122,31 @@ func (p Props) keySet() string {
 // as the key set has keys, their length read off their own bytes (a
 // packed form was written by Pack or checked by unpackChecked).
 func (p Props) values() string {
+	v, _ := p.valuesUpTo("", false)
+	return v
+}
+
+// valuesUpTo walks the packed base's values with their keys, as values
+// does, and with find stops at key's: it returns the values before key's
+// and key's own (never "": a value is at least its tag), or, when key is
+// absent or find is false, every value and "". One walk for a lookup
+// (raw), not a walk to find the end and a second to find the key.
+func (p Props) valuesUpTo(key string, find bool) (before, val string) {
 	b := p.basePacked()
 	if b.vals == nil {
-		return ""
+		return "", ""
 	}
 	n := 0
 	for ks := *(*string)(b.ref); ks != ""; {
-		_, ks = nextKey(ks)
-		n += valueLenAt(unsafe.Add(unsafe.Pointer(b.vals), n))
+		var k string
+		k, ks = nextKey(ks)
+		l := valueLenAt(unsafe.Add(unsafe.Pointer(b.vals), n))
+		if find && k == key {
+			return unsafe.String(b.vals, n), unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(b.vals), n)), l)
+		}
+		n += l
 	}
-	return unsafe.String(b.vals, n)
+	return unsafe.String(b.vals, n), ""
 }
 
 // valueLenAt is valueLen of the value at v, read a byte at a time: the
@@ -324,17 +339,8 @@ func (p Props) Number(key string) (float64, bool) {
 
 // raw returns the encoded value of key in a packed form.
 func (p Props) raw(key string) (string, bool) {
-	ks, data := p.keySet(), p.values()
-	for ks != "" {
-		var k string
-		k, ks = nextKey(ks)
-		n := valueLen(data)
-		if k == key {
-			return data[:n], true
-		}
-		data = data[n:]
-	}
-	return "", false
+	_, v := p.valuesUpTo(key, true)
+	return v, v != ""
 }
 
 // All yields every property, keys in no particular order for the map form

@@ -224,16 +224,22 @@ func recordRange(h nats.Header, data []byte) (lo, hi uint64, base bool, err erro
 // decodeRecord returns the changes of a record that is not a base record,
 // checked to be consecutive.
 func decodeRecord(h nats.Header, data []byte) ([]twin.Change, error) {
+	if h.Get(RecordHeader) == "" {
+		// One change: its seq is its own (recordRange would decode and
+		// read it a first time).
+		data, err := recordData(h, data)
+		if err != nil {
+			return nil, err
+		}
+		c, err := twin.UnmarshalChange(data)
+		return []twin.Change{c}, err
+	}
 	lo, hi, _, err := recordRange(h, data)
 	if err != nil {
 		return nil, err
 	}
 	if data, err = recordData(h, data); err != nil {
 		return nil, err
-	}
-	if h.Get(RecordHeader) == "" {
-		c, err := twin.UnmarshalChange(data)
-		return []twin.Change{c}, err
 	}
 	out := make([]twin.Change, 0, hi-lo+1)
 	for len(data) > 0 {
