@@ -245,3 +245,57 @@ func TestInlinePublish(t *testing.T) {
 		t.Fatalf("after close: %v", err)
 	}
 }
+
+// connectPacket is an MQTT 3.1.1 CONNECT with a clean session for id.
+func connectPacket(id string) []byte {
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, byte(len(id) >> 8), byte(len(id))}
+	body = append(body, id...)
+	return append([]byte{0x10, byte(len(body))}, body...)
+}
+
+// TestCloseWhileClientsConnect closes the broker while clients keep dialling
+// it, some completing the CONNECT handshake and some sending nothing. Under
+// -race this caught mochi's clients WaitGroup being added to (a connection's
+// establish) while Server.Close waited on it; Close must also not hang on a
+// connection that never sends its CONNECT.
+func TestCloseWhileClientsConnect(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		b, err := Start(context.Background(), "127.0.0.1:0", quiet())
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := b.Addr()
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := 0; g < 6; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						continue // closed, or closing: keep trying until stop
+					}
+					if g%2 == 0 {
+						_, _ = c.Write(connectPacket(fmt.Sprintf("c%d-%d-%d", round, g, i)))
+					}
+					defer c.Close()
+				}
+			}(g)
+		}
+		time.Sleep(time.Duration(round%5) * time.Millisecond)
+		b.Close()
+		close(stop)
+		wg.Wait()
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("round %d: port not free after Close: %v", round, err)
+		}
+		ln.Close()
+	}
+}

@@ -31,6 +31,15 @@ type tcpListener struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	closed bool
+	// conns are the accepted connections whose establish has not returned,
+	// and serving counts them. Close waits for serving to reach zero: mochi's
+	// attachClient adds to its clients WaitGroup from the establish
+	// goroutine, and an Add racing the Wait that Server.Close does right
+	// after closing the listeners is a data race (seen under -race in
+	// TestBrokerRestartResumes). The Add happens under mu while closed is
+	// false, so no establish can start once Close has begun.
+	conns   map[net.Conn]struct{}
+	serving sync.WaitGroup
 }
 
 var _ listeners.Listener = (*tcpListener)(nil)
@@ -70,21 +79,32 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		l.mu.Lock()
-		closed := l.closed
-		l.mu.Unlock()
-		if closed {
+		if l.closed {
+			l.mu.Unlock()
 			conn.Close()
 			return
 		}
+		if l.conns == nil {
+			l.conns = make(map[net.Conn]struct{})
+		}
+		l.conns[conn] = struct{}{}
+		l.serving.Add(1)
+		l.mu.Unlock()
 		go func() {
+			defer l.serving.Done()
 			if err := establish(l.id, conn); err != nil {
 				l.log.Debug("client connection ended", "error", err)
 			}
+			l.mu.Lock()
+			delete(l.conns, conn)
+			l.mu.Unlock()
 		}()
 	}
 }
 
-// Close stops accepting, then disconnects the listener's clients.
+// Close stops accepting, disconnects the listener's clients, closes any
+// connection still in its CONNECT handshake, and returns once every
+// connection it accepted is done being served.
 func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
@@ -98,11 +118,20 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 	l.mu.Unlock()
 	if l.clients == nil || l.disconnect == nil {
 		closeClients(l.id)
-		return
-	}
-	for _, cl := range l.clients() {
-		if cl.Net.Listener == l.id && !cl.Closed() {
-			l.disconnect(cl)
+	} else {
+		for _, cl := range l.clients() {
+			if cl.Net.Listener == l.id && !cl.Closed() {
+				l.disconnect(cl)
+			}
 		}
 	}
+	// A connection not yet a client (its CONNECT unread) is not in the
+	// clients list; closing it ends its establish. Closing one that was
+	// just disconnected above is harmless.
+	l.mu.Lock()
+	for c := range l.conns {
+		_ = c.Close()
+	}
+	l.mu.Unlock()
+	l.serving.Wait()
 }
