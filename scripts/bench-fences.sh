@@ -8,6 +8,7 @@
 # fresh Tile38 (default settings), alternating system per K. twinload reads
 # each server's CPU from /proc. Asserts nothing.
 #   BENCH_FENCES="0 1000 10000" BENCH_ROUNDS=1 BENCH_DURATION=20s BENCH_OBJECTS=5000
+#   BENCH_SERVE_ARGS="--feed-size 65536" adds flags to twin serve.
 set -euo pipefail
 BIN=${1:?usage: bench-fences.sh path/to/twin [path/to/tile38-server]}
 TILE38=${2:-}
@@ -27,7 +28,8 @@ for round in $(seq 1 "${BENCH_ROUNDS:-1}"); do
 	for k in ${BENCH_FENCES:-0 1000 10000}; do
 		rm -rf "$dir/data" && mkdir -p "$dir/data"
 		hp=$(port)
-		"$BIN" serve --listen "127.0.0.1:$hp" --mqtt-listen "127.0.0.1:$(port)" --data "$dir/data" --log-level warn >"$dir/twin.log" 2>&1 &
+		# shellcheck disable=SC2086 # BENCH_SERVE_ARGS is a list of flags
+		"$BIN" serve --listen "127.0.0.1:$hp" --mqtt-listen "127.0.0.1:$(port)" --data "$dir/data" --log-level warn ${BENCH_SERVE_ARGS:-} >"$dir/twin.log" 2>&1 &
 		pid=$!
 		for _ in $(seq 1 240); do curl -fsS "http://127.0.0.1:$hp/readyz" >/dev/null 2>&1 && break; sleep 0.5; done
 		tok=$("$BIN" token --role admin --data "$dir/data" | awk '{print $NF}' | tail -1)

@@ -77,6 +77,7 @@ func (c *Cursor) Done(seq uint64) {
 	c.pos = seq
 	if c.required {
 		f.updateRoomOK()
+		f.trim()
 	}
 }
 
@@ -112,8 +113,9 @@ func (c *Cursor) holds(seq uint64) bool { return c.pos+1 == seq }
 // makeRoom runs when the ring is full before an append: it grows the ring
 // up to the capacity; at the capacity it lets the oldest change fall off
 // unless a required consumer still needs it, in which case the ring grows
-// to twice the capacity; at that hard cap the consumers holding the oldest
-// change are cut loose (counted) and it falls off. Caller holds f.mu.
+// to twice the lag producers wait at; at that hard cap the consumers
+// holding the oldest change are cut loose (counted) and it falls off.
+// Caller holds f.mu.
 func (f *Feed) makeRoom() {
 	if len(f.buf) < f.cap {
 		f.grow(f.cap)
@@ -126,8 +128,8 @@ func (f *Feed) makeRoom() {
 	if !holding {
 		return
 	}
-	if len(f.buf) < 2*f.cap {
-		f.grow(2 * f.cap)
+	if len(f.buf) < 2*f.lag {
+		f.grow(2 * f.lag)
 		return
 	}
 	for c := range f.required {
@@ -137,10 +139,48 @@ func (f *Feed) makeRoom() {
 	}
 }
 
-// behind reports whether required consumer c is a whole window behind and
-// has not been cut loose. Caller holds f.mu.
+// behind reports whether required consumer c is lagWindows windows behind
+// and has not been cut loose. Caller holds f.mu.
 func (f *Feed) behind(c *Cursor) bool {
-	return c.pos < f.next-1 && c.pos+1 >= f.start && f.next-1-c.pos >= uint64(f.cap)
+	return c.pos < f.next-1 && c.pos+1 >= f.start && f.next-1-c.pos >= uint64(f.lag)
+}
+
+// trimStep bounds how many changes one append lets fall off in trim, so
+// the first append after a long lag ends does not clear half a million
+// slots under the lock; the ring is back to the window a few hundred
+// appends later.
+const trimStep = 1024
+
+// trim runs after an append, and after a required consumer moves on, in a
+// ring grown past the window for a lagging required consumer: it lets the changes older than the window fall off
+// once no required consumer needs them, clearing their slots so the
+// features they point to can be collected, and gives the ring back its
+// window's size once every required consumer is within a window of the
+// newest change.
+// Caller holds f.mu.
+func (f *Feed) trim() {
+	if len(f.buf) <= f.cap {
+		return
+	}
+	slowest := f.next // the oldest seq a required consumer needs
+	for c := range f.required {
+		if need := c.pos + 1; need >= f.start && need < slowest {
+			slowest = need
+		}
+	}
+	if f.next-f.start > uint64(f.cap) {
+		keep := f.next - uint64(f.cap) // the oldest seq the window keeps
+		for to := min(keep, slowest, f.start+trimStep); f.start < to; f.start++ {
+			f.buf[f.start%uint64(len(f.buf))] = Change{}
+		}
+	}
+	if f.next-f.start <= uint64(f.cap) && f.next-slowest < uint64(f.cap) {
+		nb := make([]Change, f.cap)
+		for s := f.start; s < f.next; s++ {
+			nb[s%uint64(len(nb))] = f.buf[s%uint64(len(f.buf))]
+		}
+		f.buf = nb
+	}
 }
 
 // updateRoomOK refreshes the producers' fast path and wakes waiting

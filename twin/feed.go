@@ -23,20 +23,26 @@ var ErrSeqExhausted = errors.New("feed: reserved sequence numbers used up and no
 //
 // Required consumers (the rules engine, the store writer; see Follow) must
 // see every change: the feed keeps the changes they have not read yet.
-// When one of them is a whole window behind, telemetry producers wait
+// When one of them is lagWindows windows behind, telemetry producers wait
 // (ApplySample, outside the twin's lock) until it catches up: back-pressure
 // on ingest rather than lost crossings, alarms or history. Other mutations
 // (objects, alerts, incidents) never wait, since a required consumer may
-// itself make them (rules write alerts); for them the window grows up to
-// twice its capacity, and beyond that the slowest required consumer is cut
+// itself make them (rules write alerts); for them the ring grows up to
+// twice that lag, and beyond that the slowest required consumer is cut
 // loose (it gets ErrTooOld as before, and the cut is counted) so memory
-// stays bounded even if a consumer hangs.
+// stays bounded even if a consumer hangs. Once the required consumers have
+// caught up, the ring lets go of what is older than the window again
+// (trim): the window is what a resuming consumer can get back, the lag is
+// what a busy store or rules engine may fall behind, and only the first
+// stays in memory (every change keeps its object's old and new state, which
+// the garbage collector marks on every cycle: issue 16 goal 6).
 //
 // Feed is safe for concurrent use.
 type Feed struct {
 	mu    sync.RWMutex
 	buf   []Change // ring; grows by doubling up to capacity (2*cap while required consumers lag)
 	cap   int      // the window: changes kept at most while no required consumer lags
+	lag   int      // how far a required consumer may fall behind before producers wait (lagWindows*cap)
 	next  uint64   // sequence number the next change gets; first change is 1
 	start uint64   // lowest sequence number still in buf
 	subs  map[*Cursor]struct{}
@@ -84,12 +90,20 @@ const SeqSlack = 4096
 // scale 1 is ~190 MB in all).
 const feedInitial = 1 << 12
 
+// lagWindows is how many windows a required consumer may fall behind
+// before telemetry producers wait for it. A burst of ingest outruns the
+// store writer's and the replay recorder's flushes by far more than a
+// websocket ever needs to resume: with `twin serve`'s window of 65,536
+// changes, producers wait at 262,144 and the ring stops at 524,288, as
+// they did when the window itself was 262,144.
+const lagWindows = 4
+
 // NewFeed makes a feed that keeps the last capacity changes.
 func NewFeed(capacity int) *Feed {
 	if capacity < 16 {
 		capacity = 16
 	}
-	f := &Feed{buf: make([]Change, min(capacity, feedInitial)), cap: capacity, next: 1, start: 1, subs: map[*Cursor]struct{}{},
+	f := &Feed{buf: make([]Change, min(capacity, feedInitial)), cap: capacity, lag: lagWindows * capacity, next: 1, start: 1, subs: map[*Cursor]struct{}{},
 		required: map[*Cursor]struct{}{}, need: make(chan struct{}, 1), appended: make(chan struct{}, 1)}
 	f.seqCond = sync.NewCond(&f.mu)
 	f.roomCond = sync.NewCond(&f.mu)
@@ -237,6 +251,7 @@ func (f *Feed) append(c *Change) {
 	if f.next-f.start > uint64(len(f.buf)) {
 		f.start = f.next - uint64(len(f.buf))
 	}
+	f.trim()
 	if f.limit != 0 || f.gated {
 		f.updateSeqOK()
 	}

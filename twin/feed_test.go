@@ -3,6 +3,7 @@ package twin
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -105,6 +106,7 @@ func TestRequiredConsumerSeesBurst(t *testing.T) {
 	}
 	pos := first - 1
 	var finished bool
+	widest := 0
 	for !finished || pos < f.Last() {
 		// Slow: read only once the producer has had to wait for us.
 		for !finished && !waiting() {
@@ -117,6 +119,7 @@ func TestRequiredConsumerSeesBurst(t *testing.T) {
 			case <-time.After(time.Millisecond):
 			}
 		}
+		widest = max(widest, f.Stats().Window)
 		cs, err := f.Since(pos, 7)
 		if err != nil {
 			t.Fatalf("required consumer at %d: %v (window %d..%d)", pos, err, f.start, f.Last())
@@ -132,8 +135,12 @@ func TestRequiredConsumerSeesBurst(t *testing.T) {
 	if got := pos - first + 1; got != burst {
 		t.Fatalf("required consumer saw %d changes, want %d", got, burst)
 	}
-	if st := f.Stats(); st.RoomWaits == 0 || st.Window > 2*window {
-		t.Fatalf("stats %+v: want producers to have waited and the window bounded", st)
+	if st := f.Stats(); st.RoomWaits == 0 || widest > 2*lagWindows*window || widest < lagWindows*window {
+		t.Fatalf("stats %+v, widest window %d: want producers to have waited at %d behind and the window bounded", st, widest, lagWindows*window)
+	}
+	// Caught up, the ring lets go of what is older than the window.
+	if st := f.Stats(); st.Window > window || len(f.buf) != window {
+		t.Fatalf("after catching up: window %d, ring %d; want both %d", st.Window, len(f.buf), window)
 	}
 	if _, err := f.Since(first-1, 0); !errors.Is(err, ErrTooOld) {
 		t.Fatalf("best-effort consumer that never read: %v, want ErrTooOld", err)
@@ -155,22 +162,28 @@ func TestRequiredConsumerSeesBurst(t *testing.T) {
 }
 
 // TestRequiredConsumerCutAtHardCap: object writes (which never wait) past
-// twice the window while a required consumer does not read: the window
-// stops at the hard cap, the consumer is cut loose once (counted) and
-// gets ErrTooOld, and producers are not held for it any more.
+// twice the lag producers wait at while a required consumer does not read:
+// the window stops at that hard cap, the consumer is cut loose once
+// (counted) and gets ErrTooOld, and producers are not held for it any more.
 func TestRequiredConsumerCutAtHardCap(t *testing.T) {
 	const window = 64
 	tw := New(Options{FeedSize: window})
 	f := tw.Feed()
 	stuck := f.Follow("writer", Required, f.Last())
 	defer stuck.Close()
-	for i := 0; i < 3*window; i++ {
+	widest := 0
+	for i := 0; i < 2*lagWindows*window+window; i++ {
 		if _, err := tw.Put(&Feature{ID: NewID(Buildings, fmt.Sprint("b", i%5))}); err != nil {
 			t.Fatal(err)
 		}
+		widest = max(widest, f.Stats().Window)
 	}
-	if st := f.Stats(); st.Window != 2*window {
-		t.Fatalf("window %d, want the hard cap %d", st.Window, 2*window)
+	if widest != 2*lagWindows*window {
+		t.Fatalf("widest window %d, want the hard cap %d", widest, 2*lagWindows*window)
+	}
+	// Cut loose, it holds nothing: the ring is back to the window.
+	if st := f.Stats(); st.Window != window {
+		t.Fatalf("window %d after the cut, want %d", st.Window, window)
 	}
 	if _, err := f.Since(0, 0); !errors.Is(err, ErrTooOld) {
 		t.Fatalf("cut consumer reads: %v, want ErrTooOld", err)
@@ -357,5 +370,134 @@ func TestUrgentCursorSignalledLast(t *testing.T) {
 	}
 	if cs, err := f.Since(0, 0); err != nil || len(cs) != 20 {
 		t.Fatalf("read %d changes, %v", len(cs), err)
+	}
+}
+
+// TestFeedTrimsAfterLag: a required consumer two and a half windows behind
+// (short of the lag producers wait at) keeps every change it has not read;
+// once it catches up, the ring lets go of what is older than the window,
+// clears those slots (the features they held can be collected) and is
+// back to the window's size, and a best-effort reader of a dropped change
+// gets ErrTooOld.
+func TestFeedTrimsAfterLag(t *testing.T) {
+	const window = 64
+	f := NewFeed(window)
+	slow := f.Follow("writer", Required, 0)
+	defer slow.Close()
+	feature := func(i int) *Feature { return &Feature{ID: NewID(Buildings, fmt.Sprint("b", i))} }
+	n := 5 * window / 2
+	for i := 1; i <= n; i++ {
+		f.append(&Change{Kind: Upsert, New: feature(i)})
+	}
+	cs, err := f.Since(0, 0)
+	if err != nil || len(cs) != n || cs[0].Seq != 1 {
+		t.Fatalf("lagging required consumer reads %d changes from 1, %v; want %d", len(cs), err, n)
+	}
+	if len(f.buf) <= window {
+		t.Fatalf("ring %d: did not grow past the window for a lagging consumer", len(f.buf))
+	}
+	grown := f.buf
+	slow.Done(uint64(n))
+	if st := f.Stats(); st.Window != window || len(f.buf) != window {
+		t.Fatalf("after catching up: window %d, ring %d; want both %d", st.Window, len(f.buf), window)
+	}
+	for s := uint64(1); s < f.start; s++ {
+		if c := grown[s%uint64(len(grown))]; c.New != nil {
+			t.Fatalf("seq %d fell off the window but its slot still holds %v", s, c.New.ID)
+		}
+	}
+	f.append(&Change{Kind: Upsert, New: feature(n + 1)})
+	if st := f.Stats(); st.Window != window || len(f.buf) != window {
+		t.Fatalf("next append: window %d, ring %d; want both %d", st.Window, len(f.buf), window)
+	}
+	if _, err := f.Since(f.start-2, 0); !errors.Is(err, ErrTooOld) {
+		t.Fatalf("reading a dropped change: %v, want ErrTooOld", err)
+	}
+	cs, err = f.Since(uint64(n+1-window), 0)
+	if err != nil || len(cs) != window || cs[window-1].Seq != uint64(n+1) {
+		t.Fatalf("the window: %d changes, %v", len(cs), err)
+	}
+	for i, c := range cs {
+		if want := fmt.Sprint("b", n+2-window+i); c.New.ID.Name != want {
+			t.Fatalf("change %d is %v, want %s", c.Seq, c.New.ID, want)
+		}
+	}
+}
+
+// TestFeedTrimRandom: appends in bursts while three required consumers
+// read at their own random paces (never far enough behind to be cut
+// loose), with the seed printed. Each must read every change exactly once
+// and in order, the ring must stay within the hard cap, and once all have
+// caught up only the window is kept.
+func TestFeedTrimRandom(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	const window = 32
+	f := NewFeed(window)
+	type reader struct {
+		cur *Cursor
+		pos uint64
+	}
+	rs := make([]*reader, 3)
+	for i := range rs {
+		rs[i] = &reader{cur: f.Follow(fmt.Sprint("r", i), Required, 0)}
+		defer rs[i].cur.Close()
+	}
+	read := func(r *reader, max int) {
+		cs, err := f.Since(r.pos, max)
+		if err != nil {
+			t.Fatalf("seed %d: reader at %d: %v (window from %d)", seed, r.pos, err, f.start)
+		}
+		for _, c := range cs {
+			if c.Seq != r.pos+1 || c.New == nil || c.New.ID.Name != fmt.Sprint(c.Seq) {
+				t.Fatalf("seed %d: reader at %d got seq %d (%v)", seed, r.pos, c.Seq, c.New)
+			}
+			r.pos = c.Seq
+		}
+		r.cur.Done(r.pos)
+	}
+	var seq uint64
+	widest := 0
+	for step := 0; step < 2000; step++ {
+		for n := rng.IntN(40); n > 0; n-- {
+			// Stay short of the lag producers wait at (this test has
+			// no producer that waits): read enough first.
+			for _, r := range rs {
+				if seq+1-r.pos >= uint64(f.lag) {
+					read(r, 0)
+				}
+			}
+			seq++
+			f.append(&Change{Kind: Upsert, New: &Feature{ID: NewID(Buildings, fmt.Sprint(seq))}})
+			if len(f.buf) > 2*f.lag {
+				t.Fatalf("seed %d: ring %d over the hard cap %d", seed, len(f.buf), 2*f.lag)
+			}
+			widest = max(widest, len(f.buf))
+		}
+		for _, r := range rs {
+			if rng.IntN(3) == 0 {
+				read(r, rng.IntN(3*window)+1)
+			}
+		}
+	}
+	if widest < 4*window {
+		t.Fatalf("seed %d: the ring grew to %d only: the readers never lagged", seed, widest)
+	}
+	for _, r := range rs {
+		read(r, 0)
+		if r.pos != seq {
+			t.Fatalf("seed %d: reader ends at %d, want %d", seed, r.pos, seq)
+		}
+	}
+	for i := 0; i < 2*window; i++ { // what is left to trim goes trimStep an append
+		seq++
+		f.append(&Change{Kind: Upsert, New: &Feature{ID: NewID(Buildings, fmt.Sprint(seq))}})
+		for _, r := range rs {
+			read(r, 0)
+		}
+	}
+	if st := f.Stats(); st.Window != window || len(f.buf) != window {
+		t.Fatalf("seed %d: caught up: window %d, ring %d; want %d", seed, st.Window, len(f.buf), window)
 	}
 }

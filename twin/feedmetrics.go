@@ -32,7 +32,7 @@ func NewFeedCollector(f *Feed, now func() time.Time) *FeedCollector {
 			"Times a required consumer was cut loose because it stopped reading while the feed was at its hard cap (it then skips or resyncs).", "consumer", "mode"),
 		last:     d("twin_feed_last_seq", "Sequence number of the newest change."),
 		window:   d("twin_feed_window_changes", "Changes held in memory for consumers."),
-		capacity: d("twin_feed_capacity_changes", "Changes the feed keeps while no required consumer lags (--feed-size); it holds up to twice that for a lagging required consumer."),
+		capacity: d("twin_feed_capacity_changes", "Changes the feed keeps while no required consumer lags (--feed-size); it holds up to eight times that for a lagging required consumer (producers wait at four)."),
 		seqWaits: d("twin_feed_seq_waits_total", "Mutations that waited for the store writer to persist a new sequence reservation."),
 		roomWaits: d("twin_feed_backpressure_waits_total",
 			"Telemetry samples that waited because a required consumer (rules, writer) was a whole window behind."),

@@ -193,6 +193,7 @@ func (t *Twin) Install(c Change) (bool, error) {
 	if f.next-f.start > uint64(len(f.buf)) {
 		f.start = f.next - uint64(len(f.buf))
 	}
+	f.trim()
 	f.committed = c.Seq
 	if len(f.required) > 0 {
 		f.updateRoomOK()

@@ -85,7 +85,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.mqttShare, "mqtt-share-group", "", "MQTT shared-subscription group ($share/GROUP/twin/telemetry/+) for servers to split the telemetry (default: none, each server takes every message and the log stores it once, so a dead server's share never waits in its broker session)")
 	fs.BoolVar(&c.demo, "demo", false, "load the synthetic Chongqing demo city into an empty store and drive it live")
 	fs.IntVar(&c.scale, "scale", 1, "demo city scale (20 = about a million buildings)")
-	fs.IntVar(&c.feedSize, "feed-size", 1<<18, "changes kept in memory for resuming websockets and the store writer (about 700 B each)")
+	fs.IntVar(&c.feedSize, "feed-size", 1<<16, "changes kept in memory for resuming websockets (about 500 B each); the store writer, rules and replay recorder may fall 4 times that behind before ingest waits for them")
 	fs.Int64Var(&c.seed, "seed", 2016, "demo city seed")
 	fs.Float64Var(&c.simRate, "sim-rate", 200, "demo telemetry messages per second (0 = no simulation)")
 	fs.BoolVar(&c.simPeople, "sim-people", true, "demo: simulated workers and operators handle incidents and alerts (false: only telemetry, e.g. for a browser test that acts itself)")
