@@ -32,3 +32,11 @@ func (b *Broker) Publish(ctx context.Context, topic string, qos byte, retained b
 	}
 	return nil
 }
+
+// Listened reports whether any client (or inline subscriber) subscribes to
+// topic now: a message published to it, not retained, would otherwise
+// reach nobody (rules/notify skips encoding such alerts).
+func (b *Broker) Listened(topic string) bool {
+	s := b.srv.Topics.Subscribers(topic)
+	return len(s.Subscriptions) > 0 || len(s.Shared) > 0 || len(s.InlineSubscriptions) > 0
+}

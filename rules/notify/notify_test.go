@@ -251,3 +251,53 @@ func TestTaskPersonsNotified(t *testing.T) {
 		}
 	}
 }
+
+// TestUnheardAlertsNotEncoded: with the embedded broker as publisher, an
+// alert whose topic nobody subscribes to is not published (counted as
+// unheard: a broker drops a message nobody subscribes to anyway); once a
+// client subscribes, the next change of the same alert reaches it.
+func TestUnheardAlertsNotEncoded(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b, err := broker.Start(ctx, "127.0.0.1:0", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tw := twin.New(twin.Options{})
+	n := New(tw, Options{Publisher: b, Logger: quiet})
+	put := func(count float64) {
+		t.Helper()
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Alerts, "fence.vehicles.v1.0"), Geometry: orb.Point{106.5, 29.5},
+			Props: twin.NewProps(map[string]any{"rule": "fence", "severity": "yellow", "state": "open", "count": count})}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(1)
+	n.Drain(ctx)
+	if u, p := testutil.ToFloat64(n.m.unheard), testutil.ToFloat64(n.m.published); u != 1 || p != 0 {
+		t.Fatalf("no subscriber: unheard %v, published %v; want 1 and 0", u, p)
+	}
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("unheard-sub"))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	got := make(chan string, 4)
+	if tok := c.Subscribe("twin/alerts/+/fence", 1, func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	put(2)
+	n.Drain(ctx)
+	select {
+	case m := <-got:
+		if !strings.Contains(m, `"count":2`) {
+			t.Fatalf("received %s, want the alert with count 2", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("subscribed client received nothing")
+	}
+	if u, p := testutil.ToFloat64(n.m.unheard), testutil.ToFloat64(n.m.published); u != 1 || p != 1 {
+		t.Fatalf("with a subscriber: unheard %v, published %v; want 1 and 1", u, p)
+	}
+}

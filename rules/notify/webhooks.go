@@ -75,7 +75,7 @@ func (w *webhooks) wait() { w.wg.Wait() }
 
 // metrics of the notifier.
 type metrics struct {
-	published, failures, dropped, resyncs, webhookFailures prometheus.Counter
+	published, failures, dropped, resyncs, webhookFailures, unheard prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -90,9 +90,11 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help: "Times the notifier fell out of the feed window and republished changed alerts from the twin."}),
 		webhookFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_webhook_failures_total",
 			Help: "Webhook deliveries that failed after every retry."}),
+		unheard: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_notify_unheard_total",
+			Help: "Alert changes not published because nothing subscribed to their topic on the embedded broker (and no webhook is set)."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.published, m.failures, m.dropped, m.resyncs, m.webhookFailures} {
+		for _, c := range []prometheus.Collector{m.published, m.failures, m.dropped, m.resyncs, m.webhookFailures, m.unheard} {
 			if err := reg.Register(c); err != nil {
 				slog.Default().Warn("notify: register metric", "err", err)
 			}
