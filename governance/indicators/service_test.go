@@ -334,6 +334,11 @@ func TestCutLooseReconciles(t *testing.T) {
 			Props: twin.NewProps(map[string]any{"state": "open", "severity": "red", "first": ts(first)})}); err != nil {
 			t.Fatal(err)
 		}
+		// Another object's change after each: 200 changes in all, past the
+		// ring's hard cap (eight windows of 16), so the service is cut loose.
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Buildings, "b0"), Props: twin.NewProps(map[string]any{"n": float64(i)})}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	svc.drain()
 	if n := testutil.ToFloat64(svc.m.resyncs); n != 1 {
