@@ -34,7 +34,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "ingest: how long to run; failover: how long to wait for a write to be accepted")
 	flag.IntVar(&cfg.workers, "workers", runtime.GOMAXPROCS(0), "ingest: goroutines applying telemetry")
 	flag.Float64Var(&cfg.step, "step", 0.0002, "ingest: degrees a vehicle moves per message (0 = stands still)")
-	flag.IntVar(&cfg.feed, "feed", 1<<20, "ingest: twin feed window (changes kept); the twin's default is 1<<20")
+	flag.IntVar(&cfg.feed, "feed", 1<<20, "ingest: twin feed window (changes kept; the twin package's default, where twin serve's --feed-size is 1<<16)")
 	flag.IntVar(&cfg.rate, "rate", 20000, "storm: samples applied a second, paced")
 	flag.IntVar(&cfg.subscribes, "subscribes", 50, "storm: websocket-style snapshots of the city a second")
 	flag.Float64Var(&cfg.viewport, "viewport", 0.25, "storm: a snapshot's viewport, as a fraction of the city's side (1 = the whole city)")
