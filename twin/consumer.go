@@ -175,11 +175,7 @@ func (f *Feed) trim() {
 		}
 	}
 	if f.next-f.start <= uint64(f.cap) && f.next-slowest < uint64(f.cap) {
-		nb := make([]Change, f.cap)
-		for s := f.start; s < f.next; s++ {
-			nb[s%uint64(len(nb))] = f.buf[s%uint64(len(f.buf))]
-		}
-		f.buf = nb
+		f.resize(f.cap)
 	}
 }
 

@@ -114,8 +114,12 @@ func NewFeed(capacity int) *Feed {
 
 // grow doubles the ring (up to limit), keeping every change in it at its
 // seq's slot. Caller holds f.mu.
-func (f *Feed) grow(limit int) {
-	nb := make([]Change, min(2*len(f.buf), limit))
+func (f *Feed) grow(limit int) { f.resize(min(2*len(f.buf), limit)) }
+
+// resize moves the ring to n slots (at least the changes it holds),
+// keeping every change at its seq's slot. Caller holds f.mu.
+func (f *Feed) resize(n int) {
+	nb := make([]Change, n)
 	for s := f.start; s < f.next; s++ {
 		nb[s%uint64(len(nb))] = f.buf[s%uint64(len(f.buf))]
 	}

@@ -56,6 +56,18 @@ func (p *recPub) count(prefix string) int {
 	return n
 }
 
+// startBroker starts an embedded broker on a free port, closed when the
+// test ends.
+func startBroker(ctx context.Context, t *testing.T) *broker.Broker {
+	t.Helper()
+	b, err := broker.Start(ctx, "127.0.0.1:0", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
 // oneCity places everything in street 500105002.
 type oneCity struct{}
 
@@ -102,11 +114,7 @@ func TestIncidentSLAAlertIsPublished(t *testing.T) {
 func TestBurstAllReachMQTT(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	b, err := broker.Start(ctx, "127.0.0.1:0", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := startBroker(ctx, t)
 	connect := func(id string) mqtt.Client {
 		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID(id).SetMaxResumePubInFlight(1024))
 		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -259,11 +267,7 @@ func TestTaskPersonsNotified(t *testing.T) {
 func TestUnheardAlertsNotEncoded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	b, err := broker.Start(ctx, "127.0.0.1:0", quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := startBroker(ctx, t)
 	tw := twin.New(twin.Options{})
 	n := New(tw, Options{Publisher: b, Logger: quiet})
 	put := func(count float64) {
