@@ -152,12 +152,11 @@ func (f *Feed) behind(c *Cursor) bool {
 const trimStep = 1024
 
 // trim runs after an append, and after a required consumer moves on, in a
-// ring grown past the window for a lagging required consumer: it lets the changes older than the window fall off
-// once no required consumer needs them, clearing their slots so the
-// features they point to can be collected, and gives the ring back its
-// window's size once every required consumer is within a window of the
-// newest change.
-// Caller holds f.mu.
+// ring grown past the window for a lagging required consumer: it lets the
+// changes older than the window fall off once no required consumer needs
+// them, clearing their slots so the features they point to can be
+// collected, and gives the ring back its window's size once every required
+// consumer is within a window of the newest change. Caller holds f.mu.
 func (f *Feed) trim() {
 	if len(f.buf) <= f.cap {
 		return
