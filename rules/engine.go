@@ -193,7 +193,7 @@ func (e *Engine) RuleSet() *RuleSet {
 // Run follows the twin's feed until ctx ends, evaluating every change, and
 // calls Tick every Options.TickEvery. It is a required consumer of the
 // feed: the feed keeps the changes it has not evaluated (slowing telemetry
-// ingest when it is a whole window behind), so it sees every change. Only
+// ingest when it is four feed windows behind), so it sees every change. Only
 // if it hangs long enough for the feed to cut it loose does it skip ahead,
 // log and count the skipped changes. When ctx ends it evaluates what is left
 // in the feed and returns (rules/notify publishes the alerts).

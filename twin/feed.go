@@ -40,7 +40,7 @@ var ErrSeqExhausted = errors.New("feed: reserved sequence numbers used up and no
 // Feed is safe for concurrent use.
 type Feed struct {
 	mu    sync.RWMutex
-	buf   []Change // ring; grows by doubling up to capacity (2*cap while required consumers lag)
+	buf   []Change // ring; grows by doubling up to cap, up to 2*lag while a required consumer lags, back to cap after (trim)
 	cap   int      // the window: changes kept at most while no required consumer lags
 	lag   int      // how far a required consumer may fall behind before producers wait (lagWindows*cap)
 	next  uint64   // sequence number the next change gets; first change is 1

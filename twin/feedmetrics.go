@@ -35,7 +35,7 @@ func NewFeedCollector(f *Feed, now func() time.Time) *FeedCollector {
 		capacity: d("twin_feed_capacity_changes", "Changes the feed keeps while no required consumer lags (--feed-size); it holds up to eight times that for a lagging required consumer (producers wait at four)."),
 		seqWaits: d("twin_feed_seq_waits_total", "Mutations that waited for the store writer to persist a new sequence reservation."),
 		roomWaits: d("twin_feed_backpressure_waits_total",
-			"Telemetry samples that waited because a required consumer (rules, writer) was a whole window behind."),
+			"Telemetry samples that waited because a required consumer (rules, writer) was four windows behind."),
 		roomSec: d("twin_feed_backpressure_seconds_total", "Total time telemetry samples waited for a required consumer."),
 	}
 }

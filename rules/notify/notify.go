@@ -242,7 +242,7 @@ func (n *Notifier) alert(ctx context.Context, al *twin.Feature) {
 	key := al.ID.String()
 	topic := "twin/alerts/" + al.Prop("severity") + "/" + al.Prop("rule")
 	toMQTT := n.opts.Publisher != nil
-	if l, ok := n.opts.Publisher.(Listened); ok && toMQTT && !l.Listened(topic) {
+	if l, ok := n.opts.Publisher.(Listened); ok && !l.Listened(topic) {
 		toMQTT = false
 		n.m.unheard.Inc()
 	}
