@@ -88,6 +88,9 @@ type TimelineRecord struct {
 	// feature's wire JSON. DecodeFeature reads either.
 	Data   []byte
 	Binary bool
+	// Logged: Data is a change's change-log encoding (a blobLog blob's
+	// record; timelinelog.go), its state read by DecodeFeature.
+	Logged bool
 	// Feature, when set, is encoded by EncodeRecords in the binary form
 	// instead of Data: the recorder hands the twin's (immutable) feature
 	// over and it is encoded once, straight into the blob.
@@ -102,6 +105,8 @@ func (r *TimelineRecord) DecodeFeature() (*Feature, error) {
 		return nil, nil
 	case r.Feature != nil:
 		return r.Feature, nil
+	case r.Logged:
+		return decodeLoggedFeature(r.Data)
 	case r.Binary:
 		return decodeFeatureRecord(r.ID, r.Data)
 	case r.Data == nil:
@@ -173,6 +178,8 @@ var ErrBadTimeline = errors.New("timeline: bad record blob")
 
 // Blob formats. The first byte of a blob tells its format:
 //
+//   - blobLog: change-log runs as the leader published them (see
+//     timelinelog.go); what the recorder writes for the runs it is handed.
 //   - blobZstd: the records (appendRecords) as zstd frames, one or more
 //     (EncodeRecordsPaced cuts them every pacedFrame bytes; they decode
 //     as one: a zstd decoder reads frames one after another). What
@@ -180,7 +187,8 @@ var ErrBadTimeline = errors.New("timeline: bad record blob")
 //   - anything else: the records as raw DEFLATE (flate BestSpeed), what
 //     the recorder wrote before blobZstd; read still. A DEFLATE stream's
 //     first byte has the block type in bits 1-2, and type 3 is reserved,
-//     so no DEFLATE stream starts with blobZstd (0b00001110).
+//     so no DEFLATE stream starts with blobZstd (0b00001110) or blobLog
+//     (0b00001111).
 //
 // Why zstd (github.com/klauspost/compress, fastest level): on the demo
 // city's changes at 14k msgs/s it compresses as small as flate BestSpeed
@@ -310,6 +318,16 @@ const (
 func appendRecords(raw []byte, rs []TimelineRecord) ([]byte, error) {
 	for i := range rs {
 		r := &rs[i]
+		feat := r.Feature
+		if feat == nil && r.Logged && !r.Removed {
+			// A change-log record (a checkpoint made of a blobLog
+			// chunk's records): its state in this form.
+			f, err := decodeLoggedFeature(r.Data)
+			if err != nil {
+				return nil, fmt.Errorf("timeline: encode %s: %w", r.ID, err)
+			}
+			feat = f
+		}
 		raw = binary.AppendVarint(raw, r.Time)
 		raw = binary.AppendUvarint(raw, r.Seq)
 		raw = appendStr(raw, string(r.ID.Layer))
@@ -318,7 +336,7 @@ func appendRecords(raw []byte, rs []TimelineRecord) ([]byte, error) {
 		if r.Removed {
 			flags |= recRemoved
 		}
-		if r.Binary || r.Feature != nil {
+		if r.Binary || feat != nil {
 			flags |= recBinary
 		}
 		point := r.HasBound && r.Bound.Min == r.Bound.Max
@@ -337,7 +355,7 @@ func appendRecords(raw []byte, rs []TimelineRecord) ([]byte, error) {
 				raw = binary.BigEndian.AppendUint64(raw, math.Float64bits(v))
 			}
 		}
-		if r.Feature == nil || r.Removed {
+		if feat == nil || r.Removed {
 			raw = binary.AppendUvarint(raw, uint64(len(r.Data))) // no string copy of the data
 			raw = append(raw, r.Data...)
 			continue
@@ -349,7 +367,7 @@ func appendRecords(raw []byte, rs []TimelineRecord) ([]byte, error) {
 		at := len(raw)
 		raw = append(raw, make([]byte, maxLenWidth)...)
 		var err error
-		if raw, err = appendFeatureRecord(raw, r.Feature); err != nil {
+		if raw, err = appendFeatureRecord(raw, feat); err != nil {
 			return nil, fmt.Errorf("timeline: encode %s: %w", r.ID, err)
 		}
 		n := len(raw) - at - maxLenWidth
@@ -379,6 +397,9 @@ func appendStr(b []byte, s string) []byte {
 // order written. The record's Data aliases a buffer that is valid only
 // during the call; copy it to keep it.
 func DecodeRecords(blob []byte, fn func(*TimelineRecord) error) error {
+	if len(blob) > 0 && blob[0] == blobLog {
+		return decodeLogRuns(blob[1:], fn)
+	}
 	raw, err := decompress(blob)
 	if err != nil {
 		return err

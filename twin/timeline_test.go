@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"testing"
@@ -238,13 +239,25 @@ func FuzzDecodeRecords(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1, 2, 3})
 	f.Add([]byte{blobZstd})
+	rng := rand.New(rand.NewPCG(1, 2))
+	f.Add(logRunBlob(f, rng, logTestChanges(rng, 30)))
+	f.Add([]byte{blobLog})
 	f.Fuzz(func(t *testing.T, blob []byte) {
 		var rs []TimelineRecord
+		var states []string // a change-log record's state, as JSON
 		if err := DecodeRecords(blob, func(r *TimelineRecord) error {
 			c := *r
 			c.Data = bytes.Clone(r.Data)
-			if f, err := c.DecodeFeature(); err == nil && f != nil {
+			f, err := c.DecodeFeature()
+			if err == nil && f != nil {
 				_, _ = f.MarshalJSON()
+			}
+			if c.Logged || c.Feature != nil { // a change-log run's record
+				if err != nil {
+					return err // read lazily: the blob is bad after all
+				}
+				j, _ := f.MarshalJSON()
+				states = append(states, string(j))
 			}
 			rs = append(rs, c)
 			return nil
@@ -255,8 +268,21 @@ func FuzzDecodeRecords(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := 0
+		n, logged := 0, 0
 		if err := DecodeRecords(again, func(r *TimelineRecord) error {
+			if rs[n].Logged || rs[n].Feature != nil {
+				// Re-encoded in the recorder's own form: the same state.
+				f, err := r.DecodeFeature()
+				if err != nil {
+					t.Fatalf("record %d: %v", n, err)
+				}
+				if j, _ := f.MarshalJSON(); string(j) != states[logged] || r.Seq != rs[n].Seq || r.Time != rs[n].Time || r.ID != rs[n].ID {
+					t.Fatalf("record %d: %s, was %s", n, j, states[logged])
+				}
+				logged++
+				n++
+				return nil
+			}
 			if r.Time != rs[n].Time || r.Seq != rs[n].Seq || r.ID != rs[n].ID || !bytes.Equal(r.Data, rs[n].Data) || r.Binary != rs[n].Binary ||
 				r.HasBound != rs[n].HasBound || r.HasBound && !sameBound(r.Bound, rs[n].Bound) {
 				t.Fatalf("record %d differs", n)

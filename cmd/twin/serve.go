@@ -195,10 +195,18 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	defer sp.Close()
 	var relay *spine.Relay // set below, before the node runs
 	var curWriter atomic.Pointer[writer.Writer]
+	// The term's replay recorder: it keeps the runs this server publishes
+	// to the change log as its record of their changes.
+	var curRecorder atomic.Pointer[timeline.Recorder]
 	var leadFn func(ctx context.Context, drain func(context.Context) error) error // set below, before the node runs
 	node, err := changelog.New(tw, sp, changelog.Options{LeaseKey: journal.LeaseKey, Logger: log, Registerer: reg,
 		Lead:     func(ctx context.Context, drain func(context.Context) error) error { return leadFn(ctx, drain) },
-		OnLeader: func(on bool) { relay.SetLeader(on) }})
+		OnLeader: func(on bool) { relay.SetLeader(on) },
+		Published: func(lo, hi uint64, flags byte, body []byte) {
+			if rec := curRecorder.Load(); rec != nil {
+				rec.Offer(lo, hi, flags, body)
+			}
+		}})
 	if err != nil {
 		return err
 	}
@@ -402,6 +410,8 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		if err != nil {
 			return err
 		}
+		curRecorder.Store(recorder)
+		defer curRecorder.Store(nil)
 		wr := writer.New(tw, st, writer.Options{Logger: log, Registerer: treg})
 		wr.ResumeAt(flushed)
 		curWriter.Store(wr)

@@ -72,6 +72,14 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// MaxInFlight bounds publishes not yet confirmed; default 4096.
 	MaxInFlight int
+	// Published, if set, is handed each run this server published, once
+	// JetStream has stored it and before its changes are committed (so
+	// before any feed consumer sees them): the changes lo..hi, the body
+	// as stored and how (twin.LogRunS2, twin.LogRunFramed). body is valid
+	// only during the call. The replay recorder keeps the runs as its
+	// own record of those changes (twin.AppendLogRun) rather than encode
+	// and compress each change a second time.
+	Published func(lo, hi uint64, flags byte, body []byte)
 }
 
 // Node is one server's membership of the twin: following or leading.
@@ -780,6 +788,7 @@ type inflight struct {
 	stream uint64 // the stream seq it must be stored at
 	f      jetstream.PubAckFuture
 	body   *[]byte // the record's body, reused once JetStream answered
+	flags  byte    // how body holds the changes (Options.Published)
 }
 
 // publish sends tentative changes to the log in seq order, what is
@@ -816,6 +825,9 @@ func (n *Node) publish(ctx context.Context) error {
 					continue
 				}
 				n.tail.Store(pa.Sequence)
+				if n.opts.Published != nil {
+					n.opts.Published(it.lo, it.hi, it.flags, *it.body)
+				}
 				feed.Commit(it.hi)
 				n.m.published.Add(float64(it.hi - it.lo + 1))
 				if it.body != nil {
@@ -868,11 +880,18 @@ func (n *Node) publish(ctx context.Context) error {
 		if zb == nil {
 			zb = new([]byte)
 		}
+		// The raw body frames even a lone change (record.add): as
+		// published, only a compressed lone change is unframed.
+		flags := twin.LogRunFramed
 		if compressRecord(m, zb) {
 			// The compressed copy is what goes, and is kept until
 			// JetStream answers; the raw body can take the next record.
 			n.bodies.Put(body)
 			body = zb
+			flags = twin.LogRunS2
+			if rec.n > 1 {
+				flags |= twin.LogRunFramed
+			}
 		} else {
 			n.bodies.Put(zb)
 		}
@@ -889,7 +908,7 @@ func (n *Node) publish(ctx context.Context) error {
 		}
 		expect++
 		select {
-		case q <- inflight{lo: lo, hi: hi, stream: expect, f: f, body: body}:
+		case q <- inflight{lo: lo, hi: hi, stream: expect, f: f, body: body, flags: flags}:
 		case err := <-ackErr:
 			return err
 		}

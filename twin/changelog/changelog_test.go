@@ -42,7 +42,7 @@ type member struct {
 
 func (m *member) isLeading() bool { m.mu.Lock(); defer m.mu.Unlock(); return m.leading }
 
-func join(t *testing.T, ctx context.Context, url, name string) *member {
+func join(t *testing.T, ctx context.Context, url, name string, with ...func(*changelog.Options)) *member {
 	t.Helper()
 	sp, err := spine.Open(ctx, spine.Options{URL: url, Name: name, LeaseTTL: time.Second, DataDir: t.TempDir()})
 	if err != nil {
@@ -51,7 +51,7 @@ func join(t *testing.T, ctx context.Context, url, name string) *member {
 	t.Cleanup(sp.Close)
 	m := &member{tw: twin.New(twin.Options{FeedSize: 1 << 12}), sp: sp}
 	m.tw.Replicate()
-	m.node, err = changelog.New(m.tw, sp, changelog.Options{LeaseKey: "applier",
+	opts := changelog.Options{LeaseKey: "applier",
 		Lead: func(ctx context.Context, drain func(context.Context) error) error {
 			<-ctx.Done()
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -59,7 +59,11 @@ func join(t *testing.T, ctx context.Context, url, name string) *member {
 			_ = drain(dctx)
 			return nil
 		},
-		OnLeader: func(on bool) { m.mu.Lock(); m.leading = on; m.mu.Unlock() }})
+		OnLeader: func(on bool) { m.mu.Lock(); m.leading = on; m.mu.Unlock() }}
+	for _, w := range with {
+		w(&opts)
+	}
+	m.node, err = changelog.New(m.tw, sp, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

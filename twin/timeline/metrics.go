@@ -4,6 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
 	records, bytes, errors, gaps, checkpoints prometheus.Counter
+	runsKept, runsDropped                     prometheus.Counter
 	flushSeconds, ckptSeconds                 prometheus.Histogram
 	ckptObjects                               prometheus.Gauge
 }
@@ -24,11 +25,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Duration of one timeline flush.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
 		ckptSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twin_timeline_checkpoint_seconds",
 			Help: "Duration of building one checkpoint.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
+		runsKept: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_timeline_log_runs_total",
+			Help: "Change-log runs stored in the replay timeline as the change log published them (runs.go)."}),
+		runsDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_timeline_log_runs_dropped_total",
+			Help: "Change-log runs not kept because the recorder lagged; their changes were recorded one by one."}),
 		ckptObjects: prometheus.NewGauge(prometheus.GaugeOpts{Name: "twin_timeline_checkpoint_objects",
 			Help: "Objects in the last checkpoint built."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.bytes, m.errors, m.gaps, m.checkpoints, m.flushSeconds, m.ckptSeconds, m.ckptObjects)
+		reg.MustRegister(m.records, m.bytes, m.errors, m.gaps, m.checkpoints, m.flushSeconds, m.ckptSeconds, m.ckptObjects, m.runsKept, m.runsDropped)
 	}
 	return m
 }

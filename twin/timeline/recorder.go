@@ -45,6 +45,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/citytwin/citytwin/internal/clock"
@@ -194,6 +195,16 @@ type Recorder struct {
 	lastPrune time.Time
 	peak      int    // recent flushes' largest record count, decaying (nextPeak)
 	pause     func() // between a flush's steps (Options.Pause); nil: none
+
+	// Change-log runs (runs.go): offered by the change log's publisher
+	// (Offer, under offerMu), the one being read, and those to be stored
+	// as they are at the next flush (Run's).
+	offerMu      sync.Mutex
+	offers       []offered
+	offeredBytes int
+	run          openRun
+	kept         []keptRun
+	keptRecords  int // the records the kept runs stand for
 }
 
 // NewRecorder makes a recorder over the twin's feed; st must implement
@@ -333,7 +344,7 @@ func record(f *twin.Feature, at int64, seq uint64) twin.TimelineRecord {
 // read moves feed changes into the pending records.
 func (r *Recorder) read(cur *twin.Cursor) {
 	defer cur.Done(r.pos)
-	for len(r.pending) < r.opts.MaxPending {
+	for len(r.pending)+r.keptRecords < r.opts.MaxPending {
 		cs, err := r.tw.Feed().SinceAppend(r.scan[:0], r.pos, 4096)
 		r.scan = cs
 		if errors.Is(err, twin.ErrTooOld) {
@@ -341,13 +352,20 @@ func (r *Recorder) read(cur *twin.Cursor) {
 			r.log.Error("timeline fell out of the feed window; versions of the gap are lost", "from_seq", r.pos)
 			r.m.gaps.Inc()
 			r.pos = r.tw.Feed().Last()
+			if r.run.body != nil {
+				// What it read of the run before the gap: pending (the
+				// run's body holds changes the recorder never read).
+				r.pending = append(r.pending, r.run.recs...)
+				clear(r.run.recs)
+				r.run = openRun{recs: r.run.recs[:0]}
+			}
 			return
 		}
 		if len(cs) == 0 {
 			return
 		}
 		for i := range cs {
-			r.add(&cs[i])
+			r.take(&cs[i])
 		}
 		r.pos = cs[len(cs)-1].Seq
 	}
@@ -372,16 +390,23 @@ func (r *Recorder) add(c *twin.Change) {
 		r.pending = append(r.pending, record(c.New, c.New.Updated.UnixNano(), c.Seq))
 	case !isCheckpointed(id.Layer):
 		return
-	case c.Kind == twin.Remove:
-		rec := twin.TimelineRecord{Time: c.Time.UnixNano(), Seq: c.Seq, ID: id, Removed: true}
-		r.pending = append(r.pending, rec)
 	default:
-		at := c.New.Updated.UnixNano()
-		if at == 0 {
-			at = c.Time.UnixNano()
-		}
-		r.pending = append(r.pending, record(c.New, at, c.Seq))
+		r.pending = append(r.pending, changeRecord(c))
 	}
+}
+
+// changeRecord is the record of a change of a checkpointed layer: its new
+// state, timed at the object's Updated (else the change's time), or its
+// removal.
+func changeRecord(c *twin.Change) twin.TimelineRecord {
+	if c.Kind == twin.Remove {
+		return twin.TimelineRecord{Time: c.Time.UnixNano(), Seq: c.Seq, ID: c.ID(), Removed: true}
+	}
+	at := c.New.Updated.UnixNano()
+	if at == 0 {
+		at = c.Time.UnixNano()
+	}
+	return record(c.New, at, c.Seq)
 }
 
 func (r *Recorder) version(f *twin.Feature) {
@@ -434,6 +459,16 @@ func (r *Recorder) flush(ctx context.Context) error {
 	return r.putSeq(ctx)
 }
 
+// recorded is the last seq whose change is stored once the pending
+// records and kept runs are: pos, or before the open run, whose records
+// are held until it ends.
+func (r *Recorder) recorded() uint64 {
+	if r.run.body != nil {
+		return r.run.lo - 1
+	}
+	return r.pos
+}
+
 // maxKeptPending is the capacity of the pending records always kept for
 // the next flush. A larger one is kept while a flush fills at least half
 // of it (a steady rate above maxKeptPending records a flush: 50k updates
@@ -458,7 +493,7 @@ func nextPeak(peak, n int) int { return max(n, peak-peak/16) }
 // writePending writes the pending records and versions as chunks keyed
 // key, and empties them; the recorded seq is the caller's.
 func (r *Recorder) writePending(ctx context.Context, key uint64) error {
-	if len(r.pending) == 0 && len(r.versions) == 0 {
+	if len(r.pending) == 0 && len(r.versions) == 0 && len(r.kept) == 0 {
 		return nil
 	}
 	start := time.Now()
@@ -486,6 +521,10 @@ func (r *Recorder) writePending(ctx context.Context, key uint64) error {
 		chunks = append(chunks, twin.TimelineChunk{Bucket: b, Key: key, Min: lo, Max: hi, Data: blob})
 		r.m.bytes.Add(float64(len(blob)))
 	}
+	for _, c := range r.keptChunks(key) {
+		chunks = append(chunks, c)
+		r.m.bytes.Add(float64(len(c.Data)))
+	}
 	r.step()
 	if err := r.tl.AppendChanges(ctx, chunks); err != nil {
 		r.m.errors.Inc()
@@ -495,7 +534,10 @@ func (r *Recorder) writePending(ctx context.Context, key uint64) error {
 		r.m.errors.Inc()
 		return err
 	}
-	r.m.records.Add(float64(len(r.pending) + len(r.versions)))
+	r.m.records.Add(float64(len(r.pending) + len(r.versions) + r.keptRecords))
+	r.m.runsKept.Add(float64(len(r.kept)))
+	clear(r.kept)
+	r.kept, r.keptRecords = r.kept[:0], 0
 	r.m.flushSeconds.Observe(time.Since(start).Seconds())
 	clear(r.pending) // the features they hold may leave the twin
 	r.peak = nextPeak(r.peak, len(r.pending))
@@ -679,7 +721,7 @@ func (r *Recorder) encode(rs []twin.TimelineRecord) (blob []byte, lo, hi int64, 
 }
 
 func (r *Recorder) putSeq(ctx context.Context) error {
-	if err := r.st.PutMeta(ctx, MetaSeq, binary.BigEndian.AppendUint64(nil, r.pos)); err != nil {
+	if err := r.st.PutMeta(ctx, MetaSeq, binary.BigEndian.AppendUint64(nil, r.recorded())); err != nil {
 		r.m.errors.Inc()
 		return fmt.Errorf("timeline: %w", err)
 	}
