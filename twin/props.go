@@ -648,16 +648,25 @@ func appendListRaw(b []byte, raw string, la *listAppend) ([]byte, bool) {
 	for skip := la.skip; skip > 0 && cnt > 0; skip, cnt = skip-1, cnt-1 {
 		old = old[valueLen(old):]
 	}
-	body := binary.AppendUvarint(make([]byte, 0, len(old)+16+32*len(la.items)), cnt+uint64(len(la.items)))
-	body = append(body, old...)
+	// The new entries first, so that the list is written once at its
+	// size: a guess too small for an alert's history entry (a map of
+	// ~100 B) grew and copied the whole kept list on every firing.
+	var scratch [512]byte
+	items := scratch[:0]
 	for _, e := range la.items {
 		var ok bool
-		if body, ok = appendValueBytes(body, e); !ok {
+		if items, ok = appendValueBytes(items, e); !ok {
 			return b, false
 		}
 	}
-	b = binary.AppendUvarint(append(b, tagList), uint64(len(body)))
-	return append(b, body...), true
+	var cb [binary.MaxVarintLen64]byte
+	cw := binary.PutUvarint(cb[:], cnt+uint64(len(la.items)))
+	n := cw + len(old) + len(items)
+	b = slices.Grow(b, 1+binary.MaxVarintLen64+n)
+	b = binary.AppendUvarint(append(b, tagList), uint64(n))
+	b = append(b, cb[:cw]...)
+	b = append(b, old...)
+	return append(b, items...), true
 }
 
 // packScratch is Pack's working memory, reused: the sorted keys, the
@@ -946,18 +955,43 @@ func appendValueBytes(b []byte, v any) ([]byte, bool) {
 		}
 		return appendStrBytes(append(b, tagStrings), string(body)), true
 	case map[string]any:
-		var body []byte
-		body = binary.AppendUvarint(body, uint64(len(x)))
-		for _, k := range slices.Sorted(maps.Keys(x)) {
-			body = appendStrBytes(body, k)
+		var ka [16]string // no allocation for the keys of a small map
+		keys := ka[:0]
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		// The body straight into b after room for its length, moved up
+		// once known: no body of its own, no copy of it.
+		b = append(b, tagMap)
+		at := len(b)
+		const room = 2 // a body under 16 KB
+		b = append(b, make([]byte, room)...)
+		b = binary.AppendUvarint(b, uint64(len(x)))
+		for _, k := range keys {
+			b = appendStrBytes(b, k)
 			var ok bool
-			if body, ok = appendValueBytes(body, x[k]); !ok {
-				return b, false
+			if b, ok = appendValueBytes(b, x[k]); !ok {
+				return b[:at-1], false
 			}
 		}
-		return appendStrBytes(append(b, tagMap), string(body)), true
+		return putLenBefore(b, at, room), true
 	}
 	return b, false
+}
+
+// putLenBefore writes, at b[at:], the length of what follows the room
+// bytes left there (a uvarint), moving it up or down to fit.
+func putLenBefore(b []byte, at, room int) []byte {
+	n := len(b) - at - room
+	var lb [binary.MaxVarintLen64]byte
+	w := binary.PutUvarint(lb[:], uint64(n))
+	if w > room {
+		b = slices.Insert(b, at+room, make([]byte, w-room)...)
+		room = w
+	}
+	copy(b[at:], lb[:w])
+	return append(b[:at+w], b[at+room:]...)
 }
 
 // appendF64 encodes a float64 in the shortest of its tags: an integer as a

@@ -131,3 +131,28 @@ func TestValueLenAt(t *testing.T) {
 		}
 	}
 }
+
+// TestPackedMapSizes: a map value packs and reads back whatever the width
+// of its body's length (written before the body once known), alone and
+// appended to a list that keeps its last entries.
+func TestPackedMapSizes(t *testing.T) {
+	for _, n := range []int{0, 1, 100, 127, 128, 16300, 16383, 16384, 20000, 3 << 20} {
+		m := map[string]any{"a": strings.Repeat("x", n), "b": 1.5, "c": []any{"y", map[string]any{"z": true}}}
+		want, _ := json.Marshal(m)
+		p := NewProps(map[string]any{"m": m}).Pack()
+		if got, _ := json.Marshal(p.Get("m")); string(got) != string(want) {
+			t.Fatalf("n=%d: %.80s, want %.80s", n, got, want)
+		}
+		var h []any
+		for i := range 5 {
+			e := map[string]any{"i": float64(i), "m": m}
+			p.AppendList("h", e, 3)
+			p = p.Pack()
+			h = append(h, e)
+		}
+		want, _ = json.Marshal(h[2:])
+		if got, _ := json.Marshal(p.Get("h")); string(got) != string(want) {
+			t.Fatalf("n=%d: history %.80s, want %.80s", n, got, want)
+		}
+	}
+}
