@@ -33,7 +33,7 @@ func (t *Twin) UpdateAt(id ID, at time.Time, fn func(cur *Feature) (*Feature, er
 	}
 	nf.ID = id
 	if old == nil || !sameGeometry(old.Geometry, nf.Geometry) {
-		t.locate(nf) // geometry changed: recompute cells, region, grid
+		t.locateFrom(nf, old) // geometry changed: recompute cells, region, grid
 	}
 	return t.commitAt(old, nf, at), true, nil
 }

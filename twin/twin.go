@@ -435,6 +435,22 @@ func (t *Twin) locate(f *Feature) {
 	f.Place = place
 }
 
+// locateFrom is locate for f, whose previous state was prev (nil when
+// new): a point takes the Enricher's MoveEnricher path when it has one,
+// which skips what did not change since prev (an alert that follows its
+// vehicle from one firing to the next; issue 16 goal 1).
+func (t *Twin) locateFrom(f, prev *Feature) {
+	me, ok := t.opts.Enricher.(MoveEnricher)
+	p, isPoint := f.Geometry.(orb.Point)
+	if !ok || !isPoint || prev == nil {
+		t.locate(f)
+		return
+	}
+	cs, place := me.LocateMove(p, prev)
+	f.SetCells(cs)
+	f.Place = place
+}
+
 // commitKeepTime stores nf as the new state of its object, stamping its
 // version; its times are the caller's (commitAt). Caller holds t.mu.
 func (t *Twin) commitKeepTime(old, nf *Feature, s *Sample) Change {
