@@ -128,9 +128,10 @@ func (p Props) values() string {
 
 // valuesUpTo walks the packed base's values with their keys, as values
 // does, and with find stops at key's: it returns the values before key's
-// and key's own (never "": a value is at least its tag), or, when key is
-// absent or find is false, every value and "". One walk for a lookup
-// (raw), not a walk to find the end and a second to find the key.
+// and key's own (never "": a value is at least its tag), or "", "" once
+// past where key would be (absent); with find false every value and "".
+// One walk for a lookup (raw), not a walk to find the end and a second to
+// find the key.
 func (p Props) valuesUpTo(key string, find bool) (before, val string) {
 	b := p.basePacked()
 	if b.vals == nil {
@@ -140,11 +141,17 @@ func (p Props) valuesUpTo(key string, find bool) (before, val string) {
 	for ks := *(*string)(b.ref); ks != ""; {
 		var k string
 		k, ks = nextKey(ks)
-		l := valueLenAt(unsafe.Add(unsafe.Pointer(b.vals), n))
-		if find && k == key {
+		if find && k >= key {
+			if k != key {
+				// Past where key would be (the keys are sorted): absent,
+				// and the values after it go unwalked (a lookup of a key
+				// most objects lack, such as the rules' attached_to).
+				return "", ""
+			}
+			l := valueLenAt(unsafe.Add(unsafe.Pointer(b.vals), n))
 			return unsafe.String(b.vals, n), unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(b.vals), n)), l)
 		}
-		n += l
+		n += valueLenAt(unsafe.Add(unsafe.Pointer(b.vals), n))
 	}
 	return unsafe.String(b.vals, n), ""
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"unique"
@@ -153,6 +154,32 @@ func TestPackedMapSizes(t *testing.T) {
 		want, _ = json.Marshal(h[2:])
 		if got, _ := json.Marshal(p.Get("h")); string(got) != string(want) {
 			t.Fatalf("n=%d: history %.80s, want %.80s", n, got, want)
+		}
+	}
+}
+
+// TestPackedGetAbsent: a lookup in the packed form, which stops once past
+// where its key would sort, finds what the map holds, present or not.
+// Seeded.
+func TestPackedGetAbsent(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 5))
+	keys := []string{"", "a", "attached_to", "b", "kind", "z", "Ω", "渝", "aa", "attached"}
+	for range 500 {
+		m := map[string]any{}
+		for _, k := range keys {
+			if rng.IntN(2) == 0 {
+				m[k] = []any{k, rng.Float64()}
+			}
+		}
+		p := NewProps(m).Pack()
+		for _, k := range append(keys, "attached_tp", "y", "\xff") {
+			got, _ := json.Marshal(p.Get(k))
+			want, _ := json.Marshal(m[k])
+			if string(got) != string(want) {
+				t.Fatalf("%v: Get(%q) = %s, want %s", m, k, got, want)
+			}
 		}
 	}
 }

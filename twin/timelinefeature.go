@@ -222,15 +222,17 @@ func (r *recReader) str() []byte {
 
 // unpackChecked makes packed props of keys and data (copied) when they
 // are a packed form Pack could have written, so that reading them cannot
-// go out of bounds: each key and value complete, one value per key, and
-// nothing left over.
+// go out of bounds: each key and value complete, one value per key, keys
+// sorted and distinct, and nothing left over.
 func unpackChecked(keys, data []byte) (Props, bool) {
 	ks, ds := string(keys), string(data)
+	prev, first := "", true
 	for rest := ks; rest != ""; {
-		_, w, ok := checkedStr(rest)
-		if !ok {
-			return Props{}, false
+		k, w, ok := checkedStr(rest)
+		if !ok || !first && k <= prev {
+			return Props{}, false // the packed form's keys are sorted, once each (lookups rely on it)
 		}
+		prev, first = k, false
 		rest = rest[w:]
 		n, ok := checkValue(ds, 0)
 		if !ok {
