@@ -3,8 +3,8 @@ package twin
 import (
 	"encoding/json"
 	"math"
-	"reflect"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
 	"unique"
