@@ -23,15 +23,7 @@ func TestTimelineRecordsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []TimelineRecord
-	if err := DecodeRecords(blob, func(r *TimelineRecord) error {
-		c := *r
-		c.Data = bytes.Clone(r.Data)
-		out = append(out, c)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	out := decodeAll(t, blob)
 	if len(out) != 2 || out[0].Time != -5 || out[0].Bound != in[0].Bound || string(out[0].Data) != `{"x":1}` ||
 		out[1].ID != in[1].ID || !out[1].Removed || out[1].HasBound || out[1].Data != nil || out[1].Seq != 99 {
 		t.Fatalf("round trip: %+v", out)

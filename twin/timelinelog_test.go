@@ -112,25 +112,8 @@ func TestLogRunRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wantRecs []TimelineRecord
-	if err := DecodeRecords(own, func(r *TimelineRecord) error {
-		c := *r
-		c.Data = bytes.Clone(r.Data)
-		wantRecs = append(wantRecs, c)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-
-	var got []TimelineRecord
-	if err := DecodeRecords(blob, func(r *TimelineRecord) error {
-		c := *r
-		c.Data = bytes.Clone(r.Data)
-		got = append(got, c)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	wantRecs := decodeAll(t, own)
+	got := decodeAll(t, blob)
 	if len(got) != len(wantRecs) {
 		t.Fatalf("%d records, want %d", len(got), len(wantRecs))
 	}
@@ -212,4 +195,19 @@ func TestLogRunCorrupt(t *testing.T) {
 			t.Errorf("case %d: no error", i)
 		}
 	}
+}
+
+// decodeAll returns a blob's records, their data copied.
+func decodeAll(t *testing.T, blob []byte) []TimelineRecord {
+	t.Helper()
+	var out []TimelineRecord
+	if err := DecodeRecords(blob, func(r *TimelineRecord) error {
+		c := *r
+		c.Data = bytes.Clone(r.Data)
+		out = append(out, c)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
