@@ -70,8 +70,11 @@ func decodeLogRuns(b []byte, fn func(*TimelineRecord) error) error {
 		b = rest
 		if flags&LogRunS2 != 0 {
 			n, err := s2.DecodedLen(body)
-			if err != nil || n > maxLogRun {
-				return fmt.Errorf("%w: run of %d bytes: %v", ErrBadTimeline, n, err)
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrBadTimeline, err)
+			}
+			if n > maxLogRun {
+				return fmt.Errorf("%w: a run of %d bytes", ErrBadTimeline, n)
 			}
 			if buf, err = s2.Decode(buf[:cap(buf)], body); err != nil {
 				return fmt.Errorf("%w: %w", ErrBadTimeline, err)

@@ -119,24 +119,24 @@ func TestKeptRunsReplayAsRecorded(t *testing.T) {
 		clk.Set(at)
 		for range 1 + rng.IntN(30) {
 			v := vid(rng.IntN(vehicles))
-			switch k := rng.IntN(40); {
-			case k == 0: // a building's version
+			switch k := rng.IntN(40); k {
+			case 0: // a building's version
 				if _, _, err := tw.Update(bid, func(f *twin.Feature) (*twin.Feature, error) {
 					f.Props.Set("risk_color", []string{"green", "yellow", "red"}[rng.IntN(3)])
 					return f, nil
 				}); err != nil {
 					t.Fatal(err)
 				}
-			case k == 3: // a building imported: no version, no record
+			case 3: // a building imported: no version, no record
 				nb := &twin.Feature{ID: twin.NewID(twin.Buildings, fmt.Sprintf("b-%d", step)), Geometry: orb.Point{106.52, 29.52}}
 				if _, err := tw.Put(nb); err != nil {
 					t.Fatal(err)
 				}
-			case k == 1: // the skeleton
+			case 1: // the skeleton
 				if _, _, err := tw.Update(road, func(f *twin.Feature) (*twin.Feature, error) { f.Props.Set("step", step); return f, nil }); err != nil {
 					t.Fatal(err)
 				}
-			case k == 2: // gone, and back
+			case 2: // gone, and back
 				if _, err := tw.Delete(v); err != nil {
 					t.Fatal(err)
 				}
