@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/paulmach/orb"
 )
@@ -198,4 +201,101 @@ func sameFeature(a, b *Feature) bool {
 	x, y := *a, *b
 	x.Props, y.Props = Props{}, Props{}
 	return reflect.DeepEqual(x, y)
+}
+
+// TestJSONTypedASCII: jsonTyped, which skips the UTF-8 check of a list's
+// or map's strings when all of its bytes are ASCII, answers as a check of
+// every string would, over random packed values (seeded).
+func TestJSONTypedASCII(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 9))
+	strs := []string{"", "a", "fired", "2026-12-05T00:00:00Z", "渝A·12345", "\xff", "a\xc3", "\xc3\xa9", strings.Repeat("x", 200)}
+	var value func(depth int) any
+	value = func(depth int) any {
+		switch k := rng.IntN(9); {
+		case k == 0 && depth < 3:
+			l := make([]any, rng.IntN(5))
+			for i := range l {
+				l[i] = value(depth + 1)
+			}
+			return l
+		case k == 1 && depth < 3:
+			m := map[string]any{}
+			for range rng.IntN(5) {
+				m[strs[rng.IntN(len(strs))]] = value(depth + 1)
+			}
+			return m
+		case k == 2:
+			return rng.Float64() * 1e6
+		case k == 3:
+			return int64(rng.IntN(1000))
+		case k == 4:
+			return math.NaN()
+		case k == 5:
+			return rng.IntN(2) == 0
+		default:
+			return strs[rng.IntN(len(strs))]
+		}
+	}
+	// Every string checked: what jsonTyped answered before.
+	var slow func(v string) bool
+	slow = func(v string) bool {
+		switch v[0] {
+		case tagNull, tagFalse, tagTrue, tagF64Int, tagF64Tenths:
+			return true
+		case tagF64:
+			return finite(math.Float64frombits(binary.LittleEndian.Uint64([]byte(v[1:9]))))
+		case tagStr:
+			s, _ := propStr(v[1:])
+			return utf8.ValidString(s)
+		case tagList, tagMap:
+			body, w := propUvarint(v[1:])
+			c := v[1+w : 1+w+int(body)]
+			cnt, k := propUvarint(c)
+			c = c[k:]
+			for range cnt {
+				if v[0] == tagMap {
+					key, n := propStr(c)
+					if !utf8.ValidString(key) {
+						return false
+					}
+					c = c[n:]
+				}
+				n := valueLen(c)
+				if !slow(c[:n]) {
+					return false
+				}
+				c = c[n:]
+			}
+			return true
+		}
+		return false
+	}
+	typed := 0
+	for range 3000 {
+		m := map[string]any{}
+		for range 1 + rng.IntN(4) {
+			m[strs[rng.IntN(len(strs))]] = value(0)
+		}
+		p := NewProps(m).Pack()
+		if !p.packed() {
+			continue
+		}
+		data, want := p.values(), true
+		for d := data; d != ""; {
+			n := valueLen(d)
+			want = want && slow(d[:n])
+			d = d[n:]
+		}
+		if got := jsonTyped(data); got != want {
+			t.Fatalf("jsonTyped(%v) = %v, every string checked says %v", m, got, want)
+		}
+		if want {
+			typed++
+		}
+	}
+	if typed < 100 {
+		t.Fatalf("only %d of the random props were JSON-typed", typed)
+	}
 }
