@@ -370,21 +370,40 @@ func appendRecords(raw []byte, rs []TimelineRecord) ([]byte, error) {
 		if raw, err = appendFeatureRecord(raw, feat); err != nil {
 			return nil, fmt.Errorf("timeline: encode %s: %w", r.ID, err)
 		}
-		n := len(raw) - at - maxLenWidth
-		if n > maxRecordData {
+		if n := len(raw) - at - maxLenWidth; n > maxRecordData {
 			return nil, fmt.Errorf("timeline: encode %s: %d bytes", r.ID, n)
 		}
-		var lb [binary.MaxVarintLen64]byte
-		w := binary.PutUvarint(lb[:], uint64(n))
-		room := maxLenWidth
-		if w > room {
-			raw = slices.Insert(raw, at+room, make([]byte, w-room)...)
-			room = w
-		}
-		copy(raw[at:], lb[:w])
-		raw = append(raw[:at+w], raw[at+room:]...)
+		raw = putLenBefore(raw, at, maxLenWidth)
 	}
 	return raw, nil
+}
+
+// FeatureRecord is the record of f's state at time at (Unix ns) under
+// seq. It holds f itself (the twin's features are immutable), encoded
+// once when its blob is written: nothing is encoded per change on the
+// way.
+func FeatureRecord(f *Feature, at int64, seq uint64) TimelineRecord {
+	rec := TimelineRecord{Time: at, Seq: seq, ID: f.ID, Feature: f}
+	if f.Geometry != nil {
+		rec.HasBound, rec.Bound = true, f.Geometry.Bound()
+	}
+	return rec
+}
+
+// ChangeRecord is the record of an upsert or a removal: the new state,
+// timed at the object's Updated (the telemetry's time; else the change's),
+// or the removal at the change's time. The replay recorder makes it of
+// every change of the live layers, and a blobLog run reads back to it
+// (scanLogChange applies the same rule to the encoded change).
+func ChangeRecord(c *Change) TimelineRecord {
+	if c.Kind == Remove {
+		return TimelineRecord{Time: c.Time.UnixNano(), Seq: c.Seq, ID: c.ID(), Removed: true}
+	}
+	at := c.New.Updated.UnixNano()
+	if at == 0 {
+		at = c.Time.UnixNano()
+	}
+	return FeatureRecord(c.New, at, c.Seq)
 }
 
 func appendStr(b []byte, s string) []byte {

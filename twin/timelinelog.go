@@ -39,9 +39,30 @@ const (
 	LogRunFramed                  // the body is several changes, each after its length; else one change
 )
 
-// maxLogRun bounds what one run may decompress to, as the change log
-// bounds its records (more is damage, not a record).
-const maxLogRun = 64 << 20
+// MaxLogRunBytes bounds what one run may decompress to: a run is at most
+// twin/changelog's record size, or one change that went alone and
+// JetStream's largest message (8 MB by default for the embedded server,
+// 1 MB in nats-server's own default), so more is damage, not a run.
+const MaxLogRunBytes = 64 << 20
+
+// LogRunData returns a run's body as it was before compression (flags
+// LogRunS2; else body itself), decoded into dst when it is big enough. A
+// body that claims to decode to more than MaxLogRunBytes is refused
+// before anything is allocated. The change log reads its records with it
+// too.
+func LogRunData(flags byte, body, dst []byte) ([]byte, error) {
+	if flags&LogRunS2 == 0 {
+		return body, nil
+	}
+	n, err := s2.DecodedLen(body)
+	if err != nil {
+		return nil, err
+	}
+	if n > MaxLogRunBytes {
+		return nil, fmt.Errorf("a run of %d bytes", n)
+	}
+	return s2.Decode(dst[:cap(dst)], body)
+}
 
 // AppendLogRun appends a change-log run's body, as published, to a blobLog
 // blob; an empty blob is started.
@@ -68,18 +89,11 @@ func decodeLogRuns(b []byte, fn func(*TimelineRecord) error) error {
 			return err
 		}
 		b = rest
+		if body, err = LogRunData(flags, body, buf); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadTimeline, err)
+		}
 		if flags&LogRunS2 != 0 {
-			n, err := s2.DecodedLen(body)
-			if err != nil {
-				return fmt.Errorf("%w: %w", ErrBadTimeline, err)
-			}
-			if n > maxLogRun {
-				return fmt.Errorf("%w: a run of %d bytes", ErrBadTimeline, n)
-			}
-			if buf, err = s2.Decode(buf[:cap(buf)], body); err != nil {
-				return fmt.Errorf("%w: %w", ErrBadTimeline, err)
-			}
-			body = buf
+			buf = body // reused for the next run
 		}
 		if flags&LogRunFramed == 0 {
 			if err := logRecord(body, fn); err != nil {
@@ -89,7 +103,7 @@ func decodeLogRuns(b []byte, fn func(*TimelineRecord) error) error {
 		}
 		for len(body) > 0 {
 			var c []byte
-			if c, body, err = readStr(body, maxLogRun); err != nil {
+			if c, body, err = readStr(body, MaxLogRunBytes); err != nil {
 				return err
 			}
 			if err := logRecord(c, fn); err != nil {
@@ -117,20 +131,12 @@ func logRecord(b []byte, fn func(*TimelineRecord) error) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadTimeline, err)
 	}
-	switch c.Kind {
-	case Remove:
-		r = TimelineRecord{Time: c.Time.UnixNano(), Seq: c.Seq, ID: c.ID(), Removed: true}
-	case Upsert:
-		f := c.New
-		r = TimelineRecord{Time: f.Updated.UnixNano(), Seq: c.Seq, ID: f.ID, Feature: replayedFeature(f)}
-		if r.Time == 0 {
-			r.Time = c.Time.UnixNano()
-		}
-		if f.Geometry != nil {
-			r.HasBound, r.Bound = true, f.Geometry.Bound()
-		}
-	default:
-		return nil
+	if c.Kind != Upsert && c.Kind != Remove {
+		return nil // History
+	}
+	r = ChangeRecord(&c)
+	if r.Feature != nil {
+		r.Feature = replayedFeature(r.Feature)
 	}
 	return fn(&r)
 }
@@ -213,7 +219,7 @@ func scanLogChange(b []byte, r *TimelineRecord) (ok bool, err error) {
 	if rd.err != nil {
 		return false, fmt.Errorf("%w: change %d: %w", ErrBadTimeline, r.Seq, rd.err)
 	}
-	if r.Time = updated; r.Time == 0 {
+	if r.Time = updated; r.Time == 0 { // ChangeRecord's rule
 		r.Time = at
 	}
 	r.Data, r.Logged = b, true

@@ -157,11 +157,9 @@ const EncodingHeader = "Twin-Encoding"
 // is sent as it is).
 const compressMin = 512
 
-// maxDecoded bounds what a compressed record may decode to: a record is
-// at most maxRecordBytes, or one change that went alone and JetStream's
-// largest message (8 MB by default for the embedded server, 1 MB in
-// nats-server's own default), so more is damage, not a record.
-const maxDecoded = 64 << 20
+// maxDecoded bounds what a compressed record may decode to
+// (twin.MaxLogRunBytes, where the replay timeline reads the same runs).
+const maxDecoded = twin.MaxLogRunBytes
 
 // compressRecord replaces m's body with its S2 encoding, written into
 // dst, when that is an eighth smaller, and reports whether it did.
@@ -188,14 +186,7 @@ func recordData(h nats.Header, data []byte) ([]byte, error) {
 	case "":
 		return data, nil
 	case "s2":
-		n, err := s2.DecodedLen(data)
-		if err != nil {
-			return nil, fmt.Errorf("changelog: compressed record: %w", err)
-		}
-		if n > maxDecoded {
-			return nil, fmt.Errorf("changelog: compressed record of %d bytes", n)
-		}
-		out, err := s2.Decode(nil, data)
+		out, err := twin.LogRunData(twin.LogRunS2, data, nil)
 		if err != nil {
 			return nil, fmt.Errorf("changelog: compressed record: %w", err)
 		}

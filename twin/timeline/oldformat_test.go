@@ -34,7 +34,7 @@ func TestOldChunksReplay(t *testing.T) {
 	v1 := twin.NewID(twin.Vehicles, "v1")
 	moved := &twin.Feature{ID: v1, Geometry: orb.Point{106.6, 29.6}, Version: 8, Updated: twin.StampOf(at.Add(20 * time.Second)),
 		Props: twin.NewProps(map[string]any{"kind": "muck_truck"}).Pack()}
-	blob, err := twin.EncodeRecords([]twin.TimelineRecord{record(moved, moved.Updated.UnixNano(), 30)})
+	blob, err := twin.EncodeRecords([]twin.TimelineRecord{twin.FeatureRecord(moved, moved.Updated.UnixNano(), 30)})
 	if err != nil {
 		t.Fatal(err)
 	}

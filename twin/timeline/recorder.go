@@ -294,7 +294,7 @@ func (r *Recorder) start(ctx context.Context) error {
 	n, part := 0, uint64(0)
 	for _, l := range checkpointed {
 		r.tw.Range(l, func(f *twin.Feature) bool {
-			r.pending = append(r.pending, record(f, max(now, f.Updated.UnixNano()), r.pos))
+			r.pending = append(r.pending, twin.FeatureRecord(f, max(now, f.Updated.UnixNano()), r.pos))
 			n++
 			if len(r.pending) < baseChunk {
 				return true
@@ -328,17 +328,6 @@ func basePartKey(seq, k uint64) uint64 {
 		return seq
 	}
 	return seq&(1<<48-1) | k<<48
-}
-
-// record makes f's record. It holds f itself (the twin's features are
-// immutable), encoded once when the chunk is written: nothing is encoded
-// per change on the way.
-func record(f *twin.Feature, at int64, seq uint64) twin.TimelineRecord {
-	rec := twin.TimelineRecord{Time: at, Seq: seq, ID: f.ID, Feature: f}
-	if f.Geometry != nil {
-		rec.HasBound, rec.Bound = true, f.Geometry.Bound()
-	}
-	return rec
 }
 
 // read moves feed changes into the pending records.
@@ -387,30 +376,16 @@ func (r *Recorder) add(c *twin.Change) {
 		r.version(c.New)
 		// In the change chunks too, for the websocket replay's deltas
 		// (checkpoints leave buildings out).
-		r.pending = append(r.pending, record(c.New, c.New.Updated.UnixNano(), c.Seq))
+		r.pending = append(r.pending, twin.FeatureRecord(c.New, c.New.Updated.UnixNano(), c.Seq))
 	case !isCheckpointed(id.Layer):
 		return
 	default:
-		r.pending = append(r.pending, changeRecord(c))
+		r.pending = append(r.pending, twin.ChangeRecord(c))
 	}
-}
-
-// changeRecord is the record of a change of a checkpointed layer: its new
-// state, timed at the object's Updated (else the change's time), or its
-// removal.
-func changeRecord(c *twin.Change) twin.TimelineRecord {
-	if c.Kind == twin.Remove {
-		return twin.TimelineRecord{Time: c.Time.UnixNano(), Seq: c.Seq, ID: c.ID(), Removed: true}
-	}
-	at := c.New.Updated.UnixNano()
-	if at == 0 {
-		at = c.Time.UnixNano()
-	}
-	return record(c.New, at, c.Seq)
 }
 
 func (r *Recorder) version(f *twin.Feature) {
-	rec := record(f, f.Updated.UnixNano(), f.Version)
+	rec := twin.FeatureRecord(f, f.Updated.UnixNano(), f.Version)
 	blob, err := twin.EncodeRecords([]twin.TimelineRecord{rec})
 	if err != nil {
 		r.log.Error("timeline: version not recorded", "err", err)

@@ -90,7 +90,7 @@ func (r *Recorder) take(c *twin.Change) {
 		run.building = true
 		r.add(c)
 	default:
-		rec := changeRecord(c)
+		rec := twin.ChangeRecord(c)
 		if len(run.recs) == 0 {
 			run.min, run.max = rec.Time, rec.Time
 		}
