@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/citytwin/citytwin/internal/promtest"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
 	"github.com/paulmach/orb"
@@ -86,7 +87,7 @@ func TestCorruptRecordQuarantined(t *testing.T) {
 		!bytes.Contains(qs[0].Data, bytes.Repeat([]byte{'"' ^ 0xA5}, 1)) {
 		t.Fatalf("quarantine %+v", qs)
 	}
-	if v := counterValue(t, reg, "twin_store_corrupt_records_total"); v != 1 {
+	if v := promtest.Value(t, reg, "twin_store_corrupt_records_total"); v != 1 {
 		t.Fatalf("corrupt_records_total = %v", v)
 	}
 	// Moved, not copied: the next start is clean.
@@ -99,22 +100,6 @@ func TestCorruptRecordQuarantined(t *testing.T) {
 	if _, err := st.Get(ctx, bad); err == nil {
 		t.Fatal("the corrupt record is still readable by Get")
 	}
-}
-
-// counterValue reads a registered counter's value.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // TestDamagedPagesFailClearly: when bbolt's own structure is damaged (both

@@ -13,9 +13,9 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/paulmach/orb"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/citytwin/citytwin/internal/promtest"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
 	"github.com/citytwin/citytwin/twin/timeline"
@@ -159,7 +159,7 @@ func TestKeptRunsReplayAsRecorded(t *testing.T) {
 	}
 	waitRecorded(t, tw, stRuns)
 	waitRecorded(t, tw, stOwn)
-	if n := testutil.ToFloat64(recordedRuns(t, reg)); n == 0 {
+	if promtest.Value(t, reg, "twin_timeline_log_runs_total") == 0 {
 		t.Fatal("no run was kept as published")
 	}
 
@@ -213,23 +213,6 @@ func TestKeptRunsReplayAsRecorded(t *testing.T) {
 			t.Fatalf("snapshot at %s (bbox %v):\n got %s\nwant %s", q.At.Sub(t0), q.HasBBox, gs, ws)
 		}
 	}
-}
-
-func recordedRuns(t *testing.T, reg *prometheus.Registry) prometheus.Collector {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "twin_timeline_log_runs_total" {
-			c := prometheus.NewCounter(prometheus.CounterOpts{Name: "runs"})
-			c.Add(mf.GetMetric()[0].GetCounter().GetValue())
-			return c
-		}
-	}
-	t.Fatal("twin_timeline_log_runs_total not registered")
-	return nil
 }
 
 func changeString(c timeline.Change) string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/internal/pgtest"
+	"github.com/citytwin/citytwin/internal/promtest"
 	"github.com/citytwin/citytwin/internal/tcpproxy"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
@@ -122,7 +123,7 @@ func TestPoisonedRows(t *testing.T) {
 			apply(200, 400)
 			flush(t, w)
 
-			if v := metric(t, reg, "twin_writer_quarantined_total"); v != float64(len(tc.poisons)) {
+			if v := promtest.Value(t, reg, "twin_writer_quarantined_total"); v != float64(len(tc.poisons)) {
 				t.Fatalf("quarantined_total = %v, want %d", v, len(tc.poisons))
 			}
 			qs, err := st.(twin.Quarantiner).Quarantined(context.Background(), 0)
@@ -188,7 +189,7 @@ func TestPoisonedRows(t *testing.T) {
 				}
 			}
 			flush(t, w)
-			if v := metric(t, reg, "twin_writer_quarantined_total"); v != float64(len(tc.poisons)) {
+			if v := promtest.Value(t, reg, "twin_writer_quarantined_total"); v != float64(len(tc.poisons)) {
 				t.Fatalf("quarantined_total = %v after a clean batch", v)
 			}
 			h, err := st.History(context.Background(), twin.NewID(twin.Vehicles, "v0"), time.Time{}, time.Time{}, 0)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/internal/pgtest"
+	"github.com/citytwin/citytwin/internal/promtest"
 	"github.com/citytwin/citytwin/internal/tcpproxy"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
@@ -150,7 +151,7 @@ func TestOutage(t *testing.T) {
 	if err == nil {
 		t.Fatal("flush succeeded through a cut link")
 	}
-	if v := metric(t, reg, "twin_writer_flush_errors_total"); v < 1 {
+	if v := promtest.Value(t, reg, "twin_writer_flush_errors_total"); v < 1 {
 		t.Fatalf("flush errors = %v", v)
 	}
 	apply(2*n/3, n)
@@ -174,23 +175,6 @@ func TestOutage(t *testing.T) {
 	if err != nil || len(seq) != 8 || binary.BigEndian.Uint64(seq) != tw.Feed().Last() {
 		t.Fatalf("feed_seq = %q, %v; feed last %d", seq, err, tw.Feed().Last())
 	}
-}
-
-// metric reads a counter or gauge from the registry.
-func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			m := mf.GetMetric()[0]
-			return m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // TestRestart: a new twin loaded from the store equals the old one.
@@ -364,10 +348,10 @@ func TestResync(t *testing.T) {
 	st.down.Store(false)
 	flush(t, w)
 	assertSame(t, tw, bs)
-	if v := metric(t, reg, "twin_writer_pending_items"); v != 0 {
+	if v := promtest.Value(t, reg, "twin_writer_pending_items"); v != 0 {
 		t.Fatalf("pending after flush = %v", v)
 	}
-	if v := metric(t, reg, "twin_writer_resyncs_total"); v < 1 {
+	if v := promtest.Value(t, reg, "twin_writer_resyncs_total"); v < 1 {
 		t.Fatalf("resyncs = %v, want >= 1", v)
 	}
 }
