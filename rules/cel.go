@@ -11,6 +11,7 @@ import (
 	"cel.dev/cel-go/interpreter"
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -118,7 +119,8 @@ type vars struct {
 	cur, prev *twin.Feature
 	joined    *twin.Feature
 	target    *twin.Feature
-	now       time.Time
+	now       time.Time   // read from clk when a program first asks (most changes never do)
+	clk       clock.Clock // nil: now is set
 
 	objM, prevM, joinedM, targetM map[string]any
 }
@@ -162,6 +164,9 @@ func (v *vars) ResolveName(name string) (any, bool) {
 		}
 		return v.targetM, true
 	case "now":
+		if v.clk != nil && v.now.IsZero() {
+			v.now = v.clk.Now()
+		}
 		return v.now, true
 	}
 	return nil, false

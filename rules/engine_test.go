@@ -823,3 +823,29 @@ func FuzzBulkAckBody(f *testing.F) {
 		}
 	})
 }
+
+// TestNowIsEachChangesClock: a rule's "now" is the clock's time when the
+// engine takes the change, read afresh for every change (the engine
+// reuses one set of variables from change to change).
+func TestNowIsEachChangesClock(t *testing.T) {
+	f := newFixture(t, `
+rules:
+  - name: late
+    kind: threshold
+    subjects: {layer: devices}
+    tiers: [{when: 'values.x > 0.0 && now >= timestamp("2026-11-24T00:30:00Z")', severity: yellow}]
+`)
+	f.put(twin.Devices, "d1", orb.Point{106.55, 29.55}, map[string]any{"kind": "gauge"})
+	f.e.Drain()
+	// 07:00 in Chongqing is 23:00 UTC the day before: too early.
+	f.reading(t, "d1", f.clk.Now(), map[string]float64{"x": 1})
+	if as := f.alerts("late"); len(as) != 0 {
+		t.Fatalf("fired at %v: %d alerts", f.clk.Now(), len(as))
+	}
+	f.reading(t, "d1", f.clk.Now().Add(time.Second), map[string]float64{"x": 0})
+	f.clk.Advance(2 * time.Hour)
+	f.reading(t, "d1", f.clk.Now(), map[string]float64{"x": 1})
+	if as := f.alerts("late"); len(as) != 1 {
+		t.Fatalf("not fired at %v (now stale?): %d alerts", f.clk.Now(), len(as))
+	}
+}

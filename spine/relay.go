@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -315,7 +314,8 @@ func (r *Relay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // serveLocal runs a write here and answers once its changes are logged.
 func (r *Relay) serveLocal(w http.ResponseWriter, req *http.Request) {
-	rec := httptest.NewRecorder()
+	rec := holdResponse()
+	defer rec.release()
 	r.next.ServeHTTP(rec, req)
 	ctx, cancel := context.WithTimeout(req.Context(), r.opts.Timeout)
 	defer cancel()
@@ -328,8 +328,8 @@ func (r *Relay) serveLocal(w http.ResponseWriter, req *http.Request) {
 		w.Header()[k] = v
 	}
 	w.Header().Set(SeqHeader, strconv.FormatUint(seq, 10))
-	w.WriteHeader(rec.Code)
-	_, _ = w.Write(rec.Body.Bytes())
+	w.WriteHeader(rec.status())
+	_, _ = w.Write(rec.body)
 }
 
 // serveRemote runs a follower's write (on the leader).
@@ -370,14 +370,15 @@ func (r *Relay) serveRemote(m *nats.Msg) {
 			return
 		}
 		r.m.forwarded.WithLabelValues("served").Inc()
-		rec := httptest.NewRecorder()
+		rec := holdResponse()
+		defer rec.release() // reply has sent the body by then
 		r.next.ServeHTTP(rec, req)
 		seq, err := r.opts.Committed(ctx)
 		if err != nil {
 			r.reply(m, http.StatusServiceUnavailable, nil, nil, 0)
 			return
 		}
-		r.reply(m, rec.Code, rec.Header(), rec.Body.Bytes(), seq)
+		r.reply(m, rec.status(), rec.Header(), rec.body, seq)
 	}()
 }
 

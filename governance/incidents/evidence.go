@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -295,7 +294,7 @@ func WritePhoto(w http.ResponseWriter, b []byte, ctype, id string) {
 // ReadPhoto reads an evidence upload's body, at most MaxEvidenceBytes; on
 // a larger body it answers 413 and returns false.
 func ReadPhoto(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxEvidenceBytes))
+	b, err := httpx.ReadBody(w, r, MaxEvidenceBytes)
 	if err != nil {
 		httpx.Error(w, http.StatusRequestEntityTooLarge, "evidence too large", fmt.Sprintf("limit %d bytes", MaxEvidenceBytes))
 		return nil, false

@@ -16,7 +16,7 @@ import (
 // ReportHandler serves POST /api/incidents: 201 with the new incident, or
 // 200 with the open incident the report merged into ("merged": true).
 func (s *Service) ReportHandler(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReportBody))
+	body, err := httpx.ReadBody(w, r, maxReportBody)
 	if err != nil {
 		httpx.Error(w, http.StatusRequestEntityTooLarge, "report body too large", fmt.Sprintf("limit %d bytes", maxReportBody))
 		return
@@ -45,7 +45,7 @@ func (s *Service) ReportHandler(w http.ResponseWriter, r *http.Request) {
 
 // ActionHandler serves POST /api/incidents/{name}/{action}.
 func (s *Service) ActionHandler(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxActionBody))
+	body, err := httpx.ReadBody(w, r, maxActionBody)
 	if err != nil {
 		httpx.Error(w, http.StatusRequestEntityTooLarge, "action body too large", fmt.Sprintf("limit %d bytes", maxActionBody))
 		return

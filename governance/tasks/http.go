@@ -176,7 +176,7 @@ func (s *Service) taskAction(w http.ResponseWriter, r *http.Request) {
 }
 
 func read(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	body, err := httpx.ReadBody(w, r, maxBody)
 	if err != nil {
 		httpx.Error(w, http.StatusRequestEntityTooLarge, "body too large", fmt.Sprintf("limit %d bytes", maxBody))
 		return nil, false

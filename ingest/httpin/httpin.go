@@ -9,9 +9,9 @@ package httpin
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,6 +100,9 @@ type API struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *telemetry.Metrics
+	// scratch holds *telemetryScratch: a batch's results, indexes and
+	// answer, reused across requests.
+	scratch sync.Pool
 }
 
 // New builds the handlers over the twin and its store (history reads).
@@ -164,7 +167,7 @@ func notFound(w http.ResponseWriter, id twin.ID) {
 
 // readBody reads the whole body within MaxBody; on failure it has answered.
 func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBody))
+	body, err := httpx.ReadBody(w, r, a.opts.MaxBody)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

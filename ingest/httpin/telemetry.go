@@ -43,7 +43,9 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 	// One result per line: sized once for the body (a 500-line body grew
 	// these slices a dozen times per request).
 	lines := bytes.Count(body, []byte{'\n'}) + 1
-	resp := TelemetryResponse{Results: make([]LineResult, 0, lines)}
+	sc := a.getScratch(lines)
+	defer a.scratch.Put(sc)
+	resp := TelemetryResponse{Results: sc.results[:0]}
 	// With SubmitAll, valid lines are collected (batch, at their result's
 	// index) and go to the log together after the loop.
 	var batch []Line
@@ -54,7 +56,7 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 	// On the leader the lines go straight into the twin (Options.Local);
 	// applied holds their results' indexes, for the change log's word.
 	local := a.opts.Local != nil && a.opts.Committed != nil && a.opts.Local()
-	var applied []int
+	applied := sc.applied[:0]
 	for n := 1; len(body) > 0; n++ {
 		var line []byte
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -137,7 +139,35 @@ func (a *API) Telemetry(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(resp.appendJSON(make([]byte, 0, 48*len(resp.Results)+16)))
+	sc.out = resp.appendJSON(sc.out[:0])
+	_, _ = w.Write(sc.out)
+	// Keep what grew, without the strings of this request's results.
+	clear(resp.Results)
+	sc.results, sc.applied = resp.Results[:0], applied[:0]
+}
+
+// telemetryScratch is what one telemetry request needs and the next can
+// reuse: a 500-line body's results (72 B each), the indexes of the lines
+// it applied and its answer (~48 B a line) were ~70 KB of new memory per
+// request, a fifth of what a fenced write allocated (issue 16 goal 1).
+type telemetryScratch struct {
+	results []LineResult
+	applied []int
+	out     []byte
+}
+
+// getScratch returns a scratch sized for lines lines.
+func (a *API) getScratch(lines int) *telemetryScratch {
+	sc, _ := a.scratch.Get().(*telemetryScratch)
+	if sc == nil {
+		sc = &telemetryScratch{}
+	}
+	if cap(sc.results) < lines {
+		sc.results = make([]LineResult, 0, lines)
+		sc.applied = make([]int, 0, lines)
+		sc.out = make([]byte, 0, 48*lines+16)
+	}
+	return sc
 }
 
 // appendJSON writes r byte for byte as json.NewEncoder(w).Encode(r) does
