@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,7 +85,8 @@ func (e *Engine) fire(f firing) {
 	now := e.clk.Now()
 	regions := e.regionsOf(f.subject, f.target, f.joined)
 	geom := position(f.subject)
-	entry := map[string]any{"at": ts(f.at), "event": "fired", "severity": f.severity}
+	at := ts(f.at) // the entry's "at" and the alert's "last"
+	entry := map[string]any{"at": at, "event": "fired", "severity": f.severity}
 	for kk, vv := range f.detail {
 		entry[kk] = vv
 	}
@@ -99,7 +101,7 @@ func (e *Engine) fire(f firing) {
 			opened = true
 			n, _ := cur.Number("count")
 			cur.Props.Set("count", n+1)
-			cur.Props.Set("last", ts(f.at))
+			cur.Props.Set("last", at)
 			sev := cur.Prop("severity")
 			if f.exact {
 				if f.severity != sev {
@@ -112,7 +114,9 @@ func (e *Engine) fire(f firing) {
 			} else if s := moreSevere(sev, f.severity); s != sev {
 				cur.Props.Set("severity", s)
 			}
-			cur.Props.Set("regions", twin.PropList(mergeRegions(cur.Props.Get("regions"), regions)))
+			if !hasAll(cur.Props.Get("regions"), regions) {
+				cur.Props.Set("regions", twin.PropList(mergeRegions(cur.Props.Get("regions"), regions)))
+			}
 			if f.message != "" {
 				cur.Props.Set("message", f.message)
 			}
@@ -322,6 +326,19 @@ func (e *Engine) regionsOf(fs ...*twin.Feature) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// hasAll reports whether the list cur (an alert's regions) holds every
+// code of add: most firings of an alert add none, and the list is then
+// left as it is rather than rebuilt.
+func hasAll(cur any, add []string) bool {
+	have := twin.PropStrings(cur)
+	for _, c := range add {
+		if !slices.Contains(have, c) {
+			return false
+		}
+	}
+	return true
 }
 
 func mergeRegions(cur any, add []string) []string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/paulmach/orb"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/twin"
@@ -133,4 +134,69 @@ func BenchmarkIngestPlusRules(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "updates/s")
 		})
 	}
+}
+
+// BenchmarkFire is the cost of a firing: 100 trucks step in and out of
+// their own 100 m square fence (enter, exit), so every update updates an
+// open alert (its count, last time, regions, and 50-entry history) and
+// the twin re-packs and re-places it. The alert changes go to no
+// consumer but the feed.
+func BenchmarkFire(b *testing.B) {
+	clk := clock.NewFake(time.Date(2026, 11, 24, 7, 30, 0, 0, shanghai))
+	tw := twin.New(twin.Options{Clock: clk, FeedSize: 1 << 16})
+	const trucks = 100
+	var fences []*twin.Feature
+	in, out := make([]orb.Point, trucks), make([]orb.Point, trucks)
+	for i := range trucks {
+		c := orb.Point{106.40 + float64(i)*0.003, 29.50}
+		sq := orb.Polygon{{offset(c, -50, -50), offset(c, 50, -50), offset(c, 50, 50), offset(c, -50, 50), offset(c, -50, -50)}}
+		fences = append(fences, &twin.Feature{ID: twin.NewID(twin.Grids, fmt.Sprintf("z%d", i)), Geometry: sq})
+		in[i], out[i] = c, offset(c, 0, 120)
+		if _, err := tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("t%d", i)), Geometry: out[i],
+			Props: twin.NewProps(map[string]any{"kind": "muck_truck"})}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tw.Load(fences)
+	rs, err := Parse("bench.yaml", []byte(`
+rules:
+  - name: zones
+    kind: geofence
+    severity: yellow
+    subjects: {layer: vehicles}
+    target: {layer: grids}
+    detect: [enter, exit]
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := New(tw, Options{Clock: clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e.Load(rs)
+	e.Drain()
+	t0 := clk.Now()
+	step := func(k int) {
+		i := k % trucks
+		p := out[i]
+		if (k/trucks)%2 == 0 {
+			p = in[i]
+		}
+		if _, _, err := tw.ApplySample(twin.Sample{ID: twin.NewID(twin.Vehicles, fmt.Sprintf("t%d", i)),
+			Time: t0.Add(time.Duration(k+1) * time.Second), HasPos: true, Pos: p}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for k := range 100 * trucks { // histories full
+		step(k)
+		e.Drain()
+	}
+	fired := func() float64 { return testutil.ToFloat64(e.m.fired.WithLabelValues("zones")) }
+	before := fired()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for k := range b.N {
+		step(100*trucks + k)
+		e.Drain()
+	}
+	b.StopTimer()
+	b.ReportMetric((fired()-before)/float64(b.N), "firings/op")
 }

@@ -372,13 +372,14 @@ func (e *Engine) fenceFire(a *active, c *twin.Change, v *vars, t *fenceTarget, s
 	if once {
 		s.fired = true
 	}
-	detail := map[string]any{"detect": detect, "target": t.f.ID.String()}
+	target := t.f.ID.String()
+	detail := map[string]any{"detect": detect, "target": target}
 	for k, x := range dir {
 		detail[k] = x
 	}
 	msg := a.spec.Message
 	if msg == "" {
-		msg = c.New.ID.String() + " " + detect + " " + t.f.ID.String()
+		msg = string(c.New.ID.Layer) + "/" + c.New.ID.Name + " " + detect + " " + target
 	}
 	e.fire(firing{rule: a, subject: c.New, target: t.f, joined: v.joined, severity: a.severity(), at: at, message: msg, detail: detail})
 	return true

@@ -43,7 +43,11 @@ func (e *Engine) alertStateChanged(al *twin.Feature) {
 	if al == nil || (e.risk.rule != nil && al.Prop("rule") == e.risk.rule.spec.Name) {
 		return
 	}
-	bid, err := twin.ParseID(al.Prop("attached_to"))
+	at := al.Prop("attached_to")
+	if at == "" {
+		return // most alerts concern no building (ParseID's error cost two allocations)
+	}
+	bid, err := twin.ParseID(at)
 	if err != nil {
 		return
 	}

@@ -311,7 +311,7 @@ func (p Props) overlaid(key string, v any) (any, bool) {
 // String returns a string property ("" when absent or not a string)
 // without boxing.
 func (p Props) String(key string) string {
-	if !p.packed() {
+	if !p.packed() && p.edited(key) {
 		v, _ := p.Lookup(key)
 		s, _ := v.(string)
 		return s
@@ -326,7 +326,7 @@ func (p Props) String(key string) string {
 
 // Number returns a numeric property as ToFloat reads it, without boxing.
 func (p Props) Number(key string) (float64, bool) {
-	if !p.packed() {
+	if !p.packed() && p.edited(key) {
 		v, _ := p.Lookup(key)
 		return ToFloat(v)
 	}
@@ -344,7 +344,20 @@ func (p Props) Number(key string) (float64, bool) {
 	return ToFloat(v)
 }
 
-// raw returns the encoded value of key in a packed form.
+// edited reports whether key's value is not read from a packed base: p
+// is in the map form, or key is among an overlay's edits. String and
+// Number read the others off the base's bytes, without boxing them (an
+// alert's update reads its severity and tier after setting its count).
+func (p Props) edited(key string) bool {
+	if !p.overlay() {
+		return true
+	}
+	_, ok := p.edits()[key]
+	return ok
+}
+
+// raw returns the encoded value of key in a packed form (an overlay's
+// base: the caller knows key is not edited).
 func (p Props) raw(key string) (string, bool) {
 	_, v := p.valuesUpTo(key, true)
 	return v, v != ""

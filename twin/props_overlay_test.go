@@ -90,6 +90,12 @@ func TestPropsOverlayMatchesMap(t *testing.T) {
 				if ok != wok || !reflect.DeepEqual(got, want) || p.Has(k) != wok {
 					t.Fatalf("%s: Lookup(%q) = %#v %v, want %#v %v", where, k, got, ok, want, wok)
 				}
+				// String and Number read an unedited key off the base.
+				ws, _ := want.(string)
+				wn, wnok := ToFloat(want)
+				if gn, gnok := p.Number(k); p.String(k) != ws || gn != wn || gnok != wnok {
+					t.Fatalf("%s: String(%q) = %q, Number = %v %v; want %q, %v %v", where, k, p.String(k), gn, gnok, ws, wn, wnok)
+				}
 			}
 			if p.Len() != len(ref) || !slices.Equal(p.Keys(), sortedKeys(ref)) || !reflect.DeepEqual(p.Map(), ref) {
 				t.Fatalf("%s: Len %d Keys %v Map %v, want %v", where, p.Len(), p.Keys(), p.Map(), ref)
