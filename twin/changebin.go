@@ -151,10 +151,8 @@ func appendLogFeature(b []byte, f *Feature) ([]byte, bool) {
 		b = append(b, chgGeomJSON)
 		b = appendStr(b, string(j))
 	}
-	if p := f.Props.Pack(); p.packed() && jsonTyped(p.values()) && utf8.ValidString(p.keySet()) {
-		b = append(b, featPropsPacked)
-		b = appendStr(b, p.keySet())
-		return appendStr(b, p.values()), true
+	if pb, ok := AppendPackedProps(append(b, featPropsPacked), f.Props); ok {
+		return pb, true
 	}
 	b = append(b, featPropsJSON)
 	at := len(b)

@@ -18,11 +18,21 @@ import (
 //
 //	version, updated ns (0 = zero time), observed ns, grid, source,
 //	len(region) then each code, len(cells) then each cell (8 bytes LE),
-//	len(wkb) then WKB geometry (0 = nil geometry), props JSON (to the end).
+//	len(wkb) then WKB geometry (0 = nil geometry), then the props to the
+//	end: propsPacked and the twin's packed form (twin.AppendPackedProps),
+//	or a JSON object (what every record held before the packed form, and
+//	for props the packed form cannot vouch for: a NaN, invalid UTF-8).
 //
 // Strings are a length then bytes.
 
 var errShort = errors.New("truncated record")
+
+// propsPacked starts props in the twin's packed form; a JSON object
+// starts with '{'. Copying the packed bytes instead of writing JSON took
+// the store writer's encoding of an alert (a 50-entry history, 5.7 KB of
+// JSON) from a walk of every value to two copies (issue 16 goal 1), and
+// a load no longer parses JSON.
+const propsPacked = 0
 
 func encodeFeature(b []byte, f *twin.Feature) ([]byte, error) {
 	b = binary.AppendUvarint(b, f.Version)
@@ -50,6 +60,9 @@ func encodeFeature(b []byte, f *twin.Feature) ([]byte, error) {
 		b = append(b, g...)
 	}
 	if f.Props.Len() > 0 {
+		if pb, ok := twin.AppendPackedProps(append(b, propsPacked), f.Props); ok {
+			return pb, nil
+		}
 		var err error
 		if b, err = f.Props.AppendJSON(b); err != nil {
 			return nil, fmt.Errorf("encode props: %w", err)
@@ -175,7 +188,16 @@ func decodeFeature(id twin.ID, v []byte, in *twin.PlaceCache) (*twin.Feature, er
 		}
 		f.Geometry = geom
 	}
-	if len(r.b) > 0 {
+	if len(r.b) > 0 && r.b[0] == propsPacked {
+		p, rest, err := twin.ReadPackedProps(r.b[1:])
+		if err == nil && len(rest) > 0 {
+			err = errors.New("bytes after the props")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decode props: %w", err)
+		}
+		f.Props = p
+	} else if len(r.b) > 0 {
 		// Straight into the packed form the twin holds: no map, boxed
 		// numbers or strings per object, dropped between the objects
 		// kept (twin.PackJSON).

@@ -23,9 +23,15 @@ func FuzzDecodeFeature(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(b)
+	f.Add(b) // props packed
 	f.Add(b[:len(b)/2])
 	f.Add([]byte{0})
+	seed.Props = twin.Props{}
+	bare, err := encodeFeature(nil, seed)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(append(bare, `{"kind":"muck_truck","tags":["a",1]}`...)) // props JSON, as records were before the packed form
 	f.Fuzz(func(t *testing.T, v []byte) {
 		got, err := decodeFeature(id, v, twin.NewPlaceCache())
 		if err != nil {
