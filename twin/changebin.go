@@ -204,6 +204,9 @@ func appendLogSample(b []byte, s *Sample) ([]byte, bool) {
 	return b, true
 }
 
+// jsonTypedBytes is jsonTyped of b, not copied.
+func jsonTypedBytes(b []byte) bool { return jsonTyped(unsafe.String(unsafe.SliceData(b), len(b))) }
+
 // jsonTyped reports whether the packed values in data are all ones a JSON
 // round trip gives back as they are: finite float64, valid UTF-8 strings,
 // bools, null, and lists and maps of these.

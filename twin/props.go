@@ -40,8 +40,13 @@ import (
 type Props struct {
 	// The packed form: ref is the interned key set (the *string behind a
 	// unique.Handle[string]: sorted keys, each a uvarint length then
-	// bytes) and vals the first byte of the values in key order (see the
-	// tags below), whose length follows from them and the keys. The map
+	// bytes) and vals the first byte of a header, a uvarint of the
+	// values' length << 1 | 1 when they are JSON-typed (jsonTyped), then
+	// the values in key order (see the tags below). The header makes
+	// values O(1) and the change log's and the store's check of the types
+	// a bit read at each write, where both walked every value (an
+	// alert's 50-entry history: 6 % of the server at 10k fences; issue 16
+	// goal 1). The map
 	// and overlay forms: vals is nil and ref a *propsMap. The zero Props
 	// is the packed form of no properties. Two words, not the four of a
 	// map, a handle and a string: a Feature went from the 128-B size class
@@ -60,21 +65,60 @@ type propsMap struct {
 }
 
 // packedProps returns the packed form of a key set and its values (data
-// is kept, not copied: strings do not change). Empty values are the empty
-// form.
-func packedProps(keys unique.Handle[string], data string) Props {
-	if data == "" {
+// is copied, after the header; typed tells that jsonTyped(data) holds).
+// Empty values are the empty form.
+func packedProps(keys unique.Handle[string], data []byte, typed bool) Props {
+	if len(data) == 0 {
 		return Props{}
 	}
-	return Props{ref: handlePointer(keys), vals: unsafe.StringData(data)}
+	return Props{ref: handlePointer(keys), vals: withHeader(data, typed)}
 }
 
 // packedLike is packedProps with the key set of the packed form p.
-func packedLike(p Props, data string) Props {
-	if data == "" {
+func packedLike(p Props, data []byte, typed bool) Props {
+	if len(data) == 0 {
 		return Props{}
 	}
-	return Props{ref: p.ref, vals: unsafe.StringData(data)}
+	return Props{ref: p.ref, vals: withHeader(data, typed)}
+}
+
+// withHeader returns a new copy of data after its header.
+func withHeader(data []byte, typed bool) *byte {
+	h := uint64(len(data)) << 1
+	if typed {
+		h |= 1
+	}
+	b := make([]byte, 0, binary.MaxVarintLen64+len(data))
+	b = binary.AppendUvarint(b, h)
+	b = append(b, data...)
+	return unsafe.SliceData(b)
+}
+
+// header reads the packed base's header: where its values start, their
+// length, and whether they are JSON-typed. vals must not be nil.
+func header(vals *byte) (start *byte, n int, typed bool) {
+	var h uint64
+	i := 0
+	for sh := 0; ; sh += 7 {
+		c := *(*byte)(unsafe.Add(unsafe.Pointer(vals), i))
+		i++
+		h |= uint64(c&0x7f) << sh
+		if c < 0x80 || i >= binary.MaxVarintLen64 {
+			break
+		}
+	}
+	return (*byte)(unsafe.Add(unsafe.Pointer(vals), i)), int(h >> 1), h&1 == 1
+}
+
+// jsonTypedPacked reports what jsonTyped of the packed base's values
+// would, from its header; true for no values.
+func (p Props) jsonTypedPacked() bool {
+	b := p.basePacked()
+	if b.vals == nil {
+		return true
+	}
+	_, _, typed := header(b.vals)
+	return typed
 }
 
 // handlePointer is the pointer a unique.Handle[string] is (its one field,
@@ -119,11 +163,15 @@ func (p Props) keySet() string {
 }
 
 // values returns the packed base's values ("" when none): as many values
-// as the key set has keys, their length read off their own bytes (a
-// packed form was written by Pack or checked by unpackChecked).
+// as the key set has keys (a packed form was written by Pack or checked
+// by unpackChecked), their length read off the header.
 func (p Props) values() string {
-	v, _ := p.valuesUpTo("", false)
-	return v
+	b := p.basePacked()
+	if b.vals == nil {
+		return ""
+	}
+	start, n, _ := header(b.vals)
+	return unsafe.String(start, n)
 }
 
 // valuesUpTo walks the packed base's values with their keys, as values
@@ -137,6 +185,10 @@ func (p Props) valuesUpTo(key string, find bool) (before, val string) {
 	if b.vals == nil {
 		return "", ""
 	}
+	if !find {
+		return p.values(), ""
+	}
+	vals, _, _ := header(b.vals)
 	n := 0
 	for ks := *(*string)(b.ref); ks != ""; {
 		var k string
@@ -148,12 +200,12 @@ func (p Props) valuesUpTo(key string, find bool) (before, val string) {
 				// most objects lack, such as the rules' attached_to).
 				return "", ""
 			}
-			l := valueLenAt(unsafe.Add(unsafe.Pointer(b.vals), n))
-			return unsafe.String(b.vals, n), unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(b.vals), n)), l)
+			l := valueLenAt(unsafe.Add(unsafe.Pointer(vals), n))
+			return unsafe.String(vals, n), unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(vals), n)), l)
 		}
-		n += valueLenAt(unsafe.Add(unsafe.Pointer(b.vals), n))
+		n += valueLenAt(unsafe.Add(unsafe.Pointer(vals), n))
 	}
-	return unsafe.String(b.vals, n), ""
+	return unsafe.String(vals, n), ""
 }
 
 // valueLenAt is valueLen of the value at v, read a byte at a time: the
@@ -569,7 +621,7 @@ func (p Props) Pack() Props {
 	if !ok {
 		return p
 	}
-	return packedProps(sc.keySet(ks), string(data))
+	return packedProps(sc.keySet(ks), data, jsonTypedBytes(data))
 }
 
 // sortedKeysScratch takes a scratch from the pool with m's keys, sorted,
@@ -608,7 +660,10 @@ func (p Props) packOverlay() Props {
 	edits := all
 	ks, data := sc.ks[:0], sc.data[:0]
 	bks, bdata := p.keySet(), p.values()
-	ok := true
+	// JSON-typed: the base's values (those kept and those replaced, so
+	// this may say no where a fresh check would say yes: the change log
+	// then writes JSON) and each edit's.
+	ok, typed := true, p.jsonTypedPacked()
 	for ok && (bks != "" || len(edits) > 0) {
 		var bk string
 		var braw string
@@ -636,10 +691,14 @@ func (p Props) packOverlay() Props {
 			continue
 		case *listAppend:
 			ks = appendStrBytes(ks, k)
-			data, ok = appendListRaw(data, braw, v)
+			var itemsTyped bool
+			data, ok, itemsTyped = appendListRaw(data, braw, v)
+			typed = typed && itemsTyped
 		default:
 			ks = appendStrBytes(ks, k)
+			at := len(data)
 			data, ok = appendValueBytes(data, v)
+			typed = typed && ok && jsonTypedBytes(data[at:])
 		}
 	}
 	clear(all) // the scratch does not keep the map's keys alive
@@ -648,14 +707,17 @@ func (p Props) packOverlay() Props {
 		return NewProps(p.materialize())
 	}
 	if string(ks) == p.keySet() {
-		return packedLike(p.basePacked(), string(data))
+		return packedLike(p.basePacked(), data, typed)
 	}
-	return packedProps(sc.keySet(ks), string(data))
+	return packedProps(sc.keySet(ks), data, typed)
 }
 
 // appendListRaw encodes the list raw (a packed tagList value, or "" for
 // none) with la's entries appended, copying the kept entries' bytes.
-func appendListRaw(b []byte, raw string, la *listAppend) ([]byte, bool) {
+//
+// typed tells that the new entries are JSON-typed (the kept ones are as
+// the list was).
+func appendListRaw(b []byte, raw string, la *listAppend) (_ []byte, ok, typed bool) {
 	var old string
 	var cnt uint64
 	if raw != "" && raw[0] == tagList {
@@ -674,9 +736,8 @@ func appendListRaw(b []byte, raw string, la *listAppend) ([]byte, bool) {
 	var scratch [512]byte
 	items := scratch[:0]
 	for _, e := range la.items {
-		var ok bool
 		if items, ok = appendValueBytes(items, e); !ok {
-			return b, false
+			return b, false, false
 		}
 	}
 	var cb [binary.MaxVarintLen64]byte
@@ -686,7 +747,7 @@ func appendListRaw(b []byte, raw string, la *listAppend) ([]byte, bool) {
 	b = binary.AppendUvarint(append(b, tagList), uint64(n))
 	b = append(b, cb[:cw]...)
 	b = append(b, old...)
-	return append(b, items...), true
+	return append(b, items...), true, jsonTypedBytes(items)
 }
 
 // packScratch is Pack's working memory, reused: the sorted keys, the
@@ -737,7 +798,9 @@ func (p Props) with(set []propKV, readings []byte) Props {
 	if readings != nil && !p.Has("values") {
 		return slow()
 	}
-	data := make([]byte, 0, len(old)+16)
+	var buf [512]byte // the values are copied once more, after their header
+	data := buf[:0]
+	typed := p.jsonTypedPacked() // see packOverlay
 	for ks != "" {
 		var k string
 		k, ks = nextKey(ks)
@@ -745,17 +808,20 @@ func (p Props) with(set []propKV, readings []byte) Props {
 		i := slices.IndexFunc(set, func(kv propKV) bool { return kv.k == k })
 		if readings != nil && k == "values" {
 			data = append(data, readings...)
+			typed = typed && jsonTypedBytes(readings)
 		} else if i < 0 {
 			data = append(data, old[:n]...)
 		} else {
+			at := len(data)
 			var good bool
 			if data, good = appendValueBytes(data, set[i].v); !good {
 				return slow()
 			}
+			typed = typed && jsonTypedBytes(data[at:])
 		}
 		old = old[n:]
 	}
-	return packedLike(p, string(data))
+	return packedLike(p, data, typed)
 }
 
 // MarshalJSON writes the properties as a JSON object, keys sorted, as

@@ -117,6 +117,11 @@ func TestPropsOverlayMatchesMap(t *testing.T) {
 				if q.ref != want.ref || q.values() != want.values() {
 					t.Fatalf("%s: packed bytes differ from a fresh pack", where)
 				}
+				// Every value here is one JSON gives back: the header's
+				// bit, carried through the edits, must say so.
+				if !q.jsonTypedPacked() || !jsonTyped(q.values()) {
+					t.Fatalf("%s: JSON-typed %v, by a walk %v", where, q.jsonTypedPacked(), jsonTyped(q.values()))
+				}
 				p = q
 			}
 		}

@@ -97,7 +97,7 @@ func (pk *jsonPacker) pack(b []byte) (Props, bool) {
 	if !pk.hasLast || string(ks) != pk.last.Value() {
 		pk.last, pk.hasLast = unique.Make(string(ks)), true
 	}
-	return packedProps(pk.last, string(data)), true
+	return packedProps(pk.last, data, jsonTypedBytes(data)), true
 }
 
 // members reads an object's members after its '{' up to its '}' into

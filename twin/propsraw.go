@@ -19,7 +19,7 @@ var ErrBadPackedProps = errors.New("bad packed props")
 // back (an alert's 5 KB history on every write).
 func AppendPackedProps(b []byte, p Props) ([]byte, bool) {
 	p = p.Pack()
-	if !p.packed() || !jsonTyped(p.values()) || !utf8.ValidString(p.keySet()) {
+	if !p.packed() || !p.jsonTypedPacked() || !utf8.ValidString(p.keySet()) {
 		return b, false
 	}
 	b = appendStr(b, p.keySet())
@@ -41,7 +41,7 @@ func ReadPackedProps(b []byte) (Props, []byte, error) {
 	// The JSON types and UTF-8 too: a store holds no string that is not
 	// text (a damaged record's bytes are refused, not loaded).
 	p, ok := unpackChecked(keys, data)
-	if !ok || !jsonTyped(p.values()) || !utf8.Valid(keys) {
+	if !ok || !p.jsonTypedPacked() || !utf8.Valid(keys) {
 		return Props{}, nil, ErrBadPackedProps
 	}
 	return p, b, nil

@@ -243,7 +243,7 @@ func unpackChecked(keys, data []byte) (Props, bool) {
 	if ds != "" {
 		return Props{}, false
 	}
-	return packedProps(unique.Make(ks), string(data)), true
+	return packedProps(unique.Make(ks), data, jsonTypedBytes(data)), true
 }
 
 // checkedUvarint reads a uvarint at the start of s; ok false when s does
