@@ -88,9 +88,13 @@ func withHeader(data []byte, typed bool) *byte {
 	if typed {
 		h |= 1
 	}
-	b := make([]byte, 0, binary.MaxVarintLen64+len(data))
-	b = binary.AppendUvarint(b, h)
-	b = append(b, data...)
+	// Sized exactly: the values of a million objects are a million
+	// allocations, and a size class up is bytes per object (goal 4).
+	var hb [binary.MaxVarintLen64]byte
+	hw := binary.PutUvarint(hb[:], h)
+	b := make([]byte, hw+len(data))
+	copy(b, hb[:hw])
+	copy(b[hw:], data)
 	return unsafe.SliceData(b)
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"unique"
+	"unsafe"
 
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/encoding/wkb"
@@ -225,7 +226,12 @@ func (r *recReader) str() []byte {
 // go out of bounds: each key and value complete, one value per key, keys
 // sorted and distinct, and nothing left over.
 func unpackChecked(keys, data []byte) (Props, bool) {
-	ks, ds := string(keys), string(data)
+	// Views, not copies: the check keeps nothing, unique.Make clones a
+	// key set it has not seen, and packedProps copies the values. Copies
+	// here were two short-lived allocations per object between the kept
+	// ones of a load (heap in use 249 B/object at 1M points, not 226).
+	ks := unsafe.String(unsafe.SliceData(keys), len(keys))
+	ds := unsafe.String(unsafe.SliceData(data), len(data))
 	prev, first := "", true
 	for rest := ks; rest != ""; {
 		k, w, ok := checkedStr(rest)
