@@ -3,13 +3,12 @@ package rules
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/internal/testseed"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -21,11 +20,7 @@ import (
 // back, as the engine keeps it). The seed is printed;
 // RULES_FENCE_SEED=N replays one.
 func TestFenceEventsMatchBruteForce(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("RULES_FENCE_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	t.Logf("seed %d (RULES_FENCE_SEED=%d replays it)", seed, seed)
+	seed := testseed.Seed(t, "RULES_FENCE_SEED")
 	r := rand.New(rand.NewPCG(seed, 11))
 	f := newFixture(t, `
 rules:

@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"testing"
 
 	"github.com/paulmach/orb"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/citytwin/citytwin/internal/testseed"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -77,11 +77,7 @@ func refApplyChange(s *Server, c *twin.Change) {
 
 // testSeed is TWIN_TILES_SEED or a random seed, logged for replay.
 func testSeed(t *testing.T) uint64 {
-	seed := uint64(rand.Int64())
-	if s := os.Getenv("TWIN_TILES_SEED"); s != "" {
-		_, _ = fmt.Sscan(s, &seed)
-	}
-	t.Logf("seed %d (rerun with TWIN_TILES_SEED=%d)", seed, seed)
+	seed := testseed.Seed(t, "TWIN_TILES_SEED")
 	return seed
 }
 

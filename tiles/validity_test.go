@@ -17,6 +17,7 @@ import (
 
 	"github.com/citytwin/citytwin/demo"
 	"github.com/citytwin/citytwin/internal/pgtest"
+	"github.com/citytwin/citytwin/internal/testseed"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -37,11 +38,7 @@ func TestDemoCityTiles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates the demo city")
 	}
-	seed := uint64(rand.Int64())
-	if s := os.Getenv("TWIN_TILES_SEED"); s != "" {
-		_, _ = fmt.Sscan(s, &seed)
-	}
-	t.Logf("seed %d (rerun with TWIN_TILES_SEED=%d)", seed, seed)
+	seed := testseed.Seed(t, "TWIN_TILES_SEED")
 	rng := rand.New(rand.NewPCG(seed, 1))
 
 	city, err := demo.Generate(demo.Options{})

@@ -4,12 +4,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
+	"github.com/citytwin/citytwin/internal/testseed"
 	"github.com/citytwin/citytwin/twin/internal/rtree"
 	"github.com/paulmach/orb"
 )
@@ -24,15 +23,7 @@ import (
 // once with one packed by Load (boxTree.fill) and then changed by Put and
 // Delete. TWIN_BOXTREE_SEED=N reruns a seed.
 func TestBoxTreeMatchesScan(t *testing.T) {
-	seed := rand.Uint64()
-	if s := os.Getenv("TWIN_BOXTREE_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (rerun with TWIN_BOXTREE_SEED=%d)", seed, seed)
+	seed := testseed.Seed(t, "TWIN_BOXTREE_SEED")
 	r := rand.New(rand.NewPCG(seed, 1))
 	coord := func(base float64) float64 {
 		switch r.IntN(3) {

@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"reflect"
 	"slices"
 	"strconv"
 	"testing"
-	"time"
+
+	"github.com/citytwin/citytwin/internal/testseed"
 )
 
 // TestPropsOverlayMatchesMap is a differential test of the overlay form:
@@ -17,11 +17,7 @@ import (
 // and encode exactly as the same edits on a plain map do. The seed is
 // printed; TWIN_PROPS_SEED=N replays one.
 func TestPropsOverlayMatchesMap(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("TWIN_PROPS_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	t.Logf("seed %d (TWIN_PROPS_SEED=%d replays it)", seed, seed)
+	seed := testseed.Seed(t, "TWIN_PROPS_SEED")
 	r := rand.New(rand.NewPCG(seed, 7))
 	keys := []string{"a", "count", "history", "last", "m", "regions", "severity", "z", "列表"}
 	value := func() any {

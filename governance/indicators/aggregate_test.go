@@ -4,13 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"reflect"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
+	"github.com/citytwin/citytwin/internal/testseed"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -133,11 +132,7 @@ func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 // compares every bucket with the generator's own record of what happened.
 // TWIN_TEST_SEED=n replays a run.
 func TestDifferential(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("TWIN_TEST_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	t.Logf("seed %d (TWIN_TEST_SEED=%d to replay)", seed, seed)
+	seed := testseed.Seed(t, "TWIN_TEST_SEED")
 	for run := range 3 {
 		differential(t, seed+uint64(run))
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/citytwin/citytwin/auth"
 	"github.com/citytwin/citytwin/demo"
 	"github.com/citytwin/citytwin/internal/pgtest"
+	"github.com/citytwin/citytwin/internal/testseed"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -37,15 +37,7 @@ func TestDifferentialPostGIS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads the demo city into PostGIS")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("CITYTWIN_DIFF_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("CITYTWIN_DIFF_SEED: %v", err)
-		}
-		seed = n
-	}
-	t.Logf("seed %d (replay: CITYTWIN_DIFF_SEED=%d go test -run TestDifferentialPostGIS ./governance/ogc)", seed, seed)
+	seed := testseed.Seed(t, "CITYTWIN_DIFF_SEED") // go test -run TestDifferentialPostGIS ./governance/ogc
 	rng := rand.New(rand.NewPCG(seed, 12))
 
 	city, err := demo.Generate(demo.Options{})

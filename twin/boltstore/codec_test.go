@@ -2,13 +2,12 @@ package boltstore
 
 import (
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/internal/testseed"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -18,11 +17,7 @@ import (
 // (a string that is not UTF-8) are stored as JSON, as every record was
 // before; and a record of that older form still reads.
 func TestFeaturePropsPackedOrJSON(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("BOLT_CODEC_SEED"); s != "" {
-		seed, _ = strconv.ParseUint(s, 10, 64)
-	}
-	t.Logf("seed %d (BOLT_CODEC_SEED=%d replays it)", seed, seed)
+	seed := testseed.Seed(t, "BOLT_CODEC_SEED")
 	r := rand.New(rand.NewPCG(seed, 3))
 	var value func(depth int) any
 	value = func(depth int) any {
