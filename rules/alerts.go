@@ -114,8 +114,8 @@ func (e *Engine) fire(f firing) {
 			} else if s := moreSevere(sev, f.severity); s != sev {
 				cur.Props.Set("severity", s)
 			}
-			if !hasAll(cur.Props.Get("regions"), regions) {
-				cur.Props.Set("regions", twin.PropList(mergeRegions(cur.Props.Get("regions"), regions)))
+			if had := cur.Props.Get("regions"); !hasAll(had, regions) {
+				cur.Props.Set("regions", twin.PropList(mergeRegions(had, regions)))
 			}
 			if f.message != "" {
 				cur.Props.Set("message", f.message)

@@ -1,8 +1,8 @@
 package twin
 
 import (
-	"encoding/binary"
 	"errors"
+	"math"
 	"unicode/utf8"
 )
 
@@ -30,12 +30,12 @@ func AppendPackedProps(b []byte, p Props) ([]byte, bool) {
 // b, checked so that no later read goes out of bounds, and returns them
 // (copied: b may be a store's mapped memory) and the bytes after them.
 func ReadPackedProps(b []byte) (Props, []byte, error) {
-	keys, b, ok := cutStr(b)
-	if !ok {
+	keys, b, err := readStr(b, math.MaxUint64)
+	if err != nil {
 		return Props{}, nil, ErrBadPackedProps
 	}
-	data, b, ok := cutStr(b)
-	if !ok {
+	data, b, err := readStr(b, math.MaxUint64)
+	if err != nil {
 		return Props{}, nil, ErrBadPackedProps
 	}
 	// The JSON types and UTF-8 too: a store holds no string that is not
@@ -45,13 +45,4 @@ func ReadPackedProps(b []byte) (Props, []byte, error) {
 		return Props{}, nil, ErrBadPackedProps
 	}
 	return p, b, nil
-}
-
-// cutStr cuts a uvarint length and that many bytes off the front of b.
-func cutStr(b []byte) (s, rest []byte, ok bool) {
-	n, w := binary.Uvarint(b)
-	if w <= 0 || n > uint64(len(b)-w) {
-		return nil, nil, false
-	}
-	return b[w : w+int(n)], b[w+int(n):], true
 }
