@@ -61,6 +61,9 @@ type Store struct {
 	// history's allocations, ~2.5 MB/s at 20k samples/s (issue 16 goal 6:
 	// what is allocated sets how often the GC runs).
 	sampleBytes atomic.Int64
+	// histVals and tlChunks are the reused value memory of history and
+	// replay chunk writes (txBuf).
+	histVals, tlChunks txBuf
 }
 
 var (
@@ -279,6 +282,8 @@ func (s *Store) WriteBatch(ctx context.Context, deletes []twin.ID, upserts []*tw
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	vals := s.histVals.take()
+	defer func() { s.histVals.give(vals) }()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if err := deleteIDs(tx, deletes); err != nil {
 			return fmt.Errorf("delete: %w", err)
@@ -286,7 +291,7 @@ func (s *Store) WriteBatch(ctx context.Context, deletes []twin.ID, upserts []*tw
 		if err := putFeatures(tx, upserts); err != nil {
 			return fmt.Errorf("upsert: %w", err)
 		}
-		if err := s.putSamples(tx, samples); err != nil {
+		if err := s.putSamples(tx, samples, &vals); err != nil {
 			return fmt.Errorf("history: %w", err)
 		}
 		if metaKey != "" {

@@ -92,7 +92,9 @@ func (s *Store) AppendHistory(ctx context.Context, ss []twin.Sample) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error { return s.putSamples(tx, ss) })
+	vals := s.histVals.take()
+	err := s.db.Update(func(tx *bolt.Tx) error { return s.putSamples(tx, ss, &vals) })
+	s.histVals.give(vals)
 	if err != nil {
 		return fmt.Errorf("boltstore: append %d samples: %w", len(ss), err)
 	}
@@ -102,7 +104,9 @@ func (s *Store) AppendHistory(ctx context.Context, ss []twin.Sample) error {
 // putSamples writes samples as groups, in key order (each leaf page is
 // visited once, front to back). Keys and values live in arenas that bbolt
 // may keep until commit: a few allocations per batch, not per sample.
-func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample) error {
+// The values go in *vals (taken from histVals by the caller, grown here
+// when short, given back by the caller after Update returns).
+func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample, buf *[]byte) error {
 	if len(ss) == 0 {
 		return nil
 	}
@@ -161,7 +165,11 @@ func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample) error {
 	if per <= 0 {
 		per = 40
 	}
-	vals := make([]byte, 0, len(ss)*int(per)+len(ss)/8*int(per)) // an eighth of room more
+	vals := (*buf)[:0]
+	if want := len(ss)*int(per) + len(ss)/8*int(per); cap(vals) < want { // an eighth of room more
+		vals = make([]byte, 0, want)
+	}
+	defer func() { *buf = vals }()
 	var rec []byte
 	// Split full pages at 90%, not bbolt's default 50%: a chunk stops
 	// changing once its time has passed, so half-empty pages would stay

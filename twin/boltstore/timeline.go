@@ -54,16 +54,29 @@ func (s *Store) AppendChanges(ctx context.Context, chunks []twin.TimelineChunk) 
 	if len(chunks) == 0 {
 		return nil
 	}
+	// Each value is the chunk's time range then its data, all of them in
+	// one buffer reused from flush to flush (txBuf).
+	size := 0
+	for _, c := range chunks {
+		size += 16 + len(c.Data)
+	}
+	vals := s.tlChunks.take()
+	if cap(vals) < size {
+		vals = make([]byte, 0, size)
+	}
+	defer func() { s.tlChunks.give(vals) }()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(tlChanges)
 		if err != nil {
 			return err
 		}
 		earliest := int64(math.MaxInt64)
+		vs := vals[:0]
 		for _, c := range chunks {
 			k := binary.BigEndian.AppendUint64(i64Key(nil, c.Bucket), c.Key)
-			v := i64Key(i64Key(make([]byte, 0, 16+len(c.Data)), c.Min), c.Max)
-			if err := putChunk(b, k, append(v, c.Data...)); err != nil {
+			v0 := len(vs)
+			vs = append(i64Key(i64Key(vs, c.Min), c.Max), c.Data...) // within cap: sized above
+			if err := putChunk(b, k, vs[v0:len(vs):len(vs)]); err != nil {
 				return err
 			}
 			earliest = min(earliest, c.Min)

@@ -70,7 +70,11 @@ func (r *Recorder) Offer(lo, hi uint64, flags byte, body []byte) {
 		r.m.runsDropped.Inc()
 		return
 	}
-	r.offers = append(r.offers, offered{lo: lo, hi: hi, flags: flags, body: slices.Clone(body)})
+	cp, _ := r.bodies.Get().(*[]byte)
+	if cp == nil {
+		cp = new([]byte)
+	}
+	r.offers = append(r.offers, offered{lo: lo, hi: hi, flags: flags, body: append((*cp)[:0], body...)})
 	r.offeredBytes += len(body)
 }
 
@@ -112,6 +116,7 @@ func (r *Recorder) openRun(seq uint64) bool {
 	i := 0
 	for i < len(r.offers) && r.offers[i].lo < seq {
 		r.offeredBytes -= len(r.offers[i].body)
+		r.release(r.offers[i].body)
 		i++
 	}
 	ok := i < len(r.offers) && r.offers[i].lo == seq
@@ -136,6 +141,7 @@ func (r *Recorder) closeRun() {
 		r.keptRecords += len(run.recs)
 	} else {
 		r.pending = append(r.pending, run.recs...)
+		r.release(run.body)
 	}
 	clear(run.recs)
 	*run = openRun{recs: run.recs[:0]}
@@ -144,6 +150,7 @@ func (r *Recorder) closeRun() {
 // keptChunks are the kept runs as chunks under key: one per bucket (a
 // run's times lie in one).
 func (r *Recorder) keptChunks(key uint64) []twin.TimelineChunk {
+	r.chunkBuf = r.chunkBuf[:0] // the last flush's chunks are written (or given up)
 	slices.SortStableFunc(r.kept, func(a, b keptRun) int { return cmp.Compare(a.bucket, b.bucket) })
 	var out []twin.TimelineChunk
 	for rest := r.kept; len(rest) > 0; {
@@ -153,13 +160,30 @@ func (r *Recorder) keptChunks(key uint64) []twin.TimelineChunk {
 			size += 1 + binary.MaxVarintLen64 + len(rest[n].body)
 			n++
 		}
-		c.Data = make([]byte, 0, size)
+		if cap(r.chunkBuf)-len(r.chunkBuf) < size {
+			// Earlier chunks of this flush keep the array they are in.
+			r.chunkBuf = make([]byte, 0, max(size, 2*cap(r.chunkBuf)))
+		}
+		c.Data = r.chunkBuf[len(r.chunkBuf):len(r.chunkBuf)]
 		for _, k := range rest[:n] {
 			c.Data = twin.AppendLogRun(c.Data, k.flags, k.body)
 			c.Min, c.Max = min(c.Min, k.min), max(c.Max, k.max)
 		}
+		r.chunkBuf = r.chunkBuf[:len(r.chunkBuf)+len(c.Data)]
+		c.Data = c.Data[:len(c.Data):len(c.Data)]
 		out = append(out, c)
 		rest = rest[n:]
 	}
 	return out
+}
+
+// release keeps a run body no run owns any more (dropped, or stored) for
+// Offer's next copy; nil is ignored. The change log bounds a run's size,
+// so the bodies kept are bounded too.
+func (r *Recorder) release(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	b = b[:0]
+	r.bodies.Put(&b)
 }

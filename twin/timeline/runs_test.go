@@ -83,6 +83,10 @@ func TestKeptRunsReplayAsRecorded(t *testing.T) {
 	// publish commits what is tentative as a change log would: runs of
 	// 1-40 changes, handed to recRuns (all but about one in eight).
 	published := tw.Feed().Last()
+	// One body buffer for every run, as the change log reuses its own
+	// once Offer returns: a recorder that kept a reference instead of a
+	// copy (or reused a copy a kept run still holds) replays wrong.
+	var scratch []byte
 	publish := func() {
 		cs, err := tw.Feed().Tentative(published, 1<<16)
 		if err != nil {
@@ -90,7 +94,7 @@ func TestKeptRunsReplayAsRecorded(t *testing.T) {
 		}
 		for len(cs) > 0 {
 			n := min(len(cs), 1+rng.IntN(40))
-			var body []byte
+			body := scratch[:0]
 			for i := range cs[:n] {
 				b, err := twin.AppendChange(nil, &cs[i])
 				if err != nil {
@@ -100,6 +104,7 @@ func TestKeptRunsReplayAsRecorded(t *testing.T) {
 				body = append(body, b...)
 			}
 			flags := twin.LogRunFramed
+			scratch = body
 			if rng.IntN(2) == 0 {
 				body, flags = s2.Encode(nil, body), twin.LogRunS2|twin.LogRunFramed
 			}
@@ -107,6 +112,7 @@ func TestKeptRunsReplayAsRecorded(t *testing.T) {
 			if rng.IntN(8) != 0 {
 				recRuns.Offer(lo, hi, flags, body)
 			}
+			clear(body) // the log's buffer takes the next run
 			tw.Feed().Commit(hi)
 			published = hi
 			cs = cs[n:]
