@@ -396,6 +396,11 @@ func (c *client) drain() (wrote bool, wait time.Duration, err error) {
 		}
 		wrote = true
 		err := c.writeItems(c.taken)
+		if err == nil { // written (copied into the socket's batch); on an error some may be left in c.frames
+			for k := range c.taken {
+				c.h.msgs.release(c.taken[k].shared)
+			}
+		}
 		clear(c.taken) // no message kept alive until the next drain
 		if err != nil {
 			return wrote, 0, err
@@ -532,6 +537,11 @@ func (c *client) flushTurn(sc *flushScratch) (n, size int) {
 		ok := c.bc.tryWriteFrames(sc.frames)
 		clear(sc.frames)
 		sc.frames = sc.frames[:0]
+		// Copied into the socket's batch (or, closing, dropped): this
+		// client is done with them.
+		for k := range sc.taken {
+			c.h.msgs.release(sc.taken[k].shared)
+		}
 		clear(sc.taken)
 		if !ok {
 			c.signal()

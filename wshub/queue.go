@@ -9,6 +9,9 @@ type item struct {
 	id   twin.ID  // set for coalescable deltas
 	seq  uint64   // delta seq (0 for control messages)
 	msg  []byte   // encoded message, shared between clients: read only
+	// shared is msg's reference count when msg is a routed delta's
+	// (sharedMsg): the client lets go of it once it has written it.
+	shared *sharedMsg
 	msgs [][]byte // a resume: several encoded deltas written in order
 	snap *snapshot
 	// resync asks the writer to send {"op":"resync"} and re-snapshot.
