@@ -34,6 +34,7 @@ import (
 	"github.com/citytwin/citytwin/ingest/journal"
 	"github.com/citytwin/citytwin/ingest/mqttin"
 	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/citytwin/citytwin/internal/gctune"
 	"github.com/citytwin/citytwin/rules"
 	"github.com/citytwin/citytwin/rules/notify"
 	"github.com/citytwin/citytwin/server"
@@ -66,6 +67,7 @@ type serveConfig struct {
 	replay                                                           *replayConfig
 	taskPeriod                                                       time.Duration
 	tilesOmitID                                                      string
+	gcHeadroomMB                                                     int
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -98,6 +100,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.pprof, "pprof", "", "serve Go profiles (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060 (off when empty)")
 	fs.StringVar(&c.tilesOmitID, "tiles-omit-id", "", "comma-separated layers whose tiles leave out the string id and version attributes unless ?attrs= names them (the integer MVT feature id stays)")
 	fs.DurationVar(&c.taskPeriod, "task-period", 24*time.Hour, "how long an overdue rectification or enforcement task stays at a tier before it escalates another (一楼一策: street -> district -> city)")
+	fs.IntVar(&c.gcHeadroomMB, "gc-min-headroom-mb", 512, "least heap growth (MiB) the Go GC allows between two cycles: GOGC is raised while the live heap is smaller than this, so a small server collects less often (fewer marks in the websocket fan-out's latencies, at up to this much more RSS); 0 keeps GOGC's own proportion. An explicit GOGC in the environment wins; GOMEMLIMIT still bounds the heap")
 	c.limits = addLimitFlags(fs)
 	c.replay = addReplayFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -107,6 +110,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Visit(func(f *flag.Flag) { explicitMQTTListen = explicitMQTTListen || f.Name == "mqtt-listen" })
 	if _, ok := os.LookupEnv("TWIN_MQTT_LISTEN"); ok {
 		explicitMQTTListen = true
+	}
+	if c.gcHeadroomMB < 0 {
+		return usageError{fmt.Errorf("--gc-min-headroom-mb %d: want 0 or more", c.gcHeadroomMB)}
 	}
 	if c.mqttProtocol != 3 && c.mqttProtocol != 5 {
 		return usageError{fmt.Errorf("--mqtt-protocol %d: want 5 or 3", c.mqttProtocol)}
@@ -127,6 +133,12 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	clk := clock.Real{}
+	gcDone := make(chan struct{})
+	go func() {
+		defer close(gcDone)
+		_ = gctune.Run(ctx, gctune.Options{MinHeadroom: uint64(c.gcHeadroomMB) << 20, Registerer: reg, Logger: log})
+	}()
+	defer func() { cancel(); <-gcDone }()
 
 	// Store: PostGIS when --db is given, else the embedded store.
 	st, err := openStore(ctx, c.db, c.data, log, reg)
