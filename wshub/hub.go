@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/citytwin/citytwin/auth"
@@ -86,6 +87,10 @@ type Hub struct {
 	flushMu  sync.Mutex
 	flushing []*client
 	flushC   chan struct{}
+	// flushDue is when the flusher's pause ends (Unix ns; 0 while it is
+	// not pausing); dueC (capacity 1) ends it early (handOff).
+	flushDue atomic.Int64
+	dueC     chan struct{}
 }
 
 // encodeRouted is encodeDelta for the router goroutine, into a shared
@@ -117,7 +122,7 @@ func New(tw *twin.Twin, opts Options) *Hub {
 	h := &Hub{tw: tw, opts: opts, log: opts.Logger, m: newMetrics(opts.Registerer),
 		ix: newIndex(), clients: map[*client]struct{}{}, pos: tw.Feed().Last(),
 		perIP: map[string]int{}, perSubject: map[string]int{}, all: map[*client]struct{}{},
-		flushC: make(chan struct{}, 1)}
+		flushC: make(chan struct{}, 1), dueC: make(chan struct{}, 1)}
 	h.m.queued(h.queuedBytes)
 	// The origin is checked in ServeHTTP to answer with a JSON error.
 	h.upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true },
@@ -202,12 +207,21 @@ func (h *Hub) flushLoop(ctx context.Context) {
 			h.m.sentBytes.Add(float64(size))
 		}
 		if pause != nil {
-			pause.Reset(flushPause(h.opts.FlushInterval, time.Since(start)))
+			d := flushPause(h.opts.FlushInterval, time.Since(start))
+			select { // a token left from the last pause would cut this one short
+			case <-h.dueC:
+			default:
+			}
+			h.flushDue.Store(time.Now().Add(d).UnixNano())
+			pause.Reset(d)
 			select {
 			case <-ctx.Done():
 				return
 			case <-pause.C:
+			case <-h.dueC: // the router saw the pause over first
+				pause.Stop()
 			}
+			h.flushDue.Store(0)
 		}
 	}
 }
@@ -246,6 +260,19 @@ func (h *Hub) handOff() {
 	select {
 	case h.flushC <- struct{}{}:
 	default:
+	}
+	// The flusher's pause is a timer, and a timer is late when the core
+	// is held by a goroutine that runs on (a store commit, an idle GC
+	// mark worker, which gives way to runnable goroutines and network
+	// input but not to timers: golang/go#38860, #45632): up to the
+	// scheduler's 10 ms quantum on one core, at every round. The router
+	// runs at every commit, woken by a channel, so it ends a pause that
+	// is over itself.
+	if due := h.flushDue.Load(); due != 0 && time.Now().UnixNano() >= due {
+		select {
+		case h.dueC <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -6,14 +6,14 @@ import (
 
 // item is one pending outgoing message. Queues hold items by value.
 type item struct {
-	id   twin.ID  // set for coalescable deltas
-	seq  uint64   // delta seq (0 for control messages)
-	msg  []byte   // encoded message, shared between clients: read only
+	id  twin.ID // set for coalescable deltas
+	seq uint64  // delta seq (0 for control messages)
+	msg []byte  // encoded message, shared between clients: read only
 	// shared is msg's reference count when msg is a routed delta's
 	// (sharedMsg): the client lets go of it once it has written it.
 	shared *sharedMsg
-	msgs [][]byte // a resume: several encoded deltas written in order
-	snap *snapshot
+	msgs   [][]byte // a resume: several encoded deltas written in order
+	snap   *snapshot
 	// resync asks the writer to send {"op":"resync"} and re-snapshot.
 	resync bool
 	// dead marks a slot whose delta was superseded (coalescing).

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/paulmach/orb"
@@ -91,6 +92,36 @@ func TestSharedDeltasArriveIntact(t *testing.T) {
 		}
 		if d := diff(c.versions(), e.want(views[i], auth.Principal{})); d != "" {
 			t.Fatalf("client %d: state differs from the twin: %s", i, d)
+		}
+	}
+}
+
+// TestHandOffEndsAnOverduePause: the router ends the flusher's pause
+// once it is over (the flusher's timer may be late on a busy core), and
+// only then.
+func TestHandOffEndsAnOverduePause(t *testing.T) {
+	e := newEnv(t, Options{}, 0)
+	h := New(e.tw, Options{FlushInterval: time.Hour})
+	for _, tc := range []struct {
+		due  int64
+		want bool
+	}{
+		{0, false}, // not pausing
+		{time.Now().Add(time.Hour).UnixNano(), false},
+		{time.Now().Add(-time.Millisecond).UnixNano(), true},
+	} {
+		h.flushDue.Store(tc.due)
+		h.routed = append(h.routed, &client{})
+		h.handOff()
+		select {
+		case <-h.dueC:
+			if !tc.want {
+				t.Errorf("due %d: pause ended early", tc.due)
+			}
+		default:
+			if tc.want {
+				t.Errorf("due %d: an overdue pause was not ended", tc.due)
+			}
 		}
 	}
 }
