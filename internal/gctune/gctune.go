@@ -87,20 +87,30 @@ func Run(ctx context.Context, o Options) error {
 	if o.Registerer != nil {
 		o.Registerer.MustRegister(gauge)
 	}
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
 	cur := base
 	gauge.Set(float64(cur))
 	defer debug.SetGCPercent(base)
 	tick := time.NewTicker(o.Every)
 	defer tick.Stop()
+	var cycles uint64
 	for {
 		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			if p := Percent(sample[0].Value.Uint64(), o.MinHeadroom, base, o.MaxPercent); p != cur {
+		if sample[0].Value.Kind() == metrics.KindUint64 && sample[1].Value.Kind() == metrics.KindUint64 {
+			p := Percent(sample[0].Value.Uint64(), o.MinHeadroom, base, o.MaxPercent)
+			n := sample[1].Value.Uint64()
+			// A higher GOGC only gives the heap more room; a lower one
+			// moves the next cycle's goal down, and set late in a cycle
+			// (the heap already near the old goal) it starts the next
+			// cycle at once with the allocating goroutines assisting
+			// hard: lowered only in the tick after a cycle ended, when
+			// the heap is about what the cycle left live.
+			if p > cur || (p < cur && n != cycles) {
 				debug.SetGCPercent(p)
 				cur = p
 				gauge.Set(float64(p))
 			}
+			cycles = n
 		}
 		select {
 		case <-ctx.Done():
