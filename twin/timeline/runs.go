@@ -147,10 +147,16 @@ func (r *Recorder) closeRun() {
 	*run = openRun{recs: run.recs[:0]}
 }
 
+// maxChunkBuf is the largest chunk buffer kept from one flush to the next.
+const maxChunkBuf = 8 << 20
+
 // keptChunks are the kept runs as chunks under key: one per bucket (a
 // run's times lie in one).
 func (r *Recorder) keptChunks(key uint64) []twin.TimelineChunk {
 	r.chunkBuf = r.chunkBuf[:0] // the last flush's chunks are written (or given up)
+	if cap(r.chunkBuf) > maxChunkBuf {
+		r.chunkBuf = nil // grown by a backlog's flush: let go rather than held for good
+	}
 	slices.SortStableFunc(r.kept, func(a, b keptRun) int { return cmp.Compare(a.bucket, b.bucket) })
 	var out []twin.TimelineChunk
 	for rest := r.kept; len(rest) > 0; {
