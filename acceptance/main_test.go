@@ -151,6 +151,24 @@ func (s *server) tail(n int) string {
 // exit 0 within 15 s).
 func startServer(t testing.TB, o serveOpts) *server {
 	t.Helper()
+	// The addresses are free when freeAddr picks them, and another test
+	// process (an embedded NATS, a broker, a peer server) may bind one
+	// before twin serve does: a server that exits on "address already in
+	// use" is started again on new ones (seen once in a clean-clone CI run).
+	for attempt := 1; ; attempt++ {
+		s, portTaken := startServerOnce(t, o, attempt < 3)
+		if !portTaken {
+			return s
+		}
+		t.Logf("twin serve: an address was taken before it bound it; starting again on new ones (attempt %d)", attempt+1)
+	}
+}
+
+// startServerOnce is one attempt of startServer. With retry, a server that
+// exited because an address was taken is reported (portTaken) instead of
+// failing the test.
+func startServerOnce(t testing.TB, o serveOpts, retry bool) (_ *server, portTaken bool) {
+	t.Helper()
 	if o.data == "" {
 		o.data = t.TempDir()
 	}
@@ -220,6 +238,10 @@ func startServer(t testing.TB, o serveOpts) *server {
 	for {
 		select {
 		case <-s.exited:
+			if retry && strings.Contains(s.tail(30), "address already in use") {
+				s.stopped = true // its cleanup has nothing to stop
+				return nil, true
+			}
 			t.Fatalf("twin serve exited before ready: %v\n%s", s.waitErr, s.tail(30))
 		default:
 		}
@@ -231,7 +253,7 @@ func startServer(t testing.TB, o serveOpts) *server {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return s, false
 			}
 		}
 		if time.Now().After(deadline) {
