@@ -418,6 +418,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		}
 		ro := tlOpts
 		ro.Registerer = treg
+		ro.Backfill = node.Changes // what the feed no longer holds (a recorder behind the writer after kill -9)
 		recorder, err := timeline.NewRecorder(tw, st, ro)
 		if err != nil {
 			return err

@@ -1002,3 +1002,69 @@ func (n *Node) Reached(ctx context.Context, seq uint64) error {
 
 // unreachable is spine.Unreachable (the follower retries what it says).
 func unreachable(err error) bool { return spine.Unreachable(err) }
+
+// Changes calls fn with each change of the log after feed seq after, up to
+// upto (inclusive), oldest first; fn must not keep c past the call. The
+// error wraps twin.ErrSeqGap when the log no longer holds them all (aged
+// out of its retention, or restarted above them by a base record).
+//
+// It is how a consumer that must see every change catches up when the feed
+// no longer holds where it stopped: the replay recorder after a kill -9
+// (its last flush behind the store writer's, whose seq the feed restarts
+// at) or on a new leader whose feed began after it.
+func (n *Node) Changes(ctx context.Context, after, upto uint64, fn func(c *twin.Change) error) error {
+	if upto <= after {
+		return nil
+	}
+	_, last, err := n.sp.ChangeLogState(ctx)
+	if err != nil {
+		return err
+	}
+	seq, err := n.locate(ctx, after)
+	if err != nil {
+		return err
+	}
+	st, err := n.js.Stream(ctx, spine.ChangeStream)
+	if err != nil {
+		return fmt.Errorf("changelog: stream: %w", err)
+	}
+	next := after + 1
+	for ; seq <= last && next <= upto; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // purged under us: the next record says whether that is a gap
+		}
+		if err != nil {
+			return fmt.Errorf("changelog: record %d: %w", seq, err)
+		}
+		if v := m.Header.Get(BaseHeader); v != "" {
+			if base, err := strconv.ParseUint(v, 10, 64); err != nil || base != next-1 {
+				return fmt.Errorf("%w: the log restarts after %s; change %d is not in it", twin.ErrSeqGap, v, next)
+			}
+			continue
+		}
+		cs, err := decodeRecord(m.Header, m.Data)
+		if err != nil {
+			return fmt.Errorf("changelog: record %d: %w", seq, err)
+		}
+		for i := range cs {
+			c := &cs[i]
+			switch {
+			case c.Seq < next:
+				continue
+			case c.Seq > next:
+				return fmt.Errorf("%w: the log holds %d, not %d", twin.ErrSeqGap, c.Seq, next)
+			case c.Seq > upto:
+				return nil
+			}
+			if err := fn(c); err != nil {
+				return err
+			}
+			next++
+		}
+	}
+	if next <= upto {
+		return fmt.Errorf("%w: the log ends before %d (wanted up to %d)", twin.ErrSeqGap, next, upto)
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package changelog
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -160,4 +161,92 @@ func TestCompressedRecords(t *testing.T) {
 	bad("truncated", m.Header, m.Data[:len(m.Data)/2])
 	huge := binary.AppendUvarint(nil, maxDecoded+1) // S2's block header: the decoded length
 	bad("too large", m.Header, append(huge, 0))
+}
+
+// TestChangesFromTheLog: Changes reads any stretch of the log from a real
+// JetStream, starting inside a record and ending inside one, and says
+// ErrSeqGap for what the log does not hold (past its end, or before a
+// base record that restarted it above).
+func TestChangesFromTheLog(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	ctx := context.Background()
+	sp, err := spine.Open(ctx, spine.Options{URL: ns.ClientURL(), Name: "t", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	tw := twin.New(twin.Options{})
+	tw.Replicate()
+	n, err := New(tw, sp, Options{LeaseKey: "applier", Lead: func(context.Context, func(context.Context) error) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(lo, hi uint64) {
+		var blobs [][]byte
+		for s := lo; s <= hi; s++ {
+			c := twin.Change{Seq: s, Kind: twin.Upsert, Time: time.Unix(int64(s), 0),
+				New: &twin.Feature{ID: twin.NewID(twin.Vehicles, "v"+strconv.FormatUint(s, 10)), Version: 1, Geometry: orb.Point{106, 29}}}
+			b, err := twin.MarshalChange(&c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blobs = append(blobs, b)
+		}
+		if _, err := n.js.PublishMsg(ctx, recordMsg(blobs, lo, hi)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range [][2]uint64{{1, 3}, {4, 4}, {5, 300}, {301, 310}} { // one record compressed
+		publish(r[0], r[1])
+	}
+	read := func(after, upto uint64) ([]uint64, error) {
+		var got []uint64
+		err := n.Changes(ctx, after, upto, func(c *twin.Change) error {
+			if c.New == nil || c.New.ID.Name != "v"+strconv.FormatUint(c.Seq, 10) {
+				return fmt.Errorf("change %d is %v", c.Seq, c.New)
+			}
+			got = append(got, c.Seq)
+			return nil
+		})
+		return got, err
+	}
+	seqs := func(lo, hi uint64) []uint64 {
+		var s []uint64
+		for i := lo; i <= hi; i++ {
+			s = append(s, i)
+		}
+		return s
+	}
+	for _, c := range [][2]uint64{{0, 310}, {2, 4}, {3, 5}, {4, 4}, {7, 301}, {299, 310}, {310, 310}} {
+		got, err := read(c[0], c[1])
+		if err != nil || !slices.Equal(got, seqs(c[0]+1, c[1])) {
+			t.Errorf("changes after %d up to %d: %v %v", c[0], c[1], got, err)
+		}
+	}
+	if got, err := read(305, 320); !errors.Is(err, twin.ErrSeqGap) || !slices.Equal(got, seqs(306, 310)) {
+		t.Errorf("past the log's end: %v %v, want 306-310 and ErrSeqGap", got, err)
+	}
+	// Restarted above: a base at 400, then 401-402. The changes before
+	// the base are gone; those after it read.
+	if err := n.writeBase(ctx, 400); err != nil {
+		t.Fatal(err)
+	}
+	publish(401, 402)
+	if _, err := read(5, 10); !errors.Is(err, twin.ErrSeqGap) {
+		t.Errorf("purged changes: %v, want ErrSeqGap", err)
+	}
+	if got, err := read(400, 402); err != nil || !slices.Equal(got, seqs(401, 402)) {
+		t.Errorf("after the base: %v %v", got, err)
+	}
+	if _, err := read(390, 402); !errors.Is(err, twin.ErrSeqGap) {
+		t.Errorf("across the base: %v, want ErrSeqGap", err)
+	}
 }

@@ -4,6 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
 	records, bytes, errors, gaps, checkpoints prometheus.Counter
+	backfilled                                prometheus.Counter
 	runsKept, runsDropped                     prometheus.Counter
 	flushSeconds, ckptSeconds                 prometheus.Histogram
 	ckptObjects                               prometheus.Gauge
@@ -19,6 +20,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Failed timeline writes (retried)."}),
 		gaps: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_timeline_gaps_total",
 			Help: "Times the recorder lost changes (the feed no longer held them) and recorded the current state instead."}),
+		backfilled: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_timeline_backfilled_changes_total",
+			Help: "Changes the recorder read from the change log because the feed no longer held them (after a crash, or on a new leader)."}),
 		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_timeline_checkpoints_total",
 			Help: "Replay checkpoints built (rebuilt ones included)."}),
 		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "twin_timeline_flush_seconds",
@@ -33,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Objects in the last checkpoint built."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.bytes, m.errors, m.gaps, m.checkpoints, m.flushSeconds, m.ckptSeconds, m.ckptObjects, m.runsKept, m.runsDropped)
+		reg.MustRegister(m.records, m.bytes, m.errors, m.gaps, m.backfilled, m.checkpoints, m.flushSeconds, m.ckptSeconds, m.ckptObjects, m.runsKept, m.runsDropped)
 	}
 	return m
 }

@@ -114,7 +114,16 @@ type Options struct {
 	// runs when it idles or every 10 ms: a flush of a second's 20k changes
 	// was one ~50 ms stretch. Default 500 µs, which makes a flush about
 	// twice as long in wall time for the same CPU; negative: no pauses.
-	Pause      time.Duration
+	Pause time.Duration
+	// Backfill, if set, calls fn with the changes after..upto from the
+	// change log (changelog.Node.Changes), oldest first; its error wraps
+	// twin.ErrSeqGap when the log no longer holds them. The recorder
+	// reads there what the feed no longer holds when it starts: after a
+	// kill -9 its last flush may be behind the store writer's, and the
+	// feed restarts at the writer's seq. Without it (or past the log's
+	// retention) those versions are lost, and the recording resumes from
+	// the current state.
+	Backfill   func(ctx context.Context, after, upto uint64, fn func(*twin.Change) error) error
 	Clock      clock.Clock  // default the wall clock
 	Logger     *slog.Logger // default slog.Default()
 	Registerer prometheus.Registerer
@@ -281,11 +290,15 @@ func (r *Recorder) start(ctx context.Context) error {
 	}
 	if len(v) == 8 {
 		r.pos = min(binary.BigEndian.Uint64(v), last)
-		if _, err := r.tw.Feed().Since(r.pos, 1); err == nil {
+		err := r.catchUp(ctx)
+		if err == nil {
 			return nil
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		r.log.Error("timeline: the feed no longer holds the changes after the last recorded one; recording the current state (the versions in between are lost)",
-			"recorded_seq", r.pos, "feed_last", last)
+			"recorded_seq", r.pos, "feed_last", last, "err", err)
 		r.m.gaps.Inc()
 	}
 	// Changes after pos are read from the feed again and win by seq. A
@@ -320,6 +333,51 @@ func (r *Recorder) start(ctx context.Context) error {
 	}
 	r.log.Info("timeline recording starts", "objects", n, "seq", r.pos, "parts", part+1)
 	return r.putSeq(ctx)
+}
+
+// catchUp makes the feed hold the changes after pos: it reads those the
+// feed no longer holds from the change log (Options.Backfill) and flushes
+// them, until the feed holds the rest (it may move on while the log is
+// read: then again from there). It returns an error wrapping
+// twin.ErrSeqGap when they are lost; a log that does not answer is asked
+// again until ctx ends.
+func (r *Recorder) catchUp(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		if _, err := r.tw.Feed().Since(r.pos, 1); err == nil {
+			return nil
+		}
+		if r.opts.Backfill == nil {
+			return fmt.Errorf("%w: the feed begins after %d and there is no change log to read", twin.ErrSeqGap, r.pos)
+		}
+		from, upto := r.pos, r.tw.Feed().Last()
+		err := r.opts.Backfill(ctx, r.pos, upto, func(c *twin.Change) error {
+			r.addLogged(c)
+			r.pos = c.Seq
+			if len(r.pending) < r.opts.MaxPending {
+				return nil
+			}
+			return r.flush(ctx)
+		})
+		if err == nil {
+			err = r.flush(ctx)
+		}
+		switch {
+		case err == nil:
+			r.log.Info("timeline: read from the change log what the feed no longer held", "from_seq", from+1, "to_seq", r.pos)
+			r.m.backfilled.Add(float64(r.pos - from))
+			continue
+		case errors.Is(err, twin.ErrSeqGap), ctx.Err() != nil:
+			return err
+		}
+		r.log.Warn("timeline: reading the change log failed; trying again", "err", err, "from_seq", r.pos+1, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
 
 // baseChunk is the number of base records written at a time.
@@ -391,6 +449,19 @@ func (r *Recorder) add(c *twin.Change) {
 	default:
 		r.pending = append(r.pending, twin.ChangeRecord(c))
 	}
+}
+
+// addLogged is add for a change read from the change log, which does not
+// carry an upsert's previous state (twin.UnmarshalChange): a building's
+// new version is recorded, as add does for an edit; the one before it,
+// unknown here, is left to the checkpoints and versions already stored.
+func (r *Recorder) addLogged(c *twin.Change) {
+	if c.Kind == twin.Upsert && c.Old == nil && c.New != nil && c.New.ID.Layer == twin.Buildings {
+		r.version(c.New)
+		r.pending = append(r.pending, twin.FeatureRecord(c.New, c.New.Updated.UnixNano(), c.Seq))
+		return
+	}
+	r.add(c)
 }
 
 func (r *Recorder) version(f *twin.Feature) {
