@@ -14,6 +14,8 @@
 #   BENCH_TOOL_CPUS=1 pins the load tools to those CPUs (taskset -c), so
 #   the tool does not take the server's core; BENCH_SERVER_CPUS likewise.
 #   BENCH_PPROF=127.0.0.1:6060 serves the server's Go profiles there.
+#   BENCH_SERVER_LOG=FILE keeps the server's log (stderr included, e.g.
+#   with GODEBUG=gctrace=1 in the environment) there after the run.
 #   BENCH_TMP=/dev/shm puts the server's data directory (store, NATS)
 #   there instead of /tmp, e.g. on tmpfs to see the disk's share.
 #   BENCH_SERVE_ARGS="--ws-flush-interval 20ms" adds flags to twin serve (as
@@ -64,6 +66,7 @@ stop() {
 cleanup() {
 	if [ -n "$pid" ]; then stop "$pid"; fi
 	if [ -n "${mpid:-}" ]; then kill "$mpid" 2>/dev/null || true; wait "$mpid" 2>/dev/null || true; fi
+	if [ -n "${BENCH_SERVER_LOG:-}" ]; then cp "$dir/server.log" "$BENCH_SERVER_LOG" 2>/dev/null || true; fi
 	rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM

@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -627,6 +628,13 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		return err
 	})
 	hs := server.NewHTTP(relay, server.HTTPOptions{Limits: c.limits.http, Logger: log, Registerer: reg})
+	// Collect the start's garbage before serving (generating or loading the
+	// city leaves ~400 MB of it at demo scale 1) and give its pages back.
+	// Left to the GC, it was collected at the first load's first second,
+	// where the mark's assists and its quarter of the one core made that
+	// second's websocket p99 the run's worst (issue 16 goal 6), and the
+	// RSS kept the pages.
+	debug.FreeOSMemory()
 	fmt.Fprintf(stdout, "CityTwin serving on http://%s/  (MQTT %s, store %s, NATS %s)\n", ln.Addr(), brokerURL, storeName(c), sp.Where())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -32,6 +32,11 @@ type Config struct {
 	Prefix, Token      string
 	Conns              int
 	SkipRegister       bool
+	// Seed makes the vehicles' start positions, the clients' viewports
+	// and the walks the same from run to run: with random viewports the
+	// fan-out, and so the server's work, differed by ±10 % between runs
+	// of one build, as much as the changes being measured.
+	Seed uint64
 }
 
 // Report is what a run measured.
@@ -84,11 +89,12 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 		cfg.WS = u.String()
 	}
 	cfg.Conns = max(cfg.Conns, 1)
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0))
 	names := make([]string, cfg.Objects)
 	pos := make([][2]float64, cfg.Objects)
 	for i := range names {
 		names[i] = fmt.Sprintf("%s%d", cfg.Prefix, i)
-		pos[i] = [2]float64{bb.w + rand.Float64()*(bb.e-bb.w), bb.s + rand.Float64()*(bb.n-bb.s)}
+		pos[i] = [2]float64{bb.w + rng.Float64()*(bb.e-bb.w), bb.s + rng.Float64()*(bb.n-bb.s)}
 	}
 	if !cfg.SkipRegister {
 		fmt.Fprintf(log, "registering %d vehicles\n", len(names))
@@ -96,13 +102,13 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Report, error) {
 			return Report{}, err
 		}
 	}
-	fmt.Fprintf(log, "connecting %d websocket clients to %s\n", cfg.Clients, cfg.WS)
+	fmt.Fprintf(log, "connecting %d websocket clients to %s (seed %d)\n", cfg.Clients, cfg.WS, cfg.Seed)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	clients := make([]*wsClient, cfg.Clients)
 	var wg sync.WaitGroup
 	for i := range clients {
-		c, err := dial(cctx, cfg, bb)
+		c, err := dial(cctx, cfg, bb, rng)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -219,12 +225,16 @@ func publish(ctx context.Context, cfg Config, bb bbox, names []string, pos [][2]
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
+	rngs := make([]*rand.Rand, len(conns)) // one per connection: Pace calls each on its own goroutine
+	for i := range rngs {
+		rngs[i] = rand.New(rand.NewPCG(cfg.Seed, uint64(i)+1))
+	}
 	sent := loadgen.Pace(ctx, len(conns), len(names), cfg.Rate, func(conn, o int, ts int64) {
-		p := &pos[o] // object o belongs to one connection: no sharing
-		p[0] = math.Min(bb.e, math.Max(bb.w, p[0]+(rand.Float64()-0.5)*0.001))
-		p[1] = math.Min(bb.n, math.Max(bb.s, p[1]+(rand.Float64()-0.5)*0.001))
+		p, rng := &pos[o], rngs[conn] // object o belongs to one connection: no sharing
+		p[0] = math.Min(bb.e, math.Max(bb.w, p[0]+(rng.Float64()-0.5)*0.001))
+		p[1] = math.Min(bb.n, math.Max(bb.s, p[1]+(rng.Float64()-0.5)*0.001))
 		payload := fmt.Sprintf(`{"ts":%d,"lon":%.6f,"lat":%.6f,"speed_kmh":%.1f,"values":{"sent_ms":%.3f}}`,
-			ts, p[0], p[1], rand.Float64()*60, float64(time.Now().UnixMicro())/1000)
+			ts, p[0], p[1], rng.Float64()*60, float64(time.Now().UnixMicro())/1000)
 		conns[conn].Publish("twin/telemetry/"+names[o], 0, false, payload)
 	})
 	return sent, nil
@@ -241,7 +251,7 @@ type wsClient struct {
 	closeCode                      int
 }
 
-func dial(ctx context.Context, cfg Config, bb bbox) (*wsClient, error) {
+func dial(ctx context.Context, cfg Config, bb bbox, rng *rand.Rand) (*wsClient, error) {
 	hdr := http.Header{}
 	if cfg.Token != "" {
 		hdr.Set("Authorization", "Bearer "+cfg.Token)
@@ -254,10 +264,10 @@ func dial(ctx context.Context, cfg Config, bb bbox) (*wsClient, error) {
 		return nil, fmt.Errorf("dial %s: %w", cfg.WS, err)
 	}
 	// A random street-to-district viewport (0.02..0.12 degrees wide).
-	w := math.Min(0.02+rand.Float64()*0.10, bb.e-bb.w)
+	w := math.Min(0.02+rng.Float64()*0.10, bb.e-bb.w)
 	h := math.Min(w*0.75, bb.n-bb.s)
-	x := bb.w + rand.Float64()*(bb.e-bb.w-w)
-	y := bb.s + rand.Float64()*(bb.n-bb.s-h)
+	x := bb.w + rng.Float64()*(bb.e-bb.w-w)
+	y := bb.s + rng.Float64()*(bb.n-bb.s-h)
 	sub := fmt.Sprintf(`{"op":"subscribe","layers":["vehicles"],"bbox":[%.6f,%.6f,%.6f,%.6f]}`, x, y, x+w, y+h)
 	if err := conn.WriteMessage(websocket.TextMessage, []byte(sub)); err != nil {
 		conn.Close()

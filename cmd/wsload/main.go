@@ -1,7 +1,7 @@
 // Command wsload measures websocket delta latency end to end on a running
 // CityTwin server: it registers vehicles over HTTP (PUT
 // /api/entities/vehicles/{name}), connects N websocket clients to /ws with
-// random viewports over a bbox, then publishes telemetry over MQTT
+// seeded random viewports over a bbox (-seed), then publishes telemetry over MQTT
 // (twin/telemetry/{name}) at a fixed rate for a duration. Each payload
 // carries its publish time in values.sent_ms, so every client measures
 // publish -> receive latency; at the end it prints latency percentiles,
@@ -35,6 +35,7 @@ func main() {
 	flag.IntVar(&cfg.Conns, "conns", 4, "MQTT connections to publish on")
 	flag.StringVar(&cfg.Token, "token", os.Getenv("TWIN_TOKEN"), "bearer token (env TWIN_TOKEN)")
 	flag.BoolVar(&cfg.SkipRegister, "skip-register", false, "assume the objects are already registered")
+	flag.Uint64Var(&cfg.Seed, "seed", 1, "seed of the start positions, viewports and walks (the same seed drives the same load)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
