@@ -426,7 +426,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		}
 		curRecorder.Store(recorder)
 		defer curRecorder.Store(nil)
-		wr := writer.New(tw, st, writer.Options{Logger: log, Registerer: treg})
+		wr := writer.New(tw, st, writer.Options{Logger: log, Registerer: treg, Backfill: node.Changes})
 		wr.ResumeAt(flushed)
 		curWriter.Store(wr)
 		defer curWriter.Store(nil)

@@ -81,6 +81,15 @@ type Options struct {
 	// SeqBlock is how many feed sequence numbers one reservation covers
 	// (see ReserveSeqs); default DefaultSeqBlock, at least 2*twin.SeqSlack.
 	SeqBlock uint64
+	// Backfill, if set, calls fn with the changes after..upto from the
+	// change log (changelog.Node.Changes), oldest first; its error wraps
+	// twin.ErrSeqGap when the log no longer holds them. A writer that
+	// falls out of the feed's window reads there what the feed dropped,
+	// telemetry samples included, instead of re-upserting every object and
+	// leaving a hole in the history (resync). It is what a new leader's
+	// writer meets when the old one's lagged by more than the follower's
+	// window. Without it, or past the log's retention: resync.
+	Backfill func(ctx context.Context, after, upto uint64, fn func(*twin.Change) error) error
 	Logger   *slog.Logger // default slog.Default()
 	// Registerer receives the writer's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
@@ -163,9 +172,10 @@ type Writer struct {
 	quarantined int   // rows quarantined in the current flush (Run goroutine)
 
 	// Owned by the Run goroutine.
-	cur       *twin.Cursor // required feed cursor while Run runs
-	pos       uint64       // last feed seq read into the batch
-	flushed   uint64       // last feed seq persisted
+	ctx       context.Context // Run's, for Backfill
+	cur       *twin.Cursor    // required feed cursor while Run runs
+	pos       uint64          // last feed seq read into the batch
+	flushed   uint64          // last feed seq persisted
 	upserts   map[twin.ID]*twin.Feature
 	deletes   map[twin.ID]struct{}
 	samples   []twin.Sample
@@ -257,7 +267,7 @@ func (w *Writer) Run(ctx context.Context) error {
 func (w *Writer) run(ctx context.Context) error {
 	// A required consumer: the feed keeps what the writer has not read.
 	cur := w.tw.Feed().Follow("writer", twin.Required, w.pos)
-	w.cur = cur
+	w.cur, w.ctx = cur, ctx
 	defer cur.Close()
 	// A timer re-armed after each flush (not a ticker): a slow flush is
 	// followed by a full interval of batching, never by an immediate second
@@ -375,6 +385,21 @@ func (w *Writer) read() {
 		cs, err := w.tw.Feed().SinceAppend(w.scan[:0], w.pos, min(room, w.opts.BatchSize))
 		w.scan = cs
 		if errors.Is(err, twin.ErrTooOld) {
+			if w.opts.Backfill != nil {
+				err := w.fromLog()
+				switch {
+				case err == nil:
+					continue // the feed holds the rest now, or the log gives more
+				case errors.Is(err, errBatchFull):
+					return // the run loop flushes, and the next read goes on
+				case !errors.Is(err, twin.ErrSeqGap):
+					if w.ctx.Err() == nil {
+						w.log.Warn("writer: reading the change log failed; trying again at the next read", "err", err, "from_seq", w.pos+1)
+					}
+					return
+				}
+				w.log.Error("writer: the change log no longer holds what the feed dropped", "err", err)
+			}
 			w.resync()
 			continue
 		}
@@ -386,6 +411,30 @@ func (w *Writer) read() {
 		}
 		w.pos = cs[len(cs)-1].Seq
 	}
+}
+
+// errBatchFull stops a read from the change log at MaxBatch pending items.
+var errBatchFull = errors.New("writer: batch full")
+
+// fromLog reads the changes after pos that the feed no longer holds from
+// the change log (Options.Backfill) into the batch, up to the feed's last
+// seq at the call or until the batch holds MaxBatch items (errBatchFull:
+// flush, then read on from pos).
+func (w *Writer) fromLog() error {
+	from := w.pos
+	err := w.opts.Backfill(w.ctx, w.pos, w.tw.Feed().Last(), func(c *twin.Change) error {
+		w.add(c)
+		w.pos = c.Seq
+		if w.pending() >= w.opts.MaxBatch {
+			return errBatchFull
+		}
+		return nil
+	})
+	if w.pos > from {
+		w.m.backfilled.Add(float64(w.pos - from))
+		w.log.Info("writer: read from the change log what the feed no longer held", "from_seq", from+1, "to_seq", w.pos)
+	}
+	return err
 }
 
 func (w *Writer) add(c *twin.Change) {
