@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/paulmach/orb"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/citytwin/citytwin/internal/clock"
+	"github.com/citytwin/citytwin/internal/promtest"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
 	"github.com/citytwin/citytwin/twin/timeline"
@@ -201,5 +205,127 @@ func testBackfill(t *testing.T, backfill bool, logErr error, lost bool) {
 				t.Errorf("minute %d: %s at %v, want %v", m, id(i), got[id(i)], pos(i, m))
 			}
 		}
+	}
+}
+
+// gatedTimeline holds the recorder's chunk writes while hold is set.
+type gatedTimeline struct {
+	*boltstore.Store
+	hold    atomic.Bool
+	release chan struct{}
+}
+
+func (g *gatedTimeline) AppendChanges(ctx context.Context, chunks []twin.TimelineChunk) error {
+	if g.hold.Load() {
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.Store.AppendChanges(ctx, chunks)
+}
+
+// TestBackfillWhenCutLoose: a recorder stuck in a flush (its store hung)
+// is cut loose by the feed at its hard cap while objects keep changing;
+// once the store answers it reads the changes the feed dropped from the
+// change log, and every one of them is in the replay.
+func TestBackfillWhenCutLoose(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(t0)
+	bs, err := boltstore.Open(t.TempDir(), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	st := &gatedTimeline{Store: bs, release: make(chan struct{})}
+	tw := twin.New(twin.Options{Clock: clk, FeedSize: 16})
+	var logged []twin.Change
+	var mu sync.Mutex
+	seen := uint64(0)
+	keep := func() { // as the change log holds them: encoded, without Old
+		mu.Lock()
+		defer mu.Unlock()
+		cs, err := tw.Feed().Since(seen, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range cs {
+			b, err := twin.MarshalChange(&cs[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := twin.UnmarshalChange(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logged = append(logged, c)
+			seen = c.Seq
+		}
+	}
+	id := twin.NewID(twin.Vehicles, "v")
+	move := func(k int) {
+		clk.Set(t0.Add(time.Duration(k) * time.Second))
+		if _, err := tw.Put(&twin.Feature{ID: id, Geometry: orb.Point{106 + float64(k)*1e-4, 29}}); err != nil {
+			t.Fatal(err)
+		}
+		keep()
+	}
+	move(0)
+	reg := prometheus.NewRegistry()
+	opts := timeline.Options{FlushInterval: 5 * time.Millisecond, Clock: clk, Registerer: reg,
+		Backfill: func(ctx context.Context, after, upto uint64, fn func(*twin.Change) error) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range logged {
+				if c := &logged[i]; c.Seq > after && c.Seq <= upto {
+					if err := fn(c); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}}
+	rec, err := timeline.NewRecorder(tw, st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer runRecorder(t, rec, bs)()
+	waitRecorded(t, tw, bs)
+	st.hold.Store(true)
+	const moves = 400 // the hard cap is 2 x 4 windows of 16
+	for k := 1; k <= moves; k++ {
+		move(k)
+	}
+	var cuts uint64
+	for _, c := range tw.Feed().Consumers() {
+		if c.Name == "timeline" {
+			cuts = c.Cuts
+		}
+	}
+	if cuts == 0 {
+		t.Fatal("the recorder was not cut loose; the test proves nothing")
+	}
+	close(st.release)
+	waitRecorded(t, tw, bs)
+	rd, err := timeline.NewReader(tw, bs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := rd.Changes(context.Background(), t0, t0.Add(time.Hour), []twin.Layer{twin.Vehicles})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int64]bool{}
+	for _, c := range cs {
+		got[c.Time.Sub(t0).Milliseconds()/1000] = true
+	}
+	for k := 1; k <= moves; k++ {
+		if !got[int64(k)] {
+			t.Fatalf("the move at +%ds is not in the replay (%d of %d recorded)", k, len(got), moves)
+		}
+	}
+	if g := promtest.Value(t, reg, "twin_timeline_gaps_total"); g != 0 {
+		t.Fatalf("%v gaps, want 0", g)
 	}
 }

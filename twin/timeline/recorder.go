@@ -222,6 +222,9 @@ type Recorder struct {
 	// often the GC runs).
 	bodies   sync.Pool // of *[]byte
 	chunkBuf []byte
+	// behind: the feed cut the recorder loose; Run reads on from the
+	// change log (catchUp).
+	behind bool
 }
 
 // NewRecorder makes a recorder over the twin's feed; st must implement
@@ -253,6 +256,15 @@ func (r *Recorder) Run(ctx context.Context) error {
 	r.checkpoints(ctx)
 	for {
 		r.read(cur)
+		if r.behind {
+			r.behind = false
+			if err := r.catchUp(ctx); err != nil && ctx.Err() == nil {
+				r.log.Error("timeline fell out of the feed window and the change log no longer holds the gap; its versions are lost", "from_seq", r.pos, "err", err)
+				r.m.gaps.Inc()
+				r.pos = r.tw.Feed().Last()
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -403,10 +415,15 @@ func (r *Recorder) read(cur *twin.Cursor) {
 		cs, err := r.tw.Feed().SinceAppend(r.scan[:0], r.pos, 4096)
 		r.scan = cs
 		if errors.Is(err, twin.ErrTooOld) {
-			// Cut loose by the feed: same as a gap at start.
-			r.log.Error("timeline fell out of the feed window; versions of the gap are lost", "from_seq", r.pos)
-			r.m.gaps.Inc()
-			r.pos = r.tw.Feed().Last()
+			// Cut loose by the feed: read the rest from the change log
+			// (Run calls catchUp), or lose it, as a gap at start.
+			if r.opts.Backfill != nil {
+				r.behind = true
+			} else {
+				r.log.Error("timeline fell out of the feed window; versions of the gap are lost", "from_seq", r.pos)
+				r.m.gaps.Inc()
+				r.pos = r.tw.Feed().Last()
+			}
 			if r.run.body != nil {
 				// What it read of the run before the gap: pending (the
 				// run's body holds changes the recorder never read).
