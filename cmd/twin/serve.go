@@ -410,13 +410,6 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	leadFn = func(ctx context.Context, drain func(context.Context) error) error {
 		treg := &termRegistry{Registerer: reg}
 		defer treg.end()
-		// Resume where the store's last writer stopped, whoever it was:
-		// this twin installed the changes since (as a follower), so none
-		// is lost across a failover.
-		flushed, _, err := boot.Seqs(ctx, st)
-		if err != nil {
-			return err
-		}
 		ro := tlOpts
 		ro.Registerer = treg
 		ro.Backfill = node.Changes // what the feed no longer holds (a recorder behind the writer after kill -9)
@@ -427,7 +420,6 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		curRecorder.Store(recorder)
 		defer curRecorder.Store(nil)
 		wr := writer.New(tw, st, writer.Options{Logger: log, Registerer: treg, Backfill: node.Changes})
-		wr.ResumeAt(flushed)
 		curWriter.Store(wr)
 		defer curWriter.Store(nil)
 		eng.Sync() // the twin's last rules, whoever set them
@@ -446,9 +438,28 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		}}
 		lw := &stage{name: "lead-writer"}
 		ls := newStages(ctx, log, li, lr, ln, lw)
-		ls.run(lw, "writer", wr.Run)
-		ls.run(lw, "indicators", ind.Run)
-		ls.run(lw, "timeline", recorder.Run)
+		ls.run(lw, "writer", func(ctx context.Context) error {
+			// Resume where the store's last writer stopped, whoever it
+			// was: this twin installed the changes since (as a follower),
+			// and what its feed no longer holds the writer reads from the
+			// change log (Backfill), so none is lost across a failover.
+			// The store may be away as the term starts: the writer waits
+			// for it, the other duties do not.
+			var flushed uint64
+			if err := untilOK(ctx, log, "store writer", func(ctx context.Context) error {
+				var err error
+				flushed, _, err = boot.Seqs(ctx, st)
+				return err
+			}); err != nil {
+				return err
+			}
+			wr.ResumeAt(flushed)
+			return wr.Run(ctx)
+		})
+		// The indicators and the replay recorder read their position from
+		// the store as they start: started again until it answers.
+		ls.run(lw, "indicators", func(ctx context.Context) error { return retryUntilDone(ctx, log, "indicators", ind.Run) })
+		ls.run(lw, "timeline", func(ctx context.Context) error { return retryUntilDone(ctx, log, "timeline", recorder.Run) })
 		ls.run(lr, "rules", eng.Run)
 		ls.run(lr, "tasks", work.Run)
 		ls.run(ln, "notify", notifier.Run)

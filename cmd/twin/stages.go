@@ -119,3 +119,32 @@ func retryUntilDone(ctx context.Context, log *slog.Logger, name string, fn func(
 		backoff = min(2*backoff, most)
 	}
 }
+
+// untilOK calls fn until it succeeds, waiting between tries (250 ms
+// doubling to 5 s), and returns ctx's error if ctx ends first. For what a
+// leader's duty must read from the store before it starts (the store
+// writer's resume point): a store away at the start of a term delays that
+// duty, not the term. A new leader that gave up its term instead left the
+// twin without a leader for as long as PostgreSQL was away.
+func untilOK(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
+	const first, most = 250 * time.Millisecond, 5 * time.Second
+	backoff := first
+	for {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("waiting for the store", "for", what, "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, most)
+	}
+}
