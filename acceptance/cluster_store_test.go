@@ -29,19 +29,9 @@ func TestStoreCutTwoServers(t *testing.T) {
 		t.Skip("-short: skipping the two-server store outage")
 	}
 	nats := startNATS(t)
-	db := pgtest.New(t)
-	u, err := url.Parse(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := tcpproxy.New(t, u.Host)
-	pu := *u
-	pu.Host = px.Addr()
-	q := pu.Query()
-	q.Set("connect_timeout", "2")
-	pu.RawQuery = q.Encode()
+	_, pxdb, px := proxiedDB(t)
 	const vehicles, perVehicle = 10, 60
-	a, b, tok, names := twoServersWithVehicles(t, pu.String(), nats, "acc-pgcut", vehicles)
+	a, b, tok, names := twoServersWithVehicles(t, pxdb, nats, "acc-pgcut", vehicles)
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	pub := newPacedPublisher(t)
 	lon := func(k int) float64 { return 106.5 + float64(k+1)*1e-5 }
@@ -88,7 +78,6 @@ func TestStoreCutTwoServers(t *testing.T) {
 	pub.wait(t)
 	t.Logf("PostgreSQL cut for %s mid-stream", cutFor.Round(100*time.Millisecond))
 
-	lost, doubled := 0, 0
 	for v, n := range names {
 		for _, s := range []*server{a, b} {
 			eventually(t, 30*time.Second, n+" at its last fix on "+s.url, func() bool {
@@ -96,22 +85,8 @@ func TestStoreCutTwoServers(t *testing.T) {
 				return near(f.point(t), lon(perVehicle-1), lat(v))
 			})
 		}
-		eventually(t, 30*time.Second, n+": every fix in history", func() bool {
-			return len(a.historyTimes(t, tok, "vehicles", n)) >= perVehicle
-		})
-		seen := map[int64]int{}
-		for _, ts := range a.historyTimes(t, tok, "vehicles", n) {
-			seen[ts.UnixNano()]++
-		}
-		for k := range perVehicle {
-			switch c := seen[t0.Add(time.Duration(k)*time.Second).UnixNano()]; {
-			case c == 0:
-				lost++
-			case c > 1:
-				doubled += c - 1
-			}
-		}
 	}
+	lost, doubled := historyOnce(t, a, tok, names, t0, perVehicle, 30*time.Second)
 	t.Logf("%d fixes: lost %d, doubled %d", vehicles*perVehicle, lost, doubled)
 	if lost != 0 || doubled != 0 {
 		t.Errorf("history after the store outage: lost %d, doubled %d of %d fixes; want 0 and 0", lost, doubled, vehicles*perVehicle)
@@ -240,13 +215,7 @@ func storeRestartCheck(t *testing.T, mode string) {
 
 	// What PostGIS holds, read from PostGIS. First the writer's position:
 	// every change of the leader's feed is written.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	ctx, conn := storeConn(t, db)
 	rows := func() int {
 		var n int
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM telemetry WHERE layer = 'vehicles' AND name = ANY($1)`, names).Scan(&n); err != nil {
@@ -254,16 +223,7 @@ func storeRestartCheck(t *testing.T, mode string) {
 		}
 		return n
 	}
-	feedSeq := func() float64 {
-		var v []byte
-		if err := conn.QueryRow(ctx, `SELECT value FROM meta WHERE key = 'feed_seq'`).Scan(&v); err != nil || len(v) != 8 {
-			t.Fatalf("meta feed_seq %x: %v", v, err)
-		}
-		return float64(binary.BigEndian.Uint64(v))
-	}
-	eventually(t, 60*time.Second, "the store's feed_seq at the leader's last change", func() bool {
-		return feedSeq() == a.metrics(t, "twin_feed_last_seq")[""]
-	})
+	waitStoreAt(t, conn, a, "the leader's last change")
 	seen := map[string]int{}
 	hr, err := conn.Query(ctx, `SELECT name, ts FROM telemetry WHERE layer = 'vehicles' AND name = ANY($1)`, names)
 	if err != nil {
@@ -332,6 +292,82 @@ func storeRestartCheck(t *testing.T, mode string) {
 // twoServersWithVehicles starts two servers of one twin on db and nats (A
 // leading), and registers n vehicles named prefix-i-suffix through B (the
 // relay). It returns the servers, an operator token and the names.
+// proxiedDB is a database of the test's own and its URL through a TCP
+// proxy the test can cut (every connection closed, new ones refused), with
+// a 2 s connect timeout.
+func proxiedDB(t *testing.T) (db, proxied string, px *tcpproxy.Proxy) {
+	t.Helper()
+	db = pgtest.New(t)
+	u, err := url.Parse(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px = tcpproxy.New(t, u.Host)
+	pu := *u
+	pu.Host = px.Addr()
+	q := pu.Query()
+	q.Set("connect_timeout", "2")
+	pu.RawQuery = q.Encode()
+	return db, pu.String(), px
+}
+
+// storeConn connects to db for the test's own reads; closed when the
+// test ends, its context bounding them to 2 minutes.
+func storeConn(t *testing.T, db string) (context.Context, *pgx.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return ctx, conn
+}
+
+// waitStoreAt waits until the store's feed_seq is s's last seq: every
+// change of s's feed is written.
+func waitStoreAt(t *testing.T, conn *pgx.Conn, s *server, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	feedSeq := func() float64 {
+		var v []byte
+		if err := conn.QueryRow(ctx, `SELECT value FROM meta WHERE key = 'feed_seq'`).Scan(&v); err != nil || len(v) != 8 {
+			return -1
+		}
+		return float64(binary.BigEndian.Uint64(v))
+	}
+	eventually(t, 60*time.Second, "the store's feed_seq at "+what, func() bool {
+		return feedSeq() == s.metrics(t, "twin_feed_last_seq")[""]
+	})
+}
+
+// historyOnce waits (up to wait) until s's history of each of names holds
+// perVehicle fixes, then counts the fixes at t0, t0+1 s, ... missing from
+// it and those in it more than once.
+func historyOnce(t *testing.T, s *server, tok string, names []string, t0 time.Time, perVehicle int, wait time.Duration) (lost, doubled int) {
+	t.Helper()
+	for _, n := range names {
+		eventually(t, wait, n+": every fix in history", func() bool {
+			return len(s.historyTimes(t, tok, "vehicles", n)) >= perVehicle
+		})
+		seen := map[int64]int{}
+		for _, ts := range s.historyTimes(t, tok, "vehicles", n) {
+			seen[ts.UnixNano()]++
+		}
+		for k := range perVehicle {
+			switch c := seen[t0.Add(time.Duration(k)*time.Second).UnixNano()]; {
+			case c == 0:
+				lost++
+			case c > 1:
+				doubled += c - 1
+			}
+		}
+	}
+	return lost, doubled
+}
+
 func twoServersWithVehicles(t *testing.T, db, nats, prefix string, n int, args ...string) (a, b *server, tok string, names []string) {
 	t.Helper()
 	o := serveOpts{mqtt: mosquitto, db: db, key: writeKey(t), args: append([]string{"--nats", nats}, args...)}
@@ -361,19 +397,9 @@ func TestFailoverDuringStoreCut(t *testing.T) {
 		t.Skip("-short: skipping the failover during a store outage")
 	}
 	nats := startNATS(t)
-	db := pgtest.New(t)
-	u, err := url.Parse(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := tcpproxy.New(t, u.Host)
-	pu := *u
-	pu.Host = px.Addr()
-	q := pu.Query()
-	q.Set("connect_timeout", "2")
-	pu.RawQuery = q.Encode()
+	db, pxdb, px := proxiedDB(t)
 	const vehicles, perVehicle = 10, 40
-	a, b, tok, names := twoServersWithVehicles(t, pu.String(), nats, "acc-focut", vehicles, "--feed-size", "64")
+	a, b, tok, names := twoServersWithVehicles(t, pxdb, nats, "acc-focut", vehicles, "--feed-size", "64")
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	lon := func(k int) float64 { return 106.5 + float64(k+1)*1e-5 }
 	lat := func(v int) float64 { return 29.5 + float64(v)*1e-3 }
@@ -415,45 +441,13 @@ func TestFailoverDuringStoreCut(t *testing.T) {
 	eventually(t, 30*time.Second, "the new leader's writer reading the change log", func() bool {
 		return b.metrics(t, "twin_writer_backfilled_changes_total")[""] > 0
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	feedSeq := func() float64 {
-		var v []byte
-		if err := conn.QueryRow(ctx, `SELECT value FROM meta WHERE key = 'feed_seq'`).Scan(&v); err != nil || len(v) != 8 {
-			return -1
-		}
-		return float64(binary.BigEndian.Uint64(v))
-	}
-	eventually(t, 60*time.Second, "the store's feed_seq at the new leader's last change ("+late+" included)", func() bool {
-		return feedSeq() == b.metrics(t, "twin_feed_last_seq")[""]
-	})
+	ctx, conn := storeConn(t, db)
+	waitStoreAt(t, conn, b, "the new leader's last change ("+late+" included)")
 	var stored int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM vehicles WHERE name = $1`, late).Scan(&stored); err != nil || stored != 1 {
 		t.Errorf("%s, put while the store was away: %d rows in the vehicles table (%v), want 1", late, stored, err)
 	}
-	lost, doubled := 0, 0
-	for _, n := range names {
-		eventually(t, 60*time.Second, n+": every fix in history", func() bool {
-			return len(b.historyTimes(t, tok, "vehicles", n)) >= perVehicle
-		})
-		seen := map[int64]int{}
-		for _, ts := range b.historyTimes(t, tok, "vehicles", n) {
-			seen[ts.UnixNano()]++
-		}
-		for k := range perVehicle {
-			switch c := seen[t0.Add(time.Duration(k)*time.Second).UnixNano()]; {
-			case c == 0:
-				lost++
-			case c > 1:
-				doubled += c - 1
-			}
-		}
-	}
+	lost, doubled := historyOnce(t, b, tok, names, t0, perVehicle, 60*time.Second)
 	t.Logf("%d fixes: lost %d, doubled %d", vehicles*perVehicle, lost, doubled)
 	if lost != 0 || doubled != 0 {
 		t.Errorf("history after a failover during the store outage: lost %d, doubled %d of %d fixes; want 0 and 0", lost, doubled, vehicles*perVehicle)

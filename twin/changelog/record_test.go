@@ -22,27 +22,8 @@ import (
 // (the format written before runs) decode to their changes, and locate
 // finds the record holding any seq, or the end of the log.
 func TestRecordsAndLocate(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 	ctx := context.Background()
-	sp, err := spine.Open(ctx, spine.Options{URL: ns.ClientURL(), Name: "t", DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	tw := twin.New(twin.Options{})
-	tw.Replicate()
-	n, err := New(tw, sp, Options{LeaseKey: "applier", Lead: func(context.Context, func(context.Context) error) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, sp := testNode(t)
 	if s, err := n.locate(ctx, 0); err != nil || s != 1 {
 		t.Fatalf("empty log: locate %d %v, want 1", s, err)
 	}
@@ -88,6 +69,40 @@ func TestRecordsAndLocate(t *testing.T) {
 	if last, err := n.refresh(ctx); err != nil || last != 9 || n.tail.Load() != 3 {
 		t.Errorf("refresh: last %d tail %d %v, want 9 and 3", last, n.tail.Load(), err)
 	}
+}
+
+// startNATS starts a JetStream server on a free port for the test and
+// returns its URL.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns.ClientURL()
+}
+
+// testNode is a node of a fresh replicated twin on a JetStream of the
+// test's own, not started: its log is written and read directly.
+func testNode(t *testing.T) (*Node, *spine.Spine) {
+	t.Helper()
+	sp, err := spine.Open(context.Background(), spine.Options{URL: startNATS(t), Name: "t", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sp.Close)
+	tw := twin.New(twin.Options{})
+	tw.Replicate()
+	n, err := New(tw, sp, Options{LeaseKey: "applier", Lead: func(context.Context, func(context.Context) error) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, sp
 }
 
 // recordMsg makes (through record, as the leader does) the record of consecutive changes lo..hi (their
@@ -168,27 +183,8 @@ func TestCompressedRecords(t *testing.T) {
 // ErrSeqGap for what the log does not hold (past its end, or before a
 // base record that restarted it above).
 func TestChangesFromTheLog(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 	ctx := context.Background()
-	sp, err := spine.Open(ctx, spine.Options{URL: ns.ClientURL(), Name: "t", DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	tw := twin.New(twin.Options{})
-	tw.Replicate()
-	n, err := New(tw, sp, Options{LeaseKey: "applier", Lead: func(context.Context, func(context.Context) error) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, _ := testNode(t)
 	publish := func(lo, hi uint64) {
 		var blobs [][]byte
 		for s := lo; s <= hi; s++ {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/citytwin/citytwin/internal/promtest"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
+	"github.com/citytwin/citytwin/twin/logtest"
 	"github.com/citytwin/citytwin/twin/timeline"
 )
 
@@ -89,7 +89,6 @@ func testBackfill(t *testing.T, backfill bool, logErr error, lost bool) {
 	stop()
 	// Minutes 3-6 reach the log and the store writer, not the recorder:
 	// the server is killed.
-	recorded := tw.Feed().Last()
 	for m := 3; m < 7; m++ {
 		move(tw, m)
 		if c := map[int]string{4: "red", 5: "yellow"}[m]; c != "" { // the building changes twice in the gap
@@ -98,21 +97,8 @@ func testBackfill(t *testing.T, backfill bool, logErr error, lost bool) {
 			}
 		}
 	}
-	fed, err := tw.Feed().Since(recorded, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// As the change log holds them: encoded, without Old.
-	logged := make([]twin.Change, len(fed))
-	for i := range fed {
-		b, err := twin.MarshalChange(&fed[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if logged[i], err = twin.UnmarshalChange(b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	log := logtest.New(tw) // as the change log holds them
+	log.Keep(t)
 
 	// The second life, a minute later: the twin is loaded from the store
 	// (the writer's state), its feed beginning after the writer's seq.
@@ -134,14 +120,7 @@ func testBackfill(t *testing.T, backfill bool, logErr error, lost bool) {
 			} else if logErr != nil {
 				return logErr
 			}
-			for i := range logged {
-				if c := &logged[i]; c.Seq > after && c.Seq <= upto {
-					if err := fn(c); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+			return log.Changes(ctx, after, upto, fn)
 		}
 	}
 	rec2, err := timeline.NewRecorder(tw2, st, o2)
@@ -240,52 +219,19 @@ func TestBackfillWhenCutLoose(t *testing.T) {
 	defer bs.Close()
 	st := &gatedTimeline{Store: bs, release: make(chan struct{})}
 	tw := twin.New(twin.Options{Clock: clk, FeedSize: 16})
-	var logged []twin.Change
-	var mu sync.Mutex
-	seen := uint64(0)
-	keep := func() { // as the change log holds them: encoded, without Old
-		mu.Lock()
-		defer mu.Unlock()
-		cs, err := tw.Feed().Since(seen, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range cs {
-			b, err := twin.MarshalChange(&cs[i])
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := twin.UnmarshalChange(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			logged = append(logged, c)
-			seen = c.Seq
-		}
-	}
+	log := logtest.New(tw)
 	id := twin.NewID(twin.Vehicles, "v")
 	move := func(k int) {
 		clk.Set(t0.Add(time.Duration(k) * time.Second))
 		if _, err := tw.Put(&twin.Feature{ID: id, Geometry: orb.Point{106 + float64(k)*1e-4, 29}}); err != nil {
 			t.Fatal(err)
 		}
-		keep()
+		log.Keep(t)
 	}
 	move(0)
 	reg := prometheus.NewRegistry()
 	opts := timeline.Options{FlushInterval: 5 * time.Millisecond, Clock: clk, Registerer: reg,
-		Backfill: func(ctx context.Context, after, upto uint64, fn func(*twin.Change) error) error {
-			mu.Lock()
-			defer mu.Unlock()
-			for i := range logged {
-				if c := &logged[i]; c.Seq > after && c.Seq <= upto {
-					if err := fn(c); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		}}
+		Backfill: log.Changes}
 	rec, err := timeline.NewRecorder(tw, st, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/citytwin/citytwin/internal/promtest"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/boltstore"
+	"github.com/citytwin/citytwin/twin/logtest"
 	"github.com/citytwin/citytwin/twin/writer"
 )
 
@@ -39,33 +40,12 @@ func TestBackfillInsteadOfResync(t *testing.T) {
 			}
 			defer bs.Close()
 			tw := twin.New(twin.Options{Clock: clock.NewFake(t0), FeedSize: 16})
-			// The log: every change as the change log holds it (encoded,
-			// without Old), read as the feed goes before it drops them.
-			var logged []twin.Change
-			seen := uint64(0)
-			keep := func() {
-				cs, err := tw.Feed().Since(seen, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := range cs {
-					b, err := twin.MarshalChange(&cs[i])
-					if err != nil {
-						t.Fatal(err)
-					}
-					c, err := twin.UnmarshalChange(b)
-					if err != nil {
-						t.Fatal(err)
-					}
-					logged = append(logged, c)
-					seen = c.Seq
-				}
-			}
+			log := logtest.New(tw)
 			const vehicles, fixes = 5, 60
 			id := func(v int) twin.ID { return twin.NewID(twin.Vehicles, fmt.Sprint("v", v)) }
 			for v := range vehicles {
 				put(t, tw, twin.Vehicles, fmt.Sprint("v", v), orb.Point{106, 29})
-				keep()
+				log.Keep(t)
 			}
 			for k := 1; k <= fixes; k++ {
 				for v := range vehicles {
@@ -73,27 +53,16 @@ func TestBackfillInsteadOfResync(t *testing.T) {
 					if _, _, err := tw.ApplySample(s); err != nil {
 						t.Fatal(err)
 					}
-					keep()
+					log.Keep(t)
 				}
 			}
 			if _, err := tw.Delete(id(4)); err != nil {
 				t.Fatal(err)
 			}
-			keep()
-			calls := 0
+			log.Keep(t)
 			opts := writer.Options{FlushInterval: 5 * time.Millisecond, MaxBatch: tc.maxBatch}
 			if tc.backfill {
-				opts.Backfill = func(ctx context.Context, after, upto uint64, fn func(*twin.Change) error) error {
-					calls++
-					for i := range logged {
-						if c := &logged[i]; c.Seq > after && c.Seq <= upto {
-							if err := fn(c); err != nil {
-								return err
-							}
-						}
-					}
-					return nil
-				}
+				opts.Backfill = log.Changes
 			}
 			reg := prometheus.NewRegistry()
 			opts.Registerer = reg
@@ -115,8 +84,8 @@ func TestBackfillInsteadOfResync(t *testing.T) {
 				if total != vehicles*fixes || resyncs != 0 {
 					t.Fatalf("%d samples in the history, want %d; %v resyncs, want 0", total, vehicles*fixes, resyncs)
 				}
-				if tc.maxBatch > 0 && calls < 2 {
-					t.Fatalf("the log was read %d times; with MaxBatch %d, want it read on after a flush", calls, tc.maxBatch)
+				if tc.maxBatch > 0 && log.Calls() < 2 {
+					t.Fatalf("the log was read %d times; with MaxBatch %d, want it read on after a flush", log.Calls(), tc.maxBatch)
 				}
 				return
 			}
