@@ -458,8 +458,8 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 		})
 		// The indicators and the replay recorder read their position from
 		// the store as they start: started again until it answers.
-		ls.run(lw, "indicators", func(ctx context.Context) error { return retryUntilDone(ctx, log, "indicators", ind.Run) })
-		ls.run(lw, "timeline", func(ctx context.Context) error { return retryUntilDone(ctx, log, "timeline", recorder.Run) })
+		ls.run(lw, "indicators", restartedUntilDone(log, "indicators", ind.Run))
+		ls.run(lw, "timeline", restartedUntilDone(log, "timeline", recorder.Run))
 		ls.run(lr, "rules", eng.Run)
 		ls.run(lr, "tasks", work.Run)
 		ls.run(ln, "notify", notifier.Run)

@@ -148,3 +148,17 @@ func untilOK(ctx context.Context, log *slog.Logger, what string, fn func(context
 		backoff = min(2*backoff, most)
 	}
 }
+
+// restartedUntilDone is run started again after an error until ctx ends
+// (retryUntilDone), returning the last run's error: a final flush that
+// failed at shutdown is still reported by the stage.
+func restartedUntilDone(log *slog.Logger, name string, run func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var last error
+		_ = retryUntilDone(ctx, log, name, func(ctx context.Context) error {
+			last = run(ctx)
+			return last
+		})
+		return last
+	}
+}
