@@ -92,13 +92,34 @@ func (s *stages) stop(before func()) {
 	})
 }
 
+// backoff is the wait between two tries of a leader's duty: 250 ms
+// doubling to 5 s.
+type backoff struct{ d time.Duration }
+
+const backoffFirst, backoffMost = 250 * time.Millisecond, 5 * time.Second
+
+// wait sleeps the current back-off and doubles it; false if ctx ended first.
+func (b *backoff) wait(ctx context.Context) bool {
+	if b.d == 0 {
+		b.d = backoffFirst
+	}
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	b.d = min(2*b.d, backoffMost)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // retryUntilDone runs fn until ctx ends, starting it again after an error
 // with a back-off of 250 ms doubling to 5 s (reset once a run lasted a
 // minute). For a leader's duty that must not stay down while the server
 // keeps leading.
 func retryUntilDone(ctx context.Context, log *slog.Logger, name string, fn func(context.Context) error) error {
-	const first, most = 250 * time.Millisecond, 5 * time.Second
-	backoff := first
+	var b backoff
 	for {
 		began := time.Now()
 		err := fn(ctx)
@@ -106,29 +127,23 @@ func retryUntilDone(ctx context.Context, log *slog.Logger, name string, fn func(
 			return nil
 		}
 		if time.Since(began) > time.Minute {
-			backoff = first
+			b = backoff{}
 		}
-		log.Warn("component failed; starting it again", "component", name, "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		log.Warn("component failed; starting it again", "component", name, "err", err, "retry_in", max(b.d, backoffFirst))
+		if !b.wait(ctx) {
 			return nil
-		case <-t.C:
 		}
-		backoff = min(2*backoff, most)
 	}
 }
 
-// untilOK calls fn until it succeeds, waiting between tries (250 ms
-// doubling to 5 s), and returns ctx's error if ctx ends first. For what a
-// leader's duty must read from the store before it starts (the store
+// untilOK calls fn until it succeeds, waiting between tries as
+// retryUntilDone does, and returns ctx's error if ctx ends first. For what
+// a leader's duty must read from the store before it starts (the store
 // writer's resume point): a store away at the start of a term delays that
 // duty, not the term. A new leader that gave up its term instead left the
 // twin without a leader for as long as PostgreSQL was away.
 func untilOK(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
-	const first, most = 250 * time.Millisecond, 5 * time.Second
-	backoff := first
+	var b backoff
 	for {
 		err := fn(ctx)
 		if err == nil {
@@ -137,15 +152,10 @@ func untilOK(ctx context.Context, log *slog.Logger, what string, fn func(context
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn("waiting for the store", "for", what, "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		log.Warn("waiting for the store", "for", what, "err", err, "retry_in", max(b.d, backoffFirst))
+		if !b.wait(ctx) {
 			return ctx.Err()
-		case <-t.C:
 		}
-		backoff = min(2*backoff, most)
 	}
 }
 

@@ -115,9 +115,9 @@ func testBackfill(t *testing.T, backfill bool, logErr error, lost bool) {
 	if backfill {
 		o2.Backfill = func(ctx context.Context, after, upto uint64, fn func(*twin.Change) error) error {
 			calls++
-			if calls > 1 && logErr != nil && !errors.Is(logErr, twin.ErrSeqGap) {
-				// Transient: fails once, then answers.
-			} else if logErr != nil {
+			// A gap is final; any other error is transient: once, then
+			// the log answers.
+			if logErr != nil && (calls == 1 || errors.Is(logErr, twin.ErrSeqGap)) {
 				return logErr
 			}
 			return log.Changes(ctx, after, upto, fn)

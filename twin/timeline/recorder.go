@@ -222,9 +222,6 @@ type Recorder struct {
 	// often the GC runs).
 	bodies   sync.Pool // of *[]byte
 	chunkBuf []byte
-	// behind: the feed cut the recorder loose; Run reads on from the
-	// change log (catchUp).
-	behind bool
 }
 
 // NewRecorder makes a recorder over the twin's feed; st must implement
@@ -255,9 +252,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 	defer build.Stop()
 	r.checkpoints(ctx)
 	for {
-		r.read(cur)
-		if r.behind {
-			r.behind = false
+		if behind := r.read(cur); behind {
 			if err := r.catchUp(ctx); err != nil && ctx.Err() == nil {
 				r.log.Error("timeline fell out of the feed window and the change log no longer holds the gap; its versions are lost", "from_seq", r.pos, "err", err)
 				r.m.gaps.Inc()
@@ -374,10 +369,12 @@ func (r *Recorder) catchUp(ctx context.Context) error {
 		if err == nil {
 			err = r.flush(ctx)
 		}
+		if r.pos > from {
+			r.m.backfilled.Add(float64(r.pos - from))
+			r.log.Info("timeline: read from the change log what the feed no longer held", "from_seq", from+1, "to_seq", r.pos)
+		}
 		switch {
 		case err == nil:
-			r.log.Info("timeline: read from the change log what the feed no longer held", "from_seq", from+1, "to_seq", r.pos)
-			r.m.backfilled.Add(float64(r.pos - from))
 			continue
 		case errors.Is(err, twin.ErrSeqGap), ctx.Err() != nil:
 			return err
@@ -408,8 +405,10 @@ func basePartKey(seq, k uint64) uint64 {
 	return seq&(1<<48-1) | k<<48
 }
 
-// read moves feed changes into the pending records.
-func (r *Recorder) read(cur *twin.Cursor) {
+// read moves feed changes into the pending records. It reports behind
+// when the feed cut the recorder loose and the change log can give what
+// it dropped (Run then calls catchUp).
+func (r *Recorder) read(cur *twin.Cursor) (behind bool) {
 	defer cur.Done(r.pos)
 	for len(r.pending)+r.keptRecords < r.opts.MaxPending {
 		cs, err := r.tw.Feed().SinceAppend(r.scan[:0], r.pos, 4096)
@@ -417,9 +416,8 @@ func (r *Recorder) read(cur *twin.Cursor) {
 		if errors.Is(err, twin.ErrTooOld) {
 			// Cut loose by the feed: read the rest from the change log
 			// (Run calls catchUp), or lose it, as a gap at start.
-			if r.opts.Backfill != nil {
-				r.behind = true
-			} else {
+			behind = r.opts.Backfill != nil
+			if !behind {
 				r.log.Error("timeline fell out of the feed window; versions of the gap are lost", "from_seq", r.pos)
 				r.m.gaps.Inc()
 				r.pos = r.tw.Feed().Last()
@@ -432,16 +430,17 @@ func (r *Recorder) read(cur *twin.Cursor) {
 				clear(r.run.recs)
 				r.run = openRun{recs: r.run.recs[:0]}
 			}
-			return
+			return behind
 		}
 		if len(cs) == 0 {
-			return
+			return false
 		}
 		for i := range cs {
 			r.take(&cs[i])
 		}
 		r.pos = cs[len(cs)-1].Seq
 	}
+	return false
 }
 
 func (r *Recorder) add(c *twin.Change) {
@@ -470,8 +469,9 @@ func (r *Recorder) add(c *twin.Change) {
 
 // addLogged is add for a change read from the change log, which does not
 // carry an upsert's previous state (twin.UnmarshalChange): a building's
-// new version is recorded, as add does for an edit; the one before it,
-// unknown here, is left to the checkpoints and versions already stored.
+// new version is recorded, as add does for an edit. The version before
+// it is unknown here: a building first changed in the stretch read is not
+// in the replay before that change (buildings are in no checkpoint).
 func (r *Recorder) addLogged(c *twin.Change) {
 	if c.Kind == twin.Upsert && c.Old == nil && c.New != nil && c.New.ID.Layer == twin.Buildings {
 		r.version(c.New)

@@ -2,6 +2,7 @@ package writer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -21,17 +22,20 @@ import (
 // does) at a seq its feed no longer holds reads the changes in between
 // from the change log (Options.Backfill): every telemetry sample is in
 // the history and the stored state is the twin's, with no resync, also
-// when the batch fills up on the way (MaxBatch). Without the log it
-// resyncs: the state is right, the history has a hole.
+// when the batch fills up on the way (MaxBatch) and when the log fails
+// once (it is asked again). Without the log it resyncs: the state is
+// right, the history has a hole.
 func TestBackfillInsteadOfResync(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		backfill bool
 		maxBatch int
+		failOnce bool
 	}{
-		{"from the log", true, 0},
-		{"from the log, in batches", true, 37},
-		{"no log", false, 0},
+		{"from the log", true, 0, false},
+		{"from the log, in batches", true, 37, false},
+		{"log away once", true, 0, true},
+		{"no log", false, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bs, err := boltstore.Open(t.TempDir(), boltstore.Options{})
@@ -63,6 +67,16 @@ func TestBackfillInsteadOfResync(t *testing.T) {
 			opts := writer.Options{FlushInterval: 5 * time.Millisecond, MaxBatch: tc.maxBatch}
 			if tc.backfill {
 				opts.Backfill = log.Changes
+			}
+			if tc.failOnce {
+				failed := false
+				opts.Backfill = func(ctx context.Context, after, upto uint64, fn func(*twin.Change) error) error {
+					if !failed {
+						failed = true
+						return errors.New("nats: timeout")
+					}
+					return log.Changes(ctx, after, upto, fn)
+				}
 			}
 			reg := prometheus.NewRegistry()
 			opts.Registerer = reg

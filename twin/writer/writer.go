@@ -173,6 +173,7 @@ type Writer struct {
 
 	// Owned by the Run goroutine.
 	ctx       context.Context // Run's, for Backfill
+	logRetry  time.Time       // a failed Backfill is not tried again before this
 	cur       *twin.Cursor    // required feed cursor while Run runs
 	pos       uint64          // last feed seq read into the batch
 	flushed   uint64          // last feed seq persisted
@@ -386,6 +387,9 @@ func (w *Writer) read() {
 		w.scan = cs
 		if errors.Is(err, twin.ErrTooOld) {
 			if w.opts.Backfill != nil {
+				if time.Now().Before(w.logRetry) {
+					return // the log failed just now: not at every feed signal
+				}
 				err := w.fromLog()
 				switch {
 				case err == nil:
@@ -394,7 +398,8 @@ func (w *Writer) read() {
 					return // the run loop flushes, and the next read goes on
 				case !errors.Is(err, twin.ErrSeqGap):
 					if w.ctx.Err() == nil {
-						w.log.Warn("writer: reading the change log failed; trying again at the next read", "err", err, "from_seq", w.pos+1)
+						w.logRetry = time.Now().Add(logRetryAfter)
+						w.log.Warn("writer: reading the change log failed; trying again", "err", err, "from_seq", w.pos+1, "retry_in", logRetryAfter)
 					}
 					return
 				}
@@ -412,6 +417,10 @@ func (w *Writer) read() {
 		w.pos = cs[len(cs)-1].Seq
 	}
 }
+
+// logRetryAfter is how long a writer whose read of the change log failed
+// waits before the next try (the feed's signals come far more often).
+const logRetryAfter = time.Second
 
 // errBatchFull stops a read from the change log at MaxBatch pending items.
 var errBatchFull = errors.New("writer: batch full")
