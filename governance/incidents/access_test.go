@@ -113,7 +113,12 @@ func TestDispatchScope(t *testing.T) {
 }
 
 // TestConcurrentDispatchClaimsOnce: many incidents dispatched at once over
-// few workers; no worker is assigned twice and every claimed worker is busy.
+// few workers; no worker is assigned twice, every holder is busy and no
+// worker is left busy without an incident (a claim that lost is released).
+//
+// How many workers end up holding one is not fixed: a nearest dispatch of
+// an incident already given to w0 re-dispatches it to the next nearest and
+// frees w0, possibly after every named "w0" dispatch has failed as busy.
 func TestConcurrentDispatchClaimsOnce(t *testing.T) {
 	workers := map[string]orb.Point{}
 	for i := range 3 {
@@ -130,23 +135,15 @@ func TestConcurrentDispatchClaimsOnce(t *testing.T) {
 		names = append(names, f.ID.Name)
 	}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	assigned := map[string]int{}
 	for _, n := range names {
 		for _, worker := range []string{"", "w0"} { // nearest and named, racing
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				f, err := s.Act(city, n, "dispatch", Action{Worker: worker})
-				if err != nil {
-					if !errors.Is(err, ErrNoWorker) && !errors.Is(err, ErrWorkerBusy) && !errors.Is(err, ErrTransition) {
-						t.Errorf("dispatch %s: %v", n, err)
-					}
-					return
+				_, err := s.Act(city, n, "dispatch", Action{Worker: worker})
+				if err != nil && !errors.Is(err, ErrNoWorker) && !errors.Is(err, ErrWorkerBusy) && !errors.Is(err, ErrTransition) {
+					t.Errorf("dispatch %s: %v", n, err)
 				}
-				mu.Lock()
-				assigned[f.ID.Name] = 0
-				mu.Unlock()
 			}()
 		}
 	}
@@ -158,17 +155,20 @@ func TestConcurrentDispatchClaimsOnce(t *testing.T) {
 		}
 		return true
 	})
-	if len(holders) != 3 {
-		t.Errorf("%d workers assigned, want all 3: %v", len(holders), holders)
+	if len(holders) == 0 {
+		t.Fatal("no incident was dispatched")
 	}
 	for w, incs := range holders {
 		if len(incs) != 1 {
 			t.Errorf("%s holds %d incidents: %v", w, len(incs), incs)
 		}
-		id, _ := twin.ParseID(w)
+	}
+	for name := range workers {
+		id := twin.NewID(twin.Workers, name)
 		f, _ := tw.Get(id)
-		if f.Prop("status") != "busy" {
-			t.Errorf("%s status %q, want busy", w, f.Prop("status"))
+		_, holds := holders[id.String()]
+		if busy := f.Prop("status") == "busy"; busy != holds {
+			t.Errorf("%s status %q but holds %v", name, f.Prop("status"), holders[id.String()])
 		}
 	}
 }
