@@ -134,6 +134,16 @@ func ringsCross(rings []orb.Ring, cell orb.Polygon) bool {
 	return false
 }
 
+// whole reports the region every point of cell finds (nil: none), when
+// that needs no polygon test: no region's boundary crosses the cell.
+func (b *buckets) whole(cell uint64) (r *region, ok bool) {
+	x := b.m[cell]
+	if x == nil {
+		return nil, true
+	}
+	return x.full, len(x.cands) == 0
+}
+
 func (b *buckets) find(p orb.Point, cell uint64) *region {
 	x := b.m[cell]
 	if x == nil {

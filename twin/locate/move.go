@@ -35,6 +35,16 @@ const maxShapes = 1 << 16
 type cellShape struct {
 	n     int
 	edges [maxCellEdges]halfPlane
+	// place is the place of every point of the cell under idx, when
+	// uniform (no street or district boundary crosses the cell): a move
+	// that stays in the cell then needs no region lookup at all. Most
+	// cells are such cells, and the lookup (bucket, path, the shared
+	// place: cache misses in a busy server) was ~45 % of LocateMove at 20k
+	// moves/s (issue 16 goal 6). A shape built under another index (the
+	// regions or grids were reloaded since) is rebuilt on its next use.
+	idx     *index
+	place   *twin.Place
+	uniform bool
 }
 
 // maxCellEdges is the most vertices an H3 cell's boundary has (H3's
@@ -100,8 +110,9 @@ func (s *shapes) lookup(c uint64) *cellShape {
 	return sh
 }
 
-// get returns c's outline, building and caching it when absent.
-func (s *shapes) get(c uint64) *cellShape {
+// get returns c's outline, building and caching it when absent, with the
+// cell's uniform place under idx (see cellShape.place).
+func (s *shapes) get(c uint64, idx *index, place *twin.Place, uniform bool) *cellShape {
 	if sh := s.lookup(c); sh != nil {
 		return sh
 	}
@@ -109,13 +120,19 @@ func (s *shapes) get(c uint64) *cellShape {
 	if sh == nil {
 		return nil
 	}
+	sh.idx, sh.place, sh.uniform = idx, place, uniform
+	s.put(c, sh)
+	return sh
+}
+
+// put caches sh as c's outline.
+func (s *shapes) put(c uint64, sh *cellShape) {
 	s.mu.Lock()
 	if s.m == nil || len(s.m) >= maxShapes {
 		s.m = make(map[uint64]*cellShape)
 	}
 	s.m[c] = sh
 	s.mu.Unlock()
-	return sh
 }
 
 // LocateMove is Locate for a point object that moved from prev (its state
@@ -140,12 +157,57 @@ func (l *Locator) LocateMove(p orb.Point, prev *twin.Feature) (cells []uint64, p
 		// cost no more than Locate.
 		cells, place = l.Locate(p)
 		if len(cells) == 1 && cells[0] == c {
-			l.shapes.get(c)
+			idx := l.idx.Load()
+			place, uniform := l.uniformPlace(idx, c)
+			l.shapes.get(c, idx, place, uniform)
 		}
 		return cells, place
 	}
 	if !sh.inside(p) {
 		return l.Locate(p)
 	}
-	return prev.Cells(), l.placeAt(l.idx.Load(), p, c)
+	idx := l.idx.Load()
+	if sh.idx == idx {
+		if sh.uniform {
+			return prev.Cells(), sh.place
+		}
+		return prev.Cells(), l.placeAt(idx, p, c)
+	}
+	// Built under an index since replaced: the same outline, this index's
+	// place (a copy; cached shapes are never modified).
+	fresh := *sh
+	fresh.idx = idx
+	fresh.place, fresh.uniform = l.uniformPlace(idx, c)
+	l.shapes.put(c, &fresh)
+	return prev.Cells(), l.placeAt(idx, p, c)
+}
+
+// uniformPlace is the place every point of res-9 cell c has under idx;
+// ok is false when points of c may differ (a street's or district's
+// boundary crosses c, or only the city polygon decides it). Not every
+// uniform cell is inside a street: a point in no region and no grid has
+// a nil place, uniformly.
+func (l *Locator) uniformPlace(idx *index, c uint64) (place *twin.Place, ok bool) {
+	path, ok := idx.uniformPath(c)
+	if !ok {
+		return nil, false
+	}
+	return l.places.Get(path, idx.grids[c]), true
+}
+
+// uniformPath is the region path of every point of res-9 cell c, when the
+// bucket index answers c without a polygon test at both levels (see path):
+// then any point's path is the cell's.
+func (idx *index) uniformPath(c uint64) ([]string, bool) {
+	streets, ok1 := idx.streets.(*buckets)
+	districts, ok2 := idx.districts.(*buckets)
+	if !ok1 || !ok2 {
+		return nil, false
+	}
+	street, ok1 := streets.whole(c)
+	district, ok2 := districts.whole(c)
+	if !ok1 || !ok2 || (street == nil && district == nil && idx.hasCity) {
+		return nil, false
+	}
+	return idx.path(hex.CellCenter(c), c), true
 }

@@ -78,7 +78,7 @@ func TestMoveMatchesH3(t *testing.T) {
 		c := hex.PointCell(starts[i%len(starts)], hex.PointRes)
 		r := hex.CellPolygon(c)[0]
 		prev := withCell(hex.CellCenter(c), c)
-		l.shapes.get(c)
+		l.shapes.get(c, nil, nil, false) // as if built under an index since replaced
 		for k := 0; k+1 < len(r); k++ {
 			a, b := r[k], r[k+1]
 			ex, ey := b[0]-a[0], b[1]-a[1]
@@ -100,6 +100,81 @@ func TestMoveMatchesH3(t *testing.T) {
 	}
 }
 
+// TestMoveAfterReset: a cell's cached place (the place of every point of a
+// cell wholly inside one street) is not kept across a Reset or SetGrids
+// that changes it: moves staying in their cells get the new regions and
+// grids, as Locate does.
+func TestMoveAfterReset(t *testing.T) {
+	regions, streets := syntheticCity()
+	l := New()
+	l.Reset(regions, MakeGrids(streets))
+	pts := randomPoints(2048)
+	prevs := make([]*twin.Feature, len(pts))
+	uniform := 0
+	for i, p := range pts {
+		prevs[i] = &twin.Feature{Geometry: p}
+		prevs[i].SetCell(hex.PointCell(p, hex.PointRes))
+		l.LocateMove(p, prevs[i]) // stays: caches the outline and place
+		if sh := l.shapes.lookup(prevs[i].Cell()); sh != nil && sh.uniform {
+			uniform++
+		}
+	}
+	if uniform < len(pts)/2 {
+		t.Fatalf("%d of %d cells have a uniform place; the synthetic city's streets hold most cells whole", uniform, len(pts))
+	}
+	moveAll := func(stage string) {
+		t.Helper()
+		for i, p := range pts {
+			q := orb.Point{p[0] + 1e-7, p[1]} // stays in its cell
+			gc, gr, gg := locateMove3(l, q, prevs[i])
+			wc, wr, wg := locate3(l, q)
+			if !slices.Equal(gc, wc) || !slices.Equal(gr, wr) || gg != wg {
+				t.Fatalf("%s: move to %v: got %v %v %q, want %v %v %q", stage, q, gc, gr, gg, wc, wr, wg)
+			}
+		}
+	}
+	moveAll("before")
+	// Every street renamed (another district prefix), the grids with them.
+	renamed := make([]*twin.Feature, 0, len(regions))
+	var renamedStreets []*twin.Feature
+	for _, r := range regions {
+		if r.Prop("level") != LevelStreet {
+			renamed = append(renamed, r)
+			continue
+		}
+		s := regionFeature(LevelStreet, r.Prop("code")+"9", r.Prop("parent"), r.Geometry.(orb.Polygon))
+		renamed = append(renamed, s)
+		renamedStreets = append(renamedStreets, s)
+	}
+	l.Reset(renamed, MakeGrids(renamedStreets))
+	moveAll("after Reset")
+	moveAll("after Reset, cache refreshed")
+	l.SetGrids(nil)
+	moveAll("after SetGrids")
+	// No city polygon (a point in no district has no path, uniformly) and
+	// streets without a parent (their district looked up per point).
+	var noCity []*twin.Feature
+	for _, r := range regions {
+		switch r.Prop("level") {
+		case LevelCity:
+		case LevelStreet:
+			noCity = append(noCity, regionFeature(LevelStreet, r.Prop("code"), "", r.Geometry.(orb.Polygon)))
+		default:
+			noCity = append(noCity, r)
+		}
+	}
+	l.Reset(noCity, nil)
+	moveAll("no city polygon, streets without parents")
+	moveAll("no city polygon, streets without parents, cache refreshed")
+	// A city polygon reaching past its districts: there only the polygon
+	// test tells a point of the city from one outside it.
+	w, s, e, n := originLon-0.005, originLat-0.005, originLon+4*districtW+0.005, originLat+2*districtH+0.005
+	big := regionFeature(LevelCity, "500000", "", orb.Polygon{{{w, s}, {e, s}, {e, n}, {w, n}, {w, s}}})
+	l.Reset(append(noCity, big), nil)
+	moveAll("a city wider than its districts")
+	moveAll("a city wider than its districts, cache refreshed")
+}
+
 // TestShapeCacheBounded: the outline cache is dropped when full.
 func TestShapeCacheBounded(t *testing.T) {
 	var s shapes
@@ -108,7 +183,7 @@ func TestShapeCacheBounded(t *testing.T) {
 		t.Fatal("empty cache answered")
 	}
 	for j := 0; j < 3; j++ {
-		s.get(c)
+		s.get(c, nil, nil, false)
 	}
 	if len(s.m) != 1 || s.lookup(c) == nil {
 		t.Fatalf("cache %d", len(s.m))
@@ -118,7 +193,7 @@ func TestShapeCacheBounded(t *testing.T) {
 	for i := 0; i < maxShapes; i++ {
 		s.m[uint64(i)] = one
 	}
-	s.get(c)
+	s.get(c, nil, nil, false)
 	if len(s.m) != 1 {
 		t.Fatalf("full cache not dropped: %d", len(s.m))
 	}
