@@ -48,7 +48,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		renames[k] = v
 	}
 	log := newLogger(stderr, *logLevel)
-	st, err := openStore(ctx, *db, *data, log, nil)
+	st, err := openStore(ctx, *db, *data, log, nil, 0) // no pauses: nothing else waits on an import
 	if err != nil {
 		return err
 	}

@@ -142,7 +142,7 @@ func serve(ctx context.Context, c serveConfig, explicitMQTTListen bool, log *slo
 	defer func() { cancel(); <-gcDone }()
 
 	// Store: PostGIS when --db is given, else the embedded store.
-	st, err := openStore(ctx, c.db, c.data, log, reg)
+	st, err := openStore(ctx, c.db, c.data, log, reg, storeWritePause)
 	if err != nil {
 		return err
 	}

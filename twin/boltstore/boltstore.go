@@ -45,6 +45,38 @@ type Options struct {
 	HistoryChunk time.Duration
 	// Registerer receives the store's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
+	// Pause is how long WriteBatch sleeps every pacedItems objects or
+	// samples it encodes and puts (0 or negative: never). A server's
+	// store writer flushes a fifth of a second's telemetry at a time (4,000
+	// samples at 20k/s), and on a busy single core that transaction was
+	// one run of 12-20 ms several times a second, the longest in a runtime
+	// trace of the fan-out benchmark, holding back the websocket path and
+	// the MQTT readers; the network poller runs only when the core idles
+	// or every 10 ms, so a sleep (not runtime.Gosched) is what lets them
+	// in (issue 16 goal 6; the replay recorder's flush does the same,
+	// timeline.Options.Pause). twin serve sets 500 µs; bulk writers
+	// (imports) leave it off.
+	Pause time.Duration
+}
+
+// pacedItems is how many objects or samples WriteBatch encodes and puts
+// between two pauses (Options.Pause): ~1-2.5 ms of CPU on a busy core.
+const pacedItems = 512
+
+// pacer calls pause once per pacedItems ticks; a nil pause never.
+type pacer struct {
+	pause func()
+	left  int
+}
+
+func (p *pacer) tick() {
+	if p.pause == nil {
+		return
+	}
+	if p.left++; p.left >= pacedItems {
+		p.left = 0
+		p.pause()
+	}
 }
 
 // Store is the bbolt store. It is safe for concurrent use (bbolt serialises
@@ -64,6 +96,8 @@ type Store struct {
 	// histVals and tlChunks are the reused value memory of history and
 	// replay chunk writes (txBuf).
 	histVals, tlChunks txBuf
+	// pause sleeps Options.Pause inside WriteBatch; nil: never.
+	pause func()
 }
 
 var (
@@ -141,6 +175,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	st := &Store{db: db, log: opts.Logger, chunk: chunk,
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_store_corrupt_records_total",
 			Help: "Stored records found undecodable at load and moved to the store's quarantine (the twin started without them)."})}
+	if d := opts.Pause; d > 0 {
+		st.pause = func() { time.Sleep(d) }
+	}
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(st.corrupt)
 	}
@@ -195,7 +232,7 @@ func (s *Store) Upsert(ctx context.Context, fs []*twin.Feature) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return putFeatures(tx, fs) }); err != nil {
+	if err := s.db.Update(func(tx *bolt.Tx) error { return putFeatures(tx, fs, &pacer{}) }); err != nil {
 		return fmt.Errorf("boltstore: upsert %d features: %w", len(fs), err)
 	}
 	return nil
@@ -204,7 +241,7 @@ func (s *Store) Upsert(ctx context.Context, fs []*twin.Feature) error {
 // putFeatures writes features in key order (layer, name), so each leaf page
 // is visited once; encoded records share arenas that bbolt keeps until
 // commit.
-func putFeatures(tx *bolt.Tx, fs []*twin.Feature) error {
+func putFeatures(tx *bolt.Tx, fs []*twin.Feature, pace *pacer) error {
 	if !slices.IsSortedFunc(fs, cmpFeature) {
 		fs = slices.Clone(fs)
 		slices.SortFunc(fs, cmpFeature)
@@ -237,6 +274,7 @@ func putFeatures(tx *bolt.Tx, fs []*twin.Feature) error {
 		if err := b.Put(key, arena[v0:len(arena):len(arena)]); err != nil {
 			return fmt.Errorf("%s: %w", f.ID, markBadKey(err))
 		}
+		pace.tick()
 	}
 	return nil
 }
@@ -288,10 +326,11 @@ func (s *Store) WriteBatch(ctx context.Context, deletes []twin.ID, upserts []*tw
 		if err := deleteIDs(tx, deletes); err != nil {
 			return fmt.Errorf("delete: %w", err)
 		}
-		if err := putFeatures(tx, upserts); err != nil {
+		pace := &pacer{pause: s.pause}
+		if err := putFeatures(tx, upserts, pace); err != nil {
 			return fmt.Errorf("upsert: %w", err)
 		}
-		if err := s.putSamples(tx, samples, &vals); err != nil {
+		if err := s.putSamples(tx, samples, &vals, pace); err != nil {
 			return fmt.Errorf("history: %w", err)
 		}
 		if metaKey != "" {

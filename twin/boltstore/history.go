@@ -93,7 +93,7 @@ func (s *Store) AppendHistory(ctx context.Context, ss []twin.Sample) error {
 		return err
 	}
 	vals := s.histVals.take()
-	err := s.db.Update(func(tx *bolt.Tx) error { return s.putSamples(tx, ss, &vals) })
+	err := s.db.Update(func(tx *bolt.Tx) error { return s.putSamples(tx, ss, &vals, &pacer{}) })
 	s.histVals.give(vals)
 	if err != nil {
 		return fmt.Errorf("boltstore: append %d samples: %w", len(ss), err)
@@ -106,7 +106,7 @@ func (s *Store) AppendHistory(ctx context.Context, ss []twin.Sample) error {
 // may keep until commit: a few allocations per batch, not per sample.
 // The values go in *vals (taken from histVals by the caller, grown here
 // when short, given back by the caller after Update returns).
-func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample, buf *[]byte) error {
+func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample, buf *[]byte, pace *pacer) error {
 	if len(ss) == 0 {
 		return nil
 	}
@@ -185,6 +185,7 @@ func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample, buf *[]byte) error {
 			vals = binary.AppendUvarint(vals, tsBits(sm.Time)-g.minTs)
 			vals = binary.AppendUvarint(vals, uint64(len(rec)))
 			vals = append(vals, rec...)
+			pace.tick()
 		}
 		// An arena grown since v0 copied the group's start along; earlier
 		// groups keep the old array, which bbolt may still hold.
