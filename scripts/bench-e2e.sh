@@ -14,6 +14,10 @@
 #   BENCH_TOOL_CPUS=1 pins the load tools to those CPUs (taskset -c), so
 #   the tool does not take the server's core; BENCH_SERVER_CPUS likewise.
 #   BENCH_PPROF=127.0.0.1:6060 serves the server's Go profiles there.
+#   BENCH_TRACE=FILE (with BENCH_PPROF) writes a 2 s runtime trace of the
+#   server there, taken BENCH_TRACE_AFTER seconds (8) into each tool's run
+#   (wsload publishes from about 3 s in); `go run ./cmd/tracestat FILE`
+#   says who waited for the core and which runs held it.
 #   BENCH_SERVER_LOG=FILE keeps the server's log (stderr included, e.g.
 #   with GODEBUG=gctrace=1 in the environment) there after the run.
 #   BENCH_TMP=/dev/shm puts the server's data directory (store, NATS)
@@ -109,6 +113,10 @@ run() {
 	echo "== $name $*"
 	echo "before: $(uptime)"
 	local c0; c0=$(cpu)
+	if [ -n "${BENCH_TRACE:-}" ] && [ -n "${BENCH_PPROF:-}" ]; then
+		(sleep "${BENCH_TRACE_AFTER:-8}" && curl -fsS "http://$BENCH_PPROF/debug/pprof/trace?seconds=2" >"$BENCH_TRACE" &&
+			echo "runtime trace in $BENCH_TRACE: go run ./cmd/tracestat $BENCH_TRACE") &
+	fi
 	# A tool that hangs (e.g. a websocket dial refused without an answer)
 	# must not hang the run.
 	"${rt[@]}" ${BENCH_TOOL_CPUS:+taskset -c "$BENCH_TOOL_CPUS"} timeout "${BENCH_TOOL_TIMEOUT:-900}" "$tools/$name" "$@" || echo "$name failed: $?"
