@@ -100,22 +100,16 @@ func TestMoveMatchesH3(t *testing.T) {
 	}
 }
 
-// TestMoveAfterReset: a cell's cached place (the place of every point of a
-// cell wholly inside one street) is not kept across a Reset or SetGrids
-// that changes it: moves staying in their cells get the new regions and
-// grids, as Locate does.
+// TestMoveAfterReset: a cell's cached place (the place of every point of
+// a cell no street or district boundary crosses) is not kept across a
+// Reset or SetGrids that changes it: moves staying in their cells get the
+// new regions and grids, as Locate does.
 func TestMoveAfterReset(t *testing.T) {
-	regions, streets := syntheticCity()
-	l := New()
-	l.Reset(regions, MakeGrids(streets))
-	pts := randomPoints(2048)
-	prevs := make([]*twin.Feature, len(pts))
+	regions, _ := syntheticCity()
+	l, pts, prevs := stayingObjects(2048)
 	uniform := 0
-	for i, p := range pts {
-		prevs[i] = &twin.Feature{Geometry: p}
-		prevs[i].SetCell(hex.PointCell(p, hex.PointRes))
-		l.LocateMove(p, prevs[i]) // stays: caches the outline and place
-		if sh := l.shapes.lookup(prevs[i].Cell()); sh != nil && sh.uniform {
+	for _, prev := range prevs {
+		if sh := l.shapes.lookup(prev.Cell()); sh != nil && sh.uniform {
 			uniform++
 		}
 	}
@@ -175,6 +169,23 @@ func TestMoveAfterReset(t *testing.T) {
 	moveAll("a city wider than its districts, cache refreshed")
 }
 
+// stayingObjects is a locator over the synthetic city and n objects, each
+// seen once staying where it is (so its cell's outline and place are
+// cached): their points and previous states.
+func stayingObjects(n int) (*Locator, []orb.Point, []*twin.Feature) {
+	regions, streets := syntheticCity()
+	l := New()
+	l.Reset(regions, MakeGrids(streets))
+	pts := randomPoints(n)
+	prevs := make([]*twin.Feature, len(pts))
+	for i, p := range pts {
+		prevs[i] = &twin.Feature{Geometry: p}
+		prevs[i].SetCell(hex.PointCell(p, hex.PointRes))
+		l.LocateMove(p, prevs[i])
+	}
+	return l, pts, prevs
+}
+
 // TestShapeCacheBounded: the outline cache is dropped when full.
 func TestShapeCacheBounded(t *testing.T) {
 	var s shapes
@@ -202,16 +213,7 @@ func TestShapeCacheBounded(t *testing.T) {
 // BenchmarkLocateMove: a point moving ~10 m per sample, as a tracked
 // vehicle does, through LocateMove and through Locate.
 func BenchmarkLocateMove(b *testing.B) {
-	regions, streets := syntheticCity()
-	l := New()
-	l.Reset(regions, MakeGrids(streets))
-	pts := randomPoints(4096)
-	prevs := make([]*twin.Feature, len(pts))
-	for i, p := range pts {
-		prevs[i] = &twin.Feature{Geometry: p}
-		prevs[i].SetCell(hex.PointCell(p, hex.PointRes))
-		l.LocateMove(p, prevs[i]) // stays: caches the outline
-	}
+	l, pts, prevs := stayingObjects(4096)
 	b.Run("move", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			j := i % len(pts)
