@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/citytwin/citytwin/internal/natstest"
 	"github.com/citytwin/citytwin/spine"
 )
 
@@ -23,7 +24,7 @@ import (
 // status, body and seq once this server has reached that seq; reads are
 // served locally; with no leader the answer is 503 with Retry-After.
 func TestRelay(t *testing.T) {
-	url := natsServer(t)
+	url := natstest.Start(t)
 	leaderSp := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "a"})
 	followerSp := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "b"})
 	var ranOn atomic.Value
@@ -80,7 +81,7 @@ func TestRelay(t *testing.T) {
 // the leader whole, through the relay's object store bucket, which keeps
 // nothing once answered.
 func TestRelayLargeBody(t *testing.T) {
-	url := natsServer(t)
+	url := natstest.Start(t)
 	leaderSp := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "a"})
 	followerSp := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "b"})
 	var got atomic.Value
@@ -120,7 +121,7 @@ func TestRelayLargeBody(t *testing.T) {
 // TestBlobs: a blob put on one server is read on another; the same name
 // again is kept as is; a missing one is fs.ErrNotExist.
 func TestBlobs(t *testing.T) {
-	url := natsServer(t)
+	url := natstest.Start(t)
 	ctx := context.Background()
 	a, err := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "a"}).Blobs(ctx, spine.EvidenceBucket)
 	if err != nil {
@@ -150,7 +151,7 @@ func TestBlobs(t *testing.T) {
 // changed" as soon as another server holds the lease, not at the relay's
 // timeout.
 func TestRelayLeaderDiesMidRequest(t *testing.T) {
-	url := natsServer(t)
+	url := natstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	followerSp := open(t, spine.Options{URL: url, DataDir: t.TempDir(), Name: "b"})

@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/citytwin/citytwin/internal/natstest"
 	"github.com/citytwin/citytwin/spine"
 )
 
@@ -30,22 +30,6 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("time.Sleep"),
 		goleak.IgnoreAnyFunction("github.com/nats-io/nats.go.(*Conn).flusher"),
 	)
-}
-
-// natsServer runs a nats-server with JetStream on a free loopback port for
-// the test, so that several Spines (servers of one twin) can share it.
-func natsServer(t *testing.T) string {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns.ClientURL()
 }
 
 func open(t *testing.T, o spine.Options) *spine.Spine {
@@ -110,7 +94,7 @@ func TestEmbedded(t *testing.T) {
 // it stops cleanly the other takes over, and when it dies (connection gone,
 // no release) the other takes over after the TTL. Never two at once.
 func TestLeaseOneHolder(t *testing.T) {
-	url := natsServer(t)
+	url := natstest.Start(t)
 	o := spine.Options{URL: url, LeaseTTL: 1500 * time.Millisecond}
 	a := open(t, spine.Options{URL: o.URL, LeaseTTL: o.LeaseTTL, Name: "a"})
 	b := open(t, spine.Options{URL: o.URL, LeaseTTL: o.LeaseTTL, Name: "b"})
@@ -267,7 +251,7 @@ func TestAckGate(t *testing.T) {
 // comes back under the same name leads again at once, without waiting for
 // the lease's TTL (a minute here, longer than the test waits).
 func TestLeaseReclaimedAfterRestart(t *testing.T) {
-	url := natsServer(t)
+	url := natstest.Start(t)
 	o := spine.Options{URL: url, LeaseTTL: time.Minute, Name: "same"}
 	lead := func(sp *spine.Spine, ctx context.Context, led chan<- struct{}) chan struct{} {
 		done := make(chan struct{})
@@ -395,7 +379,7 @@ func TestOpenWaitsForPeers(t *testing.T) {
 // run under the ended context, failed at once ("context canceled"), and
 // the lease lapsed mid-drain.
 func TestLeaseHeldWhileStopping(t *testing.T) {
-	url := natsServer(t)
+	url := natstest.Start(t)
 	ttl := time.Second
 	a := open(t, spine.Options{URL: url, LeaseTTL: ttl, Name: "a"})
 	b := open(t, spine.Options{URL: url, LeaseTTL: ttl, Name: "b"})
@@ -443,7 +427,7 @@ func TestLeaseHeldWhileStopping(t *testing.T) {
 // clock, with ErrAsyncPublishTimeout: the journal publishes such a batch
 // again (spine.Options.AckTimeout says why a timer per publish).
 func TestLostPublishAnswerFails(t *testing.T) {
-	url := natsServer(t)
+	url := natstest.Start(t)
 	sp := open(t, spine.Options{URL: url, Name: "a", AckTimeout: 300 * time.Millisecond})
 	sub, err := sp.Conn().SubscribeSync("twin.blackhole")
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -153,10 +154,7 @@ func Read(r io.Reader, long time.Duration) (st *Stats, err error) {
 		st.Kinds = append(st.Kinds, k)
 	}
 	slices.SortFunc(st.Kinds, func(a, b *Kind) int {
-		if a.Ran != b.Ran {
-			return int(b.Ran - a.Ran)
-		}
-		return strings.Compare(a.Name, b.Name)
+		return cmp.Or(cmp.Compare(b.Ran, a.Ran), strings.Compare(a.Name, b.Name))
 	})
 	return st, nil
 }

@@ -12,12 +12,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/internal/natstest"
 	"github.com/citytwin/citytwin/spine"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/changelog"
 )
-
-func natsURL(t *testing.T) string { t.Helper(); return changelog.StartNATS(t) }
 
 type member struct {
 	tw      *twin.Twin
@@ -76,7 +75,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // leader's next publish fail: it steps down, takes back what the log did
 // not take, installs the rival record, and the twins agree again.
 func TestLeaderFollowerFence(t *testing.T) {
-	url := natsURL(t)
+	url := natstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	a := join(t, ctx, url, "a")
 	var wg sync.WaitGroup

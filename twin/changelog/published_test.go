@@ -10,6 +10,7 @@ import (
 
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/internal/natstest"
 	"github.com/citytwin/citytwin/twin"
 	"github.com/citytwin/citytwin/twin/changelog"
 )
@@ -19,7 +20,7 @@ import (
 // replay recorder keeps them: twin.AppendLogRun) as those changes: lone
 // changes and runs, compressed or not.
 func TestPublishedRuns(t *testing.T) {
-	url := natsURL(t)
+	url := natstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu sync.Mutex
 	var blob []byte

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/internal/natstest"
 	"github.com/citytwin/citytwin/spine"
 	"github.com/citytwin/citytwin/twin"
 )
@@ -71,27 +71,11 @@ func TestRecordsAndLocate(t *testing.T) {
 	}
 }
 
-// startNATS starts a JetStream server on a free port for the test and
-// returns its URL.
-func startNATS(t *testing.T) string {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns.ClientURL()
-}
-
 // testNode is a node of a fresh replicated twin on a JetStream of the
 // test's own, not started: its log is written and read directly.
 func testNode(t *testing.T) (*Node, *spine.Spine) {
 	t.Helper()
-	sp, err := spine.Open(context.Background(), spine.Options{URL: startNATS(t), Name: "t", DataDir: t.TempDir()})
+	sp, err := spine.Open(context.Background(), spine.Options{URL: natstest.Start(t), Name: "t", DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

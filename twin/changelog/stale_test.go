@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/internal/natstest"
 	"github.com/citytwin/citytwin/internal/tcpproxy"
 	"github.com/citytwin/citytwin/spine"
 	"github.com/citytwin/citytwin/twin"
@@ -26,7 +27,7 @@ import (
 // the new leader never had (in acceptance TestNATSClusterNodeRestart, a
 // follower died on a seq gap, and history rows went missing).
 func TestStalePublishesCannotInterleave(t *testing.T) {
-	url := natsURL(t)
+	url := natstest.Start(t)
 	px := tcpproxy.New(t, strings.TrimPrefix(url, "nats://"))
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

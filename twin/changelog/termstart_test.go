@@ -11,6 +11,7 @@ import (
 
 	"github.com/paulmach/orb"
 
+	"github.com/citytwin/citytwin/internal/natstest"
 	"github.com/citytwin/citytwin/twin"
 )
 
@@ -21,7 +22,7 @@ import (
 // stayed tentative for the whole term: every later Committed waited on it
 // (a PUT answered 503 after 15 s; acceptance TestForgedRegionsPropIsNoProofOfScope).
 func TestWritesAtTermStartAreLogged(t *testing.T) {
-	url := natsURL(t)
+	url := natstest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	a := join(t, ctx, url, "a")
 	// Writers spinning before the term starts: the first Put that the
