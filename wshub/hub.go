@@ -82,15 +82,26 @@ type Hub struct {
 	// (client.enqueueDelta; router goroutine only); the step hands them
 	// to the flusher.
 	routed []*client
+	// stepOldest is the server time of the first change this step queued
+	// for a client (router goroutine only; 0 when none); handOff folds it
+	// into pendingSince.
+	stepOldest int64
 	// flushing is what waits for the flusher's next round (under
 	// flushMu); flushC (capacity 1) wakes the flusher.
 	flushMu  sync.Mutex
 	flushing []*client
-	flushC   chan struct{}
+	// pendingSince is the server time (Unix ns) of the oldest change
+	// queued for the flusher's next round (under flushMu; 0 when none).
+	pendingSince int64
+	flushC       chan struct{}
 	// flushDue is when the flusher's pause ends (Unix ns; 0 while it is
-	// not pausing); dueC (capacity 1) ends it early (handOff).
-	flushDue atomic.Int64
-	dueC     chan struct{}
+	// not pausing), flushLeast the earliest it may end for deltas that
+	// have waited flushTarget; dueC (capacity 1) ends it (handOff).
+	// flushLeast is stored before flushDue, so a router that reads a
+	// pause's due reads its least or a later one.
+	flushDue   atomic.Int64
+	flushLeast atomic.Int64
+	dueC       chan struct{}
 }
 
 // encodeRouted is encodeDelta for the router goroutine, into a shared
@@ -193,7 +204,12 @@ func (h *Hub) flushLoop(ctx context.Context) {
 		round = append(round[:0], h.flushing...)
 		clear(h.flushing)
 		h.flushing = h.flushing[:0]
+		since := h.pendingSince
+		h.pendingSince = 0
 		h.flushMu.Unlock()
+		if since != 0 {
+			h.m.flushAge.Observe(max(0, float64(h.opts.Clock.Now().UnixNano()-since)/1e9))
+		}
 		start := time.Now()
 		sent, size := 0, 0
 		for _, c := range round {
@@ -207,12 +223,14 @@ func (h *Hub) flushLoop(ctx context.Context) {
 			h.m.sentBytes.Add(float64(size))
 		}
 		if pause != nil {
-			d := flushPause(h.opts.FlushInterval, time.Since(start))
+			least, d := flushPause(h.opts.FlushInterval, time.Since(start))
 			select { // a token left from the last pause would cut this one short
 			case <-h.dueC:
 			default:
 			}
-			h.flushDue.Store(time.Now().Add(d).UnixNano())
+			now := time.Now()
+			h.flushLeast.Store(now.Add(least).UnixNano())
+			h.flushDue.Store(now.Add(d).UnixNano())
 			pause.Reset(d)
 			select {
 			case <-ctx.Done():
@@ -227,7 +245,10 @@ func (h *Hub) flushLoop(ctx context.Context) {
 }
 
 // The flusher's pause after a round is flushDuty times what the round
-// took, at least Options.FlushInterval and at most flushStretch times it.
+// took, at least Options.FlushInterval and at most flushStretch times it;
+// it ends sooner, though never before the interval nor flushFloor times
+// the round, once the oldest delta waiting for the next round was
+// committed flushTarget intervals ago (the router sees that: pauseOver).
 // A round costs a write syscall per client with deltas, whatever the
 // pause (about 8 µs each over loopback, the kernel's delivery to the
 // reader included: BenchmarkRouteFlush, 200 clients, ~7 deltas a client a
@@ -237,23 +258,59 @@ func (h *Hub) flushLoop(ctx context.Context) {
 // writes leave that CPU to ingest, whose queueing is what makes the
 // latency on a full core. A light load (few clients a round, a short
 // round) keeps the interval, and its latency.
+//
+// The long pause was the largest share of a delta's latency, though
+// (issue 16 goal 6: a round every 25-30 ms at 20,000 moves a second),
+// and it hit hardest the deltas already late from the router (a busy
+// core, the change log's round trip), which make the p99. Measured
+// from the commit instead, the pause ends for them: at 20,000 moves a
+// second to 200 clients, alternating six runs each, the p99 fell from
+// 35.5-87.9 ms (median 45.5) to 32.3-47.3 (median 35.1) for about the
+// same CPU (README, goal 6). The floor keeps the writes under about a
+// third of the core whatever the clients.
 const (
 	flushDuty    = 8
 	flushStretch = 3
+	flushFloor   = 2
 )
 
-// flushPause is the wait after a round that took took, for the interval fi.
-func flushPause(fi, took time.Duration) time.Duration {
-	return min(max(fi, flushDuty*took), flushStretch*fi)
+// flushTarget is the age, from its commit in the twin, at which a
+// waiting delta ends the flusher's pause, for the interval fi.
+func flushTarget(fi time.Duration) time.Duration { return fi + fi/2 }
+
+// flushPause is the wait after a round that took took, for the interval
+// fi: due after full, and over from least on for a delta flushTarget old.
+func flushPause(fi, took time.Duration) (least, full time.Duration) {
+	full = min(max(fi, flushDuty*took), flushStretch*fi)
+	return min(max(fi, flushFloor*took), full), full
+}
+
+// pauseOver reports whether the flusher's pause (over from least for old
+// deltas, due at due; Unix ns) is over at now when the oldest delta
+// waiting was committed age ago (negative: none waits).
+func pauseOver(now, least, due int64, age, target time.Duration) bool {
+	return now >= due || age >= target && now >= least
 }
 
 // handOff gives the clients the router queued for to the flusher.
 func (h *Hub) handOff() {
+	oldest := h.stepOldest
+	h.stepOldest = 0
 	if len(h.routed) == 0 {
 		return
 	}
 	h.flushMu.Lock()
 	h.flushing = append(h.flushing, h.routed...)
+	if oldest != 0 && (h.pendingSince == 0 || oldest < h.pendingSince) {
+		h.pendingSince = oldest
+	}
+	age := time.Duration(-1)
+	if h.pendingSince != 0 {
+		// On the twin's clock (Options.Clock): a change's time is its
+		// server's, the leader's on a follower; a follower whose clock
+		// runs ahead just pauses for the least.
+		age = time.Duration(h.opts.Clock.Now().UnixNano() - h.pendingSince)
+	}
 	h.flushMu.Unlock()
 	clear(h.routed)
 	h.routed = h.routed[:0]
@@ -267,8 +324,8 @@ func (h *Hub) handOff() {
 	// input but not to timers: golang/go#38860, #45632): up to the
 	// scheduler's 10 ms quantum on one core, at every round. The router
 	// runs at every commit, woken by a channel, so it ends a pause that
-	// is over itself.
-	if due := h.flushDue.Load(); due != 0 && time.Now().UnixNano() >= due {
+	// is over itself, and one the oldest waiting delta has outlasted.
+	if due := h.flushDue.Load(); due != 0 && pauseOver(time.Now().UnixNano(), h.flushLeast.Load(), due, age, flushTarget(h.opts.FlushInterval)) {
 		select {
 		case h.dueC <- struct{}{}:
 		default:
@@ -332,6 +389,9 @@ func (h *Hub) route(c *twin.Change) {
 	h.ix.candidates(id.Layer, ob, nb, func(s *sub) {
 		if c.Seq <= s.base {
 			return
+		}
+		if h.stepOldest == 0 && !c.Time.IsZero() {
+			h.stepOldest = c.Time.UnixNano()
 		}
 		var err error
 		switch {

@@ -12,6 +12,7 @@ import (
 	"github.com/citytwin/citytwin/twin"
 	"github.com/paulmach/orb"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 )
 
@@ -73,6 +74,11 @@ func TestSnapshotAndDeltasEqualTwin(t *testing.T) {
 	f := c.state[id]
 	if f.Layer != "vehicles" || len(f.Geom.Coordinates) != 2 || len(f.Region) == 0 {
 		t.Errorf("sentinel feature %+v", f)
+	}
+	// Each round of writes timed its oldest delta.
+	var m dto.Metric
+	if err := e.hub.m.flushAge.Write(&m); err != nil || m.GetHistogram().GetSampleCount() == 0 {
+		t.Errorf("twin_ws_flush_age_seconds observed no round (%v)", err)
 	}
 }
 

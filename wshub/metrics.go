@@ -21,7 +21,10 @@ type metrics struct {
 	subscribesCoalesced prometheus.Counter
 	// Replays started, replays handed over to live, replay deltas queued.
 	replays, replayLive, replayDeltas prometheus.Counter
-	reg                               prometheus.Registerer
+	// flushAge is the age of each flush round's oldest delta when the
+	// round starts: from its commit in the twin to its socket writes.
+	flushAge prometheus.Histogram
+	reg      prometheus.Registerer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -48,6 +51,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "twin_ws_replays_live_total", Help: "Websocket replays that reached now and went on live."}),
 		replayDeltas: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "twin_ws_replay_deltas_total", Help: "Replayed deltas queued to websocket clients."}),
+		flushAge: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "twin_ws_flush_age_seconds", Help: "Age of the oldest delta of each round of websocket writes when the round starts: from the change's commit in the twin (its server time) to the writes.",
+			Buckets: prometheus.ExponentialBucketsRange(0.001, 5, 30)}),
 	}
 	m.reg = reg
 	defer m.initLabels()
@@ -65,6 +71,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.replays = register(reg, m.replays)
 	m.replayLive = register(reg, m.replayLive)
 	m.replayDeltas = register(reg, m.replayDeltas)
+	m.flushAge = register(reg, m.flushAge)
 	return m
 }
 

@@ -89,7 +89,9 @@ type Options struct {
 	// It adds at most this much latency, and none to a client's first
 	// delta after a quiet spell; while one round of writes to every busy
 	// client takes over an eighth of it, the pause after the round is
-	// eight times the round, up to three times FlushInterval (flushPause).
+	// eight times the round, up to three times FlushInterval (flushPause),
+	// and it ends once the oldest delta waiting was committed 1.5 times
+	// FlushInterval ago (flushTarget), though never before FlushInterval.
 	FlushInterval time.Duration
 	// MaxResume bounds how many feed changes a resume (`since`) may replay
 	// (default 65536); further back answers resync and a fresh snapshot.

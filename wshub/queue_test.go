@@ -217,17 +217,19 @@ func TestQueueSlots(t *testing.T) {
 }
 
 // flushPause keeps the interval after short rounds, stretches it after
-// long ones, up to flushStretch times.
+// long ones, up to flushStretch times; an old delta may end it after the
+// interval or flushFloor rounds, whichever is longer.
 func TestFlushPause(t *testing.T) {
 	const fi = 10 * time.Millisecond
-	for _, c := range []struct{ took, want time.Duration }{
-		{0, fi},
-		{fi / flushDuty, fi},
-		{2 * fi / flushDuty, 2 * fi},
-		{time.Second, flushStretch * fi},
+	for _, c := range []struct{ took, least, full time.Duration }{
+		{0, fi, fi},
+		{fi / flushDuty, fi, fi},
+		{2 * fi / flushDuty, fi, 2 * fi},
+		{fi, flushFloor * fi, flushStretch * fi},
+		{time.Second, flushStretch * fi, flushStretch * fi},
 	} {
-		if got := flushPause(fi, c.took); got != c.want {
-			t.Errorf("after a round of %v: %v, want %v", c.took, got, c.want)
+		if least, full := flushPause(fi, c.took); least != c.least || full != c.full {
+			t.Errorf("after a round of %v: %v-%v, want %v-%v", c.took, least, full, c.least, c.full)
 		}
 	}
 }

@@ -97,31 +97,51 @@ func TestSharedDeltasArriveIntact(t *testing.T) {
 }
 
 // TestHandOffEndsAnOverduePause: the router ends the flusher's pause
-// once it is over (the flusher's timer may be late on a busy core), and
-// only then.
+// once it is over (the flusher's timer may be late on a busy core), or
+// once the oldest delta waiting was committed flushTarget ago and the
+// pause has lasted its least, and only then.
 func TestHandOffEndsAnOverduePause(t *testing.T) {
 	e := newEnv(t, Options{}, 0)
-	h := New(e.tw, Options{FlushInterval: time.Hour})
+	const fi = 10 * time.Millisecond
+	h := New(e.tw, Options{FlushInterval: fi, Clock: e.clk})
+	now := time.Now()
+	ns := func(d time.Duration) int64 { return now.Add(d).UnixNano() }
+	old := flushTarget(fi) + time.Millisecond
 	for _, tc := range []struct {
-		due  int64
-		want bool
+		name       string
+		least, due int64
+		since      time.Duration // how long before the hub's clock the oldest waiting change was committed; 0: none
+		want       bool
 	}{
-		{0, false}, // not pausing
-		{time.Now().Add(time.Hour).UnixNano(), false},
-		{time.Now().Add(-time.Millisecond).UnixNano(), true},
+		{"not pausing", 0, 0, 0, false},
+		{"pausing", ns(-time.Hour), ns(time.Hour), 0, false},
+		{"overdue", ns(-time.Hour), ns(-time.Millisecond), 0, true},
+		{"fresh delta", ns(-time.Hour), ns(time.Hour), flushTarget(fi) / 2, false},
+		{"old delta", ns(-time.Hour), ns(time.Hour), old, true},
+		{"old delta, pause short of its least", ns(time.Hour), ns(2 * time.Hour), old, false},
 	} {
+		h.flushLeast.Store(tc.least)
 		h.flushDue.Store(tc.due)
+		h.pendingSince = 0
+		h.stepOldest = 0
+		if tc.since != 0 {
+			h.stepOldest = e.clk.Now().Add(-tc.since).UnixNano()
+		}
 		h.routed = append(h.routed, &client{})
 		h.handOff()
 		select {
 		case <-h.dueC:
 			if !tc.want {
-				t.Errorf("due %d: pause ended early", tc.due)
+				t.Errorf("%s: pause ended early", tc.name)
 			}
 		default:
 			if tc.want {
-				t.Errorf("due %d: an overdue pause was not ended", tc.due)
+				t.Errorf("%s: an overdue pause was not ended", tc.name)
 			}
+		}
+		select { // handOff also woke the flusher, which does not run here
+		case <-h.flushC:
+		default:
 		}
 	}
 }

@@ -44,7 +44,7 @@ func addLimitFlags(fs *flag.FlagSet) *limitConfig {
 	fs.IntVar(&w.MaxClients, "ws-max-clients", 0, "websockets open at once (0: 4096, at most half of --http-max-conns; -1: no cap)")
 	fs.IntVar(&w.MaxPerPrincipal, "ws-max-per-principal", wshub.DefaultMaxPerPrincipal, "websockets per token subject (-1: no cap)")
 	fs.IntVar(&w.MaxPerIP, "ws-max-per-ip", wshub.DefaultMaxPerIP, "websockets per remote address (-1: no cap)")
-	fs.DurationVar(&w.FlushInterval, "ws-flush-interval", wshub.DefaultFlushInterval, "least time between two writes to one websocket: deltas routed meanwhile go out in one write (a syscall each); adds at most this much latency, up to 3 times it while a round of writes to every busy client takes over an eighth of it (negative: write each delta at once)")
+	fs.DurationVar(&w.FlushInterval, "ws-flush-interval", wshub.DefaultFlushInterval, "least time between two writes to one websocket: deltas routed meanwhile go out in one write (a syscall each); adds at most this much latency, up to 3 times it while a round of writes to every busy client takes over an eighth of it, less once the oldest waiting delta was committed 1.5 times it ago (negative: write each delta at once)")
 	return lc
 }
 
