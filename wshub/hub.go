@@ -248,7 +248,7 @@ func (h *Hub) flushLoop(ctx context.Context) {
 // took, at least Options.FlushInterval and at most flushStretch times it;
 // it ends sooner, though never before the interval nor flushFloor times
 // the round, once the oldest delta waiting for the next round was
-// committed flushTarget intervals ago (the router sees that: pauseOver).
+// committed flushTarget ago (the router sees that: pauseOver).
 // A round costs a write syscall per client with deltas, whatever the
 // pause (about 8 µs each over loopback, the kernel's delivery to the
 // reader included: BenchmarkRouteFlush, 200 clients, ~7 deltas a client a
