@@ -45,8 +45,9 @@ type Options struct {
 	HistoryChunk time.Duration
 	// Registerer receives the store's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
-	// Pause is how long WriteBatch sleeps every pacedItems objects or
-	// samples it encodes and puts (0 or negative: never). A server's
+	// Pause is how long WriteBatch sleeps every pacedItems objects it
+	// encodes and puts, or samples it groups or encodes and puts (0 or
+	// negative: never). A server's
 	// store writer flushes a fifth of a second's telemetry at a time (4,000
 	// samples at 20k/s), and on a busy single core that transaction was
 	// one run of 12-20 ms several times a second, the longest in a runtime

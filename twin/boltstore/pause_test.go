@@ -31,7 +31,8 @@ func TestWriteBatchPauses(t *testing.T) {
 		pause time.Duration
 		want  int
 	}{
-		{"paused", time.Microsecond, (objects + objects*perObject) / pacedItems},
+		// Each sample ticks twice: grouped, then encoded and put.
+		{"paused", time.Microsecond, (objects + 2*objects*perObject) / pacedItems},
 		{"no pause", 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
