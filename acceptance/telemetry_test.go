@@ -245,7 +245,7 @@ func TestTelemetryQueuedWhileDown(t *testing.T) {
 	mc.publish(t, "twin/telemetry/"+name, fix(t0.Add(time.Second), 106.552, 29.562))
 
 	s2 := startServer(t, o)
-	eventually(t, 15*time.Second, "telemetry queued while down to be applied", func() bool {
+	eventually(t, 45*time.Second, "telemetry queued while down to be applied", func() bool {
 		f, _ := s2.get(t, tok, "vehicles", name)
 		return near(f.point(t), 106.552, 29.562)
 	})
