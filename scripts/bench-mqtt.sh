@@ -12,6 +12,9 @@
 #   BENCH_PUB_CONNS=8 (publisher connections) BENCH_SUB_CONNS=4 (--mqtt-connections)
 #   BENCH_TWINLOAD="-jump" (more twinload flags) BENCH_SERVE_ARGS="--pprof 127.0.0.1:6060"
 #   BENCH_KEEP=1 (keep the temp directory and its logs)
+#   BENCH_BROKER_CPUS=1 BENCH_SERVER_CPUS=0 BENCH_TOOL_CPUS=0: pin Mosquitto,
+#     the server (or the broker-only subscribers) and twinload with taskset
+#     (single-threaded Mosquitto on a core of its own)
 #   BENCH_BROKER_ONLY=1: no CityTwin server; BENCH_SUB_CONNS mosquitto_sub
 #     clients share the subscription ($share/bench/twin/#, QoS 1, output
 #     discarded): the broker's own ceiling on this machine, to set the
@@ -42,7 +45,7 @@ cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/hz}' "/proc/$1
 
 mport=$(port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mport" >"$dir/mosquitto.conf"
-mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
+${BENCH_BROKER_CPUS:+taskset -c "$BENCH_BROKER_CPUS"} mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
 mpid=$!
 pids+=("$mpid")
 # Mosquitto listening before anything connects to it.
@@ -50,7 +53,7 @@ for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null && br
 if [ -n "${BENCH_BROKER_ONLY:-}" ]; then
 	subs=()
 	for k in $(seq 1 "$SUB"); do
-		mosquitto_sub -h 127.0.0.1 -p "$mport" -q 1 -i "bench-sub-$k" -t '$share/bench/twin/#' >/dev/null 2>>"$dir/sub.log" &
+		${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} mosquitto_sub -h 127.0.0.1 -p "$mport" -q 1 -i "bench-sub-$k" -t '$share/bench/twin/#' >/dev/null 2>>"$dir/sub.log" &
 		subs+=("$!")
 		pids+=("$!")
 	done
@@ -68,7 +71,7 @@ if [ -n "${BENCH_BROKER_ONLY:-}" ]; then
 	echo "== broker only: twinload -qos 1 -conns $PUB -objects $OBJECTS -rate $RATE -duration $DURATION; $SUB mosquitto_sub"
 	echo "before: $(uptime)"
 	# shellcheck disable=SC2086 # BENCH_TWINLOAD is a list of flags
-	"$dir/twinload" -broker "tcp://127.0.0.1:$mport" -server none -qos 1 -conns "$PUB" \
+	${BENCH_TOOL_CPUS:+taskset -c "$BENCH_TOOL_CPUS"} "$dir/twinload" -broker "tcp://127.0.0.1:$mport" -server none -qos 1 -conns "$PUB" \
 		-objects "$OBJECTS" -rate "$RATE" -duration "$DURATION" ${BENCH_TWINLOAD:-} | tee "$dir/report.txt"
 	echo "after:  $(uptime)"
 	sleep 1
@@ -83,7 +86,7 @@ fi
 head -c 48 /dev/urandom >"$dir/auth.key"
 hport=$(port)
 # shellcheck disable=SC2086 # BENCH_SERVE_ARGS is a list of flags
-"$BIN" serve --listen "127.0.0.1:$hport" --data "$dir/data" --auth-key "$dir/auth.key" \
+${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} "$BIN" serve --listen "127.0.0.1:$hport" --data "$dir/data" --auth-key "$dir/auth.key" \
 	--mqtt "tcp://127.0.0.1:$mport" --mqtt-connections "$SUB" --log-level warn ${BENCH_SERVE_ARGS:-} >"$dir/server.log" 2>&1 &
 spid=$!
 pids+=("$spid")
@@ -99,7 +102,7 @@ s0=$(cpu "$spid"); m0=$(cpu "$mpid")
 echo "== twinload -qos 1 -conns $PUB -objects $OBJECTS -rate $RATE -duration $DURATION; server --mqtt-connections $SUB"
 echo "before: $(uptime)"
 # shellcheck disable=SC2086 # BENCH_TWINLOAD is a list of flags
-"$dir/twinload" -broker "tcp://127.0.0.1:$mport" -server "http://127.0.0.1:$hport" -qos 1 -conns "$PUB" \
+${BENCH_TOOL_CPUS:+taskset -c "$BENCH_TOOL_CPUS"} "$dir/twinload" -broker "tcp://127.0.0.1:$mport" -server "http://127.0.0.1:$hport" -qos 1 -conns "$PUB" \
 	-objects "$OBJECTS" -rate "$RATE" -duration "$DURATION" -drain 60s ${BENCH_TWINLOAD:-} | tee "$dir/report.txt"
 echo "after:  $(uptime)"
 s1=$(cpu "$spid"); m1=$(cpu "$mpid")

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/citytwin/citytwin/ingest/journal"
 	"github.com/citytwin/citytwin/ingest/telemetry"
 	"github.com/citytwin/citytwin/twin"
@@ -33,10 +31,10 @@ type handed struct {
 	done func() // the broker's PUBACK; nil for QoS 0
 }
 
-// handedBatch is one log message on its way to its PubAck.
+// handedBatch is handed-over telemetry in one journaled group, on its way
+// to the log.
 type handedBatch struct {
-	f     jetstream.PubAckFuture // nil: the append failed, ConfirmBatch publishes again
-	es    []journal.Entry
+	g     *journal.Group
 	dones []func()
 }
 
@@ -87,30 +85,31 @@ func (i *Ingest) Telemetry(topic string, payload []byte, done func()) bool {
 	return true
 }
 
-// batchHanded appends queued messages to the log, a batch at a time: what
-// is queued when it looks (up to journal's batch bounds) goes as one log
-// message, so a burst costs the log one message per batch and a lone
+// batchHanded gives queued messages to the log's group commit (the
+// Committer the MQTT 5 links share), what is queued when it looks at a
+// time, so a burst costs the log one message per group and a lone
 // message waits for nothing. It ends when handedIn is closed and drained.
 func (i *Ingest) batchHanded(out chan<- handedBatch) {
 	defer close(out)
 	var (
 		es    []journal.Entry
 		dones []func()
-		size  int
+		spans []journal.Span
 	)
 	flush := func() {
-		f, err := i.opts.Journal.AppendBatch(es)
-		if err != nil {
-			f = nil // ConfirmBatch publishes again, with retries
+		n := len(dones)
+		spans = i.commit.Add(es, spans[:0])
+		for _, sp := range spans {
+			out <- handedBatch{g: sp.G, dones: dones[:sp.N:sp.N]}
+			dones = dones[sp.N:]
 		}
-		out <- handedBatch{f: f, es: es, dones: dones}
-		es, dones, size = make([]journal.Entry, 0, len(es)), make([]func(), 0, len(dones)), 0
+		clear(spans)
+		es, dones = es[:0], make([]func(), 0, n)
 	}
 	for m := range i.handedIn {
 		es = append(es, m.e)
 		dones = append(dones, m.done)
-		size += len(m.e.Payload) + len(m.e.Topic) + len(m.e.Name) + 20
-		if len(i.handedIn) == 0 || len(es) >= journal.MaxBatch || size >= journal.MaxBatchBytes {
+		if len(i.handedIn) == 0 || len(es) >= journal.MaxBatch {
 			flush()
 		}
 	}
@@ -119,14 +118,13 @@ func (i *Ingest) batchHanded(out chan<- handedBatch) {
 	}
 }
 
-// ackHanded waits for each batch's PubAck in append order and then lets
-// the broker acknowledge its messages; once ackCtx ends (shutdown with
-// NATS away) the rest stays unacknowledged and the devices publish it
-// again.
+// ackHanded waits for each group in append order and then lets the broker
+// acknowledge its messages; once ackCtx ends (shutdown with NATS away)
+// the rest stays unacknowledged and the devices publish it again.
 func (i *Ingest) ackHanded(in <-chan handedBatch, done chan<- struct{}) {
 	defer close(done)
 	for b := range in {
-		if _, err := i.opts.Journal.ConfirmBatch(i.ackCtx, b.f, b.es); err != nil {
+		if <-b.g.Done(); b.g.Err() != nil {
 			continue
 		}
 		for _, d := range b.dones {

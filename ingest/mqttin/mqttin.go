@@ -208,7 +208,8 @@ type Ingest struct {
 	handing    atomic.Bool  // the embedded broker hands telemetry to us
 	acks       chan pending // journal mode: appended, waiting to be PUBACKed
 	ackCtx     context.Context
-	sys        *sysWatch // the broker's $SYS dropped counters
+	commit     *journal.Committer // MQTT 5 links' and the handover's telemetry into the log, by group commit
+	sys        *sysWatch          // the broker's $SYS dropped counters
 
 	// gate guards shards against sends after shutdown closed them.
 	gate   sync.RWMutex
@@ -431,6 +432,21 @@ func (i *Ingest) Run(ctx context.Context) error {
 	ackCtx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAcks()
 	i.ackCtx = ackCtx
+	// The MQTT 5 links and the embedded broker's handover journal through
+	// one group commit; it stops after them (every group they added is
+	// done by then) and, with NATS away, when ackCtx ends.
+	commitDone := make(chan struct{})
+	commitCtx, stopCommit := context.WithCancel(ackCtx)
+	defer stopCommit()
+	if i.opts.Journal != nil && (len(i.subs5) > 0 || i.opts.Embedded != nil) {
+		i.commit = journal.NewCommitter(i.opts.Journal, 0)
+		go func() {
+			defer close(commitDone)
+			i.commit.Run(commitCtx)
+		}()
+	} else {
+		close(commitDone)
+	}
 	if i.opts.Journal != nil {
 		i.acks = make(chan pending, ackQueue)
 		go i.ackJournaled(ackCtx, ackDone)
@@ -524,6 +540,10 @@ func (i *Ingest) Run(ctx context.Context) error {
 	wg.Wait()
 	<-handedDone
 	<-watchDone
+	// Every link and the handover have drained their ackers: every group
+	// they added is done.
+	stopCommit()
+	<-commitDone
 	if i.acks != nil {
 		close(i.acks)
 		<-ackDone

@@ -1,0 +1,144 @@
+package journal_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/citytwin/citytwin/ingest/journal"
+	"github.com/citytwin/citytwin/spine"
+	"github.com/citytwin/citytwin/twin"
+)
+
+// lastSeq is the telemetry stream's last sequence: how many log messages
+// were ever stored in it.
+func (r *rig) lastSeq(t *testing.T) uint64 {
+	t.Helper()
+	st, err := r.sp.JetStream().Stream(context.Background(), spine.TelemetryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
+}
+
+// TestCommitterGroupsSenders: what several senders add while no group can
+// go (here: before Run) goes as one log message per MaxBatch entries, the
+// spans say which group holds each sender's entries, in order, and every
+// entry is applied once, in order.
+func TestCommitterGroupsSenders(t *testing.T) {
+	r := start(t)
+	c := journal.NewCommitter(r.j, 1)
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	const senders, each = 4, 100 // 400 entries: two groups of MaxBatch (256) and the rest
+	spans := make([][]journal.Span, senders)
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < each; k += 10 {
+				var es []journal.Entry
+				for i := k; i < k+10; i++ {
+					// Each sender its own milliseconds: every entry a new sample.
+					es = append(es, entry("v1", t0.Add(time.Duration(i*senders+s)*time.Millisecond), 106.5+float64(i)*1e-5))
+				}
+				spans[s] = c.Add(es, spans[s])
+			}
+		}()
+	}
+	wg.Wait()
+	before := r.lastSeq(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	groups := map[*journal.Group]int{}
+	for s := range senders {
+		n := 0
+		for _, sp := range spans[s] {
+			select {
+			case <-sp.G.Done():
+			case <-time.After(30 * time.Second):
+				t.Fatal("a group was never confirmed")
+			}
+			if err := sp.G.Err(); err != nil {
+				t.Fatalf("group failed: %v", err)
+			}
+			groups[sp.G] += sp.N
+			n += sp.N
+		}
+		if n != each {
+			t.Fatalf("sender %d: spans cover %d entries, want %d", s, n, each)
+		}
+	}
+	if len(groups) != 2 {
+		t.Fatalf("%d groups, want 2 (256 entries, then 144)", len(groups))
+	}
+	for g, n := range groups {
+		if n != journal.MaxBatch && n != senders*each-journal.MaxBatch {
+			t.Fatalf("group %p holds %d entries", g, n)
+		}
+	}
+	if got := r.lastSeq(t) - before; got != 2 {
+		t.Fatalf("%d log messages, want 2", got)
+	}
+	eventually(t, "every entry applied", func() bool {
+		f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1"))
+		return f.Observed.Time().Equal(t0.Add(time.Duration(senders*each-1) * time.Millisecond))
+	})
+	// Applied once each, whatever order the groups took them in: the
+	// newest sample is the state and the others are history.
+	if f, _ := r.tw.Get(twin.NewID(twin.Vehicles, "v1")); f.Version < 2 {
+		t.Fatalf("version %d", f.Version)
+	}
+}
+
+// TestCommitterLoneEntryGoesAtOnce: on an idle log an entry is published
+// without waiting for company, and once Run has ended every group not
+// confirmed and every later Add fails, so no sender waits forever.
+func TestCommitterLoneEntryGoesAtOnce(t *testing.T) {
+	r := start(t)
+	c := journal.NewCommitter(r.j, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	sp := c.Add([]journal.Entry{entry("v1", t0, 106.6)}, nil)
+	if len(sp) != 1 || sp[0].N != 1 {
+		t.Fatalf("spans %+v", sp)
+	}
+	select {
+	case <-sp[0].G.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("a lone entry waited for company")
+	}
+	if err := sp[0].G.Err(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	late := c.Add([]journal.Entry{entry("v1", t0.Add(time.Second), 106.7)}, nil)
+	select {
+	case <-late[0].G.Done():
+	default:
+		t.Fatal("an Add after Run ended waits")
+	}
+	if err := late[0].G.Err(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("late Add: %v, want context.Canceled", err)
+	}
+}
