@@ -15,6 +15,8 @@
 #   BENCH_BROKER_CPUS=1 BENCH_SERVER_CPUS=0 BENCH_TOOL_CPUS=0: pin Mosquitto,
 #     the server (or the broker-only subscribers) and twinload with taskset
 #     (single-threaded Mosquitto on a core of its own)
+#   BENCH_BROKER_NICE=-10: run Mosquitto at that nice level (its one thread
+#     then gets the CPU first when the two cores are contended)
 #   BENCH_BROKER_ONLY=1: no CityTwin server; BENCH_SUB_CONNS mosquitto_sub
 #     clients share the subscription ($share/bench/twin/#, QoS 1, output
 #     discarded): the broker's own ceiling on this machine, to set the
@@ -45,7 +47,7 @@ cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/hz}' "/proc/$1
 
 mport=$(port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mport" >"$dir/mosquitto.conf"
-${BENCH_BROKER_CPUS:+taskset -c "$BENCH_BROKER_CPUS"} mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
+${BENCH_BROKER_NICE:+nice -n "$BENCH_BROKER_NICE"} ${BENCH_BROKER_CPUS:+taskset -c "$BENCH_BROKER_CPUS"} mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
 mpid=$!
 pids+=("$mpid")
 # Mosquitto listening before anything connects to it.
