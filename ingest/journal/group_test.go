@@ -8,24 +8,12 @@ import (
 	"time"
 
 	"github.com/citytwin/citytwin/ingest/journal"
-	"github.com/citytwin/citytwin/spine"
 	"github.com/citytwin/citytwin/twin"
 )
 
 // lastSeq is the telemetry stream's last sequence: how many log messages
 // were ever stored in it.
-func (r *rig) lastSeq(t *testing.T) uint64 {
-	t.Helper()
-	st, err := r.sp.JetStream().Stream(context.Background(), spine.TelemetryStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.LastSeq
-}
+func (r *rig) lastSeq(t *testing.T) uint64 { return r.logState(t).LastSeq }
 
 // TestCommitterGroupsSenders: what several senders add while no group can
 // go (here: before Run) goes as one log message per MaxBatch entries, the

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/paulmach/orb"
 	"go.uber.org/goleak"
 
@@ -85,8 +86,8 @@ func entry(name string, ts time.Time, lon float64) journal.Entry {
 		Payload: fmt.Appendf(nil, `{"ts":%d,"lon":%v,"lat":29.5}`, ts.UnixMilli(), lon)}
 }
 
-// backlog is how many messages the log still holds (work queue: not acked).
-func (r *rig) backlog(t *testing.T) uint64 {
+// logState is the telemetry stream's state.
+func (r *rig) logState(t *testing.T) jetstream.StreamState {
 	t.Helper()
 	st, err := r.sp.JetStream().Stream(context.Background(), spine.TelemetryStream)
 	if err != nil {
@@ -96,8 +97,11 @@ func (r *rig) backlog(t *testing.T) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State.Msgs
+	return info.State
 }
+
+// backlog is how many messages the log still holds (work queue: not acked).
+func (r *rig) backlog(t *testing.T) uint64 { return r.logState(t).Msgs }
 
 // TestSubmitAppliesAndAcksAfterPersist: Submit answers once the twin has
 // the message (read your writes), the log keeps it until the store has
