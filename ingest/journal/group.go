@@ -8,18 +8,19 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Committer journals entries from many senders (the MQTT subscriber
-// connections) as shared log messages, by group commit: while Depth log
-// messages await JetStream's PubAck, what the senders add gathers in one
-// open group, published as one log message as soon as one of them is
-// answered (or when it reaches MaxBatch or MaxBatchBytes). A lone entry
-// on an idle log goes at once; under load the groups grow with the rate
-// and the log's round trip, so the log's per-message work (a store write,
-// a delivery and an ack each, on the server that stores the stream and on
-// the applier) is paid once per group rather than once per socket read of
-// each connection. Through Mosquitto at 30k msgs/s those reads held about
-// six messages each, and the log's per-message work was over a third of
-// the server's CPU per telemetry message.
+// Committer journals entries from many senders (the MQTT 5 subscriber
+// connections and the embedded broker's handover) as shared log messages,
+// by group commit: while CommitDepth log messages await JetStream's
+// PubAck, what the senders add gathers in one open group, published as
+// one log message as soon as one of them is answered (or when it reaches
+// MaxBatch or MaxBatchBytes). A lone entry on an idle log goes at once;
+// under load the groups grow with the rate and the log's round trip, so
+// the log's per-message work (a store write, a delivery and an ack each,
+// on the server that stores the stream and on the applier) is paid once
+// per group rather than once per socket read of each connection. Through
+// Mosquitto at 30k msgs/s those reads held about six messages each, and
+// the log's per-message work was over a third of the server's CPU per
+// telemetry message.
 //
 // Every group Add returns is eventually done: confirmed (Err nil), or
 // failed with the context Run was given once it ends (the senders then
