@@ -31,7 +31,7 @@ const (
 func BatchLen(es []Entry) int {
 	n, size := 0, 0
 	for _, e := range es {
-		size += len(e.Payload) + len(e.Name) + len(e.Topic) + len(e.Source) + 16
+		size += entrySize(e)
 		if n > 0 && (n == MaxBatch || size > MaxBatchBytes) {
 			break
 		}

@@ -128,7 +128,8 @@ func (c *Committer) Add(es []Entry, dst []Span) []Span {
 	return dst
 }
 
-// entrySize is what an entry adds to a batch's body, as BatchLen counts.
+// entrySize is what an entry counts for toward MaxBatchBytes (BatchLen
+// and the Committer's groups).
 func entrySize(e Entry) int {
 	return len(e.Payload) + len(e.Name) + len(e.Topic) + len(e.Source) + 16
 }

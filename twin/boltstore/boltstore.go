@@ -47,16 +47,15 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Pause is how long WriteBatch sleeps every pacedItems objects it
 	// encodes and puts, or samples it groups or encodes and puts (0 or
-	// negative: never). A server's
-	// store writer flushes a fifth of a second's telemetry at a time (4,000
-	// samples at 20k/s), and on a busy single core that transaction was
-	// one run of 12-20 ms several times a second, the longest in a runtime
-	// trace of the fan-out benchmark, holding back the websocket path and
-	// the MQTT readers; the network poller runs only when the core idles
-	// or every 10 ms, so a sleep (not runtime.Gosched) is what lets them
-	// in (issue 16 goal 6; the replay recorder's flush does the same,
-	// timeline.Options.Pause). twin serve sets 500 µs; bulk writers
-	// (imports) leave it off.
+	// negative: never). A server's store writer flushes a fifth of a
+	// second's telemetry at a time (4,000 samples at 20k/s), and on a busy
+	// single core that transaction was one run of 12-20 ms several times a
+	// second, the longest in a runtime trace of the fan-out benchmark,
+	// holding back the websocket path and the MQTT readers; the network
+	// poller runs only when the core idles or every 10 ms, so a sleep (not
+	// runtime.Gosched) is what lets them in (issue 16 goal 6; the replay
+	// recorder's flush does the same, timeline.Options.Pause). twin serve
+	// sets 500 µs; bulk writers (imports) leave it off.
 	Pause time.Duration
 }
 
