@@ -176,9 +176,12 @@ func startServerOnce(t testing.TB, o serveOpts, retry bool) (_ *server, portTake
 		o.key = writeKey(t)
 	}
 	listen := freeAddr(t)
-	// ACCEPTANCE_LOG_LEVEL (default warn) is for chasing a rare failure:
-	// a test that fails prints its servers' last lines (server.tail).
-	level := cmp.Or(os.Getenv("ACCEPTANCE_LOG_LEVEL"), "warn")
+	// A test that fails prints the last lines of every server it started,
+	// stopped ones included (see the cleanup below). They are at info by
+	// default, so that a rare failure in CI shows what each server did
+	// (its lease, its MQTT sessions, the applier), not only its warnings;
+	// ACCEPTANCE_LOG_LEVEL=debug says more.
+	level := cmp.Or(os.Getenv("ACCEPTANCE_LOG_LEVEL"), "info")
 	args := []string{"serve", "--listen", listen, "--data", o.data, "--auth-key", o.key, "--log-level", level}
 	mqttURL := o.mqtt
 	if o.mqtt != "" {
@@ -232,6 +235,12 @@ func startServerOnce(t testing.TB, o serveOpts, retry bool) (_ *server, portTake
 		s.waitErr = s.cmd.Wait()
 		close(s.exited)
 	}()
+	// Cleanups run last-in first-out: this one, after the stop below.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("twin serve %s log (last lines):\n%s", s.url, s.tail(150))
+		}
+	})
 	t.Cleanup(func() { s.stop(t) })
 
 	deadline := time.Now().Add(90 * time.Second)
@@ -283,11 +292,6 @@ func (s *server) stop(t testing.TB) {
 		return
 	}
 	s.stopped = true
-	defer func() {
-		if t.Failed() {
-			t.Logf("twin serve log (last lines):\n%s", s.tail(40))
-		}
-	}()
 	select {
 	case <-s.exited:
 		t.Errorf("twin serve had already exited: %v\n%s", s.waitErr, s.tail(30))

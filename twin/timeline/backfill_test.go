@@ -187,15 +187,21 @@ func testBackfill(t *testing.T, backfill bool, logErr error, lost bool) {
 	}
 }
 
-// gatedTimeline holds the recorder's chunk writes while hold is set.
+// gatedTimeline holds the recorder's chunk writes while hold is set, and
+// tells held when one starts being held.
 type gatedTimeline struct {
 	*boltstore.Store
 	hold    atomic.Bool
+	held    chan struct{} // buffered: a value once a write is held
 	release chan struct{}
 }
 
 func (g *gatedTimeline) AppendChanges(ctx context.Context, chunks []twin.TimelineChunk) error {
 	if g.hold.Load() {
+		select {
+		case g.held <- struct{}{}:
+		default:
+		}
 		select {
 		case <-g.release:
 		case <-ctx.Done():
@@ -217,7 +223,7 @@ func TestBackfillWhenCutLoose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bs.Close()
-	st := &gatedTimeline{Store: bs, release: make(chan struct{})}
+	st := &gatedTimeline{Store: bs, held: make(chan struct{}, 1), release: make(chan struct{})}
 	tw := twin.New(twin.Options{Clock: clk, FeedSize: 16})
 	log := logtest.New(tw)
 	id := twin.NewID(twin.Vehicles, "v")
@@ -238,9 +244,20 @@ func TestBackfillWhenCutLoose(t *testing.T) {
 	}
 	defer runRecorder(t, rec, bs)()
 	waitRecorded(t, tw, bs)
+	// The first move after the hold is what the recorder's next flush
+	// writes, and that flush hangs; only then do the other moves come, so
+	// the recorder reads none of them before the feed cuts it loose (on a
+	// busy machine it could otherwise read them all before its first flush).
 	st.hold.Store(true)
+	move(1)
+	select {
+	case <-st.held:
+	case <-time.After(30 * time.Second):
+		close(st.release)
+		t.Fatal("the recorder did not flush the first move in 30 s")
+	}
 	const moves = 400 // the hard cap is 2 x 4 windows of 16
-	for k := 1; k <= moves; k++ {
+	for k := 2; k <= moves; k++ {
 		move(k)
 	}
 	var cuts uint64
@@ -250,6 +267,7 @@ func TestBackfillWhenCutLoose(t *testing.T) {
 		}
 	}
 	if cuts == 0 {
+		close(st.release)
 		t.Fatal("the recorder was not cut loose; the test proves nothing")
 	}
 	close(st.release)
