@@ -245,10 +245,27 @@ func TestTelemetryQueuedWhileDown(t *testing.T) {
 	mc.publish(t, "twin/telemetry/"+name, fix(t0.Add(time.Second), 106.552, 29.562))
 
 	s2 := startServer(t, o)
-	eventually(t, 45*time.Second, "telemetry queued while down to be applied", func() bool {
+	applied := func() bool {
 		f, _ := s2.get(t, tok, "vehicles", name)
 		return near(f.point(t), 106.552, 29.562)
-	})
+	}
+	start := time.Now()
+	for !applied() {
+		if time.Since(start) > 45*time.Second {
+			// Seen twice in clean-clone CI runs, never on a workstation:
+			// say where the two messages stopped (not received, not
+			// journaled, not applied) and whether they come later.
+			diag := func() string {
+				return s2.metricsLine(t, "twin_ingest_messages_total", "twin_journal_", "twin_deadletter_total", "twin_changelog_leader")
+			}
+			t.Errorf("telemetry queued while down not applied after 45 s; metrics: %s", diag())
+			for time.Since(start) < 120*time.Second && !applied() {
+				time.Sleep(time.Second) // polling an external process
+			}
+			t.Fatalf("after %.0f s applied=%v; metrics: %s", time.Since(start).Seconds(), applied(), diag())
+		}
+		time.Sleep(50 * time.Millisecond) // polling an external process
+	}
 	if f, _ := s2.get(t, tok, "vehicles", name); f.Version != put.Version+2 {
 		t.Errorf("version %d after two queued fixes, want %d", f.Version, put.Version+2)
 	}
