@@ -35,7 +35,14 @@ type Committer struct {
 	inflight int      // published, not yet confirmed
 	stopped  error    // set once Run has ended: Add fails at once
 	wake     chan struct{}
+	// free holds the entry slices of confirmed groups for new ones: a
+	// group grown from nil to 25-30 entries by append copied its entries
+	// five times, 4 % of the server's CPU at 25k msgs/s through Mosquitto.
+	free [][]Entry
 }
+
+// maxFree bounds Committer.free: the groups in flight and one open.
+const maxFree = 4
 
 // CommitDepth is how many groups may await their PubAck at once. One
 // groups the most: through Mosquitto at 30k msgs/s a log message held 25
@@ -96,6 +103,9 @@ func (c *Committer) Add(es []Entry, dst []Span) []Span {
 		g := c.open
 		if g == nil {
 			g = &Group{done: make(chan struct{})}
+			if k := len(c.free); k > 0 {
+				g.es, c.free = c.free[k-1], c.free[:k-1]
+			}
 			c.open = g
 		}
 		n := 0
@@ -154,9 +164,17 @@ func (c *Committer) Run(ctx context.Context) {
 			if _, err := c.j.ConfirmBatch(ctx, g.f, g.es); err != nil {
 				g.err = err
 			}
+			// The senders wait on done and read err, never the entries:
+			// the slice goes back for a new group, its payloads let go.
+			es := g.es
+			g.es, g.f = nil, nil
+			clear(es)
 			close(g.done)
 			c.mu.Lock()
 			c.inflight--
+			if len(c.free) < maxFree {
+				c.free = append(c.free, es[:0])
+			}
 			c.mu.Unlock()
 			c.signal()
 		}
