@@ -18,6 +18,48 @@ import (
 // were ever stored in it.
 func (r *rig) lastSeq(t *testing.T) uint64 { return r.logState(t).LastSeq }
 
+// runCommitter runs c until the returned stop is called; stop returns
+// once Run has.
+func runCommitter(c *journal.Committer) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// putSenders puts one vehicle per sender, named by name.
+func (r *rig) putSenders(t *testing.T, senders int, name func(int) string) {
+	t.Helper()
+	for s := range senders {
+		if _, err := r.tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, name(s)), Geometry: orb.Point{106.5, 29.5}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// allApplied waits until each sender's vehicle shows its last sample (the
+// i-th entry is timed t0 + i s) and requires one version per entry: every
+// entry applied once, in its sender's order.
+func (r *rig) allApplied(t *testing.T, senders, each int, name func(int) string, t0 time.Time) {
+	t.Helper()
+	for s := range senders {
+		id := twin.NewID(twin.Vehicles, name(s))
+		eventually(t, name(s)+"'s entries applied", func() bool {
+			f, _ := r.tw.Get(id)
+			return f.Observed.Time().Equal(t0.Add(time.Duration(each-1) * time.Second))
+		})
+		if f, _ := r.tw.Get(id); f.Version != uint64(each)+1 {
+			t.Fatalf("%s version %d, want %d (one per entry, once each, in order)", name(s), f.Version, each+1)
+		}
+	}
+}
+
 // TestCommitterGroupsSenders: what several senders add while no group can
 // go (here: before Run) goes as one log message per MaxBatch entries, the
 // spans say which group holds each sender's entries, in order, and every
@@ -30,11 +72,7 @@ func TestCommitterGroupsSenders(t *testing.T) {
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	const senders, each = 4, 100 // 400 entries: two groups of MaxBatch (256) and the rest
 	name := func(s int) string { return fmt.Sprintf("s%d", s) }
-	for s := range senders {
-		if _, err := r.tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, name(s)), Geometry: orb.Point{106.5, 29.5}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.putSenders(t, senders, name)
 	spans := make([][]journal.Span, senders)
 	var wg sync.WaitGroup
 	for s := range senders {
@@ -52,16 +90,7 @@ func TestCommitterGroupsSenders(t *testing.T) {
 	}
 	wg.Wait()
 	before := r.lastSeq(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer runCommitter(c)()
 	groups := map[*journal.Group]int{}
 	for s := range senders {
 		n := 0
@@ -92,16 +121,7 @@ func TestCommitterGroupsSenders(t *testing.T) {
 	if got := r.lastSeq(t) - before; got != 2 {
 		t.Fatalf("%d log messages, want 2", got)
 	}
-	for s := range senders {
-		id := twin.NewID(twin.Vehicles, name(s))
-		eventually(t, name(s)+"'s entries applied", func() bool {
-			f, _ := r.tw.Get(id)
-			return f.Observed.Time().Equal(t0.Add((each - 1) * time.Second))
-		})
-		if f, _ := r.tw.Get(id); f.Version != each+1 {
-			t.Fatalf("%s version %d, want %d (one per entry, once each, in order)", name(s), f.Version, each+1)
-		}
-	}
+	r.allApplied(t, senders, each, name, t0)
 }
 
 // TestCommitterLoneEntryGoesAtOnce: on an idle log an entry is published
@@ -110,12 +130,7 @@ func TestCommitterGroupsSenders(t *testing.T) {
 func TestCommitterLoneEntryGoesAtOnce(t *testing.T) {
 	r := start(t)
 	c := journal.NewCommitter(r.j, 0)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Run(ctx)
-	}()
+	stop := runCommitter(c)
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	sp := c.Add([]journal.Entry{entry("v1", t0, 106.6)}, nil)
 	if len(sp) != 1 || sp[0].N != 1 {
@@ -129,8 +144,7 @@ func TestCommitterLoneEntryGoesAtOnce(t *testing.T) {
 	if err := sp[0].G.Err(); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	<-done
+	stop()
 	late := c.Add([]journal.Entry{entry("v1", t0.Add(time.Second), 106.7)}, nil)
 	select {
 	case <-late[0].G.Done():
@@ -150,24 +164,11 @@ func TestCommitterLoneEntryGoesAtOnce(t *testing.T) {
 func TestCommitterReusesGroupsSafely(t *testing.T) {
 	r := start(t)
 	c := journal.NewCommitter(r.j, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer runCommitter(c)()
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	const senders, each = 4, 300
 	name := func(s int) string { return fmt.Sprintf("r%d", s) }
-	for s := range senders {
-		if _, err := r.tw.Put(&twin.Feature{ID: twin.NewID(twin.Vehicles, name(s)), Geometry: orb.Point{106.5, 29.5}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.putSenders(t, senders, name)
 	before := r.lastSeq(t)
 	errs := make(chan error, senders)
 	for s := range senders {
@@ -203,14 +204,5 @@ func TestCommitterReusesGroupsSafely(t *testing.T) {
 	if n := r.lastSeq(t) - before; n < 2 {
 		t.Fatalf("%d log messages: no group was confirmed before another opened, nothing to reuse", n)
 	}
-	for s := range senders {
-		id := twin.NewID(twin.Vehicles, name(s))
-		eventually(t, name(s)+"'s entries applied", func() bool {
-			f, _ := r.tw.Get(id)
-			return f.Observed.Time().Equal(t0.Add((each - 1) * time.Second))
-		})
-		if f, _ := r.tw.Get(id); f.Version != each+1 {
-			t.Fatalf("%s version %d, want %d (one per entry, once each, in order)", name(s), f.Version, each+1)
-		}
-	}
+	r.allApplied(t, senders, each, name, t0)
 }
