@@ -14,6 +14,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/paulmach/orb"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -83,6 +84,33 @@ func defaultMosquitto(t *testing.T) (string, *syncBuffer) {
 		return err == nil
 	})
 	return "tcp://" + addr, out
+}
+
+// natsMQTT starts a nats-server in process with JetStream and its MQTT
+// listener on a free port (a second real broker, multi-threaded, v3.1.1
+// only) and returns the MQTT URL.
+func natsMQTT(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "mqtt-" + uniq(t), Host: "127.0.0.1", Port: -1, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(),
+		MQTT: server.MQTTOpts{Host: "127.0.0.1", Port: port},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats-server with MQTT did not start")
+	}
+	return fmt.Sprintf("tcp://127.0.0.1:%d", port)
 }
 
 // durableRig is the durable ingest path of `twin serve`: MQTT ingest into
@@ -229,9 +257,18 @@ func TestQoS1BurstNoLoss(t *testing.T) {
 	t.Cleanup(b.Close)
 	urls["embedded"] = b.URL()
 	urls["handoff"] = handoffBroker(t)
+	// nats-server's MQTT speaks v3.1.1 only and has no $share: one
+	// connection, its messages through the v3.1.1 client into the same
+	// group commit as the MQTT 5 links'. It holds QoS 1 messages in a
+	// JetStream stream, so a burst waits there, never dropped.
+	urls["nats-mqtt"] = natsMQTT(t)
 	for bname, url := range urls {
 		t.Run(bname, func(t *testing.T) {
-			r := startDurable(t, url, Options{Connections: 2})
+			opts := Options{Connections: 2}
+			if bname == "nats-mqtt" {
+				opts = Options{Connections: 1, Protocol: 3}
+			}
+			r := startDurable(t, url, opts)
 			names := make([]string, vehicles)
 			tag := uniq(t)
 			for v := range names {

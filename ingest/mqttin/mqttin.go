@@ -208,7 +208,7 @@ type Ingest struct {
 	handing    atomic.Bool  // the embedded broker hands telemetry to us
 	acks       chan pending // journal mode: appended, waiting to be PUBACKed
 	ackCtx     context.Context
-	commit     *journal.Committer // MQTT 5 links' and the handover's telemetry into the log, by group commit
+	commit     *journal.Committer // every connection's telemetry into the log, by group commit
 	sys        *sysWatch          // the broker's $SYS dropped counters
 
 	// gate guards shards against sends after shutdown closed them.
@@ -432,13 +432,14 @@ func (i *Ingest) Run(ctx context.Context) error {
 	ackCtx, stopAcks := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAcks()
 	i.ackCtx = ackCtx
-	// The MQTT 5 links and the embedded broker's handover journal through
-	// one group commit; it stops after them (every group they added is
-	// done by then) and, with NATS away, when ackCtx ends.
+	// The MQTT 5 links, the v3.1.1 workers and the embedded broker's
+	// handover journal through one group commit; it stops after them
+	// (every group they added is done by then) and, with NATS away, when
+	// ackCtx ends.
 	commitDone := make(chan struct{})
 	commitCtx, stopCommit := context.WithCancel(ackCtx)
 	defer stopCommit()
-	if i.opts.Journal != nil && (len(i.subs5) > 0 || i.opts.Embedded != nil) {
+	if i.opts.Journal != nil {
 		i.commit = journal.NewCommitter(i.opts.Journal, 0)
 		go func() {
 			defer close(commitDone)
@@ -540,14 +541,16 @@ func (i *Ingest) Run(ctx context.Context) error {
 	wg.Wait()
 	<-handedDone
 	<-watchDone
-	// Every link and the handover have drained their ackers: every group
-	// they added is done.
-	stopCommit()
-	<-commitDone
+	// The v3.1.1 workers are done: their acker waits for the last groups
+	// (or for ackCtx, NATS away) and PUBACKs what the log holds.
 	if i.acks != nil {
 		close(i.acks)
 		<-ackDone
 	}
+	// Every link, the handover and the v3.1.1 acker have drained: every
+	// group they added is done.
+	stopCommit()
+	<-commitDone
 	i.dead.close() // no sender left: workers are done, DeadLetterFunc sees closed
 	<-dlDone
 	for _, c := range pahos {
