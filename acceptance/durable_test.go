@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,19 +29,27 @@ func TestKill9LosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: skipping kill -9 against the shared Mosquitto")
 	}
-	t.Run("embedded-nats", func(t *testing.T) { kill9Check(t, nil) })
+	t.Run("embedded-nats", func(t *testing.T) { kill9Check(t, mosquitto, nil) })
 	t.Run("external-nats", func(t *testing.T) {
 		url := startNATS(t)
-		kill9Check(t, []string{"--nats", url})
+		kill9Check(t, mosquitto, []string{"--nats", url})
+	})
+	// The broker is nats-server's MQTT listener (v3.1.1, no $share): the
+	// server's v3.1.1 client PUBACKs a message only once the log holds
+	// its group, and nats-server keeps the unacknowledged ones (and those
+	// published while the server is down) in its persistent session.
+	t.Run("nats-mqtt-broker", func(t *testing.T) {
+		_, mqttURL := startNATSWith(t, true)
+		kill9Check(t, mqttURL, []string{"--mqtt-protocol", "3"})
 	})
 }
 
-func kill9Check(t *testing.T, args []string) {
+func kill9Check(t *testing.T, broker string, args []string) {
 	const vehicles, perVehicle = 20, 250 // 5,000 messages
 	sfx := suffix(t)
 	id := "citytwin-acceptance-k9-" + sfx
-	t.Cleanup(func() { wipeSessions(mosquitto, id) }) // after the servers stopped
-	o := serveOpts{mqtt: mosquitto, clientID: id, data: t.TempDir(), key: writeKey(t), args: args}
+	t.Cleanup(func() { wipeSessions(broker, id) }) // after the servers stopped
+	o := serveOpts{mqtt: broker, clientID: id, data: t.TempDir(), key: writeKey(t), args: args}
 	s := startServer(t, o)
 	tok := s.token(t, "operator", "500000")
 	names := make([]string, vehicles)
@@ -49,7 +58,7 @@ func kill9Check(t *testing.T, args []string) {
 		s.putVehicle(t, tok, names[v], 106.5, 29.5, nil)
 	}
 
-	pub := newPacedPublisher(t)
+	pub := newPacedPublisherTo(t, broker)
 	t0 := time.Now().Add(-2 * time.Hour).Truncate(time.Millisecond)
 	lon := func(k int) float64 { return 106.5 + float64(k)*1e-5 }
 	lat := func(v int) float64 { return 29.5 + float64(v)*1e-3 }
@@ -132,11 +141,17 @@ type pacedPublisher struct {
 
 func newPacedPublisher(t *testing.T) *pacedPublisher {
 	t.Helper()
-	o := paho.NewClientOptions().AddBroker(mosquitto).SetClientID("acceptance-pub-" + suffix(t)).
+	return newPacedPublisherTo(t, mosquitto)
+}
+
+// newPacedPublisherTo is newPacedPublisher on another broker.
+func newPacedPublisherTo(t *testing.T, broker string) *pacedPublisher {
+	t.Helper()
+	o := paho.NewClientOptions().AddBroker(broker).SetClientID("acceptance-pub-" + suffix(t)).
 		SetCleanSession(true).SetConnectTimeout(10 * time.Second).SetOrderMatters(true)
 	p := &pacedPublisher{c: paho.NewClient(o), window: make(chan paho.Token, 100)}
 	if tok := p.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect to MQTT broker %s: %v (is Mosquitto running?)", mosquitto, tok.Error())
+		t.Fatalf("connect to MQTT broker %s: %v (is Mosquitto running?)", broker, tok.Error())
 	}
 	t.Cleanup(func() { p.c.Disconnect(100) })
 	return p
@@ -173,6 +188,15 @@ func (p *pacedPublisher) sent() int { return int(p.n.Load()) }
 // returns its URL.
 func startNATS(t *testing.T) string {
 	t.Helper()
+	url, _ := startNATSWith(t, false)
+	return url
+}
+
+// startNATSWith starts a nats-server of the test's own with JetStream and,
+// when mqtt is set, its MQTT listener too (nats-server has no flag for it:
+// a config file); it returns the NATS URL and the MQTT one (or "").
+func startNATSWith(t *testing.T, mqtt bool) (natsURL, mqttURL string) {
+	t.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/nats-server"); serr != nil {
@@ -182,8 +206,19 @@ func startNATS(t *testing.T) string {
 	}
 	addr := freeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
+	args := []string{"-a", host, "-p", port, "-js", "-sd", t.TempDir()}
+	if mqtt {
+		maddr := freeAddr(t)
+		conf := filepath.Join(t.TempDir(), "nats.conf")
+		text := fmt.Sprintf("server_name: mqtt-%s\nlisten: %q\njetstream { store_dir: %q }\nmqtt { listen: %q }\n",
+			suffix(t), addr, t.TempDir(), maddr)
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args, mqttURL = []string{"-c", conf}, "tcp://"+maddr
+	}
 	logs := &syncBuffer{}
-	cmd := exec.Command(bin, "-a", host, "-p", port, "-js", "-sd", t.TempDir())
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start nats-server: %v", err)
@@ -202,7 +237,7 @@ func startNATS(t *testing.T) string {
 		}
 		return false
 	})
-	return "nats://" + addr
+	return "nats://" + addr, mqttURL
 }
 
 // TestFailoverLosesNothing: three servers of one twin (one PostGIS, one

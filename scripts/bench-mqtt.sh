@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# bench-mqtt.sh BIN: the README's MQTT QoS 1 ingest figure (issue 13 item 5).
-# One `BIN serve` as `make run` starts it (embedded NATS JetStream log,
-# embedded store) takes telemetry from a Mosquitto of its own with default
-# settings (only a listener on a free port) over MQTT 5 subscriber
-# connections; twinload registers the vehicles, publishes QoS 1 (each
-# message counted once the broker PUBACKs it) and reads the server's
-# counters until it has caught up. Prints twinload's report, then the CPU
-# seconds the server and Mosquitto used over the whole run (from /proc,
+# bench-mqtt.sh BIN: the README's MQTT ingest figures through a real broker
+# (issue 13 item 5, issue 16 goal 2). One `BIN serve` as `make run` starts it
+# (embedded NATS JetStream log, embedded store) takes telemetry from a
+# Mosquitto of its own with default settings (only a listener on a free
+# port) over MQTT 5 subscriber connections (or nats-server's MQTT: below);
+# twinload registers the vehicles, publishes QoS 1 (each message counted
+# once the broker PUBACKs it) and reads the server's counters until it has
+# caught up. Prints twinload's report, then the CPU seconds the server and
+# the broker used over the whole run (from /proc,
 # registration included) and per message published. Asserts nothing.
 #   BENCH_RATE=31000 BENCH_DURATION=20s BENCH_OBJECTS=5000
 #   BENCH_PUB_CONNS=8 (publisher connections) BENCH_SUB_CONNS=4 (--mqtt-connections)
@@ -21,6 +22,13 @@
 #     clients share the subscription ($share/bench/twin/#, QoS 1, output
 #     discarded): the broker's own ceiling on this machine, to set the
 #     server's figure against (issue 16 goal 2: "when the broker allows it").
+#   BENCH_BROKER=nats: the broker is nats-server's MQTT listener (nats-server
+#     2.9+ from PATH, JetStream on, default settings) instead of Mosquitto.
+#     It speaks MQTT 3.1.1 only and has no $share, so the server subscribes
+#     with --mqtt-protocol 3 on one connection and the broker-only run has
+#     one mosquitto_sub. It is multi-threaded: at QoS 0 (BENCH_TWINLOAD=
+#     "-qos 0") it routes a message in a few us where Mosquitto's one thread
+#     takes 10-30; QoS 1 it stores in a JetStream stream (slower).
 set -euo pipefail
 BIN=${1:?usage: bench-mqtt.sh path/to/twin}
 GO=${GO:-go}
@@ -46,16 +54,37 @@ cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/hz}' "/proc/$1
 "$GO" build -o "$dir/twinload" ./cmd/twinload
 
 mport=$(port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mport" >"$dir/mosquitto.conf"
-${BENCH_BROKER_NICE:+nice -n "$BENCH_BROKER_NICE"} ${BENCH_BROKER_CPUS:+taskset -c "$BENCH_BROKER_CPUS"} mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
+BROKER=${BENCH_BROKER:-mosquitto}
+filter='$share/bench/twin/#'
+case "$BROKER" in
+mosquitto)
+	printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$mport" >"$dir/mosquitto.conf"
+	${BENCH_BROKER_NICE:+nice -n "$BENCH_BROKER_NICE"} ${BENCH_BROKER_CPUS:+taskset -c "$BENCH_BROKER_CPUS"} mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
+	;;
+nats)
+	printf 'server_name: bench\nlisten: 127.0.0.1:%s\njetstream { store_dir: "%s" }\nmqtt { listen: 127.0.0.1:%s }\n' \
+		"$(port)" "$dir/nats" "$mport" >"$dir/nats.conf"
+	${BENCH_BROKER_NICE:+nice -n "$BENCH_BROKER_NICE"} ${BENCH_BROKER_CPUS:+taskset -c "$BENCH_BROKER_CPUS"} nats-server -c "$dir/nats.conf" >"$dir/nats.log" 2>&1 &
+	filter='twin/#' SUB=1
+	BENCH_SERVE_ARGS="--mqtt-protocol 3 ${BENCH_SERVE_ARGS:-}"
+	;;
+*)
+	echo "BENCH_BROKER must be mosquitto or nats" >&2
+	exit 2
+	;;
+esac
 mpid=$!
 pids+=("$mpid")
-# Mosquitto listening before anything connects to it.
+# The broker listening before anything connects to it.
 for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null && break; sleep 0.1; done
+case "$BROKER" in
+mosquitto) echo "broker: $(mosquitto -h 2>&1 | head -1)" ;;
+nats) echo "broker: $(nats-server --version) (MQTT listener)" ;;
+esac
 if [ -n "${BENCH_BROKER_ONLY:-}" ]; then
 	subs=()
 	for k in $(seq 1 "$SUB"); do
-		${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} mosquitto_sub -h 127.0.0.1 -p "$mport" -q 1 -i "bench-sub-$k" -t '$share/bench/twin/#' >/dev/null 2>>"$dir/sub.log" &
+		${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} mosquitto_sub -h 127.0.0.1 -p "$mport" -q 1 -i "bench-sub-$k" -t "$filter" >/dev/null 2>>"$dir/sub.log" &
 		subs+=("$!")
 		pids+=("$!")
 	done
@@ -70,7 +99,7 @@ if [ -n "${BENCH_BROKER_ONLY:-}" ]; then
 		echo "$t"
 	}
 	b0=$(subcpu); m0=$(cpu "$mpid")
-	echo "== broker only: twinload -qos 1 -conns $PUB -objects $OBJECTS -rate $RATE -duration $DURATION; $SUB mosquitto_sub"
+	echo "== broker only: twinload -qos 1 -conns $PUB -objects $OBJECTS -rate $RATE -duration $DURATION ${BENCH_TWINLOAD:-}; $SUB mosquitto_sub"
 	echo "before: $(uptime)"
 	# shellcheck disable=SC2086 # BENCH_TWINLOAD is a list of flags
 	${BENCH_TOOL_CPUS:+taskset -c "$BENCH_TOOL_CPUS"} "$dir/twinload" -broker "tcp://127.0.0.1:$mport" -server none -qos 1 -conns "$PUB" \
@@ -101,7 +130,7 @@ TWIN_TOKEN=$("$BIN" token --role operator --region 500000 --auth-key "$dir/auth.
 export TWIN_TOKEN
 
 s0=$(cpu "$spid"); m0=$(cpu "$mpid")
-echo "== twinload -qos 1 -conns $PUB -objects $OBJECTS -rate $RATE -duration $DURATION; server --mqtt-connections $SUB"
+echo "== twinload -qos 1 -conns $PUB -objects $OBJECTS -rate $RATE -duration $DURATION ${BENCH_TWINLOAD:-}; server --mqtt-connections $SUB ${BENCH_SERVE_ARGS:-}"
 echo "before: $(uptime)"
 # shellcheck disable=SC2086 # BENCH_TWINLOAD is a list of flags
 ${BENCH_TOOL_CPUS:+taskset -c "$BENCH_TOOL_CPUS"} "$dir/twinload" -broker "tcp://127.0.0.1:$mport" -server "http://127.0.0.1:$hport" -qos 1 -conns "$PUB" \

@@ -99,3 +99,29 @@ func TestHandoffQoS0AppliedOnLeader(t *testing.T) {
 	waitFor(t, 30*time.Second, "QoS 0 journaled off the leader", func() bool { return journaled(t, r.reg) == q1+1 })
 	waitFor(t, 30*time.Second, "and applied", func() bool { return count2(r, "applied") == q0+q1+1 })
 }
+
+// TestV311AcksAfterJournal: a message the MQTT 3.1.1 client took (here
+// handed to the workers as paho would, with an ack that records when it
+// ran) is PUBACKed only once the log holds its group, so a kill -9 after
+// the PUBACK loses nothing: each ack finds its message counted as
+// journaled. Against nats-server's MQTT listener, a v3.1.1-only broker.
+func TestV311AcksAfterJournal(t *testing.T) {
+	r := startDurable(t, natsMQTT(t), Options{Protocol: 3})
+	name := uniq(t)
+	register(t, r.tw, name)
+	const n = 300
+	var acked, early atomic.Int64
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	for k := range n {
+		r.ing.dispatch(inbound{topic: TelemetryPrefix + name, payload: fix(t0.Add(time.Duration(k)*time.Second), 106.5, 29.5+float64(k)*1e-4), ack: func() {
+			if journaled(t, r.reg) < float64(acked.Add(1)) {
+				early.Add(1)
+			}
+		}})
+	}
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d acked", n), func() bool { return acked.Load() == n })
+	if e := early.Load(); e != 0 {
+		t.Fatalf("%d of %d messages acked before the log had them", e, n)
+	}
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d applied", n), func() bool { return count2(r, "applied") == n })
+}
