@@ -19,8 +19,8 @@
 #   BENCH_BROKER_NICE=-10: run Mosquitto at that nice level (its one thread
 #     then gets the CPU first when the two cores are contended)
 #   BENCH_BROKER_ONLY=1: no CityTwin server; BENCH_SUB_CONNS mosquitto_sub
-#     clients share the subscription ($share/bench/twin/#, QoS 1, output
-#     discarded): the broker's own ceiling on this machine, to set the
+#     clients share the subscription ($share/bench/twin/#, QoS 1, a 2-byte
+#     line per message, counted as "delivered"): the broker's own ceiling on this machine, to set the
 #     server's figure against (issue 16 goal 2: "when the broker allows it").
 #   BENCH_BROKER=nats: the broker is nats-server's MQTT listener (nats-server
 #     2.9+ from PATH, JetStream on, default settings) instead of Mosquitto.
@@ -84,7 +84,7 @@ esac
 if [ -n "${BENCH_BROKER_ONLY:-}" ]; then
 	subs=()
 	for k in $(seq 1 "$SUB"); do
-		${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} mosquitto_sub -h 127.0.0.1 -p "$mport" -q 1 -i "bench-sub-$k" -t "$filter" >/dev/null 2>>"$dir/sub.log" &
+		${BENCH_SERVER_CPUS:+taskset -c "$BENCH_SERVER_CPUS"} mosquitto_sub -h 127.0.0.1 -p "$mport" -q 1 -i "bench-sub-$k" -t "$filter" -F x >"$dir/sub-$k.out" 2>>"$dir/sub.log" &
 		subs+=("$!")
 		pids+=("$!")
 	done
@@ -105,9 +105,18 @@ if [ -n "${BENCH_BROKER_ONLY:-}" ]; then
 	${BENCH_TOOL_CPUS:+taskset -c "$BENCH_TOOL_CPUS"} "$dir/twinload" -broker "tcp://127.0.0.1:$mport" -server none -qos 1 -conns "$PUB" \
 		-objects "$OBJECTS" -rate "$RATE" -duration "$DURATION" ${BENCH_TWINLOAD:-} | tee "$dir/report.txt"
 	echo "after:  $(uptime)"
-	sleep 1
+	# What the subscribers got (one "x" line per message): at QoS 0 a
+	# broker may take a message and drop it for a slow subscriber.
+	got=-1
+	for _ in $(seq 1 30); do
+		sleep 1
+		g=$(cat "$dir"/sub-*.out | wc -l)
+		[ "$g" = "$got" ] && break
+		got=$g
+	done
 	b1=$(subcpu); m1=$(cpu "$mpid")
 	n=$(awk '/^published/ {print $2}' "$dir/report.txt")
+	echo "delivered    $got of $n published, to $SUB subscriber(s)"
 	awk -v b="$b0" -v B="$b1" -v m="$m0" -v M="$m1" -v n="$n" 'BEGIN {
 		printf "broker CPU   %.2f s (%.1f us per message)\n", M-m, (M-m)*1e6/n
 		printf "subscribers  %.2f s (%.1f us per message)\n", B-b, (B-b)*1e6/n
