@@ -31,13 +31,24 @@ import (
 // requires [MQTT-4.6.0-2].
 type sub5 struct {
 	i        *Ingest
+	v311     bool // MQTT 3.1.1 (--mqtt-protocol 3): same packets, no properties
 	clientID string
 	subs     []subscription
 	up       func(bool) // subscribed (true) or lost (false)
 }
 
+// protocol is the MQTT version the connection speaks, for logs: 3 (v3.1.1,
+// whose Receive Maximum the broker ignores) or 5.
+func (s *sub5) protocol() int {
+	if s.v311 {
+		return 3
+	}
+	return 5
+}
+
 // link5 is one network connection of a sub5.
 type link5 struct {
+	v311      bool
 	conn      net.Conn
 	r         *bufio.Reader
 	keepAlive time.Duration
@@ -138,7 +149,7 @@ func (s *sub5) dial(ctx context.Context) (*link5, error) {
 		}
 		conn = tc
 	}
-	l := &link5{conn: conn, r: bufio.NewReaderSize(conn, ReadBufferSize), keepAlive: 30 * time.Second,
+	l := &link5{v311: s.v311, conn: conn, r: bufio.NewReaderSize(conn, ReadBufferSize), keepAlive: 30 * time.Second,
 		acks: make(chan ack5, int(o.ReceiveMaximum)+64), wake: make(chan struct{}, 1)}
 	user, pass, hasPass := "", "", false
 	if u.User != nil {
@@ -146,7 +157,7 @@ func (s *sub5) dial(ctx context.Context) (*link5, error) {
 		pass, hasPass = u.User.Password()
 	}
 	_ = conn.SetDeadline(time.Now().Add(o.ConnectTimeout))
-	connect := connectPacket(s.clientID, user, pass, hasPass, uint16(l.keepAlive/time.Second), uint32(o.SessionExpiry/time.Second), o.ReceiveMaximum)
+	connect := connectPacket(s.clientID, user, pass, hasPass, uint16(l.keepAlive/time.Second), uint32(o.SessionExpiry/time.Second), o.ReceiveMaximum, s.v311)
 	if _, err := conn.Write(connect); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("mqtt5: CONNECT: %w", err)
@@ -160,10 +171,14 @@ func (s *sub5) dial(ctx context.Context) (*link5, error) {
 		conn.Close()
 		return nil, fmt.Errorf("mqtt5: packet type %d instead of CONNACK", p.typ)
 	}
-	ca, err := decodeConnack(p)
+	ca, err := decodeConnack(p, s.v311)
 	if err != nil {
 		conn.Close()
 		return nil, err
+	}
+	if ca.reason != 0 && s.v311 {
+		conn.Close()
+		return nil, fmt.Errorf("mqtt: broker refused the v3.1.1 connection: return code %d", ca.reason)
 	}
 	if ca.reason != 0 {
 		conn.Close()
@@ -172,13 +187,13 @@ func (s *sub5) dial(ctx context.Context) (*link5, error) {
 	if ca.serverKeepAlive >= 0 { // [MQTT-3.2.2-21]
 		l.keepAlive = time.Duration(ca.serverKeepAlive) * time.Second
 	}
-	if _, err := conn.Write(subscribePacket(subscribeID, s.subs)); err != nil {
+	if _, err := conn.Write(subscribePacket(subscribeID, s.subs, s.v311)); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("mqtt5: SUBSCRIBE: %w", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	l.lastRecv.Store(time.Now().UnixNano())
-	s.i.log.Debug("MQTT 5 connected", "client", s.clientID, "session_present", ca.sessionPresent, "keepalive", l.keepAlive)
+	s.i.log.Debug("MQTT connected", "client", s.clientID, "protocol", s.protocol(), "session_present", ca.sessionPresent, "keepalive", l.keepAlive)
 	return l, nil
 }
 
@@ -223,7 +238,7 @@ func (s *sub5) read(l *link5, up *atomic.Bool) error {
 		l.lastRecv.Store(time.Now().UnixNano())
 		switch p.typ {
 		case pktPublish:
-			m, err := decodePublish(p)
+			m, err := decodePublish(p, l.v311)
 			if err != nil {
 				return err
 			}
@@ -234,7 +249,7 @@ func (s *sub5) read(l *link5, up *atomic.Bool) error {
 				s.i.flush5(l)
 			}
 		case pktSuback:
-			sa, err := decodeSuback(p)
+			sa, err := decodeSuback(p, l.v311)
 			if err != nil {
 				return err
 			}
@@ -249,7 +264,7 @@ func (s *sub5) read(l *link5, up *atomic.Bool) error {
 			if up.CompareAndSwap(false, true) {
 				s.up(true)
 				s.i.log.Info("MQTT telemetry ingest subscribed", "broker", s.i.opts.BrokerURL, "filter", s.subs[0].filter,
-					"client", s.clientID, "protocol", 5, "receive_maximum", s.i.opts.ReceiveMaximum)
+					"client", s.clientID, "protocol", s.protocol(), "receive_maximum", s.i.opts.ReceiveMaximum)
 			}
 		case pktPingresp:
 		case pktDisconnect:

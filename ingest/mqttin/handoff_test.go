@@ -100,11 +100,12 @@ func TestHandoffQoS0AppliedOnLeader(t *testing.T) {
 	waitFor(t, 30*time.Second, "and applied", func() bool { return count2(r, "applied") == q0+q1+1 })
 }
 
-// TestV311AcksAfterJournal: a message the MQTT 3.1.1 client took (here
-// handed to the workers as paho would, with an ack that records when it
-// ran) is PUBACKed only once the log holds its group, so a kill -9 after
-// the PUBACK loses nothing: each ack finds its message counted as
-// journaled. Against nats-server's MQTT listener, a v3.1.1-only broker.
+// TestV311AcksAfterJournal: a message paho's MQTT 3.1.1 client took (the
+// client of websocket and unix broker URLs; here handed to the workers as
+// paho would, with an ack that records when it ran) is PUBACKed only once
+// the log holds its group, so a kill -9 after the PUBACK loses nothing:
+// each ack finds its message counted as journaled. The rig's broker is
+// nats-server's MQTT listener, a v3.1.1-only broker.
 func TestV311AcksAfterJournal(t *testing.T) {
 	r := startDurable(t, natsMQTT(t), Options{Protocol: 3})
 	name := uniq(t)

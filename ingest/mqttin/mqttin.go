@@ -101,11 +101,13 @@ type Options struct {
 	// server delays nothing.
 	ShareGroup string
 	// Protocol of the subscriber connections: 5 (default) or 3 (v3.1.1,
-	// for a broker without MQTT 5). With 5 the broker lets ReceiveMaximum
-	// QoS 1 messages be in flight to each connection; with 3.1.1 it
-	// decides alone (Mosquitto: max_inflight_messages, 20), which caps
-	// ingest at about 20 / round trip per connection. Websocket and unix
-	// broker URLs always use 3.1.1.
+	// for a broker without MQTT 5, such as nats-server's MQTT listener).
+	// With 5 the broker lets ReceiveMaximum QoS 1 messages be in flight to
+	// each connection; with 3.1.1 it decides alone (Mosquitto:
+	// max_inflight_messages, 20), which caps ingest at about 20 / round
+	// trip per connection. Both go through this package's own client
+	// (wire5.go) over TCP and TLS; websocket and unix broker URLs always
+	// use 3.1.1, through paho.
 	Protocol int
 	// ReceiveMaximum is the MQTT 5 Receive Maximum of each subscriber
 	// connection: how many QoS 1 messages the broker may have sent and not
@@ -249,14 +251,16 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 		if n > 0 {
 			id = fmt.Sprintf("%s-%d", opts.ClientID, n)
 		}
-		if opts.Protocol == 5 {
+		// Our own client (wire5.go) for TCP and TLS in either version;
+		// paho's v3.1.1 one for websocket and unix URLs.
+		if opts.Protocol == 5 || v5Dialable(opts.BrokerURL) == nil {
 			subs := []subscription{{filter: i.filter, qos: 1}}
 			if n == 0 {
 				for _, t := range sysDroppedTopics {
 					subs = append(subs, subscription{filter: t})
 				}
 			}
-			i.subs5 = append(i.subs5, &sub5{i: i, clientID: id, subs: subs, up: func(up bool) {
+			i.subs5 = append(i.subs5, &sub5{i: i, v311: opts.Protocol == 3, clientID: id, subs: subs, up: func(up bool) {
 				if up {
 					i.subscribed.Add(1)
 				} else {
@@ -267,7 +271,7 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 		}
 		i.clients = append(i.clients, i.newClient(id, n == 0))
 	}
-	if opts.Protocol == 5 {
+	if len(i.clients) == 0 {
 		i.client = i.newPublisher(opts.ClientID + "-pub")
 	} else {
 		i.client = i.clients[0]
@@ -456,7 +460,7 @@ func (i *Ingest) Run(ctx context.Context) error {
 	}
 
 	pahos := i.clients
-	if i.opts.Protocol == 5 || i.opts.Embedded != nil {
+	if len(i.clients) == 0 {
 		pahos = []paho.Client{i.client}
 	}
 	handedDone, watchDone := make(chan struct{}), make(chan struct{})
