@@ -364,25 +364,17 @@ func connectPacket(clientID, user, pass string, hasPass bool, keepAlive uint16, 
 	}
 	vh = append(vh, flags)
 	vh = binary.BigEndian.AppendUint16(vh, keepAlive)
-	if v311 {
-		vh = appendString(vh, clientID)
-		if user != "" {
-			vh = appendString(vh, user)
-		}
-		if hasPass {
-			vh = appendString(vh, pass)
-		}
-		return frame(pktConnect<<4, vh)
+	if !v311 {
+		var pr []byte
+		pr = append(pr, propSessionExpiry)
+		pr = binary.BigEndian.AppendUint32(pr, sessionExpiry)
+		pr = append(pr, propReceiveMaximum)
+		pr = binary.BigEndian.AppendUint16(pr, receiveMax)
+		pr = append(pr, propMaxPacketSize)
+		pr = binary.BigEndian.AppendUint32(pr, maxPacket)
+		vh = appendVarint(vh, len(pr))
+		vh = append(vh, pr...)
 	}
-	var pr []byte
-	pr = append(pr, propSessionExpiry)
-	pr = binary.BigEndian.AppendUint32(pr, sessionExpiry)
-	pr = append(pr, propReceiveMaximum)
-	pr = binary.BigEndian.AppendUint16(pr, receiveMax)
-	pr = append(pr, propMaxPacketSize)
-	pr = binary.BigEndian.AppendUint32(pr, maxPacket)
-	vh = appendVarint(vh, len(pr))
-	vh = append(vh, pr...)
 	vh = appendString(vh, clientID)
 	if user != "" {
 		vh = appendString(vh, user)
