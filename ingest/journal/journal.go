@@ -80,7 +80,7 @@ type Journal struct {
 	m   *metrics
 
 	// window bounds appends awaiting JetStream's PubAck (a slot is taken
-	// by Append and given back by Confirm): below the connection's own
+	// by AppendBatch and given back by ConfirmBatch): below the connection's own
 	// async limit, so an append waits here for room instead of stalling
 	// in nats.go and failing over to the slow synchronous retry.
 	window chan struct{}
@@ -121,21 +121,16 @@ type Entry struct {
 // ms per PubAck a few hundred are in flight; the rest is room for bursts.
 const AppendWindow = 8192
 
-// Append publishes e without waiting for JetStream (it waits only while
-// AppendWindow appends are unanswered); the future reports JetStream's
-// acknowledgement. Every Append must be followed by a Confirm, which
-// gives its window slot back; ack the sender only after Confirm.
-func (j *Journal) Append(e Entry) (jetstream.PubAckFuture, error) {
-	return j.AppendBatch([]Entry{e})
-}
-
-// AppendBatch is Append for several entries journaled as ONE log message
-// (batch.go): JetStream stores, delivers, acknowledges and removes it
-// once, where one message per entry cost each of those per entry (about
-// a third of the server's CPU per telemetry message). The entries are
-// acknowledged together: follow it with ConfirmBatch on the same slice,
-// and ack the senders only after it. One entry is journaled as a plain
-// message with its own Nats-Msg-Id, as Append always did.
+// AppendBatch publishes es as ONE log message (batch.go) without waiting
+// for JetStream (it waits only while AppendWindow appends are
+// unanswered); the future reports JetStream's acknowledgement. JetStream
+// stores, delivers, acknowledges and removes the batch once, where one
+// message per entry cost each of those per entry (about a third of the
+// server's CPU per telemetry message). Every AppendBatch must be followed
+// by a ConfirmBatch on the same slice, which gives its window slot back;
+// ack the senders only after it. One entry is journaled as a plain
+// message with its own Nats-Msg-Id. The Committer (group.go) is how
+// sources call it.
 func (j *Journal) AppendBatch(es []Entry) (jetstream.PubAckFuture, error) {
 	j.window <- struct{}{}
 	m, id := batchMsg(es)
@@ -148,10 +143,11 @@ func (j *Journal) AppendBatch(es []Entry) (jetstream.PubAckFuture, error) {
 	return f, nil
 }
 
-// Confirm waits for f; when it failed (NATS unreachable, stream full, or
-// no answer) it publishes e again, with the same message id (a second copy
-// is a duplicate, not a second message), until JetStream takes it or ctx
-// ends. It counts the outcome.
+// ConfirmBatch waits for f, what AppendBatch(es) returned (es the same
+// entries in the same order); when it failed (NATS unreachable, stream
+// full, or no answer) it publishes es again, with the same message id (a
+// second copy is a duplicate, not a second message), until JetStream
+// takes it or ctx ends. It counts the outcome.
 //
 // A PubAck that never comes (lost in a NATS reconnect, or a clustered
 // stream's leader died before answering) fails the future
@@ -160,13 +156,6 @@ func (j *Journal) AppendBatch(es []Entry) (jetstream.PubAckFuture, error) {
 // are published again at once. A timer per call, which this used to
 // start, counted from when the caller got to each one: ten seconds per
 // batch, in turn.
-func (j *Journal) Confirm(ctx context.Context, f jetstream.PubAckFuture, e Entry) (*jetstream.PubAck, error) {
-	return j.ConfirmBatch(ctx, f, []Entry{e})
-}
-
-// ConfirmBatch is Confirm for what AppendBatch(es) returned: es must be
-// the same entries in the same order (the batch is published again with
-// the same message id when the first try failed).
 func (j *Journal) ConfirmBatch(ctx context.Context, f jetstream.PubAckFuture, es []Entry) (*jetstream.PubAck, error) {
 	if f != nil {
 		select {

@@ -163,11 +163,11 @@ func TestAppendConfirm(t *testing.T) {
 	const n = 500
 	for i := range n {
 		e := entry("v1", t0.Add(time.Duration(i)*time.Second), 106.5+float64(i)*1e-5)
-		f, err := r.j.Append(e)
+		f, err := r.j.AppendBatch([]journal.Entry{e})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.j.Confirm(ctx, f, e); err != nil {
+		if _, err := r.j.ConfirmBatch(ctx, f, []journal.Entry{e}); err != nil {
 			t.Fatal(err)
 		}
 	}
