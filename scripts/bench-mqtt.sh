@@ -8,7 +8,8 @@
 # once the broker PUBACKs it) and reads the server's counters until it has
 # caught up. Prints twinload's report, then the CPU seconds the server and
 # the broker used over the whole run (from /proc,
-# registration included) and per message published. Asserts nothing.
+# registration included) and per message published, and the server's peak and
+# current RSS at the end (VmHWM, VmRSS). Asserts nothing.
 #   BENCH_RATE=31000 BENCH_DURATION=20s BENCH_OBJECTS=5000
 #   BENCH_PUB_CONNS=8 (publisher connections) BENCH_SUB_CONNS=4 (--mqtt-connections)
 #   BENCH_TWINLOAD="-jump" (more twinload flags) BENCH_SERVE_ARGS="--pprof 127.0.0.1:6060"
@@ -147,6 +148,7 @@ ${BENCH_TOOL_CPUS:+taskset -c "$BENCH_TOOL_CPUS"} "$dir/twinload" -broker "tcp:/
 echo "after:  $(uptime)"
 s1=$(cpu "$spid"); m1=$(cpu "$mpid")
 n=$(awk '/^published/ {print $2}' "$dir/report.txt")
+awk '/^VmHWM|^VmRSS/ {printf "server %s %.2f GB\n", $1, $2/1048576}' "/proc/$spid/status"
 awk -v s="$s0" -v S="$s1" -v m="$m0" -v M="$m1" -v n="$n" 'BEGIN {
 	printf "server CPU   %.2f s (%.1f us per message)\n", S-s, (S-s)*1e6/n
 	printf "broker CPU   %.2f s (%.1f us per message)\n", M-m, (M-m)*1e6/n
