@@ -41,7 +41,9 @@ type Committer struct {
 	free [][]Entry
 }
 
-// maxFree bounds Committer.free: the groups in flight and one open.
+// maxFree bounds Committer.free: enough for the CommitDepth groups in
+// flight, the open one and a full one waiting; more would only hold
+// memory.
 const maxFree = 4
 
 // CommitDepth is how many groups may await their PubAck at once. One

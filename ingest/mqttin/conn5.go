@@ -176,12 +176,11 @@ func (s *sub5) dial(ctx context.Context) (*link5, error) {
 		conn.Close()
 		return nil, err
 	}
-	if ca.reason != 0 && s.v311 {
-		conn.Close()
-		return nil, fmt.Errorf("mqtt: broker refused the v3.1.1 connection: return code %d", ca.reason)
-	}
 	if ca.reason != 0 {
 		conn.Close()
+		if s.v311 {
+			return nil, fmt.Errorf("mqtt: broker refused the v3.1.1 connection: return code %d", ca.reason)
+		}
 		return nil, fmt.Errorf("mqtt5: broker refused the connection: reason 0x%02x %s (does it speak MQTT 5? --mqtt-protocol 3 uses v3.1.1)", ca.reason, ca.reasonString)
 	}
 	if ca.serverKeepAlive >= 0 { // [MQTT-3.2.2-21]
@@ -421,12 +420,13 @@ func (l *link5) writer(ctx context.Context, ackerDone <-chan struct{}) {
 	}
 }
 
-// errV5Unsupported marks broker URLs the MQTT 5 subscriber cannot dial
-// (websockets, unix sockets): those keep the v3.1.1 client.
-var errV5Unsupported = errors.New("mqtt5: URL scheme not supported")
+// errOwnUnsupported marks broker URLs our own subscriber client (this
+// file, MQTT 5 or 3.1.1) cannot dial (websockets, unix sockets): those
+// keep paho's v3.1.1 client.
+var errOwnUnsupported = errors.New("mqtt: URL scheme not supported by our subscriber client")
 
-// v5Dialable reports whether the v5 subscriber can dial rawURL.
-func v5Dialable(rawURL string) error {
+// ownDialable reports whether our own subscriber client can dial rawURL.
+func ownDialable(rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return err
@@ -435,5 +435,5 @@ func v5Dialable(rawURL string) error {
 	case "tcp", "mqtt", "ssl", "tls", "mqtts":
 		return nil
 	}
-	return fmt.Errorf("%w: %s", errV5Unsupported, u.Scheme)
+	return fmt.Errorf("%w: %s", errOwnUnsupported, u.Scheme)
 }

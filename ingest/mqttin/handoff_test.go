@@ -100,13 +100,13 @@ func TestHandoffQoS0AppliedOnLeader(t *testing.T) {
 	waitFor(t, 30*time.Second, "and applied", func() bool { return count2(r, "applied") == q0+q1+1 })
 }
 
-// TestV311AcksAfterJournal: a message paho's MQTT 3.1.1 client took (the
+// TestPahoAcksAfterJournal: a message paho's MQTT 3.1.1 client took (the
 // client of websocket and unix broker URLs; here handed to the workers as
 // paho would, with an ack that records when it ran) is PUBACKed only once
 // the log holds its group, so a kill -9 after the PUBACK loses nothing:
 // each ack finds its message counted as journaled. The rig's broker is
 // nats-server's MQTT listener, a v3.1.1-only broker.
-func TestV311AcksAfterJournal(t *testing.T) {
+func TestPahoAcksAfterJournal(t *testing.T) {
 	r := startDurable(t, natsMQTT(t), Options{Protocol: 3})
 	name := uniq(t)
 	register(t, r.tw, name)

@@ -50,17 +50,14 @@ func (i *Ingest) journal(in inbound, name string, ts time.Time) {
 // ackJournaled PUBACKs messages in the order they were given to the log,
 // each once its group is confirmed (the Committer retries a failed
 // publish with the group's message id, so it is stored once). A group
-// that failed (ackCtx ended: shutdown with NATS away) leaves its messages
-// unacknowledged, and the broker delivers them again next session.
-func (i *Ingest) ackJournaled(ctx context.Context, done chan<- struct{}) {
+// that failed leaves its messages unacknowledged, and the broker delivers
+// them again next session: the Committer runs until this has drained and
+// fails what is left when ackCtx ends (shutdown with NATS away), so every
+// wait here ends.
+func (i *Ingest) ackJournaled(done chan<- struct{}) {
 	defer close(done)
 	for p := range i.acks {
-		select {
-		case <-p.g.Done():
-		case <-ctx.Done():
-			continue
-		}
-		if p.g.Err() != nil {
+		if <-p.g.Done(); p.g.Err() != nil {
 			continue
 		}
 		p.ack()

@@ -178,7 +178,7 @@ func (o *Options) defaults(tw *twin.Twin) {
 	}
 	if o.Protocol != 3 {
 		o.Protocol = 5
-		if err := v5Dialable(o.BrokerURL); err != nil {
+		if err := ownDialable(o.BrokerURL); err != nil {
 			o.Protocol = 3
 		}
 	}
@@ -253,7 +253,7 @@ func New(tw *twin.Twin, opts Options) *Ingest {
 		}
 		// Our own client (wire5.go) for TCP and TLS in either version;
 		// paho's v3.1.1 one for websocket and unix URLs.
-		if opts.Protocol == 5 || v5Dialable(opts.BrokerURL) == nil {
+		if ownDialable(opts.BrokerURL) == nil {
 			subs := []subscription{{filter: i.filter, qos: 1}}
 			if n == 0 {
 				for _, t := range sysDroppedTopics {
@@ -454,7 +454,7 @@ func (i *Ingest) Run(ctx context.Context) error {
 	}
 	if i.opts.Journal != nil {
 		i.acks = make(chan pending, ackQueue)
-		go i.ackJournaled(ackCtx, ackDone)
+		go i.ackJournaled(ackDone)
 	} else {
 		close(ackDone)
 	}
