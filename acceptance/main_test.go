@@ -307,10 +307,59 @@ func (s *server) stop(t testing.TB) {
 			t.Errorf("twin serve did not exit cleanly after SIGTERM: %v\n%s", s.waitErr, s.tail(30))
 		}
 	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-		t.Errorf("twin serve still running 15 s after SIGTERM\n%s", s.tail(30))
+		// SIGQUIT: the Go runtime prints every goroutine's stack and exits,
+		// so the failure says where the shutdown waits.
+		mark := len(s.logs.String())
+		_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-s.exited:
+		case <-time.After(5 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+		logs := s.logs.String()
+		t.Errorf("twin serve still running 15 s after SIGTERM\n%s\nwhere it waited (our frames of each goroutine, alike stacks counted once):\n%s", s.tail(30), ourStacks(logs[min(mark, len(logs)):]))
 	}
+}
+
+// ourStacks shortens a Go goroutine dump to the frames of this module:
+// one line per goroutine state and stack, with how many goroutines share
+// it, so a hung shutdown's dump fits in a test's failure message.
+func ourStacks(dump string) string {
+	count := map[string]int{}
+	var order []string
+	for _, g := range strings.Split(dump, "\n\n") {
+		lines := strings.Split(strings.TrimSpace(g), "\n")
+		if len(lines) == 0 || !strings.HasPrefix(lines[0], "goroutine ") {
+			continue
+		}
+		state := lines[0]
+		if i, j := strings.IndexByte(state, '['), strings.IndexByte(state, ']'); i >= 0 && j > i {
+			state = state[i : j+1]
+		}
+		var frames []string
+		for _, l := range lines[1:] {
+			if strings.HasPrefix(l, "github.com/citytwin/") {
+				if k := strings.LastIndexByte(l, '('); k > 0 {
+					l = l[:k]
+				}
+				frames = append(frames, strings.TrimPrefix(l, "github.com/citytwin/citytwin/"))
+			}
+		}
+		if len(frames) == 0 {
+			continue
+		}
+		key := state + " " + strings.Join(frames, " < ")
+		if count[key] == 0 {
+			order = append(order, key)
+		}
+		count[key]++
+	}
+	var b strings.Builder
+	for _, k := range order {
+		fmt.Fprintf(&b, "%3d× %s\n", count[k], k)
+	}
+	return b.String()
 }
 
 // writeKey writes a fresh 48-byte signing secret and returns its path.

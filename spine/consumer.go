@@ -10,18 +10,21 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ApplierAckWait is how long the applier may hold a message unacknowledged
-// before JetStream delivers it again. Acks wait for the store's flush
-// (normally well under a second); a store outage longer than this makes
-// JetStream redeliver, which the twin absorbs as duplicates.
-const ApplierAckWait = time.Minute
+// DefaultApplierAckWait is how long the applier may hold a message
+// unacknowledged before JetStream delivers it again
+// (Options.ApplierAckWait). Acks wait for the store's flush (normally well
+// under a second); a store outage longer than this makes JetStream
+// redeliver, which the twin absorbs as duplicates.
+const DefaultApplierAckWait = time.Minute
 
 // FreshApplier deletes the applier consumer and creates it again, so that
 // every message still in the telemetry stream (work-queue retention: every
 // message not yet acknowledged) is delivered at once and in stream order.
 // The new lease holder calls it: the previous holder's unacknowledged
 // messages would otherwise wait ApplierAckWait for redelivery, after newer
-// ones. No position is lost in between, since the stream itself holds
+// ones. So does the holder when its link to NATS came back (Reconnected)
+// or its consumer's leader changed: what was in flight to it then is
+// lost, and counted delivered until the same wait ends. No position is lost in between, since the stream itself holds
 // exactly the unacknowledged messages.
 func (s *Spine) FreshApplier(ctx context.Context) (jetstream.Consumer, error) {
 	if err := s.js.DeleteConsumer(ctx, TelemetryStream, ApplierConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -32,7 +35,7 @@ func (s *Spine) FreshApplier(ctx context.Context) (jetstream.Consumer, error) {
 		Description:   "CityTwin applier: the lease holder applies telemetry to its twin",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ApplierAckWait,
+		AckWait:       s.opts.ApplierAckWait,
 		MaxAckPending: 1 << 17,
 		Replicas:      s.opts.Replicas,
 	})

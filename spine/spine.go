@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -98,7 +99,12 @@ type Options struct {
 	// again at once: a wait started by the caller for each in turn took
 	// ten seconds per batch (a minute for six after a NATS node restart).
 	AckTimeout time.Duration
-	Logger     *slog.Logger // default slog.Default()
+	// ApplierAckWait is how long the telemetry applier may hold a message
+	// unacknowledged before JetStream delivers it again; default
+	// DefaultApplierAckWait. Tests set it long, so that what they see
+	// delivered again was not the timer's doing.
+	ApplierAckWait time.Duration
+	Logger         *slog.Logger // default slog.Default()
 }
 
 func (o *Options) defaults() {
@@ -124,6 +130,9 @@ func (o *Options) defaults() {
 	if o.AckTimeout <= 0 {
 		o.AckTimeout = 10 * time.Second
 	}
+	if o.ApplierAckWait <= 0 {
+		o.ApplierAckWait = DefaultApplierAckWait
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -138,13 +147,16 @@ type Spine struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	leases jetstream.KeyValue
+
+	rmu         sync.Mutex
+	reconnected chan struct{} // closed at the next reconnect, then replaced
 }
 
 // Open connects (starting the embedded server first when no URL is given)
 // and creates the streams and the lease bucket if they do not exist.
 func Open(ctx context.Context, opts Options) (*Spine, error) {
 	opts.defaults()
-	s := &Spine{opts: opts, log: opts.Logger.With("component", "spine")}
+	s := &Spine{opts: opts, log: opts.Logger.With("component", "spine"), reconnected: make(chan struct{})}
 	copts := []nats.Option{
 		nats.Name(opts.Name),
 		nats.MaxReconnects(-1),
@@ -154,7 +166,13 @@ func Open(ctx context.Context, opts Options) (*Spine, error) {
 				s.log.Warn("NATS connection lost; reconnecting", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { s.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			s.log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+			s.rmu.Lock()
+			close(s.reconnected)
+			s.reconnected = make(chan struct{})
+			s.rmu.Unlock()
+		}),
 	}
 	url := opts.URL
 	if url == "" {
@@ -328,6 +346,18 @@ func (s *Spine) ensureOnce(ctx context.Context) error {
 
 // Conn returns the NATS connection.
 func (s *Spine) Conn() *nats.Conn { return s.nc }
+
+// Reconnected returns a channel closed when the NATS connection next comes
+// back after a loss. What JetStream sent this server while the link died
+// is lost with it, yet a consumer counts it delivered and sends it again
+// only when its ack wait ends: a consumer that must not wait for that (the
+// telemetry applier) starts afresh when this fires. Take the channel
+// before the work it guards, so a reconnect in between is not missed.
+func (s *Spine) Reconnected() <-chan struct{} {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	return s.reconnected
+}
 
 // ChangeLogState returns the change log's first and last sequence (first
 // is last+1 when it is empty).

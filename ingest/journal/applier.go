@@ -102,10 +102,6 @@ type applier struct {
 
 // lead applies the stream until ctx ends (lease lost or shutdown).
 func (a *applier) lead(ctx context.Context) error { //nolint:contextcheck // detached on purpose: work that must outlive or stand apart from the caller's context
-	cons, err := a.j.sp.FreshApplier(ctx)
-	if err != nil {
-		return err
-	}
 	gate := spine.NewAckGate(a.opts.Persisted, func(n int) { a.j.m.acked.Add(float64(n)) })
 	a.j.m.setGate(gate)
 	defer a.j.m.setGate(nil)
@@ -130,7 +126,61 @@ func (a *applier) lead(ctx context.Context) error { //nolint:contextcheck // det
 			}
 		}()
 	}
+	err := a.consumeAfresh(ctx, shards, gate)
+	for _, ch := range shards {
+		close(ch)
+	}
+	wg.Wait()
+	stopGate()
+	<-gateDone
+	return err
+}
+
+// errAfresh ends one consumer's run: what was in flight to it may be lost
+// and must be delivered again now, not after the ack wait.
+var errAfresh = errors.New("journal: consumer to start afresh")
+
+// consumeAfresh runs consume on a fresh consumer (spine.FreshApplier),
+// and again on a new one each time that ends with errAfresh, until ctx
+// ends or the consumer is taken by another server. Entries of the old
+// consumer still in the shards are applied as well: the new one delivers
+// them again, which the twin takes as duplicates.
+func (a *applier) consumeAfresh(ctx context.Context, shards []chan work, gate *spine.AckGate) error {
+	backoff := 100 * time.Millisecond
+	for first := true; ; first = false {
+		// Taken before the consumer is made: a reconnect in between
+		// starts it afresh once more, rather than going unseen.
+		reconnected := a.j.sp.Reconnected()
+		cons, err := a.j.sp.FreshApplier(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && first:
+			return err
+		case err != nil: // NATS just came back; JetStream may not answer yet
+			a.log.Warn("telemetry consumer: cannot make it afresh; retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if err := a.consume(ctx, cons, shards, gate, reconnected); !errors.Is(err, errAfresh) {
+			return err
+		}
+	}
+}
+
+// consume hands what cons delivers to the shards until ctx ends (nil), the
+// consumer is deleted by another server (an error), or it has to start
+// afresh (errAfresh): the link to NATS came back after a loss, or the
+// consumer's leader changed or stopped answering.
+func (a *applier) consume(ctx context.Context, cons jetstream.Consumer, shards []chan work, gate *spine.AckGate, reconnected <-chan struct{}) error {
 	fail := make(chan error, 1)
+	afresh := make(chan error, 1)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
 			a.j.m.redelivered.Inc()
@@ -157,35 +207,43 @@ func (a *applier) lead(ctx context.Context) error { //nolint:contextcheck // det
 		l := &line{name: h.Get(HeaderName), source: h.Get(HeaderSource), topic: []byte(h.Get(HeaderTopic)), payload: m.Data()}
 		shards[maphash.String(a.seed, l.name)%uint64(len(shards))] <- work{l: l, m: m, id: h.Get(nats.MsgIdHdr)}
 	}, jetstream.PullMaxBytes(pullBytes), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-			// Another server recreated it: it holds the lease now.
-			select {
-			case fail <- err:
-			default:
-			}
+		var to chan error
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+			to = fail // another server recreated it: it holds the lease now
+		case errors.Is(err, jetstream.ErrConsumerLeadershipChanged), errors.Is(err, jetstream.ErrNoHeartbeat):
+			to = afresh
+		default:
+			a.log.Warn("telemetry consumer", "err", err)
 			return
 		}
-		a.log.Warn("telemetry consumer", "err", err)
-	}))
-	if err == nil {
-		a.log.Info("applying the telemetry log", "stream", spine.TelemetryStream)
-		go a.watchBacklog(ctx, cons)
 		select {
-		case <-ctx.Done():
-		case err = <-fail:
-			err = fmt.Errorf("journal: consumer gone: %w", err)
+		case to <- err:
+		default:
 		}
-		cc.Stop()
-		<-cc.Closed()
-	} else {
-		err = fmt.Errorf("journal: consume: %w", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("journal: consume: %w", err)
 	}
-	for _, ch := range shards {
-		close(ch)
+	a.log.Info("applying the telemetry log", "stream", spine.TelemetryStream)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go a.watchBacklog(wctx, cons)
+	select {
+	case <-ctx.Done():
+	case err = <-fail:
+		err = fmt.Errorf("journal: consumer gone: %w", err)
+	case <-reconnected:
+		a.log.Info("NATS link came back: the telemetry consumer starts afresh, so what was in flight is delivered again now")
+		a.j.m.afresh.Inc()
+		err = errAfresh
+	case cause := <-afresh:
+		a.log.Info("telemetry consumer starts afresh, so what was in flight is delivered again now", "cause", cause)
+		a.j.m.afresh.Inc()
+		err = errAfresh
 	}
-	wg.Wait()
-	stopGate()
-	<-gateDone
+	cc.Stop()
+	<-cc.Closed()
 	return err
 }
 

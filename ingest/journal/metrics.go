@@ -18,6 +18,7 @@ type metrics struct {
 	appendErrors prometheus.Counter
 	acked        prometheus.Counter
 	redelivered  prometheus.Counter
+	afresh       prometheus.Counter
 	backlog      prometheus.Gauge
 	leader       prometheus.Gauge
 
@@ -51,6 +52,10 @@ func newMetrics(reg prometheus.Registerer, j *Journal) *metrics {
 			Name: "twin_journal_redelivered_total",
 			Help: "Log messages delivered to the applier more than once (after a crash, a failover or an ack timeout).",
 		}),
+		afresh: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "twin_journal_consumer_afresh_total",
+			Help: "Times the applier made its consumer afresh because the link to NATS came back or the consumer's leader changed: what was in flight then is delivered again at once instead of after the ack wait.",
+		}),
 		backlog: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "twin_journal_backlog",
 			Help: "Log messages not yet acknowledged by the applier (pending plus in flight), sampled every 2 s on the applier.",
@@ -72,7 +77,7 @@ func newMetrics(reg prometheus.Registerer, j *Journal) *metrics {
 		return float64(m.gate.Pending())
 	})
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.appended, m.messages, m.duplicates, m.appendErrors, m.acked, m.redelivered, m.backlog, m.leader, ackPending} {
+		for _, c := range []prometheus.Collector{m.appended, m.messages, m.duplicates, m.appendErrors, m.acked, m.redelivered, m.afresh, m.backlog, m.leader, ackPending} {
 			if err := reg.Register(c); err != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(err, &are) {
