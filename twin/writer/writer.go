@@ -282,7 +282,12 @@ func (w *Writer) run(ctx context.Context) error {
 		if err := w.flush(ctx); err != nil {
 			retryAt = time.Now().Add(backoff)
 			tick.Reset(backoff)
-			w.log.Warn("flush failed; keeping the batch and retrying", "err", err,
+			level := slog.LevelWarn
+			if ctx.Err() != nil {
+				// Run is stopping: the final flush takes the batch now.
+				level = slog.LevelDebug
+			}
+			w.log.Log(ctx, level, "flush failed; keeping the batch and retrying", "err", err,
 				"pending", w.pending(), "retry_in", backoff)
 			backoff = min(2*backoff, w.opts.RetryMax)
 			return err
