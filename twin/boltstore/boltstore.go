@@ -18,7 +18,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -84,7 +86,11 @@ func (p *pacer) tick() {
 type Store struct {
 	db    *bolt.DB
 	log   *slog.Logger
-	chunk uint64 // history chunk in ns, fixed per file
+	chunk uint64       // history chunk in ns, fixed per file
+	seed  maphash.Seed // putSamples' group hash
+	// groupMask is ANDed with that hash: all ones; a test sets few bits
+	// so that groups share hashes (the clash path).
+	groupMask uint64
 	// corrupt counts records found undecodable by Load and quarantined.
 	corrupt prometheus.Counter
 	// sampleBytes is about what the last flush's samples took each in
@@ -172,7 +178,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	st := &Store{db: db, log: opts.Logger, chunk: chunk,
+	st := &Store{db: db, log: opts.Logger, chunk: chunk, seed: maphash.MakeSeed(), groupMask: math.MaxUint64,
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{Name: "twin_store_corrupt_records_total",
 			Help: "Stored records found undecodable at load and moved to the store's quarantine (the twin started without them)."})}
 	if d := opts.Pause; d > 0 {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
 	"time"
@@ -118,7 +119,13 @@ func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample, buf *[]byte, pace *pac
 	// The groups, each a list of its samples in the order given (first,
 	// next), found by a map rather than by sorting the samples' keys
 	// (that sort was most of putSamples once groups had made the Puts
-	// few); then the groups sorted by key.
+	// few); then the groups sorted by key. The map is keyed by a 64-bit
+	// hash of the group (chunk, layer, name): a map of two strings and a
+	// number, hashed and compared field by field, was a fifth of
+	// putSamples when a flush holds several samples of each object (the
+	// geofenced-writes benchmark: 5,000 vehicles, six samples each). Two
+	// groups of one hash (checked against the group's first sample) go to
+	// a map of the full key.
 	type groupOf struct {
 		chunk uint64
 		id    twin.ID
@@ -128,16 +135,31 @@ func (s *Store) putSamples(tx *bolt.Tx, ss []twin.Sample, buf *[]byte, pace *pac
 		first, last int32
 		minTs       uint64
 	}
-	at := make(map[groupOf]int32, len(ss)/4)
+	at := make(map[uint64]int32, len(ss)/4)
+	var clash map[groupOf]int32 // groups whose hash another group has
 	var gs []group
 	next := make([]int32, len(ss))
 	n := 0
 	for i := range ss {
 		sm := &ss[i]
-		g, ok := at[groupOf{s.chunkOf(sm.Time), sm.ID}]
+		chunk := s.chunkOf(sm.Time)
+		h := (maphash.String(s.seed, sm.ID.Name) ^ maphash.String(s.seed, string(sm.ID.Layer)) ^ chunk*0x9e3779b97f4a7c15) & s.groupMask
+		g, ok := at[h]
+		if ok {
+			if f := &ss[gs[g].first]; f.ID != sm.ID || s.chunkOf(f.Time) != chunk {
+				g, ok = clash[groupOf{chunk, sm.ID}]
+				if !ok {
+					if clash == nil {
+						clash = map[groupOf]int32{}
+					}
+					clash[groupOf{chunk, sm.ID}] = int32(len(gs))
+				}
+			}
+		} else {
+			at[h] = int32(len(gs))
+		}
 		if !ok {
 			g = int32(len(gs))
-			at[groupOf{s.chunkOf(sm.Time), sm.ID}] = g
 			gs = append(gs, group{first: int32(i), last: int32(i), minTs: math.MaxUint64})
 			n += 8 + len(sm.ID.Layer) + len(sm.ID.Name) + 2 + groupKeyTail
 		} else {

@@ -20,14 +20,23 @@ import (
 
 // TestChunkedHistoryMatchesScan writes samples of several objects spread
 // over many small chunks (with gaps) in shuffled batches, and checks every
-// History query against a brute-force filter of what was written.
+// History query against a brute-force filter of what was written; again
+// with putSamples' group hash cut to one bit and to none, so groups share
+// hashes (its clash map) or all do.
 func TestChunkedHistoryMatchesScan(t *testing.T) {
+	for _, mask := range []uint64{math.MaxUint64, 1, 0} {
+		t.Run(fmt.Sprintf("mask=%x", mask), func(t *testing.T) { chunkedHistoryMatchesScan(t, mask) })
+	}
+}
+
+func chunkedHistoryMatchesScan(t *testing.T, mask uint64) {
 	ctx := context.Background()
 	s, err := Open(t.TempDir(), Options{HistoryChunk: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	s.groupMask = mask
 	t0 := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 	ids := []twin.ID{twin.NewID(twin.Vehicles, "a"), twin.NewID(twin.Vehicles, "ab"),
 		twin.NewID(twin.Vehicles, "b"), twin.NewID(twin.Workers, "a")}
