@@ -1,6 +1,7 @@
 package twin
 
 import (
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -62,7 +63,7 @@ func (c *Cursor) Close() {
 	defer f.mu.Unlock()
 	delete(f.subs, c)
 	if c.required {
-		delete(f.required, c)
+		f.required = slices.DeleteFunc(f.required, func(x *Cursor) bool { return x == c })
 		f.updateRoomOK()
 	}
 }
@@ -100,7 +101,7 @@ func (f *Feed) Follow(name string, mode Mode, after uint64) *Cursor {
 	defer f.mu.Unlock()
 	f.subs[c] = struct{}{}
 	if c.required {
-		f.required[c] = struct{}{}
+		f.required = append(f.required, c)
 		f.updateRoomOK()
 	}
 	return c
@@ -122,7 +123,7 @@ func (f *Feed) makeRoom() {
 		return
 	}
 	var holding bool
-	for c := range f.required {
+	for _, c := range f.required {
 		holding = holding || c.holds(f.start)
 	}
 	if !holding {
@@ -132,7 +133,7 @@ func (f *Feed) makeRoom() {
 		f.grow(2 * f.lag)
 		return
 	}
-	for c := range f.required {
+	for _, c := range f.required {
 		if c.holds(f.start) {
 			c.cuts.Add(1)
 		}
@@ -162,7 +163,7 @@ func (f *Feed) trim() {
 		return
 	}
 	slowest := f.next // the oldest seq a required consumer needs
-	for c := range f.required {
+	for _, c := range f.required {
 		if need := c.pos + 1; need >= f.start && need < slowest {
 			slowest = need
 		}
@@ -182,7 +183,7 @@ func (f *Feed) trim() {
 // producers when there is room again. Caller holds f.mu for writing.
 func (f *Feed) updateRoomOK() {
 	ok := true
-	for c := range f.required {
+	for _, c := range f.required {
 		if f.behind(c) {
 			ok = false
 			break
