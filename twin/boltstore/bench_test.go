@@ -128,14 +128,8 @@ func BenchmarkFlush(b *testing.B) {
 	for _, mode := range []string{"WriteBatch", "separate"} {
 		b.Run(mode, func(b *testing.B) {
 			ctx := context.Background()
-			s, err := boltstore.Open(b.TempDir(), boltstore.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			if err := s.Upsert(ctx, vehicles); err != nil {
-				b.Fatal(err)
-			}
+			s := storeHolding(b, vehicles)
+			var err error
 			n := 0
 			for b.Loop() {
 				fs, ss := batch(n)
@@ -202,14 +196,7 @@ func BenchmarkFlushFleet(b *testing.B) {
 			Version: 1, Place: twin.NewPlace([]string{"500000", "500103"}, ""), Props: twin.NewProps(map[string]any{"kind": "muck_truck"})}
 	}
 	ctx := context.Background()
-	s, err := boltstore.Open(b.TempDir(), boltstore.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Upsert(ctx, vehicles); err != nil {
-		b.Fatal(err)
-	}
+	s := storeHolding(b, vehicles)
 	t0 := time.Now()
 	ss := make([]twin.Sample, objects*each)
 	n := 0
@@ -225,4 +212,19 @@ func BenchmarkFlushFleet(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(ss))/b.Elapsed().Seconds(), "samples/s")
+}
+
+// storeHolding opens a store in a temporary directory, closed when b
+// ends, holding fs.
+func storeHolding(b *testing.B, fs []*twin.Feature) *boltstore.Store {
+	b.Helper()
+	s, err := boltstore.Open(b.TempDir(), boltstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if err := s.Upsert(context.Background(), fs); err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
