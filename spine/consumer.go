@@ -21,11 +21,12 @@ const DefaultApplierAckWait = time.Minute
 // every message still in the telemetry stream (work-queue retention: every
 // message not yet acknowledged) is delivered at once and in stream order.
 // The new lease holder calls it: the previous holder's unacknowledged
-// messages would otherwise wait ApplierAckWait for redelivery, after newer
-// ones. So does the holder when its link to NATS came back (Reconnected)
-// or its consumer's leader changed: what was in flight to it then is
-// lost, and counted delivered until the same wait ends. No position is lost in between, since the stream itself holds
-// exactly the unacknowledged messages.
+// messages would otherwise wait Options.ApplierAckWait for redelivery,
+// after newer ones. So does the holder when its link to NATS came back
+// (Reconnected) or its consumer's leader changed: what was in flight to it
+// then is lost, and counted delivered until the same wait ends. No
+// position is lost in between, since the stream itself holds exactly the
+// unacknowledged messages.
 func (s *Spine) FreshApplier(ctx context.Context) (jetstream.Consumer, error) {
 	if err := s.js.DeleteConsumer(ctx, TelemetryStream, ApplierConsumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("spine: delete consumer %s: %w", ApplierConsumer, err)

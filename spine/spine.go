@@ -31,6 +31,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/citytwin/citytwin/internal/backoff"
 )
 
 // Names of the JetStream assets. They are part of the cluster's wire
@@ -265,7 +267,7 @@ const (
 func (s *Spine) ensure(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, ensureWait)
 	defer cancel()
-	backoff := 250 * time.Millisecond
+	wait := backoff.Backoff{First: 250 * time.Millisecond, Most: 4 * time.Second}
 	for {
 		tctx, tcancel := context.WithTimeout(ctx, ensureTry)
 		err := s.ensureOnce(tctx)
@@ -273,13 +275,10 @@ func (s *Spine) ensure(ctx context.Context) error {
 		if err == nil || (!Unreachable(err) && !placementPending(err)) || ctx.Err() != nil {
 			return err
 		}
-		s.log.Warn("JetStream does not answer or cannot place the streams yet; creating them again", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		s.log.Warn("JetStream does not answer or cannot place the streams yet; creating them again", "err", err, "retry_in", wait.Next())
+		if !wait.Wait(ctx) {
 			return err
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 4*time.Second)
 	}
 }
 

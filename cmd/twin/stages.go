@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/citytwin/citytwin/internal/backoff"
 )
 
 // stages runs the server's components in groups that stop one group after
@@ -92,26 +94,10 @@ func (s *stages) stop(before func()) {
 	})
 }
 
-// backoff is the wait between two tries of a leader's duty: 250 ms
+// dutyBackoff is the wait between two tries of a leader's duty: 250 ms
 // doubling to 5 s.
-type backoff struct{ d time.Duration }
-
-const backoffFirst, backoffMost = 250 * time.Millisecond, 5 * time.Second
-
-// wait sleeps the current back-off and doubles it; false if ctx ended first.
-func (b *backoff) wait(ctx context.Context) bool {
-	if b.d == 0 {
-		b.d = backoffFirst
-	}
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	b.d = min(2*b.d, backoffMost)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+func dutyBackoff() backoff.Backoff {
+	return backoff.Backoff{First: 250 * time.Millisecond, Most: 5 * time.Second}
 }
 
 // retryUntilDone runs fn until ctx ends, starting it again after an error
@@ -119,7 +105,7 @@ func (b *backoff) wait(ctx context.Context) bool {
 // minute). For a leader's duty that must not stay down while the server
 // keeps leading.
 func retryUntilDone(ctx context.Context, log *slog.Logger, name string, fn func(context.Context) error) error {
-	var b backoff
+	b := dutyBackoff()
 	for {
 		began := time.Now()
 		err := fn(ctx)
@@ -127,10 +113,10 @@ func retryUntilDone(ctx context.Context, log *slog.Logger, name string, fn func(
 			return nil
 		}
 		if time.Since(began) > time.Minute {
-			b = backoff{}
+			b.Reset()
 		}
-		log.Warn("component failed; starting it again", "component", name, "err", err, "retry_in", max(b.d, backoffFirst))
-		if !b.wait(ctx) {
+		log.Warn("component failed; starting it again", "component", name, "err", err, "retry_in", b.Next())
+		if !b.Wait(ctx) {
 			return nil
 		}
 	}
@@ -143,7 +129,7 @@ func retryUntilDone(ctx context.Context, log *slog.Logger, name string, fn func(
 // duty, not the term. A new leader that gave up its term instead left the
 // twin without a leader for as long as PostgreSQL was away.
 func untilOK(ctx context.Context, log *slog.Logger, what string, fn func(context.Context) error) error {
-	var b backoff
+	b := dutyBackoff()
 	for {
 		err := fn(ctx)
 		if err == nil {
@@ -152,8 +138,8 @@ func untilOK(ctx context.Context, log *slog.Logger, what string, fn func(context
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn("waiting for the store", "for", what, "err", err, "retry_in", max(b.d, backoffFirst))
-		if !b.wait(ctx) {
+		log.Warn("waiting for the store", "for", what, "err", err, "retry_in", b.Next())
+		if !b.Wait(ctx) {
 			return ctx.Err()
 		}
 	}

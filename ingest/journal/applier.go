@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/citytwin/citytwin/ingest/telemetry"
+	"github.com/citytwin/citytwin/internal/backoff"
 	"github.com/citytwin/citytwin/internal/clock"
 	"github.com/citytwin/citytwin/spine"
 	"github.com/citytwin/citytwin/twin"
@@ -146,7 +147,7 @@ var errAfresh = errors.New("journal: consumer to start afresh")
 // consumer still in the shards are applied as well: the new one delivers
 // them again, which the twin takes as duplicates.
 func (a *applier) consumeAfresh(ctx context.Context, shards []chan work, gate *spine.AckGate) error {
-	backoff := 100 * time.Millisecond
+	wait := backoff.Backoff{First: 100 * time.Millisecond, Most: 2 * time.Second}
 	for first := true; ; first = false {
 		// Taken before the consumer is made: a reconnect in between
 		// starts it afresh once more, rather than going unseen.
@@ -158,16 +159,13 @@ func (a *applier) consumeAfresh(ctx context.Context, shards []chan work, gate *s
 		case err != nil && first:
 			return err
 		case err != nil: // NATS just came back; JetStream may not answer yet
-			a.log.Warn("telemetry consumer: cannot make it afresh; retrying", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
+			a.log.Warn("telemetry consumer: cannot make it afresh; retrying", "err", err, "retry_in", wait.Next())
+			if !wait.Wait(ctx) {
 				return nil
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		wait.Reset()
 		if err := a.consume(ctx, cons, shards, gate, reconnected); !errors.Is(err, errAfresh) {
 			return err
 		}

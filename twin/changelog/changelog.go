@@ -51,6 +51,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/citytwin/citytwin/internal/backoff"
 	"github.com/citytwin/citytwin/spine"
 	"github.com/citytwin/citytwin/twin"
 )
@@ -598,7 +599,7 @@ func (n *Node) consume(ctx context.Context, until uint64) error {
 	// Anything else (a record it cannot read) is final.
 	var start uint64
 	var cons jetstream.Consumer
-	backoff := 100 * time.Millisecond
+	wait := backoff.Backoff{First: 100 * time.Millisecond, Most: 5 * time.Second}
 	for {
 		var err error
 		start, err = n.locate(ctx, n.tw.Feed().Head())
@@ -618,13 +619,10 @@ func (n *Node) consume(ctx context.Context, until uint64) error {
 		if !unreachable(err) {
 			return err
 		}
-		n.log.Warn("change log not reachable; trying again", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		n.log.Warn("change log not reachable; trying again", "err", err, "retry_in", wait.Next())
+		if !wait.Wait(ctx) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
 	if err != nil {
